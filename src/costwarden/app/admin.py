@@ -1,0 +1,102 @@
+"""The admin REST API (FastAPI, OpenAPI docs at /admin/docs), guarded by the config's admin token."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
+
+from costwarden.app.runtime import Runtime
+from costwarden.domain.report import QueryError
+from costwarden.services import keys as key_service
+from costwarden.services.reports import build_query, report_json, spend
+
+
+class KeyRequest(BaseModel):
+    team: str
+    project: str
+    environment: str
+    name: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    deployments: list[str] | None = None
+    allow_client_tags: bool = False
+
+
+def build_admin(runtime: Runtime) -> FastAPI:
+    api = FastAPI(
+        title="costwarden admin API",
+        version="1",
+        docs_url="/admin/docs",
+        openapi_url="/admin/openapi.json",
+        redoc_url=None,
+        default_response_class=ORJSONResponse,
+    )
+    token = runtime.config.server.admin_token
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        if not token:
+            raise HTTPException(403, "the admin API is disabled: set server.admin_token in the config")
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip(), token):
+            raise HTTPException(401, "send the admin token as `Authorization: Bearer <token>`")
+
+    guard = [Depends(admin)]
+
+    @api.get("/admin/v1/spend", dependencies=guard, summary="Spend by group over a window")
+    async def get_spend(
+        group_by: str = "team",
+        since: str | None = None,
+        from_: Annotated[str | None, Query(alias="from")] = None,
+        to: str | None = None,
+        where: Annotated[list[str] | None, Query()] = None,
+    ) -> dict[str, Any]:
+        try:
+            query = build_query(group_by, since, from_, to, where or [], time.time())
+        except QueryError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return report_json(await spend(runtime.store, query))
+
+    @api.get("/admin/v1/records", dependencies=guard, summary="Raw ledger records, oldest first")
+    async def get_records(since: str = "1h", limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict[str, Any]]:
+        try:
+            query = build_query(None, since, None, None, [], time.time())
+        except QueryError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return [r.to_json_dict() for r in await runtime.store.records(query.start, None, limit)]
+
+    @api.get("/admin/v1/keys", dependencies=guard, summary="API keys (never their secrets)")
+    async def get_keys() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": k.identity.key_id, "name": k.identity.name, "team": k.identity.team,
+                "project": k.identity.project, "environment": k.identity.environment,
+                "tags": dict(k.identity.tags), "created_at": k.created_at, "revoked_at": k.revoked_at,
+            }
+            for k in await runtime.store.list_keys()
+        ]
+
+    @api.post("/admin/v1/keys", dependencies=guard, status_code=201, summary="Create a key; shown once")
+    async def post_key(body: KeyRequest) -> dict[str, Any]:
+        try:
+            created = await key_service.create_key(
+                runtime.store, runtime.config, body.team, body.project, body.environment, body.name,
+                body.tags, body.deployments, body.allow_client_tags,
+            )
+        except key_service.KeyServiceError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        await runtime.keyring.refresh()
+        return {"id": created.stored.identity.key_id, "key": created.key}
+
+    @api.delete("/admin/v1/keys/{key_id}", dependencies=guard, status_code=204, summary="Revoke a key")
+    async def delete_key(key_id: str) -> None:
+        try:
+            await key_service.revoke_key(runtime.store, key_id)
+        except key_service.KeyServiceError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        await runtime.keyring.refresh()
+
+    return api

@@ -1,0 +1,53 @@
+"""Assemble the ASGI application of one gateway process from its config."""
+
+from __future__ import annotations
+
+import logging
+
+from costwarden.app.admin import build_admin
+from costwarden.app.gateway import GatewayApp, Receive, Scope, Send
+from costwarden.app.local import local_handlers
+from costwarden.app.runtime import Runtime
+from costwarden.config.models import Config
+
+log = logging.getLogger(__name__)
+
+
+class CostwardenASGI:
+    """The gateway app plus the ASGI lifespan that starts and stops the runtime."""
+
+    def __init__(self, config: Config) -> None:
+        self.runtime = Runtime(config)
+        admin = build_admin(self.runtime)
+        self._gateway: GatewayApp | None = None
+        self._admin = admin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self._gateway is None:
+            raise RuntimeError("the gateway received a request before its lifespan started")
+        await self._gateway(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                    self._gateway = GatewayApp(
+                        self.runtime.chain,
+                        self.runtime.config.server.max_body_bytes,
+                        local_handlers(self.runtime),
+                        self._admin,
+                    )
+                except Exception as exc:
+                    log.exception("the gateway could not start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

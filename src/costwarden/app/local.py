@@ -1,0 +1,76 @@
+"""Paths the gateway answers itself: health, readiness, metrics, and a key holder's own spend."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs
+from collections.abc import Awaitable, Callable
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from costwarden.app.gateway import LocalHandler, Scope, Send
+from costwarden.app.runtime import Runtime
+from costwarden.chain.authenticate import presented_key
+from costwarden.domain.report import QueryError
+from costwarden.protocols import openai
+from costwarden.protocols.errors import GatewayError
+from costwarden.services.reports import build_query, report_json, spend
+from costwarden.upstream.channel import ClientChannel
+
+JSON = (b"content-type", b"application/json")
+
+
+async def _reply(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
+    await ClientChannel(send).whole(status, [(b"content-type", content_type)], body)
+
+
+def local_handlers(runtime: Runtime) -> dict[str, LocalHandler]:
+    async def healthz(scope: Scope, send: Send) -> None:
+        await _reply(send, 200, b'{"status":"alive"}')
+
+    async def readyz(scope: Scope, send: Send) -> None:
+        ok, checks = await runtime.ready()
+        await _reply(send, 200 if ok else 503, orjson.dumps({"ready": ok, **checks}))
+
+    async def v2_ready(scope: Scope, send: Send) -> None:
+        ok, _ = await runtime.ready()
+        await _reply(send, 200 if ok else 503, orjson.dumps({"ready": ok}))
+
+    async def v2_live(scope: Scope, send: Send) -> None:
+        await _reply(send, 200, b'{"live":true}')
+
+    async def metrics(scope: Scope, send: Send) -> None:
+        await _reply(send, 200, generate_latest(runtime.registry), CONTENT_TYPE_LATEST.encode())
+
+    async def own_spend(scope: Scope, send: Send) -> None:
+        """GET /v1/costwarden/spend: the caller's own team only, whatever it asks for."""
+        try:
+            token = presented_key(scope["headers"])
+            identity = runtime.keyring.resolve(token) if token else None
+            if identity is None:
+                raise GatewayError(401, "invalid_api_key", "a valid API key is required", kind="authentication_error")
+            params = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+            where = [w for w in params.get("where", "").split(",") if w and not w.startswith("team=")]
+            query = build_query(
+                params.get("group_by", "project"), params.get("since", "30d"), None, None,
+                [*where, f"team={identity.team}"], time.time(),
+            )
+        except GatewayError as error:
+            await _reply(send, error.status, openai.error_body(error.message, error.kind, error.code))
+            return
+        except QueryError as exc:
+            await _reply(send, 400, openai.error_body(str(exc), "invalid_request_error", "invalid_query"))
+            return
+        report = await spend(runtime.store, query)
+        await _reply(send, 200, orjson.dumps({"team": identity.team, **report_json(report)}))
+
+    handlers: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
+        "/healthz": healthz,
+        "/readyz": readyz,
+        "/metrics": metrics,
+        "/v2/health/ready": v2_ready,
+        "/v2/health/live": v2_live,
+        "/v1/costwarden/spend": own_spend,
+    }
+    return handlers

@@ -1,0 +1,75 @@
+"""The state of one request as it moves through the chain, from first byte to ledger record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from costwarden.domain.keys import KeyIdentity
+from costwarden.domain.money import ZERO
+from costwarden.domain.record import Outcome, Protocol
+from costwarden.domain.usage import NO_USAGE, Usage
+from costwarden.protocols.errors import GatewayError
+
+if TYPE_CHECKING:
+    from costwarden.chain.route import Route
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    """Mutable per-request state. Stages fill it in; `record` turns it into a ledger row."""
+
+    request_id: str
+    method: str
+    path: str
+    query: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    protocol: Protocol
+    endpoint: str
+    started_at: float = field(default_factory=time.time)
+    started_perf: float = field(default_factory=time.perf_counter)
+    # authenticate / attribute
+    token: str | None = None
+    identity: KeyIdentity | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    # route
+    model: str | None = None
+    route: Route | None = None
+    stream: bool = False
+    strip_usage_chunk: bool = False
+    upstream_path: str = ""
+    upstream_body: bytes = b""
+    local_response: tuple[int, bytes] | None = None  # answered by the gateway itself
+    # forward
+    status: int = 0
+    upstream_status: int | None = None
+    upstream_seconds: float | None = None
+    response_bytes: int = 0
+    usage: Usage = NO_USAGE
+    # meter / record
+    cost: Decimal = ZERO
+    outcome: Outcome = Outcome.SERVED
+    error: GatewayError | None = None
+    ended_at: float = 0.0
+    latency_ms: float = 0.0
+    settled: bool = False
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of a request header; `name` must be lower-case."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def reject(self, error: GatewayError) -> None:
+        """The gateway refused the request, or the upstream failed; nothing was served."""
+        self.error = error
+        self.status = error.status
+        self.outcome = Outcome.FAILED if error.is_upstream_fault else Outcome.REJECTED
+
+    @property
+    def deployment_name(self) -> str | None:
+        return self.route.deployment.name if self.route is not None else None

@@ -1,0 +1,28 @@
+"""Stage 6, meter: price what the request used, exactly, from the deployment's price sheet."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.stage import PassStage
+from costwarden.domain.pricing import price
+from costwarden.domain.record import Outcome
+
+
+class Meter(PassStage):
+    name = "meter"
+
+    async def settle(self, exchange: Exchange) -> None:
+        route = exchange.route
+        if route is None:
+            return
+        usage = exchange.usage
+        if exchange.upstream_seconds is not None:
+            usage = replace(usage, upstream_seconds=exchange.upstream_seconds)
+            exchange.usage = usage
+        # A stream cut short after the upstream sent tokens is still billed for what it sent.
+        served = exchange.outcome is Outcome.SERVED or (
+            exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0
+        )
+        exchange.cost = price(route.sheet, usage, served=served and exchange.local_response is None)

@@ -1,0 +1,69 @@
+"""Stage 7, record: turn the exchange into its one ledger record and hand it to the recorder.
+
+The recorder spools the record durably before this returns (see storage/recorder.py), so the
+client receives the last byte only after its record is safe.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.stage import PassStage
+from costwarden.domain.record import UsageRecord
+
+
+class RecordSink(Protocol):
+    """Accepts finished records; `append` must make the record durable before returning."""
+
+    def append(self, record: UsageRecord) -> None: ...
+
+
+def to_record(exchange: Exchange) -> UsageRecord:
+    identity = exchange.identity
+    route = exchange.route
+    usage = exchange.usage
+    error = exchange.error
+    return UsageRecord(
+        request_id=exchange.request_id,
+        started_at=exchange.started_at,
+        ended_at=exchange.ended_at,
+        key_id=identity.key_id if identity else None,
+        team=identity.team if identity else None,
+        project=identity.project if identity else None,
+        environment=identity.environment if identity else None,
+        tags=exchange.tags,
+        deployment=route.deployment.name if route else None,
+        protocol=exchange.protocol.value,
+        endpoint=exchange.endpoint,
+        method=exchange.method,
+        model=exchange.model,
+        stream=exchange.stream,
+        status=exchange.status,
+        upstream_status=exchange.upstream_status,
+        outcome=exchange.outcome,
+        error_code=error.code if error else None,
+        latency_ms=exchange.latency_ms,
+        upstream_ms=None if exchange.upstream_seconds is None else exchange.upstream_seconds * 1000.0,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_tokens=usage.cached_tokens,
+        items=usage.items,
+        request_bytes=len(exchange.body),
+        response_bytes=exchange.response_bytes,
+        cost_usd=exchange.cost,
+        pricing_basis=route.sheet.basis if route else "free",
+    )
+
+
+class Record(PassStage):
+    name = "record"
+
+    def __init__(self, sink: RecordSink) -> None:
+        self._sink = sink
+
+    async def settle(self, exchange: Exchange) -> None:
+        exchange.ended_at = time.time()
+        exchange.latency_ms = (time.perf_counter() - exchange.started_perf) * 1000.0
+        self._sink.append(to_record(exchange))

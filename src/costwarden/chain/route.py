@@ -1,0 +1,126 @@
+"""Stage 4, route: pick the deployment the request is for and prepare the upstream request.
+
+OpenAI requests are routed by the body's `model`, V2 by the model in the path, passthrough by
+`/proxy/{deployment}/...`. The deployment must be one the key may use.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.stage import PassStage
+from costwarden.config.models import Deployment
+from costwarden.domain.pricing import PriceSheet
+from costwarden.domain.record import Protocol
+from costwarden.domain.usage import Usage
+from costwarden.protocols import openai, v2
+from costwarden.protocols.errors import GatewayError
+
+
+@dataclass(slots=True)
+class Route:
+    """A deployment ready to serve: its prices and its upstream URLs (taken round-robin)."""
+
+    deployment: Deployment
+    sheet: PriceSheet
+    upstream_model: str
+    _urls: Iterator[str] = field(repr=False)
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> Route:
+        return cls(
+            deployment=deployment,
+            sheet=deployment.pricing.sheet(),
+            upstream_model=deployment.model or deployment.name,
+            _urls=itertools.cycle(deployment.upstream_urls),
+        )
+
+    def next_url(self) -> str:
+        return next(self._urls)
+
+
+class RouteTable:
+    """Deployments by name, built once from config."""
+
+    def __init__(self, deployments: Sequence[Deployment]) -> None:
+        self._routes = {d.name: Route.of(d) for d in deployments}
+
+    def get(self, name: str) -> Route | None:
+        return self._routes.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._routes)
+
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
+
+
+class RouteStage(PassStage):
+    name = "route"
+
+    def __init__(self, table: RouteTable, created: int) -> None:
+        self._table = table
+        self._created = created
+
+    async def enter(self, exchange: Exchange) -> None:
+        if exchange.protocol is Protocol.OPENAI:
+            self._openai(exchange)
+        elif exchange.protocol is Protocol.V2:
+            self._v2(exchange)
+        else:
+            self._http(exchange)
+
+    def _lookup(self, exchange: Exchange, name: str, protocol: str, noun: str) -> Route:
+        route = self._table.get(name)
+        identity = exchange.identity
+        if route is None or route.deployment.protocol != protocol or (
+            identity is not None and not identity.may_use(name)
+        ):
+            raise GatewayError(
+                404, f"{noun}_not_found", f"the {noun} {name!r} does not exist or this key may not use it"
+            )
+        exchange.route = route
+        return route
+
+    def _openai(self, exchange: Exchange) -> None:
+        if exchange.endpoint == "/v1/models":
+            identity = exchange.identity
+            names = [
+                r.deployment.name
+                for r in self._table.routes()
+                if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
+            ]
+            exchange.local_response = (200, openai.models_body(names, self._created))
+            return
+        request = openai.parse_request(exchange.body, exchange.endpoint)
+        exchange.model = request.model
+        route = self._lookup(exchange, request.model, "openai", "model")
+        exchange.stream = request.stream
+        exchange.strip_usage_chunk = request.stream and not request.client_wants_usage
+        exchange.upstream_path = exchange.endpoint
+        exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
+
+    def _v2(self, exchange: Exchange) -> None:
+        path = v2.parse_path(exchange.path)
+        if path is None:
+            raise GatewayError(404, "not_found", f"no V2 endpoint at {exchange.path}")
+        exchange.model = path.model
+        route = self._lookup(exchange, path.model, "v2", "model")
+        if path.action == "infer":
+            if exchange.method != "POST":
+                raise GatewayError(405, "method_not_allowed", "infer takes POST")
+            exchange.usage = Usage(items=v2.count_items(exchange.body))
+        upstream = v2.V2Path(route.upstream_model, path.version, path.action)
+        exchange.upstream_path = upstream.upstream_path
+        exchange.upstream_body = exchange.body
+
+    def _http(self, exchange: Exchange) -> None:
+        _, _, rest = exchange.path.partition("/proxy/")
+        name, _, tail = rest.partition("/")
+        self._lookup(exchange, name, "http", "deployment")
+        exchange.model = None
+        exchange.upstream_path = "/" + tail
+        exchange.upstream_body = exchange.body

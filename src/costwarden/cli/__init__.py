@@ -1,0 +1,1 @@
+"""The `costwarden` command line (typer + rich); commands call services/, never storage/ directly."""

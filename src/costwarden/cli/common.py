@@ -1,0 +1,42 @@
+"""What every command shares: loading the config with a readable error, running a store call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from costwarden.config import Config, ConfigError, load_config
+from costwarden.ports import Store
+from costwarden.storage.factory import open_store
+
+T = TypeVar("T")
+console = Console()
+errors = Console(stderr=True)
+ConfigOption = typer.Option(Path("costwarden.yaml"), "--config", "-c", help="Path to costwarden.yaml.")
+
+
+def config_or_exit(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        errors.print(f"[bold red]config error[/] in {path}:")
+        for problem in exc.problems:
+            errors.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
+    async def run() -> T:
+        store = open_store(config.storage.ledger)
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

@@ -1,0 +1,157 @@
+"""Pydantic models of `costwarden.yaml`: frozen, unknown keys rejected."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from costwarden.domain.pricing import ComputePrice, PriceSheet
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    admin_token: str | None = None
+
+
+class StorageConfig(Model):
+    ledger: str = "sqlite:///./costwarden.db"
+    spool_dir: str = "./.costwarden-spool"
+    flush_interval_ms: int = Field(default=200, gt=0)
+    batch_size: int = Field(default=1000, gt=0)
+    key_refresh_seconds: float = Field(default=2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> StorageConfig:
+        if not self.ledger.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("ledger must start with sqlite:/// or postgresql://")
+        return self
+
+
+class Timeouts(Model):
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=120.0, gt=0)
+
+
+class ComputePricing(Model):
+    hourly_usd: Decimal = Field(ge=0)
+    concurrency: int = Field(default=1, ge=1)
+
+
+class Pricing(Model):
+    """USD prices; any combination may be set."""
+
+    input_per_1m: Decimal | None = Field(default=None, ge=0)
+    output_per_1m: Decimal | None = Field(default=None, ge=0)
+    cached_input_per_1m: Decimal | None = Field(default=None, ge=0)
+    per_request: Decimal | None = Field(default=None, ge=0)
+    per_item: Decimal | None = Field(default=None, ge=0)
+    compute: ComputePricing | None = None
+
+    def sheet(self) -> PriceSheet:
+        compute = (
+            ComputePrice(self.compute.hourly_usd, self.compute.concurrency)
+            if self.compute is not None
+            else None
+        )
+        return PriceSheet(
+            input_per_1m=self.input_per_1m,
+            output_per_1m=self.output_per_1m,
+            cached_input_per_1m=self.cached_input_per_1m,
+            per_request=self.per_request,
+            per_item=self.per_item,
+            compute=compute,
+        )
+
+
+class Deployment(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-:]{1,128}$")
+    protocol: Literal["openai", "v2", "http"]
+    upstream: AnyHttpUrl | None = None
+    upstreams: tuple[AnyHttpUrl, ...] = ()
+    model: str | None = None  # upstream model name; defaults to the deployment name
+    api_key: str | None = None  # sent upstream as a bearer token
+    timeouts: Timeouts = Timeouts()
+    pricing: Pricing = Pricing()
+
+    @model_validator(mode="after")
+    def _one_upstream(self) -> Deployment:
+        if self.upstream is None and not self.upstreams:
+            raise ValueError("set `upstream` (a URL) or `upstreams` (a list of URLs)")
+        if self.upstream is not None and self.upstreams:
+            raise ValueError("set only one of `upstream` and `upstreams`")
+        return self
+
+    @property
+    def upstream_urls(self) -> tuple[str, ...]:
+        urls = self.upstreams if self.upstreams else (self.upstream,)
+        return tuple(str(u).rstrip("/") for u in urls if u is not None)
+
+
+class Team(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    projects: tuple[str, ...] = Field(min_length=1)
+
+
+class ApiKeyConfig(Model):
+    """A key declared in the file. `key` is the full secret (use `${ENV_VAR}`)."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9\-]{1,64}$")
+    key: str = Field(min_length=16)
+    team: str
+    project: str
+    environment: str
+    name: str = ""
+    tags: dict[str, str] = {}
+    deployments: tuple[str, ...] | None = None
+    allow_client_tags: bool = False
+
+
+class Config(Model):
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    environments: tuple[str, ...] = ("prod", "staging", "dev")
+    teams: tuple[Team, ...] = ()
+    deployments: tuple[Deployment, ...] = Field(min_length=1)
+    keys: tuple[ApiKeyConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [d.name for d in self.deployments]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"deployment names must be unique; repeated: {sorted(dupes)}")
+        for key in self.keys:
+            check_attribution(self, key.team, key.project, key.environment)
+            for dep in key.deployments or ():
+                if dep not in names:
+                    raise ValueError(f"key {key.id!r} names unknown deployment {dep!r}")
+        return self
+
+    def deployment(self, name: str) -> Deployment | None:
+        for dep in self.deployments:
+            if dep.name == name:
+                return dep
+        return None
+
+
+def check_attribution(config: Config, team: str, project: str, environment: str) -> None:
+    """Raise ValueError unless the team, project and environment are all declared."""
+    teams = {t.name: t for t in config.teams}
+    if team not in teams:
+        raise ValueError(f"unknown team {team!r}; declared teams: {sorted(teams)}")
+    if project not in teams[team].projects:
+        raise ValueError(
+            f"team {team!r} has no project {project!r}; its projects: {list(teams[team].projects)}"
+        )
+    if environment not in config.environments:
+        raise ValueError(
+            f"unknown environment {environment!r}; declared: {list(config.environments)}"
+        )

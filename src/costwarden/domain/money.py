@@ -1,0 +1,33 @@
+"""Money: exact USD amounts as Decimal, quantised to one nano-dollar (1e-9 USD).
+
+Every stored or reported amount goes through `quantize`, so sums over the ledger are exact and
+reconcile to the last digit with the per-request costs.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+NANO = Decimal("0.000000001")
+ZERO = Decimal(0)
+MILLION = Decimal(1_000_000)
+
+
+def quantize(amount: Decimal) -> Decimal:
+    """Round an amount in USD to the ledger's quantum (banker's rounding)."""
+    return amount.quantize(NANO, rounding=ROUND_HALF_EVEN)
+
+
+def to_nanos(amount: Decimal) -> int:
+    """USD -> integer nano-dollars (exact for quantised amounts)."""
+    return int(quantize(amount) / NANO)
+
+
+def from_nanos(nanos: int) -> Decimal:
+    """Integer nano-dollars -> USD."""
+    return quantize(Decimal(nanos) * NANO)
+
+
+def format_usd(amount: Decimal, places: int = 6) -> str:
+    """A human string such as `$0.001234`; the exact value stays in the ledger."""
+    return f"${amount:.{places}f}"

@@ -1,0 +1,109 @@
+"""The ledger record: exactly one per request that reached the gateway, whatever its outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from costwarden.domain.money import ZERO
+
+
+class Outcome(StrEnum):
+    """What became of a request: served by the upstream, rejected by the gateway, or failed."""
+
+    SERVED = "served"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class Protocol(StrEnum):
+    OPENAI = "openai"
+    V2 = "v2"
+    HTTP = "http"
+    GATEWAY = "gateway"
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    """One ledger row. Times are Unix seconds; latencies in milliseconds; cost in USD (Decimal).
+
+    `request_id` is the idempotency key: writing the same record twice stores it once.
+    """
+
+    request_id: str
+    started_at: float
+    ended_at: float
+    key_id: str | None
+    team: str | None
+    project: str | None
+    environment: str | None
+    tags: dict[str, str]
+    deployment: str | None
+    protocol: str
+    endpoint: str
+    method: str
+    model: str | None
+    stream: bool
+    status: int
+    upstream_status: int | None
+    outcome: Outcome
+    error_code: str | None
+    latency_ms: float
+    upstream_ms: float | None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    items: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    cost_usd: Decimal = ZERO
+    pricing_basis: str = "free"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (money as a string) for the spool and the APIs."""
+        data = asdict(self)
+        data["cost_usd"] = str(self.cost_usd)
+        data["outcome"] = self.outcome.value
+        return data
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> UsageRecord:
+        fields = dict(data)
+        fields["cost_usd"] = Decimal(fields["cost_usd"])
+        fields["outcome"] = Outcome(fields["outcome"])
+        return cls(**fields)
+
+
+LEDGER_COLUMNS: tuple[str, ...] = (
+    "request_id",
+    "started_at",
+    "ended_at",
+    "key_id",
+    "team",
+    "project",
+    "environment",
+    "tags",
+    "deployment",
+    "protocol",
+    "endpoint",
+    "method",
+    "model",
+    "stream",
+    "status",
+    "upstream_status",
+    "outcome",
+    "error_code",
+    "latency_ms",
+    "upstream_ms",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "items",
+    "request_bytes",
+    "response_bytes",
+    "cost_usd",
+    "pricing_basis",
+)

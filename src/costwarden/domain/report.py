@@ -1,0 +1,80 @@
+"""Spend reports: what to group by, which window, and the rows that come back."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from costwarden.domain.money import ZERO
+
+GROUP_DIMENSIONS: tuple[str, ...] = (
+    "team",
+    "project",
+    "environment",
+    "deployment",
+    "key_id",
+    "protocol",
+    "endpoint",
+    "model",
+    "outcome",
+)
+
+
+class QueryError(ValueError):
+    """A report query naming an unknown dimension or an empty window."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpendQuery:
+    """Group ledger records by `group_by` over [start, end) (Unix seconds), filtered by `where`."""
+
+    group_by: tuple[str, ...]
+    start: float | None = None
+    end: float | None = None
+    where: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in (*self.group_by, *(k for k, _ in self.where)):
+            if name not in GROUP_DIMENSIONS:
+                allowed = ", ".join(GROUP_DIMENSIONS)
+                raise QueryError(f"unknown dimension {name!r}; expected one of: {allowed}")
+        if self.start is not None and self.end is not None and self.end <= self.start:
+            raise QueryError("the window is empty: --to must be after --from")
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """Totals of one group. Money in USD; latencies in milliseconds (nearest-rank percentiles)."""
+
+    group: tuple[str | None, ...]
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    items: int = 0
+    cost_usd: Decimal = ZERO
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+
+    @property
+    def cost_per_1k_requests(self) -> Decimal:
+        if self.requests == 0:
+            return ZERO
+        return (self.cost_usd * 1000 / self.requests).quantize(Decimal("0.000001"))
+
+
+@dataclass(frozen=True, slots=True)
+class SpendReport:
+    query: SpendQuery
+    rows: tuple[SpendRow, ...]
+    total: SpendRow = field(default_factory=lambda: SpendRow(group=()))
+
+
+def nearest_rank(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (the same rule in every store)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]

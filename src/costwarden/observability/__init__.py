@@ -1,0 +1,1 @@
+"""Prometheus collectors and logging."""

@@ -1,0 +1,1 @@
+"""Use cases shared by the admin API and the CLI: keys, reports."""

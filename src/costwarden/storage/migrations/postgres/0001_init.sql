@@ -1,0 +1,46 @@
+CREATE TABLE ledger (
+    request_id      TEXT PRIMARY KEY,
+    started_at      DOUBLE PRECISION NOT NULL,
+    ended_at        DOUBLE PRECISION NOT NULL,
+    key_id          TEXT,
+    team            TEXT,
+    project         TEXT,
+    environment     TEXT,
+    tags            JSONB NOT NULL DEFAULT '{}',
+    deployment      TEXT,
+    protocol        TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    model           TEXT,
+    stream          BOOLEAN NOT NULL DEFAULT FALSE,
+    status          INTEGER NOT NULL,
+    upstream_status INTEGER,
+    outcome         TEXT NOT NULL,
+    error_code      TEXT,
+    latency_ms      DOUBLE PRECISION NOT NULL,
+    upstream_ms     DOUBLE PRECISION,
+    input_tokens    BIGINT NOT NULL DEFAULT 0,
+    output_tokens   BIGINT NOT NULL DEFAULT 0,
+    cached_tokens   BIGINT NOT NULL DEFAULT 0,
+    items           BIGINT NOT NULL DEFAULT 0,
+    request_bytes   BIGINT NOT NULL DEFAULT 0,
+    response_bytes  BIGINT NOT NULL DEFAULT 0,
+    cost_usd        NUMERIC(24, 9) NOT NULL DEFAULT 0,
+    pricing_basis   TEXT NOT NULL DEFAULT 'free'
+);
+CREATE INDEX ledger_started_at ON ledger (started_at);
+CREATE INDEX ledger_team ON ledger (team, started_at);
+CREATE TABLE api_keys (
+    key_id            TEXT PRIMARY KEY,
+    name              TEXT NOT NULL DEFAULT '',
+    team              TEXT NOT NULL,
+    project           TEXT NOT NULL,
+    environment       TEXT NOT NULL,
+    tags              JSONB NOT NULL DEFAULT '{}',
+    deployments       JSONB,
+    allow_client_tags BOOLEAN NOT NULL DEFAULT FALSE,
+    salt              TEXT NOT NULL,
+    secret_hash       TEXT NOT NULL,
+    created_at        DOUBLE PRECISION NOT NULL,
+    revoked_at        DOUBLE PRECISION
+);

@@ -1,0 +1,46 @@
+CREATE TABLE ledger (
+    request_id      TEXT PRIMARY KEY,
+    started_at      REAL NOT NULL,
+    ended_at        REAL NOT NULL,
+    key_id          TEXT,
+    team            TEXT,
+    project         TEXT,
+    environment     TEXT,
+    tags            TEXT NOT NULL DEFAULT '{}',
+    deployment      TEXT,
+    protocol        TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    model           TEXT,
+    stream          INTEGER NOT NULL DEFAULT 0,
+    status          INTEGER NOT NULL,
+    upstream_status INTEGER,
+    outcome         TEXT NOT NULL,
+    error_code      TEXT,
+    latency_ms      REAL NOT NULL,
+    upstream_ms     REAL,
+    input_tokens    INTEGER NOT NULL DEFAULT 0,
+    output_tokens   INTEGER NOT NULL DEFAULT 0,
+    cached_tokens   INTEGER NOT NULL DEFAULT 0,
+    items           INTEGER NOT NULL DEFAULT 0,
+    request_bytes   INTEGER NOT NULL DEFAULT 0,
+    response_bytes  INTEGER NOT NULL DEFAULT 0,
+    cost_nanos      INTEGER NOT NULL DEFAULT 0,
+    pricing_basis   TEXT NOT NULL DEFAULT 'free'
+);
+CREATE INDEX ledger_started_at ON ledger (started_at);
+CREATE INDEX ledger_team ON ledger (team, started_at);
+CREATE TABLE api_keys (
+    key_id            TEXT PRIMARY KEY,
+    name              TEXT NOT NULL DEFAULT '',
+    team              TEXT NOT NULL,
+    project           TEXT NOT NULL,
+    environment       TEXT NOT NULL,
+    tags              TEXT NOT NULL DEFAULT '{}',
+    deployments       TEXT,
+    allow_client_tags INTEGER NOT NULL DEFAULT 0,
+    salt              TEXT NOT NULL,
+    secret_hash       TEXT NOT NULL,
+    created_at        REAL NOT NULL,
+    revoked_at        REAL
+);

@@ -1,0 +1,147 @@
+"""The shared PostgreSQL ledger (asyncpg pool). Several gateways may write to it at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+
+from costwarden.domain.keys import StoredKey
+from costwarden.domain.money import quantize
+from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
+from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
+from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
+from costwarden.storage.spend_sql import POSTGRES, assemble, percentiles_sql, totals_sql
+
+_COLUMNS = ", ".join(LEDGER_COLUMNS)
+_TYPES = (
+    "text", "float8", "float8", "text", "text", "text", "text", "jsonb", "text", "text",
+    "text", "text", "text", "bool", "int4", "int4", "text", "text", "float8", "float8",
+    "int8", "int8", "int8", "int8", "int8", "int8", "numeric", "text",
+)
+_ARRAYS = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
+_INSERT = f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS}) ON CONFLICT (request_id) DO NOTHING"
+_MIGRATION_LOCK = 7_314_211  # advisory lock id: one process migrates at a time
+
+
+def _columns(records: Sequence[UsageRecord]) -> list[list[Any]]:
+    cols: list[list[Any]] = [[] for _ in LEDGER_COLUMNS]
+    for r in records:
+        values = (
+            r.request_id, r.started_at, r.ended_at, r.key_id, r.team, r.project, r.environment,
+            orjson.dumps(r.tags).decode(), r.deployment, r.protocol, r.endpoint, r.method, r.model,
+            r.stream, r.status, r.upstream_status, r.outcome.value, r.error_code, r.latency_ms,
+            r.upstream_ms, r.input_tokens, r.output_tokens, r.cached_tokens, r.items,
+            r.request_bytes, r.response_bytes, quantize(r.cost_usd), r.pricing_basis,
+        )
+        for col, value in zip(cols, values, strict=True):
+            col.append(value)
+    return cols
+
+
+def _record(row: asyncpg.Record) -> UsageRecord:
+    values = dict(row.items())
+    values["tags"] = orjson.loads(values["tags"])
+    values["outcome"] = Outcome(values["outcome"])
+    values["cost_usd"] = quantize(values["cost_usd"])
+    return UsageRecord(**values)
+
+
+def _usd(value: object) -> Decimal:
+    return quantize(Decimal(str(value)))
+
+
+class PostgresStore:
+    """Ledger and keys in PostgreSQL; `write` is one round trip per batch (unnest)."""
+
+    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4) -> None:
+        self.dsn = dsn
+        self._min, self._max = min_size, max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        return cls(url)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("PostgresStore.open() was not called")
+        return self._pool
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min, max_size=self._max)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} "
+                "(version INTEGER PRIMARY KEY, name TEXT, applied_at TIMESTAMPTZ DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {SCHEMA_TABLE}")}
+            for migration in migrations("postgres"):
+                if migration.version in done:
+                    continue
+                for statement in statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
+                )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def write(self, records: Sequence[UsageRecord]) -> int:
+        if not records:
+            return 0
+        status = await self.pool.execute(_INSERT, *_columns(records))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def spend(self, query: SpendQuery) -> SpendReport:
+        groups = query.group_by
+        async with self.pool.acquire() as conn:
+            totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
+            pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
+            total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
+            total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
+        return assemble(query, totals, pct, total, total_pct, _usd)
+
+    async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
+        sql = (
+            f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 "
+            "ORDER BY started_at LIMIT $3"
+        )
+        rows = await self.pool.fetch(
+            sql, start if start is not None else float("-inf"), end if end is not None else float("inf"), limit
+        )
+        return [_record(r) for r in rows]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.pool.fetchval("SELECT 1"))
+        except (asyncpg.PostgresError, OSError, RuntimeError):
+            return False
+
+    async def add_key(self, key: StoredKey) -> None:
+        placeholders = ", ".join(f"${i}" for i in range(1, 13))
+        await self.pool.execute(f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({placeholders})", *key_row(key))
+
+    async def list_keys(self) -> list[StoredKey]:
+        rows = await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at")
+        return [key_from_row(tuple(r)) for r in rows]
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        status = await self.pool.execute(
+            "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL", at, key_id
+        )
+        return status.endswith(" 1")
+
+
+def _args(pair: tuple[str, list[object]]) -> tuple[Any, ...]:
+    sql, params = pair
+    return (sql, *params)

@@ -1,0 +1,168 @@
+"""The embedded SQLite ledger (WAL), driven from one worker thread so the event loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from costwarden.domain.keys import StoredKey
+from costwarden.domain.money import from_nanos, to_nanos
+from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
+from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
+from costwarden.storage.migrations import SCHEMA_TABLE, migrations
+from costwarden.storage.spend_sql import SQLITE, assemble, percentiles_sql, totals_sql
+
+T = TypeVar("T")
+_SQL_COLUMNS = tuple("cost_nanos" if c == "cost_usd" else c for c in LEDGER_COLUMNS)
+_INSERT = (
+    f"INSERT INTO ledger ({', '.join(_SQL_COLUMNS)}) VALUES ({', '.join('?' * len(_SQL_COLUMNS))}) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+
+
+def _row(r: UsageRecord) -> tuple[Any, ...]:
+    return (
+        r.request_id, r.started_at, r.ended_at, r.key_id, r.team, r.project, r.environment,
+        orjson.dumps(r.tags).decode(), r.deployment, r.protocol, r.endpoint, r.method, r.model,
+        int(r.stream), r.status, r.upstream_status, r.outcome.value, r.error_code, r.latency_ms,
+        r.upstream_ms, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, r.request_bytes,
+        r.response_bytes, to_nanos(r.cost_usd), r.pricing_basis,
+    )
+
+
+def _record(row: tuple[Any, ...]) -> UsageRecord:
+    values = dict(zip(LEDGER_COLUMNS, row, strict=True))
+    values["tags"] = orjson.loads(values["tags"])
+    values["stream"] = bool(values["stream"])
+    values["outcome"] = Outcome(values["outcome"])
+    values["cost_usd"] = from_nanos(values["cost_usd"])
+    return UsageRecord(**values)
+
+
+def _usd(value: object) -> Decimal:
+    return from_nanos(int(value))  # type: ignore[call-overload]
+
+
+class SQLiteStore:
+    """Ledger and keys in one SQLite file. Safe for a gateway and CLI commands at the same time."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        return cls(url.removeprefix("sqlite:///") or "costwarden.db")
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._conn = conn
+        return fn(self._conn)
+
+    async def open(self) -> None:
+        await self._run(self._migrate)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
+        done = {row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA_TABLE}")}
+        for migration in migrations("sqlite"):
+            if migration.version in done:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute(f"SELECT 1 FROM {SCHEMA_TABLE} WHERE version = ?", (migration.version,)).fetchone():
+                    conn.execute("ROLLBACK")  # another process applied it meanwhile
+                    continue
+                for statement in migration.sql.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
+                    (migration.version, migration.name),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        def _close(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._conn = None
+
+        if self._conn is not None:
+            await self._run(_close)
+        self._executor.shutdown(wait=True)
+
+    async def write(self, records: Sequence[UsageRecord]) -> int:
+        rows = [_row(r) for r in records]
+
+        def _write(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = conn.total_changes
+                conn.executemany(_INSERT, rows)
+                inserted = conn.total_changes - before
+                conn.execute("COMMIT")
+                return inserted
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        return await self._run(_write) if rows else 0
+
+    async def spend(self, query: SpendQuery) -> SpendReport:
+        def _spend(conn: sqlite3.Connection) -> SpendReport:
+            groups = query.group_by
+            totals = conn.execute(*totals_sql(query, groups, SQLITE)).fetchall()
+            pct = conn.execute(*percentiles_sql(query, groups, SQLITE)).fetchall()
+            total = conn.execute(*totals_sql(query, (), SQLITE)).fetchone()
+            total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
+            return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
+
+        return await self._run(_spend)
+
+    async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
+        sql = f"SELECT {', '.join(_SQL_COLUMNS)} FROM ledger WHERE started_at >= ? AND started_at < ? ORDER BY started_at LIMIT ?"
+        params = (start if start is not None else float("-inf"), end if end is not None else float("inf"), limit)
+        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        return [_record(tuple(r)) for r in rows]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+        except sqlite3.Error:
+            return False
+
+    async def add_key(self, key: StoredKey) -> None:
+        sql = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({', '.join('?' * 12)})"
+        await self._run(lambda conn: conn.execute(sql, key_row(key)))
+
+    async def list_keys(self) -> list[StoredKey]:
+        rows = await self._run(lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall())
+        return [key_from_row(r) for r in rows]
+
+    async def revoke_key(self, key_id: str, at: float) -> bool:
+        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
+        cursor = await self._run(lambda conn: conn.execute(sql, (at, key_id)))
+        return cursor.rowcount > 0
