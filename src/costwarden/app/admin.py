@@ -61,7 +61,9 @@ def build_admin(runtime: Runtime) -> FastAPI:
         return report_json(await spend(runtime.store, query))
 
     @api.get("/admin/v1/records", dependencies=guard, summary="Raw ledger records, oldest first")
-    async def get_records(since: str = "1h", limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict[str, Any]]:
+    async def get_records(
+        since: str = "1h", limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+    ) -> list[dict[str, Any]]:
         try:
             query = build_query(None, since, None, None, [], time.time())
         except QueryError as exc:
@@ -72,9 +74,14 @@ def build_admin(runtime: Runtime) -> FastAPI:
     async def get_keys() -> list[dict[str, Any]]:
         return [
             {
-                "id": k.identity.key_id, "name": k.identity.name, "team": k.identity.team,
-                "project": k.identity.project, "environment": k.identity.environment,
-                "tags": dict(k.identity.tags), "created_at": k.created_at, "revoked_at": k.revoked_at,
+                "id": k.identity.key_id,
+                "name": k.identity.name,
+                "team": k.identity.team,
+                "project": k.identity.project,
+                "environment": k.identity.environment,
+                "tags": dict(k.identity.tags),
+                "created_at": k.created_at,
+                "revoked_at": k.revoked_at,
             }
             for k in await runtime.store.list_keys()
         ]
@@ -83,8 +90,15 @@ def build_admin(runtime: Runtime) -> FastAPI:
     async def post_key(body: KeyRequest) -> dict[str, Any]:
         try:
             created = await key_service.create_key(
-                runtime.store, runtime.config, body.team, body.project, body.environment, body.name,
-                body.tags, body.deployments, body.allow_client_tags,
+                runtime.store,
+                runtime.config,
+                body.team,
+                body.project,
+                body.environment,
+                body.name,
+                body.tags,
+                body.deployments,
+                body.allow_client_tags,
             )
         except key_service.KeyServiceError as exc:
             raise HTTPException(400, str(exc)) from exc

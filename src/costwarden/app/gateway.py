@@ -85,8 +85,11 @@ class GatewayApp:
             exchange.body = body
             if too_large:
                 await self._refuse(
-                    exchange, channel,
-                    GatewayError(413, "request_too_large", f"the request body is over the limit of {self._max_body} bytes"),
+                    exchange,
+                    channel,
+                    GatewayError(
+                        413, "request_too_large", f"the request body is over the limit of {self._max_body} bytes"
+                    ),
                 )
                 return
             if method == "POST" and protocol is Protocol.OPENAI and endpoint == "/v1/models":
@@ -96,7 +99,9 @@ class GatewayApp:
         except Exception:
             log.exception("unexpected error on request %s", exchange.request_id)
             if not channel.started:
-                error = GatewayError(500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error")
+                error = GatewayError(
+                    500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error"
+                )
                 await channel.whole(500, [_JSON], error_payload(protocol, error))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:

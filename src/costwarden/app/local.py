@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qs
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -53,8 +53,12 @@ def local_handlers(runtime: Runtime) -> dict[str, LocalHandler]:
             params = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
             where = [w for w in params.get("where", "").split(",") if w and not w.startswith("team=")]
             query = build_query(
-                params.get("group_by", "project"), params.get("since", "30d"), None, None,
-                [*where, f"team={identity.team}"], time.time(),
+                params.get("group_by", "project"),
+                params.get("since", "30d"),
+                None,
+                None,
+                [*where, f"team={identity.team}"],
+                time.time(),
             )
         except GatewayError as error:
             await _reply(send, error.status, openai.error_body(error.message, error.kind, error.code))

@@ -65,9 +65,16 @@ class Runtime:
             log.warning("recovered %d ledger records from the spool of a gateway that stopped abruptly", replayed)
         await self.keyring.refresh()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
         self._chain = Chain(
-            before=[Authenticate(self.keyring), Attribute(), RouteStage(self.routes, int(self.started_at)), Observe(self.metrics)],
+            before=[
+                Authenticate(self.keyring),
+                Attribute(),
+                RouteStage(self.routes, int(self.started_at)),
+                Observe(self.metrics),
+            ],
             forwarder=Forwarder(self._session),
             after=[Meter(), Record(self._recorder)],
         )

@@ -25,7 +25,9 @@ class Attribute(PassStage):
         if raw is not None:
             if not identity.allow_client_tags:
                 raise GatewayError(
-                    403, "tags_not_allowed", f"key {identity.key_id!r} may not set X-Costwarden-Tags",
+                    403,
+                    "tags_not_allowed",
+                    f"key {identity.key_id!r} may not set X-Costwarden-Tags",
                     kind="permission_error",
                 )
             try:

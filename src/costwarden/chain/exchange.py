@@ -73,3 +73,12 @@ class Exchange:
     @property
     def deployment_name(self) -> str | None:
         return self.route.deployment.name if self.route is not None else None
+
+    def costwarden_headers(self, with_cost: bool) -> list[tuple[bytes, bytes]]:
+        """The gateway's response headers; the cost only once it is known (not on a stream)."""
+        headers = [(b"x-costwarden-request-id", self.request_id.encode())]
+        if self.route is not None:
+            headers.append((b"x-costwarden-deployment", self.route.deployment.name.encode()))
+        if with_cost:
+            headers.append((b"x-costwarden-cost-usd", str(self.cost).encode()))
+        return headers

@@ -13,12 +13,9 @@ import logging
 from collections.abc import Sequence
 
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.stage import Stage
+from costwarden.chain.stage import JSON_CONTENT, Channel, Forward, Stage
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
-from costwarden.upstream.channel import ClientChannel
-from costwarden.upstream.forwarder import JSON, Forwarder
-from costwarden.upstream.headers import costwarden_headers
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +23,7 @@ log = logging.getLogger(__name__)
 class Chain:
     """Runs `before` stages' enter, then forwards; settles every stage exactly once per request."""
 
-    def __init__(self, before: Sequence[Stage], forwarder: Forwarder, after: Sequence[Stage]) -> None:
+    def __init__(self, before: Sequence[Stage], forwarder: Forward, after: Sequence[Stage]) -> None:
         self._before = tuple(before)
         self._after = tuple(after)
         # Settling unwinds like a stack: meter and record first, then the earlier stages reversed.
@@ -47,7 +44,7 @@ class Chain:
             except Exception:  # a settle must not lose the record of later stages
                 log.exception("stage %s failed to settle request %s", stage.name, exchange.request_id)
 
-    async def run(self, exchange: Exchange, channel: ClientChannel) -> None:
+    async def run(self, exchange: Exchange, channel: Channel) -> None:
         try:
             try:
                 for stage in self._before:
@@ -55,7 +52,7 @@ class Chain:
             except GatewayError as error:
                 exchange.reject(error)
                 await self.settle(exchange)
-                headers = [JSON, *costwarden_headers(exchange, True), *error.headers]
+                headers = [JSON_CONTENT, *exchange.costwarden_headers(True), *error.headers]
                 await channel.whole(error.status, headers, error_payload(exchange.protocol, error))
                 return
             await self._forwarder.forward(exchange, channel, self.settle)

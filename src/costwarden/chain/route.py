@@ -76,8 +76,10 @@ class RouteStage(PassStage):
     def _lookup(self, exchange: Exchange, name: str, protocol: str, noun: str) -> Route:
         route = self._table.get(name)
         identity = exchange.identity
-        if route is None or route.deployment.protocol != protocol or (
-            identity is not None and not identity.may_use(name)
+        if (
+            route is None
+            or route.deployment.protocol != protocol
+            or (identity is not None and not identity.may_use(name))
         ):
             raise GatewayError(
                 404, f"{noun}_not_found", f"the {noun} {name!r} does not exist or this key may not use it"

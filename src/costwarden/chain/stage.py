@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from costwarden.chain.exchange import Exchange
@@ -33,3 +34,29 @@ class PassStage:
 
     async def settle(self, exchange: Exchange) -> None:
         return None
+
+
+Headers = list[tuple[bytes, bytes]]
+Settle = Callable[[Exchange], Awaitable[None]]
+JSON_CONTENT = (b"content-type", b"application/json")
+
+
+class Channel(Protocol):
+    """The client side of an exchange: where the response goes."""
+
+    started: bool
+
+    async def start(self, status: int, headers: Headers) -> None: ...
+
+    async def body(self, data: bytes, more: bool) -> None: ...
+
+    async def whole(self, status: int, headers: Headers, body: bytes) -> None: ...
+
+
+class Forward(Protocol):
+    """The terminal step: relay the request upstream and the response back.
+
+    It must await `settle(exchange)` once the outcome is known and before the last byte is sent.
+    """
+
+    async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None: ...

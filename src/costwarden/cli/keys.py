@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -62,8 +62,14 @@ def list_keys(config: Path = ConfigOption) -> None:
     for key in keys:
         ident = key.identity
         table.add_row(
-            ident.key_id, ident.name, ident.team, ident.project, ident.environment,
-            ",".join(f"{k}={v}" for k, v in ident.tags), _when(key.created_at), _when(key.revoked_at),
+            ident.key_id,
+            ident.name,
+            ident.team,
+            ident.project,
+            ident.environment,
+            ",".join(f"{k}={v}" for k, v in ident.tags),
+            _when(key.created_at),
+            _when(key.revoked_at),
         )
     for entry in cfg.keys:
         table.add_row(entry.id, entry.name, entry.team, entry.project, entry.environment, "(in config)", "", "")
@@ -71,7 +77,9 @@ def list_keys(config: Path = ConfigOption) -> None:
 
 
 @app.command()
-def revoke(key_id: str = typer.Argument(..., help="The key id shown by `keys list`."), config: Path = ConfigOption) -> None:
+def revoke(
+    key_id: str = typer.Argument(..., help="The key id shown by `keys list`."), config: Path = ConfigOption
+) -> None:
     """Revoke a key: gateways refuse it within `storage.key_refresh_seconds`."""
     cfg = config_or_exit(config)
     try:
@@ -83,4 +91,4 @@ def revoke(key_id: str = typer.Argument(..., help="The key id shown by `keys lis
 
 
 def _when(at: float | None) -> str:
-    return "" if at is None else datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -44,7 +44,9 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind_host = host or cfg.server.host
     bind_port = cfg.server.port if port is None else port
-    console.print(f"costwarden gateway on [bold]http://{bind_host}:{bind_port}[/] (ledger {cfg.storage.ledger.split('@')[-1]})")
+    console.print(
+        f"costwarden gateway on [bold]http://{bind_host}:{bind_port}[/] (ledger {cfg.storage.ledger.split('@')[-1]})"
+    )
     uvicorn.run(
         CostwardenASGI(cfg),
         host=bind_host,

@@ -18,8 +18,10 @@ from costwarden.services.reports import build_query, report_json, row_json, spen
 
 def render_table(report: SpendReport, title: str = "spend") -> Table:
     groups = report.query.group_by
-    table = Table(*groups, "requests", "errors", "in tok", "out tok", "cost USD", "per 1k req", "p50 ms", "p95 ms", title=title)
-    for col in table.columns[len(groups):]:
+    table = Table(
+        *groups, "requests", "errors", "in tok", "out tok", "cost USD", "per 1k req", "p50 ms", "p95 ms", title=title
+    )
+    for col in table.columns[len(groups) :]:
         col.justify = "right"
 
     def cells(values: list[str], row_index: int) -> None:
@@ -37,9 +39,14 @@ def _numbers(row: object) -> list[str]:
 
     assert isinstance(row, SpendRow)
     return [
-        f"{row.requests:,}", f"{row.errors:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
-        f"{row.cost_usd:.6f}", f"{row.cost_per_1k_requests:.6f}",
-        "-" if row.p50_ms is None else f"{row.p50_ms:.1f}", "-" if row.p95_ms is None else f"{row.p95_ms:.1f}",
+        f"{row.requests:,}",
+        f"{row.errors:,}",
+        f"{row.input_tokens:,}",
+        f"{row.output_tokens:,}",
+        f"{row.cost_usd:.6f}",
+        f"{row.cost_per_1k_requests:.6f}",
+        "-" if row.p50_ms is None else f"{row.p50_ms:.1f}",
+        "-" if row.p95_ms is None else f"{row.p95_ms:.1f}",
     ]
 
 
@@ -55,7 +62,9 @@ def render_csv(report: SpendReport) -> str:
 
 
 def report(
-    by: str = typer.Option("team", "--by", help="Comma-separated: team, project, environment, deployment, key_id, model, ..."),
+    by: str = typer.Option(
+        "team", "--by", help="Comma-separated: team, project, environment, deployment, key_id, model, ..."
+    ),
     since: str | None = typer.Option(None, help="Window ending now, e.g. 30m, 24h, 7d."),
     start: str | None = typer.Option(None, "--from", help="Window start, ISO 8601 (UTC unless an offset is given)."),
     end: str | None = typer.Option(None, "--to", help="Window end, ISO 8601."),

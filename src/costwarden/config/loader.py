@@ -60,10 +60,7 @@ def _to_python(
             marks.setdefault((*path, key), key_node.start_mark.line + 1)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _to_python(item, (*path, i), marks, env, source, problems)
-            for i, item in enumerate(node.value)
-        ]
+        return [_to_python(item, (*path, i), marks, env, source, problems) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
     if node.tag == "tag:yaml.org,2002:str" and "${" in node.value:
         where = f"{source}:{node.start_mark.line + 1}"
@@ -116,8 +113,8 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
             if error["type"] == "too_short" and any(d[: len(error["loc"])] == tuple(error["loc"]) for d in deep):
                 continue  # a list whose items were all invalid: the item errors say more
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            line = _line_for(loc, marks)
-            at = f"{source}:{line}" if line else source
+            line_no = _line_for(loc, marks)
+            at = f"{source}:{line_no}" if line_no else source
             problems.append(f"{at}: {_dotted(loc)}: {error['msg']}")
         raise ConfigError(problems) from exc
 

@@ -56,11 +56,7 @@ class Pricing(Model):
     compute: ComputePricing | None = None
 
     def sheet(self) -> PriceSheet:
-        compute = (
-            ComputePrice(self.compute.hourly_usd, self.compute.concurrency)
-            if self.compute is not None
-            else None
-        )
+        compute = ComputePrice(self.compute.hourly_usd, self.compute.concurrency) if self.compute is not None else None
         return PriceSheet(
             input_per_1m=self.input_per_1m,
             output_per_1m=self.output_per_1m,
@@ -148,10 +144,6 @@ def check_attribution(config: Config, team: str, project: str, environment: str)
     if team not in teams:
         raise ValueError(f"unknown team {team!r}; declared teams: {sorted(teams)}")
     if project not in teams[team].projects:
-        raise ValueError(
-            f"team {team!r} has no project {project!r}; its projects: {list(teams[team].projects)}"
-        )
+        raise ValueError(f"team {team!r} has no project {project!r}; its projects: {list(teams[team].projects)}")
     if environment not in config.environments:
-        raise ValueError(
-            f"unknown environment {environment!r}; declared: {list(config.environments)}"
-        )
+        raise ValueError(f"unknown environment {environment!r}; declared: {list(config.environments)}")

@@ -39,11 +39,7 @@ class PriceSheet:
     def basis(self) -> str:
         """The pricing bases in use, e.g. `tokens+request`; stored with every ledger record."""
         parts: list[str] = []
-        if (
-            self.input_per_1m is not None
-            or self.output_per_1m is not None
-            or self.cached_input_per_1m is not None
-        ):
+        if self.input_per_1m is not None or self.output_per_1m is not None or self.cached_input_per_1m is not None:
             parts.append("tokens")
         if self.per_request is not None:
             parts.append("request")

@@ -16,8 +16,8 @@ class TagError(ValueError):
 def parse_tag_header(value: str) -> dict[str, str]:
     """Parse `k=v,k2=v2` into a dict, enforcing count, name syntax and value length."""
     tags: dict[str, str] = {}
-    for part in value.split(","):
-        part = part.strip()
+    for raw in value.split(","):
+        part = raw.strip()
         if not part:
             continue
         name, sep, tag_value = part.partition("=")

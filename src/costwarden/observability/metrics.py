@@ -33,9 +33,7 @@ class GatewayMetrics:
         )
         self.tokens = Counter("costwarden_tokens", "Tokens metered.", [*SCOPE, "direction"], registry=registry)
         self.cost = Counter("costwarden_cost_usd", "Cost attributed, in USD.", SCOPE, registry=registry)
-        self.inflight = Gauge(
-            "costwarden_inflight_requests", "Requests being forwarded now.", SCOPE, registry=registry
-        )
+        self.inflight = Gauge("costwarden_inflight_requests", "Requests being forwarded now.", SCOPE, registry=registry)
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, labels: tuple[str, ...]) -> Any:

@@ -45,9 +45,7 @@ class SSERelay:
         return bytes(out)
 
     def _event(self, event: bytes) -> bytes:
-        payload = b"".join(
-            line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")
-        )
+        payload = b"".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
         if payload == b"[DONE]":
             self.done = True
             return b""

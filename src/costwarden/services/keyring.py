@@ -7,6 +7,7 @@ key stops working at the next refresh (every `key_refresh_seconds`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from costwarden.domain.keys import KeyIdentity, StoredKey, split_key, verify
@@ -76,7 +77,5 @@ class KeyRing:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass

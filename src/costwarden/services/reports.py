@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from costwarden.domain.report import GROUP_DIMENSIONS, QueryError, SpendQuery, SpendReport, SpendRow
@@ -27,7 +27,7 @@ def parse_time(text: str) -> float:
     except ValueError as exc:
         raise QueryError(f"cannot read time {text!r}: use ISO 8601, e.g. 2026-11-28 or 2026-11-28T14:00") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -18,9 +18,18 @@ def key_row(key: StoredKey) -> tuple[Any, ...]:
     ident = key.identity
     deployments = None if ident.deployments is None else orjson.dumps(sorted(ident.deployments)).decode()
     return (
-        ident.key_id, ident.name, ident.team, ident.project, ident.environment,
-        orjson.dumps(dict(ident.tags)).decode(), deployments, ident.allow_client_tags,
-        key.salt, key.secret_hash, key.created_at, key.revoked_at,
+        ident.key_id,
+        ident.name,
+        ident.team,
+        ident.project,
+        ident.environment,
+        orjson.dumps(dict(ident.tags)).decode(),
+        deployments,
+        ident.allow_client_tags,
+        key.salt,
+        key.secret_hash,
+        key.created_at,
+        key.revoked_at,
     )
 
 

@@ -19,9 +19,34 @@ from costwarden.storage.spend_sql import POSTGRES, assemble, percentiles_sql, to
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
-    "text", "float8", "float8", "text", "text", "text", "text", "jsonb", "text", "text",
-    "text", "text", "text", "bool", "int4", "int4", "text", "text", "float8", "float8",
-    "int8", "int8", "int8", "int8", "int8", "int8", "numeric", "text",
+    "text",
+    "float8",
+    "float8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "jsonb",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bool",
+    "int4",
+    "int4",
+    "text",
+    "text",
+    "float8",
+    "float8",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "numeric",
+    "text",
 )
 _ARRAYS = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
 _INSERT = f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS}) ON CONFLICT (request_id) DO NOTHING"
@@ -32,11 +57,34 @@ def _columns(records: Sequence[UsageRecord]) -> list[list[Any]]:
     cols: list[list[Any]] = [[] for _ in LEDGER_COLUMNS]
     for r in records:
         values = (
-            r.request_id, r.started_at, r.ended_at, r.key_id, r.team, r.project, r.environment,
-            orjson.dumps(r.tags).decode(), r.deployment, r.protocol, r.endpoint, r.method, r.model,
-            r.stream, r.status, r.upstream_status, r.outcome.value, r.error_code, r.latency_ms,
-            r.upstream_ms, r.input_tokens, r.output_tokens, r.cached_tokens, r.items,
-            r.request_bytes, r.response_bytes, quantize(r.cost_usd), r.pricing_basis,
+            r.request_id,
+            r.started_at,
+            r.ended_at,
+            r.key_id,
+            r.team,
+            r.project,
+            r.environment,
+            orjson.dumps(r.tags).decode(),
+            r.deployment,
+            r.protocol,
+            r.endpoint,
+            r.method,
+            r.model,
+            r.stream,
+            r.status,
+            r.upstream_status,
+            r.outcome.value,
+            r.error_code,
+            r.latency_ms,
+            r.upstream_ms,
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_tokens,
+            r.items,
+            r.request_bytes,
+            r.response_bytes,
+            quantize(r.cost_usd),
+            r.pricing_basis,
         )
         for col, value in zip(cols, values, strict=True):
             col.append(value)
@@ -112,10 +160,7 @@ class PostgresStore:
         return assemble(query, totals, pct, total, total_pct, _usd)
 
     async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
-        sql = (
-            f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 "
-            "ORDER BY started_at LIMIT $3"
-        )
+        sql = f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 ORDER BY started_at LIMIT $3"
         rows = await self.pool.fetch(
             sql, start if start is not None else float("-inf"), end if end is not None else float("inf"), limit
         )
@@ -139,7 +184,7 @@ class PostgresStore:
         status = await self.pool.execute(
             "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL", at, key_id
         )
-        return status.endswith(" 1")
+        return bool(status.endswith(" 1"))
 
 
 def _args(pair: tuple[str, list[object]]) -> tuple[Any, ...]:

@@ -8,6 +8,7 @@ the batch is full; a failed write is retried on the next flush, with its spool s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from costwarden.domain.record import UsageRecord
@@ -56,10 +57,8 @@ class Recorder:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self.flush()
 
@@ -87,10 +86,8 @@ class Recorder:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         committed = await self.flush()
         self._spool.close(committed)

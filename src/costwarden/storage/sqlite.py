@@ -30,11 +30,34 @@ _INSERT = (
 
 def _row(r: UsageRecord) -> tuple[Any, ...]:
     return (
-        r.request_id, r.started_at, r.ended_at, r.key_id, r.team, r.project, r.environment,
-        orjson.dumps(r.tags).decode(), r.deployment, r.protocol, r.endpoint, r.method, r.model,
-        int(r.stream), r.status, r.upstream_status, r.outcome.value, r.error_code, r.latency_ms,
-        r.upstream_ms, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, r.request_bytes,
-        r.response_bytes, to_nanos(r.cost_usd), r.pricing_basis,
+        r.request_id,
+        r.started_at,
+        r.ended_at,
+        r.key_id,
+        r.team,
+        r.project,
+        r.environment,
+        orjson.dumps(r.tags).decode(),
+        r.deployment,
+        r.protocol,
+        r.endpoint,
+        r.method,
+        r.model,
+        int(r.stream),
+        r.status,
+        r.upstream_status,
+        r.outcome.value,
+        r.error_code,
+        r.latency_ms,
+        r.upstream_ms,
+        r.input_tokens,
+        r.output_tokens,
+        r.cached_tokens,
+        r.items,
+        r.request_bytes,
+        r.response_bytes,
+        to_nanos(r.cost_usd),
+        r.pricing_basis,
     )
 
 
@@ -83,7 +106,9 @@ class SQLiteStore:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
+        )
         done = {row[0] for row in conn.execute(f"SELECT version FROM {SCHEMA_TABLE}")}
         for migration in migrations("sqlite"):
             if migration.version in done:
@@ -143,7 +168,10 @@ class SQLiteStore:
         return await self._run(_spend)
 
     async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
-        sql = f"SELECT {', '.join(_SQL_COLUMNS)} FROM ledger WHERE started_at >= ? AND started_at < ? ORDER BY started_at LIMIT ?"
+        sql = (
+            f"SELECT {', '.join(_SQL_COLUMNS)} FROM ledger "
+            "WHERE started_at >= ? AND started_at < ? ORDER BY started_at LIMIT ?"
+        )
         params = (start if start is not None else float("-inf"), end if end is not None else float("inf"), limit)
         rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
         return [_record(tuple(r)) for r in rows]
@@ -159,7 +187,9 @@ class SQLiteStore:
         await self._run(lambda conn: conn.execute(sql, key_row(key)))
 
     async def list_keys(self) -> list[StoredKey]:
-        rows = await self._run(lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall())
+        rows = await self._run(
+            lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
+        )
         return [key_from_row(r) for r in rows]
 
     async def revoke_key(self, key_id: str, at: float) -> bool:

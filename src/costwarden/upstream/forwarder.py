@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 
 import aiohttp
 import orjson
 
 from costwarden.chain.exchange import Exchange
+from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import Usage
 from costwarden.protocols import openai
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.sse import DONE, SSERelay, comment
-from costwarden.upstream.channel import ClientChannel
-from costwarden.upstream.headers import costwarden_headers, downstream_headers, upstream_headers
+from costwarden.upstream.headers import downstream_headers, upstream_headers
 
-Settle = Callable[[Exchange], Awaitable[None]]
-JSON = (b"content-type", b"application/json")
 _SNIPPET = 200
 
 
@@ -32,11 +29,11 @@ class Forwarder:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
 
-    async def forward(self, exchange: Exchange, channel: ClientChannel, settle: Settle) -> None:
+    async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
         if exchange.local_response is not None:
             exchange.status, body = exchange.local_response
             await settle(exchange)
-            await channel.whole(exchange.status, [JSON, *costwarden_headers(exchange, True)], body)
+            await channel.whole(exchange.status, [JSON_CONTENT, *exchange.costwarden_headers(True)], body)
             return
         route = exchange.route
         assert route is not None, "route runs before forward"
@@ -71,7 +68,7 @@ class Forwarder:
     async def _whole(
         self,
         exchange: Exchange,
-        channel: ClientChannel,
+        channel: Channel,
         settle: Settle,
         response: aiohttp.ClientResponse,
         body: bytes,
@@ -80,7 +77,9 @@ class Forwarder:
         if status >= 500:
             snippet = body[:_SNIPPET].decode("utf-8", "replace")
             fault = GatewayError(
-                502, "upstream_error", f"the upstream of {exchange.deployment_name!r} answered HTTP {status}: {snippet}",
+                502,
+                "upstream_error",
+                f"the upstream of {exchange.deployment_name!r} answered HTTP {status}: {snippet}",
                 kind="upstream_error",
             )
             await self._upstream_fault(exchange, channel, settle, fault)
@@ -94,13 +93,13 @@ class Forwarder:
             exchange.usage = _openai_usage(body) or exchange.usage
         await settle(exchange)
         headers = downstream_headers(response.raw_headers)
-        headers.extend(costwarden_headers(exchange, True))
+        headers.extend(exchange.costwarden_headers(True))
         await channel.whole(status, headers, body)
 
     async def _relay_stream(
         self,
         exchange: Exchange,
-        channel: ClientChannel,
+        channel: Channel,
         settle: Settle,
         response: aiohttp.ClientResponse,
         started: float,
@@ -108,7 +107,7 @@ class Forwarder:
         relay = SSERelay(exchange.strip_usage_chunk)
         exchange.status = 200
         headers = downstream_headers(response.raw_headers)
-        headers.extend(costwarden_headers(exchange, False))
+        headers.extend(exchange.costwarden_headers(False))
         await channel.start(200, headers)
         fault: GatewayError | None = None
         try:
@@ -130,18 +129,20 @@ class Forwarder:
             exchange.outcome = Outcome.FAILED
             tail += b"data: " + error_payload(Protocol.OPENAI, fault) + b"\n\n"
         elif not relay.done:
-            exchange.error = GatewayError(502, "upstream_stream_truncated", "the upstream closed the stream before [DONE]")
+            exchange.error = GatewayError(
+                502, "upstream_stream_truncated", "the upstream closed the stream before [DONE]"
+            )
             exchange.outcome = Outcome.FAILED
         await settle(exchange)
         tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={exchange.cost}")
         await channel.body(tail + DONE, False)
 
     async def _upstream_fault(
-        self, exchange: Exchange, channel: ClientChannel, settle: Settle, fault: GatewayError
+        self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError
     ) -> None:
         exchange.reject(fault)
         await settle(exchange)
-        headers = [JSON, *costwarden_headers(exchange, True)]
+        headers = [JSON_CONTENT, *exchange.costwarden_headers(True)]
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
 
 
@@ -158,5 +159,8 @@ def _fault(exc: BaseException, deployment: str) -> GatewayError:
             504, "upstream_timeout", f"the upstream of {deployment!r} did not answer in time", kind="upstream_error"
         )
     return GatewayError(
-        502, "upstream_unreachable", f"the upstream of {deployment!r} could not be reached: {exc}", kind="upstream_error"
+        502,
+        "upstream_unreachable",
+        f"the upstream of {deployment!r} could not be reached: {exc}",
+        kind="upstream_error",
     )
