@@ -24,9 +24,9 @@ def config_or_exit(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
-        errors.print(f"[bold red]config error[/] in {path}:")
+        errors.print(f"[bold red]config error[/] in {path}:", soft_wrap=True)
         for problem in exc.problems:
-            errors.print(f"  {problem}", markup=False, highlight=False)
+            errors.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
 
 

@@ -105,7 +105,7 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
     if not isinstance(data, dict):
         raise ConfigError([f"{source}:1: expected a mapping at the top level"])
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
         deep = {tuple(e["loc"][:-1]) for e in errors if len(e["loc"]) > 1}
@@ -117,6 +117,12 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
             at = f"{source}:{line_no}" if line_no else source
             problems.append(f"{at}: {_dotted(loc)}: {error['msg']}")
         raise ConfigError(problems) from exc
+    for loc, message in config.reference_problems():
+        line_no = _line_for(loc, marks)
+        problems.append(f"{source}:{line_no}: {_dotted(loc)}: {message}")
+    if problems:
+        raise ConfigError(problems)
+    return config
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

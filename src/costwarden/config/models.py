@@ -118,18 +118,26 @@ class Config(Model):
     deployments: tuple[Deployment, ...] = Field(min_length=1)
     keys: tuple[ApiKeyConfig, ...] = ()
 
-    @model_validator(mode="after")
-    def _references(self) -> Config:
+    def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-references that do not resolve, each with the location of the key at fault."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         names = [d.name for d in self.deployments]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise ValueError(f"deployment names must be unique; repeated: {sorted(dupes)}")
-        for key in self.keys:
-            check_attribution(self, key.team, key.project, key.environment)
-            for dep in key.deployments or ():
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((("deployments", i, "name"), f"deployment name {name!r} is used twice"))
+        for i, key in enumerate(self.keys):
+            try:
+                check_attribution(self, key.team, key.project, key.environment)
+            except ValueError as exc:
+                problems.append((("keys", i), str(exc)))
+            for j, dep in enumerate(key.deployments or ()):
                 if dep not in names:
-                    raise ValueError(f"key {key.id!r} names unknown deployment {dep!r}")
-        return self
+                    problems.append((("keys", i, "deployments", j), f"unknown deployment {dep!r}; declared: {names}"))
+        ids = [k.id for k in self.keys]
+        for i, key_id in enumerate(ids):
+            if key_id in ids[:i]:
+                problems.append((("keys", i, "id"), f"key id {key_id!r} is used twice"))
+        return problems
 
     def deployment(self, name: str) -> Deployment | None:
         for dep in self.deployments:

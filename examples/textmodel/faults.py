@@ -1,0 +1,38 @@
+"""Fault injection chosen by model name, so tests can ask for failures through any client.
+
+error-<status>  answer that HTTP status (400-599) with an OpenAI-shaped error, e.g. error-500
+slow-<ms>       wait that long before answering, streaming or not, e.g. slow-3000
+drop-<n>        streaming only: close the connection after n content chunks, without [DONE]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_PATTERN = re.compile(r"(error|slow|drop)-(\d{1,6})")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What to do wrong for one request; NONE does nothing."""
+
+    error_status: int | None = None
+    delay_s: float = 0.0
+    drop_after: int | None = None
+
+
+NONE = Fault()
+
+
+def fault_for(model: str) -> Fault:
+    """The fault a model name asks for (NONE for an ordinary name)."""
+    match = _PATTERN.fullmatch(model)
+    if match is None:
+        return NONE
+    kind, number = match.group(1), int(match.group(2))
+    if kind == "error":
+        return Fault(error_status=number) if 400 <= number <= 599 else NONE
+    if kind == "slow":
+        return Fault(delay_s=number / 1000.0)
+    return Fault(drop_after=number)

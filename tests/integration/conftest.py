@@ -1,0 +1,78 @@
+"""Fixtures that run the real peers on loopback: the gateway, the text model, MLServer, PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import need
+from tests.integration.procs import IRIS_MODEL, MLSERVER_BIN, Gateway, MLServer, TextModel, free_port, port_open
+from tests.integration.setup_config import Upstreams, config_dict, write_config
+
+PG_ADMIN = "postgresql://127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def textmodel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TextModel]:
+    server = TextModel(tmp_path_factory.mktemp("textmodel"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
+    need(MLSERVER_BIN.exists() and IRIS_MODEL.exists(), "MLServer with the iris model (run scripts/setup-mlserver)")
+    server = MLServer(tmp_path_factory.mktemp("mlserver"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    need(port_open("127.0.0.1", 5432), "PostgreSQL on 127.0.0.1:5432")
+    name = f"costwarden_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield f"postgresql://127.0.0.1:5432/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)`."""
+    started: list[Gateway] = []
+
+    def make(iris: str | None = None, ledger: str | None = None, **server: Any) -> Gateway:
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, **server)
+        config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
+        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
+        gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return make_gateway()

@@ -1,0 +1,63 @@
+"""Money: nano-dollar quantisation, banker's rounding and the nano round trip."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from costwarden.domain.money import NANO, format_usd, from_nanos, quantize, to_nanos
+
+FAST = settings(max_examples=200, deadline=None, database=None)
+# One billion USD either way, in nano-dollars: far beyond any single request or monthly total.
+NANOS = st.integers(min_value=-(10**18), max_value=10**18)
+
+
+def test_the_quantum_is_one_nano_dollar() -> None:
+    assert Decimal("0.000000001") == NANO
+    assert quantize(Decimal("1.23456789049")) == Decimal("1.234567890")
+    assert quantize(Decimal("1.2345678905")) == Decimal("1.234567890")  # tie to even
+    assert quantize(Decimal("1.2345678915")) == Decimal("1.234567892")  # tie to even
+    assert quantize(Decimal(3)).as_tuple().exponent == -9
+
+
+@pytest.mark.parametrize(
+    ("amount", "nanos"),
+    [
+        ("0", 0),
+        ("0.000000001", 1),
+        ("0.0000000005", 0),  # half a nano rounds to the even neighbour, 0
+        ("0.0000000015", 2),  # ... and here to 2
+        ("0.0000000025", 2),
+        ("-0.0000000015", -2),
+        ("1.5", 1_500_000_000),
+        ("123456.789012345", 123_456_789_012_345),
+    ],
+)
+def test_to_nanos_rounds_half_even(amount: str, nanos: int) -> None:
+    assert to_nanos(Decimal(amount)) == nanos
+
+
+@FAST
+@given(NANOS)
+def test_nanos_round_trip(nanos: int) -> None:
+    usd = from_nanos(nanos)
+    assert usd == Decimal(nanos).scaleb(-9)
+    assert usd.as_tuple().exponent == -9
+    assert to_nanos(usd) == nanos
+
+
+@FAST
+@given(st.decimals(min_value=-(10**9), max_value=10**9, allow_nan=False, allow_infinity=False, places=14))
+def test_to_nanos_equals_hand_rounding(amount: Decimal) -> None:
+    expected = int((amount * 10**9).to_integral_value(rounding=ROUND_HALF_EVEN))
+    assert to_nanos(amount) == expected
+    assert from_nanos(to_nanos(amount)) == amount.quantize(NANO, rounding=ROUND_HALF_EVEN)
+
+
+def test_format_usd() -> None:
+    assert format_usd(Decimal("0.001234")) == "$0.001234"
+    assert format_usd(Decimal("0.0000004")) == "$0.000000"
+    assert format_usd(Decimal("12.5"), places=2) == "$12.50"
