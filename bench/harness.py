@@ -104,9 +104,14 @@ class Procs:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        popen = subprocess.Popen(  # noqa: S603 - fixed argv built by this harness
-            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=full_env, cwd=self.workdir, start_new_session=True,
+        popen = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         out.close()
         proc = Proc(name, popen, log)
@@ -163,9 +168,11 @@ def workspace(prefix: str, keep: bool = False) -> Iterator[tuple[Path, Procs]]:
 def http(
     url: str, body: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 5.0
 ) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST" if body is not None else "GET")
+    request = urllib.request.Request(
+        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
@@ -315,12 +322,21 @@ def wrk(
     env["BENCH_BODY"] = body.decode() if body is not None else ""
     env["BENCH_AUTH"] = auth or ""
     cmd = [
-        "taskset", "-c", cpu, "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        "--timeout", "10s", "--latency", "-s", str(LUA), url,
+        "taskset",
+        "-c",
+        cpu,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
     ]
-    done = subprocess.run(  # noqa: S603 - fixed argv
-        cmd, capture_output=True, text=True, env=env, timeout=seconds + 30, check=False
-    )
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 30, check=False)
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     return parse_wrk(done.stdout)
@@ -402,7 +418,7 @@ def versions() -> dict[str, str]:
 
     def run(cmd: list[str]) -> str:
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return "?"
         return (done.stdout + done.stderr).strip()

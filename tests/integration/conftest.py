@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from tests.conftest import need
-from tests.integration.procs import IRIS_MODEL, MLSERVER_BIN, Gateway, MLServer, TextModel, free_port, port_open
+from tests.integration.procs import IRIS_MODEL, MLSERVER_BIN, Gateway, MLServer, TextModel, free_port
 from tests.integration.setup_config import Upstreams, config_dict, write_config
-
-PG_ADMIN = "postgresql://127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="session")
@@ -35,23 +30,6 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    need(port_open("127.0.0.1", 5432), "PostgreSQL on 127.0.0.1:5432")
-    name = f"costwarden_test_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql://127.0.0.1:5432/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 GatewayFactory = Callable[..., Gateway]
 
 
@@ -60,8 +38,10 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
     """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)`."""
     started: list[Gateway] = []
 
-    def make(iris: str | None = None, ledger: str | None = None, **server: Any) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, **server)
+    def make(
+        iris: str | None = None, ledger: str | None = None, storage: dict[str, Any] | None = None, **server: Any
+    ) -> Gateway:
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, **server)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
         gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
         gateway.start()

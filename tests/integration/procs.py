@@ -24,15 +24,9 @@ def free_port() -> int:
         return port
 
 
-def port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -88,8 +82,14 @@ class TextModel(Proc):
         self.port = free_port()
         super().__init__(
             [
-                sys.executable, str(ROOT / "examples/textmodel/server.py"), "--host", "127.0.0.1",
-                "--port", str(self.port), "--token-delay-ms", str(token_delay_ms),
+                sys.executable,
+                str(ROOT / "examples/textmodel/server.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--token-delay-ms",
+                str(token_delay_ms),
             ],
             tmp / f"textmodel-{self.port}.log",
         )
@@ -118,9 +118,7 @@ class MLServer(Proc):
 
     def start(self) -> None:
         super().start()
-        wait_until(
-            lambda: httpx.get(self.url + "/v2/models/iris/ready").status_code == 200, 120, "MLServer", self.proc
-        )
+        wait_until(lambda: httpx.get(self.url + "/v2/models/iris/ready").status_code == 200, 120, "MLServer", self.proc)
 
 
 class Gateway(Proc):
@@ -140,4 +138,3 @@ class Gateway(Proc):
     def start(self) -> None:
         super().start()
         wait_until(lambda: httpx.get(self.url + "/readyz").status_code == 200, 30, "the gateway", self.proc)
-

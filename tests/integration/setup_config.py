@@ -32,16 +32,39 @@ def _prices(p: dict[str, Decimal]) -> dict[str, str]:
     return {k: str(v) for k, v in p.items()}
 
 
-def config_dict(up: Upstreams, tmp: Path, ledger: str | None = None, **server: Any) -> dict[str, Any]:
+def config_dict(
+    up: Upstreams, tmp: Path, ledger: str | None = None, storage: dict[str, Any] | None = None, **server: Any
+) -> dict[str, Any]:
     deployments: list[dict[str, Any]] = [
-        {"name": "chat", "protocol": "openai", "upstream": up.text, "model": "markov-small",
-         "pricing": _prices(CHAT_PRICES)},
-        {"name": "embed", "protocol": "openai", "upstream": up.text, "model": "markov-small",
-         "pricing": _prices(EMBED_PRICES)},
-        {"name": "failing", "protocol": "openai", "upstream": up.text, "model": "error-500",
-         "pricing": _prices(CHAT_PRICES)},
-        {"name": "slow", "protocol": "openai", "upstream": up.text, "model": "slow-3000",
-         "timeouts": {"connect": 1, "read": 0.5}, "pricing": _prices(CHAT_PRICES)},
+        {
+            "name": "chat",
+            "protocol": "openai",
+            "upstream": up.text,
+            "model": "markov-small",
+            "pricing": _prices(CHAT_PRICES),
+        },
+        {
+            "name": "embed",
+            "protocol": "openai",
+            "upstream": up.text,
+            "model": "markov-small",
+            "pricing": _prices(EMBED_PRICES),
+        },
+        {
+            "name": "failing",
+            "protocol": "openai",
+            "upstream": up.text,
+            "model": "error-500",
+            "pricing": _prices(CHAT_PRICES),
+        },
+        {
+            "name": "slow",
+            "protocol": "openai",
+            "upstream": up.text,
+            "model": "slow-3000",
+            "timeouts": {"connect": 1, "read": 0.5},
+            "pricing": _prices(CHAT_PRICES),
+        },
         {"name": "down", "protocol": "openai", "upstream": up.dead, "pricing": _prices(CHAT_PRICES)},
         {"name": "textproxy", "protocol": "http", "upstream": up.text, "pricing": _prices(PROXY_PRICES)},
     ]
@@ -54,6 +77,7 @@ def config_dict(up: Upstreams, tmp: Path, ledger: str | None = None, **server: A
             "spool_dir": str(tmp / "spool"),
             "flush_interval_ms": 100,
             "key_refresh_seconds": 0.5,
+            **(storage or {}),
         },
         "environments": ["prod", "dev"],
         "teams": [
@@ -63,11 +87,24 @@ def config_dict(up: Upstreams, tmp: Path, ledger: str | None = None, **server: A
         ],
         "deployments": deployments,
         "keys": [
-            {"id": "search", "key": KEYS["search"], "team": "search", "project": "ranking", "environment": "prod",
-             "allow_client_tags": True, "tags": {"tier": "gold"}},
+            {
+                "id": "search",
+                "key": KEYS["search"],
+                "team": "search",
+                "project": "ranking",
+                "environment": "prod",
+                "allow_client_tags": True,
+                "tags": {"tier": "gold"},
+            },
             {"id": "ads", "key": KEYS["ads"], "team": "ads", "project": "ctr", "environment": "prod"},
-            {"id": "research", "key": KEYS["research"], "team": "research", "project": "lab", "environment": "dev",
-             "deployments": ["chat", "iris"] if up.iris else ["chat"]},
+            {
+                "id": "research",
+                "key": KEYS["research"],
+                "team": "research",
+                "project": "lab",
+                "environment": "dev",
+                "deployments": ["chat", "iris"] if up.iris else ["chat"],
+            },
         ],
     }
 

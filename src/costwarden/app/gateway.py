@@ -102,7 +102,7 @@ class GatewayApp:
                 error = GatewayError(
                     500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error"
                 )
-                await channel.whole(500, [_JSON], error_payload(protocol, error))
+                await channel.whole(500, [_JSON, *exchange.costwarden_headers(False)], error_payload(protocol, error))
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
         for key, value in scope["headers"]:
@@ -132,4 +132,5 @@ class GatewayApp:
         """A request refused before the chain: still settled, so it still has its ledger record."""
         exchange.reject(error)
         await self._chain.settle(exchange)
-        await channel.whole(error.status, [_JSON], error_payload(exchange.protocol, error))
+        headers = [_JSON, *exchange.costwarden_headers(True)]
+        await channel.whole(error.status, headers, error_payload(exchange.protocol, error))

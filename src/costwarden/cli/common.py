@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,7 +16,8 @@ from costwarden.ports import Store
 from costwarden.storage.factory import open_store
 
 T = TypeVar("T")
-console = Console()
+# Piped output is read by scripts and logs: do not wrap tables at 80 columns there.
+console = Console(width=None if sys.stdout.isatty() else 240)
 errors = Console(stderr=True)
 ConfigOption = typer.Option(Path("costwarden.yaml"), "--config", "-c", help="Path to costwarden.yaml.")
 

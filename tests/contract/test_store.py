@@ -1,0 +1,149 @@
+"""One suite for the Store port (ledger + keys), run against every adapter: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from costwarden.domain.keys import KeyIdentity, StoredKey
+from costwarden.domain.money import quantize
+from costwarden.domain.record import Outcome, UsageRecord
+from costwarden.domain.report import SpendQuery, nearest_rank
+from costwarden.ports import Store
+from costwarden.storage.postgres import PostgresStore
+from costwarden.storage.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    adapter: Store
+    if request.param == "sqlite":
+        adapter = SQLiteStore(str(tmp_path / "ledger.db"))
+    else:
+        url: str = request.getfixturevalue("postgres_url")
+        adapter = PostgresStore(url)
+    await adapter.open()
+    if isinstance(adapter, PostgresStore):
+        conn = await asyncpg.connect(adapter.dsn)
+        await conn.execute("TRUNCATE ledger, api_keys")
+        await conn.close()
+    yield adapter
+    await adapter.close()
+
+
+def make_record(i: int, rng: random.Random, start: float = 1_800_000_000.0) -> UsageRecord:
+    team = rng.choice(["search", "ads", None])
+    served = rng.random() < 0.8
+    return UsageRecord(
+        request_id=f"req-{i:06d}",
+        started_at=start + i,
+        ended_at=start + i + 0.2,
+        key_id=None if team is None else f"k-{team}",
+        team=team,
+        project=None if team is None else "p",
+        environment=None if team is None else rng.choice(["prod", "dev"]),
+        tags={"n": str(i % 3)},
+        deployment=rng.choice(["chat", "iris"]),
+        protocol="openai",
+        endpoint="/v1/chat/completions",
+        method="POST",
+        model="chat",
+        stream=rng.random() < 0.3,
+        status=200 if served else 400,
+        upstream_status=200 if served else None,
+        outcome=Outcome.SERVED if served else Outcome.REJECTED,
+        error_code=None if served else "invalid_json",
+        latency_ms=round(rng.uniform(0.5, 400.0), 3),
+        upstream_ms=round(rng.uniform(0.1, 300.0), 3) if served else None,
+        input_tokens=rng.randint(0, 5000),
+        output_tokens=rng.randint(0, 900),
+        cached_tokens=rng.randint(0, 100),
+        items=rng.randint(0, 32),
+        request_bytes=rng.randint(10, 9000),
+        response_bytes=rng.randint(10, 9000),
+        cost_usd=quantize(Decimal(rng.randint(0, 10**9)) / Decimal(10**12)) if served else Decimal(0),
+        pricing_basis="tokens",
+    )
+
+
+async def test_write_is_idempotent_and_round_trips(store: Store) -> None:
+    rng = random.Random(1)
+    records = [make_record(i, rng) for i in range(50)]
+    assert await store.write(records[:30]) == 30
+    assert await store.write(records) == 20  # the first 30 are already there
+    assert await store.write(records) == 0
+    stored = await store.records(None, None, 1000)
+    assert stored == records
+
+
+async def test_spend_matches_a_brute_force_aggregate(store: Store) -> None:
+    rng = random.Random(7)
+    records = [make_record(i, rng) for i in range(400)]
+    await store.write(records)
+    query = SpendQuery(group_by=("team", "deployment"), start=1_800_000_050.0, end=1_800_000_350.0)
+    report = await store.spend(query)
+    window = [r for r in records if 1_800_000_050.0 <= r.started_at < 1_800_000_350.0]
+    groups: dict[tuple[str | None, ...], list[UsageRecord]] = {}
+    for r in window:
+        groups.setdefault((r.team, r.deployment), []).append(r)
+    assert {row.group for row in report.rows} == set(groups)
+    for row in report.rows:
+        members = groups[row.group]
+        assert row.requests == len(members)
+        assert row.errors == sum(1 for r in members if r.outcome is not Outcome.SERVED)
+        assert row.input_tokens == sum(r.input_tokens for r in members)
+        assert row.output_tokens == sum(r.output_tokens for r in members)
+        assert row.items == sum(r.items for r in members)
+        assert row.cost_usd == sum((r.cost_usd for r in members), Decimal(0))
+        latencies = sorted(r.latency_ms for r in members)
+        assert row.p50_ms == pytest.approx(nearest_rank(latencies, 0.5))
+        assert row.p95_ms == pytest.approx(nearest_rank(latencies, 0.95))
+    assert report.total.requests == len(window)
+    assert report.total.cost_usd == sum((r.cost_usd for r in window), Decimal(0))
+    assert sum((row.cost_usd for row in report.rows), Decimal(0)) == report.total.cost_usd
+    costs = [row.cost_usd for row in report.rows]
+    assert costs == sorted(costs, reverse=True)
+
+
+async def test_spend_filters_and_empty_windows(store: Store) -> None:
+    rng = random.Random(3)
+    records = [make_record(i, rng) for i in range(100)]
+    await store.write(records)
+    prod = await store.spend(SpendQuery(group_by=("team",), where=(("environment", "prod"),)))
+    assert prod.total.requests == sum(1 for r in records if r.environment == "prod")
+    empty = await store.spend(SpendQuery(group_by=("team",), start=0.0, end=1.0))
+    assert empty.rows == () and empty.total.requests == 0 and empty.total.cost_usd == 0
+    assert empty.total.p50_ms is None
+
+
+async def test_keys_add_list_revoke(store: Store) -> None:
+    identity = KeyIdentity(
+        key_id="abc123",
+        team="search",
+        project="ranking",
+        environment="prod",
+        name="ci",
+        tags=(("tier", "gold"),),
+        deployments=frozenset({"chat"}),
+        allow_client_tags=True,
+    )
+    key = StoredKey(identity, salt="s", secret_hash="h" * 64, created_at=1_800_000_000.0)
+    await store.add_key(key)
+    assert await store.list_keys() == [key]
+    assert await store.revoke_key("abc123", 1_800_000_100.0)
+    assert not await store.revoke_key("abc123", 1_800_000_200.0)  # already revoked
+    assert not await store.revoke_key("nope", 1_800_000_200.0)
+    (revoked,) = await store.list_keys()
+    assert revoked.revoked_at == 1_800_000_100.0
+    assert await store.ping()
+
+
+async def test_reopening_does_not_reapply_migrations(store: Store, tmp_path: Path) -> None:
+    await store.write([make_record(1, random.Random(0))])
+    await store.open() if isinstance(store, SQLiteStore) else None
+    assert len(await store.records(None, None, 10)) == 1

@@ -1,0 +1,177 @@
+"""OpenAI wire format: request parsing, the upstream body rewrite, usage, error bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from costwarden.domain.usage import Usage
+from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.openai import (
+    ENDPOINTS,
+    STREAMABLE,
+    error_body,
+    models_body,
+    parse_request,
+    upstream_body,
+    usage_from,
+)
+
+CHAT = "/v1/chat/completions"
+EMBEDDINGS = "/v1/embeddings"
+
+
+def rejects(raw: bytes, endpoint: str = CHAT) -> GatewayError:
+    with pytest.raises(GatewayError) as info:
+        parse_request(raw, endpoint)
+    assert info.value.status == 400
+    return info.value
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"{'model': 'x'}", b"\xff\xfe", b'{"model": "x",}'])
+def test_invalid_json(raw: bytes) -> None:
+    error = rejects(raw)
+    assert error.code == "invalid_json"
+    assert error.kind == "invalid_request_error"
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"model"', b"42", b"null", b'[{"model": "x"}]'])
+def test_a_body_that_is_not_an_object(raw: bytes) -> None:
+    error = rejects(raw)
+    assert error.code == "invalid_json"
+    assert "JSON object" in error.message
+
+
+@pytest.mark.parametrize("raw", [b"{}", b'{"model": ""}', b'{"model": null}', b'{"model": 3}', b'{"model": ["gpt"]}'])
+def test_a_missing_model(raw: bytes) -> None:
+    assert rejects(raw).code == "missing_model"
+
+
+def test_a_plain_request() -> None:
+    request = parse_request(b'{"model": "gpt", "messages": []}', CHAT)
+    assert request.model == "gpt"
+    assert request.stream is False
+    assert request.client_wants_usage is False
+    assert request.body == {"model": "gpt", "messages": []}
+
+
+@pytest.mark.parametrize("endpoint", STREAMABLE)
+def test_stream_on_streamable_endpoints(endpoint: str) -> None:
+    assert parse_request(b'{"model": "m", "stream": true}', endpoint).stream is True
+
+
+@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e not in STREAMABLE])
+def test_no_stream_elsewhere(endpoint: str) -> None:
+    assert endpoint == EMBEDDINGS
+    assert parse_request(b'{"model": "m", "stream": true}', endpoint).stream is False
+
+
+@pytest.mark.parametrize("value", [b"false", b"1", b'"true"', b"null"])
+def test_stream_must_be_literally_true(value: bytes) -> None:
+    assert parse_request(b'{"model": "m", "stream": ' + value + b"}", CHAT).stream is False
+
+
+def test_client_wants_usage() -> None:
+    raw = b'{"model": "m", "stream": true, "stream_options": {"include_usage": true}}'
+    assert parse_request(raw, CHAT).client_wants_usage is True
+    raw = b'{"model": "m", "stream": true, "stream_options": {"include_usage": false}}'
+    assert parse_request(raw, CHAT).client_wants_usage is False
+    raw = b'{"model": "m", "stream": true, "stream_options": "yes"}'
+    assert parse_request(raw, CHAT).client_wants_usage is False
+
+
+def test_upstream_body_is_the_raw_bytes_when_nothing_changes() -> None:
+    # Odd spacing, key order and unicode escapes must reach the upstream byte for byte.
+    raw = b'{ "messages" : [{"role":"user","content":"caf\\u00e9"}],\n "model":"gpt" , "n": 1.0}'
+    request = parse_request(raw, CHAT)
+    assert upstream_body(request, raw, "gpt") is raw
+
+
+def test_upstream_body_is_the_raw_bytes_when_the_client_already_asked_for_usage() -> None:
+    raw = b'{"model":"gpt","stream":true,"stream_options":{"include_usage":true}}'
+    assert upstream_body(parse_request(raw, CHAT), raw, "gpt") is raw
+
+
+def test_a_stream_on_embeddings_is_left_alone() -> None:
+    raw = b'{"model":"emb","stream":true,"input":"x"}'
+    assert upstream_body(parse_request(raw, EMBEDDINGS), raw, "emb") is raw
+
+
+def loads(raw: bytes) -> dict[str, Any]:
+    body = orjson.loads(raw)
+    assert isinstance(body, dict)
+    return body
+
+
+def test_streaming_sets_include_usage() -> None:
+    raw = b'{"model":"gpt","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    request = parse_request(raw, CHAT)
+    body = loads(upstream_body(request, raw, "gpt"))
+    assert body == {
+        "model": "gpt",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream_options": {"include_usage": True},
+    }
+    assert request.body == loads(raw)  # the parsed request itself is not mutated
+
+
+def test_streaming_keeps_other_stream_options() -> None:
+    raw = b'{"model":"gpt","stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":true}}'
+    body = loads(upstream_body(parse_request(raw, CHAT), raw, "gpt"))
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+
+
+def test_the_model_is_rewritten() -> None:
+    raw = b'{"model":"cheap","temperature":0.2,"messages":[]}'
+    request = parse_request(raw, CHAT)
+    body = loads(upstream_body(request, raw, "org/llama-3-8b"))
+    assert body == {"model": "org/llama-3-8b", "temperature": 0.2, "messages": []}
+    assert "stream_options" not in body
+    assert request.model == "cheap"
+
+
+def test_model_rewrite_and_include_usage_together() -> None:
+    raw = b'{"model":"cheap","stream":true}'
+    body = loads(upstream_body(parse_request(raw, CHAT), raw, "real"))
+    assert body == {"model": "real", "stream": True, "stream_options": {"include_usage": True}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "usage"),
+    [
+        ({"usage": {"prompt_tokens": 12, "completion_tokens": 30}}, Usage(12, 30, 0)),
+        (
+            {"usage": {"prompt_tokens": 12, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 8}}},
+            Usage(12, 3, 8),
+        ),
+        ({"usage": {"prompt_tokens": 5, "prompt_tokens_details": None}}, Usage(5, 0, 0)),
+        ({"usage": {"prompt_tokens": -5, "completion_tokens": "7"}}, Usage(0, 0, 0)),  # garbage counts as 0
+        ({"usage": None}, None),
+        ({"choices": []}, None),
+        ([{"usage": {}}], None),
+        ("usage", None),
+    ],
+)
+def test_usage_from(obj: object, usage: Usage | None) -> None:
+    assert usage_from(obj) == usage
+
+
+def test_error_body_shape() -> None:
+    body = orjson.loads(error_body("no key", "authentication_error", "missing_api_key"))
+    assert body == {
+        "error": {"message": "no key", "type": "authentication_error", "code": "missing_api_key", "param": None}
+    }
+
+
+def test_models_body() -> None:
+    body = orjson.loads(models_body(["a", "b"], 1700000000))
+    assert body == {
+        "object": "list",
+        "data": [
+            {"id": "a", "object": "model", "created": 1700000000, "owned_by": "costwarden"},
+            {"id": "b", "object": "model", "created": 1700000000, "owned_by": "costwarden"},
+        ],
+    }

@@ -1,0 +1,190 @@
+"""The recorder: spool on append, batch to the ledger on flush, retry on failure, replay orphans."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from costwarden.storage.recorder import Recorder
+from costwarden.storage.spool import Spool
+from tests.unit.storage.sample import MemoryLedger, dead_folder, jsonl, record
+
+
+def spooled(folder: Path) -> dict[str, list[str]]:
+    """Request ids per segment file, as they are on disk now."""
+    return {
+        p.name: [orjson.loads(line)["request_id"] for line in p.read_bytes().splitlines()]
+        for p in sorted(folder.glob("*.jsonl"))
+    }
+
+
+@pytest.fixture
+def ledger() -> MemoryLedger:
+    return MemoryLedger()
+
+
+@pytest.fixture
+async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
+    live = Spool(tmp_path / "spool")
+    yield live
+    if live.folder.exists():
+        live.close(committed=False)
+
+
+def make(ledger: MemoryLedger, spool: Spool, batch_size: int = 3) -> Recorder:
+    return Recorder(ledger, spool, interval_s=60.0, batch_size=batch_size)
+
+
+async def test_a_record_is_spooled_before_append_returns(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool)
+    recorder.append(record("a"))
+    assert (spool.folder / "000000000000.jsonl").read_bytes() == jsonl(record("a"))
+    assert ledger.rows == {}  # nothing reached the ledger yet
+    assert recorder.backlog == 1
+
+
+async def test_flush_writes_batches_and_deletes_sealed_segments(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool, batch_size=2)
+    ids = [f"r{i}" for i in range(5)]
+    for request_id in ids:
+        recorder.append(record(request_id))
+    assert await recorder.flush() is True
+    assert ledger.batches == [["r0", "r1"], ["r2", "r3"], ["r4"]]
+    assert sorted(ledger.rows) == ids
+    assert recorder.written == 5 and recorder.backlog == 0
+    assert spooled(spool.folder) == {"000000000001.jsonl": []}  # only the fresh, empty segment
+    recorder.append(record("r5"))
+    assert await recorder.flush() is True
+    assert spooled(spool.folder) == {"000000000002.jsonl": []}
+    assert sorted(ledger.rows) == [*ids, "r5"]
+
+
+async def test_flush_with_nothing_to_do(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool)
+    assert await recorder.flush() is True
+    assert ledger.batches == []
+    assert spooled(spool.folder) == {"000000000000.jsonl": []}
+
+
+async def test_a_failing_store_keeps_the_segments_and_retries(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool, batch_size=10)
+    recorder.append(record("a"))
+    recorder.append(record("b"))
+    ledger.fail = 2
+    assert await recorder.flush() is False
+    assert recorder.failures == 1
+    assert spooled(spool.folder) == {"000000000000.jsonl": ["a", "b"], "000000000001.jsonl": []}
+    recorder.append(record("c"))
+    assert await recorder.flush() is False  # still down: a, b and c are all kept
+    assert recorder.failures == 2
+    assert recorder.backlog == 3
+    assert spooled(spool.folder) == {
+        "000000000000.jsonl": ["a", "b"],
+        "000000000001.jsonl": ["c"],
+        "000000000002.jsonl": [],
+    }
+    assert ledger.rows == {}
+    assert await recorder.flush() is True  # back up
+    assert ledger.batches == [["a", "b", "c"]]  # each record sent once, none twice
+    assert sorted(ledger.rows) == ["a", "b", "c"]
+    assert recorder.written == 3 and recorder.backlog == 0
+    assert spooled(spool.folder) == {"000000000002.jsonl": []}
+
+
+async def test_a_failure_in_a_later_batch_is_retried_idempotently(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool, batch_size=2)
+    for request_id in "abcd":
+        recorder.append(record(request_id))
+    ledger.fail_calls = {2}
+    assert await recorder.flush() is False
+    assert sorted(ledger.rows) == ["a", "b"]
+    assert "000000000000.jsonl" in spooled(spool.folder)
+    assert await recorder.flush() is True
+    assert sorted(ledger.rows) == ["a", "b", "c", "d"]  # a and b were re-sent, stored once
+    assert list(ledger.rows.values()) == [record(i) for i in "abcd"]
+
+
+async def test_stop_flushes_and_removes_the_spool(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool)
+    recorder.start()
+    recorder.append(record("a"))
+    await recorder.stop()
+    assert sorted(ledger.rows) == ["a"]
+    assert not spool.folder.exists()
+
+
+async def test_stop_with_the_ledger_down_keeps_the_spool(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool)
+    recorder.append(record("a"))
+    ledger.fail = 1
+    await recorder.stop()
+    assert spool.folder.exists()
+    assert spooled(spool.folder)["000000000000.jsonl"] == ["a"]
+    successor = Spool(spool.root)
+    try:
+        assert await make(ledger, successor).recover() == 1
+        assert sorted(ledger.rows) == ["a"]
+    finally:
+        successor.close(committed=True)
+
+
+async def test_a_full_batch_wakes_the_background_flush(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = make(ledger, spool, batch_size=2)
+    recorder.start()
+    try:
+        recorder.append(record("a"))
+        recorder.append(record("b"))
+        for _ in range(200):
+            if ledger.rows:
+                break
+            await asyncio.sleep(0.005)
+        assert sorted(ledger.rows) == ["a", "b"]  # long before the 60 s interval
+    finally:
+        await recorder.stop()
+
+
+async def test_recover_replays_an_orphan_including_a_torn_last_line(ledger: MemoryLedger, spool: Spool) -> None:
+    a, b, c = record("a"), record("b"), record("c")
+    torn = jsonl(record("d"))[:40]  # the process died mid-write
+    dead = dead_folder(spool.root, "4242-0badcafe", jsonl(a, b), jsonl(c) + torn)
+    recorder = make(ledger, spool, batch_size=2)
+    assert await recorder.recover() == 3
+    assert ledger.rows == {"a": a, "b": b, "c": c}
+    assert ledger.batches == [["a", "b"], ["c"]]
+    assert not dead.exists()
+    assert spool.folder.exists()  # its own folder is not an orphan
+
+
+async def test_recover_does_not_double_count(ledger: MemoryLedger, spool: Spool) -> None:
+    # The dead process wrote "a" to the ledger but died before deleting its segment.
+    ledger.rows["a"] = record("a")
+    dead_folder(spool.root, "4242-0badcafe", jsonl(record("a"), record("b")))
+    assert await make(ledger, spool).recover() == 1
+    assert sorted(ledger.rows) == ["a", "b"]
+
+
+async def test_recover_leaves_a_live_folder_alone(ledger: MemoryLedger, spool: Spool) -> None:
+    other = Spool(spool.root)  # another gateway process, alive, with an unflushed record
+    try:
+        other.append(record("theirs"))
+        dead_folder(spool.root, "4242-0badcafe", jsonl(record("dead")))
+        assert await make(ledger, spool).recover() == 1
+        assert sorted(ledger.rows) == ["dead"]
+        assert spooled(other.folder) == {"000000000000.jsonl": ["theirs"]}
+        assert (other.folder / "lock").exists()
+    finally:
+        other.close(committed=False)
+
+
+async def test_recover_with_the_ledger_down_keeps_the_orphan(ledger: MemoryLedger, spool: Spool) -> None:
+    dead = dead_folder(spool.root, "4242-0badcafe", jsonl(record("a")))
+    ledger.fail = 1
+    with pytest.raises(ConnectionError):
+        await make(ledger, spool).recover()
+    assert spooled(dead) == {"000000000000.jsonl": ["a"]}
+    assert await make(ledger, spool).recover() == 1
+    assert not dead.exists()

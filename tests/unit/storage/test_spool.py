@@ -1,0 +1,112 @@
+"""The spool: durable JSON lines per process, sealed segments, and orphan discovery by lock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from costwarden.domain.record import UsageRecord
+from costwarden.storage.spool import Spool, read_folder, remove_folder
+from tests.unit.storage.sample import dead_folder, jsonl, record
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Iterator[Spool]:
+    live = Spool(tmp_path / "spool")
+    yield live
+    live.close(committed=False)
+
+
+def lines(path: Path) -> list[UsageRecord]:
+    return [UsageRecord.from_json_dict(orjson.loads(line)) for line in path.read_bytes().splitlines()]
+
+
+def segments(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.jsonl"))
+
+
+def test_a_folder_per_process_with_a_lock(spool: Spool) -> None:
+    assert spool.folder.parent == spool.root
+    assert spool.folder.name.startswith(f"{os.getpid()}-")
+    assert (spool.folder / "lock").exists()
+    assert segments(spool.folder) == ["000000000000.jsonl"]
+
+
+def test_append_is_on_disk_when_it_returns(spool: Spool) -> None:
+    first, second = record("a"), record("b", cost_usd=record("b").cost_usd * 3, tags={})
+    spool.append(first)
+    assert lines(spool.folder / "000000000000.jsonl") == [first]
+    spool.append(second)
+    assert lines(spool.folder / "000000000000.jsonl") == [first, second]
+
+
+def test_the_json_line_is_exact(spool: Spool) -> None:
+    spool.append(record("a"))
+    data = orjson.loads((spool.folder / "000000000000.jsonl").read_bytes())
+    assert data["cost_usd"] == "0.000123456"  # money as a string, never a float
+    assert data["outcome"] == "served"
+    assert data["tags"] == {"feature": "chat"}
+
+
+def test_seal_and_commit(spool: Spool) -> None:
+    spool.append(record("a"))
+    spool.seal()
+    spool.append(record("b"))
+    assert segments(spool.folder) == ["000000000000.jsonl", "000000000001.jsonl"]
+    spool.commit_sealed()
+    assert segments(spool.folder) == ["000000000001.jsonl"]
+    assert lines(spool.folder / "000000000001.jsonl") == [record("b")]
+
+
+def test_close_committed_removes_the_folder(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(record("a"))
+    spool.close(committed=True)
+    assert not spool.folder.exists()
+
+
+def test_close_uncommitted_keeps_the_folder_for_the_next_process(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append(record("a"))
+    spool.close(committed=False)
+    assert read_folder(spool.folder) == [record("a")]
+    successor = Spool(tmp_path)
+    try:
+        assert list(successor.orphans()) == [spool.folder]  # its lock died with it
+    finally:
+        successor.close(committed=True)
+
+
+def test_orphans_skip_live_folders_and_stray_files(spool: Spool) -> None:
+    other_live = Spool(spool.root)
+    try:
+        dead = dead_folder(spool.root, "999999-deadbeef", jsonl(record("x")))
+        (spool.root / "README").write_text("not a spool")
+        assert list(spool.orphans()) == [dead]
+        assert list(other_live.orphans()) == [dead]
+        # Looking did not take the folders: the live one is still locked by its owner.
+        assert list(spool.orphans()) == [dead]
+    finally:
+        other_live.close(committed=False)
+
+
+def test_read_folder_reads_segments_in_order_and_skips_a_torn_line(tmp_path: Path) -> None:
+    a, b, c = record("a"), record("b"), record("c")
+    torn = jsonl(record("d"))[:57]
+    folder = dead_folder(tmp_path, "1-x", jsonl(a, b), jsonl(c) + torn)
+    assert read_folder(folder) == [a, b, c]
+
+
+def test_read_folder_skips_a_line_that_is_not_a_record(tmp_path: Path) -> None:
+    folder = dead_folder(tmp_path, "1-x", b'{"request_id": "half"}\n' + jsonl(record("a")) + b"\n")
+    assert read_folder(folder) == [record("a")]
+
+
+def test_remove_folder(tmp_path: Path) -> None:
+    folder = dead_folder(tmp_path, "1-x", jsonl(record("a")), b"")
+    remove_folder(folder)
+    assert not folder.exists()
