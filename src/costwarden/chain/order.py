@@ -9,15 +9,20 @@ Later stages (admit, cache, ...) are added here, without touching the others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import JSON_CONTENT, Channel, Forward, Stage
+from costwarden.domain.record import Outcome
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 
 log = logging.getLogger(__name__)
+INTERNAL_ERROR = GatewayError(
+    500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error"
+)
 
 
 class Chain:
@@ -56,8 +61,16 @@ class Chain:
                 await channel.whole(error.status, headers, error_payload(exchange.protocol, error))
                 return
             await self._forwarder.forward(exchange, channel, self.settle)
-        finally:
-            if not exchange.settled:  # the client went away, or a bug: the record is still written
+        except asyncio.CancelledError:
+            # The client went away (the server cancels the request task): still one record.
+            if not exchange.settled:
                 if exchange.error is None:
                     exchange.reject(GatewayError(499, "client_disconnected", "the client closed the connection"))
+                await asyncio.shield(self.settle(exchange))
+            raise
+        except Exception:
+            if not exchange.settled:
+                exchange.reject(INTERNAL_ERROR)
+                exchange.outcome = Outcome.FAILED
                 await self.settle(exchange)
+            raise

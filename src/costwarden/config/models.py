@@ -126,10 +126,8 @@ class Config(Model):
             if name in names[:i]:
                 problems.append((("deployments", i, "name"), f"deployment name {name!r} is used twice"))
         for i, key in enumerate(self.keys):
-            try:
-                check_attribution(self, key.team, key.project, key.environment)
-            except ValueError as exc:
-                problems.append((("keys", i), str(exc)))
+            for field_name, message in attribution_problems(self, key.team, key.project, key.environment):
+                problems.append((("keys", i, field_name), message))
             for j, dep in enumerate(key.deployments or ()):
                 if dep not in names:
                     problems.append((("keys", i, "deployments", j), f"unknown deployment {dep!r}; declared: {names}"))
@@ -146,12 +144,23 @@ class Config(Model):
         return None
 
 
-def check_attribution(config: Config, team: str, project: str, environment: str) -> None:
-    """Raise ValueError unless the team, project and environment are all declared."""
+def attribution_problems(config: Config, team: str, project: str, environment: str) -> list[tuple[str, str]]:
+    """(field, message) for each of team, project, environment that is not declared."""
+    problems: list[tuple[str, str]] = []
     teams = {t.name: t for t in config.teams}
     if team not in teams:
-        raise ValueError(f"unknown team {team!r}; declared teams: {sorted(teams)}")
-    if project not in teams[team].projects:
-        raise ValueError(f"team {team!r} has no project {project!r}; its projects: {list(teams[team].projects)}")
+        problems.append(("team", f"unknown team {team!r}; declared teams: {sorted(teams)}"))
+    elif project not in teams[team].projects:
+        problems.append(
+            ("project", f"team {team!r} has no project {project!r}; its projects: {list(teams[team].projects)}")
+        )
     if environment not in config.environments:
-        raise ValueError(f"unknown environment {environment!r}; declared: {list(config.environments)}")
+        problems.append(("environment", f"unknown environment {environment!r}; declared: {list(config.environments)}"))
+    return problems
+
+
+def check_attribution(config: Config, team: str, project: str, environment: str) -> None:
+    """Raise ValueError unless the team, project and environment are all declared."""
+    problems = attribution_problems(config, team, project, environment)
+    if problems:
+        raise ValueError("; ".join(message for _, message in problems))

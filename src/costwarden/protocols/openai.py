@@ -71,7 +71,7 @@ def usage_from(obj: Any) -> Usage | None:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def error_body(message: str, kind: str, code: str | None) -> bytes:

@@ -45,7 +45,11 @@ class SSERelay:
         return bytes(out)
 
     def _event(self, event: bytes) -> bytes:
-        payload = b"".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+        payload = b"\n".join(
+            line[6:] if line.startswith(b"data: ") else line[5:]
+            for line in event.split(b"\n")
+            if line.startswith(b"data:")
+        )
         if payload == b"[DONE]":
             self.done = True
             return b""

@@ -53,10 +53,14 @@ def count_items(raw: bytes) -> int:
     items = 0
     for tensor in inputs:
         shape = tensor.get("shape") if isinstance(tensor, dict) else None
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) for d in shape):
-            raise GatewayError(400, "invalid_request", "every input needs a `shape` list of integers")
+        if not isinstance(shape, list) or not shape or not all(_dimension(d) for d in shape):
+            raise GatewayError(400, "invalid_request", "every input needs a `shape` list of non-negative integers")
         items = max(items, shape[0])
     return items
+
+
+def _dimension(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def error_body(message: str) -> bytes:

@@ -95,6 +95,32 @@ def test_decimal_prices_stay_exact() -> None:
     assert gpt.pricing.sheet().basis == "tokens"
 
 
+@pytest.mark.parametrize(
+    ("literal", "value"),
+    [
+        ("0.15", "0.15"),
+        ("0.1", "0.1"),
+        ('"0.1"', "0.1"),
+        ("1.5e-7", "1.5E-7"),
+        ("1_000.5", "1000.5"),
+        (".5", "0.5"),
+        ("3", "3"),
+        ("0.000000123456789", "1.23456789E-7"),
+    ],
+)
+def test_decimal_literals_are_exact(literal: str, value: str) -> None:
+    config = parse(VALID.replace("input_per_1m: 0.15", f"input_per_1m: {literal}"))
+    got = config.deployments[0].pricing.input_per_1m
+    assert got == Decimal(value)
+    assert str(got) == value
+
+
+@pytest.mark.parametrize("literal", [".inf", "NaN", "Infinity", "-1"])
+def test_non_finite_or_negative_prices_are_refused(literal: str) -> None:
+    problem = only_problem(VALID.replace("input_per_1m: 0.15", f"input_per_1m: {literal}"))
+    assert problem.startswith(f"{SOURCE}:11: deployments[0].pricing.input_per_1m: ")
+
+
 def test_load_config_reads_the_file_and_names_it(tmp_path: Path) -> None:
     path = tmp_path / "costwarden.yaml"
     path.write_text(VALID, encoding="utf-8")
@@ -146,11 +172,6 @@ def test_a_bad_decimal() -> None:
     assert "decimal" in problem
 
 
-def test_a_negative_price() -> None:
-    problem = only_problem(VALID.replace("input_per_1m: 0.15", "input_per_1m: -0.15"))
-    assert problem.startswith(f"{SOURCE}:11: deployments[0].pricing.input_per_1m: ")
-
-
 def test_several_problems_are_all_reported() -> None:
     text = VALID.replace("  port: 8700\n", "  port: 8700\n  colour: blue\n").replace("protocol: v2", "protocol: x")
     found = problems(text)
@@ -166,6 +187,7 @@ def test_several_problems_are_all_reported() -> None:
         ("    project: ranker\n", "    project: crawler\n", "project", "has no project 'crawler'"),
         ("    environment: prod\n", "    environment: qa\n", "environment", "unknown environment 'qa'"),
     ],
+    ids=["team", "project", "environment"],
 )
 def test_an_undeclared_attribution_in_a_key(line: str, replacement: str, field: str, message: str) -> None:
     problem = only_problem(VALID.replace(line, replacement))
