@@ -63,7 +63,7 @@ def _to_python(
         return [_to_python(item, (*path, i), marks, env, source, problems) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
     if node.tag == "tag:yaml.org,2002:str" and "${" in node.value:
-        where = f"{source}:{node.start_mark.line + 1}"
+        where = f"{source}:{node.start_mark.line + 1}: {_dotted(path)}"
         return _interpolate(node.value, env, where, problems)
     if node.tag == "tag:yaml.org,2002:float":
         # Keep decimal literals exact: prices must never pass through a binary float.
