@@ -42,7 +42,7 @@ class Spool:
         return os.open(self._segment_path(self._segment), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
 
     def append(self, record: UsageRecord) -> None:
-        os.write(self._fd, orjson.dumps(record.to_json_dict(), option=orjson.OPT_APPEND_NEWLINE))
+        os.write(self._fd, record.to_json_line())
 
     def seal(self) -> None:
         """Start a new segment; the current one waits for `commit_sealed`."""
