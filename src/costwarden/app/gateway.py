@@ -92,8 +92,10 @@ class GatewayApp:
                     ),
                 )
                 return
-            if method == "POST" and protocol is Protocol.OPENAI and endpoint == "/v1/models":
-                await self._refuse(exchange, channel, GatewayError(405, "method_not_allowed", "use GET /v1/models"))
+            if protocol is Protocol.OPENAI and method != ("GET" if endpoint == "/v1/models" else "POST"):
+                allowed = "GET" if endpoint == "/v1/models" else "POST"
+                error = GatewayError(405, "method_not_allowed", f"use {allowed} {endpoint}")
+                await self._refuse(exchange, channel, error)
                 return
             await self._chain.run(exchange, channel)
         except Exception:

@@ -28,6 +28,7 @@ _SNIPPET = 200
 class Forwarder:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
+        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
         if exchange.local_response is not None:
@@ -41,9 +42,11 @@ class Forwarder:
         url = route.next_url() + exchange.upstream_path
         if exchange.query:
             url += "?" + exchange.query.decode("latin-1")
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
-        )
+        timeout = self._timeouts.get(deployment.name)
+        if timeout is None:
+            timeout = self._timeouts[deployment.name] = aiohttp.ClientTimeout(
+                total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
+            )
         started = time.perf_counter()
         try:
             async with self._session.request(
@@ -137,9 +140,7 @@ class Forwarder:
         tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={exchange.cost}")
         await channel.body(tail + DONE, False)
 
-    async def _upstream_fault(
-        self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError
-    ) -> None:
+    async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:
         exchange.reject(fault)
         await settle(exchange)
         headers = [JSON_CONTENT, *exchange.costwarden_headers(True)]

@@ -51,4 +51,3 @@ def upstream_headers(exchange: Exchange, api_key: str | None) -> dict[str, str]:
 
 def downstream_headers(raw: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
     return [(k.lower(), v) for k, v in raw if k.lower() not in _NOT_DOWNSTREAM]
-
