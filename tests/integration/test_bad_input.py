@@ -158,3 +158,10 @@ def test_passthrough_is_metered_per_request(gateway: Gateway) -> None:
     assert response.headers["x-costwarden-cost-usd"] == "0.000010000"
     (record,) = ledger.wait_for(gateway.ledger, 1)
     assert (record.protocol, record.deployment, record.team, record.method) == ("http", "textproxy", "ads", "GET")
+
+
+def test_wrong_method_is_refused_and_recorded(gateway: Gateway) -> None:
+    response = httpx.get(gateway.url + "/v1/chat/completions", headers={"X-Api-Key": KEYS["search"]})
+    assert_openai_error(response, 405, "method_not_allowed")
+    record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[response.headers["x-costwarden-request-id"]]
+    assert (record.method, record.status, record.outcome) == ("GET", 405, Outcome.REJECTED)
