@@ -25,6 +25,19 @@ class Unit(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class WindowInstance:
+    """One window instance: [start, end) in Unix seconds and the key of its counter at `now`.
+    Cheap to hold: a caller may reuse it while `contains(now)` (bounds cost tens of microseconds)."""
+
+    start: float
+    end: float
+    key: str
+
+    def contains(self, now: float) -> bool:
+        return self.start <= now < self.end
+
+
+@dataclass(frozen=True, slots=True)
 class Window:
     """Either a calendar `unit` aligned to the wall clock of `tz`, or `rolling_seconds` long.
 
@@ -40,12 +53,12 @@ class Window:
     def __post_init__(self) -> None:
         if (self.unit is None) == (self.rolling_seconds is None):
             raise WindowError("a window has either a calendar unit or a rolling duration, not both")
-        if self.rolling_seconds is not None:
-            if self.rolling_seconds <= 0 or self.buckets < 1 or self.rolling_seconds % self.buckets:
-                raise WindowError(
-                    f"a rolling window of {self.rolling_seconds}s must be positive and split into a whole"
-                    f" number of seconds per bucket ({self.buckets} buckets)"
-                )
+        seconds = self.rolling_seconds
+        if seconds is not None and (seconds <= 0 or self.buckets < 1 or seconds % self.buckets):
+            raise WindowError(
+                f"a rolling window of {seconds}s must be positive and split into a whole number of"
+                f" seconds per bucket ({self.buckets} buckets)"
+            )
         try:
             ZoneInfo(self.tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -81,6 +94,13 @@ class Window:
         start, end = _calendar_bounds(math.floor(now), _unit(self.unit), ZoneInfo(self.tz))
         return float(start), float(end)
 
+    def instance(self, now: float) -> WindowInstance:
+        """Bounds and key at `now` in one computation. For a rolling window the instance is valid
+        until its current bucket ends, which is also when its bounds move."""
+        start, end = self.bounds(now)
+        key = self.key(now) if self.rolling_seconds is not None else self._calendar_key(start)
+        return WindowInstance(start, end, key)
+
     def reset_at(self, now: float) -> float:
         """When the window rolls over (Unix seconds). For a rolling window: when its oldest bucket
         ages out, which releases some spend but not necessarily enough."""
@@ -91,7 +111,10 @@ class Window:
         `month@Europe/Berlin|2025-03-01T00:00:00+01:00`, or the rolling window's current bucket."""
         if self.rolling_seconds is not None:
             return f"{self.spec}|{math.floor(now) // (self.rolling_seconds // self.buckets)}"
-        return f"{self.spec}|{self.local(self.bounds(now)[0])}"
+        return self._calendar_key(self.bounds(now)[0])
+
+    def _calendar_key(self, start: float) -> str:
+        return f"{self.spec}|{self.local(start)}"
 
     def bucket_keys(self, now: float) -> tuple[str, ...]:
         """The counters whose sum is the window's total at `now`, oldest first."""

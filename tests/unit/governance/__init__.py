@@ -1,0 +1,1 @@
+"""Governance domain: budget windows, budgets and reservations, rate limits, spikes, forecasts, alerts."""
