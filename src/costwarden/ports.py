@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from costwarden.domain.admission import AdmissionRequest, AdmissionResult, Settlement
+from costwarden.domain.alert import Alert
+from costwarden.domain.budget import Amount, BudgetState
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
@@ -45,3 +48,52 @@ class KeyStore(Protocol):
 
 class Store(LedgerStore, KeyStore, Protocol):
     """What one database adapter provides: the ledger and the keys, in the same database."""
+
+
+class CounterStore(Protocol):
+    """Shared admission state: budget spend and holds, rate limits, concurrency slots.
+
+    In-process for one replica, Redis for many. Every method is atomic; `admit` is one round trip.
+    Raises `CounterStoreUnavailable` when the store cannot be reached.
+    """
+
+    async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult: ...
+
+    async def settle(self, settlement: Settlement, now: float) -> None: ...
+
+    async def budget_state(self, read_keys: Sequence[str], now: float) -> BudgetState:
+        """Spent and reserved (live holds only) summed over `read_keys`."""
+
+    async def restore(self, spent: dict[str, Amount], retain_until: dict[str, float]) -> None:
+        """Set each counter's spend to the ledger's figure (holds are kept): the ledger is the truth."""
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class CounterStoreUnavailable(Exception):
+    """The shared counter store did not answer; callers apply the budget's fail mode."""
+
+
+class AlertSink(Protocol):
+    """Delivers alerts somewhere (webhook, Slack, Alertmanager). Called off the request path.
+
+    `send` receives alerts that started firing and alerts that resolved (`resolved_at` set); it
+    retries transient failures itself and raises only when it gives up.
+    """
+
+    name: str
+
+    async def send(self, alerts: Sequence[Alert]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class AlertStore(Protocol):
+    """Alert records in the ledger database, idempotent on alert id."""
+
+    async def save_alerts(self, alerts: Sequence[Alert]) -> None:
+        """Insert new alerts and update the resolved time of known ones."""
+
+    async def list_alerts(self, active_only: bool, limit: int) -> list[Alert]: ...
