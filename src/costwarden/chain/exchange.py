@@ -43,6 +43,9 @@ class Exchange:
     upstream_path: str = ""
     upstream_body: bytes = b""
     local_response: tuple[int, bytes] | None = None  # answered by the gateway itself
+    # admit
+    held: object | None = None  # the admission hold, settled once
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     # forward
     status: int = 0
     upstream_status: int | None = None
@@ -81,4 +84,6 @@ class Exchange:
             headers.append((b"x-costwarden-deployment", self.route.deployment.name.encode()))
         if with_cost:
             headers.append((b"x-costwarden-cost-usd", str(self.cost).encode()))
+        if self.extra_headers:
+            headers.extend(self.extra_headers)
         return headers

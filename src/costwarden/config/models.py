@@ -5,13 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, Field, model_validator
+
+from costwarden.config.base import Model
+from costwarden.config.governance import GovernanceConfig
 
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ServerConfig(Model):
@@ -76,6 +77,8 @@ class Deployment(Model):
     api_key: str | None = None  # sent upstream as a bearer token
     timeouts: Timeouts = Timeouts()
     pricing: Pricing = Pricing()
+    # The most one request may cost: the admission estimate when its output is not bounded.
+    max_cost_per_request: Decimal | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_upstream(self) -> Deployment:
@@ -117,6 +120,9 @@ class Config(Model):
     teams: tuple[Team, ...] = ()
     deployments: tuple[Deployment, ...] = Field(min_length=1)
     keys: tuple[ApiKeyConfig, ...] = ()
+    # Shared admission state for several replicas (redis://host:port/db); in-process when absent.
+    state: str | None = Field(default=None, pattern=r"^rediss?://")
+    governance: GovernanceConfig = GovernanceConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
@@ -131,10 +137,36 @@ class Config(Model):
             for j, dep in enumerate(key.deployments or ()):
                 if dep not in names:
                     problems.append((("keys", i, "deployments", j), f"unknown deployment {dep!r}; declared: {names}"))
+        problems.extend(self._governance_problems(names))
         ids = [k.id for k in self.keys]
         for i, key_id in enumerate(ids):
             if key_id in ids[:i]:
                 problems.append((("keys", i, "id"), f"key id {key_id!r} is used twice"))
+        return problems
+
+    def _governance_problems(self, deployments: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        gov = self.governance
+        ids = [b.id for b in gov.budgets]
+        teams = {t.name for t in self.teams}
+        known = {
+            "deployment": set(deployments),
+            "team": teams,
+            "environment": set(self.environments),
+            "project": {p for t in self.teams for p in t.projects},
+        }
+        for i, budget in enumerate(gov.budgets):
+            if budget.id in ids[:i]:
+                problems.append((("governance", "budgets", i, "id"), f"budget id {budget.id!r} is used twice"))
+            for dim, value in budget.scope.items():
+                if dim in known and value not in known[dim]:
+                    problems.append(
+                        (("governance", "budgets", i, "scope", dim), f"unknown {dim} {value!r}; declared: {sorted(known[dim])}")
+                    )
+            try:
+                budget.budget(gov.timezone)
+            except ValueError as exc:
+                problems.append((("governance", "budgets", i), str(exc)))
         return problems
 
     def deployment(self, name: str) -> Deployment | None:

@@ -81,3 +81,53 @@ def error_body(message: str, kind: str, code: str | None) -> bytes:
 def models_body(names: list[str], created: int) -> bytes:
     data = [{"id": n, "object": "model", "created": created, "owned_by": "costwarden"} for n in names]
     return orjson.dumps({"object": "list", "data": data})
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a dict, or {} (the route stage has already refused invalid bodies)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+_PER_MESSAGE_TOKENS = 8
+
+
+def input_token_bound(body: dict[str, Any]) -> int:
+    """An upper bound on the prompt's tokens: one per UTF-8 byte of its text, plus a few per message.
+
+    No tokenizer yields more tokens than bytes, so this never under-estimates; it is coarse, which
+    only makes admission more careful near a budget's limit.
+    """
+    total = 0
+    for field_name in ("messages", "prompt", "input"):
+        total += _text_bytes(body.get(field_name))
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        total += _PER_MESSAGE_TOKENS * len(messages)
+    return total
+
+
+def _text_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):
+        return sum(_text_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_text_bytes(v) for k, v in value.items() if k in ("content", "text", "name", "arguments"))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 1  # a token id in a pre-tokenised prompt
+    return 0
+
+
+def max_output_tokens(body: dict[str, Any]) -> int | None:
+    """`max_completion_tokens` or `max_tokens` times `n`; None when the output is not bounded."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            choices = body.get("n")
+            n = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices > 0 else 1
+            return value * n
+    return None

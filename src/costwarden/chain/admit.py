@@ -1,0 +1,196 @@
+"""Stage 4, admit: budgets, rate limits and concurrency quotas, decided in one atomic call.
+
+Before forwarding, the request's maximum cost is reserved on every budget whose scope matches;
+the reservation is settled to the metered cost after the response (off the response path) and
+expires by itself if this gateway dies. All checks of a request go to the counter store at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.policy import AdmissionPolicy
+from costwarden.chain.stage import PassStage
+from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
+from costwarden.domain.admission import RateCheck as RateRequest
+from costwarden.domain.budget import Amount, Budget, FailMode, admit, request_attributes
+from costwarden.domain.ratelimit import format_duration
+from costwarden.domain.record import Outcome
+from costwarden.ports import CounterStore, CounterStoreUnavailable
+from costwarden.protocols.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Held:
+    """What a request holds until it settles."""
+
+    request: AdmissionRequest
+    budgets: tuple[Budget, ...]
+    token_rate_keys: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class StoreHealth:
+    """Whether the counter store answered last time; read by the alert evaluator."""
+
+    reachable: bool = True
+    failures: int = 0
+    since: float | None = None
+    refused: dict[str, int] = field(default_factory=dict)  # rejections by reason, for metrics
+
+
+class Admit(PassStage):
+    name = "admit"
+
+    def __init__(self, policy: AdmissionPolicy, counters: CounterStore, health: StoreHealth) -> None:
+        self._policy = policy
+        self._counters = counters
+        self.health = health
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def enter(self, exchange: Exchange) -> None:
+        identity, route = exchange.identity, exchange.route
+        if identity is None or route is None or exchange.local_response is not None:
+            return
+        attributes = request_attributes(
+            identity.key_id, identity.team, identity.project, identity.environment, route.deployment.name, exchange.tags
+        )
+        now = time.time()
+        plan = self._policy.plan(exchange, attributes, now)
+        if plan is None:
+            return
+        request, budgets, token_keys = plan
+        try:
+            result = await self._counters.admit(request, now)
+        except CounterStoreUnavailable:
+            self._unreachable(budgets, now)
+            return
+        self._reachable()
+        exchange.extra_headers.extend(self._rate_headers(request, result))
+        if not result.admitted:
+            raise self._refusal(request, result, budgets, now)
+        exchange.held = Held(request, budgets, token_keys)
+
+    def _reachable(self) -> None:
+        if not self.health.reachable:
+            log.warning("the counter store is reachable again")
+        self.health.reachable, self.health.since = True, None
+
+    def _unreachable(self, budgets: tuple[Budget, ...], now: float) -> None:
+        if self.health.reachable:
+            log.error("the counter store is unreachable: applying each budget's fail mode")
+            self.health.reachable, self.health.since = False, now
+        self.health.failures += 1
+        closed = [b for b in budgets if b.fail_mode is FailMode.CLOSED]
+        if closed:
+            self._count("state_store_unreachable")
+            raise GatewayError(
+                503,
+                "state_store_unreachable",
+                f"budget {closed[0].id!r} cannot be checked because the budget store is unreachable, and it "
+                "fails closed; retry shortly",
+                kind="service_unavailable",
+                headers=((b"retry-after", b"1"),),
+            )
+
+    def _count(self, reason: str) -> None:
+        self.health.refused[reason] = self.health.refused.get(reason, 0) + 1
+
+    def _rate_headers(self, request: AdmissionRequest, result: AdmissionResult) -> list[tuple[bytes, bytes]]:
+        """OpenAI's x-ratelimit-* headers for the binding limit of each kind (a refusal first,
+        else the one with the fewest units left)."""
+        binding: dict[str, tuple[RateRequest, RateOutcome]] = {}
+        for check, outcome in zip(request.rates, result.rates, strict=True):
+            kind = "tokens" if check.key.startswith("tpm|") else "requests"
+            current = binding.get(kind)
+            if current is None or (outcome.allowed, outcome.remaining) < (current[1].allowed, current[1].remaining):
+                binding[kind] = (check, outcome)
+        headers: list[tuple[bytes, bytes]] = []
+        for kind, (check, outcome) in sorted(binding.items()):
+            headers.append((f"x-ratelimit-limit-{kind}".encode(), str(check.limit).encode()))
+            headers.append((f"x-ratelimit-remaining-{kind}".encode(), str(outcome.remaining).encode()))
+            headers.append((f"x-ratelimit-reset-{kind}".encode(), format_duration(outcome.reset_seconds).encode()))
+        return headers
+
+    def _refusal(
+        self, request: AdmissionRequest, result: AdmissionResult, budgets: tuple[Budget, ...], now: float
+    ) -> GatewayError:
+        refused = result.refused_by or "budget:?"
+        kind, _, name = refused.partition(":")
+        if kind == "budget":
+            index = next(i for i, b in enumerate(budgets) if b.id == name)
+            budget = budgets[index]
+            reset_at = budget.window.reset_at(now)
+            retry = max(1, int(reset_at - now + 0.999))
+            decision = admit(budget, result.budget_states[index], request.estimate, now)
+            self._count("budget_exceeded")
+            return GatewayError(
+                429,
+                "budget_exceeded",
+                decision.message or f"budget {budget.id!r} is exhausted",
+                kind="budget_exceeded",
+                headers=((b"retry-after", str(retry).encode()), (b"x-costwarden-budget", budget.id.encode())),
+            )
+        if kind == "rate":
+            outcome = next(o for o in result.rates if o.key == name)
+            retry = max(1, int(outcome.retry_after + 0.999))
+            unit = "tokens" if name.startswith("tpm|") else "requests"
+            self._count("rate_limited")
+            return GatewayError(
+                429,
+                "rate_limit_exceeded",
+                f"rate limit of {name.split('|')[1]} {name.split('|')[2]!r} reached ({unit} per minute); "
+                f"retry in {format_duration(outcome.retry_after)}",
+                kind="rate_limit_exceeded",
+                headers=((b"retry-after", str(retry).encode()),),
+            )
+        self._count("concurrency_limited")
+        return GatewayError(
+            429,
+            "concurrency_limit_exceeded",
+            f"too many requests in flight for {name.split('|')[1]} {name.split('|')[2]!r}; retry shortly",
+            kind="rate_limit_exceeded",
+            headers=((b"retry-after", b"1"),),
+        )
+
+    async def settle(self, exchange: Exchange) -> None:
+        self._policy.observe_upstream(exchange)
+        held = exchange.held
+        if not isinstance(held, Held):
+            return
+        exchange.held = None
+        usage = exchange.usage
+        served = exchange.outcome is Outcome.SERVED or exchange.cost > 0
+        actual = Amount(exchange.cost, usage.total_tokens if served else 0, 1)
+        request = held.request
+        correction = actual.tokens - request.estimate.tokens
+        settlement = Settlement(
+            reservation_id=request.reservation_id,
+            budget_write_keys=tuple(b.write_key for b in request.budgets),
+            held=request.estimate,
+            actual=actual,
+            slot_keys=tuple(s.key for s in request.slots),
+            token_corrections=tuple((key, correction) for key in held.token_rate_keys) if correction else (),
+        )
+        task = asyncio.create_task(self._settle(settlement))  # off the response path
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, settlement: Settlement) -> None:
+        try:
+            await self._counters.settle(settlement, time.time())
+        except CounterStoreUnavailable:
+            log.warning("could not settle %s: the counter store is unreachable", settlement.reservation_id)
+        except Exception:
+            log.exception("could not settle %s", settlement.reservation_id)
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight (on shutdown)."""
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=5)

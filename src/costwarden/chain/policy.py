@@ -1,0 +1,184 @@
+"""Which budgets, rate limits and quotas apply to a request, and how much it may cost at most.
+
+Built once from config; `plan` turns one exchange into one `AdmissionRequest` for the counter store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from costwarden.chain.exchange import Exchange
+from costwarden.domain.admission import AdmissionRequest, BudgetCheck, RateCheck, SlotCheck
+from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost
+from costwarden.domain.record import Protocol
+from costwarden.domain.window import WindowInstance
+from costwarden.protocols import openai
+
+
+@dataclass(frozen=True, slots=True)
+class RateRule:
+    per: str  # key, team, project, environment or deployment
+    where: tuple[tuple[str, str], ...]
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRule:
+    per: str
+    where: tuple[tuple[str, str], ...]
+    max_concurrent: int
+
+
+_PER_ATTRIBUTE = {"key": "key_id"}
+
+
+def _subject(per: str, attributes: Mapping[str, str | None]) -> str:
+    return attributes.get(_PER_ATTRIBUTE.get(per, per)) or "-"
+
+
+def _applies(where: tuple[tuple[str, str], ...], attributes: Mapping[str, str | None]) -> bool:
+    return all(attributes.get(name) == value for name, value in where)
+
+
+class LatencyTracker:
+    """Observed upstream seconds of one deployment: the p99 of the last 512 requests."""
+
+    def __init__(self) -> None:
+        self._samples: deque[float] = deque(maxlen=512)
+        self._p99: float | None = None
+        self._since = 0
+
+    def add(self, seconds: float) -> None:
+        self._samples.append(seconds)
+        self._since += 1
+        if self._p99 is None or self._since >= 64:
+            ordered = sorted(self._samples)
+            self._p99 = ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+            self._since = 0
+
+    @property
+    def p99(self) -> float | None:
+        return self._p99
+
+
+class AdmissionPolicy:
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        rates: Sequence[RateRule],
+        slots: Sequence[SlotRule],
+        reservation_ttl: float,
+        caps: Mapping[str, Decimal | None],
+    ) -> None:
+        self.budgets = tuple(budgets)
+        self._rates = tuple(rates)
+        self._slots = tuple(slots)
+        self._ttl = reservation_ttl
+        self._caps = dict(caps)
+        self._latency: dict[str, LatencyTracker] = {}
+        self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
+
+    @property
+    def empty(self) -> bool:
+        return not (self.budgets or self._rates or self._slots)
+
+    def check_for(self, budget: Budget, now: float) -> BudgetCheck:
+        """The budget's counters at `now`, cached while the window instance (or bucket) holds."""
+        cached = self._windows.get(budget.id)
+        if cached is not None and cached[0].contains(now):
+            return cached[1]
+        instance = budget.window.instance(now)
+        limit_usd, limit_tokens, limit_requests = budget.limits()
+        check = BudgetCheck(
+            budget_id=budget.id,
+            read_keys=tuple(counter_key(budget.id, k) for k in budget.window.bucket_keys(now)),
+            write_key=counter_key(budget.id, budget.window.key(now)),
+            limit_usd=limit_usd,
+            limit_tokens=limit_tokens,
+            limit_requests=limit_requests,
+            enforce=budget.action is Action.BLOCK,
+            retain_until=budget.window.retain_until(now),
+        )
+        if budget.window.rolling_seconds is not None:
+            step = budget.window.rolling_seconds // budget.window.buckets
+            start = math.floor(now) // step * step
+            instance = WindowInstance(float(start), float(start + step), instance.key)
+        self._windows[budget.id] = (instance, check)
+        return check
+
+    def plan(
+        self, exchange: Exchange, attributes: Mapping[str, str | None], now: float
+    ) -> tuple[AdmissionRequest, tuple[Budget, ...], tuple[str, ...]] | None:
+        """The admission request of one exchange, the budgets it covers and its token-rate keys;
+        None when nothing applies (the fast path)."""
+        if self.empty:
+            return None
+        budgets = tuple(b for b in self.budgets if b.scope.matches(attributes))
+        rates = [r for r in self._rates if _applies(r.where, attributes)]
+        slots = [s for s in self._slots if _applies(s.where, attributes)]
+        if not budgets and not rates and not slots:
+            return None
+        estimate = self.estimate(exchange)
+        rate_checks: list[RateCheck] = []
+        token_keys: list[str] = []
+        for rule in rates:
+            subject = _subject(rule.per, attributes)
+            if rule.requests_per_minute is not None:
+                rate_checks.append(RateCheck(f"rpm|{rule.per}|{subject}", rule.requests_per_minute, 60.0, 1))
+            if rule.tokens_per_minute is not None:
+                key = f"tpm|{rule.per}|{subject}"
+                rate_checks.append(
+                    RateCheck(key, rule.tokens_per_minute, 60.0, min(estimate.tokens, rule.tokens_per_minute))
+                )
+                token_keys.append(key)
+        slot_checks = tuple(
+            SlotCheck(
+                f"slot|{rule.per}|{attributes.get(_PER_ATTRIBUTE.get(rule.per, rule.per)) or '-'}", rule.max_concurrent
+            )
+            for rule in slots
+        )
+        request = AdmissionRequest(
+            reservation_id=exchange.request_id,
+            estimate=estimate,
+            expires_at=now + self._ttl,
+            budgets=tuple(self.check_for(b, now) for b in budgets),
+            rates=tuple(rate_checks),
+            slots=slot_checks,
+        )
+        return request, budgets, tuple(token_keys)
+
+    def estimate(self, exchange: Exchange) -> Amount:
+        """The most this request can consume: USD, tokens, one request."""
+        route = exchange.route
+        assert route is not None
+        body: Any = None
+        input_tokens, max_output = 0, None
+        if exchange.protocol is Protocol.OPENAI:
+            body = openai.parse_json_object(exchange.body)
+            input_tokens = openai.input_token_bound(body)
+            max_output = openai.max_output_tokens(body)
+        tracker = self._latency.get(route.deployment.name)
+        cost = estimate_max_cost(
+            route.sheet,
+            input_tokens,
+            max_output,
+            items=exchange.usage.items,
+            p99_seconds=tracker.p99 if tracker else None,
+            cap=self._caps.get(route.deployment.name),
+        )
+        return Amount(cost.usd, cost.tokens, 1)
+
+    def observe_upstream(self, exchange: Exchange) -> None:
+        if exchange.route is None or exchange.upstream_seconds is None:
+            return
+        name = exchange.route.deployment.name
+        tracker = self._latency.get(name)
+        if tracker is None:
+            tracker = self._latency[name] = LatencyTracker()
+        tracker.add(exchange.upstream_seconds)

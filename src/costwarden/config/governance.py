@@ -1,0 +1,94 @@
+"""Pydantic models of the governance part of the config: budgets, rate limits, concurrency, state."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from costwarden.config.base import Model
+from costwarden.domain.budget import Action, Budget, BudgetScope, FailMode
+from costwarden.domain.window import Unit, Window
+
+SCOPE_DIMENSIONS = ("deployment", "team", "project", "environment", "key_id")
+Per = Literal["key", "team", "project", "environment", "deployment"]
+
+
+class BudgetConfig(Model):
+    """A spend limit on a scope (any combination of ledger dimensions) in a calendar or rolling window."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    scope: dict[str, str] = Field(default_factory=dict)
+    window: Literal["hour", "day", "week", "month", "rolling"] = "month"
+    rolling_seconds: int | None = Field(default=None, gt=0)
+    timezone: str | None = None  # default: governance.timezone
+    limit_usd: Decimal = Field(gt=0)
+    limit_tokens: int | None = Field(default=None, gt=0)
+    limit_requests: int | None = Field(default=None, gt=0)
+    thresholds: tuple[int, ...] = (50, 80, 100)
+    action: Action = Action.BLOCK
+    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only
+
+    @model_validator(mode="after")
+    def _window(self) -> BudgetConfig:
+        if (self.window == "rolling") != (self.rolling_seconds is not None):
+            raise ValueError("`rolling_seconds` is required for window: rolling, and only for it")
+        for name in self.scope:
+            if name not in SCOPE_DIMENSIONS and not name.startswith("tag."):
+                raise ValueError(f"unknown scope dimension {name!r}; use {', '.join(SCOPE_DIMENSIONS)} or tag.<name>")
+        return self
+
+    def budget(self, default_tz: str) -> Budget:
+        window = (
+            Window.rolling(self.rolling_seconds, buckets=min(60, self.rolling_seconds))
+            if self.rolling_seconds is not None
+            else Window.calendar(Unit(self.window), self.timezone or default_tz)
+        )
+        fail = self.fail_mode or (FailMode.CLOSED if self.action is Action.BLOCK else FailMode.OPEN)
+        return Budget(
+            id=self.id,
+            scope=BudgetScope.of(self.scope),
+            window=window,
+            limit_usd=self.limit_usd,
+            limit_tokens=self.limit_tokens,
+            limit_requests=self.limit_requests,
+            thresholds=self.thresholds,
+            action=self.action,
+            fail_mode=fail,
+        )
+
+
+class RateLimitConfig(Model):
+    """Requests and/or tokens per minute, counted separately for each key, team or deployment."""
+
+    per: Per
+    where: dict[str, str] = Field(default_factory=dict)  # only requests matching these attributes
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateLimitConfig:
+        if self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("set requests_per_minute and/or tokens_per_minute")
+        return self
+
+
+class ConcurrencyConfig(Model):
+    """At most `max_concurrent` requests in flight for each key, team or deployment."""
+
+    per: Per
+    where: dict[str, str] = Field(default_factory=dict)
+    max_concurrent: int = Field(gt=0)
+    on_limit: Literal["reject", "wait"] = "reject"
+    max_waiting: int = Field(default=100, ge=0)
+    wait_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class GovernanceConfig(Model):
+    timezone: str = "UTC"
+    reservation_ttl_seconds: float = Field(default=600.0, gt=0)
+    budgets: tuple[BudgetConfig, ...] = ()
+    rate_limits: tuple[RateLimitConfig, ...] = ()
+    concurrency: tuple[ConcurrencyConfig, ...] = ()
+    evaluate_every_seconds: float = Field(default=5.0, gt=0)
