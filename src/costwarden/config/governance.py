@@ -92,3 +92,17 @@ class GovernanceConfig(Model):
     rate_limits: tuple[RateLimitConfig, ...] = ()
     concurrency: tuple[ConcurrencyConfig, ...] = ()
     evaluate_every_seconds: float = Field(default=5.0, gt=0)
+    spikes: SpikeConfig = Field(default_factory=lambda: SpikeConfig())
+
+
+class SpikeConfig(Model):
+    """Spike detection on request rate and cost rate per deployment and per team (from the ledger)."""
+
+    enabled: bool = True
+    window_seconds: float = Field(default=300.0, gt=0)
+    z_threshold: float = Field(default=3.0, gt=0)
+    consecutive: int = Field(default=2, ge=1)
+    clear_windows: int = Field(default=2, ge=1)
+    warmup_windows: int = Field(default=12, ge=1)
+    min_impact_usd: Decimal = Field(default=Decimal(5), ge=0)
+    shadow: bool = False  # record spike alerts without notifying any sink
