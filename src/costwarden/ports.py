@@ -46,10 +46,6 @@ class KeyStore(Protocol):
         """Mark the key revoked at `at`; False if no such key."""
 
 
-class Store(LedgerStore, KeyStore, Protocol):
-    """What one database adapter provides: the ledger and the keys, in the same database."""
-
-
 class CounterStore(Protocol):
     """Shared admission state: budget spend and holds, rate limits, concurrency slots.
 
@@ -97,3 +93,7 @@ class AlertStore(Protocol):
         """Insert new alerts and update the resolved time of known ones."""
 
     async def list_alerts(self, active_only: bool, limit: int) -> list[Alert]: ...
+
+
+class Store(LedgerStore, KeyStore, AlertStore, Protocol):
+    """What one database adapter provides: the ledger, the keys and the alerts, in one database."""

@@ -9,10 +9,12 @@ from typing import Any
 import asyncpg
 import orjson
 
+from costwarden.domain.alert import Alert
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.money import quantize
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.spend_sql import POSTGRES, assemble, percentiles_sql, totals_sql
@@ -185,6 +187,22 @@ class PostgresStore:
             "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL", at, key_id
         )
         return bool(status.endswith(" 1"))
+
+    async def save_alerts(self, alerts: Sequence[Alert]) -> None:
+        sql = (
+            f"INSERT INTO alerts ({ALERT_COLUMNS}) "
+            "VALUES ($1, $2, $3, $4::jsonb, $5, $6::numeric, $7::numeric, $8, $9, $10) "
+            "ON CONFLICT (id) DO UPDATE SET resolved_at = COALESCE(EXCLUDED.resolved_at, alerts.resolved_at)"
+        )
+        rows = [alert_row(a, decimals_as_text=False) for a in latest_per_id(alerts)]
+        if rows:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql, rows)
+
+    async def list_alerts(self, active_only: bool, limit: int) -> list[Alert]:
+        where = "WHERE resolved_at IS NULL " if active_only else ""
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts {where}ORDER BY started_at DESC, id DESC LIMIT $1"
+        return [alert_from_row(r) for r in await self.pool.fetch(sql, limit)]
 
 
 def _args(pair: tuple[str, list[object]]) -> tuple[Any, ...]:

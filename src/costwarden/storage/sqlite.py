@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 import orjson
 
+from costwarden.domain.alert import Alert
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.spend_sql import SQLITE, assemble, percentiles_sql, totals_sql
@@ -196,3 +198,28 @@ class SQLiteStore:
         sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
         cursor = await self._run(lambda conn: conn.execute(sql, (at, key_id)))
         return cursor.rowcount > 0
+
+    async def save_alerts(self, alerts: Sequence[Alert]) -> None:
+        sql = (
+            f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ({', '.join('?' * 10)}) "
+            "ON CONFLICT (id) DO UPDATE SET resolved_at = COALESCE(excluded.resolved_at, alerts.resolved_at)"
+        )
+        rows = [alert_row(a, decimals_as_text=True) for a in latest_per_id(alerts)]
+
+        def _save(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        if rows:
+            await self._run(_save)
+
+    async def list_alerts(self, active_only: bool, limit: int) -> list[Alert]:
+        where = "WHERE resolved_at IS NULL " if active_only else ""
+        sql = f"SELECT {ALERT_COLUMNS} FROM alerts {where}ORDER BY started_at DESC, id DESC LIMIT ?"
+        rows = await self._run(lambda conn: conn.execute(sql, (limit,)).fetchall())
+        return [alert_from_row(r) for r in rows]
