@@ -18,10 +18,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from costwarden.alerts.alertmanager import AlertmanagerSink, AlertmanagerSinkConfig
+from costwarden.alerts.alertmanager import AlertmanagerSink
 from costwarden.alerts.delivery import DeliveryFailed
-from costwarden.alerts.slack import SlackSink, SlackSinkConfig
-from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, WebhookSinkConfig, verify
+from costwarden.alerts.slack import SlackSink
+from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, verify
+from costwarden.config.alerts import AlertmanagerSinkConfig, SlackSinkConfig, WebhookSinkConfig
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from tests.conftest import need
 from tests.integration.procs import Proc, free_port, wait_until

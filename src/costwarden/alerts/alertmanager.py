@@ -10,14 +10,13 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import aiohttp
 import orjson
-from pydantic import AnyHttpUrl, Field, SecretStr
 
-from costwarden.alerts.delivery import DeliveryFailed, SinkSettings, post_json
+from costwarden.alerts.delivery import DeliveryFailed, post_json
 from costwarden.alerts.payload import decimal_text, rfc3339
+from costwarden.config.alerts import AlertmanagerSinkConfig
 from costwarden.domain.alert import Alert
 
 log = logging.getLogger(__name__)
@@ -25,16 +24,6 @@ log = logging.getLogger(__name__)
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_]")
 _OWN_LABELS = ("alertname", "severity")
 TTL_INTERVALS = 4  # a firing alert's endsAt lies this many resend intervals ahead (as Prometheus does)
-
-
-class AlertmanagerSinkConfig(SinkSettings):
-    """`url` is Alertmanager's base URL (a path prefix is kept); `bearer_token` is sent if set."""
-
-    type: Literal["alertmanager"]
-    url: AnyHttpUrl
-    generator_url: AnyHttpUrl | None = None
-    resend_interval_s: float = Field(default=60.0, gt=0)
-    bearer_token: SecretStr | None = None
 
 
 def label_name(name: str) -> str:

@@ -9,24 +9,13 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
+
+from costwarden.config.alerts import SinkSettings
 
 
 def retryable(status: int) -> bool:
     """Worth another attempt: the receiver is overloaded (429) or failed (5xx)."""
     return status == 429 or status >= 500
-
-
-class SinkSettings(BaseModel):
-    """What every HTTP sink shares. Seconds throughout; `max_retries` counts attempts after the first."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")  # defaults to the type
-    timeout_s: float = Field(default=10.0, gt=0)
-    max_retries: int = Field(default=4, ge=0, le=10)
-    backoff_s: float = Field(default=0.5, gt=0)
-    max_backoff_s: float = Field(default=30.0, gt=0)
 
 
 class DeliveryFailed(Exception):

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
 
 import aiohttp
-from pydantic import Field
 
-from costwarden.alerts.alertmanager import AlertmanagerSink, AlertmanagerSinkConfig
+from costwarden.alerts.alertmanager import AlertmanagerSink
 from costwarden.alerts.dispatcher import AlertDispatcher
-from costwarden.alerts.slack import SlackSink, SlackSinkConfig
-from costwarden.alerts.webhook import WebhookSink, WebhookSinkConfig
+from costwarden.alerts.slack import SlackSink
+from costwarden.alerts.webhook import WebhookSink
+from costwarden.config.alerts import AlertmanagerSinkConfig, AlertSinkConfig, SlackSinkConfig, WebhookSinkConfig
 from costwarden.ports import AlertSink, AlertStore
-
-AlertSinkConfig = Annotated[
-    WebhookSinkConfig | SlackSinkConfig | AlertmanagerSinkConfig,
-    Field(discriminator="type"),
-]
 
 
 def build_sink(config: AlertSinkConfig, session: aiohttp.ClientSession) -> AlertSink:

@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import aiohttp
 import orjson
-from pydantic import Field, SecretStr, field_validator
 
-from costwarden.alerts.delivery import SinkSettings, post_json
+from costwarden.alerts.delivery import post_json
 from costwarden.alerts.payload import decimal_text, rfc3339
+from costwarden.config.alerts import SlackSinkConfig
 from costwarden.domain.alert import Alert
 
 MAX_ALERT_BLOCKS = 45  # Slack allows 50 blocks per message; the rest are counted in a footer
 MAX_SECTION_CHARS = 3000  # Slack's limit on a section's text
-
-
-class SlackSinkConfig(SinkSettings):
-    """`url` is the incoming-webhook URL; it is a credential, so it is kept out of reprs and logs."""
-
-    type: Literal["slack"]
-    url: SecretStr = Field(min_length=10)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("https://", "http://")):
-            raise ValueError("url must be an http(s) URL")
-        return value
 
 
 def escape(text: str) -> str:

@@ -8,26 +8,17 @@ import hmac
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import aiohttp
 import orjson
-from pydantic import AnyHttpUrl, Field, SecretStr
 
-from costwarden.alerts.delivery import SinkSettings, post_json
+from costwarden.alerts.delivery import post_json
 from costwarden.alerts.payload import alert_json
+from costwarden.config.alerts import WebhookSinkConfig
 from costwarden.domain.alert import Alert
 
 SIGNATURE_HEADER = "X-Costwarden-Signature"
 TIMESTAMP_HEADER = "X-Costwarden-Timestamp"
-
-
-class WebhookSinkConfig(SinkSettings):
-    """`secret` keys the HMAC; share it with the receiver out of band (16 characters at least)."""
-
-    type: Literal["webhook"]
-    url: AnyHttpUrl
-    secret: SecretStr = Field(min_length=16)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -85,16 +85,6 @@ class ConcurrencyConfig(Model):
     wait_timeout_seconds: float = Field(default=5.0, gt=0)
 
 
-class GovernanceConfig(Model):
-    timezone: str = "UTC"
-    reservation_ttl_seconds: float = Field(default=600.0, gt=0)
-    budgets: tuple[BudgetConfig, ...] = ()
-    rate_limits: tuple[RateLimitConfig, ...] = ()
-    concurrency: tuple[ConcurrencyConfig, ...] = ()
-    evaluate_every_seconds: float = Field(default=5.0, gt=0)
-    spikes: SpikeConfig = Field(default_factory=lambda: SpikeConfig())
-
-
 class SpikeConfig(Model):
     """Spike detection on request rate and cost rate per deployment and per team (from the ledger)."""
 
@@ -106,3 +96,14 @@ class SpikeConfig(Model):
     warmup_windows: int = Field(default=12, ge=1)
     min_impact_usd: Decimal = Field(default=Decimal(5), ge=0)
     shadow: bool = False  # record spike alerts without notifying any sink
+
+
+class GovernanceConfig(Model):
+    timezone: str = "UTC"
+    reservation_ttl_seconds: float = Field(default=600.0, gt=0)
+    budgets: tuple[BudgetConfig, ...] = ()
+    rate_limits: tuple[RateLimitConfig, ...] = ()
+    concurrency: tuple[ConcurrencyConfig, ...] = ()
+    evaluate_every_seconds: float = Field(default=5.0, gt=0)
+    spikes: SpikeConfig = Field(default_factory=SpikeConfig)
+

@@ -9,10 +9,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 
 from costwarden.config.base import Model
 from costwarden.config.governance import GovernanceConfig
-
 from costwarden.domain.pricing import ComputePrice, PriceSheet
-
-
 
 
 class ServerConfig(Model):
@@ -108,7 +105,7 @@ class ApiKeyConfig(Model):
     project: str
     environment: str
     name: str = ""
-    tags: dict[str, str] = {}
+    tags: dict[str, str] = Field(default_factory=dict)
     deployments: tuple[str, ...] | None = None
     allow_client_tags: bool = False
 
@@ -160,9 +157,8 @@ class Config(Model):
                 problems.append((("governance", "budgets", i, "id"), f"budget id {budget.id!r} is used twice"))
             for dim, value in budget.scope.items():
                 if dim in known and value not in known[dim]:
-                    problems.append(
-                        (("governance", "budgets", i, "scope", dim), f"unknown {dim} {value!r}; declared: {sorted(known[dim])}")
-                    )
+                    where = ("governance", "budgets", i, "scope", dim)
+                    problems.append((where, f"unknown {dim} {value!r}; declared: {sorted(known[dim])}"))
             try:
                 budget.budget(gov.timezone)
             except ValueError as exc:

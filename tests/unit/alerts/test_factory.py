@@ -8,10 +8,11 @@ import aiohttp
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from costwarden.alerts.alertmanager import AlertmanagerSink, AlertmanagerSinkConfig
-from costwarden.alerts.factory import AlertSinkConfig, build_dispatcher, build_sink
+from costwarden.alerts.alertmanager import AlertmanagerSink
+from costwarden.alerts.factory import build_dispatcher, build_sink
 from costwarden.alerts.slack import SlackSink
 from costwarden.alerts.webhook import WebhookSink
+from costwarden.config.alerts import AlertmanagerSinkConfig, AlertSinkConfig
 
 PARSE: TypeAdapter[AlertSinkConfig] = TypeAdapter(AlertSinkConfig)
 RAW: list[dict[str, Any]] = [

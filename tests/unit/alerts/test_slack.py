@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from costwarden.alerts.slack import MAX_ALERT_BLOCKS, SlackSinkConfig, escape, headline, message
+from costwarden.alerts.slack import MAX_ALERT_BLOCKS, escape, headline, message
+from costwarden.config.alerts import SlackSinkConfig
 from tests.unit.alerts.sample import T0, budget_alert, resolved
 
 

@@ -8,7 +8,8 @@ import hmac
 import pytest
 from pydantic import ValidationError
 
-from costwarden.alerts.webhook import WebhookSinkConfig, sign, verify
+from costwarden.alerts.webhook import sign, verify
+from costwarden.config.alerts import WebhookSinkConfig
 
 SECRET = "s3cret-s3cret-s3cret"
 BODY = b'{"alerts":[]}'
