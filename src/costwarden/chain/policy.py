@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from costwarden.chain.exchange import Exchange
+from costwarden.config.models import Config
 from costwarden.domain.admission import AdmissionRequest, BudgetCheck, RateCheck, SlotCheck
 from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost
 from costwarden.domain.record import Protocol
@@ -182,3 +183,17 @@ class AdmissionPolicy:
         if tracker is None:
             tracker = self._latency[name] = LatencyTracker()
         tracker.add(exchange.upstream_seconds)
+
+
+def policy_from_config(config: Config) -> AdmissionPolicy:
+    gov = config.governance
+    return AdmissionPolicy(
+        budgets=[b.budget(gov.timezone) for b in gov.budgets],
+        rates=[
+            RateRule(r.per, tuple(sorted(r.where.items())), r.requests_per_minute, r.tokens_per_minute)
+            for r in gov.rate_limits
+        ],
+        slots=[SlotRule(c.per, tuple(sorted(c.where.items())), c.max_concurrent) for c in gov.concurrency],
+        reservation_ttl=gov.reservation_ttl_seconds,
+        caps={d.name: d.max_cost_per_request for d in config.deployments},
+    )

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, model_validator
 
+from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.governance import GovernanceConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
@@ -120,6 +121,7 @@ class Config(Model):
     # Shared admission state for several replicas (redis://host:port/db); in-process when absent.
     state: str | None = Field(default=None, pattern=r"^rediss?://")
     governance: GovernanceConfig = GovernanceConfig()
+    alerts: tuple[AlertSinkConfig, ...] = ()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
@@ -135,6 +137,10 @@ class Config(Model):
                 if dep not in names:
                     problems.append((("keys", i, "deployments", j), f"unknown deployment {dep!r}; declared: {names}"))
         problems.extend(self._governance_problems(names))
+        sinks = [sink.name or sink.type for sink in self.alerts]
+        for i, sink_name in enumerate(sinks):
+            if sink_name in sinks[:i] or sink_name == "store":
+                problems.append((("alerts", i, "name"), f"alert sink name {sink_name!r} is taken; give each a `name`"))
         ids = [k.id for k in self.keys]
         for i, key_id in enumerate(ids):
             if key_id in ids[:i]:

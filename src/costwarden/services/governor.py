@@ -60,6 +60,7 @@ class Governor:
         leadership: Leadership,
         interval: float,
         spikes: SpikeWatch | None,
+        active: Sequence[Alert] = (),
     ) -> None:
         self._policy = policy
         self._counters = counters
@@ -69,7 +70,7 @@ class Governor:
         self._leadership = leadership
         self._interval = interval
         self._spikes = spikes
-        self._book = AlertBook()
+        self._book = AlertBook(tuple(active))  # alerts firing before a restart stay deduplicated
         self._task: asyncio.Task[None] | None = None
         self._was_reachable = True
         self.views: dict[str, BudgetView] = {}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from costwarden.ports import Store
+from costwarden.ports import CounterStore, Store
+from costwarden.storage.lease import LocalLease, RedisLease
+from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.postgres import PostgresStore
+from costwarden.storage.redis_counters import RedisCounters
 from costwarden.storage.sqlite import SQLiteStore
 
 
@@ -14,3 +17,14 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresStore.from_url(url)
     raise ValueError(f"unsupported ledger URL {url!r}: use sqlite:///path or postgresql://...")
+
+
+def open_counters(state_url: str | None) -> CounterStore:
+    """Shared admission state: Redis for several replicas, or in-process for one."""
+    if state_url is None:
+        return MemoryCounters()
+    return RedisCounters(state_url)
+
+
+def open_lease(state_url: str | None, ttl_s: float) -> LocalLease | RedisLease:
+    return LocalLease() if state_url is None else RedisLease(state_url, ttl_s=ttl_s)

@@ -1,0 +1,48 @@
+"""Which replica leads the governor's evaluation: always this one in-process, a Redis lease when shared."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+
+class LocalLease:
+    """A single replica always leads."""
+
+    async def lead(self, now: float) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisLease:
+    """`SET key holder NX PX ttl`, renewed by the holder each evaluation; another replica takes
+    over when the holder stops renewing. An unreachable Redis means nobody leads (no alerts twice)."""
+
+    _RENEW = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then
+        redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1
+    end
+    if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+    return 0
+    """
+
+    def __init__(self, url: str, key: str = "costwarden:governor-lease", ttl_s: float = 15.0) -> None:
+        self._client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._key = key
+        self._ttl_ms = int(ttl_s * 1000)
+        self.holder = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+    async def lead(self, now: float) -> bool:
+        try:
+            held = await self._client.eval(self._RENEW, 1, self._key, self.holder, self._ttl_ms)
+        except (RedisError, OSError):
+            return False
+        return bool(held)
+
+    async def close(self) -> None:
+        await self._client.aclose()
