@@ -21,6 +21,7 @@ from costwarden.chain.route import RouteStage, RouteTable
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert
 from costwarden.domain.spike import SpikeDetector
+from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, Observe
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.governor import Governor
@@ -89,6 +90,14 @@ class Runtime:
         self._alerts.start()
         self._admit = Admit(self.policy, self.counters, self.health)
         self._governor = self._build_governor(active)
+        self.registry.register(
+            GovernanceCollector(
+                lambda: self.governor.views,
+                self.health,
+                lambda: self._admit.slot_usage if self._admit else {},
+                self._alert_counts,
+            )
+        )
         try:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
@@ -135,6 +144,12 @@ class Runtime:
             spikes,
             active,
         )
+
+    def _alert_counts(self) -> dict[str, int]:
+        alerts = self._alerts
+        if alerts is None:
+            return {}
+        return {"sent": alerts.sent, "failed": alerts.failed, "dropped": alerts.dropped}
 
     @property
     def governor(self) -> Governor:

@@ -53,6 +53,7 @@ class Admit(PassStage):
         self._counters = counters
         self.health = health
         self._settling: set[asyncio.Task[None]] = set()
+        self.slot_usage: dict[str, int] = {}  # quota key -> requests in flight, as last seen
 
     async def enter(self, exchange: Exchange) -> None:
         identity, route = exchange.identity, exchange.route
@@ -73,6 +74,8 @@ class Admit(PassStage):
             return
         self._reachable()
         exchange.extra_headers.extend(self._rate_headers(request, result))
+        for slot, active in zip(request.slots, result.active_slots, strict=False):
+            self.slot_usage[slot.key] = active
         if not result.admitted:
             raise self._refusal(request, result, budgets, now)
         exchange.held = Held(request, budgets, token_keys)
