@@ -95,5 +95,17 @@ class AlertStore(Protocol):
     async def list_alerts(self, active_only: bool, limit: int) -> list[Alert]: ...
 
 
-class Store(LedgerStore, KeyStore, AlertStore, Protocol):
-    """What one database adapter provides: the ledger, the keys and the alerts, in one database."""
+class BudgetStore(Protocol):
+    """Budgets defined at run time (admin API, CLI), as their validated config JSON."""
+
+    async def list_budgets(self) -> list[tuple[str, str]]:
+        """(id, definition JSON) of every stored budget."""
+
+    async def put_budget(self, budget_id: str, definition: str, at: float) -> None:
+        """Create or replace (idempotent)."""
+
+    async def delete_budget(self, budget_id: str) -> bool: ...
+
+
+class Store(LedgerStore, KeyStore, AlertStore, BudgetStore, Protocol):
+    """What one database adapter provides: ledger, keys, alerts and budgets, in one database."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import need
-from tests.integration.procs import IRIS_MODEL, MLSERVER_BIN, Gateway, MLServer, TextModel, free_port
+from tests.integration.procs import IRIS_MODEL, MLSERVER_BIN, Gateway, MLServer, Proc, TextModel, free_port, wait_until
 from tests.integration.setup_config import Upstreams, config_dict, write_config
 
 
@@ -30,6 +32,36 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServer]:
     server.stop()
 
 
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+AM_CONFIG = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n"
+
+
+@pytest.fixture(scope="session")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    need(ALERTMANAGER is not None, "Prometheus Alertmanager (apt-get install -y prometheus-alertmanager)")
+    assert ALERTMANAGER is not None
+    tmp = tmp_path_factory.mktemp("alertmanager")
+    (tmp / "alertmanager.yml").write_text(AM_CONFIG)
+    port = free_port()
+    proc = Proc(
+        [
+            ALERTMANAGER,
+            f"--config.file={tmp / 'alertmanager.yml'}",
+            f"--storage.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        tmp / "alertmanager.log",
+    )
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: httpx.get(f"{url}/-/ready").status_code == 200, 30, "Alertmanager", proc.proc)
+        yield url
+    finally:
+        proc.stop()
+
+
 GatewayFactory = Callable[..., Gateway]
 
 
@@ -39,9 +71,13 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
     started: list[Gateway] = []
 
     def make(
-        iris: str | None = None, ledger: str | None = None, storage: dict[str, Any] | None = None, **server: Any
+        iris: str | None = None,
+        ledger: str | None = None,
+        storage: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+        **server: Any,
     ) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, **server)
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, extra, **server)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
         gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
         gateway.start()

@@ -33,7 +33,12 @@ def _prices(p: dict[str, Decimal]) -> dict[str, str]:
 
 
 def config_dict(
-    up: Upstreams, tmp: Path, ledger: str | None = None, storage: dict[str, Any] | None = None, **server: Any
+    up: Upstreams,
+    tmp: Path,
+    ledger: str | None = None,
+    storage: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    **server: Any,
 ) -> dict[str, Any]:
     deployments: list[dict[str, Any]] = [
         {
@@ -106,6 +111,7 @@ def config_dict(
                 "deployments": ["chat", "iris"] if up.iris else ["chat"],
             },
         ],
+        **(extra or {}),  # top-level sections: governance, state, alerts
     }
 
 

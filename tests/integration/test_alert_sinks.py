@@ -4,16 +4,14 @@ receivers that verify the webhook signature and check the Slack message shape.""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import orjson
 import pytest
 from aiohttp import web
@@ -24,12 +22,9 @@ from costwarden.alerts.slack import SlackSink
 from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, verify
 from costwarden.config.alerts import AlertmanagerSinkConfig, SlackSinkConfig, WebhookSinkConfig
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
-from tests.conftest import need
-from tests.integration.procs import Proc, free_port, wait_until
+from tests.integration.procs import free_port
 
 SECRET = "a-shared-secret-of-some-length"
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-AM_CONFIG = "route:\n  receiver: nowhere\nreceivers:\n  - name: nowhere\n"
 
 
 def budget_alert(budget: str = "team-search", started: float | None = None) -> Alert:
@@ -140,32 +135,6 @@ async def test_slack_gets_text_and_one_section_per_alert(receiver: Receiver, ses
     assert all(b["text"]["type"] == "mrkdwn" for b in message["blocks"])
     assert "*FIRING*" in texts[0] and "*RESOLVED*" in texts[1] and "`budget=b`" in texts[1]
     assert "*Observed:* 81.5 · *Threshold:* 80" in texts[0]
-
-
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    need(ALERTMANAGER is not None, "Prometheus Alertmanager (apt-get install -y prometheus-alertmanager)")
-    assert ALERTMANAGER is not None
-    tmp = tmp_path_factory.mktemp("alertmanager")
-    (tmp / "alertmanager.yml").write_text(AM_CONFIG)
-    port = free_port()
-    proc = Proc(
-        [
-            ALERTMANAGER,
-            f"--config.file={tmp / 'alertmanager.yml'}",
-            f"--storage.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        tmp / "alertmanager.log",
-    )
-    proc.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{url}/-/ready").status_code == 200, 30, "Alertmanager", proc.proc)
-        yield url
-    finally:
-        proc.stop()
 
 
 async def am_alerts(session: aiohttp.ClientSession, url: str, budget: str) -> list[dict[str, Any]]:

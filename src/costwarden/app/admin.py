@@ -7,9 +7,9 @@ import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
+from costwarden.app.admin_governance import add_governance_routes
 from costwarden.app.runtime import Runtime
 from costwarden.domain.report import QueryError
 from costwarden.services import keys as key_service
@@ -33,7 +33,6 @@ def build_admin(runtime: Runtime) -> FastAPI:
         docs_url="/admin/docs",
         openapi_url="/admin/openapi.json",
         redoc_url=None,
-        default_response_class=ORJSONResponse,
     )
     token = runtime.config.server.admin_token
 
@@ -113,4 +112,5 @@ def build_admin(runtime: Runtime) -> FastAPI:
             raise HTTPException(404, str(exc)) from exc
         await runtime.keyring.refresh()
 
+    add_governance_routes(api, runtime, guard)
     return api

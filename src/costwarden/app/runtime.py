@@ -24,6 +24,7 @@ from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, Observe
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
+from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
@@ -90,6 +91,7 @@ class Runtime:
         self._alerts.start()
         self._admit = Admit(self.policy, self.counters, self.health)
         self._governor = self._build_governor(active)
+        await self._governor.refresh_budgets()
         self.registry.register(
             GovernanceCollector(
                 lambda: self.governor.views,
@@ -143,6 +145,7 @@ class Runtime:
             gov.evaluate_every_seconds,
             spikes,
             active,
+            budgets=lambda: active_budgets(self.store, self.config),
         )
 
     def _alert_counts(self) -> dict[str, int]:

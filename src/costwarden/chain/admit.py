@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import AdmissionPolicy
@@ -43,6 +44,8 @@ class StoreHealth:
     failures: int = 0
     since: float | None = None
     refused: dict[str, int] = field(default_factory=dict)  # rejections by reason, for metrics
+    # budget id -> (window write key, estimate USD) of its last refusal on this replica
+    exhausted: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
 
 
 class Admit(PassStage):
@@ -133,6 +136,7 @@ class Admit(PassStage):
             retry = max(1, int(reset_at - now + 0.999))
             decision = admit(budget, result.budget_states[index], request.estimate, now)
             self._count("budget_exceeded")
+            self.health.exhausted[budget.id] = (request.budgets[index].write_key, request.estimate.usd)
             return GatewayError(
                 429,
                 "budget_exceeded",

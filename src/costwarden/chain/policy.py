@@ -85,6 +85,11 @@ class AdmissionPolicy:
         self._latency: dict[str, LatencyTracker] = {}
         self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
 
+    def set_budgets(self, budgets: Sequence[Budget]) -> None:
+        """Replace the budgets (config + stored ones, refreshed by the governor)."""
+        self.budgets = tuple(budgets)
+        self._windows = {k: v for k, v in self._windows.items() if any(b.id == k for b in self.budgets)}
+
     @property
     def empty(self) -> bool:
         return not (self.budgets or self._rates or self._slots)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from costwarden.cli import keys
+from costwarden.cli import budgets, keys
 from costwarden.cli.common import ConfigOption, config_or_exit, console
 from costwarden.cli.report import report
 
@@ -15,7 +15,9 @@ app = typer.Typer(help="costwarden: meter, price, attribute and record the cost 
 config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(keys.app, name="keys")
+app.add_typer(budgets.app, name="budgets")
 app.command()(report)
+app.command()(budgets.alerts)
 
 
 @config_app.command("check")

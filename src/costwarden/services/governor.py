@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -61,6 +61,7 @@ class Governor:
         interval: float,
         spikes: SpikeWatch | None,
         active: Sequence[Alert] = (),
+        budgets: Callable[[], Awaitable[list[Budget]]] | None = None,
     ) -> None:
         self._policy = policy
         self._counters = counters
@@ -70,6 +71,7 @@ class Governor:
         self._leadership = leadership
         self._interval = interval
         self._spikes = spikes
+        self._budgets = budgets
         self._book = AlertBook(tuple(active))  # alerts firing before a restart stay deduplicated
         self._task: asyncio.Task[None] | None = None
         self._was_reachable = True
@@ -111,7 +113,12 @@ class Governor:
         spent = state.spent.usd
         conditions: list[Condition] = []
         reached = [t for t in budget.thresholds if percent >= t]
-        exhausted = percent >= HUNDRED
+        # A block budget refuses before its spend reaches the limit: it is exhausted while what remains
+        # is less than a request this replica had to refuse in this window.
+        refusal = self._health.exhausted.get(budget.id)
+        window_key = self._policy.check_for(budget, view.window_start).write_key
+        refused_here = refusal is not None and refusal[0] == window_key and view.remaining_usd < refusal[1]
+        exhausted = percent >= HUNDRED or refused_here
         if exhausted:
             conditions.append(
                 Condition.of(
@@ -151,7 +158,15 @@ class Governor:
             )
         return conditions
 
+    async def refresh_budgets(self) -> None:
+        if self._budgets is not None:
+            self._policy.set_budgets(await self._budgets())
+
     async def step(self, now: float) -> None:
+        try:
+            await self.refresh_budgets()
+        except Exception:
+            log.exception("could not reload stored budgets; keeping the current ones")
         conditions: list[Condition] = []
         views: dict[str, BudgetView] = {}
         try:
@@ -208,3 +223,30 @@ class Governor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def budget_json(view: BudgetView) -> dict[str, object]:
+    """A budget as the admin API and the CLI show it; money as strings."""
+    budget, state, projection = view.budget, view.state, view.forecast
+    return {
+        "id": budget.id,
+        "scope": dict(budget.scope.dimensions),
+        "window": budget.window.describe(),
+        "window_start": view.window_start,
+        "window_end": view.window_end,
+        "action": budget.action.value,
+        "fail_mode": budget.fail_mode.value,
+        "limit_usd": str(budget.limit_usd),
+        "limit_tokens": budget.limit_tokens,
+        "limit_requests": budget.limit_requests,
+        "spent_usd": str(state.spent.usd),
+        "reserved_usd": str(state.reserved.usd),
+        "remaining_usd": str(view.remaining_usd),
+        "utilisation": str(view.utilisation.quantize(Decimal("0.0001"))),
+        "spent_tokens": state.spent.tokens,
+        "spent_requests": state.spent.requests,
+        "forecast_usd": None if projection is None else str(projection.projected_spend.quantize(Decimal("0.000001"))),
+        "forecast_exceeds_at": None
+        if projection is None or not projection.will_exceed
+        else projection.expected_exceed_at,
+    }

@@ -204,6 +204,23 @@ class PostgresStore:
         sql = f"SELECT {ALERT_COLUMNS} FROM alerts {where}ORDER BY started_at DESC, id DESC LIMIT $1"
         return [alert_from_row(r) for r in await self.pool.fetch(sql, limit)]
 
+    async def list_budgets(self) -> list[tuple[str, str]]:
+        rows = await self.pool.fetch("SELECT id, definition FROM budgets ORDER BY id")
+        return [(r["id"], r["definition"]) for r in rows]
+
+    async def put_budget(self, budget_id: str, definition: str, at: float) -> None:
+        await self.pool.execute(
+            "INSERT INTO budgets (id, definition, updated_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (id) DO UPDATE SET definition = EXCLUDED.definition, updated_at = EXCLUDED.updated_at",
+            budget_id,
+            definition,
+            at,
+        )
+
+    async def delete_budget(self, budget_id: str) -> bool:
+        status = await self.pool.execute("DELETE FROM budgets WHERE id = $1", budget_id)
+        return bool(status.endswith(" 1"))
+
 
 def _args(pair: tuple[str, list[object]]) -> tuple[Any, ...]:
     sql, params = pair

@@ -223,3 +223,18 @@ class SQLiteStore:
         sql = f"SELECT {ALERT_COLUMNS} FROM alerts {where}ORDER BY started_at DESC, id DESC LIMIT ?"
         rows = await self._run(lambda conn: conn.execute(sql, (limit,)).fetchall())
         return [alert_from_row(r) for r in rows]
+
+    async def list_budgets(self) -> list[tuple[str, str]]:
+        rows = await self._run(lambda conn: conn.execute("SELECT id, definition FROM budgets ORDER BY id").fetchall())
+        return [(r[0], r[1]) for r in rows]
+
+    async def put_budget(self, budget_id: str, definition: str, at: float) -> None:
+        sql = (
+            "INSERT INTO budgets (id, definition, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at"
+        )
+        await self._run(lambda conn: conn.execute(sql, (budget_id, definition, at)))
+
+    async def delete_budget(self, budget_id: str) -> bool:
+        cursor = await self._run(lambda conn: conn.execute("DELETE FROM budgets WHERE id = ?", (budget_id,)))
+        return cursor.rowcount > 0

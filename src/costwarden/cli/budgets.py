@@ -1,0 +1,170 @@
+"""`costwarden budgets list|set|delete` and `costwarden alerts`."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from costwarden.alerts.payload import alert_json
+from costwarden.chain.admit import StoreHealth
+from costwarden.chain.policy import AdmissionPolicy
+from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
+from costwarden.config.governance import BudgetConfig
+from costwarden.config.models import Config
+from costwarden.domain.budget import Action
+from costwarden.ports import Store
+from costwarden.services import budgets as budget_service
+from costwarden.services.governor import BudgetView, Governor
+from costwarden.storage.factory import open_counters, open_lease
+
+app = typer.Typer(help="List, set and delete budgets.", no_args_is_help=True)
+
+
+async def _views(store: Store, config: Config) -> list[BudgetView]:
+    """Live state from the shared counter store; with in-process state, spend is read from the ledger."""
+    budgets = await budget_service.active_budgets(store, config)
+    policy = AdmissionPolicy(budgets, (), (), config.governance.reservation_ttl_seconds, {})
+    counters = open_counters(config.state)
+    lease = open_lease(config.state, 15.0)
+    governor = Governor(policy, counters, store, StoreHealth(), _NoAlerts(), lease, 1.0, None)
+    try:
+        now = time.time()
+        if config.state is None:
+            await governor.rebuild(now)  # no gateway's memory to read: the ledger is the truth
+        return [await governor.view(b, now) for b in budgets]
+    finally:
+        await counters.close()
+        await lease.close()
+
+
+class _NoAlerts:
+    def submit(self, alerts: object) -> None:
+        return None
+
+
+@app.command("list")
+def list_budgets(config: Path = ConfigOption) -> None:
+    """Budgets with spent, reserved, remaining, utilisation and forecast for the current window."""
+    cfg = config_or_exit(config)
+    views = with_store(cfg, lambda store: _views(store, cfg))
+    table = Table("id", "scope", "window", "action", "limit", "spent", "reserved", "remaining", "used", "forecast")
+    for col in table.columns[4:]:
+        col.justify = "right"
+    for view in views:
+        b = view.budget
+        pct = view.utilisation * 100
+        colour = "red" if pct >= 100 else "yellow" if pct >= 80 else "green"
+        table.add_row(
+            b.id,
+            str(b.scope),
+            b.window.describe(),
+            b.action.value,
+            f"${b.limit_usd}",
+            f"${view.state.spent.usd:.4f}",
+            f"${view.state.reserved.usd:.4f}",
+            f"${view.remaining_usd:.4f}",
+            f"[{colour}]{pct:.1f}%[/]",
+            _forecast(view),
+        )
+    console.print(table)
+    if cfg.state is None:
+        console.print("[dim]in-process state: spent is read from the ledger; holds in flight live in the gateway[/]")
+
+
+def _forecast(view: BudgetView) -> str:
+    forecast = view.forecast
+    if forecast is None:
+        return "-"
+    return f"${forecast.projected_spend:.2f}" + (" [red]over[/]" if forecast.will_exceed else "")
+
+
+def _scope(values: list[str]) -> dict[str, str]:
+    scope: dict[str, str] = {}
+    for value in values:
+        name, sep, item = value.partition("=")
+        if not sep:
+            errors.print(f"[red]--scope {value!r}[/] must look like name=value, e.g. team=search")
+            raise typer.Exit(2)
+        scope[{"env": "environment", "key": "key_id"}.get(name.strip(), name.strip())] = item.strip()
+    return scope
+
+
+@app.command("set")
+def set_budget(
+    budget_id: str = typer.Argument(..., help="The budget's id."),
+    limit_usd: Decimal = typer.Option(..., "--limit-usd", help="Limit per window, in USD."),
+    scope: list[str] = typer.Option([], "--scope", help="name=value (repeatable): team, project, env, deployment, key"),
+    window: str = typer.Option("month", help="hour | day | week | month | rolling"),
+    rolling_seconds: int | None = typer.Option(None, help="The length of a rolling window."),
+    limit_tokens: int | None = typer.Option(None, help="Also limit tokens per window."),
+    limit_requests: int | None = typer.Option(None, help="Also limit requests per window."),
+    action: Action = typer.Option(Action.BLOCK, help="What happens at 100 %."),
+    thresholds: str = typer.Option("50,80,100", help="Alert thresholds in percent."),
+    config: Path = ConfigOption,
+) -> None:
+    """Create or replace a stored budget (gateways pick it up within governance.evaluate_every_seconds)."""
+    cfg = config_or_exit(config)
+    try:
+        budget = BudgetConfig(
+            id=budget_id,
+            scope=_scope(scope),
+            window=window,
+            rolling_seconds=rolling_seconds,
+            limit_usd=limit_usd,
+            limit_tokens=limit_tokens,
+            limit_requests=limit_requests,
+            action=action,
+            thresholds=tuple(int(t) for t in thresholds.split(",") if t.strip()),
+        )
+        with_store(cfg, lambda store: budget_service.set_budget(store, cfg, budget))
+    except (ValidationError, ValueError) as exc:
+        errors.print(f"[red]cannot set budget {budget_id!r}:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"budget [bold]{budget_id}[/] set: ${limit_usd} per {window}, {action.value}")
+
+
+@app.command("delete")
+def delete_budget(budget_id: str = typer.Argument(..., help="The budget's id."), config: Path = ConfigOption) -> None:
+    """Delete a stored budget."""
+    cfg = config_or_exit(config)
+    try:
+        with_store(cfg, lambda store: budget_service.delete_budget(store, cfg, budget_id))
+    except budget_service.BudgetServiceError as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    console.print(f"deleted budget {budget_id}")
+
+
+def alerts(
+    active: bool = typer.Option(False, "--active", help="Only alerts still firing."),
+    limit: int = typer.Option(50, help="How many, newest first."),
+    config: Path = ConfigOption,
+) -> None:
+    """Alert records: budget thresholds, exhaustion, forecasts, spikes, store outages."""
+    cfg = config_or_exit(config)
+    found = with_store(cfg, lambda store: store.list_alerts(active, limit))
+    table = Table("started", "kind", "severity", "scope", "observed", "threshold", "resolved", "summary")
+    for alert in found:
+        data = alert_json(alert)
+        labels = ",".join(f"{k}={v}" for k, v in alert.labels)
+        table.add_row(
+            _when(alert.started_at),
+            alert.kind.value,
+            alert.severity.value,
+            labels,
+            str(data["observed"]),
+            str(data["threshold"]),
+            _when(alert.resolved_at) or "[red]firing[/]",
+            alert.summary,
+        )
+    console.print(table)
+
+
+def _when(at: float | None) -> str:
+    return "" if at is None else datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
