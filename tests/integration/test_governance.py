@@ -132,3 +132,30 @@ def test_budgets_admin_cli_and_alerts_reach_alertmanager(make_gateway: GatewayFa
     assert httpx.delete(url + "/admin/v1/budgets/cli-budget", headers=ADMIN).status_code == 204
     remaining = [b["id"] for b in httpx.get(url + "/admin/v1/budgets", headers=ADMIN).json()]
     assert remaining == ["search-monthly"]
+
+
+def _concurrent_slow(gateway: Gateway, n: int) -> list[httpx.Response]:
+    import concurrent.futures
+
+    body = {"model": "slow", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+    def one(_: int) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {KEYS['ads']}"}
+        return httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_concurrency_quota_rejects_or_queues(make_gateway: GatewayFactory) -> None:
+    rule = {"per": "deployment", "where": {"deployment": "slow"}, "max_concurrent": 1}
+    rejecting = make_gateway(extra=governance(concurrency=[rule]))
+    statuses = sorted(r.status_code for r in _concurrent_slow(rejecting, 3))
+    assert statuses == [429, 429, 504]  # one holds the slot until the upstream times out (0.5 s)
+    queued_rule = {**rule, "on_limit": "wait", "max_waiting": 5, "wait_timeout_seconds": 5}
+    queueing = make_gateway(extra=governance(concurrency=[queued_rule]))
+    started = time.monotonic()
+    assert sorted(r.status_code for r in _concurrent_slow(queueing, 3)) == [504, 504, 504]
+    assert time.monotonic() - started >= 1.4  # they went one at a time
+    metrics = httpx.get(queueing.url + "/metrics").text
+    assert 'costwarden_concurrency_active{quota="slot|deployment|slow"}' in metrics

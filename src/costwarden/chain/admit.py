@@ -57,6 +57,7 @@ class Admit(PassStage):
         self.health = health
         self._settling: set[asyncio.Task[None]] = set()
         self.slot_usage: dict[str, int] = {}  # quota key -> requests in flight, as last seen
+        self._waiting: dict[str, int] = {}  # quota key -> requests of this replica queued for it
 
     async def enter(self, exchange: Exchange) -> None:
         identity, route = exchange.identity, exchange.route
@@ -72,6 +73,8 @@ class Admit(PassStage):
         request, budgets, token_keys = plan
         try:
             result = await self._counters.admit(request, now)
+            if not result.admitted and (result.refused_by or "").startswith("slot:"):
+                result = await self._wait_for_slot(request, result)
         except CounterStoreUnavailable:
             self._unreachable(budgets, now)
             return
@@ -82,6 +85,27 @@ class Admit(PassStage):
         if not result.admitted:
             raise self._refusal(request, result, budgets, now)
         exchange.held = Held(request, budgets, token_keys)
+
+    async def _wait_for_slot(self, request: AdmissionRequest, result: AdmissionResult) -> AdmissionResult:
+        """Queue for a concurrency slot: retry admission with backoff until the quota's wait timeout,
+        with at most `max_waiting` requests of this replica waiting on one quota."""
+        key = (result.refused_by or "").removeprefix("slot:")
+        rule = self._policy.waiting_rule(key)
+        if rule is None or self._waiting.get(key, 0) >= rule.max_waiting:
+            return result
+        self._waiting[key] = self._waiting.get(key, 0) + 1
+        try:
+            deadline = time.monotonic() + rule.wait_timeout
+            delay = 0.005
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                result = await self._counters.admit(request, time.time())
+                if result.admitted or not (result.refused_by or "").startswith("slot:"):
+                    return result
+                delay = min(delay * 2, 0.05)
+            return result
+        finally:
+            self._waiting[key] -= 1
 
     def _reachable(self) -> None:
         if not self.health.reachable:

@@ -34,6 +34,9 @@ class SlotRule:
     per: str
     where: tuple[tuple[str, str], ...]
     max_concurrent: int
+    wait: bool = False  # queue (up to max_waiting, for wait_timeout) instead of refusing
+    max_waiting: int = 0
+    wait_timeout: float = 0.0
 
 
 _PER_ATTRIBUTE = {"key": "key_id"}
@@ -89,6 +92,11 @@ class AdmissionPolicy:
         """Replace the budgets (config + stored ones, refreshed by the governor)."""
         self.budgets = tuple(budgets)
         self._windows = {k: v for k, v in self._windows.items() if any(b.id == k for b in self.budgets)}
+
+    def waiting_rule(self, slot_key: str) -> SlotRule | None:
+        """The rule of a concurrency quota key (`slot|per|subject`) if it queues instead of refusing."""
+        per = slot_key.split("|")[1]
+        return next((r for r in self._slots if r.per == per and r.wait), None)
 
     @property
     def empty(self) -> bool:
@@ -198,7 +206,17 @@ def policy_from_config(config: Config) -> AdmissionPolicy:
             RateRule(r.per, tuple(sorted(r.where.items())), r.requests_per_minute, r.tokens_per_minute)
             for r in gov.rate_limits
         ],
-        slots=[SlotRule(c.per, tuple(sorted(c.where.items())), c.max_concurrent) for c in gov.concurrency],
+        slots=[
+            SlotRule(
+                c.per,
+                tuple(sorted(c.where.items())),
+                c.max_concurrent,
+                c.on_limit == "wait",
+                c.max_waiting,
+                c.wait_timeout_seconds,
+            )
+            for c in gov.concurrency
+        ],
         reservation_ttl=gov.reservation_ttl_seconds,
         caps={d.name: d.max_cost_per_request for d in config.deployments},
     )
