@@ -1,0 +1,78 @@
+"""Spike detection end to end: a burst of traffic raises exactly one cost_spike alert per series,
+and an equal burst whose dollar impact is under the floor raises none."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from tests.integration.conftest import GatewayFactory
+from tests.integration.procs import Gateway
+from tests.integration.setup_config import ADMIN_TOKEN, KEYS
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def paced(gateway: Gateway, phases: list[tuple[float, float]]) -> int:
+    """Send chat requests at `rate` per second for `seconds`, phase after phase; returns how many."""
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
+    headers = {"Authorization": f"Bearer {KEYS['search']}"}
+    sent = 0
+    with httpx.Client(timeout=10) as client:
+        for rate, seconds in phases:
+            start = time.monotonic()
+            n = 0
+            while (now := time.monotonic()) < start + seconds:
+                due = start + n / rate
+                if now < due:
+                    time.sleep(due - now)
+                assert client.post(gateway.url + "/v1/chat/completions", json=body, headers=headers).status_code == 200
+                n += 1
+            sent += n
+    return sent
+
+
+def spike_config(floor: str) -> dict[str, Any]:
+    return {
+        "governance": {
+            "evaluate_every_seconds": 0.2,
+            "spikes": {
+                "window_seconds": 1,
+                "warmup_windows": 4,
+                "consecutive": 2,
+                "clear_windows": 2,
+                "z_threshold": 3,
+                "min_impact_usd": floor,
+            },
+        }
+    }
+
+
+def spike_alerts(gateway: Gateway) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = httpx.get(gateway.url + "/admin/v1/alerts", headers=ADMIN).json()
+    return [a for a in found if a["kind"] == "cost_spike"]
+
+
+def drive_burst(gateway: Gateway) -> None:
+    paced(gateway, [(8, 9.0), (60, 3.0), (8, 5.0)])  # baseline, burst, back to baseline
+    time.sleep(2.0)  # let the last windows close and be evaluated
+
+
+def test_a_burst_raises_exactly_one_cost_spike_per_series(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(extra=spike_config("0.001"))
+    drive_burst(gateway)
+    alerts = spike_alerts(gateway)
+    by_series: dict[str, int] = {}
+    for alert in alerts:
+        series = ",".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
+        by_series[series] = by_series.get(series, 0) + 1
+    assert by_series == {"deployment=chat": 1, "team=search": 1}, alerts
+    assert all(a["resolved_at"] is not None for a in alerts)  # the burst ended, so did the alert
+
+
+def test_an_equal_burst_under_the_dollar_floor_raises_none(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(extra=spike_config("5"))
+    drive_burst(gateway)
+    assert spike_alerts(gateway) == []
