@@ -146,6 +146,7 @@ class Runtime:
             spikes,
             active,
             budgets=lambda: active_budgets(self.store, self.config),
+            rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
         )
 
     def _alert_counts(self) -> dict[str, int]:

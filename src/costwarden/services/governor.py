@@ -62,6 +62,7 @@ class Governor:
         spikes: SpikeWatch | None,
         active: Sequence[Alert] = (),
         budgets: Callable[[], Awaitable[list[Budget]]] | None = None,
+        rebuild_lag: float = 1.0,
     ) -> None:
         self._policy = policy
         self._counters = counters
@@ -75,6 +76,8 @@ class Governor:
         self._book = AlertBook(tuple(active))  # alerts firing before a restart stay deduplicated
         self._task: asyncio.Task[None] | None = None
         self._was_reachable = True
+        self._rebuild_at: float | None = None
+        self._rebuild_lag = rebuild_lag
         self.views: dict[str, BudgetView] = {}
 
     async def view(self, budget: Budget, now: float) -> BudgetView:
@@ -191,13 +194,20 @@ class Governor:
                 )
             )
         if reachable and not self._was_reachable:
+            # Back after an outage: rebuild once the records of the outage have reached the ledger.
+            self._rebuild_at = now + self._rebuild_lag
+        if reachable and self._rebuild_at is not None and now >= self._rebuild_at:
+            self._rebuild_at = None
             await self.rebuild(now)
         self._was_reachable = reachable
         if self._spikes is not None:
             conditions.extend(await self._spikes.step(now))
-        if not await self._leadership.lead(now):
-            return
-        kinds = None if reachable else {AlertKind.STATE_STORE_UNREACHABLE}  # budget alerts need the store
+        # The lease lives in the shared store: while it is down every replica may raise the outage
+        # alert (each sees it), and nothing else.
+        leading = reachable and await self._leadership.lead(now)
+        kinds = None if leading else {AlertKind.STATE_STORE_UNREACHABLE}  # the rest needs the store and the lease
+        if kinds is not None:
+            conditions = [c for c in conditions if c.kind in kinds]
         self._book, result = self._book.evaluate(conditions, now, kinds)
         changed = (*result.to_fire, *result.to_resolve)
         if changed:
