@@ -214,12 +214,17 @@ class Admit(PassStage):
         task.add_done_callback(self._settling.discard)
 
     async def _settle(self, settlement: Settlement) -> None:
-        try:
-            await self._counters.settle(settlement, time.time())
-        except CounterStoreUnavailable:
-            log.warning("could not settle %s: the counter store is unreachable", settlement.reservation_id)
-        except Exception:
-            log.exception("could not settle %s", settlement.reservation_id)
+        # Settling is idempotent, so a timed-out attempt is retried; a hold never settled expires.
+        for attempt in range(3):
+            try:
+                await self._counters.settle(settlement, time.time())
+                return
+            except CounterStoreUnavailable:
+                await asyncio.sleep(0.2 * (attempt + 1))
+            except Exception:
+                log.exception("could not settle %s", settlement.reservation_id)
+                return
+        log.warning("could not settle %s: the counter store is unreachable", settlement.reservation_id)
 
     async def drain(self) -> None:
         """Wait for settlements in flight (on shutdown)."""

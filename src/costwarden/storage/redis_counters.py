@@ -31,17 +31,20 @@ def _script(name: str) -> bytes:
     return (folder / "prelude.lua").read_bytes() + b"\n" + (folder / f"{name}.lua").read_bytes()
 
 
+FIELD, RECORD = "\x1f", "\x1e"  # keys must not contain these two control characters
+
+
 def _limit(value: Decimal | None, usd: bool = False) -> str:
     if value is None:
         return ""
     return str(to_nanos(value) if usd else int(value))
 
 
-def _amount(values: Sequence[bytes | int]) -> Amount:
+def _amount(values: Sequence[bytes]) -> Amount:
     return Amount(from_nanos(int(values[0])), int(values[1]), int(values[2]))
 
 
-def _state(values: Sequence[bytes | int]) -> BudgetState:
+def _state(values: Sequence[bytes]) -> BudgetState:
     return BudgetState(_amount(values[0:3]), _amount(values[3:6]))
 
 
@@ -52,25 +55,23 @@ class _Script:
         self.source = _script(name)
         self.sha: str | None = None
 
-    async def __call__(self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[str | int]) -> list[bytes]:
+    async def __call__(self, client: aioredis.Redis, *args: str | int) -> bytes:
         if self.sha is not None:
             try:
-                return await self._run(client, self.sha, keys, args)
+                reply: bytes = await client.evalsha(self.sha, 0, *args)
+                return reply
             except NoScriptError:
                 pass
         self.sha = str(await client.script_load(self.source))
-        return await self._run(client, self.sha, keys, args)
-
-    @staticmethod
-    async def _run(client: aioredis.Redis, sha: str, keys: Sequence[str], args: Sequence[str | int]) -> list[bytes]:
-        reply: list[bytes] = await client.evalsha(sha, len(keys), *keys, *args)
+        reply = await client.evalsha(self.sha, 0, *args)
         return reply
 
 
 class RedisCounters:
-    """`CounterStore` in Redis (see redis_scripts/prelude.lua for the layout). Keys, all under
-    `namespace`: `c:<counter>` HASH and `h:<counter>` ZSET per budget counter, `r:<rate key>` HASH
-    (GCRA TAT, interval, period), `s:<slot key>` ZSET of leases, `settled:<reservation>` marker.
+    """`CounterStore` in Redis (layout in redis_scripts/prelude.lua and admit.lua). Keys, all under
+    `namespace`: `c:<counter>` HASH per budget counter (spent, reserved, its holds), `r:<rate key>`
+    HASH (GCRA TAT), `s:<slot key>` ZSET of leases, `settled:<reservation>` marker. Scripts build
+    key names themselves (declaring none): standalone or Sentinel Redis, not Cluster.
 
     Lifetimes are relative TTLs computed from the caller's `now` (so a skewed replica or a test's
     fake clock cannot make a key vanish early); `restore` has no `now` and uses `clock`.
@@ -106,55 +107,51 @@ class RedisCounters:
         self._admit, self._settle = _Script("admit"), _Script("settle")
         self._state, self._restore = _Script("state"), _Script("restore")
 
-    def _counter(self, counter: str) -> tuple[str, str]:
-        return f"{self.namespace}c:{counter}", f"{self.namespace}h:{counter}"
-
-    async def _call(self, script: _Script, keys: Sequence[str], args: Sequence[str | int]) -> list[bytes]:
+    async def _call(self, script: _Script, *args: str | int) -> bytes:
         try:
-            return await script(self._client, keys, args)
+            return await script(self._client, self.namespace, *args)
         except UNREACHABLE as exc:
             raise CounterStoreUnavailable(f"redis: {exc}") from exc
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
         estimate = request.estimate
-        keys: list[str] = []
-        args: list[str | int] = [
+        budgets = RECORD.join(
+            FIELD.join(
+                (
+                    _limit(check.limit_usd, usd=True),
+                    _limit(check.limit_tokens),
+                    _limit(check.limit_requests),
+                    "1" if check.enforce else "0",
+                    repr(check.retain_until - now),
+                    check.write_key,
+                    *check.read_keys,
+                )
+            )
+            for check in request.budgets
+        )
+        rates = RECORD.join(f"{r.key}{FIELD}{r.limit}{FIELD}{float(r.period)!r}{FIELD}{r.cost}" for r in request.rates)
+        slots = RECORD.join(f"{s.key}{FIELD}{s.max_active}" for s in request.slots)
+        reply = await self._call(
+            self._admit,
             repr(now),
             request.reservation_id,
             repr(request.expires_at),
             to_nanos(estimate.usd),
             estimate.tokens,
             estimate.requests,
-            len(request.budgets),
-            len(request.rates),
-            len(request.slots),
-        ]
-        for check in request.budgets:
-            for counter in check.read_keys:
-                keys.extend(self._counter(counter))
-            keys.extend(self._counter(check.write_key))
-            args += (
-                len(check.read_keys),
-                _limit(check.limit_usd, usd=True),
-                _limit(check.limit_tokens),
-                _limit(check.limit_requests),
-                1 if check.enforce else 0,
-                repr(check.retain_until - now),
-            )
-        for rate in request.rates:
-            keys.append(f"{self.namespace}r:{rate.key}")
-            args += (rate.limit, repr(float(rate.period)), rate.cost)
-        for slot in request.slots:
-            keys.append(f"{self.namespace}s:{slot.key}")
-            args.append(slot.max_active)
-        reply = await self._call(self._admit, keys, args)
-        return self._result(request, reply)
+            budgets,
+            rates,
+            slots,
+        )
+        return self._result(request, reply.split(b" "))
 
     @staticmethod
     def _result(request: AdmissionRequest, reply: list[bytes]) -> AdmissionResult:
+        """Parse `admitted refused_by` (`-`, or b/r/s and the 1-based index of the check), six
+        integers per budget, (allowed remaining reset retry) per rate, the active leases per slot."""
         refused_by = None
-        if reply[1]:
-            code: bytes = reply[1]
+        code = reply[1]
+        if code != b"-":
             kind, index = _KINDS[code[0]], int(code[1:]) - 1
             if kind == "budget":
                 name = request.budgets[index].budget_id
@@ -169,19 +166,16 @@ class RedisCounters:
         rates = []
         for rate in request.rates:
             allowed, remaining, reset, retry = reply[at : at + 4]
-            rates.append(RateOutcome(rate.key, int(allowed) == 1, int(remaining), float(reset), float(retry)))
+            rates.append(RateOutcome(rate.key, allowed == b"1", int(remaining), float(reset), float(retry)))
             at += 4
         active = tuple(int(n) for n in reply[at:])
-        return AdmissionResult(int(reply[0]) == 1, refused_by, tuple(states), tuple(rates), active)
+        return AdmissionResult(reply[0] == b"1", refused_by, tuple(states), tuple(rates), active)
 
     async def settle(self, settlement: Settlement, now: float) -> None:
         actual = settlement.actual
-        keys = [f"{self.namespace}settled:{settlement.reservation_id}"]
-        for counter in settlement.budget_write_keys:
-            keys.extend(self._counter(counter))
-        keys.extend(f"{self.namespace}s:{key}" for key in settlement.slot_keys)
-        keys.extend(f"{self.namespace}r:{key}" for key, _ in settlement.token_corrections)
-        args: list[str | int] = [
+        corrections = RECORD.join(f"{key}{FIELD}{delta}" for key, delta in settlement.token_corrections)
+        await self._call(
+            self._settle,
             repr(now),
             settlement.reservation_id,
             self._settled_ms,
@@ -189,29 +183,26 @@ class RedisCounters:
             to_nanos(actual.usd),
             actual.tokens,
             actual.requests,
-            len(settlement.budget_write_keys),
-            len(settlement.slot_keys),
-            len(settlement.token_corrections),
-        ]
-        args.extend(delta for _, delta in settlement.token_corrections)
-        await self._call(self._settle, keys, args)
+            FIELD.join(settlement.budget_write_keys),
+            FIELD.join(settlement.slot_keys),
+            corrections,
+        )
 
     async def budget_state(self, read_keys: Sequence[str], now: float) -> BudgetState:
-        keys = [key for counter in read_keys for key in self._counter(counter)]
-        return _state(await self._call(self._state, keys, [repr(now)]))
+        return _state((await self._call(self._state, repr(now), FIELD.join(read_keys))).split(b" "))
 
     async def restore(self, spent: dict[str, Amount], retain_until: dict[str, float]) -> None:
         if not spent:
             return
         now = self._clock()
-        keys: list[str] = []
-        args: list[str | int] = []
+        records = []
         for counter, amount in spent.items():
-            keys.extend(self._counter(counter))
             until = retain_until.get(counter)
             ttl = "" if until is None else str(math.ceil((until - now) * 1000))
-            args += (to_nanos(amount.usd), amount.tokens, amount.requests, ttl)
-        await self._call(self._restore, keys, args)
+            records.append(
+                FIELD.join((counter, str(to_nanos(amount.usd)), str(amount.tokens), str(amount.requests), ttl))
+            )
+        await self._call(self._restore, RECORD.join(records))
 
     async def ping(self) -> bool:
         try:

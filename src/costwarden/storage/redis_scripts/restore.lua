@@ -1,11 +1,11 @@
--- Set counters' spent fields to the ledger's figures, keeping holds. KEYS: (hash, zset) pairs.
--- ARGV: per counter spent usd/tokens/requests and a ttl in ms ('' keeps the current one).
-for i = 1, #KEYS / 2 do
-  local c, z, a = KEYS[2 * i - 1], KEYS[2 * i], 4 * i - 3
-  redis.call('HSET', c, 'su', ARGV[a], 'st', ARGV[a + 1], 'sr', ARGV[a + 2])
-  if ARGV[a + 3] ~= '' then
-    redis.call('PEXPIRE', c, ARGV[a + 3])
-    redis.call('PEXPIRE', z, ARGV[a + 3])
+-- Set counters' spent fields to the ledger's figures, keeping holds. ARGV: ns, then per counter a
+-- record of (name, spent usd, tokens, requests, ttl ms or '' to keep the current one).
+for _, record in ipairs(split(ARGV[2], '\30')) do
+  local f = split(record, '\31')
+  local c = NS .. 'c:' .. f[1]
+  redis.call('HSET', c, 'su', f[2], 'st', f[3], 'sr', f[4])
+  if f[5] ~= '' then
+    redis.call('PEXPIRE', c, f[5])
   end
 end
-return #KEYS / 2
+return 1

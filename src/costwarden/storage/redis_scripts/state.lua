@@ -1,6 +1,12 @@
--- Spent and reserved (live holds only) summed over counters. ARGV: now. KEYS: (hash, zset) pairs.
+-- Spent and reserved (live holds only) summed over counters. ARGV: ns, now, counters (\31-separated).
 local acc = {0, 0, 0, 0, 0, 0}
-for k = 1, #KEYS, 2 do
-  accumulate(acc, KEYS[k], KEYS[k + 1], ARGV[1])
+for _, name in ipairs(split(ARGV[3], '\31')) do
+  local _, v = load(name, tonumber(ARGV[2]))
+  for u = 1, 6 do
+    acc[u] = acc[u] + v[u]
+  end
 end
-return acc
+for u = 1, 6 do
+  acc[u] = int(acc[u])
+end
+return table.concat(acc, ' ')
