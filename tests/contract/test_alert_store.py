@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
-from pathlib import Path
-
-import asyncpg
-import pytest
 
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.ports import AlertStore
-from costwarden.storage.postgres import PostgresStore
-from costwarden.storage.sqlite import SQLiteStore
 
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AlertStore]:
-    adapter: SQLiteStore | PostgresStore
-    if request.param == "sqlite":
-        adapter = SQLiteStore(str(tmp_path / "ledger.db"))
-    else:
-        url: str = request.getfixturevalue("postgres_url")
-        adapter = PostgresStore(url)
-    await adapter.open()
-    if isinstance(adapter, PostgresStore):
-        conn = await asyncpg.connect(adapter.dsn)
-        await conn.execute("TRUNCATE alerts")
-        await conn.close()
-    yield adapter
-    await adapter.close()
 
 
 def budget_alert(budget: str, at: float, observed: str = "81.123456789", threshold: str = "80") -> Alert:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from costwarden.domain.keys import KeyIdentity, StoredKey
@@ -15,25 +13,7 @@ from costwarden.domain.money import quantize
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, nearest_rank
 from costwarden.ports import Store
-from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    adapter: Store
-    if request.param == "sqlite":
-        adapter = SQLiteStore(str(tmp_path / "ledger.db"))
-    else:
-        url: str = request.getfixturevalue("postgres_url")
-        adapter = PostgresStore(url)
-    await adapter.open()
-    if isinstance(adapter, PostgresStore):
-        conn = await asyncpg.connect(adapter.dsn)
-        await conn.execute("TRUNCATE ledger, api_keys")
-        await conn.close()
-    yield adapter
-    await adapter.close()
 
 
 def make_record(i: int, rng: random.Random, start: float = 1_800_000_000.0) -> UsageRecord:

@@ -14,7 +14,7 @@ from rich.table import Table
 from costwarden.alerts.payload import alert_json
 from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
-from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
+from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, parse_pairs, with_store
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
 from costwarden.domain.budget import Action
@@ -84,17 +84,6 @@ def _forecast(view: BudgetView) -> str:
     return f"${forecast.projected_spend:.2f}" + (" [red]over[/]" if forecast.will_exceed else "")
 
 
-def _scope(values: list[str]) -> dict[str, str]:
-    scope: dict[str, str] = {}
-    for value in values:
-        name, sep, item = value.partition("=")
-        if not sep:
-            errors.print(f"[red]--scope {value!r}[/] must look like name=value, e.g. team=search")
-            raise typer.Exit(2)
-        scope[{"env": "environment", "key": "key_id"}.get(name.strip(), name.strip())] = item.strip()
-    return scope
-
-
 @app.command("set")
 def set_budget(
     budget_id: str = typer.Argument(..., help="The budget's id."),
@@ -113,7 +102,7 @@ def set_budget(
     try:
         budget = BudgetConfig(
             id=budget_id,
-            scope=_scope(scope),
+            scope=parse_pairs("--scope", scope, {"env": "environment", "key": "key_id"}),
             window=window,
             rolling_seconds=rolling_seconds,
             limit_usd=limit_usd,

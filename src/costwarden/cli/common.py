@@ -42,3 +42,15 @@ def with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(run())
+
+
+def parse_pairs(option: str, values: list[str], aliases: dict[str, str] | None = None) -> dict[str, str]:
+    """`name=value` options (repeatable) as a dict; exits with a message naming the bad one."""
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, item = value.partition("=")
+        if not sep:
+            errors.print(f"[red]{option} {value!r}[/] must look like name=value")
+            raise typer.Exit(2)
+        pairs[(aliases or {}).get(name.strip(), name.strip())] = item.strip()
+    return pairs

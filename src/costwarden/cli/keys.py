@@ -8,21 +8,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
+from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, parse_pairs, with_store
 from costwarden.services import keys as key_service
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
-
-
-def _parse_tags(values: list[str]) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for value in values:
-        name, sep, tag = value.partition("=")
-        if not sep:
-            errors.print(f"[red]--tag {value!r}[/] must look like name=value")
-            raise typer.Exit(2)
-        tags[name.strip()] = tag.strip()
-    return tags
 
 
 @app.command()
@@ -42,7 +31,7 @@ def create(
         created = with_store(
             cfg,
             lambda store: key_service.create_key(
-                store, cfg, team, project, env, name, _parse_tags(tag), deployment or None, allow_client_tags
+                store, cfg, team, project, env, name, parse_pairs("--tag", tag), deployment or None, allow_client_tags
             ),
         )
     except key_service.KeyServiceError as exc:

@@ -16,6 +16,7 @@ from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
+from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.spend_sql import POSTGRES, assemble, percentiles_sql, totals_sql
 
@@ -58,36 +59,7 @@ _MIGRATION_LOCK = 7_314_211  # advisory lock id: one process migrates at a time
 def _columns(records: Sequence[UsageRecord]) -> list[list[Any]]:
     cols: list[list[Any]] = [[] for _ in LEDGER_COLUMNS]
     for r in records:
-        values = (
-            r.request_id,
-            r.started_at,
-            r.ended_at,
-            r.key_id,
-            r.team,
-            r.project,
-            r.environment,
-            orjson.dumps(r.tags).decode(),
-            r.deployment,
-            r.protocol,
-            r.endpoint,
-            r.method,
-            r.model,
-            r.stream,
-            r.status,
-            r.upstream_status,
-            r.outcome.value,
-            r.error_code,
-            r.latency_ms,
-            r.upstream_ms,
-            r.input_tokens,
-            r.output_tokens,
-            r.cached_tokens,
-            r.items,
-            r.request_bytes,
-            r.response_bytes,
-            quantize(r.cost_usd),
-            r.pricing_basis,
-        )
+        values = record_values(r, r.stream, quantize(r.cost_usd))
         for col, value in zip(cols, values, strict=True):
             col.append(value)
     return cols

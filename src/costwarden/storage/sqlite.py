@@ -19,6 +19,7 @@ from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
+from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.spend_sql import SQLITE, assemble, percentiles_sql, totals_sql
 
@@ -31,36 +32,7 @@ _INSERT = (
 
 
 def _row(r: UsageRecord) -> tuple[Any, ...]:
-    return (
-        r.request_id,
-        r.started_at,
-        r.ended_at,
-        r.key_id,
-        r.team,
-        r.project,
-        r.environment,
-        orjson.dumps(r.tags).decode(),
-        r.deployment,
-        r.protocol,
-        r.endpoint,
-        r.method,
-        r.model,
-        int(r.stream),
-        r.status,
-        r.upstream_status,
-        r.outcome.value,
-        r.error_code,
-        r.latency_ms,
-        r.upstream_ms,
-        r.input_tokens,
-        r.output_tokens,
-        r.cached_tokens,
-        r.items,
-        r.request_bytes,
-        r.response_bytes,
-        to_nanos(r.cost_usd),
-        r.pricing_basis,
-    )
+    return record_values(r, int(r.stream), to_nanos(r.cost_usd))
 
 
 def _record(row: tuple[Any, ...]) -> UsageRecord:

@@ -1,0 +1,43 @@
+"""Ledger rows: a record's values in LEDGER_COLUMNS order, shared by the SQL adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from costwarden.domain.record import UsageRecord
+
+
+def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
+    """The record's column values; `stream` and `cost` are already in the dialect's types."""
+    return (
+        r.request_id,
+        r.started_at,
+        r.ended_at,
+        r.key_id,
+        r.team,
+        r.project,
+        r.environment,
+        orjson.dumps(r.tags).decode(),
+        r.deployment,
+        r.protocol,
+        r.endpoint,
+        r.method,
+        r.model,
+        stream,
+        r.status,
+        r.upstream_status,
+        r.outcome.value,
+        r.error_code,
+        r.latency_ms,
+        r.upstream_ms,
+        r.input_tokens,
+        r.output_tokens,
+        r.cached_tokens,
+        r.items,
+        r.request_bytes,
+        r.response_bytes,
+        cost,
+        r.pricing_basis,
+    )
