@@ -55,3 +55,12 @@ def postgres_url() -> Iterator[str]:
     run(f'CREATE DATABASE "{name}"')
     yield f"postgresql://127.0.0.1:5432/{name}"
     run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def drop_costwarden_tables(url: str) -> None:
+    """An empty database for a test that starts gateways on PostgreSQL (they migrate it again)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS ledger, api_keys, alerts, budgets, costwarden_schema")
+    finally:
+        await conn.close()

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import need
+from tests.conftest import drop_costwarden_tables, need
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import Gateway, Proc, free_port, wait_until
@@ -120,18 +119,10 @@ def _spent(records: list[Any], team: str) -> Decimal:
     return sum((r.cost_usd for r in records if r.team == team), Decimal(0))
 
 
-async def _reset(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS ledger, api_keys, alerts, budgets, costwarden_schema")
-    finally:
-        await conn.close()
-
-
 def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
     make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
 ) -> None:
-    asyncio.run(_reset(postgres_url))
+    asyncio.run(drop_costwarden_tables(postgres_url))
     replicas: list[Gateway] = [
         make_gateway(ledger=postgres_url, extra=replica_config(redis.url), storage={"spool_dir": f"spool-{i}"})
         for i in range(3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -11,6 +12,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from tests.conftest import drop_costwarden_tables
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import VENV_BIN, Gateway
@@ -38,18 +40,7 @@ def drive_three_teams(gateway: Gateway) -> dict[str, Decimal]:
 
 @pytest.fixture
 def pg_gateway(make_gateway: GatewayFactory, postgres_url: str) -> Gateway:
-    import asyncio
-
-    import asyncpg
-
-    async def clean() -> None:
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            await conn.execute("DROP TABLE IF EXISTS ledger, api_keys, costwarden_schema")
-        finally:
-            await conn.close()
-
-    asyncio.run(clean())
+    asyncio.run(drop_costwarden_tables(postgres_url))
     return make_gateway(ledger=postgres_url)
 
 
