@@ -95,15 +95,21 @@ class Procs:
         self.workdir = workdir
         self._procs: list[Proc] = []
 
-    def start(self, name: str, argv: Sequence[str | Path], cpu: str | None, env: dict[str, str] | None = None) -> Proc:
+    def start(
+        self, name: str, argv: Sequence[str | Path], cpu: str | None, env: dict[str, str | None] | None = None
+    ) -> Proc:
+        """Start `argv` pinned to `cpu`; `env` adds variables to ours (None removes one)."""
         cmd = [str(a) for a in argv]
         if cpu is not None:
             cmd = ["taskset", "-c", cpu, *cmd]
         log = self.workdir / f"{name}.log"
         out = log.open("wb")
         full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
+        for key, value in (env or {}).items():
+            if value is None:
+                full_env.pop(key, None)
+            else:
+                full_env[key] = value
         popen = subprocess.Popen(
             cmd,
             stdout=out,
@@ -423,6 +429,9 @@ def versions() -> dict[str, str]:
             return "?"
         return (done.stdout + done.stderr).strip()
 
+    sha = run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src"])
+    out["costwarden_git"] = sha + ("+uncommitted src changes" if dirty else "")
     out["nginx"] = run(["nginx", "-v"]).split("/")[-1]
     out["wrk"] = run(["wrk", "-v"]).split()[1] if run(["wrk", "-v"]) else "?"
     probe = "import importlib.metadata as m,sys;print(' '.join(f'{p}={m.version(p)}' for p in sys.argv[1:]))"

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """costwarden vs LiteLLM vs nginx vs direct, on loopback, against one fixed upstream.
 
-    /work/main/.venv/bin/python bench/run.py --quick     # ~2 minutes, one repetition
-    /work/main/.venv/bin/python bench/run.py --full      # ~15 minutes, three repetitions
+    /work/main/.venv/bin/python bench/run.py --quick     # ~3 minutes, one repetition
+    /work/main/.venv/bin/python bench/run.py --full --nice -10 --profile 10   # ~18 minutes, 3 reps
 
-For each repetition and each target (direct, costwarden, litellm, nginx), in that order:
+For each repetition and each target (direct, costwarden, pyproxy, litellm, nginx), in that order:
 start the target pinned to the server core, check one answer, warm up (closed loop with wrk,
 which also probes its capacity), measure latency open-loop at each fixed rate the target can
 sustain (rate <= 60% of the probed capacity), measure max throughput closed-loop with wrk,
@@ -49,7 +49,22 @@ COSTWARDEN_PORT = 18700
 LITELLM_PORT = 18800
 COSTWARDEN_KEY = "cw_bench_0123456789abcdef0123"
 LITELLM_KEY = "sk-litellm-bench-0123456789"
-TARGET_NAMES = ("direct", "costwarden", "litellm", "nginx")
+PYPROXY_PORT = 18900
+# pyproxy: the smallest uvicorn + aiohttp pass-through (bench/asgi_apps.py), no metering: the floor
+# of a Python gateway on costwarden's stack, to tell the stack's cost from the chain's.
+# costwarden-gov / costwarden-gov-redis: the same gateway with a budget, rate limits (requests and
+# tokens per minute) and a concurrency quota on every request, state in-process or in Redis; limits
+# are set so that nothing is refused, so the difference to costwarden is the cost of admission.
+TARGET_NAMES = ("direct", "costwarden", "costwarden-gov", "costwarden-gov-redis", "pyproxy", "litellm", "nginx")
+GOVERNANCE = """governance:
+  spikes: {enabled: false}
+  budgets:
+    - {id: bench-month, scope: {team: bench}, window: month, limit_usd: "1000000"}
+  rate_limits:
+    - {per: key, requests_per_minute: 100000000, tokens_per_minute: 100000000000}
+  concurrency:
+    - {per: deployment, max_concurrent: 100000}
+"""
 MAX_UTILISATION = 0.6  # an open-loop rate is measured only up to this share of the probed capacity
 TARGETS_P50_MS = 0.5
 TARGETS_P99_MS = 3.0
@@ -95,7 +110,8 @@ class Running:
         return hdrs
 
 
-def costwarden_config(workdir: Path) -> tuple[Path, Path, Path]:
+def costwarden_config(workdir: Path, governance: str | None = None) -> tuple[Path, Path, Path]:
+    """The gateway's config; `governance` None (metering only), "memory" or "redis"."""
     ledger = workdir / "ledger.db"
     spool = workdir / "spool"
     cfg = workdir / "costwarden.yaml"
@@ -112,6 +128,8 @@ deployments:
 keys:
   - {{id: bench, key: "{COSTWARDEN_KEY}", team: bench, project: load, environment: prod}}
 """
+        + (GOVERNANCE if governance else "")
+        + (f"state: redis://{h.HOST}:6379/0\n" if governance == "redis" else "")
     )
     return cfg, ledger, spool
 
@@ -134,24 +152,24 @@ litellm_settings:
     return cfg
 
 
-def litellm_env() -> dict[str, str]:
+def litellm_env() -> dict[str, str | None]:
     return {
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no download of the cost map at start
-        "DATABASE_URL": "",
+        "DATABASE_URL": None,  # no database
         "NO_DOCKER": "True",
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
 
 
-def start_target(name: str, procs: h.Procs, rep_dir: Path, nice: int) -> Running:
+def start_target(name: str, procs: h.Procs, rep_dir: Path) -> Running:
     cpu = h.SERVER_CPU
-    prefix: list[str | Path] = ["nice", "-n", str(nice)] if nice else []
     if name == "direct":
         return Running(name, f"http://{h.HOST}:{UPSTREAM_PORT}{h.CHAT_PATH}", None, None)
-    if name == "costwarden":
-        cfg, ledger, spool = costwarden_config(rep_dir)
-        proc = procs.start("costwarden", [*prefix, h.COSTWARDEN, "serve", "--config", cfg], cpu)
+    if name.startswith("costwarden"):
+        governance = {"costwarden-gov": "memory", "costwarden-gov-redis": "redis"}.get(name)
+        cfg, ledger, spool = costwarden_config(rep_dir, governance)
+        proc = procs.start(name, [h.COSTWARDEN, "serve", "--config", cfg], cpu)
         run = Running(name, f"http://{h.HOST}:{COSTWARDEN_PORT}{h.CHAT_PATH}", COSTWARDEN_KEY, proc, ledger, spool)
         _, headers, _ = h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=60)
         if "x-costwarden-cost-usd" not in headers:
@@ -160,8 +178,7 @@ def start_target(name: str, procs: h.Procs, rep_dir: Path, nice: int) -> Running
         return run
     if name == "litellm":
         cfg = litellm_config(rep_dir)
-        argv = [
-            *prefix,
+        argv: list[str | Path] = [
             h.LITELLM,
             "--config",
             cfg,
@@ -177,6 +194,18 @@ def start_target(name: str, procs: h.Procs, rep_dir: Path, nice: int) -> Running
         _, _, body = h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=180)
         if b'"usage"' not in body:
             raise h.BenchError(f"litellm answered without usage: {body[:300]!r}")
+        return run
+    if name == "pyproxy":
+        argv = [
+            h.TOOLS / "python", "-m", "uvicorn", "asgi_apps:passthrough_app", "--factory",
+            "--host", h.HOST, "--port", str(PYPROXY_PORT), "--log-level", "warning",
+            "--loop", "uvloop", "--http", "httptools", "--lifespan", "on",
+            "--no-access-log", "--no-server-header", "--no-date-header", "--app-dir", h.BENCH,
+        ]  # fmt: skip
+        env: dict[str, str | None] = {"BENCH_UPSTREAM": f"http://{h.HOST}:{UPSTREAM_PORT}"}
+        proc = procs.start("pyproxy", argv, cpu, env=env)
+        run = Running(name, f"http://{h.HOST}:{PYPROXY_PORT}{h.CHAT_PATH}", None, proc)
+        h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=30)
         return run
     if name == "nginx":
         proc = h.start_nginx(procs, "nginx-proxy", h.reverse_proxy_block(NGINX_PORT, UPSTREAM_PORT), cpu)
@@ -265,10 +294,10 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def system_busy_seconds() -> float:
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in fields]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / _TICK
+    """CPU time all processes spent in user and system mode (irq, softirq and steal left out:
+    loopback traffic's softirq time is not charged to any process)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (values[0] + values[1] + values[2]) / _TICK
 
 
 def own_cpu_seconds() -> float:
@@ -298,16 +327,45 @@ def settled_rows(path: Path, seconds: float = 10.0) -> int:
     return rows
 
 
+def max_rowid(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        return int(db.execute("SELECT COALESCE(MAX(rowid), 0) FROM ledger").fetchone()[0])
+
+
+def gateway_timings(path: Path, after_rowid: int) -> dict[str, float]:
+    """The gateway's own view of the requests since `after_rowid`, from their ledger records:
+    latency_ms (request read to response sent), upstream_ms (aiohttp request + response read),
+    and their difference (the chain's own time)."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+        rows = db.execute(
+            "SELECT latency_ms, upstream_ms FROM ledger WHERE rowid > ? AND upstream_ms IS NOT NULL", (after_rowid,)
+        ).fetchall()
+    total = sorted(r[0] for r in rows)
+    upstream = sorted(r[1] for r in rows)
+    own = sorted(r[0] - r[1] for r in rows)
+    return {
+        "n": len(rows),
+        "latency_p50_ms": round(h.quantile(total, 0.5), 3),
+        "latency_p99_ms": round(h.quantile(total, 0.99), 3),
+        "upstream_p50_ms": round(h.quantile(upstream, 0.5), 3),
+        "upstream_p99_ms": round(h.quantile(upstream, 0.99), 3),
+        "own_p50_ms": round(h.quantile(own, 0.5), 3),
+        "own_p99_ms": round(h.quantile(own, 0.99), 3),
+    }
+
+
 # --- profile -----------------------------------------------------------------------------------
 
 
-def profile_costwarden(run: Running, seconds: float, connections: int, out_dir: Path) -> dict[str, Any]:
+def profile_costwarden(run: Running, seconds: float, connections: int) -> dict[str, Any]:
     """py-spy (sampling, native off) of the gateway under wrk load; top frames by self and total."""
     assert run.proc is not None
     py_spy = h.TOOLS / "py-spy"
     if not py_spy.exists():
         return {"error": "py-spy missing: run bench/setup"}
-    raw = out_dir / "profile-costwarden.raw"
+    raw = h.BENCH / "results" / "raw" / "profile-costwarden.txt"  # collapsed stacks (flamegraph.pl input)
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.unlink(missing_ok=True)
     result: dict[str, Any] = {}
 
     def load() -> None:
@@ -361,6 +419,30 @@ def profile_costwarden(run: Running, seconds: float, connections: int, out_dir: 
 # --- one repetition -------------------------------------------------------------------------------
 
 
+def latency_phases(run: Running, params: Params, capacity_rps: float) -> dict[str, Any]:
+    """Open-loop latency at each fixed rate this target can sustain; for costwarden, also check
+    that the ledger got exactly one row per request, and read the gateway's own timings."""
+    out: dict[str, Any] = {}
+    baseline = settled_rows(run.ledger) if run.ledger else 0
+    for rate in params.rates:
+        if rate > MAX_UTILISATION * capacity_rps:
+            out[str(rate)] = {"skipped": f"over {MAX_UTILISATION:.0%} of its capacity ({capacity_rps:.0f} req/s)"}
+            continue
+        mark = max_rowid(run.ledger) if run.ledger else 0
+        lat = open_loop(run.url, run.headers, rate, params.latency_seconds, params.min_samples)
+        if run.ledger:
+            settled_rows(run.ledger)
+            lat["gateway_timings"] = gateway_timings(run.ledger, mark)
+        out[str(rate)] = lat
+        if lat["ok"] != lat["sent"]:
+            raise h.BenchError(f"{run.name} at {rate} req/s: {lat['statuses']}")
+    if run.ledger:
+        expected = sum(v.get("sent", 0) for v in out.values())
+        rows = settled_rows(run.ledger) - baseline
+        out["ledger_check"] = {"sent": expected, "rows": rows, "ok": rows == expected}
+    return out
+
+
 def measure_target(
     name: str, rep: int, params: Params, procs: h.Procs, workdir: Path, upstream: h.Proc
 ) -> dict[str, Any]:
@@ -368,7 +450,7 @@ def measure_target(
     rep_dir.mkdir()
     out: dict[str, Any] = {"target": name, "rep": rep}
     t_start = time.monotonic()
-    run = start_target(name, procs, rep_dir, params.nice)
+    run = start_target(name, procs, rep_dir)
     out["start_seconds"] = round(time.monotonic() - t_start, 2)
     out.update(run.notes)
     sent = 1  # the readiness probe that returned 200 (earlier probes failed before the app)
@@ -377,23 +459,10 @@ def measure_target(
         warm = h.wrk(run.url, connections=8, seconds=params.warmup_seconds, auth=run.auth)
         out["warmup"] = warm.as_dict()
         sent += warm.requests
-        baseline = settled_rows(run.ledger) if run.ledger else 0
-        out["latency"] = {}
-        for rate in params.rates:
-            if rate > MAX_UTILISATION * warm.rps:
-                out["latency"][str(rate)] = {
-                    "skipped": f"over {MAX_UTILISATION:.0%} of its capacity ({warm.rps:.0f} req/s)"
-                }
-                continue
-            lat = open_loop(run.url, run.headers, rate, params.latency_seconds, params.min_samples)
-            out["latency"][str(rate)] = lat
-            sent += lat["ok"]
-            if lat["ok"] != lat["sent"]:
-                raise h.BenchError(f"{name} at {rate} req/s: {lat['statuses']}")
-        if run.ledger:
-            expected = sum(v.get("sent", 0) for v in out["latency"].values())
-            rows = settled_rows(run.ledger) - baseline
-            out["ledger_check_latency"] = {"sent": expected, "rows": rows, "ok": rows == expected}
+        out["latency"] = latency_phases(run, params, warm.rps)
+        if "ledger_check" in out["latency"]:
+            out["ledger_check_latency"] = out["latency"].pop("ledger_check")
+        sent += sum(v.get("ok", 0) for v in out["latency"].values())
         # Max throughput, closed loop, with the server's own CPU time per request.
         cpu0 = tree_cpu_seconds(run.proc.pid) if run.proc else tree_cpu_seconds(upstream.pid)
         thr = h.wrk(run.url, connections=params.connections, seconds=params.throughput_seconds, auth=run.auth)
@@ -407,7 +476,7 @@ def measure_target(
         if run.proc:
             out["memory"] = h.tree_memory_mib(run.proc.pid)
         if name == "costwarden" and params.profile_seconds > 0:
-            out["profile"] = profile_costwarden(run, params.profile_seconds, params.connections, rep_dir)
+            out["profile"] = profile_costwarden(run, params.profile_seconds, params.connections)
             sent += out["profile"].get("wrk", {}).get("requests", 0)
     finally:
         if run.proc:
@@ -469,6 +538,9 @@ def summarise(reps: list[dict[str, Any]], params: Params) -> dict[str, Any]:
                         added99.append(x["p99_ms"] - b["p99_ms"])
                 entry["added_p50_ms"] = med(added50)
                 entry["added_p99_ms"] = med(added99)
+            timings = [x["gateway_timings"] for x in lat if "gateway_timings" in x]
+            if timings:
+                entry["gateway_timings"] = {k: med([t[k] for t in timings]) for k in timings[0] if k != "n"}
             s[f"latency@{rate}"] = entry
         s["throughput_rps"] = med([_num(r.get("throughput", {}).get("rps")) for r in runs])
         s["server_cpu_us_per_request"] = med(
@@ -586,7 +658,12 @@ def parse_args(argv: list[str] | None) -> tuple[Params, argparse.Namespace]:
         metavar="SECONDS",
         help="also py-spy the gateway under wrk load for SECONDS (last repetition)",
     )
-    parser.add_argument("--nice", type=int, default=0, help="run the servers at this nice value, e.g. -5")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice increment for the whole run (and all it starts), e.g. -5 on a shared machine",
+    )
     parser.add_argument("--out", type=Path, default=h.BENCH / "results" / "latest.json")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, configs, ledgers)")
     args = parser.parse_args(argv)
@@ -619,7 +696,9 @@ def preflight(params: Params) -> str | None:
             return f"{tool} is missing: run bench/setup"
     if "litellm" in params.targets and not h.LITELLM.exists():
         return "the LiteLLM venv is missing: run bench/setup"
-    for port in (UPSTREAM_PORT, NGINX_PORT, COSTWARDEN_PORT, LITELLM_PORT):
+    if "pyproxy" in params.targets and not (h.TOOLS / "python").exists():
+        return "bench/.venv-tools is missing: run bench/setup"
+    for port in (UPSTREAM_PORT, NGINX_PORT, COSTWARDEN_PORT, LITELLM_PORT, PYPROXY_PORT):
         h.check_port_free(port)
     return None
 
@@ -666,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]{problem}[/]")
         return 2
     h.pin_self(h.LOAD_CPU)
+    if params.nice:
+        os.nice(params.nice)  # inherited by everything the run starts: upstream, targets, wrk
     command = "/work/main/.venv/bin/python bench/run.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     meta: dict[str, Any] = {
         "command": command.strip(),
