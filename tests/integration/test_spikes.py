@@ -34,7 +34,7 @@ def paced(gateway: Gateway, phases: list[tuple[float, float]]) -> int:
     return sent
 
 
-def spike_config(floor: str) -> dict[str, Any]:
+def spike_config(floor: str, shadow: bool = False) -> dict[str, Any]:
     return {
         "governance": {
             "evaluate_every_seconds": 0.2,
@@ -45,6 +45,7 @@ def spike_config(floor: str) -> dict[str, Any]:
                 "clear_windows": 2,
                 "z_threshold": 3,
                 "min_impact_usd": floor,
+                "shadow": shadow,
             },
         }
     }
@@ -76,3 +77,15 @@ def test_an_equal_burst_under_the_dollar_floor_raises_none(make_gateway: Gateway
     gateway = make_gateway(extra=spike_config("5"))
     drive_burst(gateway)
     assert spike_alerts(gateway) == []
+
+
+def test_shadow_mode_records_without_notifying(make_gateway: GatewayFactory) -> None:
+    # A webhook to a closed port: any notification attempt would count as failed.
+    sink = {"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s" * 16, "max_retries": 0}
+    gateway = make_gateway(extra={**spike_config("0.001", shadow=True), "alerts": [sink]})
+    drive_burst(gateway)
+    recorded = spike_alerts(gateway)
+    assert recorded and all(a["labels"].get("shadow") == "true" for a in recorded)
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'costwarden_alert_deliveries_total{result="sent"} 0.0' in metrics
+    assert 'costwarden_alert_deliveries_total{result="failed"} 0.0' in metrics

@@ -147,6 +147,14 @@ class AlertDispatcher:
         except Exception:  # a bug here must not reach the request path
             log.exception("alert dispatcher: submit failed")
 
+    def record(self, alerts: Sequence[Alert]) -> None:
+        """Keep alerts in the store without notifying any sink (shadow mode). Never blocks or raises."""
+        if alerts and self._store_lane is not None:
+            try:
+                self._store_lane.put(alerts)
+            except Exception:
+                log.exception("alert dispatcher: record failed")
+
     def adopt(self, active: Sequence[Alert]) -> None:
         """After a restart: hand the firing alerts restored from the store to the sinks that
         re-announce them. Nothing is sent as new."""

@@ -47,6 +47,9 @@ class _NoAlerts:
     def submit(self, alerts: object) -> None:
         return None
 
+    def record(self, alerts: object) -> None:
+        return None
+
 
 @app.command("list")
 def list_budgets(config: Path = ConfigOption) -> None:

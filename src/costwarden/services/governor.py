@@ -28,7 +28,11 @@ HUNDRED = Decimal(100)
 
 
 class AlertSubmitter(Protocol):
-    def submit(self, alerts: Sequence[Alert]) -> None: ...
+    def submit(self, alerts: Sequence[Alert]) -> None:
+        """Store and notify."""
+
+    def record(self, alerts: Sequence[Alert]) -> None:
+        """Store only (shadow mode)."""
 
 
 class Leadership(Protocol):
@@ -73,7 +77,8 @@ class Governor:
         self._interval = interval
         self._spikes = spikes
         self._budgets = budgets
-        self._book = AlertBook(tuple(active))  # alerts firing before a restart stay deduplicated
+        self._book = AlertBook(tuple(active))
+        self._shadow_book = AlertBook()  # alerts firing before a restart stay deduplicated
         self._task: asyncio.Task[None] | None = None
         self._was_reachable = True
         self._rebuild_at: float | None = None
@@ -202,6 +207,9 @@ class Governor:
         self._was_reachable = reachable
         if self._spikes is not None:
             conditions.extend(await self._spikes.step(now))
+            self._shadow_book, shadowed = self._shadow_book.evaluate(self._spikes.shadow.values(), now)
+            if (shadowed.to_fire or shadowed.to_resolve) and reachable and await self._leadership.lead(now):
+                self._alerts.record((*shadowed.to_fire, *shadowed.to_resolve))
         # The lease lives in the shared store: while it is down every replica may raise the outage
         # alert (each sees it), and nothing else.
         leading = reachable and await self._leadership.lead(now)

@@ -21,7 +21,7 @@ class SpikeWatch:
         self._series: dict[tuple[str, str, str], SeriesState] = {}
         self._next_window: float | None = None
         self.firing: dict[str, Condition] = {}  # fingerprint -> condition, while a spike lasts
-        self.recorded: list[Condition] = []  # every spike that fired, shadow or not
+        self.shadow: dict[str, Condition] = {}  # the same in shadow mode: recorded, never notified
 
     async def step(self, now: float) -> list[Condition]:
         """Evaluate every window that closed since the last step; return the conditions that hold."""
@@ -56,7 +56,7 @@ class SpikeWatch:
         kind = AlertKind.COST_SPIKE if measure == "cost" else AlertKind.VOLUME_SPIKE
         condition = Condition.of(
             kind,
-            {dimension: name},
+            {dimension: name, "shadow": "true"} if decision.shadow else {dimension: name},
             Severity.WARNING,
             Decimal(repr(round(decision.observed, 6))),
             Decimal(repr(round(decision.expected, 6))),
@@ -64,9 +64,8 @@ class SpikeWatch:
             f"window against an expected {decision.expected:.4g} (z={decision.z:.1f}, "
             f"impact ${decision.impact_usd})",
         )
-        if decision.fire:
-            self.recorded.append(condition)
-        if decision.firing and decision.notify:
-            self.firing[condition.fingerprint] = condition
-        elif not decision.firing:
-            self.firing.pop(condition.fingerprint, None)
+        book = self.shadow if decision.shadow else self.firing
+        if decision.firing:
+            book.setdefault(condition.fingerprint, condition)
+        else:
+            book.pop(condition.fingerprint, None)
