@@ -25,6 +25,10 @@ from costwarden.ports import CounterStore, CounterStoreUnavailable
 from costwarden.protocols.errors import GatewayError
 
 log = logging.getLogger(__name__)
+_RATE_HEADER_NAMES = {
+    kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
+    for kind in ("requests", "tokens")
+}
 
 
 @dataclass(slots=True)
@@ -143,9 +147,10 @@ class Admit(PassStage):
                 binding[kind] = (check, outcome)
         headers: list[tuple[bytes, bytes]] = []
         for kind, (check, outcome) in sorted(binding.items()):
-            headers.append((f"x-ratelimit-limit-{kind}".encode(), str(check.limit).encode()))
-            headers.append((f"x-ratelimit-remaining-{kind}".encode(), str(outcome.remaining).encode()))
-            headers.append((f"x-ratelimit-reset-{kind}".encode(), format_duration(outcome.reset_seconds).encode()))
+            limit_name, remaining_name, reset_name = _RATE_HEADER_NAMES[kind]
+            headers.append((limit_name, str(check.limit).encode()))
+            headers.append((remaining_name, str(outcome.remaining).encode()))
+            headers.append((reset_name, format_duration(outcome.reset_seconds).encode()))
         return headers
 
     def _refusal(

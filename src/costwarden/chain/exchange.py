@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO
@@ -42,6 +42,7 @@ class Exchange:
     strip_usage_chunk: bool = False
     upstream_path: str = ""
     upstream_body: bytes = b""
+    parsed_body: dict[str, Any] | None = None  # the OpenAI request body, parsed once by route
     local_response: tuple[int, bytes] | None = None  # answered by the gateway itself
     # admit
     held: object | None = None  # the admission hold, settled once

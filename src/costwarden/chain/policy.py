@@ -174,7 +174,7 @@ class AdmissionPolicy:
         body: Any = None
         input_tokens, max_output = 0, None
         if exchange.protocol is Protocol.OPENAI:
-            body = openai.parse_json_object(exchange.body)
+            body = exchange.parsed_body if exchange.parsed_body is not None else openai.parse_json_object(exchange.body)
             input_tokens = openai.input_token_bound(body)
             max_output = openai.max_output_tokens(body)
         tracker = self._latency.get(route.deployment.name)

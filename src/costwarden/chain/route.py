@@ -101,6 +101,7 @@ class RouteStage(PassStage):
         exchange.model = request.model
         route = self._lookup(exchange, request.model, "openai", "model")
         exchange.stream = request.stream
+        exchange.parsed_body = request.body
         exchange.strip_usage_chunk = request.stream and not request.client_wants_usage
         exchange.upstream_path = exchange.endpoint
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
