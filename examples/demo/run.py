@@ -207,7 +207,7 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
         report = await r.json()
     rows = {row["team"]: row for row in report["rows"]}
     table = Table(
-        "team", "sent", "in ledger", "tokens", "cost USD", "per 1k req", "p50 ms", title="live spend per team"
+        "team", "sent", "in ledger", "tokens", "items", "cost USD", "per 1k req", "p50 ms", title="live spend per team"
     )
     for team in teams:
         row = rows.get(team.name, {})
@@ -217,6 +217,7 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
             f"{team.sent:,}",
             f"{row.get('requests', 0):,}",
             f"{tokens:,}",
+            f"{row.get('items', 0):,}",
             f"{Decimal(row.get('cost_usd', '0')):.6f}",
             f"{Decimal(row.get('cost_per_1k_requests_usd', '0')):.6f}",
             f"{row.get('p50_latency_ms') or 0:.1f}",
@@ -226,7 +227,8 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
         "[bold]total",
         f"{sum(t.sent for t in teams):,}",
         f"{total['requests']:,}",
-        "",
+        f"{total['input_tokens'] + total['output_tokens']:,}",
+        f"{total['items']:,}",
         f"[bold]{Decimal(total['cost_usd']):.6f}",
         "",
         "",
@@ -298,6 +300,7 @@ async def main(seconds: float, keep_running: bool) -> None:
             f"ledger {work / 'ledger.db'}"
         )
         await drive(demo, teams, seconds)
+        console.print()
         console.rule("report: costwarden report --by team,deployment")
         report = await asyncio.create_subprocess_exec(
             str(BIN / "costwarden"), "report", "--by", "team,deployment", "--config", str(config)
