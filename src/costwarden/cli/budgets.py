@@ -56,6 +56,9 @@ def list_budgets(config: Path = ConfigOption) -> None:
     """Budgets with spent, reserved, remaining, utilisation and forecast for the current window."""
     cfg = config_or_exit(config)
     views = with_store(cfg, lambda store: _views(store, cfg))
+    if not views:
+        console.print("no budgets: add them under governance.budgets in the config, or `costwarden budgets set`")
+        return
     table = Table("id", "scope", "window", "action", "limit", "spent", "reserved", "remaining", "used", "forecast")
     for col in table.columns[4:]:
         col.justify = "right"
@@ -84,7 +87,7 @@ def _forecast(view: BudgetView) -> str:
     forecast = view.forecast
     if forecast is None:
         return "-"
-    return f"${forecast.projected_spend:.2f}" + (" [red]over[/]" if forecast.will_exceed else "")
+    return f"${forecast.projected_spend:.4f}" + (" [red]over[/]" if forecast.will_exceed else "")
 
 
 @app.command("set")
@@ -141,6 +144,9 @@ def alerts(
     """Alert records: budget thresholds, exhaustion, forecasts, spikes, store outages."""
     cfg = config_or_exit(config)
     found = with_store(cfg, lambda store: store.list_alerts(active, limit))
+    if not found:
+        console.print("no active alerts" if active else "no alerts yet")
+        return
     table = Table("started", "kind", "severity", "scope", "observed", "threshold", "resolved", "summary")
     for alert in found:
         data = alert_json(alert)
