@@ -364,7 +364,7 @@ async def test_outage_fails_fast_and_the_client_reconnects(redis_up: None) -> No
     relay = Relay()
     await relay.start()
     namespace = f"cwtest:{uuid.uuid4().hex[:12]}:"
-    counters = RedisCounters(f"redis://127.0.0.1:{relay.port}/0", namespace=namespace)
+    counters = RedisCounters(f"redis://127.0.0.1:{relay.port}/0", namespace=namespace, timeout=0.25)
     request = ask("r", usd("0.1"), (budget("b"),))
     try:
         assert (await counters.admit(request, START)).admitted

@@ -131,7 +131,9 @@ def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
 
     # 1. 200 concurrent clients push team ads over its budget through three replicas.
     counts = asyncio.run(_hammer(urls, "ads", clients=200, per_client=5))
+    budget_statuses = dict(counts)
     assert counts.get(429, 0) > 0 and counts.get(200, 0) > 10, counts
+    assert set(counts) <= {200, 429}, counts  # Redis is up: a burst must never look like an outage
     records = ledger.wait_for(replicas[0].ledger, sum(counts.values()), timeout=20)
     spent = _spent(records, "ads")
     assert spent <= BUDGET, f"spent {spent} of {BUDGET}"  # bounded outputs: never over
@@ -144,13 +146,16 @@ def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
     allowed = RATE + elapsed * RATE / 60
     admitted = counts.get(200, 0)
     assert RATE * 0.95 <= admitted <= allowed * 1.05, (admitted, allowed, counts)
+    assert set(counts) <= {200, 429}, counts
     figures: dict[str, Any] = {
         "budget_usd": str(BUDGET),
         "budget_spent_usd": str(spent),
+        "budget_phase_statuses": budget_statuses,
         "rate_limit_per_minute": RATE,
         "rate_burst_seconds": round(elapsed, 2),
         "rate_allowed": round(allowed, 1),
         "rate_admitted": admitted,
+        "rate_phase_statuses": counts,
     }
 
     # 3. Redis goes away: fail-open budgets pass, fail-closed ones refuse with 503, nothing crashes.

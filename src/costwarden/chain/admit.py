@@ -79,8 +79,8 @@ class Admit(PassStage):
             result = await self._counters.admit(request, now)
             if not result.admitted and (result.refused_by or "").startswith("slot:"):
                 result = await self._wait_for_slot(request, result)
-        except CounterStoreUnavailable:
-            self._unreachable(budgets, now)
+        except CounterStoreUnavailable as exc:
+            self._unreachable(budgets, now, exc)
             return
         self._reachable()
         exchange.extra_headers.extend(self._rate_headers(request, result))
@@ -116,9 +116,9 @@ class Admit(PassStage):
             log.warning("the counter store is reachable again")
         self.health.reachable, self.health.since = True, None
 
-    def _unreachable(self, budgets: tuple[Budget, ...], now: float) -> None:
+    def _unreachable(self, budgets: tuple[Budget, ...], now: float, error: Exception) -> None:
         if self.health.reachable:
-            log.error("the counter store is unreachable: applying each budget's fail mode")
+            log.error("the counter store is unreachable (%s): applying each budget's fail mode", error)
             self.health.reachable, self.health.since = False, now
         self.health.failures += 1
         closed = [b for b in budgets if b.fail_mode is FailMode.CLOSED]

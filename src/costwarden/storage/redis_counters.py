@@ -75,30 +75,36 @@ class RedisCounters:
 
     Lifetimes are relative TTLs computed from the caller's `now` (so a skewed replica or a test's
     fake clock cannot make a key vanish early); `restore` has no `now` and uses `clock`.
-    Commands are never retried: a lost reply to `admit` must not hold twice.
+    Commands are retried once, and only on a broken connection (a double hold is conservative).
     """
 
     def __init__(
         self,
         url: str = "redis://127.0.0.1:6379/0",
         namespace: str = "costwarden:",
-        timeout: float = 0.25,
-        connect_timeout: float = 0.25,
-        max_connections: int = 16,
+        timeout: float = 0.5,
+        connect_timeout: float = 1.0,
+        max_connections: int = 64,
+        pool_timeout: float = 2.0,
         settled_ttl: float = 3600.0,
         orphan_ttl: float = 2 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.namespace = namespace
-        # A small pool that callers queue on (for at most `timeout`): Redis runs one command at a
-        # time anyway, and a burst must not open hundreds of connections at 3-4 ms each.
+        # A bounded pool that callers queue on: Redis runs one command at a time anyway, and a burst
+        # must not open hundreds of connections at 3-4 ms each.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout,
+            # Waiting for a free connection under a burst is not an outage: that wait has its own,
+            # longer bound; the socket timeouts below are what detect an unreachable Redis.
+            timeout=pool_timeout,
             socket_timeout=timeout,
             socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
+            # One immediate retry, on a broken connection only (e.g. pooled connections after Redis
+            # restarted). If the first attempt did reach Redis, an admit holds twice: that is
+            # conservative (the extra hold expires) and never lets spend pass a limit.
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._client = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         self._settled_ms = math.ceil(settled_ttl * 1000)
