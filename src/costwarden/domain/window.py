@@ -7,6 +7,7 @@ windows tile time exactly, across DST changes and month ends; rolling windows sl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -170,16 +171,21 @@ def _occurrences(wall: datetime, zone: ZoneInfo) -> list[int]:
     return sorted(t for t in found if _wall(t, zone) == wall)
 
 
-def _first_before(wall: datetime, low: int, high: int, zone: ZoneInfo) -> int:
-    """The first instant in (low, high] at which the clock reads earlier than `wall`, given that it
-    reads `wall` or later at `low` and earlier at `high`, with one transition in between."""
+def _bisect(low: int, high: int, reached: Callable[[int], bool]) -> int:
+    """The first instant in (low, high] at which `reached` holds, given that it does not at `low`
+    and does at `high`, and changes once in between."""
     while high - low > 1:
         middle = (low + high) // 2
-        if _wall(middle, zone) < wall:
+        if reached(middle):
             high = middle
         else:
             low = middle
     return high
+
+
+def _first_before(wall: datetime, low: int, high: int, zone: ZoneInfo) -> int:
+    """The first instant in (low, high] at which the clock reads earlier than `wall`."""
+    return _bisect(low, high, lambda t: _wall(t, zone) < wall)
 
 
 def _boundaries(wall: datetime, zone: ZoneInfo, split_repeats: bool) -> list[int]:
@@ -201,13 +207,7 @@ def _boundaries(wall: datetime, zone: ZoneInfo, split_repeats: bool) -> list[int
 
 def _first_at_or_after(wall: datetime, low: int, high: int, zone: ZoneInfo) -> int:
     """The first instant in (low, high] at which the clock reads `wall` or later."""
-    while high - low > 1:
-        middle = (low + high) // 2
-        if _wall(middle, zone) < wall:
-            low = middle
-        else:
-            high = middle
-    return high
+    return _bisect(low, high, lambda t: _wall(t, zone) >= wall)
 
 
 def _calendar_bounds(now: int, unit: Unit, zone: ZoneInfo) -> tuple[int, int]:
