@@ -78,7 +78,7 @@ def test_budgets_admin_cli_and_alerts_reach_alertmanager(make_gateway: GatewayFa
     budget = {"scope": {"team": "search"}, "window": "month", "limit_usd": "0.0005", "thresholds": [50, 100]}
     created = httpx.put(url + "/admin/v1/budgets/search-monthly", json=budget, headers=ADMIN)
     assert created.status_code == 200, created.text
-    assert created.json()["limit_usd"] == "0.0005"
+    assert created.json()["limit_usd"] == "0.000500000"
     bad = httpx.put(url + "/admin/v1/budgets/x", json={**budget, "scope": {"team": "nobody"}}, headers=ADMIN)
     assert bad.status_code == 400 and "unknown team" in bad.text
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 import openai
 
-from costwarden.domain.money import quantize
+from costwarden.domain.money import quantize, usd_text
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
 from tests.integration.procs import Gateway
@@ -106,7 +106,7 @@ def test_stream_is_relayed_chunk_by_chunk_with_a_cost_comment(gateway: Gateway) 
     comment = next(line for line in lines if line.startswith(": costwarden"))
     assert f"request_id={request_id}" in comment
     record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[request_id]
-    assert f"cost_usd={record.cost_usd}" in comment
+    assert f"cost_usd={usd_text(record.cost_usd)}" in comment
     assert sum(1 for line in lines if line.startswith("data: {")) == 6 + 2  # role chunk, 6 tokens, finish
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from costwarden.domain.keys import KeyIdentity
-from costwarden.domain.money import ZERO
+from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import NO_USAGE, Usage
 from costwarden.protocols.errors import GatewayError
@@ -84,7 +84,7 @@ class Exchange:
         if self.route is not None:
             headers.append((b"x-costwarden-deployment", self.route.deployment.name.encode()))
         if with_cost:
-            headers.append((b"x-costwarden-cost-usd", str(self.cost).encode()))
+            headers.append((b"x-costwarden-cost-usd", usd_text(self.cost).encode()))
         if self.extra_headers:
             headers.extend(self.extra_headers)
         return headers

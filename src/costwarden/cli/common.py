@@ -19,17 +19,43 @@ T = TypeVar("T")
 # Piped output is read by scripts and logs: do not wrap tables at 80 columns there.
 console = Console(width=None if sys.stdout.isatty() else 240)
 errors = Console(stderr=True)
-ConfigOption = typer.Option(Path("costwarden.yaml"), "--config", "-c", help="Path to costwarden.yaml.")
+CONFIG_ENV = "COSTWARDEN_CONFIG"
+DEFAULT_CONFIG = Path("costwarden.yaml")
+ConfigOption = typer.Option(
+    None,
+    "--config",
+    "-c",
+    envvar=CONFIG_ENV,
+    show_envvar=True,
+    help="Path to costwarden.yaml [default: ./costwarden.yaml].",
+)
+HINT = f"pass --config FILE or set {CONFIG_ENV}=FILE"
 
 
-def config_or_exit(path: Path) -> Config:
+def config_or_exit(path: Path | None) -> Config:
+    """The config from --config, else $COSTWARDEN_CONFIG, else ./costwarden.yaml; exit 2 with a hint."""
+    if path is None:
+        if not DEFAULT_CONFIG.is_file():
+            errors.print(
+                f"[bold red]no config file:[/] {HINT} (there is no {DEFAULT_CONFIG} in {Path.cwd()})",
+                soft_wrap=True,
+            )
+            raise typer.Exit(2)
+        path = DEFAULT_CONFIG
     try:
         return load_config(path)
     except ConfigError as exc:
         errors.print(f"[bold red]config error[/] in {path}:", soft_wrap=True)
         for problem in exc.problems:
             errors.print(f"  {problem}", markup=False, highlight=False, soft_wrap=True)
+        if not path.is_file():
+            errors.print(f"  ({HINT})", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 team`, `2 teams`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:

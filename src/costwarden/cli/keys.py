@@ -23,7 +23,7 @@ def create(
     tag: list[str] = typer.Option([], help="Fixed tag name=value (repeatable)."),
     deployment: list[str] = typer.Option([], help="Restrict the key to these deployments (repeatable)."),
     allow_client_tags: bool = typer.Option(False, help="Let clients add tags with X-Costwarden-Tags."),
-    config: Path = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Create a key and print it once: only a salted hash is stored."""
     cfg = config_or_exit(config)
@@ -43,7 +43,7 @@ def create(
 
 
 @app.command("list")
-def list_keys(config: Path = ConfigOption) -> None:
+def list_keys(config: Path | None = ConfigOption) -> None:
     """List keys (never their secrets)."""
     cfg = config_or_exit(config)
     keys = with_store(cfg, lambda store: store.list_keys())
@@ -67,7 +67,7 @@ def list_keys(config: Path = ConfigOption) -> None:
 
 @app.command()
 def revoke(
-    key_id: str = typer.Argument(..., help="The key id shown by `keys list`."), config: Path = ConfigOption
+    key_id: str = typer.Argument(..., help="The key id shown by `keys list`."), config: Path | None = ConfigOption
 ) -> None:
     """Revoke a key: gateways refuse it within `storage.key_refresh_seconds`."""
     cfg = config_or_exit(config)

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from costwarden.cli import budgets, keys
-from costwarden.cli.common import ConfigOption, config_or_exit, console
+from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, plural
 from costwarden.cli.report import report
 
 app = typer.Typer(help="costwarden: meter, price, attribute and record the cost of AI inference.", no_args_is_help=True)
@@ -21,18 +21,23 @@ app.command()(budgets.alerts)
 
 
 @config_app.command("check")
-def check(file: Path = typer.Argument(..., help="The config file to validate.")) -> None:
+def check(
+    file: Path | None = typer.Argument(None, help="The config file to validate (else --config)."),
+    config: Path | None = ConfigOption,
+) -> None:
     """Validate a config file without starting anything."""
-    cfg = config_or_exit(file)
+    path = file or config
+    cfg = config_or_exit(path)
     console.print(
-        f"[green]ok[/] {file}: {len(cfg.deployments)} deployments, {len(cfg.teams)} teams, "
-        f"{len(cfg.keys)} keys in the file, ledger {cfg.storage.ledger.split('@')[-1]}"
+        f"[green]ok[/] {path or DEFAULT_CONFIG}: {plural(len(cfg.deployments), 'deployment')}, "
+        f"{plural(len(cfg.teams), 'team')}, {plural(len(cfg.keys), 'key')} in the file, "
+        f"ledger {cfg.storage.ledger.split('@')[-1]}"
     )
 
 
 @app.command()
 def serve(
-    config: Path = ConfigOption,
+    config: Path | None = ConfigOption,
     host: str | None = typer.Option(None, help="Override server.host."),
     port: int | None = typer.Option(None, help="Override server.port."),
     log_level: str = typer.Option("warning", help="debug | info | warning | error"),

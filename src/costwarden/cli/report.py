@@ -1,4 +1,4 @@
-"""`costwarden report`: spend per group as a table, CSV or JSON (money as strings)."""
+"""`costwarden report`: spend per group as a table, CSV or JSON (money as fixed-point strings)."""
 
 from __future__ import annotations
 
@@ -9,45 +9,67 @@ from pathlib import Path
 
 import orjson
 import typer
-from rich.table import Table
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Column, Table
 
 from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
-from costwarden.domain.report import QueryError, SpendReport
+from costwarden.domain.money import usd_text
+from costwarden.domain.report import QueryError, SpendReport, SpendRow
 from costwarden.services.reports import build_query, report_json, row_json, spend
 
+# Figures of a row, in column order; a narrow terminal drops the optional ones, last listed first.
+FIGURES = ("requests", "errors", "in tok", "out tok", "items", "cost USD", "per 1k req", "p50 ms", "p95 ms")
+DROP_ORDER = ("p95 ms", "per 1k req", "p50 ms", "errors", "in tok", "out tok", "items")
 
-def render_table(report: SpendReport, title: str = "spend") -> Table:
+
+def _figures(row: SpendRow) -> dict[str, str]:
+    return {
+        "requests": f"{row.requests:,}",
+        "errors": f"{row.errors:,}",
+        "in tok": f"{row.input_tokens:,}",
+        "out tok": f"{row.output_tokens:,}",
+        "items": f"{row.items:,}",
+        "cost USD": usd_text(row.cost_usd),
+        "per 1k req": usd_text(row.cost_per_1k_requests),
+        "p50 ms": "-" if row.p50_ms is None else f"{row.p50_ms:.1f}",
+        "p95 ms": "-" if row.p95_ms is None else f"{row.p95_ms:.1f}",
+    }
+
+
+def _table(report: SpendReport, title: str, shown: tuple[str, ...]) -> Table:
     groups = report.query.group_by
-    table = Table(
-        *groups, "requests", "errors", "in tok", "out tok", "cost USD", "per 1k req", "p50 ms", "p95 ms", title=title
-    )
-    for col in table.columns[len(groups) :]:
-        col.justify = "right"
-
-    def cells(values: list[str], row_index: int) -> None:
-        table.add_row(*values, end_section=row_index == len(report.rows) - 1)
-
+    # Group names may fold onto a second line; a figure is never wrapped nor cut.
+    columns = [Column(g, overflow="fold") for g in groups] + [
+        Column(f, justify="right", no_wrap=True, min_width=len(f)) for f in shown
+    ]
+    table = Table(*columns, title=title)
     for i, row in enumerate(report.rows):
-        cells([*(g if g is not None else "-" for g in row.group), *_numbers(row)], i)
-    total = report.total
-    table.add_row(*(["[bold]total[/]"] + [""] * (len(groups) - 1) if groups else []), *_numbers(total), style="bold")
+        figures = _figures(row)
+        names = [g if g is not None else "-" for g in row.group]
+        table.add_row(*names, *(figures[f] for f in shown), end_section=i == len(report.rows) - 1)
+    figures = _figures(report.total)
+    label = ["[bold]total[/]"] + [""] * (len(groups) - 1) if groups else []
+    table.add_row(*label, *(figures[f] for f in shown), style="bold")
     return table
 
 
-def _numbers(row: object) -> list[str]:
-    from costwarden.domain.report import SpendRow
-
-    assert isinstance(row, SpendRow)
-    return [
-        f"{row.requests:,}",
-        f"{row.errors:,}",
-        f"{row.input_tokens:,}",
-        f"{row.output_tokens:,}",
-        f"{row.cost_usd:.6f}",
-        f"{row.cost_per_1k_requests:.6f}",
-        "-" if row.p50_ms is None else f"{row.p50_ms:.1f}",
-        "-" if row.p95_ms is None else f"{row.p95_ms:.1f}",
-    ]
+def render_table(report: SpendReport, title: str = "spend", width: int | None = None) -> Table:
+    """The report as a table that fits `width` columns: optional figures go before a cost is cut."""
+    shown: tuple[str, ...] = FIGURES
+    table = _table(report, title, shown)
+    if width is None:
+        return table
+    measure = Console(width=10_000)
+    for name in DROP_ORDER:
+        if Measurement.get(measure, measure.options, table).maximum <= width:
+            break
+        shown = tuple(f for f in shown if f != name)
+        table = _table(report, title, shown)
+    hidden = [f for f in FIGURES if f not in shown]
+    if hidden:
+        table.caption = f"not shown at {width} columns: {', '.join(hidden)} (widen the terminal or use --format csv)"
+    return table
 
 
 def render_csv(report: SpendReport) -> str:
@@ -70,9 +92,9 @@ def report(
     end: str | None = typer.Option(None, "--to", help="Window end, ISO 8601."),
     where: list[str] = typer.Option([], "--where", help="Filter name=value, e.g. env=prod (repeatable)."),
     output: str = typer.Option("table", "--format", help="table | csv | json"),
-    config: Path = ConfigOption,
+    config: Path | None = ConfigOption,
 ) -> None:
-    """Spend per group, with the total: requests, errors, tokens, cost, cost per 1k requests, p50/p95 latency."""
+    """Spend per group, with the total: requests, errors, tokens, items, cost, cost per 1k requests, p50/p95."""
     if output not in ("table", "csv", "json"):
         errors.print(f"[red]--format {output!r}[/]: expected table, csv or json")
         raise typer.Exit(2)
@@ -88,4 +110,4 @@ def report(
     elif output == "csv":
         typer.echo(render_csv(result), nl=False)
     else:
-        console.print(render_table(result, title=f"spend by {', '.join(query.group_by)}"))
+        console.print(render_table(result, f"spend by {', '.join(query.group_by)}", console.width))

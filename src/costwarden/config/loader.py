@@ -126,9 +126,30 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; its relative paths are taken relative to its folder."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read the config file: {exc.strerror}"]) from exc
-    return parse_config(text, str(file), env)
+    # absolute(), not resolve(): a symlinked file (a Kubernetes ConfigMap) keeps the folder it is seen in.
+    return anchor_paths(parse_config(text, str(file), env), file.absolute().parent)
+
+
+def anchor_paths(config: Config, folder: Path) -> Config:
+    """Relative SQLite ledger and spool paths -> absolute, under `folder` (the config file's)."""
+    storage = config.storage
+    ledger, spool = storage.ledger, storage.spool_dir
+    if ledger.startswith(_SQLITE):
+        file = ledger.removeprefix(_SQLITE) or "costwarden.db"
+        if file != ":memory:" and not file.startswith("file:"):
+            ledger = _SQLITE + _under(folder, file)
+    anchored = storage.model_copy(update={"ledger": ledger, "spool_dir": _under(folder, spool)})
+    return config.model_copy(update={"storage": anchored})
+
+
+_SQLITE = "sqlite:///"
+
+
+def _under(folder: Path, path: str) -> str:
+    return os.path.normpath(folder / Path(path).expanduser())

@@ -28,6 +28,18 @@ def from_nanos(nanos: int) -> Decimal:
     return quantize(Decimal(nanos) * NANO)
 
 
+def usd_text(amount: Decimal) -> str:
+    """The one text form of money leaving the process: fixed point, nine places, exact to the nano.
+
+    `0.000000102`, never `1.02E-7` (what `str(Decimal)` gives) nor `0E-9`; parse it with `Decimal`.
+    """
+    rounded = quantize(amount)
+    return f"{rounded if rounded else rounded.copy_abs():f}"  # no signed zero
+
+
 def format_usd(amount: Decimal, places: int = 6) -> str:
-    """A human string such as `$0.001234`; the exact value stays in the ledger."""
-    return f"${amount:.{places}f}"
+    """A human string such as `$0.001234`: at least `places` decimals, and more (up to the nano)
+    where fewer would hide a cost, so $0.0000004 never reads as `$0.000000`."""
+    whole, _, fraction = usd_text(amount).partition(".")
+    fraction = fraction.rstrip("0").ljust(places, "0")
+    return f"${whole}.{fraction}" if fraction else f"${whole}"

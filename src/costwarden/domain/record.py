@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from costwarden.domain.money import ZERO
+from costwarden.domain.money import ZERO, usd_text
 
 
 class Outcome(StrEnum):
@@ -67,7 +67,7 @@ class UsageRecord:
         """A JSON-safe dict (money as a string) for the APIs."""
         data = {name: getattr(self, name) for name in LEDGER_COLUMNS}
         data["tags"] = dict(self.tags)
-        data["cost_usd"] = str(self.cost_usd)
+        data["cost_usd"] = usd_text(self.cost_usd)
         data["outcome"] = self.outcome.value
         return data
 
@@ -117,5 +117,5 @@ LEDGER_COLUMNS: tuple[str, ...] = (
 
 def _money(value: object) -> str:
     if isinstance(value, Decimal):
-        return str(value)
+        return usd_text(value)
     raise TypeError(f"cannot serialise {type(value).__name__} in a ledger record")

@@ -19,6 +19,7 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.domain.alert import Alert, AlertBook, AlertKind, Condition, Severity
 from costwarden.domain.budget import Amount, Budget, BudgetState, remaining_usd, utilisation
 from costwarden.domain.forecast import Forecast, forecast
+from costwarden.domain.money import usd_text
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import CounterStore, CounterStoreUnavailable, LedgerStore
 from costwarden.services.spikes import SpikeWatch
@@ -254,16 +255,16 @@ def budget_json(view: BudgetView) -> dict[str, object]:
         "window_end": view.window_end,
         "action": budget.action.value,
         "fail_mode": budget.fail_mode.value,
-        "limit_usd": str(budget.limit_usd),
+        "limit_usd": usd_text(budget.limit_usd),
         "limit_tokens": budget.limit_tokens,
         "limit_requests": budget.limit_requests,
-        "spent_usd": str(state.spent.usd),
-        "reserved_usd": str(state.reserved.usd),
-        "remaining_usd": str(view.remaining_usd),
+        "spent_usd": usd_text(state.spent.usd),
+        "reserved_usd": usd_text(state.reserved.usd),
+        "remaining_usd": usd_text(view.remaining_usd),
         "utilisation": str(view.utilisation.quantize(Decimal("0.0001"))),
         "spent_tokens": state.spent.tokens,
         "spent_requests": state.spent.requests,
-        "forecast_usd": None if projection is None else str(projection.projected_spend.quantize(Decimal("0.000001"))),
+        "forecast_usd": None if projection is None else usd_text(projection.projected_spend),
         "forecast_exceeds_at": None
         if projection is None or not projection.will_exceed
         else projection.expected_exceed_at,

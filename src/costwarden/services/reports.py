@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from costwarden.domain.money import usd_text
 from costwarden.domain.report import GROUP_DIMENSIONS, QueryError, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import LedgerStore
 
@@ -77,19 +78,31 @@ def row_json(row: SpendRow, group_by: tuple[str, ...]) -> dict[str, Any]:
         "output_tokens": row.output_tokens,
         "cached_tokens": row.cached_tokens,
         "items": row.items,
-        "cost_usd": str(row.cost_usd),
-        "cost_per_1k_requests_usd": str(row.cost_per_1k_requests),
-        "p50_latency_ms": row.p50_ms,
-        "p95_latency_ms": row.p95_ms,
+        "cost_usd": usd_text(row.cost_usd),
+        "cost_per_1k_requests_usd": usd_text(row.cost_per_1k_requests),
+        "p50_latency_ms": _ms(row.p50_ms),
+        "p95_latency_ms": _ms(row.p95_ms),
     }
+
+
+def _ms(value: float | None) -> float | None:
+    """Latencies to ten microseconds: the ledger's clocks say no more than that."""
+    return None if value is None else round(value, 2)
+
+
+def iso_time(ts: float | None) -> str | None:
+    """Unix seconds -> ISO 8601 in UTC with its zone and milliseconds: `2026-12-01T23:40:00.123Z`."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def report_json(report: SpendReport) -> dict[str, Any]:
     query = report.query
     return {
         "group_by": list(query.group_by),
-        "from": query.start,
-        "to": query.end,
+        "from": iso_time(query.start),
+        "to": iso_time(query.end),
         "where": dict(query.where),
         "rows": [row_json(r, query.group_by) for r in report.rows],
         "total": row_json(report.total, ()),

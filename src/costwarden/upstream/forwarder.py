@@ -14,6 +14,7 @@ import orjson
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
+from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import Usage
 from costwarden.protocols import openai
@@ -137,7 +138,7 @@ class Forwarder:
             )
             exchange.outcome = Outcome.FAILED
         await settle(exchange)
-        tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={exchange.cost}")
+        tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={usd_text(exchange.cost)}")
         await channel.body(tail + DONE, False)
 
     async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:

@@ -153,7 +153,7 @@ def assert_rejected(result: Run, status: int, code: str, entered: tuple[str, ...
     assert response.status == status
     assert response.header(b"content-type") == b"application/json"
     assert response.header(b"x-costwarden-request-id") == b"req-1"
-    assert response.header(b"x-costwarden-cost-usd") == b"0"
+    assert response.header(b"x-costwarden-cost-usd") == b"0.000000000"
     record = result.record
     assert record.request_id == "req-1"
     assert record.status == status
@@ -189,7 +189,7 @@ async def test_a_served_request() -> None:
     assert response.status == 200
     assert response.header(b"x-costwarden-request-id") == b"req-1"
     assert response.header(b"x-costwarden-deployment") == b"gpt"
-    assert response.header(b"x-costwarden-cost-usd") == str(cost).encode()
+    assert response.header(b"x-costwarden-cost-usd") == b"0.000550000"
     record = result.record
     assert record.outcome is Outcome.SERVED
     assert record.status == 200 and record.upstream_status == 200
@@ -355,7 +355,7 @@ async def test_an_upstream_refusal_costs_nothing() -> None:
     assert (record.status, record.upstream_status, record.error_code) == (429, 429, "upstream_429")
     assert record.outcome is Outcome.REJECTED
     assert record.cost_usd == 0
-    assert result.response.header(b"x-costwarden-cost-usd") == b"0"
+    assert result.response.header(b"x-costwarden-cost-usd") == b"0.000000000"
 
 
 async def test_an_exception_in_the_forwarder_still_leaves_one_record() -> None:

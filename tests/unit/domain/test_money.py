@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from costwarden.domain.money import NANO, format_usd, from_nanos, quantize, to_nanos
+from costwarden.domain.money import NANO, format_usd, from_nanos, quantize, to_nanos, usd_text
 
 FAST = settings(max_examples=200, deadline=None, database=None)
 # One billion USD either way, in nano-dollars: far beyond any single request or monthly total.
@@ -59,5 +60,42 @@ def test_to_nanos_equals_hand_rounding(amount: Decimal) -> None:
 
 def test_format_usd() -> None:
     assert format_usd(Decimal("0.001234")) == "$0.001234"
-    assert format_usd(Decimal("0.0000004")) == "$0.000000"
+    assert format_usd(Decimal("0.0000004")) == "$0.0000004"  # a small cost never reads as zero
+    assert format_usd(Decimal("0.000000123")) == "$0.000000123"
+    assert format_usd(Decimal("1.02E-7")) == "$0.000000102"
+    assert format_usd(Decimal(0)) == "$0.000000"
+    assert format_usd(Decimal("3"), places=0) == "$3"
     assert format_usd(Decimal("12.5"), places=2) == "$12.50"
+
+
+# Amounts a ledger can hold: [0, 10^12) USD with nine places (one nano-dollar).
+LEDGER_AMOUNTS = st.integers(min_value=0, max_value=10**21 - 1).map(lambda n: Decimal(n).scaleb(-9))
+FIXED_POINT = re.compile(r"^-?\d+\.\d{9}$")
+
+
+@FAST
+@given(LEDGER_AMOUNTS)
+def test_usd_text_is_fixed_point_and_exact(amount: Decimal) -> None:
+    text = usd_text(amount)
+    assert FIXED_POINT.match(text), text
+    assert "E" not in text.upper()
+    assert Decimal(text) == amount
+    assert usd_text(Decimal(text)) == text  # a round trip through text is stable
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        (Decimal("1.02E-7"), "0.000000102"),
+        (Decimal("2.0E-8"), "0.000000020"),
+        (Decimal("0E-9"), "0.000000000"),
+        (Decimal(0), "0.000000000"),
+        (Decimal("-0"), "0.000000000"),  # never a signed zero
+        (Decimal("-0.0000000004"), "0.000000000"),
+        (Decimal("1E+3"), "1000.000000000"),
+        (Decimal("0.0000000015"), "0.000000002"),  # quantised like the ledger (half even)
+        (from_nanos(123_456_789_012_345), "123456.789012345"),
+    ],
+)
+def test_usd_text_examples(amount: Decimal, text: str) -> None:
+    assert usd_text(amount) == text

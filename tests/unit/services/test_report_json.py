@@ -1,0 +1,31 @@
+"""The JSON and CSV shape of spend reports: fixed-point money, ISO 8601 times, rounded latencies."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
+from costwarden.services.reports import report_json, row_json
+
+TINY = Decimal("1.02E-7")
+
+
+def test_row_money_is_fixed_point() -> None:
+    data = row_json(SpendRow(group=("a",), requests=1, cost_usd=TINY), ("team",))
+    assert data["cost_usd"] == "0.000000102"
+    assert data["cost_per_1k_requests_usd"] == "0.000102000"
+    empty = row_json(SpendRow(group=()), ())
+    assert (empty["cost_usd"], empty["cost_per_1k_requests_usd"]) == ("0.000000000", "0.000000000")
+
+
+def test_latencies_are_rounded_to_ten_microseconds() -> None:
+    data = row_json(SpendRow(group=(), requests=2, p50_ms=8.312345678901234, p95_ms=1234.5678901234), ())
+    assert (data["p50_latency_ms"], data["p95_latency_ms"]) == (8.31, 1234.57)
+    assert row_json(SpendRow(group=()), ())["p50_latency_ms"] is None
+
+
+def test_the_window_is_iso_8601_with_a_zone() -> None:
+    query = SpendQuery(group_by=("team",), start=1_764_633_600.0, end=1_764_637_200.5)
+    data = report_json(SpendReport(query=query, rows=()))
+    assert (data["from"], data["to"]) == ("2025-12-02T00:00:00.000Z", "2025-12-02T01:00:00.500Z")
+    assert report_json(SpendReport(query=SpendQuery(group_by=()), rows=()))["from"] is None
