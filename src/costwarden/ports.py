@@ -10,7 +10,7 @@ from costwarden.domain.alert import Alert
 from costwarden.domain.budget import Amount, BudgetState
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.record import UsageRecord
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 
 
 class LedgerStore(Protocol):
@@ -29,8 +29,11 @@ class LedgerStore(Protocol):
 
     async def spend(self, query: SpendQuery) -> SpendReport: ...
 
-    async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
-        """Raw records in [start, end), oldest first, at most `limit`."""
+    async def records(
+        self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
+    ) -> list[UsageRecord]:
+        """Raw records in [start, end), newest first (started_at, then request_id, descending), at
+        most `limit`; with `before`, only those after that cursor in this order (keyset paging)."""
 
     async def ping(self) -> bool: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from costwarden.domain.keys import KeyIdentity, StoredKey
 from costwarden.domain.money import quantize
 from costwarden.domain.record import Outcome, UsageRecord
-from costwarden.domain.report import SpendQuery, nearest_rank
+from costwarden.domain.report import RecordCursor, SpendQuery, nearest_rank
 from costwarden.ports import Store
 from costwarden.storage.sqlite import SQLiteStore
 
@@ -58,7 +59,7 @@ async def test_write_is_idempotent_and_round_trips(store: Store) -> None:
     assert await store.write(records) == 20  # the first 30 are already there
     assert await store.write(records) == 0
     stored = await store.records(None, None, 1000)
-    assert stored == records
+    assert stored == records[::-1]  # newest first
 
 
 async def test_spend_matches_a_brute_force_aggregate(store: Store) -> None:
@@ -127,3 +128,39 @@ async def test_reopening_does_not_reapply_migrations(store: Store, tmp_path: Pat
     await store.write([make_record(1, random.Random(0))])
     await store.open() if isinstance(store, SQLiteStore) else None
     assert len(await store.records(None, None, 10)) == 1
+
+
+async def _pages(store: Store, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
+    seen: list[UsageRecord] = []
+    cursor: RecordCursor | None = None
+    while True:
+        page = await store.records(start, end, limit, before=cursor)
+        assert len(page) <= limit
+        seen += page
+        if len(page) < limit:
+            return seen
+        cursor = RecordCursor.of(page[-1])
+
+
+async def test_records_page_newest_first_through_equal_timestamps(store: Store) -> None:
+    # A burst: 30 records on 4 instants, so pages break in the middle of equal timestamps.
+    rng = random.Random(11)
+    records = [replace(make_record(i, rng), started_at=1_800_000_000.1 + (i % 4) * 0.25) for i in range(30)]
+    rng.shuffle(records)
+    await store.write(records)
+    newest_first = sorted(records, key=lambda r: (r.started_at, r.request_id), reverse=True)
+    for limit in (1, 3, 7, 29, 30, 31):
+        seen = await _pages(store, None, None, limit)
+        assert [r.request_id for r in seen] == [r.request_id for r in newest_first], limit
+    # A window and a cursor together: only the window's records, still none lost or repeated.
+    start, end = 1_800_000_000.35, 1_800_000_000.85
+    inside = [r.request_id for r in newest_first if start <= r.started_at < end]
+    assert len(inside) == 15
+    assert [r.request_id for r in await _pages(store, start, end, 4)] == inside
+
+
+async def test_a_cursor_past_the_oldest_record_gives_an_empty_page(store: Store) -> None:
+    rng = random.Random(5)
+    await store.write([make_record(i, rng) for i in range(3)])
+    oldest = (await store.records(None, None, 10))[-1]
+    assert await store.records(None, None, 10, before=RecordCursor.of(oldest)) == []

@@ -11,9 +11,17 @@ from pydantic import BaseModel, Field
 
 from costwarden.app.admin_governance import add_governance_routes
 from costwarden.app.runtime import Runtime
-from costwarden.domain.report import QueryError
+from costwarden.domain.report import QueryError, RecordCursor
 from costwarden.services import keys as key_service
-from costwarden.services.reports import build_query, report_json, spend
+from costwarden.services.reports import (
+    build_query,
+    decode_cursor,
+    encode_cursor,
+    iso_time,
+    record_json,
+    report_json,
+    spend,
+)
 
 
 class KeyRequest(BaseModel):
@@ -59,15 +67,33 @@ def build_admin(runtime: Runtime) -> FastAPI:
             raise HTTPException(400, str(exc)) from exc
         return report_json(await spend(runtime.store, query))
 
-    @api.get("/admin/v1/records", dependencies=guard, summary="Raw ledger records, oldest first")
+    @api.get(
+        "/admin/v1/records",
+        dependencies=guard,
+        summary="Raw ledger records, newest first, a page at a time",
+        description="Pass the `next` token of a page as `cursor` to get the page after it; `next` is null "
+        "on the last page. `since` counts back from each call's now: use `from`/`to` for a fixed window.",
+    )
     async def get_records(
-        since: str = "1h", limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
-    ) -> list[dict[str, Any]]:
+        since: str | None = None,
+        from_: Annotated[str | None, Query(alias="from")] = None,
+        to: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
         try:
-            query = build_query(None, since, None, None, [], time.time())
+            window = since if since or from_ or to else "1h"
+            query = build_query(None, window, from_, to, [], time.time())
+            before = None if cursor is None else decode_cursor(cursor)
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
-        return [r.to_json_dict() for r in await runtime.store.records(query.start, None, limit)]
+        found = await runtime.store.records(query.start, query.end, limit + 1, before)
+        page = found[:limit]
+        more = len(found) > limit
+        return {
+            "records": [record_json(r) for r in page],
+            "next": encode_cursor(RecordCursor.of(page[-1])) if more else None,
+        }
 
     @api.get("/admin/v1/keys", dependencies=guard, summary="API keys (never their secrets)")
     async def get_keys() -> list[dict[str, Any]]:
@@ -79,8 +105,8 @@ def build_admin(runtime: Runtime) -> FastAPI:
                 "project": k.identity.project,
                 "environment": k.identity.environment,
                 "tags": dict(k.identity.tags),
-                "created_at": k.created_at,
-                "revoked_at": k.revoked_at,
+                "created_at": iso_time(k.created_at),
+                "revoked_at": iso_time(k.revoked_at),
             }
             for k in await runtime.store.list_keys()
         ]

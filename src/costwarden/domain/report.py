@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from costwarden.domain.money import ZERO
+from costwarden.domain.record import UsageRecord
 
 GROUP_DIMENSIONS: tuple[str, ...] = (
     "team",
@@ -70,6 +71,19 @@ class SpendReport:
     query: SpendQuery
     rows: tuple[SpendRow, ...]
     total: SpendRow = field(default_factory=lambda: SpendRow(group=()))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCursor:
+    """A place in the ledger's newest-first order (started_at, then request_id, both descending):
+    the last record of a page. The next page holds the records after it in that order."""
+
+    started_at: float
+    request_id: str
+
+    @classmethod
+    def of(cls, record: UsageRecord) -> RecordCursor:
+        return cls(record.started_at, record.request_id)
 
 
 def nearest_rank(sorted_values: list[float], fraction: float) -> float | None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import re
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from costwarden.domain.money import usd_text
-from costwarden.domain.report import GROUP_DIMENSIONS, QueryError, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.record import UsageRecord
+from costwarden.domain.report import GROUP_DIMENSIONS, QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import LedgerStore
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -109,4 +115,45 @@ def report_json(report: SpendReport) -> dict[str, Any]:
     }
 
 
-__all__ = ["GROUP_DIMENSIONS", "QueryError", "build_query", "report_json", "spend"]
+def record_json(record: UsageRecord) -> dict[str, Any]:
+    """A ledger record for the admin API: times in ISO 8601 (to the microsecond), money as text."""
+    data = record.to_json_dict()
+    data["started_at"] = _iso_us(record.started_at)
+    data["ended_at"] = _iso_us(record.ended_at)
+    return data
+
+
+def _iso_us(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def encode_cursor(cursor: RecordCursor) -> str:
+    """An opaque, URL-safe page token; the float survives exactly (orjson writes the shortest repr)."""
+    raw = orjson.dumps([cursor.started_at, cursor.request_id])
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str) -> RecordCursor:
+    """The cursor in a token from `encode_cursor`, or QueryError for anything else."""
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise QueryError("the cursor is not one this API gave out: pass `next` from the last page") from exc
+    match data:
+        case [float() | int() as started_at, str() as request_id] if not isinstance(started_at, bool) and math.isfinite(
+            started_at
+        ):
+            return RecordCursor(float(started_at), request_id)
+    raise QueryError("the cursor is not one this API gave out: pass `next` from the last page")
+
+
+__all__ = [
+    "GROUP_DIMENSIONS",
+    "QueryError",
+    "build_query",
+    "decode_cursor",
+    "encode_cursor",
+    "record_json",
+    "report_json",
+    "spend",
+]

@@ -13,7 +13,7 @@ from costwarden.domain.alert import Alert
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.money import quantize
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
@@ -133,11 +133,19 @@ class PostgresStore:
             total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
         return assemble(query, totals, pct, total, total_pct, _usd)
 
-    async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
-        sql = f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 ORDER BY started_at LIMIT $3"
-        rows = await self.pool.fetch(
-            sql, start if start is not None else float("-inf"), end if end is not None else float("inf"), limit
+    async def records(
+        self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
+    ) -> list[UsageRecord]:
+        params: list[object] = [start if start is not None else float("-inf"), end if end is not None else float("inf")]
+        after = ""
+        if before is not None:
+            after = "AND (started_at, request_id) < ($3, $4) "
+            params += [before.started_at, before.request_id]
+        sql = (
+            f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 {after}"
+            f"ORDER BY started_at DESC, request_id DESC LIMIT ${len(params) + 1}"
         )
+        rows = await self.pool.fetch(sql, *params, limit)
         return [_record(r) for r in rows]
 
     async def ping(self) -> bool:

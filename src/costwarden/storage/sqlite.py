@@ -16,7 +16,7 @@ from costwarden.domain.alert import Alert
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
@@ -141,13 +141,19 @@ class SQLiteStore:
 
         return await self._run(_spend)
 
-    async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
+    async def records(
+        self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
+    ) -> list[UsageRecord]:
+        params: list[object] = [start if start is not None else float("-inf"), end if end is not None else float("inf")]
+        after = ""
+        if before is not None:
+            after = "AND (started_at < ? OR (started_at = ? AND request_id < ?)) "
+            params += [before.started_at, before.started_at, before.request_id]
         sql = (
-            f"SELECT {', '.join(_SQL_COLUMNS)} FROM ledger "
-            "WHERE started_at >= ? AND started_at < ? ORDER BY started_at LIMIT ?"
+            f"SELECT {', '.join(_SQL_COLUMNS)} FROM ledger WHERE started_at >= ? AND started_at < ? {after}"
+            "ORDER BY started_at DESC, request_id DESC LIMIT ?"
         )
-        params = (start if start is not None else float("-inf"), end if end is not None else float("inf"), limit)
-        rows = await self._run(lambda conn: conn.execute(sql, params).fetchall())
+        rows = await self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
         return [_record(tuple(r)) for r in rows]
 
     async def ping(self) -> bool:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
-from costwarden.services.reports import report_json, row_json
+import pytest
+
+from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.services.reports import decode_cursor, encode_cursor, record_json, report_json, row_json
+from tests.unit.storage.sample import record
 
 TINY = Decimal("1.02E-7")
 
@@ -29,3 +32,33 @@ def test_the_window_is_iso_8601_with_a_zone() -> None:
     data = report_json(SpendReport(query=query, rows=()))
     assert (data["from"], data["to"]) == ("2025-12-02T00:00:00.000Z", "2025-12-02T01:00:00.500Z")
     assert report_json(SpendReport(query=SpendQuery(group_by=()), rows=()))["from"] is None
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        RecordCursor(1_764_633_600.123456, "req-1"),
+        RecordCursor(0.1 + 0.2, "id with spaces, commas and ünïcode"),
+        RecordCursor(1e-300, ""),
+    ],
+)
+def test_a_cursor_token_round_trips_exactly(cursor: RecordCursor) -> None:
+    token = encode_cursor(cursor)
+    assert token.isascii() and "=" not in token and "/" not in token and "+" not in token  # safe in a URL
+    assert decode_cursor(token) == cursor
+
+
+@pytest.mark.parametrize(
+    "token", ["", "x", "!!!!", "bnVsbA", "WzEsMiwzXQ", "WyJhIiwiYiJd", "WzEuMCwyXQ", "W05hTiwiYSJd"]
+)
+def test_a_bad_cursor_token_is_a_query_error(token: str) -> None:
+    with pytest.raises(QueryError, match="cursor"):
+        decode_cursor(token)
+
+
+def test_a_record_as_json_has_iso_times_and_fixed_point_money() -> None:
+    data = record_json(record("r1", started_at=1_764_633_600.25, ended_at=1_764_633_600.75, cost_usd=TINY))
+    assert data["started_at"] == "2025-12-02T00:00:00.250000Z"
+    assert data["ended_at"] == "2025-12-02T00:00:00.750000Z"
+    assert data["cost_usd"] == "0.000000102"
+    assert data["request_id"] == "r1" and data["tags"] == {"feature": "chat"}

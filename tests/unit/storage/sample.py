@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from costwarden.domain.record import Outcome, UsageRecord
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 
 
 def record(request_id: str, **overrides: Any) -> UsageRecord:
@@ -100,8 +100,14 @@ class MemoryLedger:
     async def spend(self, query: SpendQuery) -> SpendReport:
         raise NotImplementedError("not needed by the recorder")
 
-    async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
-        return sorted(self.rows.values(), key=lambda r: r.started_at)[:limit]
+    async def records(
+        self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
+    ) -> list[UsageRecord]:
+        newest_first = sorted(self.rows.values(), key=lambda r: (r.started_at, r.request_id), reverse=True)
+        if before is not None:
+            place = (before.started_at, before.request_id)
+            newest_first = [r for r in newest_first if (r.started_at, r.request_id) < place]
+        return newest_first[:limit]
 
     async def ping(self) -> bool:
         return True

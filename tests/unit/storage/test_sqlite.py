@@ -68,16 +68,16 @@ async def test_records_round_trip(store: SQLiteStore) -> None:
     ]
     await store.write(original)
     stored = await store.records(None, None, 10)
-    assert [r.request_id for r in stored] == ["a", "b"]
-    for got, want in zip(stored, original, strict=True):
+    assert [r.request_id for r in stored] == ["b", "a"]
+    for got, want in zip(stored, original[::-1], strict=True):
         assert got.to_json_dict() == want.to_json_dict()
         assert got.cost_usd == want.cost_usd
 
 
 async def test_records_window_and_limit(store: SQLiteStore) -> None:
     await store.write([record(f"r{i}", started_at=float(i)) for i in range(10)])
-    assert [r.request_id for r in await store.records(3.0, 6.0, 100)] == ["r3", "r4", "r5"]
-    assert [r.request_id for r in await store.records(None, None, 2)] == ["r0", "r1"]
+    assert [r.request_id for r in await store.records(3.0, 6.0, 100)] == ["r5", "r4", "r3"]
+    assert [r.request_id for r in await store.records(None, None, 2)] == ["r9", "r8"]  # newest first
 
 
 async def test_a_second_open_is_a_no_op(tmp_path: Path) -> None:
