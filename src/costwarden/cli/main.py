@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from pathlib import Path
 
 import typer
 
 from costwarden.cli import budgets, keys
-from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, plural
+from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
 from costwarden.cli.report import report
 
 app = typer.Typer(help="costwarden: meter, price, attribute and record the cost of AI inference.", no_args_is_help=True)
@@ -51,6 +53,14 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bind_host = host or cfg.server.host
     bind_port = cfg.server.port if port is None else port
+    problem = listen_problem(bind_host, bind_port)
+    if problem is not None:
+        errors.print(
+            f"[bold red]cannot listen on {bind_host}:{bind_port}:[/] {problem} "
+            "(choose another port with --port or server.port, or stop what holds it)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     console.print(
         f"costwarden gateway on [bold]http://{bind_host}:{bind_port}[/] (ledger {cfg.storage.ledger.split('@')[-1]})"
     )
@@ -68,6 +78,21 @@ def serve(
         date_header=False,
         timeout_graceful_shutdown=30,
     )
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the gateway could not listen on host:port, or None. Binds the way uvicorn does
+    (SO_REUSEADDR), then lets go, so the banner is printed only for an address that works."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "the address is already in use"
+        return exc.strerror or str(exc)
+    return None
 
 
 if __name__ == "__main__":
