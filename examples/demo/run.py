@@ -19,7 +19,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,39 @@ BIN = Path(sys.executable).parent
 console = Console()
 
 
-def free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    raise RuntimeError("no free port")
+# The usual ports of the gateway, the text model and MLServer; taken ones are replaced by free ones.
+DEFAULT_PORTS = (8700, 9101, 9201)
+
+
+def _bind(port: int) -> socket.socket | None:
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def pick_ports(gateway: int | None) -> tuple[int, ...]:
+    """Free, distinct ports: the gateway (`--port`, else 8700 when free), the text model, MLServer's
+    HTTP (9101, 9201 when free), then MLServer's gRPC and metrics. All are held until all are found."""
+    held: list[socket.socket] = []
+    try:
+        for preferred in (*DEFAULT_PORTS, 0, 0):
+            if not held and gateway is not None:
+                sock = _bind(gateway)
+                if sock is None:
+                    raise SystemExit(f"--port {gateway}: the address is already in use; choose another or leave it out")
+            else:
+                sock = _bind(preferred) or _bind(0)
+                if sock is None:
+                    raise SystemExit("no free port on 127.0.0.1")
+            held.append(sock)
+        return tuple(int(sock.getsockname()[1]) for sock in held)
+    finally:
+        for sock in held:
+            sock.close()
 
 
 @dataclass
@@ -218,8 +241,8 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
             f"{row.get('requests', 0):,}",
             f"{tokens:,}",
             f"{row.get('items', 0):,}",
-            f"{Decimal(row.get('cost_usd', '0')):.6f}",
-            f"{Decimal(row.get('cost_per_1k_requests_usd', '0')):.6f}",
+            row.get("cost_usd", "0.000000000"),
+            row.get("cost_per_1k_requests_usd", "0.000000000"),
             f"{row.get('p50_latency_ms') or 0:.1f}",
         )
     total = report["total"]
@@ -229,7 +252,7 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
         f"{total['requests']:,}",
         f"{total['input_tokens'] + total['output_tokens']:,}",
         f"{total['items']:,}",
-        f"[bold]{Decimal(total['cost_usd']):.6f}",
+        f"[bold]{total['cost_usd']}",
         "",
         "",
     )
@@ -255,12 +278,13 @@ async def drive(demo: Demo, teams: list[Team], seconds: float) -> None:
             live.update(Group(await spend_table(session, demo, teams), progress))
 
 
-async def main(seconds: float, keep_running: bool) -> None:
+async def main(seconds: float, keep_running: bool, port: int | None) -> None:
     work = ROOT / ".demo"
     work.mkdir(exist_ok=True)
     for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
         (work / stale).unlink(missing_ok=True)
-    demo = Demo(work, free_port(8700), free_port(9101), free_port(9201))
+    gateway_port, text_port, iris_port, iris_grpc, iris_metrics = pick_ports(port)
+    demo = Demo(work, gateway_port, text_port, iris_port)
     teams = [
         Team("search", "ranking", f"cw_demo-search_{secrets.token_hex(12)}", "chat-stream"),
         Team("fraud", "scoring", f"cw_demo-fraud_{secrets.token_hex(12)}", "iris"),
@@ -286,8 +310,8 @@ async def main(seconds: float, keep_running: bool) -> None:
                         "bash",
                         str(ROOT / "examples/iris/serve.sh"),
                         str(demo.iris_port),
-                        str(free_port(0)),
-                        str(free_port(0)),
+                        str(iris_grpc),
+                        str(iris_metrics),
                     ],
                     "mlserver.log",
                 )
@@ -329,9 +353,16 @@ async def main(seconds: float, keep_running: bool) -> None:
             demo.stop_all()
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to drive traffic")
     parser.add_argument("--no-wait", action="store_true", help="exit after the report instead of serving")
-    args = parser.parse_args()
-    asyncio.run(main(args.seconds, not args.no_wait))
+    parser.add_argument(
+        "--port", type=int, default=None, help="the gateway's port (default 8700, or a free one when it is taken)"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    asyncio.run(main(args.seconds, not args.no_wait, args.port))
