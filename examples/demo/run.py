@@ -27,7 +27,7 @@ import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -229,8 +229,16 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
     async with session.get(demo.gateway + "/admin/v1/spend", params={"group_by": "team"}, headers=headers) as r:
         report = await r.json()
     rows = {row["team"]: row for row in report["rows"]}
+    # Seven columns fit 80 and the cost is never cut; the report afterwards shows every column.
     table = Table(
-        "team", "sent", "in ledger", "tokens", "items", "cost USD", "per 1k req", "p50 ms", title="live spend per team"
+        "team",
+        "sent",
+        "in ledger",
+        "tokens",
+        "items",
+        Column("cost USD", justify="right", no_wrap=True, min_width=13),
+        "p50 ms",
+        title="live spend per team",
     )
     for team in teams:
         row = rows.get(team.name, {})
@@ -242,7 +250,6 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
             f"{tokens:,}",
             f"{row.get('items', 0):,}",
             row.get("cost_usd", "0.000000000"),
-            row.get("cost_per_1k_requests_usd", "0.000000000"),
             f"{row.get('p50_latency_ms') or 0:.1f}",
         )
     total = report["total"]
@@ -253,7 +260,6 @@ async def spend_table(session: aiohttp.ClientSession, demo: Demo, teams: list[Te
         f"{total['input_tokens'] + total['output_tokens']:,}",
         f"{total['items']:,}",
         f"[bold]{total['cost_usd']}",
-        "",
         "",
     )
     return table
