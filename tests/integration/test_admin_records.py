@@ -12,6 +12,7 @@ from tests.integration.procs import Gateway
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SEARCH = {"Authorization": f"Bearer {KEYS['search']}"}
 
 
 def drive(gateway: Gateway, count: int) -> list[str]:
@@ -69,6 +70,15 @@ def test_records_come_newest_first_in_pages_without_loss_or_repeats(gateway: Gat
 
         window = client.get("/admin/v1/records", params={"from": "2000-01-01", "to": "2000-01-02"}).json()
         assert window == {"records": [], "next": None}
+
+        # Absurd windows: "all time", or a clear 400; never a 500.
+        for path in ("/admin/v1/records", "/admin/v1/spend"):
+            assert client.get(path, params={"since": "9999999999w"}).status_code == 200
+            assert client.get(path, params={"since": "9" * 400 + "d"}).status_code == 200
+            far = client.get(path, params={"from": "0001-01-01T00:00+14:00"})
+            assert far.status_code == 400 and "cannot read time" in far.json()["detail"]
+        own = client.get("/v1/costwarden/spend", params={"since": "9999999999w"}, headers=SEARCH)
+        assert own.status_code == 200 and own.json()["from"] == "1970-01-01T00:00:00.000Z"
 
         keys = client.post("/admin/v1/keys", json={"team": "ads", "project": "ctr", "environment": "prod"})
         listed = next(k for k in client.get("/admin/v1/keys").json() if k["id"] == keys.json()["id"])

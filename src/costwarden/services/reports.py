@@ -31,11 +31,13 @@ def parse_time(text: str) -> float:
     """ISO 8601 date or date-time (UTC if no offset) -> Unix seconds."""
     try:
         moment = datetime.fromisoformat(text.strip())
-    except ValueError as exc:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        # A time whose UTC form falls outside years 1-9999 cannot be shown back: refuse it here.
+        moment.astimezone(UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError) as exc:
         raise QueryError(f"cannot read time {text!r}: use ISO 8601, e.g. 2026-11-28 or 2026-11-28T14:00") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def parse_list(text: str | None) -> tuple[str, ...]:
@@ -65,7 +67,8 @@ def build_query(
     groups = tuple({"env": "environment", "key": "key_id"}.get(g, g) for g in parse_list(group_by or "team"))
     if since and (start or end):
         raise QueryError("use either --since or --from/--to, not both")
-    lower = now - parse_duration(since) if since else (parse_time(start) if start else None)
+    # A duration longer than the ledger's life means all of it: no record predates the Unix epoch.
+    lower = max(0.0, now - parse_duration(since)) if since else (parse_time(start) if start else None)
     upper = parse_time(end) if end else None
     return SpendQuery(group_by=groups, start=lower, end=upper, where=parse_where(where))
 
