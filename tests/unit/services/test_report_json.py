@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import math
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.services.reports import decode_cursor, encode_cursor, record_json, report_json, row_json
@@ -62,3 +66,14 @@ def test_a_record_as_json_has_iso_times_and_fixed_point_money() -> None:
     assert data["ended_at"] == "2025-12-02T00:00:00.750000Z"
     assert data["cost_usd"] == "0.000000102"
     assert data["request_id"] == "r1" and data["tags"] == {"feature": "chat"}
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.one_of(st.text(max_size=60), st.binary(max_size=60).map(lambda b: base64.urlsafe_b64encode(b).decode())))
+def test_any_cursor_text_decodes_or_is_a_query_error(token: str) -> None:
+    try:
+        cursor = decode_cursor(token)
+    except QueryError:
+        return
+    assert isinstance(cursor.started_at, float) and math.isfinite(cursor.started_at)
+    assert isinstance(cursor.request_id, str)
