@@ -183,8 +183,7 @@ async def test_recover_leaves_a_live_folder_alone(ledger: MemoryLedger, spool: S
 async def test_recover_with_the_ledger_down_keeps_the_orphan(ledger: MemoryLedger, spool: Spool) -> None:
     dead = dead_folder(spool.root, "4242-0badcafe", jsonl(record("a")))
     ledger.fail = 1
-    with pytest.raises(ConnectionError):
-        await make(ledger, spool).recover()
+    assert await make(ledger, spool).recover() == 0  # never raises: startup must not abort
     assert spooled(dead) == {"000000000000.jsonl": ["a"]}
     assert await make(ledger, spool).recover() == 1
     assert not dead.exists()
