@@ -1,8 +1,9 @@
 """The embedded SQLite ledger (WAL), driven from worker threads so the event loop never blocks.
 
-Two connections, each with its own thread: one for writes, pings, keys and alerts, one for
-reports and record listings. WAL lets the reader run while the writer commits, so a long report
-never holds up a ledger flush, a readiness probe or a key refresh.
+Three connections, each with its own thread: one for writes, keys and alerts, one for reports
+and record listings, one for readiness probes. WAL lets readers run while the writer commits, so
+a long report never holds up a ledger flush, a probe or a key refresh, and a flush waiting for a
+lock never holds up a probe.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ class SQLiteStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite-read")
+        self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite-probe")
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._probe_conn: sqlite3.Connection | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -103,6 +106,11 @@ class SQLiteStore:
         if self._read_conn is None:
             self._read_conn = self._connect()
         return fn(self._read_conn)
+
+    def _probe(self) -> bool:
+        if self._probe_conn is None:
+            self._probe_conn = self._connect()
+        return bool(self._probe_conn.execute("SELECT 1").fetchone())
 
     async def open(self) -> None:
         await self._run(self._migrate)
@@ -142,9 +150,14 @@ class SQLiteStore:
             conn.close()
             self._read_conn = None
 
+        loop = asyncio.get_running_loop()
         if self._read_conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._reader, self._call_reader, _close_reader)
+            await loop.run_in_executor(self._reader, self._call_reader, _close_reader)
         self._reader.shutdown(wait=True)
+        if self._probe_conn is not None:
+            await loop.run_in_executor(self._prober, self._probe_conn.close)
+            self._probe_conn = None
+        self._prober.shutdown(wait=True)
         if self._conn is not None:
             await self._run(_close)
         self._executor.shutdown(wait=True)
@@ -211,7 +224,9 @@ class SQLiteStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+            if self.path == ":memory:":
+                return bool(await self._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+            return await asyncio.get_running_loop().run_in_executor(self._prober, self._probe)
         except sqlite3.Error:
             return False
 
