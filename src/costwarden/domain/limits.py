@@ -80,7 +80,8 @@ def fit(record: UsageRecord) -> UsageRecord:
             changes[name] = 0.0
     cost = record.cost_usd
     if not isinstance(cost, Decimal) or not cost.is_finite() or not 0 <= cost <= MAX_COST_USD:
-        changes["cost_usd"] = MAX_COST_USD if isinstance(cost, Decimal) and cost > MAX_COST_USD else Decimal(0)
+        too_high = isinstance(cost, Decimal) and not cost.is_nan() and cost > MAX_COST_USD
+        changes["cost_usd"] = MAX_COST_USD if too_high else Decimal(0)
     if changes:
         changes["error_code"] = OUT_OF_RANGE
     for name in _TEXT_FIELDS:
