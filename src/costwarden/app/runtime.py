@@ -80,6 +80,14 @@ class Runtime:
     async def start(self) -> None:
         storage = self.config.storage
         await self.store.open()
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        self._alerts = build_dispatcher(self.config.alerts, self._session, self.store)
+        active = await self.store.list_alerts(True, 1000)
+        self._alerts.adopt(active)
+        self._alerts.start()  # before the spool replay, so a quarantine at start is alerted too
         self._spool = Spool(storage.spool_dir)
         self._recorder = Recorder(
             self.store,
@@ -91,14 +99,6 @@ class Runtime:
         self.registry.register(LedgerCollector(lambda: self._recorder))
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-        )
-        self._alerts = build_dispatcher(self.config.alerts, self._session, self.store)
-        active = await self.store.list_alerts(True, 1000)
-        self._alerts.adopt(active)
-        self._alerts.start()
         self._admit = Admit(self.policy, self.counters, self.health)
         self._governor = self._build_governor(active)
         await self._governor.refresh_budgets()
@@ -161,7 +161,7 @@ class Runtime:
 
     def _quarantine_alert(self, entries: Sequence[Quarantined]) -> None:
         """A quarantine is an event: one critical alert per batch of refused records."""
-        if self._alerts is None:  # at start, before the dispatcher exists: the table and log have it
+        if self._alerts is None:
             return
         first = entries[0]
         condition = Condition.of(

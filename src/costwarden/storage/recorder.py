@@ -131,13 +131,14 @@ class Recorder:
         self._task = asyncio.create_task(self._run(adopt_every_s), name="costwarden-recorder")
 
     async def _run(self, adopt_every_s: float) -> None:
-        next_adoption = self._clock() + adopt_every_s
+        next_adoption = self._clock() + adopt_every_s if adopt_every_s > 0 else float("inf")
         while True:
+            wait = min(self._interval, max(0.0, next_adoption - self._clock()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
             await self.flush()
-            if adopt_every_s > 0 and self._clock() >= next_adoption:
+            if self._clock() >= next_adoption:
                 next_adoption = self._clock() + adopt_every_s
                 await self.recover()
 

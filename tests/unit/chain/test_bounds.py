@@ -58,7 +58,7 @@ async def test_an_absurd_v2_shape_is_a_400_in_the_v2_shape_with_a_record(shape: 
     error = orjson.loads(channel.response.body)
     assert set(error) == {"error"} and "shape" in error["error"]
     assert (record.status, record.outcome, record.error_code) == (400, Outcome.REJECTED, "shape_out_of_range")
-    assert (record.items, record.cost_usd) == (0, 0)
+    assert (record.items, record.cost_usd) == (0, Decimal(0))
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "n"])
@@ -70,7 +70,7 @@ async def test_an_absurd_openai_count_is_a_400_with_a_record(field: str) -> None
     assert channel.response.status == 400
     error = orjson.loads(channel.response.body)["error"]
     assert error["code"] == "integer_out_of_range" and error["type"] == "invalid_request_error"
-    assert (record.status, record.error_code, record.cost_usd) == (400, "integer_out_of_range", 0)
+    assert (record.status, record.error_code, record.cost_usd) == (400, "integer_out_of_range", Decimal(0))
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def test_the_exact_bounds_fit() -> None:
 
 @pytest.mark.parametrize("field", ["model", "team", "endpoint", "error_code", "key_id"])
 def test_text_is_made_storable_without_a_fault(field: str) -> None:
-    bad = replace(record("a"), **{field: "a\x00b\ud800" + "x" * 1000})
+    bad = replace(record("a"), **{field: "a\x00b\ud800" + "x" * 1000})  # type: ignore[arg-type]
     assert violations(bad)
     fitted = fit(bad)
     text = getattr(fitted, field)
