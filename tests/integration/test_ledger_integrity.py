@@ -245,13 +245,14 @@ def test_a_ledger_that_does_not_advance_makes_readyz_fail_with_the_reason(start_
 def test_sigkill_a_replica_whose_successor_never_comes(make_gateway: GatewayFactory, ledger_url: str) -> None:
     """Two replicas share the spool root (a shared volume); one is SIGKILLed and never restarted,
     nor is any gateway started on its spool folder: the live one adopts the orphan."""
-    storage = {"flush_interval_ms": 5000, "batch_size": 100_000, "adopt_orphans_seconds": 1}
+    # The victim never flushes (a minute's interval): its records are only in its spool when it dies,
+    # and nothing but the survivor's adoption can bring them to the ledger.
+    storage = {"flush_interval_ms": 60_000, "batch_size": 100_000, "adopt_orphans_seconds": 1}
     survivor = make_gateway(ledger=ledger_url, storage=storage)
     victim = make_gateway(ledger=ledger_url, storage=storage)
     received = drive(victim, seconds=30, kill_after=3.0)
     assert victim.proc is not None and victim.proc.wait(10) == -signal.SIGKILL
     assert len(received) > 50, "the load did not get going"
-    assert len(ledger.records(victim.ledger)) < len(received), "expected unflushed records in the spool only"
 
     deadline = time.monotonic() + 20
     stored: set[str] = set()
