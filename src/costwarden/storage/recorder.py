@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from costwarden.domain.limits import violations
+from costwarden.domain.limits import storable, violations
 from costwarden.domain.quarantine import Quarantined, bad_line, quarantined
 from costwarden.domain.record import UsageRecord
 from costwarden.ports import LedgerStore, QuarantineStore, RecordRejected
@@ -179,11 +179,14 @@ class Recorder:
     async def _write(self, records: Sequence[UsageRecord]) -> tuple[int, list[Quarantined]]:
         """Write `records`, isolating the ones the database refuses; (new records, quarantined)."""
         now = time.time()
-        poison = [quarantined(r, "; ".join(v), now) for r in records if (v := violations(r))]
-        if poison:
-            bad = {id(r) for r in records if violations(r)}
-            records = [r for r in records if id(r) not in bad]
-        return await self._bisect(records, poison, now)
+        poison: list[Quarantined] = []
+        fitting: list[UsageRecord] = []
+        for r in records:
+            if storable(r):
+                fitting.append(r)
+            else:  # e.g. replayed from an older gateway's spool: never sent, it could fail a batch
+                poison.append(quarantined(r, "; ".join(violations(r)), now))
+        return await self._bisect(fitting, poison, now)
 
     async def _bisect(
         self, records: Sequence[UsageRecord], poison: list[Quarantined], now: float
