@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
@@ -121,3 +123,35 @@ async def test_the_record_stage_makes_any_exchange_storable() -> None:
     assert violations(record) == []
     assert (record.items, record.cost_usd, record.error_code) == (INT64_MAX, MAX_COST_USD, OUT_OF_RANGE)
     assert exchange.cost == MAX_COST_USD  # admission settles with what the ledger holds
+
+
+FUZZ = settings(max_examples=150, deadline=None, database=None)
+HUGE = st.integers(min_value=-(2**70), max_value=2**70) | st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 0])
+
+
+@FUZZ
+@given(st.lists(st.lists(HUGE, min_size=0, max_size=5), min_size=0, max_size=4))
+async def test_fuzz_v2_shapes_never_500_and_always_record(shapes: list[list[int]]) -> None:
+    inputs = [{"name": f"x{i}", "shape": s, "datatype": "FP32", "data": []} for i, s in enumerate(shapes)]
+    try:
+        body = orjson.dumps({"inputs": inputs})
+    except TypeError:  # beyond 64 bits: send the digits as JSON text, as a hostile client would
+        body = ('{"inputs": [' + ",".join(f'{{"shape": {s}}}' for s in shapes) + "]}").encode()
+    _, channel, _ = await run(body, FakeForward(), Protocol.V2, "/v2/models/iris/infer")
+    assert channel.response.status in (200, 400)
+
+
+@FUZZ
+@given(
+    st.fixed_dictionaries({}, optional={"max_tokens": HUGE, "n": HUGE, "max_completion_tokens": HUGE}),
+    st.builds(Usage, input_tokens=HUGE.filter(lambda v: v >= 0), output_tokens=HUGE.filter(lambda v: v >= 0)),
+)
+async def test_fuzz_openai_counts_and_usage_never_500_and_always_storable(counts: dict[str, int], usage: Usage) -> None:
+    payload = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], **counts}
+    try:
+        body = orjson.dumps(payload)
+    except TypeError:
+        return  # orjson cannot even write it; the V2 fuzz covers raw digits
+    record, channel, _ = await run(body, FakeForward(usage=usage))
+    assert channel.response.status in (200, 400)
+    assert record.cost_usd <= MAX_COST_USD  # run() also checked that the record is storable
