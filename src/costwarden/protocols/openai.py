@@ -94,6 +94,9 @@ def usage_from(obj: Any) -> Usage | None:
 
 
 def _int(value: Any) -> int:
+    """A count as an int; 12.0 and 1e17 (floats some servers send) count, plausibility bounds them later."""
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 

@@ -153,6 +153,8 @@ def test_model_rewrite_and_include_usage_together() -> None:
         ),
         ({"usage": {"prompt_tokens": 5, "prompt_tokens_details": None}}, Usage(5, 0, 0)),
         ({"usage": {"prompt_tokens": -5, "completion_tokens": "7"}}, Usage(0, 0, 0)),  # garbage counts as 0
+        ({"usage": {"prompt_tokens": 12.0, "completion_tokens": 1e17}}, Usage(12, 10**17, 0)),  # bounded later
+        ({"usage": {"prompt_tokens": 2.5, "completion_tokens": float("nan")}}, Usage(0, 0, 0)),
         ({"usage": None}, None),
         ({"choices": []}, None),
         ([{"usage": {}}], None),
