@@ -61,6 +61,8 @@ async def drop_costwarden_tables(url: str) -> None:
     """An empty database for a test that starts gateways on PostgreSQL (they migrate it again)."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE IF EXISTS ledger, api_keys, alerts, budgets, costwarden_schema")
+        await conn.execute(
+            "DROP TABLE IF EXISTS ledger, ledger_quarantine, api_keys, alerts, budgets, costwarden_schema"
+        )
     finally:
         await conn.close()

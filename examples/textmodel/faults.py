@@ -3,6 +3,7 @@
 error-<status>  answer that HTTP status (400-599) with an OpenAI-shaped error, e.g. error-500
 slow-<ms>       wait that long before answering, streaming or not, e.g. slow-3000
 drop-<n>        streaming only: close the connection after n content chunks, without [DONE]
+inflate-<e>     chat only: report 10^e prompt tokens in the usage (an upstream's absurd count)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_PATTERN = re.compile(r"(error|slow|drop)-(\d{1,6})")
+_PATTERN = re.compile(r"(error|slow|drop|inflate)-(\d{1,6})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class Fault:
     error_status: int | None = None
     delay_s: float = 0.0
     drop_after: int | None = None
+    reported_prompt_tokens: int | None = None
 
 
 NONE = Fault()
@@ -35,4 +37,6 @@ def fault_for(model: str) -> Fault:
         return Fault(error_status=number) if 400 <= number <= 599 else NONE
     if kind == "slow":
         return Fault(delay_s=number / 1000.0)
+    if kind == "inflate":
+        return Fault(reported_prompt_tokens=10 ** min(number, 30))
     return Fault(drop_after=number)

@@ -85,11 +85,12 @@ class OpenAIApi:
         fault = await _suffer(fault_for(params.model))
         completions, fingerprint = self._generate(params, continue_prompt=False)
         meta = ResponseMeta.new("chatcmpl", params.model, fingerprint)
+        prompt_tokens = fault.reported_prompt_tokens or params.prompt_tokens
         if not params.stream:
             await self._pace(completions)
-            return json_response(chat_completion(meta, completions, params.prompt_tokens))
+            return json_response(chat_completion(meta, completions, prompt_tokens))
         framer = ChunkFramer(meta, "chat.completion.chunk", include_usage=params.include_usage)
-        events = chat_events(framer, completions, self._usage(params, completions))
+        events = chat_events(framer, completions, self._usage(params, completions, prompt_tokens))
         return await self._send(request, events, fault)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -132,10 +133,12 @@ class OpenAIApi:
         ]
         return completions, model.fingerprint
 
-    def _usage(self, params: TextRequest, completions: list[Completion]) -> JsonObject | None:
+    def _usage(
+        self, params: TextRequest, completions: list[Completion], prompt_tokens: int | None = None
+    ) -> JsonObject | None:
         if not params.include_usage:
             return None
-        return usage(params.prompt_tokens, sum(c.tokens for c in completions))
+        return usage(prompt_tokens or params.prompt_tokens, sum(c.tokens for c in completions))
 
     async def _pace(self, completions: list[Completion]) -> None:
         """A non-streamed answer takes as long as streaming its tokens would."""

@@ -9,6 +9,7 @@ from costwarden.domain.admission import AdmissionRequest, AdmissionResult, Settl
 from costwarden.domain.alert import Alert
 from costwarden.domain.budget import Amount, BudgetState
 from costwarden.domain.keys import StoredKey
+from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 
@@ -110,5 +111,20 @@ class BudgetStore(Protocol):
     async def delete_budget(self, budget_id: str) -> bool: ...
 
 
-class Store(LedgerStore, KeyStore, AlertStore, BudgetStore, Protocol):
+class RecordRejected(Exception):
+    """Raised by `LedgerStore.write` when the database refuses the batch for the data in it (a
+    value out of range, an invalid character): retrying the same batch can never succeed. Any
+    other error from `write` is transient (the database is unreachable) and worth a retry."""
+
+
+class QuarantineStore(Protocol):
+    """Ledger records the database refused as data, kept whole (durable, listable, newest first).
+    A record quarantined twice (a crash between quarantine and spool cleanup) is listed twice."""
+
+    async def quarantine(self, entries: Sequence[Quarantined]) -> None: ...
+
+    async def list_quarantine(self, limit: int) -> list[Quarantined]: ...
+
+
+class Store(LedgerStore, KeyStore, AlertStore, BudgetStore, QuarantineStore, Protocol):
     """What one database adapter provides: ledger, keys, alerts and budgets, in one database."""

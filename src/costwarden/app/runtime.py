@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from decimal import Decimal
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -13,16 +15,18 @@ from costwarden.alerts.factory import build_dispatcher
 from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
+from costwarden.chain.bound import BoundUsage
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.record import Record
 from costwarden.chain.route import RouteStage, RouteTable
 from costwarden.config.models import Config
-from costwarden.domain.alert import Alert
+from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
+from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
-from costwarden.observability.metrics import GatewayMetrics, Observe
+from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
@@ -35,6 +39,7 @@ from costwarden.storage.spool import Spool
 from costwarden.upstream.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
+_STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
 
 
 class Runtime:
@@ -75,12 +80,6 @@ class Runtime:
     async def start(self) -> None:
         storage = self.config.storage
         await self.store.open()
-        self._spool = Spool(storage.spool_dir)
-        self._recorder = Recorder(self.store, self._spool, storage.flush_interval_ms / 1000.0, storage.batch_size)
-        replayed = await self._recorder.recover()
-        if replayed:
-            log.warning("recovered %d ledger records from the spool of a gateway that stopped abruptly", replayed)
-        await self.keyring.refresh()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -88,7 +87,18 @@ class Runtime:
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store)
         active = await self.store.list_alerts(True, 1000)
         self._alerts.adopt(active)
-        self._alerts.start()
+        self._alerts.start()  # before the spool replay, so a quarantine at start is alerted too
+        self._spool = Spool(storage.spool_dir)
+        self._recorder = Recorder(
+            self.store,
+            self._spool,
+            storage.flush_interval_ms / 1000.0,
+            storage.batch_size,
+            on_quarantine=self._quarantine_alert,
+        )
+        self.registry.register(LedgerCollector(lambda: self._recorder))
+        await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
+        await self.keyring.refresh()
         self._admit = Admit(self.policy, self.counters, self.health)
         self._governor = self._build_governor(active)
         await self._governor.refresh_budgets()
@@ -113,9 +123,9 @@ class Runtime:
                 Observe(self.metrics),
             ],
             forwarder=Forwarder(self._session),
-            after=[Meter(), Record(self._recorder)],
+            after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
         )
-        self._recorder.start()
+        self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
 
@@ -148,6 +158,22 @@ class Runtime:
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
         )
+
+    def _quarantine_alert(self, entries: Sequence[Quarantined]) -> None:
+        """A quarantine is an event: one critical alert per batch of refused records."""
+        if self._alerts is None:
+            return
+        first = entries[0]
+        condition = Condition.of(
+            AlertKind.LEDGER_QUARANTINE,
+            {"request_id": first.request_id},
+            Severity.CRITICAL,
+            Decimal(len(entries)),
+            Decimal(0),
+            f"{len(entries)} ledger record(s) refused by the database and quarantined "
+            f"(table ledger_quarantine), first {first.request_id}: {first.reason}",
+        )
+        self._alerts.submit([Alert.start(condition, time.time())])
 
     def _alert_counts(self) -> dict[str, int]:
         alerts = self._alerts
@@ -184,4 +210,22 @@ class Runtime:
             "deployments": len(self.routes.names()),
             "spool_backlog": self._recorder.backlog if self._recorder else None,
         }
-        return ledger and bool(self.routes.names()), checks
+        advancing = True
+        if self._recorder is not None:
+            progress = self._recorder.progress()
+            storage = self.config.storage
+            limit_s = storage.stall_after_flushes * storage.flush_interval_ms / 1000.0
+            stalled = progress.oldest_waiting_s > limit_s or progress.consecutive_failures >= _STALL_FAILURES
+            advancing = not stalled
+            checks["ledger_oldest_wait_s"] = round(progress.oldest_waiting_s, 3)
+            checks["ledger_write_failures"] = progress.consecutive_failures
+            if stalled:
+                checks["reason"] = (
+                    f"the ledger is not advancing: {progress.backlog} records waiting, the oldest for "
+                    f"{progress.oldest_waiting_s:.1f} s (limit {limit_s:g} s), "
+                    f"{progress.consecutive_failures} consecutive write failures"
+                    + (f", last error: {progress.last_error}" if progress.last_error else "")
+                )
+        if not ledger:
+            checks.setdefault("reason", "the ledger database does not answer")
+        return ledger and advancing and bool(self.routes.names()), checks

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
+from costwarden.domain.limits import fit
 from costwarden.domain.record import UsageRecord
 
 
@@ -66,4 +67,8 @@ class Record(PassStage):
     async def settle(self, exchange: Exchange) -> None:
         exchange.ended_at = time.time()
         exchange.latency_ms = (time.perf_counter() - exchange.started_perf) * 1000.0
-        self._sink.append(to_record(exchange))
+        # Numbers out of the ledger's range are clamped here (and flagged in `error_code`), so one
+        # request can never make a batch unwritable; the recorder quarantines anything that still is.
+        record = fit(to_record(exchange))
+        exchange.cost = record.cost_usd
+        self._sink.append(record)

@@ -26,6 +26,10 @@ class StorageConfig(Model):
     flush_interval_ms: int = Field(default=200, gt=0)
     batch_size: int = Field(default=1000, gt=0)
     key_refresh_seconds: float = Field(default=2.0, gt=0)
+    # Ledger integrity (see docs/architecture.md): adopt dead replicas' spools under the spool
+    # root this often (0: only at start); /readyz fails once a record has waited this many flushes.
+    adopt_orphans_seconds: float = Field(default=15.0, ge=0)
+    stall_after_flushes: int = Field(default=25, ge=2)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageConfig:

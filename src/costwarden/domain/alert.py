@@ -20,6 +20,7 @@ class AlertKind(StrEnum):
     COST_SPIKE = "cost_spike"
     VOLUME_SPIKE = "volume_spike"
     STATE_STORE_UNREACHABLE = "state_store_unreachable"
+    LEDGER_QUARANTINE = "ledger_quarantine"
 
 
 class Severity(StrEnum):

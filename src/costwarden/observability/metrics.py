@@ -7,9 +7,12 @@ strings, so cardinality is bounded. Label children are cached per label tuple.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
@@ -34,6 +37,12 @@ class GatewayMetrics:
         self.tokens = Counter("costwarden_tokens", "Tokens metered.", [*SCOPE, "direction"], registry=registry)
         self.cost = Counter("costwarden_cost_usd", "Cost attributed, in USD.", SCOPE, registry=registry)
         self.inflight = Gauge("costwarden_inflight_requests", "Requests being forwarded now.", SCOPE, registry=registry)
+        self.implausible = Counter(
+            "costwarden_upstream_usage_implausible",
+            "Responses whose reported usage was beyond what the request could use (bounded, recorded as a fault).",
+            ["deployment"],
+            registry=registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def child(self, metric: Any, labels: tuple[str, ...]) -> Any:
@@ -87,3 +96,52 @@ class Observe(PassStage):
             m.child(m.tokens, (*scope, "cached")).inc(usage.cached_tokens)
         if exchange.cost:
             m.child(m.cost, scope).inc(float(exchange.cost))
+
+
+def count_implausible(metrics: GatewayMetrics) -> Callable[[Exchange], None]:
+    """The callback of chain/bound.py: one increment per response with implausible usage."""
+
+    def count(exchange: Exchange) -> None:
+        metrics.child(metrics.implausible, (exchange.deployment_name or NONE,)).inc()
+
+    return count
+
+
+class LedgerState(Protocol):
+    """What the recorder exposes for scraping (see storage/recorder.py)."""
+
+    written: int
+    failures: int
+    quarantined: int
+    adopted: int
+
+    @property
+    def backlog(self) -> int: ...
+
+    def oldest_wait(self) -> float: ...
+
+
+class LedgerCollector(Collector):
+    """The ledger's progress, read from the recorder when scraped: nothing on the request path."""
+
+    def __init__(self, recorder: Callable[[], LedgerState | None]) -> None:
+        self._recorder = recorder
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        recorder = self._recorder()
+        if recorder is None:
+            return
+        for name, text, value in (
+            ("written", "Records written to the ledger.", recorder.written),
+            ("write_failures", "Ledger flushes that failed and will be retried.", recorder.failures),
+            ("quarantined", "Records the ledger refused as data, kept in ledger_quarantine.", recorder.quarantined),
+            ("spools_adopted", "Spool folders of stopped gateways replayed by this one.", recorder.adopted),
+        ):
+            yield CounterMetricFamily(f"costwarden_ledger_{name}", text, value=value)
+        backlog = recorder.backlog
+        yield GaugeMetricFamily("costwarden_ledger_backlog", "Records spooled, not yet in the ledger.", value=backlog)
+        yield GaugeMetricFamily(
+            "costwarden_ledger_oldest_wait_seconds",
+            "How long the oldest record not yet in the ledger has waited.",
+            value=recorder.oldest_wait(),
+        )

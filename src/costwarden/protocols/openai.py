@@ -12,6 +12,12 @@ from costwarden.protocols.errors import GatewayError
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 STREAMABLE = ("/v1/chat/completions", "/v1/completions")
+MAX_TOKENS_PARAM = 2**31 - 1  # no model generates more in one choice
+MAX_CHOICES = 128  # OpenAI's documented maximum of `n`
+# Upstream usage beyond these is implausible for the request that was sent (see plausible_usage).
+UNBOUNDED_OUTPUT = 2**24  # per choice, when the request sets no max_tokens: above any context window
+MEDIA_PART_TOKENS = 2**24  # per non-text content part (image, audio, file): its tokens are not in the body
+TEMPLATE_TOKENS = 4096  # chat templates and tool instructions the server adds to the prompt
 
 
 @dataclass(slots=True)
@@ -34,10 +40,27 @@ def parse_request(raw: bytes, endpoint: str) -> OpenAIRequest:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise GatewayError(400, "missing_model", "the request must name a `model` (a string)")
+    _check_counts(body)
     stream = body.get("stream", False) is True and endpoint in STREAMABLE
     options = body.get("stream_options")
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     return OpenAIRequest(model=model, stream=stream, client_wants_usage=wants_usage, body=body)
+
+
+_COUNTS = (("max_tokens", 0, MAX_TOKENS_PARAM), ("max_completion_tokens", 0, MAX_TOKENS_PARAM), ("n", 1, MAX_CHOICES))
+
+
+def _check_counts(body: dict[str, Any]) -> None:
+    """The request's own counts must be integers in range: they bound admission and plausible usage."""
+    for name, low, high in _COUNTS:
+        value = body.get(name)
+        if value is None:
+            continue
+        integral = isinstance(value, float) and value.is_integer()  # 1.0: pydantic servers take it
+        if (not isinstance(value, int) or isinstance(value, bool)) and not integral:
+            raise GatewayError(400, "invalid_type", f"`{name}` must be an integer, not {value!r}"[:200])
+        if not low <= value <= high:
+            raise GatewayError(400, "integer_out_of_range", f"`{name}` is {value}; it must be between {low} and {high}")
 
 
 def upstream_body(request: OpenAIRequest, raw: bytes, upstream_model: str) -> bytes:
@@ -71,7 +94,53 @@ def usage_from(obj: Any) -> Usage | None:
 
 
 def _int(value: Any) -> int:
+    """A count as an int; 12.0 and 1e17 (floats some servers send) count, plausibility bounds them later."""
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def plausible_usage(usage: Usage, body: dict[str, Any], body_bytes: int) -> tuple[Usage, list[str]]:
+    """Usage bounded by what the request could have used, and the fields that were over their bound.
+
+    Input: at most one token per byte of the request body, plus the chat template and, per image,
+    audio or file part, the most tokens such a part can be. Output: at most `max_tokens` per
+    choice (UNBOUNDED_OUTPUT without one). Cached: at most the input. Deliberately generous: it
+    catches an upstream's absurd numbers (10^17 tokens), not a tokenizer's rounding.
+    """
+    input_bound = body_bytes + TEMPLATE_TOKENS + MEDIA_PART_TOKENS * _media_parts(body)
+    output_bound = max_output_tokens(body)
+    if output_bound is None:
+        n = body.get("n")
+        output_bound = UNBOUNDED_OUTPUT * (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1)
+    over: list[str] = []
+    input_tokens = _bounded("prompt_tokens", usage.input_tokens, input_bound, over)
+    output_tokens = _bounded("completion_tokens", usage.output_tokens, output_bound, over)
+    cached_tokens = _bounded("cached_tokens", usage.cached_tokens, input_tokens, over)
+    if not over:
+        return usage, over
+    bounded = Usage(input_tokens, output_tokens, cached_tokens, usage.items, usage.upstream_seconds)
+    return bounded, over
+
+
+def _bounded(name: str, value: int, bound: int, over: list[str]) -> int:
+    if value <= bound:
+        return value
+    over.append(f"{name}={value} > {bound}")
+    return bound
+
+
+def _media_parts(body: dict[str, Any]) -> int:
+    """Content parts whose tokens do not come from the body's bytes (image_url, input_audio, file)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return 0
+    count = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            count += sum(1 for part in content if isinstance(part, dict) and part.get("type") not in ("text", None))
+    return count
 
 
 def error_body(message: str, kind: str, code: str | None) -> bytes:

@@ -9,6 +9,11 @@ import orjson
 
 from costwarden.protocols.errors import GatewayError
 
+# No real tensor has a dimension beyond 2^32 or more than 2^63 - 1 elements; larger numbers
+# could not be billed (items x price must fit the ledger's 64-bit nano-dollars) or stored.
+MAX_DIMENSION = 2**32
+MAX_ELEMENTS = 2**63 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class V2Path:
@@ -55,8 +60,23 @@ def count_items(raw: bytes) -> int:
         shape = tensor.get("shape") if isinstance(tensor, dict) else None
         if not isinstance(shape, list) or not shape or not all(_dimension(d) for d in shape):
             raise GatewayError(400, "invalid_request", "every input needs a `shape` list of non-negative integers")
+        _check_bounds(shape)
         items = max(items, shape[0])
     return items
+
+
+def _check_bounds(shape: list[int]) -> None:
+    elements = 0 if 0 in shape else 1
+    for dimension in shape:
+        if dimension > MAX_DIMENSION:
+            raise GatewayError(
+                400, "shape_out_of_range", f"a `shape` dimension is {dimension}; the largest allowed is {MAX_DIMENSION}"
+            )
+        elements *= dimension
+        if elements > MAX_ELEMENTS:
+            raise GatewayError(
+                400, "shape_out_of_range", f"the `shape` has more than {MAX_ELEMENTS} elements, the most allowed"
+            )
 
 
 def _dimension(value: object) -> bool:

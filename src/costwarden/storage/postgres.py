@@ -1,4 +1,8 @@
-"""The shared PostgreSQL ledger (asyncpg pool). Several gateways may write to it at once."""
+"""The shared PostgreSQL ledger (asyncpg pools). Several gateways may write to it at once.
+
+Two pools: one for writes, pings, keys, alerts and budgets, one for reports and record listings,
+so no number of long reports can take every connection a ledger flush or a readiness probe needs.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import orjson
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.money import quantize
+from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
@@ -53,7 +59,15 @@ _TYPES = (
 )
 _ARRAYS = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
 _INSERT = f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS}) ON CONFLICT (request_id) DO NOTHING"
+_QUARANTINE_SELECT = (
+    "SELECT request_id, quarantined_at, reason, record FROM ledger_quarantine ORDER BY quarantined_at DESC"
+)
 _MIGRATION_LOCK = 7_314_211  # advisory lock id: one process migrates at a time
+# The database (or asyncpg encoding the batch) refused the data itself: retrying cannot help.
+_DATA_ERRORS = (
+    asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, OverflowError, ValueError, TypeError,
+    ArithmeticError,
+)  # fmt: skip
 
 
 def _columns(records: Sequence[UsageRecord]) -> list[list[Any]]:
@@ -80,10 +94,11 @@ def _usd(value: object) -> Decimal:
 class PostgresStore:
     """Ledger and keys in PostgreSQL; `write` is one round trip per batch (unnest)."""
 
-    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4) -> None:
+    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2) -> None:
         self.dsn = dsn
-        self._min, self._max = min_size, max_size
+        self._min, self._max, self._read_size = min_size, max_size, read_size
         self._pool: asyncpg.Pool | None = None
+        self._reads: asyncpg.Pool | None = None
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -95,8 +110,16 @@ class PostgresStore:
             raise RuntimeError("PostgresStore.open() was not called")
         return self._pool
 
+    @property
+    def reads(self) -> asyncpg.Pool:
+        """The reports' own pool: a slow report waits here, never on the write pool."""
+        if self._reads is None:
+            raise RuntimeError("PostgresStore.open() was not called")
+        return self._reads
+
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min, max_size=self._max)
+        self._reads = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self._read_size)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute(
@@ -114,19 +137,37 @@ class PostgresStore:
                 )
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
+            self._reads = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
 
     async def write(self, records: Sequence[UsageRecord]) -> int:
+        """Insert new records in one round trip; `RecordRejected` when a value cannot be stored."""
         if not records:
             return 0
-        status = await self.pool.execute(_INSERT, *_columns(records))
+        try:
+            status = await self.pool.execute(_INSERT, *_columns(records))
+        except _DATA_ERRORS as exc:
+            raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         return int(status.rsplit(" ", 1)[-1])
+
+    async def quarantine(self, entries: Sequence[Quarantined]) -> None:
+        rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]
+        sql = "INSERT INTO ledger_quarantine (request_id, quarantined_at, reason, record) VALUES ($1, $2, $3, $4)"
+        if rows:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.executemany(sql, rows)
+
+    async def list_quarantine(self, limit: int) -> list[Quarantined]:
+        sql = f"{_QUARANTINE_SELECT} LIMIT $1"
+        return [Quarantined(*r) for r in await self.reads.fetch(sql, limit)]
 
     async def spend(self, query: SpendQuery) -> SpendReport:
         groups = query.group_by
-        async with self.pool.acquire() as conn:
+        async with self.reads.acquire() as conn:
             totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
             pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
             total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
@@ -145,7 +186,7 @@ class PostgresStore:
             f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 {after}"
             f"ORDER BY started_at DESC, request_id DESC LIMIT ${len(params) + 1}"
         )
-        rows = await self.pool.fetch(sql, *params, limit)
+        rows = await self.reads.fetch(sql, *params, limit)
         return [_record(r) for r in rows]
 
     async def ping(self) -> bool:

@@ -2,18 +2,21 @@
 
 A spool directory holds one folder per gateway process, locked with flock for the life of the
 process. Each folder holds numbered segment files of JSON lines. A segment is deleted only once
-all its records are committed to the ledger. After a crash, the next process finds the unlocked
-folders, replays them into the ledger (idempotent on request id) and deletes them.
+all its records are committed to the ledger. A folder whose lock is free belongs to a process
+that died: any live gateway sharing the root (at start and then periodically) adopts it, holding
+its lock while it replays it into the ledger (idempotent on request id), then deletes it.
 The write is a plain `os.write` to the page cache: it survives the process being killed (not a
 power cut), costs microseconds, and is the only I/O on the request path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -27,10 +30,14 @@ class Spool:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.folder = self.root / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.folder.mkdir()
-        self._lock_fd = os.open(self.folder / _LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Locked before it appears under its name, so no other gateway can take it for an orphan.
+        staging = self.root / f".{name}"
+        staging.mkdir()
+        self._lock_fd = os.open(staging / _LOCK, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.folder = self.root / name
+        staging.rename(self.folder)
         self._segment = 0
         self._fd = self._open_segment()
         self._sealed: list[Path] = []
@@ -68,35 +75,65 @@ class Spool:
         else:
             os.close(self._lock_fd)
 
-    def orphans(self) -> Iterator[Path]:
-        """Folders left by processes that died (their lock is free)."""
-        for folder in sorted(self.root.iterdir()):
-            if folder == self.folder or not folder.is_dir():
-                continue
-            lock = folder / _LOCK
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+    @contextlib.contextmanager
+    def adopt(self) -> Iterator[list[Path]]:
+        """Folders left by processes that died (their lock is free), locked for the caller until
+        the block ends, so two live gateways never replay the same folder at once."""
+        held: list[tuple[Path, int]] = []
+        try:
+            for folder in sorted(self.root.iterdir()):
+                if folder == self.folder or folder.name.startswith(".") or not folder.is_dir():
+                    continue
+                fd = _try_lock(folder / _LOCK)
+                if fd is not None:
+                    held.append((folder, fd))
+            yield [folder for folder, _ in held]
+        finally:
+            for _, fd in held:
                 os.close(fd)
-                continue  # a live gateway owns it
-            os.close(fd)
-            yield folder
 
 
-def read_folder(folder: Path) -> list[UsageRecord]:
-    """All complete records of a dead process's spool; a torn last line is skipped."""
-    records: list[UsageRecord] = []
+def _try_lock(lock: Path) -> int | None:
+    try:
+        fd = os.open(lock, os.O_RDWR)  # never create: a folder without a lock is being made or removed
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None  # a live gateway owns it, or another one is adopting it
+    return fd
+
+
+@dataclass(slots=True)
+class SpoolContents:
+    """What a dead process's folder holds: its records, and lines that are not records
+    (numbered `segment:line`), which are quarantined rather than dropped."""
+
+    records: list[UsageRecord] = field(default_factory=list)
+    bad_lines: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_folder(folder: Path) -> SpoolContents:
+    """All complete records of a dead process's spool. A torn last line (no newline: the process
+    died mid-write, before its response was sent) is skipped; any other bad line is reported."""
+    found = SpoolContents()
     for segment in sorted(folder.glob("*.jsonl")):
-        for line in segment.read_bytes().splitlines():
-            try:
-                records.append(UsageRecord.from_json_dict(orjson.loads(line)))
-            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError):
+        data = segment.read_bytes()
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        elif lines:
+            lines.pop()  # torn
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
-    return records
+            try:
+                found.records.append(UsageRecord.from_json_dict(orjson.loads(line)))
+            except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError, ArithmeticError):
+                found.bad_lines.append((f"{segment.name}:{number}", line.decode("utf-8", "replace")))
+    return found
 
 
 def remove_folder(folder: Path) -> None:

@@ -1,4 +1,10 @@
-"""The embedded SQLite ledger (WAL), driven from one worker thread so the event loop never blocks."""
+"""The embedded SQLite ledger (WAL), driven from worker threads so the event loop never blocks.
+
+Three connections, each with its own thread: one for writes, keys and alerts, one for reports
+and record listings, one for readiness probes. WAL lets readers run while the writer commits, so
+a long report never holds up a ledger flush, a probe or a key refresh, and a flush waiting for a
+lock never holds up a probe.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,10 @@ import orjson
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.money import from_nanos, to_nanos
+from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
@@ -24,6 +32,11 @@ from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.spend_sql import SQLITE, assemble, percentiles_sql, totals_sql
 
 T = TypeVar("T")
+# Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
+_DATA_ERRORS = (
+    OverflowError, ValueError, TypeError, ArithmeticError, sqlite3.IntegrityError, sqlite3.DataError,
+    sqlite3.InterfaceError,
+)  # fmt: skip
 _SQL_COLUMNS = tuple("cost_nanos" if c == "cost_usd" else c for c in LEDGER_COLUMNS)
 _INSERT = (
     f"INSERT INTO ledger ({', '.join(_SQL_COLUMNS)}) VALUES ({', '.join('?' * len(_SQL_COLUMNS))}) "
@@ -54,7 +67,11 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite-read")
+        self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite-probe")
         self._conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._probe_conn: sqlite3.Connection | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -64,16 +81,36 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, fn)
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only query on the reader's own connection and thread."""
+        if self.path == ":memory:":  # a second connection would see another database
+            return await self._run(fn)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._call_reader, fn)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._conn = conn
+            self._conn = self._connect()
         return fn(self._conn)
+
+    def _call_reader(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._read_conn is None:
+            self._read_conn = self._connect()
+        return fn(self._read_conn)
+
+    def _probe(self) -> bool:
+        if self._probe_conn is None:
+            self._probe_conn = self._connect()
+        return bool(self._probe_conn.execute("SELECT 1").fetchone())
 
     async def open(self) -> None:
         await self._run(self._migrate)
@@ -109,12 +146,28 @@ class SQLiteStore:
             conn.close()
             self._conn = None
 
+        def _close_reader(conn: sqlite3.Connection) -> None:
+            conn.close()
+            self._read_conn = None
+
+        loop = asyncio.get_running_loop()
+        if self._read_conn is not None:
+            await loop.run_in_executor(self._reader, self._call_reader, _close_reader)
+        self._reader.shutdown(wait=True)
+        if self._probe_conn is not None:
+            await loop.run_in_executor(self._prober, self._probe_conn.close)
+            self._probe_conn = None
+        self._prober.shutdown(wait=True)
         if self._conn is not None:
             await self._run(_close)
         self._executor.shutdown(wait=True)
 
     async def write(self, records: Sequence[UsageRecord]) -> int:
-        rows = [_row(r) for r in records]
+        """Insert new records in one transaction; `RecordRejected` when a value cannot be stored."""
+        try:
+            rows = [_row(r) for r in records]
+        except _DATA_ERRORS as exc:
+            raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
 
         def _write(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
@@ -128,7 +181,26 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
                 raise
 
-        return await self._run(_write) if rows else 0
+        if not rows:
+            return 0
+        try:
+            return await self._run(_write)
+        except _DATA_ERRORS as exc:
+            raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
+
+    async def quarantine(self, entries: Sequence[Quarantined]) -> None:
+        rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]
+        sql = "INSERT INTO ledger_quarantine (request_id, quarantined_at, reason, record) VALUES (?, ?, ?, ?)"
+        if rows:
+            await self._run(lambda conn: conn.executemany(sql, rows))
+
+    async def list_quarantine(self, limit: int) -> list[Quarantined]:
+        sql = (
+            "SELECT request_id, quarantined_at, reason, record FROM ledger_quarantine "
+            "ORDER BY quarantined_at DESC LIMIT ?"
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, (limit,)).fetchall())
+        return [Quarantined(*r) for r in rows]
 
     async def spend(self, query: SpendQuery) -> SpendReport:
         def _spend(conn: sqlite3.Connection) -> SpendReport:
@@ -139,7 +211,7 @@ class SQLiteStore:
             total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
             return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
 
-        return await self._run(_spend)
+        return await self._read(_spend)
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
@@ -153,12 +225,14 @@ class SQLiteStore:
             f"SELECT {', '.join(_SQL_COLUMNS)} FROM ledger WHERE started_at >= ? AND started_at < ? {after}"
             "ORDER BY started_at DESC, request_id DESC LIMIT ?"
         )
-        rows = await self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
+        rows = await self._read(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
         return [_record(tuple(r)) for r in rows]
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+            if self.path == ":memory:":
+                return bool(await self._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+            return await asyncio.get_running_loop().run_in_executor(self._prober, self._probe)
         except sqlite3.Error:
             return False
 

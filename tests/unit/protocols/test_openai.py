@@ -11,10 +11,14 @@ from costwarden.domain.usage import Usage
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.openai import (
     ENDPOINTS,
+    MEDIA_PART_TOKENS,
     STREAMABLE,
+    TEMPLATE_TOKENS,
+    UNBOUNDED_OUTPUT,
     error_body,
     models_body,
     parse_request,
+    plausible_usage,
     upstream_body,
     usage_from,
 )
@@ -149,6 +153,8 @@ def test_model_rewrite_and_include_usage_together() -> None:
         ),
         ({"usage": {"prompt_tokens": 5, "prompt_tokens_details": None}}, Usage(5, 0, 0)),
         ({"usage": {"prompt_tokens": -5, "completion_tokens": "7"}}, Usage(0, 0, 0)),  # garbage counts as 0
+        ({"usage": {"prompt_tokens": 12.0, "completion_tokens": 1e17}}, Usage(12, 10**17, 0)),  # bounded later
+        ({"usage": {"prompt_tokens": 2.5, "completion_tokens": float("nan")}}, Usage(0, 0, 0)),
         ({"usage": None}, None),
         ({"choices": []}, None),
         ([{"usage": {}}], None),
@@ -175,3 +181,75 @@ def test_models_body() -> None:
             {"id": "b", "object": "model", "created": 1700000000, "owned_by": "costwarden"},
         ],
     }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("max_tokens", 10**17, "integer_out_of_range"),
+        ("max_tokens", 2**31, "integer_out_of_range"),
+        ("max_tokens", -1, "integer_out_of_range"),
+        ("max_completion_tokens", 18446744073709551615, "integer_out_of_range"),
+        ("n", 0, "integer_out_of_range"),
+        ("n", 129, "integer_out_of_range"),
+        ("n", 10**17, "integer_out_of_range"),
+        ("n", "3", "invalid_type"),
+        ("max_tokens", 2.5, "invalid_type"),
+        ("max_tokens", True, "invalid_type"),
+        ("max_tokens", [], "invalid_type"),
+        ("max_tokens", 1e300, "integer_out_of_range"),
+    ],
+)
+def test_request_counts_out_of_range_are_a_clear_400(field: str, value: object, code: str) -> None:
+    raw = orjson.dumps({"model": "gpt", "messages": [], field: value})
+    error = rejects(raw)
+    assert error.status == 400 and error.code == code
+    assert f"`{field}`" in error.message
+    assert len(error.message) <= 200
+
+
+@pytest.mark.parametrize(
+    "counts", [{}, {"max_tokens": None}, {"max_tokens": 0, "n": 1}, {"max_tokens": 2**31 - 1, "n": 128}]
+)
+def test_request_counts_in_range_pass(counts: dict[str, object]) -> None:
+    assert parse_request(orjson.dumps({"model": "gpt", **counts}), CHAT).model == "gpt"
+
+
+CHAT_BODY: dict[str, Any] = {"model": "gpt", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
+
+
+def test_plausible_usage_keeps_real_usage() -> None:
+    usage = Usage(input_tokens=12, output_tokens=16, cached_tokens=4)
+    assert plausible_usage(usage, CHAT_BODY, 80) == (usage, [])
+
+
+def test_plausible_usage_bounds_an_absurd_prompt_count() -> None:
+    bounded, over = plausible_usage(Usage(input_tokens=10**17, output_tokens=3), CHAT_BODY, 80)
+    assert bounded.input_tokens == 80 + TEMPLATE_TOKENS and bounded.output_tokens == 3
+    assert over == [f"prompt_tokens={10**17} > {80 + TEMPLATE_TOKENS}"]
+
+
+def test_plausible_usage_bounds_output_by_max_tokens_times_n() -> None:
+    body = {**CHAT_BODY, "n": 3}
+    assert plausible_usage(Usage(output_tokens=48), body, 80)[1] == []
+    bounded, over = plausible_usage(Usage(output_tokens=49), body, 80)
+    assert bounded.output_tokens == 48 and over
+
+
+def test_plausible_usage_without_max_tokens_has_a_sane_cap() -> None:
+    body = {"model": "gpt", "messages": []}
+    assert plausible_usage(Usage(output_tokens=UNBOUNDED_OUTPUT), body, 10)[1] == []
+    assert plausible_usage(Usage(output_tokens=10**17), body, 10)[0].output_tokens == UNBOUNDED_OUTPUT
+
+
+def test_plausible_usage_cached_never_exceeds_input() -> None:
+    bounded, over = plausible_usage(Usage(input_tokens=10, cached_tokens=11), CHAT_BODY, 80)
+    assert bounded.cached_tokens == 10 and over == ["cached_tokens=11 > 10"]
+
+
+def test_plausible_usage_allows_for_images() -> None:
+    # An image costs tokens its URL's bytes do not show.
+    image = {"type": "image_url", "image_url": {"url": "https://x/y.png"}}
+    body = {"model": "gpt", "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, image]}]}
+    assert plausible_usage(Usage(input_tokens=50_000), body, 150)[1] == []
+    assert plausible_usage(Usage(input_tokens=MEDIA_PART_TOKENS * 2), body, 150)[1] != []

@@ -86,7 +86,7 @@ def test_count_items_takes_the_largest_first_dimension() -> None:
 
 
 @FAST
-@given(st.lists(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=4), min_size=1, max_size=6))
+@given(st.lists(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=3), min_size=1, max_size=6))
 def test_count_items_property(shapes: list[list[int]]) -> None:
     assert count_items(infer_body(*shapes)) == max(s[0] for s in shapes)
 
@@ -143,3 +143,32 @@ def test_a_boolean_is_not_a_dimension() -> None:
 
 def test_error_body() -> None:
     assert orjson.loads(error_body("model 'x' not found")) == {"error": "model 'x' not found"}
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        [18446744073709551615, 4],  # 2^64 - 1: fits no signed 64-bit column
+        [2**63, 1],  # already too large for PostgreSQL's int8
+        [2**32 + 1],
+        [1, 2**40],  # a later dimension counts too
+        [2**32, 2**32],  # each dimension in range, the element count not
+        [4, 2**32, 2**32, 2**32],
+    ],
+)
+def test_a_dimension_out_of_range_is_a_clear_400(shape: list[int]) -> None:
+    error = rejected(infer_body(shape))
+    assert error.code == "shape_out_of_range"
+    assert "shape" in error.message
+
+
+def test_the_largest_allowed_shapes_are_accepted() -> None:
+    assert count_items(infer_body([2**32])) == 2**32
+    assert count_items(infer_body([2**31, 2**31, 1])) == 2**31
+    assert count_items(infer_body([2**32, 0, 2**32])) == 2**32  # no elements at all: nothing to overflow
+
+
+def test_an_integer_beyond_64_bits_is_not_a_dimension() -> None:
+    # orjson reads it as a float: refused like any non-integer dimension.
+    raw = b'{"inputs": [{"name": "a", "shape": [18446744073709551616, 1], "datatype": "FP32", "data": []}]}'
+    assert rejected(raw).code == "invalid_request"

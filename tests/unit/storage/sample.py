@@ -9,8 +9,10 @@ from typing import Any
 
 import orjson
 
+from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.ports import RecordRejected
 
 
 def record(request_id: str, **overrides: Any) -> UsageRecord:
@@ -66,7 +68,9 @@ class MemoryLedger:
     """A LedgerStore in a dict, idempotent on request_id, that can be told to fail.
 
     `fail`: how many of the next write calls raise. `fail_calls`: which write calls (counted
-    from 1) raise. `batches` lists the request ids of every write that succeeded.
+    from 1) raise. `poison`: request ids the database refuses as data (the whole batch fails
+    with RecordRejected, as a real database does). `batches` lists the request ids of every
+    write that succeeded; `quarantined` what was set aside.
     """
 
     def __init__(self) -> None:
@@ -75,6 +79,9 @@ class MemoryLedger:
         self.fail = 0
         self.fail_calls: set[int] = set()
         self.calls = 0
+        self.poison: set[str] = set()
+        self.quarantined: list[Quarantined] = []
+        self.fail_quarantine = 0
 
     async def open(self) -> None:
         return None
@@ -89,6 +96,9 @@ class MemoryLedger:
         if self.fail:
             self.fail -= 1
             raise ConnectionError("the ledger is down")
+        bad = [r.request_id for r in records if r.request_id in self.poison]
+        if bad:
+            raise RecordRejected(f"value out of range in {bad[0]}")
         self.batches.append([r.request_id for r in records])
         new = 0
         for r in records:
@@ -111,3 +121,12 @@ class MemoryLedger:
 
     async def ping(self) -> bool:
         return True
+
+    async def quarantine(self, entries: Sequence[Quarantined]) -> None:
+        if self.fail_quarantine:
+            self.fail_quarantine -= 1
+            raise ConnectionError("the ledger is down")
+        self.quarantined.extend(entries)
+
+    async def list_quarantine(self, limit: int) -> list[Quarantined]:
+        return sorted(self.quarantined, key=lambda e: -e.quarantined_at)[:limit]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import orjson
 import pytest
 
-from costwarden.storage.recorder import Recorder
+from costwarden.domain.quarantine import Quarantined
+from costwarden.domain.record import UsageRecord
+from costwarden.storage.recorder import LedgerProgress, Recorder
 from costwarden.storage.spool import Spool
 from tests.unit.storage.sample import MemoryLedger, dead_folder, jsonl, record
 
@@ -183,8 +187,164 @@ async def test_recover_leaves_a_live_folder_alone(ledger: MemoryLedger, spool: S
 async def test_recover_with_the_ledger_down_keeps_the_orphan(ledger: MemoryLedger, spool: Spool) -> None:
     dead = dead_folder(spool.root, "4242-0badcafe", jsonl(record("a")))
     ledger.fail = 1
-    with pytest.raises(ConnectionError):
-        await make(ledger, spool).recover()
+    assert await make(ledger, spool).recover() == 0  # never raises: startup must not abort
     assert spooled(dead) == {"000000000000.jsonl": ["a"]}
     assert await make(ledger, spool).recover() == 1
     assert not dead.exists()
+
+
+# --- poison records, quarantine, progress ---------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def alerting(
+    ledger: MemoryLedger, spool: Spool, batch_size: int, clock: Clock | None = None
+) -> tuple[Recorder, list[Quarantined]]:
+    seen: list[Quarantined] = []
+    recorder = Recorder(
+        ledger, spool, interval_s=0.1, batch_size=batch_size, on_quarantine=seen.extend, clock=clock or Clock()
+    )
+    return recorder, seen
+
+
+@pytest.mark.parametrize("position", [0, 3, 7])
+async def test_a_poison_record_is_quarantined_and_the_rest_written(
+    ledger: MemoryLedger, spool: Spool, position: int
+) -> None:
+    recorder, alerted = alerting(ledger, spool, batch_size=8)
+    ids = [f"r{i}" for i in range(8)]
+    ledger.poison = {ids[position]}
+    for request_id in ids:
+        recorder.append(record(request_id))
+    assert await recorder.flush() is True
+    assert sorted(ledger.rows) == sorted(set(ids) - {ids[position]})
+    assert [e.request_id for e in ledger.quarantined] == [ids[position]]
+    assert "value out of range" in ledger.quarantined[0].reason
+    assert UsageRecord.from_json_dict(orjson.loads(ledger.quarantined[0].record)) == record(ids[position])
+    assert alerted == ledger.quarantined
+    assert (recorder.written, recorder.quarantined, recorder.backlog) == (7, 1, 0)
+    assert recorder.progress().consecutive_failures == 0
+    # It is never retried: the next flushes write the next records and leave it alone.
+    calls = ledger.calls
+    recorder.append(record("next"))
+    assert await recorder.flush() is True
+    assert ledger.calls == calls + 1 and "next" in ledger.rows
+    assert len(ledger.quarantined) == 1
+    assert spooled(spool.folder) == {"000000000002.jsonl": []}
+
+
+async def test_several_poison_records_in_several_batches(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder, _ = alerting(ledger, spool, batch_size=4)
+    ids = [f"r{i:02d}" for i in range(20)]
+    ledger.poison = {"r00", "r05", "r06", "r19"}
+    for request_id in ids:
+        recorder.append(record(request_id))
+    assert await recorder.flush() is True
+    assert sorted(ledger.rows) == sorted(set(ids) - ledger.poison)
+    assert sorted(e.request_id for e in ledger.quarantined) == sorted(ledger.poison)
+
+
+async def test_a_record_out_of_range_never_reaches_the_database(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder, alerted = alerting(ledger, spool, batch_size=10)
+    recorder.append(record("ok"))
+    recorder.append(record("huge", items=2**64 - 1, cost_usd=Decimal(10**12)))
+    assert await recorder.flush() is True
+    assert list(ledger.rows) == ["ok"]
+    assert ledger.batches == [["ok"]]
+    (entry,) = ledger.quarantined
+    assert entry.request_id == "huge" and "items=18446744073709551615" in entry.reason
+    assert alerted == [entry]
+
+
+async def test_a_transient_failure_is_retried_not_quarantined(ledger: MemoryLedger, spool: Spool) -> None:
+    clock = Clock()
+    recorder, alerted = alerting(ledger, spool, batch_size=10, clock=clock)
+    recorder.append(record("a"))
+    ledger.fail = 3
+    for attempt in range(1, 4):
+        clock.now += 1.0
+        assert await recorder.flush() is False
+        progress = recorder.progress()
+        assert progress.consecutive_failures == attempt
+        assert progress.oldest_waiting_s == attempt
+        assert progress.last_error is not None and "the ledger is down" in progress.last_error
+    assert ledger.quarantined == [] and alerted == []
+    assert await recorder.flush() is True
+    assert list(ledger.rows) == ["a"]
+    assert recorder.progress() == LedgerProgress(0, 0.0, 0, None)
+
+
+async def test_the_quarantine_itself_unreachable_keeps_everything(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder, alerted = alerting(ledger, spool, batch_size=10)
+    ledger.poison = {"bad"}
+    ledger.fail_quarantine = 1
+    recorder.append(record("good"))
+    recorder.append(record("bad"))
+    assert await recorder.flush() is False  # never dropped: kept for the next flush
+    assert recorder.backlog == 2 and alerted == []
+    assert "000000000000.jsonl" in spooled(spool.folder)
+    assert await recorder.flush() is True
+    assert list(ledger.rows) == ["good"]
+    assert [e.request_id for e in ledger.quarantined] == ["bad"]
+
+
+async def test_oldest_wait_follows_the_oldest_record(ledger: MemoryLedger, spool: Spool) -> None:
+    clock = Clock()
+    recorder, _ = alerting(ledger, spool, batch_size=10, clock=clock)
+    assert recorder.oldest_wait() == 0.0
+    recorder.append(record("a"))
+    clock.now += 2.0
+    recorder.append(record("b"))
+    clock.now += 3.0
+    assert recorder.oldest_wait() == 5.0
+    ledger.fail = 1
+    assert await recorder.flush() is False
+    clock.now += 1.0
+    recorder.append(record("c"))
+    assert recorder.oldest_wait() == 6.0  # "a" is still the oldest
+    assert await recorder.flush() is True
+    assert recorder.oldest_wait() == 0.0
+
+
+async def test_recover_quarantines_bad_lines_and_poison_and_never_raises(ledger: MemoryLedger, spool: Spool) -> None:
+    lines = jsonl(record("a")) + b"{not json\n" + jsonl(record("poison"), record("b"))
+    lines += jsonl(record("huge", items=2**64 - 1))
+    dead = dead_folder(spool.root, "4242-0badcafe", lines)
+    ledger.poison = {"poison"}
+    recorder, alerted = alerting(ledger, spool, batch_size=10)
+    assert await recorder.recover() == 2
+    assert sorted(ledger.rows) == ["a", "b"]
+    assert sorted(e.request_id for e in ledger.quarantined) == ["4242-0badcafe/000000000000.jsonl:2", "huge", "poison"]
+    bad_line = next(e for e in ledger.quarantined if e.request_id.startswith("4242"))
+    assert bad_line.record == "{not json" and bad_line.reason == "unreadable spool line"
+    assert alerted == ledger.quarantined
+    assert not dead.exists()
+    assert recorder.adopted == 1
+
+
+async def test_a_live_gateway_adopts_an_orphan_periodically(ledger: MemoryLedger, spool: Spool) -> None:
+    recorder = Recorder(ledger, spool, interval_s=0.02, batch_size=10)
+    recorder.start(adopt_every_s=0.05)
+    try:
+        await asyncio.sleep(0.1)
+        # A replica sharing the spool root is killed after this gateway started.
+        other = Spool(spool.root)
+        other.append(record("orphaned"))
+        os.close(other._fd)
+        os.close(other._lock_fd)  # what SIGKILL does to its lock
+        for _ in range(100):
+            if "orphaned" in ledger.rows:
+                break
+            await asyncio.sleep(0.02)
+        assert "orphaned" in ledger.rows
+        assert not other.folder.exists()
+        assert spool.folder.exists()
+    finally:
+        await recorder.stop()

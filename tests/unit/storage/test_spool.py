@@ -73,10 +73,11 @@ def test_close_uncommitted_keeps_the_folder_for_the_next_process(tmp_path: Path)
     spool = Spool(tmp_path)
     spool.append(record("a"))
     spool.close(committed=False)
-    assert read_folder(spool.folder) == [record("a")]
+    assert read_folder(spool.folder).records == [record("a")]
     successor = Spool(tmp_path)
     try:
-        assert list(successor.orphans()) == [spool.folder]  # its lock died with it
+        with successor.adopt() as orphans:
+            assert orphans == [spool.folder]  # its lock died with it
     finally:
         successor.close(committed=True)
 
@@ -86,10 +87,15 @@ def test_orphans_skip_live_folders_and_stray_files(spool: Spool) -> None:
     try:
         dead = dead_folder(spool.root, "999999-deadbeef", jsonl(record("x")))
         (spool.root / "README").write_text("not a spool")
-        assert list(spool.orphans()) == [dead]
-        assert list(other_live.orphans()) == [dead]
+        with spool.adopt() as orphans:
+            assert orphans == [dead]
+            with other_live.adopt() as theirs:
+                assert theirs == []  # held by the first adopter until its block ends
+        with other_live.adopt() as theirs:
+            assert theirs == [dead]
         # Looking did not take the folders: the live one is still locked by its owner.
-        assert list(spool.orphans()) == [dead]
+        with spool.adopt() as orphans:
+            assert orphans == [dead]
     finally:
         other_live.close(committed=False)
 
@@ -98,12 +104,21 @@ def test_read_folder_reads_segments_in_order_and_skips_a_torn_line(tmp_path: Pat
     a, b, c = record("a"), record("b"), record("c")
     torn = jsonl(record("d"))[:57]
     folder = dead_folder(tmp_path, "1-x", jsonl(a, b), jsonl(c) + torn)
-    assert read_folder(folder) == [a, b, c]
+    assert read_folder(folder).records == [a, b, c]
+    assert read_folder(folder).bad_lines == []  # a torn last line is no record: never answered
 
 
-def test_read_folder_skips_a_line_that_is_not_a_record(tmp_path: Path) -> None:
-    folder = dead_folder(tmp_path, "1-x", b'{"request_id": "half"}\n' + jsonl(record("a")) + b"\n")
-    assert read_folder(folder) == [record("a")]
+def test_read_folder_reports_a_line_that_is_not_a_record(tmp_path: Path) -> None:
+    garbage = b'{"request_id": "half"}\n' + b"\x00\xff not json\n" + b'{"cost_usd": "NaN?"}\n'
+    folder = dead_folder(tmp_path, "1-x", garbage + jsonl(record("a")) + b"\n")
+    contents = read_folder(folder)
+    assert contents.records == [record("a")]
+    assert [where for where, _ in contents.bad_lines] == [
+        "000000000000.jsonl:1",
+        "000000000000.jsonl:2",
+        "000000000000.jsonl:3",
+    ]  # kept for the quarantine, not dropped; the blank line is not reported
+    assert contents.bad_lines[0][1] == '{"request_id": "half"}'
 
 
 def test_remove_folder(tmp_path: Path) -> None:
