@@ -45,7 +45,7 @@ for i, record in ipairs(split(ARGV[9], '\30')) do
   r.keep = num(stored[2])
   local old = working[key] or r.stored
   local tat = math.max(old, now) + cost * interval
-  if tat - now <= period + EPSILON then
+  if tat - now <= period + tolerance(limit, interval, now) then
     r.allowed, r.tat, r.retry = 1, tat, 0.0
     r.remaining, r.reset = rate_view(limit, period, interval, tat, now)
     working[key] = tat
