@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
 from costwarden.domain.budget import Amount, BudgetState
