@@ -8,7 +8,7 @@ import time
 import uuid
 from decimal import Decimal
 
-from costwarden.domain.admission import AdmissionRequest, BudgetCheck
+from costwarden.domain.admission import AdmissionRequest, BudgetCheck, BudgetSeed
 from costwarden.domain.budget import Amount
 from costwarden.storage.redis_counters import RedisCounters
 from tests.integration.redis_server import PrivateRedis
@@ -16,7 +16,7 @@ from tests.integration.redis_server import PrivateRedis
 
 def _check(budget_id: str, limit: str, now: float) -> BudgetCheck:
     key = f"{budget_id}|w"
-    return BudgetCheck(budget_id, (key,), key, Decimal(limit), None, None, True, now + 3600)
+    return BudgetCheck(budget_id, (key,), key, Decimal(limit), None, None, True, now + 3600, budget_id)
 
 
 def _ask(rid: str, usd: str, check: BudgetCheck, now: float) -> AdmissionRequest:
@@ -29,6 +29,7 @@ async def test_the_first_admit_after_a_redis_restart_succeeds(durable_redis: Pri
     now = time.time()
     check = _check("b", "1", now)
     try:
+        await counters.restore([BudgetSeed("b", ())])
         assert (await counters.admit(_ask("r1", "0.1", check, now), now)).admitted
         durable_redis.stop()
         durable_redis.start()

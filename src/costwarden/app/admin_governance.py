@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from costwarden.alerts.payload import alert_json
 from costwarden.app.runtime import Runtime
 from costwarden.config.governance import BudgetConfig
-from costwarden.ports import CounterStoreUnavailable
+from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 from costwarden.services import budgets as budget_service
 from costwarden.services.governor import budget_json
 
@@ -25,6 +25,8 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
             return [budget_json(await runtime.governor.view(b, now)) for b in runtime.policy.budgets]
         except CounterStoreUnavailable as exc:
             raise HTTPException(503, f"the counter store is unreachable: {exc}") from exc
+        except CounterStoreUnseeded as exc:
+            raise HTTPException(503, f"the budget counters are being rebuilt from the ledger: {exc}") from exc
 
     @api.put("/admin/v1/budgets/{budget_id}", dependencies=guard, summary="Create or replace a stored budget")
     async def put_budget(budget_id: str, body: dict[str, Any]) -> dict[str, Any]:

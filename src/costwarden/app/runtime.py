@@ -86,8 +86,7 @@ class Runtime:
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store)
-        active = await self.store.list_alerts(True, 1000)
-        self._alerts.adopt(active)
+        active = await self.store.list_alerts(True, 1000)  # the governor re-announces them if it leads
         self._alerts.start()
         self._admit = Admit(self.policy, self.counters, self.health)
         self._governor = self._build_governor(active)
@@ -147,6 +146,7 @@ class Runtime:
             active,
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
+            firing=lambda: self.store.list_alerts(True, 1000),
         )
 
     def _alert_counts(self) -> dict[str, int]:

@@ -50,6 +50,12 @@ class _NoAlerts:
     def record(self, alerts: object) -> None:
         return None
 
+    def adopt(self, active: object) -> None:
+        return None
+
+    def disown(self) -> None:
+        return None
+
 
 @app.command("list")
 def list_budgets(config: Path = ConfigOption) -> None:
