@@ -14,7 +14,7 @@ from costwarden.app.runtime import Runtime
 from costwarden.config.governance import BudgetConfig
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 from costwarden.services import budgets as budget_service
-from costwarden.services.governor import budget_json
+from costwarden.services.budgets import budget_json
 
 
 def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> None:

@@ -20,7 +20,9 @@ from costwarden.config.models import Config
 from costwarden.domain.budget import Action
 from costwarden.ports import Store
 from costwarden.services import budgets as budget_service
-from costwarden.services.governor import BudgetView, Governor
+from costwarden.ports import CounterStoreUnseeded
+from costwarden.services.budgets import BudgetView
+from costwarden.services.governor import Governor
 from costwarden.storage.factory import open_counters, open_lease
 
 app = typer.Typer(help="List, set and delete budgets.", no_args_is_help=True)
@@ -61,7 +63,11 @@ class _NoAlerts:
 def list_budgets(config: Path = ConfigOption) -> None:
     """Budgets with spent, reserved, remaining, utilisation and forecast for the current window."""
     cfg = config_or_exit(config)
-    views = with_store(cfg, lambda store: _views(store, cfg))
+    try:
+        views = with_store(cfg, lambda store: _views(store, cfg))
+    except CounterStoreUnseeded as exc:
+        errors.print(f"[yellow]the budget counters are being rebuilt from the ledger ({exc}); retry in a moment[/]")
+        raise typer.Exit(1) from exc
     if not views:
         console.print("no budgets: add them under governance.budgets in the config, or `costwarden budgets set`")
         return
@@ -125,9 +131,45 @@ def set_budget(
         )
         with_store(cfg, lambda store: budget_service.set_budget(store, cfg, budget))
     except (ValidationError, ValueError) as exc:
-        errors.print(f"[red]cannot set budget {budget_id!r}:[/] {exc}")
+        errors.print(f"[red]cannot set budget {budget_id!r}:[/] {option_message(exc)}")
         raise typer.Exit(2) from exc
     console.print(f"budget [bold]{budget_id}[/] set: ${limit_usd} per {window}, {action.value}")
+
+
+# Config field -> the `budgets set` option that sets it, and scope names as the option spells them.
+_OPTIONS = {
+    "id": "BUDGET_ID",
+    "scope": "--scope",
+    "window": "--window",
+    "rolling_seconds": "--rolling-seconds",
+    "limit_usd": "--limit-usd",
+    "limit_tokens": "--limit-tokens",
+    "limit_requests": "--limit-requests",
+    "thresholds": "--thresholds",
+    "action": "--action",
+}
+_SCOPE_NAMES = {"key_id": "key", "environment": "env"}
+
+
+def option_message(exc: ValidationError | ValueError) -> str:
+    """A validation error in the words of the command line: options, not config fields."""
+    if not isinstance(exc, ValidationError):
+        return _in_option_words(str(exc))
+    parts = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = _in_option_words(str(error["msg"]).removeprefix("Value error, "))
+        parts.append(f"{_OPTIONS[field]}: {message}" if field in _OPTIONS else message)
+    return "; ".join(parts)
+
+
+def _in_option_words(message: str) -> str:
+    message = message.replace(
+        "`rolling_seconds` is required for window: rolling", "--rolling-seconds is required for --window rolling"
+    )
+    for name, alias in _SCOPE_NAMES.items():
+        message = message.replace(name, f"{alias} ({name})")
+    return message
 
 
 @app.command("delete")

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
@@ -24,16 +23,13 @@ from costwarden.domain.budget import (
     TAG_PREFIX,
     Amount,
     Budget,
-    BudgetState,
     counter_spans,
-    remaining_usd,
     seed_key,
-    utilisation,
 )
-from costwarden.domain.forecast import Forecast, forecast
 from costwarden.domain.record import Outcome
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import CounterStore, CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
+from costwarden.services.budgets import BudgetView, budget_view
 from costwarden.services.spikes import SpikeWatch
 
 log = logging.getLogger(__name__)
@@ -59,19 +55,6 @@ class AlertSubmitter(Protocol):
 class Leadership(Protocol):
     async def lead(self, now: float) -> bool:
         """True while this process holds the evaluation lease."""
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetView:
-    """A budget's current window, as the admin API and `costwarden budgets list` show it."""
-
-    budget: Budget
-    window_start: float
-    window_end: float
-    state: BudgetState
-    remaining_usd: Decimal
-    utilisation: Decimal
-    forecast: Forecast | None
 
 
 class Governor:
@@ -111,13 +94,7 @@ class Governor:
 
     async def view(self, budget: Budget, now: float) -> BudgetView:
         """Raises CounterStoreUnavailable, or CounterStoreUnseeded while the budget is not seeded."""
-        check = self._policy.check_for(budget, now)
-        state = await self._counters.budget_state(check, now)
-        start, end = budget.window.bounds(now)
-        projection = forecast(state.spent.usd, budget.limit_usd, start, end, now) if end > now else None
-        return BudgetView(
-            budget, start, end, state, remaining_usd(budget, state), utilisation(budget, state), projection
-        )
+        return await budget_view(self._counters, self._policy.check_for(budget, now), budget, now)
 
     async def _charged(self, where: tuple[tuple[str, str], ...], start: float, end: float | None) -> Amount:
         """What admission charged in [start, end) for a scope: cost, tokens and requests of the
@@ -343,30 +320,3 @@ class Governor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-
-def budget_json(view: BudgetView) -> dict[str, object]:
-    """A budget as the admin API and the CLI show it; money as strings."""
-    budget, state, projection = view.budget, view.state, view.forecast
-    return {
-        "id": budget.id,
-        "scope": dict(budget.scope.dimensions),
-        "window": budget.window.describe(),
-        "window_start": view.window_start,
-        "window_end": view.window_end,
-        "action": budget.action.value,
-        "fail_mode": budget.fail_mode.value,
-        "limit_usd": str(budget.limit_usd),
-        "limit_tokens": budget.limit_tokens,
-        "limit_requests": budget.limit_requests,
-        "spent_usd": str(state.spent.usd),
-        "reserved_usd": str(state.reserved.usd),
-        "remaining_usd": str(view.remaining_usd),
-        "utilisation": str(view.utilisation.quantize(Decimal("0.0001"))),
-        "spent_tokens": state.spent.tokens,
-        "spent_requests": state.spent.requests,
-        "forecast_usd": None if projection is None else str(projection.projected_spend.quantize(Decimal("0.000001"))),
-        "forecast_exceeds_at": None
-        if projection is None or not projection.will_exceed
-        else projection.expected_exceed_at,
-    }
