@@ -18,9 +18,8 @@ from costwarden.cli.common import ConfigOption, config_or_exit, console, errors,
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
 from costwarden.domain.budget import Action
-from costwarden.ports import Store
+from costwarden.ports import CounterStoreUnseeded, Store
 from costwarden.services import budgets as budget_service
-from costwarden.ports import CounterStoreUnseeded
 from costwarden.services.budgets import BudgetView
 from costwarden.services.governor import Governor
 from costwarden.storage.factory import open_counters, open_lease
