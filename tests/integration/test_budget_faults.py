@@ -66,7 +66,16 @@ def _config(redis_url: str) -> dict[str, Any]:
             # A slow tick: a Redis restart between two ticks must be noticed by the request path.
             "evaluate_every_seconds": 5,
             "spikes": {"enabled": False},
-            "budgets": [{"id": "ads-day", "scope": {"team": "ads"}, "window": "day", "limit_usd": str(BUDGET)}],
+            "budgets": [
+                {"id": "ads-day", "scope": {"team": "ads"}, "window": "day", "limit_usd": str(BUDGET)},
+                {
+                    "id": "search-open",
+                    "scope": {"team": "search"},
+                    "window": "day",
+                    "limit_usd": "100",
+                    "fail_mode": "open",
+                },
+            ],
         },
     }
 
@@ -126,6 +135,13 @@ def test_an_exhausted_budget_stays_exhausted_when_redis_loses_its_state(
         with socket.create_connection(("127.0.0.1", redis.port), timeout=2) as sock:
             sock.sendall(b"FLUSHALL\r\n")
             assert sock.recv(16).startswith(b"+OK")
+    search = httpx.post(  # fail open: passes while its counters are unseeded
+        urls[1] + "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4},
+        headers={"Authorization": f"Bearer {KEYS['search']}"},
+        timeout=10,
+    )
+    assert search.status_code == 200, search.text
     after = asyncio.run(_traffic(urls, clients=30, per_client=8))
     assert after.get(200, 0) <= 2, after  # only what the ledger's last flushes still allow
     assert set(after) <= {200, 429, 503}, after

@@ -16,7 +16,7 @@ from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
 from costwarden.domain.admission import AdmissionRequest
 from costwarden.domain.alert import Alert, AlertKind
-from costwarden.domain.budget import Amount, Budget, BudgetScope
+from costwarden.domain.budget import Amount, Budget, BudgetScope, BudgetState
 from costwarden.domain.record import Outcome
 from costwarden.domain.window import Unit, Window
 from costwarden.ports import CounterStore
@@ -208,3 +208,30 @@ async def test_a_new_leader_takes_over_the_firing_alerts(ledger: SQLiteStore) ->
     b._budgets = None  # keep the raised budget
     await b.step(NOW + 10)
     assert [(x.id, x.resolved_at is not None) for x in alerts_b.sent] == [(fired.id, True)]
+
+
+async def test_a_rolling_window_is_rebuilt_bucket_by_bucket(ledger: SQLiteStore) -> None:
+    """Each bucket gets the ledger's spend in its own span: a second rebuild adds nothing, and
+    spend ages out with its bucket."""
+    budget = Budget("roll", BudgetScope.of({"team": "search"}), Window.rolling(3600, 6), Decimal(10))
+    at = [NOW - 3000, NOW - 1300, NOW - 5]
+    await ledger.write([record(f"roll-{i}", started_at=t, cost_usd=Decimal("0.1")) for i, t in enumerate(at)])
+    gov, _ = governor([budget], MemoryCounters(), ledger)
+    for _ in range(2):
+        await gov.rebuild(NOW)
+        assert (await gov.view(budget, NOW)).state.spent == Amount(Decimal("0.3"), 450, 3)
+    later = NOW + 700  # the oldest record's bucket has left the window
+    assert (await gov.view(budget, later)).state.spent == Amount(Decimal("0.2"), 300, 2)
+
+
+async def test_a_budget_with_a_new_scope_starts_from_the_ledger_of_that_scope(ledger: SQLiteStore) -> None:
+    await spend(ledger, served=4, cost="0.01")  # team search
+    counters = MemoryCounters()
+    ads = Budget("b", BudgetScope.of({"team": "ads"}), DAY, Decimal(1))
+    gov, _ = governor([ads], counters, ledger, stored=[ads])
+    await gov.rebuild(NOW)
+    assert await admit(gov, ads, "0.5", "r1")
+    search = replace(ads, scope=BudgetScope.of({"team": "search"}))
+    gov, _ = governor([ads], counters, ledger, stored=[search])
+    await gov.refresh_budgets()
+    assert (await gov.view(search, NOW)).state == BudgetState(Amount(Decimal("0.04"), 600, 4))
