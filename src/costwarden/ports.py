@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from costwarden.domain.admission import AdmissionRequest, AdmissionResult, Settlement
+from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
 from costwarden.domain.alert import Alert
-from costwarden.domain.budget import Amount, BudgetState
+from costwarden.domain.budget import BudgetState
 from costwarden.domain.keys import StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
@@ -55,17 +55,22 @@ class CounterStore(Protocol):
 
     In-process for one replica, Redis for many. Every method is atomic; `admit` is one round trip.
     Raises `CounterStoreUnavailable` when the store cannot be reached.
+
+    A budget's counters are seeded (`restore`) before they admit anything: `admit` refuses a
+    budget that is not (`unseeded:<id>`), so a store that lost its state (restart, FLUSHALL,
+    failover, eviction of its marker) or a budget created at run time never admits from zero.
     """
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult: ...
 
     async def settle(self, settlement: Settlement, now: float) -> None: ...
 
-    async def budget_state(self, read_keys: Sequence[str], now: float) -> BudgetState:
-        """Spent and reserved (live holds only) summed over `read_keys`."""
+    async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
+        """Spent and reserved (live holds only) summed over the check's `read_keys`. Raises
+        `CounterStoreUnseeded` when the budget's counters are not seeded."""
 
-    async def restore(self, spent: dict[str, Amount], retain_until: dict[str, float]) -> None:
-        """Set each counter's spend to the ledger's figure (holds are kept): the ledger is the truth."""
+    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+        """Seed budgets from the ledger (holds are kept; a counter is never lowered, see BudgetSeed)."""
 
     async def ping(self) -> bool: ...
 
@@ -74,6 +79,11 @@ class CounterStore(Protocol):
 
 class CounterStoreUnavailable(Exception):
     """The shared counter store did not answer; callers apply the budget's fail mode."""
+
+
+class CounterStoreUnseeded(Exception):
+    """A budget's counters are not seeded (the store lost its state, or the budget is new): its
+    figures are not the truth until a rebuild; callers apply the budget's fail mode."""
 
 
 class AlertSink(Protocol):

@@ -21,8 +21,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from costwarden.domain import ratelimit
-from costwarden.domain.admission import AdmissionRequest, BudgetCheck, RateCheck, Settlement, SlotCheck
-from costwarden.domain.budget import NOTHING, Action, Amount, Budget, BudgetScope, BudgetState, Ledgerless, counter_key
+from costwarden.domain.admission import (
+    AdmissionRequest,
+    BudgetCheck,
+    BudgetSeed,
+    CounterSeed,
+    RateCheck,
+    Settlement,
+    SlotCheck,
+)
+from costwarden.domain.budget import (
+    NOTHING,
+    Action,
+    Amount,
+    Budget,
+    BudgetScope,
+    BudgetState,
+    Ledgerless,
+    Reservation,
+    counter_key,
+    seed_key,
+)
 from costwarden.domain.money import quantize
 from costwarden.domain.window import Unit, Window
 from costwarden.ports import CounterStore, CounterStoreUnavailable
@@ -54,14 +73,24 @@ async def open_redis() -> tuple[RedisCounters, str]:
     return RedisCounters(REDIS, namespace=namespace, clock=lambda: START), namespace
 
 
+async def seeded(store: CounterStore, *seed_keys: str) -> CounterStore:
+    """Mark budgets seeded with nothing in the ledger (a rebuild of an empty ledger)."""
+    await store.restore([BudgetSeed(key, ()) for key in seed_keys])
+    return store
+
+
+# The budgets of this suite, seeded as the gateway seeds them at start.
+SEEDED = ("a", "b", "watch", "roll", "race", "other")
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
     if request.param == "memory":
-        yield MemoryCounters()
+        yield await seeded(MemoryCounters(), *SEEDED)
         return
     counters, namespace = await open_redis()
     try:
-        yield counters
+        yield await seeded(counters, *SEEDED)
     finally:
         await counters.close()
         await drop_namespace(namespace)
@@ -73,7 +102,7 @@ def usd(text: str, requests: int = 1) -> Amount:
 
 def budget(bid: str, usd: str | None = "1", tokens: int | None = None, requests: int | None = None) -> BudgetCheck:
     usd_, tokens_, requests_ = (None if n is None else Decimal(n) for n in (usd, tokens, requests))
-    return BudgetCheck(bid, (f"{bid}|w",), f"{bid}|w", usd_, tokens_, requests_, True, START + 86_400)
+    return BudgetCheck(bid, (f"{bid}|w",), f"{bid}|w", usd_, tokens_, requests_, True, START + 86_400, bid)
 
 
 def ask(
@@ -88,7 +117,7 @@ def ask(
 
 
 async def state(store: CounterStore, check: BudgetCheck, now: float = START) -> BudgetState:
-    return await store.budget_state(check.read_keys, now)
+    return await store.budget_state(check, now)
 
 
 async def test_admission_is_all_or_nothing(store: CounterStore) -> None:
@@ -205,16 +234,19 @@ async def test_gcra_matches_the_domain(store: CounterStore) -> None:
             expected = ratelimit.adjust(limit, expected, delta, now)
 
 
-async def test_restore_sets_spend_and_keeps_holds(store: CounterStore) -> None:
-    check = budget("b")
+async def test_restore_raises_spend_and_keeps_holds(store: CounterStore) -> None:
+    check, other = budget("b"), budget("other")
     await store.admit(ask("r1", usd("0.2"), (check,)), START)
     await store.settle(Settlement("r0", (check.write_key,), NOTHING, usd("0.5")), START)
     await store.restore(
-        {check.write_key: Amount(Decimal("0.75"), 10, 7), "other|w": usd("0.1")},
-        {check.write_key: START + 3600, "other|w": START + 3600},
+        [
+            BudgetSeed("b", (CounterSeed(check.write_key, Amount(Decimal("0.75"), 10, 0), START + 3600),)),
+            BudgetSeed("other", (CounterSeed(other.write_key, usd("0.1"), START + 3600),)),
+        ]
     )
-    assert await state(store, check) == BudgetState(Amount(Decimal("0.75"), 10, 7), usd("0.2"))
-    assert await store.budget_state(("other|w",), START) == BudgetState(usd("0.1"))
+    # Raised to the ledger's figure in usd and tokens; the counter's 1 request is more than the ledger's 0.
+    assert await state(store, check) == BudgetState(Amount(Decimal("0.75"), 10, 1), usd("0.2"))
+    assert await state(store, other) == BudgetState(usd("0.1"))
     assert not (await store.admit(ask("r2", usd("0.1"), (check,)), START)).admitted
     assert await store.ping()
 
@@ -231,9 +263,16 @@ BUDGETS = (
 
 def check_for(b: Budget, now: float) -> BudgetCheck:
     """As the admit stage builds it (chain/policy.py)."""
-    keys = tuple(counter_key(b.id, k) for k in b.window.bucket_keys(now))
-    write = counter_key(b.id, b.window.key(now))
-    return BudgetCheck(b.id, keys, write, *b.limits(), b.action is Action.BLOCK, b.window.retain_until(now))
+    seed = seed_key(b)
+    keys = tuple(counter_key(seed, k) for k in b.window.bucket_keys(now))
+    write = counter_key(seed, b.window.key(now))
+    return BudgetCheck(b.id, keys, write, *b.limits(), b.action is Action.BLOCK, b.window.retain_until(now), seed)
+
+
+def written(held: Reservation) -> tuple[str, ...]:
+    """The store's counters of a model reservation (the store keys them by seed key)."""
+    seeds = {b.id: seed_key(b) for b in BUDGETS}
+    return tuple(counter_key(seeds[b], k) for b, k in zip(held.budget_ids, held.window_keys, strict=True))
 
 
 STEP = st.tuples(
@@ -258,6 +297,8 @@ async def test_adapters_agree_with_the_model(
 ) -> None:
     remote, namespace = await open_redis()
     stores: tuple[CounterStore, ...] = (MemoryCounters(), remote)
+    for one in stores:
+        await seeded(one, *(seed_key(b) for b in BUDGETS))
     model, now, open_holds = Ledgerless(BUDGETS), START, []
     try:
         for i, (wait, kind, attributes, cents, share, pick) in enumerate(plan):
@@ -281,10 +322,10 @@ async def test_adapters_agree_with_the_model(
                 model = model.settle(held, actual, now)
                 for store in stores:
                     for _ in range(2 if kind == "settle twice" else 1):
-                        await store.settle(Settlement(held.id, held.counters, held.amount, actual), now)
+                        await store.settle(Settlement(held.id, written(held), held.amount, actual), now)
             for b in BUDGETS:
-                keys = check_for(b, now).read_keys
-                assert [await store.budget_state(keys, now) for store in stores] == [model.state(b, now)] * 2
+                check = check_for(b, now)
+                assert [await store.budget_state(check, now) for store in stores] == [model.state(b, now)] * 2
     finally:
         await remote.close()
         await drop_namespace(namespace)
@@ -295,6 +336,7 @@ async def test_adapters_agree_with_the_model(
 
 async def test_replicas_admit_exactly_what_the_budget_allows(redis_up: None) -> None:
     first, namespace = await open_redis()
+    await seeded(first, "race")
     replicas = [first] + [RedisCounters(REDIS, namespace=namespace) for _ in range(3)]
     check, each = budget("race", "0.481"), usd("0.013")  # room for exactly 37
     try:
@@ -367,6 +409,7 @@ async def test_outage_fails_fast_and_the_client_reconnects(redis_up: None) -> No
     counters = RedisCounters(f"redis://127.0.0.1:{relay.port}/0", namespace=namespace, timeout=0.25)
     request = ask("r", usd("0.1"), (budget("b"),))
     try:
+        await seeded(counters, "b")
         assert (await counters.admit(request, START)).admitted
         for silent in (False, True):  # down (refused), then silent (timeouts)
             await relay.stop()

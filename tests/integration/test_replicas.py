@@ -9,60 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
-import pytest
 
-from tests.conftest import drop_costwarden_tables, need
+from tests.conftest import drop_costwarden_tables
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
-from tests.integration.procs import Gateway, Proc, free_port, wait_until
+from tests.integration.procs import Gateway, wait_until
+from tests.integration.redis_server import PrivateRedis
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BUDGET = Decimal("0.02")
 RATE = 240  # requests per minute for team research, across all replicas
-REDIS = shutil.which("redis-server")
-
-
-class PrivateRedis(Proc):
-    """A Redis of this test's own, so it can be stopped and restarted without touching others."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        super().__init__(
-            [str(REDIS), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            tmp / f"redis-{self.port}.log",
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        super().start()
-        wait_until(lambda: _ping(self.port), 10, "redis-server", self.proc)
-
-
-def _ping(port: int) -> bool:
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-        sock.sendall(b"PING\r\n")
-        return sock.recv(16).startswith(b"+PONG")
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    need(REDIS is not None, "redis-server")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def replica_config(redis_url: str) -> dict[str, Any]:

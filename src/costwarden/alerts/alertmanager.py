@@ -96,6 +96,10 @@ class AlertmanagerSink:
         self._remember(alerts)
         self._ensure_resender()
 
+    def disown(self) -> None:
+        """Another replica leads now and re-sends: forget the firing alerts (they stay firing)."""
+        self._firing.clear()
+
     async def send(self, alerts: Sequence[Alert]) -> None:
         if not alerts:
             return

@@ -22,6 +22,8 @@ class Adopting(Protocol):
 
     def adopt(self, alerts: Sequence[Alert]) -> None: ...
 
+    def disown(self) -> None: ...
+
 
 class Lane:
     """A bounded queue of alerts and the task that delivers them in batches to one destination."""
@@ -156,11 +158,17 @@ class AlertDispatcher:
                 log.exception("alert dispatcher: record failed")
 
     def adopt(self, active: Sequence[Alert]) -> None:
-        """After a restart: hand the firing alerts restored from the store to the sinks that
-        re-announce them. Nothing is sent as new."""
+        """This replica took the lead (or restarted leading): hand the firing alerts of the store to
+        the sinks that re-announce them. Nothing is sent as new."""
         for sink in self.sinks:
             if isinstance(sink, Adopting):
                 sink.adopt([a for a in active if a.firing])
+
+    def disown(self) -> None:
+        """This replica lost the lead: its sinks stop re-announcing; the new leader does it."""
+        for sink in self.sinks:
+            if isinstance(sink, Adopting):
+                sink.disown()
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Deliver what is queued for at most `grace_s` seconds, drop the rest, close the sinks."""

@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from costwarden.alerts.payload import alert_json
 from costwarden.app.runtime import Runtime
 from costwarden.config.governance import BudgetConfig
-from costwarden.ports import CounterStoreUnavailable
+from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 from costwarden.services import budgets as budget_service
-from costwarden.services.governor import budget_json
+from costwarden.services.budgets import budget_json
 
 
 def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> None:
@@ -25,6 +25,8 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
             return [budget_json(await runtime.governor.view(b, now)) for b in runtime.policy.budgets]
         except CounterStoreUnavailable as exc:
             raise HTTPException(503, f"the counter store is unreachable: {exc}") from exc
+        except CounterStoreUnseeded as exc:
+            raise HTTPException(503, f"the budget counters are being rebuilt from the ledger: {exc}") from exc
 
     @api.put("/admin/v1/budgets/{budget_id}", dependencies=guard, summary="Create or replace a stored budget")
     async def put_budget(budget_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -35,9 +37,12 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from exc
         except budget_service.BudgetServiceError as exc:
             raise HTTPException(400, str(exc)) from exc
-        await runtime.governor.refresh_budgets()
+        await runtime.governor.refresh_budgets()  # seeds it from the ledger before it admits
         active = next(b for b in runtime.policy.budgets if b.id == budget_id)
-        return budget_json(await runtime.governor.view(active, time.time()))
+        try:
+            return budget_json(await runtime.governor.view(active, time.time()))
+        except (CounterStoreUnavailable, CounterStoreUnseeded) as exc:
+            raise HTTPException(503, f"budget {budget_id!r} is stored; its state cannot be read yet: {exc}") from exc
 
     @api.delete("/admin/v1/budgets/{budget_id}", dependencies=guard, status_code=204, summary="Delete a stored budget")
     async def delete_budget(budget_id: str) -> None:

@@ -85,8 +85,7 @@ class Runtime:
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store)
-        active = await self.store.list_alerts(True, 1000)
-        self._alerts.adopt(active)
+        active = await self.store.list_alerts(True, 1000)  # the governor re-announces them if it leads
         self._alerts.start()  # before the spool replay, so a quarantine at start is alerted too
         self._spool = Spool(storage.spool_dir)
         self._recorder = Recorder(
@@ -157,6 +156,7 @@ class Runtime:
             active,
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
+            firing=lambda: self.store.list_alerts(True, 1000),
         )
 
     def _quarantine_alert(self, entries: Sequence[Quarantined]) -> None:

@@ -50,6 +50,10 @@ class StoreHealth:
     refused: dict[str, int] = field(default_factory=dict)  # rejections by reason, for metrics
     # budget id -> (window write key, estimate USD) of its last refusal on this replica
     exhausted: dict[str, tuple[str, Decimal]] = field(default_factory=dict)
+    # When a request first met an unseeded budget (the store lost its state) since the last rebuild;
+    # `wake` tells the governor to rebuild now rather than at its next tick.
+    unseeded_since: float | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Admit(PassStage):
@@ -83,6 +87,9 @@ class Admit(PassStage):
             self._unreachable(budgets, now, exc)
             return
         self._reachable()
+        if not result.admitted and (result.refused_by or "").startswith("unseeded:"):
+            self._unseeded(budgets, now)
+            return
         exchange.extra_headers.extend(self._rate_headers(request, result))
         for slot, active in zip(request.slots, result.active_slots, strict=False):
             self.slot_usage[slot.key] = active
@@ -129,6 +136,25 @@ class Admit(PassStage):
                 "state_store_unreachable",
                 f"budget {closed[0].id!r} cannot be checked because the budget store is unreachable, and it "
                 "fails closed; retry shortly",
+                kind="service_unavailable",
+                headers=((b"retry-after", b"1"),),
+            )
+
+    def _unseeded(self, budgets: tuple[Budget, ...], now: float) -> None:
+        """The store has no seeded counters for a budget (it lost its state, or the budget is new):
+        ask the governor to rebuild, and apply the fail mode meanwhile, as for an outage."""
+        if self.health.unseeded_since is None:
+            log.warning("budget counters are not seeded (the counter store lost its state?): rebuilding")
+            self.health.unseeded_since = now
+            self.health.wake.set()
+        closed = [b for b in budgets if b.fail_mode is FailMode.CLOSED]
+        if closed:
+            self._count("state_store_rebuilding")
+            raise GatewayError(
+                503,
+                "state_store_rebuilding",
+                f"budget {closed[0].id!r} cannot be checked while its counters are rebuilt from the ledger, "
+                "and it fails closed; retry shortly",
                 kind="service_unavailable",
                 headers=((b"retry-after", b"1"),),
             )

@@ -15,7 +15,7 @@ from typing import Any
 from costwarden.chain.exchange import Exchange
 from costwarden.config.models import Config
 from costwarden.domain.admission import AdmissionRequest, BudgetCheck, RateCheck, SlotCheck
-from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost
+from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost, seed_key
 from costwarden.domain.record import Protocol
 from costwarden.domain.window import WindowInstance
 from costwarden.protocols import openai
@@ -89,9 +89,11 @@ class AdmissionPolicy:
         self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
 
     def set_budgets(self, budgets: Sequence[Budget]) -> None:
-        """Replace the budgets (config + stored ones, refreshed by the governor)."""
+        """Replace the budgets (config + stored ones, refreshed by the governor). A budget whose
+        definition changed (a new limit) drops its cached check at once."""
+        unchanged = {b.id for b in set(self.budgets) & set(budgets)}
         self.budgets = tuple(budgets)
-        self._windows = {k: v for k, v in self._windows.items() if any(b.id == k for b in self.budgets)}
+        self._windows = {k: v for k, v in self._windows.items() if k in unchanged}
 
     def waiting_rule(self, slot_key: str) -> SlotRule | None:
         """The rule of a concurrency quota key (`slot|per|subject`) if it queues instead of refusing."""
@@ -109,15 +111,17 @@ class AdmissionPolicy:
             return cached[1]
         instance = budget.window.instance(now)
         limit_usd, limit_tokens, limit_requests = budget.limits()
+        seed = seed_key(budget)
         check = BudgetCheck(
             budget_id=budget.id,
-            read_keys=tuple(counter_key(budget.id, k) for k in budget.window.bucket_keys(now)),
-            write_key=counter_key(budget.id, budget.window.key(now)),
+            read_keys=tuple(counter_key(seed, k) for k in budget.window.bucket_keys(now)),
+            write_key=counter_key(seed, budget.window.key(now)),
             limit_usd=limit_usd,
             limit_tokens=limit_tokens,
             limit_requests=limit_requests,
             enforce=budget.action is Action.BLOCK,
             retain_until=budget.window.retain_until(now),
+            seed_key=seed,
         )
         if budget.window.rolling_seconds is not None:
             step = budget.window.rolling_seconds // budget.window.buckets

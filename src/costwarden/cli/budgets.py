@@ -18,9 +18,11 @@ from costwarden.cli.common import ConfigOption, config_or_exit, console, errors,
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
 from costwarden.domain.budget import Action
-from costwarden.ports import Store
+from costwarden.domain.money import format_usd
+from costwarden.ports import CounterStoreUnseeded, Store
 from costwarden.services import budgets as budget_service
-from costwarden.services.governor import BudgetView, Governor
+from costwarden.services.budgets import BudgetView
+from costwarden.services.governor import Governor
 from costwarden.storage.factory import open_counters, open_lease
 
 app = typer.Typer(help="List, set and delete budgets.", no_args_is_help=True)
@@ -50,12 +52,22 @@ class _NoAlerts:
     def record(self, alerts: object) -> None:
         return None
 
+    def adopt(self, active: object) -> None:
+        return None
+
+    def disown(self) -> None:
+        return None
+
 
 @app.command("list")
 def list_budgets(config: Path = ConfigOption) -> None:
     """Budgets with spent, reserved, remaining, utilisation and forecast for the current window."""
     cfg = config_or_exit(config)
-    views = with_store(cfg, lambda store: _views(store, cfg))
+    try:
+        views = with_store(cfg, lambda store: _views(store, cfg))
+    except CounterStoreUnseeded as exc:
+        errors.print(f"[yellow]the budget counters are being rebuilt from the ledger ({exc}); retry in a moment[/]")
+        raise typer.Exit(1) from exc
     if not views:
         console.print("no budgets: add them under governance.budgets in the config, or `costwarden budgets set`")
         return
@@ -71,10 +83,10 @@ def list_budgets(config: Path = ConfigOption) -> None:
             str(b.scope),
             b.window.describe(),
             b.action.value,
-            f"${b.limit_usd}",
-            f"${view.state.spent.usd:.4f}",
-            f"${view.state.reserved.usd:.4f}",
-            f"${view.remaining_usd:.4f}",
+            format_usd(b.limit_usd, 2),
+            format_usd(view.state.spent.usd, 4),
+            format_usd(view.state.reserved.usd, 4),
+            format_usd(view.remaining_usd, 4),
             f"[{colour}]{pct:.1f}%[/]",
             _forecast(view),
         )
@@ -87,7 +99,7 @@ def _forecast(view: BudgetView) -> str:
     forecast = view.forecast
     if forecast is None:
         return "-"
-    return f"${forecast.projected_spend:.4f}" + (" [red]over[/]" if forecast.will_exceed else "")
+    return format_usd(forecast.projected_spend, 4) + (" [red]over[/]" if forecast.will_exceed else "")
 
 
 @app.command("set")
@@ -119,9 +131,45 @@ def set_budget(
         )
         with_store(cfg, lambda store: budget_service.set_budget(store, cfg, budget))
     except (ValidationError, ValueError) as exc:
-        errors.print(f"[red]cannot set budget {budget_id!r}:[/] {exc}")
+        errors.print(f"[red]cannot set budget {budget_id!r}:[/] {option_message(exc)}")
         raise typer.Exit(2) from exc
-    console.print(f"budget [bold]{budget_id}[/] set: ${limit_usd} per {window}, {action.value}")
+    console.print(f"budget [bold]{budget_id}[/] set: {format_usd(limit_usd, 2)} per {window}, {action.value}")
+
+
+# Config field -> the `budgets set` option that sets it, and scope names as the option spells them.
+_OPTIONS = {
+    "id": "BUDGET_ID",
+    "scope": "--scope",
+    "window": "--window",
+    "rolling_seconds": "--rolling-seconds",
+    "limit_usd": "--limit-usd",
+    "limit_tokens": "--limit-tokens",
+    "limit_requests": "--limit-requests",
+    "thresholds": "--thresholds",
+    "action": "--action",
+}
+_SCOPE_NAMES = {"key_id": "key", "environment": "env"}
+
+
+def option_message(exc: ValidationError | ValueError) -> str:
+    """A validation error in the words of the command line: options, not config fields."""
+    if not isinstance(exc, ValidationError):
+        return _in_option_words(str(exc))
+    parts = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = _in_option_words(str(error["msg"]).removeprefix("Value error, "))
+        parts.append(f"{_OPTIONS[field]}: {message}" if field in _OPTIONS else message)
+    return "; ".join(parts)
+
+
+def _in_option_words(message: str) -> str:
+    message = message.replace(
+        "`rolling_seconds` is required for window: rolling", "--rolling-seconds is required for --window rolling"
+    )
+    for name, alias in _SCOPE_NAMES.items():
+        message = message.replace(name, f"{alias} ({name})")
+    return message
 
 
 @app.command("delete")

@@ -21,7 +21,8 @@ class BudgetCheck:
     `read_keys` are the counters summed for the window (one for a calendar window, the buckets of a
     rolling one); `write_key` is where the hold and the spend go; `retain_until` is when the
     counters may be dropped. A limit of None is not checked. `enforce` False (alert_only) holds
-    and counts but never refuses.
+    and counts but never refuses. `seed_key` (domain.budget.seed_key) names the budget's counters
+    as a whole: a store admits nothing on them until a rebuild has seeded them from the ledger.
     """
 
     budget_id: str
@@ -32,6 +33,7 @@ class BudgetCheck:
     limit_requests: Decimal | None
     enforce: bool
     retain_until: float
+    seed_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +79,8 @@ class AdmissionResult:
 
     `budget_states` are the states the decision saw (before this request's hold), in the order of
     the request's budgets; `refused_by` names the first check that refused (`budget:<id>`,
-    `rate:<key>` or `slot:<key>`).
+    `rate:<key>` or `slot:<key>`), or `unseeded:<id>` when a budget's counters are not seeded
+    (never rebuilt, or the store lost its state): that comes before any other refusal.
     """
 
     admitted: bool
@@ -101,3 +104,24 @@ class Settlement:
     actual: Amount
     slot_keys: tuple[str, ...] = ()
     token_corrections: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSeed:
+    """The ledger's figure for one counter: what was charged in its span (requests admission
+    charges: refusals excluded), and when the counter may be dropped."""
+
+    key: str
+    ledger: Amount
+    retain_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSeed:
+    """Seed (or re-seed) one budget's counters from the ledger. A store never lowers a counter: a
+    seeded counter becomes max(counter, ledger) per unit; one that was not seeded (created by a
+    settle after the store lost its state) holds only what settled since, so it becomes counter +
+    ledger. Then the budget admits again."""
+
+    seed_key: str
+    counters: tuple[CounterSeed, ...]

@@ -5,6 +5,7 @@ the actual) and `Ledgerless`, the in-memory reference model of the shared counte
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -298,6 +299,30 @@ class Reservation:
 def counter_key(budget_id: str, window_key: str) -> str:
     """The id of one budget's counter for one window instance (or rolling bucket)."""
     return f"{budget_id}|{window_key}"
+
+
+def seed_key(budget: Budget) -> str:
+    """What a budget's counters count: its id, scope and window. A budget whose scope or window
+    changes gets new counters, seeded afresh from the ledger; a new limit keeps them."""
+    digest = hashlib.blake2s(f"{budget.scope}\n{budget.window.spec}".encode(), digest_size=4).hexdigest()
+    return f"{budget.id}#{digest}"
+
+
+def counter_spans(budget: Budget, now: float) -> tuple[tuple[str, float, float | None], ...]:
+    """The counters of the budget's window at `now` and the time each covers, [start, end) in Unix
+    seconds (end None: open, the current window or bucket): what a rebuild reads from the ledger."""
+    seed, window = seed_key(budget), budget.window
+    if window.rolling_seconds is None:
+        return ((counter_key(seed, window.key(now)), window.bounds(now)[0], None),)
+    width = window.rolling_seconds // window.buckets
+    current = math.floor(now) // width
+    spans: list[tuple[str, float, float | None]] = []
+    for key in window.bucket_keys(now):
+        index = int(key.rsplit("|", 1)[1])
+        spans.append(
+            (counter_key(seed, key), float(index * width), None if index == current else float((index + 1) * width))
+        )
+    return tuple(spans)
 
 
 @dataclass(frozen=True, slots=True)

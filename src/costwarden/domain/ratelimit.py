@@ -9,8 +9,16 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-# Slack for float rounding when costs are summed into the arrival time; far below one unit.
-EPSILON_SECONDS = 1e-9
+# A Unix time as a float resolves to about 2.4e-7 s (2025), and each admitted unit adds one
+# rounding of that size to the arrival time. The slack covers `limit` such roundings, capped at
+# half a unit, so the float never costs (or gives) a whole unit. `tolerance` is the one rule;
+# redis_scripts/prelude.lua copies it.
+_ULP_BOUND = 2.0**-51  # relative: math.ulp(x) <= |x| * 2**-51
+
+
+def tolerance(limit: RateLimit, now: float) -> float:
+    """Seconds of float slack when comparing arrival times near `now` (Unix seconds)."""
+    return min(limit.interval / 2, max(1e-9, limit.limit * abs(now) * _ULP_BOUND))
 
 
 class RateLimitError(ValueError):
@@ -56,14 +64,14 @@ class RateCheck:
 
 def _view(limit: RateLimit, tat: float, now: float) -> tuple[int, float]:
     backlog = max(0.0, tat - now)
-    remaining = math.floor((limit.period - backlog + EPSILON_SECONDS) / limit.interval)
+    remaining = math.floor((limit.period - backlog + tolerance(limit, now)) / limit.interval)
     return max(0, min(limit.limit, remaining)), backlog
 
 
 def check(limit: RateLimit, state: RateState, cost: int, now: float) -> RateCheck:
     """Admit `cost` units at `now` (Unix seconds) if the bucket holds them; take them if so."""
     tat = max(state.tat, now) + cost * limit.interval
-    if tat - now <= limit.period + EPSILON_SECONDS:
+    if tat - now <= limit.period + tolerance(limit, now):
         remaining, reset = _view(limit, tat, now)
         return RateCheck(True, RateState(tat), remaining, reset)
     remaining, reset = _view(limit, state.tat, now)

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from costwarden.chain.admit import StoreHealth
-from costwarden.services.governor import BudgetView
+from costwarden.services.budgets import BudgetView
 
 
 class GovernanceCollector(Collector):

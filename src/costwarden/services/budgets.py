@@ -1,17 +1,23 @@
-"""Budgets: the config file's, plus those defined at run time (admin API, CLI) in the database."""
+"""Budgets: the config file's, plus those defined at run time (admin API, CLI) in the database, and
+a budget's status (one computation for the admin API, the CLI, the metrics and any page)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from decimal import Decimal
 
 import orjson
 from pydantic import ValidationError
 
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
-from costwarden.domain.budget import Budget
-from costwarden.ports import BudgetStore
+from costwarden.domain.admission import BudgetCheck
+from costwarden.domain.budget import Budget, BudgetState, remaining_usd, utilisation
+from costwarden.domain.forecast import Forecast, forecast
+from costwarden.domain.money import usd_text
+from costwarden.ports import BudgetStore, CounterStore
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +68,52 @@ async def delete_budget(store: BudgetStore, config: Config, budget_id: str) -> N
         raise BudgetServiceError(f"budget {budget_id!r} is defined in the config file; remove it there")
     if not await store.delete_budget(budget_id):
         raise BudgetServiceError(f"no stored budget {budget_id!r} (see `costwarden budgets list`)")
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetView:
+    """A budget's current window, as the admin API and `costwarden budgets list` show it."""
+
+    budget: Budget
+    window_start: float
+    window_end: float
+    state: BudgetState
+    remaining_usd: Decimal
+    utilisation: Decimal
+    forecast: Forecast | None
+
+
+async def budget_view(counters: CounterStore, check: BudgetCheck, budget: Budget, now: float) -> BudgetView:
+    """The budget's status at `now` from the counter store (raises CounterStoreUnavailable, or
+    CounterStoreUnseeded while its counters are being rebuilt)."""
+    state = await counters.budget_state(check, now)
+    start, end = budget.window.bounds(now)
+    projection = forecast(state.spent.usd, budget.limit_usd, start, end, now) if end > now else None
+    return BudgetView(budget, start, end, state, remaining_usd(budget, state), utilisation(budget, state), projection)
+
+
+def budget_json(view: BudgetView) -> dict[str, object]:
+    """A budget as the admin API and the CLI show it; money as strings."""
+    budget, state, projection = view.budget, view.state, view.forecast
+    return {
+        "id": budget.id,
+        "scope": dict(budget.scope.dimensions),
+        "window": budget.window.describe(),
+        "window_start": view.window_start,
+        "window_end": view.window_end,
+        "action": budget.action.value,
+        "fail_mode": budget.fail_mode.value,
+        "limit_usd": usd_text(budget.limit_usd),
+        "limit_tokens": budget.limit_tokens,
+        "limit_requests": budget.limit_requests,
+        "spent_usd": usd_text(state.spent.usd),
+        "reserved_usd": usd_text(state.reserved.usd),
+        "remaining_usd": usd_text(view.remaining_usd),
+        "utilisation": str(view.utilisation.quantize(Decimal("0.0001"))),
+        "spent_tokens": state.spent.tokens,
+        "spent_requests": state.spent.requests,
+        "forecast_usd": None if projection is None else usd_text(projection.projected_spend),
+        "forecast_exceeds_at": None
+        if projection is None or not projection.will_exceed
+        else projection.expected_exceed_at,
+    }

@@ -7,25 +7,35 @@ One replica leads (a lease in the counter store when it is shared); the others o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
 from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
+from costwarden.domain.admission import BudgetSeed, CounterSeed
 from costwarden.domain.alert import Alert, AlertBook, AlertKind, Condition, Severity
-from costwarden.domain.budget import Amount, Budget, BudgetState, remaining_usd, utilisation
-from costwarden.domain.forecast import Forecast, forecast
-from costwarden.domain.money import usd_text
+from costwarden.domain.budget import (
+    NOTHING,
+    TAG_PREFIX,
+    Amount,
+    Budget,
+    counter_spans,
+    seed_key,
+)
+from costwarden.domain.record import Outcome
 from costwarden.domain.report import SpendQuery
-from costwarden.ports import CounterStore, CounterStoreUnavailable, LedgerStore
+from costwarden.ports import CounterStore, CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
+from costwarden.services.budgets import BudgetView, budget_view
 from costwarden.services.spikes import SpikeWatch
 
 log = logging.getLogger(__name__)
 HUNDRED = Decimal(100)
+# Budget alerts wait while counters are unseeded or being rebuilt: emptied counters are not the truth.
+BUDGET_KINDS = frozenset({AlertKind.BUDGET_EXHAUSTED, AlertKind.BUDGET_THRESHOLD, AlertKind.FORECAST_OVERRUN})
 
 
 class AlertSubmitter(Protocol):
@@ -35,23 +45,16 @@ class AlertSubmitter(Protocol):
     def record(self, alerts: Sequence[Alert]) -> None:
         """Store only (shadow mode)."""
 
+    def adopt(self, active: Sequence[Alert]) -> None:
+        """This replica leads: re-announce these firing alerts (never as new)."""
+
+    def disown(self) -> None:
+        """This replica no longer leads: stop re-announcing firing alerts."""
+
 
 class Leadership(Protocol):
     async def lead(self, now: float) -> bool:
         """True while this process holds the evaluation lease."""
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetView:
-    """A budget's current window, as the admin API and `costwarden budgets list` show it."""
-
-    budget: Budget
-    window_start: float
-    window_end: float
-    state: BudgetState
-    remaining_usd: Decimal
-    utilisation: Decimal
-    forecast: Forecast | None
 
 
 class Governor:
@@ -68,6 +71,7 @@ class Governor:
         active: Sequence[Alert] = (),
         budgets: Callable[[], Awaitable[list[Budget]]] | None = None,
         rebuild_lag: float = 1.0,
+        firing: Callable[[], Awaitable[list[Alert]]] | None = None,
     ) -> None:
         self._policy = policy
         self._counters = counters
@@ -84,36 +88,49 @@ class Governor:
         self._was_reachable = True
         self._rebuild_at: float | None = None
         self._rebuild_lag = rebuild_lag
+        self._firing = firing  # the alerts firing in the store, loaded by a replica taking the lead
+        self._leading = False
         self.views: dict[str, BudgetView] = {}
 
     async def view(self, budget: Budget, now: float) -> BudgetView:
-        check = self._policy.check_for(budget, now)
-        state = await self._counters.budget_state(check.read_keys, now)
-        start, end = budget.window.bounds(now)
-        projection = forecast(state.spent.usd, budget.limit_usd, start, end, now) if end > now else None
-        return BudgetView(
-            budget, start, end, state, remaining_usd(budget, state), utilisation(budget, state), projection
+        """Raises CounterStoreUnavailable, or CounterStoreUnseeded while the budget is not seeded."""
+        return await budget_view(self._counters, self._policy.check_for(budget, now), budget, now)
+
+    async def _charged(self, where: tuple[tuple[str, str], ...], start: float, end: float | None) -> Amount:
+        """What admission charged in [start, end) for a scope: cost, tokens and requests of the
+        records it admitted (refusals are `rejected` records; admission never charged them)."""
+        report = await self._ledger.spend(SpendQuery(group_by=("outcome",), start=start, end=end, where=where))
+        rows = [row for row in report.rows if row.group[0] != Outcome.REJECTED.value]
+        return Amount(
+            sum((row.cost_usd for row in rows), Decimal(0)),
+            sum(row.input_tokens + row.output_tokens for row in rows),
+            sum(row.requests for row in rows),
         )
 
-    async def rebuild(self, now: float) -> None:
-        """Set every budget counter to the ledger's spend in its window (the ledger is the truth).
+    async def seed(self, budgets: Sequence[Budget], now: float) -> None:
+        """Seed the budgets' counters from the ledger: the store raises a counter to the ledger's
+        figure, never lowers it (holds and spend the ledger does not have yet are kept), and admits
+        on them again. Scopes on tags cannot be read from the ledger's columns: their counters are
+        seeded as they are."""
+        seeds = []
+        for budget in budgets:
+            where = budget.scope.dimensions
+            readable = not any(name.startswith(TAG_PREFIX) for name, _ in where)
+            retain = budget.window.retain_until(now)
+            parts = [
+                CounterSeed(key, await self._charged(where, start, end) if readable else NOTHING, retain)
+                for key, start, end in counter_spans(budget, now)
+            ]
+            seeds.append(BudgetSeed(seed_key(budget), tuple(parts)))
+        await self._counters.restore(seeds)
 
-        Scopes on tags cannot be read from the ledger's columns and are left as they are."""
-        spent: dict[str, Amount] = {}
-        retain: dict[str, float] = {}
-        for budget in self._policy.budgets:
-            where = tuple(budget.scope.dimensions)
-            if any(name.startswith("tag.") for name, _ in where):
-                continue
-            check = self._policy.check_for(budget, now)
-            start, _ = budget.window.bounds(now)
-            report = await self._ledger.spend(SpendQuery(group_by=(), start=start, end=None, where=where))
-            total = report.total
-            spent[check.write_key] = Amount(total.cost_usd, total.input_tokens + total.output_tokens, total.requests)
-            retain[check.write_key] = check.retain_until
-        if spent:
-            await self._counters.restore(spent, retain)
-            log.info("rebuilt %d budget counters from the ledger", len(spent))
+    async def rebuild(self, now: float) -> None:
+        """Seed every budget from the ledger (at start, after an outage, after the store lost its state)."""
+        since = self._health.unseeded_since
+        await self.seed(self._policy.budgets, now)
+        if self._health.unseeded_since == since:  # not lost again meanwhile
+            self._health.unseeded_since = None
+        log.info("rebuilt the counters of %d budgets from the ledger", len(self._policy.budgets))
 
     def _budget_conditions(self, view: BudgetView) -> list[Condition]:
         budget, state = view.budget, view.state
@@ -168,8 +185,55 @@ class Governor:
         return conditions
 
     async def refresh_budgets(self) -> None:
-        if self._budgets is not None:
-            self._policy.set_budgets(await self._budgets())
+        """Load the stored budgets; seed new ones (or ones with a new scope or window) before they
+        admit anything. If seeding fails they refuse as unseeded until a rebuild succeeds."""
+        if self._budgets is None:
+            return
+        budgets = await self._budgets()
+        known = {seed_key(b) for b in self._policy.budgets}
+        fresh = [b for b in budgets if seed_key(b) not in known]
+        if fresh:
+            try:
+                await self.seed(fresh, time.time())
+            except CounterStoreUnavailable as exc:
+                log.warning("could not seed %d new budgets (%s); they wait for the next rebuild", len(fresh), exc)
+                self._health.unseeded_since = self._health.unseeded_since or time.time()
+        self._policy.set_budgets(budgets)
+
+    async def _views(self, now: float) -> tuple[dict[str, BudgetView], list[Condition], bool]:
+        """Views and budget conditions; False when a budget was not seeded (the store lost its state)."""
+        views: dict[str, BudgetView] = {}
+        conditions: list[Condition] = []
+        for budget in self._policy.budgets:
+            try:
+                view = await self.view(budget, now)
+            except CounterStoreUnseeded:
+                if self._health.unseeded_since is None:
+                    log.warning("budget counters are not seeded (the counter store lost its state?): rebuilding")
+                    self._health.unseeded_since = now
+                return views, conditions, False
+            views[budget.id] = view
+            conditions.extend(self._budget_conditions(view))
+        return views, conditions, True
+
+    async def _lead(self, now: float, reachable: bool) -> bool:
+        """Whether this replica leads now. Taking the lead loads the firing alerts from the store (one
+        episode per condition, whoever fired it) and re-announces them; losing it stops that."""
+        leading = reachable and await self._leadership.lead(now)
+        if leading and not self._leading and self._firing is not None:
+            try:
+                stored = [a for a in await self._firing() if a.firing]
+            except Exception:
+                log.exception("could not load the firing alerts; keeping this replica's own")
+                return False
+            known = {a.id for a in stored}
+            self._book = AlertBook((*stored, *(a for a in self._book.active if a.id not in known)))
+        if leading and not self._leading:
+            self._alerts.adopt(self._book.active)
+        elif self._leading and not leading:
+            self._alerts.disown()
+        self._leading = leading
+        return leading
 
     async def step(self, now: float) -> None:
         try:
@@ -178,15 +242,13 @@ class Governor:
             log.exception("could not reload stored budgets; keeping the current ones")
         conditions: list[Condition] = []
         views: dict[str, BudgetView] = {}
+        seeded = True
         try:
-            for budget in self._policy.budgets:
-                view = await self.view(budget, now)
-                views[budget.id] = view
-                conditions.extend(self._budget_conditions(view))
+            views, conditions, seeded = await self._views(now)
             reachable = await self._counters.ping()
         except CounterStoreUnavailable:
             reachable = False
-        if views:
+        if views and seeded:
             self.views = views
         if not reachable or not self._health.reachable:
             conditions.append(
@@ -202,6 +264,12 @@ class Governor:
         if reachable and not self._was_reachable:
             # Back after an outage: rebuild once the records of the outage have reached the ledger.
             self._rebuild_at = now + self._rebuild_lag
+        lost = self._health.unseeded_since
+        if lost is not None and self._rebuild_at is None:
+            # The store lost its state at or before `lost`: rebuild once what was recorded before
+            # then has reached the ledger (each replica flushes within the lag).
+            self._rebuild_at = lost + self._rebuild_lag
+        frozen = self._rebuild_at is not None or not seeded  # the counters are not the truth yet
         if reachable and self._rebuild_at is not None and now >= self._rebuild_at:
             self._rebuild_at = None
             await self.rebuild(now)
@@ -213,8 +281,12 @@ class Governor:
                 self._alerts.record((*shadowed.to_fire, *shadowed.to_resolve))
         # The lease lives in the shared store: while it is down every replica may raise the outage
         # alert (each sees it), and nothing else.
-        leading = reachable and await self._leadership.lead(now)
-        kinds = None if leading else {AlertKind.STATE_STORE_UNREACHABLE}  # the rest needs the store and the lease
+        leading = await self._lead(now, reachable)
+        kinds: frozenset[AlertKind] | None = None
+        if not leading:
+            kinds = frozenset({AlertKind.STATE_STORE_UNREACHABLE})  # the rest needs the store and the lease
+        elif frozen:
+            kinds = frozenset(AlertKind) - BUDGET_KINDS
         if kinds is not None:
             conditions = [c for c in conditions if c.kind in kinds]
         self._book, result = self._book.evaluate(conditions, now, kinds)
@@ -230,42 +302,21 @@ class Governor:
         self._task = asyncio.create_task(self._run(), name="costwarden-governor")
 
     async def _run(self) -> None:
+        wake = self._health.wake
         while True:
+            wake.clear()
             try:
                 await self.step(time.time())
             except Exception:
                 log.exception("the governor's evaluation failed; retrying next interval")
-            await asyncio.sleep(self._interval)
+            delay = self._interval
+            if self._rebuild_at is not None:
+                delay = min(delay, max(0.0, self._rebuild_at - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), delay)  # a request met unseeded counters
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-
-def budget_json(view: BudgetView) -> dict[str, object]:
-    """A budget as the admin API and the CLI show it; money as strings."""
-    budget, state, projection = view.budget, view.state, view.forecast
-    return {
-        "id": budget.id,
-        "scope": dict(budget.scope.dimensions),
-        "window": budget.window.describe(),
-        "window_start": view.window_start,
-        "window_end": view.window_end,
-        "action": budget.action.value,
-        "fail_mode": budget.fail_mode.value,
-        "limit_usd": usd_text(budget.limit_usd),
-        "limit_tokens": budget.limit_tokens,
-        "limit_requests": budget.limit_requests,
-        "spent_usd": usd_text(state.spent.usd),
-        "reserved_usd": usd_text(state.reserved.usd),
-        "remaining_usd": usd_text(view.remaining_usd),
-        "utilisation": str(view.utilisation.quantize(Decimal("0.0001"))),
-        "spent_tokens": state.spent.tokens,
-        "spent_requests": state.spent.requests,
-        "forecast_usd": None if projection is None else usd_text(projection.projected_spend),
-        "forecast_exceeds_at": None
-        if projection is None or not projection.will_exceed
-        else projection.expected_exceed_at,
-    }

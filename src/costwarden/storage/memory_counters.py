@@ -16,6 +16,7 @@ from costwarden.domain.admission import (
     AdmissionRequest,
     AdmissionResult,
     BudgetCheck,
+    BudgetSeed,
     RateCheck,
     RateOutcome,
     Settlement,
@@ -23,6 +24,7 @@ from costwarden.domain.admission import (
 )
 from costwarden.domain.budget import EMPTY, NOTHING, Action, Amount, Budget, BudgetScope, BudgetState, admit
 from costwarden.domain.window import Window
+from costwarden.ports import CounterStoreUnseeded
 
 _ANY_WINDOW = Window.rolling(1, 1)  # decisions do not depend on the window, only messages do
 _UNLIMITED = Decimal("Infinity")
@@ -31,9 +33,12 @@ _UNLIMITED = Decimal("Infinity")
 @dataclass(slots=True)
 class _Counter:
     """One budget counter: its state, its live holds (reservation id -> expiry, amount) and a
-    heap of hold expiries (entries of settled holds stay until they pop)."""
+    heap of hold expiries (entries of settled holds stay until they pop). `seeded`: created by an
+    admit or a rebuild (its spend is the window's); False when a settle created it (after the
+    store lost its state, it holds only what settled since)."""
 
     retain_until: float
+    seeded: bool = False
     state: BudgetState = EMPTY
     holds: dict[str, tuple[float, Amount]] = field(default_factory=dict)
     expiries: list[tuple[float, str]] = field(default_factory=list)
@@ -56,6 +61,10 @@ class _Rate:
     keep_until: float = 0.0
 
 
+def _at_least(spent: Amount, ledger: Amount) -> Amount:
+    return Amount(max(spent.usd, ledger.usd), max(spent.tokens, ledger.tokens), max(spent.requests, ledger.requests))
+
+
 class MemoryCounters:
     """`CounterStore` in one process. Every method runs without awaiting, hence atomically.
 
@@ -74,6 +83,7 @@ class MemoryCounters:
         self._settled_ttl = settled_ttl
         self._orphan_ttl = orphan_ttl
         self._budgets: dict[tuple[object, ...], Budget] = {}
+        self._seeded: set[str] = set()  # seed keys of budgets a rebuild has seeded
 
     # Housekeeping.
 
@@ -149,7 +159,7 @@ class MemoryCounters:
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
         self._sweep(now)
-        refusals: list[str] = []
+        refusals = [f"unseeded:{c.budget_id}" for c in request.budgets if c.seed_key not in self._seeded][:1]
         states = tuple(self._sum(check.read_keys, now) for check in request.budgets)
         for check, state in zip(request.budgets, states, strict=True):
             if not admit(self._budget(check), state, request.estimate, now).admitted:
@@ -210,6 +220,7 @@ class MemoryCounters:
         rid, estimate, expires_at = request.reservation_id, request.estimate, request.expires_at
         for check in request.budgets:
             counter = self._counter(check.write_key, now, check.retain_until)
+            counter.seeded = True
             counter.state = counter.state.reserve(estimate)
             counter.holds[rid] = (expires_at, estimate)
             heapq.heappush(counter.expiries, (expires_at, rid))
@@ -242,18 +253,23 @@ class MemoryCounters:
                 rate.state = ratelimit.adjust(rate.limit, rate.state, delta, now)
                 rate.keep_until = max(rate.keep_until, rate.state.tat + rate.limit.period)
 
-    async def budget_state(self, read_keys: Sequence[str], now: float) -> BudgetState:
+    async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
+        if check.seed_key not in self._seeded:
+            raise CounterStoreUnseeded(f"budget {check.budget_id!r} is not seeded")
         self._sweep(now)
-        return self._sum(read_keys, now)
+        return self._sum(check.read_keys, now)
 
-    async def restore(self, spent: dict[str, Amount], retain_until: dict[str, float]) -> None:
-        for key, amount in spent.items():
-            counter = self._counters.get(key)
-            if counter is None:
-                counter = self._counters[key] = _Counter(math.inf)
-            counter.state = BudgetState(amount, counter.state.reserved)
-            if key in retain_until:
-                self._retain(key, counter, retain_until[key])
+    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+        for seed in seeds:
+            for part in seed.counters:
+                counter = self._counters.get(part.key)
+                if counter is None:
+                    counter = self._counters[part.key] = _Counter(math.inf)
+                spent = counter.state.spent
+                spent = _at_least(spent, part.ledger) if counter.seeded else spent + part.ledger
+                counter.state, counter.seeded = BudgetState(spent, counter.state.reserved), True
+                self._retain(part.key, counter, part.retain_until)
+            self._seeded.add(seed.seed_key)
 
     async def ping(self) -> bool:
         return True

@@ -11,19 +11,26 @@ from decimal import Decimal
 from importlib import resources
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
-from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
+from costwarden.domain.admission import (
+    AdmissionRequest,
+    AdmissionResult,
+    BudgetCheck,
+    BudgetSeed,
+    RateOutcome,
+    Settlement,
+)
 from costwarden.domain.budget import Amount, BudgetState
 from costwarden.domain.money import from_nanos, to_nanos
-from costwarden.ports import CounterStoreUnavailable
+from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_KINDS = {ord("b"): "budget", ord("r"): "rate", ord("s"): "slot"}
+_KINDS = {ord("b"): "budget", ord("r"): "rate", ord("s"): "slot", ord("u"): "unseeded"}
 
 
 def _script(name: str) -> bytes:
@@ -69,8 +76,9 @@ class _Script:
 
 class RedisCounters:
     """`CounterStore` in Redis (layout in redis_scripts/prelude.lua and admit.lua). Keys, all under
-    `namespace`: `c:<counter>` HASH per budget counter (spent, reserved, its holds), `r:<rate key>`
-    HASH (GCRA TAT), `s:<slot key>` ZSET of leases, `settled:<reservation>` marker. Scripts build
+    `namespace`: `c:<counter>` HASH per budget counter (spent, reserved, its holds), `seeded` HASH
+    of the budgets a rebuild seeded (it has no TTL: Redis must not evict it, see docs), `r:<rate
+    key>` HASH (GCRA TAT), `s:<slot key>` ZSET of leases, `settled:<reservation>` marker. Scripts build
     key names themselves (declaring none): standalone or Sentinel Redis, not Cluster.
 
     Lifetimes are relative TTLs computed from the caller's `now` (so a skewed replica or a test's
@@ -129,6 +137,7 @@ class RedisCounters:
                     _limit(check.limit_requests),
                     "1" if check.enforce else "0",
                     repr(check.retain_until - now),
+                    check.seed_key,
                     check.write_key,
                     *check.read_keys,
                 )
@@ -159,7 +168,7 @@ class RedisCounters:
         code = reply[1]
         if code != b"-":
             kind, index = _KINDS[code[0]], int(code[1:]) - 1
-            if kind == "budget":
+            if kind in ("budget", "unseeded"):
                 name = request.budgets[index].budget_id
             else:
                 name = (request.rates if kind == "rate" else request.slots)[index].key
@@ -194,21 +203,31 @@ class RedisCounters:
             corrections,
         )
 
-    async def budget_state(self, read_keys: Sequence[str], now: float) -> BudgetState:
-        return _state((await self._call(self._state, repr(now), FIELD.join(read_keys))).split(b" "))
+    async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
+        reply = await self._call(self._state, repr(now), check.seed_key, FIELD.join(check.read_keys))
+        if reply == b"u":
+            raise CounterStoreUnseeded(f"budget {check.budget_id!r} is not seeded")
+        return _state(reply.split(b" "))
 
-    async def restore(self, spent: dict[str, Amount], retain_until: dict[str, float]) -> None:
-        if not spent:
-            return
+    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
         now = self._clock()
-        records = []
-        for counter, amount in spent.items():
-            until = retain_until.get(counter)
-            ttl = "" if until is None else str(math.ceil((until - now) * 1000))
-            records.append(
-                FIELD.join((counter, str(to_nanos(amount.usd)), str(amount.tokens), str(amount.requests), ttl))
+        records = [
+            FIELD.join(
+                (
+                    seed.seed_key,
+                    part.key,
+                    str(to_nanos(part.ledger.usd)),
+                    str(part.ledger.tokens),
+                    str(part.ledger.requests),
+                    str(max(1000, math.ceil((part.retain_until - now) * 1000))),
+                )
             )
-        await self._call(self._restore, RECORD.join(records))
+            for seed in seeds
+            for part in seed.counters
+        ]
+        records += [FIELD.join((seed.seed_key, "", "0", "0", "0", "0")) for seed in seeds if not seed.counters]
+        if records:
+            await self._call(self._restore, RECORD.join(records))
 
     async def ping(self) -> bool:
         try:

@@ -55,6 +55,9 @@ class Adopting(Recording):
     def adopt(self, alerts: Sequence[Alert]) -> None:
         self.adopted.extend(alerts)
 
+    def disown(self) -> None:
+        self.adopted.clear()
+
 
 class MemoryStore:
     def __init__(self) -> None:
@@ -165,6 +168,8 @@ async def test_adopt_reaches_only_sinks_that_re_announce() -> None:
     active = budget_alert("a")
     dispatcher.adopt([active, resolved(budget_alert("b"))])
     assert adopting.adopted == [active] and not plain.batches
+    dispatcher.disown()  # another replica leads now: it re-announces them
+    assert adopting.adopted == [] and not plain.batches
     await dispatcher.stop()
 
 

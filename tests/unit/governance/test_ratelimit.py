@@ -173,3 +173,25 @@ def test_the_semaphore_bounds_both_counts_and_never_idles_with_a_queue(
         assert state == SemaphoreState(running, waiting)
         assert 0 <= running <= max_active and 0 <= waiting <= max_waiting
         assert waiting == 0 or running == max_active
+
+
+@FAST
+@given(
+    now=st.floats(1.0e9, 4.2e9),
+    limit=st.integers(1, 100_000),
+    period=st.sampled_from([1.0, 60.0, 3600.0]),
+    taken=st.integers(1, 40),
+)
+def test_remaining_counts_down_by_one_at_unix_times(now: float, limit: int, period: float, taken: int) -> None:
+    """The float resolution of a Unix time (~2.4e-7 s in 2025) must not cost a unit: a fresh
+    bucket of L answers L-1 after one request, L-k after k (issue 6, defect 9: 298 of 300)."""
+    rate, state = RateLimit(limit, period), RateState()
+    for k in range(1, min(taken, limit) + 1):
+        result = check(rate, state, 1, now)
+        assert result.allowed and result.remaining == limit - k, (k, result)
+        state = result.state
+    assert peek(rate, state, now).remaining == limit - min(taken, limit)
+
+
+def test_remaining_after_the_first_request_of_a_300_bucket() -> None:
+    assert check(RateLimit(300, 60.0), RateState(), 1, 1_764_631_234.567891).remaining == 299

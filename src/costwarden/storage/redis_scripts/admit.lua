@@ -1,26 +1,31 @@
 -- Admit one request atomically: expire holds, check every budget, rate and slot; apply all or none.
 -- ARGV: ns, now, rid, expires_at, estimate usd/tokens/requests, then three lists of records:
--- budgets (limit usd/tokens/requests or '', enforce 1/0, write ttl s, write counter, read
--- counters...), rates (key, limit, period, cost) and slots (key, max_active). A rate is the HASH
--- `<ns>r:<key>` (t: TAT, i: interval, p: period, e: kept until); a slot the ZSET `<ns>s:<key>`
--- of leases scored by expiry. Returns one space-separated string (see RedisCounters._result).
+-- budgets (limit usd/tokens/requests or '', enforce 1/0, write ttl s, seed key, write counter,
+-- read counters...), rates (key, limit, period, cost) and slots (key, max_active). A rate is the
+-- HASH `<ns>r:<key>` (t: TAT, i: interval, p: period, e: kept until); a slot the ZSET `<ns>s:<key>`
+-- of leases scored by expiry. A budget whose seed key is missing from the HASH `<ns>seeded` (never
+-- rebuilt, or Redis lost its state) refuses first: `u<i>`. Returns one space-separated string
+-- (see RedisCounters._result).
 local nows, rid, exps = ARGV[2], ARGV[3], ARGV[4]
 local now, expires_at = tonumber(nows), tonumber(exps)
 local want = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])}
 local refused = '-'
 local out = {0, '-'}
 
-local writes = {}
+local writes, unseeded = {}, nil
 for i, record in ipairs(split(ARGV[8], '\30')) do
   local f = split(record, '\31')
+  if not unseeded and redis.call('HEXISTS', NS .. 'seeded', f[6]) == 0 then
+    unseeded = 'u' .. i
+  end
   local acc = {0, 0, 0, 0, 0, 0}
-  for j = 7, #f do
+  for j = 8, #f do
     local _, v = load(f[j], now)
     for u = 1, 6 do
       acc[u] = acc[u] + v[u]
     end
   end
-  writes[i] = {f[6], tonumber(f[5])}
+  writes[i] = {f[7], tonumber(f[5])}
   for u = 1, 3 do
     local limit = tonumber(f[u])
     if f[4] == '1' and refused == '-' and limit then
@@ -34,6 +39,8 @@ for i, record in ipairs(split(ARGV[8], '\30')) do
   end
 end
 
+refused = unseeded or refused
+
 local rates, working = {}, {}
 for i, record in ipairs(split(ARGV[9], '\30')) do
   local f = split(record, '\31')
@@ -45,7 +52,7 @@ for i, record in ipairs(split(ARGV[9], '\30')) do
   r.keep = num(stored[2])
   local old = working[key] or r.stored
   local tat = math.max(old, now) + cost * interval
-  if tat - now <= period + EPSILON then
+  if tat - now <= period + tolerance(limit, interval, now) then
     r.allowed, r.tat, r.retry = 1, tat, 0.0
     r.remaining, r.reset = rate_view(limit, period, interval, tat, now)
     working[key] = tat
@@ -81,7 +88,7 @@ if refused == '-' then
   for _, w in ipairs(writes) do
     local c, v, _, nx = load(w[1], now)
     redis.call('HSET', c, 'ru', int(v[4] + want[1]), 'rt', int(v[5] + want[2]), 'rr', int(v[6] + want[3]),
-      'h:' .. rid, hold, 'nx', f17(nx and math.min(nx, expires_at) or expires_at))
+      'h:' .. rid, hold, 'nx', f17(nx and math.min(nx, expires_at) or expires_at), 'sd', '1')
     redis.call('PEXPIRE', c, ttl_ms(w[2]))
   end
   for _, r in ipairs(rates) do

@@ -4,7 +4,6 @@
 -- h:<rid> = "expires_at usd tokens requests" per hold, nx = no hold expires before this. USD in
 -- integer nano-dollars: sums are exact below 2^53 (about $9M) per counter and per window.
 local NS = ARGV[1]
-local EPSILON = 1e-9
 
 local function num(v)
   return tonumber(v) or 0
@@ -85,9 +84,15 @@ local function load(name, now)
   return c, v, raw[1] or raw[4] or raw[7], nx
 end
 
+-- domain.ratelimit.tolerance: float slack near `now` (limit roundings of 2^-51 * now, at most
+-- half a unit).
+local function tolerance(limit, interval, now)
+  return math.min(interval / 2, math.max(1e-9, limit * math.abs(now) * 2 ^ -51))
+end
+
 -- domain.ratelimit._view: whole units admissible now and the seconds until the bucket is full.
 local function rate_view(limit, period, interval, tat, now)
   local backlog = math.max(0.0, tat - now)
-  local remaining = math.floor((period - backlog + EPSILON) / interval)
+  local remaining = math.floor((period - backlog + tolerance(limit, interval, now)) / interval)
   return math.max(0, math.min(limit, remaining)), backlog
 end

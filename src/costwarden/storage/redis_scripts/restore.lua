@@ -1,11 +1,22 @@
--- Set counters' spent fields to the ledger's figures, keeping holds. ARGV: ns, then per counter a
--- record of (name, spent usd, tokens, requests, ttl ms or '' to keep the current one).
+-- Seed budgets from the ledger, keeping holds and never lowering a counter. ARGV: ns, then per
+-- counter a record of (seed key, counter, ledger usd, tokens, requests, ttl ms); counter '' marks
+-- the seed key only. A seeded counter
+-- (`sd`, set by admit and by this script) becomes max(spent, ledger) per unit; one a settle created
+-- after Redis lost its state holds only what settled since: spent + ledger. Then each seed key is
+-- marked in `<ns>seeded`, and its budget admits again.
 for _, record in ipairs(split(ARGV[2], '\30')) do
   local f = split(record, '\31')
-  local c = NS .. 'c:' .. f[1]
-  redis.call('HSET', c, 'su', f[2], 'st', f[3], 'sr', f[4])
-  if f[5] ~= '' then
-    redis.call('PEXPIRE', c, f[5])
+  if f[2] ~= '' then
+    local c = NS .. 'c:' .. f[2]
+    local raw = redis.call('HMGET', c, 'su', 'st', 'sr', 'sd')
+    local spent = {}
+    for u = 1, 3 do
+      local now, ledger = num(raw[u]), tonumber(f[u + 2])
+      spent[u] = int(raw[4] and math.max(now, ledger) or now + ledger)
+    end
+    redis.call('HSET', c, 'su', spent[1], 'st', spent[2], 'sr', spent[3], 'sd', '1')
+    redis.call('PEXPIRE', c, f[6])
   end
+  redis.call('HSET', NS .. 'seeded', f[1], '1')
 end
 return 1

@@ -1,0 +1,130 @@
+"""The CounterStore port where budgets must hold through lost state (issue 6): seeding, rebuilds
+that never lower a counter, and rate-limit headers at real Unix times. Both adapters."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from costwarden.domain.admission import BudgetSeed, CounterSeed, RateCheck, Settlement
+from costwarden.domain.budget import NOTHING, Amount, BudgetState
+from costwarden.ports import CounterStore, CounterStoreUnseeded
+from costwarden.storage.memory_counters import MemoryCounters
+from tests.contract.test_counters import START, ask, budget, drop_namespace, open_redis, redis_up, state, store, usd
+
+__all__ = ["redis_up", "store"]
+
+
+@pytest.mark.parametrize("now", [1_764_631_234.567891, 1_700_000_000.1, 4_102_444_799.999])
+async def test_a_fresh_bucket_counts_down_by_one(store: CounterStore, now: float) -> None:
+    """x-ratelimit-remaining-requests: 299 after the first request of a fresh 300 bucket, not 298."""
+    for i in range(1, 6):
+        result = await store.admit(ask(f"r{i}", NOTHING, rates=(RateCheck(f"rpm|key|{now}", 300, 60.0, 1),)), now)
+        assert result.admitted and result.rates[0].remaining == 300 - i
+
+
+# Seeding: a budget admits nothing until a rebuild seeded it; a rebuild never lowers a counter.
+
+
+async def test_an_unseeded_budget_refuses_first_and_holds_nothing(store: CounterStore) -> None:
+    fresh, known = budget("fresh", "10"), budget("b", "10")
+    rpm = RateCheck("rpm|key|k", 10, 60.0, 1)
+    refused = await store.admit(ask("r1", usd("0.1"), (known, fresh), (rpm,)), START)
+    assert not refused.admitted and refused.refused_by == "unseeded:fresh"
+    assert refused.rates[0].remaining == 10  # nothing taken
+    with pytest.raises(CounterStoreUnseeded):
+        await store.budget_state(fresh, START)
+    assert await state(store, known) == BudgetState()
+    # Rate limits and slots alone need no seeding.
+    assert (await store.admit(ask("r2", NOTHING, rates=(rpm,)), START)).admitted
+    await store.restore([BudgetSeed("fresh", (CounterSeed(fresh.write_key, usd("9.95", 3), START + 3600),))])
+    assert await state(store, fresh) == BudgetState(usd("9.95", 3))
+    assert not (await store.admit(ask("r3", usd("0.1"), (known, fresh)), START)).admitted  # 9.95 + 0.1 > 10
+    assert (await store.admit(ask("r4", usd("0.05"), (known, fresh)), START)).admitted
+
+
+async def test_a_rebuild_never_lowers_a_live_counter(store: CounterStore) -> None:
+    """Spend settled but not yet flushed to the ledger stays counted (issue 6, defect 2)."""
+    check = budget("b", "10")
+    for i in range(3):
+        assert (await store.admit(ask(f"r{i}", usd("1"), (check,)), START)).admitted
+        await store.settle(Settlement(f"r{i}", (check.write_key,), usd("1"), usd("0.5")), START)
+    assert (await store.admit(ask("held", usd("2"), (check,)), START)).admitted
+    # The ledger has only the first two records (the third is in a spool).
+    await store.restore([BudgetSeed("b", (CounterSeed(check.write_key, usd("1", 2), START + 3600),))])
+    assert await state(store, check) == BudgetState(usd("1.5", 3), usd("2"))
+
+
+async def test_settles_after_lost_state_add_to_the_ledger(store: CounterStore) -> None:
+    """After the store lost its state, a settle re-creates the counter with only what settled since;
+    the rebuild adds the ledger's figure to it rather than taking the larger."""
+    check = budget("lost", "10")
+    # Never seeded: as after a FLUSHALL. An in-flight request settles.
+    await store.settle(Settlement("late", (check.write_key,), usd("1"), usd("0.7")), START)
+    await store.restore([BudgetSeed("lost", (CounterSeed(check.write_key, usd("4", 8), START + 3600),))])
+    assert await state(store, check) == BudgetState(usd("4.7", 9))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    plan=st.lists(
+        st.tuples(
+            st.sampled_from(["admit", "admit", "settle", "settle", "flush", "lose", "rebuild"]), st.integers(1, 90)
+        ),
+        max_size=40,
+    )
+)
+async def test_a_rebuild_lies_between_the_truth_and_the_truth_plus_lost_holds(
+    redis_up: None, plan: list[tuple[str, int]]
+) -> None:
+    """For any interleaving of admits, settles, flushes, state losses and rebuilds: after a rebuild
+    the counter is >= what was settled (ledger + spools) and <= that + the holds open when the
+    state was lost (their settles may be in both). Rebuilds run after the lag, when what settled
+    before the loss has been flushed."""
+    check = budget("p", "1000")
+    remote, namespace = await open_redis()
+    stores: list[CounterStore] = [MemoryCounters(), remote]
+    open_holds: dict[str, Amount] = {}
+    settled: list[tuple[Amount, bool]] = []  # (actual, flushed)
+    lost_open = Decimal(0)
+    seeded_now = False
+    try:
+        for i, (op, n) in enumerate(plan):
+            if op == "admit":
+                results = [await s.admit(ask(f"r{i}", usd(f"0.{n:02d}"), (check,)), START) for s in stores]
+                assert {r.admitted for r in results} == {seeded_now}, results
+                if seeded_now:
+                    open_holds[f"r{i}"] = usd(f"0.{n:02d}")
+            elif op == "settle" and open_holds:
+                rid = sorted(open_holds)[n % len(open_holds)]
+                held = open_holds.pop(rid)
+                actual = usd(str(held.usd * n / 100))
+                for s in stores:
+                    await s.settle(Settlement(rid, (check.write_key,), held, actual), START)
+                settled.append((actual, False))
+            elif op == "flush":
+                settled = [(a, True) for a, _ in settled]
+            elif op == "lose":
+                lost_open += sum((h.usd for h in open_holds.values()), Decimal(0))
+                await drop_namespace(namespace)
+                stores[0] = MemoryCounters()
+                seeded_now = False
+                settled = [(a, True) for a, _ in settled]  # the rebuild waits for the lag: all flushed
+            elif op == "rebuild":
+                ledger = sum((a.usd for a, flushed in settled if flushed), Decimal(0))
+                for s in stores:
+                    await s.restore(
+                        [BudgetSeed("p", (CounterSeed(check.write_key, usd(str(ledger), 0), START + 3600),))]
+                    )
+                seeded_now = True
+                truth = sum((a.usd for a, _ in settled), Decimal(0))
+                for s in stores:
+                    spent = (await state(s, check)).spent.usd
+                    assert truth <= spent <= truth + lost_open, (type(s).__name__, spent, truth, lost_open)
+                lost_open = Decimal(0)
+    finally:
+        await remote.close()
+        await drop_namespace(namespace)
