@@ -10,7 +10,7 @@ import math
 from dataclasses import replace
 from decimal import Decimal
 
-from costwarden.domain.money import NANO
+from costwarden.domain.money import NANO, quantize
 from costwarden.domain.record import UsageRecord
 
 INT64_MAX = 2**63 - 1
@@ -49,6 +49,8 @@ def storable(record: UsageRecord) -> bool:
             return False
     cost = r.cost_usd
     if type(cost) is not Decimal or not cost.is_finite() or not 0 <= cost <= MAX_COST_USD:
+        return False
+    if cost.as_tuple().exponent < -9:  # type: ignore[operator]  # finer than the ledger's nano-dollar
         return False
     texts = (
         r.request_id, r.key_id, r.team, r.project, r.environment, r.deployment, r.protocol, r.endpoint, r.method,
@@ -128,6 +130,8 @@ def fit(record: UsageRecord) -> UsageRecord:
         changes["cost_usd"] = MAX_COST_USD if too_high else Decimal(0)
     if changes:
         changes["error_code"] = OUT_OF_RANGE
+    if "cost_usd" not in changes and cost != quantize(cost):
+        changes["cost_usd"] = quantize(cost)  # the ledger's quantum, as every stored amount
     for name in _TEXT_FIELDS:
         value = changes.get(name, getattr(record, name))
         if value is not None:
