@@ -72,6 +72,10 @@ class CounterStoreUnavailable(Exception):
     """The shared counter store did not answer; callers apply the budget's fail mode."""
 
 
+class CounterStoreCircuitOpen(CounterStoreUnavailable):
+    """The store was not asked: it failed repeatedly just before (a circuit breaker is open)."""
+
+
 class AlertSink(Protocol):
     """Delivers alerts somewhere (webhook, Slack, Alertmanager). Called off the request path.
 

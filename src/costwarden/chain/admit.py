@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,13 +19,18 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.chain.stage import PassStage
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
-from costwarden.domain.budget import Amount, Budget, FailMode, admit, request_attributes
+from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit, request_attributes
 from costwarden.domain.ratelimit import format_duration
 from costwarden.domain.record import Outcome
-from costwarden.ports import CounterStore, CounterStoreUnavailable
+from costwarden.ports import CounterStore, CounterStoreCircuitOpen, CounterStoreUnavailable
 from costwarden.protocols.errors import GatewayError
 
 log = logging.getLogger(__name__)
+# `x-should-retry: false` where a retry cannot succeed: the openai SDKs (Python, Node) and other
+# Stainless-generated SDKs obey it before any status rule (docs/governance.md, "Client retries").
+NO_RETRY = (b"x-should-retry", b"false")
+# A Retry-After longer than this is ignored by the Node SDK, which then retries after 0.5-8 s anyway.
+LONG_RETRY_AFTER = 60
 _RATE_HEADER_NAMES = {
     kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
     for kind in ("requests", "tokens")
@@ -124,13 +130,18 @@ class Admit(PassStage):
         closed = [b for b in budgets if b.fail_mode is FailMode.CLOSED]
         if closed:
             self._count("state_store_unreachable")
+            # While the breaker is open the store is not even asked: a retry within the next second
+            # fails the same way, and client retries would only multiply the load of the outage.
+            headers: tuple[tuple[bytes, bytes], ...] = ((b"retry-after", b"1"),)
+            if isinstance(error, CounterStoreCircuitOpen):
+                headers += (NO_RETRY,)
             raise GatewayError(
                 503,
                 "state_store_unreachable",
                 f"budget {closed[0].id!r} cannot be checked because the budget store is unreachable, and it "
                 "fails closed; retry shortly",
                 kind="service_unavailable",
-                headers=((b"retry-after", b"1"),),
+                headers=headers,
             )
 
     def _count(self, reason: str) -> None:
@@ -163,28 +174,44 @@ class Admit(PassStage):
             budget = budgets[index]
             reset_at = budget.window.reset_at(now)
             retry = max(1, int(reset_at - now + 0.999))
-            decision = admit(budget, result.budget_states[index], request.estimate, now)
+            state = result.budget_states[index]
+            decision = admit(budget, state, request.estimate, now)
             self._count("budget_exceeded")
             self.health.exhausted[budget.id] = (request.budgets[index].write_key, request.estimate.usd)
+            headers: tuple[tuple[bytes, bytes], ...] = (
+                (b"retry-after", str(retry).encode()),
+                (b"x-costwarden-budget", budget.id.encode()),
+            )
+            # Refused by settled spend alone (not by holds that may settle lower): no retry passes
+            # before the window resets or the limit is raised.
+            if not admit(budget, BudgetState(state.spent), request.estimate, now).admitted:
+                headers += (NO_RETRY,)
             return GatewayError(
                 429,
                 "budget_exceeded",
                 decision.message or f"budget {budget.id!r} is exhausted",
                 kind="budget_exceeded",
-                headers=((b"retry-after", str(retry).encode()), (b"x-costwarden-budget", budget.id.encode())),
+                headers=headers,
             )
         if kind == "rate":
             outcome = next(o for o in result.rates if o.key == name)
             retry = max(1, int(outcome.retry_after + 0.999))
             unit = "tokens" if name.startswith("tpm|") else "requests"
             self._count("rate_limited")
+            # A retry after Retry-After fits the bucket: let SDKs wait for it (to the millisecond).
+            rate_headers: tuple[tuple[bytes, bytes], ...] = (
+                (b"retry-after", str(retry).encode()),
+                (b"retry-after-ms", str(max(1, math.ceil(outcome.retry_after * 1000))).encode()),
+            )
+            if retry > LONG_RETRY_AFTER:
+                rate_headers += (NO_RETRY,)
             return GatewayError(
                 429,
                 "rate_limit_exceeded",
                 f"rate limit of {name.split('|')[1]} {name.split('|')[2]!r} reached ({unit} per minute); "
                 f"retry in {format_duration(outcome.retry_after)}",
                 kind="rate_limit_exceeded",
-                headers=((b"retry-after", str(retry).encode()),),
+                headers=rate_headers,
             )
         self._count("concurrency_limited")
         return GatewayError(

@@ -79,12 +79,17 @@ class AdmissionPolicy:
         slots: Sequence[SlotRule],
         reservation_ttl: float,
         caps: Mapping[str, Decimal | None],
+        output_bounds: Mapping[str, int] | None = None,
+        default_output_bound: int | None = None,
     ) -> None:
         self.budgets = tuple(budgets)
         self._rates = tuple(rates)
         self._slots = tuple(slots)
         self._ttl = reservation_ttl
         self._caps = dict(caps)
+        # Output tokens assumed when a request does not bound its own (see `estimate`).
+        self._output_bounds = dict(output_bounds or {})
+        self._default_output_bound = default_output_bound
         self._latency: dict[str, LatencyTracker] = {}
         self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
 
@@ -173,18 +178,26 @@ class AdmissionPolicy:
         assert route is not None
         body: Any = None
         input_tokens, max_output = 0, None
+        name = route.deployment.name
+        cap = self._caps.get(name)
         if exchange.protocol is Protocol.OPENAI:
             body = exchange.parsed_body if exchange.parsed_body is not None else openai.parse_json_object(exchange.body)
             input_tokens = openai.input_token_bound(body)
             max_output = openai.max_output_tokens(body)
-        tracker = self._latency.get(route.deployment.name)
+            if max_output is None and cap is None and route.sheet.output_per_1m:
+                # No max_tokens and no per-request cap: hold the deployment's output bound (times
+                # `n`), else the request would hold only its input and pass a nearly spent budget.
+                bound = self._output_bounds.get(name, self._default_output_bound)
+                if bound is not None:
+                    max_output = bound * _choices(body)
+        tracker = self._latency.get(name)
         cost = estimate_max_cost(
             route.sheet,
             input_tokens,
             max_output,
             items=exchange.usage.items,
             p99_seconds=tracker.p99 if tracker else None,
-            cap=self._caps.get(route.deployment.name),
+            cap=cap,
         )
         return Amount(cost.usd, cost.tokens, 1)
 
@@ -196,6 +209,12 @@ class AdmissionPolicy:
         if tracker is None:
             tracker = self._latency[name] = LatencyTracker()
         tracker.add(exchange.upstream_seconds)
+
+
+def _choices(body: Any) -> int:
+    """The `n` of an OpenAI request: how many replies its output bound covers."""
+    n = body.get("n") if isinstance(body, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 def policy_from_config(config: Config) -> AdmissionPolicy:
@@ -219,4 +238,8 @@ def policy_from_config(config: Config) -> AdmissionPolicy:
         ],
         reservation_ttl=gov.reservation_ttl_seconds,
         caps={d.name: d.max_cost_per_request for d in config.deployments},
+        output_bounds={
+            d.name: bound for d in config.deployments if (bound := d.max_output_tokens or d.context_window) is not None
+        },
+        default_output_bound=gov.default_max_output_tokens,
     )
