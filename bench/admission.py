@@ -64,7 +64,7 @@ def config(governed: bool) -> Config:
 
 async def run(cfg: Config, requests: int) -> float:
     """CPU seconds per request of admit + settle."""
-    stage = Admit(policy_from_config(cfg), MemoryCounters(), StoreHealth())
+    stage = Admit(policy_from_config(cfg), MemoryCounters(), StoreHealth(), settle_inline=True)  # as app/runtime.py
     route = Route.of(cfg.deployments[0])
     raw = orjson.dumps(BODY)
     gc.collect()

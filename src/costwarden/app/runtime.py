@@ -90,7 +90,7 @@ class Runtime:
         active = await self.store.list_alerts(True, 1000)
         self._alerts.adopt(active)
         self._alerts.start()
-        self._admit = Admit(self.policy, self.counters, self.health)
+        self._admit = Admit(self.policy, self.counters, self.health, settle_inline=self.config.state is None)
         self._governor = self._build_governor(active)
         await self._governor.refresh_budgets()
         self.registry.register(

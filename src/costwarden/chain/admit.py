@@ -19,7 +19,7 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.chain.stage import PassStage
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
-from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit, request_attributes
+from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit
 from costwarden.domain.ratelimit import format_duration
 from costwarden.domain.record import Outcome
 from costwarden.ports import CounterStore, CounterStoreCircuitOpen, CounterStoreUnavailable
@@ -61,23 +61,23 @@ class StoreHealth:
 class Admit(PassStage):
     name = "admit"
 
-    def __init__(self, policy: AdmissionPolicy, counters: CounterStore, health: StoreHealth) -> None:
+    def __init__(
+        self, policy: AdmissionPolicy, counters: CounterStore, health: StoreHealth, settle_inline: bool = False
+    ) -> None:
         self._policy = policy
         self._counters = counters
         self.health = health
+        # An in-process store settles without I/O: doing it at once costs less than a task.
+        self._settle_inline = settle_inline
         self._settling: set[asyncio.Task[None]] = set()
         self.slot_usage: dict[str, int] = {}  # quota key -> requests in flight, as last seen
         self._waiting: dict[str, int] = {}  # quota key -> requests of this replica queued for it
 
     async def enter(self, exchange: Exchange) -> None:
-        identity, route = exchange.identity, exchange.route
-        if identity is None or route is None or exchange.local_response is not None:
+        if exchange.identity is None or exchange.route is None or exchange.local_response is not None:
             return
-        attributes = request_attributes(
-            identity.key_id, identity.team, identity.project, identity.environment, route.deployment.name, exchange.tags
-        )
         now = time.time()
-        plan = self._policy.plan(exchange, attributes, now)
+        plan = self._policy.plan(exchange, now)
         if plan is None:
             return
         request, budgets, token_keys = plan
@@ -150,6 +150,8 @@ class Admit(PassStage):
     def _rate_headers(self, request: AdmissionRequest, result: AdmissionResult) -> list[tuple[bytes, bytes]]:
         """OpenAI's x-ratelimit-* headers for the binding limit of each kind (a refusal first,
         else the one with the fewest units left)."""
+        if not request.rates:
+            return []
         binding: dict[str, tuple[RateRequest, RateOutcome]] = {}
         for check, outcome in zip(request.rates, result.rates, strict=True):
             kind = "tokens" if check.key.startswith("tpm|") else "requests"
@@ -157,11 +159,16 @@ class Admit(PassStage):
             if current is None or (outcome.allowed, outcome.remaining) < (current[1].allowed, current[1].remaining):
                 binding[kind] = (check, outcome)
         headers: list[tuple[bytes, bytes]] = []
-        for kind, (check, outcome) in sorted(binding.items()):
-            limit_name, remaining_name, reset_name = _RATE_HEADER_NAMES[kind]
-            headers.append((limit_name, str(check.limit).encode()))
-            headers.append((remaining_name, str(outcome.remaining).encode()))
-            headers.append((reset_name, format_duration(outcome.reset_seconds).encode()))
+        for kind in ("requests", "tokens"):  # sorted by kind
+            bound = binding.get(kind)
+            if bound is not None:
+                check, outcome = bound
+                limit_name, remaining_name, reset_name = _RATE_HEADER_NAMES[kind]
+                headers += (
+                    (limit_name, b"%d" % check.limit),
+                    (remaining_name, b"%d" % outcome.remaining),
+                    (reset_name, format_duration(outcome.reset_seconds).encode()),
+                )
         return headers
 
     def _refusal(
@@ -241,6 +248,9 @@ class Admit(PassStage):
             slot_keys=tuple(s.key for s in request.slots),
             token_corrections=tuple((key, correction) for key in held.token_rate_keys) if correction else (),
         )
+        if self._settle_inline:
+            await self._settle(settlement)
+            return
         task = asyncio.create_task(self._settle(settlement))  # off the response path
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)

@@ -15,7 +15,7 @@ from typing import Any
 from costwarden.chain.exchange import Exchange
 from costwarden.config.models import Config
 from costwarden.domain.admission import AdmissionRequest, BudgetCheck, RateCheck, SlotCheck
-from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost
+from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost, request_attributes
 from costwarden.domain.record import Protocol
 from costwarden.domain.window import WindowInstance
 from costwarden.protocols import openai
@@ -48,6 +48,21 @@ def _subject(per: str, attributes: Mapping[str, str | None]) -> str:
 
 def _applies(where: tuple[tuple[str, str], ...], attributes: Mapping[str, str | None]) -> bool:
     return all(attributes.get(name) == value for name, value in where)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scoped:
+    """The budgets, rate checks (a tokens-per-minute check as (key, limit) until a request's
+    tokens are known) and concurrency quotas that apply to one key, deployment and tags."""
+
+    budgets: tuple[Budget, ...]
+    rates: tuple[RateCheck | tuple[str, int], ...]
+    slots: tuple[SlotCheck, ...]
+    token_keys: tuple[str, ...]
+
+
+_NOTHING_APPLIES = _Scoped((), (), (), ())
+_MAX_PLANS = 10_000
 
 
 class LatencyTracker:
@@ -92,10 +107,14 @@ class AdmissionPolicy:
         self._default_output_bound = default_output_bound
         self._latency: dict[str, LatencyTracker] = {}
         self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
+        self._plans: dict[tuple[object, ...], _Scoped] = {}
 
     def set_budgets(self, budgets: Sequence[Budget]) -> None:
         """Replace the budgets (config + stored ones, refreshed by the governor)."""
-        self.budgets = tuple(budgets)
+        budgets = tuple(budgets)
+        if budgets != self.budgets:
+            self.budgets = budgets
+            self._plans = {}
         self._windows = {k: v for k, v in self._windows.items() if any(b.id == k for b in self.budgets)}
 
     def waiting_rule(self, slot_key: str) -> SlotRule | None:
@@ -132,19 +151,52 @@ class AdmissionPolicy:
         return check
 
     def plan(
-        self, exchange: Exchange, attributes: Mapping[str, str | None], now: float
+        self, exchange: Exchange, now: float
     ) -> tuple[AdmissionRequest, tuple[Budget, ...], tuple[str, ...]] | None:
         """The admission request of one exchange, the budgets it covers and its token-rate keys;
         None when nothing applies (the fast path)."""
         if self.empty:
             return None
+        identity, route = exchange.identity, exchange.route
+        assert identity is not None and route is not None
+        name = route.deployment.name
+        tags = exchange.tags
+        cache_key = (identity, name, tuple(tags.items())) if tags else (identity, name)
+        scoped = self._plans.get(cache_key)
+        if scoped is None:
+            if len(self._plans) >= _MAX_PLANS:  # client tags can make many; start over rather than grow
+                self._plans.clear()
+            attributes = request_attributes(
+                identity.key_id, identity.team, identity.project, identity.environment, name, tags
+            )
+            scoped = self._plans[cache_key] = self._scope(attributes)
+        if scoped is _NOTHING_APPLIES:
+            return None
+        estimate = self.estimate(exchange)
+        tokens = estimate.tokens
+        rate_checks = tuple(
+            check if isinstance(check, RateCheck) else RateCheck(check[0], check[1], 60.0, min(tokens, check[1]))
+            for check in scoped.rates
+        )
+        request = AdmissionRequest(
+            reservation_id=exchange.request_id,
+            estimate=estimate,
+            expires_at=now + self._ttl,
+            budgets=tuple([self.check_for(b, now) for b in scoped.budgets]),
+            rates=rate_checks,
+            slots=scoped.slots,
+        )
+        return request, scoped.budgets, scoped.token_keys
+
+    def _scope(self, attributes: Mapping[str, str | None]) -> _Scoped:
+        """What applies to requests with these attributes: the part of a plan that is the same for
+        every request of one key, deployment and tags (cached)."""
         budgets = tuple(b for b in self.budgets if b.scope.matches(attributes))
         rates = [r for r in self._rates if _applies(r.where, attributes)]
         slots = [s for s in self._slots if _applies(s.where, attributes)]
         if not budgets and not rates and not slots:
-            return None
-        estimate = self.estimate(exchange)
-        rate_checks: list[RateCheck] = []
+            return _NOTHING_APPLIES
+        rate_checks: list[RateCheck | tuple[str, int]] = []
         token_keys: list[str] = []
         for rule in rates:
             subject = _subject(rule.per, attributes)
@@ -152,25 +204,12 @@ class AdmissionPolicy:
                 rate_checks.append(RateCheck(f"rpm|{rule.per}|{subject}", rule.requests_per_minute, 60.0, 1))
             if rule.tokens_per_minute is not None:
                 key = f"tpm|{rule.per}|{subject}"
-                rate_checks.append(
-                    RateCheck(key, rule.tokens_per_minute, 60.0, min(estimate.tokens, rule.tokens_per_minute))
-                )
+                rate_checks.append((key, rule.tokens_per_minute))  # its cost is the request's tokens
                 token_keys.append(key)
         slot_checks = tuple(
-            SlotCheck(
-                f"slot|{rule.per}|{attributes.get(_PER_ATTRIBUTE.get(rule.per, rule.per)) or '-'}", rule.max_concurrent
-            )
-            for rule in slots
+            SlotCheck(f"slot|{rule.per}|{_subject(rule.per, attributes)}", rule.max_concurrent) for rule in slots
         )
-        request = AdmissionRequest(
-            reservation_id=exchange.request_id,
-            estimate=estimate,
-            expires_at=now + self._ttl,
-            budgets=tuple(self.check_for(b, now) for b in budgets),
-            rates=tuple(rate_checks),
-            slots=slot_checks,
-        )
-        return request, budgets, tuple(token_keys)
+        return _Scoped(budgets, tuple(rate_checks), slot_checks, tuple(token_keys))
 
     def estimate(self, exchange: Exchange) -> Amount:
         """The most this request can consume: USD, tokens, one request."""

@@ -243,3 +243,48 @@ async def test_unpriced_output_holds_no_output_tokens() -> None:
     cfg = config({"spikes": {"enabled": False}, **BIG_BUDGET}, pricing={"input_per_1m": "1"})
     estimate = await held(cfg, chat(None, text="abc"))
     assert estimate.tokens < 100
+
+
+# The plan of a key, deployment and tags is cached: it must never be another request's.
+
+
+async def test_cached_plans_follow_the_key_the_tags_and_budget_changes() -> None:
+    cfg = cfg_with(
+        {
+            "budgets": [
+                {"id": "ads", "scope": {"team": "ads"}, "limit_usd": "1"},
+                {"id": "gold", "scope": {"tag.tier": "gold"}, "limit_usd": "1"},
+            ],
+            "rate_limits": [{"per": "key", "requests_per_minute": 1000}],
+        }
+    )
+    spy = Spy()
+    stage = admit_stage(cfg, spy)
+    policy = stage._policy
+    other = KeyIdentity("k2", "search", "web", "prod")
+
+    async def ask(identity: KeyIdentity, tags: dict[str, str]) -> tuple[set[str], set[str]]:
+        ex = exchange(cfg, chat(5), f"r{len(spy.requests)}")
+        ex.identity, ex.tags = identity, tags
+        await stage.enter(ex)
+        request = spy.requests[-1]
+        return {b.budget_id for b in request.budgets}, {r.key for r in request.rates}
+
+    for _ in range(2):  # the second round is served from the cache
+        assert await ask(IDENTITY, {}) == ({"ads"}, {"rpm|key|k1"})
+        assert await ask(other, {}) == (set(), {"rpm|key|k2"})
+        assert await ask(IDENTITY, {"tier": "gold"}) == ({"ads", "gold"}, {"rpm|key|k1"})
+        assert await ask(other, {"tier": "gold"}) == ({"gold"}, {"rpm|key|k2"})
+    policy.set_budgets(policy.budgets[1:])  # "ads" removed at run time
+    assert await ask(IDENTITY, {}) == (set(), {"rpm|key|k1"})
+    assert await ask(IDENTITY, {"tier": "gold"}) == ({"gold"}, {"rpm|key|k1"})
+
+
+async def test_token_rate_checks_cost_each_request_its_own_tokens() -> None:
+    cfg = cfg_with({"rate_limits": [{"per": "key", "tokens_per_minute": 100_000}]})
+    spy = Spy()
+    stage = admit_stage(cfg, spy)
+    for max_tokens in (10, 500, 10):
+        await stage.enter(exchange(cfg, chat(max_tokens), f"r{max_tokens}-{len(spy.requests)}"))
+    costs = [r.rates[0].cost for r in spy.requests]
+    assert costs[0] == costs[2] and costs[1] == costs[0] + 490
