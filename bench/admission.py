@@ -64,7 +64,10 @@ def config(governed: bool) -> Config:
 
 async def run(cfg: Config, requests: int) -> float:
     """CPU seconds per request of admit + settle."""
-    stage = Admit(policy_from_config(cfg), MemoryCounters(), StoreHealth(), settle_inline=True)  # as app/runtime.py
+    try:  # settle as app/runtime.py does with in-process state
+        stage = Admit(policy_from_config(cfg), MemoryCounters(), StoreHealth(), settle_inline=True)
+    except TypeError:  # a version before settle_inline: one task per settlement
+        stage = Admit(policy_from_config(cfg), MemoryCounters(), StoreHealth())
     route = Route.of(cfg.deployments[0])
     raw = orjson.dumps(BODY)
     gc.collect()

@@ -52,16 +52,17 @@ def _applies(where: tuple[tuple[str, str], ...], attributes: Mapping[str, str | 
 
 @dataclass(frozen=True, slots=True)
 class _Scoped:
-    """The budgets, rate checks (a tokens-per-minute check as (key, limit) until a request's
-    tokens are known) and concurrency quotas that apply to one key, deployment and tags."""
+    """The budgets, rate checks and concurrency quotas that apply to one key, deployment and tags;
+    the rate checks at `token_checks` (tokens per minute) get each request's tokens as their cost."""
 
     budgets: tuple[Budget, ...]
-    rates: tuple[RateCheck | tuple[str, int], ...]
+    rates: tuple[RateCheck, ...]
+    token_checks: tuple[int, ...]
     slots: tuple[SlotCheck, ...]
     token_keys: tuple[str, ...]
 
 
-_NOTHING_APPLIES = _Scoped((), (), (), ())
+_NOTHING_APPLIES = _Scoped((), (), (), (), ())
 _MAX_PLANS = 10_000
 
 
@@ -173,11 +174,13 @@ class AdmissionPolicy:
         if scoped is _NOTHING_APPLIES:
             return None
         estimate = self.estimate(exchange)
-        tokens = estimate.tokens
-        rate_checks = tuple(
-            check if isinstance(check, RateCheck) else RateCheck(check[0], check[1], 60.0, min(tokens, check[1]))
-            for check in scoped.rates
-        )
+        rate_checks = scoped.rates
+        if scoped.token_keys:  # tokens-per-minute checks cost this request's tokens
+            checks = list(rate_checks)
+            for i in scoped.token_checks:
+                check = checks[i]
+                checks[i] = RateCheck(check.key, check.limit, check.period, min(estimate.tokens, check.limit))
+            rate_checks = tuple(checks)
         request = AdmissionRequest(
             reservation_id=exchange.request_id,
             estimate=estimate,
@@ -196,7 +199,8 @@ class AdmissionPolicy:
         slots = [s for s in self._slots if _applies(s.where, attributes)]
         if not budgets and not rates and not slots:
             return _NOTHING_APPLIES
-        rate_checks: list[RateCheck | tuple[str, int]] = []
+        rate_checks: list[RateCheck] = []
+        token_checks: list[int] = []
         token_keys: list[str] = []
         for rule in rates:
             subject = _subject(rule.per, attributes)
@@ -204,12 +208,13 @@ class AdmissionPolicy:
                 rate_checks.append(RateCheck(f"rpm|{rule.per}|{subject}", rule.requests_per_minute, 60.0, 1))
             if rule.tokens_per_minute is not None:
                 key = f"tpm|{rule.per}|{subject}"
-                rate_checks.append((key, rule.tokens_per_minute))  # its cost is the request's tokens
+                token_checks.append(len(rate_checks))
+                rate_checks.append(RateCheck(key, rule.tokens_per_minute, 60.0, 0))  # cost: per request
                 token_keys.append(key)
         slot_checks = tuple(
             SlotCheck(f"slot|{rule.per}|{_subject(rule.per, attributes)}", rule.max_concurrent) for rule in slots
         )
-        return _Scoped(budgets, tuple(rate_checks), slot_checks, tuple(token_keys))
+        return _Scoped(budgets, tuple(rate_checks), tuple(token_checks), slot_checks, tuple(token_keys))
 
     def estimate(self, exchange: Exchange) -> Amount:
         """The most this request can consume: USD, tokens, one request."""
