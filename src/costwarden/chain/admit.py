@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 NO_RETRY = (b"x-should-retry", b"false")
 # A Retry-After longer than this is ignored by the Node SDK, which then retries after 0.5-8 s anyway.
 LONG_RETRY_AFTER = 60
+SETTLE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # seconds between attempts to settle
 _RATE_HEADER_NAMES = {
     kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
     for kind in ("requests", "tokens")
@@ -256,13 +257,17 @@ class Admit(PassStage):
         task.add_done_callback(self._settling.discard)
 
     async def _settle(self, settlement: Settlement) -> None:
-        # Settling is idempotent, so a timed-out attempt is retried; a hold never settled expires.
-        for attempt in range(3):
+        # Settling is idempotent, so a timed-out attempt is retried, for longer than a circuit
+        # breaker's cool-down; a hold never settled expires (and its spend is only counted again
+        # when the counters are rebuilt from the ledger).
+        for delay in (*SETTLE_RETRY_DELAYS, None):
             try:
                 await self._counters.settle(settlement, time.time())
                 return
             except CounterStoreUnavailable:
-                await asyncio.sleep(0.2 * (attempt + 1))
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
             except Exception:
                 log.exception("could not settle %s", settlement.reservation_id)
                 return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.route import Route
 from costwarden.config.models import Config
-from costwarden.domain.admission import AdmissionRequest, AdmissionResult
+from costwarden.domain.admission import AdmissionRequest, AdmissionResult, Settlement
 from costwarden.domain.budget import Amount
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import quantize
@@ -288,3 +289,41 @@ async def test_token_rate_checks_cost_each_request_its_own_tokens() -> None:
         await stage.enter(exchange(cfg, chat(max_tokens), f"r{max_tokens}-{len(spy.requests)}"))
     costs = [r.rates[0].cost for r in spy.requests]
     assert costs[0] == costs[2] and costs[1] == costs[0] + 490
+
+
+class FlakySettle(MemoryCounters):
+    """Settling fails as unreachable `failures` times (e.g. while a breaker is open), then works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.attempts = 0
+
+    async def settle(self, settlement: Settlement, now: float) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise CounterStoreCircuitOpen("open")
+        await super().settle(settlement, now)
+
+
+async def test_a_settlement_outlasts_a_breaker_cool_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settlements retried only for ~1 s were lost while a breaker stayed open for 2 s: the hold
+    then blocked the budget until its expiry and the spend was never counted."""
+    sleeps: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr("costwarden.chain.admit.asyncio.sleep", no_wait)
+    cfg = cfg_with(BIG_BUDGET)
+    store = FlakySettle(failures=5)
+    stage = admit_stage(cfg, store)
+    ex = exchange(cfg, chat(10))
+    await stage.enter(ex)
+    ex.cost, ex.outcome = Decimal("0.5"), Outcome.SERVED
+    await stage.settle(ex)
+    await stage.drain()
+    check = stage._policy.check_for(stage._policy.budgets[0], time.time())
+    state = await store.budget_state(check.read_keys, time.time())
+    assert state.spent.usd == Decimal("0.5") and state.reserved == Amount()
+    assert sum(sleeps) >= 2 * 2.0  # retried for longer than twice the default cool-down
