@@ -5,6 +5,8 @@ of a fail-closed budget are told not to retry, and all recovers when Redis answe
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import statistics
 import time
@@ -102,6 +104,16 @@ def test_a_hanging_redis_opens_the_breaker_and_admissions_stop_waiting(
     assert statistics.median(later) < 0.05, statistics.median(later)
     assert _p99(later) < SOCKET_TIMEOUT / 2, _p99(later)
     assert _breaker_state(gateway) in ("open", "half_open")
+    figures = {
+        "before_trip_latency_min_s": round(min(first), 3),
+        "open_requests": len(later),
+        "open_median_s": round(statistics.median(later), 4),
+        "open_p99_s": round(_p99(later), 4),
+        "open_max_s": round(max(later), 3),
+    }
+    out = os.environ.get("COSTWARDEN_FIGURES")  # set by whoever refreshes docs/governance.md
+    if out:
+        Path(out).write_text(json.dumps(figures, indent=2))
     assert "costwarden_state_store_breaker_trips_total 1.0" in httpx.get(gateway.url + "/metrics").text
 
     # A fail-closed budget refuses at once, and the official SDK does not retry it.
