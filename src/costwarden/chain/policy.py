@@ -113,10 +113,14 @@ class AdmissionPolicy:
     def set_budgets(self, budgets: Sequence[Budget]) -> None:
         """Replace the budgets (config + stored ones, refreshed by the governor)."""
         budgets = tuple(budgets)
-        if budgets != self.budgets:
-            self.budgets = budgets
-            self._plans = {}
-        self._windows = {k: v for k, v in self._windows.items() if any(b.id == k for b in self.budgets)}
+        if budgets == self.budgets:
+            return
+        # A budget changed at run time (a lowered limit, a new scope or window) must not keep the
+        # counters cached for its previous definition: keep only those of unchanged budgets.
+        unchanged = {b.id for b in budgets if b in self.budgets}
+        self.budgets = budgets
+        self._plans = {}
+        self._windows = {k: v for k, v in self._windows.items() if k in unchanged}
 
     def waiting_rule(self, slot_key: str) -> SlotRule | None:
         """The rule of a concurrency quota key (`slot|per|subject`) if it queues instead of refusing."""

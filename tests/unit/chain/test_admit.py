@@ -14,6 +14,7 @@ from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.route import Route
+from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, Settlement
 from costwarden.domain.budget import Amount
@@ -327,3 +328,20 @@ async def test_a_settlement_outlasts_a_breaker_cool_down(monkeypatch: pytest.Mon
     state = await store.budget_state(check.read_keys, time.time())
     assert state.spent.usd == Decimal("0.5") and state.reserved == Amount()
     assert sum(sleeps) >= 2 * 2.0  # retried for longer than twice the default cool-down
+
+
+async def test_a_budget_lowered_at_run_time_applies_to_the_next_request() -> None:
+    """The cached counters of a window carried the old limit until the window rolled over."""
+    cfg = cfg_with({"budgets": [{"id": "b", "scope": {"team": "ads"}, "window": "month", "limit_usd": "1"}]})
+    policy = policy_from_config(cfg)
+    stage = Admit(policy, MemoryCounters(), StoreHealth())
+    await serve(stage, exchange(cfg, chat(10), "r1"), Decimal("0.6"))
+    await stage.enter(exchange(cfg, chat(10), "r2"))  # within $1
+    lowered = BudgetConfig(id="b", scope={"team": "ads"}, window="month", limit_usd=Decimal("0.5"))
+    policy.set_budgets([lowered.budget("UTC")])
+    with pytest.raises(GatewayError) as refused:
+        await stage.enter(exchange(cfg, chat(10), "r3"))
+    assert refused.value.code == "budget_exceeded" and "$0.500000" in refused.value.message
+    raised = BudgetConfig(id="b", scope={"team": "ads"}, window="month", limit_usd=Decimal("10"))
+    policy.set_budgets([raised.budget("UTC")])
+    await stage.enter(exchange(cfg, chat(10), "r4"))
