@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 # `x-should-retry: false` where a retry cannot succeed: the openai SDKs (Python, Node) and other
 # Stainless-generated SDKs obey it before any status rule (docs/governance.md, "Client retries").
 NO_RETRY = (b"x-should-retry", b"false")
-# A Retry-After longer than this is ignored by the Node SDK, which then retries after 0.5-8 s anyway.
-LONG_RETRY_AFTER = 60
 SETTLE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # seconds between attempts to settle
 _RATE_HEADER_NAMES = {
     kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
@@ -207,12 +205,10 @@ class Admit(PassStage):
             unit = "tokens" if name.startswith("tpm|") else "requests"
             self._count("rate_limited")
             # A retry after Retry-After fits the bucket: let SDKs wait for it (to the millisecond).
-            rate_headers: tuple[tuple[bytes, bytes], ...] = (
+            rate_headers = (
                 (b"retry-after", str(retry).encode()),
                 (b"retry-after-ms", str(max(1, math.ceil(outcome.retry_after * 1000))).encode()),
             )
-            if retry > LONG_RETRY_AFTER:
-                rate_headers += (NO_RETRY,)
             return GatewayError(
                 429,
                 "rate_limit_exceeded",
