@@ -86,6 +86,10 @@ class CounterStoreUnseeded(Exception):
     figures are not the truth until a rebuild; callers apply the budget's fail mode."""
 
 
+class CounterStoreCircuitOpen(CounterStoreUnavailable):
+    """The store was not asked: it failed repeatedly just before (a circuit breaker is open)."""
+
+
 class AlertSink(Protocol):
     """Delivers alerts somewhere (webhook, Slack, Alertmanager). Called off the request path.
 

@@ -33,6 +33,7 @@ from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
+from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import open_counters, open_lease, open_store
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
@@ -54,7 +55,7 @@ class Runtime:
         self.keyring = KeyRing(self.store, [config_key(k) for k in config.keys], config.storage.key_refresh_seconds)
         self.started_at = time.time()
         self.health = StoreHealth()
-        self.counters: CounterStore = open_counters(config.state)
+        self.counters: CounterStore = open_counters(config.state, config.governance.breaker)
         self.policy = policy_from_config(config)
         self.lease = open_lease(config.state, ttl_s=max(15.0, 3 * config.governance.evaluate_every_seconds))
         self._admit: Admit | None = None
@@ -98,7 +99,7 @@ class Runtime:
         self.registry.register(LedgerCollector(lambda: self._recorder))
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
-        self._admit = Admit(self.policy, self.counters, self.health)
+        self._admit = Admit(self.policy, self.counters, self.health, settle_inline=self.config.state is None)
         self._governor = self._build_governor(active)
         await self._governor.refresh_budgets()
         self.registry.register(
@@ -107,6 +108,7 @@ class Runtime:
                 self.health,
                 lambda: self._admit.slot_usage if self._admit else {},
                 self._alert_counts,
+                self.counters if isinstance(self.counters, CounterBreaker) else None,
             )
         )
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,13 +19,17 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.chain.stage import PassStage
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
-from costwarden.domain.budget import Amount, Budget, FailMode, admit, request_attributes
+from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit
 from costwarden.domain.ratelimit import format_duration
 from costwarden.domain.record import Outcome
-from costwarden.ports import CounterStore, CounterStoreUnavailable
+from costwarden.ports import CounterStore, CounterStoreCircuitOpen, CounterStoreUnavailable
 from costwarden.protocols.errors import GatewayError
 
 log = logging.getLogger(__name__)
+# `x-should-retry: false` where a retry cannot succeed: the openai SDKs (Python, Node) and other
+# Stainless-generated SDKs obey it before any status rule (docs/governance.md, "Client retries").
+NO_RETRY = (b"x-should-retry", b"false")
+SETTLE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # seconds between attempts to settle
 _RATE_HEADER_NAMES = {
     kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
     for kind in ("requests", "tokens")
@@ -59,23 +64,23 @@ class StoreHealth:
 class Admit(PassStage):
     name = "admit"
 
-    def __init__(self, policy: AdmissionPolicy, counters: CounterStore, health: StoreHealth) -> None:
+    def __init__(
+        self, policy: AdmissionPolicy, counters: CounterStore, health: StoreHealth, settle_inline: bool = False
+    ) -> None:
         self._policy = policy
         self._counters = counters
         self.health = health
+        # An in-process store settles without I/O: doing it at once costs less than a task.
+        self._settle_inline = settle_inline
         self._settling: set[asyncio.Task[None]] = set()
         self.slot_usage: dict[str, int] = {}  # quota key -> requests in flight, as last seen
         self._waiting: dict[str, int] = {}  # quota key -> requests of this replica queued for it
 
     async def enter(self, exchange: Exchange) -> None:
-        identity, route = exchange.identity, exchange.route
-        if identity is None or route is None or exchange.local_response is not None:
+        if exchange.identity is None or exchange.route is None or exchange.local_response is not None:
             return
-        attributes = request_attributes(
-            identity.key_id, identity.team, identity.project, identity.environment, route.deployment.name, exchange.tags
-        )
         now = time.time()
-        plan = self._policy.plan(exchange, attributes, now)
+        plan = self._policy.plan(exchange, now)
         if plan is None:
             return
         request, budgets, token_keys = plan
@@ -131,13 +136,18 @@ class Admit(PassStage):
         closed = [b for b in budgets if b.fail_mode is FailMode.CLOSED]
         if closed:
             self._count("state_store_unreachable")
+            # While the breaker is open the store is not even asked: a retry within the next second
+            # fails the same way, and client retries would only multiply the load of the outage.
+            headers: tuple[tuple[bytes, bytes], ...] = ((b"retry-after", b"1"),)
+            if isinstance(error, CounterStoreCircuitOpen):
+                headers += (NO_RETRY,)
             raise GatewayError(
                 503,
                 "state_store_unreachable",
                 f"budget {closed[0].id!r} cannot be checked because the budget store is unreachable, and it "
                 "fails closed; retry shortly",
                 kind="service_unavailable",
-                headers=((b"retry-after", b"1"),),
+                headers=headers,
             )
 
     def _unseeded(self, budgets: tuple[Budget, ...], now: float) -> None:
@@ -165,6 +175,8 @@ class Admit(PassStage):
     def _rate_headers(self, request: AdmissionRequest, result: AdmissionResult) -> list[tuple[bytes, bytes]]:
         """OpenAI's x-ratelimit-* headers for the binding limit of each kind (a refusal first,
         else the one with the fewest units left)."""
+        if not request.rates:
+            return []
         binding: dict[str, tuple[RateRequest, RateOutcome]] = {}
         for check, outcome in zip(request.rates, result.rates, strict=True):
             kind = "tokens" if check.key.startswith("tpm|") else "requests"
@@ -172,11 +184,16 @@ class Admit(PassStage):
             if current is None or (outcome.allowed, outcome.remaining) < (current[1].allowed, current[1].remaining):
                 binding[kind] = (check, outcome)
         headers: list[tuple[bytes, bytes]] = []
-        for kind, (check, outcome) in sorted(binding.items()):
-            limit_name, remaining_name, reset_name = _RATE_HEADER_NAMES[kind]
-            headers.append((limit_name, str(check.limit).encode()))
-            headers.append((remaining_name, str(outcome.remaining).encode()))
-            headers.append((reset_name, format_duration(outcome.reset_seconds).encode()))
+        for kind in ("requests", "tokens"):  # sorted by kind
+            bound = binding.get(kind)
+            if bound is not None:
+                check, outcome = bound
+                limit_name, remaining_name, reset_name = _RATE_HEADER_NAMES[kind]
+                headers += (
+                    (limit_name, b"%d" % check.limit),
+                    (remaining_name, b"%d" % outcome.remaining),
+                    (reset_name, format_duration(outcome.reset_seconds).encode()),
+                )
         return headers
 
     def _refusal(
@@ -189,28 +206,42 @@ class Admit(PassStage):
             budget = budgets[index]
             reset_at = budget.window.reset_at(now)
             retry = max(1, int(reset_at - now + 0.999))
-            decision = admit(budget, result.budget_states[index], request.estimate, now)
+            state = result.budget_states[index]
+            decision = admit(budget, state, request.estimate, now)
             self._count("budget_exceeded")
             self.health.exhausted[budget.id] = (request.budgets[index].write_key, request.estimate.usd)
+            headers: tuple[tuple[bytes, bytes], ...] = (
+                (b"retry-after", str(retry).encode()),
+                (b"x-costwarden-budget", budget.id.encode()),
+            )
+            # Refused by settled spend alone (not by holds that may settle lower): no retry passes
+            # before the window resets or the limit is raised.
+            if not admit(budget, BudgetState(state.spent), request.estimate, now).admitted:
+                headers += (NO_RETRY,)
             return GatewayError(
                 429,
                 "budget_exceeded",
                 decision.message or f"budget {budget.id!r} is exhausted",
                 kind="budget_exceeded",
-                headers=((b"retry-after", str(retry).encode()), (b"x-costwarden-budget", budget.id.encode())),
+                headers=headers,
             )
         if kind == "rate":
             outcome = next(o for o in result.rates if o.key == name)
             retry = max(1, int(outcome.retry_after + 0.999))
             unit = "tokens" if name.startswith("tpm|") else "requests"
             self._count("rate_limited")
+            # A retry after Retry-After fits the bucket: let SDKs wait for it (to the millisecond).
+            rate_headers = (
+                (b"retry-after", str(retry).encode()),
+                (b"retry-after-ms", str(max(1, math.ceil(outcome.retry_after * 1000))).encode()),
+            )
             return GatewayError(
                 429,
                 "rate_limit_exceeded",
                 f"rate limit of {name.split('|')[1]} {name.split('|')[2]!r} reached ({unit} per minute); "
                 f"retry in {format_duration(outcome.retry_after)}",
                 kind="rate_limit_exceeded",
-                headers=((b"retry-after", str(retry).encode()),),
+                headers=rate_headers,
             )
         self._count("concurrency_limited")
         return GatewayError(
@@ -240,18 +271,25 @@ class Admit(PassStage):
             slot_keys=tuple(s.key for s in request.slots),
             token_corrections=tuple((key, correction) for key in held.token_rate_keys) if correction else (),
         )
+        if self._settle_inline:
+            await self._settle(settlement)
+            return
         task = asyncio.create_task(self._settle(settlement))  # off the response path
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
     async def _settle(self, settlement: Settlement) -> None:
-        # Settling is idempotent, so a timed-out attempt is retried; a hold never settled expires.
-        for attempt in range(3):
+        # Settling is idempotent, so a timed-out attempt is retried, for longer than a circuit
+        # breaker's cool-down; a hold never settled expires (and its spend is only counted again
+        # when the counters are rebuilt from the ledger).
+        for delay in (*SETTLE_RETRY_DELAYS, None):
             try:
                 await self._counters.settle(settlement, time.time())
                 return
             except CounterStoreUnavailable:
-                await asyncio.sleep(0.2 * (attempt + 1))
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
             except Exception:
                 log.exception("could not settle %s", settlement.reservation_id)
                 return

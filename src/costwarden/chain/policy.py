@@ -15,7 +15,15 @@ from typing import Any
 from costwarden.chain.exchange import Exchange
 from costwarden.config.models import Config
 from costwarden.domain.admission import AdmissionRequest, BudgetCheck, RateCheck, SlotCheck
-from costwarden.domain.budget import Action, Amount, Budget, counter_key, estimate_max_cost, seed_key
+from costwarden.domain.budget import (
+    Action,
+    Amount,
+    Budget,
+    counter_key,
+    estimate_max_cost,
+    request_attributes,
+    seed_key,
+)
 from costwarden.domain.record import Protocol
 from costwarden.domain.window import WindowInstance
 from costwarden.protocols import openai
@@ -50,6 +58,22 @@ def _applies(where: tuple[tuple[str, str], ...], attributes: Mapping[str, str | 
     return all(attributes.get(name) == value for name, value in where)
 
 
+@dataclass(frozen=True, slots=True)
+class _Scoped:
+    """The budgets, rate checks and concurrency quotas that apply to one key, deployment and tags;
+    the rate checks at `token_checks` (tokens per minute) get each request's tokens as their cost."""
+
+    budgets: tuple[Budget, ...]
+    rates: tuple[RateCheck, ...]
+    token_checks: tuple[int, ...]
+    slots: tuple[SlotCheck, ...]
+    token_keys: tuple[str, ...]
+
+
+_NOTHING_APPLIES = _Scoped((), (), (), (), ())
+_MAX_PLANS = 10_000
+
+
 class LatencyTracker:
     """Observed upstream seconds of one deployment: the p99 of the last 512 requests."""
 
@@ -79,20 +103,31 @@ class AdmissionPolicy:
         slots: Sequence[SlotRule],
         reservation_ttl: float,
         caps: Mapping[str, Decimal | None],
+        output_bounds: Mapping[str, int] | None = None,
+        default_output_bound: int | None = None,
     ) -> None:
         self.budgets = tuple(budgets)
         self._rates = tuple(rates)
         self._slots = tuple(slots)
         self._ttl = reservation_ttl
         self._caps = dict(caps)
+        # Output tokens assumed when a request does not bound its own (see `estimate`).
+        self._output_bounds = dict(output_bounds or {})
+        self._default_output_bound = default_output_bound
         self._latency: dict[str, LatencyTracker] = {}
         self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
+        self._plans: dict[tuple[object, ...], _Scoped] = {}
 
     def set_budgets(self, budgets: Sequence[Budget]) -> None:
-        """Replace the budgets (config + stored ones, refreshed by the governor). A budget whose
-        definition changed (a new limit) drops its cached check at once."""
-        unchanged = {b.id for b in set(self.budgets) & set(budgets)}
-        self.budgets = tuple(budgets)
+        """Replace the budgets (config + stored ones, refreshed by the governor)."""
+        budgets = tuple(budgets)
+        if budgets == self.budgets:
+            return
+        # A budget changed at run time (a lowered limit, a new scope or window) must not keep the
+        # counters cached for its previous definition: keep only those of unchanged budgets.
+        unchanged = {b.id for b in budgets if b in self.budgets}
+        self.budgets = budgets
+        self._plans = {}
         self._windows = {k: v for k, v in self._windows.items() if k in unchanged}
 
     def waiting_rule(self, slot_key: str) -> SlotRule | None:
@@ -131,19 +166,55 @@ class AdmissionPolicy:
         return check
 
     def plan(
-        self, exchange: Exchange, attributes: Mapping[str, str | None], now: float
+        self, exchange: Exchange, now: float
     ) -> tuple[AdmissionRequest, tuple[Budget, ...], tuple[str, ...]] | None:
         """The admission request of one exchange, the budgets it covers and its token-rate keys;
         None when nothing applies (the fast path)."""
         if self.empty:
             return None
+        identity, route = exchange.identity, exchange.route
+        assert identity is not None and route is not None
+        name = route.deployment.name
+        tags = exchange.tags
+        cache_key = (identity, name, tuple(tags.items())) if tags else (identity, name)
+        scoped = self._plans.get(cache_key)
+        if scoped is None:
+            if len(self._plans) >= _MAX_PLANS:  # client tags can make many; start over rather than grow
+                self._plans.clear()
+            attributes = request_attributes(
+                identity.key_id, identity.team, identity.project, identity.environment, name, tags
+            )
+            scoped = self._plans[cache_key] = self._scope(attributes)
+        if scoped is _NOTHING_APPLIES:
+            return None
+        estimate = self.estimate(exchange)
+        rate_checks = scoped.rates
+        if scoped.token_keys:  # tokens-per-minute checks cost this request's tokens
+            checks = list(rate_checks)
+            for i in scoped.token_checks:
+                check = checks[i]
+                checks[i] = RateCheck(check.key, check.limit, check.period, min(estimate.tokens, check.limit))
+            rate_checks = tuple(checks)
+        request = AdmissionRequest(
+            reservation_id=exchange.request_id,
+            estimate=estimate,
+            expires_at=now + self._ttl,
+            budgets=tuple([self.check_for(b, now) for b in scoped.budgets]),
+            rates=rate_checks,
+            slots=scoped.slots,
+        )
+        return request, scoped.budgets, scoped.token_keys
+
+    def _scope(self, attributes: Mapping[str, str | None]) -> _Scoped:
+        """What applies to requests with these attributes: the part of a plan that is the same for
+        every request of one key, deployment and tags (cached)."""
         budgets = tuple(b for b in self.budgets if b.scope.matches(attributes))
         rates = [r for r in self._rates if _applies(r.where, attributes)]
         slots = [s for s in self._slots if _applies(s.where, attributes)]
         if not budgets and not rates and not slots:
-            return None
-        estimate = self.estimate(exchange)
+            return _NOTHING_APPLIES
         rate_checks: list[RateCheck] = []
+        token_checks: list[int] = []
         token_keys: list[str] = []
         for rule in rates:
             subject = _subject(rule.per, attributes)
@@ -151,25 +222,13 @@ class AdmissionPolicy:
                 rate_checks.append(RateCheck(f"rpm|{rule.per}|{subject}", rule.requests_per_minute, 60.0, 1))
             if rule.tokens_per_minute is not None:
                 key = f"tpm|{rule.per}|{subject}"
-                rate_checks.append(
-                    RateCheck(key, rule.tokens_per_minute, 60.0, min(estimate.tokens, rule.tokens_per_minute))
-                )
+                token_checks.append(len(rate_checks))
+                rate_checks.append(RateCheck(key, rule.tokens_per_minute, 60.0, 0))  # cost: per request
                 token_keys.append(key)
         slot_checks = tuple(
-            SlotCheck(
-                f"slot|{rule.per}|{attributes.get(_PER_ATTRIBUTE.get(rule.per, rule.per)) or '-'}", rule.max_concurrent
-            )
-            for rule in slots
+            SlotCheck(f"slot|{rule.per}|{_subject(rule.per, attributes)}", rule.max_concurrent) for rule in slots
         )
-        request = AdmissionRequest(
-            reservation_id=exchange.request_id,
-            estimate=estimate,
-            expires_at=now + self._ttl,
-            budgets=tuple(self.check_for(b, now) for b in budgets),
-            rates=tuple(rate_checks),
-            slots=slot_checks,
-        )
-        return request, budgets, tuple(token_keys)
+        return _Scoped(budgets, tuple(rate_checks), tuple(token_checks), slot_checks, tuple(token_keys))
 
     def estimate(self, exchange: Exchange) -> Amount:
         """The most this request can consume: USD, tokens, one request."""
@@ -177,18 +236,26 @@ class AdmissionPolicy:
         assert route is not None
         body: Any = None
         input_tokens, max_output = 0, None
+        name = route.deployment.name
+        cap = self._caps.get(name)
         if exchange.protocol is Protocol.OPENAI:
             body = exchange.parsed_body if exchange.parsed_body is not None else openai.parse_json_object(exchange.body)
             input_tokens = openai.input_token_bound(body)
             max_output = openai.max_output_tokens(body)
-        tracker = self._latency.get(route.deployment.name)
+            if max_output is None and cap is None and route.sheet.output_per_1m:
+                # No max_tokens and no per-request cap: hold the deployment's output bound (times
+                # `n`), else the request would hold only its input and pass a nearly spent budget.
+                bound = self._output_bounds.get(name, self._default_output_bound)
+                if bound is not None:
+                    max_output = bound * _choices(body)
+        tracker = self._latency.get(name)
         cost = estimate_max_cost(
             route.sheet,
             input_tokens,
             max_output,
             items=exchange.usage.items,
             p99_seconds=tracker.p99 if tracker else None,
-            cap=self._caps.get(route.deployment.name),
+            cap=cap,
         )
         return Amount(cost.usd, cost.tokens, 1)
 
@@ -200,6 +267,12 @@ class AdmissionPolicy:
         if tracker is None:
             tracker = self._latency[name] = LatencyTracker()
         tracker.add(exchange.upstream_seconds)
+
+
+def _choices(body: Any) -> int:
+    """The `n` of an OpenAI request: how many replies its output bound covers."""
+    n = body.get("n") if isinstance(body, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 def policy_from_config(config: Config) -> AdmissionPolicy:
@@ -223,4 +296,8 @@ def policy_from_config(config: Config) -> AdmissionPolicy:
         ],
         reservation_ttl=gov.reservation_ttl_seconds,
         caps={d.name: d.max_cost_per_request for d in config.deployments},
+        output_bounds={
+            d.name: bound for d in config.deployments if (bound := d.max_output_tokens or d.context_window) is not None
+        },
+        default_output_bound=gov.default_max_output_tokens,
     )

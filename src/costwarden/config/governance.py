@@ -98,6 +98,17 @@ class SpikeConfig(Model):
     shadow: bool = False  # record spike alerts without notifying any sink
 
 
+class BreakerConfig(Model):
+    """The circuit breaker around a Redis counter store (storage/breaker.py): it opens after
+    `failures` consecutive calls failed (connection error or timeout) with no answer for
+    `outage_seconds`, fails fast for `open_seconds`, then lets one probe call through."""
+
+    enabled: bool = True
+    failures: int = Field(default=3, ge=1)
+    outage_seconds: float = Field(default=1.0, ge=0)
+    open_seconds: float = Field(default=2.0, gt=0)
+
+
 class GovernanceConfig(Model):
     timezone: str = "UTC"
     reservation_ttl_seconds: float = Field(default=600.0, gt=0)
@@ -106,4 +117,7 @@ class GovernanceConfig(Model):
     concurrency: tuple[ConcurrencyConfig, ...] = ()
     evaluate_every_seconds: float = Field(default=5.0, gt=0)
     spikes: SpikeConfig = Field(default_factory=SpikeConfig)
-
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    # Output tokens assumed for a request without max_tokens on a deployment that declares neither
+    # max_output_tokens, context_window nor max_cost_per_request.
+    default_max_output_tokens: int = Field(default=4096, gt=0)

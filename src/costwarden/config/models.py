@@ -81,6 +81,10 @@ class Deployment(Model):
     pricing: Pricing = Pricing()
     # The most one request may cost: the admission estimate when its output is not bounded.
     max_cost_per_request: Decimal | None = Field(default=None, gt=0)
+    # Bounds on a reply's output tokens, used to price a request that sets no max_tokens (admission):
+    # the model's output limit, else its context window (docs/governance.md).
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _one_upstream(self) -> Deployment:

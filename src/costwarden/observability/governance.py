@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from costwarden.chain.admit import StoreHealth
 from costwarden.services.budgets import BudgetView
+from costwarden.storage.breaker import BreakerState, CounterBreaker
 
 
 class GovernanceCollector(Collector):
@@ -22,11 +23,13 @@ class GovernanceCollector(Collector):
         health: StoreHealth,
         slots: Callable[[], dict[str, int]],
         alert_counts: Callable[[], dict[str, int]],
+        breaker: CounterBreaker | None = None,
     ) -> None:
         self._views = views
         self._health = health
         self._slots = slots
         self._alert_counts = alert_counts
+        self._breaker = breaker
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         gauges = {
@@ -60,6 +63,19 @@ class GovernanceCollector(Collector):
         reachable = GaugeMetricFamily("costwarden_state_store_up", "1 when the shared counter store answers.")
         reachable.add_metric([], 1.0 if self._health.reachable else 0.0)
         yield reachable
+        if self._breaker is not None:
+            current = self._breaker.state
+            state = GaugeMetricFamily(
+                "costwarden_state_store_breaker_state",
+                "1 for the counter store circuit breaker's current state (open: failing fast).",
+                labels=["state"],
+            )
+            for member in BreakerState:
+                state.add_metric([member.value], 1.0 if member is current else 0.0)
+            yield state
+            trips = CounterMetricFamily("costwarden_state_store_breaker_trips", "Times the circuit breaker opened.")
+            trips.add_metric([], self._breaker.trips)
+            yield trips
         slots = GaugeMetricFamily(
             "costwarden_concurrency_active", "Requests in flight per concurrency quota (last seen).", labels=["quota"]
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from costwarden.config.governance import BreakerConfig
 from costwarden.ports import CounterStore, Store
+from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.postgres import PostgresStore
@@ -19,11 +21,16 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unsupported ledger URL {url!r}: use sqlite:///path or postgresql://...")
 
 
-def open_counters(state_url: str | None) -> CounterStore:
-    """Shared admission state: Redis for several replicas, or in-process for one."""
+def open_counters(state_url: str | None, breaker: BreakerConfig | None = None) -> CounterStore:
+    """Shared admission state: Redis for several replicas (behind a circuit breaker unless
+    `breaker.enabled` is false), or in-process for one (which cannot fail)."""
     if state_url is None:
         return MemoryCounters()
-    return RedisCounters(state_url)
+    redis = RedisCounters(state_url)
+    breaker = breaker or BreakerConfig()
+    if not breaker.enabled:
+        return redis
+    return CounterBreaker(redis, breaker.failures, breaker.outage_seconds, breaker.open_seconds)
 
 
 def open_lease(state_url: str | None, ttl_s: float) -> LocalLease | RedisLease:
