@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from costwarden.app.admin import build_admin
+from costwarden.app.body import BodyReader
 from costwarden.app.gateway import GatewayApp, Receive, Scope, Send
 from costwarden.app.local import local_handlers
 from costwarden.app.runtime import Runtime
-from costwarden.config.models import Config
+from costwarden.config.models import Config, ServerConfig
+from costwarden.protocols.request_limits import HeaderLimits
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,11 @@ class CostwardenASGI:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
+                    server = self.runtime.config.server
                     self._gateway = GatewayApp(
                         self.runtime.chain,
-                        self.runtime.config.server.max_body_bytes,
+                        body_reader(server),
+                        header_limits(server),
                         local_handlers(self.runtime),
                         self._admin,
                     )
@@ -51,3 +55,11 @@ class CostwardenASGI:
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def body_reader(server: ServerConfig) -> BodyReader:
+    return BodyReader(server.max_body_bytes, server.body_timeout_seconds, server.max_slow_bodies)
+
+
+def header_limits(server: ServerConfig) -> HeaderLimits:
+    return HeaderLimits(server.max_header_bytes, server.max_headers, server.max_header_value_bytes)
