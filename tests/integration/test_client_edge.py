@@ -23,7 +23,15 @@ from costwarden.domain.record import Outcome, UsageRecord
 from tests.integration import ledger
 from tests.integration.echo_upstream import EchoUpstream, echo_upstream
 from tests.integration.procs import Gateway, TextModel, free_port
-from tests.integration.setup_config import CHAT_PRICES, IRIS_PRICES, KEYS, Upstreams, config_dict, write_config
+from tests.integration.setup_config import (
+    ADMIN_TOKEN,
+    CHAT_PRICES,
+    IRIS_PRICES,
+    KEYS,
+    Upstreams,
+    config_dict,
+    write_config,
+)
 
 TIMEOUT = 1.5  # header and body timeouts of this gateway, in seconds
 MAX_BODY = 65536  # as in setup_config
@@ -377,3 +385,32 @@ def test_the_clients_credentials_are_never_forwarded(edge: Gateway, echo: EchoUp
     assert response.status_code == 200, response.text
     seen = seen_headers(echo)
     assert "authorization" not in seen and "x-api-key" not in seen
+
+
+# -- the admin API behind the same edge ----------------------------------------------------------------
+
+
+def test_the_admin_api_times_out_a_body_that_stops_coming(edge: Gateway) -> None:
+    sock = connect(edge)
+    body = orjson.dumps({"team": "ads", "project": "ctr", "environment": "prod", "name": "slow"})
+    lines = [
+        "POST /admin/v1/keys HTTP/1.1",
+        "Host: gateway",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body) + 10}",
+    ]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    status, headers, answer = read_response(sock)
+    assert status == 408 and orjson.loads(answer)["error"]["code"] == "body_timeout"
+    assert headers["connection"] == "close"
+    keys = httpx.get(edge.url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert "slow" not in str(keys)
+
+
+def test_the_admin_api_still_reads_whole_bodies(edge: Gateway) -> None:
+    body = {"team": "ads", "project": "ctr", "environment": "prod", "name": "whole"}
+    created = httpx.post(edge.url + "/admin/v1/keys", json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert created.status_code in (200, 201), created.text
+    keys = httpx.get(edge.url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert "whole" in str(keys)

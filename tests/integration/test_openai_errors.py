@@ -56,7 +56,7 @@ def test_a_missing_key_is_an_invalid_request_error(gateway: Gateway) -> None:
 def test_a_rate_limit_has_openais_type(make_gateway: GatewayFactory, limit: dict[str, int], kind: str) -> None:
     gateway = make_gateway(extra=governance(rate_limits=[{"per": "key", **limit}]))
     refused = first_refusal(gateway)
-    assert isinstance(refused, openai.RateLimitError)
+    assert isinstance(refused, openai.RateLimitError), (refused.status_code, refused.body)
     assert (refused.type, refused.code) == (kind, "rate_limit_exceeded")
     assert int(refused.response.headers["retry-after"]) >= 1
 
@@ -65,7 +65,7 @@ def test_a_budget_refusal_is_insufficient_quota_with_its_own_code(make_gateway: 
     budget = {"id": "ads-daily", "scope": {"team": "ads"}, "window": "day", "limit_usd": "0.0005"}
     gateway = make_gateway(extra=governance(budgets=[budget]))
     refused = first_refusal(gateway)
-    assert isinstance(refused, openai.RateLimitError)
+    assert isinstance(refused, openai.RateLimitError), (refused.status_code, refused.body)
     assert (refused.type, refused.code) == ("insufficient_quota", "budget_exceeded")
     assert "'ads-daily'" in refused.message
 

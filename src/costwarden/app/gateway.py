@@ -81,7 +81,7 @@ class GatewayApp:
             elif handler is not None:
                 await handler(scope, send)
             else:
-                await self._fallback(scope, receive, send)
+                await self._to_fallback(scope, receive, send)
             return
         protocol, endpoint = kind
         exchange = Exchange(
@@ -118,6 +118,25 @@ class GatewayApp:
                     500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error"
                 )
                 await channel.whole(500, [_JSON, *exchange.costwarden_headers(False)], error_payload(protocol, error))
+
+    async def _to_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin API gets its body read under the same deadline and bounds as inference."""
+        try:
+            body = await self._body.read(scope["headers"], receive)
+        except GatewayError as error:
+            payload = error_payload(Protocol.HTTP, error)
+            await ClientChannel(send).whole(error.status, [_JSON, *error.headers, _CLOSE], payload)
+            return
+        sent = False
+
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body, only a disconnect can come
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self._fallback(scope, replay, send)
 
     async def _refuse(
         self, exchange: Exchange, channel: ClientChannel, error: GatewayError, close: bool = False
