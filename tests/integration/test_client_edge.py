@@ -7,6 +7,7 @@ one ledger record; nothing the client did not finish is forwarded upstream or bi
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import time
@@ -272,14 +273,18 @@ def test_oversized_headers_on_v2_use_the_v2_error_shape(edge: Gateway) -> None:
     assert (record.protocol, record.status, record.error_code) == ("v2", 431, "too_many_headers")
 
 
-def test_a_megabyte_of_headers_is_cut_at_the_socket(edge: Gateway, echo: EchoUpstream) -> None:
-    """Before: a 50 MB header was buffered whole (RSS +100 MB, 10 s) and forwarded upstream."""
+def test_a_flood_of_header_bytes_is_cut_at_the_socket(edge: Gateway, echo: EchoUpstream) -> None:
+    """Before: a 50 MB header was buffered whole (RSS +100 MB, 10 s) and forwarded upstream.
+
+    The client here sends it all in one go, as a naive client does, and still reads the answer.
+    """
     sock = connect(edge)
     started = time.monotonic()
-    pieces = [head(extra=b"X-Big: ")] + [b"a" * 65536] * 800  # a 50 MiB header
-    feed(sock, pieces)
-    status, _, body = read_response(sock)
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(head(extra=b"X-Big: " + b"a" * (16 * 1024 * 1024) + b"\r\n") + CHAT)
+    status, headers, body = read_response(sock)
     assert status == 431 and orjson.loads(body)["error"]["code"] == "headers_too_large"
+    assert headers["connection"] == "close" and closed_by_server(sock)
     assert time.monotonic() - started < 5
     assert echo.seen == []
     assert httpx.get(edge.url + "/healthz").status_code == 200

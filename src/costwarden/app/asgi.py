@@ -22,6 +22,7 @@ class CostwardenASGI:
         self.runtime = Runtime(config)
         admin = build_admin(self.runtime)
         self._gateway: GatewayApp | None = None
+        self._body: BodyReader | None = None
         self._admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,9 +40,11 @@ class CostwardenASGI:
                 try:
                     await self.runtime.start()
                     server = self.runtime.config.server
+                    self._body = body_reader(server)
+                    self._body.start()
                     self._gateway = GatewayApp(
                         self.runtime.chain,
-                        body_reader(server),
+                        self._body,
                         header_limits(server),
                         local_handlers(self.runtime),
                         self._admin,
@@ -52,6 +55,8 @@ class CostwardenASGI:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._body is not None:
+                    await self._body.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -21,6 +21,8 @@ from costwarden.domain.record import Protocol
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 
+LINGER_SECONDS = 2.0
+
 
 def guarded_protocol(header_timeout: float, header_cap: int) -> type[asyncio.Protocol]:
     """The protocol class to give uvicorn as `http=`, with these limits (seconds, bytes).
@@ -46,6 +48,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -56,6 +59,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # answered and closing: what the client still sends is dropped unread
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             # Counted after parsing, so only bytes of unfinished headers count (never a body's).
@@ -109,6 +114,14 @@ class GuardedHttpTools(HttpToolsProtocol):
             f"HTTP/1.1 {error.status} {'Request Timeout' if error.status == 408 else 'Request Header Fields Too Large'}"
             f"\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
-        self.transport.pause_reading()
         self.transport.write(head.encode() + body)
-        self.transport.close()
+        # A lingering close (as nginx does): a client still sending would otherwise get a reset that
+        # can overtake the answer. Its bytes are dropped for a short while, then the socket closes.
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self._close)
+
+    def _close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()

@@ -39,8 +39,12 @@ def length(n: int) -> list[tuple[bytes, bytes]]:
 
 
 async def refused(reader: BodyReader, client: Client, headers: list[tuple[bytes, bytes]] | None = None) -> GatewayError:
-    with pytest.raises(GatewayError) as info:
-        await reader.read(headers or [], client.receive)
+    reader.start()
+    try:
+        with pytest.raises(GatewayError) as info:
+            await reader.read(headers or [], client.receive)
+    finally:
+        await reader.stop()
     assert reader.reading == 0  # every slot is given back
     return info.value
 
@@ -79,6 +83,7 @@ async def test_a_body_that_stops_coming_times_out() -> None:
 
 async def test_when_every_slot_is_taken_a_slow_body_gets_503_and_a_whole_one_passes() -> None:
     reader = BodyReader(100, 5, 1)
+    reader.start()
     slow = asyncio.create_task(reader.read([], Client(part(b"a")).receive))
     await asyncio.sleep(0)
     assert reader.reading == 1
@@ -86,10 +91,29 @@ async def test_when_every_slot_is_taken_a_slow_body_gets_503_and_a_whole_one_pas
     reader._grace = 0.05
     error = await refused_while(reader, Client(part(b"b")))
     assert (error.status, error.code, error.headers) == (503, "too_many_slow_clients", ((b"retry-after", b"1"),))
-    slow.cancel()
+    slow.cancel()  # a cancellation that is not the deadline's passes through untouched
     with pytest.raises(asyncio.CancelledError):
         await slow
+    await reader.stop()
     assert reader.reading == 0
+
+
+async def test_the_deadline_is_total_not_per_part() -> None:
+    """A part every 20 ms keeps an idle timer happy; the whole body still has 0.15 s."""
+
+    class Trickle:
+        async def receive(self) -> Message:
+            await asyncio.sleep(0.02)
+            return part(b"x")
+
+    reader = BodyReader(10_000, 0.15, 2)
+    reader.start()
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(GatewayError) as info:
+        await reader.read([], Trickle().receive)
+    await reader.stop()
+    assert info.value.code == "body_timeout"
+    assert 0.15 <= asyncio.get_running_loop().time() - started < 1.0
 
 
 async def refused_while(reader: BodyReader, client: Client) -> GatewayError:
