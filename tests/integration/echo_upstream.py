@@ -7,6 +7,7 @@ forwarded at all, and with which headers. It answers a chat completion with a fi
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ class EchoUpstream:
         body = await request.read()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         self.seen.append(Seen(request.method, request.path, headers, body))
+        if b'"echo_sleep"' in body:  # a slow answer, when a test asks for one
+            await asyncio.sleep(float(json.loads(body)["echo_sleep"]))
         reply = {
             "id": "chatcmpl-echo",
             "object": "chat.completion",

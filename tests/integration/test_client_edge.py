@@ -219,7 +219,7 @@ def test_slow_clients_are_bounded_and_fast_ones_still_pass(edge: Gateway, echo: 
     slow = [connect(edge) for _ in range(2)]  # the gateway has two slow-body slots
     for sock in slow:
         sock.sendall(head(length=len(CHAT)) + CHAT[:5])
-    time.sleep(0.3)
+    time.sleep(0.5)
     third = connect(edge)
     third.sendall(head(length=len(CHAT)) + CHAT[:5])
     fast = httpx.post(edge.url + "/v1/chat/completions", content=CHAT, headers={"Authorization": f"Bearer {KEY}"})
@@ -419,3 +419,15 @@ def test_the_admin_api_still_reads_whole_bodies(edge: Gateway) -> None:
     assert created.status_code in (200, 201), created.text
     keys = httpx.get(edge.url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert "whole" in str(keys)
+
+
+def test_a_pipelined_request_never_gets_an_answer_inside_another(edge: Gateway) -> None:
+    """Request 2's headers stall while request 1 is answered: request 1's answer stays whole, and
+    request 2 gets its 408 after it, on its own."""
+    sock = connect(edge)
+    slow = orjson.dumps({**orjson.loads(CHAT), "echo_sleep": TIMEOUT * 2})  # answered after request 2's deadline
+    sock.sendall(head(length=len(slow)) + slow + b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n")
+    first, _, body = read_response(sock)
+    assert first == 200 and orjson.loads(body)["usage"]["total_tokens"] == 10
+    second, _, body = read_response(sock)
+    assert second == 408 and orjson.loads(body)["error"]["code"] == "header_timeout"

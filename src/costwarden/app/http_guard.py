@@ -66,6 +66,9 @@ class GuardedHttpTools(HttpToolsProtocol):
             # Counted after parsing, so only bytes of unfinished headers count (never a body's).
             self._head_bytes += len(data)
             if self._head_bytes > self.HEADER_CAP:
+                if self._busy():
+                    self.flow.pause_reading()  # uvicorn resumes it once the response is sent
+                    return
                 self._answer(
                     GatewayError(
                         431, "headers_too_large", f"the request headers exceed {self.HEADER_CAP} bytes; refused"
@@ -102,9 +105,16 @@ class GuardedHttpTools(HttpToolsProtocol):
         if not self._head_started:
             self.transport.close()  # nothing was ever sent: nothing to answer
             return
+        if self._busy():
+            self._arm()
+            return
         self._answer(
             GatewayError(408, "header_timeout", f"the request headers did not arrive within {self.HEADER_TIMEOUT:g} s")
         )
+
+    def _busy(self) -> bool:
+        """An earlier (pipelined) request's response is still being sent: nothing may come between."""
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _answer(self, error: GatewayError) -> None:
         self._disarm()
