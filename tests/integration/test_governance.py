@@ -43,7 +43,7 @@ def test_a_block_budget_refuses_before_it_is_exceeded(make_gateway: GatewayFacto
         served += 1
     assert refused is not None and served > 3
     error = refused.json()["error"]
-    assert (error["type"], error["code"]) == ("budget_exceeded", "budget_exceeded")
+    assert (error["type"], error["code"]) == ("insufficient_quota", "budget_exceeded")
     assert "'ads-daily'" in error["message"] and "resets at" in error["message"] and "day" in error["message"]
     assert int(refused.headers["retry-after"]) >= 1
     assert chat(gateway, "search").status_code == 200  # other teams are not in this budget's scope

@@ -92,13 +92,17 @@ def test_admin_api_and_own_spend(pg_gateway: Gateway) -> None:
     assert "/admin/v1/spend" in openapi["paths"] and "/admin/v1/keys" in openapi["paths"]
     assert httpx.get(url + "/admin/docs").status_code == 200
 
-    own = httpx.get(
+    other = httpx.get(
         url + "/v1/costwarden/spend",
         params={"group_by": "team", "where": "team=ads"},
         headers={"Authorization": f"Bearer {KEYS['search']}"},
+    )
+    assert other.status_code == 403 and other.json()["error"]["code"] == "team_not_allowed"  # refused, clearly
+    own = httpx.get(
+        url + "/v1/costwarden/spend", params={"group_by": "team"}, headers={"Authorization": f"Bearer {KEYS['search']}"}
     ).json()
     assert own["team"] == "search"
-    assert [row["team"] for row in own["rows"]] == ["search"]  # asking for another team shows only its own
+    assert [row["team"] for row in own["rows"]] == ["search"]
     assert Decimal(own["total"]["cost_usd"]) == expected["search"]
     assert httpx.get(url + "/v1/costwarden/spend").status_code == 401
 

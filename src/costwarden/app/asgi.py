@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from costwarden.app.admin import build_admin
+from costwarden.app.body import BodyReader
 from costwarden.app.gateway import GatewayApp, Receive, Scope, Send
 from costwarden.app.local import local_handlers
 from costwarden.app.runtime import Runtime
-from costwarden.config.models import Config
+from costwarden.config.models import Config, ServerConfig
+from costwarden.protocols.request_limits import HeaderLimits
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,7 @@ class CostwardenASGI:
         self.runtime = Runtime(config)
         admin = build_admin(self.runtime)
         self._gateway: GatewayApp | None = None
+        self._body: BodyReader | None = None
         self._admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -36,9 +39,13 @@ class CostwardenASGI:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
+                    server = self.runtime.config.server
+                    self._body = body_reader(server)
+                    self._body.start()
                     self._gateway = GatewayApp(
                         self.runtime.chain,
-                        self.runtime.config.server.max_body_bytes,
+                        self._body,
+                        header_limits(server),
                         local_handlers(self.runtime),
                         self._admin,
                     )
@@ -48,6 +55,16 @@ class CostwardenASGI:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._body is not None:
+                    await self._body.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def body_reader(server: ServerConfig) -> BodyReader:
+    return BodyReader(server.max_body_bytes, server.body_timeout_seconds, server.max_slow_bodies)
+
+
+def header_limits(server: ServerConfig) -> HeaderLimits:
+    return HeaderLimits(server.max_header_bytes, server.max_headers, server.max_header_value_bytes)

@@ -11,12 +11,14 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from costwarden.app.body import BodyReader
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
 from costwarden.protocols import openai
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
+from costwarden.protocols.request_limits import HeaderLimits, header_problem
 from costwarden.upstream.channel import ClientChannel
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ LocalHandler = Callable[[Scope, Send], Awaitable[None]]
 
 _OPENAI_POST = frozenset(openai.ENDPOINTS)
 _JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")  # the rest of the request is unread: do not reuse the connection
 
 
 def classify(method: str, path: str) -> tuple[Protocol, str] | None:
@@ -48,9 +51,17 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
 class GatewayApp:
     """Dispatches inference requests to the chain; `local` maps exact paths to own handlers."""
 
-    def __init__(self, chain: Chain, max_body_bytes: int, local: dict[str, LocalHandler], fallback: ASGIApp) -> None:
+    def __init__(
+        self,
+        chain: Chain,
+        body: BodyReader,
+        header_limits: HeaderLimits,
+        local: dict[str, LocalHandler],
+        fallback: ASGIApp,
+    ) -> None:
         self._chain = chain
-        self._max_body = max_body_bytes
+        self._body = body
+        self._header_limits = header_limits
         self._local = local
         self._fallback = fallback
 
@@ -62,11 +73,15 @@ class GatewayApp:
         method: str = scope["method"]
         kind = classify(method, path)
         if kind is None:
+            problem = header_problem(scope["headers"], self._header_limits)
             handler = self._local.get(path)
-            if handler is not None:
+            if problem is not None:
+                body = error_payload(Protocol.HTTP, problem)
+                await ClientChannel(send).whole(problem.status, [_JSON, _CLOSE], body)
+            elif handler is not None:
                 await handler(scope, send)
             else:
-                await self._fallback(scope, receive, send)
+                await self._to_fallback(scope, receive, send)
             return
         protocol, endpoint = kind
         exchange = Exchange(
@@ -81,16 +96,14 @@ class GatewayApp:
         )
         channel = ClientChannel(send)
         try:
-            body, too_large = await self._read_body(scope, receive)
-            exchange.body = body
-            if too_large:
-                await self._refuse(
-                    exchange,
-                    channel,
-                    GatewayError(
-                        413, "request_too_large", f"the request body is over the limit of {self._max_body} bytes"
-                    ),
-                )
+            problem = header_problem(exchange.headers, self._header_limits)
+            if problem is not None:
+                await self._refuse(exchange, channel, problem, close=True)
+                return
+            try:
+                exchange.body = await self._body.read(exchange.headers, receive)
+            except GatewayError as refused:
+                await self._refuse(exchange, channel, refused, close=True)
                 return
             if protocol is Protocol.OPENAI and method != ("GET" if endpoint == "/v1/models" else "POST"):
                 allowed = "GET" if endpoint == "/v1/models" else "POST"
@@ -106,33 +119,35 @@ class GatewayApp:
                 )
                 await channel.whole(500, [_JSON, *exchange.costwarden_headers(False)], error_payload(protocol, error))
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes, bool]:
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    if int(value) > self._max_body:
-                        return b"", True
-                except ValueError:
-                    pass
-                break
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self._max_body:
-                return b"", True
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), False
+    async def _to_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin API gets its body read under the same deadline and bounds as inference."""
+        try:
+            body = await self._body.read(scope["headers"], receive)
+        except GatewayError as error:
+            payload = error_payload(Protocol.HTTP, error)
+            await ClientChannel(send).whole(error.status, [_JSON, *error.headers, _CLOSE], payload)
+            return
+        sent = False
 
-    async def _refuse(self, exchange: Exchange, channel: ClientChannel, error: GatewayError) -> None:
-        """A request refused before the chain: still settled, so it still has its ledger record."""
+        async def replay() -> MutableMapping[str, Any]:
+            nonlocal sent
+            if sent:
+                return await receive()  # after the body, only a disconnect can come
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self._fallback(scope, replay, send)
+
+    async def _refuse(
+        self, exchange: Exchange, channel: ClientChannel, error: GatewayError, close: bool = False
+    ) -> None:
+        """A request refused before the chain: still settled, so it still has its ledger record.
+
+        `close` when the request was not read whole: the connection cannot carry another request.
+        """
         exchange.reject(error)
         await self._chain.settle(exchange)
-        headers = [_JSON, *exchange.costwarden_headers(True)]
+        headers = [_JSON, *exchange.costwarden_headers(True), *error.headers]
+        if close:
+            headers.append(_CLOSE)
         await channel.whole(error.status, headers, error_payload(exchange.protocol, error))

@@ -14,7 +14,7 @@ from costwarden.app.runtime import Runtime
 from costwarden.chain.authenticate import presented_key
 from costwarden.domain.report import QueryError
 from costwarden.protocols import openai
-from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
 from costwarden.services.reports import build_query, report_json, spend
 from costwarden.upstream.channel import ClientChannel
 
@@ -49,9 +49,17 @@ def local_handlers(runtime: Runtime) -> dict[str, LocalHandler]:
             token = presented_key(scope["headers"])
             identity = runtime.keyring.resolve(token) if token else None
             if identity is None:
-                raise GatewayError(401, "invalid_api_key", "a valid API key is required", kind="authentication_error")
+                raise GatewayError(401, "invalid_api_key", "a valid API key is required", kind=UNAUTHENTICATED)
             params = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
             where = [w for w in params.get("where", "").split(",") if w and not w.startswith("team=")]
+            asked = {w.partition("=")[2] for w in params.get("where", "").split(",") if w.startswith("team=")}
+            if asked - {identity.team}:
+                raise GatewayError(
+                    403,
+                    "team_not_allowed",
+                    f"this key belongs to team {identity.team!r} and can see only its spend; "
+                    f"drop team={sorted(asked - {identity.team})[0]} from `where`",
+                )
             query = build_query(
                 params.get("group_by", "project"),
                 params.get("since", "30d"),

@@ -222,7 +222,7 @@ class Admit(PassStage):
                 429,
                 "budget_exceeded",
                 decision.message or f"budget {budget.id!r} is exhausted",
-                kind="budget_exceeded",
+                kind="insufficient_quota",  # OpenAI's type for spend that retrying will not fix
                 headers=headers,
             )
         if kind == "rate":
@@ -240,7 +240,7 @@ class Admit(PassStage):
                 "rate_limit_exceeded",
                 f"rate limit of {name.split('|')[1]} {name.split('|')[2]!r} reached ({unit} per minute); "
                 f"retry in {format_duration(outcome.retry_after)}",
-                kind="rate_limit_exceeded",
+                kind=unit,  # OpenAI's type: `requests` or `tokens`
                 headers=rate_headers,
             )
         self._count("concurrency_limited")
@@ -248,7 +248,7 @@ class Admit(PassStage):
             429,
             "concurrency_limit_exceeded",
             f"too many requests in flight for {name.split('|')[1]} {name.split('|')[2]!r}; retry shortly",
-            kind="rate_limit_exceeded",
+            kind="requests",
             headers=((b"retry-after", b"1"),),
         )
 

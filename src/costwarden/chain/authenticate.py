@@ -7,7 +7,7 @@ from typing import Protocol
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
 from costwarden.domain.keys import KeyIdentity
-from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
 
 
 class KeyResolver(Protocol):
@@ -46,10 +46,10 @@ class Authenticate(PassStage):
                 401,
                 "missing_api_key",
                 "no API key: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`",
-                kind="authentication_error",
+                kind=UNAUTHENTICATED,
             )
         identity = self._keys.resolve(token)
         if identity is None:
-            raise GatewayError(401, "invalid_api_key", "the API key is not valid", kind="authentication_error")
+            raise GatewayError(401, "invalid_api_key", "the API key is not valid", kind=UNAUTHENTICATED)
         exchange.token = token
         exchange.identity = identity

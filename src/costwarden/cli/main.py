@@ -48,6 +48,7 @@ def serve(
     import uvicorn
 
     from costwarden.app.asgi import CostwardenASGI
+    from costwarden.app.http_guard import guarded_protocol
 
     cfg = config_or_exit(config)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -69,7 +70,8 @@ def serve(
         host=bind_host,
         port=bind_port,
         loop="uvloop",
-        http="httptools",
+        # httptools plus a header deadline and a cap on buffered header bytes (see app/http_guard.py)
+        http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
         lifespan="on",
         log_level=log_level,
         access_log=False,

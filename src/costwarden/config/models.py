@@ -18,6 +18,13 @@ class ServerConfig(Model):
     port: int = Field(default=8700, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     admin_token: str | None = None
+    # The client edge: how long and how much a client may take to send its request.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)  # from the first byte to the end of headers
+    body_timeout_seconds: float = Field(default=30.0, gt=0)  # from the end of headers to the end of the body
+    max_slow_bodies: int = Field(default=256, ge=1)  # requests still waiting for body bytes, at once
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # names + values of all request headers
+    max_headers: int = Field(default=100, ge=8)
+    max_header_value_bytes: int = Field(default=16 * 1024, ge=256)  # name + value of one header
 
 
 class StorageConfig(Model):

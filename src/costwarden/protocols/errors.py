@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# OpenAI's error `type` for a missing, unknown or revoked key (its code then says which).
+UNAUTHENTICATED = "invalid_request_error"
+
 
 class GatewayError(Exception):
     """Raised by any stage; rendered in the protocol's own error shape by the protocol codec.

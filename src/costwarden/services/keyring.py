@@ -12,7 +12,7 @@ import logging
 
 from costwarden.domain.keys import KeyIdentity, StoredKey, split_key, verify
 from costwarden.ports import KeyStore
-from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
 
 log = logging.getLogger(__name__)
 _MAX_CACHE = 100_000
@@ -38,7 +38,7 @@ class KeyRing:
         if not verify(stored, parts[1]):
             return None
         if stored.revoked_at is not None:
-            raise GatewayError(401, "revoked_api_key", "the API key has been revoked", kind="authentication_error")
+            raise GatewayError(401, "revoked_api_key", "the API key has been revoked", kind=UNAUTHENTICATED)
         return self._remember(token, stored.identity)
 
     def _declared_raw(self, token: str) -> KeyIdentity | None:

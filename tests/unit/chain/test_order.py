@@ -214,7 +214,7 @@ async def test_the_key_may_come_as_x_api_key() -> None:
 async def test_no_key() -> None:
     result = await run([], CHAT_BODY)
     record = assert_rejected(result, 401, "missing_api_key", ("authenticate",))
-    assert_openai_error(result, "missing_api_key", "authentication_error")
+    assert_openai_error(result, "missing_api_key", "invalid_request_error")  # OpenAI's type for key errors
     assert record.key_id is None and record.team is None and record.deployment is None
     assert result.response.header(b"x-costwarden-deployment") is None
 
@@ -230,13 +230,13 @@ async def test_no_key() -> None:
 async def test_an_invalid_key(headers: list[tuple[bytes, bytes]], code: str) -> None:
     result = await run(headers, CHAT_BODY)
     assert_rejected(result, 401, code, ("authenticate",))
-    assert_openai_error(result, code, "authentication_error")
+    assert_openai_error(result, code, "invalid_request_error")
 
 
 async def test_a_revoked_key_raised_by_the_resolver() -> None:
     class Revoking(FakeKeys):
         def resolve(self, token: str) -> KeyIdentity | None:
-            raise GatewayError(401, "revoked_api_key", "revoked", kind="authentication_error")
+            raise GatewayError(401, "revoked_api_key", "revoked", kind="invalid_request_error")
 
     log: list[str] = []
     sink = MemorySink()

@@ -1,0 +1,83 @@
+"""An OpenAI-compatible upstream that remembers every request it receives (headers and body).
+
+The integration tests of the client edge ask it what reached the upstream: whether a request was
+forwarded at all, and with which headers. It answers a chat completion with a fixed usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+class EchoUpstream:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        self.seen.append(Seen(request.method, request.path, headers, body))
+        if b'"echo_sleep"' in body:  # a slow answer, when a test asks for one
+            await asyncio.sleep(float(json.loads(body)["echo_sleep"]))
+        reply = {
+            "id": "chatcmpl-echo",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "echo",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": USAGE,
+        }
+        return web.json_response(reply)
+
+
+@contextmanager
+def echo_upstream() -> Iterator[EchoUpstream]:
+    """Serve an EchoUpstream on a free loopback port, in a thread with its own event loop."""
+    echo = EchoUpstream()
+    loop = asyncio.new_event_loop()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", echo._handle)
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        port = runner.addresses[0][1]
+        echo.url = f"http://127.0.0.1:{port}"
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield echo
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
