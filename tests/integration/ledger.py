@@ -10,10 +10,11 @@ from costwarden.storage.factory import open_store
 
 
 async def _records(url: str) -> list[UsageRecord]:
+    """Every record, oldest first (the store pages newest first)."""
     store = open_store(url)
     await store.open()
     try:
-        return await store.records(None, None, 1_000_000)
+        return list(reversed(await store.records(None, None, 1_000_000)))  # oldest first, as written
     finally:
         await store.close()
 
