@@ -18,7 +18,9 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
-from costwarden.storage.spend_sql import POSTGRES, assemble, percentiles_sql, totals_sql
+from costwarden.storage.rollup_report import spend_postgres
+from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.rollup_write import RETURNING_POSTGRES, add_postgres, backfill_postgres
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
@@ -109,6 +111,8 @@ class PostgresStore:
                     continue
                 for statement in statements(migration.sql):
                     await conn.execute(statement)
+                if migration.version == ROLLUP_MIGRATION:
+                    await backfill_postgres(conn)
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )
@@ -121,17 +125,14 @@ class PostgresStore:
     async def write(self, records: Sequence[UsageRecord]) -> int:
         if not records:
             return 0
-        status = await self.pool.execute(_INSERT, *_columns(records))
-        return int(status.rsplit(" ", 1)[-1])
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await conn.fetch(_INSERT + RETURNING_POSTGRES, *_columns(records))
+            await add_postgres(conn, stored)  # the rollups of exactly the rows stored, same transaction
+        return len(stored)
 
     async def spend(self, query: SpendQuery) -> SpendReport:
-        groups = query.group_by
         async with self.pool.acquire() as conn:
-            totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
-            pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
-            total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
-            total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
-        return assemble(query, totals, pct, total, total_pct, _usd)
+            return await spend_postgres(conn, query)
 
     async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
         sql = f"SELECT {_COLUMNS} FROM ledger WHERE started_at >= $1 AND started_at < $2 ORDER BY started_at LIMIT $3"

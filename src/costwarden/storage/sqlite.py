@@ -21,7 +21,9 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
-from costwarden.storage.spend_sql import SQLITE, assemble, percentiles_sql, totals_sql
+from costwarden.storage.rollup_report import spend_sqlite
+from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, fact, unseen_sqlite
 
 T = TypeVar("T")
 _SQL_COLUMNS = tuple("cost_nanos" if c == "cost_usd" else c for c in LEDGER_COLUMNS)
@@ -95,6 +97,8 @@ class SQLiteStore:
                 for statement in migration.sql.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if migration.version == ROLLUP_MIGRATION:
+                    backfill_sqlite(conn)
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),
@@ -119,9 +123,11 @@ class SQLiteStore:
         def _write(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                fresh = unseen_sqlite(conn, records)
                 before = conn.total_changes
                 conn.executemany(_INSERT, rows)
                 inserted = conn.total_changes - before
+                add_sqlite(conn, (fact(r) for r in fresh))
                 conn.execute("COMMIT")
                 return inserted
             except BaseException:
@@ -131,15 +137,7 @@ class SQLiteStore:
         return await self._run(_write) if rows else 0
 
     async def spend(self, query: SpendQuery) -> SpendReport:
-        def _spend(conn: sqlite3.Connection) -> SpendReport:
-            groups = query.group_by
-            totals = conn.execute(*totals_sql(query, groups, SQLITE)).fetchall()
-            pct = conn.execute(*percentiles_sql(query, groups, SQLITE)).fetchall()
-            total = conn.execute(*totals_sql(query, (), SQLITE)).fetchone()
-            total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
-            return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
-
-        return await self._run(_spend)
+        return await self._run(lambda conn: spend_sqlite(conn, query))
 
     async def records(self, start: float | None, end: float | None, limit: int) -> list[UsageRecord]:
         sql = (

@@ -1,0 +1,23 @@
+CREATE TABLE rollup (
+    grain          INTEGER NOT NULL,
+    bucket         INTEGER NOT NULL,
+    dim_key        TEXT NOT NULL,
+    team           TEXT,
+    project        TEXT,
+    environment    TEXT,
+    deployment     TEXT,
+    key_id         TEXT,
+    protocol       TEXT,
+    endpoint       TEXT,
+    model          TEXT,
+    outcome        TEXT,
+    requests       INTEGER NOT NULL DEFAULT 0,
+    errors         INTEGER NOT NULL DEFAULT 0,
+    input_tokens   INTEGER NOT NULL DEFAULT 0,
+    output_tokens  INTEGER NOT NULL DEFAULT 0,
+    cached_tokens  INTEGER NOT NULL DEFAULT 0,
+    items          INTEGER NOT NULL DEFAULT 0,
+    cost_nanos     INTEGER NOT NULL DEFAULT 0,
+    latency        TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (grain, bucket, dim_key)
+) WITHOUT ROWID;
