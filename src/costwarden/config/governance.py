@@ -106,4 +106,3 @@ class GovernanceConfig(Model):
     concurrency: tuple[ConcurrencyConfig, ...] = ()
     evaluate_every_seconds: float = Field(default=5.0, gt=0)
     spikes: SpikeConfig = Field(default_factory=SpikeConfig)
-

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -73,10 +72,6 @@ def _record(row: asyncpg.Record) -> UsageRecord:
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = quantize(values["cost_usd"])
     return UsageRecord(**values)
-
-
-def _usd(value: object) -> Decimal:
-    return quantize(Decimal(str(value)))
 
 
 class PostgresStore:
@@ -193,8 +188,3 @@ class PostgresStore:
     async def delete_budget(self, budget_id: str) -> bool:
         status = await self.pool.execute("DELETE FROM budgets WHERE id = $1", budget_id)
         return bool(status.endswith(" 1"))
-
-
-def _args(pair: tuple[str, list[object]]) -> tuple[Any, ...]:
-    sql, params = pair
-    return (sql, *params)

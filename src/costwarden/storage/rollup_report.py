@@ -23,7 +23,9 @@ from costwarden.domain.rollup import Plan, plan
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
 Statement = tuple[str, list[object]]
-_SUMS = "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost_nanos)"
+_SUMS = (
+    "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost_nanos)"
+)
 # The histogram bins of each rollup row, as (key, value) rows.
 _BINS = {
     "sqlite": ("json_each(rollup.latency) AS j", "j.key", "SUM(j.value)"),
@@ -144,6 +146,10 @@ def combine(
     return assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
 
 
+def _nanos(cost: object) -> int:
+    return int(str(cost))
+
+
 def _usd(nanos: object) -> Decimal:
     return from_nanos(int(nanos))  # type: ignore[call-overload]
 
@@ -173,7 +179,7 @@ def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = Tr
         run(r.rolled_bins),
         [run(s) for s in r.raw_totals],
         [run(s) for s in r.raw_latencies],
-        lambda cost: int(cost),  # type: ignore[call-overload]
+        _nanos,
     )
 
 

@@ -121,7 +121,7 @@ def backfill_sqlite(conn: sqlite3.Connection) -> None:
 
 async def add_postgres(conn: asyncpg.Connection, stored: Iterable[Sequence[Any]]) -> None:
     """Upsert the deltas of `stored`: rows of FACT_COLUMNS then cost_usd (a Decimal)."""
-    facts = (tuple(row[:-1]) + (to_nanos(Decimal(row[-1])),) for row in stored)
+    facts = ((*row[:-1], to_nanos(Decimal(row[-1]))) for row in stored)
     rows = _rows(cells(facts))
     if rows:
         columns = [list(col) for col in zip(*rows, strict=True)]

@@ -6,7 +6,6 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,10 +43,6 @@ def _record(row: tuple[Any, ...]) -> UsageRecord:
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = from_nanos(values["cost_usd"])
     return UsageRecord(**values)
-
-
-def _usd(value: object) -> Decimal:
-    return from_nanos(int(value))  # type: ignore[call-overload]
 
 
 class SQLiteStore:
