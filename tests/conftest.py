@@ -61,7 +61,9 @@ async def drop_costwarden_tables(url: str) -> None:
     """An empty database for a test that starts gateways on PostgreSQL (they migrate it again)."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE IF EXISTS ledger, api_keys, alerts, budgets, rollup, costwarden_schema")
+        await conn.execute(
+            "DROP TABLE IF EXISTS ledger, api_keys, alerts, budgets, rollup, rollup_key, costwarden_schema"
+        )
         await conn.execute("DROP FUNCTION IF EXISTS costwarden_hist_merge(jsonb, jsonb)")
     finally:
         await conn.close()

@@ -74,7 +74,9 @@ QUERY = st.tuples(
     BOUND,
     BOUND,
     st.lists(st.sampled_from(GROUP_DIMENSIONS), max_size=2, unique=True),
-    st.sampled_from([(), (("team", "ads"),), (("outcome", "served"), ("deployment", "chat"))]),
+    st.sampled_from(
+        [(), (("team", "ads"),), (("outcome", "served"), ("deployment", "chat")), (("key_id", "k-search"),)]
+    ),
 )
 
 
@@ -129,11 +131,12 @@ async def clear(store: Store) -> None:
         with sqlite3.connect(store.path, isolation_level=None) as conn:
             conn.execute("DELETE FROM ledger")
             conn.execute("DELETE FROM rollup")
+            conn.execute("DELETE FROM rollup_key")
         conn.close()
     else:
         assert isinstance(store, PostgresStore)
         pg = await asyncpg.connect(store.dsn)
-        await pg.execute("TRUNCATE ledger, rollup")
+        await pg.execute("TRUNCATE ledger, rollup, rollup_key")
         await pg.close()
 
 
@@ -196,12 +199,13 @@ async def test_a_ledger_from_before_rollups_is_backfilled_when_opened(store: Sto
     if isinstance(store, SQLiteStore):
         with sqlite3.connect(store.path, isolation_level=None) as conn:
             conn.execute("DROP TABLE rollup")
+            conn.execute("DROP TABLE rollup_key")
             conn.execute("DELETE FROM costwarden_schema WHERE version = 6")
         conn.close()
     else:
         assert isinstance(store, PostgresStore)
         pg = await asyncpg.connect(store.dsn)
-        await pg.execute("DROP TABLE rollup")
+        await pg.execute("DROP TABLE rollup, rollup_key")
         await pg.execute("DROP FUNCTION costwarden_hist_merge(jsonb, jsonb)")
         await pg.execute("DELETE FROM costwarden_schema WHERE version = 6")
         await pg.close()

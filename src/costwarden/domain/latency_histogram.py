@@ -17,7 +17,7 @@ RELATIVE_ERROR = 0.01
 FLOOR_MS = 0.1
 CEILING_MS = 1e12  # ~31 years: a larger (or infinite) latency counts in this one's bin
 GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-_LOG_GAMMA = math.log(GAMMA)
+LOG_GAMMA = math.log(GAMMA)
 
 Histogram = dict[int, int]  # bin -> count
 
@@ -27,7 +27,7 @@ def bin_of(latency_ms: float) -> int:
     if not latency_ms > FLOOR_MS:
         return 0
     latency_ms = min(latency_ms, CEILING_MS)
-    index = max(1, math.ceil(math.log(latency_ms / FLOOR_MS) / _LOG_GAMMA))
+    index = max(1, math.ceil(math.log(latency_ms / FLOOR_MS) / LOG_GAMMA))
     # log() may round across a bin edge: settle on the bin whose interval holds the value.
     while index > 1 and latency_ms <= FLOOR_MS * GAMMA ** (index - 1):
         index -= 1

@@ -19,7 +19,7 @@ from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import RETURNING_POSTGRES, add_postgres, backfill_postgres
+from costwarden.storage.rollup_write import backfill_postgres, with_rollups_postgres
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
@@ -54,6 +54,7 @@ _TYPES = (
 )
 _ARRAYS = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
 _INSERT = f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS}) ON CONFLICT (request_id) DO NOTHING"
+_WRITE = with_rollups_postgres(_INSERT)  # one statement: the insert and the rollups of what it stored
 _MIGRATION_LOCK = 7_314_211  # advisory lock id: one process migrates at a time
 
 
@@ -120,10 +121,7 @@ class PostgresStore:
     async def write(self, records: Sequence[UsageRecord]) -> int:
         if not records:
             return 0
-        async with self.pool.acquire() as conn, conn.transaction():
-            stored = await conn.fetch(_INSERT + RETURNING_POSTGRES, *_columns(records))
-            await add_postgres(conn, stored)  # the rollups of exactly the rows stored, same transaction
-        return len(stored)
+        return int(await self.pool.fetchval(_WRITE, *_columns(records)))
 
     async def spend(self, query: SpendQuery) -> SpendReport:
         async with self.pool.acquire() as conn:

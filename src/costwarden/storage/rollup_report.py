@@ -1,5 +1,5 @@
-"""Spend reports read from rollups: whole days, hours and minutes from the rollup table, raw
-records only for the partial minutes at the window's edges.
+"""Spend reports read from rollups: whole days, hours and minutes from the cube that holds the
+query's dimensions (domain/rollup.py), raw records only for the partial buckets at the edges.
 
 Totals equal the raw ledger's exactly (sums of exact integers). Percentiles come from the merged
 latency histograms: within 1 % of the nearest-rank value (see domain/latency_histogram.py). A
@@ -19,7 +19,7 @@ import asyncpg
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport
-from costwarden.domain.rollup import Plan, plan
+from costwarden.domain.rollup import Cube, Plan, cube_for, plan
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
 Statement = tuple[str, list[object]]
@@ -28,8 +28,8 @@ _SUMS = (
 )
 # The histogram bins of each rollup row, as (key, value) rows.
 _BINS = {
-    "sqlite": ("json_each(rollup.latency) AS j", "j.key", "SUM(j.value)"),
-    "postgres": ("LATERAL jsonb_each_text(rollup.latency) AS j(key, value)", "j.key", "SUM(j.value::bigint)"),
+    "sqlite": ("json_each({table}.latency) AS j", "j.key", "SUM(j.value)"),
+    "postgres": ("LATERAL jsonb_each_text({table}.latency) AS j(key, value)", "j.key", "SUM(j.value::bigint)"),
 }
 
 
@@ -68,13 +68,14 @@ def _rolled_where(query: SpendQuery, p: Plan, dialect: Dialect) -> tuple[str, li
     return " WHERE " + " AND ".join(clauses), params
 
 
-def reads(query: SpendQuery, p: Plan, dialect: Dialect, name: str) -> Reads:
+def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -> Reads:
     groups = query.group_by
     select = "".join(f"{g}, " for g in groups)
     group = f" GROUP BY {', '.join(groups)}" if groups else ""
     where, params = _rolled_where(query, p, dialect)
     source, key, count = _BINS[name]
-    bins = f"SELECT {select}{key}, {count} FROM rollup, {source}{where} GROUP BY {select}{key}"
+    table = cube.table
+    bins = f"SELECT {select}{key}, {count} FROM {table}, {source.format(table=table)}{where} GROUP BY {select}{key}"
     raw_totals, raw_latencies = [], []
     for start, end in p.raw:
         window = SpendQuery(group_by=groups, start=start, end=end, where=query.where)
@@ -85,7 +86,7 @@ def reads(query: SpendQuery, p: Plan, dialect: Dialect, name: str) -> Reads:
         sql = f"SELECT {select}latency_ms FROM ledger WHERE {' AND '.join(raw_where)}"
         raw_latencies.append((sql, latency_params))
     return Reads(
-        rolled_totals=(f"SELECT {select}{_SUMS} FROM rollup{where}{group}", params),
+        rolled_totals=(f"SELECT {select}{_SUMS} FROM {table}{where}{group}", params),
         rolled_bins=(bins, params),
         raw_totals=tuple(raw_totals),
         raw_latencies=tuple(raw_latencies),
@@ -160,7 +161,8 @@ def _postgres_usd(value: object) -> Decimal:
 
 def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = True) -> SpendReport:
     """A report on the SQLite worker thread; `rollups=False` reads only raw records (the old path)."""
-    p = plan(query.start, query.end)
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
     if not rollups or not p.rolled:
         groups = query.group_by
         totals = conn.execute(*totals_sql(query, groups, SQLITE)).fetchall()
@@ -168,7 +170,7 @@ def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = Tr
         total = conn.execute(*totals_sql(query, (), SQLITE)).fetchone()
         total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
         return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
-    r = reads(query, p, SQLITE, "sqlite")
+    r = reads(query, cube, p, SQLITE, "sqlite")
 
     def run(s: Statement) -> list[Row]:
         return [tuple(row) for row in conn.execute(*s).fetchall()]
@@ -185,7 +187,8 @@ def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = Tr
 
 async def spend_postgres(conn: asyncpg.Connection, query: SpendQuery, rollups: bool = True) -> SpendReport:
     """A report on one pooled connection; `rollups=False` reads only raw records (the old path)."""
-    p = plan(query.start, query.end)
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
     if not rollups or not p.rolled:
         groups = query.group_by
         totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
@@ -193,7 +196,7 @@ async def spend_postgres(conn: asyncpg.Connection, query: SpendQuery, rollups: b
         total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
         total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
         return assemble(query, totals, pct, total, total_pct, _postgres_usd)
-    r = reads(query, p, POSTGRES, "postgres")
+    r = reads(query, cube, p, POSTGRES, "postgres")
 
     async def run(s: Statement) -> list[Row]:
         return [tuple(row) for row in await conn.fetch(*_args(s))]

@@ -1,140 +1,135 @@
-"""Keeping the rollup tables up to date: the deltas of newly stored records, upserted in the
-ledger write's own transaction, and the one-off backfill of a ledger that predates them.
+"""Keeping the rollup tables up to date, in SQL, in the ledger write's own transaction: the rows
+a write actually stored are grouped per cube, grain, bucket and dimensions and added to the
+rollups; a ledger that predates them is backfilled once, by the migration that creates them.
 
-Only records the ledger actually stored count (the insert is idempotent on request_id), so a
-replayed spool or a record written twice adds nothing. Rows are upserted in key order so two
-PostgreSQL writers lock shared rows in the same order.
+Only rows the insert stored count (it is idempotent on request_id), so a replayed spool or a
+record written twice adds nothing. Buckets are exact at their edges, as in domain/rollup.py.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from decimal import Decimal
-from typing import Any
+from dataclasses import dataclass
 
 import asyncpg
-import orjson
 
 from costwarden.domain import latency_histogram
-from costwarden.domain.money import to_nanos
-from costwarden.domain.record import UsageRecord
-from costwarden.domain.rollup import DIMENSIONS, FACT_COLUMNS, Cell, CellKey, Fact, cells
+from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
+from costwarden.domain.rollup import CUBES, Cube
 
-MIGRATION = 6  # 0006_rollups: the migration after which the backfill runs, in the same transaction
-_BACKFILL_BATCH = 50_000
+MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
 _SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
-_COLUMNS = ("grain", "bucket", "dim_key", *DIMENSIONS, *_SUMS, "latency")
-_SET = ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in _SUMS)
-_UPSERT_SQLITE = (
-    f"INSERT INTO rollup ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    f"ON CONFLICT (grain, bucket, dim_key) DO UPDATE SET {_SET}, "
-    "latency = cw_hist_merge(rollup.latency, excluded.latency)"
-)
-_TYPES = ("int4", "int8", "text", *("text" for _ in DIMENSIONS), *("int8" for _ in _SUMS[:-1]), "numeric", "jsonb")
-_UPSERT_POSTGRES = (
-    f"INSERT INTO rollup ({', '.join(_COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'${i + 1}::{t}[]' for i, t in enumerate(_TYPES))}) "
-    f"ON CONFLICT (grain, bucket, dim_key) DO UPDATE SET {_SET}, "
-    "latency = costwarden_hist_merge(rollup.latency, excluded.latency)"
-)
-# Appended to the PostgreSQL ledger insert: the facts of the rows it stored, cost last.
-RETURNING_POSTGRES = f" RETURNING {', '.join(FACT_COLUMNS)}, cost_usd"
-_FACTS_SQLITE = f"SELECT {', '.join(FACT_COLUMNS)}, cost_nanos FROM ledger"
-_FACTS_POSTGRES = f"SELECT {', '.join(FACT_COLUMNS)}, cost_usd FROM ledger"
+_BEFORE_EVERY_ROW = -1  # a rowid mark below every row: the backfill rolls up the whole ledger
 
 
-def fact(r: UsageRecord) -> Fact:
+@dataclass(frozen=True, slots=True)
+class _Dialect:
+    floor: str  # SQL turning `started_at / grain` into an integer (any rounding: _bucket settles it)
+    latency_bin: str  # the histogram bin of latency_ms (domain/latency_histogram.py)
+    cost_nanos: str  # a row's cost in nano-dollars
+    dim_key: str  # canonical text of the dimension values, `{dims}` filled in
+    histogram: str  # aggregate of (bin, n) rows into one histogram object
+    merge: str  # function merging two stored histograms
+
+
+_SQLITE = _Dialect(
+    floor="CAST(started_at / {grain} AS INTEGER)",
+    latency_bin="cw_bin(latency_ms)",
+    cost_nanos="cost_nanos",
+    dim_key="json_array({dims})",
+    histogram="json_group_object(bin, n)",
+    merge="cw_hist_merge",
+)
+_POSTGRES = _Dialect(
+    floor="CAST(FLOOR(started_at / {grain}) AS BIGINT)",
+    latency_bin=(
+        f"CASE WHEN latency_ms > {FLOOR_MS!r} THEN CAST(GREATEST(1, CEIL(LN(LEAST(latency_ms, {CEILING_MS!r}) "
+        f"/ {FLOOR_MS!r}) / {LOG_GAMMA!r})) AS INTEGER) ELSE 0 END"
+    ),
+    cost_nanos="cost_usd * 1000000000",
+    dim_key="json_build_array({dims})::text",
+    histogram="jsonb_object_agg(bin::text, n)",
+    merge="costwarden_hist_merge",
+)
+
+
+def _bucket(grain: int, d: _Dialect) -> str:
+    """Exact bucket start: the division may round across an edge, so settle it by comparison."""
+    b0 = f"({d.floor.format(grain=grain)} * {grain})"
     return (
-        r.started_at,
-        *(getattr(r, d) for d in DIMENSIONS[:-1]),
-        r.outcome.value,
-        r.latency_ms,
-        r.input_tokens,
-        r.output_tokens,
-        r.cached_tokens,
-        r.items,
-        to_nanos(r.cost_usd),
+        f"CASE WHEN {b0} > started_at THEN {b0} - {grain} "
+        f"WHEN {b0} + {grain} <= started_at THEN {b0} + {grain} ELSE {b0} END"
     )
 
 
-def _rows(deltas: dict[CellKey, Cell]) -> list[tuple[Any, ...]]:
-    rows = []
-    for (grain, bucket, dims), c in sorted(deltas.items(), key=lambda kv: (kv[0][0], kv[0][1], _dim_key(kv[0][2]))):
-        rows.append(
-            (
-                grain,
-                bucket,
-                _dim_key(dims),
-                *dims,
-                c.requests,
-                c.errors,
-                c.input_tokens,
-                c.output_tokens,
-                c.cached_tokens,
-                c.items,
-                c.cost_nanos,
-                latency_histogram.encode(c.latency),
-            )
-        )
-    return rows
+def upsert_sql(cube: Cube, grain: int, source: str, d: _Dialect) -> str:
+    """Add the rows of `source` (ledger columns) to `cube` at `grain`, one statement."""
+    dims = ", ".join(cube.dimensions)
+    facts = (
+        f"SELECT {_bucket(grain, d)} AS bucket, {dims}, {d.latency_bin} AS bin, "
+        f"CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END AS error, input_tokens, output_tokens, "
+        f"cached_tokens, items, {d.cost_nanos} AS cost FROM {source}"
+    )
+    per_bin = (
+        f"SELECT bucket, {dims}, bin, COUNT(*) AS n, SUM(error) AS e, SUM(input_tokens) AS i, "
+        "SUM(output_tokens) AS o, SUM(cached_tokens) AS c, SUM(items) AS it, SUM(cost) AS cost "
+        f"FROM ({facts}) AS facts GROUP BY bucket, {dims}, bin"
+    )
+    t = cube.table
+    updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in _SUMS)
+    return (
+        f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
+        f"SELECT {grain}, bucket, {d.dim_key.format(dims=dims)}, {dims}, SUM(n), SUM(e), SUM(i), SUM(o), "
+        f"SUM(c), SUM(it), SUM(cost), {d.histogram} FROM ({per_bin}) AS bins WHERE true "
+        f"GROUP BY bucket, {dims} ORDER BY bucket, 3 "  # one lock order for racing writers
+        f"ON CONFLICT (grain, bucket, dim_key) DO UPDATE SET {updates}, "
+        f"latency = {d.merge}({t}.latency, excluded.latency)"
+    )
 
 
-def _dim_key(dims: tuple[str | None, ...]) -> str:
-    return orjson.dumps(dims).decode()
+# SQLite: on the store's worker thread, inside the write's BEGIN IMMEDIATE transaction. New rows
+# get rowids above the largest one before the insert, and the write lock keeps other writers out.
+
+_SQLITE_UPSERTS = tuple(
+    upsert_sql(cube, grain, "ledger WHERE rowid > ?", _SQLITE) for cube in CUBES for grain in cube.grains
+)
 
 
-# SQLite: called on the store's worker thread, inside the write's BEGIN IMMEDIATE transaction.
+def mark_sqlite(conn: sqlite3.Connection) -> int:
+    """The largest rowid of the ledger before an insert: the rows above it are the new ones."""
+    return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM ledger").fetchone()[0])
 
 
-def unseen_sqlite(conn: sqlite3.Connection, records: Sequence[UsageRecord]) -> list[UsageRecord]:
-    """The records the coming insert will store: not in the ledger yet, first of each request_id."""
-    ids = list(dict.fromkeys(r.request_id for r in records))
-    stored: set[str] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
-        sql = f"SELECT request_id FROM ledger WHERE request_id IN ({', '.join('?' * len(chunk))})"
-        stored.update(row[0] for row in conn.execute(sql, chunk))
-    fresh: dict[str, UsageRecord] = {}
-    for r in records:
-        if r.request_id not in stored and r.request_id not in fresh:
-            fresh[r.request_id] = r
-    return list(fresh.values())
-
-
-def add_sqlite(conn: sqlite3.Connection, facts: Iterable[Fact]) -> None:
-    rows = _rows(cells(facts))
-    if rows:
-        conn.create_function("cw_hist_merge", 2, latency_histogram.merge_text, deterministic=True)
-        conn.executemany(_UPSERT_SQLITE, rows)
+def add_sqlite(conn: sqlite3.Connection, mark: int) -> None:
+    """Add the ledger rows above `mark` to every rollup."""
+    conn.create_function("cw_bin", 1, latency_histogram.bin_of, deterministic=True)
+    conn.create_function("cw_hist_merge", 2, latency_histogram.merge_text, deterministic=True)
+    for sql in _SQLITE_UPSERTS:
+        conn.execute(sql, (mark,))
 
 
 def backfill_sqlite(conn: sqlite3.Connection) -> None:
-    """Roll up every record already in the ledger (in the migration's transaction), in batches."""
-    cursor = conn.execute(_FACTS_SQLITE)
-    while batch := cursor.fetchmany(_BACKFILL_BATCH):
-        add_sqlite(conn, batch)
+    """Roll up every record already in the ledger (in the migration's transaction)."""
+    add_sqlite(conn, _BEFORE_EVERY_ROW)
 
 
-# PostgreSQL: called inside the write's transaction, on its connection.
+# PostgreSQL: the ledger insert and every rollup upsert are one statement (data-modifying CTEs).
+
+_FACTS = ("started_at", "latency_ms", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_usd")
+_RETURNING = f" RETURNING {', '.join((*_FACTS, *CUBES[-1].dimensions))}"
 
 
-async def add_postgres(conn: asyncpg.Connection, stored: Iterable[Sequence[Any]]) -> None:
-    """Upsert the deltas of `stored`: rows of FACT_COLUMNS then cost_usd (a Decimal)."""
-    facts = ((*row[:-1], to_nanos(Decimal(row[-1]))) for row in stored)
-    rows = _rows(cells(facts))
-    if rows:
-        columns = [list(col) for col in zip(*rows, strict=True)]
-        await conn.execute(_UPSERT_POSTGRES, *columns)
+def with_rollups_postgres(insert: str) -> str:
+    """Wrap the ledger's `INSERT ... ON CONFLICT DO NOTHING`: the statement returns how many rows it
+    stored and adds exactly those to the rollups."""
+    upserts = [upsert_sql(cube, grain, "stored", _POSTGRES) for cube in CUBES for grain in cube.grains]
+    ctes = ", ".join(f"rollup_{i} AS ({sql})" for i, sql in enumerate(upserts))
+    return f"WITH stored AS ({insert}{_RETURNING}), {ctes} SELECT COUNT(*) FROM stored"
 
 
 async def backfill_postgres(conn: asyncpg.Connection) -> None:
     """Roll up every record already in the ledger; the caller holds the migration transaction."""
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
-    batch: list[Sequence[Any]] = []
-    async for row in conn.cursor(_FACTS_POSTGRES, prefetch=10_000):
-        batch.append(tuple(row))
-        if len(batch) >= _BACKFILL_BATCH:
-            await add_postgres(conn, batch)
-            batch = []
-    await add_postgres(conn, batch)
+    for cube in CUBES:
+        for grain in cube.grains:
+            await conn.execute(upsert_sql(cube, grain, "ledger", _POSTGRES))

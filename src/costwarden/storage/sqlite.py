@@ -22,7 +22,7 @@ from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, fact, unseen_sqlite
+from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, mark_sqlite
 
 T = TypeVar("T")
 _SQL_COLUMNS = tuple("cost_nanos" if c == "cost_usd" else c for c in LEDGER_COLUMNS)
@@ -118,11 +118,11 @@ class SQLiteStore:
         def _write(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                fresh = unseen_sqlite(conn, records)
+                mark = mark_sqlite(conn)
                 before = conn.total_changes
                 conn.executemany(_INSERT, rows)
                 inserted = conn.total_changes - before
-                add_sqlite(conn, (fact(r) for r in fresh))
+                add_sqlite(conn, mark)  # the rollups of exactly the rows stored, same transaction
                 conn.execute("COMMIT")
                 return inserted
             except BaseException:

@@ -3,11 +3,12 @@ coarsest whole bucket that fits, and buckets are exact at their edges."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from costwarden.domain import latency_histogram
-from costwarden.domain.rollup import DAY, GRAINS, HOUR, MINUTE, Plan, bucket_start, cells, plan
+from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
+from costwarden.domain.rollup import DAY, HOUR, KEYS, ORG, Plan, bucket_start, cube_for, plan
 
 BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
 EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800])
@@ -27,13 +28,13 @@ def readers(p: Plan, at: float) -> int:
     return n
 
 
-@given(BOUND, BOUND, st.lists(INSTANT, max_size=30))
+@given(BOUND, BOUND, st.lists(INSTANT, max_size=30), st.sampled_from([ORG.grains, KEYS.grains]))
 def test_a_plan_reads_every_record_of_the_window_once_and_no_other(
-    start: float | None, end: float | None, instants: list[float]
+    start: float | None, end: float | None, instants: list[float], grains: tuple[int, ...]
 ) -> None:
     if start is not None and end is not None and end <= start:
         start, end = end, start + (start - end or 1.0)
-    p = plan(start, end)
+    p = plan(start, end, grains)
     probes = [*instants, *(x for x in (start, end) if x is not None)]
     for at in probes:
         inside = (start is None or start <= at) and (end is None or at < end)
@@ -41,8 +42,8 @@ def test_a_plan_reads_every_record_of_the_window_once_and_no_other(
     for grain, first, stop in p.rolled:
         assert all(x is None or x % grain == 0 for x in (first, stop))
         assert first is None or stop is None or first < stop
-    for lo, hi in p.raw:  # raw reads are partial minutes only
-        assert lo is not None and hi is not None and 0 < hi - lo <= MINUTE
+    for lo, hi in p.raw:  # raw reads are partial buckets of the finest grain only
+        assert lo is not None and hi is not None and 0 < hi - lo <= grains[0]
 
 
 def test_a_month_is_read_from_days_and_the_edges_from_finer_grains() -> None:
@@ -55,24 +56,33 @@ def test_a_month_is_read_from_days_and_the_edges_from_finer_grains() -> None:
     assert plan(BASE + 1.0, BASE + 50.0).rolled == ()  # no whole minute: all raw, percentiles exact
 
 
-@given(INSTANT, st.sampled_from(GRAINS))
+@given(INSTANT, st.sampled_from(ORG.grains))
 def test_bucket_start_is_exact_at_the_edges(at: float, grain: int) -> None:
     b = bucket_start(at, grain)
     assert b % grain == 0 and b <= at < b + grain
 
 
-def test_cells_sum_exactly_per_grain_bucket_and_dimensions() -> None:
-    dims = ("ml", "p", "prod", "chat", "k1", "openai", "/v1/chat/completions", "gpt")
-    facts = [
-        (float(BASE + 59), *dims, "served", 12.0, 10, 5, 1, 0, 7),
-        (float(BASE + 60), *dims, "failed", 900.0, 3, 0, 0, 2, 11),
-        (float(BASE + 61), *dims, "failed", 0.05, 0, 0, 0, 0, 0),
-    ]
-    out = cells(facts)
-    day = out[(DAY, bucket_start(BASE, DAY), (*dims, "failed"))]
-    assert (day.requests, day.errors, day.input_tokens, day.items, day.cost_nanos) == (2, 2, 3, 2, 11)
-    assert day.latency == latency_histogram.of([900.0, 0.05])
-    assert out[(MINUTE, BASE, (*dims, "served"))].requests == 1
-    assert (MINUTE, BASE + 60, (*dims, "served")) not in out
-    assert out[(HOUR, bucket_start(BASE, HOUR), (*dims, "served"))].cost_nanos == 7
-    assert sum(c.requests for (g, _, _), c in out.items() if g == MINUTE) == 3
+@pytest.mark.parametrize(
+    ("group_by", "where", "cube"),
+    [
+        ((), (), ORG),
+        (("team", "deployment", "outcome"), (("environment", "prod"),), ORG),
+        (("key_id",), (), KEYS),
+        ((), (("key_id", "k1"),), KEYS),  # a key-scoped budget's rebuild
+        (GROUP_DIMENSIONS, (), KEYS),
+    ],
+)
+def test_a_query_reads_the_smallest_cube_holding_its_dimensions(
+    group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], cube: object
+) -> None:
+    assert cube_for(SpendQuery(group_by=group_by, where=where)) is cube
+    assert "key_id" not in ORG.dimensions and set(KEYS.dimensions) == set(GROUP_DIMENSIONS)
+
+
+def test_key_queries_read_whole_days_and_raw_partial_days() -> None:
+    start, end = BASE + 0.25, BASE + 3 * DAY
+    p = plan(start, end, KEYS.grains)
+    first_day = bucket_start(start, DAY) + DAY
+    assert p.rolled == ((DAY, first_day, bucket_start(end, DAY)),)
+    assert p.raw == ((start, float(first_day)), (float(bucket_start(end, DAY)), end))
+    assert HOUR not in KEYS.grains

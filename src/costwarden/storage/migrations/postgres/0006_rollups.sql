@@ -1,4 +1,28 @@
+-- Rollups (domain/rollup.py): `rollup` by every report dimension but the key, per minute, hour and
+-- UTC day, and `rollup_key` with the key, per UTC day. Filled from the ledger right after this file runs.
 CREATE TABLE rollup (
+    grain          INTEGER NOT NULL,
+    bucket         BIGINT NOT NULL,
+    dim_key        TEXT NOT NULL,
+    team           TEXT,
+    project        TEXT,
+    environment    TEXT,
+    deployment     TEXT,
+    protocol       TEXT,
+    endpoint       TEXT,
+    model          TEXT,
+    outcome        TEXT,
+    requests       BIGINT NOT NULL DEFAULT 0,
+    errors         BIGINT NOT NULL DEFAULT 0,
+    input_tokens   BIGINT NOT NULL DEFAULT 0,
+    output_tokens  BIGINT NOT NULL DEFAULT 0,
+    cached_tokens  BIGINT NOT NULL DEFAULT 0,
+    items          BIGINT NOT NULL DEFAULT 0,
+    cost_nanos     NUMERIC(30, 0) NOT NULL DEFAULT 0,
+    latency        JSONB NOT NULL DEFAULT '{}',
+    PRIMARY KEY (grain, bucket, dim_key)
+);
+CREATE TABLE rollup_key (
     grain          INTEGER NOT NULL,
     bucket         BIGINT NOT NULL,
     dim_key        TEXT NOT NULL,
