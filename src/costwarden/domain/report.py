@@ -27,12 +27,17 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SpendQuery:
-    """Group ledger records by `group_by` over [start, end) (Unix seconds), filtered by `where`."""
+    """Group ledger records by `group_by` over [start, end) (Unix seconds), filtered by `where`.
+
+    `percentiles=False` asks for totals only (p50/p95 stay None): a budget rebuild needs no more,
+    and latency histograms are the costly part of a long window's report.
+    """
 
     group_by: tuple[str, ...]
     start: float | None = None
     end: float | None = None
     where: tuple[tuple[str, str], ...] = ()
+    percentiles: bool = True
 
     def __post_init__(self) -> None:
         for name in (*self.group_by, *(k for k, _ in self.where)):

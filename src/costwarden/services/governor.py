@@ -106,7 +106,8 @@ class Governor:
                 continue
             check = self._policy.check_for(budget, now)
             start, _ = budget.window.bounds(now)
-            report = await self._ledger.spend(SpendQuery(group_by=(), start=start, end=None, where=where))
+            query = SpendQuery(group_by=(), start=start, end=None, where=where, percentiles=False)
+            report = await self._ledger.spend(query)
             total = report.total
             spent[check.write_key] = Amount(total.cost_usd, total.input_tokens + total.output_tokens, total.requests)
             retain[check.write_key] = check.retain_until

@@ -38,7 +38,7 @@ class Reads:
     """The statements one report runs; `raw_totals` use the raw report's own SQL (spend_sql)."""
 
     rolled_totals: Statement
-    rolled_bins: Statement
+    rolled_bins: tuple[Statement, ...]  # none when the query asks for no percentiles
     raw_totals: tuple[Statement, ...]
     raw_latencies: tuple[Statement, ...]
 
@@ -78,7 +78,7 @@ def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -
     bins = f"SELECT {select}{key}, {count} FROM {table}, {source.format(table=table)}{where} GROUP BY {select}{key}"
     raw_totals, raw_latencies = [], []
     for start, end in p.raw:
-        window = SpendQuery(group_by=groups, start=start, end=end, where=query.where)
+        window = SpendQuery(group_by=groups, start=start, end=end, where=query.where, percentiles=False)
         raw_totals.append(totals_sql(window, groups, dialect))
         latency_params: list[object] = [start, end]
         raw_where = [f"started_at >= {dialect.placeholder(1)}", f"started_at < {dialect.placeholder(2)}"]
@@ -87,9 +87,9 @@ def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -
         raw_latencies.append((sql, latency_params))
     return Reads(
         rolled_totals=(f"SELECT {select}{_SUMS} FROM {table}{where}{group}", params),
-        rolled_bins=(bins, params),
+        rolled_bins=((bins, params),) if query.percentiles else (),
         raw_totals=tuple(raw_totals),
-        raw_latencies=tuple(raw_latencies),
+        raw_latencies=tuple(raw_latencies) if query.percentiles else (),
     )
 
 
@@ -99,7 +99,7 @@ Row = tuple[Any, ...]
 def combine(
     query: SpendQuery,
     rolled_totals: list[Row],
-    rolled_bins: list[Row],
+    rolled_bins: list[list[Row]],
     raw_totals: list[list[Row]],
     raw_latencies: list[list[Row]],
     raw_cost_nanos: Callable[[object], int],
@@ -122,7 +122,7 @@ def combine(
     for part in raw_totals:
         for row in part:
             add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
-    for row in rolled_bins:
+    for row in (row for part in rolled_bins for row in part):
         hist = bins.setdefault(tuple(row[:width]), {})
         index = int(row[width])
         hist[index] = hist.get(index, 0) + int(row[width + 1])
@@ -133,6 +133,8 @@ def combine(
             hist[index] = hist.get(index, 0) + 1
 
     def pct(hist: latency_histogram.Histogram) -> Row:
+        if not query.percentiles:
+            return (None, None)
         return (latency_histogram.percentile(hist, 0.5), latency_histogram.percentile(hist, 0.95))
 
     if width == 0:
@@ -166,8 +168,10 @@ def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = Tr
     if not rollups or not p.rolled:
         groups = query.group_by
         totals = conn.execute(*totals_sql(query, groups, SQLITE)).fetchall()
-        pct = conn.execute(*percentiles_sql(query, groups, SQLITE)).fetchall()
         total = conn.execute(*totals_sql(query, (), SQLITE)).fetchone()
+        if not query.percentiles:
+            return assemble(query, totals, [], tuple(total), (None, None), _usd)
+        pct = conn.execute(*percentiles_sql(query, groups, SQLITE)).fetchall()
         total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
         return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
     r = reads(query, cube, p, SQLITE, "sqlite")
@@ -178,7 +182,7 @@ def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = Tr
     return combine(
         query,
         run(r.rolled_totals),
-        run(r.rolled_bins),
+        [run(s) for s in r.rolled_bins],
         [run(s) for s in r.raw_totals],
         [run(s) for s in r.raw_latencies],
         _nanos,
@@ -192,8 +196,10 @@ async def spend_postgres(conn: asyncpg.Connection, query: SpendQuery, rollups: b
     if not rollups or not p.rolled:
         groups = query.group_by
         totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
-        pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
         total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
+        if not query.percentiles:
+            return assemble(query, totals, [], total, (None, None), _postgres_usd)
+        pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
         total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
         return assemble(query, totals, pct, total, total_pct, _postgres_usd)
     r = reads(query, cube, p, POSTGRES, "postgres")
@@ -204,7 +210,7 @@ async def spend_postgres(conn: asyncpg.Connection, query: SpendQuery, rollups: b
     return combine(
         query,
         await run(r.rolled_totals),
-        await run(r.rolled_bins),
+        [await run(s) for s in r.rolled_bins],
         [await run(s) for s in r.raw_totals],
         [await run(s) for s in r.raw_latencies],
         lambda cost: to_nanos(Decimal(str(cost))),
