@@ -20,6 +20,7 @@ from costwarden.domain.money import from_nanos
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, nearest_rank
 from costwarden.ports import Store
+from costwarden.services.reports import report_json
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
@@ -118,8 +119,14 @@ def assert_matches(report: SpendReport, stored: Sequence[UsageRecord]) -> None:
             exact = nearest_rank(latencies, fraction) if q.percentiles else None  # totals only: no percentiles
             assert (got is None) == (exact is None)
             if got is not None and exact is not None:
-                exact = min(exact, CEILING_MS)  # documented: larger latencies count in the last bin
-                assert abs(got - exact) <= max(RELATIVE_ERROR * (1 + 1e-9) * exact, FLOOR_MS / 2 + 1e-9)
+                # The report says how exact its percentiles are: 0 (read raw) or the histogram's bound.
+                assert report.percentile_error in (0.0, RELATIVE_ERROR)
+                if report.percentile_error:
+                    exact = min(exact, CEILING_MS)  # documented: larger latencies count in the last bin
+                    assert abs(got - exact) <= max(RELATIVE_ERROR * (1 + 1e-9) * exact, FLOOR_MS / 2 + 1e-9)
+                else:
+                    assert got == exact
+    assert report_json(report)["percentile_relative_error"] == report.percentile_error
 
 
 def _dim(r: UsageRecord, name: str) -> str | None:

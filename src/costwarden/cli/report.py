@@ -31,6 +31,8 @@ def render_table(report: SpendReport, title: str = "spend") -> Table:
         cells([*(g if g is not None else "-" for g in row.group), *_numbers(row)], i)
     total = report.total
     table.add_row(*(["[bold]total[/]"] + [""] * (len(groups) - 1) if groups else []), *_numbers(total), style="bold")
+    if report.percentile_error:
+        table.caption = f"p50/p95 from rollup histograms, within {report.percentile_error:.0%}"
     return table
 
 

@@ -50,7 +50,8 @@ class SpendQuery:
 
 @dataclass(frozen=True, slots=True)
 class SpendRow:
-    """Totals of one group. Money in USD; latencies in milliseconds (nearest-rank percentiles)."""
+    """Totals of one group. Money in USD; latencies in milliseconds (nearest-rank percentiles,
+    exact or within the report's `percentile_error`)."""
 
     group: tuple[str | None, ...]
     requests: int = 0
@@ -72,9 +73,13 @@ class SpendRow:
 
 @dataclass(frozen=True, slots=True)
 class SpendReport:
+    """`percentile_error`: the relative error bound of p50/p95 (0: exact nearest rank; 0.01 when
+    they come from rollup histograms, docs/scale.md)."""
+
     query: SpendQuery
     rows: tuple[SpendRow, ...]
     total: SpendRow = field(default_factory=lambda: SpendRow(group=()))
+    percentile_error: float = 0.0
 
 
 def nearest_rank(sorted_values: list[float], fraction: float) -> float | None:

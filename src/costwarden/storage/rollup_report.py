@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -146,7 +146,8 @@ def combine(
         latency_histogram.add(total_hist, bins.get(group, {}))
     totals = [(*group, *values) for group, values in sums.items()]
     percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
-    return assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
+    report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
+    return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
 
 
 def _nanos(cost: object) -> int:
