@@ -42,8 +42,10 @@ def test_a_plan_reads_every_record_of_the_window_once_and_no_other(
     for grain, first, stop in p.rolled:
         assert all(x is None or x % grain == 0 for x in (first, stop))
         assert first is None or stop is None or first < stop
-    for lo, hi in p.raw:  # raw reads are partial buckets of the finest grain only
-        assert lo is not None and hi is not None and 0 < hi - lo <= grains[0]
+    for lo, hi in p.raw:  # raw reads hold no whole bucket of the finest grain
+        assert lo is not None and hi is not None and lo < hi
+        first_whole = bucket_start(lo, grains[0]) + (0 if bucket_start(lo, grains[0]) == lo else grains[0])
+        assert first_whole + grains[0] > hi
 
 
 def test_a_month_is_read_from_days_and_the_edges_from_finer_grains() -> None:
