@@ -106,3 +106,4 @@ class GovernanceConfig(Model):
     concurrency: tuple[ConcurrencyConfig, ...] = ()
     evaluate_every_seconds: float = Field(default=5.0, gt=0)
     spikes: SpikeConfig = Field(default_factory=SpikeConfig)
+
