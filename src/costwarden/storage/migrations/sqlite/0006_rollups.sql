@@ -1,5 +1,6 @@
 -- Rollups (domain/rollup.py): `rollup` by every report dimension but the key, per minute, hour and
 -- UTC day, and `rollup_key` with the key, per UTC day. Filled from the ledger right after this file runs.
+-- The key indexes keep a key-scoped report (a key budget's rebuild) to that key's cells and records.
 CREATE TABLE rollup (
     grain          INTEGER NOT NULL,
     bucket         INTEGER NOT NULL,
@@ -45,3 +46,5 @@ CREATE TABLE rollup_key (
     latency        TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (grain, bucket, dim_key)
 ) WITHOUT ROWID;
+CREATE INDEX rollup_key_key ON rollup_key (key_id, grain, bucket);
+CREATE INDEX IF NOT EXISTS ledger_key ON ledger (key_id, started_at);
