@@ -5,9 +5,21 @@ from __future__ import annotations
 from costwarden.ports import CounterStore, Store
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
-from costwarden.storage.postgres import PostgresStore
-from costwarden.storage.redis_counters import RedisCounters
 from costwarden.storage.sqlite import SQLiteStore
+
+
+class MissingExtra(RuntimeError):
+    """The config names a backend whose client library is an extra that is not installed."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        super().__init__(f"{what} needs the {module!r} package: pip install 'costwarden[{extra}]'")
+
+
+def _check_missing(exc: ModuleNotFoundError, what: str, extra: str, clients: tuple[str, ...]) -> None:
+    """Turn a missing optional client into `MissingExtra`; any other import failure stays as it is."""
+    missing = (exc.name or "").split(".")[0]
+    if missing in clients:
+        raise MissingExtra(what, extra, missing) from exc
 
 
 def open_store(url: str) -> Store:
@@ -15,6 +27,11 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite:///"):
         return SQLiteStore.from_url(url)
     if url.startswith(("postgresql://", "postgres://")):
+        try:  # the postgres extra, imported only when a PostgreSQL ledger is configured
+            from costwarden.storage.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            _check_missing(exc, "a PostgreSQL ledger", "postgres", ("asyncpg",))
+            raise
         return PostgresStore.from_url(url)
     raise ValueError(f"unsupported ledger URL {url!r}: use sqlite:///path or postgresql://...")
 
@@ -23,8 +40,19 @@ def open_counters(state_url: str | None) -> CounterStore:
     """Shared admission state: Redis for several replicas, or in-process for one."""
     if state_url is None:
         return MemoryCounters()
+    try:  # the redis extra, imported only when shared state is configured
+        from costwarden.storage.redis_counters import RedisCounters
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "shared state in Redis", "redis", ("redis",))
+        raise
     return RedisCounters(state_url)
 
 
 def open_lease(state_url: str | None, ttl_s: float) -> LocalLease | RedisLease:
-    return LocalLease() if state_url is None else RedisLease(state_url, ttl_s=ttl_s)
+    if state_url is None:
+        return LocalLease()
+    try:
+        return RedisLease(state_url, ttl_s=ttl_s)
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "shared state in Redis", "redis", ("redis",))
+        raise
