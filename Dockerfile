@@ -18,9 +18,12 @@ COPY requirements/runtime.lock requirements/runtime.lock
 RUN /opt/costwarden/bin/pip install --require-hashes --no-deps -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
+# Then the package (its dependencies are all in the lock: pip check proves it), a smoke import, and
+# pip itself goes: the image has no installer at run time.
 RUN /opt/costwarden/bin/pip install --no-deps . \
  && /opt/costwarden/bin/pip check \
- && /opt/costwarden/bin/python -c "import costwarden.cli.main, asyncpg, redis, uvloop"
+ && /opt/costwarden/bin/python -c "import costwarden.cli.main, asyncpg, redis, uvloop" \
+ && /opt/costwarden/bin/python -m pip uninstall --quiet --yes pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="costwarden" \

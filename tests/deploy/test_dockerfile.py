@@ -77,8 +77,10 @@ def test_multi_stage_on_python_311_slim_and_the_final_stage_only_copies_the_buil
     assert copies and all(
         c.startswith("--from=") and c.split()[0].removeprefix("--from=") in build_names for c in copies
     )
-    # No compiler, no pip run, no package cache in the final stage: everything comes built.
+    # No compiler, no pip run, no package cache in the final stage: everything comes built, and the
+    # copied environment has no installer left in it.
     assert not any("pip install" in r or "apt-get install" in r for r in FINAL.all("RUN"))
+    assert any("pip uninstall --quiet --yes pip setuptools" in r for r in STAGES[0].all("RUN"))
 
 
 def test_dependencies_come_from_the_hashed_runtime_lock_without_resolving() -> None:
