@@ -40,11 +40,11 @@ COPY --from=build /opt/costwarden /opt/costwarden
 ENV PATH=/opt/costwarden/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    COSTWARDEN_HEALTH_URL=http://127.0.0.1:8700/healthz
+    COSTWARDEN_HEALTH_URL=http://127.0.0.1:8700/healthz \
+    COSTWARDEN_CONFIG=/etc/costwarden/costwarden.yaml
 WORKDIR /var/lib/costwarden
 USER 10001:10001
 EXPOSE 8700
-VOLUME ["/var/lib/costwarden/spool"]
 # Liveness only (the process answers); readiness (/readyz: ledger reachable) is the orchestrator's.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(os.environ['COSTWARDEN_HEALTH_URL'], timeout=2)"]

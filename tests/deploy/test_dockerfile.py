@@ -81,6 +81,9 @@ def test_multi_stage_on_python_311_slim_and_the_final_stage_only_copies_the_buil
     # copied environment has no installer left in it.
     assert not any("pip install" in r or "apt-get install" in r for r in FINAL.all("RUN"))
     assert any("pip uninstall --quiet --yes pip setuptools" in r for r in STAGES[0].all("RUN"))
+    # A VOLUME would put the spool in an anonymous volume that `docker rm -v` deletes, and inside a
+    # named volume mounted on /var/lib/costwarden it would shadow that volume's spool folder.
+    assert [v for s in STAGES for v in s.all("VOLUME")] == []
 
 
 def test_dependencies_come_from_the_hashed_runtime_lock_without_resolving() -> None:
