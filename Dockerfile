@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # The costwarden gateway: `docker build -t costwarden .`, then
-#   docker run -p 8700:8700 -v "$PWD/costwarden.yaml:/etc/costwarden/costwarden.yaml:ro" \
-#     -e COSTWARDEN_ADMIN_TOKEN=... costwarden
+#   docker run -p 8700:8700 --stop-timeout 60 -v costwarden-data:/var/lib/costwarden \
+#     -v "$PWD/costwarden.yaml:/etc/costwarden/costwarden.yaml:ro" -e COSTWARDEN_ADMIN_TOKEN=... costwarden
+# (paths in that config absolute, under /var/lib/costwarden). Pin PYTHON_IMAGE to a digest to rebuild
+# byte for byte.
 # Dependencies come from requirements/runtime.lock (exact versions, hash-checked), the same pins the
 # tests run on. Secrets are never baked in: they arrive as environment variables at run time and the
 # config file names them as ${VAR}. See docs/deploy.md.
