@@ -62,7 +62,9 @@ async def drop_costwarden_tables(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
-            "DROP TABLE IF EXISTS ledger, ledger_quarantine, api_keys, alerts, budgets, costwarden_schema"
+            "DROP TABLE IF EXISTS ledger, ledger_quarantine, api_keys, alerts, budgets, rollup, rollup_key, "
+            "costwarden_schema"
         )
+        await conn.execute("DROP FUNCTION IF EXISTS costwarden_hist_merge(jsonb, jsonb)")
     finally:
         await conn.close()

@@ -69,6 +69,7 @@ def test_cli_report_reconciles_with_the_postgres_ledger(pg_gateway: Gateway) -> 
     assert Decimal(data["total"]["cost_usd"]) == sum(expected.values()) == sum(r.cost_usd for r in records)
     assert isinstance(data["total"]["cost_usd"], str)  # money is never a JSON float
     assert data["total"]["p50_latency_ms"] <= data["total"]["p95_latency_ms"]
+    assert data["percentile_relative_error"] == 0.01  # whole minutes of the hour come from rollups
 
     rows = list(csv.DictReader(io.StringIO(cli(pg_gateway, "report", "--by", "team,deployment", "--format", "csv"))))
     assert rows[-1]["team"] == "TOTAL"
@@ -76,6 +77,7 @@ def test_cli_report_reconciles_with_the_postgres_ledger(pg_gateway: Gateway) -> 
 
     table = cli(pg_gateway, "report", "--by", "team", "--where", "env=prod")
     assert "search" in table and "ads" in table and "research" not in table and "total" in table
+    assert "p50/p95 from rollup histograms, within 1%" in table  # the report says how exact they are
 
 
 def test_admin_api_and_own_spend(pg_gateway: Gateway) -> None:

@@ -51,6 +51,8 @@ def _table(report: SpendReport, title: str, shown: tuple[str, ...]) -> Table:
     figures = _figures(report.total)
     label = ["[bold]total[/]"] + [""] * (len(groups) - 1) if groups else []
     table.add_row(*label, *(figures[f] for f in shown), style="bold")
+    if report.percentile_error:
+        table.caption = f"p50/p95 from rollup histograms, within {report.percentile_error:.0%}"
     return table
 
 

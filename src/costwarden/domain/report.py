@@ -28,12 +28,17 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class SpendQuery:
-    """Group ledger records by `group_by` over [start, end) (Unix seconds), filtered by `where`."""
+    """Group ledger records by `group_by` over [start, end) (Unix seconds), filtered by `where`.
+
+    `percentiles=False` asks for totals only (p50/p95 stay None): a budget rebuild needs no more,
+    and latency histograms are the costly part of a long window's report.
+    """
 
     group_by: tuple[str, ...]
     start: float | None = None
     end: float | None = None
     where: tuple[tuple[str, str], ...] = ()
+    percentiles: bool = True
 
     def __post_init__(self) -> None:
         for name in (*self.group_by, *(k for k, _ in self.where)):
@@ -46,7 +51,8 @@ class SpendQuery:
 
 @dataclass(frozen=True, slots=True)
 class SpendRow:
-    """Totals of one group. Money in USD; latencies in milliseconds (nearest-rank percentiles)."""
+    """Totals of one group. Money in USD; latencies in milliseconds (nearest-rank percentiles,
+    exact or within the report's `percentile_error`)."""
 
     group: tuple[str | None, ...]
     requests: int = 0
@@ -68,9 +74,13 @@ class SpendRow:
 
 @dataclass(frozen=True, slots=True)
 class SpendReport:
+    """`percentile_error`: the relative error bound of p50/p95 (0: exact nearest rank; 0.01 when
+    they come from rollup histograms, docs/scale.md)."""
+
     query: SpendQuery
     rows: tuple[SpendRow, ...]
     total: SpendRow = field(default_factory=lambda: SpendRow(group=()))
+    percentile_error: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,8 @@ class Governor:
     async def _charged(self, where: tuple[tuple[str, str], ...], start: float, end: float | None) -> Amount:
         """What admission charged in [start, end) for a scope: cost, tokens and requests of the
         records it admitted (refusals are `rejected` records; admission never charged them)."""
-        report = await self._ledger.spend(SpendQuery(group_by=("outcome",), start=start, end=end, where=where))
+        query = SpendQuery(group_by=("outcome",), start=start, end=end, where=where, percentiles=False)
+        report = await self._ledger.spend(query)
         rows = [row for row in report.rows if row.group[0] != Outcome.REJECTED.value]
         return Amount(
             sum((row.cost_usd for row in rows), Decimal(0)),

@@ -115,6 +115,7 @@ def report_json(report: SpendReport) -> dict[str, Any]:
         "where": dict(query.where),
         "rows": [row_json(r, query.group_by) for r in report.rows],
         "total": row_json(report.total, ()),
+        "percentile_relative_error": report.percentile_error,
     }
 
 

@@ -7,9 +7,21 @@ from costwarden.ports import CounterStore, Store
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
-from costwarden.storage.postgres import PostgresStore
-from costwarden.storage.redis_counters import RedisCounters
 from costwarden.storage.sqlite import SQLiteStore
+
+
+class MissingExtra(RuntimeError):
+    """The config names a backend whose client library is an extra that is not installed."""
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        super().__init__(f"{what} needs the {module!r} package: pip install 'costwarden[{extra}]'")
+
+
+def _check_missing(exc: ModuleNotFoundError, what: str, extra: str, clients: tuple[str, ...]) -> None:
+    """Turn a missing optional client into `MissingExtra`; any other import failure stays as it is."""
+    missing = (exc.name or "").split(".")[0]
+    if missing in clients:
+        raise MissingExtra(what, extra, missing) from exc
 
 
 def open_store(url: str) -> Store:
@@ -17,6 +29,11 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite:///"):
         return SQLiteStore.from_url(url)
     if url.startswith(("postgresql://", "postgres://")):
+        try:  # the postgres extra, imported only when a PostgreSQL ledger is configured
+            from costwarden.storage.postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            _check_missing(exc, "a PostgreSQL ledger", "postgres", ("asyncpg",))
+            raise
         return PostgresStore.from_url(url)
     raise ValueError(f"unsupported ledger URL {url!r}: use sqlite:///path or postgresql://...")
 
@@ -26,6 +43,11 @@ def open_counters(state_url: str | None, breaker: BreakerConfig | None = None) -
     `breaker.enabled` is false), or in-process for one (which cannot fail)."""
     if state_url is None:
         return MemoryCounters()
+    try:  # the redis extra, imported only when shared state is configured
+        from costwarden.storage.redis_counters import RedisCounters
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "shared state in Redis", "redis", ("redis",))
+        raise
     redis = RedisCounters(state_url)
     breaker = breaker or BreakerConfig()
     if not breaker.enabled:
@@ -34,4 +56,10 @@ def open_counters(state_url: str | None, breaker: BreakerConfig | None = None) -
 
 
 def open_lease(state_url: str | None, ttl_s: float) -> LocalLease | RedisLease:
-    return LocalLease() if state_url is None else RedisLease(state_url, ttl_s=ttl_s)
+    if state_url is None:
+        return LocalLease()
+    try:
+        return RedisLease(state_url, ttl_s=ttl_s)
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "shared state in Redis", "redis", ("redis",))
+        raise

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 
 class LocalLease:
@@ -32,7 +33,12 @@ class RedisLease:
     """
 
     def __init__(self, url: str, key: str = "costwarden:governor-lease", ttl_s: float = 15.0) -> None:
-        self._client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        # The redis extra: imported here so that a single-replica install runs without it.
+        from redis.asyncio import Redis
+        from redis.exceptions import RedisError
+
+        self._client: aioredis.Redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._unreachable: tuple[type[Exception], ...] = (RedisError, OSError)
         self._key = key
         self._ttl_ms = int(ttl_s * 1000)
         self.holder = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -40,7 +46,7 @@ class RedisLease:
     async def lead(self, now: float) -> bool:
         try:
             held = await self._client.eval(self._RENEW, 1, self._key, self.holder, self._ttl_ms)
-        except (RedisError, OSError):
+        except self._unreachable:
             return False
         return bool(held)
 

@@ -7,7 +7,6 @@ so no number of long reports can take every connection a ledger flush or a readi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -24,7 +23,9 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
-from costwarden.storage.spend_sql import POSTGRES, assemble, percentiles_sql, totals_sql
+from costwarden.storage.rollup_report import spend_postgres
+from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.rollup_write import backfill_postgres, with_rollups_postgres
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
@@ -62,6 +63,7 @@ _INSERT = f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS}) ON C
 _QUARANTINE_SELECT = (
     "SELECT request_id, quarantined_at, reason, record FROM ledger_quarantine ORDER BY quarantined_at DESC"
 )
+_WRITE = with_rollups_postgres(_INSERT)  # one statement: the insert and the rollups of what it stored
 _MIGRATION_LOCK = 7_314_211  # advisory lock id: one process migrates at a time
 # The database (or asyncpg encoding the batch) refused the data itself: retrying cannot help.
 _DATA_ERRORS = (
@@ -85,10 +87,6 @@ def _record(row: asyncpg.Record) -> UsageRecord:
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = quantize(values["cost_usd"])
     return UsageRecord(**values)
-
-
-def _usd(value: object) -> Decimal:
-    return quantize(Decimal(str(value)))
 
 
 class PostgresStore:
@@ -132,6 +130,8 @@ class PostgresStore:
                     continue
                 for statement in statements(migration.sql):
                     await conn.execute(statement)
+                if migration.version == ROLLUP_MIGRATION:
+                    await backfill_postgres(conn)
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )
@@ -149,10 +149,10 @@ class PostgresStore:
         if not records:
             return 0
         try:
-            status = await self.pool.execute(_INSERT, *_columns(records))
+            stored = await self.pool.fetchval(_WRITE, *_columns(records))
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
-        return int(status.rsplit(" ", 1)[-1])
+        return int(stored)
 
     async def quarantine(self, entries: Sequence[Quarantined]) -> None:
         rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]
@@ -166,13 +166,8 @@ class PostgresStore:
         return [Quarantined(*r) for r in await self.reads.fetch(sql, limit)]
 
     async def spend(self, query: SpendQuery) -> SpendReport:
-        groups = query.group_by
         async with self.reads.acquire() as conn:
-            totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
-            pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
-            total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
-            total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
-        return assemble(query, totals, pct, total, total_pct, _usd)
+            return await spend_postgres(conn, query)
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
@@ -241,8 +236,3 @@ class PostgresStore:
     async def delete_budget(self, budget_id: str) -> bool:
         status = await self.pool.execute("DELETE FROM budgets WHERE id = $1", budget_id)
         return bool(status.endswith(" 1"))
-
-
-def _args(pair: tuple[str, list[object]]) -> tuple[Any, ...]:
-    sql, params = pair
-    return (sql, *params)

@@ -12,7 +12,6 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,7 +28,9 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
-from costwarden.storage.spend_sql import SQLITE, assemble, percentiles_sql, totals_sql
+from costwarden.storage.rollup_report import spend_sqlite
+from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, mark_sqlite
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -55,10 +56,6 @@ def _record(row: tuple[Any, ...]) -> UsageRecord:
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = from_nanos(values["cost_usd"])
     return UsageRecord(**values)
-
-
-def _usd(value: object) -> Decimal:
-    return from_nanos(int(value))  # type: ignore[call-overload]
 
 
 class SQLiteStore:
@@ -132,6 +129,8 @@ class SQLiteStore:
                 for statement in migration.sql.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if migration.version == ROLLUP_MIGRATION:
+                    backfill_sqlite(conn)
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),
@@ -172,9 +171,11 @@ class SQLiteStore:
         def _write(conn: sqlite3.Connection) -> int:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                mark = mark_sqlite(conn)
                 before = conn.total_changes
                 conn.executemany(_INSERT, rows)
                 inserted = conn.total_changes - before
+                add_sqlite(conn, mark)  # the rollups of exactly the rows stored, same transaction
                 conn.execute("COMMIT")
                 return inserted
             except BaseException:
@@ -203,15 +204,7 @@ class SQLiteStore:
         return [Quarantined(*r) for r in rows]
 
     async def spend(self, query: SpendQuery) -> SpendReport:
-        def _spend(conn: sqlite3.Connection) -> SpendReport:
-            groups = query.group_by
-            totals = conn.execute(*totals_sql(query, groups, SQLITE)).fetchall()
-            pct = conn.execute(*percentiles_sql(query, groups, SQLITE)).fetchall()
-            total = conn.execute(*totals_sql(query, (), SQLITE)).fetchone()
-            total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
-            return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
-
-        return await self._read(_spend)
+        return await self._read(lambda conn: spend_sqlite(conn, query))
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

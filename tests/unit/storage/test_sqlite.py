@@ -5,17 +5,21 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from costwarden.domain.keys import KeyIdentity, StoredKey
+from costwarden.domain.latency_histogram import RELATIVE_ERROR
 from costwarden.domain.money import ZERO
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendRow, nearest_rank
 from costwarden.storage.sqlite import SQLiteStore
 from tests.unit.storage.sample import record
+
+HISTOGRAM_ERROR = RELATIVE_ERROR * (1 + 1e-9)
 
 
 @pytest.fixture
@@ -137,6 +141,11 @@ def brute_force(records: list[UsageRecord], group: tuple[str | None, ...]) -> Sp
     )
 
 
+def exact(row: SpendRow) -> SpendRow:
+    """The row without its percentiles: everything a rollup must reproduce exactly."""
+    return replace(row, p50_ms=None, p95_ms=None)
+
+
 def matches(query: SpendQuery, r: UsageRecord) -> bool:
     if query.start is not None and r.started_at < query.start:
         return False
@@ -167,8 +176,12 @@ async def test_spend_matches_brute_force(store: SQLiteStore, seed: int) -> None:
         expected.sort(key=lambda row: (-row.cost_usd, -row.requests, tuple(g or "" for g in row.group)))
         report = await store.spend(query)
         assert report.query == query
-        assert list(report.rows) == expected, query
-        assert report.total == brute_force(selected, ())
+        assert [exact(row) for row in report.rows] == [exact(row) for row in expected], query
+        for got, want in zip((*report.rows, report.total), (*expected, brute_force(selected, ())), strict=True):
+            assert exact(got) == exact(want)
+            # Whole minutes are read from rollups: percentiles within the histogram's documented error.
+            assert got.p50_ms == pytest.approx(want.p50_ms, rel=HISTOGRAM_ERROR)
+            assert got.p95_ms == pytest.approx(want.p95_ms, rel=HISTOGRAM_ERROR)
         assert report.total.cost_usd == sum((row.cost_usd for row in report.rows), ZERO)  # reconciles exactly
 
 

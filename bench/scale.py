@@ -1,0 +1,321 @@
+#!/usr/bin/env python
+"""Scale bench: fill a ledger with realistic records through the product's own write path, then
+time spend reports per window on the raw ledger (the old path) and from rollups.
+
+    .venv/bin/python bench/scale.py                          # 1M records, SQLite and PostgreSQL
+    .venv/bin/python bench/scale.py --records 10000000 --backend postgres   # optional, slow here
+
+Records: 30 days ending now, in time order (as a gateway writes them), `--teams` teams with
+`--keys-per-team` keys each, Zipf-like team traffic, `--deployments` deployments (each team uses
+three), 96 % served, log-normal latencies, token costs. They go through `store.write` in batches
+of `--batch` (the recorder's default, 1000). Then, for each window (1 h, 24 h, 30 d) and each
+shape (the start-up rebuild's ungrouped total; a report by team and deployment), the median of
+`--repeat` runs: raw (the pre-rollup SQL, percentiles by nearest rank) and rollups (`store.spend`).
+Both databases are ANALYZEd after the fill. Results go to bench/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import math
+import random
+import sqlite3
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from costwarden.domain.money import quantize
+from costwarden.domain.record import Outcome, UsageRecord
+from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.storage.postgres import PostgresStore
+from costwarden.storage.sqlite import SQLiteStore
+
+try:
+    from costwarden.storage.rollup_report import spend_postgres, spend_sqlite
+
+    ROLLUPS = True
+except ImportError:  # the code before rollups (PYTHONPATH=<old checkout>/src): `--writes-only` measures it
+    ROLLUPS = False
+
+console = Console()
+DAY = 86_400.0
+WINDOWS = {"1h": 3600.0, "24h": DAY, "30d": 30 * DAY}
+PRICE_IN, PRICE_OUT = Decimal("0.0000025"), Decimal("0.00001")
+
+
+def records(n: int, now: float, teams: int, keys_per_team: int, deployments: int, seed: int) -> Iterator[UsageRecord]:
+    """`n` records over the 30 days before `now`, oldest first."""
+    rng = random.Random(seed)
+    weights = [1 / (t + 1) ** 0.8 for t in range(teams)]  # a few heavy teams, a long tail
+    team_deployments = [[f"dep-{(t * 7 + j * 3) % deployments:02d}" for j in range(3)] for t in range(teams)]
+    step = 30 * DAY / n
+    at = now - 30 * DAY
+    for i in range(n):
+        at += step
+        t = rng.choices(range(teams), weights)[0] if i % 64 else rng.randrange(teams)
+        deployment = rng.choice(team_deployments[t])
+        roll = rng.random()
+        outcome = Outcome.SERVED if roll < 0.96 else Outcome.REJECTED if roll < 0.985 else Outcome.FAILED
+        served = outcome is Outcome.SERVED
+        tokens_in, tokens_out = (rng.randint(20, 4000), rng.randint(1, 800)) if served else (0, 0)
+        latency = min(600_000.0, rng.lognormvariate(math.log(350), 0.9)) if served else rng.uniform(0.2, 3.0)
+        yield UsageRecord(
+            request_id=f"{int(at * 1000):013x}-{i:08x}",
+            started_at=at,
+            ended_at=at + latency / 1000,
+            key_id=f"key-{t:03d}-{rng.randrange(keys_per_team)}",
+            team=f"team-{t:03d}",
+            project=f"proj-{t:03d}-{t % 3}",
+            environment="prod" if t % 4 else "staging",
+            tags={},
+            deployment=deployment,
+            protocol="openai",
+            endpoint="/v1/chat/completions",
+            method="POST",
+            model=deployment,
+            stream=rng.random() < 0.3,
+            status=200 if served else (429 if outcome is Outcome.REJECTED else 502),
+            upstream_status=200 if served else None,
+            outcome=outcome,
+            error_code=None if served else outcome.value,
+            latency_ms=round(latency, 3),
+            upstream_ms=round(latency * 0.97, 3) if served else None,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+            cached_tokens=tokens_in // 10,
+            items=0,
+            request_bytes=200 + tokens_in * 4,
+            response_bytes=200 + tokens_out * 4,
+            cost_usd=quantize(tokens_in * PRICE_IN + tokens_out * PRICE_OUT),
+            pricing_basis="tokens",
+        )
+
+
+async def fill(store: SQLiteStore | PostgresStore, args: argparse.Namespace, now: float, label: str) -> float:
+    """Write every record through store.write in batches; returns records per second."""
+    columns = (TextColumn(f"[bold]{label}[/] writing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    batch: list[UsageRecord] = []
+    written, spent = 0, 0.0
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("write", total=args.records)
+        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed):
+            batch.append(r)
+            if len(batch) == args.batch:
+                begin = time.perf_counter()
+                written += await store.write(batch)
+                spent += time.perf_counter() - begin
+                progress.advance(task, len(batch))
+                batch = []
+        if batch:
+            begin = time.perf_counter()
+            written += await store.write(batch)
+            spent += time.perf_counter() - begin
+            progress.advance(task, len(batch))
+    assert written == args.records, (written, args.records)
+    return written / spent
+
+
+async def timed(run: Callable[[], Awaitable[SpendReport]], repeat: int) -> tuple[float, SpendReport]:
+    times, report = [], None
+    for _ in range(repeat):
+        begin = time.perf_counter()
+        report = await run()
+        times.append(time.perf_counter() - begin)
+    assert report is not None
+    return statistics.median(times), report
+
+
+def queries(now: float) -> list[tuple[str, str, SpendQuery]]:
+    """Per window: the start-up rebuild of a global and of a key-scoped budget (totals only, as the
+    governor asks), the ungrouped total with percentiles, and a report by team and deployment."""
+    out = []
+    for window, seconds in WINDOWS.items():
+        start = now - seconds
+        out += [
+            (window, "rebuild: global budget", SpendQuery(group_by=(), start=start, percentiles=False)),
+            (window, "rebuild: key budget", SpendQuery((), start, where=(("key_id", "key-000-0"),), percentiles=False)),
+            (window, "total with p50/p95", SpendQuery(group_by=(), start=start)),
+            (window, "by team,deployment", SpendQuery(group_by=("team", "deployment"), start=start)),
+        ]
+    return out
+
+
+async def measure(
+    store: SQLiteStore | PostgresStore,
+    raw: Callable[[SpendQuery], Awaitable[SpendReport]],
+    args: argparse.Namespace,
+    now: float,
+) -> list[dict[str, Any]]:
+    rows = []
+    for window, shape, query in queries(now):
+        after, rolled = await timed(functools.partial(store.spend, query), args.repeat)
+        before, exact = (
+            (math.nan, None) if args.skip_raw else await timed(functools.partial(raw, query), args.raw_repeat)
+        )
+        if exact is not None:  # the totals agree exactly; percentiles within the histogram's error
+            assert (rolled.total.requests, rolled.total.cost_usd) == (exact.total.requests, exact.total.cost_usd)
+            assert len(rolled.rows) == len(exact.rows)
+        rows.append(
+            {
+                "window": window,
+                "shape": shape,
+                "raw_s": before,
+                "rollups_s": after,
+                "groups": len(rolled.rows),
+                "requests": rolled.total.requests,
+            }
+        )
+    return rows
+
+
+def fresh_file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+def save(out: str, data: dict[str, Any]) -> None:
+    Path(out).write_text(json.dumps(data, indent=2) + "\n")
+
+
+async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
+    path = fresh_file(Path(args.dir) / "scale.db")
+    store = SQLiteStore(str(path))
+    await store.open()
+    rate = await fill(store, args, now, "sqlite")
+    if args.writes_only or not ROLLUPS:
+        await store.close()
+        return {"backend": "sqlite", "records": args.records, "write_records_per_s": rate, "open_s": 0.0, "reports": []}
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("ANALYZE")
+    begin = time.perf_counter()
+    opened = SQLiteStore(str(path))
+    await opened.open()
+    start_s = time.perf_counter() - begin
+    await opened.close()
+    loop = asyncio.get_running_loop()
+
+    async def raw(q: SpendQuery) -> SpendReport:
+        return await loop.run_in_executor(None, lambda: spend_sqlite(conn, q, rollups=False))
+
+    try:
+        reports = await measure(store, raw, args, now)
+    finally:
+        conn.close()
+        await store.close()
+    return {
+        "backend": "sqlite",
+        "records": args.records,
+        "write_records_per_s": rate,
+        "open_s": start_s,
+        "reports": reports,
+    }
+
+
+async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
+    admin = await asyncpg.connect(args.postgres_admin)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres_db}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{args.postgres_db}"')
+    await admin.close()
+    url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
+    store = PostgresStore(url)
+    await store.open()
+    rate = await fill(store, args, now, "postgres")
+    if args.writes_only or not ROLLUPS:
+        await store.close()
+        return {
+            "backend": "postgres",
+            "records": args.records,
+            "write_records_per_s": rate,
+            "open_s": 0.0,
+            "reports": [],
+        }
+    for table in ("ledger", "rollup", "rollup_key"):
+        await store.pool.execute(f"VACUUM ANALYZE {table}")
+    begin = time.perf_counter()
+    opened = PostgresStore(url)
+    await opened.open()
+    start_s = time.perf_counter() - begin
+    await opened.close()
+
+    async def raw(q: SpendQuery) -> SpendReport:
+        async with store.pool.acquire() as conn:
+            return await spend_postgres(conn, q, rollups=False)
+
+    try:
+        reports = await measure(store, raw, args, now)
+    finally:
+        await store.close()
+    return {
+        "backend": "postgres",
+        "records": args.records,
+        "write_records_per_s": rate,
+        "open_s": start_s,
+        "reports": reports,
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    table = Table(
+        title=(
+            f"{result['backend']}: {result['records']:,} records, "
+            f"writes {result['write_records_per_s']:,.0f} records/s, open {result['open_s'] * 1000:.0f} ms"
+        )
+    )
+    for column in ("window", "report", "raw (s)", "rollups (s)", "speed-up", "groups"):
+        table.add_column(column, justify="left" if column in ("window", "report") else "right")
+    for r in result["reports"]:
+        speedup = r["raw_s"] / r["rollups_s"] if r["rollups_s"] and not math.isnan(r["raw_s"]) else math.nan
+        table.add_row(
+            r["window"],
+            r["shape"],
+            f"{r['raw_s']:.3f}",
+            f"{r['rollups_s']:.4f}",
+            f"{speedup:,.1f}x",
+            f"{r['groups']:,}",
+        )
+    console.print(table)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--teams", type=int, default=500)
+    parser.add_argument("--keys-per-team", type=int, default=20)
+    parser.add_argument("--deployments", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5, help="runs per rollup report (median)")
+    parser.add_argument("--raw-repeat", type=int, default=2, help="runs per raw report (median)")
+    parser.add_argument("--skip-raw", action="store_true", help="time rollup reports only")
+    parser.add_argument("--writes-only", action="store_true", help="fill and time the writes only")
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--dir", default="/tmp/costwarden-scale")
+    parser.add_argument("--postgres-admin", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--postgres-db", default="costwarden_scale")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
+    args = parser.parse_args()
+    now = time.time()
+    results = []
+    for backend in ("sqlite", "postgres") if args.backend == "both" else (args.backend,):
+        result = await (run_sqlite if backend == "sqlite" else run_postgres)(args, now)
+        show(result)
+        results.append(result)
+    save(args.out, {"args": vars(args), "results": results})
+    console.print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

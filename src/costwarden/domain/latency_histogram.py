@@ -1,0 +1,87 @@
+"""Latency histograms with fixed logarithmic bins: mergeable by adding counts, 1 % relative error.
+
+Bin 0 holds latencies of at most 0.1 ms; bin i >= 1 holds (0.1 * G**(i-1), 0.1 * G**i] ms with
+G = 1.01 / 0.99, so bin 781 ends past 10 min and the bins go on beyond it. A bin reports
+2 * upper / (G + 1), within 1 % of every latency in it (within 0.05 ms for bin 0), so a
+percentile read from a histogram is within that error of the nearest-rank percentile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import orjson
+
+RELATIVE_ERROR = 0.01
+FLOOR_MS = 0.1
+CEILING_MS = 1e12  # ~31 years: a larger (or infinite) latency counts in this one's bin
+GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
+LOG_GAMMA = math.log(GAMMA)
+
+Histogram = dict[int, int]  # bin -> count
+
+
+def bin_of(latency_ms: float) -> int:
+    """The bin of one latency (ms); NaN and negatives fall in bin 0."""
+    if not latency_ms > FLOOR_MS:
+        return 0
+    latency_ms = min(latency_ms, CEILING_MS)
+    index = max(1, math.ceil(math.log(latency_ms / FLOOR_MS) / LOG_GAMMA))
+    # log() may round across a bin edge: settle on the bin whose interval holds the value.
+    while index > 1 and latency_ms <= FLOOR_MS * GAMMA ** (index - 1):
+        index -= 1
+    while latency_ms > FLOOR_MS * GAMMA**index:
+        index += 1
+    return index
+
+
+def value_of(index: int) -> float:
+    """The latency (ms) a bin reports."""
+    if index <= 0:
+        return FLOOR_MS / 2
+    return 2 * FLOOR_MS * GAMMA**index / (GAMMA + 1)
+
+
+def add(into: Histogram, other: Mapping[int, int]) -> Histogram:
+    """Merge `other` into `into` (in place) and return it."""
+    for index, count in other.items():
+        into[index] = into.get(index, 0) + count
+    return into
+
+
+def of(latencies: Iterable[float]) -> Histogram:
+    histogram: Histogram = {}
+    for latency in latencies:
+        index = bin_of(latency)
+        histogram[index] = histogram.get(index, 0) + 1
+    return histogram
+
+
+def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
+    """Nearest-rank percentile read from a histogram (None when it is empty)."""
+    n = sum(histogram.values())
+    if n <= 0:
+        return None
+    rank, seen = max(1, math.ceil(fraction * n)), 0
+    for index in sorted(histogram):
+        seen += histogram[index]
+        if seen >= rank:
+            return value_of(index)
+    raise AssertionError("unreachable: the ranks add up to n")
+
+
+def encode(histogram: Mapping[int, int]) -> str:
+    """JSON object text {"bin": count}, bins in order (stored in the rollup tables)."""
+    return orjson.dumps({str(k): histogram[k] for k in sorted(histogram) if histogram[k]}).decode()
+
+
+def decode(text: str | bytes | None) -> Histogram:
+    if not text:
+        return {}
+    return {int(k): int(v) for k, v in orjson.loads(text).items()}
+
+
+def merge_text(a: str | bytes | None, b: str | bytes | None) -> str:
+    """Merge two encoded histograms (SQLite's `cw_hist_merge`)."""
+    return encode(add(decode(a), decode(b)))

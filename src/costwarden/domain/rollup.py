@@ -1,0 +1,118 @@
+"""Rollups: ledger totals per minute, hour or UTC day and per value of the report dimensions.
+
+Two cubes: `rollup` holds every dimension but the key (minutes, hours, days); `rollup_key` adds
+the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
+`plan` splits a report window into whole buckets read from a cube and the partial buckets at its
+edges read from raw records. Pure: times in, values out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Cube:
+    """A rollup table: its dimension columns and its grains (seconds, finest first)."""
+
+    table: str
+    dimensions: tuple[str, ...]
+    grains: tuple[int, ...]
+
+
+ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY))
+KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
+CUBES: tuple[Cube, ...] = (ORG, KEYS)
+
+
+def cube_for(query: SpendQuery) -> Cube:
+    """The smallest cube holding every dimension the query groups or filters by."""
+    named = {*query.group_by, *(name for name, _ in query.where)}
+    return next(c for c in CUBES if named <= set(c.dimensions))
+
+
+def bucket_start(at: float, grain: int) -> int:
+    """The start (Unix seconds) of the bucket of `grain` seconds holding `at`, exactly."""
+    start = math.floor(at / grain) * grain
+    if start > at:  # the division rounded up across a bucket edge
+        start -= grain
+    elif start + grain <= at:
+        start += grain
+    return int(start)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where a window's records are read: raw [start, end) spans and (grain, first, end) bucket ranges.
+
+    A bound of None is open. Bucket ranges hold bucket starts in [first, end).
+    """
+
+    raw: tuple[tuple[float | None, float | None], ...]
+    rolled: tuple[tuple[int, int | None, int | None], ...]
+
+
+def _up(at: float | None, grain: int) -> int | None:
+    if at is None:
+        return None
+    start = bucket_start(at, grain)
+    return start if start == at else start + grain
+
+
+def _down(at: float | None, grain: int) -> int | None:
+    return None if at is None else bucket_start(at, grain)
+
+
+def _before(a: float | None, b: float | None) -> bool:
+    """a < b, where a None `a` is minus infinity and a None `b` plus infinity."""
+    return a is None or b is None or a < b
+
+
+def plan(start: float | None, end: float | None, grains: tuple[int, ...] = ORG.grains) -> Plan:
+    """Split [start, end) into whole buckets of `grains` (finest first) and raw partial buckets
+    of the finest grain."""
+    raw: list[tuple[float | None, float | None]] = []
+    rolled: list[tuple[int, int | None, int | None]] = []
+    _split(start, end, grains, 0, raw, rolled)
+    return Plan(tuple(raw), tuple(rolled))
+
+
+def _split(
+    lo: float | None,
+    hi: float | None,
+    grains: tuple[int, ...],
+    level: int,
+    raw: list[tuple[float | None, float | None]],
+    rolled: list[tuple[int, int | None, int | None]],
+) -> None:
+    """Cover [lo, hi) (aligned to the grain below `level`): whole buckets of grains[level] go one
+    level up, the edges to the grain below (raw records below the finest)."""
+
+    def below(a: float | None, b: float | None) -> None:
+        if level == 0:
+            raw.append((None if a is None else float(a), None if b is None else float(b)))
+        else:
+            rolled.append((grains[level - 1], _int(a), _int(b)))
+
+    grain = grains[level]
+    up, down = _up(lo, grain), _down(hi, grain)
+    if not _before(up, down):
+        below(lo, hi)
+        return
+    if lo is not None and lo != up:
+        below(lo, up)
+    if level + 1 < len(grains):
+        _split(up, down, grains, level + 1, raw, rolled)
+    else:
+        rolled.append((grain, up, down))
+    if hi is not None and down != hi:
+        below(down, hi)
+
+
+def _int(at: float | None) -> int | None:
+    return None if at is None else int(at)

@@ -1,0 +1,223 @@
+"""Spend reports read from rollups: whole days, hours and minutes from the cube that holds the
+query's dimensions (domain/rollup.py), raw records only for the partial buckets at the edges.
+
+Totals equal the raw ledger's exactly (sums of exact integers). Percentiles come from the merged
+latency histograms: within 1 % of the nearest-rank value (see domain/latency_histogram.py). A
+window holding no whole minute is read raw, percentiles exact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from costwarden.domain import latency_histogram
+from costwarden.domain.money import from_nanos, quantize, to_nanos
+from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.rollup import Cube, Plan, cube_for, plan
+from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
+
+Statement = tuple[str, list[object]]
+_SUMS = (
+    "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost_nanos)"
+)
+# The histogram bins of each rollup row, as (key, value) rows.
+_BINS = {
+    "sqlite": ("json_each({table}.latency) AS j", "j.key", "SUM(j.value)"),
+    "postgres": ("LATERAL jsonb_each_text({table}.latency) AS j(key, value)", "j.key", "SUM(j.value::bigint)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reads:
+    """The statements one report runs; `raw_totals` use the raw report's own SQL (spend_sql)."""
+
+    rolled_totals: Statement
+    rolled_bins: tuple[Statement, ...]  # none when the query asks for no percentiles
+    raw_totals: tuple[Statement, ...]
+    raw_latencies: tuple[Statement, ...]
+
+
+def _filters(query: SpendQuery, dialect: Dialect, params: list[object]) -> list[str]:
+    clauses = []
+    for name, value in query.where:
+        params.append(value)
+        clauses.append(f"{name} = {dialect.placeholder(len(params))}")
+    return clauses
+
+
+def _rolled_where(query: SpendQuery, p: Plan, dialect: Dialect) -> tuple[str, list[object]]:
+    params: list[object] = []
+    spans = []
+    for grain, first, end in p.rolled:
+        params.append(grain)
+        span = [f"grain = {dialect.placeholder(len(params))}"]
+        if first is not None:
+            params.append(first)
+            span.append(f"bucket >= {dialect.placeholder(len(params))}")
+        if end is not None:
+            params.append(end)
+            span.append(f"bucket < {dialect.placeholder(len(params))}")
+        spans.append("(" + " AND ".join(span) + ")")
+    clauses = ["(" + " OR ".join(spans) + ")", *_filters(query, dialect, params)]
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -> Reads:
+    groups = query.group_by
+    select = "".join(f"{g}, " for g in groups)
+    group = f" GROUP BY {', '.join(groups)}" if groups else ""
+    where, params = _rolled_where(query, p, dialect)
+    source, key, count = _BINS[name]
+    table = cube.table
+    bins = f"SELECT {select}{key}, {count} FROM {table}, {source.format(table=table)}{where} GROUP BY {select}{key}"
+    raw_totals, raw_latencies = [], []
+    for start, end in p.raw:
+        window = SpendQuery(group_by=groups, start=start, end=end, where=query.where, percentiles=False)
+        raw_totals.append(totals_sql(window, groups, dialect))
+        latency_params: list[object] = [start, end]
+        raw_where = [f"started_at >= {dialect.placeholder(1)}", f"started_at < {dialect.placeholder(2)}"]
+        raw_where += _filters(query, dialect, latency_params)
+        sql = f"SELECT {select}latency_ms FROM ledger WHERE {' AND '.join(raw_where)}"
+        raw_latencies.append((sql, latency_params))
+    return Reads(
+        rolled_totals=(f"SELECT {select}{_SUMS} FROM {table}{where}{group}", params),
+        rolled_bins=((bins, params),) if query.percentiles else (),
+        raw_totals=tuple(raw_totals),
+        raw_latencies=tuple(raw_latencies) if query.percentiles else (),
+    )
+
+
+Row = tuple[Any, ...]
+
+
+def combine(
+    query: SpendQuery,
+    rolled_totals: list[Row],
+    rolled_bins: list[list[Row]],
+    raw_totals: list[list[Row]],
+    raw_latencies: list[list[Row]],
+    raw_cost_nanos: Callable[[object], int],
+) -> SpendReport:
+    """Add the rollup and raw parts group by group; percentiles from the merged histograms."""
+    width = len(query.group_by)
+    sums: dict[Row, list[int]] = {}
+    bins: dict[Row, latency_histogram.Histogram] = {}
+
+    def add(group: Row, values: Row, cost: int) -> None:
+        if not any(values[:6]) and not cost:
+            return  # the empty window's single row of an ungrouped raw total
+        into = sums.setdefault(group, [0] * 7)
+        for i in range(6):
+            into[i] += int(values[i] or 0)
+        into[6] += cost
+
+    for row in rolled_totals:
+        add(tuple(row[:width]), tuple(row[width:]), int(row[-1] or 0))
+    for part in raw_totals:
+        for row in part:
+            add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
+    for row in (row for part in rolled_bins for row in part):
+        hist = bins.setdefault(tuple(row[:width]), {})
+        index = int(row[width])
+        hist[index] = hist.get(index, 0) + int(row[width + 1])
+    for part in raw_latencies:
+        for row in part:
+            hist = bins.setdefault(tuple(row[:width]), {})
+            index = latency_histogram.bin_of(float(row[width]))
+            hist[index] = hist.get(index, 0) + 1
+
+    def pct(hist: latency_histogram.Histogram) -> Row:
+        if not query.percentiles:
+            return (None, None)
+        return (latency_histogram.percentile(hist, 0.5), latency_histogram.percentile(hist, 0.95))
+
+    if width == 0:
+        sums.setdefault((), [0] * 7)  # an ungrouped report has its one row, as on the raw path
+    total_sums: list[int] = [0] * 7
+    total_hist: latency_histogram.Histogram = {}
+    for group, values in sums.items():
+        total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
+        latency_histogram.add(total_hist, bins.get(group, {}))
+    totals = [(*group, *values) for group, values in sums.items()]
+    percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
+    report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
+    return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
+
+
+def _nanos(cost: object) -> int:
+    return int(str(cost))
+
+
+def _usd(nanos: object) -> Decimal:
+    return from_nanos(int(nanos))  # type: ignore[call-overload]
+
+
+def _postgres_usd(value: object) -> Decimal:
+    return quantize(Decimal(str(value)))
+
+
+def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = True) -> SpendReport:
+    """A report on the SQLite worker thread; `rollups=False` reads only raw records (the old path)."""
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
+    if not rollups or not p.rolled:
+        groups = query.group_by
+        totals = conn.execute(*totals_sql(query, groups, SQLITE)).fetchall()
+        total = conn.execute(*totals_sql(query, (), SQLITE)).fetchone()
+        if not query.percentiles:
+            return assemble(query, totals, [], tuple(total), (None, None), _usd)
+        pct = conn.execute(*percentiles_sql(query, groups, SQLITE)).fetchall()
+        total_pct = conn.execute(*percentiles_sql(query, (), SQLITE)).fetchone()
+        return assemble(query, totals, pct, tuple(total), tuple(total_pct), _usd)
+    r = reads(query, cube, p, SQLITE, "sqlite")
+
+    def run(s: Statement) -> list[Row]:
+        return [tuple(row) for row in conn.execute(*s).fetchall()]
+
+    return combine(
+        query,
+        run(r.rolled_totals),
+        [run(s) for s in r.rolled_bins],
+        [run(s) for s in r.raw_totals],
+        [run(s) for s in r.raw_latencies],
+        _nanos,
+    )
+
+
+async def spend_postgres(conn: asyncpg.Connection, query: SpendQuery, rollups: bool = True) -> SpendReport:
+    """A report on one pooled connection; `rollups=False` reads only raw records (the old path)."""
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
+    if not rollups or not p.rolled:
+        groups = query.group_by
+        totals = [tuple(r) for r in await conn.fetch(*_args(totals_sql(query, groups, POSTGRES)))]
+        total = tuple(await conn.fetchrow(*_args(totals_sql(query, (), POSTGRES))))
+        if not query.percentiles:
+            return assemble(query, totals, [], total, (None, None), _postgres_usd)
+        pct = [tuple(r) for r in await conn.fetch(*_args(percentiles_sql(query, groups, POSTGRES)))]
+        total_pct = tuple(await conn.fetchrow(*_args(percentiles_sql(query, (), POSTGRES))))
+        return assemble(query, totals, pct, total, total_pct, _postgres_usd)
+    r = reads(query, cube, p, POSTGRES, "postgres")
+
+    async def run(s: Statement) -> list[Row]:
+        return [tuple(row) for row in await conn.fetch(*_args(s))]
+
+    return combine(
+        query,
+        await run(r.rolled_totals),
+        [await run(s) for s in r.rolled_bins],
+        [await run(s) for s in r.raw_totals],
+        [await run(s) for s in r.raw_latencies],
+        lambda cost: to_nanos(Decimal(str(cost))),
+    )
+
+
+def _args(pair: Statement) -> tuple[Any, ...]:
+    sql, params = pair
+    return (sql, *params)

@@ -1,0 +1,236 @@
+"""Rollups against the raw ledger, on SQLite and PostgreSQL: for random record sets written in
+random batches (late records, replayed spools, racing writers) and random windows across minute,
+hour and day edges, every total a report reads from rollups equals the brute-force total exactly,
+and its percentiles are within the histogram's documented error of nearest rank."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from decimal import Decimal
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, RELATIVE_ERROR
+from costwarden.domain.money import from_nanos
+from costwarden.domain.record import Outcome, UsageRecord
+from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, nearest_rank
+from costwarden.ports import Store
+from costwarden.services.reports import report_json
+from costwarden.storage.postgres import PostgresStore
+from costwarden.storage.sqlite import SQLiteStore
+
+BASE = 1_800_000_000.0  # not a UTC day start: minute, hour and day edges all differ
+EDGES = [0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800]
+AT = st.builds(lambda e, d: BASE + e + d, st.sampled_from(EDGES), st.sampled_from([0.0, -1e-6, 0.25, -0.5, 30.0]))
+BOUND = st.one_of(st.none(), AT)
+
+
+def usage(
+    i: int, at: float, team: str | None, deployment: str, outcome: Outcome, latency: float, n: int
+) -> UsageRecord:
+    served = outcome is Outcome.SERVED
+    return UsageRecord(
+        request_id=f"r{i}",
+        started_at=at,
+        ended_at=at + latency / 1000,
+        key_id=None if team is None else f"k-{team}",
+        team=team,
+        project=None if team is None else "p",
+        environment="prod" if n % 2 else "dev",
+        tags={},
+        deployment=deployment,
+        protocol="openai" if deployment != "iris" else "v2",
+        endpoint="/v1/chat/completions",
+        method="POST",
+        model=deployment,
+        stream=False,
+        status=200 if served else 429,
+        upstream_status=200 if served else None,
+        outcome=outcome,
+        error_code=None if served else "budget_exhausted",
+        latency_ms=latency,
+        upstream_ms=None,
+        input_tokens=n * 7,
+        output_tokens=n * 3,
+        cached_tokens=n % 5,
+        items=n % 4,
+        cost_usd=from_nanos(n * 123_456_789 if served else 0),
+    )
+
+
+RECORD = st.tuples(
+    AT,
+    st.sampled_from(["ads", "search", None]),
+    st.sampled_from(["chat", "iris"]),
+    st.sampled_from(list(Outcome)),
+    st.one_of(st.floats(0.0, 700_000.0, allow_nan=False), st.sampled_from([0.05, 0.1, 1.0, 250.0])),
+    st.integers(0, 10**6),
+)
+QUERY = st.tuples(
+    BOUND,
+    BOUND,
+    st.booleans(),
+    st.lists(st.sampled_from(GROUP_DIMENSIONS), max_size=2, unique=True),
+    st.sampled_from(
+        [(), (("team", "ads"),), (("outcome", "served"), ("deployment", "chat")), (("key_id", "k-search"),)]
+    ),
+)
+
+
+def query_of(
+    start: float | None, end: float | None, percentiles: bool, groups: list[str], where: tuple[tuple[str, str], ...]
+) -> SpendQuery:
+    if start is not None and end is not None and end <= start:
+        start, end = end, start + (start - end or 1.0)
+    return SpendQuery(group_by=tuple(groups), start=start, end=end, where=where, percentiles=percentiles)
+
+
+def assert_matches(report: SpendReport, stored: Sequence[UsageRecord]) -> None:
+    q = report.query
+    window = [
+        r
+        for r in stored
+        if (q.start is None or q.start <= r.started_at)
+        and (q.end is None or r.started_at < q.end)
+        and all(str(getattr(r, k)) == v for k, v in q.where)
+    ]
+    groups: dict[tuple[str | None, ...], list[UsageRecord]] = {}
+    for r in window:
+        groups.setdefault(tuple(_dim(r, g) for g in q.group_by), []).append(r)
+    if q.group_by:
+        assert {row.group for row in report.rows} == set(groups)
+    for row in (*report.rows, report.total):
+        members = window if row is report.total or not q.group_by else groups[row.group]
+        assert (row.requests, row.errors) == (len(members), sum(r.outcome is not Outcome.SERVED for r in members))
+        assert (row.input_tokens, row.output_tokens, row.cached_tokens, row.items) == (
+            sum(r.input_tokens for r in members),
+            sum(r.output_tokens for r in members),
+            sum(r.cached_tokens for r in members),
+            sum(r.items for r in members),
+        )
+        assert row.cost_usd == sum((r.cost_usd for r in members), Decimal(0))
+        latencies = sorted(r.latency_ms for r in members)
+        for got, fraction in ((row.p50_ms, 0.5), (row.p95_ms, 0.95)):
+            exact = nearest_rank(latencies, fraction) if q.percentiles else None  # totals only: no percentiles
+            assert (got is None) == (exact is None)
+            if got is not None and exact is not None:
+                # The report says how exact its percentiles are: 0 (read raw) or the histogram's bound.
+                assert report.percentile_error in (0.0, RELATIVE_ERROR)
+                if report.percentile_error:
+                    exact = min(exact, CEILING_MS)  # documented: larger latencies count in the last bin
+                    assert abs(got - exact) <= max(RELATIVE_ERROR * (1 + 1e-9) * exact, FLOOR_MS / 2 + 1e-9)
+                else:
+                    assert got == exact
+    assert report_json(report)["percentile_relative_error"] == report.percentile_error
+
+
+def _dim(r: UsageRecord, name: str) -> str | None:
+    value = getattr(r, name)
+    return None if value is None else str(value)
+
+
+async def clear(store: Store) -> None:
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            conn.execute("DELETE FROM ledger")
+            conn.execute("DELETE FROM rollup")
+            conn.execute("DELETE FROM rollup_key")
+        conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        pg = await asyncpg.connect(store.dsn)
+        await pg.execute("TRUNCATE ledger, rollup, rollup_key")
+        await pg.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    records=st.lists(RECORD, min_size=1, max_size=40),
+    batches=st.lists(st.lists(st.integers(0, 39), max_size=12), min_size=1, max_size=6),
+    queries=st.lists(QUERY, min_size=1, max_size=6),
+)
+async def test_reports_from_rollups_equal_the_raw_ledger(
+    store: Store,
+    records: list[tuple[float, str | None, str, Outcome, float, int]],
+    batches: list[list[int]],
+    queries: list[tuple[float | None, float | None, bool, list[str], tuple[tuple[str, str], ...]]],
+) -> None:
+    await clear(store)
+    pool = [usage(i, *fields) for i, fields in enumerate(records)]
+    stored: dict[str, UsageRecord] = {}
+    for n, batch in enumerate(batches):  # batches arrive in any time order and repeat records
+        chosen = [pool[i % len(pool)] for i in batch]
+        new = {r.request_id: r for r in reversed(chosen) if r.request_id not in stored}
+        assert await store.write(chosen) == len(new)
+        stored.update(new)
+        report = await store.spend(query_of(*queries[n % len(queries)]))
+        assert_matches(report, list(stored.values()))
+    assert await store.write(list(stored.values())) == 0  # a replayed spool adds nothing
+    for q in queries:
+        assert_matches(await store.spend(query_of(*q)), list(stored.values()))
+
+
+async def second(store: Store) -> Store:
+    other: Store = SQLiteStore(store.path) if isinstance(store, SQLiteStore) else PostgresStore(store.dsn)  # type: ignore[attr-defined]
+    await other.open()
+    return other
+
+
+async def test_racing_writers_replaying_the_same_records_count_each_once(store: Store) -> None:
+    records = [
+        usage(i, BASE + i * 7.5, ("ads", "search")[i % 2], "chat", Outcome.SERVED, 1.0 + i, i) for i in range(600)
+    ]
+    other = await second(store)
+    try:
+        written = await asyncio.gather(
+            *(s.write(records[k : k + 150]) for k in range(0, 600, 50) for s in (store, other))
+        )
+        assert sum(written) == 600
+    finally:
+        await other.close()
+    for groups in ((), ("team",)):
+        assert_matches(await store.spend(SpendQuery(group_by=groups, start=BASE - 0.5, end=BASE + 4000.5)), records)
+
+
+async def test_a_ledger_from_before_rollups_is_backfilled_when_opened(store: Store) -> None:
+    records = [
+        usage(i, BASE + i * 97.3, "ads", "iris", Outcome.FAILED if i % 9 == 0 else Outcome.SERVED, i / 3, i)
+        for i in range(900)
+    ]
+    await store.write(records[:500])
+    # Make the database look like one written before migration 0006, then open it again.
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            conn.execute("DROP TABLE rollup")
+            conn.execute("DROP TABLE rollup_key")
+            conn.execute("DELETE FROM costwarden_schema WHERE version = 6")
+        conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        pg = await asyncpg.connect(store.dsn)
+        await pg.execute("DROP TABLE rollup, rollup_key")
+        await pg.execute("DROP FUNCTION costwarden_hist_merge(jsonb, jsonb)")
+        await pg.execute("DELETE FROM costwarden_schema WHERE version = 6")
+        await pg.close()
+    reopened = await second(store)
+    try:
+        assert await reopened.write(records) == 400  # new records after the backfill still count once
+        for q in (
+            SpendQuery(group_by=("outcome",)),
+            SpendQuery(group_by=("team",), start=BASE + 3600, end=BASE + 86_400),
+        ):
+            assert_matches(await reopened.spend(q), records)
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.parametrize("latency", [0.0, 1e-9, 1e15])
+async def test_extreme_latencies_are_counted_not_refused(store: Store, latency: float) -> None:
+    records = [usage(i, BASE + 60 * i, "ads", "chat", Outcome.SERVED, latency, i) for i in range(3)]
+    assert await store.write(records) == 3
+    assert_matches(await store.spend(SpendQuery(group_by=("team",), start=BASE, end=BASE + 180)), records)

@@ -1,0 +1,63 @@
+"""Latency histograms: every bin within 1 % of its latencies; percentiles within 1 % of nearest rank."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from costwarden.domain import latency_histogram as lh
+from costwarden.domain.report import nearest_rank
+
+LATENCY = st.one_of(
+    st.floats(0.1, 1e7, allow_nan=False),
+    st.sampled_from([0.0, 0.05, 0.1, 0.1000001, 1.0, 600_000.0, 600_000.1]),
+)
+BOUND = lh.RELATIVE_ERROR * (1 + 1e-9)
+
+
+def within(reported: float, exact: float) -> bool:
+    if exact <= lh.FLOOR_MS:
+        return abs(reported - exact) <= lh.FLOOR_MS / 2 + 1e-12
+    return abs(reported - exact) <= BOUND * exact
+
+
+@given(LATENCY)
+def test_a_bin_reports_its_latencies_within_one_percent(latency: float) -> None:
+    index = lh.bin_of(latency)
+    assert within(lh.value_of(index), latency)
+    if index >= 1:  # the value lies in the bin's interval, however log() rounded
+        assert lh.FLOOR_MS * lh.GAMMA ** (index - 1) < latency <= lh.FLOOR_MS * lh.GAMMA**index
+
+
+def test_bins_cover_the_documented_range() -> None:
+    assert lh.bin_of(0.1) == 0 and lh.bin_of(-3.0) == 0 and lh.bin_of(math.nan) == 0
+    assert lh.bin_of(0.1000001) == 1
+    assert lh.bin_of(600_000.0) == 781  # 10 min
+    assert lh.bin_of(600_000.0 * lh.GAMMA) == 782  # beyond 10 min the bins go on
+    assert lh.bin_of(math.inf) == lh.bin_of(1e15) == lh.bin_of(lh.CEILING_MS)  # never an error
+
+
+@given(st.lists(LATENCY, min_size=1, max_size=300), st.sampled_from([0.01, 0.5, 0.95, 0.99, 1.0]))
+def test_percentiles_are_within_the_error_of_nearest_rank(latencies: list[float], fraction: float) -> None:
+    exact = nearest_rank(sorted(latencies), fraction)
+    reported = lh.percentile(lh.of(latencies), fraction)
+    assert exact is not None and reported is not None
+    assert within(reported, exact)
+
+
+@given(st.lists(LATENCY, max_size=100), st.lists(LATENCY, max_size=100))
+def test_histograms_merge_by_addition_and_round_trip_as_text(a: list[float], b: list[float]) -> None:
+    merged = lh.add(lh.of(a), lh.of(b))
+    assert merged == lh.of(a + b)
+    assert lh.decode(lh.encode(merged)) == {k: v for k, v in merged.items() if v}
+    assert lh.decode(lh.merge_text(lh.encode(lh.of(a)), lh.encode(lh.of(b)))) == lh.of(a + b)
+
+
+def test_an_empty_histogram_has_no_percentile() -> None:
+    assert lh.percentile({}, 0.5) is None
+    assert lh.decode(None) == {} and lh.decode("") == {}
+    with pytest.raises(ValueError):
+        lh.decode("not json")

@@ -1,0 +1,90 @@
+"""Rollup cells and window plans: every instant of a window is read exactly once, from the
+coarsest whole bucket that fits, and buckets are exact at their edges."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
+from costwarden.domain.rollup import DAY, HOUR, KEYS, ORG, Plan, bucket_start, cube_for, plan
+
+BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
+EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800])
+INSTANT = st.one_of(
+    st.builds(lambda e, d: float(BASE + e) + d, EDGE, st.sampled_from([0.0, -1e-6, 1e-6, 0.5, -0.5])),
+    st.floats(BASE - 3 * DAY, BASE + 3 * DAY, allow_nan=False),
+)
+BOUND = st.one_of(st.none(), INSTANT)
+
+
+def readers(p: Plan, at: float) -> int:
+    """How many pieces of the plan read a record that started at `at`."""
+    n = sum(1 for lo, hi in p.raw if (lo is None or lo <= at) and (hi is None or at < hi))
+    for grain, first, end in p.rolled:
+        b = bucket_start(at, grain)
+        n += (first is None or first <= b) and (end is None or b < end)
+    return n
+
+
+@given(BOUND, BOUND, st.lists(INSTANT, max_size=30), st.sampled_from([ORG.grains, KEYS.grains]))
+def test_a_plan_reads_every_record_of_the_window_once_and_no_other(
+    start: float | None, end: float | None, instants: list[float], grains: tuple[int, ...]
+) -> None:
+    if start is not None and end is not None and end <= start:
+        start, end = end, start + (start - end or 1.0)
+    p = plan(start, end, grains)
+    probes = [*instants, *(x for x in (start, end) if x is not None)]
+    for at in probes:
+        inside = (start is None or start <= at) and (end is None or at < end)
+        assert readers(p, at) == (1 if inside else 0), (start, end, at, p)
+    for grain, first, stop in p.rolled:
+        assert all(x is None or x % grain == 0 for x in (first, stop))
+        assert first is None or stop is None or first < stop
+    for lo, hi in p.raw:  # raw reads hold no whole bucket of the finest grain
+        assert lo is not None and hi is not None and lo < hi
+        first_whole = bucket_start(lo, grains[0]) + (0 if bucket_start(lo, grains[0]) == lo else grains[0])
+        assert first_whole + grains[0] > hi
+
+
+def test_a_month_is_read_from_days_and_the_edges_from_finer_grains() -> None:
+    start, end = BASE + 0.25, BASE + 30 * DAY + 0.75
+    p = plan(start, end)
+    assert p.raw == ((start, float(BASE + 60)), (float(BASE + 30 * DAY), end))
+    assert [g for g, _, _ in p.rolled].count(DAY) == 1
+    assert len(p.rolled) <= 5  # minutes, hours, days, hours, minutes
+    assert plan(None, None) == Plan(raw=(), rolled=((DAY, None, None),))
+    assert plan(BASE + 1.0, BASE + 50.0).rolled == ()  # no whole minute: all raw, percentiles exact
+
+
+@given(INSTANT, st.sampled_from(ORG.grains))
+def test_bucket_start_is_exact_at_the_edges(at: float, grain: int) -> None:
+    b = bucket_start(at, grain)
+    assert b % grain == 0 and b <= at < b + grain
+
+
+@pytest.mark.parametrize(
+    ("group_by", "where", "cube"),
+    [
+        ((), (), ORG),
+        (("team", "deployment", "outcome"), (("environment", "prod"),), ORG),
+        (("key_id",), (), KEYS),
+        ((), (("key_id", "k1"),), KEYS),  # a key-scoped budget's rebuild
+        (GROUP_DIMENSIONS, (), KEYS),
+    ],
+)
+def test_a_query_reads_the_smallest_cube_holding_its_dimensions(
+    group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], cube: object
+) -> None:
+    assert cube_for(SpendQuery(group_by=group_by, where=where)) is cube
+    assert "key_id" not in ORG.dimensions and set(KEYS.dimensions) == set(GROUP_DIMENSIONS)
+
+
+def test_key_queries_read_whole_days_and_raw_partial_days() -> None:
+    start, end = BASE + 0.25, BASE + 3 * DAY
+    p = plan(start, end, KEYS.grains)
+    first_day = bucket_start(start, DAY) + DAY
+    assert p.rolled == ((DAY, first_day, bucket_start(end, DAY)),)
+    assert p.raw == ((start, float(first_day)), (float(bucket_start(end, DAY)), end))
+    assert HOUR not in KEYS.grains
