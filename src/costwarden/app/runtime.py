@@ -46,7 +46,12 @@ class Runtime:
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.routes = RouteTable(config.deployments)
-        self.keyring = KeyRing(self.store, [config_key(k) for k in config.keys], config.storage.key_refresh_seconds)
+        self.keyring = KeyRing(
+            self.store,
+            [config_key(k) for k in config.keys],
+            config.storage.key_refresh_seconds,
+            config.storage.key_full_refresh_seconds,
+        )
         self.started_at = time.time()
         self.health = StoreHealth()
         self.counters: CounterStore = open_counters(config.state)
