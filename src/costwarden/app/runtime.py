@@ -44,7 +44,7 @@ class Runtime:
         self.config = config
         self.store: Store = open_store(config.storage.ledger)
         self.registry = CollectorRegistry()
-        self.metrics = GatewayMetrics(self.registry)
+        self.metrics = GatewayMetrics(self.registry, config.metrics)
         self.routes = RouteTable(config.deployments)
         self.keyring = KeyRing(
             self.store,

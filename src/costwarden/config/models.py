@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.governance import GovernanceConfig
+from costwarden.config.metrics import MetricsConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
@@ -124,6 +125,7 @@ class Config(Model):
     state: str | None = Field(default=None, pattern=r"^rediss?://")
     governance: GovernanceConfig = GovernanceConfig()
     alerts: tuple[AlertSinkConfig, ...] = ()
+    metrics: MetricsConfig = MetricsConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
