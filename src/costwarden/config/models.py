@@ -28,7 +28,7 @@ class StorageConfig(Model):
     batch_size: int = Field(default=1000, gt=0)
     key_refresh_seconds: float = Field(default=2.0, gt=0)
     # Each refresh reads only changed keys; a full reload also picks up rows edited by hand.
-    key_full_refresh_seconds: float = Field(default=300.0, gt=0)
+    key_full_refresh_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageConfig:
