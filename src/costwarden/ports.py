@@ -8,7 +8,7 @@ from typing import Protocol
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
 from costwarden.domain.alert import Alert
 from costwarden.domain.budget import BudgetState
-from costwarden.domain.keys import StoredKey
+from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
@@ -48,6 +48,10 @@ class KeyStore(Protocol):
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
         """Mark the key revoked at `at`; False if no such key."""
+
+    async def key_changes(self, since: int) -> KeyChanges:
+        """Keys created or revoked after change `since` (0: every key), in change order. A cursor
+        below `since` means the table went back (a restore, a deleted row): reload from 0."""
 
 
 class CounterStore(Protocol):

@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from costwarden.app.gateway import LocalHandler, Scope, Send
 from costwarden.app.runtime import Runtime
 from costwarden.chain.authenticate import presented_key
 from costwarden.domain.report import QueryError
+from costwarden.observability.exposition import Exposition
 from costwarden.protocols import openai
 from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
 from costwarden.services.reports import build_query, report_json, spend
@@ -26,6 +27,8 @@ async def _reply(send: Send, status: int, body: bytes, content_type: bytes = b"a
 
 
 def local_handlers(runtime: Runtime) -> dict[str, LocalHandler]:
+    exposition = Exposition(runtime.registry)
+
     async def healthz(scope: Scope, send: Send) -> None:
         await _reply(send, 200, b'{"status":"alive"}')
 
@@ -41,7 +44,7 @@ def local_handlers(runtime: Runtime) -> dict[str, LocalHandler]:
         await _reply(send, 200, b'{"live":true}')
 
     async def metrics(scope: Scope, send: Send) -> None:
-        await _reply(send, 200, generate_latest(runtime.registry), CONTENT_TYPE_LATEST.encode())
+        await _reply(send, 200, await exposition.render(), CONTENT_TYPE_LATEST.encode())
 
     async def own_spend(scope: Scope, send: Send) -> None:
         """GET /v1/costwarden/spend: the caller's own team only, whatever it asks for."""

@@ -50,9 +50,14 @@ class Runtime:
         self.config = config
         self.store: Store = open_store(config.storage.ledger)
         self.registry = CollectorRegistry()
-        self.metrics = GatewayMetrics(self.registry)
+        self.metrics = GatewayMetrics(self.registry, config.metrics)
         self.routes = RouteTable(config.deployments)
-        self.keyring = KeyRing(self.store, [config_key(k) for k in config.keys], config.storage.key_refresh_seconds)
+        self.keyring = KeyRing(
+            self.store,
+            [config_key(k) for k in config.keys],
+            config.storage.key_refresh_seconds,
+            config.storage.key_full_refresh_seconds,
+        )
         self.started_at = time.time()
         self.health = StoreHealth()
         self.counters: CounterStore = open_counters(config.state, config.governance.breaker)

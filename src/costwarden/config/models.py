@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.governance import GovernanceConfig
+from costwarden.config.metrics import MetricsConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
@@ -37,6 +38,8 @@ class StorageConfig(Model):
     # root this often (0: only at start); /readyz fails once a record has waited this many flushes.
     adopt_orphans_seconds: float = Field(default=15.0, ge=0)
     stall_after_flushes: int = Field(default=25, ge=2)
+    # Each refresh reads only changed keys; a full reload also picks up rows edited by hand.
+    key_full_refresh_seconds: float = Field(default=3600.0, gt=0)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageConfig:
@@ -137,6 +140,7 @@ class Config(Model):
     state: str | None = Field(default=None, pattern=r"^rediss?://")
     governance: GovernanceConfig = GovernanceConfig()
     alerts: tuple[AlertSinkConfig, ...] = ()
+    metrics: MetricsConfig = MetricsConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""

@@ -42,6 +42,18 @@ class StoredKey:
     source: str = field(default="db")
 
 
+@dataclass(frozen=True, slots=True)
+class KeyChanges:
+    """Keys created or revoked after a change cursor, and the cursor to ask from next time.
+
+    The cursor is the database's own change sequence, never a replica's clock, so replicas whose
+    clocks disagree still see each other's keys.
+    """
+
+    keys: tuple[StoredKey, ...]
+    cursor: int
+
+
 def hash_secret(salt: str, secret: str) -> str:
     return hashlib.sha256((salt + secret).encode()).hexdigest()
 

@@ -43,7 +43,8 @@ class GovernanceCollector(Collector):
                 ("forecast_usd", "Spend projected to the end of the window at the current burn rate, USD."),
             )
         }
-        for view in self._views().values():
+        # Scrapes run in a worker thread: iterate over snapshots, never over the loop's live dicts.
+        for view in list(self._views().values()):
             budget = view.budget
             labels = [budget.id, str(budget.scope), budget.window.describe()]
             gauges["limit_usd"].add_metric(labels, float(budget.limit_usd))

@@ -1,8 +1,10 @@
-"""Prometheus metrics of the request path, as a chain stage.
+"""Prometheus metrics of the request path, as a chain stage, within a cardinality budget.
 
 Label values come only from config (deployment names) and keys (team, project, environment,
 validated against config when the key is made) and a fixed outcome set, never from client
-strings, so cardinality is bounded. Label children are cached per label tuple.
+strings. Counters carry the whole scope, up to `metrics.max_label_sets` distinct scopes; later
+scopes fold into team/project/environment `other`. Latency histograms carry only the configured
+labels (deployment and outcome by default), because each histogram series costs a line per bucket.
 """
 
 from __future__ import annotations
@@ -16,31 +18,89 @@ from prometheus_client.registry import Collector
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
+from costwarden.config.metrics import MetricsConfig
 
 SCOPE = ("deployment", "team", "project", "environment")
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# 0.1 ms (a refusal at admission) to 10 min (a long generation), about 2.5x apart.
+BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
 NONE = "none"
+OTHER = "other"
+
+Scope = tuple[str, str, str, str]
+
+
+class LabelBudget:
+    """Admits at most `limit` distinct scopes, first come first kept (a series never disappears);
+    a scope past the limit is reported as its deployment with team/project/environment `other`."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._admitted: set[Scope] = set()
+
+    def admit(self, scope: Scope) -> tuple[Scope, bool]:
+        """The scope to label with, and whether it was folded into `other`."""
+        if scope in self._admitted:
+            return scope, False
+        if len(self._admitted) < self._limit:
+            self._admitted.add(scope)
+            return scope, False
+        return (scope[0], OTHER, OTHER, OTHER), True
+
+    def __len__(self) -> int:
+        return len(self._admitted)
 
 
 class GatewayMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, config: MetricsConfig | None = None) -> None:
+        config = config or MetricsConfig()
+        self.budget = LabelBudget(config.max_label_sets)
+        self.histogram_labels = config.histogram_labels
         self.requests = Counter(
             "costwarden_requests", "Requests that reached the gateway.", [*SCOPE, "outcome"], registry=registry
         )
         self.duration = Histogram(
             "costwarden_request_duration_seconds",
             "Request duration: `gateway` is the whole request, `upstream` the time spent upstream.",
-            [*SCOPE, "phase"],
+            [*config.histogram_labels, "phase"],
             buckets=BUCKETS,
             registry=registry,
         )
         self.tokens = Counter("costwarden_tokens", "Tokens metered.", [*SCOPE, "direction"], registry=registry)
         self.cost = Counter("costwarden_cost_usd", "Cost attributed, in USD.", SCOPE, registry=registry)
-        self.inflight = Gauge("costwarden_inflight_requests", "Requests being forwarded now.", SCOPE, registry=registry)
+        self.inflight = Gauge(
+            "costwarden_inflight_requests", "Requests being forwarded now.", ["deployment"], registry=registry
+        )
         self.implausible = Counter(
             "costwarden_upstream_usage_implausible",
             "Responses whose reported usage was beyond what the request could use (bounded, recorded as a fault).",
             ["deployment"],
+            registry=registry,
+        )
+        self.overflow = Counter(
+            "costwarden_metric_label_overflow",
+            "Requests counted under team/project/environment `other`: `metrics.max_label_sets` was reached.",
             registry=registry,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -52,8 +112,13 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def histogram_values(self, scope: Scope, outcome: str) -> tuple[str, ...]:
+        values = {"deployment": scope[0], "team": scope[1], "project": scope[2], "environment": scope[3]}
+        values["outcome"] = outcome
+        return tuple(values[name] for name in self.histogram_labels)
 
-def scope_of(exchange: Exchange) -> tuple[str, str, str, str]:
+
+def scope_of(exchange: Exchange) -> Scope:
     identity = exchange.identity
     return (
         exchange.deployment_name or NONE,
@@ -70,23 +135,27 @@ class Observe(PassStage):
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._m = metrics
-        self._inflight: dict[str, tuple[str, str, str, str]] = {}
+        self._inflight: dict[str, str] = {}
 
     async def enter(self, exchange: Exchange) -> None:
-        scope = scope_of(exchange)
-        self._inflight[exchange.request_id] = scope
-        self._m.child(self._m.inflight, scope).inc()
+        deployment = exchange.deployment_name or NONE
+        self._inflight[exchange.request_id] = deployment
+        self._m.child(self._m.inflight, (deployment,)).inc()
 
     async def settle(self, exchange: Exchange) -> None:
         m = self._m
         entered = self._inflight.pop(exchange.request_id, None)
         if entered is not None:
-            m.child(m.inflight, entered).dec()
-        scope = scope_of(exchange)
-        m.child(m.requests, (*scope, exchange.outcome.value)).inc()
-        m.child(m.duration, (*scope, "gateway")).observe(exchange.latency_ms / 1000.0)
+            m.child(m.inflight, (entered,)).dec()
+        scope, folded = m.budget.admit(scope_of(exchange))
+        if folded:
+            m.overflow.inc()
+        outcome = exchange.outcome.value
+        m.child(m.requests, (*scope, outcome)).inc()
+        timing = m.histogram_values(scope, outcome)
+        m.child(m.duration, (*timing, "gateway")).observe(exchange.latency_ms / 1000.0)
         if exchange.upstream_seconds is not None:
-            m.child(m.duration, (*scope, "upstream")).observe(exchange.upstream_seconds)
+            m.child(m.duration, (*timing, "upstream")).observe(exchange.upstream_seconds)
         usage = exchange.usage
         if usage.input_tokens:
             m.child(m.tokens, (*scope, "input")).inc(usage.input_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -51,3 +52,12 @@ def key_from_row(row: tuple[Any, ...] | Any) -> StoredKey:
         allow_client_tags=bool(allow),
     )
     return StoredKey(identity, salt, digest, float(created), None if revoked is None else float(revoked))
+
+
+def keys_from_rows(rows: Iterable[tuple[Any, ...] | Any]) -> tuple[StoredKey, ...]:
+    """Decode many rows; the adapters call this in a worker thread, not on the event loop."""
+    return tuple(key_from_row(row) for row in rows)
+
+
+# The change cursor is the newest committed change; rows above it are left for the next refresh.
+KEY_CURSOR_SQL = "SELECT coalesce(max(change_seq), 0) FROM api_keys"

@@ -6,6 +6,7 @@ so no number of long reports can take every connection a ledger flush or a readi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,14 +14,14 @@ import asyncpg
 import orjson
 
 from costwarden.domain.alert import Alert
-from costwarden.domain.keys import StoredKey
+from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.money import quantize
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
-from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
+from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.rollup_report import spend_postgres
@@ -70,6 +71,8 @@ _DATA_ERRORS = (
     asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, OverflowError, ValueError, TypeError,
     ArithmeticError,
 )  # fmt: skip
+_KEY_CHANGE_LOCK = 7_314_212  # advisory lock id: key writers number their changes one at a time
+_NEXT_KEY_CHANGE = "nextval('api_keys_change_seq')"
 
 
 def _columns(records: Sequence[UsageRecord]) -> list[list[Any]]:
@@ -192,17 +195,31 @@ class PostgresStore:
 
     async def add_key(self, key: StoredKey) -> None:
         placeholders = ", ".join(f"${i}" for i in range(1, 13))
-        await self.pool.execute(f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({placeholders})", *key_row(key))
+        sql = f"INSERT INTO api_keys ({KEY_COLUMNS}, change_seq) VALUES ({placeholders}, {_NEXT_KEY_CHANGE})"
+        await self._key_change(sql, *key_row(key))
 
     async def list_keys(self) -> list[StoredKey]:
         rows = await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at")
-        return [key_from_row(tuple(r)) for r in rows]
+        return list(await asyncio.to_thread(keys_from_rows, rows))
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
-        status = await self.pool.execute(
-            "UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2 AND revoked_at IS NULL", at, key_id
-        )
-        return bool(status.endswith(" 1"))
+        change = f"revoked_at = $1, change_seq = {_NEXT_KEY_CHANGE}"
+        sql = f"UPDATE api_keys SET {change} WHERE key_id = $2 AND revoked_at IS NULL"
+        return (await self._key_change(sql, at, key_id)).endswith(" 1")
+
+    async def _key_change(self, sql: str, *args: Any) -> str:
+        # Writers take the next change number under one lock, so numbers commit in order and a
+        # reader's cursor (the newest committed number) never passes a change not yet visible.
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_CHANGE_LOCK)
+            return str(await conn.execute(sql, *args))
+
+    async def key_changes(self, since: int) -> KeyChanges:
+        sql = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE change_seq > $1 AND change_seq <= $2 ORDER BY change_seq"
+        async with self.pool.acquire() as conn:
+            cursor = int(await conn.fetchval(KEY_CURSOR_SQL))
+            rows = await conn.fetch(sql, since, cursor)
+        return KeyChanges(await asyncio.to_thread(keys_from_rows, rows), cursor)
 
     async def save_alerts(self, alerts: Sequence[Alert]) -> None:
         sql = (

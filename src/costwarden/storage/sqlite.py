@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import orjson
 
 from costwarden.domain.alert import Alert
-from costwarden.domain.keys import StoredKey
+from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
-from costwarden.storage.keys_codec import KEY_COLUMNS, key_from_row, key_row
+from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.rollup_report import spend_sqlite
@@ -56,6 +56,23 @@ def _record(row: tuple[Any, ...]) -> UsageRecord:
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = from_nanos(values["cost_usd"])
     return UsageRecord(**values)
+
+
+def _key_change(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    """One key insert or revocation, numbered with the next key change (the last parameter).
+
+    SQLite serialises writers, so change numbers commit in order and a reader's cursor never
+    passes a change that is not yet visible."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("UPDATE api_key_changes SET last_seq = last_seq + 1")
+        seq = conn.execute("SELECT last_seq FROM api_key_changes").fetchone()[0]
+        count = int(conn.execute(sql, (*params, seq)).rowcount)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT" if count else "ROLLBACK")
+    return count
 
 
 class SQLiteStore:
@@ -230,19 +247,25 @@ class SQLiteStore:
             return False
 
     async def add_key(self, key: StoredKey) -> None:
-        sql = f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ({', '.join('?' * 12)})"
-        await self._run(lambda conn: conn.execute(sql, key_row(key)))
+        sql = f"INSERT INTO api_keys ({KEY_COLUMNS}, change_seq) VALUES ({', '.join('?' * 13)})"
+        await self._run(lambda conn: _key_change(conn, sql, key_row(key)))
 
     async def list_keys(self) -> list[StoredKey]:
-        rows = await self._run(
-            lambda conn: conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at").fetchall()
-        )
-        return [key_from_row(r) for r in rows]
+        sql = f"SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at"
+        return list(await self._run(lambda conn: keys_from_rows(conn.execute(sql))))
 
     async def revoke_key(self, key_id: str, at: float) -> bool:
-        sql = "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL"
-        cursor = await self._run(lambda conn: conn.execute(sql, (at, key_id)))
-        return cursor.rowcount > 0
+        sql = "UPDATE api_keys SET revoked_at = ?1, change_seq = ?3 WHERE key_id = ?2 AND revoked_at IS NULL"
+        return bool(await self._run(lambda conn: _key_change(conn, sql, (at, key_id))))
+
+    async def key_changes(self, since: int) -> KeyChanges:
+        sql = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE change_seq > ? AND change_seq <= ? ORDER BY change_seq"
+
+        def _changes(conn: sqlite3.Connection) -> KeyChanges:
+            cursor = int(conn.execute(KEY_CURSOR_SQL).fetchone()[0])
+            return KeyChanges(keys_from_rows(conn.execute(sql, (since, cursor))), cursor)
+
+        return await self._run(_changes)
 
     async def save_alerts(self, alerts: Sequence[Alert]) -> None:
         sql = (
