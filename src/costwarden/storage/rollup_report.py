@@ -12,15 +12,16 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport
 from costwarden.domain.rollup import Cube, Plan, cube_for, plan
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
+
+if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
+    import asyncpg
 
 Statement = tuple[str, list[object]]
 _SUMS = (

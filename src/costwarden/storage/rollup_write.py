@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
 from costwarden.domain.rollup import CUBES, Cube
+
+if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
+    import asyncpg
 
 MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
 _SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
