@@ -32,6 +32,7 @@ from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.factory import open_counters, open_lease, open_store
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
+from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class Runtime:
                 self._admit,
                 Observe(self.metrics),
             ],
-            forwarder=Forwarder(self._session),
+            forwarder=Forwarder(self._session, Balancer(self.routes)),
             after=[Meter(), Record(self._recorder)],
         )
         self._recorder.start()
