@@ -24,6 +24,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 _BYTES_PER_TOKEN = 4
+_TEXT_KEYS = frozenset(("content", "reasoning_content", "reasoning", "refusal"))
 
 
 class SSERelay:
@@ -101,6 +102,8 @@ class SSERelay:
 
 
 def _payload(event: bytes) -> bytes:
+    if event.startswith(b"data: ") and b"\n" not in event:  # the usual one-line event
+        return event[6:]
     return b"\n".join(
         line[6:] if line.startswith(b"data: ") else line[5:] for line in event.split(b"\n") if line.startswith(b"data:")
     )
@@ -114,9 +117,8 @@ def _text_size(choice: dict[str, Any]) -> int:
         text = choice.get("text")
         return len(text.encode()) if isinstance(text, str) else 0
     size = 0
-    for key in ("content", "reasoning_content", "reasoning", "refusal"):
-        text = delta.get(key)
-        if isinstance(text, str):
+    for key, text in delta.items():
+        if key in _TEXT_KEYS and isinstance(text, str):
             size += len(text.encode())
     calls = delta.get("tool_calls")
     if isinstance(calls, list):

@@ -18,6 +18,8 @@ from costwarden.chain.route import Route, RouteTable
 from costwarden.upstream.health import Transition, UpstreamPool
 
 log = logging.getLogger(__name__)
+# At most one WARNING per upstream this often for failures that change no state (the rest: DEBUG).
+_WARN_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class Balancer:
 
     def __init__(self, table: RouteTable) -> None:
         self._table = table
+        self._warned: dict[str, float] = {}  # upstream URL -> when a failure was last logged at WARNING
         self._pools: dict[str, UpstreamPool] = {}
         for route in table.routes():
             health = route.deployment.health
@@ -76,12 +79,14 @@ class Balancer:
         transition = pool.succeeded(target.index, now) if healthy else pool.failed(target.index, now)
         if transition is Transition.EJECTED:
             log.warning("upstream %s of %r is out of service: %s", target.url, name, cause)
-        elif transition is Transition.FAILING:
-            log.warning("upstream %s of %r failed: %s", target.url, name, cause)
         elif transition is Transition.READMITTED:
             log.warning("upstream %s of %r is back in service", target.url, name)
         elif not healthy:
-            log.debug("upstream %s of %r failed: %s", target.url, name, cause)
+            if now - self._warned.get(target.url, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+                self._warned[target.url] = now
+                log.warning("upstream %s of %r failed: %s", target.url, name, cause)
+            else:
+                log.debug("upstream %s of %r failed: %s", target.url, name, cause)
 
     def ejected(self) -> dict[str, list[str]]:
         """The upstreams out of service now, by deployment."""

@@ -54,17 +54,18 @@ class Forwarder:
         started = time.perf_counter()
         for target in self._balancer.plan(requested, time.monotonic()):
             retarget(exchange, target.route)
-            if await self._attempt(exchange, channel, settle, target, started):
+            if await self._attempt(exchange, channel, settle, target):
                 return
         # No upstream of the deployment or its fallbacks could be reached: the requested one failed.
         retarget(exchange, requested)
         exchange.upstream_seconds = time.perf_counter() - started
         await self._upstream_fault(exchange, channel, settle, _unreachable(requested.deployment.name))
 
-    async def _attempt(
-        self, exchange: Exchange, channel: Channel, settle: Settle, target: Target, started: float
-    ) -> bool:
-        """Send the request to one upstream and answer the client; False if nothing was sent."""
+    async def _attempt(self, exchange: Exchange, channel: Channel, settle: Settle, target: Target) -> bool:
+        """Send the request to one upstream and answer the client; False if nothing was sent.
+
+        Upstream time is that of this attempt: compute pricing charges for what served the request.
+        """
         deployment = target.route.deployment
         url = target.url + exchange.upstream_path
         if exchange.query:
@@ -76,6 +77,7 @@ class Forwarder:
             )
         healthy: bool | None = None
         cause = ""
+        started = time.perf_counter()
         try:
             async with self._session.request(
                 exchange.method,

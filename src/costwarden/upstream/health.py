@@ -16,7 +16,6 @@ from enum import StrEnum
 class Transition(StrEnum):
     """A change of an upstream's state worth telling an operator about (rare, never per request)."""
 
-    FAILING = "failing"  # the first failure after a success
     EJECTED = "ejected"
     READMITTED = "readmitted"
 
@@ -85,7 +84,7 @@ class UpstreamPool:
         if state.failures >= self._eject_after:
             state.ejected_until = now + self._cooldown
             return Transition.EJECTED
-        return Transition.FAILING if state.failures == 1 else None
+        return None
 
     def released(self, index: int) -> None:
         """The request sent to `index` ended without a verdict (its client went away)."""

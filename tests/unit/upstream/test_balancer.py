@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from costwarden.chain.route import RouteTable
 from costwarden.config.models import Deployment, UpstreamHealth
 from costwarden.upstream.balancer import Balancer, Target
@@ -72,3 +76,21 @@ def test_a_success_readmits_and_no_verdict_frees_the_probe() -> None:
     (probe,) = balancer.plan(solo, 10.2)
     balancer.report(probe, True, 10.3, "")
     assert balancer.ejected() == {}
+
+
+def test_failures_are_logged_at_warning_at_most_every_ten_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    table = RouteTable([deployment("solo", "http://s1", "http://s2").model_copy(update={"health": HEALTHY})])
+    balancer = Balancer(table)
+    solo = table.get("solo")
+    assert solo is not None
+    target = Target(solo, 0)
+    with caplog.at_level(logging.DEBUG, logger="costwarden.upstream.balancer"):
+        for step in range(30):  # 30 failures in 15 s, never enough to eject
+            balancer.report(target, False, step * 0.5, "connection refused")
+            balancer.report(target, True, step * 0.5 + 0.1, "")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["upstream http://s1 of 'solo' failed: connection refused"] * 2
+    assert sum(1 for r in caplog.records if r.levelno == logging.DEBUG) == 28
+
+
+HEALTHY = UpstreamHealth(eject_after=100, cooldown_seconds=10)
