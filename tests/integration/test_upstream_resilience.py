@@ -29,6 +29,13 @@ def ask(gateway: Gateway, model: str, stream: bool = False) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=30)
 
 
+def metric(gateway: Gateway, line_start: str) -> float:
+    """The value of the one sample of /metrics whose line starts with `line_start`."""
+    lines = httpx.get(gateway.url + "/metrics").text.splitlines()
+    (line,) = [line for line in lines if line.startswith(line_start + " ")]
+    return float(line.rsplit(" ", 1)[1])
+
+
 def chat_cost(prompt: int, completion: int) -> Decimal:
     return quantize(
         prompt * CHAT_PRICES["input_per_1m"] / MILLION
@@ -42,10 +49,15 @@ def test_one_upstream_down_fails_no_request(gateway_with: UpstreamGateway, textm
     statuses = [ask(gateway, "pair", stream=i % 3 == 0).status_code for i in range(10)]
     assert statuses == [200] * 10  # round-robin would have sent every other one to the dead upstream
     assert gateway.output().count("upstream http://127.0.0.1:9 of 'pair' is out of service") == 1
+    assert metric(gateway, 'costwarden_upstream_in_service{deployment="pair",upstream="0"}') == 0
+    assert metric(gateway, 'costwarden_upstream_in_service{deployment="pair",upstream="1"}') == 1
 
     time.sleep(HEALTH["cooldown_seconds"] + 0.2)  # the cool-down ends: one request probes the dead one
     statuses = [ask(gateway, "pair").status_code for _ in range(4)]
     assert statuses == [200] * 4  # the probe could not connect: it was retried on the live upstream
+    # Two connect failures ejected it (requests 1 and 3, round-robin), the probe made a third.
+    assert metric(gateway, 'costwarden_upstream_attempts_total{deployment="pair",result="not_sent"}') == 3
+    assert metric(gateway, 'costwarden_upstream_attempts_total{deployment="pair",result="answered"}') == 14
 
     found = ledger.wait_for(gateway.ledger, 14)
     assert len(found) == 14
@@ -76,6 +88,7 @@ def test_a_fallback_serves_when_no_upstream_can(gateway_with: UpstreamGateway) -
     # What the client asked for, and which deployment served (and priced) it.
     assert (record.model, record.deployment, record.outcome) == ("lonely", "chat", Outcome.SERVED)
     assert record.cost_usd == expected
+    assert metric(gateway, 'costwarden_fallbacks_total{requested="lonely",served="chat"}') == 1
 
 
 def test_a_v2_fallback_is_asked_under_its_own_model_name(gateway_with: UpstreamGateway, mlserver: MLServer) -> None:

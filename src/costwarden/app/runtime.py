@@ -23,6 +23,7 @@ from costwarden.domain.alert import Alert
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, Observe
+from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
@@ -47,6 +48,8 @@ class Runtime:
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         self.routes = RouteTable(config.deployments)
+        self.balancer = Balancer(self.routes)
+        self.registry.register(UpstreamCollector(self.balancer))
         self.keyring = KeyRing(self.store, [config_key(k) for k in config.keys], config.storage.key_refresh_seconds)
         self.started_at = time.time()
         self.health = StoreHealth()
@@ -113,7 +116,7 @@ class Runtime:
                 self._admit,
                 Observe(self.metrics),
             ],
-            forwarder=Forwarder(self._session, Balancer(self.routes)),
+            forwarder=Forwarder(self._session, self.balancer),
             after=[Meter(), Record(self._recorder)],
         )
         self._recorder.start()

@@ -40,6 +40,10 @@ class Balancer:
     def __init__(self, table: RouteTable) -> None:
         self._table = table
         self._warned: dict[str, float] = {}  # upstream URL -> when a failure was last logged at WARNING
+        # For the metrics (read when scraped): attempts by (deployment, result), and requests a
+        # fallback served, by (requested, served).
+        self.attempts: dict[tuple[str, str], int] = {}
+        self.fallbacks: dict[tuple[str, str], int] = {}
         self._pools: dict[str, UpstreamPool] = {}
         for route in table.routes():
             health = route.deployment.health
@@ -69,10 +73,13 @@ class Balancer:
                 if fallback is not None:
                     stack.append(fallback)
 
-    def report(self, target: Target, healthy: bool | None, now: float, cause: str) -> None:
-        """The verdict of one attempt: True (answered), False (failed: `cause`), None (no verdict)."""
+    def report(self, target: Target, healthy: bool | None, now: float, cause: str, sent: bool = True) -> None:
+        """The verdict of one attempt: True (answered), False (failed: `cause`), None (no verdict);
+        `sent` is False when the request never left the gateway (it may go to the next upstream)."""
         name = target.route.deployment.name
         pool = self._pools[name]
+        result = "answered" if healthy else "no_verdict" if healthy is None else "failed" if sent else "not_sent"
+        self.attempts[name, result] = self.attempts.get((name, result), 0) + 1
         if healthy is None:
             pool.released(target.index)
             return
@@ -88,6 +95,10 @@ class Balancer:
             else:
                 log.debug("upstream %s of %r failed: %s", target.url, name, cause)
 
+    def served_by_fallback(self, requested: Route, served: Route) -> None:
+        key = (requested.deployment.name, served.deployment.name)
+        self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
+
     def ejected(self) -> dict[str, list[str]]:
         """The upstreams out of service now, by deployment."""
         out: dict[str, list[str]] = {}
@@ -96,3 +107,11 @@ class Balancer:
             if down:
                 out[route.deployment.name] = [route.urls[i] for i in down]
         return out
+
+    def in_service(self) -> list[tuple[str, int, bool]]:
+        """(deployment, upstream index, in service) for every upstream."""
+        rows: list[tuple[str, int, bool]] = []
+        for route in self._table.routes():
+            down = set(self._pools[route.deployment.name].ejected())
+            rows.extend((route.deployment.name, i, i not in down) for i in range(len(route.urls)))
+        return rows

@@ -55,6 +55,8 @@ class Forwarder:
         for target in self._balancer.plan(requested, time.monotonic()):
             retarget(exchange, target.route)
             if await self._attempt(exchange, channel, settle, target):
+                if target.route is not requested:
+                    self._balancer.served_by_fallback(requested, target.route)
                 return
         # No upstream of the deployment or its fallbacks could be reached: the requested one failed.
         retarget(exchange, requested)
@@ -76,6 +78,7 @@ class Forwarder:
                 total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
             )
         healthy: bool | None = None
+        sent = True
         cause = ""
         started = time.perf_counter()
         try:
@@ -97,14 +100,14 @@ class Forwarder:
                     cause = await self._whole(exchange, channel, settle, response, body)
                 healthy = not cause
         except _NOT_SENT as exc:
-            healthy, cause = False, repr(exc)
+            healthy, sent, cause = False, False, repr(exc)
             return False
         except _UPSTREAM_ERRORS as exc:
             healthy, cause = False, repr(exc)
             exchange.upstream_seconds = time.perf_counter() - started
             await self._upstream_fault(exchange, channel, settle, _fault(exc, deployment.name))
         finally:
-            self._balancer.report(target, healthy, time.monotonic(), cause)
+            self._balancer.report(target, healthy, time.monotonic(), cause, sent)
         return True
 
     async def _whole(
