@@ -92,7 +92,7 @@ class Forwarder:
                 allow_redirects=False,
             ) as response:
                 exchange.upstream_status = response.status
-                if exchange.stream and response.status == 200:
+                if exchange.stream and response.status == 200 and response.content_type == "text/event-stream":
                     cause = await self._relay_stream(exchange, channel, settle, response, started)
                 else:
                     body = await response.read()
@@ -127,17 +127,20 @@ class Forwarder:
             )
             await self._upstream_fault(exchange, channel, settle, fault)
             return f"HTTP {status}: {body[:_SNIPPET].decode('utf-8', 'replace')}"
-        if status < 300 and not upstream_reply.well_formed(exchange.protocol, exchange.endpoint, body):
+        if status < 300 and (
+            exchange.stream or not upstream_reply.well_formed(exchange.protocol, exchange.endpoint, body)
+        ):
+            expected = "an event stream" if exchange.stream else f"valid {exchange.protocol.value} JSON"
             fault = GatewayError(
                 502,
                 "upstream_invalid_response",
-                f"the upstream of {name!r} sent an answer that is not valid {exchange.protocol.value} JSON",
+                f"the upstream of {name!r} sent an answer that is not {expected}",
                 kind="upstream_error",
             )
             await self._upstream_fault(exchange, channel, settle, fault)
-            return f"HTTP {status} with a body that is not JSON: {body[:_SNIPPET].decode('utf-8', 'replace')}"
+            return f"HTTP {status}, not {expected}: {body[:_SNIPPET].decode('utf-8', 'replace')}"
         exchange.status = status
-        headers = downstream_headers(response.raw_headers)
+        headers = _answer_headers(response)
         if status >= 400:
             exchange.outcome = Outcome.REJECTED
             exchange.error = GatewayError(status, f"upstream_{status}", "rejected by the upstream")
@@ -165,7 +168,7 @@ class Forwarder:
         """Relay an event stream as it comes; a stream cut short ends with an error event, not [DONE]."""
         relay = SSERelay(exchange.strip_usage_chunk)
         exchange.status = 200
-        headers = downstream_headers(response.raw_headers)
+        headers = _answer_headers(response)
         headers.extend(exchange.costwarden_headers(False))
         await channel.start(200, headers)
         name = exchange.deployment_name or "?"
@@ -205,6 +208,11 @@ class Forwarder:
         await settle(exchange)
         headers = [JSON_CONTENT, *exchange.costwarden_headers(True)]
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
+
+
+def _answer_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers a client may see: never one that poses as the gateway's."""
+    return [(k, v) for k, v in downstream_headers(response.raw_headers) if not k.startswith(b"x-costwarden-")]
 
 
 def _unreachable(deployment: str) -> GatewayError:
