@@ -5,6 +5,7 @@ Answers the example servers do not give: forged gateway headers, a JSON or HTML 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
 
@@ -24,6 +25,20 @@ from tests.unit.chain.fakes import FakeChannel, Response
 
 CHAT = "/v1/chat/completions"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class CountingChannel(FakeChannel):
+    """Sets `reached` once the client has been sent `deltas` content deltas."""
+
+    def __init__(self, deltas: int) -> None:
+        super().__init__()
+        self._deltas = deltas
+        self.reached = asyncio.Event()
+
+    async def body(self, data: bytes, more: bool) -> None:
+        await super().body(data, more)
+        if self.responses[0].body.count(b'"content"') >= self._deltas:
+            self.reached.set()
 
 
 @pytest.fixture
@@ -95,3 +110,38 @@ async def test_a_200_to_a_stream_that_is_no_event_stream_is_an_upstream_fault(
     assert orjson.loads(response.body)["error"]["code"] == "upstream_invalid_response"
     assert b"oops" not in response.body
     assert (exchange.outcome, exchange.cost) == (Outcome.FAILED, Decimal(0))
+
+
+async def test_a_relay_cancelled_mid_stream_keeps_what_was_delivered(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """When the request task is cancelled (the client left, the server shuts down), the tokens
+    already relayed are still the exchange's usage: hanging up before the usage chunk is not free."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in ["one", " two", " three", " four"] * 20:
+            await response.write(b"data: " + orjson.dumps({"choices": [{"delta": {"content": word}}]}) + b"\n\n")
+            await asyncio.sleep(0.05)
+        return response
+
+    upstream = await serve(slow)
+    deployment = Deployment.model_validate(
+        {"name": "m", "protocol": "openai", "upstream": upstream, "pricing": {"output_per_1m": "1"}}
+    )
+    table = RouteTable([deployment])
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    exchange = Exchange("rid", "POST", CHAT, b"", [], body, Protocol.OPENAI, CHAT)
+    await RouteStage(table, 0).enter(exchange)
+    channel = CountingChannel(3)
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        task = asyncio.create_task(Forwarder(session, Balancer(table)).forward(exchange, channel, Meter().settle))
+        await asyncio.wait_for(channel.reached.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    relayed = channel.responses[0].body.count(b'"content"')
+    assert exchange.usage_estimated
+    assert exchange.usage.output_tokens >= relayed >= 3
+    assert exchange.usage.input_tokens > 0

@@ -188,3 +188,31 @@ def test_a_v2_body_without_content_type_reaches_mlserver_as_sent(
     assert "content-type" not in {k.lower() for k in via.request.headers}
     assert via.status_code == direct.status_code == 200, via.text
     assert via.json()["outputs"][0]["data"] == direct.json()["outputs"][0]["data"]
+
+
+def test_a_client_that_leaves_mid_stream_pays_for_what_it_was_sent(
+    gateway_with: UpstreamGateway, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Reading the tokens and hanging up before the usage chunk must not make a stream free."""
+    paced = TextModel(tmp_path_factory.mktemp("paced"), token_delay_ms=100)
+    paced.start()
+    try:
+        gateway = gateway_with([chat("paced", "markov-small", paced.url)])
+        body = {"model": "paced", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 50, "stream": True}
+        lines: list[str] = []
+        with httpx.stream(
+            "POST", gateway.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=30
+        ) as response:
+            request_id = response.headers["x-costwarden-request-id"]
+            for line in response.iter_lines():
+                lines.append(line)
+                if len(delivered_text(lines)) >= 3:
+                    break  # hang up: the with-block closes the connection
+        record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[request_id]
+        assert record.output_tokens >= len(delivered_text(lines)) >= 3
+        assert record.input_tokens > 0
+        assert record.cost_usd > CHAT_PRICES["per_request"]
+        # Today the server keeps relaying to the departed client, so the upstream's own usage arrives.
+        assert record.outcome is Outcome.SERVED or record.pricing_basis.endswith("+estimated")
+    finally:
+        paced.stop()

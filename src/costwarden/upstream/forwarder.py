@@ -184,16 +184,16 @@ class Forwarder:
                     break
         except _UPSTREAM_ERRORS as exc:
             fault, cause = _fault(exc, name, midstream=True), repr(exc)
+        except asyncio.CancelledError:  # the client left or the server stops: settled by the chain
+            exchange.upstream_seconds = time.perf_counter() - started
+            _stream_usage(exchange, relay)
+            raise
         exchange.upstream_seconds = time.perf_counter() - started
         tail = relay.flush()
         if fault is None and not relay.done:
             fault = _truncated(name)
             cause = "the stream ended without [DONE]"
-        if relay.usage is not None:
-            exchange.usage = relay.usage
-        elif relay.output_tokens_estimate > 0:  # no usage chunk: charge what was delivered
-            prompt = openai.input_token_bound(exchange.parsed_body or {})
-            exchange.estimate_usage(prompt, relay.output_tokens_estimate)
+        _stream_usage(exchange, relay)
         if fault is not None:
             exchange.error = fault
             exchange.outcome = Outcome.FAILED
@@ -208,6 +208,15 @@ class Forwarder:
         await settle(exchange)
         headers = [JSON_CONTENT, *exchange.costwarden_headers(True)]
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
+
+
+def _stream_usage(exchange: Exchange, relay: SSERelay) -> None:
+    """The upstream's usage; without a usage chunk, what was delivered (estimated, and marked so)."""
+    if relay.usage is not None:
+        exchange.usage = relay.usage
+    elif relay.output_tokens_estimate > 0:
+        prompt = openai.input_token_bound(exchange.parsed_body or {})
+        exchange.estimate_usage(prompt, relay.output_tokens_estimate)
 
 
 def _answer_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
