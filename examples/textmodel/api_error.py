@@ -63,3 +63,14 @@ def injected(status: int) -> ApiError:
     else:
         message = f"Injected error {status}."
     return ApiError(status, message)
+
+
+class HtmlPage(Exception):
+    """An answer that is not the API's at all: an HTML page, as a proxy or load balancer sends."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+    def body(self) -> str:
+        return f"<html><body><h1>{self.status}</h1><p>nginx at 10.0.0.7:8080</p></body></html>"

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from api_error import ApiError, injected
+from api_error import ApiError, HtmlPage, injected
 from catalog import Catalog
 from embeddings import embed, to_base64
 from faults import Fault, fault_for
@@ -45,6 +45,8 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except ApiError as error:
         return error_response(error)
+    except HtmlPage as page:
+        return web.Response(text=page.body(), status=page.status, content_type="text/html")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -146,7 +148,13 @@ class OpenAIApi:
             await asyncio.sleep(self._token_delay_s * sum(c.tokens for c in completions))
 
     async def _send(self, request: web.Request, events: Iterable[Event], fault: Fault) -> web.StreamResponse:
-        return await send_events(request, events, token_delay_s=self._token_delay_s, drop_after=fault.drop_after)
+        return await send_events(
+            request,
+            events,
+            token_delay_s=self._token_delay_s,
+            drop_after=fault.drop_after,
+            cut_cleanly=fault.cut_cleanly,
+        )
 
 
 async def _suffer(fault: Fault) -> Fault:
@@ -155,4 +163,6 @@ async def _suffer(fault: Fault) -> Fault:
         await asyncio.sleep(fault.delay_s)
     if fault.error_status is not None:
         raise injected(fault.error_status)
+    if fault.html_status is not None:
+        raise HtmlPage(fault.html_status)
     return fault

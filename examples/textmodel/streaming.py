@@ -56,8 +56,10 @@ async def send_events(
     *,
     token_delay_s: float,
     drop_after: int | None,
+    cut_cleanly: bool = False,
 ) -> web.StreamResponse:
-    """Write events as they come, sleeping before each token; drop_after cuts the connection."""
+    """Write events as they come, sleeping before each token; drop_after cuts the connection
+    (or, with cut_cleanly, ends the body properly, as a server that forgets [DONE] would)."""
     response = web.StreamResponse(headers=_HEADERS)
     await response.prepare(request)
     tokens = 0
@@ -65,7 +67,9 @@ async def send_events(
         for data, is_token in events:
             if is_token:
                 if drop_after is not None and tokens >= drop_after:
-                    if request.transport is not None:
+                    if cut_cleanly:
+                        await response.write_eof()
+                    elif request.transport is not None:
                         request.transport.close()
                     return response
                 tokens += 1

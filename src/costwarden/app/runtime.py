@@ -27,6 +27,7 @@ from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
+from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
@@ -37,6 +38,7 @@ from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import open_counters, open_lease, open_store
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
+from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class Runtime:
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry, config.metrics)
         self.routes = RouteTable(config.deployments)
+        self.balancer = Balancer(self.routes)
+        self.registry.register(UpstreamCollector(self.balancer))
         self.keyring = KeyRing(
             self.store,
             [config_key(k) for k in config.keys],
@@ -128,7 +132,7 @@ class Runtime:
                 self._admit,
                 Observe(self.metrics),
             ],
-            forwarder=Forwarder(self._session),
+            forwarder=Forwarder(self._session, self.balancer),
             after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
         )
         self._recorder.start(storage.adopt_orphans_seconds)

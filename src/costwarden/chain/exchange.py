@@ -53,6 +53,7 @@ class Exchange:
     upstream_seconds: float | None = None
     response_bytes: int = 0
     usage: Usage = NO_USAGE
+    usage_estimated: bool = False  # the upstream did not report usage: estimated from what it sent
     # meter / record
     cost: Decimal = ZERO
     outcome: Outcome = Outcome.SERVED
@@ -73,6 +74,11 @@ class Exchange:
         self.error = error
         self.status = error.status
         self.outcome = Outcome.FAILED if error.is_upstream_fault else Outcome.REJECTED
+
+    def estimate_usage(self, input_tokens: int, output_tokens: int) -> None:
+        """Usage the gateway counted itself because the upstream reported none (marked in the ledger)."""
+        self.usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens, items=self.usage.items)
+        self.usage_estimated = True
 
     @property
     def deployment_name(self) -> str | None:

@@ -54,8 +54,19 @@ def to_record(exchange: Exchange) -> UsageRecord:
         request_bytes=len(exchange.body),
         response_bytes=exchange.response_bytes,
         cost_usd=exchange.cost,
-        pricing_basis=route.sheet.basis if route else "free",
+        pricing_basis=pricing_basis(exchange),
     )
+
+
+ESTIMATED = "+estimated"
+
+
+def pricing_basis(exchange: Exchange) -> str:
+    """The price sheet's bases; `+estimated` when the usage was counted by the gateway, not reported."""
+    route = exchange.route
+    if route is None:
+        return "free"
+    return route.sheet.basis + ESTIMATED if exchange.usage_estimated else route.sheet.basis
 
 
 class Record(PassStage):

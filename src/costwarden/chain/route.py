@@ -6,9 +6,8 @@ OpenAI requests are routed by the body's `model`, V2 by the model in the path, p
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
@@ -20,14 +19,14 @@ from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Route:
-    """A deployment ready to serve: its prices and its upstream URLs (taken round-robin)."""
+    """A deployment ready to serve: its prices and its upstream URLs (chosen by upstream/balancer)."""
 
     deployment: Deployment
     sheet: PriceSheet
     upstream_model: str
-    _urls: Iterator[str] = field(repr=False)
+    urls: tuple[str, ...]
 
     @classmethod
     def of(cls, deployment: Deployment) -> Route:
@@ -35,11 +34,8 @@ class Route:
             deployment=deployment,
             sheet=deployment.pricing.sheet(),
             upstream_model=deployment.model or deployment.name,
-            _urls=itertools.cycle(deployment.upstream_urls),
+            urls=deployment.upstream_urls,
         )
-
-    def next_url(self) -> str:
-        return next(self._urls)
 
 
 class RouteTable:
@@ -116,8 +112,7 @@ class RouteStage(PassStage):
             if exchange.method != "POST":
                 raise GatewayError(405, "method_not_allowed", "infer takes POST")
             exchange.usage = Usage(items=v2.count_items(exchange.body))
-        upstream = v2.V2Path(route.upstream_model, path.version, path.action)
-        exchange.upstream_path = upstream.upstream_path
+        exchange.upstream_path = v2.V2Path(route.upstream_model, path.version, path.action).upstream_path
         exchange.upstream_body = exchange.body
 
     def _http(self, exchange: Exchange) -> None:
@@ -127,3 +122,24 @@ class RouteStage(PassStage):
         exchange.model = None
         exchange.upstream_path = "/" + tail
         exchange.upstream_body = exchange.body
+
+
+def retarget(exchange: Exchange, route: Route) -> None:
+    """Point a routed exchange at another deployment of the same protocol (a fallback, or back).
+
+    The upstream request is rebuilt for that deployment's upstream model; the model the client
+    asked for stays in `exchange.model`, so the ledger shows both what was asked and what served.
+    """
+    if exchange.route is route:
+        return
+    requested = exchange.route
+    exchange.route = route
+    if exchange.protocol is Protocol.OPENAI:
+        request = openai.parse_request(exchange.body, exchange.endpoint)  # valid: route parsed it before
+        exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
+    elif exchange.protocol is Protocol.V2:
+        path = v2.parse_path(exchange.path)
+        assert path is not None, "route parsed the path"
+        exchange.upstream_path = v2.V2Path(route.upstream_model, path.version, path.action).upstream_path
+    elif exchange.model is None and requested is not None:
+        exchange.model = requested.deployment.name  # passthrough: keep the name the client used

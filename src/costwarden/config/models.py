@@ -53,6 +53,15 @@ class Timeouts(Model):
     read: float = Field(default=120.0, gt=0)
 
 
+class UpstreamHealth(Model):
+    """Passive health of a deployment's upstreams (see upstream/health.py)."""
+
+    # Consecutive failures (connect failure, timeout, 5xx) that take an upstream out of service.
+    eject_after: int = Field(default=5, ge=1, le=1000)
+    # How long an ejected upstream stays out before one request probes it.
+    cooldown_seconds: float = Field(default=30.0, gt=0, le=86400)
+
+
 class ComputePricing(Model):
     hourly_usd: Decimal = Field(ge=0)
     concurrency: int = Field(default=1, ge=1)
@@ -88,6 +97,9 @@ class Deployment(Model):
     model: str | None = None  # upstream model name; defaults to the deployment name
     api_key: str | None = None  # sent upstream as a bearer token
     timeouts: Timeouts = Timeouts()
+    health: UpstreamHealth = UpstreamHealth()
+    # Deployments (same protocol) that serve the request when none of this one's upstreams can.
+    fallbacks: tuple[str, ...] = ()
     pricing: Pricing = Pricing()
     # The most one request may cost: the admission estimate when its output is not bounded.
     max_cost_per_request: Decimal | None = Field(default=None, gt=0)
@@ -155,6 +167,7 @@ class Config(Model):
             for j, dep in enumerate(key.deployments or ()):
                 if dep not in names:
                     problems.append((("keys", i, "deployments", j), f"unknown deployment {dep!r}; declared: {names}"))
+        problems.extend(self._fallback_problems())
         problems.extend(self._governance_problems(names))
         sinks = [sink.name or sink.type for sink in self.alerts]
         for i, sink_name in enumerate(sinks):
@@ -164,6 +177,28 @@ class Config(Model):
         for i, key_id in enumerate(ids):
             if key_id in ids[:i]:
                 problems.append((("keys", i, "id"), f"key id {key_id!r} is used twice"))
+        return problems
+
+    def _fallback_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each fallback names another declared deployment of the same protocol, with no cycle."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        by_name = {d.name: d for d in self.deployments}
+        for i, dep in enumerate(self.deployments):
+            for j, name in enumerate(dep.fallbacks):
+                where: tuple[str | int, ...] = ("deployments", i, "fallbacks", j)
+                target = by_name.get(name)
+                if target is None:
+                    problems.append((where, f"unknown deployment {name!r}; declared: {list(by_name)}"))
+                elif name == dep.name or name in dep.fallbacks[:j]:
+                    what = "itself" if name == dep.name else "a fallback"
+                    problems.append((where, f"fallback {name!r} repeats {what}"))
+                elif target.protocol != dep.protocol:
+                    problems.append(
+                        (where, f"fallback {name!r} speaks {target.protocol}, not {dep.protocol} like {dep.name!r}")
+                    )
+            cycle = _fallback_cycle(dep.name, by_name)
+            if cycle:
+                problems.append((("deployments", i, "fallbacks"), f"fallbacks form a cycle: {' -> '.join(cycle)}"))
         return problems
 
     def _governance_problems(self, deployments: list[str]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -195,6 +230,22 @@ class Config(Model):
             if dep.name == name:
                 return dep
         return None
+
+
+def _fallback_cycle(start: str, by_name: dict[str, Deployment]) -> list[str]:
+    """A path of fallbacks from `start` back to `start`, or [] when there is none."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        name, path = stack.pop()
+        dep = by_name.get(name)
+        for nxt in dep.fallbacks if dep is not None else ():
+            if nxt == start and len(path) > 1:
+                return [*path, nxt]
+            if nxt not in seen and nxt != start:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return []
 
 
 def attribution_problems(config: Config, team: str, project: str, environment: str) -> list[tuple[str, str]]:

@@ -2,6 +2,12 @@
 
 `settle` (meter + record, ...) is awaited once the outcome is known and before the client gets
 the last byte, so every response a client receives already has its ledger record spooled.
+
+The upstream is chosen by the balancer (health, then fallbacks). A request moves on to the next
+upstream only when none of it was sent (the connection could not be made): once an upstream may
+have read it, a retry could run a non-idempotent request twice. Upstream faults reach the client
+as a clean error in its protocol's shape; the upstream's own words (addresses, 5xx bodies) go to
+the log, rate-limited to health transitions.
 """
 
 from __future__ import annotations
@@ -10,25 +16,32 @@ import asyncio
 import time
 
 import aiohttp
-import orjson
 
 from costwarden.chain.exchange import Exchange
+from costwarden.chain.route import retarget
 from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
 from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
-from costwarden.domain.usage import Usage
-from costwarden.protocols import openai
+from costwarden.protocols import openai, upstream_reply
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.sse import DONE, SSERelay, comment
+from costwarden.upstream.balancer import Balancer, Target
 from costwarden.upstream.headers import downstream_headers, upstream_headers
 
 _SNIPPET = 200
+# Nothing of the request left the gateway: safe to send it to another upstream.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+# aiohttp labels a bytes body application/octet-stream; a client that sent no Content-Type
+# (tritonclient sends JSON without one) must reach the upstream without an invented one.
+_SKIP_AUTO = ("Content-Type",)
 
 
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, balancer: Balancer) -> None:
         self._session = session
+        self._balancer = balancer
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
@@ -37,10 +50,27 @@ class Forwarder:
             await settle(exchange)
             await channel.whole(exchange.status, [JSON_CONTENT, *exchange.costwarden_headers(True)], body)
             return
-        route = exchange.route
-        assert route is not None, "route runs before forward"
-        deployment = route.deployment
-        url = route.next_url() + exchange.upstream_path
+        requested = exchange.route
+        assert requested is not None, "route runs before forward"
+        started = time.perf_counter()
+        for target in self._balancer.plan(requested, time.monotonic()):
+            retarget(exchange, target.route)
+            if await self._attempt(exchange, channel, settle, target):
+                if target.route is not requested:
+                    self._balancer.served_by_fallback(requested, target.route)
+                return
+        # No upstream of the deployment or its fallbacks could be reached: the requested one failed.
+        retarget(exchange, requested)
+        exchange.upstream_seconds = time.perf_counter() - started
+        await self._upstream_fault(exchange, channel, settle, _unreachable(requested.deployment.name))
+
+    async def _attempt(self, exchange: Exchange, channel: Channel, settle: Settle, target: Target) -> bool:
+        """Send the request to one upstream and answer the client; False if nothing was sent.
+
+        Upstream time is that of this attempt: compute pricing charges for what served the request.
+        """
+        deployment = target.route.deployment
+        url = target.url + exchange.upstream_path
         if exchange.query:
             url += "?" + exchange.query.decode("latin-1")
         timeout = self._timeouts.get(deployment.name)
@@ -48,6 +78,9 @@ class Forwarder:
             timeout = self._timeouts[deployment.name] = aiohttp.ClientTimeout(
                 total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
             )
+        healthy: bool | None = None
+        sent = True
+        cause = ""
         started = time.perf_counter()
         try:
             async with self._session.request(
@@ -55,19 +88,28 @@ class Forwarder:
                 url,
                 data=exchange.upstream_body or None,
                 headers=upstream_headers(exchange, deployment.api_key),
+                skip_auto_headers=_SKIP_AUTO,
                 timeout=timeout,
                 allow_redirects=False,
             ) as response:
                 exchange.upstream_status = response.status
-                if exchange.stream and response.status == 200:
-                    await self._relay_stream(exchange, channel, settle, response, started)
-                    return
-                body = await response.read()
-                exchange.upstream_seconds = time.perf_counter() - started
-                await self._whole(exchange, channel, settle, response, body)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                if exchange.stream and response.status == 200 and response.content_type == "text/event-stream":
+                    cause = await self._relay_stream(exchange, channel, settle, response, started)
+                else:
+                    body = await response.read()
+                    exchange.upstream_seconds = time.perf_counter() - started
+                    cause = await self._whole(exchange, channel, settle, response, body)
+                healthy = not cause
+        except _NOT_SENT as exc:
+            healthy, sent, cause = False, False, repr(exc)
+            return False
+        except _UPSTREAM_ERRORS as exc:
+            healthy, cause = False, repr(exc)
             exchange.upstream_seconds = time.perf_counter() - started
             await self._upstream_fault(exchange, channel, settle, _fault(exc, deployment.name))
+        finally:
+            self._balancer.report(target, healthy, time.monotonic(), cause, sent)
+        return True
 
     async def _whole(
         self,
@@ -76,29 +118,45 @@ class Forwarder:
         settle: Settle,
         response: aiohttp.ClientResponse,
         body: bytes,
-    ) -> None:
+    ) -> str:
+        """Answer with the upstream's whole response; the upstream's fault, if it was one ("" if not)."""
         status = response.status
+        name = exchange.deployment_name or "?"
         if status >= 500:
-            snippet = body[:_SNIPPET].decode("utf-8", "replace")
+            fault = GatewayError(
+                502, "upstream_error", f"the upstream of {name!r} failed (HTTP {status})", kind="upstream_error"
+            )
+            await self._upstream_fault(exchange, channel, settle, fault)
+            return f"HTTP {status}: {body[:_SNIPPET].decode('utf-8', 'replace')}"
+        if status < 300 and (
+            exchange.stream or not upstream_reply.well_formed(exchange.protocol, exchange.endpoint, body)
+        ):
+            expected = "an event stream" if exchange.stream else f"valid {exchange.protocol.value} JSON"
             fault = GatewayError(
                 502,
-                "upstream_error",
-                f"the upstream of {exchange.deployment_name!r} answered HTTP {status}: {snippet}",
+                "upstream_invalid_response",
+                f"the upstream of {name!r} sent an answer that is not {expected}",
                 kind="upstream_error",
             )
             await self._upstream_fault(exchange, channel, settle, fault)
-            return
+            return f"HTTP {status}, not {expected}: {body[:_SNIPPET].decode('utf-8', 'replace')}"
         exchange.status = status
-        exchange.response_bytes = len(body)
+        headers = _answer_headers(response)
         if status >= 400:
             exchange.outcome = Outcome.REJECTED
             exchange.error = GatewayError(status, f"upstream_{status}", "rejected by the upstream")
+            recast = upstream_reply.client_error(exchange.protocol, status, body)
+            if recast is not None:
+                body = recast
+                headers = [(k, v) for k, v in headers if k != b"content-type"]
+                headers.append(JSON_CONTENT)
         elif exchange.protocol is Protocol.OPENAI:
-            exchange.usage = _openai_usage(body) or exchange.usage
+            exchange.usage = openai.usage_from(upstream_reply.parse(body)) or exchange.usage
+        exchange.response_bytes = len(body)
         await settle(exchange)
-        headers = downstream_headers(response.raw_headers)
         headers.extend(exchange.costwarden_headers(True))
         await channel.whole(status, headers, body)
+        return ""
 
     async def _relay_stream(
         self,
@@ -107,13 +165,16 @@ class Forwarder:
         settle: Settle,
         response: aiohttp.ClientResponse,
         started: float,
-    ) -> None:
+    ) -> str:
+        """Relay an event stream as it comes; a stream cut short ends with an error event, not [DONE]."""
         relay = SSERelay(exchange.strip_usage_chunk)
         exchange.status = 200
-        headers = downstream_headers(response.raw_headers)
+        headers = _answer_headers(response)
         headers.extend(exchange.costwarden_headers(False))
         await channel.start(200, headers)
+        name = exchange.deployment_name or "?"
         fault: GatewayError | None = None
+        cause = ""
         try:
             async for chunk in response.content.iter_any():
                 exchange.response_bytes += len(chunk)
@@ -122,24 +183,26 @@ class Forwarder:
                     await channel.body(out, True)
                 if relay.done:
                     break
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            fault = _fault(exc, exchange.deployment_name or "?")
+        except _UPSTREAM_ERRORS as exc:
+            fault, cause = _fault(exc, name, midstream=True), repr(exc)
+        except asyncio.CancelledError:  # the client left or the server stops: settled by the chain
+            exchange.upstream_seconds = time.perf_counter() - started
+            _stream_usage(exchange, relay)
+            raise
         exchange.upstream_seconds = time.perf_counter() - started
         tail = relay.flush()
-        if relay.usage is not None:
-            exchange.usage = relay.usage
+        if fault is None and not relay.done:
+            fault = _truncated(name)
+            cause = "the stream ended without [DONE]"
+        _stream_usage(exchange, relay)
         if fault is not None:
             exchange.error = fault
             exchange.outcome = Outcome.FAILED
             tail += b"data: " + error_payload(Protocol.OPENAI, fault) + b"\n\n"
-        elif not relay.done:
-            exchange.error = GatewayError(
-                502, "upstream_stream_truncated", "the upstream closed the stream before [DONE]"
-            )
-            exchange.outcome = Outcome.FAILED
         await settle(exchange)
         tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={usd_text(exchange.cost)}")
-        await channel.body(tail + DONE, False)
+        await channel.body(tail if fault is not None else tail + DONE, False)
+        return cause
 
     async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:
         exchange.reject(fault)
@@ -148,21 +211,42 @@ class Forwarder:
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
 
 
-def _openai_usage(body: bytes) -> Usage | None:
-    try:
-        return openai.usage_from(orjson.loads(body))
-    except orjson.JSONDecodeError:
-        return None
+def _stream_usage(exchange: Exchange, relay: SSERelay) -> None:
+    """The upstream's usage; without a usage chunk, what was delivered (estimated, and marked so)."""
+    if relay.usage is not None:
+        exchange.usage = relay.usage
+    elif relay.output_tokens_estimate > 0:
+        prompt = openai.input_token_bound(exchange.parsed_body or {})
+        exchange.estimate_usage(prompt, relay.output_tokens_estimate)
 
 
-def _fault(exc: BaseException, deployment: str) -> GatewayError:
+def _answer_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers a client may see: never one that poses as the gateway's."""
+    return [(k, v) for k, v in downstream_headers(response.raw_headers) if not k.startswith(b"x-costwarden-")]
+
+
+def _unreachable(deployment: str) -> GatewayError:
+    return GatewayError(
+        502, "upstream_unreachable", f"the upstream of {deployment!r} is unreachable", kind="upstream_error"
+    )
+
+
+def _truncated(deployment: str) -> GatewayError:
+    return GatewayError(
+        502,
+        "upstream_stream_truncated",
+        f"the upstream of {deployment!r} ended the stream before it was complete",
+        kind="upstream_error",
+    )
+
+
+def _fault(exc: BaseException, deployment: str, midstream: bool = False) -> GatewayError:
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return GatewayError(
             504, "upstream_timeout", f"the upstream of {deployment!r} did not answer in time", kind="upstream_error"
         )
+    if midstream:
+        return _truncated(deployment)
     return GatewayError(
-        502,
-        "upstream_unreachable",
-        f"the upstream of {deployment!r} could not be reached: {exc}",
-        kind="upstream_error",
+        502, "upstream_disconnected", f"the upstream of {deployment!r} broke off its answer", kind="upstream_error"
     )

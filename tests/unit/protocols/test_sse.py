@@ -189,3 +189,45 @@ def test_malformed_json_with_usage_passes_through() -> None:
 
 def test_comment() -> None:
     assert comment("cost_usd=0.000123") == b": cost_usd=0.000123\n\n"
+
+
+def _relayed(events: list[bytes], cuts: list[int]) -> SSERelay:
+    relay = SSERelay(strip_usage_chunk=False)
+    stream = b"".join(events)
+    for chunk in split(stream, [c % (len(stream) + 1) for c in cuts]):
+        relay.feed(chunk)
+    relay.flush()
+    return relay
+
+
+@FAST
+@given(st.lists(st.text(max_size=12), max_size=15), st.lists(st.integers(min_value=0, max_value=2000), max_size=20))
+def test_delivered_text_is_counted_whatever_the_chunking(pieces: list[str], cuts: list[int]) -> None:
+    relay = _relayed([delta(p, False).wire for p in pieces], cuts)
+    assert relay.deltas == sum(1 for p in pieces if p)  # an empty delta carries no token
+    assert relay.text_bytes == sum(len(p.encode()) for p in pieces)
+    assert relay.output_tokens_estimate == max(relay.deltas, -(-relay.text_bytes // 4))
+    assert relay.usage is None and not relay.done
+
+
+def test_every_kind_of_generated_text_is_counted() -> None:
+    events = [
+        data({"choices": [{"delta": {"role": "assistant", "content": ""}}]}).wire,  # the role chunk: no text
+        data({"choices": [{"delta": {"reasoning_content": "hmm"}}]}).wire,
+        data({"choices": [{"delta": {"refusal": "no"}}]}).wire,
+        data({"choices": [{"delta": {"tool_calls": [{"function": {"arguments": '{"a":'}}]}}]}).wire,
+        data({"choices": [{"text": "legacy", "index": 0}, {"text": "two", "index": 1}]}).wire,  # /v1/completions, n=2
+        data({"choices": [{"delta": {}, "finish_reason": "stop"}]}).wire,
+        b"data: not json\n\n",
+        b": comment\n\n",
+    ]
+    relay = _relayed(events, [])
+    assert relay.deltas == 5
+    assert relay.text_bytes == len(b"hmm") + len(b"no") + len(b'{"a":') + len(b"legacy") + len(b"two")
+
+
+def test_the_estimate_is_at_least_a_token_per_four_bytes() -> None:
+    relay = _relayed([delta("x" * 40, False).wire], [])
+    assert (relay.deltas, relay.output_tokens_estimate) == (1, 10)
+    relay = _relayed([delta("€", False).wire] * 3, [])  # 3 bytes each: one token per delta wins
+    assert relay.output_tokens_estimate == 3

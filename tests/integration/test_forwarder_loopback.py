@@ -1,0 +1,147 @@
+"""The forwarder against a misbehaving HTTP upstream on loopback (aiohttp, in this process).
+
+Answers the example servers do not give: forged gateway headers, a JSON or HTML 200 to a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.meter import Meter
+from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.config.models import Deployment
+from costwarden.domain.record import Outcome, Protocol
+from costwarden.upstream.balancer import Balancer
+from costwarden.upstream.forwarder import Forwarder
+from tests.unit.chain.fakes import FakeChannel, Response
+
+CHAT = "/v1/chat/completions"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class CountingChannel(FakeChannel):
+    """Sets `reached` once the client has been sent `deltas` content deltas."""
+
+    def __init__(self, deltas: int) -> None:
+        super().__init__()
+        self._deltas = deltas
+        self.reached = asyncio.Event()
+
+    async def body(self, data: bytes, more: bool) -> None:
+        await super().body(data, more)
+        if self.responses[0].body.count(b'"content"') >= self._deltas:
+            self.reached.set()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_post(CHAT, handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def forward(upstream: str, stream: bool) -> tuple[Exchange, Response]:
+    deployment = Deployment.model_validate(
+        {"name": "m", "protocol": "openai", "upstream": upstream, "pricing": {"per_request": "0.001"}}
+    )
+    table = RouteTable([deployment])
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
+    exchange = Exchange("rid", "POST", CHAT, b"", [], body, Protocol.OPENAI, CHAT)
+    await RouteStage(table, 0).enter(exchange)
+    channel = FakeChannel()
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        await Forwarder(session, Balancer(table)).forward(exchange, channel, Meter().settle)
+    return exchange, channel.response
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstream_cannot_forge_the_gateways_headers(
+    serve: Callable[[Handler], Awaitable[str]], stream: bool
+) -> None:
+    async def forger(request: web.Request) -> web.StreamResponse:
+        headers = {"X-Costwarden-Cost-Usd": "0", "X-Costwarden-Request-Id": "forged", "X-Upstream": "kept"}
+        if not stream:
+            return web.json_response({"id": "x", "choices": []}, headers=headers)
+        response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: [DONE]\n\n')
+        return response
+
+    exchange, response = await forward(await serve(forger), stream)
+    assert response.status == 200
+    assert response.header(b"x-costwarden-request-id") == b"rid"  # once, and the gateway's own
+    assert response.header(b"x-costwarden-cost-usd") in (None if stream else str(exchange.cost).encode(),)
+    assert response.header(b"x-upstream") == b"kept"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("application/json", b'{"id": "x", "choices": []}'), ("text/html", b"<html>\n\n<body>oops</body>\n\n</html>")],
+)
+async def test_a_200_to_a_stream_that_is_no_event_stream_is_an_upstream_fault(
+    serve: Callable[[Handler], Awaitable[str]], content_type: str, body: bytes
+) -> None:
+    async def not_a_stream(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=content_type)
+
+    exchange, response = await forward(await serve(not_a_stream), True)
+    assert response.status == 502
+    assert orjson.loads(response.body)["error"]["code"] == "upstream_invalid_response"
+    assert b"oops" not in response.body
+    assert (exchange.outcome, exchange.cost) == (Outcome.FAILED, Decimal(0))
+
+
+async def test_a_relay_cancelled_mid_stream_keeps_what_was_delivered(
+    serve: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """When the request task is cancelled (the client left, the server shuts down), the tokens
+    already relayed are still the exchange's usage: hanging up before the usage chunk is not free."""
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in ["one", " two", " three", " four"] * 20:
+            await response.write(b"data: " + orjson.dumps({"choices": [{"delta": {"content": word}}]}) + b"\n\n")
+            await asyncio.sleep(0.05)
+        return response
+
+    upstream = await serve(slow)
+    deployment = Deployment.model_validate(
+        {"name": "m", "protocol": "openai", "upstream": upstream, "pricing": {"output_per_1m": "1"}}
+    )
+    table = RouteTable([deployment])
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    exchange = Exchange("rid", "POST", CHAT, b"", [], body, Protocol.OPENAI, CHAT)
+    await RouteStage(table, 0).enter(exchange)
+    channel = CountingChannel(3)
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        task = asyncio.create_task(Forwarder(session, Balancer(table)).forward(exchange, channel, Meter().settle))
+        await asyncio.wait_for(channel.reached.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    relayed = channel.responses[0].body.count(b'"content"')
+    assert exchange.usage_estimated
+    assert exchange.usage.output_tokens >= relayed >= 3
+    assert exchange.usage.input_tokens > 0

@@ -1,0 +1,51 @@
+"""Gateways with extra deployments for the upstream tests: faults, dead upstreams, fallbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.procs import Gateway, TextModel, free_port
+from tests.integration.setup_config import CHAT_PRICES, IRIS_PRICES, Upstreams, config_dict, write_config
+
+DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there
+UpstreamGateway = Callable[..., Gateway]
+
+
+def chat(name: str, model: str, *upstreams: str, **fields: Any) -> dict[str, Any]:
+    prices = {k: str(v) for k, v in CHAT_PRICES.items()}
+    return {
+        "name": name,
+        "protocol": "openai",
+        "upstreams": list(upstreams),
+        "model": model,
+        "pricing": prices,
+        **fields,
+    }
+
+
+def iris(name: str, *upstreams: str, **fields: Any) -> dict[str, Any]:
+    prices = {k: str(v) for k, v in IRIS_PRICES.items()}
+    return {"name": name, "protocol": "v2", "upstreams": list(upstreams), "model": "iris", "pricing": prices, **fields}
+
+
+@pytest.fixture
+def gateway_with(tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
+    """`gateway_with([deployment, ...], iris=url)`: the usual test config plus these deployments."""
+    started: list[Gateway] = []
+
+    def make(deployments: list[dict[str, Any]], iris: str | None = None) -> Gateway:
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path)
+        data["deployments"].extend(deployments)
+        config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
+        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
+        gateway.start()
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()

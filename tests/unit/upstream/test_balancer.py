@@ -1,0 +1,96 @@
+"""The balancer's plan: upstreams in service, then fallbacks depth first, never an empty plan."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from costwarden.chain.route import RouteTable
+from costwarden.config.models import Deployment, UpstreamHealth
+from costwarden.upstream.balancer import Balancer, Target
+
+
+def deployment(name: str, *urls: str, fallbacks: tuple[str, ...] = ()) -> Deployment:
+    return Deployment(
+        name=name,
+        protocol="openai",
+        upstreams=tuple(urls),
+        fallbacks=fallbacks,
+        health=UpstreamHealth(eject_after=1, cooldown_seconds=10),
+    )
+
+
+def urls(plan: list[Target]) -> list[str]:
+    return [t.url for t in plan]
+
+
+TABLE = RouteTable(
+    [
+        deployment("a", "http://a1", "http://a2", fallbacks=("b", "c")),
+        deployment("b", "http://b1", fallbacks=("d",)),
+        deployment("c", "http://c1", fallbacks=("a",)),
+        deployment("d", "http://d1"),
+    ]
+)
+
+
+def test_plan_is_the_deployment_then_its_fallbacks_depth_first() -> None:
+    balancer = Balancer(TABLE)
+    a = TABLE.get("a")
+    assert a is not None
+    assert urls(balancer.plan(a, 0.0)) == ["http://a1", "http://a2", "http://b1", "http://d1", "http://c1"]
+    assert urls(balancer.plan(a, 0.0))[:2] == ["http://a2", "http://a1"]  # round-robin within a deployment
+
+
+def test_ejected_upstreams_leave_the_plan_and_fallbacks_move_up() -> None:
+    balancer = Balancer(TABLE)
+    a = TABLE.get("a")
+    assert a is not None
+    for target in balancer.plan(a, 0.0)[:2]:
+        balancer.report(target, False, 0.0, "connection refused")
+    assert balancer.ejected() == {"a": ["http://a1", "http://a2"]}
+    assert urls(balancer.plan(a, 1.0)) == ["http://b1", "http://d1", "http://c1"]
+
+
+def test_when_everything_is_ejected_the_requested_upstreams_are_tried_anyway() -> None:
+    table = RouteTable([deployment("solo", "http://s1", "http://s2")])
+    balancer = Balancer(table)
+    solo = table.get("solo")
+    assert solo is not None
+    for target in balancer.plan(solo, 0.0):
+        balancer.report(target, False, 0.0, "refused")
+    assert sorted(urls(balancer.plan(solo, 1.0))) == ["http://s1", "http://s2"]
+
+
+def test_a_success_readmits_and_no_verdict_frees_the_probe() -> None:
+    table = RouteTable([deployment("solo", "http://s1")])
+    balancer = Balancer(table)
+    solo = table.get("solo")
+    assert solo is not None
+    (target,) = balancer.plan(solo, 0.0)
+    balancer.report(target, False, 0.0, "refused")
+    assert balancer.ejected() == {"solo": ["http://s1"]}
+    (probe,) = balancer.plan(solo, 10.0)
+    balancer.report(probe, None, 10.1, "")  # the client went away mid-probe
+    (probe,) = balancer.plan(solo, 10.2)
+    balancer.report(probe, True, 10.3, "")
+    assert balancer.ejected() == {}
+
+
+def test_failures_are_logged_at_warning_at_most_every_ten_seconds(caplog: pytest.LogCaptureFixture) -> None:
+    table = RouteTable([deployment("solo", "http://s1", "http://s2").model_copy(update={"health": HEALTHY})])
+    balancer = Balancer(table)
+    solo = table.get("solo")
+    assert solo is not None
+    target = Target(solo, 0)
+    with caplog.at_level(logging.DEBUG, logger="costwarden.upstream.balancer"):
+        for step in range(30):  # 30 failures in 15 s, never enough to eject
+            balancer.report(target, False, step * 0.5, "connection refused")
+            balancer.report(target, True, step * 0.5 + 0.1, "")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["upstream http://s1 of 'solo' failed: connection refused"] * 2
+    assert sum(1 for r in caplog.records if r.levelno == logging.DEBUG) == 28
+
+
+HEALTHY = UpstreamHealth(eject_after=100, cooldown_seconds=10)
