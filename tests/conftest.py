@@ -11,8 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import pytest
+from hypothesis import settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Property tests check results, not speed: on a shared, loaded 2-core machine a per-example deadline
+# only makes them flaky (speed is measured by bench/, not by tests).
+settings.register_profile("costwarden", deadline=None)
+settings.load_profile("costwarden")
 
 
 def need(available: bool, what: str) -> None:
