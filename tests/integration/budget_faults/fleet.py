@@ -29,9 +29,7 @@ def start_fleet(
     make_gateway: GatewayFactory, postgres_url: str, extra: dict[str, Any], count: int = 3
 ) -> list[Gateway]:
     """`count` gateways on one ledger, each with a spool of its own (kept across its restarts)."""
-    return [
-        make_gateway(ledger=postgres_url, extra=extra, storage={"spool_dir": f"spool-{i}"}) for i in range(count)
-    ]
+    return [make_gateway(ledger=postgres_url, extra=extra, storage={"spool_dir": f"spool-{i}"}) for i in range(count)]
 
 
 def redis_command(port: int, *args: str) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -72,6 +71,7 @@ def test_the_lease_holder_killed_while_an_alert_fires(
     with Traffic(urls, "ads", clients=4, pause=0.05) as ads:
         wait_until(lambda: len(_in_alertmanager(alertmanager)) == 1, 30, "the budget_exhausted alert")
         (episode,) = _episodes(urls[0])
+        (shown,) = _in_alertmanager(alertmanager)
         leader = _leader(redis.port, gateways)
         assert leader is not None
         leader.stop(signal.SIGKILL)
@@ -89,6 +89,8 @@ def test_the_lease_holder_killed_while_an_alert_fires(
             gaps += len(_in_alertmanager(alertmanager)) != 1
             time.sleep(0.25)
     assert gaps == 0, f"Alertmanager lost the firing alert for {gaps} polls of 0.25 s during the failover"
+    (shown_after,) = _in_alertmanager(alertmanager)
+    assert shown_after["startsAt"] == shown["startsAt"], (shown, shown_after)  # one episode there too
     (still,) = _episodes(urls[0])  # the same episode, firing: not a second one
     assert still["id"] == episode["id"] and still["resolved_at"] is None, still
     assert _leader(redis.port, survivors) is not None  # the restarted replica did not take the lead

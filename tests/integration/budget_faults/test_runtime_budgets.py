@@ -48,7 +48,9 @@ def test_a_budget_created_under_traffic_starts_from_what_its_scope_spent(
         # admit without a hold on it; that spend must still count against it.
         ads_before, ads_rate = _spend_and_rate(postgres_url, "ads")
         ads_limit = (ads_before + 3 * Decimal(TICK) * ads_rate).quantize(Decimal("0.0001"))
-        put = httpx.put(urls[0] + "/admin/v1/budgets/ads-new", json=_budget("ads", ads_limit), headers=ADMIN, timeout=10)
+        put = httpx.put(
+            urls[0] + "/admin/v1/budgets/ads-new", json=_budget("ads", ads_limit), headers=ADMIN, timeout=10
+        )
         assert put.status_code == 200, put.text
         assert Decimal(put.json()["spent_usd"]) >= ads_before  # seeded, not zero
         # The same through the CLI, which stores it and leaves seeding to each replica's next tick.
