@@ -94,6 +94,7 @@ class Governor:
         # Budgets new to this replica, seeded once more when every replica has loaded them and what
         # was admitted without a hold on them has reached the ledger: seed key -> when.
         self._catch_up: dict[str, float] = {}
+        self._loaded = False  # the stored budgets were loaded once (at start)
         self._catching: dict[str, tuple[dict[str, Amount], float]] = {}  # seed key -> (counters, when)
         self.views: dict[str, BudgetView] = {}
 
@@ -205,9 +206,12 @@ class Governor:
                 self._health.unseeded_since = self._health.unseeded_since or time.time()
             # Until the other replicas load it (within their tick) they admit in its scope without a
             # hold on it, and requests in flight now reach the ledger after this seed read it: neither
-            # the seed nor the counter has that spend. Catch up once every replica has it.
-            due = time.time() + self._interval
-            self._catch_up.update((seed_key(b), due) for b in fresh)
+            # the seed nor the counter has that spend. Catch up once every replica has it. Budgets
+            # loaded at start are no news to the fleet: a catch-up then would only count over.
+            if self._loaded:
+                due = time.time() + self._interval
+                self._catch_up.update((seed_key(b), due) for b in fresh)
+        self._loaded = True
         self._policy.set_budgets(budgets)
 
     async def _counted(self, budget: Budget, now: float) -> dict[str, Amount]:

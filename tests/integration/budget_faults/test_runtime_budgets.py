@@ -96,6 +96,6 @@ def test_a_budget_lowered_under_traffic_applies_within_one_tick(
     # In flight at the change, or admitted by a replica whose tick had not come yet: within one tick
     # (plus the slowest response on this loaded machine).
     late = ads.tally.last[200] - changed_at
-    assert late <= TICK + 0.5, f"a 200 came {late:.2f} s after the limit was lowered (tick {TICK} s)"
+    assert late <= TICK + 1.0, f"a 200 came {late:.2f} s after the limit was lowered (tick {TICK} s)"
     total = spent(postgres_url, "ads")
     print(f"lowered under traffic to {lowered}: last 200 {late:.2f} s after; spend {at_change} -> {total}")

@@ -156,7 +156,10 @@ async def test_a_budget_set_at_run_time_catches_up_with_spend_no_hold_tracked(le
     counter is raised to the ledger, never lowered); without that, three replicas ended 14.5 % over a
     budget created under traffic."""
     await spend(ledger, served=5, cost="0.01")
-    gov, _ = governor([], MemoryCounters(), ledger, stored=[team_budget("0.10")])
+    stored: list[Budget] = []
+    gov, _ = governor([], MemoryCounters(), ledger, stored=stored)
+    await gov.refresh_budgets()  # at start: what was stored before is no news to the other replicas
+    stored.append(team_budget("0.10"))
     await gov.refresh_budgets()
     budget = gov._policy.budgets[0]
     await spend(ledger, served=3, cost="0.01")  # admitted elsewhere before that replica knew the budget
@@ -171,6 +174,23 @@ async def test_a_budget_set_at_run_time_catches_up_with_spend_no_hold_tracked(le
     await gov.step(due + 0.5)  # a flush lag later: the ledger's spend beyond it is added
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.09")
     assert not await admit(gov, budget, "0.03", "over")
+
+
+async def test_budgets_loaded_at_start_are_not_caught_up(ledger: SQLiteStore) -> None:
+    """A restarted replica's budgets are not new to the fleet: no catch-up, which may count over."""
+    await spend(ledger, served=5, cost="0.01")
+    gov, _ = governor([], MemoryCounters(), ledger, stored=[team_budget("0.10")])
+    await gov.refresh_budgets()
+    budget = gov._policy.budgets[0]
+    await gov.step(time.time())
+    await gov.step(time.time() + 1.1)  # a catch-up would note what the counter holds here
+    assert await admit(gov, budget, "0.01", "settles-after-the-seed")
+    write = (gov._policy.check_for(budget, NOW).write_key,)
+    cent = Amount(Decimal("0.01"), 0, 1)
+    await gov._counters.settle(Settlement("settles-after-the-seed", write, cent, cent), NOW)
+    await spend(ledger, served=1, cost="0.01")  # the same request, flushed
+    await gov.step(time.time() + 1.7)  # and count it twice here
+    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.06")  # not 0.07
 
 
 async def test_a_lowered_limit_applies_at_once(ledger: SQLiteStore) -> None:
