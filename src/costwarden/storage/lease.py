@@ -21,13 +21,19 @@ class LocalLease:
 
 class RedisLease:
     """`SET key holder NX PX ttl`, renewed by the holder each evaluation; another replica takes
-    over when the holder stops renewing. An unreachable Redis means nobody leads (no alerts twice)."""
+    over when the holder stops renewing, or at once when it shuts down and hands the lease back.
+    An unreachable Redis means nobody leads (no alerts twice)."""
 
     _RENEW = """
     if redis.call('GET', KEYS[1]) == ARGV[1] then
         redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1
     end
     if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+    return 0
+    """
+
+    _RELEASE = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
     return 0
     """
 
@@ -45,4 +51,11 @@ class RedisLease:
         return bool(held)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Hand the lease back if this process holds it (a shutdown, e.g. a rolling deploy), so the
+        next replica leads at its next tick rather than a TTL later; if Redis is gone it expires."""
+        try:
+            await self._client.eval(self._RELEASE, 1, self._key, self.holder)
+        except (RedisError, OSError):
+            pass
+        finally:
+            await self._client.aclose()
