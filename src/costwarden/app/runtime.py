@@ -56,8 +56,7 @@ class Runtime:
         self.health = StoreHealth()
         self.counters: CounterStore = open_counters(config.state)
         self.policy = policy_from_config(config)
-        self._lease_ttl = max(15.0, 3 * config.governance.evaluate_every_seconds)
-        self.lease = open_lease(config.state, ttl_s=self._lease_ttl)
+        self.lease = open_lease(config.state, ttl_s=max(15.0, 3 * config.governance.evaluate_every_seconds))
         self._admit: Admit | None = None
         self._governor: Governor | None = None
         self._alerts: AlertDispatcher | None = None
@@ -86,7 +85,7 @@ class Runtime:
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
         # A new leader takes the lease when it expires and adopts the firing alerts at its next tick.
-        failover = self._lease_ttl + self.config.governance.evaluate_every_seconds
+        failover = self.lease.ttl_s + self.config.governance.evaluate_every_seconds
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store, failover)
         active = await self.store.list_alerts(True, 1000)  # the governor re-announces them if it leads
         self._alerts.start()  # before the spool replay, so a quarantine at start is alerted too

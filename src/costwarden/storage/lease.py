@@ -12,6 +12,8 @@ from redis.exceptions import RedisError
 class LocalLease:
     """A single replica always leads."""
 
+    ttl_s = 0.0  # nobody else takes over
+
     async def lead(self, now: float) -> bool:
         return True
 
@@ -32,11 +34,6 @@ class RedisLease:
     return 0
     """
 
-    _RELEASE = """
-    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-    return 0
-    """
-
     def __init__(self, url: str, key: str = "costwarden:governor-lease", ttl_s: float = 15.0) -> None:
         self._client = aioredis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._key = key
@@ -50,12 +47,22 @@ class RedisLease:
             return False
         return bool(held)
 
+    _RELEASE = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+    return 0
+    """
+
+    @property
+    def ttl_s(self) -> float:
+        """How long the lease outlives its holder's last renewal."""
+        return self._ttl_ms / 1000
+
     async def close(self) -> None:
         """Hand the lease back if this process holds it (a shutdown, e.g. a rolling deploy), so the
-        next replica leads at its next tick rather than a TTL later; if Redis is gone it expires."""
+        next replica leads at its next tick rather than a TTL later."""
         try:
             await self._client.eval(self._RELEASE, 1, self._key, self.holder)
-        except (RedisError, OSError):
+        except Exception:  # Redis unreachable, or gone: the lease expires by itself
             pass
         finally:
             await self._client.aclose()
