@@ -209,7 +209,7 @@ class Governor:
             # the seed nor the counter has that spend. Catch up once every replica has it. Budgets
             # loaded at start are no news to the fleet: a catch-up then would only count over.
             if self._loaded:
-                due = time.time() + self._interval
+                due = time.time() + 2 * self._interval  # a tick may run late under load
                 self._catch_up.update((seed_key(b), due) for b in fresh)
         self._loaded = True
         self._policy.set_budgets(budgets)
@@ -223,12 +223,13 @@ class Governor:
         }
 
     async def _catch_up_new(self, now: float, leading: bool) -> None:
-        """The leader seeds new budgets once more when due, in two reads a flush lag apart: what each counter
-        held at the first (`before`), then the ledger at the second, which has everything settled
-        before the first. A counter becomes at least what it holds now plus what the ledger has
-        beyond `before` (spend no hold tracked), never less: at worst it counts twice what settled
-        between the two reads and was flushed (over, never under). Only the leader does it, so that
-        this happens once for the fleet; the others drop theirs when due."""
+        """The leader seeds new budgets once more when due, in two reads two flush lags apart: what
+        each counter held at the first (`before`), then the ledger at the second, which has
+        everything settled before the first. A counter becomes at least what it holds now plus what
+        the ledger has beyond `before` (spend no hold tracked). It counts twice what settled between
+        the two reads and was flushed (over); it misses only what settles between its last read and
+        its write. Only the leader does it, so that this happens once for the fleet; the others drop
+        theirs when due."""
         current = {seed_key(b): b for b in self._policy.budgets}
         self._catch_up = {key: at for key, at in self._catch_up.items() if key in current}
         self._catching = {key: v for key, v in self._catching.items() if key in current}
@@ -236,7 +237,7 @@ class Governor:
             budget = current[key]
             readable = not any(name.startswith(TAG_PREFIX) for name, _ in budget.scope.dimensions)
             if at <= now and leading and readable:
-                self._catching[key] = (await self._counted(budget, now), now + self._rebuild_lag)
+                self._catching[key] = (await self._counted(budget, now), now + 2 * self._rebuild_lag)
             if at <= now:
                 del self._catch_up[key]
         seeds = []

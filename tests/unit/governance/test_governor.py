@@ -165,13 +165,13 @@ async def test_a_budget_set_at_run_time_catches_up_with_spend_no_hold_tracked(le
     await spend(ledger, served=3, cost="0.01")  # admitted elsewhere before that replica knew the budget
     await gov.step(time.time())
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.05")  # not yet: still in flight
-    due = time.time() + 1.0 + 0.1  # the governor's interval
+    due = time.time() + 2 * 1.0 + 0.1  # two of the governor's intervals
     await gov.step(due)  # reads what the counter holds
     assert await admit(gov, budget, "0.01", "settles-between-the-reads")
     write = (gov._policy.check_for(budget, NOW).write_key,)
     cent = Amount(Decimal("0.01"), 0, 1)
     await gov._counters.settle(Settlement("settles-between-the-reads", write, cent, cent), due)  # not flushed yet
-    await gov.step(due + 0.5)  # a flush lag later: the ledger's spend beyond it is added
+    await gov.step(due + 2 * 0.5)  # two flush lags later: the ledger's spend beyond it is added
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.09")
     assert not await admit(gov, budget, "0.03", "over")
 
@@ -183,13 +183,13 @@ async def test_budgets_loaded_at_start_are_not_caught_up(ledger: SQLiteStore) ->
     await gov.refresh_budgets()
     budget = gov._policy.budgets[0]
     await gov.step(time.time())
-    await gov.step(time.time() + 1.1)  # a catch-up would note what the counter holds here
+    await gov.step(time.time() + 2.1)  # a catch-up would note what the counter holds here
     assert await admit(gov, budget, "0.01", "settles-after-the-seed")
     write = (gov._policy.check_for(budget, NOW).write_key,)
     cent = Amount(Decimal("0.01"), 0, 1)
     await gov._counters.settle(Settlement("settles-after-the-seed", write, cent, cent), NOW)
     await spend(ledger, served=1, cost="0.01")  # the same request, flushed
-    await gov.step(time.time() + 1.7)  # and count it twice here
+    await gov.step(time.time() + 3.2)  # and count it twice here
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.06")  # not 0.07
 
 
