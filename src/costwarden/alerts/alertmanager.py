@@ -1,6 +1,7 @@
 """The Prometheus Alertmanager sink: POST {url}/api/v2/alerts. Like Prometheus it re-sends the
-alerts still firing every `resend_interval_s` with an `endsAt` a few intervals ahead, so an alert
-stays active while we say so and expires by itself if this gateway goes away."""
+alerts still firing every `resend_interval_s` with an `endsAt` a few intervals ahead (and beyond a
+leader failover), so an alert stays active while we say so and expires by itself if the gateways go
+away."""
 
 from __future__ import annotations
 
@@ -73,8 +74,13 @@ class AlertmanagerSink:
         session: aiohttp.ClientSession,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        failover_s: float = 0.0,
     ) -> None:
         self.name = config.name or config.type
+        # Only the leader re-sends. If it dies, another takes the lease over within `failover_s` and
+        # re-sends one interval later: until then a firing alert must not end in Alertmanager.
+        resend = config.resend_interval_s
+        self.horizon_s = max(TTL_INTERVALS * resend, failover_s + 2 * resend)
         self.config = config
         self._session = session
         self._endpoint = str(config.url).rstrip("/") + "/api/v2/alerts"
@@ -126,9 +132,8 @@ class AlertmanagerSink:
                 self._firing.pop(alert.id, None)
 
     async def _post(self, alerts: Sequence[Alert]) -> None:
-        ttl = TTL_INTERVALS * self.config.resend_interval_s
         now = self._clock()
-        body = orjson.dumps([postable(a, now, ttl, self._generator) for a in alerts])
+        body = orjson.dumps([postable(a, now, self.horizon_s, self._generator) for a in alerts])
         await post_json(self._session, self._endpoint, body, self.config, lambda: self._headers, self._rand)
 
     def _ensure_resender(self) -> None:

@@ -14,19 +14,23 @@ from costwarden.config.alerts import AlertmanagerSinkConfig, AlertSinkConfig, Sl
 from costwarden.ports import AlertSink, AlertStore
 
 
-def build_sink(config: AlertSinkConfig, session: aiohttp.ClientSession) -> AlertSink:
-    """A sink posting through `session`, which the caller owns and closes after the sink."""
+def build_sink(config: AlertSinkConfig, session: aiohttp.ClientSession, failover_s: float = 0.0) -> AlertSink:
+    """A sink posting through `session`, which the caller owns and closes after the sink.
+    `failover_s`: how long another replica may take to lead (and re-send) when the leader dies."""
     match config:
         case WebhookSinkConfig():
             return WebhookSink(config, session)
         case SlackSinkConfig():
             return SlackSink(config, session)
         case AlertmanagerSinkConfig():
-            return AlertmanagerSink(config, session)
+            return AlertmanagerSink(config, session, failover_s=failover_s)
 
 
 def build_dispatcher(
-    configs: Sequence[AlertSinkConfig], session: aiohttp.ClientSession, store: AlertStore | None
+    configs: Sequence[AlertSinkConfig],
+    session: aiohttp.ClientSession,
+    store: AlertStore | None,
+    failover_s: float = 0.0,
 ) -> AlertDispatcher:
     """Every configured sink behind one dispatcher (unstarted). Sink names must be unique."""
-    return AlertDispatcher([build_sink(c, session) for c in configs], store)
+    return AlertDispatcher([build_sink(c, session, failover_s) for c in configs], store)

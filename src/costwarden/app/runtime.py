@@ -94,7 +94,9 @@ class Runtime:
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
         )
-        self._alerts = build_dispatcher(self.config.alerts, self._session, self.store)
+        # A new leader takes the lease when it expires and adopts the firing alerts at its next tick.
+        failover = self.lease.ttl_s + self.config.governance.evaluate_every_seconds
+        self._alerts = build_dispatcher(self.config.alerts, self._session, self.store, failover)
         active = await self.store.list_alerts(True, 1000)  # the governor re-announces them if it leads
         self._alerts.start()  # before the spool replay, so a quarantine at start is alerted too
         self._spool = Spool(storage.spool_dir)

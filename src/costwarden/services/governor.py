@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -90,6 +91,11 @@ class Governor:
         self._rebuild_lag = rebuild_lag
         self._firing = firing  # the alerts firing in the store, loaded by a replica taking the lead
         self._leading = False
+        # Budgets new to this replica, seeded once more when every replica has loaded them and what
+        # was admitted without a hold on them has reached the ledger: seed key -> when.
+        self._catch_up: dict[str, float] = {}
+        self._loaded = False  # the stored budgets were loaded once (at start)
+        self._catching: dict[str, tuple[dict[str, Amount], float]] = {}  # seed key -> (counters, when)
         self.views: dict[str, BudgetView] = {}
 
     async def view(self, budget: Budget, now: float) -> BudgetView:
@@ -199,7 +205,61 @@ class Governor:
             except CounterStoreUnavailable as exc:
                 log.warning("could not seed %d new budgets (%s); they wait for the next rebuild", len(fresh), exc)
                 self._health.unseeded_since = self._health.unseeded_since or time.time()
+            # Until the other replicas load it (within their tick) they admit in its scope without a
+            # hold on it, and requests in flight now reach the ledger after this seed read it: neither
+            # the seed nor the counter has that spend. Catch up once every replica has it. Budgets
+            # loaded at start are no news to the fleet: a catch-up then would only count over.
+            if self._loaded:
+                due = time.time() + 2 * self._interval  # a tick may run late under load
+                self._catch_up.update((seed_key(b), due) for b in fresh)
+        self._loaded = True
         self._policy.set_budgets(budgets)
+
+    async def _counted(self, budget: Budget, now: float) -> dict[str, Amount]:
+        """What each of the budget's counters holds as spent now."""
+        check = self._policy.check_for(budget, now)
+        return {
+            key: (await self._counters.budget_state(replace(check, read_keys=(key,)), now)).spent
+            for key, _, _ in counter_spans(budget, now)
+        }
+
+    async def _catch_up_new(self, now: float, leading: bool) -> None:
+        """The leader seeds new budgets once more when due, in two reads two flush lags apart: what
+        each counter held at the first (`before`), then the ledger at the second, which has
+        everything settled before the first. A counter becomes at least what it holds now plus what
+        the ledger has beyond `before` (spend no hold tracked). It counts twice what settled between
+        the two reads and was flushed (over); it misses only what settles between its last read and
+        its write. Only the leader does it, so that this happens once for the fleet; the others drop
+        theirs when due."""
+        current = {seed_key(b): b for b in self._policy.budgets}
+        self._catch_up = {key: at for key, at in self._catch_up.items() if key in current}
+        self._catching = {key: v for key, v in self._catching.items() if key in current}
+        for key, at in list(self._catch_up.items()):
+            budget = current[key]
+            readable = not any(name.startswith(TAG_PREFIX) for name, _ in budget.scope.dimensions)
+            if at <= now and leading and readable:
+                self._catching[key] = (await self._counted(budget, now), now + 2 * self._rebuild_lag)
+            if at <= now:
+                del self._catch_up[key]
+        seeds = []
+        for key, (before, at) in list(self._catching.items()):
+            if at > now:
+                continue
+            budget = current[key]
+            spans = counter_spans(budget, now)
+            ledger = {c: await self._charged(budget.scope.dimensions, start, end) for c, start, end in spans}
+            counted = await self._counted(budget, now)  # last, so that little settles before the restore
+            parts = []
+            for counter, _, _ in spans:
+                found = ledger[counter]
+                figure = counted[counter] + (found - before[counter]) if counter in before else found
+                parts.append(CounterSeed(counter, figure, budget.window.retain_until(now)))
+            seeds.append(BudgetSeed(key, tuple(parts)))
+        if seeds:
+            await self._counters.restore(seeds)
+            for seed in seeds:
+                del self._catching[seed.seed_key]
+            log.info("caught up %d new budgets with the ledger", len(seeds))
 
     async def _views(self, now: float) -> tuple[dict[str, BudgetView], list[Condition], bool]:
         """Views and budget conditions; False when a budget was not seeded (the store lost its state)."""
@@ -274,6 +334,8 @@ class Governor:
         if reachable and self._rebuild_at is not None and now >= self._rebuild_at:
             self._rebuild_at = None
             await self.rebuild(now)
+        if reachable and seeded:
+            await self._catch_up_new(now, self._leading)
         self._was_reachable = reachable
         if self._spikes is not None:
             conditions.extend(await self._spikes.step(now))

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 class LocalLease:
     """A single replica always leads."""
 
+    ttl_s = 0.0  # nobody else takes over
+
     async def lead(self, now: float) -> bool:
         return True
 
@@ -22,7 +24,8 @@ class LocalLease:
 
 class RedisLease:
     """`SET key holder NX PX ttl`, renewed by the holder each evaluation; another replica takes
-    over when the holder stops renewing. An unreachable Redis means nobody leads (no alerts twice)."""
+    over when the holder stops renewing, or at once when it shuts down and hands the lease back.
+    An unreachable Redis means nobody leads (no alerts twice)."""
 
     _RENEW = """
     if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -50,5 +53,22 @@ class RedisLease:
             return False
         return bool(held)
 
+    _RELEASE = """
+    if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+    return 0
+    """
+
+    @property
+    def ttl_s(self) -> float:
+        """How long the lease outlives its holder's last renewal."""
+        return self._ttl_ms / 1000
+
     async def close(self) -> None:
-        await self._client.aclose()
+        """Hand the lease back if this process holds it (a shutdown, e.g. a rolling deploy), so the
+        next replica leads at its next tick rather than a TTL later."""
+        try:
+            await self._client.eval(self._RELEASE, 1, self._key, self.holder)
+        except Exception:  # Redis unreachable, or gone: the lease expires by itself
+            pass
+        finally:
+            await self._client.aclose()

@@ -77,3 +77,22 @@ def test_a_firing_alert_ends_ahead_and_a_resolved_one_at_its_resolution() -> Non
     assert done["endsAt"] == "2025-06-15T15:11:40.000Z" and done["generatorURL"] == "https://costwarden.example/"
     quiet = postable(replace(alert, summary=""), now=T0, ttl_s=60.0)
     assert quiet["annotations"] == {"observed": "81.500000000", "threshold": "80"}
+
+
+@pytest.mark.parametrize(("resend", "failover", "horizon"), [(60.0, 16.0, 240.0), (1.0, 16.0, 18.0), (1.0, 0.0, 4.0)])
+async def test_a_firing_alert_outlives_a_leader_failover_in_alertmanager(
+    resend: float, failover: float, horizon: float
+) -> None:
+    """Only the leader re-sends; when it dies, the next takes the lease over after up to `failover`
+    seconds and re-sends one interval later. Until then Alertmanager must not see the alert end
+    (it did, for 5.5 s, with a 1 s re-send interval and a 15 s lease)."""
+    import aiohttp
+
+    from costwarden.alerts.alertmanager import AlertmanagerSink
+    from costwarden.config.alerts import AlertmanagerSinkConfig
+
+    config = AlertmanagerSinkConfig(type="alertmanager", url="http://127.0.0.1:9", resend_interval_s=resend)
+    async with aiohttp.ClientSession() as session:
+        sink = AlertmanagerSink(config, session, failover_s=failover)
+        assert sink.horizon_s == horizon
+        assert sink.horizon_s >= failover + resend

@@ -14,7 +14,7 @@ import pytest
 
 from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
-from costwarden.domain.admission import AdmissionRequest
+from costwarden.domain.admission import AdmissionRequest, Settlement
 from costwarden.domain.alert import Alert, AlertKind
 from costwarden.domain.budget import Amount, Budget, BudgetScope, BudgetState
 from costwarden.domain.record import Outcome
@@ -147,6 +147,50 @@ async def test_a_budget_set_at_run_time_is_seeded_from_the_ledger(ledger: SQLite
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.05")
     assert not await admit(gov, budget, "0.02", "over")
     assert await admit(gov, budget, "0.01", "fits")
+
+
+async def test_a_budget_set_at_run_time_catches_up_with_spend_no_hold_tracked(ledger: SQLiteStore) -> None:
+    """Until every replica has loaded a new budget (one tick), the others admit in its scope without a
+    hold on it, and requests in flight at the seed reach the ledger after it: that spend is in neither
+    the seed nor the counter. One tick and one flush lag later the governor seeds it once more (the
+    counter is raised to the ledger, never lowered); without that, three replicas ended 14.5 % over a
+    budget created under traffic."""
+    await spend(ledger, served=5, cost="0.01")
+    stored: list[Budget] = []
+    gov, _ = governor([], MemoryCounters(), ledger, stored=stored)
+    await gov.refresh_budgets()  # at start: what was stored before is no news to the other replicas
+    stored.append(team_budget("0.10"))
+    await gov.refresh_budgets()
+    budget = gov._policy.budgets[0]
+    await spend(ledger, served=3, cost="0.01")  # admitted elsewhere before that replica knew the budget
+    await gov.step(time.time())
+    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.05")  # not yet: still in flight
+    due = time.time() + 2 * 1.0 + 0.1  # two of the governor's intervals
+    await gov.step(due)  # reads what the counter holds
+    assert await admit(gov, budget, "0.01", "settles-between-the-reads")
+    write = (gov._policy.check_for(budget, NOW).write_key,)
+    cent = Amount(Decimal("0.01"), 0, 1)
+    await gov._counters.settle(Settlement("settles-between-the-reads", write, cent, cent), due)  # not flushed yet
+    await gov.step(due + 2 * 0.5)  # two flush lags later: the ledger's spend beyond it is added
+    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.09")
+    assert not await admit(gov, budget, "0.03", "over")
+
+
+async def test_budgets_loaded_at_start_are_not_caught_up(ledger: SQLiteStore) -> None:
+    """A restarted replica's budgets are not new to the fleet: no catch-up, which may count over."""
+    await spend(ledger, served=5, cost="0.01")
+    gov, _ = governor([], MemoryCounters(), ledger, stored=[team_budget("0.10")])
+    await gov.refresh_budgets()
+    budget = gov._policy.budgets[0]
+    await gov.step(time.time())
+    await gov.step(time.time() + 2.1)  # a catch-up would note what the counter holds here
+    assert await admit(gov, budget, "0.01", "settles-after-the-seed")
+    write = (gov._policy.check_for(budget, NOW).write_key,)
+    cent = Amount(Decimal("0.01"), 0, 1)
+    await gov._counters.settle(Settlement("settles-after-the-seed", write, cent, cent), NOW)
+    await spend(ledger, served=1, cost="0.01")  # the same request, flushed
+    await gov.step(time.time() + 3.2)  # and count it twice here
+    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.06")  # not 0.07
 
 
 async def test_a_lowered_limit_applies_at_once(ledger: SQLiteStore) -> None:
