@@ -48,6 +48,15 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
     return None
 
 
+def prefix_protocol(path: str) -> Protocol:
+    """Whose error shape a path gets when no endpoint serves it: OpenAI's under /v1, V2's under /v2."""
+    if path == "/v1" or path.startswith("/v1/"):
+        return Protocol.OPENAI
+    if path == "/v2" or path.startswith("/v2/"):
+        return Protocol.V2
+    return Protocol.HTTP
+
+
 class GatewayApp:
     """Dispatches inference requests to the chain; `local` maps exact paths to own handlers."""
 
@@ -75,8 +84,12 @@ class GatewayApp:
         if kind is None:
             problem = header_problem(scope["headers"], self._header_limits)
             handler = self._local.get(path)
+            shape = prefix_protocol(path)
+            if problem is None and handler is None and shape is not Protocol.HTTP:
+                # Not the admin app's to answer: an OpenAI or V2 client parses only its own shape.
+                problem = GatewayError(404, "not_found", f"no endpoint at {method} {path[:200]}")
             if problem is not None:
-                body = error_payload(Protocol.HTTP, problem)
+                body = error_payload(shape, problem)
                 await ClientChannel(send).whole(problem.status, [_JSON, _CLOSE], body)
             elif handler is not None:
                 await handler(scope, send)
