@@ -58,9 +58,20 @@ def _check_counts(body: dict[str, Any]) -> None:
             continue
         integral = isinstance(value, float) and value.is_integer()  # 1.0: pydantic servers take it
         if (not isinstance(value, int) or isinstance(value, bool)) and not integral:
-            raise GatewayError(400, "invalid_type", f"`{name}` must be an integer, not {value!r}"[:200])
+            raise GatewayError(400, "invalid_type", f"`{name}` must be an integer, not {_shown(value)}")
         if not low <= value <= high:
             raise GatewayError(400, "integer_out_of_range", f"`{name}` is {value}; it must be between {low} and {high}")
+
+
+def _shown(value: object) -> str:
+    """A client's value, briefly: repr() of a deeply nested array would recurse, of a huge string copy it."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    return repr(value)
 
 
 def upstream_body(request: OpenAIRequest, raw: bytes, upstream_model: str) -> bytes:

@@ -209,6 +209,24 @@ def test_request_counts_out_of_range_are_a_clear_400(field: str, value: object, 
     assert len(error.message) <= 200
 
 
+# Found by the fuzz test: the message quoted the value with repr(), which recursed through 1000
+# levels of nesting (RecursionError, a 500) and copied a megabyte string before cutting it.
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "n"])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("[" * 1000 + "]" * 1000, "an array"),
+        ('{"a":' * 1000 + "1" + "}" * 1000, "an object"),
+        ('"' + "x" * 1_000_000 + '"', "'xxxx"),
+        ('"\\u0000"', "'\\x00'"),
+    ],
+)
+def test_a_count_of_the_wrong_type_is_named_briefly(field: str, value: str, shown: str) -> None:
+    error = rejects(f'{{"model":"gpt","{field}":{value}}}'.encode())
+    assert error.code == "invalid_type" and f"`{field}` must be an integer, not {shown}" in error.message
+    assert len(error.message) <= 120
+
+
 @pytest.mark.parametrize(
     "counts", [{}, {"max_tokens": None}, {"max_tokens": 0, "n": 1}, {"max_tokens": 2**31 - 1, "n": 128}]
 )
