@@ -15,7 +15,7 @@ from costwarden.app.body import BodyReader
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
-from costwarden.protocols import openai
+from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import HeaderLimits, header_problem
@@ -42,7 +42,8 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
             return Protocol.OPENAI, path
         return None
     if path.startswith("/v2/models/"):
-        return Protocol.V2, "/v2/infer" if path.endswith("/infer") else "/v2/models"
+        parsed = v2.parse_path(path)  # the route stage's reading of it: one rule for both
+        return Protocol.V2, "/v2/infer" if parsed is not None and parsed.action == "infer" else "/v2/models"
     if path.startswith("/proxy/"):
         return Protocol.HTTP, "/proxy"
     return None

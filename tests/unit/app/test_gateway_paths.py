@@ -14,8 +14,10 @@ import orjson
 import pytest
 
 from costwarden.app.body import BodyReader
-from costwarden.app.gateway import GatewayApp, Scope, Send
+from costwarden.app.gateway import GatewayApp, Scope, Send, classify
 from costwarden.chain.order import Chain
+from costwarden.domain.record import Protocol
+from costwarden.protocols import v2
 from costwarden.protocols.request_limits import HeaderLimits
 
 Message = MutableMapping[str, Any]
@@ -89,3 +91,22 @@ async def test_headers_over_the_limits_on_an_unknown_path_get_the_protocol_shape
 async def test_other_paths_still_reach_the_admin_app(path: str) -> None:
     status, _, body, fallback = await call(path, "GET")
     assert fallback.paths == [path] and (status, body) == (404, {"detail": "Not Found"})
+
+
+# Found by the fuzz test: `/v2/models/iris/infer/` was routed and billed as an inference (the
+# route stage reads the path without its trailing slash) but recorded under endpoint /v2/models.
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/v2/models/iris/infer", "/v2/infer"),
+        ("/v2/models/iris/infer/", "/v2/infer"),
+        ("/v2/models/iris/versions/1/infer/", "/v2/infer"),
+        ("/v2/models/iris", "/v2/models"),
+        ("/v2/models/iris/ready/", "/v2/models"),
+        ("/v2/models/infer", "/v2/models"),  # the model named "infer": its metadata
+    ],
+)
+def test_the_v2_endpoint_is_the_one_the_route_serves(path: str, endpoint: str) -> None:
+    assert classify("POST", path) == (Protocol.V2, endpoint)
+    parsed = v2.parse_path(path)
+    assert parsed is not None and (parsed.action == "infer") == (endpoint == "/v2/infer")
