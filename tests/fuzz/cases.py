@@ -49,6 +49,7 @@ class Case:
     framing: Framing = Framing.LENGTH
     malformed: bool = False  # not valid HTTP on purpose: the HTTP server may refuse it before the app
     over_cap: bool = False  # headers beyond the connection guard's buffer: a 431 with no record
+    keep_alive: bool = False  # no `connection: close`: what follows the request may be read as another
     notes: tuple[str, ...] = field(default=())  # what was mutated, for a readable failure
 
     @property
@@ -86,7 +87,8 @@ class Case:
                 head.append(b"content-length: %d" % (len(body) + 10))
             case Framing.BAD:
                 head.append(b"content-length: 12abc")
-        head.append(b"connection: close")
+        if not self.keep_alive:
+            head.append(b"connection: close")
         return b"\r\n".join(head) + b"\r\n\r\n" + body
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # hypothesis's printer prefers this
@@ -99,7 +101,8 @@ class Case:
         heads = [(k.decode("latin-1"), v[:60].decode("latin-1")) for k, v in self.headers[:12]]
         more = f" (+{len(self.headers) - 12} more)" if len(self.headers) > 12 else ""
         target = self.target[:200]
-        return f"{self.method} {target!r} framing={self.framing.value} notes={list(self.notes)} headers={heads}{more}"
+        flags = f"framing={self.framing.value} keep_alive={self.keep_alive}"
+        return f"{self.method} {target!r} {flags} notes={list(self.notes)} headers={heads}{more}"
 
 
 def _chunked(body: bytes) -> bytes:

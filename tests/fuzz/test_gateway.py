@@ -29,7 +29,7 @@ from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import MLServer
 
-EXAMPLES = int(os.environ.get("COSTWARDEN_FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("COSTWARDEN_FUZZ_EXAMPLES", "150"))
 GOVERNANCE = {
     "governance": {
         "evaluate_every_seconds": 0.5,

@@ -174,5 +174,6 @@ def cases(draw: st.DrawFn) -> Case:
         framing=framing,
         malformed=malformed or framing is Framing.BAD or method not in HTTP_METHODS,
         over_cap=over_cap,
+        keep_alive=draw(st.booleans()),
         notes=(*notes, *head_notes),
     )
