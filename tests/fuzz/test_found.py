@@ -5,6 +5,8 @@ Faults in files another helper is still changing are kept as strict xfails that 
 
 from __future__ import annotations
 
+import importlib.util
+
 import httpx
 import orjson
 import pytest
@@ -61,8 +63,13 @@ def test_garbage_alone_is_still_refused_at_once(make_gateway: GatewayFactory) ->
 
 # A V2 upstream's own refusal (MLServer's FastAPI `{"detail": [...]}`) reaches the client as is:
 # V2 clients parse `{"error": "..."}` (issue 13, item 6). upstream/forwarder.py is helper G's.
+# Helper G's branch recasts upstream refusals (protocols/upstream_reply.py): once merged, this passes.
+RECAST = importlib.util.find_spec("costwarden.protocols.upstream_reply") is not None
+
+
 @pytest.mark.integration
 @pytest.mark.xfail(
+    not RECAST,
     strict=True,
     reason="upstream/forwarder.py relays a V2 upstream's 4xx body unchanged (MLServer: {detail: [...]}), "
     "not in V2's {error: string}; to fix after helper G's forwarder lands",
