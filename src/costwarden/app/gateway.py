@@ -15,7 +15,7 @@ from costwarden.app.body import BodyReader
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
-from costwarden.protocols import openai
+from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import HeaderLimits, header_problem
@@ -42,10 +42,20 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
             return Protocol.OPENAI, path
         return None
     if path.startswith("/v2/models/"):
-        return Protocol.V2, "/v2/infer" if path.endswith("/infer") else "/v2/models"
+        parsed = v2.parse_path(path)  # the route stage's reading of it: one rule for both
+        return Protocol.V2, "/v2/infer" if parsed is not None and parsed.action == "infer" else "/v2/models"
     if path.startswith("/proxy/"):
         return Protocol.HTTP, "/proxy"
     return None
+
+
+def prefix_protocol(path: str) -> Protocol:
+    """Whose error shape a path gets when no endpoint serves it: OpenAI's under /v1, V2's under /v2."""
+    if path == "/v1" or path.startswith("/v1/"):
+        return Protocol.OPENAI
+    if path == "/v2" or path.startswith("/v2/"):
+        return Protocol.V2
+    return Protocol.HTTP
 
 
 class GatewayApp:
@@ -75,8 +85,12 @@ class GatewayApp:
         if kind is None:
             problem = header_problem(scope["headers"], self._header_limits)
             handler = self._local.get(path)
+            shape = prefix_protocol(path)
+            if problem is None and handler is None and shape is not Protocol.HTTP:
+                # Not the admin app's to answer: an OpenAI or V2 client parses only its own shape.
+                problem = GatewayError(404, "not_found", f"no endpoint at {method} {path[:200]}")
             if problem is not None:
-                body = error_payload(Protocol.HTTP, problem)
+                body = error_payload(shape, problem)
                 await ClientChannel(send).whole(problem.status, [_JSON, _CLOSE], body)
             elif handler is not None:
                 await handler(scope, send)

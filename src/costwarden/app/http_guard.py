@@ -5,6 +5,10 @@ never finished its headers was held forever).
 - a header deadline: from a connection's first byte (or its opening) to the end of the headers;
 - a cap on header bytes buffered before the headers end, so a flood cannot grow the process.
 
+It also mends one uvicorn behaviour: bytes that are not HTTP after a complete request on a
+keep-alive connection got uvicorn's 400 at once, and the connection closed before the complete
+request's own answer (which the gateway still forwarded and billed). That 400 now waits its turn.
+
 Both answer a JSON 408/431 and close the connection; there is no ledger record because no request
 was ever formed (the gateway's own 431 with a record, in `GatewayApp`, covers headers that end
 within the cap but are over the configured limits).
@@ -49,6 +53,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_started = False
         self._lingering = False
+        self._refusal: str | None = None  # a 400 owed once the earlier requests are answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -59,8 +64,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._lingering:
-            return  # answered and closing: what the client still sends is dropped unread
+        if self._lingering or self._refusal is not None:
+            return  # answered and closing, or refused: what the client still sends is dropped unread
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             # Counted after parsing, so only bytes of unfinished headers count (never a body's).
@@ -83,6 +88,23 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._head_started = True  # the connection's first request: its deadline runs from the opening
         else:
             self._arm()  # keep-alive or pipelined: each request gets its own deadline
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP: after the answers to the complete requests before them."""
+        self._disarm()
+        self._in_head = False
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body and not cycle.response_complete:
+            self._refusal = msg
+            return
+        super().send_400_response(msg)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal is not None and not self.transport.is_closing() and not self._busy() and not self.pipeline:
+            msg, self._refusal = self._refusal, None
+            self._lingering = True  # nothing more is read from this connection
+            super().send_400_response(msg)
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -58,9 +58,20 @@ def _check_counts(body: dict[str, Any]) -> None:
             continue
         integral = isinstance(value, float) and value.is_integer()  # 1.0: pydantic servers take it
         if (not isinstance(value, int) or isinstance(value, bool)) and not integral:
-            raise GatewayError(400, "invalid_type", f"`{name}` must be an integer, not {value!r}"[:200])
+            raise GatewayError(400, "invalid_type", f"`{name}` must be an integer, not {_shown(value)}")
         if not low <= value <= high:
             raise GatewayError(400, "integer_out_of_range", f"`{name}` is {value}; it must be between {low} and {high}")
+
+
+def _shown(value: object) -> str:
+    """A client's value, briefly: repr() of a deeply nested array would recurse, of a huge string copy it."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    return repr(value)
 
 
 def upstream_body(request: OpenAIRequest, raw: bytes, upstream_model: str) -> bytes:
@@ -74,7 +85,12 @@ def upstream_body(request: OpenAIRequest, raw: bytes, upstream_model: str) -> by
         merged = dict(options) if isinstance(options, dict) else {}
         merged["include_usage"] = True
         body["stream_options"] = merged
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:  # orjson reads 1024 levels of nesting but writes only 254
+        raise GatewayError(
+            400, "nesting_too_deep", "the request body nests arrays or objects too deeply (at most 254 levels)"
+        ) from exc
 
 
 def usage_from(obj: Any) -> Usage | None:
@@ -179,16 +195,24 @@ def input_token_bound(body: dict[str, Any]) -> int:
     return total
 
 
+_TEXT_KEYS = ("content", "text", "name", "arguments")
+
+
 def _text_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.encode())
-    if isinstance(value, list):
-        return sum(_text_bytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_text_bytes(v) for k, v in value.items() if k in ("content", "text", "name", "arguments"))
-    if isinstance(value, int) and not isinstance(value, bool):
-        return 1  # a token id in a pre-tokenised prompt
-    return 0
+    """UTF-8 bytes of the text in `value`, walked with a stack: a client's nesting is not our recursion."""
+    total = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += len(item.encode())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(v for k, v in item.items() if k in _TEXT_KEYS)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            total += 1  # a token id in a pre-tokenised prompt
+    return total
 
 
 def max_output_tokens(body: dict[str, Any]) -> int | None:

@@ -16,6 +16,7 @@ from costwarden.protocols.openai import (
     TEMPLATE_TOKENS,
     UNBOUNDED_OUTPUT,
     error_body,
+    input_token_bound,
     models_body,
     parse_request,
     plausible_usage,
@@ -208,6 +209,24 @@ def test_request_counts_out_of_range_are_a_clear_400(field: str, value: object, 
     assert len(error.message) <= 200
 
 
+# Found by the fuzz test: the message quoted the value with repr(), which recursed through 1000
+# levels of nesting (RecursionError, a 500) and copied a megabyte string before cutting it.
+@pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens", "n"])
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("[" * 1000 + "]" * 1000, "an array"),
+        ('{"a":' * 1000 + "1" + "}" * 1000, "an object"),
+        ('"' + "x" * 1_000_000 + '"', "'xxxx"),
+        ('"\\u0000"', "'\\x00'"),
+    ],
+)
+def test_a_count_of_the_wrong_type_is_named_briefly(field: str, value: str, shown: str) -> None:
+    error = rejects(f'{{"model":"gpt","{field}":{value}}}'.encode())
+    assert error.code == "invalid_type" and f"`{field}` must be an integer, not {shown}" in error.message
+    assert len(error.message) <= 120
+
+
 @pytest.mark.parametrize(
     "counts", [{}, {"max_tokens": None}, {"max_tokens": 0, "n": 1}, {"max_tokens": 2**31 - 1, "n": 128}]
 )
@@ -253,3 +272,27 @@ def test_plausible_usage_allows_for_images() -> None:
     body = {"model": "gpt", "messages": [{"role": "user", "content": [{"type": "text", "text": "what?"}, image]}]}
     assert plausible_usage(Usage(input_tokens=50_000), body, 150)[1] == []
     assert plausible_usage(Usage(input_tokens=MEDIA_PART_TOKENS * 2), body, 150)[1] != []
+
+
+# Found by the fuzz test (tests/fuzz): a body nested deeper than the JSON writer's limit (254
+# levels) made the model rewrite raise, and the gateway answered 500.
+@pytest.mark.parametrize("depth", [255, 1000, 1023])
+@pytest.mark.parametrize("where", ["extra", "messages"])
+def test_a_body_too_deep_to_rewrite_is_a_clear_400(depth: int, where: str) -> None:
+    nested = "[" * depth + "]" * depth
+    raw = f'{{"model":"cheap","messages":[],"{where}":{nested}}}'.encode()
+    if where == "messages":
+        raw = f'{{"model":"cheap","messages":{nested}}}'.encode()
+    request = parse_request(raw, CHAT)
+    with pytest.raises(GatewayError) as info:
+        upstream_body(request, raw, "real")
+    assert (info.value.status, info.value.code) == (400, "nesting_too_deep")
+    assert upstream_body(request, raw, "cheap") == raw  # nothing to rewrite: the upstream decides
+
+
+@pytest.mark.parametrize("depth", [10, 254, 1000, 1021])
+def test_the_input_bound_of_deeply_nested_content(depth: int) -> None:
+    """Admission's input bound walks nested content without recursing (orjson reads 1024 levels)."""
+    inner = "[" * depth + '"h\\u00e9llo"' + "]" * depth
+    body = orjson.loads(f'{{"messages":[{{"role":"user","content":{inner}}}]}}')
+    assert input_token_bound(body) == len("héllo".encode()) + 8
