@@ -5,8 +5,6 @@ Faults in files another helper is still changing are kept as strict xfails that 
 
 from __future__ import annotations
 
-import importlib.util
-
 import httpx
 import orjson
 import pytest
@@ -61,19 +59,9 @@ def test_garbage_alone_is_still_refused_at_once(make_gateway: GatewayFactory) ->
     assert ledger.records(gateway.ledger) == []  # no request was ever formed
 
 
-# A V2 upstream's own refusal (MLServer's FastAPI `{"detail": [...]}`) reaches the client as is:
-# V2 clients parse `{"error": "..."}` (issue 13, item 6). upstream/forwarder.py is helper G's.
-# Helper G's branch recasts upstream refusals (protocols/upstream_reply.py): once merged, this passes.
-RECAST = importlib.util.find_spec("costwarden.protocols.upstream_reply") is not None
-
-
+# A V2 upstream's own refusal (MLServer's FastAPI `{"detail": [...]}`) reaches the client in V2's
+# `{"error": "..."}`, which V2 clients parse (issue 13, item 6; protocols/upstream_reply.py).
 @pytest.mark.integration
-@pytest.mark.xfail(
-    not RECAST,
-    strict=True,
-    reason="upstream/forwarder.py relays a V2 upstream's 4xx body unchanged (MLServer: {detail: [...]}), "
-    "not in V2's {error: string}; to fix after helper G's forwarder lands",
-)
 def test_a_v2_upstream_refusal_reaches_the_client_in_v2_shape(make_gateway: GatewayFactory, mlserver: MLServer) -> None:
     gateway = make_gateway(iris=mlserver.url)
     tensor = {"name": "predict", "shape": [1, 4], "datatype": "NOPE", "data": [1, 2, 3, 4]}
