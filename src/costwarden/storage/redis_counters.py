@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 
 import redis.asyncio as aioredis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,16 +67,19 @@ def _state(values: Sequence[bytes]) -> BudgetState:
 
 
 class _Lane:
-    """At most `size` connections of the store's own (made by `pool`, with its settings) for the
-    packed hot-path commands: no per-call pool lock, retry object or command parsing. A call waits
-    at most `wait` seconds for a free connection; it is retried once, on a broken connection only
-    (e.g. pooled connections after Redis restarted)."""
+    """At most `size` connections of the store's own (made with `pool`'s settings) for the packed
+    hot-path commands: no per-call pool lock, retry object or command parsing. A call waits at most
+    `wait` seconds for a free connection; each attempt (connect, send, reply) is bounded by
+    `timeout` seconds as a whole (one timer, not a task per send as redis-py's socket timeout);
+    it is retried once, on a broken connection only (e.g. pooled ones after Redis restarted)."""
 
-    def __init__(self, pool: aioredis.ConnectionPool, size: int, wait: float) -> None:
-        self._pool = pool
-        self._idle: deque[Connection] = deque()
+    def __init__(self, pool: aioredis.ConnectionPool, size: int, wait: float, timeout: float) -> None:
+        self._kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        self._class = pool.connection_class
+        self._idle: deque[AbstractConnection] = deque()
         self._free = asyncio.Semaphore(size)
         self._wait = wait
+        self._timeout = timeout
 
     async def call(self, packed: bytes) -> bytes:
         free = self._free
@@ -88,22 +91,25 @@ class _Lane:
                 raise RedisConnectionError("no connection available") from None
         else:
             await free.acquire()
-        conn: Connection = self._idle.pop() if self._idle else self._pool.make_connection()  # type: ignore[no-untyped-call]
+        conn: AbstractConnection = self._idle.pop() if self._idle else self._class(**self._kwargs)
         try:
             return await self._roundtrip(conn, packed)
         finally:
             self._idle.append(conn)
             free.release()
 
-    @staticmethod
-    async def _roundtrip(conn: Connection, packed: bytes) -> bytes:
+    async def _roundtrip(self, conn: AbstractConnection, packed: bytes) -> bytes:
         for attempt in (1, 2):
             try:
-                await conn.send_packed_command(packed, check_health=False)
-                reply: bytes = await conn.read_response()
+                async with asyncio.timeout(self._timeout):
+                    await conn.send_packed_command(packed, check_health=False)
+                    reply: bytes = await conn.read_response()
                 return reply
             except ResponseError:
                 raise  # Redis answered (e.g. NOSCRIPT): the connection is in a clean state
+            except TimeoutError:
+                await conn.disconnect(nowait=True)  # a reply may still be on its way
+                raise RedisTimeoutError(f"no reply from Redis within {self._timeout} s") from None
             except RedisConnectionError:
                 await conn.disconnect()
                 if attempt == 2:
@@ -200,7 +206,7 @@ class RedisCounters:
         )
         self._client = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         # admit and settle: connections of their own, as many again as the pool's
-        self._lane = _Lane(pool, max_connections, pool_timeout)
+        self._lane = _Lane(pool, max_connections, pool_timeout, timeout)
         self._settled_ms = math.ceil(settled_ttl * 1000)
         self._orphan_ms = math.ceil(orphan_ttl * 1000)
         self._clock = clock
