@@ -169,7 +169,8 @@ async def test_holds_and_leases_expire(store: CounterStore) -> None:
     held = await store.admit(ask("r1", usd("0.8"), (check,), slots=(slot,), expires_at=START + 10), START)
     assert held.admitted
     assert not (await store.admit(ask("r2", usd("0.8"), (check,)), START + 9.999)).admitted
-    assert (await store.admit(ask("r3", NOTHING, slots=(slot,)), START + 9)).refused_by == Refusal(Refused.SLOT, 0, "slot|team|ml")
+    full = await store.admit(ask("r3", NOTHING, slots=(slot,)), START + 9)
+    assert full.refused_by == Refusal(Refused.SLOT, 0, "slot|team|ml")
     assert await state(store, check, START + 9.5) == BudgetState(reserved=usd("0.8"))
     assert await state(store, check, START + 10) == BudgetState()  # expires_at <= now: released
     later = await store.admit(ask("r4", usd("0.8"), (check,), slots=(slot,)), START + 10)

@@ -110,6 +110,7 @@ class MemoryCounters:
         self._settled_ttl = settled_ttl
         self._orphan_ttl = orphan_ttl
         self._seeded: set[str] = set()  # seed keys of budgets a rebuild has seeded
+        self._limits: dict[tuple[int, float], ratelimit.RateLimit] = {}  # validated once per limit
 
     # Housekeeping.
 
@@ -161,6 +162,14 @@ class MemoryCounters:
             del leases[rid]
         return leases
 
+    def _limit(self, rate: RateCheck) -> ratelimit.RateLimit:
+        limit = self._limits.get((rate.limit, rate.period))
+        if limit is None:
+            if len(self._limits) >= 1024:
+                self._limits.clear()
+            limit = self._limits[rate.limit, rate.period] = ratelimit.RateLimit(rate.limit, rate.period)
+        return limit
+
     def _rate(self, key: str, now: float) -> _Rate | None:
         rate = self._rates.get(key)
         if rate is not None and rate.keep_until <= now:
@@ -199,7 +208,7 @@ class MemoryCounters:
         outcomes: list[RateOutcome] = []
         taken: dict[str, _Rate] = {}
         for i, rate in enumerate(rates):
-            limit = ratelimit.RateLimit(rate.limit, rate.period)
+            limit = self._limit(rate)
             current = taken.get(rate.key) or self._rate(rate.key, now)
             state = ratelimit.RateState() if current is None else current.state
             result = ratelimit.check(limit, state, rate.cost, now)
@@ -220,7 +229,7 @@ class MemoryCounters:
             return outcome
         current = self._rate(rate.key, now)
         state = ratelimit.RateState() if current is None else current.state
-        view = ratelimit.peek(ratelimit.RateLimit(rate.limit, rate.period), state, now)
+        view = ratelimit.peek(self._limit(rate), state, now)
         return RateOutcome(rate.key, True, view.remaining, view.reset_seconds, 0.0)
 
     def _check_slots(
