@@ -430,3 +430,37 @@ async def test_outage_fails_fast_and_the_client_reconnects(redis_up: None) -> No
         await counters.close()
         await relay.stop()
         await drop_namespace(namespace)
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(redis_up: None) -> None:
+    counters, namespace = await open_redis()
+    check = budget("b", "1")
+    try:
+        await seeded(counters, "b")
+        assert (await counters.admit(ask("r1", usd("0.1"), (check,)), START)).admitted
+        client = aioredis.Redis.from_url(REDIS)
+        try:
+            await client.script_flush()  # as after a Redis restart: NOSCRIPT on the next EVALSHA
+        finally:
+            await client.aclose()
+        await counters.settle(Settlement("r1", (check.write_key,), usd("0.1"), usd("0.05")), START)
+        assert (await counters.admit(ask("r2", usd("0.1"), (check,)), START)).admitted
+        assert await state(counters, check) == BudgetState(spent=usd("0.05"), reserved=usd("0.1"))
+    finally:
+        await counters.close()
+        await drop_namespace(namespace)
+
+
+async def test_a_burst_past_the_connection_limit_queues_and_is_answered(redis_up: None) -> None:
+    need_redis()
+    namespace = f"cwtest:{uuid.uuid4().hex[:12]}:"
+    counters = RedisCounters(REDIS, namespace=namespace, max_connections=2)
+    check = budget("b", "100")
+    try:
+        await seeded(counters, "b")
+        results = await asyncio.gather(*(counters.admit(ask(f"r{i}", usd("0.1"), (check,)), START) for i in range(60)))
+        assert all(r.admitted for r in results)
+        assert await state(counters, check) == BudgetState(reserved=usd("6", 60))
+    finally:
+        await counters.close()
+        await drop_namespace(namespace)

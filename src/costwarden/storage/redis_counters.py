@@ -69,12 +69,13 @@ def _state(values: Sequence[bytes]) -> BudgetState:
 class _Lane:
     """At most `size` connections of the store's own (made with `pool`'s settings) for the packed
     hot-path commands: no per-call pool lock, retry object or command parsing. A call waits at most
-    `wait` seconds for a free connection; each attempt (connect, send, reply) is bounded by
-    `timeout` seconds as a whole (one timer, not a task per send as redis-py's socket timeout);
+    `wait` seconds for a free connection; connecting is bounded as redis-py bounds it, then each
+    attempt's send and reply by `timeout` seconds as a whole (one timer, not the task per send of
+    redis-py's socket timeout);
     it is retried once, on a broken connection only (e.g. pooled ones after Redis restarted)."""
 
     def __init__(self, pool: aioredis.ConnectionPool, size: int, wait: float, timeout: float) -> None:
-        self._kwargs = {**pool.connection_kwargs, "socket_timeout": None}
+        self._kwargs = pool.connection_kwargs
         self._class = pool.connection_class
         self._idle: deque[AbstractConnection] = deque()
         self._free = asyncio.Semaphore(size)
@@ -101,6 +102,12 @@ class _Lane:
     async def _roundtrip(self, conn: AbstractConnection, packed: bytes) -> bytes:
         for attempt in (1, 2):
             try:
+                if not conn.is_connected:  # bounded as redis-py bounds it: connect, then socket timeout
+                    conn.socket_timeout = self._timeout
+                    try:
+                        await conn.connect()  # type: ignore[no-untyped-call]
+                    finally:
+                        conn.socket_timeout = None  # from here on, the one timer below
                 async with asyncio.timeout(self._timeout):
                     await conn.send_packed_command(packed, check_health=False)
                     reply: bytes = await conn.read_response()
