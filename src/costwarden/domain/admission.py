@@ -9,11 +9,17 @@ times in Unix seconds. A store decides with exactly the rules of `domain.budget.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
 from costwarden.domain.budget import Amount, BudgetState
-from costwarden.domain.money import to_nanos
+from costwarden.domain.money import NANO
+
+
+def nanos(usd: Decimal, rounding: str) -> int:
+    """USD as whole nano-dollars, rounded as told where it is finer than that (a limit rounds down
+    and an estimate up, so integer units never admit what the Decimal rule refuses)."""
+    return int(usd.quantize(NANO, rounding=rounding).scaleb(9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +42,14 @@ class BudgetCheck:
     enforce: bool
     retain_until: float
     seed_key: str
-    # The limits in integer units (USD in nano-dollars), derived once: a check is cached while its
-    # window lasts, so the stores decide with ints instead of converting Decimals per request.
+    # The limits in integer units (USD in whole nano-dollars, rounded down), derived once: a check
+    # is cached while its window lasts, so the stores decide with ints, not Decimals per request.
     limits: tuple[int | None, int | None, int | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         usd, tokens, requests = self.limit_usd, self.limit_tokens, self.limit_requests
         limits = (
-            None if usd is None else to_nanos(usd),
+            None if usd is None else nanos(usd, ROUND_FLOOR),
             None if tokens is None else int(tokens),
             None if requests is None else int(requests),
         )
@@ -76,12 +82,12 @@ class AdmissionRequest:
     budgets: tuple[BudgetCheck, ...] = ()
     rates: tuple[RateCheck, ...] = ()
     slots: tuple[SlotCheck, ...] = ()
-    # `estimate` in integer units (USD in nano-dollars), what the stores add and compare.
+    # `estimate` in integer units (USD in whole nano-dollars, rounded up): what the stores hold.
     units: tuple[int, int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         estimate = self.estimate
-        object.__setattr__(self, "units", (to_nanos(estimate.usd), estimate.tokens, estimate.requests))
+        object.__setattr__(self, "units", (nanos(estimate.usd, ROUND_CEILING), estimate.tokens, estimate.requests))
 
 
 class Refused(StrEnum):
