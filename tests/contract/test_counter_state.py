@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from costwarden.domain.admission import BudgetSeed, CounterSeed, RateCheck, Settlement
+from costwarden.domain.admission import BudgetSeed, CounterSeed, RateCheck, Refusal, Refused, Settlement
 from costwarden.domain.budget import NOTHING, Amount, BudgetState
 from costwarden.ports import CounterStore, CounterStoreUnseeded
 from costwarden.storage.memory_counters import MemoryCounters
@@ -33,7 +33,7 @@ async def test_an_unseeded_budget_refuses_first_and_holds_nothing(store: Counter
     fresh, known = budget("fresh", "10"), budget("b", "10")
     rpm = RateCheck("rpm|key|k", 10, 60.0, 1)
     refused = await store.admit(ask("r1", usd("0.1"), (known, fresh), (rpm,)), START)
-    assert not refused.admitted and refused.refused_by == "unseeded:fresh"
+    assert not refused.admitted and refused.refused_by == Refusal(Refused.UNSEEDED, 1, "fresh")
     assert refused.rates[0].remaining == 10  # nothing taken
     with pytest.raises(CounterStoreUnseeded):
         await store.budget_state(fresh, START)
@@ -44,6 +44,14 @@ async def test_an_unseeded_budget_refuses_first_and_holds_nothing(store: Counter
     assert await state(store, fresh) == BudgetState(usd("9.95", 3))
     assert not (await store.admit(ask("r3", usd("0.1"), (known, fresh)), START)).admitted  # 9.95 + 0.1 > 10
     assert (await store.admit(ask("r4", usd("0.05"), (known, fresh)), START)).admitted
+
+
+async def test_an_unseeded_budget_refuses_before_an_exhausted_one_listed_first(store: CounterStore) -> None:
+    exhausted, fresh = budget("b", "0.05"), budget("fresh", "10")
+    refused = await store.admit(ask("r1", usd("0.1"), (exhausted, fresh)), START)
+    assert refused.refused_by == Refusal(Refused.UNSEEDED, 1, "fresh")
+    alone = await store.admit(ask("r2", usd("0.1"), (exhausted,)), START)
+    assert alone.refused_by == Refusal(Refused.BUDGET, 0, "b") and str(alone.refused_by) == "budget:b"
 
 
 async def test_a_rebuild_never_lowers_a_live_counter(store: CounterStore) -> None:

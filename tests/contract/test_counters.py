@@ -27,6 +27,8 @@ from costwarden.domain.admission import (
     BudgetSeed,
     CounterSeed,
     RateCheck,
+    Refusal,
+    Refused,
     Settlement,
     SlotCheck,
 )
@@ -127,7 +129,7 @@ async def test_admission_is_all_or_nothing(store: CounterStore) -> None:
     assert first.admitted and first.refused_by is None
     assert first.rates[0].remaining == 9 and first.active_slots == (0,)
     second = await store.admit(ask("r2", usd("0.6"), (a, b), (rpm,), (slot,)), START)
-    assert not second.admitted and second.refused_by == "budget:b"
+    assert not second.admitted and second.refused_by == Refusal(Refused.BUDGET, 1, "b")
     assert second.budget_states == (BudgetState(reserved=usd("0.6")), BudgetState(reserved=usd("0.6")))
     assert second.rates[0].allowed and second.rates[0].remaining == 9  # nothing was taken
     assert await state(store, a) == BudgetState(reserved=usd("0.6"))
@@ -136,9 +138,9 @@ async def test_admission_is_all_or_nothing(store: CounterStore) -> None:
     # Refused by the rate, then by the slot: still nothing held on `a`.
     tight = RateCheck("rpm|key|k", 10, 60.0, 9)
     refused = await store.admit(ask("r4", usd("0.1"), (a,), (tight,), (slot,)), START)
-    assert refused.refused_by == "rate:rpm|key|k" and refused.rates[0].retry_after > 0
+    assert refused.refused_by == Refusal(Refused.RATE, 0, "rpm|key|k") and refused.rates[0].retry_after > 0
     full = await store.admit(ask("r5", usd("0.1"), (a,), (rpm,), (SlotCheck("slot|key|k", 2),)), START)
-    assert full.refused_by == "slot:slot|key|k" and full.active_slots == (2,)
+    assert full.refused_by == Refusal(Refused.SLOT, 0, "slot|key|k") and full.active_slots == (2,)
     assert await state(store, a) == BudgetState(reserved=usd("0.7", 2))
 
 
@@ -152,7 +154,7 @@ async def test_limits_in_each_unit(store: CounterStore, unit: str) -> None:
     for i in range(3):
         await store.settle(Settlement(f"r{i}", (check.write_key,), estimate, Amount(Decimal(1), 1000, 3)), START)
     free = await store.admit(ask("free", NOTHING, (check,)), START)
-    assert not free.admitted and free.refused_by == "budget:b"
+    assert not free.admitted and free.refused_by == Refusal(Refused.BUDGET, 0, "b")
 
 
 async def test_alert_only_never_refuses_but_holds(store: CounterStore) -> None:
@@ -167,7 +169,8 @@ async def test_holds_and_leases_expire(store: CounterStore) -> None:
     held = await store.admit(ask("r1", usd("0.8"), (check,), slots=(slot,), expires_at=START + 10), START)
     assert held.admitted
     assert not (await store.admit(ask("r2", usd("0.8"), (check,)), START + 9.999)).admitted
-    assert (await store.admit(ask("r3", NOTHING, slots=(slot,)), START + 9)).refused_by == "slot:slot|team|ml"
+    full = await store.admit(ask("r3", NOTHING, slots=(slot,)), START + 9)
+    assert full.refused_by == Refusal(Refused.SLOT, 0, "slot|team|ml")
     assert await state(store, check, START + 9.5) == BudgetState(reserved=usd("0.8"))
     assert await state(store, check, START + 10) == BudgetState()  # expires_at <= now: released
     later = await store.admit(ask("r4", usd("0.8"), (check,), slots=(slot,)), START + 10)
@@ -426,4 +429,38 @@ async def test_outage_fails_fast_and_the_client_reconnects(redis_up: None) -> No
     finally:
         await counters.close()
         await relay.stop()
+        await drop_namespace(namespace)
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(redis_up: None) -> None:
+    counters, namespace = await open_redis()
+    check = budget("b", "1")
+    try:
+        await seeded(counters, "b")
+        assert (await counters.admit(ask("r1", usd("0.1"), (check,)), START)).admitted
+        client = aioredis.Redis.from_url(REDIS)
+        try:
+            await client.script_flush()  # as after a Redis restart: NOSCRIPT on the next EVALSHA
+        finally:
+            await client.aclose()
+        await counters.settle(Settlement("r1", (check.write_key,), usd("0.1"), usd("0.05")), START)
+        assert (await counters.admit(ask("r2", usd("0.1"), (check,)), START)).admitted
+        assert await state(counters, check) == BudgetState(spent=usd("0.05"), reserved=usd("0.1"))
+    finally:
+        await counters.close()
+        await drop_namespace(namespace)
+
+
+async def test_a_burst_past_the_connection_limit_queues_and_is_answered(redis_up: None) -> None:
+    need_redis()
+    namespace = f"cwtest:{uuid.uuid4().hex[:12]}:"
+    counters = RedisCounters(REDIS, namespace=namespace, max_connections=2)
+    check = budget("b", "100")
+    try:
+        await seeded(counters, "b")
+        results = await asyncio.gather(*(counters.admit(ask(f"r{i}", usd("0.1"), (check,)), START) for i in range(60)))
+        assert all(r.admitted for r in results)
+        assert await state(counters, check) == BudgetState(reserved=usd("6", 60))
+    finally:
+        await counters.close()
         await drop_namespace(namespace)

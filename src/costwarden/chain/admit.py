@@ -17,7 +17,7 @@ from decimal import Decimal
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import AdmissionPolicy
 from costwarden.chain.stage import PassStage
-from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Settlement
+from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Refused, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
 from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit
 from costwarden.domain.ratelimit import format_duration
@@ -86,13 +86,13 @@ class Admit(PassStage):
         request, budgets, token_keys = plan
         try:
             result = await self._counters.admit(request, now)
-            if not result.admitted and (result.refused_by or "").startswith("slot:"):
+            if result.refused_by is not None and result.refused_by.kind is Refused.SLOT:
                 result = await self._wait_for_slot(request, result)
         except CounterStoreUnavailable as exc:
             self._unreachable(budgets, now, exc)
             return
         self._reachable()
-        if not result.admitted and (result.refused_by or "").startswith("unseeded:"):
+        if result.refused_by is not None and result.refused_by.kind is Refused.UNSEEDED:
             self._unseeded(budgets, now)
             return
         exchange.extra_headers.extend(self._rate_headers(request, result))
@@ -105,7 +105,8 @@ class Admit(PassStage):
     async def _wait_for_slot(self, request: AdmissionRequest, result: AdmissionResult) -> AdmissionResult:
         """Queue for a concurrency slot: retry admission with backoff until the quota's wait timeout,
         with at most `max_waiting` requests of this replica waiting on one quota."""
-        key = (result.refused_by or "").removeprefix("slot:")
+        assert result.refused_by is not None
+        key = result.refused_by.name
         rule = self._policy.waiting_rule(key)
         if rule is None or self._waiting.get(key, 0) >= rule.max_waiting:
             return result
@@ -116,7 +117,7 @@ class Admit(PassStage):
             while time.monotonic() < deadline:
                 await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 result = await self._counters.admit(request, time.time())
-                if result.admitted or not (result.refused_by or "").startswith("slot:"):
+                if result.refused_by is None or result.refused_by.kind is not Refused.SLOT:
                     return result
                 delay = min(delay * 2, 0.05)
             return result
@@ -199,10 +200,10 @@ class Admit(PassStage):
     def _refusal(
         self, request: AdmissionRequest, result: AdmissionResult, budgets: tuple[Budget, ...], now: float
     ) -> GatewayError:
-        refused = result.refused_by or "budget:?"
-        kind, _, name = refused.partition(":")
-        if kind == "budget":
-            index = next(i for i, b in enumerate(budgets) if b.id == name)
+        refused = result.refused_by
+        assert refused is not None, "a refused admission names the check that refused it"
+        kind, index, name = refused.kind, refused.index, refused.name
+        if kind is Refused.BUDGET:
             budget = budgets[index]
             reset_at = budget.window.reset_at(now)
             retry = max(1, int(reset_at - now + 0.999))
@@ -225,8 +226,8 @@ class Admit(PassStage):
                 kind="insufficient_quota",  # OpenAI's type for spend that retrying will not fix
                 headers=headers,
             )
-        if kind == "rate":
-            outcome = next(o for o in result.rates if o.key == name)
+        if kind is Refused.RATE:
+            outcome = result.rates[index]
             retry = max(1, int(outcome.retry_after + 0.999))
             unit = "tokens" if name.startswith("tpm|") else "requests"
             self._count("rate_limited")

@@ -8,10 +8,18 @@ times in Unix seconds. A store decides with exactly the rules of `domain.budget.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from enum import StrEnum
 
 from costwarden.domain.budget import Amount, BudgetState
+from costwarden.domain.money import NANO
+
+
+def nanos(usd: Decimal, rounding: str) -> int:
+    """USD as whole nano-dollars, rounded as told where it is finer than that (a limit rounds down
+    and an estimate up, so integer units never admit what the Decimal rule refuses)."""
+    return int(usd.quantize(NANO, rounding=rounding).scaleb(9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,18 @@ class BudgetCheck:
     enforce: bool
     retain_until: float
     seed_key: str
+    # The limits in integer units (USD in whole nano-dollars, rounded down), derived once: a check
+    # is cached while its window lasts, so the stores decide with ints, not Decimals per request.
+    limits: tuple[int | None, int | None, int | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        usd, tokens, requests = self.limit_usd, self.limit_tokens, self.limit_requests
+        limits = (
+            None if usd is None else nanos(usd, ROUND_FLOOR),
+            None if tokens is None else int(tokens),
+            None if requests is None else int(requests),
+        )
+        object.__setattr__(self, "limits", limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +82,43 @@ class AdmissionRequest:
     budgets: tuple[BudgetCheck, ...] = ()
     rates: tuple[RateCheck, ...] = ()
     slots: tuple[SlotCheck, ...] = ()
+    # `estimate` in integer units (USD in whole nano-dollars, rounded up): what the stores hold.
+    units: tuple[int, int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        estimate = self.estimate
+        object.__setattr__(self, "units", (nanos(estimate.usd, ROUND_CEILING), estimate.tokens, estimate.requests))
+
+
+class Refused(StrEnum):
+    """Which kind of check refused an admission."""
+
+    UNSEEDED = "unseeded"  # the budget's counters are not seeded: comes before any other refusal
+    BUDGET = "budget"
+    RATE = "rate"
+    SLOT = "slot"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The first check that refused: its kind, its position in the request's `budgets` (budget and
+    unseeded), `rates` or `slots`, and its name (the budget id or the rate/slot key). A value,
+    so no caller parses a `kind:name` string back; `str()` gives that form for messages and logs."""
+
+    kind: Refused
+    index: int
+    name: str
+
+    @classmethod
+    def of(cls, request: AdmissionRequest, kind: Refused, index: int) -> Refusal:
+        """The refusal of check `index` (0-based) of `kind` in `request`."""
+        if kind is Refused.BUDGET or kind is Refused.UNSEEDED:
+            return cls(kind, index, request.budgets[index].budget_id)
+        checks = request.rates if kind is Refused.RATE else request.slots
+        return cls(kind, index, checks[index].key)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +135,13 @@ class AdmissionResult:
     """`admitted` is all-or-nothing: when False, nothing was held, counted or leased.
 
     `budget_states` are the states the decision saw (before this request's hold), in the order of
-    the request's budgets; `refused_by` names the first check that refused (`budget:<id>`,
-    `rate:<key>` or `slot:<key>`), or `unseeded:<id>` when a budget's counters are not seeded
-    (never rebuilt, or the store lost its state): that comes before any other refusal.
+    the request's budgets; `refused_by` is the first check that refused (a budget, rate or slot),
+    or an unseeded budget (its counters were never rebuilt, or the store lost its state): that
+    comes before any other refusal.
     """
 
     admitted: bool
-    refused_by: str | None
+    refused_by: Refusal | None
     budget_states: tuple[BudgetState, ...]
     rates: tuple[RateOutcome, ...]
     active_slots: tuple[int, ...]

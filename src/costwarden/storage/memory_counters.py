@@ -1,5 +1,6 @@
-"""The counter store of a single gateway process: plain dicts, decided by the domain functions
-themselves (budget.admit, ratelimit.check/adjust), so it is the reference for other adapters.
+"""The counter store of a single gateway process: plain dicts and integer units (USD in
+nano-dollars), deciding with exactly the rules of `domain.budget.admit` (tested against it) and the
+domain's `ratelimit.check/adjust`, so it is the reference for other adapters.
 """
 
 from __future__ import annotations
@@ -19,29 +20,59 @@ from costwarden.domain.admission import (
     BudgetSeed,
     RateCheck,
     RateOutcome,
+    Refusal,
+    Refused,
     Settlement,
     SlotCheck,
 )
-from costwarden.domain.budget import EMPTY, NOTHING, Action, Amount, Budget, BudgetScope, BudgetState, admit
-from costwarden.domain.window import Window
+from costwarden.domain.budget import Amount, BudgetState
+from costwarden.domain.money import to_nanos
 from costwarden.ports import CounterStoreUnseeded
 
-_ANY_WINDOW = Window.rolling(1, 1)  # decisions do not depend on the window, only messages do
-_UNLIMITED = Decimal("Infinity")
+Units = tuple[int, int, int]  # USD in nano-dollars, tokens, requests
+
+
+def _usd(nanos: int) -> Decimal:
+    return Decimal(nanos).scaleb(-9)  # = money.from_nanos, without its (no-op) quantize
+
+
+def _state(v: Sequence[int]) -> BudgetState:
+    """Six counter units (spent usd tokens requests, reserved usd tokens requests) as the port's value."""
+    return BudgetState(Amount(_usd(v[0]), v[1], v[2]), Amount(_usd(v[3]), v[4], v[5]))
+
+
+def _units(amount: Amount) -> Units:
+    return to_nanos(amount.usd), amount.tokens, amount.requests
+
+
+def _exceeded(limits: tuple[int | None, int | None, int | None], v: Sequence[int], want: Units) -> bool:
+    """domain.budget._exceeded in integer units: the settled spend reached a limit, or this
+    request's maximum on top of everything spent and held could pass it."""
+    for u in range(3):
+        limit = limits[u]
+        if limit is not None and (v[u] >= limit or v[u] + v[u + 3] + want[u] > limit):
+            return True
+    return False
 
 
 @dataclass(slots=True)
 class _Counter:
-    """One budget counter: its state, its live holds (reservation id -> expiry, amount) and a
-    heap of hold expiries (entries of settled holds stay until they pop). `seeded`: created by an
-    admit or a rebuild (its spend is the window's); False when a settle created it (after the
-    store lost its state, it holds only what settled since)."""
+    """One budget counter: six units `v` (spent usd tokens requests, reserved usd tokens
+    requests), its live holds (reservation id -> expiry, units) and a heap of hold expiries
+    (entries of settled holds stay until they pop). `seeded`: created by an admit or a rebuild (its
+    spend is the window's); False when a settle created it (after the store lost its state, it
+    holds only what settled since)."""
 
     retain_until: float
     seeded: bool = False
-    state: BudgetState = EMPTY
-    holds: dict[str, tuple[float, Amount]] = field(default_factory=dict)
+    v: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
+    holds: dict[str, tuple[float, Units]] = field(default_factory=dict)
     expiries: list[tuple[float, str]] = field(default_factory=list)
+
+    def release(self, held: Units) -> None:
+        """Drop a hold from the reserved units, floored at zero like Amount.__sub__."""
+        v = self.v
+        v[3], v[4], v[5] = max(0, v[3] - held[0]), max(0, v[4] - held[1]), max(0, v[5] - held[2])
 
     def purge(self, now: float) -> None:
         while self.expiries and self.expiries[0][0] <= now:
@@ -49,7 +80,7 @@ class _Counter:
             hold = self.holds.get(rid)
             if hold is not None and hold[0] <= now:
                 del self.holds[rid]
-                self.state = self.state.release(hold[1])
+                self.release(hold[1])
 
 
 @dataclass(slots=True)
@@ -59,10 +90,6 @@ class _Rate:
     limit: ratelimit.RateLimit
     state: ratelimit.RateState
     keep_until: float = 0.0
-
-
-def _at_least(spent: Amount, ledger: Amount) -> Amount:
-    return Amount(max(spent.usd, ledger.usd), max(spent.tokens, ledger.tokens), max(spent.requests, ledger.requests))
 
 
 class MemoryCounters:
@@ -82,8 +109,8 @@ class MemoryCounters:
         self._settled_order: deque[tuple[float, str]] = deque()
         self._settled_ttl = settled_ttl
         self._orphan_ttl = orphan_ttl
-        self._budgets: dict[tuple[object, ...], Budget] = {}
         self._seeded: set[str] = set()  # seed keys of budgets a rebuild has seeded
+        self._limits: dict[tuple[int, float], ratelimit.RateLimit] = {}  # validated once per limit
 
     # Housekeeping.
 
@@ -114,13 +141,19 @@ class MemoryCounters:
         counter.purge(now)
         return counter
 
-    def _sum(self, read_keys: Sequence[str], now: float) -> BudgetState:
-        total = EMPTY
+    def _sum(self, read_keys: Sequence[str], now: float) -> list[int]:
+        if len(read_keys) == 1:  # a calendar window: one counter
+            counter = self._counters.get(read_keys[0])
+            if counter is None:
+                return [0, 0, 0, 0, 0, 0]
+            counter.purge(now)
+            return list(counter.v)
+        total = [0, 0, 0, 0, 0, 0]
         for key in read_keys:
             counter = self._counters.get(key)
             if counter is not None:
                 counter.purge(now)
-                total = BudgetState(total.spent + counter.state.spent, total.reserved + counter.state.reserved)
+                total = [a + b for a, b in zip(total, counter.v, strict=True)]
         return total
 
     def _leases(self, key: str, now: float) -> dict[str, float]:
@@ -129,6 +162,14 @@ class MemoryCounters:
             del leases[rid]
         return leases
 
+    def _limit(self, rate: RateCheck) -> ratelimit.RateLimit:
+        limit = self._limits.get((rate.limit, rate.period))
+        if limit is None:
+            if len(self._limits) >= 1024:
+                self._limits.clear()
+            limit = self._limits[rate.limit, rate.period] = ratelimit.RateLimit(rate.limit, rate.period)
+        return limit
+
     def _rate(self, key: str, now: float) -> _Rate | None:
         rate = self._rates.get(key)
         if rate is not None and rate.keep_until <= now:
@@ -136,51 +177,38 @@ class MemoryCounters:
             return None
         return rate
 
-    def _budget(self, check: BudgetCheck) -> Budget:
-        """The domain Budget that decides `check` (cached: checks repeat while a window holds)."""
-        limits = (check.limit_usd, check.limit_tokens, check.limit_requests)
-        cache_key = (check.budget_id, *limits, check.enforce)
-        budget = self._budgets.get(cache_key)
-        if budget is None:
-            usd, tokens, requests = limits
-            budget = Budget(
-                check.budget_id,
-                BudgetScope(),
-                _ANY_WINDOW,
-                _UNLIMITED if usd is None else usd,
-                None if tokens is None else int(tokens),
-                None if requests is None else int(requests),
-                action=Action.BLOCK if check.enforce else Action.ALERT_ONLY,
-            )
-            self._budgets[cache_key] = budget
-        return budget
-
     # The port.
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
         self._sweep(now)
-        refusals = [f"unseeded:{c.budget_id}" for c in request.budgets if c.seed_key not in self._seeded][:1]
-        states = tuple(self._sum(check.read_keys, now) for check in request.budgets)
-        for check, state in zip(request.budgets, states, strict=True):
-            if not admit(self._budget(check), state, request.estimate, now).admitted:
-                refusals.append(f"budget:{check.budget_id}")
-        outcomes, taken = self._check_rates(request.rates, now, refusals)
-        active = self._check_slots(request.slots, now, refusals)
+        refusals: list[tuple[Refused, int]] = []
+        want = request.units
+        sums = []
+        for i, check in enumerate(request.budgets):
+            if check.seed_key not in self._seeded and (not refusals or refusals[0][0] is not Refused.UNSEEDED):
+                refusals.insert(0, (Refused.UNSEEDED, i))  # before any other refusal
+            v = self._sum(check.read_keys, now)
+            sums.append(v)
+            if check.enforce and _exceeded(check.limits, v, want):
+                refusals.append((Refused.BUDGET, i))
+        outcomes, taken = self._check_rates(request.rates, now, refusals) if request.rates else ([], {})
+        active = self._check_slots(request.slots, now, refusals) if request.slots else ()
+        states = tuple(_state(v) for v in sums)
         if refusals:
             outcomes = [
                 self._untaken(rate, outcome, now) for rate, outcome in zip(request.rates, outcomes, strict=True)
             ]
-        else:
-            self._apply(request, now, taken)
-        return AdmissionResult(not refusals, refusals[0] if refusals else None, states, tuple(outcomes), active)
+            return AdmissionResult(False, Refusal.of(request, *refusals[0]), states, tuple(outcomes), active)
+        self._apply(request, now, taken)
+        return AdmissionResult(True, None, states, tuple(outcomes), active)
 
     def _check_rates(
-        self, rates: Sequence[RateCheck], now: float, refusals: list[str]
+        self, rates: Sequence[RateCheck], now: float, refusals: list[tuple[Refused, int]]
     ) -> tuple[list[RateOutcome], dict[str, _Rate]]:
         outcomes: list[RateOutcome] = []
         taken: dict[str, _Rate] = {}
-        for rate in rates:
-            limit = ratelimit.RateLimit(rate.limit, rate.period)
+        for i, rate in enumerate(rates):
+            limit = self._limit(rate)
             current = taken.get(rate.key) or self._rate(rate.key, now)
             state = ratelimit.RateState() if current is None else current.state
             result = ratelimit.check(limit, state, rate.cost, now)
@@ -192,7 +220,7 @@ class MemoryCounters:
             if retry is None:  # the cost can never fit; say when it would if the limit allowed it
                 retry = max(state.tat, now) + rate.cost * limit.interval - limit.period - now
             outcomes.append(RateOutcome(rate.key, False, result.remaining, result.reset_seconds, retry))
-            refusals.append(f"rate:{rate.key}")
+            refusals.append((Refused.RATE, i))
         return outcomes, taken
 
     def _untaken(self, rate: RateCheck, outcome: RateOutcome, now: float) -> RateOutcome:
@@ -201,28 +229,31 @@ class MemoryCounters:
             return outcome
         current = self._rate(rate.key, now)
         state = ratelimit.RateState() if current is None else current.state
-        view = ratelimit.peek(ratelimit.RateLimit(rate.limit, rate.period), state, now)
+        view = ratelimit.peek(self._limit(rate), state, now)
         return RateOutcome(rate.key, True, view.remaining, view.reset_seconds, 0.0)
 
-    def _check_slots(self, slots: Sequence[SlotCheck], now: float, refusals: list[str]) -> tuple[int, ...]:
+    def _check_slots(
+        self, slots: Sequence[SlotCheck], now: float, refusals: list[tuple[Refused, int]]
+    ) -> tuple[int, ...]:
         active: list[int] = []
         taken: dict[str, int] = {}
-        for slot in slots:
+        for i, slot in enumerate(slots):
             count = len(self._leases(slot.key, now)) + taken.get(slot.key, 0)
             active.append(count)
             if count >= slot.max_active:
-                refusals.append(f"slot:{slot.key}")
+                refusals.append((Refused.SLOT, i))
             else:
                 taken[slot.key] = taken.get(slot.key, 0) + 1
         return tuple(active)
 
     def _apply(self, request: AdmissionRequest, now: float, rates: dict[str, _Rate]) -> None:
-        rid, estimate, expires_at = request.reservation_id, request.estimate, request.expires_at
+        rid, want, expires_at = request.reservation_id, request.units, request.expires_at
         for check in request.budgets:
             counter = self._counter(check.write_key, now, check.retain_until)
             counter.seeded = True
-            counter.state = counter.state.reserve(estimate)
-            counter.holds[rid] = (expires_at, estimate)
+            v = counter.v
+            v[3], v[4], v[5] = v[3] + want[0], v[4] + want[1], v[5] + want[2]
+            counter.holds[rid] = (expires_at, want)
             heapq.heappush(counter.expiries, (expires_at, rid))
         for key, rate in rates.items():
             old = self._rates.get(key)
@@ -241,10 +272,14 @@ class MemoryCounters:
         until = now + self._settled_ttl
         self._settled[rid] = until
         self._settled_order.append((until, rid))
+        actual = _units(settlement.actual) if settlement.budget_write_keys else (0, 0, 0)
         for key in settlement.budget_write_keys:
             counter = self._counter(key, now)
             hold = counter.holds.pop(rid, None)
-            counter.state = counter.state.settle(NOTHING if hold is None else hold[1], settlement.actual)
+            if hold is not None:
+                counter.release(hold[1])
+            v = counter.v
+            v[0], v[1], v[2] = v[0] + actual[0], v[1] + actual[1], v[2] + actual[2]
         for key in settlement.slot_keys:
             self._leases(key, now).pop(rid, None)
         for key, delta in settlement.token_corrections:
@@ -257,7 +292,7 @@ class MemoryCounters:
         if check.seed_key not in self._seeded:
             raise CounterStoreUnseeded(f"budget {check.budget_id!r} is not seeded")
         self._sweep(now)
-        return self._sum(check.read_keys, now)
+        return _state(self._sum(check.read_keys, now))
 
     async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
         for seed in seeds:
@@ -265,9 +300,10 @@ class MemoryCounters:
                 counter = self._counters.get(part.key)
                 if counter is None:
                     counter = self._counters[part.key] = _Counter(math.inf)
-                spent = counter.state.spent
-                spent = _at_least(spent, part.ledger) if counter.seeded else spent + part.ledger
-                counter.state, counter.seeded = BudgetState(spent, counter.state.reserved), True
+                v, ledger = counter.v, _units(part.ledger)
+                for u in range(3):
+                    v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
+                counter.seeded = True
                 self._retain(part.key, counter, part.retain_until)
             self._seeded.add(seed.seed_key)
 

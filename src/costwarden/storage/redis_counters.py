@@ -1,20 +1,26 @@
 """The shared counter store in Redis, for many gateway replicas: one Lua script per operation, so
 each `admit`/`settle` is atomic and one round trip. Times come from the caller, never Redis TIME.
+
+`admit` and `settle` (the hot path) skip redis-py's generic command machinery: their EVALSHA is
+packed here (a budget check's part once per window) and sent on a connection of the store's own
+(`_Lane`); the rest goes through the redis-py client.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from importlib import resources
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from costwarden.domain.admission import (
@@ -23,6 +29,8 @@ from costwarden.domain.admission import (
     BudgetCheck,
     BudgetSeed,
     RateOutcome,
+    Refusal,
+    Refused,
     Settlement,
 )
 from costwarden.domain.budget import Amount, BudgetState
@@ -30,7 +38,7 @@ from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_KINDS = {ord("b"): "budget", ord("r"): "rate", ord("s"): "slot", ord("u"): "unseeded"}
+_KINDS = {ord("b"): Refused.BUDGET, ord("r"): Refused.RATE, ord("s"): Refused.SLOT, ord("u"): Refused.UNSEEDED}
 
 
 def _script(name: str) -> bytes:
@@ -41,26 +49,105 @@ def _script(name: str) -> bytes:
 FIELD, RECORD = "\x1f", "\x1e"  # keys must not contain these two control characters
 
 
-def _limit(value: Decimal | None, usd: bool = False) -> str:
-    if value is None:
-        return ""
-    return str(to_nanos(value) if usd else int(value))
-
-
 def _amount(values: Sequence[bytes]) -> Amount:
     return Amount(from_nanos(int(values[0])), int(values[1]), int(values[2]))
+
+
+def _arg(value: bytes) -> bytes:
+    """One bulk string of the Redis protocol."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def _packed(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join([_arg(a) for a in args])
 
 
 def _state(values: Sequence[bytes]) -> BudgetState:
     return BudgetState(_amount(values[0:3]), _amount(values[3:6]))
 
 
-class _Script:
-    """EVALSHA, loading the script once more when Redis answers NOSCRIPT (after a restart/flush)."""
+class _Lane:
+    """At most `size` connections of the store's own (made with `pool`'s settings) for the packed
+    hot-path commands: no per-call pool lock, retry object or command parsing. A call waits at most
+    `wait` seconds for a free connection; connecting is bounded as redis-py bounds it, then each
+    attempt's send and reply by `timeout` seconds as a whole (one timer, not the task per send of
+    redis-py's socket timeout);
+    it is retried once, on a broken connection only (e.g. pooled ones after Redis restarted)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, pool: aioredis.ConnectionPool, size: int, wait: float, timeout: float) -> None:
+        self._kwargs = pool.connection_kwargs
+        self._class = pool.connection_class
+        self._idle: deque[AbstractConnection] = deque()
+        self._free = asyncio.Semaphore(size)
+        self._wait = wait
+        self._timeout = timeout
+
+    async def call(self, packed: bytes) -> bytes:
+        free = self._free
+        if free.locked():  # a burst: queue for a connection, for a bounded time
+            try:
+                async with asyncio.timeout(self._wait):
+                    await free.acquire()
+            except TimeoutError:
+                raise RedisConnectionError("no connection available") from None
+        else:
+            await free.acquire()
+        conn: AbstractConnection = self._idle.pop() if self._idle else self._class(**self._kwargs)
+        try:
+            return await self._roundtrip(conn, packed)
+        finally:
+            self._idle.append(conn)
+            free.release()
+
+    async def _roundtrip(self, conn: AbstractConnection, packed: bytes) -> bytes:
+        for attempt in (1, 2):
+            try:
+                if not conn.is_connected:  # bounded as redis-py bounds it: connect, then socket timeout
+                    conn.socket_timeout = self._timeout
+                    try:
+                        await conn.connect()  # type: ignore[no-untyped-call]
+                    finally:
+                        conn.socket_timeout = None  # from here on, the one timer below
+                async with asyncio.timeout(self._timeout):
+                    await conn.send_packed_command(packed, check_health=False)
+                    reply: bytes = await conn.read_response()
+                return reply
+            except ResponseError:
+                raise  # Redis answered (e.g. NOSCRIPT): the connection is in a clean state
+            except TimeoutError:
+                await conn.disconnect(nowait=True)  # a reply may still be on its way
+                raise RedisTimeoutError(f"no reply from Redis within {self._timeout} s") from None
+            except RedisConnectionError:
+                await conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await conn.disconnect(nowait=True)  # a reply may still be on its way
+                raise
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().disconnect()
+
+
+class _Script:
+    """EVALSHA, loading the script once more when Redis answers NOSCRIPT (after a restart/flush).
+    `send` packs the command itself (`nargs` arguments after the namespace) for a `_Lane`."""
+
+    def __init__(self, name: str, namespace: str = "", nargs: int = 0) -> None:
         self.source = _script(name)
         self.sha: str | None = None
+        self._namespace = namespace.encode()
+        self._nargs = nargs
+        self._head = b""
+
+    async def _load(self, client: aioredis.Redis) -> str:
+        sha = self.sha = str(await client.script_load(self.source))
+        self._head = b"*%d\r\n" % (self._nargs + 4) + b"".join(
+            [_arg(b"EVALSHA"), _arg(sha.encode()), _arg(b"0"), _arg(self._namespace)]
+        )
+        return sha
 
     async def __call__(self, client: aioredis.Redis, *args: str | int) -> bytes:
         if self.sha is not None:
@@ -69,9 +156,19 @@ class _Script:
                 return reply
             except NoScriptError:
                 pass
-        self.sha = str(await client.script_load(self.source))
-        reply = await client.evalsha(self.sha, 0, *args)
+        reply = await client.evalsha(await self._load(client), 0, *args)
         return reply
+
+    async def send(self, lane: _Lane, client: aioredis.Redis, args: Sequence[bytes]) -> bytes:
+        assert len(args) == self._nargs
+        body = b"".join([_arg(a) for a in args])
+        if self.sha is not None:
+            try:
+                return await lane.call(self._head + body)
+            except NoScriptError:
+                pass
+        await self._load(client)
+        return await lane.call(self._head + body)
 
 
 class RedisCounters:
@@ -115,10 +212,14 @@ class RedisCounters:
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
         self._client = aioredis.Redis.from_pool(pool)  # closes the pool with the client
+        # admit and settle: connections of their own, as many again as the pool's
+        self._lane = _Lane(pool, max_connections, pool_timeout, timeout)
         self._settled_ms = math.ceil(settled_ttl * 1000)
         self._orphan_ms = math.ceil(orphan_ttl * 1000)
         self._clock = clock
-        self._admit, self._settle = _Script("admit"), _Script("settle")
+        self._admit, self._settle = _Script("admit", namespace, 9), _Script("settle", namespace, 10)
+        self._settled_ttls = (str(self._settled_ms).encode(), str(self._orphan_ms).encode())
+        self._wire: dict[int, tuple[BudgetCheck, bytes]] = {}  # id(check) -> (check, its packed part)
         self._state, self._restore = _Script("state"), _Script("restore")
 
     async def _call(self, script: _Script, *args: str | int) -> bytes:
@@ -127,37 +228,52 @@ class RedisCounters:
         except UNREACHABLE as exc:
             raise CounterStoreUnavailable(f"redis: {exc}") from exc
 
-    async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
-        estimate = request.estimate
-        budgets = RECORD.join(
-            FIELD.join(
-                (
-                    _limit(check.limit_usd, usd=True),
-                    _limit(check.limit_tokens),
-                    _limit(check.limit_requests),
-                    "1" if check.enforce else "0",
-                    repr(check.retain_until - now),
-                    check.seed_key,
-                    check.write_key,
-                    *check.read_keys,
-                )
+    async def _send(self, script: _Script, args: Sequence[bytes]) -> bytes:
+        try:
+            return await script.send(self._lane, self._client, args)
+        except UNREACHABLE as exc:
+            raise CounterStoreUnavailable(f"redis: {exc}") from exc
+
+    def _budget_wire(self, check: BudgetCheck) -> bytes:
+        """A budget check's record for admit.lua, built once per check (a check lasts a window)."""
+        cached = self._wire.get(id(check))
+        if cached is not None and cached[0] is check:
+            return cached[1]
+        usd, tokens, requests = check.limits
+        wire = FIELD.join(
+            (
+                "" if usd is None else str(usd),
+                "" if tokens is None else str(tokens),
+                "" if requests is None else str(requests),
+                "1" if check.enforce else "0",
+                repr(check.retain_until),
+                check.seed_key,
+                check.write_key,
+                *check.read_keys,
             )
-            for check in request.budgets
-        )
+        ).encode()
+        if len(self._wire) >= 4096:  # checks of past windows or removed budgets
+            self._wire.clear()
+        self._wire[id(check)] = (check, wire)
+        return wire
+
+    async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
+        usd, tokens, requests = request.units
+        budgets = RECORD.encode().join([self._budget_wire(check) for check in request.budgets])
         rates = RECORD.join(f"{r.key}{FIELD}{r.limit}{FIELD}{float(r.period)!r}{FIELD}{r.cost}" for r in request.rates)
         slots = RECORD.join(f"{s.key}{FIELD}{s.max_active}" for s in request.slots)
-        reply = await self._call(
-            self._admit,
-            repr(now),
-            request.reservation_id,
-            repr(request.expires_at),
-            to_nanos(estimate.usd),
-            estimate.tokens,
-            estimate.requests,
+        args = (
+            repr(now).encode(),
+            request.reservation_id.encode(),
+            repr(request.expires_at).encode(),
+            b"%d" % usd,
+            b"%d" % tokens,
+            b"%d" % requests,
             budgets,
-            rates,
-            slots,
+            rates.encode(),
+            slots.encode(),
         )
+        reply = await self._send(self._admit, args)
         return self._result(request, reply.split(b" "))
 
     @staticmethod
@@ -167,12 +283,7 @@ class RedisCounters:
         refused_by = None
         code = reply[1]
         if code != b"-":
-            kind, index = _KINDS[code[0]], int(code[1:]) - 1
-            if kind in ("budget", "unseeded"):
-                name = request.budgets[index].budget_id
-            else:
-                name = (request.rates if kind == "rate" else request.slots)[index].key
-            refused_by = f"{kind}:{name}"
+            refused_by = Refusal.of(request, _KINDS[code[0]], int(code[1:]) - 1)
         at = 2
         states = []
         for _ in request.budgets:
@@ -187,21 +298,22 @@ class RedisCounters:
         return AdmissionResult(reply[0] == b"1", refused_by, tuple(states), tuple(rates), active)
 
     async def settle(self, settlement: Settlement, now: float) -> None:
-        actual = settlement.actual
+        usd, tokens, requests = to_nanos(settlement.actual.usd), settlement.actual.tokens, settlement.actual.requests
         corrections = RECORD.join(f"{key}{FIELD}{delta}" for key, delta in settlement.token_corrections)
-        await self._call(
-            self._settle,
-            repr(now),
-            settlement.reservation_id,
-            self._settled_ms,
-            self._orphan_ms,
-            to_nanos(actual.usd),
-            actual.tokens,
-            actual.requests,
-            FIELD.join(settlement.budget_write_keys),
-            FIELD.join(settlement.slot_keys),
-            corrections,
+        settled_ms, orphan_ms = self._settled_ttls
+        args = (
+            repr(now).encode(),
+            settlement.reservation_id.encode(),
+            settled_ms,
+            orphan_ms,
+            b"%d" % usd,
+            b"%d" % tokens,
+            b"%d" % requests,
+            FIELD.join(settlement.budget_write_keys).encode(),
+            FIELD.join(settlement.slot_keys).encode(),
+            corrections.encode(),
         )
+        await self._send(self._settle, args)
 
     async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
         reply = await self._call(self._state, repr(now), check.seed_key, FIELD.join(check.read_keys))
@@ -236,4 +348,5 @@ class RedisCounters:
             return False
 
     async def close(self) -> None:
+        await self._lane.close()
         await self._client.aclose()

@@ -1,6 +1,6 @@
 -- Admit one request atomically: expire holds, check every budget, rate and slot; apply all or none.
 -- ARGV: ns, now, rid, expires_at, estimate usd/tokens/requests, then three lists of records:
--- budgets (limit usd/tokens/requests or '', enforce 1/0, write ttl s, seed key, write counter,
+-- budgets (limit usd/tokens/requests or '', enforce 1/0, retain until (Unix s), seed key, write counter,
 -- read counters...), rates (key, limit, period, cost) and slots (key, max_active). A rate is the
 -- HASH `<ns>r:<key>` (t: TAT, i: interval, p: period, e: kept until); a slot the ZSET `<ns>s:<key>`
 -- of leases scored by expiry. A budget whose seed key is missing from the HASH `<ns>seeded` (never
@@ -25,7 +25,7 @@ for i, record in ipairs(split(ARGV[8], '\30')) do
       acc[u] = acc[u] + v[u]
     end
   end
-  writes[i] = {f[7], tonumber(f[5])}
+  writes[i] = {f[7], tonumber(f[5]) - now}
   for u = 1, 3 do
     local limit = tonumber(f[u])
     if f[4] == '1' and refused == '-' and limit then
