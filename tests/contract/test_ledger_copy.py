@@ -77,3 +77,17 @@ async def test_racing_writers_on_many_connections_replaying_overlapping_batches(
             await w.close()
     assert_matches(await store.spend(WHOLE), records)
     assert_matches(await store.spend(SpendQuery(group_by=("key_id",), percentiles=True)), records)
+
+
+async def test_histograms_of_cells_written_by_many_batches_merge_exactly(store: Store) -> None:
+    # 40 batches into the same few minute, hour and day cells, latencies over many bins: every
+    # upsert merges a stored histogram with an incoming one.
+    records = [
+        usage(i, BASE + (i % 50), ("ads", "search")[i % 2], "chat", Outcome.SERVED, 0.05 * 1.37 ** (i % 60), i)
+        for i in range(2000)
+    ]
+    for k in range(0, 2000, 50):
+        assert await store.write(records[k : k + 50]) == 50
+    for groups in ((), ("team",), ("key_id",)):
+        q = SpendQuery(group_by=groups, start=BASE - 60, end=BASE + 86_400 * 2, percentiles=True)
+        assert_matches(await store.spend(q), records)
