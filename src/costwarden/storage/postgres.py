@@ -25,6 +25,7 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
+from costwarden.storage.retention import POSTGRES_PRUNE
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import STAGE, backfill_postgres, merge_postgres, stage_postgres
@@ -162,6 +163,10 @@ class PostgresStore:
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         return int(stored)
+
+    async def prune(self, before: float, limit: int) -> int:
+        status = await self.pool.execute(POSTGRES_PRUNE, before, limit)
+        return int(status.split()[-1])  # "DELETE n"
 
     async def quarantine(self, entries: Sequence[Quarantined]) -> None:
         rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]

@@ -29,6 +29,7 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
+from costwarden.storage.retention import SQLITE_PRUNE
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, mark_sqlite
@@ -229,6 +230,9 @@ class SQLiteStore:
             self._rows_since = 0
             self._analyzed_rows = await self._run(_analyze)
         return inserted
+
+    async def prune(self, before: float, limit: int) -> int:
+        return await self._run(lambda conn: conn.execute(SQLITE_PRUNE, (before, limit)).rowcount)
 
     async def quarantine(self, entries: Sequence[Quarantined]) -> None:
         rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]
