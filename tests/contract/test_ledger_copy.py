@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from costwarden.domain.record import Outcome
+from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import RecordRejected, Store
 from costwarden.storage.postgres import PostgresStore
@@ -20,7 +20,7 @@ from tests.contract.test_rollups import BASE, assert_matches, usage
 WHOLE = SpendQuery(group_by=("team", "deployment"), start=BASE - 1, end=BASE + 10 * 86_400, percentiles=True)
 
 
-def batch(first: int, n: int) -> list:  # type: ignore[type-arg]
+def batch(first: int, n: int) -> list[UsageRecord]:
     return [
         usage(i, BASE + i * 13.7, ("ads", "search", None)[i % 3], ("chat", "iris")[i % 2], Outcome.SERVED, i / 7, i)
         for i in range(first, first + n)

@@ -4,7 +4,7 @@ kept still count once when a spool replays them."""
 
 from __future__ import annotations
 
-from costwarden.domain.record import Outcome
+from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import Store
 from costwarden.services.retention import prune_ledger
@@ -14,7 +14,7 @@ DAY = 86_400
 START = BASE - BASE % DAY  # a UTC day start: whole days are read from the rollups
 
 
-def ledger(days: int, per_day: int) -> list:  # type: ignore[type-arg]
+def ledger(days: int, per_day: int) -> list[UsageRecord]:
     return [
         usage(i, START + i * DAY / per_day, ("ads", "search")[i % 2], "chat", Outcome.SERVED, 1.0 + i % 300, i)
         for i in range(days * per_day)

@@ -17,7 +17,7 @@ app = typer.Typer(help="Maintain the ledger.", no_args_is_help=True)
 @app.command()
 def prune(
     older_than_days: float | None = typer.Option(
-        None, "--older-than-days", min=1, help="Prune raw records older than this [default: storage.retention.raw_days]."
+        None, "--older-than-days", min=1, help="Prune older raw records [default: storage.retention.raw_days]."
     ),
     config: Path | None = ConfigOption,
 ) -> None:

@@ -14,8 +14,8 @@ import asyncpg
 import orjson
 
 from costwarden.domain.alert import Alert
-from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.keys import KeyChanges, StoredKey
+from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import quantize
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord

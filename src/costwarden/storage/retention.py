@@ -8,8 +8,7 @@ never holds the ledger's write lock for long.
 from __future__ import annotations
 
 SQLITE_PRUNE = (
-    "DELETE FROM ledger WHERE rowid IN "
-    "(SELECT rowid FROM ledger WHERE started_at < ? ORDER BY started_at LIMIT ?)"
+    "DELETE FROM ledger WHERE rowid IN (SELECT rowid FROM ledger WHERE started_at < ? ORDER BY started_at LIMIT ?)"
 )
 POSTGRES_PRUNE = (
     "DELETE FROM ledger WHERE request_id IN "

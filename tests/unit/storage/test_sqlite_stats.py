@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from costwarden.domain.record import UsageRecord
 from costwarden.storage import sqlite as sqlite_store
 from costwarden.storage.sqlite import SQLiteStore
 from tests.unit.storage.sample import record
@@ -22,7 +23,7 @@ def ledger_stats(path: Path) -> dict[str, int]:
     return {idx: int(stat.split()[0]) for idx, stat in rows}
 
 
-def batch(first: int, n: int) -> list:  # type: ignore[type-arg]
+def batch(first: int, n: int) -> list[UsageRecord]:
     return [replace(record(f"r{i}"), started_at=1_700_000_000.0 + i) for i in range(first, first + n)]
 
 
