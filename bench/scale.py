@@ -179,6 +179,31 @@ async def measure(
     return rows
 
 
+async def start_and_probes(store: SQLiteStore | PostgresStore, now: float) -> dict[str, float]:
+    """A gateway's start with a rolling-30d budget (open, migrations, the budget's rebuild: totals
+    only), then the latency of readiness pings while a 30-day report by team,deployment runs."""
+    begin = time.perf_counter()
+    await store.open()
+    await store.spend(SpendQuery(group_by=(), start=now - WINDOWS["30d"], percentiles=False))
+    start_s = time.perf_counter() - begin
+    report = asyncio.create_task(store.spend(SpendQuery(group_by=("team", "deployment"), start=now - WINDOWS["30d"])))
+    pings: list[float] = []
+    while not report.done():
+        begin = time.perf_counter()
+        assert await store.ping()
+        pings.append(time.perf_counter() - begin)
+        await asyncio.sleep(0.01)
+    await report
+    await store.close()
+    pings.sort()
+    return {
+        "start_s": start_s,
+        "ping_p50_s": statistics.median(pings),
+        "ping_max_s": pings[-1],
+        "pings": len(pings),
+    }
+
+
 def fresh_file(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -205,6 +230,7 @@ async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
     await opened.open()
     start_s = time.perf_counter() - begin
     await opened.close()
+    probes = await start_and_probes(SQLiteStore(str(path)), now)
     loop = asyncio.get_running_loop()
 
     async def raw(q: SpendQuery) -> SpendReport:
@@ -220,6 +246,7 @@ async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
         "records": args.records,
         "write_records_per_s": rate,
         "open_s": start_s,
+        **probes,
         "reports": reports,
     }
 
@@ -249,6 +276,7 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
     await opened.open()
     start_s = time.perf_counter() - begin
     await opened.close()
+    probes = await start_and_probes(PostgresStore(url), now)
 
     async def raw(q: SpendQuery) -> SpendReport:
         async with store.pool.acquire() as conn:
@@ -263,6 +291,7 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
         "records": args.records,
         "write_records_per_s": rate,
         "open_s": start_s,
+        **probes,
         "reports": reports,
     }
 
@@ -287,6 +316,12 @@ def show(result: dict[str, Any]) -> None:
             f"{r['groups']:,}",
         )
     console.print(table)
+    if "start_s" in result:
+        console.print(
+            f"start with a rolling-30d budget {result['start_s'] * 1000:.0f} ms; readiness ping during a 30-day "
+            f"report: median {result['ping_p50_s'] * 1000:.1f} ms, max {result['ping_max_s'] * 1000:.1f} ms "
+            f"({result['pings']} pings)"
+        )
 
 
 async def main() -> None:

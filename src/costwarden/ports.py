@@ -144,5 +144,13 @@ class QuarantineStore(Protocol):
     async def list_quarantine(self, limit: int) -> list[Quarantined]: ...
 
 
-class Store(LedgerStore, KeyStore, AlertStore, BudgetStore, QuarantineStore, Protocol):
+class RetentionStore(Protocol):
+    """Pruning raw records (storage.retention); rollups are kept."""
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete at most `limit` raw records started before `before` (Unix seconds), oldest
+        first, in one transaction; returns how many were deleted."""
+
+
+class Store(LedgerStore, KeyStore, AlertStore, BudgetStore, QuarantineStore, RetentionStore, Protocol):
     """What one database adapter provides: ledger, keys, alerts and budgets, in one database."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from costwarden.app.body import BodyReader
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
+from costwarden.domain.request_id import request_id
 from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
@@ -99,7 +101,7 @@ class GatewayApp:
             return
         protocol, endpoint = kind
         exchange = Exchange(
-            request_id=os.urandom(16).hex(),  # uuid4's randomness without building a UUID object
+            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
             method=method,
             path=path,
             query=scope.get("query_string", b""),

@@ -28,6 +28,14 @@ class ServerConfig(Model):
     max_header_value_bytes: int = Field(default=16 * 1024, ge=256)  # name + value of one header
 
 
+class RetentionConfig(Model):
+    # Raw ledger records older than this many days are pruned by `costwarden ledger prune`
+    # (None: kept for ever); rollups are kept. At least a day, so a late spool replay still finds
+    # its records stored and is not counted twice.
+    raw_days: float | None = Field(default=None, ge=1)
+    batch: int = Field(default=10_000, gt=0)  # records deleted per transaction
+
+
 class StorageConfig(Model):
     ledger: str = "sqlite:///./costwarden.db"
     spool_dir: str = "./.costwarden-spool"
@@ -40,6 +48,7 @@ class StorageConfig(Model):
     stall_after_flushes: int = Field(default=25, ge=2)
     # Each refresh reads only changed keys; a full reload also picks up rows edited by hand.
     key_full_refresh_seconds: float = Field(default=3600.0, gt=0)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageConfig:

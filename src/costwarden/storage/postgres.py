@@ -15,6 +15,7 @@ import orjson
 
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import KeyChanges, StoredKey
+from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import quantize
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
@@ -24,9 +25,10 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
+from costwarden.storage.retention import POSTGRES_PRUNE
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import backfill_postgres, with_rollups_postgres
+from costwarden.storage.rollup_write import STAGE, backfill_postgres, merge_postgres, stage_postgres
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
@@ -59,12 +61,12 @@ _TYPES = (
     "numeric",
     "text",
 )
-_ARRAYS = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))
-_INSERT = f"INSERT INTO ledger ({_COLUMNS}) SELECT * FROM unnest({_ARRAYS}) ON CONFLICT (request_id) DO NOTHING"
+_STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
+_STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")
+_MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert and the rollups of what it stored
 _QUARANTINE_SELECT = (
     "SELECT request_id, quarantined_at, reason, record FROM ledger_quarantine ORDER BY quarantined_at DESC"
 )
-_WRITE = with_rollups_postgres(_INSERT)  # one statement: the insert and the rollups of what it stored
 _MIGRATION_LOCK = 7_314_211  # advisory lock id: one process migrates at a time
 # The database (or asyncpg encoding the batch) refused the data itself: retrying cannot help.
 _DATA_ERRORS = (
@@ -75,13 +77,13 @@ _KEY_CHANGE_LOCK = 7_314_212  # advisory lock id: key writers number their chang
 _NEXT_KEY_CHANGE = "nextval('api_keys_change_seq')"
 
 
-def _columns(records: Sequence[UsageRecord]) -> list[list[Any]]:
-    cols: list[list[Any]] = [[] for _ in LEDGER_COLUMNS]
+def _staged(records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
+    """The rows to COPY: the first record of each request id, with its latency's histogram bin."""
+    rows: dict[str, tuple[Any, ...]] = {}
     for r in records:
-        values = record_values(r, r.stream, quantize(r.cost_usd))
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
-    return cols
+        if r.request_id not in rows:
+            rows[r.request_id] = (*record_values(r, r.stream, quantize(r.cost_usd)), bin_of(r.latency_ms))
+    return list(rows.values())
 
 
 def _record(row: asyncpg.Record) -> UsageRecord:
@@ -93,7 +95,7 @@ def _record(row: asyncpg.Record) -> UsageRecord:
 
 
 class PostgresStore:
-    """Ledger and keys in PostgreSQL; `write` is one round trip per batch (unnest)."""
+    """Ledger and keys in PostgreSQL; `write` is one transaction per batch (COPY, then one merge)."""
 
     def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2) -> None:
         self.dsn = dsn
@@ -148,14 +150,23 @@ class PostgresStore:
             self._pool = None
 
     async def write(self, records: Sequence[UsageRecord]) -> int:
-        """Insert new records in one round trip; `RecordRejected` when a value cannot be stored."""
+        """Store the new records and their rollups in one transaction (COPY into a staging table,
+        then one merge); returns how many were new. `RecordRejected` when a value cannot be stored."""
         if not records:
             return 0
         try:
-            stored = await self.pool.fetchval(_WRITE, *_columns(records))
+            rows = _staged(records)
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(_STAGE)
+                await conn.copy_records_to_table(STAGE, records=rows, columns=_STAGE_COLUMNS)
+                stored = await conn.fetchval(_MERGE)
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         return int(stored)
+
+    async def prune(self, before: float, limit: int) -> int:
+        status = await self.pool.execute(POSTGRES_PRUNE, before, limit)
+        return int(status.split()[-1])  # "DELETE n"
 
     async def quarantine(self, entries: Sequence[Quarantined]) -> None:
         rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]

@@ -9,7 +9,8 @@ record written twice adds nothing. Buckets are exact at their edges, as in domai
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
@@ -133,18 +134,33 @@ def backfill_sqlite(conn: sqlite3.Connection) -> None:
     add_sqlite(conn, _BEFORE_EVERY_ROW)
 
 
-# PostgreSQL: the ledger insert and every rollup upsert are one statement (data-modifying CTEs).
+# PostgreSQL: the batch is COPYed into a temporary staging table (with each record's histogram
+# bin, computed once in Python), then one statement merges it into the ledger, idempotent on
+# request_id, and adds exactly the rows it stored to every rollup (data-modifying CTEs).
 
-_FACTS = ("started_at", "latency_ms", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_usd")
-_RETURNING = f" RETURNING {', '.join((*_FACTS, *CUBES[-1].dimensions))}"
+STAGE = "ledger_stage"
+_STAGED = replace(_POSTGRES, latency_bin="bin")
 
 
-def with_rollups_postgres(insert: str) -> str:
-    """Wrap the ledger's `INSERT ... ON CONFLICT DO NOTHING`: the statement returns how many rows it
-    stored and adds exactly those to the rollups."""
-    upserts = [upsert_sql(cube, grain, "stored", _POSTGRES) for cube in CUBES for grain in cube.grains]
+def stage_postgres(columns: Sequence[tuple[str, str]]) -> str:
+    """The session's staging table: the ledger's columns (no constraints: the merge checks) and
+    the bin; emptied by every commit and rollback, so no batch sees another's rows."""
+    cols = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
+    return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}, bin INTEGER) ON COMMIT DELETE ROWS"
+
+
+def merge_postgres(ledger_columns: Sequence[str]) -> str:
+    """Move the staged rows into the ledger; returns how many it stored and rolls up exactly those.
+    The staged request ids are distinct (the caller keeps the first of each)."""
+    cols = ", ".join(ledger_columns)
+    insert = (
+        f"INSERT INTO ledger ({cols}) SELECT {cols} FROM {STAGE} "
+        "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+    )
+    facts = f"SELECT s.* FROM {STAGE} AS s JOIN stored USING (request_id)"
+    upserts = [upsert_sql(cube, grain, "facts", _STAGED) for cube in CUBES for grain in cube.grains]
     ctes = ", ".join(f"rollup_{i} AS ({sql})" for i, sql in enumerate(upserts))
-    return f"WITH stored AS ({insert}{_RETURNING}), {ctes} SELECT COUNT(*) FROM stored"
+    return f"WITH stored AS ({insert}), facts AS MATERIALIZED ({facts}), {ctes} SELECT COUNT(*) FROM stored"
 
 
 async def backfill_postgres(conn: asyncpg.Connection) -> None:

@@ -19,6 +19,7 @@ import orjson
 
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import KeyChanges, StoredKey
+from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
@@ -28,6 +29,7 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
+from costwarden.storage.retention import SQLITE_PRUNE
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, mark_sqlite
@@ -45,7 +47,22 @@ _INSERT = (
 )
 
 
+# Planner statistics: ANALYZE samples this many rows per index (milliseconds on any ledger), at open
+# and again whenever the ledger has grown by as many rows as it held at the last one (at least
+# _REANALYZE_ROWS), so a short-window report picks the time index instead of walking a whole one.
+_ANALYSIS_LIMIT = 1000
+_REANALYZE_ROWS = 50_000
+
+
+def _analyze(conn: sqlite3.Connection) -> int:
+    """Refresh the planner's statistics; returns the ledger's size (its largest rowid) now."""
+    conn.execute(f"PRAGMA analysis_limit={_ANALYSIS_LIMIT}")
+    conn.execute("ANALYZE")
+    return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM ledger").fetchone()[0])
+
+
 def _row(r: UsageRecord) -> tuple[Any, ...]:
+    bin_of(r.latency_ms)  # a latency the rollups cannot bin is refused here, as data, not mid-write
     return record_values(r, int(r.stream), to_nanos(r.cost_usd))
 
 
@@ -86,6 +103,8 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._probe_conn: sqlite3.Connection | None = None
+        self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
+        self._rows_since = 0  # rows stored since then
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -128,6 +147,7 @@ class SQLiteStore:
 
     async def open(self) -> None:
         await self._run(self._migrate)
+        self._analyzed_rows = await self._run(_analyze)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -202,9 +222,17 @@ class SQLiteStore:
         if not rows:
             return 0
         try:
-            return await self._run(_write)
+            inserted = await self._run(_write)
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
+        self._rows_since += inserted
+        if self._rows_since >= max(_REANALYZE_ROWS, self._analyzed_rows):
+            self._rows_since = 0
+            self._analyzed_rows = await self._run(_analyze)
+        return inserted
+
+    async def prune(self, before: float, limit: int) -> int:
+        return await self._run(lambda conn: conn.execute(SQLITE_PRUNE, (before, limit)).rowcount)
 
     async def quarantine(self, entries: Sequence[Quarantined]) -> None:
         rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]

@@ -1,0 +1,37 @@
+"""Time-ordered request ids: their text order is their time order, and they keep today's shape."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from costwarden.domain.request_id import request_id
+
+MILLIS = st.integers(0, (1 << 48) - 1)
+ENTROPY = st.binary(min_size=10, max_size=10)
+
+
+@given(MILLIS, MILLIS, ENTROPY, ENTROPY)
+def test_a_later_request_sorts_after_an_earlier_one(a: int, b: int, ea: bytes, eb: bytes) -> None:
+    if a < b:
+        assert request_id(a, ea) < request_id(b, eb)
+
+
+@given(MILLIS, ENTROPY)
+def test_ids_are_32_lowercase_hex_characters_like_before(millis: int, entropy: bytes) -> None:
+    rid = request_id(millis, entropy)
+    assert re.fullmatch(r"[0-9a-f]{32}", rid)
+    assert int(rid[:12], 16) == millis and bytes.fromhex(rid[12:]) == entropy
+
+
+def test_todays_time_fits_the_48_bits() -> None:
+    assert request_id(1_800_000_000_000, bytes(10)).startswith("01a3185c5000")
+
+
+@pytest.mark.parametrize("entropy", [b"", bytes(9), bytes(11), bytes(16)])
+def test_entropy_of_the_wrong_size_is_refused(entropy: bytes) -> None:
+    with pytest.raises(ValueError, match="10 bytes"):
+        request_id(1, entropy)
