@@ -8,6 +8,7 @@ import asyncio
 import socket
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -80,15 +81,19 @@ def _config(redis_url: str) -> dict[str, Any]:
     }
 
 
-async def _traffic(urls: list[str], clients: int, per_client: int) -> dict[int, int]:
-    """Concurrent clients of team ads, round-robin over the gateways; status code counts."""
+async def _traffic(urls: list[str], clients: int, per_client: int, seconds: float = 0.0) -> dict[int, int]:
+    """Concurrent clients of team ads, round-robin over the gateways; status code counts. Each
+    client sends `per_client` requests, and goes on until `seconds` have passed."""
+    deadline = time.monotonic() + seconds
     counts: dict[int, int] = {}
     body = {"model": "chat", "messages": [{"role": "user", "content": "go on"}], "max_tokens": 16}
     headers = {"Authorization": f"Bearer {KEYS['ads']}"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
 
         async def client(i: int) -> None:
-            for j in range(per_client):
+            j = 0
+            while j < per_client or time.monotonic() < deadline:
+                j += 1
                 url = urls[(i + j) % len(urls)] + "/v1/chat/completions"
                 async with session.post(url, json=body, headers=headers) as response:
                     await response.read()
@@ -111,7 +116,7 @@ def _view(url: str) -> dict[str, Any]:
     return next(b for b in found if b["id"] == "ads-day")
 
 
-@pytest.mark.parametrize("loss", ["restart", "flushall"])
+@pytest.mark.parametrize("loss", ["restart", "flushall", "down-2s-under-traffic"])
 def test_an_exhausted_budget_stays_exhausted_when_redis_loses_its_state(
     make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis, loss: str
 ) -> None:
@@ -128,7 +133,16 @@ def test_an_exhausted_budget_stays_exhausted_when_redis_loses_its_state(
     assert BUDGET * Decimal("0.8") <= before <= BUDGET, before
 
     # Redis loses everything between two governor ticks, with traffic running.
-    if loss == "restart":
+    during: Future[dict[int, int]] | None = None
+    if loss == "down-2s-under-traffic":  # down for 2 s while requests keep coming, back empty
+        pool = ThreadPoolExecutor(1)
+        during = pool.submit(asyncio.run, _traffic(urls, clients=10, per_client=1, seconds=4.0))
+        time.sleep(0.5)
+        redis.stop()
+        time.sleep(2.0)
+        redis.start()
+        pool.shutdown(wait=False)
+    elif loss == "restart":
         redis.stop()
         redis.start()
     else:
@@ -143,7 +157,12 @@ def test_an_exhausted_budget_stays_exhausted_when_redis_loses_its_state(
     )
     assert search.status_code == 200, search.text
     after = asyncio.run(_traffic(urls, clients=30, per_client=8))
-    assert after.get(200, 0) <= 2, after  # only what the ledger's last flushes still allow
+    if during is not None:
+        seen = during.result(timeout=60)
+        assert seen.get(503, 0) > 0, seen  # the traffic did meet the outage
+        assert seen.get(200, 0) <= 2 and set(seen) <= {200, 429, 503}, seen  # closed throughout
+        after = {code: after.get(code, 0) + seen.get(code, 0) for code in set(after) | set(seen)}
+    assert after.get(200, 0) <= 2 + (2 if during else 0), after  # only what the ledger's last flushes allow
     assert set(after) <= {200, 429, 503}, after
     time.sleep(1.0)
     spent = _ads_spent(postgres_url)
