@@ -138,7 +138,7 @@ async def test_an_organisation_of_500_teams_by_20_deployments_scrapes_under_2_mb
 
 
 async def test_promtool_accepts_the_exposition() -> None:
-    need(shutil.which("promtool") is not None, "promtool (scripts/setup-promtool installs it)")
+    need(shutil.which("promtool") is not None, "promtool (scripts/test installs it: scripts/setup-debian-tool)")
     registry, _ = await organisation(teams=20, deployments=3)
     body = await Exposition(registry).render()
     promtool = await asyncio.create_subprocess_exec(

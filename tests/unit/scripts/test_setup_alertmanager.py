@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need
+
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "setup-alertmanager"
 BASH = "/bin/bash"
@@ -39,8 +41,8 @@ def run(fake_bin: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([BASH, str(SCRIPT)], env=env, capture_output=True, text=True, check=False, timeout=60)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="installing a Debian package needs root")
 def test_a_missing_alertmanager_is_installed_quietly(fake_bin: Path) -> None:
+    need(os.geteuid() == 0, "root (the script installs a Debian package only as root)")
     result = run(fake_bin)
     assert result.returncode == 0, result.stderr
     log = (fake_bin / "apt.log").read_text().splitlines()
