@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -120,6 +121,53 @@ class BodyReader:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+# Content codings the gateway decodes to meter a body (RFC 9110 8.4.1); `identity` is a no-op.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_CODINGS = {b"gzip": _GZIP_WBITS, b"x-gzip": _GZIP_WBITS, b"deflate": zlib.MAX_WBITS}
+_MAX_CODINGS = 2  # "gzip, gzip" is legal; a longer chain is only ever a way to multiply work
+
+
+def decoded(encoding: bytes, body: bytes, max_bytes: int) -> bytes:
+    """The body with its `Content-Encoding` undone, at most `max_bytes` once decoded.
+
+    Raises GatewayError 413 past the limit (a zip bomb stops there: memory stays bounded), 400 for
+    a stream that is corrupt or cut short, 415 for a coding the gateway does not decode.
+    """
+    codings = [c.strip().lower() for c in encoding.split(b",") if c.strip()]
+    codings = [c for c in codings if c != b"identity"]
+    if len(codings) > _MAX_CODINGS or any(c not in _CODINGS for c in codings):
+        shown = encoding[:100].decode("latin-1")
+        raise GatewayError(
+            415, "unsupported_encoding", f"Content-Encoding {shown!r} is not one of gzip, deflate (at most twice)"
+        )
+    for coding in reversed(codings):  # the last coding listed was applied last
+        body = _inflate(body, _CODINGS[coding], coding == b"deflate", max_bytes)
+    return body
+
+
+def _inflate(data: bytes, wbits: int, deflate: bool, max_bytes: int) -> bytes:
+    if deflate and data[:1] and (data[0] & 0x0F) != 8:  # not zlib-wrapped: a raw deflate stream
+        wbits = -zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise GatewayError(400, "invalid_encoding", f"the request body is not valid {_name(wbits)}: {exc}") from exc
+    if len(out) > max_bytes:
+        raise GatewayError(
+            413, "request_too_large", f"the request body is over the limit of {max_bytes} bytes once decompressed"
+        )
+    if not inflater.eof:
+        raise GatewayError(400, "invalid_encoding", f"the request body is a truncated {_name(wbits)} stream")
+    if inflater.unused_data:  # bytes after the stream's end: what the gateway meters must be all of it
+        raise GatewayError(400, "invalid_encoding", f"the request body has data after its {_name(wbits)} stream")
+    return out
+
+
+def _name(wbits: int) -> str:
+    return "gzip" if wbits == _GZIP_WBITS else "deflate"
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from costwarden.app.body import BodyReader
+from costwarden.app.body import BodyReader, decoded
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
@@ -40,9 +40,11 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
     if path.startswith("/v1/"):
         if path in _OPENAI_POST:
             return Protocol.OPENAI, path
-        if path == "/v1/models":
-            return Protocol.OPENAI, path
+        if path == "/v1/models" or path.startswith("/v1/models/"):
+            return Protocol.OPENAI, "/v1/models"
         return None
+    if path in ("/v2", "/v2/"):
+        return Protocol.V2, "/v2"  # server metadata
     if path.startswith("/v2/models/"):
         parsed = v2.parse_path(path)  # the route stage's reading of it: one rule for both
         return Protocol.V2, "/v2/infer" if parsed is not None and parsed.action == "infer" else "/v2/models"
@@ -89,8 +91,11 @@ class GatewayApp:
             handler = self._local.get(path)
             shape = prefix_protocol(path)
             if problem is None and handler is None and shape is not Protocol.HTTP:
-                # Not the admin app's to answer: an OpenAI or V2 client parses only its own shape.
-                problem = GatewayError(404, "not_found", f"no endpoint at {method} {path[:200]}")
+                # Not the admin app's to answer: an OpenAI or V2 client parses only its own shape,
+                # and the refusal is recorded like any other.
+                missing = GatewayError(404, "not_found", f"no endpoint at {method} {path[:200]}")
+                await self._refuse(self._exchange(scope, shape, "unknown"), ClientChannel(send), missing, close=True)
+                return
             if problem is not None:
                 body = error_payload(shape, problem)
                 await ClientChannel(send).whole(problem.status, [_JSON, _CLOSE], body)
@@ -100,16 +105,7 @@ class GatewayApp:
                 await self._to_fallback(scope, receive, send)
             return
         protocol, endpoint = kind
-        exchange = Exchange(
-            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
-            method=method,
-            path=path,
-            query=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=b"",
-            protocol=protocol,
-            endpoint=endpoint,
-        )
+        exchange = self._exchange(scope, protocol, endpoint)
         channel = ClientChannel(send)
         try:
             problem = header_problem(exchange.headers, self._header_limits)
@@ -121,6 +117,13 @@ class GatewayApp:
             except GatewayError as refused:
                 await self._refuse(exchange, channel, refused, close=True)
                 return
+            encoding = exchange.header(b"content-encoding")
+            if encoding is not None and protocol is not Protocol.HTTP:
+                try:
+                    self._decode(exchange, encoding)
+                except GatewayError as refused:
+                    await self._refuse(exchange, channel, refused)
+                    return
             if protocol is Protocol.OPENAI and method != ("GET" if endpoint == "/v1/models" else "POST"):
                 allowed = "GET" if endpoint == "/v1/models" else "POST"
                 error = GatewayError(405, "method_not_allowed", f"use {allowed} {endpoint}")
@@ -134,6 +137,28 @@ class GatewayApp:
                     500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error"
                 )
                 await channel.whole(500, [_JSON, *exchange.costwarden_headers(False)], error_payload(protocol, error))
+
+    @staticmethod
+    def _exchange(scope: Scope, protocol: Protocol, endpoint: str) -> Exchange:
+        return Exchange(
+            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b""),
+            headers=scope["headers"],
+            body=b"",
+            protocol=protocol,
+            endpoint=endpoint,
+        )
+
+    def _decode(self, exchange: Exchange, encoding: bytes) -> None:
+        """Undo a compressed body's coding for metering: a V2 body still goes upstream as sent; an
+        OpenAI body is rewritten by the route stage anyway, so it goes decoded (and unlabelled)."""
+        plain = decoded(encoding, exchange.body, self._body.max_bytes)
+        if exchange.protocol is Protocol.OPENAI:
+            exchange.body = plain
+        else:
+            exchange.metered_body = plain
 
     async def _to_fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The admin API gets its body read under the same deadline and bounds as inference."""

@@ -44,6 +44,7 @@ class Exchange:
     upstream_body: bytes = b""
     parsed_body: dict[str, Any] | None = None  # the OpenAI request body, parsed once by route
     local_response: tuple[int, bytes] | None = None  # answered by the gateway itself
+    metered_body: bytes | None = None  # the body with its Content-Encoding undone, when forwarded encoded
     # admit
     held: object | None = None  # the admission hold, settled once
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)

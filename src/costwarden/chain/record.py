@@ -13,6 +13,7 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
 from costwarden.domain.limits import fit
 from costwarden.domain.record import UsageRecord
+from costwarden.domain.request_id import client_request_id
 
 
 class RecordSink(Protocol):
@@ -55,6 +56,7 @@ def to_record(exchange: Exchange) -> UsageRecord:
         response_bytes=exchange.response_bytes,
         cost_usd=exchange.cost,
         pricing_basis=pricing_basis(exchange),
+        client_request_id=client_request_id(exchange.header(b"x-request-id")),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from costwarden import __version__
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
 from costwarden.config.models import Deployment
@@ -84,6 +85,12 @@ class RouteStage(PassStage):
         return route
 
     def _openai(self, exchange: Exchange) -> None:
+        if exchange.endpoint == "/v1/models" and exchange.path.startswith("/v1/models/"):
+            name = exchange.path.removeprefix("/v1/models/")
+            exchange.model = name
+            self._lookup(exchange, name, "openai", "model")
+            exchange.local_response = (200, openai.model_body(name, self._created))
+            return
         if exchange.endpoint == "/v1/models":
             identity = exchange.identity
             names = [
@@ -103,6 +110,9 @@ class RouteStage(PassStage):
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
 
     def _v2(self, exchange: Exchange) -> None:
+        if exchange.endpoint == "/v2":
+            self._v2_server(exchange)
+            return
         path = v2.parse_path(exchange.path)
         if path is None:
             raise GatewayError(404, "not_found", f"no V2 endpoint at {exchange.path}")
@@ -111,9 +121,25 @@ class RouteStage(PassStage):
         if path.action == "infer":
             if exchange.method != "POST":
                 raise GatewayError(405, "method_not_allowed", "infer takes POST")
-            exchange.usage = Usage(items=v2.count_items(exchange.body))
+            body = exchange.body if exchange.metered_body is None else exchange.metered_body
+            exchange.usage = Usage(items=v2.count_items(body, exchange.header(b"inference-header-content-length")))
         exchange.upstream_path = v2.V2Path(route.upstream_model, path.version, path.action).upstream_path
         exchange.upstream_body = exchange.body
+
+    def _v2_server(self, exchange: Exchange) -> None:
+        """`GET /v2`: the upstream's server metadata when the key's V2 deployments share one server."""
+        identity = exchange.identity
+        usable = [
+            r
+            for r in self._table.routes()
+            if r.deployment.protocol == "v2" and (identity is None or identity.may_use(r.deployment.name))
+        ]
+        if len({r.urls for r in usable}) == 1:
+            exchange.route = usable[0]
+            exchange.upstream_path = "/v2"
+            exchange.upstream_body = exchange.body
+        else:
+            exchange.local_response = (200, v2.server_metadata_body("costwarden", __version__))
 
     def _http(self, exchange: Exchange) -> None:
         _, _, rest = exchange.path.partition("/proxy/")
@@ -139,7 +165,8 @@ def retarget(exchange: Exchange, route: Route) -> None:
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
     elif exchange.protocol is Protocol.V2:
         path = v2.parse_path(exchange.path)
-        assert path is not None, "route parsed the path"
+        if path is None:  # `GET /v2`: the same path on every server
+            return
         exchange.upstream_path = v2.V2Path(route.upstream_model, path.version, path.action).upstream_path
     elif exchange.model is None and requested is not None:
         exchange.model = requested.deployment.name  # passthrough: keep the name the client used

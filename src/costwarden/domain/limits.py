@@ -24,7 +24,7 @@ _STATUS_FIELDS = ("status", "upstream_status")
 _FLOAT_FIELDS = ("started_at", "ended_at", "latency_ms", "upstream_ms")
 _TEXT_FIELDS = (
     "request_id", "key_id", "team", "project", "environment", "deployment", "protocol", "endpoint", "method",
-    "model", "error_code", "pricing_basis",
+    "model", "error_code", "pricing_basis", "client_request_id",
 )  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def storable(record: UsageRecord) -> bool:
         return False
     texts = (
         r.request_id, r.key_id, r.team, r.project, r.environment, r.deployment, r.protocol, r.endpoint, r.method,
-        r.model, r.error_code, r.pricing_basis,
+        r.model, r.error_code, r.pricing_basis, r.client_request_id,
     )  # fmt: skip
     tags = r.tags
     if type(tags) is not dict:

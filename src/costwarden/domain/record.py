@@ -62,6 +62,7 @@ class UsageRecord:
     response_bytes: int = 0
     cost_usd: Decimal = ZERO
     pricing_basis: str = "free"
+    client_request_id: str | None = None  # the client's own X-Request-Id, for correlation
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
@@ -112,6 +113,7 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "response_bytes",
     "cost_usd",
     "pricing_basis",
+    "client_request_id",
 )
 
 

@@ -7,6 +7,18 @@ _TIME_BITS = 48
 _ENTROPY_BYTES = 10
 
 
+# A client's X-Request-Id is kept for correlation, cut to this many characters.
+MAX_CLIENT_REQUEST_ID = 128
+
+
+def client_request_id(value: bytes | None) -> str | None:
+    """The client's `X-Request-Id` as the ledger keeps it: visible ASCII only, at most 128 characters."""
+    if value is None:
+        return None
+    text = "".join(c if " " <= c <= "~" else "?" for c in value[:MAX_CLIENT_REQUEST_ID].decode("latin-1"))
+    return text.strip() or None
+
+
 def request_id(millis: int, entropy: bytes) -> str:
     """The id of a request started at `millis` (Unix ms); `entropy` is 10 random bytes."""
     if len(entropy) != _ENTROPY_BYTES:

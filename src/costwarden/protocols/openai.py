@@ -164,8 +164,17 @@ def error_body(message: str, kind: str, code: str | None) -> bytes:
 
 
 def models_body(names: list[str], created: int) -> bytes:
-    data = [{"id": n, "object": "model", "created": created, "owned_by": "costwarden"} for n in names]
+    data = [_model(n, created) for n in names]
     return orjson.dumps({"object": "list", "data": data})
+
+
+def model_body(name: str, created: int) -> bytes:
+    """`GET /v1/models/{id}`: one model object."""
+    return orjson.dumps(_model(name, created))
+
+
+def _model(name: str, created: int) -> dict[str, object]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "costwarden"}
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import orjson
 
 from costwarden.domain.record import Protocol
 from costwarden.protocols import openai, v2
+from costwarden.protocols.errors import GatewayError
 
 _MESSAGE_LIMIT = 500
 
@@ -23,10 +24,20 @@ def parse(body: bytes) -> Any:
         return None
 
 
-def well_formed(protocol: Protocol, endpoint: str, body: bytes) -> bool:
-    """Whether a successful answer has the shape its protocol promises (HTTP passthrough: any)."""
-    if protocol is Protocol.OPENAI or (protocol is Protocol.V2 and endpoint == "/v2/infer"):
+def well_formed(protocol: Protocol, endpoint: str, body: bytes, binary_header: str | None = None) -> bool:
+    """Whether a successful answer has the shape its protocol promises (HTTP passthrough: any).
+
+    A V2 answer with binary outputs (`binary_header`: its `Inference-Header-Content-Length`) has
+    a JSON header of that length; only the header is parsed.
+    """
+    if protocol is Protocol.OPENAI:
         return isinstance(parse(body), dict)
+    if protocol is Protocol.V2 and endpoint == "/v2/infer":
+        try:
+            header = v2.json_part(body, None if binary_header is None else binary_header.encode("latin-1"))
+        except GatewayError:
+            return False
+        return isinstance(parse(header), dict)
     if protocol is Protocol.V2:  # metadata is JSON; a ready answer may be empty
         return not body.strip() or parse(body) is not None
     return True

@@ -1,4 +1,8 @@
-"""Open Inference Protocol V2 (KServe / MLServer / Triton): paths, item counts, errors."""
+"""Open Inference Protocol V2 (KServe / MLServer / Triton): paths, item counts, errors.
+
+Bodies may use the binary tensor extension: `Inference-Header-Content-Length: N` says the first N
+bytes are the JSON header and the rest are raw tensor bytes; only the JSON header is ever parsed.
+"""
 
 from __future__ import annotations
 
@@ -46,10 +50,43 @@ def parse_path(path: str) -> V2Path | None:
     return None
 
 
-def count_items(raw: bytes) -> int:
-    """Inference items in an infer request: the largest first dimension over its inputs."""
+def json_length(header: bytes | None, size: int) -> int | None:
+    """The JSON header's length from `Inference-Header-Content-Length` (None: the body is all JSON).
+
+    Raises GatewayError 400 for a value that is not a decimal count within the body's `size`.
+    """
+    if header is None:
+        return None
+    text = header.strip()
+    if not text.isdigit() or len(text) > 19:  # a sign, a space inside, 2^64 and beyond: not a length
+        raise GatewayError(
+            400, "invalid_binary_header", "`Inference-Header-Content-Length` must be a non-negative decimal integer"
+        )
+    length = int(text)
+    if length > size:
+        raise GatewayError(
+            400,
+            "invalid_binary_header",
+            f"`Inference-Header-Content-Length` is {length}, longer than the {size}-byte body",
+        )
+    return length
+
+
+def json_part(raw: bytes, header: bytes | None) -> bytes:
+    """The JSON header of a body (the whole body when it has no binary part)."""
+    length = json_length(header, len(raw))
+    return raw if length is None else raw[:length]
+
+
+def count_items(raw: bytes, binary_header: bytes | None = None) -> int:
+    """Inference items in an infer request: the largest first dimension over its inputs.
+
+    `binary_header` is the request's `Inference-Header-Content-Length`, if it sent one: the
+    binary tensors after the JSON header must then add up to exactly the rest of the body.
+    """
+    length = json_length(binary_header, len(raw))
     try:
-        body: Any = orjson.loads(raw)
+        body: Any = orjson.loads(raw if length is None else raw[:length])
     except orjson.JSONDecodeError as exc:
         raise GatewayError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from exc
     inputs = body.get("inputs") if isinstance(body, dict) else None
@@ -62,7 +99,28 @@ def count_items(raw: bytes) -> int:
             raise GatewayError(400, "invalid_request", "every input needs a `shape` list of non-negative integers")
         _check_bounds(shape)
         items = max(items, shape[0])
+    if length is not None:
+        _check_binary(inputs, len(raw) - length)
     return items
+
+
+def _check_binary(inputs: list[Any], size: int) -> None:
+    """The inputs' `binary_data_size` parameters must account for every byte after the header."""
+    total = 0
+    for tensor in inputs:
+        parameters = tensor.get("parameters")
+        declared = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if declared is None:
+            continue
+        if not _dimension(declared) or declared > size:
+            raise GatewayError(400, "invalid_binary_header", "a `binary_data_size` is not a count within the body")
+        total += declared
+    if total != size:
+        raise GatewayError(
+            400,
+            "invalid_binary_header",
+            f"the inputs' `binary_data_size` add up to {total} bytes, but {size} bytes follow the JSON header",
+        )
 
 
 def _check_bounds(shape: list[int]) -> None:
@@ -85,3 +143,8 @@ def _dimension(value: object) -> bool:
 
 def error_body(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+def server_metadata_body(name: str, version: str) -> bytes:
+    """`GET /v2` answered by the gateway itself (its deployments do not share one server)."""
+    return orjson.dumps({"name": name, "version": version, "extensions": []})

@@ -40,4 +40,5 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         r.response_bytes,
         cost,
         r.pricing_basis,
+        r.client_request_id,
     )

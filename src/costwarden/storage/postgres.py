@@ -60,6 +60,7 @@ _TYPES = (
     "int8",
     "numeric",
     "text",
+    "text",
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")

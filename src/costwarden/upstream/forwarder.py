@@ -33,9 +33,9 @@ _SNIPPET = 200
 # Nothing of the request left the gateway: safe to send it to another upstream.
 _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 _UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
-# aiohttp labels a bytes body application/octet-stream; a client that sent no Content-Type
-# (tritonclient sends JSON without one) must reach the upstream without an invented one.
-_SKIP_AUTO = ("Content-Type",)
+# aiohttp labels a bytes body application/octet-stream and adds `Accept: */*`; a client that sent
+# neither (tritonclient sends JSON without a Content-Type) must reach the upstream without them.
+_SKIP_AUTO = ("Content-Type", "Accept")
 
 
 class Forwarder:
@@ -129,7 +129,10 @@ class Forwarder:
             await self._upstream_fault(exchange, channel, settle, fault)
             return f"HTTP {status}: {body[:_SNIPPET].decode('utf-8', 'replace')}"
         if status < 300 and (
-            exchange.stream or not upstream_reply.well_formed(exchange.protocol, exchange.endpoint, body)
+            exchange.stream
+            or not upstream_reply.well_formed(
+                exchange.protocol, exchange.endpoint, body, response.headers.get("Inference-Header-Content-Length")
+            )
         ):
             expected = "an event stream" if exchange.stream else f"valid {exchange.protocol.value} JSON"
             fault = GatewayError(

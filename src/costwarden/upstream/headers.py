@@ -1,4 +1,9 @@
-"""Which headers cross the gateway, in each direction, and the ones the gateway adds."""
+"""Which headers cross the gateway, in each direction, and the ones the gateway adds.
+
+The client's `X-Request-Id` goes upstream unchanged (the gateway's own id when it sent none); the
+gateway's id always goes in `X-Costwarden-Request-Id`. No header the client did not send is
+invented, save `Accept-Encoding: identity` (the gateway reads answers to meter them).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,6 @@ _NEVER_UPSTREAM = frozenset(
         b"upgrade",
         b"expect",
         b"accept-encoding",
-        b"x-request-id",
         b"forwarded",
         b"x-forwarded-for",
         b"x-forwarded-host",
@@ -45,8 +49,12 @@ _API_UPSTREAM = frozenset(
         b"inference-header-content-length",  # V2's binary tensor extension
         b"traceparent",
         b"tracestate",
+        b"x-request-id",
     }
 )
+# V2 bodies go upstream exactly as sent, compressed or not; OpenAI bodies are decoded and rewritten.
+_V2_UPSTREAM = _API_UPSTREAM | {b"content-encoding"}
+_GATEWAY_ID = "x-costwarden-request-id"
 _GATEWAY_PREFIX = b"x-costwarden-"
 _NOT_DOWNSTREAM = frozenset(
     {
@@ -72,11 +80,13 @@ def upstream_headers(exchange: Exchange, api_key: str | None) -> dict[str, str]:
             if key not in _NEVER_UPSTREAM and key not in named and not key.startswith(_GATEWAY_PREFIX):
                 _add(out, key, value)
     else:
+        allowed = _V2_UPSTREAM if exchange.protocol is Protocol.V2 else _API_UPSTREAM
         for key, value in exchange.headers:
-            if key in _API_UPSTREAM:
+            if key in allowed:
                 _add(out, key, value)
     out["accept-encoding"] = "identity"  # the gateway reads bodies to meter them
-    out["x-request-id"] = exchange.request_id
+    out.setdefault("x-request-id", exchange.request_id)
+    out[_GATEWAY_ID] = exchange.request_id
     if api_key:
         out["authorization"] = f"Bearer {api_key}"
     return out

@@ -15,12 +15,24 @@ import pytest
 
 from costwarden.app.body import BodyReader
 from costwarden.app.gateway import GatewayApp, Scope, Send, classify
+from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
+from costwarden.chain.stage import PassStage
 from costwarden.domain.record import Protocol
 from costwarden.protocols import v2
 from costwarden.protocols.request_limits import HeaderLimits
 
 Message = MutableMapping[str, Any]
+
+
+class Settled(PassStage):
+    """Every exchange the chain settles: the requests that get a ledger record."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+
+    async def settle(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
 
 
 class Fallback:
@@ -34,10 +46,11 @@ class Fallback:
 
 
 async def call(
-    path: str, method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None
+    path: str, method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None, settled: Settled | None = None
 ) -> tuple[int, dict[bytes, bytes], Any, Fallback]:
     fallback = Fallback()
-    app = GatewayApp(Chain([], None, []), BodyReader(1024, 1.0, 4), HeaderLimits(), {}, fallback)  # type: ignore[arg-type]
+    after = [settled] if settled is not None else []
+    app = GatewayApp(Chain([], None, after), BodyReader(1024, 1.0, 4), HeaderLimits(), {}, fallback)  # type: ignore[arg-type]
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -52,8 +65,8 @@ async def call(
     return start["status"], dict(start["headers"]), orjson.loads(body), fallback
 
 
-OPENAI_PATHS = ["/v1", "/v1/", "/v1/foo", "/v1/chat/completions/", "/v1/models/chat", "/v1/chat/completions/.."]
-V2_PATHS = ["/v2", "/v2/", "/v2/health", "/v2/health/nope", "/v2/repository/index", "/v2/models"]
+OPENAI_PATHS = ["/v1", "/v1/", "/v1/foo", "/v1/chat/completions/", "/v1/modelsx", "/v1/chat/completions/.."]
+V2_PATHS = ["/v2/health", "/v2/health/nope", "/v2/repository/index", "/v2/models", "/v2//"]
 
 
 @pytest.mark.parametrize("path", OPENAI_PATHS)
@@ -71,6 +84,31 @@ async def test_an_unknown_v2_path_is_a_v2_404(path: str) -> None:
     status, _, body, fallback = await call(path, "GET")
     assert status == 404 and fallback.paths == []
     assert isinstance(body["error"], str) and path in body["error"]
+
+
+@pytest.mark.parametrize(("path", "protocol"), [("/v1/foo", Protocol.OPENAI), ("/v2/foo", Protocol.V2)])
+async def test_an_unknown_path_has_its_record(path: str, protocol: Protocol) -> None:
+    """Issue 12: a 404 under /v1 or /v2 was answered with no ledger record."""
+    settled = Settled()
+    status, headers, _, _ = await call(path, "GET", settled=settled)
+    assert status == 404 and [e.protocol for e in settled.exchanges] == [protocol]
+    exchange = settled.exchanges[0]
+    assert exchange.status == 404 and exchange.error is not None and exchange.error.code == "not_found"
+    assert headers[b"x-costwarden-request-id"] == exchange.request_id.encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/v2", (Protocol.V2, "/v2")),
+        ("/v2/", (Protocol.V2, "/v2")),
+        ("/v1/models/chat", (Protocol.OPENAI, "/v1/models")),
+        ("/v1/models/org/model-1", (Protocol.OPENAI, "/v1/models")),
+    ],
+)
+def test_server_metadata_and_one_model_are_served(path: str, kind: tuple[Protocol, str]) -> None:
+    """Issue 12: `GET /v2` (tritonclient's server metadata) and `GET /v1/models/{id}` were 404s."""
+    assert classify("GET", path) == kind
 
 
 async def test_a_very_long_unknown_path_is_not_echoed_whole() -> None:

@@ -35,3 +35,13 @@ def test_todays_time_fits_the_48_bits() -> None:
 def test_entropy_of_the_wrong_size_is_refused(entropy: bytes) -> None:
     with pytest.raises(ValueError, match="10 bytes"):
         request_id(1, entropy)
+
+
+def test_the_clients_request_id_is_kept_bounded_and_visible() -> None:
+    from costwarden.domain.request_id import MAX_CLIENT_REQUEST_ID, client_request_id
+
+    assert client_request_id(None) is None
+    assert client_request_id(b"trace-42/abc") == "trace-42/abc"
+    assert client_request_id(b"x" * 10_000) == "x" * MAX_CLIENT_REQUEST_ID
+    assert client_request_id(b"a\x00b\xffc") == "a?b?c"
+    assert client_request_id(b"   ") is None

@@ -27,7 +27,6 @@ NEVER = [
     (b"expect", b"100-continue"),
     (b"x-costwarden-tags", b"a=b"),
     (b"x-costwarden-whatever", b"c"),
-    (b"x-request-id", b"client-chosen"),
     (b"x-forwarded-for", b"10.0.0.1"),
     (b"forwarded", b"for=10.0.0.1"),
     (b"accept-encoding", b"gzip"),
@@ -51,6 +50,7 @@ def test_never_forwarded_whatever_the_protocol(protocol: Protocol) -> None:
         **{k.decode(): v.decode() for k, v in KEPT},
         "accept-encoding": "identity",
         "x-request-id": "rid-1",
+        "x-costwarden-request-id": "rid-1",
     }
 
 
@@ -76,3 +76,18 @@ def test_no_content_type_is_invented() -> None:
 def test_repeated_fields_are_combined_not_lost() -> None:
     out = upstream_headers(exchange(Protocol.HTTP, [(b"x-a", b"1"), (b"x-a", b"2")]), None)
     assert out["x-a"] == "1, 2"
+
+
+@pytest.mark.parametrize("protocol", list(Protocol))
+def test_the_clients_request_id_goes_upstream_unchanged(protocol: Protocol) -> None:
+    out = upstream_headers(exchange(protocol, [(b"x-request-id", b"trace-42/client")]), None)
+    assert out["x-request-id"] == "trace-42/client"
+    assert out["x-costwarden-request-id"] == "rid-1"  # the gateway's own id, in its own header
+
+
+def test_a_v2_body_keeps_its_content_encoding_and_an_openai_body_does_not() -> None:
+    sent = [(b"content-encoding", b"gzip")]
+    assert upstream_headers(exchange(Protocol.V2, sent), None)["content-encoding"] == "gzip"
+    assert upstream_headers(exchange(Protocol.HTTP, sent), None)["content-encoding"] == "gzip"
+    # OpenAI bodies are decoded by the gateway (and rewritten by the route stage): sent plain.
+    assert "content-encoding" not in upstream_headers(exchange(Protocol.OPENAI, sent), None)
