@@ -109,8 +109,9 @@ class MLServer(Proc):
 
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
+        self.grpc_port = free_port()
         super().__init__(
-            ["bash", str(ROOT / "examples/iris/serve.sh"), str(self.port), str(free_port()), str(free_port())],
+            ["bash", str(ROOT / "examples/iris/serve.sh"), str(self.port), str(self.grpc_port), str(free_port())],
             tmp / f"mlserver-{self.port}.log",
             env={**os.environ, "TMPDIR": str(tmp)},
         )

@@ -1,0 +1,114 @@
+"""A small V2 model server that speaks the binary tensor extension, which MLServer 1.7.1 refuses.
+
+It serves one model, `echo`, that returns its first input as output `echo` (binary when the
+request asks for binary outputs, as tritonclient does by default), the server and model metadata
+and readiness, and reads gzip/deflate request bodies as Triton does (aiohttp decodes them). It remembers what it
+received, so a test can check what crossed the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.integration.echo_upstream import Seen
+
+MODEL = "echo"
+_SIZES = {"FP32": 4, "FP64": 8, "INT32": 4, "INT64": 8, "UINT8": 1, "BOOL": 1}
+
+
+class BinaryV2:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        self.seen.append(Seen(request.method, request.path, headers, body))
+        path = request.path.rstrip("/")
+        if path == "/v2":
+            return web.json_response({"name": "binary-v2", "version": "1", "extensions": ["binary_tensor_data"]})
+        if path in (f"/v2/models/{MODEL}/ready", "/v2/health/ready"):
+            return web.Response(status=200)
+        if path == f"/v2/models/{MODEL}":
+            tensor = {"name": "input", "datatype": "FP32", "shape": [-1, 4]}
+            return web.json_response({"name": MODEL, "platform": "echo", "inputs": [tensor], "outputs": [tensor]})
+        if path != f"/v2/models/{MODEL}/infer":
+            return web.json_response({"error": f"no model at {path}"}, status=404)
+        return self._infer(request, body)
+
+    def _infer(self, request: web.Request, body: bytes) -> web.Response:
+        length = request.headers.get("Inference-Header-Content-Length")
+        split = int(length) if length is not None else len(body)
+        header: dict[str, Any] = orjson.loads(body[:split])
+        tensor = header["inputs"][0]
+        size = tensor.get("parameters", {}).get("binary_data_size")
+        raw = body[split : split + size] if size is not None else None
+        wants_binary = bool(header.get("parameters", {}).get("binary_data_output")) or any(
+            o.get("parameters", {}).get("binary_data") for o in header.get("outputs", [])
+        )
+        output: dict[str, Any] = {"name": "echo", "datatype": tensor["datatype"], "shape": tensor["shape"]}
+        if raw is None and wants_binary:
+            raw = _pack(tensor)
+        if wants_binary and raw is not None:
+            output["parameters"] = {"binary_data_size": len(raw)}
+            reply = orjson.dumps({"model_name": MODEL, "outputs": [output]})
+            return web.Response(
+                body=reply + raw,
+                content_type="application/octet-stream",
+                headers={"Inference-Header-Content-Length": str(len(reply))},
+            )
+        output["data"] = tensor["data"] if raw is None else _unpack(raw, tensor["datatype"])
+        return web.json_response({"model_name": MODEL, "outputs": [output]})
+
+
+def _pack(tensor: dict[str, Any]) -> bytes:
+    import struct
+
+    data = tensor["data"]
+    return struct.pack(f"<{len(data)}{'f' if tensor['datatype'] == 'FP32' else 'q'}", *data)
+
+
+def _unpack(raw: bytes, datatype: str) -> list[float]:
+    import struct
+
+    width = _SIZES[datatype]
+    return list(struct.unpack(f"<{len(raw) // width}{'f' if datatype == 'FP32' else 'q'}", raw))
+
+
+@contextmanager
+def binary_v2_upstream() -> Iterator[BinaryV2]:
+    """Serve a BinaryV2 on a free loopback port, in a thread with its own event loop."""
+    server = BinaryV2()
+    loop = asyncio.new_event_loop()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", server._handle)
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
