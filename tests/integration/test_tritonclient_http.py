@@ -12,7 +12,6 @@ import gzip
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,41 +21,16 @@ import tritonclient.http as triton
 
 from costwarden.domain.record import Outcome, UsageRecord
 from tests.integration import ledger
-from tests.integration.procs import Gateway, MLServer, TextModel, free_port
-from tests.integration.setup_config import IRIS_PRICES, KEYS, Upstreams, config_dict, write_config
+from tests.integration.procs import MLServer
+from tests.integration.setup_config import IRIS_PRICES, KEYS
 from tests.integration.v2_binary_upstream import MODEL, BinaryV2, binary_v2_upstream
+from tests.integration.v2_gateway import ECHO_PRICE, V2Gateway
 
 KEY = KEYS["search"]  # may use every deployment
-ECHO_PRICE = Decimal("0.000125")  # per item, for the binary echo model
 FLOWERS = np.array(
     [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.0, 3.4, 1.5, 0.2], [6.9, 3.1, 5.4, 2.1]],
     dtype=np.float32,
 )
-
-
-V2Gateway = Callable[[str | None, str | None], Gateway]
-
-
-@pytest.fixture
-def v2_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[V2Gateway]:
-    """A gateway with MLServer's iris (if given) and the binary echo model (if given) as deployments."""
-    started: list[Gateway] = []
-
-    def start(iris: str | None, echo: str | None, **server: Any) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
-        if echo is not None:
-            data["deployments"].append(
-                {"name": MODEL, "protocol": "v2", "upstream": echo, "pricing": {"per_item": str(ECHO_PRICE)}}
-            )
-        path = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(path, free_port(), tmp_path, data["storage"]["ledger"])
-        started.append(gateway)
-        gateway.start()
-        return gateway
-
-    yield start
-    for gateway in started:
-        gateway.stop()
 
 
 @pytest.fixture
@@ -166,7 +140,7 @@ def test_bad_binary_and_compressed_bodies_are_refused_and_recorded(
         ({"Content-Encoding": "br"}, header, 415, "unsupported_encoding"),
     ]
     ids = []
-    for extra, content, status, code in cases:
+    for extra, content, status, _ in cases:
         headers = {**traced(), **extra}
         ids.append(headers["X-Request-Id"])
         response = httpx.post(url, content=content, headers=headers, timeout=30)
@@ -180,7 +154,7 @@ def test_bad_binary_and_compressed_bodies_are_refused_and_recorded(
     records = one_record_each(gateway.ledger, ids)
     for request_id, (_, _, status, code) in zip(ids, cases, strict=False):
         record = records[request_id]
-        assert (record.status, record.error_code, record.cost_usd) == (status, code, 0)
+        assert (record.status, record.error_code, record.cost_usd) == (status, code, Decimal(0))
         assert record.outcome is Outcome.REJECTED
     assert records[ids[-1]].items == 2 and records[ids[-1]].cost_usd == ECHO_PRICE * 2
     assert len(binary.seen) == 1  # nothing refused reached the upstream
@@ -193,7 +167,7 @@ def test_unknown_routes_and_one_model_answer_in_their_protocols_shape(
     headers = traced()
     model = httpx.get(gateway.url + "/v1/models/chat", headers=headers)
     assert model.status_code == 200 and model.json()["id"] == "chat" and model.json()["object"] == "model"
-    calls = [
+    calls: list[tuple[str, int, Callable[[Any], bool]]] = [
         ("/v1/models/nope", 404, lambda b: b["error"]["code"] == "model_not_found"),
         ("/v1/nothing/here", 404, lambda b: b["error"]["type"] == "invalid_request_error"),
         ("/v2/repository/index", 404, lambda b: isinstance(b["error"], str)),

@@ -23,6 +23,7 @@ class CostwardenASGI:
         admin = build_admin(self.runtime)
         self._gateway: GatewayApp | None = None
         self._body: BodyReader | None = None
+        self._grpc: GrpcListener | None = None
         self._admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,17 +50,41 @@ class CostwardenASGI:
                         local_handlers(self.runtime),
                         self._admin,
                     )
+                    if server.grpc_port is not None:
+                        self._grpc = GrpcListener(self.runtime)
+                        await self._grpc.start(server.host, server.grpc_port)
                 except Exception as exc:
                     log.exception("the gateway could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._grpc is not None:
+                    await self._grpc.stop()
                 if self._body is not None:
                     await self._body.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+class GrpcListener:
+    """The V2 gRPC port, when configured; grpcio (the `grpc` extra) is imported only then."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        from costwarden.app.grpc_forward import GrpcForwarder
+        from costwarden.app.grpc_server import GrpcGateway
+
+        limit = runtime.config.server.max_body_bytes
+        self._forwarder = GrpcForwarder(limit)
+        self._gateway = GrpcGateway(runtime.chain_for(self._forwarder), limit)
+
+    async def start(self, host: str, port: int) -> None:
+        await self._gateway.start(host, port)
+
+    async def stop(self) -> None:
+        await self._gateway.stop(grace_seconds=10)
+        await self._forwarder.close()
 
 
 def body_reader(server: ServerConfig) -> BodyReader:

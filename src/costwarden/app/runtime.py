@@ -21,6 +21,7 @@ from costwarden.chain.order import Chain
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.record import Record
 from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.stage import Forward, Stage
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.quarantine import Quarantined
@@ -74,6 +75,7 @@ class Runtime:
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._chain: Chain | None = None
+        self._stages: tuple[list[Stage], list[Stage]] = ([], [])
 
     @property
     def recorder(self) -> Recorder:
@@ -126,20 +128,25 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
-        self._chain = Chain(
-            before=[
+        self._stages = (
+            [
                 Authenticate(self.keyring),
                 Attribute(),
                 RouteStage(self.routes, int(self.started_at)),
                 self._admit,
                 Observe(self.metrics),
             ],
-            forwarder=Forwarder(self._session, self.balancer),
-            after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
+            [BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
         )
+        self._chain = self.chain_for(Forwarder(self._session, self.balancer))
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
+
+    def chain_for(self, forwarder: Forward) -> Chain:
+        """The same stages around another last step (the gRPC listener's forwarder)."""
+        before, after = self._stages
+        return Chain(before=before, forwarder=forwarder, after=after)
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance

@@ -26,6 +26,9 @@ class ServerConfig(Model):
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # names + values of all request headers
     max_headers: int = Field(default=100, ge=8)
     max_header_value_bytes: int = Field(default=16 * 1024, ge=256)  # name + value of one header
+    # V2 over gRPC (KServe GRPCInferenceService) on this port beside HTTP; off when None. Its message
+    # limit is max_body_bytes.
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
 
 
 class RetentionConfig(Model):
@@ -105,6 +108,8 @@ class Deployment(Model):
     upstreams: tuple[AnyHttpUrl, ...] = ()
     model: str | None = None  # upstream model name; defaults to the deployment name
     api_key: str | None = None  # sent upstream as a bearer token
+    # V2 deployments: the upstream's gRPC address (host:port), for calls to the gateway's gRPC port.
+    grpc_upstream: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-\[\]:]{1,255}:[0-9]{1,5}$")
     timeouts: Timeouts = Timeouts()
     health: UpstreamHealth = UpstreamHealth()
     # Deployments (same protocol) that serve the request when none of this one's upstreams can.

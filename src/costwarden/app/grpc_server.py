@@ -1,0 +1,137 @@
+"""The V2 gRPC listener (`server.grpc_port`): KServe's `GRPCInferenceService` beside the HTTP port.
+
+Every call runs the same chain as HTTP (authenticate with metadata `authorization: Bearer cw_...`,
+attribute, route, admit, meter, record) with the gRPC forwarder as its last step, and has one
+ledger record whatever its outcome; refusals are gRPC status codes. Messages are bytes end to end:
+the handler parses only what the chain reads (app/grpc_forward.py, protocols/v2_grpc).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+import grpc
+
+from costwarden.app.grpc_forward import HTTP_OF
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.order import Chain
+from costwarden.chain.stage import Headers
+from costwarden.domain.record import Protocol
+from costwarden.domain.request_id import request_id
+from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.v2_grpc import HEALTH, call_of, health, server_metadata
+
+log = logging.getLogger(__name__)
+# The gRPC code a refusal's HTTP status maps to (the first code listed for it in HTTP_OF wins).
+CODE_OF: dict[int, grpc.StatusCode] = {}
+for _code, _status in HTTP_OF.items():
+    CODE_OF.setdefault(_status, _code)
+CODE_OF.update({402: grpc.StatusCode.RESOURCE_EXHAUSTED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED})
+CODE_OF.update({405: grpc.StatusCode.UNIMPLEMENTED, 408: grpc.StatusCode.DEADLINE_EXCEEDED})
+# Messages past the limit up to this many times it are read and refused with a record; larger ones
+# grpc itself refuses (RESOURCE_EXHAUSTED) before any handler runs, so memory stays bounded.
+TRANSPORT_FACTOR = 2
+
+
+class Reply:
+    """The chain's channel for one call: keeps the status and payload the chain answers with."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.status = 0
+        self.payload = b""
+
+    async def start(self, status: int, headers: Headers) -> None:
+        self.status, self.started = status, True
+
+    async def body(self, data: bytes, more: bool) -> None:
+        self.payload += data
+
+    async def whole(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status, self.payload, self.started = status, body, True
+
+
+Behavior = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]
+
+
+class GrpcGateway(grpc.GenericRpcHandler):
+    """Serves every method path: KServe's through the chain, any other as UNIMPLEMENTED (recorded)."""
+
+    def __init__(self, chain: Chain, max_message_bytes: int) -> None:
+        self._chain = chain
+        self._max = max_message_bytes
+        self._server: grpc.aio.Server | None = None
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
+        method: str = handler_call_details.method
+
+        async def behavior(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return await self.call(method, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(behavior)  # bytes in, bytes out: no (de)serializer
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on host:port (0: any free port); returns the port."""
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", TRANSPORT_FACTOR * self._max),
+                ("grpc.max_send_message_length", -1),
+            ]
+        )
+        self._server.add_generic_rpc_handlers([self])
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        await self._server.start()
+        return bound
+
+    async def stop(self, grace_seconds: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace_seconds)
+            self._server = None
+
+    async def call(self, method: str, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        if method in HEALTH:
+            return health(method)
+        headers = [(k.encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in
+                   context.invocation_metadata() or ()]  # fmt: skip
+        exchange = Exchange(
+            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),
+            method="POST",
+            path=method,
+            query=b"",
+            headers=headers,
+            body=request,
+            protocol=Protocol.V2,
+            endpoint="grpc",
+        )
+        reply = Reply()
+        try:
+            if len(request) > self._max:
+                raise GatewayError(413, "request_too_large", f"the message is over the limit of {self._max} bytes")
+            call = call_of(method, request)
+            if call is None:
+                raise GatewayError(501, "unimplemented", f"the gateway does not serve {method[:200]}")
+        except GatewayError as refused:
+            exchange.reject(refused)
+            await self._chain.settle(exchange)
+            return await _abort(context, exchange, refused.status, refused.message)
+        exchange.method, exchange.path, exchange.endpoint = call.http_method, call.path, call.endpoint
+        exchange.metered_body = call.metered
+        await self._chain.run(exchange, reply)
+        if exchange.error is not None or reply.status >= 400:
+            message = exchange.error.message if exchange.error is not None else f"HTTP {reply.status}"
+            return await _abort(context, exchange, reply.status or exchange.status, message)
+        if exchange.local_response is not None and call.endpoint == "/v2":
+            return server_metadata(reply.payload)
+        context.set_trailing_metadata((("x-costwarden-request-id", exchange.request_id),))
+        return reply.payload
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[bytes, bytes], exchange: Exchange, status: int, message: str
+) -> NoReturn:
+    context.set_trailing_metadata((("x-costwarden-request-id", exchange.request_id),))
+    await context.abort(CODE_OF.get(status, grpc.StatusCode.UNKNOWN), message)

@@ -1,0 +1,143 @@
+"""NVIDIA's tritonclient over gRPC, with its defaults, through the gateway's V2 gRPC port (issue 12).
+
+Against MLServer 1.7.1's gRPC port: server and model metadata, readiness, infer (tritonclient sends
+raw tensor bytes by default) plain and gzip-compressed; then what the gateway refuses, each as a
+gRPC status with its ledger record: no key, an unknown model, a message over the size limit, an
+unknown method. Every call has exactly one record, found by the client's own X-Request-Id.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+from costwarden.domain.record import Outcome, UsageRecord
+from tests.integration import ledger
+from tests.integration.procs import Gateway, MLServer, free_port
+from tests.integration.setup_config import IRIS_PRICES, KEYS
+from tests.integration.v2_gateway import V2Gateway
+
+KEY = KEYS["search"]
+FLOWERS = np.array(
+    [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.0, 3.4, 1.5, 0.2], [6.9, 3.1, 5.4, 2.1]],
+    dtype=np.float32,
+)
+LIMIT = 65536  # the test config's max_body_bytes: the gRPC message limit too
+
+
+def traced(key: str | None = KEY) -> dict[str, str]:
+    headers = {"x-request-id": f"trace-{uuid.uuid4()}"}
+    if key is not None:
+        headers["authorization"] = f"Bearer {key}"
+    return headers
+
+
+def inputs(rows: np.ndarray) -> list[triton.InferInput]:
+    tensor = triton.InferInput("predict", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows)
+    return [tensor]
+
+
+def one_record_each(url: str, ids: list[str]) -> dict[str, UsageRecord]:
+    found = ledger.wait_for(url, len(ids))
+    by_client = {r.client_request_id: r for r in found}
+    assert len(found) == len(ids) and set(by_client) == set(ids), [(r.endpoint, r.client_request_id) for r in found]
+    return {i: by_client[i] for i in ids}
+
+
+@pytest.fixture
+def grpc_gateway(v2_gateway: V2Gateway, mlserver: MLServer) -> tuple[Gateway, str]:
+    port = free_port()
+    gateway = v2_gateway(mlserver.url, None, iris_grpc=f"127.0.0.1:{mlserver.grpc_port}", grpc_port=port)
+    return gateway, f"127.0.0.1:{port}"
+
+
+def test_tritonclient_grpc_through_the_gateway(grpc_gateway: tuple[Gateway, str], mlserver: MLServer) -> None:
+    gateway, address = grpc_gateway
+    direct = triton.InferenceServerClient(f"127.0.0.1:{mlserver.grpc_port}")
+    via = triton.InferenceServerClient(address)
+    ids: list[str] = []
+
+    def call(headers: dict[str, str]) -> dict[str, str]:
+        ids.append(headers["x-request-id"])
+        return headers
+
+    assert via.is_server_live() and via.is_server_ready()  # the gateway's own health: not metered
+    assert via.get_server_metadata(headers=call(traced())).name == direct.get_server_metadata().name
+    assert via.get_model_metadata("iris", headers=call(traced())) == direct.get_model_metadata("iris")
+    assert via.is_model_ready("iris", headers=call(traced()))
+    expected = direct.infer("iris", inputs(FLOWERS)).as_numpy("predict")
+    plain = via.infer("iris", inputs(FLOWERS), headers=call(traced()))
+    np.testing.assert_array_equal(plain.as_numpy("predict"), expected)
+    squeezed = via.infer("iris", inputs(FLOWERS[:2]), headers=call(traced()), compression_algorithm="gzip")
+    np.testing.assert_array_equal(squeezed.as_numpy("predict"), expected[:2])
+
+    records = one_record_each(gateway.ledger, ids)
+    assert [r.endpoint for r in records.values()] == ["/v2", "/v2/models", "/v2/models", "/v2/infer", "/v2/infer"]
+    assert all(r.outcome is Outcome.SERVED and r.status == 200 and r.deployment == "iris" for r in records.values())
+    assert [records[i].items for i in ids[3:]] == [5, 2]
+    assert [records[i].cost_usd for i in ids[3:]] == [IRIS_PRICES["per_item"] * 5, IRIS_PRICES["per_item"] * 2]
+    assert all(r.team == "search" and r.protocol == "v2" for r in records.values())
+
+
+def test_refusals_are_grpc_status_codes_with_a_record(grpc_gateway: tuple[Gateway, str]) -> None:
+    gateway, address = grpc_gateway
+    via = triton.InferenceServerClient(address)
+    ids: list[str] = []
+    cases = [
+        (lambda h: via.infer("iris", inputs(FLOWERS), headers=h), traced(None), "UNAUTHENTICATED", 401),
+        (lambda h: via.infer("iris", inputs(FLOWERS), headers=h), traced("cw_nokey_0123456789"), "UNAUTHENTICATED", 401),
+        (lambda h: via.infer("nope", inputs(FLOWERS), headers=h), traced(), "NOT_FOUND", 404),
+        (lambda h: via.get_model_metadata("nope", headers=h), traced(), "NOT_FOUND", 404),
+    ]
+    for invoke, headers, code, _ in cases:
+        ids.append(headers["x-request-id"])
+        with pytest.raises(InferenceServerException) as caught:
+            invoke(headers)
+        assert caught.value.status() == f"StatusCode.{code}", caught.value
+
+    # A message over the limit (but within what grpc reads): RESOURCE_EXHAUSTED, recorded.
+    big = traced()
+    ids.append(big["x-request-id"])
+    rows = np.ones((LIMIT // 16 + 64, 4), dtype=np.float32)
+    with pytest.raises(InferenceServerException) as caught:
+        via.infer("iris", inputs(rows), headers=big)
+    assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+    # A method the gateway does not serve: UNIMPLEMENTED, recorded.
+    unknown = traced()
+    ids.append(unknown["x-request-id"])
+    with grpc.insecure_channel(address) as channel:
+        method = channel.unary_unary("/inference.GRPCInferenceService/RepositoryIndex")
+        with pytest.raises(grpc.RpcError) as rpc:
+            method(b"", metadata=list(unknown.items()))
+        assert rpc.value.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+        other = channel.unary_unary("/some.Other/Method")
+        with pytest.raises(grpc.RpcError) as rpc:
+            other(b"\\x00", metadata=list(traced().items()))
+        assert rpc.value.code() is grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+
+    served = traced()
+    ids.append(served["x-request-id"])
+    assert via.infer("iris", inputs(FLOWERS[:1]), headers=served).as_numpy("predict").size == 1  # no stall
+
+    found = ledger.wait_for(gateway.ledger, len(ids) + 1)
+    records = {r.client_request_id: r for r in found}
+    assert len(found) == len(ids) + 1  # and the second unknown method's
+    statuses = [(records[i].status, records[i].outcome) for i in ids]
+    assert statuses == [
+        (401, Outcome.REJECTED),
+        (401, Outcome.REJECTED),
+        (404, Outcome.REJECTED),
+        (404, Outcome.REJECTED),
+        (413, Outcome.REJECTED),
+        (501, Outcome.REJECTED),
+        (200, Outcome.SERVED),
+    ]
+    assert all(records[i].cost_usd == 0 for i in ids[:-1])
+    assert records[ids[-1]].cost_usd == IRIS_PRICES["per_item"]
