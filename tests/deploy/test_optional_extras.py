@@ -1,4 +1,4 @@
-"""Without the postgres and redis extras, costwarden still imports, serves on SQLite, and names the
+"""Without the postgres, redis and grpc extras, costwarden still imports, serves on SQLite, and names the
 extra to install when the config asks for a backend it lacks."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ PROBE = textwrap.dedent(
     import asyncio, importlib, importlib.abc, pkgutil, sys
     from pathlib import Path
 
-    BLOCKED = {"asyncpg", "redis", "hiredis"}
+    BLOCKED = {"asyncpg", "redis", "hiredis", "grpc", "google"}
 
     class NotInstalled(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -27,7 +27,11 @@ PROBE = textwrap.dedent(
     sys.meta_path.insert(0, NotInstalled())
     import costwarden
 
-    NEED_EXTRA = {"costwarden.storage.postgres", "costwarden.storage.redis_counters"}
+    NEED_EXTRA = {
+        "costwarden.storage.postgres", "costwarden.storage.redis_counters", "costwarden.app.grpc_server",
+        "costwarden.app.grpc_forward", "costwarden.protocols.v2_grpc",
+        "costwarden.protocols.v2_grpc.grpc_predict_v2_pb2",
+    }
     for info in pkgutil.walk_packages(costwarden.__path__, "costwarden."):
         if info.name not in NEED_EXTRA:
             importlib.import_module(info.name)
@@ -87,7 +91,7 @@ def test_runs_on_sqlite_without_the_postgres_and_redis_extras(tmp_path: Path) ->
     ]
 
 
-@pytest.mark.parametrize("module", ["asyncpg", "redis", "hiredis"])
+@pytest.mark.parametrize("module", ["asyncpg", "redis", "hiredis", "grpc", "google.protobuf"])
 def test_the_clients_of_the_extras_are_installed_for_the_tests(module: str) -> None:
     # The probe above proves nothing if it blocks modules the test environment never had.
     __import__(module)

@@ -72,8 +72,13 @@ class GrpcListener:
     """The V2 gRPC port, when configured; grpcio (the `grpc` extra) is imported only then."""
 
     def __init__(self, runtime: Runtime) -> None:
-        from costwarden.app.grpc_forward import GrpcForwarder
-        from costwarden.app.grpc_server import GrpcGateway
+        try:
+            from costwarden.app.grpc_forward import GrpcForwarder
+            from costwarden.app.grpc_server import GrpcGateway
+        except ImportError as exc:
+            raise RuntimeError(
+                f"server.grpc_port needs the 'grpcio' and 'protobuf' packages ({exc}): pip install 'costwarden[grpc]'"
+            ) from exc
 
         limit = runtime.config.server.max_body_bytes
         self._forwarder = GrpcForwarder(limit)

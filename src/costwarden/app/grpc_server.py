@@ -16,7 +16,6 @@ from typing import NoReturn
 
 import grpc
 
-from costwarden.app.grpc_forward import HTTP_OF
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.chain.stage import Headers
@@ -26,12 +25,25 @@ from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.v2_grpc import HEALTH, call_of, health, server_metadata
 
 log = logging.getLogger(__name__)
-# The gRPC code a refusal's HTTP status maps to (the first code listed for it in HTTP_OF wins).
-CODE_OF: dict[int, grpc.StatusCode] = {}
-for _code, _status in HTTP_OF.items():
-    CODE_OF.setdefault(_status, _code)
-CODE_OF.update({402: grpc.StatusCode.RESOURCE_EXHAUSTED, 413: grpc.StatusCode.RESOURCE_EXHAUSTED})
-CODE_OF.update({405: grpc.StatusCode.UNIMPLEMENTED, 408: grpc.StatusCode.DEADLINE_EXCEEDED})
+# The gRPC code of each refusal's HTTP status; budgets and rate limits (429) are RESOURCE_EXHAUSTED.
+CODE_OF: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    402: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.ABORTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED,
+    500: grpc.StatusCode.INTERNAL,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
 # Messages past the limit up to this many times it are read and refused with a record; larger ones
 # grpc itself refuses (RESOURCE_EXHAUSTED) before any handler runs, so memory stays bounded.
 TRANSPORT_FACTOR = 2
@@ -134,4 +146,8 @@ async def _abort(
     context: grpc.aio.ServicerContext[bytes, bytes], exchange: Exchange, status: int, message: str
 ) -> NoReturn:
     context.set_trailing_metadata((("x-costwarden-request-id", exchange.request_id),))
-    await context.abort(CODE_OF.get(status, grpc.StatusCode.UNKNOWN), message)
+    await context.abort(code_of(status), message)
+
+
+def code_of(status: int) -> grpc.StatusCode:
+    return CODE_OF.get(status, grpc.StatusCode.INVALID_ARGUMENT if 400 <= status < 500 else grpc.StatusCode.UNKNOWN)
