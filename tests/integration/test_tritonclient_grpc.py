@@ -139,3 +139,28 @@ def test_refusals_are_grpc_status_codes_with_a_record(grpc_gateway: tuple[Gatewa
     ]
     assert all(records[i].cost_usd == 0 for i in ids[:-1])
     assert records[ids[-1]].cost_usd == IRIS_PRICES["per_item"]
+
+
+def test_a_spent_budget_is_resource_exhausted(v2_gateway: V2Gateway, mlserver: MLServer) -> None:
+    port = free_port()
+    limit = IRIS_PRICES["per_item"] * 12  # room for two calls of five items, not three
+    budget = {"id": "search-daily", "scope": {"team": "search"}, "window": "day", "limit_usd": str(limit)}
+    governance = {"governance": {"evaluate_every_seconds": 0.3, "spikes": {"enabled": False}, "budgets": [budget]}}
+    gateway = v2_gateway(
+        mlserver.url, None, iris_grpc=f"127.0.0.1:{mlserver.grpc_port}", extra=governance, grpc_port=port
+    )
+    via = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    ids = []
+    for _ in range(2):
+        ids.append(traced())
+        via.infer("iris", inputs(FLOWERS), headers=ids[-1])
+    ids.append(traced())
+    with pytest.raises(InferenceServerException) as caught:
+        via.infer("iris", inputs(FLOWERS), headers=ids[-1])
+    assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    records = one_record_each(gateway.ledger, [h["x-request-id"] for h in ids])
+    assert [(r.status, r.cost_usd) for r in records.values()] == [
+        (200, IRIS_PRICES["per_item"] * 5),
+        (200, IRIS_PRICES["per_item"] * 5),
+        (429, 0),
+    ]

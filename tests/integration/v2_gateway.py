@@ -19,11 +19,17 @@ V2Gateway = Callable[..., Gateway]
 
 @pytest.fixture
 def v2_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[V2Gateway]:
-    """`v2_gateway(iris_url, echo_url, iris_grpc="host:port", **server)`; stopped after the test."""
+    """`v2_gateway(iris_url, echo_url, iris_grpc="host:port", extra={...}, **server)`; stopped after the test."""
     started: list[Gateway] = []
 
-    def start(iris: str | None, echo: str | None, iris_grpc: str | None = None, **server: Any) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
+    def start(
+        iris: str | None,
+        echo: str | None,
+        iris_grpc: str | None = None,
+        extra: dict[str, Any] | None = None,
+        **server: Any,
+    ) -> Gateway:
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, extra=extra, **server)
         for deployment in data["deployments"]:
             if deployment["name"] == "iris" and iris_grpc is not None:
                 deployment["grpc_upstream"] = iris_grpc
