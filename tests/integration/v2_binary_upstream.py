@@ -44,6 +44,12 @@ class BinaryV2:
             return web.json_response({"error": f"no model at {path}"}, status=404)
         return self._infer(request, body)
 
+    async def _handle_quietly(self, request: web.Request) -> web.Response:
+        """As `_handle`, remembering nothing (a long benchmark would grow `seen` without end)."""
+        response = await self._handle(request)
+        self.seen.clear()
+        return response
+
     def _infer(self, request: web.Request, body: bytes) -> web.Response:
         length = request.headers.get("Inference-Header-Content-Length")
         split = int(length) if length is not None else len(body)
@@ -112,3 +118,17 @@ def binary_v2_upstream() -> Iterator[BinaryV2]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def main() -> None:
+    """`python -m tests.integration.v2_binary_upstream PORT`: serve until stopped (the benchmark's upstream)."""
+    import sys
+
+    server = BinaryV2()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", server._handle_quietly)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
