@@ -164,3 +164,17 @@ def test_a_spent_budget_is_resource_exhausted(v2_gateway: V2Gateway, mlserver: M
         (200, IRIS_PRICES["per_item"] * 5),
         (429, 0),
     ]
+
+
+def test_an_unreachable_grpc_upstream_is_unavailable(v2_gateway: V2Gateway, mlserver: MLServer) -> None:
+    port = free_port()
+    gateway = v2_gateway(mlserver.url, None, iris_grpc="127.0.0.1:9", grpc_port=port)  # the discard port
+    via = triton.InferenceServerClient(f"127.0.0.1:{port}")
+    headers = traced()
+    with pytest.raises(InferenceServerException) as caught:
+        via.infer("iris", inputs(FLOWERS), headers=headers)
+    assert caught.value.status() == "StatusCode.UNAVAILABLE"
+    assert "127.0.0.1:9" not in str(caught.value)  # the upstream's address stays in the gateway
+    record = one_record_each(gateway.ledger, [headers["x-request-id"]])[headers["x-request-id"]]
+    assert (record.status, record.outcome, record.cost_usd) == (502, Outcome.FAILED, 0)
+    assert record.error_code == "upstream_unavailable"
