@@ -139,7 +139,9 @@ def test_ranges_not_pins_clients_as_extras_and_posix_only_packages_marked() -> N
     assert {"asyncpg", "redis", "hiredis"}.isdisjoint(runtime)
     assert {canonicalize_name(r.name) for r in groups["postgres"]} == {"asyncpg"}
     assert {canonicalize_name(r.name) for r in groups["redis"]} == {"redis", "hiredis"}
-    assert {canonicalize_name(r.name) for r in groups["all"]} == {"asyncpg", "redis", "hiredis"}
+    assert {canonicalize_name(r.name) for r in groups["grpc"]} == {"grpcio", "protobuf"}
+    assert {"grpcio", "protobuf"}.isdisjoint(runtime)
+    assert {canonicalize_name(r.name) for r in groups["all"]} == {"asyncpg", "redis", "hiredis", "grpcio", "protobuf"}
     assert runtime["uvloop"].marker is not None
     assert not runtime["uvloop"].marker.evaluate(ENVIRONMENTS["win32-amd64-3.11"])
     assert runtime["uvloop"].marker.evaluate(ENVIRONMENTS["linux-x86_64-3.11"])

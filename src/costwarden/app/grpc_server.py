@@ -117,7 +117,7 @@ class GrpcGateway(grpc.GenericRpcHandler):
             headers=headers,
             body=request,
             protocol=Protocol.V2,
-            endpoint="grpc",
+            endpoint="unknown",  # until the method is known to be one the gateway serves
         )
         reply = Reply()
         try:
