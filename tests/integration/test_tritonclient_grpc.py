@@ -9,6 +9,7 @@ unknown method. Every call has exactly one record, found by the client's own X-R
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from collections.abc import Callable
 
 import grpc
@@ -176,5 +177,5 @@ def test_an_unreachable_grpc_upstream_is_unavailable(v2_gateway: V2Gateway, mlse
     assert caught.value.status() == "StatusCode.UNAVAILABLE"
     assert "127.0.0.1:9" not in str(caught.value)  # the upstream's address stays in the gateway
     record = one_record_each(gateway.ledger, [headers["x-request-id"]])[headers["x-request-id"]]
-    assert (record.status, record.outcome, record.cost_usd) == (502, Outcome.FAILED, 0)
+    assert (record.status, record.outcome, record.cost_usd) == (502, Outcome.FAILED, Decimal(0))
     assert record.error_code == "upstream_unavailable"
