@@ -9,8 +9,8 @@ unknown method. Every call has exactly one record, found by the client's own X-R
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from collections.abc import Callable
+from decimal import Decimal
 
 import grpc
 import numpy as np
