@@ -1,0 +1,77 @@
+"""The gRPC listener's handler without a network: refusals before the chain still settle (one record)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+from costwarden.app.grpc_server import GrpcGateway
+from costwarden.chain.exchange import Exchange
+from costwarden.chain.order import Chain
+from costwarden.chain.stage import PassStage
+from costwarden.protocols.v2_grpc import SERVICE
+
+
+class Settled(PassStage):
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+
+    async def settle(self, exchange: Exchange) -> None:
+        self.exchanges.append(exchange)
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """The part of grpc.aio.ServicerContext the handler uses."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+        self.code: grpc.StatusCode | None = None
+        self.trailing: Any = None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailing = metadata
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        self.code = code
+        raise Aborted(details)
+
+
+async def call(method: str, request: bytes, limit: int = 1024) -> tuple[Context, list[Exchange]]:
+    settled = Settled()
+    gateway = GrpcGateway(Chain([], None, [settled]), limit)  # type: ignore[arg-type]  # nothing is forwarded
+    context = Context((("x-request-id", "client-7"),))
+    with pytest.raises(Aborted):
+        await gateway.call(method, request, context)  # type: ignore[arg-type]
+    return context, settled.exchanges
+
+
+@pytest.mark.parametrize("method", [f"/{SERVICE}/RepositoryIndex", f"/{SERVICE}/ModelStreamInfer", "/x.Y/Z"])
+async def test_an_unknown_method_is_unimplemented_and_recorded(method: str) -> None:
+    context, exchanges = await call(method, b"")
+    assert context.code is grpc.StatusCode.UNIMPLEMENTED
+    assert [(e.status, e.error.code if e.error else None, e.endpoint) for e in exchanges] == [
+        (501, "unimplemented", "unknown")
+    ]
+    assert exchanges[0].header(b"x-request-id") == b"client-7"
+    assert context.trailing == (("x-costwarden-request-id", exchanges[0].request_id),)
+
+
+async def test_a_message_over_the_limit_is_resource_exhausted_and_recorded() -> None:
+    context, exchanges = await call(f"/{SERVICE}/ModelInfer", b"\x00" * 1025)
+    assert context.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert [(e.status, e.error.code if e.error else None) for e in exchanges] == [(413, "request_too_large")]
+
+
+async def test_a_message_that_does_not_parse_is_invalid_argument_and_recorded() -> None:
+    context, exchanges = await call(f"/{SERVICE}/ModelInfer", b"\xff\xff\xff")
+    assert context.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert [e.status for e in exchanges] == [400]
