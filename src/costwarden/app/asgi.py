@@ -82,7 +82,12 @@ class GrpcListener:
 
         limit = runtime.config.server.max_body_bytes
         self._forwarder = GrpcForwarder(limit)
-        self._gateway = GrpcGateway(runtime.chain_for(self._forwarder), limit)
+        self._gateway = GrpcGateway(runtime.chain_for(self._forwarder), limit, self._ready)
+        self._runtime = runtime
+
+    async def _ready(self) -> bool:
+        ok, _ = await self._runtime.ready()
+        return ok
 
     async def start(self, host: str, port: int) -> None:
         await self._gateway.start(host, port)

@@ -73,9 +73,10 @@ Behavior = Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[b
 class GrpcGateway(grpc.GenericRpcHandler):
     """Serves every method path: KServe's through the chain, any other as UNIMPLEMENTED (recorded)."""
 
-    def __init__(self, chain: Chain, max_message_bytes: int) -> None:
+    def __init__(self, chain: Chain, max_message_bytes: int, ready: Callable[[], Awaitable[bool]]) -> None:
         self._chain = chain
         self._max = max_message_bytes
+        self._ready = ready  # as /v2/health/ready: the ledger reachable and advancing
         self._server: grpc.aio.Server | None = None
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
@@ -106,7 +107,7 @@ class GrpcGateway(grpc.GenericRpcHandler):
 
     async def call(self, method: str, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         if method in HEALTH:
-            return health(method)
+            return health(method, method.endswith("/ServerLive") or await self._ready())
         headers = [(k.encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in
                    context.invocation_metadata() or ()]  # fmt: skip
         exchange = Exchange(

@@ -45,9 +45,13 @@ class Context:
         raise Aborted(details)
 
 
+async def ready() -> bool:
+    return True
+
+
 async def call(method: str, request: bytes, limit: int = 1024) -> tuple[Context, list[Exchange]]:
     settled = Settled()
-    gateway = GrpcGateway(Chain([], None, [settled]), limit)  # type: ignore[arg-type]  # nothing is forwarded
+    gateway = GrpcGateway(Chain([], None, [settled]), limit, ready)  # type: ignore[arg-type]  # nothing is forwarded
     context = Context((("x-request-id", "client-7"),))
     with pytest.raises(Aborted):
         await gateway.call(method, request, context)  # type: ignore[arg-type]

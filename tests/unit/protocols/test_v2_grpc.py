@@ -3,6 +3,8 @@ tritonclient serialises them (its own generated classes, package `inference`) re
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 import tritonclient.grpc.service_pb2 as triton
@@ -90,8 +92,9 @@ def test_replies_the_gateway_makes_itself() -> None:
     body = orjson.dumps({"name": "costwarden", "version": "0.1.0", "extensions": []})
     reply = triton.ServerMetadataResponse.FromString(server_metadata(body))
     assert (reply.name, reply.version) == ("costwarden", "0.1.0")
-    assert triton.ServerLiveResponse.FromString(health(method("ServerLive"))).live
-    assert triton.ServerReadyResponse.FromString(health(method("ServerReady"))).ready
+    assert triton.ServerLiveResponse.FromString(health(method("ServerLive"), True)).live
+    assert triton.ServerReadyResponse.FromString(health(method("ServerReady"), True)).ready
+    assert not triton.ServerReadyResponse.FromString(health(method("ServerReady"), False)).ready
 
 
 def test_our_messages_hold_every_field_tritonclient_sends() -> None:
@@ -102,3 +105,24 @@ def test_our_messages_hold_every_field_tritonclient_sends() -> None:
         for field in theirs.fields:
             twin = ours.fields_by_number[field.number]
             assert (twin.name, twin.type) == (field.name, field.type), (name, field.name)
+
+
+def test_the_generated_module_is_the_committed_proto() -> None:
+    """A field added to the .proto without running scripts/gen-v2-grpc fails here."""
+    import re
+    from pathlib import Path
+
+    text = Path(pb.__file__).with_name("grpc_predict_v2.proto").read_text()
+    declared = set(re.findall(r"^\s*(?:repeated\s+)?[\w.<>, ]+?\s+(\w+)\s*=\s*(\d+);", text, re.MULTILINE))
+    generated: set[tuple[str, str]] = set()
+
+    def walk(message: Any) -> None:
+        for field in message.fields:
+            if not message.GetOptions().map_entry:
+                generated.add((field.name, str(field.number)))
+        for nested in message.nested_types:
+            walk(nested)
+
+    for message in pb.DESCRIPTOR.message_types_by_name.values():
+        walk(message)
+    assert declared == generated

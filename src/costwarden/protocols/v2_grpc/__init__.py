@@ -83,10 +83,11 @@ def server_metadata(json_body: bytes) -> bytes:
     ).SerializeToString()
 
 
-def health(method: str) -> bytes:
+def health(method: str, ready: bool) -> bytes:
+    """ServerLive (always live while it answers) or ServerReady (`ready`: the gateway's readiness)."""
     if method.endswith("/ServerLive"):
         return pb.ServerLiveResponse(live=True).SerializeToString()
-    return pb.ServerReadyResponse(ready=True).SerializeToString()
+    return pb.ServerReadyResponse(ready=ready).SerializeToString()
 
 
 def _model_path(model: str, version: str) -> str:
