@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from costwarden.domain.record import Outcome, UsageRecord
@@ -78,12 +79,23 @@ def test_tritonclient_grpc_through_the_gateway(grpc_gateway: tuple[Gateway, str]
     np.testing.assert_array_equal(plain.as_numpy("predict"), expected)
     squeezed = via.infer("iris", inputs(FLOWERS[:2]), headers=call(traced()), compression_algorithm="gzip")
     np.testing.assert_array_equal(squeezed.as_numpy("predict"), expected[:2])
+    # The gateway's headers come back as trailing metadata: its request id and the cost.
+    tensor = service_pb2.ModelInferRequest.InferInputTensor(name="predict", datatype="FP32", shape=[3, 4])
+    raw = service_pb2.ModelInferRequest(model_name="iris", inputs=[tensor], raw_input_contents=[FLOWERS[:3].tobytes()])
+    with grpc.insecure_channel(address) as channel:
+        method: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer"
+        )
+        _, done = method.with_call(raw.SerializeToString(), metadata=tuple(call(traced()).items()))
+    trailers = dict(done.trailing_metadata() or ())
+    assert Decimal(str(trailers["x-costwarden-cost-usd"])) == IRIS_PRICES["per_item"] * 3
 
     records = one_record_each(gateway.ledger, ids)
-    assert [r.endpoint for r in records.values()] == ["/v2", "/v2/models", "/v2/models", "/v2/infer", "/v2/infer"]
+    assert [r.endpoint for r in records.values()] == ["/v2", "/v2/models", "/v2/models", *["/v2/infer"] * 3]
     assert all(r.outcome is Outcome.SERVED and r.status == 200 and r.deployment == "iris" for r in records.values())
-    assert [records[i].items for i in ids[3:]] == [5, 2]
-    assert [records[i].cost_usd for i in ids[3:]] == [IRIS_PRICES["per_item"] * 5, IRIS_PRICES["per_item"] * 2]
+    assert [records[i].items for i in ids[3:]] == [5, 2, 3]
+    assert [records[i].cost_usd for i in ids[3:]] == [IRIS_PRICES["per_item"] * n for n in (5, 2, 3)]
+    assert str(trailers["x-costwarden-request-id"]) == records[ids[-1]].request_id
     assert all(r.team == "search" and r.protocol == "v2" for r in records.values())
 
 

@@ -137,17 +137,22 @@ class GrpcGateway(grpc.GenericRpcHandler):
         if exchange.error is not None or reply.status >= 400:
             message = exchange.error.message if exchange.error is not None else f"HTTP {reply.status}"
             return await _abort(context, exchange, reply.status or exchange.status, message)
+        context.set_trailing_metadata(_trailers(exchange))
         if exchange.local_response is not None and call.endpoint == "/v2":
             return server_metadata(reply.payload)
-        context.set_trailing_metadata((("x-costwarden-request-id", exchange.request_id),))
         return reply.payload
 
 
 async def _abort(
     context: grpc.aio.ServicerContext[bytes, bytes], exchange: Exchange, status: int, message: str
 ) -> NoReturn:
-    context.set_trailing_metadata((("x-costwarden-request-id", exchange.request_id),))
+    context.set_trailing_metadata(_trailers(exchange))
     await context.abort(code_of(status), message)
+
+
+def _trailers(exchange: Exchange) -> tuple[tuple[str, str], ...]:
+    """The gateway's response headers (request id, deployment, cost, rate limits) as trailing metadata."""
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in exchange.costwarden_headers(True))
 
 
 def code_of(status: int) -> grpc.StatusCode:

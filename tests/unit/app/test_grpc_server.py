@@ -66,7 +66,10 @@ async def test_an_unknown_method_is_unimplemented_and_recorded(method: str) -> N
         (501, "unimplemented", "unknown")
     ]
     assert exchanges[0].header(b"x-request-id") == b"client-7"
-    assert context.trailing == (("x-costwarden-request-id", exchanges[0].request_id),)
+    assert context.trailing == (
+        ("x-costwarden-request-id", exchanges[0].request_id),
+        ("x-costwarden-cost-usd", "0.000000000"),
+    )
 
 
 async def test_a_message_over_the_limit_is_resource_exhausted_and_recorded() -> None:
