@@ -102,7 +102,13 @@ def test_binary_tensors_with_tritonclients_defaults(v2_gateway: V2Gateway, binar
         ids.append(headers["X-Request-Id"])
         tensor = triton.InferInput("input", list(rows.shape), "FP32")
         tensor.set_data_from_numpy(rows)  # binary_data=True: tritonclient's default
-        result = via.infer(MODEL, [tensor], headers=headers, request_compression_algorithm=compression)
+        result = via.infer(
+            MODEL,
+            [tensor],
+            headers=headers,
+            request_compression_algorithm=compression,
+            response_compression_algorithm=compression,  # the gateway asks the upstream for identity
+        )
         np.testing.assert_array_equal(result.as_numpy("echo"), rows)  # a binary output, read back whole
     records = one_record_each(gateway.ledger, ids)
     assert all(r.items == 7 and r.cost_usd == ECHO_PRICE * 7 for r in records.values())
@@ -114,6 +120,7 @@ def test_binary_tensors_with_tritonclients_defaults(v2_gateway: V2Gateway, binar
         assert len(seen.header("X-Costwarden-Request-Id")) == 1
         assert seen.header("Content-Type") == [] and seen.header("Accept") == []
         assert seen.header("Content-Encoding") == ([encoding] if encoding else [])
+        assert seen.header("Accept-Encoding") == ["identity"]
         assert seen.header("Inference-Header-Content-Length") != []
         if encoding is None:  # the gateway records the bytes on the wire; aiohttp hands the server them decoded
             assert records[request_id].request_bytes == len(seen.body)
