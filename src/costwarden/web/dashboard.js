@@ -71,8 +71,7 @@ const pages = {
     else graph.append(el("p", { class: "muted" }, "No spend in this window."));
     const cols = [[data.by, data.by], ["requests", "requests", 1], ["errors", "errors", 1],
       ["input tokens", "input_tokens", 1], ["output tokens", "output_tokens", 1], ["cost (USD)", "cost_usd", 1],
-      ["per 1k requests", "cost_per_1k_requests_usd", 1], ["per 1M tokens", "cost_per_1m_tokens_usd", 1],
-      ["p50 ms", "p50_latency_ms", 1], ["p95 ms", "p95_latency_ms", 1]];
+      ["per 1k requests", "cost_per_1k_requests_usd", 1], ["per 1M tokens", "cost_per_1m_tokens_usd", 1]];
     const total = Object.assign({ [data.by]: "total" }, data.total);
     main.append(el("section", {}, el("h2", {}, "Totals and unit costs"), table("spend-table", cols, data.rows.concat([total]))));
     const latency = await api("latency", { since: since() });
