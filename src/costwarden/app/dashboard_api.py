@@ -20,7 +20,7 @@ from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, Spend
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
 from costwarden.services.budgets import budget_json
 from costwarden.services.reports import decode_cursor, encode_cursor, iso_time, parse_duration, parse_where, row_json
-from costwarden.services.spend_series import STEPS, cost_per_1m_tokens, spend_series
+from costwarden.services.spend_series import STEPS, SpendSeries, aligned, cost_per_1m_tokens
 
 Where = tuple[tuple[str, str], ...]
 DRIVERS = ("key_id", "deployment", "project")
@@ -97,6 +97,8 @@ async def _scan(
 def dashboard_api(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/dashboard/api", include_in_schema=False)
     store = runtime.store
+    # a bucket is settled once every replica has flushed it (the governor's rebuild lag, doubled)
+    series = SpendSeries(store, settled_s=4 * runtime.config.storage.flush_interval_ms / 1000.0 + 1.0)
 
     @api.get("/session")
     async def get_session(session: Viewer) -> dict[str, Any]:
@@ -113,25 +115,25 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         if by not in STACKS or step not in STEPS:
             raise HTTPException(400, f"by is one of {', '.join(STACKS)}; step one of {', '.join(STEPS)}")
         now = time.time()
-        start, filters = _window(since, now), scoped(session, _where(where))
+        start, filters = aligned(_window(since, now), STEPS[step]), scoped(session, _where(where))
         try:
-            buckets = await spend_series(store, (by,), filters, start, now, STEPS[step])
+            buckets = await series.buckets((by,), filters, start, now, STEPS[step], now)
             # totals only: the latency panel reads the percentiles (a month's histograms are the costly part)
             whole = await store.spend(SpendQuery((by,), start, now, filters, percentiles=False))
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
         names = [row.group[0] for row in whole.rows]
-        series = []
+        lines = []
         for name in names:
             costs = [next((r.cost_usd for r in b.report.rows if r.group[0] == name), ZERO) for b in buckets]
-            series.append({"group": name, "cost_usd": [usd_text(c) for c in costs]})
+            lines.append({"group": name, "cost_usd": [usd_text(c) for c in costs]})
         return {
             "by": by,
             "step": step,
             "from": iso_time(start),
             "to": iso_time(now),
             "buckets": [b.start for b in buckets],
-            "series": series,
+            "series": lines,
             "rows": [unit_row(r, (by,)) for r in whole.rows],
             "total": unit_row(whole.total, ()),
         }
@@ -206,11 +208,11 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
             ]
         return out
 
-    _governance_routes(api, runtime)
+    _governance_routes(api, runtime, series)
     return api
 
 
-def _governance_routes(api: APIRouter, runtime: Runtime) -> None:
+def _governance_routes(api: APIRouter, runtime: Runtime, series: SpendSeries) -> None:
     store = runtime.store
 
     async def _budgets(session: Session) -> list[Budget]:
@@ -235,9 +237,8 @@ def _governance_routes(api: APIRouter, runtime: Runtime) -> None:
         except (CounterStoreUnavailable, CounterStoreUnseeded) as exc:
             raise HTTPException(503, f"the budget state cannot be read now: {exc}") from exc
         step = STEPS["hour"] if view.window_end - view.window_start <= 4 * 86400 else STEPS["day"]
-        buckets = await spend_series(
-            store, ("outcome",), budget.scope.dimensions, view.window_start, min(now, view.window_end), step
-        )
+        end = min(now, view.window_end)
+        buckets = await series.buckets(("outcome",), budget.scope.dimensions, view.window_start, end, step, now)
         spent, points = Decimal(0), []
         for b in buckets:
             spent += sum((r.cost_usd for r in b.report.rows if r.group[0] != Outcome.REJECTED.value), ZERO)

@@ -1,9 +1,15 @@
 """Spend over time for the dashboard: one spend report per hour or day bucket (UTC), each over
-whole rollup buckets, so every bucket's totals equal the ledger's exactly; and unit costs."""
+whole rollup buckets, so every bucket's totals equal the ledger's exactly; and unit costs.
+
+Buckets that ended before `settled_s` ago are kept for `ttl_s` (a past hour changes only if a
+replica's late spool replay lands in it): a page reloaded within that time reads only the current
+bucket from the store. The cache is bounded (`max_entries`, oldest dropped first).
+"""
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -31,21 +37,52 @@ def bucket_starts(start: float, end: float, step_s: int) -> list[float]:
     return [float(first + i * step_s) for i in range(max(count, 0))]
 
 
-async def spend_series(
-    store: LedgerStore,
-    group_by: tuple[str, ...],
-    where: tuple[tuple[str, str], ...],
-    start: float,
-    end: float,
-    step_s: int,
-) -> list[Bucket]:
-    """Reports per bucket over [start, end); the first and last bucket are clipped to the window."""
-    buckets = []
-    for first in bucket_starts(start, end, step_s):
-        lower, upper = max(first, start), min(first + step_s, end)
-        query = SpendQuery(group_by=group_by, start=lower, end=upper, where=where, percentiles=False)
-        buckets.append(Bucket(lower, upper, await store.spend(query)))
-    return buckets
+def aligned(start: float, step_s: int) -> float:
+    """The start of the step-long UTC bucket holding `start`: a window's first bucket is whole."""
+    return float(math.floor(start / step_s) * step_s)
+
+
+class SpendSeries:
+    """Spend reports per bucket, with settled buckets cached (see the module's docstring)."""
+
+    def __init__(self, store: LedgerStore, settled_s: float, ttl_s: float = 60.0, max_entries: int = 4096) -> None:
+        self._store = store
+        self._settled_s = settled_s
+        self._ttl_s = ttl_s
+        self._max = max_entries
+        self._cache: OrderedDict[tuple[object, ...], tuple[float, SpendReport]] = OrderedDict()
+
+    async def buckets(
+        self,
+        group_by: tuple[str, ...],
+        where: tuple[tuple[str, str], ...],
+        start: float,
+        end: float,
+        step_s: int,
+        now: float,
+    ) -> list[Bucket]:
+        """Reports per bucket over [start, end); the last bucket is clipped to the window."""
+        out = []
+        for first in bucket_starts(start, end, step_s):
+            lower, upper = max(first, start), min(first + step_s, end)
+            out.append(Bucket(lower, upper, await self._report(group_by, where, lower, upper, now)))
+        return out
+
+    async def _report(
+        self, group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], start: float, end: float, now: float
+    ) -> SpendReport:
+        key = (group_by, where, start, end)
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < self._ttl_s:
+            return hit[1]
+        query = SpendQuery(group_by=group_by, start=start, end=end, where=where, percentiles=False)
+        report = await self._store.spend(query)
+        if end <= now - self._settled_s:
+            self._cache[key] = (now, report)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return report
 
 
 def cost_per_1m_tokens(row: SpendRow) -> Decimal:
