@@ -119,6 +119,18 @@ def test_team_session_sees_its_own_team_only(gateway: Gateway) -> None:
         assert client.get("/admin/v1/spend").status_code == 401
 
 
+def test_a_team_session_ends_when_its_key_is_revoked(gateway: Gateway) -> None:
+    body = {"team": "ads", "project": "ctr", "environment": "prod", "name": "lead"}
+    created = httpx.post(gateway.url + "/admin/v1/keys", json=body, headers=auth(ADMIN_TOKEN)).json()
+    with sign_in(gateway, created["key"]) as client:
+        assert client.get("/dashboard/api/session").json()["team"] == "ads"
+        gone = httpx.delete(f"{gateway.url}/admin/v1/keys/{created['id']}", headers=auth(ADMIN_TOKEN))
+        assert gone.status_code == 204
+        assert client.get("/dashboard/api/spend").status_code == 401
+        again = client.post("/dashboard/login", data={"token": created["key"]})
+        assert again.status_code == 401
+
+
 def ledger_records_of(gateway: Gateway, team: str) -> list[object]:
     from tests.integration import ledger
 

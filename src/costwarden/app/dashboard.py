@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from costwarden.app.dashboard_api import dashboard_api
-from costwarden.app.dashboard_session import COOKIE, Role, SessionSigner, session_secret
+from costwarden.app.dashboard_session import COOKIE, Role, Sessions, SessionSigner, session_secret
 from costwarden.app.runtime import Runtime
 from costwarden.protocols.errors import GatewayError
 
@@ -42,13 +42,14 @@ def _page(name: str, status: int = 200, message: str = "") -> HTMLResponse:
 def add_dashboard(api: FastAPI, runtime: Runtime) -> None:
     token = runtime.config.server.admin_token
     signer = SessionSigner(session_secret(token), SESSION_HOURS * 3600)
-    api.state.dashboard_sessions = signer
+    sessions = Sessions(signer, runtime.keyring.active)
+    api.state.dashboard_sessions = sessions
     api.mount(ASSETS, StaticFiles(directory=web_dir()), name="dashboard-assets")
     api.include_router(dashboard_api(runtime))
 
     @api.get("/dashboard", include_in_schema=False)
     async def page(request: Request) -> Response:
-        if signer.read(request.cookies.get(COOKIE), time.time()) is None:
+        if sessions.read(request.cookies.get(COOKIE), time.time()) is None:
             return _page("login.html")
         return _page("index.html")
 

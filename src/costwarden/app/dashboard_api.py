@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from costwarden.alerts.payload import alert_json
-from costwarden.app.dashboard_session import COOKIE, Role, Session, SessionSigner
+from costwarden.app.dashboard_session import COOKIE, Role, Session, Sessions
 from costwarden.app.runtime import Runtime
 from costwarden.domain.budget import Budget
 from costwarden.domain.money import ZERO, usd_text
@@ -65,8 +65,8 @@ def _where(items: list[str] | None) -> Where:
 
 def current_session(request: Request) -> Session:
     """The request's dashboard session (the signer is set on the app by `add_dashboard`), or a 401."""
-    signer: SessionSigner = request.app.state.dashboard_sessions
-    session = signer.read(request.cookies.get(COOKIE), time.time())
+    sessions: Sessions = request.app.state.dashboard_sessions
+    session = sessions.read(request.cookies.get(COOKIE), time.time())
     if session is None:
         raise HTTPException(401, "no dashboard session, or it expired or was altered: sign in at /dashboard")
     return session

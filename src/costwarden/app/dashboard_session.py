@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -86,3 +87,16 @@ class SessionSigner:
         if role == Role.TEAM and team is None:
             return None
         return Session(Role(role), team, key_id, float(exp))
+
+
+class Sessions:
+    """Reads sessions: a team session ends as soon as its key is revoked (`key_active` is False)."""
+
+    def __init__(self, signer: SessionSigner, key_active: Callable[[str], bool]) -> None:
+        self.signer = signer
+        self._key_active = key_active
+
+    def read(self, value: str | None, now: float) -> Session | None:
+        session = self.signer.read(value, now)
+        revoked = session is not None and session.role is Role.TEAM and not self._key_active(session.key_id or "")
+        return None if revoked else session
