@@ -20,7 +20,7 @@ from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, Spend
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
 from costwarden.services.budgets import budget_json
 from costwarden.services.reports import decode_cursor, encode_cursor, iso_time, parse_duration, parse_where, row_json
-from costwarden.services.spend_series import STEPS, SpendSeries, aligned, cost_per_1m_tokens
+from costwarden.services.spend_series import STEPS, SpendSeries, aligned, cost_per_1m_tokens, merged
 
 Where = tuple[tuple[str, str], ...]
 DRIVERS = ("key_id", "deployment", "project")
@@ -81,14 +81,15 @@ async def _scan(
     """Newest-first records matching `filters`, at most `limit`, reading a bounded number of pages;
     the cursor to go on from (None when the window is exhausted)."""
     found: list[UsageRecord] = []
+    size = _SCAN_PAGE if filters else limit  # unfiltered: one page is the answer
     for _ in range(_SCAN_PAGES):
-        page = await store.records(start, end, _SCAN_PAGE, before)
+        page = await store.records(start, end, size, before)
         for record in page:
             if all(str(getattr(record, name)) == value for name, value in filters):
                 found.append(record)
                 if len(found) == limit:
                     return found, RecordCursor.of(record)
-        if len(page) < _SCAN_PAGE:
+        if len(page) < size:
             return found, None
         before = RecordCursor.of(page[-1])
     return found, before
@@ -117,16 +118,16 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         now = time.time()
         start, filters = aligned(_window(since, now), STEPS[step]), scoped(session, _where(where))
         try:
-            buckets = await series.buckets((by,), filters, start, now, STEPS[step], now)
             # totals only: the latency panel reads the percentiles (a month's histograms are the costly part)
-            whole = await store.spend(SpendQuery((by,), start, now, filters, percentiles=False))
+            buckets = await series.buckets((by,), filters, start, now, STEPS[step], now)
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
-        names = [row.group[0] for row in whole.rows]
-        lines = []
-        for name in names:
-            costs = [next((r.cost_usd for r in b.report.rows if r.group[0] == name), ZERO) for b in buckets]
-            lines.append({"group": name, "cost_usd": [usd_text(c) for c in costs]})
+        rows, total = merged(buckets)
+        per_bucket = [{r.group[0]: r.cost_usd for r in b.report.rows} for b in buckets]
+        lines = [
+            {"group": row.group[0], "cost_usd": [usd_text(costs.get(row.group[0], ZERO)) for costs in per_bucket]}
+            for row in rows
+        ]
         return {
             "by": by,
             "step": step,
@@ -134,8 +135,8 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
             "to": iso_time(now),
             "buckets": [b.start for b in buckets],
             "series": lines,
-            "rows": [unit_row(r, (by,)) for r in whole.rows],
-            "total": unit_row(whole.total, ()),
+            "rows": [unit_row(r, (by,)) for r in rows],
+            "total": unit_row(total, ()),
         }
 
     @api.get("/latency")

@@ -85,6 +85,31 @@ class SpendSeries:
         return report
 
 
+def merged(buckets: list[Bucket]) -> tuple[list[SpendRow], SpendRow]:
+    """The window's rows (highest cost first) and total, summed exactly from its buckets' totals-only
+    reports: the same figures as one report over the whole window, without reading it again."""
+    sums: dict[tuple[str | None, ...], SpendRow] = {}
+    total = SpendRow(group=())
+    for bucket in buckets:
+        for row in bucket.report.rows:
+            sums[row.group] = _add(sums.get(row.group, SpendRow(group=row.group)), row)
+        total = _add(total, bucket.report.total)
+    return sorted(sums.values(), key=lambda r: (-r.cost_usd, str(r.group))), total
+
+
+def _add(a: SpendRow, b: SpendRow) -> SpendRow:
+    return SpendRow(
+        group=a.group,
+        requests=a.requests + b.requests,
+        errors=a.errors + b.errors,
+        input_tokens=a.input_tokens + b.input_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+        items=a.items + b.items,
+        cost_usd=a.cost_usd + b.cost_usd,
+    )
+
+
 def cost_per_1m_tokens(row: SpendRow) -> Decimal:
     """USD per million tokens (input + output); zero when the group used none."""
     tokens = row.input_tokens + row.output_tokens

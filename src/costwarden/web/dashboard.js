@@ -167,6 +167,7 @@ async function render() {
   const page = pages[name] ? name : "spend";
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.page === page));
   document.querySelectorAll(".spend-only").forEach((n) => { n.hidden = page !== "spend"; });
+  document.querySelectorAll(".windowed").forEach((n) => { n.hidden = page === "budgets" || page === "alerts"; });
   const main = el("div", { id: `page-${page}` });
   $("#status").textContent = "";
   $("#page").replaceChildren(main);

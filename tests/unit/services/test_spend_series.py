@@ -9,7 +9,15 @@ import pytest
 
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow
-from costwarden.services.spend_series import MAX_BUCKETS, SpendSeries, aligned, bucket_starts, cost_per_1m_tokens
+from costwarden.services.spend_series import (
+    MAX_BUCKETS,
+    Bucket,
+    SpendSeries,
+    aligned,
+    bucket_starts,
+    cost_per_1m_tokens,
+    merged,
+)
 
 HOUR = 3600
 
@@ -81,3 +89,20 @@ def test_cost_per_1m_tokens() -> None:
         Decimal("0.5")
     )
     assert cost_per_1m_tokens(SpendRow(group=(), cost_usd=Decimal(1))) == 0
+
+
+def test_merged_rows_add_exactly_and_rank_by_cost() -> None:
+    def report(*rows: SpendRow) -> SpendReport:
+        cost = sum((r.cost_usd for r in rows), Decimal(0))
+        total = SpendRow(group=(), requests=sum(r.requests for r in rows), cost_usd=cost)
+        return SpendReport(SpendQuery(("team",)), rows, total)
+
+    a1 = SpendRow(group=("a",), requests=1, input_tokens=5, cost_usd=Decimal("0.000000001"))
+    b1 = SpendRow(group=("b",), requests=2, errors=1, cost_usd=Decimal("0.3"))
+    a2 = SpendRow(group=("a",), requests=3, output_tokens=7, cost_usd=Decimal("0.4"))
+    rows, total = merged([Bucket(0, 1, report(a1, b1)), Bucket(1, 2, report(a2))])
+    assert rows == [
+        SpendRow(group=("a",), requests=4, input_tokens=5, output_tokens=7, cost_usd=Decimal("0.400000001")),
+        SpendRow(group=("b",), requests=2, errors=1, cost_usd=Decimal("0.3")),
+    ]
+    assert (total.requests, total.cost_usd) == (6, Decimal("0.700000001"))
