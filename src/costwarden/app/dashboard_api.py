@@ -19,12 +19,14 @@ from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendRow, nearest_rank
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
 from costwarden.services.budgets import budget_json
+from costwarden.services.recent_reports import RecentReports
 from costwarden.services.reports import decode_cursor, encode_cursor, iso_time, parse_duration, parse_where, row_json
 from costwarden.services.spend_series import STEPS, SpendSeries, aligned, cost_per_1m_tokens, merged
 
 Where = tuple[tuple[str, str], ...]
 DRIVERS = ("key_id", "deployment", "project")
 STACKS = ("team", "project", "environment", "deployment")
+_MINUTE = 60  # the latency and driver panels' windows start on a whole minute: their reports are reused
 _SCAN_PAGE = 500
 _SCAN_PAGES = 20  # a filtered request table reads at most this many pages per call
 
@@ -100,6 +102,7 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
     store = runtime.store
     # a bucket is settled once every replica has flushed it (the governor's rebuild lag, doubled)
     series = SpendSeries(store, settled_s=4 * runtime.config.storage.flush_interval_ms / 1000.0 + 1.0)
+    recent = RecentReports(store)
 
     @api.get("/session")
     async def get_session(session: Viewer) -> dict[str, Any]:
@@ -141,13 +144,13 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
 
     @api.get("/latency")
     async def get_latency(
-        session: Viewer, since: str = "24h", sample: Annotated[int, Query(ge=1, le=5000)] = 2000
+        session: Viewer, since: str = "24h", sample: Annotated[int, Query(ge=1, le=5000)] = 1000
     ) -> dict[str, Any]:
         """p50/p95 of the whole latency per deployment (rollups), and the split between the upstream
         and the gateway's own time from the newest `sample` records."""
         now = time.time()
-        start, filters = _window(since, now), scoped(session, ())
-        report = await store.spend(SpendQuery(("deployment",), start, now, filters))
+        start, filters = aligned(_window(since, now), _MINUTE), scoped(session, ())
+        report = await recent.spend(SpendQuery(("deployment",), start, now, filters), now)
         records, _ = await _scan(store, start, now, filters, sample, None)
         rows = []
         for row in report.rows:
@@ -197,11 +200,11 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         session: Viewer, since: str = "24h", top: Annotated[int, Query(ge=1, le=100)] = 10
     ) -> dict[str, Any]:
         now = time.time()
-        start, filters = _window(since, now), scoped(session, ())
+        start, filters = aligned(_window(since, now), _MINUTE), scoped(session, ())
         names = {k.identity.key_id: k.identity.name for k in await store.list_keys()}
         out: dict[str, Any] = {"from": iso_time(start), "to": iso_time(now)}
         for dim in DRIVERS:
-            report = await store.spend(SpendQuery((dim,), start, now, filters, percentiles=False))
+            report = await recent.spend(SpendQuery((dim,), start, now, filters, percentiles=False), now)
             rows = sorted(report.rows, key=lambda r: r.cost_usd, reverse=True)[:top]
             out[dim] = [
                 {**unit_row(r, (dim,)), **({"name": names.get(r.group[0] or "")} if dim == "key_id" else {})}

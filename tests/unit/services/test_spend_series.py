@@ -9,6 +9,7 @@ import pytest
 
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.services.recent_reports import RecentReports
 from costwarden.services.spend_series import (
     MAX_BUCKETS,
     Bucket,
@@ -106,3 +107,15 @@ def test_merged_rows_add_exactly_and_rank_by_cost() -> None:
         SpendRow(group=("b",), requests=2, errors=1, cost_usd=Decimal("0.3")),
     ]
     assert (total.requests, total.cost_usd) == (6, Decimal("0.700000001"))
+
+
+async def test_recent_reports_are_reused_for_a_minute_then_read_again() -> None:
+    ledger = CountingLedger()
+    recent = RecentReports(ledger, ttl_s=60, max_entries=1)
+    first = await recent.spend(SpendQuery(("team",), 0, 100), now=100)
+    assert await recent.spend(SpendQuery(("team",), 0, 130), now=130) is first  # the end moved: same report
+    assert len(ledger.queries) == 1
+    await recent.spend(SpendQuery(("team",), 60, 130), now=130)  # another start: another entry (and evicts)
+    await recent.spend(SpendQuery(("team",), 0, 140), now=140)
+    await recent.spend(SpendQuery(("team",), 0, 205), now=205)  # expired
+    assert len(ledger.queries) == 4
