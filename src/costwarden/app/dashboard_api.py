@@ -8,7 +8,8 @@ import time
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from costwarden.alerts.payload import alert_json
 from costwarden.app.dashboard_session import COOKIE, Role, Session, Sessions
@@ -21,11 +22,12 @@ from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded, Ledg
 from costwarden.services.budgets import budget_json
 from costwarden.services.recent_reports import RecentReports
 from costwarden.services.reports import decode_cursor, encode_cursor, iso_time, parse_duration, parse_where, row_json
-from costwarden.services.spend_series import STEPS, SpendSeries, aligned, cost_per_1m_tokens, merged
+from costwarden.services.spend_series import STEPS, Bucket, SpendSeries, aligned, cost_per_1m_tokens, merged
 
 Where = tuple[tuple[str, str], ...]
 DRIVERS = ("key_id", "deployment", "project")
 STACKS = ("team", "project", "environment", "deployment")
+SERIES = 12  # groups drawn in the stacked chart; the rest are one band
 _MINUTE = 60  # the latency and driver panels' windows start on a whole minute: their reports are reused
 _SCAN_PAGE = 500
 _SCAN_PAGES = 20  # a filtered request table reads at most this many pages per call
@@ -115,7 +117,9 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         step: str = "hour",
         since: str = "24h",
         where: Annotated[list[str] | None, Query()] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
+        """Spend per bucket of the `SERIES` costliest groups (and the others as one), and every group's
+        totals; written with orjson: a month of 500 teams is ~16,000 values."""
         if by not in STACKS or step not in STEPS:
             raise HTTPException(400, f"by is one of {', '.join(STACKS)}; step one of {', '.join(STEPS)}")
         now = time.time()
@@ -125,22 +129,8 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
             buckets = await series.buckets((by,), filters, start, now, STEPS[step], now)
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
-        rows, total = merged(buckets)
-        per_bucket = [{r.group[0]: r.cost_usd for r in b.report.rows} for b in buckets]
-        lines = [
-            {"group": row.group[0], "cost_usd": [usd_text(costs.get(row.group[0], ZERO)) for costs in per_bucket]}
-            for row in rows
-        ]
-        return {
-            "by": by,
-            "step": step,
-            "from": iso_time(start),
-            "to": iso_time(now),
-            "buckets": [b.start for b in buckets],
-            "series": lines,
-            "rows": [unit_row(r, (by,)) for r in rows],
-            "total": unit_row(total, ()),
-        }
+        body = spend_body(by, step, start, now, buckets)
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @api.get("/latency")
     async def get_latency(
@@ -259,6 +249,31 @@ def _governance_routes(api: APIRouter, runtime: Runtime, series: SpendSeries) ->
         active = [alert_json(a) for a in await store.list_alerts(True, limit) if mine(dict(a.labels))]
         recent = [alert_json(a) for a in await store.list_alerts(False, limit) if mine(dict(a.labels))]
         return {"active": active, "recent": recent}
+
+
+def spend_body(by: str, step: str, start: float, now: float, buckets: list[Bucket]) -> dict[str, Any]:
+    """The spend panel's JSON: per bucket, the `SERIES` costliest groups and the others as one band;
+    every group's totals with unit costs."""
+    rows, total = merged(buckets)
+    per_bucket = [{r.group[0]: r.cost_usd for r in b.report.rows} for b in buckets]
+    lines: list[dict[str, Any]] = [
+        {"group": row.group[0], "cost_usd": [usd_text(costs.get(row.group[0], ZERO)) for costs in per_bucket]}
+        for row in rows[:SERIES]
+    ]
+    if len(rows) > SERIES:  # the rest as one band, so the stack still adds up to the total
+        rest = {row.group[0] for row in rows[SERIES:]}
+        other = [sum((c for name, c in costs.items() if name in rest), ZERO) for costs in per_bucket]
+        lines.append({"group": f"{len(rest)} others", "cost_usd": [usd_text(c) for c in other], "others": True})
+    return {
+        "by": by,
+        "step": step,
+        "from": iso_time(start),
+        "to": iso_time(now),
+        "buckets": [b.start for b in buckets],
+        "series": lines,
+        "rows": [unit_row(r, (by,)) for r in rows],
+        "total": unit_row(total, ()),
+    }
 
 
 def _pct(values: list[float], fraction: float) -> float | None:

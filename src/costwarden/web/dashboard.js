@@ -64,8 +64,8 @@ const pages = {
       sums.push(values.map((v, j) => v + (i ? sums[i - 1][j] : 0)));
     });
     const stacked = data.series.map((s, i) => ({
-      label: String(s.group), data: sums[i], stroke: PALETTE[i % PALETTE.length],
-      fill: PALETTE[i % PALETTE.length] + "55", points: { show: false },
+      label: String(s.group), data: sums[i], stroke: s.others ? "#98a2b3" : PALETTE[i % PALETTE.length],
+      fill: (s.others ? "#98a2b3" : PALETTE[i % PALETTE.length]) + "55", points: { show: false },
     })).reverse();
     if (stacked.length && typeof uPlot !== "undefined") chart(graph, "", data.buckets, stacked);
     else graph.append(el("p", { class: "muted" }, "No spend in this window."));
