@@ -12,6 +12,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from costwarden.domain.money import ZERO
 from costwarden.domain.report import QueryError, SpendQuery, SpendReport, SpendRow
@@ -88,26 +89,28 @@ class SpendSeries:
 def merged(buckets: list[Bucket]) -> tuple[list[SpendRow], SpendRow]:
     """The window's rows (highest cost first) and total, summed exactly from its buckets' totals-only
     reports: the same figures as one report over the whole window, without reading it again."""
-    sums: dict[tuple[str | None, ...], SpendRow] = {}
-    total = SpendRow(group=())
+    sums: dict[tuple[str | None, ...], list[Any]] = {}
+    total: list[Any] = [0, 0, 0, 0, 0, 0, ZERO]
     for bucket in buckets:
         for row in bucket.report.rows:
-            sums[row.group] = _add(sums.get(row.group, SpendRow(group=row.group)), row)
-        total = _add(total, bucket.report.total)
-    return sorted(sums.values(), key=lambda r: (-r.cost_usd, str(r.group))), total
+            into = sums.get(row.group)
+            if into is None:
+                sums[row.group] = into = [0, 0, 0, 0, 0, 0, ZERO]
+            _add(into, row)
+        _add(total, bucket.report.total)
+    rows = [SpendRow(group, *values) for group, values in sums.items()]
+    rows.sort(key=lambda r: (-r.cost_usd, str(r.group)))
+    return rows, SpendRow((), *total)
 
 
-def _add(a: SpendRow, b: SpendRow) -> SpendRow:
-    return SpendRow(
-        group=a.group,
-        requests=a.requests + b.requests,
-        errors=a.errors + b.errors,
-        input_tokens=a.input_tokens + b.input_tokens,
-        output_tokens=a.output_tokens + b.output_tokens,
-        cached_tokens=a.cached_tokens + b.cached_tokens,
-        items=a.items + b.items,
-        cost_usd=a.cost_usd + b.cost_usd,
-    )
+def _add(into: list[Any], row: SpendRow) -> None:
+    into[0] += row.requests
+    into[1] += row.errors
+    into[2] += row.input_tokens
+    into[3] += row.output_tokens
+    into[4] += row.cached_tokens
+    into[5] += row.items
+    into[6] += row.cost_usd
 
 
 def cost_per_1m_tokens(row: SpendRow) -> Decimal:
