@@ -160,7 +160,7 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
                     "gateway_p95_ms": _pct(overhead, 0.95),
                 }
             )
-        return {"from": iso_time(start), "to": iso_time(now), "rows": rows}
+        return {"from": iso_time(start), "to": iso_time(report.query.end), "rows": rows}  # `to`: when it was read
 
     @api.get("/requests")
     async def get_requests(
@@ -195,6 +195,7 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         out: dict[str, Any] = {"from": iso_time(start), "to": iso_time(now)}
         for dim in DRIVERS:
             report = await recent.spend(SpendQuery((dim,), start, now, filters, percentiles=False), now)
+            out["to"] = min(out["to"], iso_time(report.query.end) or "")  # the oldest read, if reused
             rows = sorted(report.rows, key=lambda r: r.cost_usd, reverse=True)[:top]
             out[dim] = [
                 {**unit_row(r, (dim,)), **({"name": names.get(r.group[0] or "")} if dim == "key_id" else {})}

@@ -79,7 +79,7 @@ const pages = {
       table("latency-table", [["deployment", "deployment"], ["requests", "requests", 1], ["p50", "p50_latency_ms", 1],
         ["p95", "p95_latency_ms", 1], ["upstream p50", "upstream_p50_ms", 1], ["upstream p95", "upstream_p95_ms", 1],
         ["gateway p50", "gateway_p50_ms", 1], ["gateway p95", "gateway_p95_ms", 1], ["sampled", "sampled", 1]], latency.rows),
-      el("p", { class: "muted" }, "p50/p95 over the window from the ledger's rollups; the upstream/gateway split from the newest records.")));
+      el("p", { class: "muted" }, `p50/p95 from ${latency.from} to ${latency.to} (the ledger's rollups); the upstream/gateway split from the newest records.`)));
   },
 
   async budgets(main) {
@@ -125,6 +125,7 @@ const pages = {
 
   async drivers(main) {
     const data = await api("drivers", { since: since() });
+    main.append(el("p", { class: "muted", id: "drivers-window" }, `From ${data.from} to ${data.to}.`));
     for (const [dim, title] of [["key_id", "Keys"], ["deployment", "Deployments"], ["project", "Projects"]]) {
       const cols = [[dim, dim]].concat(dim === "key_id" ? [["name", "name"]] : [], [["requests", "requests", 1],
         ["cost (USD)", "cost_usd", 1], ["per 1k requests", "cost_per_1k_requests_usd", 1], ["per 1M tokens", "cost_per_1m_tokens_usd", 1]]);
