@@ -13,11 +13,19 @@ import httpx
 
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
-from tests.integration.procs import Gateway
+from tests.integration.procs import Gateway, wait_until
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS
 
 BUDGETS = [
-    {"id": "search-daily", "scope": {"team": "search"}, "window": "day", "limit_usd": "0.01", "action": "block"},
+    # 5 %: crossed by the traffic below (about 8 %), so an alert fires with a link to this budget
+    {
+        "id": "search-daily",
+        "scope": {"team": "search"},
+        "window": "day",
+        "limit_usd": "0.01",
+        "action": "block",
+        "thresholds": [5],
+    },
     {"id": "all-monthly", "window": "month", "limit_usd": "5", "action": "alert_only"},
 ]
 EXTRA = {"governance": {"evaluate_every_seconds": 0.5, "spikes": {"enabled": False}, "budgets": BUDGETS}}
@@ -34,7 +42,14 @@ def dashboard_gateway(make_gateway: GatewayFactory) -> Gateway:
             assert reply.status_code == 200, reply.text
         client.post(gateway.url + "/v1/chat/completions", content=b"{", headers=auth(KEYS["ads"]))
     ledger.wait_for(gateway.ledger, 15)
+    wait_until(lambda: bool(_firing(gateway)), 20, "the search-daily threshold alert")
     return gateway
+
+
+def _firing(gateway: Gateway) -> list[dict[str, Any]]:
+    reply = httpx.get(gateway.url + "/admin/v1/alerts", params={"active": "true"}, headers=auth(ADMIN_TOKEN))
+    found: list[dict[str, Any]] = reply.json()
+    return found
 
 
 def auth(token: str) -> dict[str, str]:

@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from costwarden.app.dashboard_session import COOKIE, Role, SessionSigner, session_secret
+from costwarden.domain.record import UsageRecord
+from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.dashboard_traffic import auth, dashboard_gateway, ledger_spend, rows_by, sign_in
 from tests.integration.procs import Gateway
@@ -41,6 +43,8 @@ def test_admin_session_figures_equal_the_ledger(gateway: Gateway) -> None:
         assert [r["status"] for r in failed] == [400]
         budgets = {b["id"]: b for b in client.get("/dashboard/api/budgets").json()}
         assert Decimal(budgets["search-daily"]["spent_usd"]) == ledger_spend(gateway, "team")["search"]
+        alerts = client.get("/dashboard/api/alerts").json()
+        assert [a["labels"]["budget"] for a in alerts["active"]] == ["search-daily"]
         burn = client.get("/dashboard/api/budgets/search-daily/burndown").json()
         assert Decimal(burn["points"][-1]["spent_usd"]) == ledger_spend(gateway, "team")["search"]
 
@@ -112,11 +116,15 @@ def test_team_session_sees_its_own_team_only(gateway: Gateway) -> None:
         assert [b["id"] for b in client.get("/dashboard/api/budgets").json()] == ["search-daily"]
         assert client.get("/dashboard/api/budgets/all-monthly/burndown").status_code == 404
         alerts = client.get("/dashboard/api/alerts").json()
-        assert all(a["labels"].get("budget") == "search-daily" for a in alerts["active"] + alerts["recent"])
+        seen = alerts["active"] + alerts["recent"]
+        assert alerts["active"] and all(a["labels"]["budget"] == "search-daily" for a in seen)
         latency = client.get("/dashboard/api/latency").json()["rows"]
         assert sum(r["requests"] for r in latency) == sum(1 for r in ledger_records_of(gateway, "search"))
         # a team session is no admin session
         assert client.get("/admin/v1/spend").status_code == 401
+    with sign_in(gateway, KEYS["ads"]) as client:  # another team: not search's budget, nor its alert
+        assert client.get("/dashboard/api/budgets").json() == []
+        assert client.get("/dashboard/api/alerts").json() == {"active": [], "recent": []}
 
 
 def test_a_team_session_ends_when_its_key_is_revoked(gateway: Gateway) -> None:
@@ -131,9 +139,7 @@ def test_a_team_session_ends_when_its_key_is_revoked(gateway: Gateway) -> None:
         assert again.status_code == 401
 
 
-def ledger_records_of(gateway: Gateway, team: str) -> list[object]:
-    from tests.integration import ledger
-
+def ledger_records_of(gateway: Gateway, team: str) -> list[UsageRecord]:
     return [r for r in ledger.records(gateway.ledger) if r.team == team]
 
 

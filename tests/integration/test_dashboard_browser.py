@@ -48,6 +48,19 @@ def open_page(driver: WebDriver, page: str) -> None:
     assert driver.find_element(By.ID, "status").text == ""
 
 
+def requests_page(driver: WebDriver, gateway: Gateway, tmp_path: Path) -> None:
+    """All the requests, then those of one team through the filter form."""
+    open_page(driver, "requests")
+    assert len(cells(driver, "requests-table", "request_id")) == 15
+    driver.find_element(By.CSS_SELECTOR, "#request-filters input[name=team]").send_keys("ads")
+    driver.find_element(By.CSS_SELECTOR, "#request-filters button").click()
+    shown_teams = "[...document.querySelectorAll('#requests-table td[data-key=team]')].map(t => t.textContent)"
+    wait_for(driver, f"{shown_teams}.every(t => t === 'ads')")
+    ads = sum(1 for r in ledger.records(gateway.ledger) if r.team == "ads")
+    assert len(cells(driver, "requests-table", "team")) == ads
+    shoot(driver, tmp_path, "dashboard-requests")
+
+
 def test_dashboard_pages_in_chromium(make_gateway: GatewayFactory, tmp_path: Path) -> None:
     gateway = dashboard_gateway(make_gateway)
     with chromium(tmp_path) as driver:
@@ -78,8 +91,13 @@ def test_dashboard_pages_in_chromium(make_gateway: GatewayFactory, tmp_path: Pat
         shoot(driver, tmp_path, "dashboard-budgets")
 
         open_page(driver, "alerts")
-        assert driver.find_element(By.ID, "alerts-active").is_displayed()
+        link = driver.find_element(By.CSS_SELECTOR, "#alerts-active a[href='#budgets/search-daily']")
+        assert "team=search" in driver.find_element(By.ID, "alerts-active").text
         shoot(driver, tmp_path, "dashboard-alerts")
+        link.click()  # the alert's link opens its budget alone
+        wait_for(driver, "document.body.dataset.ready === 'budgets'")
+        charts = [e.get_attribute("id") for e in driver.find_elements(By.CSS_SELECTOR, ".burndown")]
+        assert charts == ["burndown-search-daily"]
 
         open_page(driver, "drivers")
         keys, key_costs = cells(driver, "drivers-key_id", "key_id"), cells(driver, "drivers-key_id", "cost_usd")
@@ -87,16 +105,7 @@ def test_dashboard_pages_in_chromium(make_gateway: GatewayFactory, tmp_path: Pat
         assert {k: Decimal(v) for k, v in shown.items()} == ledger_spend(gateway, "key_id")
         shoot(driver, tmp_path, "dashboard-drivers")
 
-        open_page(driver, "requests")
-        assert len(cells(driver, "requests-table", "request_id")) == 15
-        driver.find_element(By.CSS_SELECTOR, "#request-filters input[name=team]").send_keys("ads")
-        driver.find_element(By.CSS_SELECTOR, "#request-filters button").click()
-        shown_teams = "[...document.querySelectorAll('#requests-table td[data-key=team]')].map(t => t.textContent)"
-        wait_for(driver, f"{shown_teams}.every(t => t === 'ads')")
-        ads = sum(1 for r in ledger.records(gateway.ledger) if r.team == "ads")
-        assert len(cells(driver, "requests-table", "team")) == ads
-        shoot(driver, tmp_path, "dashboard-requests")
-
+        requests_page(driver, gateway, tmp_path)
         driver.find_element(By.ID, "signout").click()
         wait_for(driver, "document.getElementById('login') !== null")
         driver.get(gateway.url + "/dashboard#budgets")
