@@ -35,6 +35,8 @@ def test_admin_session_figures_equal_the_ledger(gateway: Gateway) -> None:
             assert Decimal(body["total"]["cost_usd"]) == sum(expected.values())
             for series in body["series"]:  # the chart's buckets add up to the group's total
                 assert sum(Decimal(c) for c in series["cost_usd"]) == expected[series["group"]]
+        for path in API:
+            assert client.get(f"/dashboard/api/{path}").headers["cache-control"] == "no-store", path
         drivers = client.get("/dashboard/api/drivers", params={"since": "1h"}).json()
         assert {r["key_id"]: Decimal(r["cost_usd"]) for r in drivers["key_id"]} == ledger_spend(gateway, "key_id")
         requests = client.get("/dashboard/api/requests", params={"since": "1h", "limit": 500}).json()

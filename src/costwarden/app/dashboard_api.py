@@ -27,6 +27,7 @@ from costwarden.services.spend_series import STEPS, Bucket, SpendSeries, aligned
 Where = tuple[tuple[str, str], ...]
 DRIVERS = ("key_id", "deployment", "project")
 STACKS = ("team", "project", "environment", "deployment")
+NO_STORE = "no-store"
 SERIES = 12  # groups drawn in the stacked chart; the rest are one band
 _MINUTE = 60  # the latency and driver panels' windows start on a whole minute: their reports are reused
 _SCAN_PAGE = 500
@@ -67,8 +68,10 @@ def _where(items: list[str] | None) -> Where:
         raise HTTPException(400, str(exc)) from exc
 
 
-def current_session(request: Request) -> Session:
-    """The request's dashboard session (the signer is set on the app by `add_dashboard`), or a 401."""
+def current_session(request: Request, response: Response) -> Session:
+    """The request's dashboard session (the signer is set on the app by `add_dashboard`), or a 401.
+    What a session reads is never kept by a browser's or a proxy's cache."""
+    response.headers["cache-control"] = NO_STORE
     sessions: Sessions = request.app.state.dashboard_sessions
     session = sessions.read(request.cookies.get(COOKIE), time.time())
     if session is None:
@@ -130,7 +133,7 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
         body = spend_body(by, step, start, now, buckets)
-        return Response(orjson.dumps(body), media_type="application/json")
+        return Response(orjson.dumps(body), media_type="application/json", headers={"cache-control": NO_STORE})
 
     @api.get("/latency")
     async def get_latency(
