@@ -85,6 +85,7 @@ class RecordsPage(BaseModel):
 
 
 class KeyModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
     id: str
     name: str
     team: str
@@ -123,6 +124,7 @@ class BudgetModel(BaseModel):
 
 
 class AlertModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
     id: str
     fingerprint: str
     kind: str
