@@ -343,6 +343,7 @@ async def main(seconds: float, keep_running: bool, port: int | None) -> None:
                 f"  OpenAI API   {demo.gateway}/v1  (key {key})\n"
                 f"  V2 API       {demo.gateway}/v2/models/iris/infer\n"
                 f"  metrics      {demo.gateway}/metrics\n"
+                f"  dashboard    {demo.gateway}/dashboard  (sign in with the admin token, or a key for its team)\n"
                 f"  admin docs   {demo.gateway}/admin/docs  (admin token {demo.admin_token})\n"
                 f"  report       .venv/bin/costwarden report --by team,deployment --config {config}\n"
                 f"  example      curl {demo.gateway}/v1/chat/completions -H 'Authorization: Bearer {key}' "

@@ -6,10 +6,15 @@ import secrets
 import time
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from costwarden.app.admin_governance import add_governance_routes
+from costwarden.app.admin_models import KeyCreated, KeyModel, RecordsPage, SpendReportModel, refusals
+from costwarden.app.dashboard import ASSETS, add_dashboard
 from costwarden.app.runtime import Runtime
 from costwarden.domain.report import QueryError, RecordCursor
 from costwarden.services import keys as key_service
@@ -22,6 +27,12 @@ from costwarden.services.reports import (
     report_json,
     spend,
 )
+
+# The Authorize button of /admin/docs; the check itself is `admin` below (401 for a missing token too).
+Credentials = Annotated[
+    HTTPAuthorizationCredentials | None,
+    Depends(HTTPBearer(auto_error=False, description="the admin token (server.admin_token)")),
+]
 
 
 class KeyRequest(BaseModel):
@@ -38,22 +49,40 @@ def build_admin(runtime: Runtime) -> FastAPI:
     api = FastAPI(
         title="costwarden admin API",
         version="1",
-        docs_url="/admin/docs",
+        docs_url=None,
         openapi_url="/admin/openapi.json",
         redoc_url=None,
     )
     token = runtime.config.server.admin_token
 
-    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    def admin(credentials: Credentials) -> None:
         if not token:
             raise HTTPException(403, "the admin API is disabled: set server.admin_token in the config")
-        scheme, _, value = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip(), token):
+        value = "" if credentials is None else credentials.credentials.strip()
+        if not secrets.compare_digest(value.encode(), token.encode()):
             raise HTTPException(401, "send the admin token as `Authorization: Bearer <token>`")
+
+    @api.get("/admin/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from the package's own copy (scripts/vendor-web): it works without internet."""
+        return get_swagger_ui_html(
+            openapi_url="/admin/openapi.json",
+            title="costwarden admin API",
+            swagger_js_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/vendor/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
 
     guard = [Depends(admin)]
 
-    @api.get("/admin/v1/spend", dependencies=guard, summary="Spend by group over a window")
+    @api.get(
+        "/admin/v1/spend",
+        dependencies=guard,
+        summary="Spend by group over a window",
+        response_model=SpendReportModel,
+        responses=refusals(400),
+    )
     async def get_spend(
         group_by: str = "team",
         since: str | None = None,
@@ -71,6 +100,8 @@ def build_admin(runtime: Runtime) -> FastAPI:
         "/admin/v1/records",
         dependencies=guard,
         summary="Raw ledger records, newest first, a page at a time",
+        response_model=RecordsPage,
+        responses=refusals(400),
         description="Pass the `next` token of a page as `cursor` to get the page after it; `next` is null "
         "on the last page. `since` counts back from each call's now: use `from`/`to` for a fixed window.",
     )
@@ -95,7 +126,13 @@ def build_admin(runtime: Runtime) -> FastAPI:
             "next": encode_cursor(RecordCursor.of(page[-1])) if more else None,
         }
 
-    @api.get("/admin/v1/keys", dependencies=guard, summary="API keys (never their secrets)")
+    @api.get(
+        "/admin/v1/keys",
+        dependencies=guard,
+        summary="API keys (never their secrets)",
+        response_model=list[KeyModel],
+        responses=refusals(),
+    )
     async def get_keys() -> list[dict[str, Any]]:
         return [
             {
@@ -111,7 +148,14 @@ def build_admin(runtime: Runtime) -> FastAPI:
             for k in await runtime.store.list_keys()
         ]
 
-    @api.post("/admin/v1/keys", dependencies=guard, status_code=201, summary="Create a key; shown once")
+    @api.post(
+        "/admin/v1/keys",
+        dependencies=guard,
+        status_code=201,
+        summary="Create a key; shown once",
+        response_model=KeyCreated,
+        responses=refusals(400),
+    )
     async def post_key(body: KeyRequest) -> dict[str, Any]:
         try:
             created = await key_service.create_key(
@@ -130,7 +174,9 @@ def build_admin(runtime: Runtime) -> FastAPI:
         await runtime.keyring.refresh()
         return {"id": created.stored.identity.key_id, "key": created.key}
 
-    @api.delete("/admin/v1/keys/{key_id}", dependencies=guard, status_code=204, summary="Revoke a key")
+    @api.delete(
+        "/admin/v1/keys/{key_id}", dependencies=guard, status_code=204, summary="Revoke a key", responses=refusals(404)
+    )
     async def delete_key(key_id: str) -> None:
         try:
             await key_service.revoke_key(runtime.store, key_id)
@@ -139,4 +185,5 @@ def build_admin(runtime: Runtime) -> FastAPI:
         await runtime.keyring.refresh()
 
     add_governance_routes(api, runtime, guard)
+    add_dashboard(api, runtime)
     return api

@@ -10,6 +10,7 @@ from fastapi.params import Depends
 from pydantic import ValidationError
 
 from costwarden.alerts.payload import alert_json
+from costwarden.app.admin_models import AlertModel, BudgetModel, refusals
 from costwarden.app.runtime import Runtime
 from costwarden.config.governance import BudgetConfig
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
@@ -18,7 +19,13 @@ from costwarden.services.budgets import budget_json
 
 
 def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> None:
-    @api.get("/admin/v1/budgets", dependencies=guard, summary="Budgets with spent, reserved, remaining, forecast")
+    @api.get(
+        "/admin/v1/budgets",
+        dependencies=guard,
+        summary="Budgets with spent, reserved, remaining, forecast",
+        response_model=list[BudgetModel],
+        responses=refusals(503),
+    )
     async def get_budgets() -> list[dict[str, Any]]:
         now = time.time()
         try:
@@ -28,7 +35,13 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
         except CounterStoreUnseeded as exc:
             raise HTTPException(503, f"the budget counters are being rebuilt from the ledger: {exc}") from exc
 
-    @api.put("/admin/v1/budgets/{budget_id}", dependencies=guard, summary="Create or replace a stored budget")
+    @api.put(
+        "/admin/v1/budgets/{budget_id}",
+        dependencies=guard,
+        summary="Create or replace a stored budget",
+        response_model=BudgetModel,
+        responses=refusals(400, 503),
+    )
     async def put_budget(budget_id: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             budget = BudgetConfig.model_validate({**body, "id": budget_id})
@@ -44,7 +57,13 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
         except (CounterStoreUnavailable, CounterStoreUnseeded) as exc:
             raise HTTPException(503, f"budget {budget_id!r} is stored; its state cannot be read yet: {exc}") from exc
 
-    @api.delete("/admin/v1/budgets/{budget_id}", dependencies=guard, status_code=204, summary="Delete a stored budget")
+    @api.delete(
+        "/admin/v1/budgets/{budget_id}",
+        dependencies=guard,
+        status_code=204,
+        summary="Delete a stored budget",
+        responses=refusals(404),
+    )
     async def delete_budget(budget_id: str) -> None:
         try:
             await budget_service.delete_budget(runtime.store, runtime.config, budget_id)
@@ -52,7 +71,13 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
             raise HTTPException(404, str(exc)) from exc
         await runtime.governor.refresh_budgets()
 
-    @api.get("/admin/v1/alerts", dependencies=guard, summary="Alert records, newest first")
+    @api.get(
+        "/admin/v1/alerts",
+        dependencies=guard,
+        summary="Alert records, newest first",
+        response_model=list[AlertModel],
+        responses=refusals(),
+    )
     async def get_alerts(
         active: bool = False, limit: Annotated[int, Query(ge=1, le=10_000)] = 200
     ) -> list[dict[str, Any]]:

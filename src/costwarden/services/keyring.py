@@ -76,6 +76,11 @@ class KeyRing:
         self._verified[token] = stored
         return stored.identity
 
+    def active(self, key_id: str) -> bool:
+        """The key is known and not revoked, as of the last refresh."""
+        stored = self._keys.get(key_id)
+        return stored is not None and stored.revoked_at is None
+
     @property
     def cursor(self) -> int:
         """The newest key change this ring has applied."""

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Dashboard API response time per panel over a 1M-record ledger, through a real gateway process.
+
+    .venv/bin/python bench/dashboard.py                      # fills 1M records (SQLite), ~3-5 min here
+    .venv/bin/python bench/dashboard.py --reuse              # the ledger from the last run
+
+The ledger is filled with bench/scale.py's generator (30 days ending now, 500 teams, 10,000 keys,
+20 deployments) through `store.write` (rollups included), then `costwarden serve` starts on it
+with two budgets (one team's day, a global month), signs in as admin at /dashboard/login, and
+times each panel's request as the page makes it: the first (cold: nothing cached) and the median
+of the `--repeat` runs after it (warm: settled spend buckets come from the dashboard's 60 s cache).
+Results go to bench/results/dashboard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scale import fill
+
+from costwarden.storage.sqlite import SQLiteStore
+
+console = Console()
+TOKEN = "bench-admin-token-0123456789abcdef"
+PANELS: list[tuple[str, str, dict[str, Any]]] = [
+    ("spend 24h by team, hourly", "spend", {"by": "team", "step": "hour", "since": "24h"}),
+    ("spend 24h by deployment, hourly", "spend", {"by": "deployment", "step": "hour", "since": "24h"}),
+    ("spend 7d by team, daily", "spend", {"by": "team", "step": "day", "since": "7d"}),
+    ("spend 30d by team, daily", "spend", {"by": "team", "step": "day", "since": "30d"}),
+    ("latency 24h", "latency", {"since": "24h"}),
+    ("latency 30d", "latency", {"since": "30d"}),
+    ("top drivers 24h", "drivers", {"since": "24h"}),
+    ("top drivers 30d", "drivers", {"since": "30d"}),
+    ("budgets", "budgets", {}),
+    ("burn-down: team day budget", "budgets/team-day/burndown", {}),
+    ("burn-down: global month budget", "budgets/all-month/burndown", {}),
+    ("alerts", "alerts", {}),
+    ("requests, newest 50", "requests", {"since": "24h", "limit": 50}),
+    ("requests, team filter", "requests", {"since": "24h", "limit": 50, "where": "team=team-000"}),
+]
+
+
+def config(ledger: Path, teams: int, folder: Path) -> Path:
+    data = {
+        "server": {"host": "127.0.0.1", "admin_token": TOKEN},
+        "storage": {"ledger": f"sqlite:///{ledger}", "spool_dir": str(folder / "spool")},
+        "environments": ["prod", "staging"],
+        "teams": [{"name": f"team-{t:03d}", "projects": [f"proj-{t:03d}-{t % 3}"]} for t in range(teams)],
+        "deployments": [{"name": "dep-00", "protocol": "openai", "upstream": "http://127.0.0.1:9"}],
+        "governance": {
+            "spikes": {"enabled": False},
+            "budgets": [
+                {"id": "team-day", "scope": {"team": "team-000"}, "window": "day", "limit_usd": "100"},
+                {"id": "all-month", "window": "month", "limit_usd": "100000", "action": "alert_only"},
+            ],
+        },
+    }
+    path = folder / "dashboard-bench.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def serve(config_path: Path, port: int, folder: Path) -> subprocess.Popen[bytes]:
+    binary = Path(sys.executable).parent / "costwarden"
+    log = (folder / "gateway.log").open("wb")
+    argv = [str(binary), "serve", "--config", str(config_path), "--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=log, stderr=log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the gateway exited: see {folder / 'gateway.log'}")
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("the gateway did not become ready in 120 s")
+
+
+def measure(url: str, repeat: int) -> list[dict[str, Any]]:
+    rows = []
+    with httpx.Client(base_url=url, timeout=120) as client:
+        assert client.post("/dashboard/login", data={"token": TOKEN}).status_code == 303
+        for name, path, params in PANELS:
+            times = []
+            for _ in range(repeat + 1):
+                begin = time.perf_counter()
+                reply = client.get(f"/dashboard/api/{path}", params=params)
+                times.append(time.perf_counter() - begin)
+                assert reply.status_code == 200, (path, reply.status_code, reply.text[:300])
+            warm = statistics.median(times[1:]) if len(times) > 1 else math.nan
+            rows.append({"panel": name, "cold_ms": times[0] * 1000, "warm_ms": warm * 1000})
+    return rows
+
+
+async def build(ledger: Path, args: argparse.Namespace, now: float) -> float:
+    store = SQLiteStore(str(ledger))
+    await store.open()
+    try:
+        return await fill(store, args, now, "sqlite")
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--teams", type=int, default=500)
+    parser.add_argument("--keys-per-team", type=int, default=20)
+    parser.add_argument("--deployments", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--port", type=int, default=18790)
+    parser.add_argument("--dir", default="/tmp/costwarden-dashboard-bench")
+    parser.add_argument("--reuse", action="store_true", help="keep the ledger of the last run")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dashboard.json"))
+    args = parser.parse_args()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    ledger = folder / "ledger.db"
+    if not (args.reuse and ledger.exists()):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+        rate = asyncio.run(build(ledger, args, time.time()))
+        console.print(f"filled {args.records:,} records at {rate:,.0f} records/s")
+    proc = serve(config(ledger, args.teams, folder), args.port, folder)
+    try:
+        rows = measure(f"http://127.0.0.1:{args.port}", args.repeat)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    table = Table(title=f"dashboard API over {args.records:,} records (SQLite); warm: median of {args.repeat}")
+    for column in ("panel", "cold ms", "warm ms"):
+        table.add_column(column, justify="left" if column == "panel" else "right")
+    for row in rows:
+        table.add_row(row["panel"], f"{row['cold_ms']:.0f}", f"{row['warm_ms']:.0f}")
+    console.print(table)
+    Path(args.out).write_text(json.dumps({"args": vars(args), "load": os.getloadavg(), "panels": rows}, indent=2))
+    console.print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
