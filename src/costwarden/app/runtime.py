@@ -17,10 +17,11 @@ from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
 from costwarden.chain.bound import BoundUsage
 from costwarden.chain.meter import Meter
-from costwarden.chain.order import Chain
+from costwarden.chain.order import Chain, assemble
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.record import Record
-from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.route import RouteStage
+from costwarden.chain.target import RouteTable
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.quarantine import Quarantined
@@ -126,16 +127,16 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
-        self._chain = Chain(
-            before=[
-                Authenticate(self.keyring),
-                Attribute(),
-                RouteStage(self.routes, int(self.started_at)),
-                self._admit,
-                Observe(self.metrics),
-            ],
-            forwarder=Forwarder(self._session, self.balancer),
-            after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
+        self._chain = assemble(
+            authenticate=Authenticate(self.keyring),
+            attribute=Attribute(),
+            route=RouteStage(self.routes, int(self.started_at)),
+            admit=self._admit,
+            observe=Observe(self.metrics),
+            forward=Forwarder(self._session, self.balancer),
+            bound=BoundUsage(count_implausible(self.metrics)),
+            meter=Meter(),
+            record=Record(self._recorder),
         )
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()

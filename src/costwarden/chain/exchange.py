@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from costwarden.chain.target import Route
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import NO_USAGE, Usage
 from costwarden.protocols.errors import GatewayError
-
-if TYPE_CHECKING:
-    from costwarden.chain.route import Route
 
 
 @dataclass(slots=True, eq=False)
@@ -43,7 +41,6 @@ class Exchange:
     upstream_path: str = ""
     upstream_body: bytes = b""
     parsed_body: dict[str, Any] | None = None  # the OpenAI request body, parsed once by route
-    local_response: tuple[int, bytes] | None = None  # answered by the gateway itself
     # admit
     held: object | None = None  # the admission hold, settled once
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -60,7 +57,8 @@ class Exchange:
     error: GatewayError | None = None
     ended_at: float = 0.0
     latency_ms: float = 0.0
-    settled: bool = False
+    settled: bool = False  # the part before the last byte ran (chain.order)
+    finished: bool = False  # the part after it ran
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; `name` must be lower-case."""

@@ -6,52 +6,13 @@ OpenAI requests are routed by the body's `model`, V2 by the model in the path, p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.stage import PassStage
-from costwarden.config.models import Deployment
-from costwarden.domain.pricing import PriceSheet
+from costwarden.chain.stage import JSON_CONTENT, PassStage, Reply
+from costwarden.chain.target import Route, RouteTable
 from costwarden.domain.record import Protocol
 from costwarden.domain.usage import Usage
 from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A deployment ready to serve: its prices and its upstream URLs (chosen by upstream/balancer)."""
-
-    deployment: Deployment
-    sheet: PriceSheet
-    upstream_model: str
-    urls: tuple[str, ...]
-
-    @classmethod
-    def of(cls, deployment: Deployment) -> Route:
-        return cls(
-            deployment=deployment,
-            sheet=deployment.pricing.sheet(),
-            upstream_model=deployment.model or deployment.name,
-            urls=deployment.upstream_urls,
-        )
-
-
-class RouteTable:
-    """Deployments by name, built once from config."""
-
-    def __init__(self, deployments: Sequence[Deployment]) -> None:
-        self._routes = {d.name: Route.of(d) for d in deployments}
-
-    def get(self, name: str) -> Route | None:
-        return self._routes.get(name)
-
-    def names(self) -> list[str]:
-        return list(self._routes)
-
-    def routes(self) -> list[Route]:
-        return list(self._routes.values())
 
 
 class RouteStage(PassStage):
@@ -61,13 +22,14 @@ class RouteStage(PassStage):
         self._table = table
         self._created = created
 
-    async def enter(self, exchange: Exchange) -> None:
+    async def enter(self, exchange: Exchange) -> Reply | None:
         if exchange.protocol is Protocol.OPENAI:
-            self._openai(exchange)
-        elif exchange.protocol is Protocol.V2:
+            return self._openai(exchange)
+        if exchange.protocol is Protocol.V2:
             self._v2(exchange)
         else:
             self._http(exchange)
+        return None
 
     def _lookup(self, exchange: Exchange, name: str, protocol: str, noun: str) -> Route:
         route = self._table.get(name)
@@ -83,7 +45,7 @@ class RouteStage(PassStage):
         exchange.route = route
         return route
 
-    def _openai(self, exchange: Exchange) -> None:
+    def _openai(self, exchange: Exchange) -> Reply | None:
         if exchange.endpoint == "/v1/models":
             identity = exchange.identity
             names = [
@@ -91,8 +53,7 @@ class RouteStage(PassStage):
                 for r in self._table.routes()
                 if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
             ]
-            exchange.local_response = (200, openai.models_body(names, self._created))
-            return
+            return Reply(200, openai.models_body(names, self._created), (JSON_CONTENT,))
         request = openai.parse_request(exchange.body, exchange.endpoint)
         exchange.model = request.model
         route = self._lookup(exchange, request.model, "openai", "model")
@@ -101,6 +62,7 @@ class RouteStage(PassStage):
         exchange.strip_usage_chunk = request.stream and not request.client_wants_usage
         exchange.upstream_path = exchange.endpoint
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
+        return None
 
     def _v2(self, exchange: Exchange) -> None:
         path = v2.parse_path(exchange.path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, assert_never
 
 from pydantic import Field, model_validator
 
@@ -28,7 +28,7 @@ class BudgetConfig(Model):
     limit_requests: int | None = Field(default=None, gt=0)
     thresholds: tuple[int, ...] = (50, 80, 100)
     action: Action = Action.BLOCK
-    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only
+    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only and degrade
 
     @model_validator(mode="after")
     def _window(self) -> BudgetConfig:
@@ -45,7 +45,7 @@ class BudgetConfig(Model):
             if self.rolling_seconds is not None
             else Window.calendar(Unit(self.window), self.timezone or default_tz)
         )
-        fail = self.fail_mode or (FailMode.CLOSED if self.action is Action.BLOCK else FailMode.OPEN)
+        fail = self.fail_mode or default_fail_mode(self.action)
         return Budget(
             id=self.id,
             scope=BudgetScope.of(self.scope),
@@ -57,6 +57,17 @@ class BudgetConfig(Model):
             action=self.action,
             fail_mode=fail,
         )
+
+
+def default_fail_mode(action: Action) -> FailMode:
+    """A budget that refuses fails closed by default; one that only alerts or degrades fails open."""
+    match action:
+        case Action.BLOCK:
+            return FailMode.CLOSED
+        case Action.ALERT_ONLY | Action.DEGRADE:
+            return FailMode.OPEN
+        case _:
+            assert_never(action)
 
 
 class RateLimitConfig(Model):

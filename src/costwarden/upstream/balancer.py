@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from costwarden.chain.route import Route, RouteTable
+from costwarden.chain.target import Route, RouteTable
 from costwarden.upstream.health import Transition, UpstreamPool
 
 log = logging.getLogger(__name__)

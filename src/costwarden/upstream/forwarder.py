@@ -45,11 +45,6 @@ class Forwarder:
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
-        if exchange.local_response is not None:
-            exchange.status, body = exchange.local_response
-            await settle(exchange)
-            await channel.whole(exchange.status, [JSON_CONTENT, *exchange.costwarden_headers(True)], body)
-            return
         requested = exchange.route
         assert requested is not None, "route runs before forward"
         started = time.perf_counter()

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from costwarden.chain.route import RouteTable
+from costwarden.chain.target import RouteTable
 from costwarden.config.models import Deployment, UpstreamHealth
 from costwarden.upstream.balancer import Balancer, Target
 
