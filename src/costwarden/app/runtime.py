@@ -16,6 +16,7 @@ from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
 from costwarden.chain.bound import BoundUsage
+from costwarden.chain.degrade import Degrade, DegradeScope
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain, assemble
 from costwarden.chain.policy import policy_from_config
@@ -24,26 +25,42 @@ from costwarden.chain.route import RouteStage
 from costwarden.chain.target import RouteTable
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
+from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
+from costwarden.observability.variants import VariantCollector
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
+from costwarden.services.degrade import DegradeWatch
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_store
+from costwarden.storage.factory import open_counters, open_lease, open_store, open_variant_state
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.forwarder import Forwarder
+from costwarden.upstream.variant import VariantForward
 
 log = logging.getLogger(__name__)
 _STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
+
+
+def degrade_scopes(config: Config) -> list[DegradeScope]:
+    """Whom each `degrade` budget of the file moves (its scope less the exempt keys and teams)."""
+    scopes = []
+    for b in config.governance.budgets:
+        rule = b.degrade_rule()
+        if rule is not None:
+            scope = BudgetScope.of(b.scope)
+            keys, teams, pins = frozenset(rule.exempt_keys), frozenset(rule.exempt_teams), frozenset(rule.pin_keys)
+            scopes.append(DegradeScope(b.id, scope, keys, teams, pins))
+    return scopes
 
 
 class Runtime:
@@ -75,6 +92,7 @@ class Runtime:
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._chain: Chain | None = None
+        self.degrade: DegradeWatch | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -127,13 +145,17 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
+        variant_forward = VariantForward(Forwarder(self._session, self.balancer))
+        self.degrade = self._build_degrade()
+        self.registry.register(VariantCollector(self.degrade, variant_forward))
         self._chain = assemble(
             authenticate=Authenticate(self.keyring),
             attribute=Attribute(),
             route=RouteStage(self.routes, int(self.started_at)),
+            degrade=Degrade(self.routes, degrade_scopes(self.config), self.degrade.current),
             admit=self._admit,
             observe=Observe(self.metrics),
-            forward=Forwarder(self._session, self.balancer),
+            forward=variant_forward,
             bound=BoundUsage(count_implausible(self.metrics)),
             meter=Meter(),
             record=Record(self._recorder),
@@ -141,6 +163,19 @@ class Runtime:
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
+        self.degrade.start()
+
+    def _build_degrade(self) -> DegradeWatch:
+        gov = self.config.governance
+        rules = {b.id: d.rule() for b in gov.budgets if (d := b.degrade_rule()) is not None}
+        return DegradeWatch(
+            rules,
+            open_variant_state(self.config.state),
+            lambda: self.governor.views,
+            self.lease,
+            self._alerts,
+            min(1.0, gov.evaluate_every_seconds),
+        )
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
@@ -202,6 +237,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self.degrade is not None:
+            await self.degrade.stop()
         if self._governor is not None:
             await self._governor.stop()
         await self.keyring.stop()

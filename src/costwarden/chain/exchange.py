@@ -41,6 +41,8 @@ class Exchange:
     upstream_path: str = ""
     upstream_body: bytes = b""
     parsed_body: dict[str, Any] | None = None  # the OpenAI request body, parsed once by route
+    # degrade: the route the client asked for, when a degrade budget moved it to a cheaper variant
+    variant_of: Route | None = None
     # admit
     held: object | None = None  # the admission hold, settled once
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -53,6 +55,7 @@ class Exchange:
     usage_estimated: bool = False  # the upstream did not report usage: estimated from what it sent
     # meter / record
     cost: Decimal = ZERO
+    original_cost: Decimal | None = None  # what `variant_of` would have cost (degraded requests only)
     outcome: Outcome = Outcome.SERVED
     error: GatewayError | None = None
     ended_at: float = 0.0
@@ -87,6 +90,9 @@ class Exchange:
         headers = [(b"x-costwarden-request-id", self.request_id.encode())]
         if self.route is not None:
             headers.append((b"x-costwarden-deployment", self.route.deployment.name.encode()))
+        if self.variant_of is not None and self.route is not None:
+            # The variant that served, or `original` when its upstream was down (a fallback).
+            headers.append((b"x-costwarden-variant", (self.route.variant or "original").encode()))
         if with_cost:
             headers.append((b"x-costwarden-cost-usd", usd_text(self.cost).encode()))
         if self.extra_headers:

@@ -1,11 +1,12 @@
 """The one place that says the order of the chain, and the runner that drives it.
 
-    enter:   authenticate -> attribute -> route -> admit -> observe
-    forward: the forward step (the forwarder, or response-side features wrapping it)
+    enter:   authenticate -> attribute -> route -> degrade -> admit -> observe
+    forward: the forward step (the forwarder, wrapped by response-side features: variant, ...)
     settle:  bound -> meter -> record -> (the `enter` stages, reversed)    before the last byte
     finish:  the same order as settle                                      after the last byte
 
-Route comes before admission because a budget check needs the deployment and its prices. Any
+Route comes before degrade and admission because both need the deployment and its prices; degrade
+comes before admission so a request moved to a cheaper variant holds that variant's price. Any
 `enter` may answer the request itself with a `Reply` (route answers GET /v1/models that way): the
 rest of `enter` and the forward step are skipped, settle and finish still run. `assemble` takes
 every stage by name, so the order cannot be changed anywhere else.
@@ -36,6 +37,7 @@ def assemble(
     authenticate: Stage,
     attribute: Stage,
     route: Stage,
+    degrade: Stage,
     admit: Stage,
     observe: Stage,
     forward: Forward,
@@ -45,7 +47,7 @@ def assemble(
 ) -> Chain:
     """The chain in its one order (see the module docstring)."""
     return Chain(
-        before=[authenticate, attribute, route, admit, observe],
+        before=[authenticate, attribute, route, degrade, admit, observe],
         forwarder=forward,
         after=[bound, meter, record],
     )

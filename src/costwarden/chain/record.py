@@ -55,6 +55,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         response_bytes=exchange.response_bytes,
         cost_usd=exchange.cost,
         pricing_basis=pricing_basis(exchange),
+        variant=route.variant if route else None,
+        original_cost_usd=exchange.original_cost,
     )
 
 

@@ -9,10 +9,32 @@ from pydantic import Field, model_validator
 
 from costwarden.config.base import Model
 from costwarden.domain.budget import Action, Budget, BudgetScope, FailMode
+from costwarden.domain.variant import DegradeRule
 from costwarden.domain.window import Unit, Window
 
 SCOPE_DIMENSIONS = ("deployment", "team", "project", "environment", "key_id")
 Per = Literal["key", "team", "project", "environment", "deployment"]
+
+
+class DegradeConfig(Model):
+    """When a `degrade` budget moves eligible requests to their deployment's first variant, and back."""
+
+    at: Decimal = Field(default=Decimal("0.8"), gt=0)  # utilisation (1 = 100 %) that degrades
+    recover_below: Decimal = Field(default=Decimal("0.6"), gt=0)  # ... that, held for hold_seconds, recovers
+    hold_seconds: float = Field(default=300.0, ge=0)
+    exempt_keys: tuple[str, ...] = ()  # never degraded
+    exempt_teams: tuple[str, ...] = ()
+    pin_keys: tuple[str, ...] = ()  # may keep the original with `X-Costwarden-Variant: pin`
+    on_forecast: bool = False  # also degrade while the budget's forecast says it will pass its limit
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> DegradeConfig:
+        if self.recover_below >= self.at:
+            raise ValueError(f"recover_below ({self.recover_below}) must be below at ({self.at})")
+        return self
+
+    def rule(self) -> DegradeRule:
+        return DegradeRule(self.at, self.recover_below, self.hold_seconds, self.on_forecast)
 
 
 class BudgetConfig(Model):
@@ -29,15 +51,28 @@ class BudgetConfig(Model):
     thresholds: tuple[int, ...] = (50, 80, 100)
     action: Action = Action.BLOCK
     fail_mode: FailMode | None = None  # default: closed for block, open for alert_only and degrade
+    degrade: DegradeConfig | None = None  # for action: degrade (defaults apply when absent)
 
     @model_validator(mode="after")
     def _window(self) -> BudgetConfig:
+        if self.degrade is not None and self.action is not Action.DEGRADE:
+            raise ValueError("`degrade` is only for action: degrade")
         if (self.window == "rolling") != (self.rolling_seconds is not None):
             raise ValueError("`rolling_seconds` is required for window: rolling, and only for it")
         for name in self.scope:
             if name not in SCOPE_DIMENSIONS and not name.startswith("tag."):
                 raise ValueError(f"unknown scope dimension {name!r}; use {', '.join(SCOPE_DIMENSIONS)} or tag.<name>")
         return self
+
+    def degrade_rule(self) -> DegradeConfig | None:
+        """The degrade settings of a `degrade` budget (defaults when not given); None for others."""
+        match self.action:
+            case Action.DEGRADE:
+                return self.degrade or DegradeConfig()
+            case Action.BLOCK | Action.ALERT_ONLY:
+                return None
+            case _:
+                assert_never(self.action)
 
     def budget(self, default_tz: str) -> Budget:
         window = (

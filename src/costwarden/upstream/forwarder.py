@@ -82,7 +82,7 @@ class Forwarder:
                 exchange.method,
                 url,
                 data=exchange.upstream_body or None,
-                headers=upstream_headers(exchange, deployment.api_key),
+                headers=upstream_headers(exchange, target.route.api_key),
                 skip_auto_headers=_SKIP_AUTO,
                 timeout=timeout,
                 allow_redirects=False,

@@ -1,0 +1,128 @@
+"""The degrade loop: the leading replica steps each `degrade` budget's hysteresis (domain.variant)
+from its utilisation and saves the state to the shared store; every replica reads that state back
+each tick, so all of them move traffic to the cheaper variant, and back, together.
+
+Each switch is an event: an alert (fired on degrade, resolved on recovery) through the alert
+dispatcher, a count for the metrics, and one WARNING audit line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from decimal import Decimal
+
+from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
+from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step
+from costwarden.ports import VariantStateStore
+from costwarden.services.budgets import BudgetView
+from costwarden.services.governor import AlertSubmitter, Leadership
+
+log = logging.getLogger(__name__)
+HUNDRED = Decimal(100)
+
+
+class DegradeWatch:
+    def __init__(
+        self,
+        rules: Mapping[str, DegradeRule],
+        store: VariantStateStore,
+        views: Callable[[], Mapping[str, BudgetView]],
+        leadership: Leadership,
+        alerts: AlertSubmitter | None,
+        every_s: float,
+    ) -> None:
+        self._rules = dict(rules)
+        self._store = store
+        self._views = views
+        self._leadership = leadership
+        self._alerts = alerts
+        self._every_s = every_s
+        self.degraded: frozenset[str] = frozenset()  # read by the degrade stage on every request
+        self.switches: dict[tuple[str, str], int] = {}  # (budget, degraded|recovered) -> count
+        self._task: asyncio.Task[None] | None = None
+
+    def current(self) -> frozenset[str]:
+        return self.degraded
+
+    async def tick(self, now: float) -> None:
+        """Step (if leading) and read back the shared state; keeps the last state if the store fails."""
+        if not self._rules:
+            return
+        try:
+            states = await self._store.load()
+            if await self._leadership.lead(now):
+                views = self._views()
+                for budget_id, rule in self._rules.items():
+                    view = views.get(budget_id)
+                    if view is None:
+                        continue
+                    before = states.get(budget_id, NORMAL)
+                    overrun = rule.on_forecast and view.forecast is not None and view.forecast.will_exceed
+                    after, switch = step(rule, before, view.utilisation, now, overrun)
+                    if after != before:
+                        await self._store.save(budget_id, after)
+                        states[budget_id] = after
+                    if switch is not None:
+                        self._announce(budget_id, switch, view.utilisation, rule, before, after, now)
+        except Exception as exc:  # the store is down: keep serving with the last known state
+            log.warning("could not read or write the degrade state: %s", exc)
+            return
+        self.degraded = frozenset(b for b, s in states.items() if s.degraded and b in self._rules)
+
+    def _announce(
+        self,
+        budget_id: str,
+        switch: Switch,
+        utilisation: Decimal,
+        rule: DegradeRule,
+        before: DegradeState,
+        after: DegradeState,
+        now: float,
+    ) -> None:
+        key = (budget_id, switch.value)
+        self.switches[key] = self.switches.get(key, 0) + 1
+        percent = utilisation * HUNDRED
+        if switch is Switch.DEGRADED:
+            summary = (
+                f"budget {budget_id!r} at {percent:.1f} % (>= {rule.at * HUNDRED} %): degraded to cheaper variants"
+            )
+        else:
+            summary = (
+                f"budget {budget_id!r} at {percent:.1f} %, below {rule.recover_below * HUNDRED} % for "
+                f"{rule.hold_seconds:g} s: back to the original deployments"
+            )
+        log.warning("audit: %s", summary)
+        if self._alerts is None:
+            return
+        condition = Condition.of(
+            AlertKind.VARIANT_DEGRADED, {"budget": budget_id}, Severity.WARNING, utilisation, rule.at, summary
+        )
+        # One episode per degraded stretch; its id comes from when it began (kept in the shared
+        # state), so the replica that sees the recovery resolves the alert another one fired.
+        started = Alert.start(condition, after.changed_at if switch is Switch.DEGRADED else before.changed_at)
+        if switch is Switch.DEGRADED:
+            self._alerts.submit([started])
+        else:
+            self._alerts.submit([replace(started, resolved_at=now, summary=summary)])
+
+    def start(self) -> None:
+        if self._rules and self._task is None:
+            self._task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await self.tick(time.time())
+            await asyncio.sleep(self._every_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._store.close()
