@@ -98,6 +98,12 @@ class Pricing(Model):
         )
 
 
+def urls_of(upstream: AnyHttpUrl | None, upstreams: tuple[AnyHttpUrl, ...]) -> tuple[str, ...]:
+    """The upstream URLs of a deployment or variant, without a trailing slash."""
+    urls = upstreams if upstreams else (upstream,)
+    return tuple(str(u).rstrip("/") for u in urls if u is not None)
+
+
 class Variant(Model):
     """A cheaper alternative of a deployment, served while a `degrade` budget says so: its own
     upstream(s), model name and prices (same protocol as the deployment)."""
@@ -117,8 +123,7 @@ class Variant(Model):
 
     @property
     def upstream_urls(self) -> tuple[str, ...]:
-        urls = self.upstreams if self.upstreams else (self.upstream,)
-        return tuple(str(u).rstrip("/") for u in urls if u is not None)
+        return urls_of(self.upstream, self.upstreams)
 
 
 class Deployment(Model):
@@ -155,8 +160,7 @@ class Deployment(Model):
 
     @property
     def upstream_urls(self) -> tuple[str, ...]:
-        urls = self.upstreams if self.upstreams else (self.upstream,)
-        return tuple(str(u).rstrip("/") for u in urls if u is not None)
+        return urls_of(self.upstream, self.upstreams)
 
 
 class Team(Model):
