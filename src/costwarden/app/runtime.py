@@ -175,6 +175,7 @@ class Runtime:
             self.lease,
             self._alerts,
             min(1.0, gov.evaluate_every_seconds),
+            firing=lambda: self.store.list_alerts(True, 1000),
         )
 
     def _build_governor(self, active: list[Alert]) -> Governor:

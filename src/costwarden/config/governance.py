@@ -26,6 +26,7 @@ class DegradeConfig(Model):
     exempt_teams: tuple[str, ...] = ()
     pin_keys: tuple[str, ...] = ()  # may keep the original with `X-Costwarden-Variant: pin`
     on_forecast: bool = False  # also degrade while the budget's forecast says it will pass its limit
+    on_spike: bool = False  # also degrade while a cost or volume spike alert is firing within its scope
 
     @model_validator(mode="after")
     def _hysteresis(self) -> DegradeConfig:
@@ -34,7 +35,7 @@ class DegradeConfig(Model):
         return self
 
     def rule(self) -> DegradeRule:
-        return DegradeRule(self.at, self.recover_below, self.hold_seconds, self.on_forecast)
+        return DegradeRule(self.at, self.recover_below, self.hold_seconds, self.on_forecast, self.on_spike)
 
 
 class BudgetConfig(Model):

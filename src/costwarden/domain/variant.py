@@ -8,6 +8,7 @@ hovering around the threshold does not flap.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -26,6 +27,7 @@ class DegradeRule:
     recover_below: Decimal
     hold_seconds: float
     on_forecast: bool = False  # a forecast overrun of the budget degrades it too (see `step`)
+    on_spike: bool = False  # so does a cost or volume spike alert within the budget's scope
 
     def __post_init__(self) -> None:
         if not Decimal(0) < self.recover_below < self.at:
@@ -63,3 +65,9 @@ def step(
     if now - low_since >= rule.hold_seconds:
         return DegradeState(False, now, None), Switch.RECOVERED
     return DegradeState(True, state.changed_at, low_since), None
+
+
+def within_scope(scope: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether an alert labelled `labels` (e.g. a spike of `{team: search}`) concerns a budget of
+    `scope`: no label contradicts the scope (a scope that does not name a dimension covers it all)."""
+    return all(scope.get(name, value) == value for name, value in labels.items())

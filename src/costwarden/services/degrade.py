@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
-from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step
+from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step, within_scope
 from costwarden.ports import VariantStateStore
 from costwarden.services.budgets import BudgetView
 from costwarden.services.governor import AlertSubmitter, Leadership
 
 log = logging.getLogger(__name__)
 HUNDRED = Decimal(100)
+_SPIKES = (AlertKind.COST_SPIKE, AlertKind.VOLUME_SPIKE)
 
 
 class DegradeWatch:
@@ -35,8 +36,10 @@ class DegradeWatch:
         leadership: Leadership,
         alerts: AlertSubmitter | None,
         every_s: float,
+        firing: Callable[[], Awaitable[Sequence[Alert]]] | None = None,
     ) -> None:
         self._rules = dict(rules)
+        self._firing = firing  # the alerts firing now (read only for rules with on_spike)
         self._store = store
         self._views = views
         self._leadership = leadership
@@ -57,13 +60,16 @@ class DegradeWatch:
             states = await self._store.load()
             if await self._leadership.lead(now):
                 views = self._views()
+                spikes = await self._spikes()
                 for budget_id, rule in self._rules.items():
                     view = views.get(budget_id)
                     if view is None:
                         continue
                     before = states.get(budget_id, NORMAL)
                     overrun = rule.on_forecast and view.forecast is not None and view.forecast.will_exceed
-                    after, switch = step(rule, before, view.utilisation, now, overrun)
+                    scope = dict(view.budget.scope.dimensions)
+                    spiking = rule.on_spike and any(within_scope(scope, labels) for labels in spikes)
+                    after, switch = step(rule, before, view.utilisation, now, overrun or spiking)
                     if after != before:
                         await self._store.save(budget_id, after)
                         states[budget_id] = after
@@ -73,6 +79,16 @@ class DegradeWatch:
             log.warning("could not read or write the degrade state: %s", exc)
             return
         self.degraded = frozenset(b for b, s in states.items() if s.degraded and b in self._rules)
+
+    async def _spikes(self) -> list[dict[str, str]]:
+        """The labels of the cost and volume spike alerts firing now (not shadow ones)."""
+        if self._firing is None or not any(r.on_spike for r in self._rules.values()):
+            return []
+        return [
+            dict(a.labels)
+            for a in await self._firing()
+            if a.firing and a.kind in _SPIKES and dict(a.labels).get("shadow") != "true"
+        ]
 
     def _announce(
         self,

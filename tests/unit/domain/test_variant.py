@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step
+from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step, within_scope
 
 RULE = DegradeRule(Decimal("0.8"), Decimal("0.6"), 300.0)
 utilisations = st.decimals(min_value=0, max_value=2, places=3, allow_nan=False, allow_infinity=False)
@@ -73,3 +73,19 @@ def test_an_alert_degrades_and_holds_off_recovery_while_it_lasts() -> None:
     state, switch = step(RULE, state, Decimal("0.1"), 1001)
     state, switch = step(RULE, state, Decimal("0.1"), 1301)
     assert switch is Switch.RECOVERED
+
+
+@pytest.mark.parametrize(
+    ("scope", "labels", "within"),
+    [
+        ({}, {"team": "search"}, True),  # a budget on everything covers every spike
+        ({"team": "search"}, {"team": "search"}, True),
+        ({"team": "search"}, {"team": "ads"}, False),
+        ({"team": "search", "deployment": "chat"}, {"deployment": "chat"}, True),
+        ({"team": "search", "deployment": "chat"}, {"deployment": "iris"}, False),
+    ],
+)
+def test_a_spike_concerns_a_budget_when_no_label_contradicts_its_scope(
+    scope: dict[str, str], labels: dict[str, str], within: bool
+) -> None:
+    assert within_scope(scope, labels) is within

@@ -3,10 +3,11 @@ they switch together; each switch is an alert (fired, then resolved as the same 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from decimal import Decimal
 
-from costwarden.domain.alert import Alert, AlertKind
+from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.budget import Budget, BudgetScope, BudgetState
 from costwarden.domain.variant import DegradeRule, DegradeState
 from costwarden.domain.window import Unit, Window
@@ -94,3 +95,29 @@ async def test_a_store_that_fails_keeps_the_last_known_state() -> None:
     broken.degraded = working.degraded
     await broken.tick(1.0)
     assert broken.degraded == frozenset({"b"})
+
+
+async def test_a_spike_in_scope_degrades_a_budget_that_asks_for_it() -> None:
+    spike = Alert.start(
+        Condition.of(AlertKind.COST_SPIKE, {"team": "search"}, Severity.WARNING, Decimal(9), Decimal(1), "spike"), 5.0
+    )
+    shadow = replace(spike, labels=(("shadow", "true"), ("team", "search")))
+
+    def firing(alerts: list[Alert]) -> Callable[[], Awaitable[list[Alert]]]:
+        async def read() -> list[Alert]:
+            return alerts
+
+        return read
+
+    spend = Utilisation()  # 0 %: only the spike can degrade
+    for rule, alerts, degraded in (
+        (replace(RULE, on_spike=True), [spike], frozenset({"b"})),
+        (replace(RULE, on_spike=True), [shadow], frozenset()),  # a shadow spike notifies nobody, moves nothing
+        (RULE, [spike], frozenset()),  # the budget did not ask for it
+    ):
+        watch = DegradeWatch(
+            {"b": rule}, MemoryVariantState(), spend.views, Lease(True), None, 1.0,
+            firing=firing(alerts),
+        )  # fmt: skip
+        await watch.tick(10.0)
+        assert watch.degraded == degraded, (rule, alerts)
