@@ -34,7 +34,7 @@ from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
-from costwarden.services.degrade import DegradeWatch
+from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
@@ -130,7 +130,7 @@ class Runtime:
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
         self._admit = Admit(self.policy, self.counters, self.health, settle_inline=self.config.state is None)
-        self._governor = self._build_governor(active)
+        self._governor = self._build_governor(governed(active))
         await self._governor.refresh_budgets()
         self.registry.register(
             GovernanceCollector(
@@ -206,8 +206,11 @@ class Runtime:
             active,
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
-            firing=lambda: self.store.list_alerts(True, 1000),
+            firing=self._governed_alerts,
         )
+
+    async def _governed_alerts(self) -> list[Alert]:
+        return governed(await self.store.list_alerts(True, 1000))
 
     def _quarantine_alert(self, entries: Sequence[Quarantined]) -> None:
         """A quarantine is an event: one critical alert per batch of refused records."""

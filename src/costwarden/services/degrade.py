@@ -25,6 +25,13 @@ from costwarden.services.governor import AlertSubmitter, Leadership
 log = logging.getLogger(__name__)
 HUNDRED = Decimal(100)
 _SPIKES = (AlertKind.COST_SPIKE, AlertKind.VOLUME_SPIKE)
+# The alerts this loop fires and resolves itself: the governor must not resolve them as its own.
+DEGRADE_KINDS = frozenset({AlertKind.VARIANT_DEGRADED})
+
+
+def governed(alerts: Sequence[Alert]) -> list[Alert]:
+    """The firing alerts the governor evaluates (all but the degrade loop's)."""
+    return [a for a in alerts if a.kind not in DEGRADE_KINDS]
 
 
 class DegradeWatch:
@@ -74,7 +81,7 @@ class DegradeWatch:
                         await self._store.save(budget_id, after)
                         states[budget_id] = after
                     if switch is not None:
-                        self._announce(budget_id, switch, view.utilisation, rule, before, after, now)
+                        await self._announce(budget_id, switch, view.utilisation, rule, before, after, now)
         except Exception as exc:  # the store is down: keep serving with the last known state
             log.warning("could not read or write the degrade state: %s", exc)
             return
@@ -85,12 +92,12 @@ class DegradeWatch:
         if self._firing is None or not any(r.on_spike for r in self._rules.values()):
             return []
         return [
-            dict(a.labels)
+            labels
             for a in await self._firing()
-            if a.firing and a.kind in _SPIKES and dict(a.labels).get("shadow") != "true"
+            if a.firing and a.kind in _SPIKES and (labels := dict(a.labels)).get("shadow") != "true"
         ]
 
-    def _announce(
+    async def _announce(
         self,
         budget_id: str,
         switch: Switch,
@@ -118,13 +125,20 @@ class DegradeWatch:
         condition = Condition.of(
             AlertKind.VARIANT_DEGRADED, {"budget": budget_id}, Severity.WARNING, utilisation, rule.at, summary
         )
-        # One episode per degraded stretch; its id comes from when it began (kept in the shared
-        # state), so the replica that sees the recovery resolves the alert another one fired.
-        started = Alert.start(condition, after.changed_at if switch is Switch.DEGRADED else before.changed_at)
+        # One episode per degraded stretch. The store says whether it is already firing (a replica
+        # that restarted, or took over the lead, must neither fire it twice nor leave it firing).
+        firing = await self._episodes(condition.fingerprint)
         if switch is Switch.DEGRADED:
-            self._alerts.submit([started])
-        else:
-            self._alerts.submit([replace(started, resolved_at=now, summary=summary)])
+            if not firing:
+                self._alerts.submit([Alert.start(condition, after.changed_at)])
+            return
+        episodes = firing or [Alert.start(condition, before.changed_at)]
+        self._alerts.submit([replace(a, resolved_at=now, observed=utilisation, summary=summary) for a in episodes])
+
+    async def _episodes(self, fingerprint: str) -> list[Alert]:
+        if self._firing is None:
+            return []
+        return [a for a in await self._firing() if a.firing and a.fingerprint == fingerprint]
 
     def start(self) -> None:
         if self._rules and self._task is None:

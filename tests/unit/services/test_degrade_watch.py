@@ -12,7 +12,7 @@ from costwarden.domain.budget import Budget, BudgetScope, BudgetState
 from costwarden.domain.variant import DegradeRule, DegradeState
 from costwarden.domain.window import Unit, Window
 from costwarden.services.budgets import BudgetView
-from costwarden.services.degrade import DegradeWatch
+from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.storage.variant_state_memory import MemoryVariantState
 
 RULE = DegradeRule(Decimal("0.8"), Decimal("0.6"), 10.0)
@@ -121,3 +121,32 @@ async def test_a_spike_in_scope_degrades_a_budget_that_asks_for_it() -> None:
         )  # fmt: skip
         await watch.tick(10.0)
         assert watch.degraded == degraded, (rule, alerts)
+
+
+async def test_a_restarted_replica_neither_fires_the_episode_twice_nor_leaves_it_firing() -> None:
+    # The state was in this process only (no Redis) and is gone; the episode is still firing in the store.
+    condition = Condition.of(AlertKind.VARIANT_DEGRADED, {"budget": "b"}, Severity.WARNING, Decimal(1), Decimal(1), "")
+    stored = Alert.start(condition, 50.0)
+    spend, alerts = Utilisation(), Alerts()
+
+    async def firing() -> list[Alert]:
+        return [stored]
+
+    watch = DegradeWatch({"b": RULE}, MemoryVariantState(), spend.views, Lease(True), alerts, 1.0, firing=firing)
+    spend.value = Decimal("0.9")
+    await watch.tick(100.0)
+    assert watch.degraded == frozenset({"b"}) and alerts.sent == []  # already firing: not again
+    spend.value = Decimal("0.1")
+    await watch.tick(101.0)
+    await watch.tick(111.0)
+    [resolved] = alerts.sent
+    assert resolved.id == stored.id and resolved.resolved_at == 111.0
+
+
+def test_the_governor_is_not_given_the_degrade_loops_alerts() -> None:
+    # It resolves every firing alert of its book whose condition it does not see: never these.
+    variant = Alert.start(Condition.of(AlertKind.VARIANT_DEGRADED, {"budget": "b"}, Severity.WARNING, Decimal(1),
+                                       Decimal(1), ""), 1.0)  # fmt: skip
+    spike = Alert.start(Condition.of(AlertKind.COST_SPIKE, {"team": "t"}, Severity.WARNING, Decimal(1),
+                                     Decimal(1), ""), 1.0)  # fmt: skip
+    assert governed([variant, spike]) == [spike]
