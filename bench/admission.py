@@ -7,7 +7,7 @@ limit on requests and tokens, a per-deployment concurrency quota), on the bench'
     .venv/bin/python bench/admission.py --profile [--state redis]
 
 Each repetition admits and settles `--requests` requests one after the other in one event loop
-(enter, then settle as the runtime does: at once in-process, in a task with Redis) and reports
+(enter, then finish as the runtime does: at once in-process, in a task with Redis) and reports
 this process's CPU microseconds per request with and without governance (without: the policy is
 empty, so admission is the fast path), and the p50/p99 wall time of the admit stage alone (with
 Redis: one round trip). Every governed request must be admitted (the budget is seeded first, as
@@ -39,7 +39,7 @@ from run import GOVERNANCE
 from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import policy_from_config
-from costwarden.chain.route import Route
+from costwarden.chain.target import Route
 from costwarden.config.models import Config
 from costwarden.domain.admission import BudgetSeed
 from costwarden.domain.budget import seed_key
@@ -135,7 +135,7 @@ async def _one(stage: Admit, route: Route, raw: bytes, rid: str, walls: list[flo
     if exchange.held is None and not empty:
         raise SystemExit(f"request {rid} was not admitted: the bench would measure the wrong path")
     exchange.cost = route.sheet.input_per_1m or 0  # any cost: settle charges it
-    await stage.settle(exchange)
+    await stage.finish(exchange)  # after the last byte, as the chain does
     await asyncio.sleep(0)  # let a settlement task run, as the event loop would
 
 

@@ -37,7 +37,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.route import Route
+from costwarden.chain.target import Route
 from costwarden.config.models import Deployment
 from costwarden.domain.keys import KeyIdentity, StoredKey, format_key
 from costwarden.domain.record import Protocol
@@ -156,7 +156,7 @@ async def bench_metrics(teams: int, deployments: int, reps: int) -> dict[str, An
             n += 1
             ex = exchange(n, f"team-{t:03d}", route)
             await stage.enter(ex)
-            await stage.settle(ex)
+            await stage.finish(ex)
     if Exposition is not None:
         render = Exposition(registry).render
     else:

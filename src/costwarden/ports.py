@@ -12,6 +12,7 @@ from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.variant import DegradeState
 
 
 class LedgerStore(Protocol):
@@ -127,6 +128,18 @@ class BudgetStore(Protocol):
         """Create or replace (idempotent)."""
 
     async def delete_budget(self, budget_id: str) -> bool: ...
+
+
+class VariantStateStore(Protocol):
+    """The degrade state of each `degrade` budget (domain.variant), shared by every replica so they
+    switch to a cheaper variant together. Writes replace a budget's state whole (idempotent)."""
+
+    async def load(self) -> dict[str, DegradeState]:
+        """Every budget's state by budget id (a budget never degraded may be absent)."""
+
+    async def save(self, budget_id: str, state: DegradeState) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class RecordRejected(Exception):

@@ -16,7 +16,8 @@ from aiohttp import web
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.meter import Meter
-from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.route import RouteStage
+from costwarden.chain.target import RouteTable
 from costwarden.config.models import Deployment
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.upstream.balancer import Balancer

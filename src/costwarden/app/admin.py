@@ -27,6 +27,7 @@ from costwarden.services.reports import (
     report_json,
     spend,
 )
+from costwarden.services.savings import savings, savings_json
 
 # The Authorize button of /admin/docs; the check itself is `admin` below (401 for a missing token too).
 Credentials = Annotated[
@@ -95,6 +96,24 @@ def build_admin(runtime: Runtime) -> FastAPI:
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
         return report_json(await spend(runtime.store, query))
+
+    @api.get(
+        "/admin/v1/spend/savings",
+        dependencies=guard,
+        summary="What cost actions saved, by team and action, over a window",
+        description="Degraded requests (moved to a cheaper variant): what they cost, what the original "
+        "deployment would have cost, and the difference; money as exact decimal strings.",
+    )
+    async def get_savings(
+        since: str | None = None,
+        from_: Annotated[str | None, Query(alias="from")] = None,
+        to: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            query = build_query(None, since, from_, to, [], time.time())
+        except QueryError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return savings_json(await savings(runtime.store, query))
 
     @api.get(
         "/admin/v1/records",

@@ -186,9 +186,4 @@ class GatewayApp:
 
         `close` when the request was not read whole: the connection cannot carry another request.
         """
-        exchange.reject(error)
-        await self._chain.settle(exchange)
-        headers = [_JSON, *exchange.costwarden_headers(True), *error.headers]
-        if close:
-            headers.append(_CLOSE)
-        await channel.whole(error.status, headers, error_payload(exchange.protocol, error))
+        await self._chain.refuse(exchange, channel, error, close)

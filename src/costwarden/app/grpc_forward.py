@@ -56,11 +56,6 @@ class GrpcForwarder:
         self._channels.clear()
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
-        if exchange.local_response is not None:
-            exchange.status, body = exchange.local_response
-            await settle(exchange)
-            await channel.whole(exchange.status, [], body)
-            return
         route = exchange.route
         assert route is not None, "route runs before forward"
         deployment = route.deployment

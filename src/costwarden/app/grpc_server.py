@@ -129,7 +129,7 @@ class GrpcGateway(grpc.GenericRpcHandler):
                 raise GatewayError(501, "unimplemented", f"the gateway does not serve {method[:200]}")
         except GatewayError as refused:
             exchange.reject(refused)
-            await self._chain.settle(exchange)
+            await self._chain.finish(exchange)
             return await _abort(context, exchange, refused.status, refused.message)
         exchange.method, exchange.path, exchange.endpoint = call.http_method, call.path, call.endpoint
         exchange.metered_body = call.metered
@@ -138,7 +138,7 @@ class GrpcGateway(grpc.GenericRpcHandler):
             message = exchange.error.message if exchange.error is not None else f"HTTP {reply.status}"
             return await _abort(context, exchange, reply.status or exchange.status, message)
         context.set_trailing_metadata(_trailers(exchange))
-        if exchange.local_response is not None and call.endpoint == "/v2":
+        if call.endpoint == "/v2" and exchange.upstream_status is None:  # answered by the gateway itself
             return server_metadata(reply.payload)
         return reply.payload
 

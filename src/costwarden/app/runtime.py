@@ -16,34 +16,52 @@ from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
 from costwarden.chain.bound import BoundUsage
+from costwarden.chain.degrade import Degrade, DegradeScope
 from costwarden.chain.meter import Meter
-from costwarden.chain.order import Chain
+from costwarden.chain.order import Chain, assemble
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.record import Record
-from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.route import RouteStage
 from costwarden.chain.stage import Forward, Stage
+from costwarden.chain.target import RouteTable
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
+from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
+from costwarden.observability.variants import VariantCollector
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
+from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_store
+from costwarden.storage.factory import open_counters, open_lease, open_store, open_variant_state
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.forwarder import Forwarder
+from costwarden.upstream.variant import VariantForward
 
 log = logging.getLogger(__name__)
 _STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
+
+
+def degrade_scopes(config: Config) -> list[DegradeScope]:
+    """Whom each `degrade` budget of the file moves (its scope less the exempt keys and teams)."""
+    scopes = []
+    for b in config.governance.budgets:
+        rule = b.degrade_rule()
+        if rule is not None:
+            scope = BudgetScope.of(b.scope)
+            keys, teams, pins = frozenset(rule.exempt_keys), frozenset(rule.exempt_teams), frozenset(rule.pin_keys)
+            scopes.append(DegradeScope(b.id, scope, keys, teams, pins))
+    return scopes
 
 
 class Runtime:
@@ -75,7 +93,8 @@ class Runtime:
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._chain: Chain | None = None
-        self._stages: tuple[list[Stage], list[Stage]] = ([], [])
+        self._stages: dict[str, Stage] = {}
+        self.degrade: DegradeWatch | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -113,7 +132,7 @@ class Runtime:
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
         self._admit = Admit(self.policy, self.counters, self.health, settle_inline=self.config.state is None)
-        self._governor = self._build_governor(active)
+        self._governor = self._build_governor(governed(active))
         await self._governor.refresh_budgets()
         self.registry.register(
             GovernanceCollector(
@@ -128,25 +147,54 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
-        self._stages = (
-            [
-                Authenticate(self.keyring),
-                Attribute(),
-                RouteStage(self.routes, int(self.started_at)),
-                self._admit,
-                Observe(self.metrics),
-            ],
-            [BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
-        )
-        self._chain = self.chain_for(Forwarder(self._session, self.balancer))
+        variant_forward = VariantForward(Forwarder(self._session, self.balancer))
+        self.degrade = self._build_degrade()
+        self.registry.register(VariantCollector(self.degrade, variant_forward))
+        self._stages = {
+            "authenticate": Authenticate(self.keyring),
+            "attribute": Attribute(),
+            "route": RouteStage(self.routes, int(self.started_at)),
+            "degrade": Degrade(self.routes, degrade_scopes(self.config), self.degrade.current),
+            "admit": self._admit,
+            "observe": Observe(self.metrics),
+            "bound": BoundUsage(count_implausible(self.metrics)),
+            "meter": Meter(),
+            "record": Record(self._recorder),
+        }
+        self._chain = self.chain_for(variant_forward)
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
+        self.degrade.start()
+
+    def _build_degrade(self) -> DegradeWatch:
+        gov = self.config.governance
+        rules = {b.id: d.rule() for b in gov.budgets if (d := b.degrade_rule()) is not None}
+        return DegradeWatch(
+            rules,
+            open_variant_state(self.config.state),
+            lambda: self.governor.views,
+            self.lease,
+            self._alerts,
+            min(1.0, gov.evaluate_every_seconds),
+            firing=lambda: self.store.list_alerts(True, 1000),
+        )
 
     def chain_for(self, forwarder: Forward) -> Chain:
-        """The same stages around another last step (the gRPC listener's forwarder)."""
-        before, after = self._stages
-        return Chain(before=before, forwarder=forwarder, after=after)
+        """The same stages, in the one order, around a forward step (HTTP, or the gRPC listener's)."""
+        s = self._stages
+        return assemble(
+            authenticate=s["authenticate"],
+            attribute=s["attribute"],
+            route=s["route"],
+            degrade=s["degrade"],
+            admit=s["admit"],
+            observe=s["observe"],
+            forward=forwarder,
+            bound=s["bound"],
+            meter=s["meter"],
+            record=s["record"],
+        )
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
@@ -176,8 +224,11 @@ class Runtime:
             active,
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
-            firing=lambda: self.store.list_alerts(True, 1000),
+            firing=self._governed_alerts,
         )
+
+    async def _governed_alerts(self) -> list[Alert]:
+        return governed(await self.store.list_alerts(True, 1000))
 
     def _quarantine_alert(self, entries: Sequence[Quarantined]) -> None:
         """A quarantine is an event: one critical alert per batch of refused records."""
@@ -208,6 +259,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self.degrade is not None:
+            await self.degrade.stop()
         if self._governor is not None:
             await self._governor.stop()
         await self.keyring.stop()

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import AdmissionPolicy
-from costwarden.chain.stage import PassStage
+from costwarden.chain.stage import PassStage, Reply
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Refused, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
 from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit
@@ -76,13 +76,13 @@ class Admit(PassStage):
         self.slot_usage: dict[str, int] = {}  # quota key -> requests in flight, as last seen
         self._waiting: dict[str, int] = {}  # quota key -> requests of this replica queued for it
 
-    async def enter(self, exchange: Exchange) -> None:
-        if exchange.identity is None or exchange.route is None or exchange.local_response is not None:
-            return
+    async def enter(self, exchange: Exchange) -> Reply | None:
+        if exchange.identity is None or exchange.route is None:
+            return None
         now = time.time()
         plan = self._policy.plan(exchange, now)
         if plan is None:
-            return
+            return None
         request, budgets, token_keys = plan
         try:
             result = await self._counters.admit(request, now)
@@ -90,17 +90,18 @@ class Admit(PassStage):
                 result = await self._wait_for_slot(request, result)
         except CounterStoreUnavailable as exc:
             self._unreachable(budgets, now, exc)
-            return
+            return None
         self._reachable()
         if result.refused_by is not None and result.refused_by.kind is Refused.UNSEEDED:
             self._unseeded(budgets, now)
-            return
+            return None
         exchange.extra_headers.extend(self._rate_headers(request, result))
         for slot, active in zip(request.slots, result.active_slots, strict=False):
             self.slot_usage[slot.key] = active
         if not result.admitted:
             raise self._refusal(request, result, budgets, now)
         exchange.held = Held(request, budgets, token_keys)
+        return None
 
     async def _wait_for_slot(self, request: AdmissionRequest, result: AdmissionResult) -> AdmissionResult:
         """Queue for a concurrency slot: retry admission with backoff until the quota's wait timeout,
@@ -253,7 +254,8 @@ class Admit(PassStage):
             headers=((b"retry-after", b"1"),),
         )
 
-    async def settle(self, exchange: Exchange) -> None:
+    async def finish(self, exchange: Exchange) -> None:
+        """After the last byte: settle the hold to the metered cost (off the response path)."""
         self._policy.observe_upstream(exchange)
         held = exchange.held
         if not isinstance(held, Held):

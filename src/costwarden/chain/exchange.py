@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from costwarden.chain.target import Route
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import NO_USAGE, Usage
 from costwarden.protocols.errors import GatewayError
-
-if TYPE_CHECKING:
-    from costwarden.chain.route import Route
 
 
 @dataclass(slots=True, eq=False)
@@ -43,8 +41,9 @@ class Exchange:
     upstream_path: str = ""
     upstream_body: bytes = b""
     parsed_body: dict[str, Any] | None = None  # the OpenAI request body, parsed once by route
-    local_response: tuple[int, bytes] | None = None  # answered by the gateway itself
     metered_body: bytes | None = None  # the body with its Content-Encoding undone, when forwarded encoded
+    # degrade: the route the client asked for, when a degrade budget moved it to a cheaper variant
+    variant_of: Route | None = None
     # admit
     held: object | None = None  # the admission hold, settled once
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -57,11 +56,13 @@ class Exchange:
     usage_estimated: bool = False  # the upstream did not report usage: estimated from what it sent
     # meter / record
     cost: Decimal = ZERO
+    original_cost: Decimal | None = None  # what `variant_of` would have cost (degraded requests only)
     outcome: Outcome = Outcome.SERVED
     error: GatewayError | None = None
     ended_at: float = 0.0
     latency_ms: float = 0.0
-    settled: bool = False
+    settled: bool = False  # the part before the last byte ran (chain.order)
+    finished: bool = False  # the part after it ran
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; `name` must be lower-case."""
@@ -90,6 +91,9 @@ class Exchange:
         headers = [(b"x-costwarden-request-id", self.request_id.encode())]
         if self.route is not None:
             headers.append((b"x-costwarden-deployment", self.route.deployment.name.encode()))
+        if self.variant_of is not None and self.route is not None:
+            # The variant that served, or `original` when its upstream was down (a fallback).
+            headers.append((b"x-costwarden-variant", (self.route.variant or "original").encode()))
         if with_cost:
             headers.append((b"x-costwarden-cost-usd", usd_text(self.cost).encode()))
         if self.extra_headers:

@@ -21,8 +21,12 @@ class Meter(PassStage):
         if exchange.upstream_seconds is not None:
             usage = replace(usage, upstream_seconds=exchange.upstream_seconds)
             exchange.usage = usage
-        # A stream cut short after the upstream sent tokens is still billed for what it sent.
-        served = exchange.outcome is Outcome.SERVED or (
-            exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0
+        # Only what an upstream answered costs anything (not a reply of the gateway's own); a stream
+        # cut short after the upstream sent tokens is still billed for what it sent.
+        served = exchange.upstream_status is not None and (
+            exchange.outcome is Outcome.SERVED
+            or (exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0)
         )
-        exchange.cost = price(route.sheet, usage, served=served and exchange.local_response is None)
+        exchange.cost = price(route.sheet, usage, served=served)
+        if exchange.variant_of is not None:  # degraded: what the deployment asked for would have cost
+            exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served)

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, assert_never
 
 from costwarden.chain.exchange import Exchange
 from costwarden.config.models import Config
@@ -71,6 +71,17 @@ class _Scoped:
 
 
 _NOTHING_APPLIES = _Scoped((), (), (), (), ())
+
+
+def refuses(action: Action) -> bool:
+    """Whether the counter store refuses a request that would pass the budget's limit."""
+    match action:
+        case Action.BLOCK:
+            return True
+        case Action.ALERT_ONLY | Action.DEGRADE:  # degrade acts before the limit, by moving traffic
+            return False
+        case _:
+            assert_never(action)
 _MAX_PLANS = 10_000
 
 
@@ -154,7 +165,7 @@ class AdmissionPolicy:
             limit_usd=limit_usd,
             limit_tokens=limit_tokens,
             limit_requests=limit_requests,
-            enforce=budget.action is Action.BLOCK,
+            enforce=refuses(budget.action),
             retain_until=budget.window.retain_until(now),
             seed_key=seed,
         )

@@ -57,6 +57,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         cost_usd=exchange.cost,
         pricing_basis=pricing_basis(exchange),
         client_request_id=client_request_id(exchange.header(b"x-request-id")),
+        variant=route.variant if route else None,
+        original_cost_usd=exchange.original_cost,
     )
 
 

@@ -6,53 +6,14 @@ OpenAI requests are routed by the body's `model`, V2 by the model in the path, p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from costwarden import __version__
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.stage import PassStage
-from costwarden.config.models import Deployment
-from costwarden.domain.pricing import PriceSheet
+from costwarden.chain.stage import JSON_CONTENT, PassStage, Reply
+from costwarden.chain.target import Route, RouteTable
 from costwarden.domain.record import Protocol
 from costwarden.domain.usage import Usage
 from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A deployment ready to serve: its prices and its upstream URLs (chosen by upstream/balancer)."""
-
-    deployment: Deployment
-    sheet: PriceSheet
-    upstream_model: str
-    urls: tuple[str, ...]
-
-    @classmethod
-    def of(cls, deployment: Deployment) -> Route:
-        return cls(
-            deployment=deployment,
-            sheet=deployment.pricing.sheet(),
-            upstream_model=deployment.model or deployment.name,
-            urls=deployment.upstream_urls,
-        )
-
-
-class RouteTable:
-    """Deployments by name, built once from config."""
-
-    def __init__(self, deployments: Sequence[Deployment]) -> None:
-        self._routes = {d.name: Route.of(d) for d in deployments}
-
-    def get(self, name: str) -> Route | None:
-        return self._routes.get(name)
-
-    def names(self) -> list[str]:
-        return list(self._routes)
-
-    def routes(self) -> list[Route]:
-        return list(self._routes.values())
 
 
 class RouteStage(PassStage):
@@ -62,13 +23,13 @@ class RouteStage(PassStage):
         self._table = table
         self._created = created
 
-    async def enter(self, exchange: Exchange) -> None:
+    async def enter(self, exchange: Exchange) -> Reply | None:
         if exchange.protocol is Protocol.OPENAI:
-            self._openai(exchange)
-        elif exchange.protocol is Protocol.V2:
-            self._v2(exchange)
-        else:
-            self._http(exchange)
+            return self._openai(exchange)
+        if exchange.protocol is Protocol.V2:
+            return self._v2(exchange)
+        self._http(exchange)
+        return None
 
     def _lookup(self, exchange: Exchange, name: str, protocol: str, noun: str) -> Route:
         route = self._table.get(name)
@@ -84,13 +45,12 @@ class RouteStage(PassStage):
         exchange.route = route
         return route
 
-    def _openai(self, exchange: Exchange) -> None:
+    def _openai(self, exchange: Exchange) -> Reply | None:
         if exchange.endpoint == "/v1/models" and exchange.path.startswith("/v1/models/"):
             name = exchange.path.removeprefix("/v1/models/")
             exchange.model = name
             self._lookup(exchange, name, "openai", "model")
-            exchange.local_response = (200, openai.model_body(name, self._created))
-            return
+            return Reply(200, openai.model_body(name, self._created), (JSON_CONTENT,))
         if exchange.endpoint == "/v1/models":
             identity = exchange.identity
             names = [
@@ -98,8 +58,7 @@ class RouteStage(PassStage):
                 for r in self._table.routes()
                 if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
             ]
-            exchange.local_response = (200, openai.models_body(names, self._created))
-            return
+            return Reply(200, openai.models_body(names, self._created), (JSON_CONTENT,))
         request = openai.parse_request(exchange.body, exchange.endpoint)
         exchange.model = request.model
         route = self._lookup(exchange, request.model, "openai", "model")
@@ -108,11 +67,11 @@ class RouteStage(PassStage):
         exchange.strip_usage_chunk = request.stream and not request.client_wants_usage
         exchange.upstream_path = exchange.endpoint
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
+        return None
 
-    def _v2(self, exchange: Exchange) -> None:
+    def _v2(self, exchange: Exchange) -> Reply | None:
         if exchange.endpoint == "/v2":
-            self._v2_server(exchange)
-            return
+            return self._v2_server(exchange)
         path = v2.parse_path(exchange.path)
         if path is None:
             raise GatewayError(404, "not_found", f"no V2 endpoint at {exchange.path}")
@@ -125,8 +84,9 @@ class RouteStage(PassStage):
             exchange.usage = Usage(items=v2.count_items(body, exchange.header(b"inference-header-content-length")))
         exchange.upstream_path = v2.V2Path(route.upstream_model, path.version, path.action).upstream_path
         exchange.upstream_body = exchange.body
+        return None
 
-    def _v2_server(self, exchange: Exchange) -> None:
+    def _v2_server(self, exchange: Exchange) -> Reply | None:
         """`GET /v2`: the upstream's server metadata when the key's V2 deployments share one server."""
         identity = exchange.identity
         usable = [
@@ -138,8 +98,8 @@ class RouteStage(PassStage):
             exchange.route = usable[0]
             exchange.upstream_path = "/v2"
             exchange.upstream_body = exchange.body
-        else:
-            exchange.local_response = (200, v2.server_metadata_body("costwarden", __version__))
+            return None
+        return Reply(200, v2.server_metadata_body("costwarden", __version__), (JSON_CONTENT,))
 
     def _http(self, exchange: Exchange) -> None:
         _, _, rest = exchange.path.partition("/proxy/")

@@ -16,7 +16,9 @@ from rich.table import Column, Table
 from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError, SpendReport, SpendRow
+from costwarden.domain.savings import SavingsBook, SavingsRow
 from costwarden.services.reports import build_query, report_json, row_json, spend
+from costwarden.services.savings import savings, savings_json
 
 # Figures of a row, in column order; a narrow terminal drops the optional ones, last listed first.
 FIGURES = ("requests", "errors", "in tok", "out tok", "items", "cost USD", "per 1k req", "p50 ms", "p95 ms")
@@ -94,6 +96,9 @@ def report(
     end: str | None = typer.Option(None, "--to", help="Window end, ISO 8601."),
     where: list[str] = typer.Option([], "--where", help="Filter name=value, e.g. env=prod (repeatable)."),
     output: str = typer.Option("table", "--format", help="table | csv | json"),
+    show_savings: bool = typer.Option(
+        False, "--savings", help="What cost actions (degrade to a cheaper variant) saved, by team and action."
+    ),
     config: Path | None = ConfigOption,
 ) -> None:
     """Spend per group, with the total: requests, errors, tokens, items, cost, cost per 1k requests, p50/p95."""
@@ -106,6 +111,10 @@ def report(
     except QueryError as exc:
         errors.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
+    if show_savings:
+        book = with_store(cfg, lambda store: savings(store, query))
+        _print_savings(book, output)
+        return
     result = with_store(cfg, lambda store: spend(store, query))
     if output == "json":
         typer.echo(orjson.dumps(report_json(result), option=orjson.OPT_INDENT_2).decode())
@@ -113,3 +122,42 @@ def report(
         typer.echo(render_csv(result), nl=False)
     else:
         console.print(render_table(result, f"spend by {', '.join(query.group_by)}", console.width))
+
+
+def savings_table(book: SavingsBook) -> Table:
+    table = Table(
+        "team", "action", *(Column(f, justify="right", no_wrap=True) for f in _SAVINGS_FIGURES), title="savings"
+    )
+    rows = book.sorted_rows()
+    for i, row in enumerate(rows):
+        table.add_row(row.team or "-", row.action or "-", *_savings_figures(row), end_section=i == len(rows) - 1)
+    table.add_row("[bold]total[/]", "", *_savings_figures(book.total()), style="bold")
+    return table
+
+
+_SAVINGS_FIGURES = ("requests", "fallbacks", "cost USD", "original USD", "saved USD")
+
+
+def _savings_figures(row: SavingsRow) -> tuple[str, ...]:
+    return (
+        f"{row.requests:,}",
+        f"{row.fallbacks:,}",
+        usd_text(row.cost_usd),
+        usd_text(row.original_cost_usd),
+        usd_text(row.saved_usd),
+    )
+
+
+def _print_savings(book: SavingsBook, output: str) -> None:
+    data = savings_json(book)
+    if output == "json":
+        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+    elif output == "csv":
+        out = io.StringIO()
+        total = {**data["total"], "team": "TOTAL", "action": ""}
+        writer = csv.DictWriter(out, fieldnames=list(total))
+        writer.writeheader()
+        writer.writerows([*data["rows"], total])
+        typer.echo(out.getvalue(), nl=False)
+    else:
+        console.print(savings_table(book))

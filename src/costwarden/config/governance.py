@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, assert_never
 
 from pydantic import Field, model_validator
 
 from costwarden.config.base import Model
 from costwarden.domain.budget import Action, Budget, BudgetScope, FailMode
+from costwarden.domain.variant import DegradeRule
 from costwarden.domain.window import Unit, Window
 
 SCOPE_DIMENSIONS = ("deployment", "team", "project", "environment", "key_id")
 Per = Literal["key", "team", "project", "environment", "deployment"]
+
+
+class DegradeConfig(Model):
+    """When a `degrade` budget moves eligible requests to their deployment's first variant, and back."""
+
+    at: Decimal = Field(default=Decimal("0.8"), gt=0)  # utilisation (1 = 100 %) that degrades
+    recover_below: Decimal = Field(default=Decimal("0.6"), gt=0)  # ... that, held for hold_seconds, recovers
+    hold_seconds: float = Field(default=300.0, ge=0)
+    exempt_keys: tuple[str, ...] = ()  # never degraded
+    exempt_teams: tuple[str, ...] = ()
+    pin_keys: tuple[str, ...] = ()  # may keep the original with `X-Costwarden-Variant: pin`
+    on_forecast: bool = False  # also degrade while the budget's forecast says it will pass its limit
+    on_spike: bool = False  # also degrade while a cost or volume spike alert is firing within its scope
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> DegradeConfig:
+        if self.recover_below >= self.at:
+            raise ValueError(f"recover_below ({self.recover_below}) must be below at ({self.at})")
+        return self
+
+    def rule(self) -> DegradeRule:
+        return DegradeRule(self.at, self.recover_below, self.hold_seconds, self.on_forecast, self.on_spike)
 
 
 class BudgetConfig(Model):
@@ -28,10 +51,13 @@ class BudgetConfig(Model):
     limit_requests: int | None = Field(default=None, gt=0)
     thresholds: tuple[int, ...] = (50, 80, 100)
     action: Action = Action.BLOCK
-    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only
+    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only and degrade
+    degrade: DegradeConfig | None = None  # for action: degrade (defaults apply when absent)
 
     @model_validator(mode="after")
     def _window(self) -> BudgetConfig:
+        if self.degrade is not None and self.action is not Action.DEGRADE:
+            raise ValueError("`degrade` is only for action: degrade")
         if (self.window == "rolling") != (self.rolling_seconds is not None):
             raise ValueError("`rolling_seconds` is required for window: rolling, and only for it")
         for name in self.scope:
@@ -39,13 +65,23 @@ class BudgetConfig(Model):
                 raise ValueError(f"unknown scope dimension {name!r}; use {', '.join(SCOPE_DIMENSIONS)} or tag.<name>")
         return self
 
+    def degrade_rule(self) -> DegradeConfig | None:
+        """The degrade settings of a `degrade` budget (defaults when not given); None for others."""
+        match self.action:
+            case Action.DEGRADE:
+                return self.degrade or DegradeConfig()
+            case Action.BLOCK | Action.ALERT_ONLY:
+                return None
+            case _:
+                assert_never(self.action)
+
     def budget(self, default_tz: str) -> Budget:
         window = (
             Window.rolling(self.rolling_seconds, buckets=min(60, self.rolling_seconds))
             if self.rolling_seconds is not None
             else Window.calendar(Unit(self.window), self.timezone or default_tz)
         )
-        fail = self.fail_mode or (FailMode.CLOSED if self.action is Action.BLOCK else FailMode.OPEN)
+        fail = self.fail_mode or default_fail_mode(self.action)
         return Budget(
             id=self.id,
             scope=BudgetScope.of(self.scope),
@@ -57,6 +93,17 @@ class BudgetConfig(Model):
             action=self.action,
             fail_mode=fail,
         )
+
+
+def default_fail_mode(action: Action) -> FailMode:
+    """A budget that refuses fails closed by default; one that only alerts or degrades fails open."""
+    match action:
+        case Action.BLOCK:
+            return FailMode.CLOSED
+        case Action.ALERT_ONLY | Action.DEGRADE:
+            return FailMode.OPEN
+        case _:
+            assert_never(action)
 
 
 class RateLimitConfig(Model):

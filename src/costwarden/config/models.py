@@ -101,6 +101,34 @@ class Pricing(Model):
         )
 
 
+def urls_of(upstream: AnyHttpUrl | None, upstreams: tuple[AnyHttpUrl, ...]) -> tuple[str, ...]:
+    """The upstream URLs of a deployment or variant, without a trailing slash."""
+    urls = upstreams if upstreams else (upstream,)
+    return tuple(str(u).rstrip("/") for u in urls if u is not None)
+
+
+class Variant(Model):
+    """A cheaper alternative of a deployment, served while a `degrade` budget says so: its own
+    upstream(s), model name and prices (same protocol as the deployment)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-:]{1,128}$")
+    upstream: AnyHttpUrl | None = None
+    upstreams: tuple[AnyHttpUrl, ...] = ()
+    model: str | None = None  # upstream model name; defaults to the variant name
+    api_key: str | None = None
+    pricing: Pricing = Pricing()
+
+    @model_validator(mode="after")
+    def _one_upstream(self) -> Variant:
+        if (self.upstream is None) == (not self.upstreams):
+            raise ValueError("set exactly one of `upstream` (a URL) and `upstreams` (a list of URLs)")
+        return self
+
+    @property
+    def upstream_urls(self) -> tuple[str, ...]:
+        return urls_of(self.upstream, self.upstreams)
+
+
 class Deployment(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-:]{1,128}$")
     protocol: Literal["openai", "v2", "http"]
@@ -121,9 +149,14 @@ class Deployment(Model):
     # the model's output limit, else its context window (docs/governance.md).
     max_output_tokens: int | None = Field(default=None, gt=0)
     context_window: int | None = Field(default=None, gt=0)
+    # Cheaper alternatives, in order, for `degrade` budgets (docs/actions.md).
+    variants: tuple[Variant, ...] = ()
 
     @model_validator(mode="after")
     def _one_upstream(self) -> Deployment:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be distinct, got {names}")
         if self.upstream is None and not self.upstreams:
             raise ValueError("set `upstream` (a URL) or `upstreams` (a list of URLs)")
         if self.upstream is not None and self.upstreams:
@@ -132,8 +165,7 @@ class Deployment(Model):
 
     @property
     def upstream_urls(self) -> tuple[str, ...]:
-        urls = self.upstreams if self.upstreams else (self.upstream,)
-        return tuple(str(u).rstrip("/") for u in urls if u is not None)
+        return urls_of(self.upstream, self.upstreams)
 
 
 class Team(Model):
@@ -237,6 +269,26 @@ class Config(Model):
                 budget.budget(gov.timezone)
             except ValueError as exc:
                 problems.append((("governance", "budgets", i), str(exc)))
+            problems.extend(self._degrade_problems(i, teams))
+        return problems
+
+    def _degrade_problems(self, index: int, teams: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """A `degrade` budget exempts declared teams and covers a deployment that has variants."""
+        budget = self.governance.budgets[index]
+        rule = budget.degrade_rule()
+        if rule is None:
+            return []
+        where: tuple[str | int, ...] = ("governance", "budgets", index)
+        problems = [
+            ((*where, "degrade", "exempt_teams", j), f"unknown team {team!r}; declared: {sorted(teams)}")
+            for j, team in enumerate(rule.exempt_teams)
+            if team not in teams
+        ]
+        named = budget.scope.get("deployment")
+        candidates = [d for d in self.deployments if named is None or d.name == named]
+        if candidates and not any(d.variants for d in candidates):
+            what = f"deployment {named!r}" if named else "no deployment"
+            problems.append(((*where, "action"), f"action degrade, but {what} has `variants` to degrade to"))
         return problems
 
     def deployment(self, name: str) -> Deployment | None:

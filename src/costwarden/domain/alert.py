@@ -21,6 +21,7 @@ class AlertKind(StrEnum):
     VOLUME_SPIKE = "volume_spike"
     STATE_STORE_UNREACHABLE = "state_store_unreachable"
     LEDGER_QUARANTINE = "ledger_quarantine"
+    VARIANT_DEGRADED = "variant_degraded"  # a degrade budget moved traffic to cheaper variants
 
 
 class Severity(StrEnum):

@@ -70,11 +70,13 @@ def request_attributes(
 
 
 class Action(StrEnum):
-    """What happens when a request would take a budget past 100 %. New members (degrade, queue)
-    extend this; `admit` and the admit stage match on it exhaustively, so mypy finds every use."""
+    """What a budget does as it fills. Every use matches on it exhaustively (`match` with
+    `assert_never`), so a new member (`queue` goes here) fails type checking wherever it is not
+    handled instead of silently acting as another."""
 
-    BLOCK = "block"
-    ALERT_ONLY = "alert_only"
+    BLOCK = "block"  # refuse a request that would take the budget past its limit
+    ALERT_ONLY = "alert_only"  # count and alert, never refuse
+    DEGRADE = "degrade"  # move eligible requests to a cheaper variant past a threshold; never refuse
 
 
 class FailMode(StrEnum):
@@ -232,7 +234,7 @@ def admit(budget: Budget, state: BudgetState, estimate: Amount, now: float) -> D
     match budget.action:
         case Action.BLOCK:
             return Decision(budget.id, False, budget.action, unit, reset_at, _retry_after(reset_at, now), message)
-        case Action.ALERT_ONLY:
+        case Action.ALERT_ONLY | Action.DEGRADE:
             return Decision(budget.id, True, budget.action, unit, reset_at, 0, message)
         case _:
             assert_never(budget.action)

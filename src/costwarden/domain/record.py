@@ -63,12 +63,15 @@ class UsageRecord:
     cost_usd: Decimal = ZERO
     pricing_basis: str = "free"
     client_request_id: str | None = None  # the client's own X-Request-Id, for correlation
+    variant: str | None = None  # the cheaper variant of `deployment` that served (degrade)
+    original_cost_usd: Decimal | None = None  # what the deployment itself would have cost (degraded)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
         data = {name: getattr(self, name) for name in LEDGER_COLUMNS}
         data["tags"] = dict(self.tags)
         data["cost_usd"] = usd_text(self.cost_usd)
+        data["original_cost_usd"] = None if self.original_cost_usd is None else usd_text(self.original_cost_usd)
         data["outcome"] = self.outcome.value
         return data
 
@@ -80,6 +83,8 @@ class UsageRecord:
     def from_json_dict(cls, data: dict[str, Any]) -> UsageRecord:
         fields = dict(data)
         fields["cost_usd"] = Decimal(fields["cost_usd"])
+        original = fields.get("original_cost_usd")
+        fields["original_cost_usd"] = None if original is None else Decimal(original)
         fields["outcome"] = Outcome(fields["outcome"])
         return cls(**fields)
 
@@ -114,6 +119,8 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "cost_usd",
     "pricing_basis",
     "client_request_id",
+    "variant",
+    "original_cost_usd",
 )
 
 

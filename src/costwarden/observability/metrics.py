@@ -142,7 +142,7 @@ class Observe(PassStage):
         self._inflight[exchange.request_id] = deployment
         self._m.child(self._m.inflight, (deployment,)).inc()
 
-    async def settle(self, exchange: Exchange) -> None:
+    async def finish(self, exchange: Exchange) -> None:
         m = self._m
         entered = self._inflight.pop(exchange.request_id, None)
         if entered is not None:

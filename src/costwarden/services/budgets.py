@@ -48,6 +48,11 @@ async def active_budgets(store: BudgetStore, config: Config) -> list[Budget]:
 def _check(config: Config, budget: BudgetConfig) -> None:
     if budget.id in {b.id for b in config.governance.budgets}:
         raise BudgetServiceError(f"budget {budget.id!r} is defined in the config file; change it there")
+    if budget.degrade_rule() is not None:  # else it would be stored and silently act as alert_only
+        raise BudgetServiceError(
+            f"budget {budget.id!r}: action degrade is declared in the config file, beside the deployments' "
+            "variants (docs/actions.md); a budget set at run time may block or alert_only"
+        )
     patched = config.model_copy(update={"governance": config.governance.model_copy(update={"budgets": (budget,)})})
     problems = patched.reference_problems()
     if problems:

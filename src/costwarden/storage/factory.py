@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import CounterStore, Store
+from costwarden.ports import CounterStore, Store, VariantStateStore
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.sqlite import SQLiteStore
+from costwarden.storage.variant_state_memory import MemoryVariantState
 
 
 class MissingExtra(RuntimeError):
@@ -63,3 +64,15 @@ def open_lease(state_url: str | None, ttl_s: float) -> LocalLease | RedisLease:
     except ModuleNotFoundError as exc:
         _check_missing(exc, "shared state in Redis", "redis", ("redis",))
         raise
+
+
+def open_variant_state(state_url: str | None) -> VariantStateStore:
+    """Where `degrade` budgets keep their state: Redis when shared, else this process."""
+    if state_url is None:
+        return MemoryVariantState()
+    try:
+        from costwarden.storage.variant_state_redis import RedisVariantState
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "shared state in Redis", "redis", ("redis",))
+        raise
+    return RedisVariantState(state_url)

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from costwarden.domain.money import usd_text
 from costwarden.domain.record import UsageRecord
 
 
@@ -41,4 +42,6 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         cost,
         r.pricing_basis,
         r.client_request_id,
+        r.variant,
+        None if r.original_cost_usd is None else usd_text(r.original_cost_usd),  # exact text, both dialects
     )

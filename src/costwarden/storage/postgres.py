@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -61,6 +62,7 @@ _TYPES = (
     "numeric",
     "text",
     "text",
+    "text",
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")
@@ -92,6 +94,8 @@ def _record(row: asyncpg.Record) -> UsageRecord:
     values["tags"] = orjson.loads(values["tags"])
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = quantize(values["cost_usd"])
+    original = values["original_cost_usd"]
+    values["original_cost_usd"] = None if original is None else Decimal(original)
     return UsageRecord(**values)
 
 

@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -72,6 +73,8 @@ def _record(row: tuple[Any, ...]) -> UsageRecord:
     values["stream"] = bool(values["stream"])
     values["outcome"] = Outcome(values["outcome"])
     values["cost_usd"] = from_nanos(values["cost_usd"])
+    original = values["original_cost_usd"]
+    values["original_cost_usd"] = None if original is None else Decimal(original)
     return UsageRecord(**values)
 
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from costwarden.chain.route import Route, RouteTable
+from costwarden.chain.target import Route, RouteTable
 from costwarden.upstream.health import Transition, UpstreamPool
 
 log = logging.getLogger(__name__)
@@ -45,29 +45,35 @@ class Balancer:
         self.attempts: dict[tuple[str, str], int] = {}
         self.fallbacks: dict[tuple[str, str], int] = {}
         self._pools: dict[str, UpstreamPool] = {}
-        for route in table.routes():
+        for route in table.every_route():
             health = route.deployment.health
-            self._pools[route.deployment.name] = UpstreamPool(
+            self._pools[route.pool] = UpstreamPool(
                 len(route.urls), health.eject_after, health.cooldown_seconds
             )
 
     def plan(self, route: Route, now: float) -> list[Target]:
         """The upstreams to try for one request to `route`, in order; never empty."""
-        targets = [Target(r, i) for r in self._chain(route) for i in self._pools[r.deployment.name].order(now)]
+        targets = [Target(r, i) for r in self._chain(route) for i in self._pools[r.pool].order(now)]
         if not targets:
             targets = [Target(route, i) for i in range(len(route.urls))]
         return targets
 
     def _chain(self, route: Route) -> Iterator[Route]:
-        """The route, then its fallbacks depth first, each deployment once."""
+        """The route, then its fallbacks depth first, each deployment once. A variant falls back to
+        its original deployment first (a variant whose upstream is down never fails a request)."""
         seen: set[str] = set()
         stack = [route]
         while stack:
             current = stack.pop()
-            if current.deployment.name in seen:
+            if current.pool in seen:
                 continue
-            seen.add(current.deployment.name)
+            seen.add(current.pool)
             yield current
+            if current.variant is not None:
+                original = self._table.get(current.deployment.name)
+                if original is not None:
+                    stack.append(original)
+                continue
             for name in reversed(current.deployment.fallbacks):
                 fallback = self._table.get(name)
                 if fallback is not None:
@@ -76,7 +82,7 @@ class Balancer:
     def report(self, target: Target, healthy: bool | None, now: float, cause: str, sent: bool = True) -> None:
         """The verdict of one attempt: True (answered), False (failed: `cause`), None (no verdict);
         `sent` is False when the request never left the gateway (it may go to the next upstream)."""
-        name = target.route.deployment.name
+        name = target.route.pool
         pool = self._pools[name]
         result = "answered" if healthy else "no_verdict" if healthy is None else "failed" if sent else "not_sent"
         self.attempts[name, result] = self.attempts.get((name, result), 0) + 1
@@ -96,22 +102,22 @@ class Balancer:
                 log.debug("upstream %s of %r failed: %s", target.url, name, cause)
 
     def served_by_fallback(self, requested: Route, served: Route) -> None:
-        key = (requested.deployment.name, served.deployment.name)
+        key = (requested.pool, served.pool)
         self.fallbacks[key] = self.fallbacks.get(key, 0) + 1
 
     def ejected(self) -> dict[str, list[str]]:
-        """The upstreams out of service now, by deployment."""
+        """The upstreams out of service now, by deployment (a variant's as `deployment~variant`)."""
         out: dict[str, list[str]] = {}
-        for route in self._table.routes():
-            down = self._pools[route.deployment.name].ejected()
+        for route in self._table.every_route():
+            down = self._pools[route.pool].ejected()
             if down:
-                out[route.deployment.name] = [route.urls[i] for i in down]
+                out[route.pool] = [route.urls[i] for i in down]
         return out
 
     def in_service(self) -> list[tuple[str, int, bool]]:
         """(deployment, upstream index, in service) for every upstream."""
         rows: list[tuple[str, int, bool]] = []
-        for route in self._table.routes():
-            down = set(self._pools[route.deployment.name].ejected())
-            rows.extend((route.deployment.name, i, i not in down) for i in range(len(route.urls)))
+        for route in self._table.every_route():
+            down = set(self._pools[route.pool].ejected())
+            rows.extend((route.pool, i, i not in down) for i in range(len(route.urls)))
         return rows

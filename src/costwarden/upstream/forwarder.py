@@ -45,11 +45,6 @@ class Forwarder:
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
-        if exchange.local_response is not None:
-            exchange.status, body = exchange.local_response
-            await settle(exchange)
-            await channel.whole(exchange.status, [JSON_CONTENT, *exchange.costwarden_headers(True)], body)
-            return
         requested = exchange.route
         assert requested is not None, "route runs before forward"
         started = time.perf_counter()
@@ -87,7 +82,7 @@ class Forwarder:
                 exchange.method,
                 url,
                 data=exchange.upstream_body or None,
-                headers=upstream_headers(exchange, deployment.api_key),
+                headers=upstream_headers(exchange, target.route.api_key),
                 skip_auto_headers=_SKIP_AUTO,
                 timeout=timeout,
                 allow_redirects=False,

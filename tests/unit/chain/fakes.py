@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.stage import JSON_CONTENT, Channel, Headers, Settle, Stage
+from costwarden.chain.stage import JSON_CONTENT, Channel, Headers, Reply, Settle, Stage
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.record import Outcome, Protocol, UsageRecord
 from costwarden.domain.usage import Usage
@@ -77,8 +77,7 @@ class MemorySink:
 class FakeForward:
     """An upstream that answers at once with `status`/`body`/`usage`, or raises `error`.
 
-    Like the real forwarder, it answers `local_response` itself and awaits `settle` before the
-    response's last byte.
+    Like the real forwarder, it awaits `settle` before the response's last byte.
     """
 
     status: int = 200
@@ -91,11 +90,6 @@ class FakeForward:
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
         self.calls += 1
-        if exchange.local_response is not None:
-            exchange.status, local = exchange.local_response
-            await settle(exchange)
-            await channel.whole(exchange.status, [JSON_CONTENT, *exchange.costwarden_headers(True)], local)
-            return
         if self.error is not None and not self.error_after_settle:
             raise self.error
         exchange.upstream_status = self.status
@@ -114,17 +108,21 @@ class FakeForward:
 
 
 class Spy:
-    """Wraps a stage and logs `enter:<name>` and `settle:<name>` into a shared list."""
+    """Wraps a stage and logs `enter:<name>`, `settle:<name>` and `finish:<name>` into a shared list."""
 
     def __init__(self, stage: Stage, log: list[str]) -> None:
         self.stage = stage
         self.name = stage.name
         self._log = log
 
-    async def enter(self, exchange: Exchange) -> None:
+    async def enter(self, exchange: Exchange) -> Reply | None:
         self._log.append(f"enter:{self.name}")
-        await self.stage.enter(exchange)
+        return await self.stage.enter(exchange)
 
     async def settle(self, exchange: Exchange) -> None:
         self._log.append(f"settle:{self.name}")
         await self.stage.settle(exchange)
+
+    async def finish(self, exchange: Exchange) -> None:
+        self._log.append(f"finish:{self.name}")
+        await self.stage.finish(exchange)

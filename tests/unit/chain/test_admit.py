@@ -14,7 +14,7 @@ import pytest
 from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import policy_from_config
-from costwarden.chain.route import Route
+from costwarden.chain.target import Route
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetSeed, Settlement
@@ -72,7 +72,7 @@ async def serve(stage: Admit, ex: Exchange, cost: Decimal) -> None:
     """Admit `ex` and settle it at `cost`, as the chain would after the upstream answered."""
     await stage.enter(ex)
     ex.cost, ex.outcome = cost, Outcome.SERVED
-    await stage.settle(ex)
+    await stage.finish(ex)
     await stage.drain()
 
 
@@ -129,7 +129,7 @@ async def test_a_budget_full_of_holds_in_flight_leaves_the_retry_to_the_client()
     assert refused.value.code == "budget_exceeded"
     assert header(refused.value, b"x-should-retry") is None
     first.cost = Decimal("0.00001")
-    await stage.settle(first)
+    await stage.finish(first)
     await stage.drain()
     await stage.enter(exchange(cfg, chat(400), "r3"))  # the retry passes once the hold settled
 
@@ -328,7 +328,7 @@ async def test_a_settlement_outlasts_a_breaker_cool_down(monkeypatch: pytest.Mon
     ex = exchange(cfg, chat(10))
     await stage.enter(ex)
     ex.cost, ex.outcome = Decimal("0.5"), Outcome.SERVED
-    await stage.settle(ex)
+    await stage.finish(ex)
     await stage.drain()
     check = stage._policy.check_for(stage._policy.budgets[0], time.time())
     state = await store.budget_state(check, time.time())

@@ -20,7 +20,8 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain
 from costwarden.chain.record import Record
-from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.route import RouteStage
+from costwarden.chain.target import RouteTable
 from costwarden.domain.limits import INT64_MAX, MAX_COST_USD, OUT_OF_RANGE, violations
 from costwarden.domain.record import Outcome, Protocol, UsageRecord
 from costwarden.domain.usage import Usage

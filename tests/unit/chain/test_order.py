@@ -19,7 +19,8 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain
 from costwarden.chain.record import Record
-from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.route import RouteStage
+from costwarden.chain.target import RouteTable
 from costwarden.config.models import Deployment
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.record import Outcome, Protocol, UsageRecord
@@ -99,6 +100,9 @@ class Run:
     def settles(self) -> list[str]:
         return [entry for entry in self.log if entry.startswith("settle:")]
 
+    def finishes(self) -> list[str]:
+        return [entry for entry in self.log if entry.startswith("finish:")]
+
     def enters(self) -> list[str]:
         return [entry.removeprefix("enter:") for entry in self.log if entry.startswith("enter:")]
 
@@ -140,7 +144,8 @@ async def run(
 
 def assert_settled_once(result: Run) -> None:
     assert result.settles() == SETTLE_ORDER  # each stage exactly once: meter, record, then reversed
-    assert result.exchange.settled
+    assert result.finishes() == [f"finish:{entry.removeprefix('settle:')}" for entry in SETTLE_ORDER]
+    assert result.exchange.settled and result.exchange.finished
     assert len(result.sink.records) == 1
 
 
@@ -244,7 +249,7 @@ async def test_a_revoked_key_raised_by_the_resolver() -> None:
     exchange = Exchange("r", "POST", CHAT, b"", [bearer("cw_x_y")], CHAT_BODY, Protocol.OPENAI, CHAT)
     await chain.run(exchange, FakeChannel())
     assert [r.error_code for r in sink.records] == ["revoked_api_key"]
-    assert log == ["enter:authenticate", "settle:record", "settle:authenticate"]
+    assert log == ["enter:authenticate", "settle:record", "settle:authenticate", "finish:record", "finish:authenticate"]
 
 
 async def test_client_tags_not_allowed() -> None:
@@ -405,13 +410,17 @@ async def test_a_failing_settle_does_not_lose_the_record() -> None:
         async def settle(self, exchange: Exchange) -> None:
             raise RuntimeError("settle bug")
 
+        async def finish(self, exchange: Exchange) -> None:
+            raise RuntimeError("finish bug")
+
     log: list[str] = []
     sink = MemorySink()
     chain = Chain([Spy(Broken(), log)], FakeForward(), [Spy(Meter(), log), Spy(Broken(), log), Spy(Record(sink), log)])
     exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT)
     await chain.run(exchange, FakeChannel())
     assert len(sink.records) == 1
-    assert log[-4:] == ["settle:meter", "settle:broken", "settle:record", "settle:broken"]
+    assert log[-8:-4] == ["settle:meter", "settle:broken", "settle:record", "settle:broken"]
+    assert log[-4:] == ["finish:meter", "finish:broken", "finish:record", "finish:broken"]
 
 
 async def test_settle_is_idempotent() -> None:

@@ -53,3 +53,11 @@ def test_a_good_budget_is_set_and_listed(config: Path) -> None:
     assert runner.invoke(app, args).exit_code == 0
     listed = runner.invoke(app, ["budgets", "list", "-c", str(config)], env={"COLUMNS": "300"})
     assert listed.exit_code == 0 and "key_id=k1" in listed.output and "0.0%" in listed.output
+
+
+def test_a_degrade_budget_cannot_be_set_at_run_time(config: Path) -> None:
+    # Its variants and hysteresis live in the config file; stored, it would act as alert_only.
+    args = ["budgets", "set", "b1", "--limit-usd", "2", "--action", "degrade", "-c", str(config)]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert "action degrade is declared in the config file" in " ".join(result.output.split())

@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.route import Route
+from costwarden.chain.target import Route
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.models import Deployment
 from costwarden.domain.keys import KeyIdentity
@@ -51,7 +51,7 @@ def exchange(n: int, team: str, deployment: str, outcome: Outcome = Outcome.SERV
 async def observe(stage: Observe, exchanges: Iterable[Exchange]) -> None:
     for ex in exchanges:
         await stage.enter(ex)
-        await stage.settle(ex)
+        await stage.finish(ex)
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:

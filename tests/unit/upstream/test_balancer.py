@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from costwarden.chain.route import RouteTable
+from costwarden.chain.target import RouteTable
 from costwarden.config.models import Deployment, UpstreamHealth
 from costwarden.upstream.balancer import Balancer, Target
 
@@ -94,3 +94,27 @@ def test_failures_are_logged_at_warning_at_most_every_ten_seconds(caplog: pytest
 
 
 HEALTHY = UpstreamHealth(eject_after=100, cooldown_seconds=10)
+
+
+def test_a_variant_falls_back_to_its_original_then_the_originals_fallbacks() -> None:
+    gpt = Deployment.model_validate(
+        {
+            "name": "gpt",
+            "protocol": "openai",
+            "upstream": "http://gpt1",
+            "fallbacks": ["d"],
+            "health": {"eject_after": 1, "cooldown_seconds": 10},
+            "variants": [{"name": "mini", "upstreams": ["http://mini1", "http://mini2"]}],
+        }
+    )
+    table = RouteTable([gpt, deployment("d", "http://d1")])
+    balancer = Balancer(table)
+    [mini] = table.variants("gpt")
+    assert (mini.variant, mini.pool, mini.deployment.name) == ("mini", "gpt~mini", "gpt")
+    assert urls(balancer.plan(mini, 0.0)) == ["http://mini1", "http://mini2", "http://gpt1", "http://d1"]
+    for target in balancer.plan(mini, 0.0)[:2]:  # the variant's upstreams are kept apart from the original's
+        balancer.report(target, False, 0.0, "connection refused")
+    assert balancer.ejected() == {"gpt~mini": ["http://mini1", "http://mini2"]}  # a pool of its own
+    assert urls(balancer.plan(mini, 1.0)) == ["http://gpt1", "http://d1"]
+    original = table.get("gpt")
+    assert original is not None and urls(balancer.plan(original, 1.0)) == ["http://gpt1", "http://d1"]

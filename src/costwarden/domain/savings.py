@@ -1,0 +1,84 @@
+"""What the cost actions saved, from ledger records: by team and action, exactly (Decimal USD).
+
+A record saved money when it carries what the original would have cost (`original_cost_usd`):
+today the `degrade` action sets it (the request was moved to a cheaper variant). Savings are that
+minus what the request cost; a degraded request that the original served (its variant was down)
+saved nothing and is still counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from costwarden.domain.money import ZERO
+from costwarden.domain.record import UsageRecord
+
+DEGRADE = "degrade"
+
+
+@dataclass(frozen=True, slots=True)
+class SavingsRow:
+    team: str | None  # None: the total
+    action: str | None
+    requests: int = 0
+    fallbacks: int = 0  # degraded requests the original served (the variant was down)
+    cost_usd: Decimal = ZERO  # what they cost
+    original_cost_usd: Decimal = ZERO  # what they would have cost without the action
+
+    @property
+    def saved_usd(self) -> Decimal:
+        return self.original_cost_usd - self.cost_usd
+
+    def add(self, record: UsageRecord, original: Decimal) -> SavingsRow:
+        return SavingsRow(
+            self.team,
+            self.action,
+            self.requests + 1,
+            self.fallbacks + (record.variant is None),
+            self.cost_usd + record.cost_usd,
+            self.original_cost_usd + original,
+        )
+
+
+def action_of(record: UsageRecord) -> str | None:
+    """The cost action that served a record, if any."""
+    return DEGRADE if record.original_cost_usd is not None else None
+
+
+@dataclass(slots=True)
+class SavingsBook:
+    """Savings accumulated one record at a time (records are read a page at a time)."""
+
+    rows: dict[tuple[str | None, str], SavingsRow]
+
+    @classmethod
+    def empty(cls) -> SavingsBook:
+        return cls({})
+
+    def add(self, records: Iterable[UsageRecord]) -> None:
+        for record in records:
+            action = action_of(record)
+            if action is None or record.original_cost_usd is None:
+                continue
+            key = (record.team, action)
+            row = self.rows.get(key) or SavingsRow(record.team, action)
+            self.rows[key] = row.add(record, record.original_cost_usd)
+
+    def sorted_rows(self) -> list[SavingsRow]:
+        """By money saved, most first (then team, action)."""
+        return sorted(self.rows.values(), key=lambda r: (-r.saved_usd, r.team or "", r.action or ""))
+
+    def total(self) -> SavingsRow:
+        total = SavingsRow(None, None)
+        for row in self.rows.values():
+            total = SavingsRow(
+                None,
+                None,
+                total.requests + row.requests,
+                total.fallbacks + row.fallbacks,
+                total.cost_usd + row.cost_usd,
+                total.original_cost_usd + row.original_cost_usd,
+            )
+        return total

@@ -1,0 +1,46 @@
+"""Prometheus view of degrade: which budgets are degraded, switches, and variant fallbacks.
+
+Read from the degrade loop and the variant forward step when scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from costwarden.services.degrade import DegradeWatch
+from costwarden.upstream.variant import VariantForward
+
+
+class VariantCollector(Collector):
+    def __init__(self, watch: DegradeWatch, forward: VariantForward) -> None:
+        self._watch = watch
+        self._forward = forward
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        degraded = GaugeMetricFamily(
+            "costwarden_variant_degraded",
+            "1 while the degrade budget moves eligible requests to cheaper variants.",
+            labels=["budget"],
+        )
+        for budget in sorted(self._watch.degraded):
+            degraded.add_metric([budget], 1.0)
+        yield degraded
+        switches = CounterMetricFamily(
+            "costwarden_variant_switches",
+            "Switches of degrade budgets seen by this replica while leading, by direction.",
+            labels=["budget", "to"],
+        )
+        for (budget, to), count in sorted(self._watch.switches.items()):
+            switches.add_metric([budget, to], count)
+        yield switches
+        fallbacks = CounterMetricFamily(
+            "costwarden_variant_fallbacks",
+            "Degraded requests the original served because the variant's upstream was unreachable.",
+            labels=["deployment", "variant"],
+        )
+        for (deployment, variant), count in sorted(self._forward.fallbacks.items()):
+            fallbacks.add_metric([deployment, variant], count)
+        yield fallbacks
