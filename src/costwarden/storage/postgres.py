@@ -61,8 +61,9 @@ _TYPES = (
     "int8",
     "numeric",
     "text",
-    "text",
-    "text",
+    "text",  # client_request_id
+    "text",  # variant
+    "text",  # original_cost_usd
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")
