@@ -91,11 +91,12 @@ class Governor:
         self._rebuild_lag = rebuild_lag
         self._firing = firing  # the alerts firing in the store, loaded by a replica taking the lead
         self._leading = False
-        # Budgets new to this replica, seeded once more when every replica has loaded them and what
-        # was admitted without a hold on them has reached the ledger: seed key -> when.
+        # Budgets new to this replica, seeded once more when what was admitted without a hold on them
+        # (before every replica had them) has reached the ledger: seed key -> when.
         self._catch_up: dict[str, float] = {}
         self._loaded = False  # the stored budgets were loaded once (at start)
         self._catching: dict[str, tuple[dict[str, Amount], float]] = {}  # seed key -> (counters, when)
+        self._reloading: asyncio.Future[None] | None = None
         self.views: dict[str, BudgetView] = {}
 
     async def view(self, budget: Budget, now: float) -> BudgetView:
@@ -114,11 +115,13 @@ class Governor:
             sum(row.requests for row in rows),
         )
 
-    async def seed(self, budgets: Sequence[Budget], now: float) -> None:
+    async def seed(self, budgets: Sequence[Budget], now: float, announce: bool = False) -> int:
         """Seed the budgets' counters from the ledger: the store raises a counter to the ledger's
         figure, never lowers it (holds and spend the ledger does not have yet are kept), and admits
         on them again. Scopes on tags cannot be read from the ledger's columns: their counters are
-        seeded as they are."""
+        seeded as they are. `announce`: the budget definitions changed; in the same step the store
+        moves their generation on, so every replica reloads them before its next admission.
+        Returns the store's generation."""
         seeds = []
         for budget in budgets:
             where = budget.scope.dimensions
@@ -129,7 +132,7 @@ class Governor:
                 for key, start, end in counter_spans(budget, now)
             ]
             seeds.append(BudgetSeed(seed_key(budget), tuple(parts)))
-        await self._counters.restore(seeds)
+        return await self._counters.restore(seeds, now if announce else None)
 
     async def rebuild(self, now: float) -> None:
         """Seed every budget from the ledger (at start, after an outage, after the store lost its state)."""
@@ -191,29 +194,58 @@ class Governor:
             )
         return conditions
 
-    async def refresh_budgets(self) -> None:
+    async def refresh_budgets(self, announce: bool = False) -> None:
         """Load the stored budgets; seed new ones (or ones with a new scope or window) before they
-        admit anything. If seeding fails they refuse as unseeded until a rebuild succeeds."""
+        admit anything. If seeding fails they refuse as unseeded until a rebuild succeeds.
+        `announce` (this process changed them): seed, and move the definitions' generation on in
+        the same step, so that every replica reloads them before its next admission."""
         if self._budgets is None:
             return
+        generation = None
+        if not announce:  # read before the definitions: they are at least as new as it says
+            with contextlib.suppress(CounterStoreUnavailable):
+                generation = await self._counters.restore(())
         budgets = await self._budgets()
         known = {seed_key(b) for b in self._policy.budgets}
         fresh = [b for b in budgets if seed_key(b) not in known]
-        if fresh:
+        if fresh or announce:
             try:
-                await self.seed(fresh, time.time())
+                generation = await self.seed(fresh, time.time(), announce)
             except CounterStoreUnavailable as exc:
-                log.warning("could not seed %d new budgets (%s); they wait for the next rebuild", len(fresh), exc)
+                log.warning("could not seed or announce %d new budgets (%s); they wait for the next rebuild, "
+                            "other replicas for their next tick", len(fresh), exc)
                 self._health.unseeded_since = self._health.unseeded_since or time.time()
-            # Until the other replicas load it (within their tick) they admit in its scope without a
-            # hold on it, and requests in flight now reach the ledger after this seed read it: neither
-            # the seed nor the counter has that spend. Catch up once every replica has it. Budgets
-            # loaded at start are no news to the fleet: a catch-up then would only count over.
-            if self._loaded:
-                due = time.time() + 2 * self._interval  # a tick may run late under load
-                self._catch_up.update((seed_key(b), due) for b in fresh)
+        self._adopt(budgets, fresh, generation)
+
+    def _adopt(self, budgets: list[Budget], fresh: list[Budget], generation: int | None) -> None:
+        """Admit with `budgets` (definitions of `generation`) from now on."""
+        # Requests admitted before this replica had a new budget (and requests in flight then) reach
+        # the ledger after its seed read it: neither the seed nor the counter has that spend. The
+        # leader catches up once it is flushed. Budgets loaded at start are no news to the fleet: a
+        # catch-up then would only count over.
+        if fresh and self._loaded:
+            due = time.time() + self._rebuild_lag
+            self._catch_up.update((seed_key(b), due) for b in fresh)
         self._loaded = True
         self._policy.set_budgets(budgets)
+        if generation is not None:
+            self._policy.generation = generation
+
+    async def reload(self, generation: int) -> None:
+        """A request met definitions of another generation in the store: load them before it is
+        admitted (one load at a time, shared by the requests that wait for it). Raises what loading
+        from the database raises."""
+        task = self._reloading
+        if task is None or task.done():
+            task = self._reloading = asyncio.ensure_future(self._reload(generation))
+        await asyncio.shield(task)
+
+    async def _reload(self, generation: int) -> None:
+        if self._budgets is None:
+            return
+        budgets = await self._budgets()  # stored before the generation moved on: seeded by whoever moved it
+        known = {seed_key(b) for b in self._policy.budgets}
+        self._adopt(budgets, [b for b in budgets if seed_key(b) not in known], generation)
 
     async def _counted(self, budget: Budget, now: float) -> dict[str, Amount]:
         """What each of the budget's counters holds as spent now."""

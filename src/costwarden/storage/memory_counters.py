@@ -24,6 +24,7 @@ from costwarden.domain.admission import (
     Refused,
     Settlement,
     SlotCheck,
+    next_generation,
 )
 from costwarden.domain.budget import Amount, BudgetState
 from costwarden.domain.money import to_nanos
@@ -111,6 +112,7 @@ class MemoryCounters:
         self._orphan_ttl = orphan_ttl
         self._seeded: set[str] = set()  # seed keys of budgets a rebuild has seeded
         self._limits: dict[tuple[int, float], ratelimit.RateLimit] = {}  # validated once per limit
+        self._generation = 0  # of the budget definitions (see `restore`)
 
     # Housekeeping.
 
@@ -180,6 +182,8 @@ class MemoryCounters:
     # The port.
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
+        if request.generation is not None and request.generation != self._generation:
+            return AdmissionResult.stale(request, self._generation)
         self._sweep(now)
         refusals: list[tuple[Refused, int]] = []
         want = request.units
@@ -294,7 +298,7 @@ class MemoryCounters:
         self._sweep(now)
         return _state(self._sum(check.read_keys, now))
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         for seed in seeds:
             for part in seed.counters:
                 counter = self._counters.get(part.key)
@@ -306,6 +310,9 @@ class MemoryCounters:
                 counter.seeded = True
                 self._retain(part.key, counter, part.retain_until)
             self._seeded.add(seed.seed_key)
+        if announce_at is not None:
+            self._generation = next_generation(self._generation, announce_at)
+        return self._generation
 
     async def ping(self) -> bool:
         return True

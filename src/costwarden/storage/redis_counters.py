@@ -174,7 +174,8 @@ class _Script:
 class RedisCounters:
     """`CounterStore` in Redis (layout in redis_scripts/prelude.lua and admit.lua). Keys, all under
     `namespace`: `c:<counter>` HASH per budget counter (spent, reserved, its holds), `seeded` HASH
-    of the budgets a rebuild seeded (it has no TTL: Redis must not evict it, see docs), `r:<rate
+    of the budgets a rebuild seeded and `defs`, the budget definitions' generation (neither has a
+    TTL: Redis must not evict them, see docs), `r:<rate
     key>` HASH (GCRA TAT), `s:<slot key>` ZSET of leases, `settled:<reservation>` marker. Scripts build
     key names themselves (declaring none): standalone or Sentinel Redis, not Cluster.
 
@@ -217,7 +218,7 @@ class RedisCounters:
         self._settled_ms = math.ceil(settled_ttl * 1000)
         self._orphan_ms = math.ceil(orphan_ttl * 1000)
         self._clock = clock
-        self._admit, self._settle = _Script("admit", namespace, 9), _Script("settle", namespace, 10)
+        self._admit, self._settle = _Script("admit", namespace, 10), _Script("settle", namespace, 10)
         self._settled_ttls = (str(self._settled_ms).encode(), str(self._orphan_ms).encode())
         self._wire: dict[int, tuple[BudgetCheck, bytes]] = {}  # id(check) -> (check, its packed part)
         self._state, self._restore = _Script("state"), _Script("restore")
@@ -272,6 +273,7 @@ class RedisCounters:
             budgets,
             rates.encode(),
             slots.encode(),
+            b"" if request.generation is None else b"%d" % request.generation,
         )
         reply = await self._send(self._admit, args)
         return self._result(request, reply.split(b" "))
@@ -282,6 +284,8 @@ class RedisCounters:
         integers per budget, (allowed remaining reset retry) per rate, the active leases per slot."""
         refused_by = None
         code = reply[1]
+        if code[0] == 0x67:  # g: planned with stale budget definitions, nothing checked
+            return AdmissionResult.stale(request, int(code[1:]))
         if code != b"-":
             refused_by = Refusal.of(request, _KINDS[code[0]], int(code[1:]) - 1)
         at = 2
@@ -321,7 +325,7 @@ class RedisCounters:
             raise CounterStoreUnseeded(f"budget {check.budget_id!r} is not seeded")
         return _state(reply.split(b" "))
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         now = self._clock()
         records = [
             FIELD.join(
@@ -338,8 +342,8 @@ class RedisCounters:
             for part in seed.counters
         ]
         records += [FIELD.join((seed.seed_key, "", "0", "0", "0", "0")) for seed in seeds if not seed.counters]
-        if records:
-            await self._call(self._restore, RECORD.join(records))
+        announce = "" if announce_at is None else repr(announce_at)
+        return int(await self._call(self._restore, RECORD.join(records), announce))
 
     async def ping(self) -> bool:
         try:

@@ -1,11 +1,21 @@
 -- Admit one request atomically: expire holds, check every budget, rate and slot; apply all or none.
--- ARGV: ns, now, rid, expires_at, estimate usd/tokens/requests, then three lists of records:
+-- ARGV: ns, now, rid, expires_at, estimate usd/tokens/requests, then three lists of records (below),
+-- then the generation of the budget definitions the request was planned with ('' : not checked).
+-- A generation other than `<ns>defs` (missing: 0) refuses before anything else: `0 g<generation>`.
+-- The lists:
 -- budgets (limit usd/tokens/requests or '', enforce 1/0, retain until (Unix s), seed key, write counter,
 -- read counters...), rates (key, limit, period, cost) and slots (key, max_active). A rate is the
 -- HASH `<ns>r:<key>` (t: TAT, i: interval, p: period, e: kept until); a slot the ZSET `<ns>s:<key>`
 -- of leases scored by expiry. A budget whose seed key is missing from the HASH `<ns>seeded` (never
 -- rebuilt, or Redis lost its state) refuses first: `u<i>`. Returns one space-separated string
 -- (see RedisCounters._result).
+if ARGV[11] ~= '' then
+  local generation = redis.call('GET', NS .. 'defs') or '0'
+  if generation ~= ARGV[11] then
+    return '0 g' .. generation
+  end
+end
+
 local nows, rid, exps = ARGV[2], ARGV[3], ARGV[4]
 local now, expires_at = tonumber(nows), tonumber(exps)
 local want = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])}

@@ -3,7 +3,9 @@
 -- the seed key only. A seeded counter
 -- (`sd`, set by admit and by this script) becomes max(spent, ledger) per unit; one a settle created
 -- after Redis lost its state holds only what settled since: spent + ledger. Then each seed key is
--- marked in `<ns>seeded`, and its budget admits again.
+-- marked in `<ns>seeded`, and its budget admits again. ARGV[3], unless '', is the caller's Unix time
+-- of a change of the budget definitions: `<ns>defs` (their generation, no TTL) moves on to
+-- max(defs + 1, that millisecond) (domain.admission.next_generation). Returns the generation.
 for _, record in ipairs(split(ARGV[2], '\30')) do
   local f = split(record, '\31')
   if f[2] ~= '' then
@@ -19,4 +21,9 @@ for _, record in ipairs(split(ARGV[2], '\30')) do
   end
   redis.call('HSET', NS .. 'seeded', f[1], '1')
 end
-return 1
+local generation = redis.call('GET', NS .. 'defs') or '0'
+if ARGV[3] ~= '' then
+  generation = int(math.max(tonumber(generation) + 1, math.floor(tonumber(ARGV[3]) * 1000)))
+  redis.call('SET', NS .. 'defs', generation)
+end
+return generation
