@@ -104,6 +104,7 @@ async def run(cfg: Config, requests: int, state: str) -> Sample:
     store, namespace = await _store(state)
     policy = policy_from_config(cfg)
     await store.restore([BudgetSeed(seed_key(b), ()) for b in policy.budgets])  # as the governor does at start
+    policy.generation = await store.restore(())  # admissions check the budget definitions' generation
     stage = Admit(policy, store, StoreHealth(), settle_inline=state == "memory")
     route = Route.of(cfg.deployments[0])
     raw = orjson.dumps(BODY)

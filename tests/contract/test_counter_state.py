@@ -199,3 +199,25 @@ async def test_a_generation_lost_with_the_store_is_never_reused(redis_up: None) 
     finally:
         await counters.close()
         await drop_namespace(namespace)
+
+
+async def test_a_catch_up_adds_only_what_the_ledger_has_beyond_the_last_figure(store: CounterStore) -> None:
+    """A new budget's catch-ups (any replica, any number of times) count each ledger record once."""
+    check = budget("b", "10")
+    await store.restore([BudgetSeed("b", (CounterSeed(check.write_key, usd("1", 2), START + 3600),))])
+    assert (await store.admit(ask("held", usd("1"), (check,)), START)).admitted
+    await store.settle(Settlement("held", (check.write_key,), usd("1"), usd("0.25")), START)
+
+    def catch_up(figure: str, requests: int) -> BudgetSeed:
+        return BudgetSeed("b", (CounterSeed(check.write_key, usd(figure, requests), START + 3600),), catch_up=True)
+
+    await store.restore([catch_up("1.5", 3)])
+    assert await state(store, check) == BudgetState(usd("1.75", 4))
+    await store.restore([catch_up("1.5", 3), catch_up("1.2", 2)])  # again, and from a replica that read less
+    assert await state(store, check) == BudgetState(usd("1.75", 4))
+    await store.restore([catch_up("1.6", 3)])
+    assert await state(store, check) == BudgetState(usd("1.85", 4))
+    # A catch-up never marks a budget seeded (after the store lost its state only a rebuild does).
+    await store.restore([BudgetSeed("gone", (CounterSeed("gone|w", usd("1"), START + 3600),), catch_up=True)])
+    with pytest.raises(CounterStoreUnseeded):
+        await store.budget_state(budget("gone"), START)

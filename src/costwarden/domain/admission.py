@@ -200,7 +200,14 @@ class BudgetSeed:
     """Seed (or re-seed) one budget's counters from the ledger. A store never lowers a counter: a
     seeded counter becomes max(counter, ledger) per unit; one that was not seeded (created by a
     settle after the store lost its state) holds only what settled since, so it becomes counter +
-    ledger. Then the budget admits again."""
+    ledger. Then the budget admits again. A store keeps, per counter, the highest ledger figure it
+    was given (`seen`).
+
+    `catch_up`: the figures are the ledger's records of requests started before every replica held
+    on this (new) budget; a counter gains what a figure has beyond its `seen` (spend that no hold
+    tracked and that reached the ledger since), whoever sends it and however often. It does not
+    mark the budget seeded."""
 
     seed_key: str
     counters: tuple[CounterSeed, ...]
+    catch_up: bool = False

@@ -67,6 +67,7 @@ class _Counter:
     retain_until: float
     seeded: bool = False
     v: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
+    seen: list[int] = field(default_factory=lambda: [0, 0, 0])  # the highest ledger figure restored
     holds: dict[str, tuple[float, Units]] = field(default_factory=dict)
     expiries: list[tuple[float, str]] = field(default_factory=list)
 
@@ -304,12 +305,17 @@ class MemoryCounters:
                 counter = self._counters.get(part.key)
                 if counter is None:
                     counter = self._counters[part.key] = _Counter(math.inf)
-                v, ledger = counter.v, _units(part.ledger)
+                v, ledger, seen = counter.v, _units(part.ledger), counter.seen
                 for u in range(3):
-                    v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
-                counter.seeded = True
+                    if seed.catch_up:
+                        v[u] += max(0, ledger[u] - seen[u])
+                    else:
+                        v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
+                    seen[u] = max(seen[u], ledger[u])
+                counter.seeded = counter.seeded or not seed.catch_up
                 self._retain(part.key, counter, part.retain_until)
-            self._seeded.add(seed.seed_key)
+            if not seed.catch_up:
+                self._seeded.add(seed.seed_key)
         if announce_at is not None:
             self._generation = next_generation(self._generation, announce_at)
         return self._generation
