@@ -223,7 +223,7 @@ class MemoryCounters:
                 continue
             retry = result.retry_after
             if retry is None:  # the cost can never fit; say when it would if the limit allowed it
-                retry = max(state.tat, now) + rate.cost * limit.interval - limit.period - now
+                retry = ratelimit.wait(limit, state, rate.cost, now)
             outcomes.append(RateOutcome(rate.key, False, result.remaining, result.reset_seconds, retry))
             refusals.append((Refused.RATE, i))
         return outcomes, taken
@@ -263,7 +263,7 @@ class MemoryCounters:
         for key, rate in rates.items():
             old = self._rates.get(key)
             rate.keep_until = max(
-                0.0 if old is None else old.keep_until, rate.state.tat + rate.limit.period, expires_at
+                0.0 if old is None else old.keep_until, rate.state.seconds + rate.limit.period, expires_at
             )
             self._rates[key] = rate
         for slot in request.slots:
@@ -291,7 +291,7 @@ class MemoryCounters:
             rate = self._rate(key, now)
             if rate is not None:
                 rate.state = ratelimit.adjust(rate.limit, rate.state, delta, now)
-                rate.keep_until = max(rate.keep_until, rate.state.tat + rate.limit.period)
+                rate.keep_until = max(rate.keep_until, rate.state.seconds + rate.limit.period)
 
     async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
         if check.seed_key not in self._seeded:
