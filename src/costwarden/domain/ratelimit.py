@@ -6,7 +6,7 @@ concurrency quotas as a pure semaphore with a bounded wait queue.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 # Arrival times are kept in integers, so no rounding ever costs (or gives) a unit: whole
@@ -31,19 +31,20 @@ class RateLimit:
 
     limit: int
     period: float = 60.0
+    period_us: int = field(init=False, repr=False, compare=False)  # the period in whole microseconds
+    full: int = field(init=False, repr=False, compare=False)  # the period in 1/limit of a microsecond
 
     def __post_init__(self) -> None:
-        if self.limit <= 0 or self.period <= 0 or self.period_us <= 0:
+        period_us = micros(self.period) if self.period > 0 else 0
+        if self.limit <= 0 or period_us <= 0:
             raise RateLimitError(f"a rate limit needs a positive limit and period, got {self.limit}/{self.period}s")
+        object.__setattr__(self, "period_us", period_us)
+        object.__setattr__(self, "full", period_us * self.limit)
 
     @property
     def interval(self) -> float:
         """Seconds of capacity one unit takes (the GCRA emission interval)."""
         return self.period / self.limit
-
-    @property
-    def period_us(self) -> int:
-        return micros(self.period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,9 @@ class RateCheck:
 
 def _after(limit: RateLimit, state: RateState, units: int, now_us: int) -> RateState:
     """`units` more taken from the bucket at `now_us`: the arrival time moves on by units x interval."""
-    tat, part = (state.tat, state.part) if (state.tat, state.part) > (now_us, 0) else (now_us, 0)
+    tat, part = state.tat, state.part
+    if tat < now_us or (tat == now_us and part <= 0):
+        tat, part = now_us, 0
     carry, part = divmod(part + units * limit.period_us, limit.limit)
     return RateState(tat + carry, part)
 
@@ -87,7 +90,7 @@ def _backlog(limit: RateLimit, state: RateState, now_us: int) -> int:
 
 def _view(limit: RateLimit, backlog: int) -> tuple[int, float]:
     """Whole units admissible now and the seconds until the bucket is full, from the backlog."""
-    room = limit.period_us * limit.limit - backlog
+    room = limit.full - backlog
     remaining = room // limit.period_us if room > 0 else 0
     return min(limit.limit, remaining), backlog / limit.limit / 1e6
 
@@ -101,7 +104,7 @@ def _drained(limit: RateLimit, excess: int) -> float:
 def wait(limit: RateLimit, state: RateState, cost: int, now: float) -> float:
     """Seconds until `cost` units would fit (for a cost above the limit: if the limit allowed it)."""
     now_us = micros(now)
-    excess = _backlog(limit, _after(limit, state, cost, now_us), now_us) - limit.period_us * limit.limit
+    excess = _backlog(limit, _after(limit, state, cost, now_us), now_us) - limit.full
     return _drained(limit, excess)
 
 
@@ -110,11 +113,11 @@ def check(limit: RateLimit, state: RateState, cost: int, now: float) -> RateChec
     now_us = micros(now)
     taken = _after(limit, state, cost, now_us)
     backlog = _backlog(limit, taken, now_us)
-    if backlog <= limit.period_us * limit.limit:
+    if backlog <= limit.full:
         remaining, reset = _view(limit, backlog)
         return RateCheck(True, taken, remaining, reset)
     remaining, reset = _view(limit, _backlog(limit, state, now_us))
-    retry = _drained(limit, backlog - limit.period_us * limit.limit) if cost <= limit.limit else None
+    retry = _drained(limit, backlog - limit.full) if cost <= limit.limit else None
     return RateCheck(False, state, remaining, reset, retry)
 
 
@@ -130,7 +133,7 @@ def adjust(limit: RateLimit, state: RateState, delta: int, now: float) -> RateSt
     fills it beyond full."""
     now_us = micros(now)
     moved = _after(limit, state, delta, now_us)
-    return moved if (moved.tat, moved.part) > (now_us, 0) else RateState(now_us, 0)
+    return moved if moved.tat > now_us or (moved.tat == now_us and moved.part > 0) else RateState(now_us, 0)
 
 
 def format_duration(seconds: float) -> str:
