@@ -3,10 +3,11 @@
 Redis), with the governance of `bench/run.py`'s costwarden-gov target (one budget, a per-key rate
 limit on requests and tokens, a per-deployment concurrency quota), on the bench's request body.
 
-    .venv/bin/python bench/admission.py [--state memory|redis|both] [--requests 20000] [--reps 5]
+    .venv/bin/python bench/admission.py [--state memory|redis|both] [--requests 20000] [--reps 5] [--concurrency 1]
     .venv/bin/python bench/admission.py --profile [--state redis]
 
-Each repetition admits and settles `--requests` requests one after the other in one event loop
+Each repetition admits and settles `--requests` requests (`--concurrency` clients, each one request
+after the other) in one event loop
 (enter, then finish as the runtime does: at once in-process, in a task with Redis) and reports
 this process's CPU microseconds per request with and without governance (without: the policy is
 empty, so admission is the fast path), and the p50/p99 wall time of the admit stage alone (with
@@ -100,10 +101,11 @@ async def _drop(namespace: str) -> None:
         await client.aclose()
 
 
-async def run(cfg: Config, requests: int, state: str) -> Sample:
+async def run(cfg: Config, requests: int, state: str, concurrency: int = 1) -> Sample:
     store, namespace = await _store(state)
     policy = policy_from_config(cfg)
     await store.restore([BudgetSeed(seed_key(b), ()) for b in policy.budgets])  # as the governor does at start
+    policy.generation = await store.restore(())  # admissions check the budget definitions' generation
     stage = Admit(policy, store, StoreHealth(), settle_inline=state == "memory")
     route = Route.of(cfg.deployments[0])
     raw = orjson.dumps(BODY)
@@ -114,8 +116,12 @@ async def run(cfg: Config, requests: int, state: str) -> Sample:
         walls.clear()
         gc.collect()
         started = time.process_time()
-        for i in range(requests):
-            await _one(stage, route, raw, f"req-{i}", walls, policy.empty)
+
+        async def client(first: int) -> None:
+            for i in range(first, requests, concurrency):
+                await _one(stage, route, raw, f"req-{i}", walls, policy.empty)
+
+        await asyncio.gather(*(client(c) for c in range(concurrency)))
         await stage.drain()
         cpu = (time.process_time() - started) / requests
     finally:
@@ -144,14 +150,14 @@ def _row(name: str, values: list[float]) -> str:
     return f"{name + ':':34}{statistics.median(values):8.1f}  {runs}"
 
 
-def measure(state: str, requests: int, reps: int, gateway_us: float) -> None:
+def measure(state: str, requests: int, reps: int, gateway_us: float, concurrency: int) -> None:
     governed, bare = config(True), config(False)
     with_gov: list[Sample] = []
     without: list[Sample] = []
     for _ in range(reps):  # interleaved, so a noisy neighbour hits both alike
-        without.append(asyncio.run(run(bare, requests, state)))
-        with_gov.append(asyncio.run(run(governed, requests, state)))
-    print(f"state: {state}; requests per repetition: {requests}, repetitions: {reps}")
+        without.append(asyncio.run(run(bare, requests, state, concurrency)))
+        with_gov.append(asyncio.run(run(governed, requests, state, concurrency)))
+    print(f"state: {state}; requests per repetition: {requests}, repetitions: {reps}, concurrency: {concurrency}")
     print(_row("CPU µs/request without governance", [s.cpu_us for s in without]))
     print(_row("CPU µs/request with governance", [s.cpu_us for s in with_gov]))
     print(_row("admit stage p50 µs (wall)", [s.p50_us for s in with_gov]))
@@ -167,16 +173,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--gateway-us", type=float, default=316.0, help="gateway CPU µs/request, metering only")
+    parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (clients)")
     parser.add_argument("--profile", action="store_true", help="cProfile one governed repetition")
     args = parser.parse_args()
     states = ("memory", "redis") if args.state == "both" else (args.state,)
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(asyncio.run, run(config(True), args.requests, states[-1]))
+        profiler.runcall(asyncio.run, run(config(True), args.requests, states[-1], args.concurrency))
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
         return
     for state in states:
-        measure(state, args.requests, args.reps, args.gateway_us)
+        measure(state, args.requests, args.reps, args.gateway_us, args.concurrency)
 
 
 if __name__ == "__main__":

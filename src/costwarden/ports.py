@@ -64,6 +64,9 @@ class CounterStore(Protocol):
     A budget's counters are seeded (`restore`) before they admit anything: `admit` refuses a
     budget that is not (`unseeded:<id>`), so a store that lost its state (restart, FLUSHALL,
     failover, eviction of its marker) or a budget created at run time never admits from zero.
+    `admit` also refuses a request planned with another generation of the budget definitions
+    than the store's (`stale`, see `restore`), so a budget changed on one replica applies to the
+    next admission of every replica.
     """
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult: ...
@@ -74,8 +77,12 @@ class CounterStore(Protocol):
         """Spent and reserved (live holds only) summed over the check's `read_keys`. Raises
         `CounterStoreUnseeded` when the budget's counters are not seeded."""
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
-        """Seed budgets from the ledger (holds are kept; a counter is never lowered, see BudgetSeed)."""
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
+        """Seed budgets from the ledger (holds are kept; a counter is never lowered, see BudgetSeed).
+        With `announce_at` (the caller's Unix time), also move the budget definitions' generation
+        on (`domain.admission.next_generation`) in the same atomic step: every admission planned
+        with an older one is refused as `stale` from then on. Returns the generation (0 when never
+        announced, or lost with the store's state)."""
 
     async def ping(self) -> bool: ...
 

@@ -9,7 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from costwarden.domain.admission import BudgetSeed, CounterSeed, RateCheck, Refusal, Refused, Settlement
+from costwarden.domain.admission import (
+    AdmissionRequest,
+    BudgetSeed,
+    CounterSeed,
+    RateCheck,
+    Refusal,
+    Refused,
+    Settlement,
+)
 from costwarden.domain.budget import NOTHING, Amount, BudgetState
 from costwarden.ports import CounterStore, CounterStoreUnseeded
 from costwarden.storage.memory_counters import MemoryCounters
@@ -18,12 +26,14 @@ from tests.contract.test_counters import START, ask, budget, drop_namespace, ope
 __all__ = ["redis_up", "store"]
 
 
-@pytest.mark.parametrize("now", [1_764_631_234.567891, 1_700_000_000.1, 4_102_444_799.999])
-async def test_a_fresh_bucket_counts_down_by_one(store: CounterStore, now: float) -> None:
-    """x-ratelimit-remaining-requests: 299 after the first request of a fresh 300 bucket, not 298."""
+@pytest.mark.parametrize("now", [1_764_631_234.567891, 1_700_000_000.1, 4_102_444_799.999, 2.0**31 + 0.123457])
+@pytest.mark.parametrize("limit", [300, 4_380_000, 100_000_000])
+async def test_a_fresh_bucket_counts_down_by_one(store: CounterStore, now: float, limit: int) -> None:
+    """x-ratelimit-remaining-requests: 299 after the first request of a fresh 300 bucket, not 298;
+    exact for tokens per minute at 73,000 a second and more (the arrival time is integer)."""
     for i in range(1, 6):
-        result = await store.admit(ask(f"r{i}", NOTHING, rates=(RateCheck(f"rpm|key|{now}", 300, 60.0, 1),)), now)
-        assert result.admitted and result.rates[0].remaining == 300 - i
+        result = await store.admit(ask(f"r{i}", NOTHING, rates=(RateCheck(f"rpm|key|{now}", limit, 60.0, 1),)), now)
+        assert result.admitted and result.rates[0].remaining == limit - i
 
 
 # Seeding: a budget admits nothing until a rebuild seeded it; a rebuild never lowers a counter.
@@ -136,3 +146,80 @@ async def test_a_rebuild_lies_between_the_truth_and_the_truth_plus_lost_holds(
     finally:
         await remote.close()
         await drop_namespace(namespace)
+
+
+# Budget definitions' generation: a budget changed on one replica applies to the next admission of
+# every replica, because a request planned with other definitions is refused before anything else.
+
+
+async def test_a_request_planned_with_stale_definitions_is_refused_first_and_takes_nothing(
+    store: CounterStore,
+) -> None:
+    assert await store.restore(()) == 0  # never announced
+    check, rpm = budget("b", "10"), RateCheck("rpm|key|g", 10, 60.0, 1)
+    assert (await store.admit(ask("r0", usd("1"), (check,), (rpm,)), START)).admitted  # not checked
+    current = await store.restore((), announce_at=START)
+    assert current == int(START * 1000) and await store.restore(()) == current  # a read does not move it
+    for planned in (0, current - 1, current + 1):
+        request = AdmissionRequest("r1", usd("1"), START + 600, (check, budget("fresh")), (rpm,), generation=planned)
+        refused = await store.admit(request, START)
+        assert not refused.admitted and refused.refused_by == Refusal(Refused.STALE, 0, "budget definitions")
+        assert refused.generation == current and refused.budget_states == () and refused.rates == ()
+    assert await state(store, check) == BudgetState(NOTHING, usd("1"))  # only r0's hold
+    request = AdmissionRequest("r2", usd("1"), START + 600, (check,), (rpm,), generation=current)
+    admitted = await store.admit(request, START)
+    assert admitted.admitted and admitted.rates[0].remaining == 8
+    # An unplanned request (nothing applies to it) is checked all the same.
+    assert (await store.admit(AdmissionRequest("r3", NOTHING, START, generation=current), START)).admitted
+
+
+async def test_an_announcement_seeds_and_moves_the_generation_on_in_one_step(store: CounterStore) -> None:
+    first = await store.restore((), announce_at=START)
+    # Two changes within one millisecond, then one with a clock that went back: always a new one.
+    assert await store.restore((), announce_at=START) == first + 1
+    assert await store.restore((), announce_at=START - 60) == first + 2
+    fresh = budget("fresh", "10")
+    seed = BudgetSeed("fresh", (CounterSeed(fresh.write_key, usd("9.95", 3), START + 3600),))
+    generation = await store.restore([seed], announce_at=START + 1)
+    assert generation == int((START + 1) * 1000)
+    assert await state(store, fresh) == BudgetState(usd("9.95", 3))
+    request = AdmissionRequest("r1", usd("0.1"), START + 600, (fresh,), generation=generation)
+    assert (await store.admit(request, START)).refused_by == Refusal(Refused.BUDGET, 0, "fresh")
+
+
+async def test_a_generation_lost_with_the_store_is_never_reused(redis_up: None) -> None:
+    """Redis restarted empty: its generation reads 0 (every replica reloads), and the next
+    announcement is past every generation handed out before."""
+    counters, namespace = await open_redis()
+    try:
+        before = await counters.restore((), announce_at=START + 5)
+        await drop_namespace(namespace)
+        assert await counters.restore(()) == 0
+        request = AdmissionRequest("r1", NOTHING, START + 600, generation=before)
+        assert (await counters.admit(request, START)).generation == 0
+        assert await counters.restore((), announce_at=START + 6) > before
+    finally:
+        await counters.close()
+        await drop_namespace(namespace)
+
+
+async def test_a_catch_up_adds_only_what_the_ledger_has_beyond_the_last_figure(store: CounterStore) -> None:
+    """A new budget's catch-ups (any replica, any number of times) count each ledger record once."""
+    check = budget("b", "10")
+    await store.restore([BudgetSeed("b", (CounterSeed(check.write_key, usd("1", 2), START + 3600),))])
+    assert (await store.admit(ask("held", usd("1"), (check,)), START)).admitted
+    await store.settle(Settlement("held", (check.write_key,), usd("1"), usd("0.25")), START)
+
+    def catch_up(figure: str, requests: int) -> BudgetSeed:
+        return BudgetSeed("b", (CounterSeed(check.write_key, usd(figure, requests), START + 3600),), catch_up=True)
+
+    await store.restore([catch_up("1.5", 3)])
+    assert await state(store, check) == BudgetState(usd("1.75", 4))
+    await store.restore([catch_up("1.5", 3), catch_up("1.2", 2)])  # again, and from a replica that read less
+    assert await state(store, check) == BudgetState(usd("1.75", 4))
+    await store.restore([catch_up("1.6", 3)])
+    assert await state(store, check) == BudgetState(usd("1.85", 4))
+    # A catch-up never marks a budget seeded (after the store lost its state only a rebuild does).
+    await store.restore([BudgetSeed("gone", (CounterSeed("gone|w", usd("1"), START + 3600),), catch_up=True)])
+    with pytest.raises(CounterStoreUnseeded):
+        await store.budget_state(budget("gone"), START)

@@ -50,7 +50,7 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
             raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from exc
         except budget_service.BudgetServiceError as exc:
             raise HTTPException(400, str(exc)) from exc
-        await runtime.governor.refresh_budgets()  # seeds it from the ledger before it admits
+        await runtime.governor.refresh_budgets(announce=True)  # seeded before it admits, on every replica at once
         active = next(b for b in runtime.policy.budgets if b.id == budget_id)
         try:
             return budget_json(await runtime.governor.view(active, time.time()))
@@ -69,7 +69,7 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
             await budget_service.delete_budget(runtime.store, runtime.config, budget_id)
         except budget_service.BudgetServiceError as exc:
             raise HTTPException(404, str(exc)) from exc
-        await runtime.governor.refresh_budgets()
+        await runtime.governor.refresh_budgets(announce=True)
 
     @api.get(
         "/admin/v1/alerts",

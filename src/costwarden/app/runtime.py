@@ -131,8 +131,15 @@ class Runtime:
         self.registry.register(LedgerCollector(lambda: self._recorder))
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
-        self._admit = Admit(self.policy, self.counters, self.health, settle_inline=self.config.state is None)
         self._governor = self._build_governor(governed(active))
+        self._admit = Admit(
+            self.policy,
+            self.counters,
+            self.health,
+            settle_inline=self.config.state is None,
+            reload=self._governor.reload,
+            verify_unplanned=self.config.state is not None,  # another replica may create a budget
+        )
         await self._governor.refresh_budgets()
         self.registry.register(
             GovernanceCollector(

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -19,7 +20,7 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.chain.stage import PassStage, Reply
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Refused, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
-from costwarden.domain.budget import Amount, Budget, BudgetState, FailMode, admit
+from costwarden.domain.budget import NOTHING, Amount, Budget, BudgetState, FailMode, admit
 from costwarden.domain.ratelimit import format_duration
 from costwarden.domain.record import Outcome
 from costwarden.ports import CounterStore, CounterStoreCircuitOpen, CounterStoreUnavailable
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 # Stainless-generated SDKs obey it before any status rule (docs/governance.md, "Client retries").
 NO_RETRY = (b"x-should-retry", b"false")
 SETTLE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # seconds between attempts to settle
+_PLANS = 3  # plans of one request: definitions that change again while it reloads are planned anew
 _RATE_HEADER_NAMES = {
     kind: tuple(f"x-ratelimit-{part}-{kind}".encode() for part in ("limit", "remaining", "reset"))
     for kind in ("requests", "tokens")
@@ -65,11 +67,22 @@ class Admit(PassStage):
     name = "admit"
 
     def __init__(
-        self, policy: AdmissionPolicy, counters: CounterStore, health: StoreHealth, settle_inline: bool = False
+        self,
+        policy: AdmissionPolicy,
+        counters: CounterStore,
+        health: StoreHealth,
+        settle_inline: bool = False,
+        reload: Callable[[int], Awaitable[None]] | None = None,
+        verify_unplanned: bool = False,
     ) -> None:
         self._policy = policy
         self._counters = counters
         self.health = health
+        # Loads the budget definitions of a generation when the store refuses a request as planned
+        # with stale ones; `verify_unplanned`: ask the (shared) store even when nothing applies to a
+        # request, since another replica may just have created a budget that does.
+        self._reload = reload
+        self._verify_unplanned = verify_unplanned
         # An in-process store settles without I/O: doing it at once costs less than a task.
         self._settle_inline = settle_inline
         self._settling: set[asyncio.Task[None]] = set()
@@ -80,21 +93,33 @@ class Admit(PassStage):
         if exchange.identity is None or exchange.route is None:
             return None
         now = time.time()
-        plan = self._policy.plan(exchange, now)
-        if plan is None:
-            return None
-        request, budgets, token_keys = plan
-        try:
-            result = await self._counters.admit(request, now)
-            if result.refused_by is not None and result.refused_by.kind is Refused.SLOT:
-                result = await self._wait_for_slot(request, result)
-        except CounterStoreUnavailable as exc:
-            self._unreachable(budgets, now, exc)
-            return None
+        for attempt in range(_PLANS):
+            plan = self._policy.plan(exchange, now)
+            if plan is None:
+                generation = self._policy.generation
+                if not self._verify_unplanned or generation is None:
+                    return None
+                plan = AdmissionRequest(exchange.request_id, NOTHING, now, generation=generation), (), ()
+            request, budgets, token_keys = plan
+            try:
+                result = await self._counters.admit(request, now)
+                if result.refused_by is not None and result.refused_by.kind is Refused.SLOT:
+                    result = await self._wait_for_slot(request, result)
+            except CounterStoreUnavailable as exc:
+                self._unreachable(budgets, now, exc)
+                return None
+            if result.refused_by is None or result.refused_by.kind is not Refused.STALE:
+                break
+            if not await self._reloaded(result.generation) or attempt == _PLANS - 1:
+                self._reachable()
+                self._unseeded(budgets, now, wake=False)  # the definitions are not known: as unseeded
+                return None
         self._reachable()
         if result.refused_by is not None and result.refused_by.kind is Refused.UNSEEDED:
             self._unseeded(budgets, now)
             return None
+        if not (request.budgets or request.rates or request.slots):
+            return None  # nothing applies (asked only whether the definitions are current)
         exchange.extra_headers.extend(self._rate_headers(request, result))
         for slot, active in zip(request.slots, result.active_slots, strict=False):
             self.slot_usage[slot.key] = active
@@ -152,10 +177,21 @@ class Admit(PassStage):
                 headers=headers,
             )
 
-    def _unseeded(self, budgets: tuple[Budget, ...], now: float) -> None:
+    async def _reloaded(self, generation: int | None) -> bool:
+        """Load the budget definitions of `generation` (the store's); False if that failed."""
+        if self._reload is None or generation is None:
+            return False
+        try:
+            await self._reload(generation)
+        except Exception:
+            log.exception("could not load the budget definitions of generation %s", generation)
+            return False
+        return True
+
+    def _unseeded(self, budgets: tuple[Budget, ...], now: float, wake: bool = True) -> None:
         """The store has no seeded counters for a budget (it lost its state, or the budget is new):
         ask the governor to rebuild, and apply the fail mode meanwhile, as for an outage."""
-        if self.health.unseeded_since is None:
+        if wake and self.health.unseeded_since is None:
             log.warning("budget counters are not seeded (the counter store lost its state?): rebuilding")
             self.health.unseeded_since = now
             self.health.wake.set()

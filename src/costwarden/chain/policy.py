@@ -128,6 +128,9 @@ class AdmissionPolicy:
         self._latency: dict[str, LatencyTracker] = {}
         self._windows: dict[str, tuple[WindowInstance, BudgetCheck]] = {}
         self._plans: dict[tuple[object, ...], _Scoped] = {}
+        # The generation of the budget definitions in `budgets` (the governor sets it; None: not
+        # checked): each admission carries it, and a store with another one refuses it as stale.
+        self.generation: int | None = None
 
     def set_budgets(self, budgets: Sequence[Budget]) -> None:
         """Replace the budgets (config + stored ones, refreshed by the governor)."""
@@ -213,6 +216,7 @@ class AdmissionPolicy:
             budgets=tuple([self.check_for(b, now) for b in scoped.budgets]),
             rates=rate_checks,
             slots=scoped.slots,
+            generation=self.generation,
         )
         return request, scoped.budgets, scoped.token_keys
 

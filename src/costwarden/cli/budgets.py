@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,9 +19,9 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, parse_pairs, with_store
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
-from costwarden.domain.budget import Action
+from costwarden.domain.budget import Action, Budget
 from costwarden.domain.money import format_usd
-from costwarden.ports import CounterStoreUnseeded, Store
+from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded, Store
 from costwarden.services import budgets as budget_service
 from costwarden.services.budgets import BudgetView
 from costwarden.services.governor import Governor
@@ -28,21 +30,56 @@ from costwarden.storage.factory import open_counters, open_lease
 app = typer.Typer(help="List, set and delete budgets.", no_args_is_help=True)
 
 
-async def _views(store: Store, config: Config) -> list[BudgetView]:
-    """Live state from the shared counter store; with in-process state, spend is read from the ledger."""
-    budgets = await budget_service.active_budgets(store, config)
+@contextlib.asynccontextmanager
+async def _governor(store: Store, config: Config, budgets: list[Budget]) -> AsyncIterator[Governor]:
+    """A governor of `budgets` on the configured counter store, for one command."""
     policy = AdmissionPolicy(budgets, (), (), config.governance.reservation_ttl_seconds, {})
     counters = open_counters(config.state)
     lease = open_lease(config.state, 15.0)
-    governor = Governor(policy, counters, store, StoreHealth(), _NoAlerts(), lease, 1.0, None)
     try:
+        yield Governor(policy, counters, store, StoreHealth(), _NoAlerts(), lease, 1.0, None)
+    finally:
+        await counters.close()
+        await lease.close()
+
+
+async def _views(store: Store, config: Config) -> list[BudgetView]:
+    """Live state from the shared counter store; with in-process state, spend is read from the ledger."""
+    budgets = await budget_service.active_budgets(store, config)
+    async with _governor(store, config, budgets) as governor:
         now = time.time()
         if config.state is None:
             await governor.rebuild(now)  # no gateway's memory to read: the ledger is the truth
         return [await governor.view(b, now) for b in budgets]
-    finally:
-        await counters.close()
-        await lease.close()
+
+
+async def _announced(store: Store, config: Config, changed: list[Budget]) -> bool:
+    """Tell the gateways that share the counter store: seed `changed` from the ledger and move the
+    budget definitions' generation on, so each reloads them before its next admission. False when
+    the store is in-process or unreachable (gateways then load them at their next tick)."""
+    if config.state is None:
+        return False
+    async with _governor(store, config, changed) as governor:
+        try:
+            await governor.seed(changed, time.time(), announce=True)
+        except CounterStoreUnavailable:
+            return False
+    return True
+
+
+async def _set(store: Store, config: Config, budget: BudgetConfig) -> bool:
+    await budget_service.set_budget(store, config, budget)
+    return await _announced(store, config, [budget.budget(config.governance.timezone)])
+
+
+async def _delete(store: Store, config: Config, budget_id: str) -> bool:
+    await budget_service.delete_budget(store, config, budget_id)
+    return await _announced(store, config, [])
+
+
+def _later(announced: bool) -> None:
+    if not announced:
+        console.print("[yellow]running gateways apply it within governance.evaluate_every_seconds[/]")
 
 
 class _NoAlerts:
@@ -115,7 +152,7 @@ def set_budget(
     thresholds: str = typer.Option("50,80,100", help="Alert thresholds in percent."),
     config: Path = ConfigOption,
 ) -> None:
-    """Create or replace a stored budget (gateways pick it up within governance.evaluate_every_seconds)."""
+    """Create or replace a stored budget (gateways sharing a Redis state apply it to their next request)."""
     cfg = config_or_exit(config)
     try:
         budget = BudgetConfig(
@@ -129,11 +166,12 @@ def set_budget(
             action=action,
             thresholds=tuple(int(t) for t in thresholds.split(",") if t.strip()),
         )
-        with_store(cfg, lambda store: budget_service.set_budget(store, cfg, budget))
+        announced = with_store(cfg, lambda store: _set(store, cfg, budget))
     except (ValidationError, ValueError) as exc:
         errors.print(f"[red]cannot set budget {budget_id!r}:[/] {option_message(exc)}")
         raise typer.Exit(2) from exc
     console.print(f"budget [bold]{budget_id}[/] set: {format_usd(limit_usd, 2)} per {window}, {action.value}")
+    _later(announced)
 
 
 # Config field -> the `budgets set` option that sets it, and scope names as the option spells them.
@@ -177,11 +215,12 @@ def delete_budget(budget_id: str = typer.Argument(..., help="The budget's id."),
     """Delete a stored budget."""
     cfg = config_or_exit(config)
     try:
-        with_store(cfg, lambda store: budget_service.delete_budget(store, cfg, budget_id))
+        announced = with_store(cfg, lambda store: _delete(store, cfg, budget_id))
     except budget_service.BudgetServiceError as exc:
         errors.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
     console.print(f"deleted budget {budget_id}")
+    _later(announced)
 
 
 def alerts(

@@ -8,6 +8,7 @@ times in Unix seconds. A store decides with exactly the rules of `domain.budget.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
@@ -20,6 +21,13 @@ def nanos(usd: Decimal, rounding: str) -> int:
     """USD as whole nano-dollars, rounded as told where it is finer than that (a limit rounds down
     and an estimate up, so integer units never admit what the Decimal rule refuses)."""
     return int(usd.quantize(NANO, rounding=rounding).scaleb(9))
+
+
+def next_generation(current: int, now: float) -> int:
+    """The budget definitions' generation after a change announced at `now` (Unix seconds): the
+    change's millisecond, or one more than `current` if that is not above it. Never one used before,
+    even after the store lost its generation (0), while clocks go forward."""
+    return max(current + 1, math.floor(now * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +90,10 @@ class AdmissionRequest:
     budgets: tuple[BudgetCheck, ...] = ()
     rates: tuple[RateCheck, ...] = ()
     slots: tuple[SlotCheck, ...] = ()
+    # The generation of the budget definitions the checks were planned with (None: not checked). A
+    # store whose generation differs refuses first (`Refused.STALE`), applying nothing: the caller
+    # reloads the definitions and plans again, so a budget changed anywhere applies at once.
+    generation: int | None = None
     # `estimate` in integer units (USD in whole nano-dollars, rounded up): what the stores hold.
     units: tuple[int, int, int] = field(init=False, repr=False, compare=False)
 
@@ -93,6 +105,7 @@ class AdmissionRequest:
 class Refused(StrEnum):
     """Which kind of check refused an admission."""
 
+    STALE = "stale"  # the request was planned with other budget definitions than the store's: first of all
     UNSEEDED = "unseeded"  # the budget's counters are not seeded: comes before any other refusal
     BUDGET = "budget"
     RATE = "rate"
@@ -112,6 +125,8 @@ class Refusal:
     @classmethod
     def of(cls, request: AdmissionRequest, kind: Refused, index: int) -> Refusal:
         """The refusal of check `index` (0-based) of `kind` in `request`."""
+        if kind is Refused.STALE:
+            return cls(kind, 0, "budget definitions")
         if kind is Refused.BUDGET or kind is Refused.UNSEEDED:
             return cls(kind, index, request.budgets[index].budget_id)
         checks = request.rates if kind is Refused.RATE else request.slots
@@ -137,7 +152,9 @@ class AdmissionResult:
     `budget_states` are the states the decision saw (before this request's hold), in the order of
     the request's budgets; `refused_by` is the first check that refused (a budget, rate or slot),
     or an unseeded budget (its counters were never rebuilt, or the store lost its state): that
-    comes before any other refusal.
+    comes before any other refusal. A request planned with stale budget definitions is refused
+    before anything is checked (`Refused.STALE`, every tuple empty); `generation` is then the
+    store's.
     """
 
     admitted: bool
@@ -145,6 +162,11 @@ class AdmissionResult:
     budget_states: tuple[BudgetState, ...]
     rates: tuple[RateOutcome, ...]
     active_slots: tuple[int, ...]
+    generation: int | None = None
+
+    @classmethod
+    def stale(cls, request: AdmissionRequest, generation: int) -> AdmissionResult:
+        return cls(False, Refusal.of(request, Refused.STALE, 0), (), (), (), generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +200,14 @@ class BudgetSeed:
     """Seed (or re-seed) one budget's counters from the ledger. A store never lowers a counter: a
     seeded counter becomes max(counter, ledger) per unit; one that was not seeded (created by a
     settle after the store lost its state) holds only what settled since, so it becomes counter +
-    ledger. Then the budget admits again."""
+    ledger. Then the budget admits again. A store keeps, per counter, the highest ledger figure it
+    was given (`seen`).
+
+    `catch_up`: the figures are the ledger's records of requests started before every replica held
+    on this (new) budget; a counter gains what a figure has beyond its `seen` (spend that no hold
+    tracked and that reached the ledger since), whoever sends it and however often. It does not
+    mark the budget seeded."""
 
     seed_key: str
     counters: tuple[CounterSeed, ...]
+    catch_up: bool = False

@@ -6,19 +6,19 @@ concurrency quotas as a pure semaphore with a bounded wait queue.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-# A Unix time as a float resolves to about 2.4e-7 s (2025), and each admitted unit adds one
-# rounding of that size to the arrival time. The slack covers `limit` such roundings, capped at
-# half a unit, so the float never costs (or gives) a whole unit. `tolerance` is the one rule;
-# redis_scripts/prelude.lua copies it.
-_ULP_BOUND = 2.0**-51  # relative: math.ulp(x) <= |x| * 2**-51
+# Arrival times are kept in integers, so no rounding ever costs (or gives) a unit: whole
+# microseconds of Unix time plus a remainder in 1/limit of a microsecond (a unit's interval is
+# period/limit, rarely a whole number of microseconds). redis_scripts/prelude.lua does the same
+# arithmetic in Lua's doubles, exact while period (µs) x limit stays below 2^53 (e.g. 150 million
+# units per minute).
 
 
-def tolerance(limit: RateLimit, now: float) -> float:
-    """Seconds of float slack when comparing arrival times near `now` (Unix seconds)."""
-    return min(limit.interval / 2, max(1e-9, limit.limit * abs(now) * _ULP_BOUND))
+def micros(now: float) -> int:
+    """Unix seconds as whole microseconds, rounded to the nearest (prelude.lua rounds alike)."""
+    return math.floor(now * 1e6 + 0.5)
 
 
 class RateLimitError(ValueError):
@@ -31,10 +31,15 @@ class RateLimit:
 
     limit: int
     period: float = 60.0
+    period_us: int = field(init=False, repr=False, compare=False)  # the period in whole microseconds
+    full: int = field(init=False, repr=False, compare=False)  # the period in 1/limit of a microsecond
 
     def __post_init__(self) -> None:
-        if self.limit <= 0 or self.period <= 0:
+        period_us = micros(self.period) if self.period > 0 else 0
+        if self.limit <= 0 or period_us <= 0:
             raise RateLimitError(f"a rate limit needs a positive limit and period, got {self.limit}/{self.period}s")
+        object.__setattr__(self, "period_us", period_us)
+        object.__setattr__(self, "full", period_us * self.limit)
 
     @property
     def interval(self) -> float:
@@ -44,9 +49,16 @@ class RateLimit:
 
 @dataclass(frozen=True, slots=True)
 class RateState:
-    """The theoretical arrival time (Unix seconds): when the bucket is full again. 0: never used."""
+    """The theoretical arrival time, when the bucket is full again: `tat` microseconds (Unix) plus
+    `part` / limit of one. 0: never used."""
 
-    tat: float = 0.0
+    tat: int = 0
+    part: int = 0
+
+    @property
+    def seconds(self) -> float:
+        """The arrival time in Unix seconds (for expiry, not for decisions)."""
+        return self.tat / 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,26 +74,56 @@ class RateCheck:
     retry_after: float | None = None
 
 
-def _view(limit: RateLimit, tat: float, now: float) -> tuple[int, float]:
-    backlog = max(0.0, tat - now)
-    remaining = math.floor((limit.period - backlog + tolerance(limit, now)) / limit.interval)
-    return max(0, min(limit.limit, remaining)), backlog
+def _after(limit: RateLimit, state: RateState, units: int, now_us: int) -> RateState:
+    """`units` more taken from the bucket at `now_us`: the arrival time moves on by units x interval."""
+    tat, part = state.tat, state.part
+    if tat < now_us or (tat == now_us and part <= 0):
+        tat, part = now_us, 0
+    carry, part = divmod(part + units * limit.period_us, limit.limit)
+    return RateState(tat + carry, part)
+
+
+def _backlog(limit: RateLimit, state: RateState, now_us: int) -> int:
+    """How far the arrival time is ahead of now, in 1/limit of a microsecond (0 if behind)."""
+    return max(0, (state.tat - now_us) * limit.limit + state.part)
+
+
+def _view(limit: RateLimit, backlog: int) -> tuple[int, float]:
+    """Whole units admissible now and the seconds until the bucket is full, from the backlog."""
+    room = limit.full - backlog
+    remaining = room // limit.period_us if room > 0 else 0
+    return min(limit.limit, remaining), backlog / limit.limit / 1e6
+
+
+def _drained(limit: RateLimit, excess: int) -> float:
+    """Seconds until a backlog `excess` over full has drained: whole microseconds, plus one (a
+    Unix time as a float may round to the microsecond below)."""
+    return (-(-excess // limit.limit) + 1) / 1e6
+
+
+def wait(limit: RateLimit, state: RateState, cost: int, now: float) -> float:
+    """Seconds until `cost` units would fit (for a cost above the limit: if the limit allowed it)."""
+    now_us = micros(now)
+    excess = _backlog(limit, _after(limit, state, cost, now_us), now_us) - limit.full
+    return _drained(limit, excess)
 
 
 def check(limit: RateLimit, state: RateState, cost: int, now: float) -> RateCheck:
     """Admit `cost` units at `now` (Unix seconds) if the bucket holds them; take them if so."""
-    tat = max(state.tat, now) + cost * limit.interval
-    if tat - now <= limit.period + tolerance(limit, now):
-        remaining, reset = _view(limit, tat, now)
-        return RateCheck(True, RateState(tat), remaining, reset)
-    remaining, reset = _view(limit, state.tat, now)
-    retry = tat - limit.period - now if cost <= limit.limit else None
+    now_us = micros(now)
+    taken = _after(limit, state, cost, now_us)
+    backlog = _backlog(limit, taken, now_us)
+    if backlog <= limit.full:
+        remaining, reset = _view(limit, backlog)
+        return RateCheck(True, taken, remaining, reset)
+    remaining, reset = _view(limit, _backlog(limit, state, now_us))
+    retry = _drained(limit, backlog - limit.full) if cost <= limit.limit else None
     return RateCheck(False, state, remaining, reset, retry)
 
 
 def peek(limit: RateLimit, state: RateState, now: float) -> RateCheck:
     """The headers' view of a limit without taking anything."""
-    remaining, reset = _view(limit, state.tat, now)
+    remaining, reset = _view(limit, _backlog(limit, state, micros(now)))
     return RateCheck(True, state, remaining, reset)
 
 
@@ -89,7 +131,9 @@ def adjust(limit: RateLimit, state: RateState, delta: int, now: float) -> RateSt
     """Correct an admitted estimate once the actual is known: take `delta` more units (may be
     negative: a refund). Taking never refuses, so the bucket can go into debt; a refund never
     fills it beyond full."""
-    return RateState(max(now, max(state.tat, now) + delta * limit.interval))
+    now_us = micros(now)
+    moved = _after(limit, state, delta, now_us)
+    return moved if moved.tat > now_us or (moved.tat == now_us and moved.part > 0) else RateState(now_us, 0)
 
 
 def format_duration(seconds: float) -> str:

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
 from decimal import Decimal
 from typing import Protocol
 
@@ -37,6 +36,23 @@ log = logging.getLogger(__name__)
 HUNDRED = Decimal(100)
 # Budget alerts wait while counters are unseeded or being rebuilt: emptied counters are not the truth.
 BUDGET_KINDS = frozenset({AlertKind.BUDGET_EXHAUSTED, AlertKind.BUDGET_THRESHOLD, AlertKind.FORECAST_OVERRUN})
+
+
+# A new budget catches up with the ledger after these many flush lags (as requests in flight finish).
+CATCH_UP_LAGS = (1, 2, 4, 8, 16, 32, 64)
+# Slack after an announcement's time for the store to apply it: requests started before then may
+# have been admitted without a hold on the new budget.
+CUTOFF_MARGIN = 0.25
+
+
+def _cutoff(generation: int) -> float:
+    """When every replica holds on budgets announced with `generation` (its millisecond), with slack."""
+    return generation / 1000 + CUTOFF_MARGIN
+
+
+def _readable(budget: Budget) -> bool:
+    """Whether the ledger's columns can tell the budget's spend (scopes on tags cannot)."""
+    return not any(name.startswith(TAG_PREFIX) for name, _ in budget.scope.dimensions)
 
 
 class AlertSubmitter(Protocol):
@@ -91,11 +107,9 @@ class Governor:
         self._rebuild_lag = rebuild_lag
         self._firing = firing  # the alerts firing in the store, loaded by a replica taking the lead
         self._leading = False
-        # Budgets new to this replica, seeded once more when every replica has loaded them and what
-        # was admitted without a hold on them has reached the ledger: seed key -> when.
-        self._catch_up: dict[str, float] = {}
         self._loaded = False  # the stored budgets were loaded once (at start)
-        self._catching: dict[str, tuple[dict[str, Amount], float]] = {}  # seed key -> (counters, when)
+        self._catching: set[asyncio.Task[None]] = set()  # catch-ups of new budgets (`_catch_up`)
+        self._reloading: asyncio.Future[None] | None = None
         self.views: dict[str, BudgetView] = {}
 
     async def view(self, budget: Budget, now: float) -> BudgetView:
@@ -114,22 +128,23 @@ class Governor:
             sum(row.requests for row in rows),
         )
 
-    async def seed(self, budgets: Sequence[Budget], now: float) -> None:
+    async def seed(self, budgets: Sequence[Budget], now: float, announce: bool = False) -> int:
         """Seed the budgets' counters from the ledger: the store raises a counter to the ledger's
         figure, never lowers it (holds and spend the ledger does not have yet are kept), and admits
         on them again. Scopes on tags cannot be read from the ledger's columns: their counters are
-        seeded as they are."""
+        seeded as they are. `announce`: the budget definitions changed; in the same step the store
+        moves their generation on, so every replica reloads them before its next admission.
+        Returns the store's generation."""
         seeds = []
         for budget in budgets:
             where = budget.scope.dimensions
-            readable = not any(name.startswith(TAG_PREFIX) for name, _ in where)
             retain = budget.window.retain_until(now)
             parts = [
-                CounterSeed(key, await self._charged(where, start, end) if readable else NOTHING, retain)
+                CounterSeed(key, await self._charged(where, start, end) if _readable(budget) else NOTHING, retain)
                 for key, start, end in counter_spans(budget, now)
             ]
             seeds.append(BudgetSeed(seed_key(budget), tuple(parts)))
-        await self._counters.restore(seeds)
+        return await self._counters.restore(seeds, time.time() if announce else None)  # after the reads
 
     async def rebuild(self, now: float) -> None:
         """Seed every budget from the ledger (at start, after an outage, after the store lost its state)."""
@@ -191,75 +206,97 @@ class Governor:
             )
         return conditions
 
-    async def refresh_budgets(self) -> None:
-        """Load the stored budgets; seed new ones (or ones with a new scope or window) before they
-        admit anything. If seeding fails they refuse as unseeded until a rebuild succeeds."""
+    async def refresh_budgets(self, announce: bool = False) -> None:
+        """Load the stored budgets. `announce` (this process changed them): seed new ones (or ones
+        with a new scope or window) and move the definitions' generation on in the same step, so
+        that every replica reloads them before its next admission. Otherwise (at start and each
+        tick) new ones that came without an announcement (stored while the shared store was
+        unreachable, or in-process state) are seeded here before they admit anything; if that
+        fails they refuse as unseeded until a rebuild succeeds."""
         if self._budgets is None:
             return
+        known_generation = self._policy.generation
+        generation = None
+        if not announce:  # read before the definitions: they are at least as new as it says
+            with contextlib.suppress(CounterStoreUnavailable):
+                generation = await self._counters.restore(())
         budgets = await self._budgets()
         known = {seed_key(b) for b in self._policy.budgets}
         fresh = [b for b in budgets if seed_key(b) not in known]
-        if fresh:
+        announced = generation is not None and generation != known_generation and self._loaded
+        cutoff = None
+        if announce or (fresh and not announced):
             try:
-                await self.seed(fresh, time.time())
+                generation = await self.seed(fresh, time.time(), announce)
+                cutoff = _cutoff(generation) if announce else time.time() + self._interval + CUTOFF_MARGIN
             except CounterStoreUnavailable as exc:
-                log.warning("could not seed %d new budgets (%s); they wait for the next rebuild", len(fresh), exc)
+                log.warning("could not seed or announce %d new budgets (%s); they wait for the next rebuild, "
+                            "other replicas for their next tick", len(fresh), exc)
                 self._health.unseeded_since = self._health.unseeded_since or time.time()
-            # Until the other replicas load it (within their tick) they admit in its scope without a
-            # hold on it, and requests in flight now reach the ledger after this seed read it: neither
-            # the seed nor the counter has that spend. Catch up once every replica has it. Budgets
-            # loaded at start are no news to the fleet: a catch-up then would only count over.
-            if self._loaded:
-                due = time.time() + 2 * self._interval  # a tick may run late under load
-                self._catch_up.update((seed_key(b), due) for b in fresh)
+        elif announced and generation is not None:  # seeded by whoever announced them
+            cutoff = _cutoff(generation)
+        self._adopt(budgets, fresh, generation, cutoff)
+
+    def _adopt(self, budgets: list[Budget], fresh: list[Budget], generation: int | None, cutoff: float | None) -> None:
+        """Admit with `budgets` (definitions of `generation`) from now on; new ones catch up with
+        the requests admitted without a hold on them before `cutoff`. Budgets loaded at start are
+        no news to the fleet: a catch-up then would only count over."""
+        if fresh and self._loaded and cutoff is not None:
+            task = asyncio.ensure_future(self._catch_up(fresh, cutoff))
+            self._catching.add(task)
+            task.add_done_callback(self._catching.discard)
         self._loaded = True
         self._policy.set_budgets(budgets)
+        if generation is not None:
+            self._policy.generation = generation
 
-    async def _counted(self, budget: Budget, now: float) -> dict[str, Amount]:
-        """What each of the budget's counters holds as spent now."""
-        check = self._policy.check_for(budget, now)
-        return {
-            key: (await self._counters.budget_state(replace(check, read_keys=(key,)), now)).spent
-            for key, _, _ in counter_spans(budget, now)
-        }
+    async def reload(self, generation: int) -> None:
+        """A request met definitions of another generation in the store: load them before it is
+        admitted (one load at a time, shared by the requests that wait for it). Raises what loading
+        from the database raises."""
+        task = self._reloading
+        if task is None or task.done():
+            task = self._reloading = asyncio.ensure_future(self._reload(generation))
+        await asyncio.shield(task)
 
-    async def _catch_up_new(self, now: float, leading: bool) -> None:
-        """The leader seeds new budgets once more when due, in two reads two flush lags apart: what
-        each counter held at the first (`before`), then the ledger at the second, which has
-        everything settled before the first. A counter becomes at least what it holds now plus what
-        the ledger has beyond `before` (spend no hold tracked). It counts twice what settled between
-        the two reads and was flushed (over); it misses only what settles between its last read and
-        its write. Only the leader does it, so that this happens once for the fleet; the others drop
-        theirs when due."""
-        current = {seed_key(b): b for b in self._policy.budgets}
-        self._catch_up = {key: at for key, at in self._catch_up.items() if key in current}
-        self._catching = {key: v for key, v in self._catching.items() if key in current}
-        for key, at in list(self._catch_up.items()):
-            budget = current[key]
-            readable = not any(name.startswith(TAG_PREFIX) for name, _ in budget.scope.dimensions)
-            if at <= now and leading and readable:
-                self._catching[key] = (await self._counted(budget, now), now + 2 * self._rebuild_lag)
-            if at <= now:
-                del self._catch_up[key]
-        seeds = []
-        for key, (before, at) in list(self._catching.items()):
-            if at > now:
-                continue
-            budget = current[key]
-            spans = counter_spans(budget, now)
-            ledger = {c: await self._charged(budget.scope.dimensions, start, end) for c, start, end in spans}
-            counted = await self._counted(budget, now)  # last, so that little settles before the restore
-            parts = []
-            for counter, _, _ in spans:
-                found = ledger[counter]
-                figure = counted[counter] + (found - before[counter]) if counter in before else found
-                parts.append(CounterSeed(counter, figure, budget.window.retain_until(now)))
-            seeds.append(BudgetSeed(key, tuple(parts)))
-        if seeds:
-            await self._counters.restore(seeds)
-            for seed in seeds:
-                del self._catching[seed.seed_key]
-            log.info("caught up %d new budgets with the ledger", len(seeds))
+    async def _reload(self, generation: int) -> None:
+        if self._budgets is None:
+            return
+        budgets = await self._budgets()  # stored before the generation moved on: seeded by whoever moved it
+        known = {seed_key(b) for b in self._policy.budgets}
+        self._adopt(budgets, [b for b in budgets if seed_key(b) not in known], generation, _cutoff(generation))
+
+    async def _catch_up(self, budgets: Sequence[Budget], cutoff: float) -> None:
+        """New budgets gain the spend no hold tracked: requests admitted before every replica held
+        on them (started before `cutoff`) whose records reached the ledger after their seed read it
+        (they were in flight, or in a spool). Read again after each of `CATCH_UP_LAGS` flush lags,
+        as such requests finish; each read adds only what the ledger has beyond the last (see
+        `BudgetSeed.catch_up`), so every replica that loaded the budget may do it."""
+        started = time.monotonic()
+        for lags in CATCH_UP_LAGS:
+            await asyncio.sleep(max(0.0, started + lags * self._rebuild_lag - time.monotonic()))
+            current = {seed_key(b) for b in self._policy.budgets}
+            live = [b for b in budgets if seed_key(b) in current and _readable(b)]
+            if not live:
+                return
+            try:
+                seeds = [await self._caught_up(budget, cutoff) for budget in live]
+                await self._counters.restore(seeds)
+            except Exception as exc:  # the next read has it all the same
+                log.warning("could not catch %d new budgets up with the ledger: %s", len(live), exc)
+
+    async def _caught_up(self, budget: Budget, cutoff: float) -> BudgetSeed:
+        """The ledger's figures for the counters of the window at `cutoff`, of requests started before it."""
+        parts = [
+            CounterSeed(
+                key,
+                await self._charged(budget.scope.dimensions, start, cutoff if end is None else min(end, cutoff)),
+                budget.window.retain_until(cutoff),
+            )
+            for key, start, end in counter_spans(budget, cutoff)
+            if start < cutoff
+        ]
+        return BudgetSeed(seed_key(budget), tuple(parts), catch_up=True)
 
     async def _views(self, now: float) -> tuple[dict[str, BudgetView], list[Condition], bool]:
         """Views and budget conditions; False when a budget was not seeded (the store lost its state)."""
@@ -334,8 +371,6 @@ class Governor:
         if reachable and self._rebuild_at is not None and now >= self._rebuild_at:
             self._rebuild_at = None
             await self.rebuild(now)
-        if reachable and seeded:
-            await self._catch_up_new(now, self._leading)
         self._was_reachable = reachable
         if self._spikes is not None:
             conditions.extend(await self._spikes.step(now))
@@ -379,6 +414,8 @@ class Governor:
                 await asyncio.wait_for(wake.wait(), delay)  # a request met unseeded counters
 
     async def stop(self) -> None:
+        for task in list(self._catching):
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -106,8 +106,8 @@ class CounterBreaker:
     async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
         return await self._guard(lambda: self.store.budget_state(check, now))
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
-        await self._guard(lambda: self.store.restore(seeds))
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
+        return await self._guard(lambda: self.store.restore(seeds, announce_at))
 
     async def ping(self) -> bool:
         """Always asks the store (a health check must see it come back); never trips the breaker."""

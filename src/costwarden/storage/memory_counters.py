@@ -24,6 +24,7 @@ from costwarden.domain.admission import (
     Refused,
     Settlement,
     SlotCheck,
+    next_generation,
 )
 from costwarden.domain.budget import Amount, BudgetState
 from costwarden.domain.money import to_nanos
@@ -66,6 +67,7 @@ class _Counter:
     retain_until: float
     seeded: bool = False
     v: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
+    seen: list[int] = field(default_factory=lambda: [0, 0, 0])  # the highest ledger figure restored
     holds: dict[str, tuple[float, Units]] = field(default_factory=dict)
     expiries: list[tuple[float, str]] = field(default_factory=list)
 
@@ -111,6 +113,7 @@ class MemoryCounters:
         self._orphan_ttl = orphan_ttl
         self._seeded: set[str] = set()  # seed keys of budgets a rebuild has seeded
         self._limits: dict[tuple[int, float], ratelimit.RateLimit] = {}  # validated once per limit
+        self._generation = 0  # of the budget definitions (see `restore`)
 
     # Housekeeping.
 
@@ -180,6 +183,8 @@ class MemoryCounters:
     # The port.
 
     async def admit(self, request: AdmissionRequest, now: float) -> AdmissionResult:
+        if request.generation is not None and request.generation != self._generation:
+            return AdmissionResult.stale(request, self._generation)
         self._sweep(now)
         refusals: list[tuple[Refused, int]] = []
         want = request.units
@@ -218,7 +223,7 @@ class MemoryCounters:
                 continue
             retry = result.retry_after
             if retry is None:  # the cost can never fit; say when it would if the limit allowed it
-                retry = max(state.tat, now) + rate.cost * limit.interval - limit.period - now
+                retry = ratelimit.wait(limit, state, rate.cost, now)
             outcomes.append(RateOutcome(rate.key, False, result.remaining, result.reset_seconds, retry))
             refusals.append((Refused.RATE, i))
         return outcomes, taken
@@ -258,7 +263,7 @@ class MemoryCounters:
         for key, rate in rates.items():
             old = self._rates.get(key)
             rate.keep_until = max(
-                0.0 if old is None else old.keep_until, rate.state.tat + rate.limit.period, expires_at
+                0.0 if old is None else old.keep_until, rate.state.seconds + rate.limit.period, expires_at
             )
             self._rates[key] = rate
         for slot in request.slots:
@@ -286,7 +291,7 @@ class MemoryCounters:
             rate = self._rate(key, now)
             if rate is not None:
                 rate.state = ratelimit.adjust(rate.limit, rate.state, delta, now)
-                rate.keep_until = max(rate.keep_until, rate.state.tat + rate.limit.period)
+                rate.keep_until = max(rate.keep_until, rate.state.seconds + rate.limit.period)
 
     async def budget_state(self, check: BudgetCheck, now: float) -> BudgetState:
         if check.seed_key not in self._seeded:
@@ -294,18 +299,26 @@ class MemoryCounters:
         self._sweep(now)
         return _state(self._sum(check.read_keys, now))
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         for seed in seeds:
             for part in seed.counters:
                 counter = self._counters.get(part.key)
                 if counter is None:
                     counter = self._counters[part.key] = _Counter(math.inf)
-                v, ledger = counter.v, _units(part.ledger)
+                v, ledger, seen = counter.v, _units(part.ledger), counter.seen
                 for u in range(3):
-                    v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
-                counter.seeded = True
+                    if seed.catch_up:
+                        v[u] += max(0, ledger[u] - seen[u])
+                    else:
+                        v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
+                    seen[u] = max(seen[u], ledger[u])
+                counter.seeded = counter.seeded or not seed.catch_up
                 self._retain(part.key, counter, part.retain_until)
-            self._seeded.add(seed.seed_key)
+            if not seed.catch_up:
+                self._seeded.add(seed.seed_key)
+        if announce_at is not None:
+            self._generation = next_generation(self._generation, announce_at)
+        return self._generation
 
     async def ping(self) -> bool:
         return True

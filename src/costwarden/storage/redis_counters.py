@@ -68,11 +68,16 @@ def _state(values: Sequence[bytes]) -> BudgetState:
 
 class _Lane:
     """At most `size` connections of the store's own (made with `pool`'s settings) for the packed
-    hot-path commands: no per-call pool lock, retry object or command parsing. A call waits at most
-    `wait` seconds for a free connection; connecting is bounded as redis-py bounds it, then each
-    attempt's send and reply by `timeout` seconds as a whole (one timer, not the task per send of
-    redis-py's socket timeout);
-    it is retried once, on a broken connection only (e.g. pooled ones after Redis restarted)."""
+    hot-path commands: no per-call pool lock, retry object or command parsing.
+
+    Commands issued in one event-loop turn go out together (auto-pipelining): the first yields once
+    and gathers those issued meanwhile, then they are written in one system call and their replies
+    read in order, so an admission and the settlement of an earlier response (or a burst of
+    admissions) cost one write and one wake-up, not one each. A batch waits at most `wait` seconds
+    for a free connection; connecting is bounded as redis-py bounds it, then each attempt's send and
+    replies by `timeout` seconds as a whole (one timer, not the task per send of redis-py's socket
+    timeout); it is retried once, on a broken connection only (e.g. pooled ones after Redis
+    restarted): an admission may then hold twice, which is conservative (the extra hold expires)."""
 
     def __init__(self, pool: aioredis.ConnectionPool, size: int, wait: float, timeout: float) -> None:
         self._kwargs = pool.connection_kwargs
@@ -81,8 +86,57 @@ class _Lane:
         self._free = asyncio.Semaphore(size)
         self._wait = wait
         self._timeout = timeout
+        self._gathering: list[tuple[bytes, asyncio.Future[bytes]]] | None = None
+        self._batches: set[asyncio.Task[None]] = set()  # batches of several commands, in flight
 
     async def call(self, packed: bytes) -> bytes:
+        joined = self._gathering
+        if joined is not None:  # a batch is gathering in this turn: ride with it
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            joined.append((packed, future))
+            return await future
+        joined = self._gathering = []
+        mine: asyncio.Future[bytes] | None = None
+        try:
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled: the others still go out, this one does not
+            mine = asyncio.get_running_loop().create_future()
+            mine.cancel()
+            raise
+        finally:
+            self._gathering = None
+            if joined:  # in a task of its own, so that no caller's cancellation breaks it for the others
+                if mine is None:
+                    mine = asyncio.get_running_loop().create_future()
+                    joined.insert(0, (packed, mine))
+                task = asyncio.ensure_future(self._deliver(joined))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+        if mine is not None:
+            return await mine
+        reply = (await self._round([packed]))[0]  # alone: no task, no future
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    async def _deliver(self, batch: list[tuple[bytes, asyncio.Future[bytes]]]) -> None:
+        try:
+            replies = await self._round([packed for packed, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():  # its caller left
+                continue
+            if isinstance(reply, ResponseError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _round(self, packed: list[bytes]) -> list[bytes | ResponseError]:
+        """Send the commands and read their replies (an error reply is returned, not raised)."""
         free = self._free
         if free.locked():  # a burst: queue for a connection, for a bounded time
             try:
@@ -94,12 +148,12 @@ class _Lane:
             await free.acquire()
         conn: AbstractConnection = self._idle.pop() if self._idle else self._class(**self._kwargs)
         try:
-            return await self._roundtrip(conn, packed)
+            return await self._roundtrip(conn, packed[0] if len(packed) == 1 else b"".join(packed), len(packed))
         finally:
             self._idle.append(conn)
             free.release()
 
-    async def _roundtrip(self, conn: AbstractConnection, packed: bytes) -> bytes:
+    async def _roundtrip(self, conn: AbstractConnection, packed: bytes, count: int) -> list[bytes | ResponseError]:
         for attempt in (1, 2):
             try:
                 if not conn.is_connected:  # bounded as redis-py bounds it: connect, then socket timeout
@@ -110,10 +164,13 @@ class _Lane:
                         conn.socket_timeout = None  # from here on, the one timer below
                 async with asyncio.timeout(self._timeout):
                     await conn.send_packed_command(packed, check_health=False)
-                    reply: bytes = await conn.read_response()
-                return reply
-            except ResponseError:
-                raise  # Redis answered (e.g. NOSCRIPT): the connection is in a clean state
+                    replies: list[bytes | ResponseError] = []
+                    for _ in range(count):
+                        try:
+                            replies.append(await conn.read_response())
+                        except ResponseError as exc:  # Redis answered (e.g. NOSCRIPT): read on
+                            replies.append(exc)
+                return replies
             except TimeoutError:
                 await conn.disconnect(nowait=True)  # a reply may still be on its way
                 raise RedisTimeoutError(f"no reply from Redis within {self._timeout} s") from None
@@ -127,6 +184,8 @@ class _Lane:
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
+        if self._batches:
+            await asyncio.wait(set(self._batches), timeout=self._timeout)
         while self._idle:
             await self._idle.pop().disconnect()
 
@@ -174,7 +233,8 @@ class _Script:
 class RedisCounters:
     """`CounterStore` in Redis (layout in redis_scripts/prelude.lua and admit.lua). Keys, all under
     `namespace`: `c:<counter>` HASH per budget counter (spent, reserved, its holds), `seeded` HASH
-    of the budgets a rebuild seeded (it has no TTL: Redis must not evict it, see docs), `r:<rate
+    of the budgets a rebuild seeded and `defs`, the budget definitions' generation (neither has a
+    TTL: Redis must not evict them, see docs), `r:<rate
     key>` HASH (GCRA TAT), `s:<slot key>` ZSET of leases, `settled:<reservation>` marker. Scripts build
     key names themselves (declaring none): standalone or Sentinel Redis, not Cluster.
 
@@ -217,7 +277,7 @@ class RedisCounters:
         self._settled_ms = math.ceil(settled_ttl * 1000)
         self._orphan_ms = math.ceil(orphan_ttl * 1000)
         self._clock = clock
-        self._admit, self._settle = _Script("admit", namespace, 9), _Script("settle", namespace, 10)
+        self._admit, self._settle = _Script("admit", namespace, 10), _Script("settle", namespace, 10)
         self._settled_ttls = (str(self._settled_ms).encode(), str(self._orphan_ms).encode())
         self._wire: dict[int, tuple[BudgetCheck, bytes]] = {}  # id(check) -> (check, its packed part)
         self._state, self._restore = _Script("state"), _Script("restore")
@@ -272,6 +332,7 @@ class RedisCounters:
             budgets,
             rates.encode(),
             slots.encode(),
+            b"" if request.generation is None else b"%d" % request.generation,
         )
         reply = await self._send(self._admit, args)
         return self._result(request, reply.split(b" "))
@@ -282,6 +343,8 @@ class RedisCounters:
         integers per budget, (allowed remaining reset retry) per rate, the active leases per slot."""
         refused_by = None
         code = reply[1]
+        if code[0] == 0x67:  # g: planned with stale budget definitions, nothing checked
+            return AdmissionResult.stale(request, int(code[1:]))
         if code != b"-":
             refused_by = Refusal.of(request, _KINDS[code[0]], int(code[1:]) - 1)
         at = 2
@@ -321,7 +384,7 @@ class RedisCounters:
             raise CounterStoreUnseeded(f"budget {check.budget_id!r} is not seeded")
         return _state(reply.split(b" "))
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         now = self._clock()
         records = [
             FIELD.join(
@@ -332,14 +395,15 @@ class RedisCounters:
                     str(part.ledger.tokens),
                     str(part.ledger.requests),
                     str(max(1000, math.ceil((part.retain_until - now) * 1000))),
+                    "c" if seed.catch_up else "",
                 )
             )
             for seed in seeds
             for part in seed.counters
         ]
-        records += [FIELD.join((seed.seed_key, "", "0", "0", "0", "0")) for seed in seeds if not seed.counters]
-        if records:
-            await self._call(self._restore, RECORD.join(records))
+        records += [FIELD.join((seed.seed_key, "", "0", "0", "0", "0", "")) for seed in seeds if not seed.counters]
+        announce = "" if announce_at is None else repr(announce_at)
+        return int(await self._call(self._restore, RECORD.join(records), announce))
 
     async def ping(self) -> bool:
         try:

@@ -70,11 +70,18 @@ class Tally:
     connection_errors: int = 0
     first: dict[int, float] = field(default_factory=dict)
     last: dict[int, float] = field(default_factory=dict)
+    sent: list[tuple[float, int]] = field(default_factory=list)  # (when the request was sent, its status)
 
-    def saw(self, status: int, at: float) -> None:
+    def saw(self, status: int, at: float, sent_at: float | None = None) -> None:
         self.statuses[status] += 1
         self.first.setdefault(status, at)
         self.last[status] = at
+        if sent_at is not None:
+            self.sent.append((sent_at, status))
+
+    def sent_after(self, moment: float) -> Counter[int]:
+        """Statuses of the requests sent after `moment` (time.monotonic())."""
+        return Counter(status for at, status in self.sent if at > moment)
 
 
 class Traffic:
@@ -114,13 +121,14 @@ class Traffic:
         while not self._stop.is_set():
             url = self.urls[turn % len(self.urls)] + "/v1/chat/completions"
             turn += 1
+            sent_at = time.monotonic()
             try:
                 response = await client.post(url, json=CHAT)
             except httpx.TransportError:
                 self.tally.connection_errors += 1
                 await asyncio.sleep(0.01)
                 continue
-            self.tally.saw(response.status_code, time.monotonic())
+            self.tally.saw(response.status_code, time.monotonic(), sent_at)
             if response.status_code >= 500:
                 self.tally.errors.append(f"{url} {response.status_code} {response.text[:300]}")
             await asyncio.sleep(self.pause)

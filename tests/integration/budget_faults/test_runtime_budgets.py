@@ -1,17 +1,18 @@
 """Budgets set while traffic runs (issue 6), on three replicas: one created on a scope that already
-spent in its window starts from that spend (seeded from the ledger before it admits), and one
-lowered applies its new limit within one governor tick; in both the limit holds."""
+spent in its window starts from that spend (seeded from the ledger before it admits), one lowered or
+deleted applies to the next request on every replica (not at their next governor tick), and one
+changed while a replica is down applies there once it is back."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import drop_costwarden_tables
 from tests.integration.budget_faults.fleet import ADMIN, Traffic, settle_down, spent, start_fleet, view
@@ -37,13 +38,6 @@ def _spend_and_rate(url: str, team: str) -> tuple[Decimal, Decimal]:
     return spent(url, team), (spent(url, team) - before) / Decimal(str(time.monotonic() - start))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap (issue 6, left open): replicas that have not loaded a new budget yet admit without a "
-    "hold on it until their next governor tick; the leader's catch-up covers that spend in most runs, but a "
-    "late tick on a loaded machine let team ads end 1.3% over (0.1145 of 0.1130) in a fresh-clone CI run. "
-    "The fix announces budget changes through Redis and checks them in the admission round trip.",
-)
 def test_a_budget_created_under_traffic_starts_from_what_its_scope_spent(
     make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
 ) -> None:
@@ -52,8 +46,8 @@ def test_a_budget_created_under_traffic_starts_from_what_its_scope_spent(
     urls = [g.url for g in gateways]
     with Traffic(urls, "ads", clients=8, pause=0.05) as ads, Traffic(urls, "search", clients=8, pause=0.05) as search:
         wait_until(lambda: spent(postgres_url, "ads") >= Decimal("0.01"), 30, "team ads to spend")
-        # Room for five ticks of spend: the replicas that have not loaded the budget yet (one tick, more
-        # under load) admit without a hold on it; that spend must still count against it.
+        # Room for five ticks of spend. Requests in flight when it is created, and records not yet
+        # flushed, are not in its seed: the leader catches up with them; they must count against it.
         ads_before, ads_rate = _spend_and_rate(postgres_url, "ads")
         ads_limit = (ads_before + 5 * Decimal(TICK) * ads_rate).quantize(Decimal("0.0001"))
         put = httpx.put(
@@ -61,7 +55,7 @@ def test_a_budget_created_under_traffic_starts_from_what_its_scope_spent(
         )
         assert put.status_code == 200, put.text
         assert Decimal(put.json()["spent_usd"]) >= ads_before  # seeded, not zero
-        # The same through the CLI, which stores it and leaves seeding to each replica's next tick.
+        # The same through the CLI, which stores, seeds and announces it as the admin API does.
         search_before, search_rate = _spend_and_rate(postgres_url, "search")
         # The CLI starts a Python process (seconds on this loaded machine), and stores the budget only then.
         search_limit = (search_before + (5 * Decimal(TICK) + 10) * search_rate).quantize(Decimal("0.0001"))
@@ -80,7 +74,7 @@ def test_a_budget_created_under_traffic_starts_from_what_its_scope_spent(
         print(f"created under traffic: {team} spent {before} before, limit {limit}, ended at {total}")
 
 
-def test_a_budget_lowered_under_traffic_applies_within_one_tick(
+def test_a_budget_lowered_under_traffic_applies_to_the_next_request_on_every_replica(
     make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
 ) -> None:
     asyncio.run(drop_costwarden_tables(postgres_url))
@@ -88,22 +82,60 @@ def test_a_budget_lowered_under_traffic_applies_within_one_tick(
     urls = [g.url for g in gateways]
     put = httpx.put(urls[0] + "/admin/v1/budgets/ads-low", json=_budget("ads", Decimal(1)), headers=ADMIN, timeout=10)
     assert put.status_code == 200, put.text
-    time.sleep(TICK * 1.5)  # every replica knows it
     with Traffic(urls, "ads", clients=8, pause=0.05) as ads:
         wait_until(lambda: spent(postgres_url, "ads") >= Decimal("0.01"), 30, "team ads to spend")
-        # Lowered below what was spent: from the moment each replica applies it, it admits nothing.
+        # Lowered below what was spent: from the moment it is stored, no replica admits anything.
         lowered = (Decimal(view(urls[1], "ads-low")["spent_usd"]) / 2).quantize(Decimal("0.0001"))
         put = httpx.put(urls[1] + "/admin/v1/budgets/ads-low", json=_budget("ads", lowered), headers=ADMIN, timeout=10)
         assert put.status_code == 200, put.text
         changed_at = time.monotonic()
         at_change = spent(postgres_url, "ads")
-        time.sleep(TICK + 2.0)
+        time.sleep(TICK / 2)  # within the first tick: the other replicas apply it without their governor
     settle_down()
     assert ads.tally.errors == [], ads.tally.errors[:5]
-    assert ads.tally.statuses[429] > 0, ads.tally
-    # In flight at the change, or admitted by a replica whose tick had not come yet: within one tick
-    # (plus the slowest response on this loaded machine).
-    late = ads.tally.last[200] - changed_at
-    assert late <= TICK + 1.0, f"a 200 came {late:.2f} s after the limit was lowered (tick {TICK} s)"
+    after = ads.tally.sent_after(changed_at)
+    assert after[429] >= 9 and set(after) == {429}, f"requests sent after the limit was lowered: {after}"
     total = spent(postgres_url, "ads")
-    print(f"lowered under traffic to {lowered}: last 200 {late:.2f} s after; spend {at_change} -> {total}")
+    print(f"lowered under traffic to {lowered}: after it {dict(after)}; spend {at_change} -> {total}")
+
+
+def test_a_budget_deleted_under_traffic_stops_refusing_on_every_replica_at_once(
+    make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
+) -> None:
+    asyncio.run(drop_costwarden_tables(postgres_url))
+    gateways = start_fleet(make_gateway, postgres_url, _config(redis.url))
+    urls = [g.url for g in gateways]
+    with Traffic(urls, "ads", clients=8, pause=0.05) as ads:
+        wait_until(lambda: spent(postgres_url, "ads") >= Decimal("0.002"), 30, "team ads to spend")
+        put = httpx.put(urls[0] + "/admin/v1/budgets/ads-gone", json=_budget("ads", Decimal("0.001")), headers=ADMIN)
+        assert put.status_code == 200, put.text
+        wait_until(lambda: ads.tally.statuses[429] >= 20, 30, "team ads to be refused")
+        deleted = httpx.delete(urls[2] + "/admin/v1/budgets/ads-gone", headers=ADMIN, timeout=10)
+        assert deleted.status_code == 204, deleted.text
+        deleted_at = time.monotonic()
+        time.sleep(TICK / 2)
+    settle_down()
+    assert ads.tally.errors == [], ads.tally.errors[:5]
+    after = ads.tally.sent_after(deleted_at)
+    assert after[200] >= 9 and set(after) == {200}, f"requests sent after the budget was deleted: {after}"
+
+
+def test_a_budget_changed_while_a_replica_is_down_applies_there_when_it_is_back(
+    make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
+) -> None:
+    asyncio.run(drop_costwarden_tables(postgres_url))
+    gateways = start_fleet(make_gateway, postgres_url, _config(redis.url))
+    urls = [g.url for g in gateways]
+    put = httpx.put(urls[0] + "/admin/v1/budgets/ads-day", json=_budget("ads", Decimal(1)), headers=ADMIN, timeout=10)
+    assert put.status_code == 200, put.text
+    with Traffic(urls[:2], "ads", clients=4, pause=0.05):
+        wait_until(lambda: spent(postgres_url, "ads") >= Decimal("0.005"), 30, "team ads to spend")
+        assert gateways[2].stop() in (0, -signal.SIGTERM), gateways[2].output()[-2000:]
+        lowered = (Decimal(view(urls[1], "ads-day")["spent_usd"]) / 2).quantize(Decimal("0.0001"))
+        put = httpx.put(urls[0] + "/admin/v1/budgets/ads-day", json=_budget("ads", lowered), headers=ADMIN, timeout=10)
+        assert put.status_code == 200, put.text
+    gateways[2].start()
+    with Traffic(urls[2:], "ads", clients=2, pause=0.05) as back:
+        time.sleep(TICK)
+    assert set(back.tally.statuses) == {429}, back.tally
+    assert Decimal(view(urls[2], "ads-day")["limit_usd"]) == lowered

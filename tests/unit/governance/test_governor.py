@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -150,30 +151,32 @@ async def test_a_budget_set_at_run_time_is_seeded_from_the_ledger(ledger: SQLite
 
 
 async def test_a_budget_set_at_run_time_catches_up_with_spend_no_hold_tracked(ledger: SQLiteStore) -> None:
-    """Until every replica has loaded a new budget (one tick), the others admit in its scope without a
-    hold on it, and requests in flight at the seed reach the ledger after it: that spend is in neither
-    the seed nor the counter. One tick and one flush lag later the governor seeds it once more (the
-    counter is raised to the ledger, never lowered); without that, three replicas ended 14.5 % over a
-    budget created under traffic."""
+    """Requests admitted before every replica held on a new budget (in flight at its seed, or in a
+    spool) reach the ledger after the seed read it: the governor adds them once they do, flush lag
+    after flush lag, and counts no request twice: one admitted with a hold after the announcement
+    is in the counter and, once flushed, in the ledger too."""
     await spend(ledger, served=5, cost="0.01")
     stored: list[Budget] = []
     gov, _ = governor([], MemoryCounters(), ledger, stored=stored)
+    gov._rebuild_lag = 0.05
     await gov.refresh_budgets()  # at start: what was stored before is no news to the other replicas
     stored.append(team_budget("0.10"))
-    await gov.refresh_budgets()
+    await gov.refresh_budgets(announce=True)
     budget = gov._policy.budgets[0]
-    await spend(ledger, served=3, cost="0.01")  # admitted elsewhere before that replica knew the budget
-    await gov.step(time.time())
-    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.05")  # not yet: still in flight
-    due = time.time() + 2 * 1.0 + 0.1  # two of the governor's intervals
-    await gov.step(due)  # reads what the counter holds
-    assert await admit(gov, budget, "0.01", "settles-between-the-reads")
+    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.05")
+    await spend(ledger, served=3, cost="0.01")  # admitted without a hold, flushed only now
+    assert await admit(gov, budget, "0.01", "held")  # admitted with a hold after the announcement
     write = (gov._policy.check_for(budget, NOW).write_key,)
     cent = Amount(Decimal("0.01"), 0, 1)
-    await gov._counters.settle(Settlement("settles-between-the-reads", write, cent, cent), due)  # not flushed yet
-    await gov.step(due + 2 * 0.5)  # two flush lags later: the ledger's spend beyond it is added
+    await gov._counters.settle(Settlement("held", write, cent, cent), NOW)
+    await ledger.write([record("held", started_at=time.time() + 1, cost_usd=Decimal("0.01"))])
+    await asyncio.sleep(0.2)  # two catch-ups
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.09")
-    assert not await admit(gov, budget, "0.03", "over")
+    await spend(ledger, served=1, cost="0.01")  # a long request in flight at the announcement
+    await asyncio.sleep(0.5)
+    assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.10")
+    assert not await admit(gov, budget, "0.01", "over")
+    await gov.stop()
 
 
 async def test_budgets_loaded_at_start_are_not_caught_up(ledger: SQLiteStore) -> None:

@@ -25,6 +25,7 @@ from costwarden.domain.ratelimit import (
     binding,
     check,
     format_duration,
+    micros,
     peek,
     rate_limit_headers,
     release,
@@ -65,7 +66,8 @@ def test_admitted_units_never_exceed_a_burst_plus_the_rate(
         total = 0
         for last, cost in admitted[i:]:
             total += cost
-            assert total <= limit + (last - first) * limit / period + 1e-6
+            # Times count in whole microseconds: one more of the rate's (rounding each end).
+            assert total <= limit + (last - first + 2e-6) * limit / period + 1e-9
 
 
 def test_a_burst_of_the_limit_from_idle_then_the_steady_rate() -> None:
@@ -88,7 +90,7 @@ def test_token_estimates_are_corrected_once_the_actual_is_known() -> None:
     assert taken.allowed and taken.remaining == 200
     refunded = adjust(rate, taken.state, -500, NOW)  # the answer used 300 tokens, not 800
     assert peek(rate, refunded, NOW).remaining == 700
-    assert adjust(rate, refunded, -5000, NOW) == RateState(NOW)  # never fuller than full
+    assert adjust(rate, refunded, -5000, NOW) == RateState(micros(NOW))  # never fuller than full
     debt = adjust(rate, refunded, 2000, NOW)  # it used far more than estimated
     assert not check(rate, debt, 1, NOW).allowed and peek(rate, debt, NOW).remaining == 0
     assert check(rate, RateState(), 1001, NOW).retry_after is None
@@ -178,21 +180,35 @@ def test_the_semaphore_bounds_both_counts_and_never_idles_with_a_queue(
 @FAST
 @given(
     now=st.floats(1.0e9, 4.2e9),
-    # Limits are per minute in config (requests/tokens per minute); up to 10,000 units a second the
-    # interval stays far above what 40 float roundings of a Unix time (4.8e-7 s each) can add up to.
-    limit=st.integers(1, 100_000),
+    # Limits are per minute in config (requests/tokens per minute): up to 100 million tokens a
+    # minute (1.7 million a second, an interval of 0.6 µs, below a Unix time's float resolution).
+    limit=st.one_of(st.integers(1, 100_000), st.integers(100_000, 100_000_000)),
     period=st.sampled_from([10.0, 60.0, 3600.0]),
     taken=st.integers(1, 40),
 )
 def test_remaining_counts_down_by_one_at_unix_times(now: float, limit: int, period: float, taken: int) -> None:
     """The float resolution of a Unix time (~2.4e-7 s in 2025) must not cost a unit: a fresh
-    bucket of L answers L-1 after one request, L-k after k (issue 6, defect 9: 298 of 300)."""
+    bucket of L answers L-1 after one request, L-k after k (issue 6, defect 9: 298 of 300), at
+    any rate (arrival times are integers; with a float one, a 73k/s bucket at 2^31 s was one short)."""
     rate, state = RateLimit(limit, period), RateState()
     for k in range(1, min(taken, limit) + 1):
         result = check(rate, state, 1, now)
         assert result.allowed and result.remaining == limit - k, (k, result)
         state = result.state
     assert peek(rate, state, now).remaining == limit - min(taken, limit)
+
+
+@pytest.mark.parametrize("limit", [300, 4_380_000, 10_000_000, 100_000_000])
+def test_a_high_rate_bucket_at_a_far_unix_time_counts_exactly(limit: int) -> None:
+    """73,000 units a second and more, at 2^31 s: each unit counted, none lost to float roundings."""
+    rate, state, now = RateLimit(limit, 60.0), RateState(), 2.0**31 + 0.123457
+    taken = min(1000, limit // 7)
+    for k in range(1, taken + 1):
+        result = check(rate, state, 7, now)
+        assert result.allowed and result.remaining == limit - 7 * k, (k, result)
+        state = result.state
+    refund = adjust(rate, state, -7 * taken, now)
+    assert peek(rate, refund, now).remaining == limit
 
 
 def test_remaining_after_the_first_request_of_a_300_bucket() -> None:

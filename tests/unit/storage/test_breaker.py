@@ -59,8 +59,9 @@ class FakeStore:
         await self._answer()
         return BudgetState()
 
-    async def restore(self, seeds: Sequence[BudgetSeed]) -> None:
+    async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         await self._answer()
+        return 0
 
     async def ping(self) -> bool:
         self.calls += 1

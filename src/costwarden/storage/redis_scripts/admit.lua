@@ -1,11 +1,22 @@
 -- Admit one request atomically: expire holds, check every budget, rate and slot; apply all or none.
--- ARGV: ns, now, rid, expires_at, estimate usd/tokens/requests, then three lists of records:
+-- ARGV: ns, now, rid, expires_at, estimate usd/tokens/requests, then three lists of records (below),
+-- then the generation of the budget definitions the request was planned with ('' : not checked).
+-- A generation other than `<ns>defs` (missing: 0) refuses before anything else: `0 g<generation>`.
+-- The lists:
 -- budgets (limit usd/tokens/requests or '', enforce 1/0, retain until (Unix s), seed key, write counter,
 -- read counters...), rates (key, limit, period, cost) and slots (key, max_active). A rate is the
--- HASH `<ns>r:<key>` (t: TAT, i: interval, p: period, e: kept until); a slot the ZSET `<ns>s:<key>`
+-- HASH `<ns>r:<key>` (TAT: t whole µs + f / l of one; l: limit, u: period µs, e: kept until, Unix s);
+-- a slot the ZSET `<ns>s:<key>`
 -- of leases scored by expiry. A budget whose seed key is missing from the HASH `<ns>seeded` (never
 -- rebuilt, or Redis lost its state) refuses first: `u<i>`. Returns one space-separated string
 -- (see RedisCounters._result).
+if ARGV[11] ~= '' then
+  local generation = redis.call('GET', NS .. 'defs') or '0'
+  if generation ~= ARGV[11] then
+    return '0 g' .. generation
+  end
+end
+
 local nows, rid, exps = ARGV[2], ARGV[3], ARGV[4]
 local now, expires_at = tonumber(nows), tonumber(exps)
 local want = {tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])}
@@ -42,23 +53,25 @@ end
 refused = unseeded or refused
 
 local rates, working = {}, {}
+local now_us = micros(now)
 for i, record in ipairs(split(ARGV[9], '\30')) do
   local f = split(record, '\31')
   local key = NS .. 'r:' .. f[1]
   local limit, period, cost = tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
-  local interval = period / limit
-  local stored = redis.call('HMGET', key, 't', 'e')
-  local r = {key = key, limit = limit, period = period, interval = interval, stored = num(stored[1])}
-  r.keep = num(stored[2])
-  local old = working[key] or r.stored
-  local tat = math.max(old, now) + cost * interval
-  if tat - now <= period + tolerance(limit, interval, now) then
-    r.allowed, r.tat, r.retry = 1, tat, 0.0
-    r.remaining, r.reset = rate_view(limit, period, interval, tat, now)
-    working[key] = tat
+  local period_us = micros(period)
+  local stored = redis.call('HMGET', key, 't', 'f', 'e')
+  local r = {key = key, limit = limit, period = period, period_us = period_us}
+  r.st, r.sf, r.keep = num(stored[1]), num(stored[2]), num(stored[3])
+  local old = working[key] or {r.st, r.sf}
+  local t, p = rate_after(old[1], old[2], cost, limit, period_us, now_us)
+  local backlog, full = rate_backlog(t, p, limit, now_us), period_us * limit
+  if backlog <= full then
+    r.allowed, r.t, r.p, r.retry = 1, t, p, 0.0
+    r.remaining, r.reset = rate_view(limit, period_us, backlog)
+    working[key] = {t, p}
   else
-    r.allowed, r.retry = 0, tat - period - now
-    r.remaining, r.reset = rate_view(limit, period, interval, old, now)
+    r.allowed, r.retry = 0, rate_wait(backlog - full, limit)
+    r.remaining, r.reset = rate_view(limit, period_us, rate_backlog(old[1], old[2], limit, now_us))
     if refused == '-' then
       refused = 'r' .. i
     end
@@ -92,9 +105,9 @@ if refused == '-' then
     redis.call('PEXPIRE', c, ttl_ms(w[2]))
   end
   for _, r in ipairs(rates) do
-    if r.tat then -- kept until the bucket is full again and this request could settle
-      local keep = math.max(r.keep, r.tat + r.period, expires_at)
-      redis.call('HSET', r.key, 't', f17(r.tat), 'i', f17(r.interval), 'p', f17(r.period), 'e', f17(keep))
+    if r.t then -- kept until the bucket is full again and this request could settle
+      local keep = math.max(r.keep, r.t / 1e6 + r.period, expires_at)
+      redis.call('HSET', r.key, 't', int(r.t), 'f', int(r.p), 'l', int(r.limit), 'u', int(r.period_us), 'e', f17(keep))
       redis.call('PEXPIRE', r.key, ttl_ms(keep - now))
       r.keep = keep
     end
@@ -110,7 +123,7 @@ else
   out[2] = refused
   for _, r in ipairs(rates) do
     if r.allowed == 1 then -- nothing was taken: report the bucket as it stands
-      r.remaining, r.reset = rate_view(r.limit, r.period, r.interval, r.stored, now)
+      r.remaining, r.reset = rate_view(r.limit, r.period_us, rate_backlog(r.st, r.sf, r.limit, now_us))
     end
   end
 end

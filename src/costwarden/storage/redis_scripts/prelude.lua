@@ -84,15 +84,49 @@ local function load(name, now)
   return c, v, raw[1] or raw[4] or raw[7], nx
 end
 
--- domain.ratelimit.tolerance: float slack near `now` (limit roundings of 2^-51 * now, at most
--- half a unit).
-local function tolerance(limit, interval, now)
-  return math.min(interval / 2, math.max(1e-9, limit * math.abs(now) * 2 ^ -51))
+-- domain.ratelimit.micros: Unix seconds as whole microseconds.
+local function micros(t)
+  return math.floor(t * 1e6 + 0.5)
+end
+
+-- a = b * q + r with 0 <= r < b, exact for integers below 2^53 (fmod is exact).
+local function divmod(a, b)
+  local r = math.fmod(a, b)
+  if r < 0 then
+    r = r + b
+  end
+  return (a - r) / b, r
+end
+
+-- GCRA in integers (domain.ratelimit): an arrival time is (t whole microseconds, p / limit of one).
+-- rate_after: `units` more taken at now_us (from now_us when the bucket is full).
+local function rate_after(t, p, units, limit, period_us, now_us)
+  if t < now_us or (t == now_us and p <= 0) then
+    t, p = now_us, 0
+  end
+  local carry, part = divmod(p + units * period_us, limit)
+  return t + carry, part
+end
+
+-- How far (t, p) is ahead of now_us, in 1/limit of a microsecond (0 if behind).
+local function rate_backlog(t, p, limit, now_us)
+  return math.max(0, (t - now_us) * limit + p)
 end
 
 -- domain.ratelimit._view: whole units admissible now and the seconds until the bucket is full.
-local function rate_view(limit, period, interval, tat, now)
-  local backlog = math.max(0.0, tat - now)
-  local remaining = math.floor((period - backlog + tolerance(limit, interval, now)) / interval)
-  return math.max(0, math.min(limit, remaining)), backlog
+local function rate_view(limit, period_us, backlog)
+  local room, remaining = period_us * limit - backlog, 0
+  if room > 0 then
+    remaining = divmod(room, period_us)
+  end
+  return math.min(limit, remaining), backlog / limit / 1e6
+end
+
+-- domain.ratelimit._drained: seconds until a backlog `excess` over full has drained (whole µs, + 1).
+local function rate_wait(excess, limit)
+  local q, r = divmod(excess, limit)
+  if r > 0 then
+    q = q + 1
+  end
+  return (q + 1) / 1e6
 end

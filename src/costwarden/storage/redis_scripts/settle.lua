@@ -26,12 +26,16 @@ end
 for _, record in ipairs(split(ARGV[11], '\30')) do
   local f = split(record, '\31')
   local key = NS .. 'r:' .. f[1]
-  local v = redis.call('HMGET', key, 't', 'i', 'p', 'e')
-  local interval, period, keep = tonumber(v[2]), tonumber(v[3]), num(v[4])
-  if interval and keep > now then -- domain.ratelimit.adjust
-    local tat = math.max(now, math.max(tonumber(v[1]), now) + tonumber(f[2]) * interval)
-    keep = math.max(keep, tat + period)
-    redis.call('HSET', key, 't', f17(tat), 'e', f17(keep))
+  local v = redis.call('HMGET', key, 't', 'f', 'l', 'u', 'e')
+  local limit, period_us, keep = tonumber(v[3]), tonumber(v[4]), num(v[5])
+  if limit and keep > now then -- domain.ratelimit.adjust
+    local now_us = micros(now)
+    local t, p = rate_after(tonumber(v[1]), num(v[2]), tonumber(f[2]), limit, period_us, now_us)
+    if t < now_us or (t == now_us and p <= 0) then
+      t, p = now_us, 0
+    end
+    keep = math.max(keep, t / 1e6 + period_us / 1e6)
+    redis.call('HSET', key, 't', int(t), 'f', int(p), 'e', f17(keep))
     redis.call('PEXPIRE', key, ttl_ms(keep - now))
   end
 end
