@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from pydantic import BaseModel, Field
 
+from costwarden.app.admin_focus import add_focus_routes
 from costwarden.app.admin_governance import add_governance_routes
 from costwarden.app.runtime import Runtime
 from costwarden.domain.report import QueryError, RecordCursor
@@ -139,4 +140,5 @@ def build_admin(runtime: Runtime) -> FastAPI:
         await runtime.keyring.refresh()
 
     add_governance_routes(api, runtime, guard)
+    add_focus_routes(api, runtime, guard)
     return api
