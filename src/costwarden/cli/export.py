@@ -15,12 +15,14 @@ from costwarden.cli.common import ConfigOption, config_or_exit, errors, plural, 
 from costwarden.domain.focus import Value
 from costwarden.domain.money import format_usd
 from costwarden.domain.report import QueryError
+from costwarden.observability.rules import RuleOptions, rules_yaml
 from costwarden.ports import Store
 from costwarden.services.focus import FORMATS, ExportTally, FocusWindow, focus_rows, focus_window, issuer_of
 from costwarden.services.focus_write import ParquetUnavailable, csv_stream, parquet_schema, write_parquet
 from costwarden.services.reports import iso_time
 
 app = typer.Typer(help="Export spend and monitoring definitions.", no_args_is_help=True)
+DEFAULTS = RuleOptions()
 
 
 @app.command("focus")
@@ -95,3 +97,36 @@ def _summary(window: FocusWindow, tally: ExportTally, output: Path | None) -> st
         f"[green]exported[/] {plural(tally.records, 'record')} in {span} as {plural(tally.rows, 'FOCUS row')} "
         f"over {plural(len(tally.hours), 'hour')}{where}: total {format_usd(tally.cost)}"
     )
+
+
+@app.command("prometheus-rules")
+def prometheus_rules(
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    runbook_base: str = typer.Option(
+        DEFAULTS.runbook_base, help="Where the runbooks are: each alert links <base>#<anchor>."
+    ),
+    spike_factor: float = typer.Option(DEFAULTS.spike_factor, min=1.0, help="Cost spike: 5m rate over the day's."),
+    error_ratio: float = typer.Option(DEFAULTS.error_ratio, min=0.0, max=1.0, help="Failed share that alerts."),
+    ledger_lag_seconds: float = typer.Option(DEFAULTS.ledger_lag_seconds, min=1.0, help="Ledger lag that warns."),
+) -> None:
+    """Prometheus recording and alerting rules (spend rates, unit costs, budget burn rates, spikes, errors, lag)."""
+    options = RuleOptions(
+        runbook_base=runbook_base,
+        spike_factor=spike_factor,
+        error_ratio=error_ratio,
+        ledger_lag_seconds=ledger_lag_seconds,
+        ledger_stall_seconds=max(DEFAULTS.ledger_stall_seconds, 5 * ledger_lag_seconds),
+    )
+    _emit(rules_yaml(options), output, "Prometheus rules")
+
+
+def _emit(text: str, output: Path | None, what: str) -> None:
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        errors.print(f"[red]cannot write {output}:[/] {exc.strerror or exc}", soft_wrap=True)
+        raise typer.Exit(1) from exc
+    errors.print(f"[green]wrote[/] {what} to {output}")
