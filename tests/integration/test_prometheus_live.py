@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from costwarden.observability.grafana import build_dashboard, panel_queries
 from costwarden.observability.rules import rules_yaml
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import Gateway
@@ -97,6 +98,30 @@ def test_recorded_spend_per_team_equals_the_ledger(scraped: tuple[Gateway, Prome
             time.sleep(0.5)
     rules = httpx.get(prometheus.url + "/api/v1/rules").json()["data"]["groups"]
     assert all(rule["health"] != "err" for group in rules for rule in group["rules"]), rules
+
+
+def test_every_dashboard_query_is_valid_promql_and_its_variables_find_values(scraped: tuple[Gateway, Prometheus]) -> None:
+    gateway, prometheus = scraped
+    traffic(gateway)
+    dashboard = build_dashboard()
+    queries = panel_queries(dashboard)
+    assert len(queries) >= 15
+    for title, expr in queries:
+        concrete = (
+            expr.replace("$team", ".*").replace("$deployment", ".*").replace("$__rate_interval", "1m")
+        ).replace("$__range", "1h")
+        assert "$" not in concrete.replace("$labels", ""), (title, concrete)
+        answer = prometheus.query(concrete)
+        assert answer["status"] == "success", (title, concrete, answer)
+    # The template variables' label_values() find values on a live gateway's series.
+    wait = time.monotonic() + 30
+    while not prometheus.vector("group by (team) (costwarden_requests_total)"):
+        assert time.monotonic() < wait, "no team values for the dashboard's variable"
+        time.sleep(0.5)
+    teams = {s["metric"]["team"] for s in prometheus.vector("group by (team) (costwarden_requests_total)")}
+    by_deployment = prometheus.vector("group by (deployment) (costwarden_requests_total)")
+    deployments = {s["metric"]["deployment"] for s in by_deployment}
+    assert {"search", "ads", "research"} <= teams and "chat" in deployments
 
 
 def exposed_metrics(text: str) -> set[str]:

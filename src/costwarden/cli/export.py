@@ -130,3 +130,16 @@ def _emit(text: str, output: Path | None, what: str) -> None:
         errors.print(f"[red]cannot write {output}:[/] {exc.strerror or exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
     errors.print(f"[green]wrote[/] {what} to {output}")
+
+
+@app.command("grafana-dashboard")
+def grafana_dashboard(
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+) -> None:
+    """The Grafana dashboard as JSON (import it, or provision it): spend, unit costs, latency, budgets, alerts."""
+    try:
+        from costwarden.observability.grafana import dashboard_json
+    except ImportError as exc:
+        errors.print("[red]the dashboard is built with grafana-foundation-sdk:[/] pip install 'costwarden[grafana]'")
+        raise typer.Exit(2) from exc
+    _emit(dashboard_json(), output, "the Grafana dashboard")
