@@ -100,7 +100,9 @@ def test_recorded_spend_per_team_equals_the_ledger(scraped: tuple[Gateway, Prome
     assert all(rule["health"] != "err" for group in rules for rule in group["rules"]), rules
 
 
-def test_every_dashboard_query_is_valid_promql_and_its_variables_find_values(scraped: tuple[Gateway, Prometheus]) -> None:
+def test_every_dashboard_query_is_valid_promql_and_its_variables_find_values(
+    scraped: tuple[Gateway, Prometheus],
+) -> None:
     gateway, prometheus = scraped
     traffic(gateway)
     dashboard = build_dashboard()
