@@ -19,12 +19,13 @@ from costwarden.chain.bound import BoundUsage
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain
 from costwarden.chain.policy import policy_from_config
-from costwarden.chain.record import Record
+from costwarden.chain.record import Record, RecordSink
 from costwarden.chain.route import RouteStage, RouteTable
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
+from costwarden.observability.access_log import AccessLog, LoggedSink
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
@@ -73,6 +74,7 @@ class Runtime:
         self._session: aiohttp.ClientSession | None = None
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
+        self._access_log: AccessLog | None = None
         self._chain: Chain | None = None
 
     @property
@@ -135,11 +137,22 @@ class Runtime:
                 Observe(self.metrics),
             ],
             forwarder=Forwarder(self._session, self.balancer),
-            after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
+            after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(await self._record_sink())],
         )
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
+
+    async def _record_sink(self) -> RecordSink:
+        """The recorder, and the access log beside it when `observability.access_log` is enabled."""
+        assert self._recorder is not None
+        config = self.config.observability.access_log
+        if not config.enabled:
+            return self._recorder
+        self._access_log = AccessLog(config)
+        await self._access_log.start()
+        self.registry.register(self._access_log)
+        return LoggedSink(self._recorder, self._access_log)
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
@@ -206,6 +219,8 @@ class Runtime:
         await self.keyring.stop()
         if self._recorder is not None:
             await self._recorder.stop()
+        if self._access_log is not None:
+            await self._access_log.stop()
         if self._admit is not None:
             await self._admit.drain()
         if self._alerts is not None:
