@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import aiohttp
@@ -21,6 +22,7 @@ from costwarden.chain.order import Chain
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.record import Record, RecordSink
 from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.stage import Stage
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.quarantine import Quarantined
@@ -75,6 +77,7 @@ class Runtime:
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._access_log: AccessLog | None = None
+        self._tracing_shutdown: Callable[[], None] | None = None
         self._chain: Chain | None = None
 
     @property
@@ -135,6 +138,7 @@ class Runtime:
                 RouteStage(self.routes, int(self.started_at)),
                 self._admit,
                 Observe(self.metrics),
+                *self._trace_stages(),
             ],
             forwarder=Forwarder(self._session, self.balancer),
             after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(await self._record_sink())],
@@ -142,6 +146,17 @@ class Runtime:
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
+
+    def _trace_stages(self) -> list[Stage]:
+        """The trace stage when `observability.tracing` is enabled; OpenTelemetry is imported only then."""
+        config = self.config.observability.tracing
+        if not config.enabled:
+            return []
+        from costwarden.observability.tracing import Trace, provider
+
+        made = provider(config)
+        self._tracing_shutdown = made.shutdown
+        return [Trace(made.get_tracer("costwarden"))]
 
     async def _record_sink(self) -> RecordSink:
         """The recorder, and the access log beside it when `observability.access_log` is enabled."""
@@ -221,6 +236,8 @@ class Runtime:
             await self._recorder.stop()
         if self._access_log is not None:
             await self._access_log.stop()
+        if self._tracing_shutdown is not None:
+            await asyncio.to_thread(self._tracing_shutdown)  # exports the spans still batched
         if self._admit is not None:
             await self._admit.drain()
         if self._alerts is not None:
