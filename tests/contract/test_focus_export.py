@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -120,6 +121,14 @@ async def test_a_partial_window_clips_charge_periods_and_counts_only_its_records
 async def test_small_pages_give_the_same_rows_as_one_big_page(store: Store) -> None:
     await store.write(sample_records(300))
     assert await export_csv(store, page=7) == await export_csv(store, page=100_000)
+
+
+async def test_pages_split_through_records_of_the_same_instant(store: Store) -> None:
+    same = [replace(r, started_at=START + 10.0) for r in sample_records(30)]
+    await store.write(same)
+    tally = ExportTally()
+    assert await export_csv(store, page=7, tally=tally) == await export_csv(store, page=100)
+    assert tally.records == 30
 
 
 async def test_a_window_without_records_gives_only_the_header(store: Store) -> None:

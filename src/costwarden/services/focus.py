@@ -6,6 +6,7 @@ charges (domain/focus.py) and yields them an hour at a time: memory holds one pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,7 +72,10 @@ async def charges(
     folder = HourFolder(window.start, window.end)
     cursor: RecordCursor | None = None
     while True:
-        found = await store.records(window.start, window.end, page, cursor)
+        # Bound the window's end by the cursor too: the index range then holds only the records
+        # left, so each page costs one page of index, not everything newer than the cursor.
+        upper = window.end if cursor is None else min(window.end, math.nextafter(cursor.started_at, math.inf))
+        found = await store.records(window.start, upper, page, cursor)
         if tally is not None:
             tally.records += len(found)
         for hour in folder.add(found):
