@@ -1,18 +1,25 @@
-"""A ledger for the FOCUS export tests: three teams and unattributed requests, two protocols,
-served, rejected and failed requests, zero-cost rows, spread over hours across a month's end."""
+"""A ledger for the FOCUS export tests (three teams and unattributed requests, two protocols,
+served, rejected and failed requests, zero-cost rows, spread over hours across a month's end), and
+the FinOps Foundation's focus-validator run on a file."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from costwarden.domain.money import quantize
 from costwarden.domain.record import Outcome, UsageRecord
+from tests.conftest import need
 
 # 2026-11-30 21:00 UTC: the sample runs past midnight into December (two billing periods).
 START = datetime(2026, 11, 30, 21, tzinfo=UTC).timestamp()
 TEAMS = ("search", "ads", "risk")
+ROOT = Path(__file__).resolve().parents[2]
+VALIDATOR = ROOT / ".venv-focus" / "bin" / "focus-validator"
 
 
 def sample_records(count: int = 600, seed: int = 9, start: float = START) -> list[UsageRecord]:
@@ -61,3 +68,18 @@ def sample_records(count: int = 600, seed: int = 9, start: float = START) -> lis
             )
         )
     return records
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    need(VALIDATOR.is_file(), "focus-validator (scripts/setup-focus-validator)")
+    # focus-validator 1.0.0 reads its currency list from a path relative to the working directory.
+    site = next((ROOT / ".venv-focus" / "lib").glob("python3*/site-packages"))
+    return subprocess.run(
+        [str(VALIDATOR), "--data-file", str(path), "--validate-version", "1.0"],
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
 from collections import defaultdict
 from dataclasses import replace
 from decimal import Decimal
@@ -20,11 +18,8 @@ from costwarden.domain.report import SpendQuery
 from costwarden.ports import Store
 from costwarden.services.focus import ExportTally, FocusWindow, focus_rows
 from costwarden.services.focus_write import csv_stream, write_parquet
-from tests.conftest import need
-from tests.contract.focus_sample import START, TEAMS, sample_records
+from tests.contract.focus_sample import START, TEAMS, sample_records, validate
 
-ROOT = Path(__file__).resolve().parents[2]
-VALIDATOR = ROOT / ".venv-focus" / "bin" / "focus-validator"
 WINDOW = FocusWindow(START - 86_400, START + 86_400)
 ISSUER = Issuer()
 
@@ -46,21 +41,6 @@ async def export_parquet(store: Store, path: Path) -> Path:
 
 def rows_of(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
-
-
-def validate(path: Path) -> subprocess.CompletedProcess[str]:
-    need(VALIDATOR.is_file(), "focus-validator (scripts/setup-focus-validator)")
-    # focus-validator 1.0.0 reads its currency list from a path relative to the working directory.
-    site = next((ROOT / ".venv-focus" / "lib").glob("python3*/site-packages"))
-    return subprocess.run(
-        [str(VALIDATOR), "--data-file", str(path), "--validate-version", "1.0"],
-        cwd=site,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        check=False,
-    )
 
 
 async def test_the_focus_validator_passes_and_fails_a_broken_file(store: Store, tmp_path: Path) -> None:

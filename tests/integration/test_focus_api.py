@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 
-from tests.contract.test_focus_export import validate
+from tests.contract.focus_sample import validate
 from tests.integration import ledger
 from tests.integration.procs import Gateway
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS
