@@ -1,5 +1,6 @@
 """Without the postgres, redis and grpc extras, costwarden still imports, serves on SQLite, and names the
-extra to install when the config asks for a backend it lacks."""
+extra to install when the config asks for a backend it lacks. Without the focus, grafana and otel
+extras too: a gateway with tracing off never imports OpenTelemetry's SDK."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ PROBE = textwrap.dedent(
     import asyncio, importlib, importlib.abc, pkgutil, sys
     from pathlib import Path
 
-    BLOCKED = {"asyncpg", "redis", "hiredis", "grpc", "google"}
+    BLOCKED = {"asyncpg", "redis", "hiredis", "grpc", "google", "pyarrow", "grafana_foundation_sdk"}
+    # fastapi imports opentelemetry's API; the `otel` extra is the SDK and the OTLP exporter.
+    PREFIXES = ("opentelemetry.sdk", "opentelemetry.exporter")
 
     class NotInstalled(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
+            if name.split(".")[0] in BLOCKED or name.startswith(PREFIXES):
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
@@ -32,6 +35,7 @@ PROBE = textwrap.dedent(
         "costwarden.app.grpc_forward", "costwarden.protocols.v2_grpc",
         "costwarden.protocols.v2_grpc.grpc_predict_v2_pb2",
     }
+    NEED_EXTRA |= {"costwarden.observability.grafana", "costwarden.observability.tracing"}
     for info in pkgutil.walk_packages(costwarden.__path__, "costwarden."):
         if info.name not in NEED_EXTRA:
             importlib.import_module(info.name)
@@ -62,6 +66,7 @@ PROBE = textwrap.dedent(
         except MissingExtra as exc:
             print("missing:", exc)
     assert not BLOCKED & {name.split(".")[0] for name in sys.modules}
+    assert not [name for name in sys.modules if name.startswith(PREFIXES)]
     """
 )
 

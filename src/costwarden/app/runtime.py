@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import aiohttp
@@ -20,7 +21,7 @@ from costwarden.chain.degrade import Degrade, DegradeScope
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain, assemble
 from costwarden.chain.policy import policy_from_config
-from costwarden.chain.record import Record
+from costwarden.chain.record import Record, RecordSink
 from costwarden.chain.route import RouteStage
 from costwarden.chain.stage import Forward, Stage
 from costwarden.chain.target import RouteTable
@@ -29,6 +30,7 @@ from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
+from costwarden.observability.access_log import AccessLog, LoggedSink
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
@@ -92,6 +94,8 @@ class Runtime:
         self._session: aiohttp.ClientSession | None = None
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
+        self._access_log: AccessLog | None = None
+        self._tracing_shutdown: Callable[[], None] | None = None
         self._chain: Chain | None = None
         self._stages: dict[str, Stage] = {}
         self.degrade: DegradeWatch | None = None
@@ -166,8 +170,10 @@ class Runtime:
             "observe": Observe(self.metrics),
             "bound": BoundUsage(count_implausible(self.metrics)),
             "meter": Meter(),
-            "record": Record(self._recorder),
+            "record": Record(await self._record_sink()),
         }
+        for trace in self._trace_stages():
+            self._stages["trace"] = trace
         self._chain = self.chain_for(variant_forward)
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
@@ -197,11 +203,34 @@ class Runtime:
             degrade=s["degrade"],
             admit=s["admit"],
             observe=s["observe"],
+            trace=s.get("trace"),
             forward=forwarder,
             bound=s["bound"],
             meter=s["meter"],
             record=s["record"],
         )
+
+    def _trace_stages(self) -> list[Stage]:
+        """The trace stage when `observability.tracing` is enabled; OpenTelemetry is imported only then."""
+        config = self.config.observability.tracing
+        if not config.enabled:
+            return []
+        from costwarden.observability.tracing import Trace, provider
+
+        made = provider(config)
+        self._tracing_shutdown = made.shutdown
+        return [Trace(made.get_tracer("costwarden"))]
+
+    async def _record_sink(self) -> RecordSink:
+        """The recorder, and the access log beside it when `observability.access_log` is enabled."""
+        assert self._recorder is not None
+        config = self.config.observability.access_log
+        if not config.enabled:
+            return self._recorder
+        self._access_log = AccessLog(config)
+        await self._access_log.start()
+        self.registry.register(self._access_log)
+        return LoggedSink(self._recorder, self._access_log)
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
@@ -273,6 +302,10 @@ class Runtime:
         await self.keyring.stop()
         if self._recorder is not None:
             await self._recorder.stop()
+        if self._access_log is not None:
+            await self._access_log.stop()
+        if self._tracing_shutdown is not None:
+            await asyncio.to_thread(self._tracing_shutdown)  # exports the spans still batched
         if self._admit is not None:
             await self._admit.drain()
         if self._alerts is not None:

@@ -51,6 +51,7 @@ class Exchange:
     status: int = 0
     upstream_status: int | None = None
     upstream_seconds: float | None = None
+    first_token_seconds: float | None = None  # streams: from arrival to the first event relayed
     response_bytes: int = 0
     usage: Usage = NO_USAGE
     usage_estimated: bool = False  # the upstream did not report usage: estimated from what it sent

@@ -1,6 +1,6 @@
 """The one place that says the order of the chain, and the runner that drives it.
 
-    enter:   authenticate -> attribute -> route -> degrade -> admit -> observe
+    enter:   authenticate -> attribute -> route -> degrade -> admit -> observe [-> trace]
     forward: the forward step (the forwarder, wrapped by response-side features: variant, ...)
     settle:  bound -> meter -> record -> (the `enter` stages, reversed)    before the last byte
     finish:  the same order as settle                                      after the last byte
@@ -40,6 +40,7 @@ def assemble(
     degrade: Stage,
     admit: Stage,
     observe: Stage,
+    trace: Stage | None,
     forward: Forward,
     bound: Stage,
     meter: Stage,
@@ -47,7 +48,8 @@ def assemble(
 ) -> Chain:
     """The chain in its one order (see the module docstring)."""
     return Chain(
-        before=[authenticate, attribute, route, degrade, admit, observe],
+        # trace (OpenTelemetry, when on) comes last so its span covers what the upstream call adds.
+        before=[authenticate, attribute, route, degrade, admit, observe, *([trace] if trace else [])],
         forwarder=forward,
         after=[bound, meter, record],
     )

@@ -11,6 +11,7 @@ from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.governance import GovernanceConfig
 from costwarden.config.metrics import MetricsConfig
+from costwarden.config.observability import ObservabilityConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
@@ -199,6 +200,7 @@ class Config(Model):
     governance: GovernanceConfig = GovernanceConfig()
     alerts: tuple[AlertSinkConfig, ...] = ()
     metrics: MetricsConfig = MetricsConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""

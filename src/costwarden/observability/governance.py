@@ -12,8 +12,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from costwarden.chain.admit import StoreHealth
+from costwarden.domain.window import Window
 from costwarden.services.budgets import BudgetView
 from costwarden.storage.breaker import BreakerState, CounterBreaker
+
+
+def window_labels(window: Window) -> tuple[str, str]:
+    """`window` and `tz` label values that any tool can match without quoting: `month` / `Europe/Berlin`,
+    `rolling_86400s` / `` (a rolling window has no zone)."""
+    if window.rolling_seconds is not None:
+        return f"rolling_{window.rolling_seconds}s", ""
+    return str(window.unit), window.tz
 
 
 class GovernanceCollector(Collector):
@@ -33,7 +42,7 @@ class GovernanceCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         gauges = {
-            name: GaugeMetricFamily(f"costwarden_budget_{name}", text, labels=["budget", "scope", "window"])
+            name: GaugeMetricFamily(f"costwarden_budget_{name}", text, labels=["budget", "scope", "window", "tz"])
             for name, text in (
                 ("limit_usd", "The budget's limit in USD."),
                 ("spent_usd", "Settled spend in the budget's current window, USD."),
@@ -41,17 +50,19 @@ class GovernanceCollector(Collector):
                 ("remaining_usd", "What requests may still reserve this window, USD."),
                 ("utilisation_ratio", "Settled spend over the limit (1 = 100 %)."),
                 ("forecast_usd", "Spend projected to the end of the window at the current burn rate, USD."),
+                ("window_seconds", "Length of the budget's current window instance, seconds."),
             )
         }
         # Scrapes run in a worker thread: iterate over snapshots, never over the loop's live dicts.
         for view in list(self._views().values()):
             budget = view.budget
-            labels = [budget.id, str(budget.scope), budget.window.describe()]
+            labels = [budget.id, str(budget.scope), *window_labels(budget.window)]
             gauges["limit_usd"].add_metric(labels, float(budget.limit_usd))
             gauges["spent_usd"].add_metric(labels, float(view.state.spent.usd))
             gauges["reserved_usd"].add_metric(labels, float(view.state.reserved.usd))
             gauges["remaining_usd"].add_metric(labels, float(view.remaining_usd))
             gauges["utilisation_ratio"].add_metric(labels, float(view.utilisation))
+            gauges["window_seconds"].add_metric(labels, view.window_end - view.window_start)
             if view.forecast is not None:
                 gauges["forecast_usd"].add_metric(labels, float(view.forecast.projected_spend))
         yield from gauges.values()

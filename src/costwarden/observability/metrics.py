@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -45,6 +54,8 @@ BUCKETS = (
     300.0,
     600.0,
 )
+# Time to the first streamed event: a cached prefix answers in tens of ms, a queued one in minutes.
+FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 NONE = "none"
 OTHER = "other"
 
@@ -82,9 +93,17 @@ class GatewayMetrics:
         )
         self.duration = Histogram(
             "costwarden_request_duration_seconds",
-            "Request duration: `gateway` is the whole request, `upstream` the time spent upstream.",
+            "Request duration: `gateway` is the whole request, `upstream` the time spent upstream, "
+            "`overhead` the gateway's own share (gateway minus upstream) of requests that went upstream.",
             [*config.histogram_labels, "phase"],
             buckets=BUCKETS,
+            registry=registry,
+        )
+        self.first_token = Histogram(
+            "costwarden_time_to_first_token_seconds",
+            "Streams: time from the request's arrival to the first event relayed to the client.",
+            ["deployment"],
+            buckets=FIRST_TOKEN_BUCKETS,
             registry=registry,
         )
         self.tokens = Counter("costwarden_tokens", "Tokens metered.", [*SCOPE, "direction"], registry=registry)
@@ -104,6 +123,10 @@ class GatewayMetrics:
             registry=registry,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        # The process's CPU, memory, file descriptors and Python's GC, as every exporter has them.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+        Info("costwarden_build", "The costwarden version serving.", registry=registry).info({"version": _version()})
 
     def child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         key = (id(metric), labels)
@@ -156,6 +179,10 @@ class Observe(PassStage):
         m.child(m.duration, (*timing, "gateway")).observe(exchange.latency_ms / 1000.0)
         if exchange.upstream_seconds is not None:
             m.child(m.duration, (*timing, "upstream")).observe(exchange.upstream_seconds)
+            overhead = exchange.latency_ms / 1000.0 - exchange.upstream_seconds
+            m.child(m.duration, (*timing, "overhead")).observe(max(overhead, 0.0))
+        if exchange.first_token_seconds is not None:
+            m.child(m.first_token, (scope[0],)).observe(exchange.first_token_seconds)
         usage = exchange.usage
         if usage.input_tokens:
             m.child(m.tokens, (*scope, "input")).inc(usage.input_tokens)
@@ -165,6 +192,15 @@ class Observe(PassStage):
             m.child(m.tokens, (*scope, "cached")).inc(usage.cached_tokens)
         if exchange.cost:
             m.child(m.cost, scope).inc(float(exchange.cost))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("costwarden")
+    except PackageNotFoundError:  # running from a source tree
+        return "unknown"
 
 
 def count_implausible(metrics: GatewayMetrics) -> Callable[[Exchange], None]:

@@ -178,6 +178,8 @@ class Forwarder:
                 exchange.response_bytes += len(chunk)
                 out = relay.feed(chunk)
                 if out:
+                    if exchange.first_token_seconds is None:
+                        exchange.first_token_seconds = time.perf_counter() - exchange.started_perf
                     await channel.body(out, True)
                 if relay.done:
                     break
