@@ -59,3 +59,5 @@ class LiveView:
 
     def run_finished(self, run: Run) -> None:
         self.runs.append(run)
+        if self._task is not None:
+            self.progress.update(self._task, total=run.requests, completed=run.requests)

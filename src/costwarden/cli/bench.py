@@ -109,7 +109,9 @@ def bench(
     if markdown_out is not None:
         markdown_out.write_text(text, encoding="utf-8")
     if found.search is not None:
-        console.print(text.split("\n\n")[-2] if found.search else "", markup=False, highlight=False)
+        best = found.search.best_rate
+        answer = f"{best:g} req/s" if best is not None else "none (even the lowest rate missed it)"
+        console.print(f"highest arrival rate meeting {found.search.slo}: {answer}", highlight=False)
 
 
 def _prices(

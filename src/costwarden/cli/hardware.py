@@ -82,11 +82,11 @@ def recommend_cmd(
         console.print_json(orjson.dumps({"slo": slo, "rate": rate, "options": [_json(o) for o in options],
                                          "cannot_meet": [c.capacity.label for c in missing]}).decode())  # fmt: skip
     else:
-        _print(options, missing_labels=[c.capacity.label for c in missing], slo=slo, rate=rate)
+        _print(options, [(c.profile.name, c.capacity.label) for c in missing], slo, rate)
     raise typer.Exit(0 if options else 1)
 
 
-def _print(options: list[Option], missing_labels: list[str], slo: str, rate: float | None) -> None:
+def _print(options: list[Option], missing: list[tuple[str, str]], slo: str, rate: float | None) -> None:
     at = f"{rate:g} req/s" if rate is not None else "each profile's own capacity"
     if not options:
         errors.print(f"[bold red]no profile meets {slo}[/] (in any run measured)")
@@ -109,8 +109,8 @@ def _print(options: list[Option], missing_labels: list[str], slo: str, rate: flo
             format_usd(c.per_1k_requests), format_usd(c.per_1m_tokens) if c.per_1m_tokens is not None else "-",
             f"{o.headroom * 100:.0f}%", o.capacity.label,
         )  # fmt: skip
-    for label in missing_labels:
-        table.add_row("-", label.split(":")[0], "0", "-", "-", "-", "-", "-", "cannot meet the SLO")
+    for name, label in missing:
+        table.add_row("-", name, "0", "-", "-", "-", "-", "-", f"{label} (cannot meet the SLO)")
     console.print(table)
 
 
