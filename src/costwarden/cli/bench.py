@@ -11,12 +11,11 @@ from typing import Literal
 import typer
 
 from costwarden.bench import markdown, results
-from costwarden.bench.exchange import Target
+from costwarden.bench.api import make_target, run_plan
 from costwarden.bench.live import LiveView
 from costwarden.bench.loadgen import Load
-from costwarden.bench.payloads import PayloadError, endpoint, from_jsonl, generated
-from costwarden.bench.results import TargetInfo
-from costwarden.bench.runner import Plan, TargetDown, execute
+from costwarden.bench.payloads import PayloadError, from_jsonl, generated
+from costwarden.bench.runner import Plan, TargetDown
 from costwarden.cli.common import ConfigOption, config_or_exit, console, errors
 from costwarden.cli.hardware import profile_or_exit
 from costwarden.domain.hardware import HardwareProfile
@@ -90,18 +89,14 @@ def bench(
         searcher = RateSearch(search_start, search_max, min(search_start, 0.1), tolerance) if search else None
     except (PayloadError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {api_key}"} if api_key else {})
-    target = Target(endpoint(url, proto, deployment), headers, stream and proto == "openai", timeout)
-    info = TargetInfo(url=url, protocol=proto, deployment=deployment, stream=target.stream, via_gateway=False)
+    target, info = make_target(url, proto, deployment, api_key, stream, timeout)
     plan = Plan(target, info, payloads, load, repeat, objective, searcher, sheet, profile, warmup)
     view = LiveView(console)
     try:
         with view.live:
-            found = asyncio.run(execute(plan, view))
+            found = asyncio.run(run_plan(plan, view))
     except TargetDown as exc:
         raise fail(f"the target is down or refuses the request: {exc}") from exc
-    via = any(r.metered_usd is not None for r in found.runs)
-    found = found.model_copy(update={"target": info.model_copy(update={"via_gateway": via})})
     if out is not None:
         results.save(found, out)
         console.print(f"results: {out}")
