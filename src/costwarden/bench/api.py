@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Literal
 
+from costwarden.bench import loop
 from costwarden.bench.exchange import Sample, Target
 from costwarden.bench.loadgen import Load
 from costwarden.bench.payloads import endpoint, generated
@@ -66,4 +66,4 @@ def bench(
     payloads = generated(protocol, deployment, stream, 256, random.Random(seed), max_tokens)
     closed = None if rate is not None else concurrency
     load = Load(duration_s, rate=rate, concurrency=closed, requests=requests, seed=seed)
-    return asyncio.run(run_plan(Plan(target, info, payloads, load, repeats), Quiet()))
+    return loop.run(run_plan(Plan(target, info, payloads, load, repeats), Quiet()))

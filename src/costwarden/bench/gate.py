@@ -58,22 +58,38 @@ def read_policy(path: Path) -> dict[str, Decimal]:
     return {str(k): fraction(v, f"{path}: {k}") for k, v in data.items()}
 
 
-def load_pair(baseline: Path, current: Path) -> tuple[Results, Results]:
-    """Both files, or ResultsError when either is unusable or they measure different things."""
-    base, cur = load(baseline), load(current)
-    for name, results in ((baseline, base), (current, cur)):
+def load_side(paths: list[Path]) -> tuple[Results, Path]:
+    """One side of the comparison: the runs of every file (repeats may be benched one file at a
+    time, interleaved with the other side's, so machine noise falls on both sides alike)."""
+    if not paths:
+        raise ResultsError("no results files given")
+    found = [(path, load(path)) for path in paths]
+    for path, results in found:
         if not results.runs:
-            raise ResultsError(f"{name}: the results have no runs")
-    b, c = base.target, cur.target
+            raise ResultsError(f"{path}: the results have no runs")
+    first_path, first = found[0]
+    for path, results in found[1:]:
+        _same_target(first_path, first, path, results)
+    merged = first.model_copy(update={"runs": [run for _, results in found for run in results.runs]})
+    return merged, first_path
+
+
+def _same_target(a_path: Path, a: Results, b_path: Path, b: Results) -> None:
     for field in ("deployment", "protocol", "stream"):
-        if getattr(b, field) != getattr(c, field):
+        if getattr(a.target, field) != getattr(b.target, field):
             raise ResultsError(
-                f"the baseline and the current results measure different {field}s "
-                f"({getattr(b, field)!r} in {baseline}, {getattr(c, field)!r} in {current}): compare like with like"
+                f"the results measure different {field}s ({getattr(a.target, field)!r} in {a_path}, "
+                f"{getattr(b.target, field)!r} in {b_path}): compare like with like"
             )
+
+
+def load_pair(baseline: list[Path], current: list[Path]) -> tuple[Results, Results]:
+    """Both sides, or ResultsError when a file is unusable or they measure different things."""
+    (base, base_path), (cur, cur_path) = load_side(baseline), load_side(current)
+    _same_target(base_path, base, cur_path, cur)
     bases = {r.cost.basis.split(" ")[0] for r in base.runs + cur.runs if r.cost is not None}
     if len(bases) > 1:
-        raise ResultsError(f"the two files price cost on different bases ({sorted(bases)}): rerun both the same way")
+        raise ResultsError(f"the two sides price cost on different bases ({sorted(bases)}): rerun both the same way")
     return base, cur
 
 

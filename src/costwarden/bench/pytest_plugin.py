@@ -56,7 +56,7 @@ class Gate:
         baseline = self.baseline_dir / f"{key}.json" if self.baseline_dir is not None else None
         if baseline is None or not baseline.is_file():
             return []
-        findings = compare(load(baseline), results, self.policy)
+        findings = compare(load(baseline), results, self.policy)  # one file a side: sequential repeats
         if overall(findings) is Verdict.FAIL:
             pytest.fail(markdown(findings, str(baseline), key), pytrace=False)
         return findings

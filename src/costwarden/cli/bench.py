@@ -3,14 +3,13 @@ measure latency, throughput, errors and cost per unit, optionally search the hig
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 from typing import Literal
 
 import typer
 
-from costwarden.bench import markdown, results
+from costwarden.bench import loop, markdown, results
 from costwarden.bench.api import make_target, run_plan
 from costwarden.bench.live import LiveView
 from costwarden.bench.loadgen import Load
@@ -94,7 +93,7 @@ def bench(
     view = LiveView(console)
     try:
         with view.live:
-            found = asyncio.run(run_plan(plan, view))
+            found = loop.run(run_plan(plan, view))
     except TargetDown as exc:
         raise fail(f"the target is down or refuses the request: {exc}") from exc
     if out is not None:

@@ -16,8 +16,8 @@ from costwarden.domain.gate import Verdict, overall
 
 
 def check(
-    baseline: Path = typer.Option(..., help="Results JSON of the base (e.g. the main branch)."),
-    current: Path = typer.Option(..., help="Results JSON of the change."),
+    baseline: list[Path] = typer.Option(..., help="Results JSON of the base (repeat the option for several)."),
+    current: list[Path] = typer.Option(..., help="Results JSON of the change (repeatable)."),
     max_cost_increase: str | None = typer.Option(None, help="e.g. 5% (default 5%)."),
     max_p99_increase: str | None = typer.Option(None, help="e.g. 10% (default 10%); also TTFT/TPOT p99."),
     max_error_rate: str | None = typer.Option(None, help="e.g. 0.5% (default 0.5%)."),
@@ -43,12 +43,13 @@ def check(
         errors.print(f"[bold red]check:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     findings = compare(base, cur, rules, seed)
-    text = markdown(findings, str(baseline), str(current))
+    base_names, cur_names = ", ".join(map(str, baseline)), ", ".join(map(str, current))
+    text = markdown(findings, base_names, cur_names)
     console.print(text, markup=False, highlight=False, soft_wrap=True)
     if markdown_out is not None:
         markdown_out.write_text(text, encoding="utf-8")
     if json_out is not None:
-        json_out.write_bytes(as_json(findings, str(baseline), str(current)))
+        json_out.write_bytes(as_json(findings, base_names, cur_names))
     if junit_out is not None:
         junit_out.write_bytes(junit(findings))
     raise typer.Exit(1 if overall(findings) is Verdict.FAIL else 0)

@@ -85,3 +85,16 @@ def test_bad_thresholds_exit_2(tmp_path: Path, args: list[str], message: str) ->
     policy.write_text("max_latency: 5%\n")
     code, text = check("--baseline", base, "--current", base, *[str(policy) if a == "POLICY" else a for a in args])
     assert code == 2 and message in text
+
+
+def test_repeats_from_several_files_are_pooled_per_side(tmp_path: Path) -> None:
+    bases = [write(tmp_path / f"b{i}.json", [run(10.0 + i / 10)]) for i in range(3)]
+    same = [write(tmp_path / f"s{i}.json", [run(10.1 - i / 10)]) for i in range(3)]
+    slow = [write(tmp_path / f"x{i}.json", [run(15.0 + i / 10)]) for i in range(3)]
+    pairs = [a for pair in zip(["--baseline"] * 3, bases, strict=True) for a in pair]
+    code, text = check(*pairs, *[a for p in zip(["--current"] * 3, same, strict=True) for a in p])
+    assert code == 0 and "median of 3 run(s) vs 3" in " ".join(text.split())
+    assert check(*pairs, *[a for p in zip(["--current"] * 3, slow, strict=True) for a in p])[0] == 1
+    other = write(tmp_path / "other.json", [run(10.0)], deployment="other")
+    code, text = check(*pairs, "--current", same[0], "--current", other)
+    assert code == 2 and "different deployments" in " ".join(text.split())
