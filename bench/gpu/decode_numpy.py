@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -52,7 +53,7 @@ class Model:
             q, k, v = (a.reshape(batch, t, HEADS, d).transpose(0, 2, 1, 3) for a in np.split(h, 3, axis=-1))
             kv[0] = k if kv[0].size == 0 else np.concatenate([kv[0], k], axis=2)
             kv[1] = v if kv[1].size == 0 else np.concatenate([kv[1], v], axis=2)
-            att = q @ kv[0].transpose(0, 1, 3, 2) / np.sqrt(d)
+            att = q @ kv[0].transpose(0, 1, 3, 2) * (1.0 / math.sqrt(d))  # a Python float keeps float32
             if t > 1:
                 att = att + np.triu(np.full((t, t), -1e9, np.float32), 1)
             att = np.exp(att - att.max(-1, keepdims=True))

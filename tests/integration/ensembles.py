@@ -1,5 +1,5 @@
 """Two scikit-learn models of clearly different cost per request, served by one real MLServer:
-`small` (a 5-tree random forest) and `large` (150 trees), both trained on iris in the fixture."""
+`small` (a 5-tree random forest) and `large` (300 trees), both trained on iris in the fixture."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from tests.integration.procs import MLSERVER_BIN, Proc, free_port, wait_until
 
-TREES = {"small": 5, "large": 150}
+TREES = {"small": 5, "large": 300}
 
 
 def train(folder: Path) -> None:

@@ -60,7 +60,9 @@ def test_bench_measures_both_and_reconciles_with_the_ledger(gateway: Gateway, me
         assert run.cost is not None and run.cost.basis == "gateway"
         assert run.cost.per_1k_requests == Decimal(ITEM_PRICE) * 1000  # one item per request
     assert small.runs[0].latency_ms is not None and large.runs[0].latency_ms is not None
-    assert large.runs[0].latency_ms.p50 > 3 * small.runs[0].latency_ms.p50  # clearly different cost
+    # Clearly different cost: ~20x the CPU per request alone; at least 2x even when other work on
+    # this shared machine queues both behind it.
+    assert large.runs[0].latency_ms.p50 > 2 * small.runs[0].latency_ms.p50
     records = ledger.wait_for(gateway.ledger, 2 * (REQUESTS + 1))
     for name, results in (("small", small), ("large", large)):
         mine = [r for r in records if r.deployment == name]
@@ -131,10 +133,10 @@ def test_the_gate_passes_identical_runs_and_fails_a_slower_model_version(
     (tmp_path / "same").mkdir()
     code, text = check(*interleaved(gateway, gateway, tmp_path / "same", 5), "--junit", tmp_path / "same.xml")
     assert code == 0, text
+    (tmp_path / "pr-results").mkdir()
     slower = start_gateway(tmp_path, textmodel.url, ensembles.url, "large", "pr")  # clf -> the large ensemble
-    (tmp_path / "pr").mkdir()
     try:
-        base, pr = interleaved(gateway, slower, tmp_path / "pr", 3)
+        base, pr = interleaved(gateway, slower, tmp_path / "pr-results", 3)
     finally:
         slower.stop()
     code, text = check(base, pr, "--junit", tmp_path / "pr.xml", "--markdown", tmp_path / "pr.md")

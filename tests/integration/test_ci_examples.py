@@ -20,15 +20,15 @@ CI = ROOT / "examples/ci"
 
 def test_bench_sh_on_two_identical_checkouts_passes_the_gate(tmp_path: Path) -> None:
     need(MLSERVER_BIN.exists() and IRIS_MODEL.exists(), "MLServer with the iris model (run scripts/setup-mlserver)")
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "BENCH_REQUESTS": "30"}
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "BENCH_REQUESTS": "20"}
     done = subprocess.run(
-        [str(CI / "bench.sh"), str(tmp_path / "results"), str(ROOT), str(ROOT), "3"],
+        [str(CI / "bench.sh"), str(tmp_path / "results"), str(ROOT), str(ROOT), "2"],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     base = sorted((tmp_path / "results").glob("a-*.json"))
     current = sorted((tmp_path / "results").glob("b-*.json"))
-    assert len(base) == len(current) == 3
+    assert len(base) == len(current) == 2
     sides = [a for p in base for a in ("--baseline", p)] + [a for p in current for a in ("--current", p)]
     gate = costwarden("check", *sides, "--policy", CI / "policy.yaml", "--junit", tmp_path / "junit.xml")
     assert gate.returncode == 0, gate.stdout + gate.stderr

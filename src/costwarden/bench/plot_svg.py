@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from decimal import Decimal
 from html import escape
 
@@ -29,15 +31,14 @@ def render(candidates: list[Candidate], slo: Slo, required_rate: float | None) -
     series = [(c, points(c, slo)) for c in candidates]
     xs = [x for _, ps in series for x, _, _ in ps] + ([required_rate] if required_rate else [])
     ys = [y for _, ps in series for _, y, _ in ps]
-    x_max = max(xs, default=1.0) * 1.05 or 1.0
-    y_max = max(ys, default=1.0) * 1.1 or 1.0
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+    x_axis, y_axis = Axis.over(xs), Axis.over(ys)
 
     def px(x: float) -> float:
-        return LEFT + x / x_max * plot_w
+        return LEFT + x_axis.fraction(x) * plot_w
 
     def py(y: float) -> float:
-        return TOP + plot_h - y / y_max * plot_h
+        return TOP + plot_h - y_axis.fraction(y) * plot_h
 
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
@@ -45,12 +46,11 @@ def render(candidates: list[Candidate], slo: Slo, required_rate: float | None) -
         f'<text x="{LEFT}" y="22" font-size="14">Cost per 1k requests vs throughput (SLO {escape(slo.text)})</text>',
         f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="black"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="black"/>',
-        f'<text x="{LEFT + plot_w / 2}" y="{H - 12}" text-anchor="middle">requests/s</text>',
+        f'<text x="{LEFT + plot_w / 2}" y="{H - 12}" text-anchor="middle">requests/s{x_axis.note}</text>',
         f'<text x="16" y="{TOP + plot_h / 2}" transform="rotate(-90 16 {TOP + plot_h / 2})" '
-        'text-anchor="middle">USD per 1k requests</text>',
+        f'text-anchor="middle">USD per 1k requests{y_axis.note}</text>',
     ]
-    for i in range(5):
-        xv, yv = x_max * i / 4, y_max * i / 4
+    for xv, yv in zip(x_axis.ticks(), y_axis.ticks(), strict=True):
         out.append(f'<text x="{px(xv):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{xv:.3g}</text>')
         out.append(f'<text x="{LEFT - 6}" y="{py(yv) + 4:.1f}" text-anchor="end">{_usd(yv)}</text>')
     if required_rate:
@@ -72,6 +72,35 @@ def render(candidates: list[Candidate], slo: Slo, required_rate: float | None) -
     out.append(f'<text x="{W - RIGHT + 12}" y="{TOP + 16 * len(series) + 14}">hollow: missed the SLO</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """Linear from 0, or logarithmic when the values span more than a factor of 30."""
+
+    low: float
+    high: float
+    log: bool
+
+    @classmethod
+    def over(cls, values: list[float]) -> Axis:
+        positive = [v for v in values if v > 0] or [1.0]
+        low, high = min(positive), max(positive)
+        if high / low > 30:
+            return cls(math.log10(low) - 0.1, math.log10(high) + 0.1, True)
+        return cls(0.0, high * 1.1, False)
+
+    @property
+    def note(self) -> str:
+        return " (log scale)" if self.log else ""
+
+    def fraction(self, value: float) -> float:
+        at = math.log10(max(value, 1e-12)) if self.log else value
+        return (at - self.low) / (self.high - self.low)
+
+    def ticks(self) -> list[float]:
+        steps = [self.low + (self.high - self.low) * i / 4 for i in range(5)]
+        return [10**s for s in steps] if self.log else steps
 
 
 def _usd(value: float) -> str:

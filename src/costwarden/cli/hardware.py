@@ -105,7 +105,7 @@ def _print(options: list[Option], missing: list[tuple[str, str]], slo: str, rate
     for i, o in enumerate(options, start=1):
         c = o.cost
         table.add_row(
-            str(i), o.capacity.profile.name, f"{o.capacity.requests_per_s:.1f}", str(o.replicas), f"{o.hourly_usd}",
+            str(i), o.capacity.profile.name, f"{o.capacity.requests_per_s:.3g}", str(o.replicas), f"{o.hourly_usd}",
             format_usd(c.per_1k_requests), format_usd(c.per_1m_tokens) if c.per_1m_tokens is not None else "-",
             f"{o.headroom * 100:.0f}%", o.capacity.label,
         )  # fmt: skip
