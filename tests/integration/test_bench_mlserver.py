@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 
 import orjson
 import pytest
+import yaml
 
 from costwarden.bench.results import load
 from costwarden.domain.money import ZERO
@@ -163,3 +164,20 @@ def test_the_gate_fails_a_token_hungrier_version_on_cost(gateway: Gateway, tmp_p
     assert cost["verdict"] == "fail" and verdict["verdict"] == "fail"
 
 
+
+
+def test_prices_applied_by_the_bench_equal_what_the_gateway_meters(gateway: Gateway, tmp_path: Path) -> None:
+    """Straight at the text model, priced from the config as `chat`, against the same requests
+    through the gateway: the same usage, so the same cost to the nano-dollar."""
+    args = ["--concurrency", "1", "--requests", "20", "--duration", "60", "--max-tokens", "16"]
+    bench(gateway, "chat", tmp_path / "via.json", *args)
+    config = yaml.safe_load(gateway.config_path.read_text())
+    upstream = next(d for d in config["deployments"] if d["name"] == "chat")
+    direct = costwarden("bench", upstream["upstream"], "-d", upstream["model"], "--config", gateway.config_path,
+                        "--priced-as", "chat", "-o", tmp_path / "direct.json", *args)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    (via,), (own,) = load(tmp_path / "via.json").runs, load(tmp_path / "direct.json").runs
+    assert via.cost is not None and own.cost is not None
+    assert (via.cost.basis, own.cost.basis) == ("gateway", "prices")
+    assert (own.input_tokens, own.output_tokens) == (via.input_tokens, via.output_tokens)
+    assert own.cost.total_usd == via.cost.total_usd == via.metered_usd

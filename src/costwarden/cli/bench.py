@@ -59,6 +59,7 @@ def bench(
     search_max: float = typer.Option(1000.0, help="Search: highest rate tried."),
     tolerance: float = typer.Option(0.1, help="Search: stop when the bracket is within this fraction."),
     hardware: str | None = typer.Option(None, help="Hardware profile (config `hardware:` or catalogue) for $/h."),
+    priced_as: str | None = typer.Option(None, help="Config deployment whose prices apply (default: --deployment)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write results JSON here."),
     markdown_out: Path | None = typer.Option(None, "--markdown", help="Write a markdown summary here."),
     timeout: float = typer.Option(60.0, help="Seconds per request."),
@@ -76,7 +77,9 @@ def bench(
         raise fail("--search needs --slo")
     if not search and (rate is None) == (concurrency is None):
         raise fail("give --rate (open loop) or --concurrency (closed loop)")
-    sheet, profile = _prices(config, deployment, hardware)
+    sheet, profile = _prices(config, priced_as or deployment, hardware)
+    if priced_as is not None and sheet is None:
+        raise fail(f"--priced-as {priced_as!r}: no such deployment in the config (or no --config)")
     try:
         payloads = (
             from_jsonl(requests_file, proto, deployment, stream)

@@ -36,6 +36,7 @@ def test_a_target_that_is_down_exits_2() -> None:
         (["--rate", "-5"], "duration and rate must be above zero"),
         (["--rate", "5", "--hardware", "no-such-box"], "unknown hardware profile"),
         (["--rate", "5", "--requests-file", "MISSING"], "cannot read the payload file"),
+        (["--rate", "5", "--priced-as", "nope"], "--priced-as 'nope': no such deployment"),
     ],
 )
 def test_bad_bench_options_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
