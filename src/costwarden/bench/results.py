@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costwarden.domain.hardware import HardwareProfile
 
@@ -26,18 +26,22 @@ class Frozen(BaseModel):
 
 class Cost(Frozen):
     basis: str  # "gateway" (the gateway's metered cost), "prices" (the config's), or "hardware ..."
-    total_usd: Decimal
-    per_1k_requests: Decimal
-    per_1m_tokens: Decimal | None = None
+    total_usd: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    per_1k_requests: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+    per_1m_tokens: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
 
 
 class Percentiles(Frozen):
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-    mean: float
+    p50: NonNegative
+    p90: NonNegative
+    p95: NonNegative
+    p99: NonNegative
+    max: NonNegative
+    mean: NonNegative
 
 
 class Run(Frozen):
@@ -48,16 +52,16 @@ class Run(Frozen):
     arrival: str | None = None
     offered_rate: float | None = None
     concurrency: int | None = None
-    duration_s: float
-    requests: int
-    ok: int
-    errors: dict[str, int]
-    error_rate: float
-    throughput_rps: float
-    tokens_per_s: float
-    input_tokens: int
-    output_tokens: int
-    items: int
+    duration_s: NonNegative
+    requests: Count
+    ok: Count
+    errors: dict[str, Count]
+    error_rate: Annotated[float, Field(ge=0, le=1)]
+    throughput_rps: NonNegative
+    tokens_per_s: NonNegative
+    input_tokens: Count
+    output_tokens: Count
+    items: Count
     latency_ms: Percentiles | None
     ttft_ms: Percentiles | None = None
     tpot_ms: Percentiles | None = None

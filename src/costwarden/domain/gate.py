@@ -50,8 +50,8 @@ def bootstrap_ratio(
     """Percentile bootstrap interval of median(current) / median(baseline), resampling each side."""
     if not baseline or not current:
         raise ValueError("each side needs at least one run")
-    if min(baseline) <= 0:
-        raise ValueError("baseline values must be above zero")
+    if min(baseline) <= 0 or min(current) < 0:
+        raise ValueError("baseline values must be above zero, current ones not negative")
     point = median(current) / median(baseline)
     if len(baseline) == 1 and len(current) == 1:
         return Interval(point, point, point)
@@ -72,6 +72,8 @@ def latency_check(
     limit = f"+{_pct(max_increase)}"
     if not baseline or not current:
         return Finding(name, "-", "-", "-", limit, Verdict.SKIP, "not measured on both sides")
+    if min(baseline) <= 0 or min(current) < 0:
+        return Finding(name, "-", "-", "-", limit, Verdict.SKIP, "a baseline of zero has no ratio")
     interval = bootstrap_ratio(baseline, current, rng)
     failed = interval.low > 1 + float(max_increase)
     detail = (

@@ -51,6 +51,10 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     missing = tmp_path / "missing.json"
     del data["runs"][0]["latency_ms"]
     missing.write_bytes(orjson.dumps(data))
+    negative = tmp_path / "negative.json"
+    bad = orjson.loads(base.read_bytes())
+    bad["runs"][0]["latency_ms"]["p99"] = -1.0
+    negative.write_bytes(orjson.dumps(bad))
     not_json = tmp_path / "garbage.json"
     not_json.write_text("{not json")
     return {
@@ -59,11 +63,12 @@ def bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "newer": (newer, "newer costwarden"),
         "missing": (missing, "runs.0.latency_ms: Field required"),
         "not json": (not_json, "not JSON"),
+        "negative": (negative, "runs.0.latency_ms.p99: Input should be greater than or equal to 0"),
         "absent": (tmp_path / "absent.json", "cannot read"),
     }
 
 
-@pytest.mark.parametrize("case", ["deployment", "protocol", "newer", "missing", "not json", "absent"])
+@pytest.mark.parametrize("case", ["deployment", "protocol", "newer", "missing", "not json", "negative", "absent"])
 def test_input_errors_exit_2_with_a_clear_message(tmp_path: Path, case: str) -> None:
     current, message = bad_files(tmp_path)[case]
     code, text = check("--baseline", tmp_path / "base.json", "--current", current)

@@ -64,3 +64,8 @@ def test_error_rate_and_the_overall_verdict() -> None:
     assert ok.verdict is Verdict.PASS and bad.verdict is Verdict.FAIL
     assert error_rate_check(0, 0, Decimal("0.005")).verdict is Verdict.FAIL  # nothing was served
     assert overall([ok]) is Verdict.PASS and overall([ok, bad]) is Verdict.FAIL
+
+
+def test_a_zero_baseline_is_skipped_not_divided_by() -> None:
+    finding = latency_check("p99", [0.0, 1.0], [1.0, 1.0], TEN, random.Random(0))
+    assert finding.verdict is Verdict.SKIP
