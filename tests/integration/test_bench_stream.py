@@ -11,12 +11,15 @@ from __future__ import annotations
 import random
 import statistics
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from costwarden.bench.exchange import Target
 from costwarden.bench.loadgen import Load, run_load
 from costwarden.bench.payloads import endpoint, generated
+from costwarden.bench.results import load
+from tests.integration.bench_cli import costwarden
 from tests.integration.procs import TextModel
 from tests.integration.stream_relay import StreamRelay
 
@@ -53,3 +56,23 @@ async def test_ttft_and_tpot_agree_with_an_independent_relay_within_1_ms(slow_te
     ttft_gaps = [abs(s.ttft_s - t.ttft) for s, t in zip(samples, relay.streams, strict=True) if s.ttft_s is not None]
     assert statistics.median(ttft_gaps) < 0.001, ttft_gaps
     assert sum(gap < 0.001 for gap in ttft_gaps) >= 0.9 * REQUESTS, ttft_gaps
+
+
+def test_the_rate_search_doubles_while_the_slo_holds_and_reports_none_when_nothing_meets_it(
+    slow_textmodel: TextModel, tmp_path: Path
+) -> None:
+    common = [slow_textmodel.url, "-d", "markov-small", "--stream", "--max-tokens", "4", "--search",
+              "--search-start", "2", "--search-max", "8", "--duration", "1", "--arrival", "uniform"]  # fmt: skip
+    met = costwarden("bench", *common, "--slo", "ttft<=30s, tpot<=30s", "-o", tmp_path / "met.json")
+    assert met.returncode == 0, met.stderr
+    found = load(tmp_path / "met.json")
+    assert found.search is not None and (found.search.best_rate, found.search.steps) == (8.0, 3)
+    assert [r.offered_rate for r in found.runs] == [2.0, 4.0, 8.0]
+    assert all(r.slo_violations == [] and r.ttft_ms is not None for r in found.runs)
+    assert "highest arrival rate meeting ttft<=30s, tpot<=30s: 8 req/s" in " ".join(met.stdout.split())
+    never = costwarden("bench", *common, "--slo", "ttft<=1us", "-o", tmp_path / "never.json")
+    assert never.returncode == 0, never.stderr
+    missed = load(tmp_path / "never.json")
+    assert missed.search is not None and missed.search.best_rate is None
+    assert [r.offered_rate for r in missed.runs] == [2.0, 1.0, 0.5, 0.25, 0.125]
+    assert "none (even the lowest rate missed it)" in never.stdout
