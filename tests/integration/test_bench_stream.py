@@ -76,3 +76,10 @@ def test_the_rate_search_doubles_while_the_slo_holds_and_reports_none_when_nothi
     assert missed.search is not None and missed.search.best_rate is None
     assert [r.offered_rate for r in missed.runs] == [2.0, 1.0, 0.5, 0.25, 0.125]
     assert "none (even the lowest rate missed it)" in never.stdout
+
+
+def test_an_unwritable_results_path_exits_2(slow_textmodel: TextModel, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = costwarden("bench", slow_textmodel.url, "-d", "markov-small", "--concurrency", "1", "--requests", "2",
+                      "--max-tokens", "2", "-o", tmp_path / "file" / "results.json")  # fmt: skip
+    assert done.returncode == 2 and "cannot write the results" in done.stderr and "Traceback" not in done.stderr

@@ -99,12 +99,17 @@ def bench(
             found = loop.run(run_plan(plan, view))
     except TargetDown as exc:
         raise fail(f"the target is down or refuses the request: {exc}") from exc
-    if out is not None:
-        results.save(found, out)
-        console.print(f"results: {out}")
-    text = markdown.render(found)
-    if markdown_out is not None:
-        markdown_out.write_text(text, encoding="utf-8")
+    except KeyboardInterrupt:
+        errors.print("bench: interrupted; no results written")
+        raise typer.Exit(130) from None
+    try:
+        if out is not None:
+            results.save(found, out)
+            console.print(f"results: {out}")
+        if markdown_out is not None:
+            markdown_out.write_text(markdown.render(found), encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot write the results: {exc}") from exc
     if found.search is not None:
         best = found.search.best_rate
         answer = f"{best:g} req/s" if best is not None else "none (even the lowest rate missed it)"
