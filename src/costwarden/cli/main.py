@@ -9,7 +9,9 @@ from pathlib import Path
 
 import typer
 
-from costwarden.cli import budgets, export, keys, ledger
+from costwarden.cli import budgets, export, hardware, keys, ledger
+from costwarden.cli.bench import bench
+from costwarden.cli.check import check as check_gate
 from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
 from costwarden.cli.report import report
 
@@ -22,6 +24,9 @@ app.add_typer(ledger.app, name="ledger")
 app.add_typer(export.app, name="export")
 app.command()(report)
 app.command()(budgets.alerts)
+app.command("bench")(bench)
+app.command("check")(check_gate)
+app.add_typer(hardware.app, name="hardware")
 
 
 @config_app.command("check")

@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.governance import GovernanceConfig
+from costwarden.config.hardware import HardwareConfig
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.observability import ObservabilityConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
@@ -201,6 +202,8 @@ class Config(Model):
     alerts: tuple[AlertSinkConfig, ...] = ()
     metrics: MetricsConfig = MetricsConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    # Machine shapes with hourly prices, for `costwarden bench` and `hardware recommend` (config/hardware.py).
+    hardware: tuple[HardwareConfig, ...] = ()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
@@ -225,6 +228,10 @@ class Config(Model):
         for i, key_id in enumerate(ids):
             if key_id in ids[:i]:
                 problems.append((("keys", i, "id"), f"key id {key_id!r} is used twice"))
+        profiles = [h.name for h in self.hardware]
+        for i, profile in enumerate(profiles):
+            if profile in profiles[:i]:
+                problems.append((("hardware", i, "name"), f"hardware profile {profile!r} is used twice"))
         return problems
 
     def _fallback_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
