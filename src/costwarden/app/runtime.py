@@ -21,6 +21,7 @@ from costwarden.chain.order import Chain
 from costwarden.chain.policy import policy_from_config
 from costwarden.chain.record import Record
 from costwarden.chain.route import RouteStage, RouteTable
+from costwarden.chain.stage import Stage
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.quarantine import Quarantined
@@ -28,14 +29,16 @@ from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
-from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
+from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, Store
+from costwarden.services.batch_run import BatchAuthenticate, JobRunner
+from costwarden.services.batch_worker import BatchWorker, WorkerCounts, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_store
+from costwarden.storage.factory import open_counters, open_lease, open_queue, open_store
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
@@ -74,6 +77,9 @@ class Runtime:
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._chain: Chain | None = None
+        batch = config.batch
+        self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
+        self._batch_worker: BatchWorker | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -90,6 +96,8 @@ class Runtime:
     async def start(self) -> None:
         storage = self.config.storage
         await self.store.open()
+        if self.batches is not None:
+            await self.batches.open()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -126,9 +134,22 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
-        self._chain = Chain(
+        self._chain = self._build_chain(Authenticate(self.keyring))
+        if self.batches is not None:
+            runner = JobRunner(self._build_chain(BatchAuthenticate(self.keyring)), self.config.batch.price_multiplier)
+            self._batch_worker = BatchWorker(self.batches, runner.run, self.config.batch, worker_owner())
+        self._recorder.start(storage.adopt_orphans_seconds)
+        self.keyring.start()
+        self._governor.start()
+        if self._batch_worker is not None:
+            self._batch_worker.start()
+
+    def _build_chain(self, authenticate: Stage) -> Chain:
+        """The chain, first stage given: a client's key (realtime) or a batch's key by id (batch jobs)."""
+        assert self._session is not None and self._recorder is not None and self._admit is not None
+        return Chain(
             before=[
-                Authenticate(self.keyring),
+                authenticate,
                 Attribute(),
                 RouteStage(self.routes, int(self.started_at)),
                 self._admit,
@@ -137,9 +158,6 @@ class Runtime:
             forwarder=Forwarder(self._session, self.balancer),
             after=[BoundUsage(count_implausible(self.metrics)), Meter(), Record(self._recorder)],
         )
-        self._recorder.start(storage.adopt_orphans_seconds)
-        self.keyring.start()
-        self._governor.start()
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
@@ -200,7 +218,13 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         return self._governor
 
+    @property
+    def batch_counts(self) -> WorkerCounts | None:
+        return self._batch_worker.counts if self._batch_worker is not None else None
+
     async def stop(self) -> None:
+        if self._batch_worker is not None:
+            await self._batch_worker.stop()
         if self._governor is not None:
             await self._governor.stop()
         await self.keyring.stop()
@@ -215,6 +239,8 @@ class Runtime:
         if self._session is not None:
             await self._session.close()
         await self.store.close()
+        if self.batches is not None:
+            await self.batches.close()
 
     async def ready(self) -> tuple[bool, dict[str, object]]:
         ledger = await self.store.ping()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from costwarden.domain.batch import BatchRef
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
@@ -61,6 +62,7 @@ class Exchange:
     ended_at: float = 0.0
     latency_ms: float = 0.0
     settled: bool = False
+    batch: BatchRef | None = None  # a queued job's request: its batch, job, key and price multiplier
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; `name` must be lower-case."""

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
+from costwarden.domain.money import quantize
 from costwarden.domain.pricing import price
 from costwarden.domain.record import Outcome
 
@@ -26,3 +27,5 @@ class Meter(PassStage):
             exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0
         )
         exchange.cost = price(route.sheet, usage, served=served and exchange.local_response is None)
+        if exchange.batch is not None:  # a batch job is priced at the batch multiplier (e.g. 0.5)
+            exchange.cost = quantize(exchange.cost * exchange.batch.price_multiplier)

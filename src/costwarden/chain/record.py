@@ -55,6 +55,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         response_bytes=exchange.response_bytes,
         cost_usd=exchange.cost,
         pricing_basis=pricing_basis(exchange),
+        batch_id=exchange.batch.batch_id if exchange.batch else None,
+        job_id=exchange.batch.job_id if exchange.batch else None,
     )
 
 

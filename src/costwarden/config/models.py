@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
+from costwarden.config.batch import BatchConfig
 from costwarden.config.governance import GovernanceConfig
 from costwarden.config.metrics import MetricsConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
@@ -162,6 +163,7 @@ class Config(Model):
     governance: GovernanceConfig = GovernanceConfig()
     alerts: tuple[AlertSinkConfig, ...] = ()
     metrics: MetricsConfig = MetricsConfig()
+    batch: BatchConfig = BatchConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""

@@ -62,6 +62,8 @@ class UsageRecord:
     response_bytes: int = 0
     cost_usd: Decimal = ZERO
     pricing_basis: str = "free"
+    batch_id: str | None = None  # a batch job's record: its batch and job (OpenAI Batch API)
+    job_id: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
@@ -112,6 +114,8 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "response_bytes",
     "cost_usd",
     "pricing_basis",
+    "batch_id",
+    "job_id",
 )
 
 

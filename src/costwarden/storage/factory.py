@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import CounterStore, Store
+from costwarden.ports import BatchBackend, CounterStore, Store
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
+from costwarden.storage.queue_sqlite import SQLiteQueue
 from costwarden.storage.sqlite import SQLiteStore
 
 
@@ -63,3 +64,17 @@ def open_lease(state_url: str | None, ttl_s: float) -> LocalLease | RedisLease:
     except ModuleNotFoundError as exc:
         _check_missing(exc, "shared state in Redis", "redis", ("redis",))
         raise
+
+
+def open_queue(url: str) -> BatchBackend:
+    """An unopened batch queue for `sqlite:///path` or `postgresql://...` (the ledger's by default)."""
+    if url.startswith("sqlite:///"):
+        return SQLiteQueue.from_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from costwarden.storage.queue_postgres import PostgresQueue
+        except ModuleNotFoundError as exc:
+            _check_missing(exc, "a PostgreSQL batch queue", "postgres", ("asyncpg",))
+            raise
+        return PostgresQueue.from_url(url)
+    raise ValueError(f"unsupported queue URL {url!r}: use sqlite:///path or postgresql://...")

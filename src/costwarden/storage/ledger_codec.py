@@ -40,4 +40,6 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         r.response_bytes,
         cost,
         r.pricing_basis,
+        r.batch_id,
+        r.job_id,
     )

@@ -60,6 +60,8 @@ _TYPES = (
     "int8",
     "numeric",
     "text",
+    "text",  # batch_id
+    "text",  # job_id
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")
