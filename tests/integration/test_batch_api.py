@@ -15,7 +15,7 @@ from costwarden.domain.money import quantize
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
-from tests.integration.procs import Gateway
+from tests.integration.procs import Gateway, wait_until
 from tests.integration.setup_config import CHAT_PRICES, KEYS
 
 MILLION = Decimal(1_000_000)
@@ -82,6 +82,8 @@ def test_sdk_runs_a_batch_priced_at_the_multiplier(make_gateway: GatewayFactory)
         assert [b.id for b in listed.data] == [created.id]
     results = [json.loads(x) for x in output]
     assert sorted(r["custom_id"] for r in results) == sorted(ids)
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'costwarden_batch_jobs_total{result="done"} 12.0' in metrics
     records = {r.request_id: r for r in ledger.wait_for(gateway.ledger, 12) if r.batch_id == created.id}
     assert len(records) == 12
     for result in results:
@@ -162,6 +164,9 @@ def test_a_cancelled_batch_runs_none_of_its_pending_jobs(make_gateway: GatewayFa
     with client(gateway) as sdk:
         uploaded = upload(sdk, [line(f"c{i}") for i in range(5)])
         batch = sdk.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+        waiting = "costwarden_batch_queue_depth 5.0"
+        wait_until(lambda: waiting in httpx.get(gateway.url + "/metrics").text, 10, "the queue depth metric")
+        assert sdk.batches.retrieve(batch.id).status == "in_progress"  # outside its window: nothing runs
         cancelling = sdk.batches.cancel(batch.id)
         assert cancelling.status in ("cancelling", "cancelled")
         done = wait_done(sdk, batch.id)

@@ -26,12 +26,13 @@ from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
+from costwarden.observability.batch_queue import BatchQueueCollector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.batch_run import BatchAuthenticate, JobRunner
-from costwarden.services.batch_worker import BatchWorker, WorkerCounts, worker_owner
+from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
@@ -137,7 +138,8 @@ class Runtime:
         self._chain = self._build_chain(Authenticate(self.keyring))
         if self.batches is not None:
             runner = JobRunner(self._build_chain(BatchAuthenticate(self.keyring)), self.config.batch.price_multiplier)
-            self._batch_worker = BatchWorker(self.batches, runner.run, self.config.batch, worker_owner())
+            self._batch_worker = worker = BatchWorker(self.batches, runner.run, self.config.batch, worker_owner())
+            self.registry.register(BatchQueueCollector(lambda: (worker.status, worker.counts)))
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
@@ -217,10 +219,6 @@ class Runtime:
         if self._governor is None:
             raise RuntimeError("the runtime is not started")
         return self._governor
-
-    @property
-    def batch_counts(self) -> WorkerCounts | None:
-        return self._batch_worker.counts if self._batch_worker is not None else None
 
     async def stop(self) -> None:
         if self._batch_worker is not None:

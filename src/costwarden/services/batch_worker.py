@@ -24,6 +24,7 @@ from costwarden.config.batch import BatchConfig
 from costwarden.domain.batch import Job, JobResult
 from costwarden.domain.batch_window import seconds_until_open
 from costwarden.ports import JobQueue
+from costwarden.services.batch_queue import QueueStatus, queue_status
 from costwarden.services.batch_run import next_request_id
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class BatchWorker:
         self._wake = asyncio.Event()
         self._next_start = 0.0
         self.counts = WorkerCounts()
+        self.status: QueueStatus | None = None  # the queue's depth as last read, for metrics
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="costwarden-batch-worker")
@@ -74,9 +76,10 @@ class BatchWorker:
         while True:
             try:
                 now = self._clock()
-                if now - last_finalize >= self._config.poll_seconds or not self._inflight:
+                if now - last_finalize >= self._config.poll_seconds:
                     await self._queue.finalize(now)
                     last_finalize = now
+                    self.status = await queue_status(self._queue, now)
                 closed_for = seconds_until_open(self._windows, now)
                 if closed_for > 0:
                     await asyncio.sleep(min(closed_for, self._config.poll_seconds))  # still closes batches
