@@ -6,6 +6,7 @@ object or error shape. A batch or file belongs to its key's team: another team g
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -93,7 +94,7 @@ class BatchApi:
 
     async def _upload(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
                       query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
-        upload = parse_upload(headers.get("content-type", ""), body)
+        upload = await asyncio.to_thread(parse_upload, headers.get("content-type", ""), body)
         file = await self._service.upload(who, upload.filename, upload.purpose, upload.content, time.time())
         return 200, _dump(file.to_json())
 

@@ -6,6 +6,7 @@ lines become queued jobs with their request ids fixed, bad lines go to the error
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 
@@ -77,7 +78,7 @@ class BatchService:
         found = await self._store.file(request.input_file_id, who.team)
         if found is None or found[0].purpose != "batch":
             raise not_found("input file", request.input_file_id)
-        parsed = parse_input(found[1], request.endpoint)
+        parsed = await asyncio.to_thread(parse_input, found[1], request.endpoint)  # a big file: off the loop
         batch = Batch(
             id=new_id("batch_", now),
             team=who.team,
