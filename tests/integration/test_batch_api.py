@@ -12,11 +12,11 @@ import openai
 import pytest
 
 from costwarden.domain.money import quantize
-from costwarden.domain.record import Outcome
+from costwarden.domain.record import Outcome, UsageRecord
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import Gateway, wait_until
-from tests.integration.setup_config import CHAT_PRICES, KEYS
+from tests.integration.setup_config import ADMIN_TOKEN, CHAT_PRICES, KEYS
 
 MILLION = Decimal(1_000_000)
 MULTIPLIER = Decimal("0.5")
@@ -177,3 +177,38 @@ def test_a_cancelled_batch_runs_none_of_its_pending_jobs(make_gateway: GatewayFa
     assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
     time.sleep(0.5)
     assert [r for r in ledger.records(gateway.ledger) if r.batch_id == batch.id] == []
+
+
+def test_jobs_refused_by_the_budget_wait_and_run_once_it_allows(make_gateway: GatewayFactory) -> None:
+    extra = {
+        "governance": {"evaluate_every_seconds": 0.3, "spikes": {"enabled": False}},
+        "batch": {**BATCH["batch"], "retry_seconds": 0.3},
+    }
+    gateway = make_gateway(extra=extra)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    budget = {"scope": {"team": "search"}, "window": "day", "limit_usd": "0.0004"}
+    assert httpx.put(gateway.url + "/admin/v1/budgets/search-day", json=budget, headers=admin).status_code == 200
+    with client(gateway) as sdk:
+        batch = sdk.batches.create(
+            input_file_id=upload(sdk, [line(f"b{i}") for i in range(20)]).id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+        )
+
+        def refused() -> list[UsageRecord]:
+            found = ledger.records(gateway.ledger)
+            return [r for r in found if r.batch_id == batch.id and r.error_code == "budget_exceeded"]
+
+        wait_until(lambda: len(refused()) >= 3, 30, "jobs refused by the budget")
+        waiting = sdk.batches.retrieve(batch.id)
+        assert waiting.status == "in_progress" and waiting.request_counts is not None
+        assert waiting.request_counts.failed == 0 and waiting.request_counts.completed < 20
+        raised = {**budget, "limit_usd": "5"}
+        assert httpx.put(gateway.url + "/admin/v1/budgets/search-day", json=raised, headers=admin).status_code == 200
+        done = wait_done(sdk, batch.id)
+    assert done.status == "completed" and done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (20, 0)
+    records = [r for r in ledger.wait_for(gateway.ledger, 23) if r.batch_id == batch.id]
+    served = [r for r in records if r.outcome is Outcome.SERVED]
+    assert len(served) == 20 and len({r.job_id for r in served}) == 20
+    assert all(r.outcome is Outcome.REJECTED and r.cost_usd == 0 for r in records if r not in served)
