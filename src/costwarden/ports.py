@@ -7,7 +7,7 @@ from typing import Protocol
 
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
 from costwarden.domain.alert import Alert
-from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, LineError
+from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, JobView, LineError
 from costwarden.domain.budget import BudgetState
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
@@ -204,7 +204,13 @@ class JobQueue(Protocol):
         """Drop the pending jobs of one batch (or of all): they go to the error file as purged."""
 
 
-class BatchBackend(BatchStore, JobQueue, Protocol):
+class JobLookup(Protocol):
+    """One job read by its owner's team (None for another team's or an unknown id)."""
+
+    async def job(self, job_id: str, team: str) -> JobView | None: ...
+
+
+class BatchBackend(BatchStore, JobQueue, JobLookup, Protocol):
     """One database holding batches and their queue."""
 
     async def open(self) -> None: ...

@@ -198,3 +198,24 @@ async def test_two_workers_never_lease_the_same_job(queue: BatchBackend, tmp_pat
         assert len(seen) == len(set(seen)) == 200
     finally:
         await other.close()
+
+
+async def test_a_job_is_read_by_its_team_through_its_life(queue: BatchBackend) -> None:
+    batch = make_batch()
+    await queue.create_batch(batch, make_jobs(batch, 1), [LineError(2, "dup", "duplicate_custom_id", "again")])
+    assert await queue.job(f"{batch.id}-job-0", "ads") is None
+    assert await queue.job("nope", "search") is None
+    pending = await queue.job(f"{batch.id}-job-0", "search")
+    assert pending is not None and pending.to_json()["status"] == "queued" and pending.result is None
+    [job] = await queue.claim("w", 1, T0, LEASE)
+    running = await queue.job(job.id, "search")
+    assert running is not None and running.to_json()["status"] == "running" and running.attempts == 1
+    await queue.finish(job, ok(job), T0 + 1)
+    done = await queue.job(job.id, "search")
+    assert done is not None and done.finished_at == T0 + 1
+    view = done.to_json()
+    assert view["status"] == "completed" and view["response"]["request_id"] == job.request_id
+    assert view["response"]["body"] == {"custom": "c0"}
+    bad = await queue.job(f"{batch.id}-line-2", "search")
+    assert bad is not None and bad.to_json()["status"] == "failed"
+    assert bad.to_json()["error"] == {"code": "duplicate_custom_id", "message": "again"}

@@ -82,6 +82,12 @@ def test_sdk_runs_a_batch_priced_at_the_multiplier(make_gateway: GatewayFactory)
         assert [b.id for b in listed.data] == [created.id]
     results = [json.loads(x) for x in output]
     assert sorted(r["custom_id"] for r in results) == sorted(ids)
+    first = results[0]
+    job_url = f"{gateway.url}/v1/costwarden/jobs/{first['id']}"
+    job = httpx.get(job_url, headers={"Authorization": f"Bearer {KEYS['search']}"}).json()
+    assert (job["status"], job["batch_id"], job["response"]) == ("completed", created.id, first["response"])
+    other = httpx.get(job_url, headers={"Authorization": f"Bearer {KEYS['ads']}"})
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
     metrics = httpx.get(gateway.url + "/metrics").text
     assert 'costwarden_batch_jobs_total{result="done"} 12.0' in metrics
     records = {r.request_id: r for r in ledger.wait_for(gateway.ledger, 12) if r.batch_id == created.id}

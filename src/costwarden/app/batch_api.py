@@ -25,7 +25,7 @@ from costwarden.services.batch import BatchRequest, BatchService, too_large
 from costwarden.services.keyring import KeyRing
 from costwarden.upstream.channel import ClientChannel
 
-PREFIXES = ("/v1/files", "/v1/batches")
+PREFIXES = ("/v1/files", "/v1/batches", "/v1/costwarden/jobs/")
 _JSON = (b"content-type", b"application/json")
 _ID = r"([A-Za-z0-9_\-]{1,128})"
 _UPLOAD_SLACK = 64 * 1024  # multipart framing around the file itself
@@ -51,6 +51,7 @@ class BatchApi:
             ("GET", re.compile(r"^/v1/batches$"), self._list),
             ("GET", re.compile(rf"^/v1/batches/{_ID}$"), self._batch),
             ("POST", re.compile(rf"^/v1/batches/{_ID}/cancel$"), self._cancel),
+            ("GET", re.compile(rf"^/v1/costwarden/jobs/{_ID}$"), self._job),
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,6 +135,10 @@ class BatchApi:
     async def _cancel(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
                       query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
         return 200, _dump((await self._service.cancel(who, args[0], time.time())).to_json())
+
+    async def _job(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
+                   query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
+        return 200, _dump((await self._service.job(who, args[0])).to_json())
 
 
 def _batch_request(body: bytes) -> BatchRequest:

@@ -291,3 +291,36 @@ class BatchRef:
     job_id: str
     key_id: str
     price_multiplier: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as its owner reads it (`GET /v1/costwarden/jobs/{id}`): its state and, once done, its result."""
+
+    id: str
+    batch_id: str
+    custom_id: str | None
+    state: str  # pending | leased | done
+    attempts: int
+    enqueued_at: float
+    finished_at: float | None
+    result: JobResult | None  # the answer, once the job ran
+    error: LineError | None  # why it did not run (bad line, cancelled, expired, purged)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.state != "done":
+            status = "queued" if self.state == "pending" else "running"
+        else:
+            status = "completed" if self.result is not None and self.result.ok else "failed"
+        line = orjson.loads(output_line(self.id, self.custom_id, self.result, self.error))
+        return {
+            "id": self.id,
+            "object": "costwarden.job",
+            "batch_id": self.batch_id,
+            "status": status,
+            "attempts": self.attempts,
+            "created_at": int(self.enqueued_at),
+            "finished_at": None if self.finished_at is None else int(self.finished_at),
+            "response": line["response"],
+            "error": line["error"],
+        }

@@ -10,6 +10,8 @@ import asyncio
 import os
 from dataclasses import dataclass
 
+import orjson
+
 from costwarden.config.batch import BatchConfig
 from costwarden.domain.batch import (
     COMPLETION_WINDOW_S,
@@ -18,12 +20,13 @@ from costwarden.domain.batch import (
     BatchFile,
     BatchStatus,
     Job,
+    JobView,
     LineError,
     parse_input,
 )
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.request_id import request_id
-from costwarden.ports import BatchStore
+from costwarden.ports import BatchBackend
 from costwarden.protocols.errors import GatewayError
 
 MAX_METADATA = 16
@@ -47,7 +50,7 @@ class BatchRequest:
 
 
 class BatchService:
-    def __init__(self, store: BatchStore, config: BatchConfig) -> None:
+    def __init__(self, store: BatchBackend, config: BatchConfig) -> None:
         self._store = store
         self._config = config
 
@@ -122,6 +125,30 @@ class BatchService:
     async def batches(self, who: KeyIdentity, after: str | None, limit: int) -> list[Batch]:
         return await self._store.batches(who.team, after, limit)
 
+    async def submit_one(self, who: KeyIdentity, endpoint: str, body: bytes, now: float) -> Job:
+        """Queue one realtime request (the `202` path: a budget action `queue`, or `X-Costwarden-Priority:
+        batch`) as a batch of one; its result is read with `job`. `body` is the request's JSON."""
+        parsed = parse_input(_one_line(endpoint, body), endpoint)
+        if not parsed.jobs:
+            error = parsed.errors[0]
+            raise GatewayError(400, error.code, error.message)
+        spec = parsed.jobs[0]
+        batch = Batch(
+            id=new_id("batch_", now), team=who.team, key_id=who.key_id, endpoint=endpoint, input_file_id="",
+            status=BatchStatus.IN_PROGRESS, created_at=now, expires_at=now + COMPLETION_WINDOW_S,
+            times={"in_progress_at": now}, metadata={"source": "realtime"},
+        )  # fmt: skip
+        job = Job(new_id("batch_req_", now), batch.id, who.key_id, endpoint, spec.custom_id, spec.body,
+                  new_id("", now), 0, now, 1)  # fmt: skip
+        await self._store.create_batch(batch, [job], [])
+        return job
+
+    async def job(self, who: KeyIdentity, job_id: str) -> JobView:
+        found = await self._store.job(job_id, who.team)
+        if found is None:
+            raise not_found("job", job_id)
+        return found
+
     async def cancel(self, who: KeyIdentity, batch_id: str, now: float) -> Batch:
         found = await self._store.cancel(batch_id, who.team, now)
         if found is None:
@@ -131,3 +158,11 @@ class BatchService:
 
 def too_large(limit: int) -> GatewayError:
     return GatewayError(413, "file_too_large", f"the file is larger than the limit of {limit} bytes")
+
+
+def _one_line(endpoint: str, body: bytes) -> bytes:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise GatewayError(400, "invalid_json", "the request body is not valid JSON") from None
+    return orjson.dumps({"custom_id": "realtime", "method": "POST", "url": endpoint, "body": parsed})

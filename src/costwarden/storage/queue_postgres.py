@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, LineError
+from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView, LineError
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
@@ -154,6 +154,10 @@ class PostgresQueue:
         times = orjson.dumps({**batch.times, "finalizing_at": now, update.stamp(status): now}).decode()
         await conn.execute(q.numbered(q.CLOSE_BATCH), status.value, times, update.output_id, update.error_id, batch_id)
         return True
+
+    async def job(self, job_id: str, team: str) -> JobView | None:
+        row = await self.pool.fetchrow(q.numbered(q.JOB_VIEW), job_id, team)
+        return None if row is None else q.job_view_from_row(tuple(row))
 
     async def depth(self, now: float) -> list[BatchDepth]:
         return [q.depth_from_row(tuple(r)) for r in await self.pool.fetch(q.DEPTH)]

@@ -19,6 +19,7 @@ from costwarden.domain.batch import (
     BatchStatus,
     Job,
     JobResult,
+    JobView,
     LineError,
     RequestCounts,
     output_line,
@@ -114,6 +115,11 @@ PURGE = (
     "UPDATE batch_jobs SET state = 'done', finished_at = ?, error_code = 'purged', "
     "error_message = 'the job was purged from the queue by an operator' WHERE state = 'pending' {only}"
 )
+JOB_VIEW = (
+    "SELECT j.id, j.batch_id, j.custom_id, j.state, j.attempts, j.enqueued_at, j.finished_at, j.status_code, "
+    "j.result, j.request_id, j.error_code, j.error_message, j.line "
+    "FROM batch_jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = ? AND b.team = ?"
+)
 CANCEL = "UPDATE batches SET status = 'cancelling', times = ? WHERE id = ? AND team = ? AND status = ?"
 
 
@@ -208,3 +214,16 @@ def result_files(rows: Sequence[Sequence[Any]]) -> tuple[bytes, bytes]:
 def depth_from_row(row: Sequence[Any]) -> BatchDepth:
     oldest = None if row[6] is None else float(row[6])
     return BatchDepth(row[0], row[1], BatchStatus(row[2]), int(row[3]), int(row[4]), int(row[5]), oldest)
+
+
+def job_view_from_row(row: Sequence[Any]) -> JobView:
+    job_id, batch_id, custom_id, state, attempts, enqueued, finished = row[:7]
+    status, body, request_id, code, message, line = row[7:]
+    result = None
+    error = None
+    if status is not None:
+        result = JobResult(int(status), bytes(body or b""), request_id, code, message)
+    elif code is not None:
+        error = LineError(int(line), custom_id, code, message or "")
+    ended = None if finished is None else float(finished)
+    return JobView(job_id, batch_id, custom_id, state, int(attempts), float(enqueued), ended, result, error)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, LineError
+from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView, LineError
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
@@ -168,6 +168,10 @@ class SQLiteQueue:
         times = orjson.dumps({**batch.times, "finalizing_at": now, update.stamp(status): now}).decode()
         conn.execute(q.CLOSE_BATCH, (status.value, times, update.output_id, update.error_id, batch_id))
         return True
+
+    async def job(self, job_id: str, team: str) -> JobView | None:
+        row = await self._run(lambda c: c.execute(q.JOB_VIEW, (job_id, team)).fetchone())
+        return None if row is None else q.job_view_from_row(row)
 
     async def depth(self, now: float) -> list[BatchDepth]:
         return [q.depth_from_row(r) for r in await self._run(lambda c: c.execute(q.DEPTH).fetchall())]

@@ -12,6 +12,9 @@ import pytest
 
 from costwarden.config.batch import BatchConfig
 from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchStatus, Job, JobResult
+from costwarden.domain.keys import KeyIdentity
+from costwarden.protocols.errors import GatewayError
+from costwarden.services.batch import BatchService
 from costwarden.services.batch_worker import BatchWorker
 from costwarden.storage.queue_sqlite import SQLiteQueue
 
@@ -149,3 +152,29 @@ async def test_a_run_that_dies_is_retried_under_the_same_request_id(queue: SQLit
     finally:
         await worker.stop()
     assert seen == ["rid0", "rid0"]
+
+
+async def test_one_realtime_request_queued_runs_and_is_read_back(queue: SQLiteQueue) -> None:
+    service = BatchService(queue, config())
+    who = KeyIdentity("k", "search", "ranking", "prod")
+    with pytest.raises(GatewayError) as bad:
+        await service.submit_one(who, "/v1/chat/completions", b'{"messages": []}', time.time())
+    assert bad.value.status == 400 and bad.value.code == "missing_model"
+    job = await service.submit_one(who, "/v1/chat/completions", b'{"model": "chat", "messages": []}', time.time())
+    assert (await service.job(who, job.id)).to_json()["status"] == "queued"
+
+    async def run(claimed: Job) -> JobResult:
+        assert claimed.id == job.id and claimed.request_id == job.request_id and claimed.body == job.body
+        return JobResult(200, b'{"answer": 42}', claimed.request_id)
+
+    worker = BatchWorker(queue, run, config(), "w")
+    worker.start()
+    try:
+        await until(lambda: worker.counts.done == 1)
+    finally:
+        await worker.stop()
+    view = (await service.job(who, job.id)).to_json()
+    assert view["status"] == "completed" and view["response"]["body"] == {"answer": 42}
+    with pytest.raises(GatewayError) as other:
+        await service.job(KeyIdentity("k2", "ads", "ctr", "prod"), job.id)
+    assert other.value.status == 404
