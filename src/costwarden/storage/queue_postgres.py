@@ -18,11 +18,13 @@ from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
 _SCHEMA_LOCK = 0x636F_7374_7175  # advisory lock: two gateways starting together create the tables once
-_CLAIM = q.numbered(
-    "UPDATE batch_jobs SET state = 'leased', owner = ?, lease_until = ?, attempts = attempts + 1 "
-    "WHERE id IN (SELECT j.id FROM batch_jobs j JOIN batches b ON b.id = j.batch_id "
-    f"WHERE {q.RUNNABLE} ORDER BY j.enqueued_at, j.line LIMIT ? FOR UPDATE OF j SKIP LOCKED) "
-    "RETURNING id"
+_CLAIMS = tuple(
+    q.numbered(
+        "UPDATE batch_jobs SET state = 'leased', owner = ?, lease_until = ?, attempts = attempts + 1 "
+        "WHERE id IN (SELECT j.id FROM batch_jobs j JOIN batches b ON b.id = j.batch_id "
+        f"WHERE {which} LIMIT ? FOR UPDATE OF j SKIP LOCKED) RETURNING id"
+    )
+    for which in (q.EXPIRED, q.WAITING)
 )
 
 
@@ -115,11 +117,13 @@ class PostgresQueue:
 
     async def claim(self, owner: str, limit: int, now: float, lease_s: float) -> list[Job]:
         async with self.pool.acquire() as conn, conn.transaction():
-            ids = [r[0] for r in await conn.fetch(_CLAIM, owner, now + lease_s, now, now, limit)]
+            ids: list[str] = []
+            for claim in _CLAIMS:
+                if len(ids) < limit:
+                    ids += [r[0] for r in await conn.fetch(claim, owner, now + lease_s, now, limit - len(ids))]
             if not ids:
                 return []
-            select = q.CLAIM_SELECT.split(" WHERE ")[0] + " WHERE j.id = ANY($1::text[]) ORDER BY j.enqueued_at, j.line"
-            rows = await conn.fetch(select, ids)
+            rows = await conn.fetch(f"{q.JOB_SELECT} WHERE j.id = ANY($1::text[]) ORDER BY j.enqueued_at, j.line", ids)
         # attempts was raised by the claim itself: job_from_row counts this run, so undo the +1 here
         return [q.job_from_row((*tuple(r)[:7], int(r[7]) - 1, r[8])) for r in rows]
 

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     finished_at DOUBLE PRECISION, status_code INTEGER, result {blob}, error_code TEXT, error_message TEXT
 );
 CREATE INDEX IF NOT EXISTS batch_jobs_batch ON batch_jobs (batch_id, line);
-CREATE INDEX IF NOT EXISTS batch_jobs_runnable ON batch_jobs (state, not_before)
+CREATE INDEX IF NOT EXISTS batch_jobs_queue ON batch_jobs (state, enqueued_at, line);
+CREATE INDEX IF NOT EXISTS batch_jobs_leases ON batch_jobs (state, lease_until)
 """
 
 PENDING, LEASED, DONE = "pending", "leased", "done"
@@ -68,14 +69,16 @@ COUNTS = (
     "COALESCE(SUM(CASE WHEN state = 'done' AND (status_code IS NULL OR status_code NOT BETWEEN 200 AND 299) "
     "THEN 1 ELSE 0 END), 0) FROM batch_jobs WHERE batch_id = ?"
 )
-RUNNABLE = (
-    "b.status = 'in_progress' AND ((j.state = 'pending' AND j.not_before <= ?) "
-    "OR (j.state = 'leased' AND j.lease_until <= ?))"
+# Two claims, each walking an index in order and stopping at its LIMIT (no sort of the whole queue):
+# jobs whose worker died (lease expired) first, then waiting jobs, oldest first.
+EXPIRED = "j.state = 'leased' AND j.lease_until <= ? AND b.status = 'in_progress' ORDER BY j.state, j.lease_until"
+WAITING = (
+    "j.state = 'pending' AND j.not_before <= ? AND b.status = 'in_progress' "
+    "ORDER BY j.state, j.enqueued_at, j.line"
 )
-CLAIM_SELECT = (
+JOB_SELECT = (
     "SELECT j.id, j.batch_id, b.key_id, b.endpoint, j.custom_id, j.body, j.request_id, j.attempts, j.enqueued_at "
-    f"FROM batch_jobs j JOIN batches b ON b.id = j.batch_id WHERE {RUNNABLE} "
-    "ORDER BY j.enqueued_at, j.line LIMIT ?"
+    "FROM batch_jobs j JOIN batches b ON b.id = j.batch_id"
 )
 FINISH = (
     "UPDATE batch_jobs SET state = 'done', owner = NULL, lease_until = NULL, finished_at = ?, status_code = ?, "

@@ -129,7 +129,9 @@ class SQLiteQueue:
 
     async def claim(self, owner: str, limit: int, now: float, lease_s: float) -> list[Job]:
         def write(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(q.CLAIM_SELECT, (now, now, limit)).fetchall()
+            rows = conn.execute(f"{q.JOB_SELECT} WHERE {q.EXPIRED} LIMIT ?", (now, limit)).fetchall()
+            if len(rows) < limit:
+                rows += conn.execute(f"{q.JOB_SELECT} WHERE {q.WAITING} LIMIT ?", (now, limit - len(rows))).fetchall()
             conn.executemany(
                 "UPDATE batch_jobs SET state = 'leased', owner = ?, lease_until = ?, attempts = attempts + 1 "
                 "WHERE id = ?",
