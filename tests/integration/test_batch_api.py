@@ -160,6 +160,17 @@ def test_another_team_gets_404_and_bad_requests_get_openai_errors(make_gateway: 
         assert over.errors.data[0].code == "too_many_requests"
     r = httpx.get(gateway.url + "/v1/batches", headers={"Authorization": "Bearer cw_nope_x"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    auth = {"Authorization": f"Bearer {KEYS['search']}"}
+    big = httpx.post(gateway.url + "/v1/batches", content=b"x" * 70_000, headers=auth)  # server.max_body_bytes
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    garbled = httpx.post(gateway.url + "/v1/batches", content=b"{nope", headers=auth)
+    assert garbled.status_code == 400 and garbled.json()["error"]["code"] == "invalid_json"
+    huge = httpx.get(gateway.url + "/v1/batches", params={"limit": str(2**64)}, headers=auth)
+    assert huge.status_code == 400 and huge.json()["error"]["code"] == "invalid_limit"
+    wrong = httpx.delete(gateway.url + f"/v1/batches/{batch.id}", headers=auth)
+    assert wrong.status_code == 405
+    form = httpx.post(gateway.url + "/v1/files", content=b"not a form", headers=auth)
+    assert form.status_code == 400 and form.json()["error"]["code"] == "invalid_upload"
 
 
 def test_a_cancelled_batch_runs_none_of_its_pending_jobs(make_gateway: GatewayFactory) -> None:

@@ -45,7 +45,7 @@ class CostwardenASGI:
                     server = self.runtime.config.server
                     self._body = body_reader(server)
                     self._body.start()
-                    self._batch_api = batch_api(self.runtime)
+                    self._batch_api = batch_api(self.runtime, self._body)
                     self._gateway = GatewayApp(
                         self.runtime.chain,
                         self._body,
@@ -63,7 +63,7 @@ class CostwardenASGI:
                 if self._body is not None:
                     await self._body.stop()
                 if self._batch_api is not None:
-                    await self._batch_api.body.stop()
+                    await self._batch_api.uploads.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -77,11 +77,11 @@ def header_limits(server: ServerConfig) -> HeaderLimits:
     return HeaderLimits(server.max_header_bytes, server.max_headers, server.max_header_value_bytes)
 
 
-def batch_api(runtime: Runtime) -> BatchApi | None:
+def batch_api(runtime: Runtime, requests: BodyReader) -> BatchApi | None:
     """The Batch API when batches are enabled, with its own (larger) body limit, started."""
     if runtime.batches is None:
         return None
     config, server = runtime.config.batch, runtime.config.server
     reader = batch_body_reader(config.max_file_bytes, max(server.body_timeout_seconds, 300.0), server.max_slow_bodies)
     reader.start()
-    return BatchApi(BatchService(runtime.batches, config), runtime.keyring, reader)
+    return BatchApi(BatchService(runtime.batches, config), runtime.keyring, reader, requests)

@@ -39,10 +39,12 @@ def _dump(value: object) -> bytes:
 class BatchApi:
     """Routes `/v1/files*` and `/v1/batches*` (ASGI); the gateway app sends those paths here."""
 
-    def __init__(self, service: BatchService, keys: KeyRing, body: BodyReader) -> None:
+    def __init__(self, service: BatchService, keys: KeyRing, uploads: BodyReader, requests: BodyReader) -> None:
+        """`uploads` reads `POST /v1/files` (up to batch.max_file_bytes); `requests` every other body."""
         self._service = service
         self._keys = keys
-        self.body = body
+        self.uploads = uploads
+        self._requests = requests
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"^/v1/files$"), self._upload),
             ("GET", re.compile(rf"^/v1/files/{_ID}$"), self._file),
@@ -60,10 +62,13 @@ class BatchApi:
         try:
             handler, args = self._match(scope["method"], scope["path"])
             identity = self._authenticate(headers)
-            try:
-                body = await self.body.read(headers, receive)
-            except GatewayError as error:
-                raise too_large(self.body.max_bytes - _UPLOAD_SLACK) if error.status == 413 else error from None
+            if handler == self._upload:
+                try:
+                    body = await self.uploads.read(headers, receive)
+                except GatewayError as error:
+                    raise too_large(self.uploads.max_bytes - _UPLOAD_SLACK) if error.status == 413 else error from None
+            else:
+                body = await self._requests.read(headers, receive)
             query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
             fields = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k == b"content-type"}
             status, payload = await handler(identity, body, fields, args, query)

@@ -61,15 +61,17 @@ class BatchWorker:
         self._task = asyncio.create_task(self._loop(), name="costwarden-batch-worker")
 
     async def stop(self) -> None:
-        """Stop claiming; jobs in flight are cancelled (their leases expire and they run again)."""
+        """Stop claiming, and let the jobs in flight finish (each is bounded by its upstream's
+        timeouts). Never cancelled: a cancelled job would be recorded as a 499 under its request
+        id, and its re-run's answer would then be the duplicate the ledger drops."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        for task in list(self._inflight):
-            task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self._inflight:
+            log.info("waiting for %d batch job(s) in flight to finish", len(self._inflight))
+            await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _loop(self) -> None:
         last_finalize = 0.0
@@ -101,27 +103,26 @@ class BatchWorker:
             return 0
         jobs = await self._queue.claim(self._owner, free, now, self._config.lease_seconds)
         for job in jobs:
-            await self._pace()
-            task = asyncio.create_task(self._execute(job), name=f"costwarden-batch-job-{job.id}")
+            task = asyncio.create_task(self._execute(job, self._slot()), name=f"costwarden-batch-job-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._done)
         return len(jobs)
 
-    async def _pace(self) -> None:
-        """At most `rate_per_second` job starts per second on this gateway."""
-        gap = 1.0 / self._config.rate_per_second
-        now = time.monotonic()
-        start = max(self._next_start, now)
-        self._next_start = start + gap
-        if start > now:
-            await asyncio.sleep(start - now)
+    def _slot(self) -> float:
+        """When the next job may start (monotonic seconds): at most `rate_per_second` starts a second."""
+        start = max(self._next_start, time.monotonic())
+        self._next_start = start + 1.0 / self._config.rate_per_second
+        return start
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._wake.set()  # a slot is free: claim again without waiting for the poll
 
-    async def _execute(self, job: Job) -> None:
+    async def _execute(self, job: Job, start: float) -> None:
         try:
+            wait = start - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             result = await self._run(job)
             if result is None:
                 self.counts.deferred += 1

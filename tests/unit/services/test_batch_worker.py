@@ -178,3 +178,21 @@ async def test_one_realtime_request_queued_runs_and_is_read_back(queue: SQLiteQu
     with pytest.raises(GatewayError) as other:
         await service.job(KeyIdentity("k2", "ads", "ctr", "prod"), job.id)
     assert other.value.status == 404
+
+
+async def test_stopping_lets_the_jobs_in_flight_finish(queue: SQLiteQueue) -> None:
+    batch_id = await enqueue(queue, 2, time.time())
+    started = asyncio.Event()
+
+    async def run(job: Job) -> JobResult:
+        started.set()
+        await asyncio.sleep(0.3)  # still running when the gateway is told to stop
+        return JobResult(200, b"{}", job.request_id)
+
+    worker = BatchWorker(queue, run, config(concurrency=2), "w")
+    worker.start()
+    await started.wait()
+    await worker.stop()
+    assert worker.counts.done == 2
+    batch = await queue.batch(batch_id, "search")
+    assert batch is not None and batch.counts.completed == 2
