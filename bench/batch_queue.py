@@ -4,13 +4,15 @@
     .venv/bin/python bench/batch_queue.py [--backend sqlite|postgres|both] [--jobs 2000] [--reps 3]
         [--postgres postgresql://127.0.0.1:5432/DB] [--concurrency 16]
 
-Two measures per backend, each the median of `--reps` runs:
+Three measures per backend, each the median of `--reps` runs:
 - `queue`: the queue adapter alone, in one process: `--concurrency` workers claim (8 at a time)
   and finish jobs until the batch is drained, then it is closed (output file written). This is
   the ceiling the queue's database puts on draining.
 - `gateway`: a real `costwarden serve` drains a batch of `--jobs` requests through its whole
   chain (authenticate, route, admit, forward, meter, record) to a local upstream that answers at
-  once; timed from `POST /v1/batches` to `completed` as the Batch API reports it.
+  once; timed from `POST /v1/batches` to `completed` as the Batch API reports it. The baseline,
+  run on the same gateway just after: the same number of realtime requests sent by `--concurrency`
+  clients; `ratio` is batch jobs/s over realtime requests/s.
 """
 
 from __future__ import annotations
@@ -121,8 +123,26 @@ def start_upstream() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def gateway_run(url: str, upstream: str, jobs: int, concurrency: int) -> float:
-    """Jobs per second a real gateway drains, from batch creation to `completed`."""
+async def realtime(base: str, requests: int, concurrency: int) -> float:
+    """The baseline: the same requests sent to the same gateway by `concurrency` clients, per second."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "n"}]}
+    left = list(range(requests))
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+
+        async def client() -> None:
+            while left:
+                left.pop()
+                assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return requests / (time.perf_counter() - started)
+
+
+def gateway_run(url: str, upstream: str, jobs: int, concurrency: int) -> tuple[float, float]:
+    """Jobs per second a real gateway drains, from batch creation to `completed`; and the realtime
+    baseline on the same gateway just after."""
     asyncio.run(reset(url))
     work = Path(tempfile.mkdtemp(prefix="cw-bench-batch-"))
     ledger = url if url.startswith("postgres") else f"sqlite:///{work / 'ledger.db'}"
@@ -162,7 +182,7 @@ def gateway_run(url: str, upstream: str, jobs: int, concurrency: int) -> float:
                 time.sleep(0.02)
             elapsed = time.perf_counter() - started
             assert batch["request_counts"]["completed"] == jobs, batch
-            return jobs / elapsed
+        return jobs / elapsed, asyncio.run(realtime(base, jobs, concurrency))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -193,17 +213,24 @@ def main() -> None:
     if "postgres" in backends:
         asyncio.run(ensure_database(args.postgres))
     print(f"{args.jobs} jobs, concurrency {args.concurrency}, median of {args.reps} runs (jobs/s)")
-    print(f"{'backend':<10} {'queue alone':>12} {'gateway':>10}")
+    print(f"{'backend':<10} {'queue alone':>12} {'gateway batch':>14} {'gateway realtime':>17} {'ratio':>6}")
     for backend in backends:
-        queue_rates, gateway_rates = [], []
+        queue_rates, gateway_rates, realtime_rates = [], [], []
         for _ in range(args.reps):
             tmp = Path(tempfile.mkdtemp(prefix="cw-bench-q-"))
             url = f"sqlite:///{tmp / 'q.db'}" if backend == "sqlite" else args.postgres
             queue_rates.append(asyncio.run(queue_run(url, args.jobs, args.concurrency)))
             shutil.rmtree(tmp, ignore_errors=True)
-            gateway_rates.append(gateway_run("sqlite" if backend == "sqlite" else args.postgres, upstream, args.jobs,
-                                             args.concurrency))  # fmt: skip
-        print(f"{backend:<10} {statistics.median(queue_rates):>12.0f} {statistics.median(gateway_rates):>10.0f}")
+            drained, baseline = gateway_run(
+                "sqlite" if backend == "sqlite" else args.postgres, upstream, args.jobs, args.concurrency
+            )
+            gateway_rates.append(drained)
+            realtime_rates.append(baseline)
+        batch_rate, realtime_rate = statistics.median(gateway_rates), statistics.median(realtime_rates)
+        print(
+            f"{backend:<10} {statistics.median(queue_rates):>12.0f} {batch_rate:>14.0f} {realtime_rate:>17.0f} "
+            f"{batch_rate / realtime_rate:>6.2f}"
+        )
 
 
 if __name__ == "__main__":
