@@ -7,7 +7,8 @@ from typing import Protocol
 
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
 from costwarden.domain.alert import Alert
-from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, JobView, LineError
+from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, JobView
+from costwarden.domain.batch_input import LineError
 from costwarden.domain.budget import BudgetState
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined

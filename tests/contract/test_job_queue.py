@@ -15,7 +15,8 @@ import asyncpg
 import orjson
 import pytest
 
-from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchFile, BatchStatus, Job, JobResult, LineError
+from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchFile, BatchStatus, Job, JobResult
+from costwarden.domain.batch_input import LineError
 from costwarden.ports import BatchBackend
 from costwarden.storage.queue_postgres import PostgresQueue
 from costwarden.storage.queue_sqlite import SQLiteQueue

@@ -13,17 +13,8 @@ from dataclasses import dataclass
 import orjson
 
 from costwarden.config.batch import BatchConfig
-from costwarden.domain.batch import (
-    COMPLETION_WINDOW_S,
-    ENDPOINTS,
-    Batch,
-    BatchFile,
-    BatchStatus,
-    Job,
-    JobView,
-    LineError,
-    parse_input,
-)
+from costwarden.domain.batch import COMPLETION_WINDOW_S, ENDPOINTS, Batch, BatchFile, BatchStatus, Job, JobView
+from costwarden.domain.batch_input import LineError, parse_input
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.request_id import request_id
 from costwarden.ports import BatchBackend

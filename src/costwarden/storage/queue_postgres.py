@@ -13,7 +13,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView, LineError
+from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView
+from costwarden.domain.batch_input import LineError
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 

@@ -20,10 +20,10 @@ from costwarden.domain.batch import (
     Job,
     JobResult,
     JobView,
-    LineError,
     RequestCounts,
     output_line,
 )
+from costwarden.domain.batch_input import LineError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batch_files (

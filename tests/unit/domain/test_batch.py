@@ -9,16 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from costwarden.domain.batch import (
-    TERMINAL,
-    BatchStatus,
-    JobResult,
-    LineError,
-    can_move,
-    output_line,
-    parse_input,
-    status_time_field,
-)
+from costwarden.domain.batch import TERMINAL, BatchStatus, JobResult, can_move, output_line, status_time_field
+from costwarden.domain.batch_input import LineError, parse_input
 
 CHAT = "/v1/chat/completions"
 
