@@ -133,7 +133,13 @@ async def realtime(base: str, requests: int, concurrency: int) -> float:
         async def client() -> None:
             while left:
                 left.pop()
-                assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+                for attempt in range(3):  # a connection reset on a loaded machine: send it again
+                    try:
+                        assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
