@@ -11,8 +11,8 @@ Three measures per backend, each the median of `--reps` runs:
 - `gateway`: a real `costwarden serve` drains a batch of `--jobs` requests through its whole
   chain (authenticate, route, admit, forward, meter, record) to a local upstream that answers at
   once; timed from `POST /v1/batches` to `completed` as the Batch API reports it. The baseline,
-  run on the same gateway just after: the same number of realtime requests sent by `--concurrency`
-  clients; `ratio` is batch jobs/s over realtime requests/s.
+  run on the same gateway just after: realtime requests for 5 s, closed loop with wrk and
+  `--concurrency` connections; `ratio` is batch jobs/s over realtime requests/s.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -123,27 +124,20 @@ def start_upstream() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-async def realtime(base: str, requests: int, concurrency: int) -> float:
-    """The baseline: the same requests sent to the same gateway by `concurrency` clients, per second."""
-    headers = {"Authorization": f"Bearer {KEY}"}
-    body = {"model": "m", "messages": [{"role": "user", "content": "n"}]}
-    left = list(range(requests))
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
-
-        async def client() -> None:
-            while left:
-                left.pop()
-                for attempt in range(3):  # a connection reset on a loaded machine: send it again
-                    try:
-                        assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
-                        break
-                    except httpx.TransportError:
-                        if attempt == 2:
-                            raise
-
-        started = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        return requests / (time.perf_counter() - started)
+def realtime(base: str, seconds: float, concurrency: int) -> float:
+    """The baseline: realtime requests to the same gateway, closed loop with wrk (`--concurrency`
+    connections), per second; NaN when wrk is not installed (bench/setup installs it)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return float("nan")
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "n"}]})
+    env = {**os.environ, "BENCH_BODY": body, "BENCH_AUTH": KEY}
+    script = str(Path(__file__).resolve().parent / "post.lua")
+    argv = [wrk, "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", script, base + "/v1/chat/completions"]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"the realtime baseline got errors:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
 def gateway_run(url: str, upstream: str, jobs: int, concurrency: int) -> tuple[float, float]:
@@ -188,7 +182,7 @@ def gateway_run(url: str, upstream: str, jobs: int, concurrency: int) -> tuple[f
                 time.sleep(0.02)
             elapsed = time.perf_counter() - started
             assert batch["request_counts"]["completed"] == jobs, batch
-        return jobs / elapsed, asyncio.run(realtime(base, jobs, concurrency))
+        return jobs / elapsed, realtime(base, 5.0, concurrency)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import openai
 import pytest
 
@@ -36,14 +35,6 @@ CONCURRENCY = 8
 def echo() -> Iterator[EchoUpstream]:
     with echo_upstream() as upstream:
         yield upstream
-
-
-async def drop_queue_tables(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS batch_files, batches, batch_jobs")
-    finally:
-        await conn.close()
 
 
 def gateway_config(tmp: Path, echo: EchoUpstream, name: str, ledger_url: str | None = None) -> Path:
@@ -121,7 +112,6 @@ def test_two_gateways_drain_one_postgres_queue_and_survive_a_kill(
     tmp_path: Path, echo: EchoUpstream, postgres_url: str
 ) -> None:
     asyncio.run(drop_costwarden_tables(postgres_url))
-    asyncio.run(drop_queue_tables(postgres_url))
     config = gateway_config(tmp_path, echo, "pg", postgres_url)
     first = Gateway(config, free_port(), tmp_path, postgres_url)
     second = Gateway(config, free_port(), tmp_path, postgres_url)
