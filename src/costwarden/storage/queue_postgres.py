@@ -19,14 +19,16 @@ from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
 _SCHEMA_LOCK = 0x636F_7374_7175  # advisory lock: two gateways starting together create the tables once
-_CLAIMS = tuple(
-    q.numbered(
-        "UPDATE batch_jobs SET state = 'leased', owner = ?, lease_until = ?, attempts = attempts + 1 "
-        "WHERE id IN (SELECT j.id FROM batch_jobs j JOIN batches b ON b.id = j.batch_id "
-        f"WHERE {which} LIMIT ? FOR UPDATE OF j SKIP LOCKED) RETURNING id"
-    )
-    for which in (q.EXPIRED, q.WAITING)
+# One statement (one round trip) per claim: lock the jobs with SKIP LOCKED, lease them, return them.
+_CLAIM = (
+    "WITH picked AS (SELECT j.id FROM batch_jobs j JOIN batches b ON b.id = j.batch_id WHERE {which} "
+    "LIMIT $4 FOR UPDATE OF j SKIP LOCKED) "
+    "UPDATE batch_jobs j SET state = 'leased', owner = $1, lease_until = $2, attempts = j.attempts + 1 "
+    f"FROM picked, batches b WHERE j.id = picked.id AND b.id = j.batch_id RETURNING {q.JOB_FIELDS}"
 )
+_CLAIM_EXPIRED = _CLAIM.format(which=q.EXPIRED.replace("?", "$3"))
+_CLAIM_WAITING = _CLAIM.format(which=q.WAITING.replace("?", "$3"))
+_EXPIRED_EVERY_S = 1.0  # leases of dead workers are looked for at most this often (they are rare)
 
 
 def _count(status: str) -> int:
@@ -41,6 +43,7 @@ class PostgresQueue:
         self.dsn = dsn
         self._max = max_size
         self._pool: asyncpg.Pool | None = None
+        self._expired_checked_at = float("-inf")
 
     @classmethod
     def from_url(cls, url: str) -> PostgresQueue:
@@ -117,16 +120,15 @@ class PostgresQueue:
             return await self._read_batch(conn, batch_id, team)
 
     async def claim(self, owner: str, limit: int, now: float, lease_s: float) -> list[Job]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            ids: list[str] = []
-            for claim in _CLAIMS:
-                if len(ids) < limit:
-                    ids += [r[0] for r in await conn.fetch(claim, owner, now + lease_s, now, limit - len(ids))]
-            if not ids:
-                return []
-            rows = await conn.fetch(f"{q.JOB_SELECT} WHERE j.id = ANY($1::text[]) ORDER BY j.enqueued_at, j.line", ids)
+        rows: list[Any] = []
+        if now - self._expired_checked_at >= _EXPIRED_EVERY_S:
+            self._expired_checked_at = now
+            rows = list(await self.pool.fetch(_CLAIM_EXPIRED, owner, now + lease_s, now, limit))
+        if len(rows) < limit:
+            rows += await self.pool.fetch(_CLAIM_WAITING, owner, now + lease_s, now, limit - len(rows))
         # attempts was raised by the claim itself: job_from_row counts this run, so undo the +1 here
-        return [q.job_from_row((*tuple(r)[:7], int(r[7]) - 1, r[8])) for r in rows]
+        jobs = [q.job_from_row((*tuple(r)[:7], int(r[7]) - 1, *tuple(r)[8:])) for r in rows]
+        return sorted(jobs, key=lambda j: (j.enqueued_at, j.line))
 
     async def finish(self, job: Job, result: JobResult, now: float) -> bool:
         return _count(await self.pool.execute(q.numbered(q.FINISH), *q.finish_values(job, result, now))) > 0

@@ -76,9 +76,11 @@ WAITING = (
     "j.state = 'pending' AND j.not_before <= ? AND b.status = 'in_progress' "
     "ORDER BY j.state, j.enqueued_at, j.line"
 )
+JOB_FIELDS = (
+    "j.id, j.batch_id, b.key_id, b.endpoint, j.custom_id, j.body, j.request_id, j.attempts, j.enqueued_at, j.line"
+)
 JOB_SELECT = (
-    "SELECT j.id, j.batch_id, b.key_id, b.endpoint, j.custom_id, j.body, j.request_id, j.attempts, j.enqueued_at "
-    "FROM batch_jobs j JOIN batches b ON b.id = j.batch_id"
+    f"SELECT {JOB_FIELDS} FROM batch_jobs j JOIN batches b ON b.id = j.batch_id"
 )
 FINISH = (
     "UPDATE batch_jobs SET state = 'done', owner = NULL, lease_until = NULL, finished_at = ?, status_code = ?, "
@@ -193,7 +195,9 @@ def job_rows(batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], err
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
-    return Job(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), row[6], int(row[7]) + 1, float(row[8]))
+    """A claimed job from JOB_FIELDS, `attempts` read before the claim raised it."""
+    attempts, enqueued_at, line = int(row[7]) + 1, float(row[8]), int(row[9])
+    return Job(row[0], row[1], row[2], row[3], row[4], bytes(row[5]), row[6], attempts, enqueued_at, line)
 
 
 def finish_values(job: Job, result: JobResult, now: float) -> tuple[Any, ...]:
