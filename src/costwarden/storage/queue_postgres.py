@@ -39,7 +39,7 @@ def _count(status: str) -> int:
 class PostgresQueue:
     """BatchStore and JobQueue in PostgreSQL (asyncpg pool)."""
 
-    def __init__(self, dsn: str, max_size: int = 4) -> None:
+    def __init__(self, dsn: str, max_size: int = 10) -> None:  # claims and results of up to 10 jobs at once
         self.dsn = dsn
         self._max = max_size
         self._pool: asyncpg.Pool | None = None
