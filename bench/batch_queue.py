@@ -154,7 +154,7 @@ def gateway_run(url: str, upstream: str, jobs: int, concurrency: int) -> tuple[f
             {"name": "m", "protocol": "openai", "upstream": upstream, "pricing": {"per_request": "0.0001"}}
         ],
         "keys": [{"id": "bench", "key": KEY, "team": "t", "project": "p", "environment": "prod"}],
-        "batch": {"concurrency": concurrency, "rate_per_second": 100_000, "poll_seconds": 0.05},
+        "batch": {"concurrency": concurrency, "rate_per_second": 100_000, "poll_seconds": 0.2},
     }
     (work / "c.yaml").write_text(yaml.safe_dump(config))
     port = free_port()

@@ -51,40 +51,53 @@ class BatchWorker:
         self._owner = owner
         self._clock = clock
         self._inflight: set[asyncio.Task[None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._next_start = 0.0
         self.counts = WorkerCounts()
         self.status: QueueStatus | None = None  # the queue's depth as last read, for metrics
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="costwarden-batch-worker")
+        self._tasks = [
+            asyncio.create_task(self._drain(), name="costwarden-batch-worker"),
+            asyncio.create_task(self._close(), name="costwarden-batch-closer"),
+        ]
 
     async def stop(self) -> None:
         """Stop claiming, and let the jobs in flight finish (each is bounded by its upstream's
         timeouts). Never cancelled: a cancelled job would be recorded as a 499 under its request
         id, and its re-run's answer would then be the duplicate the ledger drops."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         if self._inflight:
             log.info("waiting for %d batch job(s) in flight to finish", len(self._inflight))
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
-    async def _loop(self) -> None:
-        last_finalize = 0.0
+    async def _close(self) -> None:
+        """Every `poll_seconds`, in or out of the windows: close finished, cancelled and expired
+        batches, and read the queue's depth for the metrics. Off the claim loop, so its scans of
+        the queue never hold up claims."""
         while True:
             try:
                 now = self._clock()
-                if now - last_finalize >= self._config.poll_seconds:
-                    await self._queue.finalize(now)
-                    last_finalize = now
-                    self.status = await queue_status(self._queue, now)
+                await self._queue.finalize(now)
+                self.status = await queue_status(self._queue, now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the batch worker failed to close batches")
+            await asyncio.sleep(self._config.poll_seconds)
+
+    async def _drain(self) -> None:
+        while True:
+            try:
+                now = self._clock()
                 closed_for = seconds_until_open(self._windows, now)
                 if closed_for > 0:
-                    await asyncio.sleep(min(closed_for, self._config.poll_seconds))  # still closes batches
+                    await asyncio.sleep(min(closed_for, self._config.poll_seconds))
                     continue
                 claimed = await self._claim(now)
             except asyncio.CancelledError:
