@@ -7,6 +7,7 @@ object or error shape. A batch or file belongs to its key's team: another team g
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from costwarden.services.batch import BatchRequest, BatchService, too_large
 from costwarden.services.keyring import KeyRing
 from costwarden.upstream.channel import ClientChannel
 
+log = logging.getLogger(__name__)
 PREFIXES = ("/v1/files", "/v1/batches", "/v1/costwarden/jobs/")
 _JSON = (b"content-type", b"application/json")
 _ID = r"([A-Za-z0-9_\-]{1,128})"
@@ -76,6 +78,11 @@ class BatchApi:
                 content_type = b"application/octet-stream"
         except GatewayError as error:
             status, payload = error.status, openai.error_body(error.message, error.kind, error.code)
+        except Exception:  # the queue's database is away (or a bug): an OpenAI-shaped 503, never a bare 500
+            log.exception("the Batch API failed on %s %s", scope["method"], scope["path"][:200])
+            content_type = b"application/json"
+            message = "the batch queue is unavailable; retry shortly"
+            status, payload = 503, openai.error_body(message, "service_unavailable", "batch_queue_unavailable")
         await ClientChannel(send).whole(status, [(b"content-type", content_type)], payload)
 
     def _match(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]]:
