@@ -7,6 +7,8 @@ from typing import Protocol
 
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
 from costwarden.domain.alert import Alert
+from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, JobView
+from costwarden.domain.batch_input import LineError
 from costwarden.domain.budget import BudgetState
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
@@ -174,3 +176,64 @@ class RetentionStore(Protocol):
 
 class Store(LedgerStore, KeyStore, AlertStore, BudgetStore, QuarantineStore, RetentionStore, Protocol):
     """What one database adapter provides: ledger, keys, alerts and budgets, in one database."""
+
+
+class BatchStore(Protocol):
+    """Batch files and batches (the OpenAI Batch API's objects), each owned by one team: a read
+    with another team returns None. Times in Unix seconds."""
+
+    async def put_file(self, file: BatchFile, content: bytes) -> None: ...
+
+    async def file(self, file_id: str, team: str) -> tuple[BatchFile, bytes] | None: ...
+
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError]) -> None:
+        """Store the batch and enqueue its jobs in one transaction; `errors` go to its error file."""
+
+    async def batch(self, batch_id: str, team: str) -> Batch | None:
+        """The batch with its request counts as of now."""
+
+    async def batches(self, team: str, after: str | None, limit: int) -> list[Batch]:
+        """The team's batches, newest first; with `after`, those created before that batch."""
+
+    async def cancel(self, batch_id: str, team: str, now: float) -> Batch | None:
+        """Move an unfinished batch to `cancelling`: its pending jobs never run (idempotent)."""
+
+
+class JobQueue(Protocol):
+    """The durable queue of batch jobs, drained by gateways' workers (one or several at once).
+
+    A job is leased to one worker (`owner`) until `now + lease_s`; a lease that expires (its
+    worker died) makes the job claimable again. `finish` is idempotent: the first result wins.
+    """
+
+    async def claim(self, owner: str, limit: int, now: float, lease_s: float) -> list[Job]:
+        """Lease at most `limit` runnable jobs of batches in progress, oldest first."""
+
+    async def finish(self, job: Job, result: JobResult, now: float) -> bool:
+        """Store the job's result; False if it already had one."""
+
+    async def defer(self, job: Job, request_id: str, not_before: float) -> None:
+        """Give a leased job back to run later (refused by admission), under a new request id."""
+
+    async def finalize(self, now: float) -> list[str]:
+        """Close every batch with nothing left to run (write output and error files; expire those
+        past their window); returns the ids closed. Safe to run on several gateways at once."""
+
+    async def depth(self, now: float) -> list[BatchDepth]: ...
+
+    async def purge(self, batch_id: str | None, now: float) -> int:
+        """Drop the pending jobs of one batch (or of all): they go to the error file as purged."""
+
+
+class JobLookup(Protocol):
+    """One job read by its owner's team (None for another team's or an unknown id)."""
+
+    async def job(self, job_id: str, team: str) -> JobView | None: ...
+
+
+class BatchBackend(BatchStore, JobQueue, JobLookup, Protocol):
+    """One database holding batches and their queue."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...

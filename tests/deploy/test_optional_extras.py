@@ -31,7 +31,7 @@ PROBE = textwrap.dedent(
     import costwarden
 
     NEED_EXTRA = {
-        "costwarden.storage.postgres", "costwarden.storage.redis_counters", "costwarden.app.grpc_server",
+        "costwarden.storage.postgres", "costwarden.storage.queue_postgres", "costwarden.storage.redis_counters", "costwarden.app.grpc_server",
         "costwarden.app.grpc_forward", "costwarden.protocols.v2_grpc",
         "costwarden.protocols.v2_grpc.grpc_predict_v2_pb2",
     }
@@ -43,7 +43,7 @@ PROBE = textwrap.dedent(
 
     from costwarden.app.runtime import Runtime
     from costwarden.config import load_config
-    from costwarden.storage.factory import MissingExtra, open_counters, open_lease, open_store
+    from costwarden.storage.factory import MissingExtra, open_counters, open_lease, open_queue, open_store
 
     async def serve_briefly(config_path):
         runtime = Runtime(load_config(Path(config_path)))
@@ -58,6 +58,7 @@ PROBE = textwrap.dedent(
 
     for attempt in (
         lambda: open_store("postgresql://127.0.0.1:5432/costwarden"),
+        lambda: open_queue("postgresql://127.0.0.1:5432/costwarden"),
         lambda: open_counters("redis://127.0.0.1:6379/0"),
         lambda: open_lease("redis://127.0.0.1:6379/0", 15.0),
     ):
@@ -91,6 +92,7 @@ def test_runs_on_sqlite_without_the_postgres_and_redis_extras(tmp_path: Path) ->
     assert lines[1] == "ready True True"
     assert lines[2:] == [
         "missing: a PostgreSQL ledger needs the 'asyncpg' package: pip install 'costwarden[postgres]'",
+        "missing: a PostgreSQL batch queue needs the 'asyncpg' package: pip install 'costwarden[postgres]'",
         "missing: shared state in Redis needs the 'redis' package: pip install 'costwarden[redis]'",
         "missing: shared state in Redis needs the 'redis' package: pip install 'costwarden[redis]'",
     ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 
 from costwarden.app.admin import build_admin
+from costwarden.app.batch_api import PREFIXES, BatchApi, batch_body_reader
 from costwarden.app.body import BodyReader
 from costwarden.app.gateway import GatewayApp, Receive, Scope, Send
 from costwarden.app.local import local_handlers
 from costwarden.app.runtime import Runtime
 from costwarden.config.models import Config, ServerConfig
 from costwarden.protocols.request_limits import HeaderLimits
+from costwarden.services.batch import BatchService
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ class CostwardenASGI:
         self._gateway: GatewayApp | None = None
         self._body: BodyReader | None = None
         self._grpc: GrpcListener | None = None
+        self._batch_api: BatchApi | None = None
         self._admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -43,12 +46,14 @@ class CostwardenASGI:
                     server = self.runtime.config.server
                     self._body = body_reader(server)
                     self._body.start()
+                    self._batch_api = batch_api(self.runtime, self._body)
                     self._gateway = GatewayApp(
                         self.runtime.chain,
                         self._body,
                         header_limits(server),
                         local_handlers(self.runtime),
                         self._admin,
+                        (PREFIXES, self._batch_api) if self._batch_api is not None else None,
                     )
                     if server.grpc_port is not None:
                         self._grpc = GrpcListener(self.runtime)
@@ -63,6 +68,8 @@ class CostwardenASGI:
                     await self._grpc.stop()
                 if self._body is not None:
                     await self._body.stop()
+                if self._batch_api is not None:
+                    await self._batch_api.uploads.stop()
                 await self.runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -103,3 +110,13 @@ def body_reader(server: ServerConfig) -> BodyReader:
 
 def header_limits(server: ServerConfig) -> HeaderLimits:
     return HeaderLimits(server.max_header_bytes, server.max_headers, server.max_header_value_bytes)
+
+
+def batch_api(runtime: Runtime, requests: BodyReader) -> BatchApi | None:
+    """The Batch API when batches are enabled, with its own (larger) body limit, started."""
+    if runtime.batches is None:
+        return None
+    config, server = runtime.config.batch, runtime.config.server
+    reader = batch_body_reader(config.max_file_bytes, max(server.body_timeout_seconds, 300.0), server.max_slow_bodies)
+    reader.start()
+    return BatchApi(BatchService(runtime.batches, config), runtime.keyring, reader, requests)

@@ -72,7 +72,9 @@ class GatewayApp:
         header_limits: HeaderLimits,
         local: dict[str, LocalHandler],
         fallback: ASGIApp,
+        batch: tuple[tuple[str, ...], ASGIApp] | None = None,
     ) -> None:
+        self._batch = batch  # (path prefixes, app): the Batch API's routes
         self._chain = chain
         self._body = body
         self._header_limits = header_limits
@@ -88,6 +90,9 @@ class GatewayApp:
         kind = classify(method, path)
         if kind is None:
             problem = header_problem(scope["headers"], self._header_limits)
+            if problem is None and self._batch is not None and path.startswith(self._batch[0]):
+                await self._batch[1](scope, receive, send)
+                return
             handler = self._local.get(path)
             shape = prefix_protocol(path)
             if problem is None and handler is None and shape is not Protocol.HTTP:

@@ -31,11 +31,14 @@ from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.access_log import AccessLog, LoggedSink
+from costwarden.observability.batch_queue import BatchQueueCollector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
-from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
+from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, Store
+from costwarden.services.batch_run import BatchAuthenticate, JobRunner
+from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
@@ -43,7 +46,7 @@ from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_store, open_variant_state
+from costwarden.storage.factory import open_counters, open_lease, open_queue, open_store, open_variant_state
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
@@ -99,6 +102,9 @@ class Runtime:
         self._chain: Chain | None = None
         self._stages: dict[str, Stage] = {}
         self.degrade: DegradeWatch | None = None
+        batch = config.batch
+        self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
+        self._batch_worker: BatchWorker | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -115,6 +121,8 @@ class Runtime:
     async def start(self) -> None:
         storage = self.config.storage
         await self.store.open()
+        if self.batches is not None:
+            await self.batches.open()
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
@@ -175,10 +183,17 @@ class Runtime:
         for trace in self._trace_stages():
             self._stages["trace"] = trace
         self._chain = self.chain_for(variant_forward)
+        if self.batches is not None:
+            batch_chain = self.chain_for(variant_forward, BatchAuthenticate(self.keyring))
+            runner = JobRunner(batch_chain, self.config.batch.price_multiplier)
+            self._batch_worker = worker = BatchWorker(self.batches, runner.run, self.config.batch, worker_owner())
+            self.registry.register(BatchQueueCollector(lambda: (worker.status, worker.counts)))
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
         self.degrade.start()
+        if self._batch_worker is not None:
+            self._batch_worker.start()
 
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
@@ -193,11 +208,12 @@ class Runtime:
             firing=lambda: self.store.list_alerts(True, 1000),
         )
 
-    def chain_for(self, forwarder: Forward) -> Chain:
-        """The same stages, in the one order, around a forward step (HTTP, or the gRPC listener's)."""
+    def chain_for(self, forwarder: Forward, authenticate: Stage | None = None) -> Chain:
+        """The same stages, in the one order, around a forward step (HTTP, or the gRPC listener's);
+        `authenticate` replaces the first stage (batch jobs authenticate by the batch's key id)."""
         s = self._stages
         return assemble(
-            authenticate=s["authenticate"],
+            authenticate=authenticate or s["authenticate"],
             attribute=s["attribute"],
             route=s["route"],
             degrade=s["degrade"],
@@ -295,6 +311,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self._batch_worker is not None:
+            await self._batch_worker.stop()
         if self.degrade is not None:
             await self.degrade.stop()
         if self._governor is not None:
@@ -315,6 +333,8 @@ class Runtime:
         if self._session is not None:
             await self._session.close()
         await self.store.close()
+        if self.batches is not None:
+            await self.batches.close()
 
     async def ready(self) -> tuple[bool, dict[str, object]]:
         ledger = await self.store.ping()

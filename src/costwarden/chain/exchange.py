@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from costwarden.chain.target import Route
+from costwarden.domain.batch import BatchRef
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
@@ -64,6 +65,7 @@ class Exchange:
     latency_ms: float = 0.0
     settled: bool = False  # the part before the last byte ran (chain.order)
     finished: bool = False  # the part after it ran
+    batch: BatchRef | None = None  # a queued job's request: its batch, job, key and price multiplier
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; `name` must be lower-case."""

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
+from costwarden.domain.money import quantize
 from costwarden.domain.pricing import price
 from costwarden.domain.record import Outcome
 
@@ -30,3 +31,5 @@ class Meter(PassStage):
         exchange.cost = price(route.sheet, usage, served=served)
         if exchange.variant_of is not None:  # degraded: what the deployment asked for would have cost
             exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served)
+        if exchange.batch is not None:  # a batch job is priced at the batch multiplier (e.g. 0.5)
+            exchange.cost = quantize(exchange.cost * exchange.batch.price_multiplier)

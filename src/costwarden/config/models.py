@@ -9,6 +9,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
+from costwarden.config.batch import BatchConfig
 from costwarden.config.governance import GovernanceConfig
 from costwarden.config.hardware import HardwareConfig
 from costwarden.config.metrics import MetricsConfig
@@ -204,6 +205,7 @@ class Config(Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     # Machine shapes with hourly prices, for `costwarden bench` and `hardware recommend` (config/hardware.py).
     hardware: tuple[HardwareConfig, ...] = ()
+    batch: BatchConfig = BatchConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""

@@ -65,6 +65,8 @@ class UsageRecord:
     client_request_id: str | None = None  # the client's own X-Request-Id, for correlation
     variant: str | None = None  # the cheaper variant of `deployment` that served (degrade)
     original_cost_usd: Decimal | None = None  # what the deployment itself would have cost (degraded)
+    batch_id: str | None = None  # a batch job's record: its batch and job (OpenAI Batch API)
+    job_id: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
@@ -121,6 +123,8 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "client_request_id",
     "variant",
     "original_cost_usd",
+    "batch_id",
+    "job_id",
 )
 
 

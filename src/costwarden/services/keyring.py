@@ -63,6 +63,13 @@ class KeyRing:
             raise GatewayError(401, "revoked_api_key", "the API key has been revoked", kind=UNAUTHENTICATED)
         return self._remember(token, stored)
 
+    def identity(self, key_id: str) -> KeyIdentity | None:
+        """The identity of a known, unrevoked key by its id (a batch job runs as its batch's key)."""
+        stored = self._keys.get(key_id)
+        if stored is None or stored.revoked_at is not None:
+            return None
+        return stored.identity
+
     def _declared_raw(self, token: str) -> KeyIdentity | None:
         # Config keys may be any string, not only `cw_<id>_<secret>`.
         for stored in self._declared.values():

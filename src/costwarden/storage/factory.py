@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import CounterStore, Store, VariantStateStore
+from costwarden.ports import BatchBackend, CounterStore, Store, VariantStateStore
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
+from costwarden.storage.queue_sqlite import SQLiteQueue
 from costwarden.storage.sqlite import SQLiteStore
 from costwarden.storage.variant_state_memory import MemoryVariantState
 
@@ -76,3 +77,17 @@ def open_variant_state(state_url: str | None) -> VariantStateStore:
         _check_missing(exc, "shared state in Redis", "redis", ("redis",))
         raise
     return RedisVariantState(state_url)
+
+
+def open_queue(url: str) -> BatchBackend:
+    """An unopened batch queue for `sqlite:///path` or `postgresql://...` (the ledger's by default)."""
+    if url.startswith("sqlite:///"):
+        return SQLiteQueue.from_url(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from costwarden.storage.queue_postgres import PostgresQueue
+        except ModuleNotFoundError as exc:
+            _check_missing(exc, "a PostgreSQL batch queue", "postgres", ("asyncpg",))
+            raise
+        return PostgresQueue.from_url(url)
+    raise ValueError(f"unsupported queue URL {url!r}: use sqlite:///path or postgresql://...")

@@ -64,6 +64,8 @@ _TYPES = (
     "text",  # client_request_id
     "text",  # variant
     "text",  # original_cost_usd
+    "text",  # batch_id
+    "text",  # job_id
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")

@@ -1,0 +1,35 @@
+"""The `batch:` section: the durable batch queue, its workers' windows and caps, and limits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field, field_validator
+
+from costwarden.config.base import Model
+from costwarden.domain.batch_window import Window, parse_window
+
+
+class BatchConfig(Model):
+    enabled: bool = True  # the Batch API and this gateway's workers
+    # Where the queue lives: sqlite:///path or postgresql://... (default: the ledger's database).
+    queue: str | None = Field(default=None, pattern=r"^(sqlite:///|postgres(ql)?://)")
+    windows: tuple[str, ...] = ()  # off-peak windows in UTC, e.g. ["22:00-06:00"]; none: always
+    concurrency: int = Field(default=4, ge=1, le=1024)  # jobs in flight per gateway
+    rate_per_second: float = Field(default=20.0, gt=0, le=100_000)  # job starts per second per gateway
+    price_multiplier: Decimal = Field(default=Decimal(1), ge=0, le=10)  # applied to each job's cost
+    lease_seconds: float = Field(default=300.0, ge=1)  # longer than any request takes
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    retry_seconds: float = Field(default=5.0, gt=0)  # a job refused by admission waits this long
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0, le=1024**3)
+    max_requests: int = Field(default=50_000, gt=0, le=1_000_000)  # lines in one batch
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for text in value:
+            parse_window(text)  # ValueError names the bad window
+        return value
+
+    def parsed_windows(self) -> tuple[Window, ...]:
+        return tuple(parse_window(w) for w in self.windows)
