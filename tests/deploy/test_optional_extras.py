@@ -31,7 +31,8 @@ PROBE = textwrap.dedent(
     import costwarden
 
     NEED_EXTRA = {
-        "costwarden.storage.postgres", "costwarden.storage.queue_postgres", "costwarden.storage.redis_counters", "costwarden.app.grpc_server",
+        "costwarden.storage.postgres", "costwarden.storage.queue_postgres", "costwarden.storage.redis_counters",
+        "costwarden.app.grpc_server",
         "costwarden.app.grpc_forward", "costwarden.protocols.v2_grpc",
         "costwarden.protocols.v2_grpc.grpc_predict_v2_pb2",
     }
