@@ -1,16 +1,17 @@
-"""Keeping the rollup tables up to date, in SQL, in the ledger write's own transaction: the rows
-a write actually stored are grouped per cube, grain, bucket and dimensions and added to the
-rollups; a ledger that predates them is backfilled once, by the migration that creates them.
+"""Ledger inserts that tell which rows they stored, and the backfill of a ledger that predates
+the rollups (once, by the migration that creates them, in SQL).
 
 Only rows the insert stored count (it is idempotent on request_id), so a replayed spool or a
-record written twice adds nothing. Buckets are exact at their edges, as in domain/rollup.py.
+record written twice adds nothing to the rollups: the store collects the pending rollup cells
+of exactly those rows (storage/rollup_fold.py). Buckets are exact at their edges, as in
+domain/rollup.py.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
@@ -107,6 +108,11 @@ def mark_sqlite(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM ledger").fetchone()[0])
 
 
+def stored_sqlite(conn: sqlite3.Connection, mark: int) -> set[str]:
+    """The request ids of the rows above `mark`."""
+    return {row[0] for row in conn.execute("SELECT request_id FROM ledger WHERE rowid > ?", (mark,))}
+
+
 class _Histogram:
     """SQLite aggregate `cw_hist(bin)`: the encoded histogram of a group's bins."""
 
@@ -120,52 +126,56 @@ class _Histogram:
         return latency_histogram.encode(self.counts)
 
 
-def add_sqlite(conn: sqlite3.Connection, mark: int) -> None:
-    """Add the ledger rows above `mark` to every rollup."""
+def register_sqlite(conn: sqlite3.Connection) -> None:
+    """The functions the rollup SQL calls, on one connection."""
     conn.create_function("cw_bin", 1, latency_histogram.bin_of, deterministic=True)
     conn.create_function("cw_hist_merge", 2, latency_histogram.merge_text, deterministic=True)
     conn.create_aggregate("cw_hist", 1, _Histogram)  # type: ignore[arg-type]  # typeshed: finalize() -> int only
-    for sql in _SQLITE_UPSERTS:
-        conn.execute(sql, (mark,))
 
 
 def backfill_sqlite(conn: sqlite3.Connection) -> None:
-    """Roll up every record already in the ledger (in the migration's transaction)."""
-    add_sqlite(conn, _BEFORE_EVERY_ROW)
+    """Roll up every record already in the ledger (in the migration's transaction); pending cells,
+    if a later migration made any, are in the ledger too, so they go."""
+    register_sqlite(conn)
+    for sql in _SQLITE_UPSERTS:
+        conn.execute(sql, (_BEFORE_EVERY_ROW,))
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollup_delta'").fetchone():
+        conn.execute("DELETE FROM rollup_delta")
 
 
-# PostgreSQL: the batch is COPYed into a temporary staging table (with each record's histogram
-# bin, computed once in Python), then one statement merges it into the ledger, idempotent on
-# request_id, and adds exactly the rows it stored to every rollup (data-modifying CTEs).
+# PostgreSQL: the batch is COPYed into a temporary staging table, then one statement merges it
+# into the ledger, idempotent on request_id, and says which rows it stored when not all of them.
 
 STAGE = "ledger_stage"
-_STAGED = replace(_POSTGRES, latency_bin="bin")
 
 
 def stage_postgres(columns: Sequence[tuple[str, str]]) -> str:
-    """The session's staging table: the ledger's columns (no constraints: the merge checks) and
-    the bin; emptied by every commit and rollback, so no batch sees another's rows."""
+    """The session's staging table: the ledger's columns (no constraints: the merge checks);
+    emptied by every commit and rollback, so no batch sees another's rows."""
     cols = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
-    return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}, bin INTEGER) ON COMMIT DELETE ROWS"
+    return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}) ON COMMIT DELETE ROWS"
 
 
 def merge_postgres(ledger_columns: Sequence[str]) -> str:
-    """Move the staged rows into the ledger; returns how many it stored and rolls up exactly those.
-    The staged request ids are distinct (the caller keeps the first of each)."""
+    """Move the staged rows into the ledger; returns how many it stored and, when that is fewer
+    than $1 (the staged rows), their request ids. The staged request ids are distinct."""
     cols = ", ".join(ledger_columns)
     insert = (
         f"INSERT INTO ledger ({cols}) SELECT {cols} FROM {STAGE} "
         "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
     )
-    facts = f"SELECT s.* FROM {STAGE} AS s JOIN stored USING (request_id)"
-    upserts = [upsert_sql(cube, grain, "facts", _STAGED) for cube in CUBES for grain in cube.grains]
-    ctes = ", ".join(f"rollup_{i} AS ({sql})" for i, sql in enumerate(upserts))
-    return f"WITH stored AS ({insert}), facts AS MATERIALIZED ({facts}), {ctes} SELECT COUNT(*) FROM stored"
+    return (
+        f"WITH stored AS ({insert}) SELECT COUNT(*) AS n, "
+        "CASE WHEN COUNT(*) < $1 THEN COALESCE(array_agg(request_id), '{}') END AS ids FROM stored"
+    )
 
 
 async def backfill_postgres(conn: asyncpg.Connection) -> None:
-    """Roll up every record already in the ledger; the caller holds the migration transaction."""
+    """Roll up every record already in the ledger; the caller holds the migration transaction.
+    Pending cells, if a later migration made any, are in the ledger too, so they go."""
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
     for cube in CUBES:
         for grain in cube.grains:
             await conn.execute(upsert_sql(cube, grain, "ledger", _POSTGRES))
+    if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
+        await conn.execute("DELETE FROM rollup_delta")

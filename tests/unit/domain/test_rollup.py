@@ -3,12 +3,32 @@ coarsest whole bucket that fits, and buckets are exact at their edges."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from costwarden.domain import latency_histogram
+from costwarden.domain.money import to_nanos
+from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
-from costwarden.domain.rollup import DAY, HOUR, KEYS, ORG, Plan, bucket_start, cube_for, plan
+from costwarden.domain.rollup import (
+    CUBES,
+    DAY,
+    HOUR,
+    KEYS,
+    ORG,
+    Cell,
+    FoldKey,
+    Plan,
+    bucket_start,
+    collect,
+    cube_for,
+    fold,
+    plan,
+)
 
 BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
 EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800])
@@ -88,3 +108,43 @@ def test_key_queries_read_whole_days_and_raw_partial_days() -> None:
     assert p.rolled == ((DAY, first_day, bucket_start(end, DAY)),)
     assert p.raw == ((start, float(first_day)), (float(bucket_start(end, DAY)), end))
     assert HOUR not in KEYS.grains
+
+
+def _record(i: int, at: float, team: str | None, outcome: Outcome, tokens: int) -> UsageRecord:
+    return UsageRecord(
+        request_id=f"r{i}", started_at=at, ended_at=at, key_id=f"k{i % 3}", team=team, project=None,
+        environment="prod", tags={}, deployment="chat", protocol="openai", endpoint="/v1/chat/completions",
+        method="POST", model="m", stream=False, status=200, upstream_status=200, outcome=outcome, error_code=None,
+        latency_ms=float(tokens), upstream_ms=None, input_tokens=tokens, output_tokens=2 * tokens,
+        cached_tokens=tokens % 3, items=tokens % 2, cost_usd=Decimal(tokens) / 10**9,
+    )  # fmt: skip
+
+
+CELL_RECORDS = st.lists(
+    st.tuples(
+        st.floats(1_700_000_000, 1_700_400_000, allow_nan=False),
+        st.sampled_from(["a", "b", None]),
+        st.sampled_from(list(Outcome)),
+        st.integers(0, 10**6),
+    ),
+    max_size=60,
+)
+
+
+@given(CELL_RECORDS, st.integers(1, 60))
+def test_folded_cells_equal_each_grain_summed_record_by_record(fields: list[Any], split: int) -> None:
+    records = [_record(i, *f) for i, f in enumerate(fields)]
+    stored = [(r, latency_histogram.bin_of(r.latency_ms), to_nanos(r.cost_usd)) for r in records]
+    # Pending cells of two writes, folded together: the same as adding every record at every grain.
+    pending = [*collect(stored[:split]).items(), *collect(stored[split:]).items()]
+    folded = fold((c, bucket, dims, cell.sums, cell.latency) for (c, bucket, dims), cell in pending)
+    expected: dict[FoldKey, Cell] = {}
+    for r, index, cost in stored:
+        error = int(r.outcome is not Outcome.SERVED)
+        sums = (1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, cost)
+        for c, cube in enumerate(CUBES):
+            dims = tuple(None if getattr(r, d) is None else str(getattr(r, d)) for d in cube.dimensions)
+            for grain in cube.grains:
+                key = (c, grain, bucket_start(r.started_at, grain), dims)
+                expected.setdefault(key, Cell([0] * 7, {})).add(sums, {index: 1})
+    assert folded == expected
