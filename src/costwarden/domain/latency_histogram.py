@@ -73,7 +73,7 @@ def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
 
 def encode(histogram: Mapping[int, int]) -> str:
     """JSON object text {"bin": count}, bins in order (stored in the rollup tables)."""
-    return orjson.dumps({str(k): histogram[k] for k in sorted(histogram) if histogram[k]}).decode()
+    return "{" + ",".join(f'"{k}":{histogram[k]}' for k in sorted(histogram) if histogram[k]) + "}"
 
 
 def decode(text: str | bytes | None) -> Histogram:
@@ -83,5 +83,9 @@ def decode(text: str | bytes | None) -> Histogram:
 
 
 def merge_text(a: str | bytes | None, b: str | bytes | None) -> str:
-    """Merge two encoded histograms (SQLite's `cw_hist_merge`)."""
-    return encode(add(decode(a), decode(b)))
+    """Merge two encoded histograms (SQLite's `cw_hist_merge`); bins keep their text keys, in
+    any order (decode reads them back as numbers)."""
+    into: dict[str, int] = orjson.loads(a) if a else {}
+    for key, count in (orjson.loads(b) if b else {}).items():
+        into[key] = into.get(key, 0) + count
+    return orjson.dumps(into).decode()

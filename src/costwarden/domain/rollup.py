@@ -9,9 +9,9 @@ edges read from raw records. Pure: times in, values out.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
@@ -121,64 +121,40 @@ def _int(at: float | None) -> int | None:
     return None if at is None else int(at)
 
 
-# Cells: the exact sums and latency histogram of the records of one (cube, grain, bucket, dimension
-# values). A write collects its stored records into each cube's finest cells (pending cells, stored
-# in the write's own transaction); a fold adds pending cells into every grain of their cube.
+# Pending cells: a write collects the records it stored into each cube's finest cells, one per
+# latency bin, with the exact sums of those records; a fold adds them into every grain (in SQL).
 
 SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
 Dims = tuple[str | None, ...]
-FoldKey = tuple[int, int, int, Dims]  # (cube index, grain, bucket start, dimension values)
+PendingKey = tuple[int, int, Dims, int]  # (cube index in CUBES, bucket at its finest grain, dimensions, bin)
 _KEY_DIMS = GROUP_DIMENSIONS[:-1]  # the outcome (last) is an enum: its value is the dimension
 _PICK = tuple(tuple(GROUP_DIMENSIONS.index(d) for d in cube.dimensions) for cube in CUBES)
 
 
-@dataclass(slots=True)
-class Cell:
-    """Exact sums (in SUMS order; cost in integer nano-dollars) and a latency histogram."""
-
-    sums: list[int]
-    latency: dict[int, int]
-
-    def add(self, sums: Sequence[int], latency: Mapping[int, int]) -> None:
-        mine = self.sums
-        for i, value in enumerate(sums):
-            mine[i] += value
-        hist = self.latency
-        for index, count in latency.items():
-            hist[index] = hist.get(index, 0) + count
-
-
-def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[tuple[int, int, Dims], Cell]:
+def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, list[int]]:
     """The pending cells of stored records, given as (record, latency bin, cost in nano-dollars):
-    keyed by (cube index in CUBES, bucket start at the cube's finest grain, dimension values)."""
-    cells: dict[tuple[int, int, Dims], Cell] = {}
+    the sums (in SUMS order, cost in integer nano-dollars) of the records of each cube's finest
+    bucket, dimension values and latency bin."""
+    cells: dict[PendingKey, list[int]] = {}
     get = attrgetter(*_KEY_DIMS)
-    finest = tuple(cube.grains[0] for cube in CUBES)
+    cubes = tuple((c, cube.grains[0], itemgetter(*_PICK[c])) for c, cube in enumerate(CUBES))
     for record, index, cost in stored:
         full = (*get(record), record.outcome.value)
-        error = 0 if record.outcome == "served" else 1
-        sums = (1, error, record.input_tokens, record.output_tokens, record.cached_tokens, record.items, cost)
-        for c, pick in enumerate(_PICK):
-            key = (c, bucket_start(record.started_at, finest[c]), tuple(full[i] for i in pick))
+        sums = (
+            1,
+            0 if full[-1] == "served" else 1,
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+            record.items,
+            cost,
+        )
+        for c, grain, pick in cubes:
+            key = (c, bucket_start(record.started_at, grain), pick(full), index)
             cell = cells.get(key)
             if cell is None:
-                cells[key] = Cell(list(sums), {index: 1})
+                cells[key] = list(sums)
             else:
-                cell.add(sums, {index: 1})
+                for i in range(7):
+                    cell[i] += sums[i]
     return cells
-
-
-def fold(pending: Iterable[tuple[int, int, Dims, Sequence[int], Mapping[int, int]]]) -> dict[FoldKey, Cell]:
-    """Add pending cells (cube index, finest bucket, dimension values, sums, histogram) into every
-    grain of their cube: keyed by (cube index, grain, bucket start, dimension values)."""
-    cells: dict[FoldKey, Cell] = {}
-    for c, bucket, dims, sums, latency in pending:
-        for grain in CUBES[c].grains:
-            key = (c, grain, bucket - bucket % grain, dims)
-            cell = cells.get(key)
-            if cell is None:
-                cells[key] = Cell(list(sums), dict(latency))
-            else:
-                cell.add(sums, latency)
-    return cells
-

@@ -26,7 +26,7 @@ from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, 
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.retention import POSTGRES_PRUNE
-from costwarden.storage.rollup_fold import DELTA, DELTA_COLUMNS, FoldSchedule, collect, delta_rows, fold_postgres
+from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import STAGE, backfill_postgres, merge_postgres, stage_postgres
@@ -100,12 +100,15 @@ def _record(row: asyncpg.Record) -> UsageRecord:
 class PostgresStore:
     """Ledger and keys in PostgreSQL; `write` is one transaction per batch (COPY, then one merge)."""
 
-    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2) -> None:
+    def __init__(
+        self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2, background_fold: bool = True
+    ) -> None:
+        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools)."""
         self.dsn = dsn
         self._min, self._max, self._read_size = min_size, max_size, read_size
         self._pool: asyncpg.Pool | None = None
         self._reads: asyncpg.Pool | None = None
-        self._fold = FoldSchedule(self.fold)
+        self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -169,8 +172,7 @@ class PostgresStore:
                     new = set(ids)
                     cells = [c for c in cells if c[0].request_id in new]
                 if cells:
-                    pending = delta_rows(collect(cells))
-                    await conn.copy_records_to_table(DELTA, records=pending, columns=DELTA_COLUMNS)
+                    await add_delta_postgres(conn, collect(cells))
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
         self._fold.added(int(stored))

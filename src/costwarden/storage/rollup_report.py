@@ -31,7 +31,12 @@ _CELL_SUMS = "requests, errors, input_tokens, output_tokens, cached_tokens, item
 _SUMS = (
     "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost_nanos)"
 )
-_LATENCY = {"sqlite": "latency", "postgres": "latency::text"}  # histograms as JSON text, merged in Python
+# Histograms as JSON text, merged in Python: a folded cell's, and a pending cell's one bin.
+_LATENCY = {"sqlite": "latency", "postgres": "latency::text"}
+_PENDING_LATENCY = {
+    "sqlite": "json_object(CAST(bin AS TEXT), requests)",
+    "postgres": "json_build_object(bin, requests)::text",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +80,12 @@ def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], p
     return " WHERE " + " AND ".join(clauses)
 
 
-def _cells(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str) -> Statement:
-    """`columns` of every cell the plan's whole buckets hold: folded, then pending."""
+def _cells(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str, pending_columns: str) -> Statement:
+    """`columns` of every folded cell the plan's whole buckets hold, then `pending_columns` of the
+    pending ones: one statement, so a fold committing meanwhile is seen whole or not at all."""
     params: list[object] = []
     folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None)}"
-    pending = f"SELECT {columns} FROM {DELTA}{_where(query, p, dialect, params, CUBES.index(cube))}"
+    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, CUBES.index(cube))}"
     return f"{folded} UNION ALL {pending}", params
 
 
@@ -87,8 +93,8 @@ def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -
     groups = query.group_by
     select = "".join(f"{g}, " for g in groups)
     group = f" GROUP BY {', '.join(groups)}" if groups else ""
-    cells, params = _cells(query, cube, p, dialect, f"{select}{_CELL_SUMS}")
-    bins = _cells(query, cube, p, dialect, f"{select}{_LATENCY[name]}")
+    cells, params = _cells(query, cube, p, dialect, f"{select}{_CELL_SUMS}", f"{select}{_CELL_SUMS}")
+    bins = _cells(query, cube, p, dialect, f"{select}{_LATENCY[name]}", f"{select}{_PENDING_LATENCY[name]}")
     raw_totals, raw_latencies = [], []
     for start, end in p.raw:
         window = SpendQuery(group_by=groups, start=start, end=end, where=query.where, percentiles=False)

@@ -30,7 +30,7 @@ from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, 
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.retention import SQLITE_PRUNE
-from costwarden.storage.rollup_fold import FoldSchedule, add_delta_sqlite, collect, delta_rows, fold_sqlite
+from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_sqlite, collect, fold_sqlite
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import backfill_sqlite, mark_sqlite, register_sqlite, stored_sqlite
@@ -86,7 +86,7 @@ def _write(
             if inserted < len(stored):  # some were stored already: exactly the rows above the mark count
                 ids = stored_sqlite(conn, mark)
                 stored = [x for x in stored if x[0].request_id in ids]
-            add_delta_sqlite(conn, delta_rows(collect(stored)))
+            add_delta_sqlite(conn, collect(stored))
         conn.execute("COMMIT")
         return inserted
     except BaseException:
@@ -123,7 +123,8 @@ def _key_change(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> 
 class SQLiteStore:
     """Ledger and keys in one SQLite file. Safe for a gateway and CLI commands at the same time."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, background_fold: bool = True) -> None:
+        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools)."""
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite-read")
@@ -133,7 +134,7 @@ class SQLiteStore:
         self._probe_conn: sqlite3.Connection | None = None
         self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
         self._rows_since = 0  # rows stored since then
-        self._fold = FoldSchedule(self.fold)
+        self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:

@@ -20,13 +20,10 @@ from costwarden.domain.rollup import (
     HOUR,
     KEYS,
     ORG,
-    Cell,
-    FoldKey,
     Plan,
     bucket_start,
     collect,
     cube_for,
-    fold,
     plan,
 )
 
@@ -131,20 +128,27 @@ CELL_RECORDS = st.lists(
 )
 
 
-@given(CELL_RECORDS, st.integers(1, 60))
-def test_folded_cells_equal_each_grain_summed_record_by_record(fields: list[Any], split: int) -> None:
+@given(CELL_RECORDS, st.integers(0, 60))
+def test_pending_cells_folded_into_each_grain_equal_the_records_summed_one_by_one(
+    fields: list[Any], split: int
+) -> None:
     records = [_record(i, *f) for i, f in enumerate(fields)]
     stored = [(r, latency_histogram.bin_of(r.latency_ms), to_nanos(r.cost_usd)) for r in records]
-    # Pending cells of two writes, folded together: the same as adding every record at every grain.
-    pending = [*collect(stored[:split]).items(), *collect(stored[split:]).items()]
-    folded = fold((c, bucket, dims, cell.sums, cell.latency) for (c, bucket, dims), cell in pending)
-    expected: dict[FoldKey, Cell] = {}
+    # The cells of two writes, folded as the SQL fold does (a coarser bucket is the finest one
+    # floored to the grain), against every record added at every grain.
+    folded: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
+    for part in (stored[:split], stored[split:]):
+        for (c, bucket, dims, index), sums in collect(part).items():
+            for grain in CUBES[c].grains:
+                into = folded.setdefault((c, grain, bucket - bucket % grain, dims, index), [0] * 7)
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
+    expected: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
     for r, index, cost in stored:
         error = int(r.outcome is not Outcome.SERVED)
-        sums = (1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, cost)
+        sums = [1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, cost]
         for c, cube in enumerate(CUBES):
             dims = tuple(None if getattr(r, d) is None else str(getattr(r, d)) for d in cube.dimensions)
             for grain in cube.grains:
-                key = (c, grain, bucket_start(r.started_at, grain), dims)
-                expected.setdefault(key, Cell([0] * 7, {})).add(sums, {index: 1})
+                into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * 7)
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
     assert folded == expected

@@ -1,7 +1,8 @@
 -- Pending rollup cells (storage/rollup_fold.py): each ledger write appends the cells of the rows
--- it stored here, at each cube's finest grain (cube 0: `rollup`, minutes, cube 1: `rollup_key`,
--- days), in its own transaction, a fold moves them into every grain of the rollups. Reports read
--- both. Dimensions a cube has not (key_id for cube 0) are NULL.
+-- it stored here, in its own transaction: the sums of its records per cube, finest bucket (cube 0:
+-- `rollup`, minutes, cube 1: `rollup_key`, days), dimension values and latency bin. A fold moves
+-- them into every grain of the rollups. Reports read both. Dimensions a cube has not (key_id for
+-- cube 0) are NULL.
 CREATE TABLE rollup_delta (
     cube           INTEGER NOT NULL,
     bucket         BIGINT NOT NULL,
@@ -14,12 +15,12 @@ CREATE TABLE rollup_delta (
     endpoint       TEXT,
     model          TEXT,
     outcome        TEXT,
+    bin            INTEGER NOT NULL,
     requests       BIGINT NOT NULL,
     errors         BIGINT NOT NULL,
     input_tokens   BIGINT NOT NULL,
     output_tokens  BIGINT NOT NULL,
     cached_tokens  BIGINT NOT NULL,
     items          BIGINT NOT NULL,
-    cost_nanos     NUMERIC(30, 0) NOT NULL,
-    latency        TEXT NOT NULL
+    cost_nanos     NUMERIC(30, 0) NOT NULL
 )
