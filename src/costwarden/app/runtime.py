@@ -33,6 +33,7 @@ from costwarden.services.budgets import active_budgets
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
+from costwarden.services.retention import RetentionLoop
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import open_counters, open_lease, open_store
@@ -74,6 +75,7 @@ class Runtime:
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._chain: Chain | None = None
+        self._retention: RetentionLoop | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -140,6 +142,12 @@ class Runtime:
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
+        retention = storage.retention
+        if retention.raw_days is not None and retention.prune_every_seconds > 0:
+            self._retention = RetentionLoop(
+                self.store, self.lease.lead, retention.raw_days, retention.batch, retention.prune_every_seconds
+            )
+            self._retention.start()
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
@@ -201,6 +209,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self._retention is not None:
+            await self._retention.stop()
         if self._governor is not None:
             await self._governor.stop()
         await self.keyring.stop()
