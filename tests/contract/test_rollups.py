@@ -25,7 +25,11 @@ from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
 BASE = 1_800_000_000.0  # not a UTC day start: minute, hour and day edges all differ
-EDGES = [0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800]
+WEEK_EDGE = 489_600  # BASE + this is a week's start (weeks start on Thursdays, 00:00 UTC)
+EDGES = [
+    0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800,
+    WEEK_EDGE - 1, WEEK_EDGE, WEEK_EDGE + 7 * 86_400 + 1,
+]  # fmt: skip
 AT = st.builds(lambda e, d: BASE + e + d, st.sampled_from(EDGES), st.sampled_from([0.0, -1e-6, 0.25, -0.5, 30.0]))
 BOUND = st.one_of(st.none(), AT)
 
@@ -291,3 +295,48 @@ async def test_extreme_latencies_are_counted_not_refused(store: Store, latency: 
     records = [usage(i, BASE + 60 * i, "ads", "chat", Outcome.SERVED, latency, i) for i in range(3)]
     assert await store.write(records) == 3
     assert_matches(await store.spend(SpendQuery(group_by=("team",), start=BASE, end=BASE + 180)), records)
+
+
+async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_cells(store: Store) -> None:
+    records = [
+        usage(i, BASE + i * 3_001.7, ("ads", "search")[i % 2], "chat", list(Outcome)[i % 3], 1.0 + i % 500, i)
+        for i in range(700)  # 24 days, across three week edges
+    ]
+    assert await store.write(records) == 700
+    while await fold(store, 10_000):
+        pass
+    drop = ["DELETE FROM rollup WHERE grain = 604800", "DROP TABLE rollup_delta"]
+    drop.append("DELETE FROM costwarden_schema WHERE version = 12")
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            for sql in drop:
+                conn.execute(sql)
+        conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        pg = await asyncpg.connect(store.dsn)
+        for sql in drop:
+            await pg.execute(sql)
+        await pg.close()
+    reopened = await second(store)
+    try:
+        for q in (
+            SpendQuery(group_by=("team", "outcome"), start=BASE + 0.5, end=BASE + 24 * 86_400),
+            SpendQuery(group_by=("deployment",), start=BASE + WEEK_EDGE, end=BASE + WEEK_EDGE + 14 * 86_400),
+        ):
+            assert_matches(await reopened.spend(q), records)
+        assert await reopened.write(records) == 0
+    finally:
+        await reopened.close()
+    assert await week_cells(store) > 0
+
+
+async def week_cells(store: Store) -> int:
+    sql = "SELECT COUNT(*) FROM rollup WHERE grain = 604800"
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            count = int(conn.execute(sql).fetchone()[0])
+        conn.close()
+        return count
+    assert isinstance(store, PostgresStore)
+    return int(await store.pool.fetchval(sql))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -58,16 +59,18 @@ def of(latencies: Iterable[float]) -> Histogram:
     return histogram
 
 
-def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
-    """Nearest-rank percentile read from a histogram (None when it is empty)."""
+def percentile(histogram: Mapping[int, int] | Mapping[str, int], fraction: float) -> float | None:
+    """Nearest-rank percentile read from a histogram (None when it is empty); its bins may be
+    numbers or their text (as JSON keeps them)."""
     n = sum(histogram.values())
     if n <= 0:
         return None
     rank, seen = max(1, math.ceil(fraction * n)), 0
-    for index in sorted(histogram):
-        seen += histogram[index]
+    counts: Mapping[Any, int] = histogram
+    for index in sorted(counts, key=int):
+        seen += counts[index]
         if seen >= rank:
-            return value_of(index)
+            return value_of(int(index))
     raise AssertionError("unreachable: the ranks add up to n")
 
 

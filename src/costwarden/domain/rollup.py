@@ -1,6 +1,6 @@
 """Rollups: ledger totals per minute, hour or UTC day and per value of the report dimensions.
 
-Two cubes: `rollup` holds every dimension but the key (minutes, hours, days); `rollup_key` adds
+Two cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key` adds
 the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
 `plan` splits a report window into whole buckets read from a cube and the partial buckets at its
 edges read from raw records. Pure: times in, values out.
@@ -16,7 +16,7 @@ from operator import attrgetter, itemgetter
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
 
-MINUTE, HOUR, DAY = 60, 3600, 86400
+MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400  # weeks start on Thursdays (the Unix epoch's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +28,7 @@ class Cube:
     grains: tuple[int, ...]
 
 
-ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY))
+ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY, WEEK))
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
 CUBES: tuple[Cube, ...] = (ORG, KEYS)
 

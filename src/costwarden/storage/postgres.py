@@ -29,7 +29,14 @@ from costwarden.storage.retention import POSTGRES_PRUNE
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import STAGE, backfill_postgres, merge_postgres, stage_postgres
+from costwarden.storage.rollup_write import (
+    STAGE,
+    WEEKS_MIGRATION,
+    add_weeks_postgres,
+    backfill_postgres,
+    merge_postgres,
+    stage_postgres,
+)
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
@@ -144,6 +151,8 @@ class PostgresStore:
                     await conn.execute(statement)
                 if migration.version == ROLLUP_MIGRATION:
                     await backfill_postgres(conn)
+                if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
+                    await add_weeks_postgres(conn)  # rolled up before weeks (a backfill now makes them itself)
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )

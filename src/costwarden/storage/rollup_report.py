@@ -126,7 +126,7 @@ def combine(
     """Add the rollup and raw parts group by group; percentiles from the merged histograms."""
     width = len(query.group_by)
     sums: dict[Row, list[int]] = {}
-    bins: dict[Row, latency_histogram.Histogram] = {}
+    bins: dict[Row, dict[str, int]] = {}  # bins keyed by their JSON text: no conversion per bin
 
     def add(group: Row, values: Row, cost: int) -> None:
         if not any(values[:6]) and not cost:
@@ -141,20 +141,17 @@ def combine(
     for part in raw_totals:
         for row in part:
             add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
-    texts: dict[Row, dict[str, int]] = {}  # bins keyed by their JSON text until every cell is in
     for row in (row for part in rolled_bins for row in part):
-        hist_text = texts.setdefault(row[:width], {})
+        hist = bins.setdefault(row[:width], {})
         for key, count in orjson.loads(row[width]).items():
-            hist_text[key] = hist_text.get(key, 0) + count
-    for group, merged in texts.items():
-        bins[group] = {int(key): count for key, count in merged.items()}
+            hist[key] = hist.get(key, 0) + count
     for part in raw_latencies:
         for row in part:
             hist = bins.setdefault(tuple(row[:width]), {})
-            index = latency_histogram.bin_of(float(row[width]))
-            hist[index] = hist.get(index, 0) + 1
+            key = str(latency_histogram.bin_of(float(row[width])))
+            hist[key] = hist.get(key, 0) + 1
 
-    def pct(hist: latency_histogram.Histogram) -> Row:
+    def pct(hist: dict[str, int]) -> Row:
         if not query.percentiles:
             return (None, None)
         return (latency_histogram.percentile(hist, 0.5), latency_histogram.percentile(hist, 0.95))
@@ -162,10 +159,11 @@ def combine(
     if width == 0:
         sums.setdefault((), [0] * 7)  # an ungrouped report has its one row, as on the raw path
     total_sums: list[int] = [0] * 7
-    total_hist: latency_histogram.Histogram = {}
+    total_hist: dict[str, int] = {}
     for group, values in sums.items():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
-        latency_histogram.add(total_hist, bins.get(group, {}))
+        for key, count in bins.get(group, {}).items():
+            total_hist[key] = total_hist.get(key, 0) + count
     totals = [(*group, *values) for group, values in sums.items()]
     percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
-from costwarden.domain.rollup import CUBES, Cube
+from costwarden.domain.rollup import CUBES, DAY, ORG, WEEK, Cube
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
 
 MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
+WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
 _SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
 
 
@@ -120,6 +121,18 @@ def stored_sqlite(conn: sqlite3.Connection, mark: int) -> set[str]:
     return {row[0] for row in conn.execute("SELECT request_id FROM ledger WHERE rowid > ?", (mark,))}
 
 
+def _weeks_sqlite() -> str:
+    """Week cells of the org cube, added up from its day cells (a ledger rolled up before weeks)."""
+    dims = ", ".join(ORG.dimensions)
+    week = f"bucket - ((bucket % {WEEK}) + {WEEK}) % {WEEK}"
+    sums = ", ".join(f"SUM({c})" for c in _SUMS)
+    return (
+        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
+        f"SELECT {WEEK}, {week} AS week, dim_key, {dims}, {sums}, cw_hist_sum(latency) FROM rollup "
+        f"WHERE grain = {DAY} GROUP BY week, dim_key"
+    )
+
+
 class _Histogram:
     """SQLite aggregate `cw_hist(bin, count)`: the encoded histogram of a group's bins."""
 
@@ -133,11 +146,29 @@ class _Histogram:
         return latency_histogram.encode(self.counts)
 
 
+class _HistogramSum:
+    """SQLite aggregate `cw_hist_sum(latency)`: the merged histogram of a group's histograms."""
+
+    def __init__(self) -> None:
+        self.merged = "{}"
+
+    def step(self, text: str) -> None:
+        self.merged = latency_histogram.merge_text(self.merged, text)
+
+    def finalize(self) -> str:
+        return self.merged
+
+
+def add_weeks_sqlite(conn: sqlite3.Connection) -> None:
+    conn.execute(_weeks_sqlite())
+
+
 def register_sqlite(conn: sqlite3.Connection) -> None:
     """The functions the rollup SQL calls, on one connection."""
     conn.create_function("cw_bin", 1, latency_histogram.bin_of, deterministic=True)
     conn.create_function("cw_hist_merge", 2, latency_histogram.merge_text, deterministic=True)
     conn.create_aggregate("cw_hist", 2, _Histogram)  # type: ignore[arg-type]  # typeshed: finalize() -> int only
+    conn.create_aggregate("cw_hist_sum", 1, _HistogramSum)  # type: ignore[arg-type]
 
 
 def backfill_sqlite(conn: sqlite3.Connection) -> None:
@@ -187,3 +218,21 @@ async def backfill_postgres(conn: asyncpg.Connection) -> None:
             await conn.execute(upsert_sql(cube, grain, facts, POSTGRES_ROLLUP))
     if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
         await conn.execute("DELETE FROM rollup_delta")
+
+
+async def add_weeks_postgres(conn: asyncpg.Connection) -> None:
+    """Week cells from day cells; the caller holds the migration transaction."""
+    dims = ", ".join(ORG.dimensions)
+    sums = ", ".join(f"SUM({c}) AS {c}" for c in _SUMS)
+    await conn.execute("LOCK TABLE rollup IN SHARE MODE")
+    await conn.execute(
+        f"WITH days AS (SELECT bucket - ((bucket % {WEEK}) + {WEEK}) % {WEEK} AS week, * FROM rollup "
+        f"WHERE grain = {DAY}), "
+        "bins AS (SELECT week, dim_key, j.key, SUM(j.value::bigint) AS n "
+        "FROM days, jsonb_each_text(days.latency) AS j GROUP BY week, dim_key, j.key), "
+        "hists AS (SELECT week, dim_key, jsonb_object_agg(key, n) AS latency FROM bins GROUP BY week, dim_key), "
+        f"cells AS (SELECT week, dim_key, {dims}, {sums} FROM days GROUP BY week, dim_key, {dims}) "
+        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
+        f"SELECT {WEEK}, week, dim_key, {dims}, {', '.join(_SUMS)}, COALESCE(latency, '{{}}') "
+        "FROM cells LEFT JOIN hists USING (week, dim_key)"
+    )

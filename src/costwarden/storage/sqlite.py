@@ -33,7 +33,14 @@ from costwarden.storage.retention import SQLITE_PRUNE
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_sqlite, collect, fold_sqlite
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import backfill_sqlite, mark_sqlite, register_sqlite, stored_sqlite
+from costwarden.storage.rollup_write import (
+    WEEKS_MIGRATION,
+    add_weeks_sqlite,
+    backfill_sqlite,
+    mark_sqlite,
+    register_sqlite,
+    stored_sqlite,
+)
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -199,6 +206,8 @@ class SQLiteStore:
                         conn.execute(statement)
                 if migration.version == ROLLUP_MIGRATION:
                     backfill_sqlite(conn)
+                if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
+                    add_weeks_sqlite(conn)  # rolled up before weeks (a backfill now makes them itself)
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),

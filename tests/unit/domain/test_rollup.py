@@ -19,6 +19,7 @@ from costwarden.domain.rollup import (
     DAY,
     HOUR,
     KEYS,
+    WEEK,
     ORG,
     Plan,
     bucket_start,
@@ -28,7 +29,7 @@ from costwarden.domain.rollup import (
 )
 
 BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
-EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800])
+EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800, 489_600, 1_094_400])
 INSTANT = st.one_of(
     st.builds(lambda e, d: float(BASE + e) + d, EDGE, st.sampled_from([0.0, -1e-6, 1e-6, 0.5, -0.5])),
     st.floats(BASE - 3 * DAY, BASE + 3 * DAY, allow_nan=False),
@@ -65,13 +66,13 @@ def test_a_plan_reads_every_record_of_the_window_once_and_no_other(
         assert first_whole + grains[0] > hi
 
 
-def test_a_month_is_read_from_days_and_the_edges_from_finer_grains() -> None:
+def test_a_month_is_read_from_weeks_and_the_edges_from_finer_grains() -> None:
     start, end = BASE + 0.25, BASE + 30 * DAY + 0.75
     p = plan(start, end)
     assert p.raw == ((start, float(BASE + 60)), (float(BASE + 30 * DAY), end))
-    assert [g for g, _, _ in p.rolled].count(DAY) == 1
-    assert len(p.rolled) <= 5  # minutes, hours, days, hours, minutes
-    assert plan(None, None) == Plan(raw=(), rolled=((DAY, None, None),))
+    assert [g for g, _, _ in p.rolled].count(WEEK) == 1
+    assert len(p.rolled) <= 7  # minutes, hours, days, weeks, days, hours, minutes
+    assert plan(None, None) == Plan(raw=(), rolled=((WEEK, None, None),))
     assert plan(BASE + 1.0, BASE + 50.0).rolled == ()  # no whole minute: all raw, percentiles exact
 
 
