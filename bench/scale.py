@@ -379,8 +379,9 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
     if args.writes_only or not ROLLUPS:
         await store.close()
         return {"backend": "postgres", "records": args.records, **rate, "open_s": 0.0, "reports": []}
-    for table in ("ledger", "rollup", "rollup_key"):
-        await store.pool.execute(f"VACUUM ANALYZE {table}")
+    for table in ("ledger", "rollup", "rollup_key", "rollup_delta"):  # as autovacuum would
+        if await store.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            await store.pool.execute(f"VACUUM ANALYZE {table}")
     begin = time.perf_counter()
     opened = PostgresStore(url)
     await opened.open()

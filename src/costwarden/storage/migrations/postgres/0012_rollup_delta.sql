@@ -24,3 +24,9 @@ CREATE TABLE rollup_delta (
     items          BIGINT NOT NULL,
     cost_nanos     NUMERIC(30, 0) NOT NULL
 )
+;
+CREATE INDEX rollup_delta_bucket ON rollup_delta (cube, bucket);
+-- A queue table: vacuum it after every 10,000 dead rows (folds delete what writes append), so
+-- reports reading pending cells do not walk dead ones.
+ALTER TABLE rollup_delta SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 10000)

@@ -24,3 +24,5 @@ CREATE TABLE rollup_delta (
     items          INTEGER NOT NULL,
     cost_nanos     INTEGER NOT NULL
 )
+;
+CREATE INDEX rollup_delta_bucket ON rollup_delta (cube, bucket)
