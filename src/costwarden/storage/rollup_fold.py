@@ -32,7 +32,8 @@ __all__ = ["DELTA", "DELTA_COLUMNS", "FoldSchedule", "collect", "delta_rows", "f
 log = logging.getLogger(__name__)
 DELTA = "rollup_delta"
 DELTA_COLUMNS = ("cube", "bucket", *GROUP_DIMENSIONS, "bin", *SUMS)
-FOLD_LIMIT = 50_000  # pending cells per fold transaction
+FOLD_LIMIT = 50_000  # pending cells per fold transaction (PostgreSQL)
+SQLITE_FOLD_LIMIT = 10_000  # SQLite: short transactions, so writes and key changes interleave
 _FOLD_LOCK = 7_314_213  # advisory lock id: one PostgreSQL folder at a time
 # Per cube: where each of GROUP_DIMENSIONS is in (cube dimensions..., None).
 _SPREAD = tuple(
@@ -119,8 +120,8 @@ async def fold_postgres(conn: asyncpg.Connection, limit: int = FOLD_LIMIT) -> in
 
 class FoldSchedule:
     """When a store folds: in the background, once it has stored `rows` records or `seconds` have
-    passed since its last fold (`rows=None`: never; the caller folds). A failed fold (the database
-    is down) is retried at the next one."""
+    passed since its last fold (`rows=None`: never; the caller folds), `limit` cells per
+    transaction. A failed fold (the database is down) is retried at the next one."""
 
     def __init__(
         self,
@@ -128,8 +129,10 @@ class FoldSchedule:
         rows: int | None = FOLD_LIMIT,
         seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        limit: int = FOLD_LIMIT,
     ) -> None:
         self._fold_some = fold_some
+        self._limit = limit
         self._rows, self._seconds, self._clock = rows, seconds, clock
         self._pending = 0
         self._last = clock()
@@ -150,9 +153,9 @@ class FoldSchedule:
         folded = 0
         try:
             while True:
-                n = await self._fold_some(FOLD_LIMIT)
+                n = await self._fold_some(self._limit)
                 folded += n
-                if n < FOLD_LIMIT:  # drained (what arrives meanwhile waits for the next fold)
+                if n < self._limit:  # drained (what arrives meanwhile waits for the next fold)
                     break
         except Exception as exc:  # the cells stay pending, reports still count them
             log.warning("rollup fold failed, retried later: %s: %s", type(exc).__name__, exc)

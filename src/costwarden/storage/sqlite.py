@@ -30,7 +30,14 @@ from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, 
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.retention import SQLITE_PRUNE
-from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_sqlite, collect, fold_sqlite
+from costwarden.storage.rollup_fold import (
+    FOLD_LIMIT,
+    SQLITE_FOLD_LIMIT,
+    FoldSchedule,
+    add_delta_sqlite,
+    collect,
+    fold_sqlite,
+)
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
@@ -141,7 +148,9 @@ class SQLiteStore:
         self._probe_conn: sqlite3.Connection | None = None
         self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
         self._rows_since = 0  # rows stored since then
-        self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
+        self._fold = FoldSchedule(
+            self.fold, rows=FOLD_LIMIT if background_fold else None, limit=SQLITE_FOLD_LIMIT
+        )
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
