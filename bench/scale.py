@@ -19,8 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import inspect
+import itertools
 import json
 import math
+import os
 import random
 import sqlite3
 import statistics
@@ -36,7 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from costwarden.domain.money import quantize
-from costwarden.domain.record import Outcome, UsageRecord
+from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
@@ -54,16 +57,18 @@ WINDOWS = {"1h": 3600.0, "24h": DAY, "30d": 30 * DAY}
 PRICE_IN, PRICE_OUT = Decimal("0.0000025"), Decimal("0.00001")
 
 
-def records(n: int, now: float, teams: int, keys_per_team: int, deployments: int, seed: int) -> Iterator[UsageRecord]:
-    """`n` records over the 30 days before `now`, oldest first."""
+def records(
+    n: int, now: float, teams: int, keys_per_team: int, deployments: int, seed: int, span: float = 30 * DAY
+) -> Iterator[UsageRecord]:
+    """`n` records over the `span` seconds before `now`, oldest first."""
     rng = random.Random(seed)
-    weights = [1 / (t + 1) ** 0.8 for t in range(teams)]  # a few heavy teams, a long tail
+    weights = list(itertools.accumulate(1 / (t + 1) ** 0.8 for t in range(teams)))  # a few heavy teams, a long tail
     team_deployments = [[f"dep-{(t * 7 + j * 3) % deployments:02d}" for j in range(3)] for t in range(teams)]
-    step = 30 * DAY / n
-    at = now - 30 * DAY
+    step = span / n
+    at = now - span
     for i in range(n):
         at += step
-        t = rng.choices(range(teams), weights)[0] if i % 64 else rng.randrange(teams)
+        t = rng.choices(range(teams), cum_weights=weights)[0] if i % 64 else rng.randrange(teams)
         deployment = rng.choice(team_deployments[t])
         roll = rng.random()
         outcome = Outcome.SERVED if roll < 0.96 else Outcome.REJECTED if roll < 0.985 else Outcome.FAILED
@@ -102,28 +107,139 @@ def records(n: int, now: float, teams: int, keys_per_team: int, deployments: int
         )
 
 
-async def fill(store: SQLiteStore | PostgresStore, args: argparse.Namespace, now: float, label: str) -> float:
-    """Write every record through store.write in batches; returns records per second."""
+FOLD_EVERY = 50_000  # records between folds, as a gateway's store does in the background (FOLD_LIMIT)
+
+
+def make_store(cls: type[SQLiteStore] | type[PostgresStore], url: str) -> SQLiteStore | PostgresStore:
+    """A store whose pending rollup cells wait for `drain` (trees with rollup folds), so the
+    bench times writes and folds apart; older trees keep every rollup in the write itself."""
+    if "background_fold" in inspect.signature(cls).parameters:
+        return cls(url, background_fold=False)  # type: ignore[call-arg]
+    return cls(url)
+
+
+async def drain(store: SQLiteStore | PostgresStore) -> None:
+    """Fold every pending rollup cell (nothing on trees without folds)."""
+    fold = getattr(store, "fold", None)
+    if fold is not None:
+        while await fold(10_000) == 10_000:
+            pass
+
+
+Store = SQLiteStore | PostgresStore
+
+
+class Clock:
+    """Wall seconds and CPU seconds spent in a phase: this process's (the bench, asyncpg, SQLite's
+    threads) and, for PostgreSQL, the database's backends serving it (from /proc), so a figure
+    holds on a machine whose other work inflates wall time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.wall = self.cpu = self.server = 0.0
+
+    async def _backends(self) -> dict[int, float]:
+        if not isinstance(self.store, PostgresStore):
+            return {}
+        pids = [r["pid"] for r in await self.store.pool.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )]  # fmt: skip
+        return {pid: _proc_cpu(pid) for pid in pids}
+
+    async def run(self, work: Awaitable[Any]) -> Any:
+        before = await self._backends()
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = await work
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
+        after = await self._backends()
+        self.server += sum(t - before.get(pid, 0.0) for pid, t in after.items())
+        return result
+
+    def figures(self, name: str, records: int) -> dict[str, float]:
+        return {
+            f"{name}_wall_s": self.wall,
+            f"{name}_cpu_us_per_record": (self.cpu + self.server) * 1e6 / records,
+            f"{name}_server_cpu_us_per_record": self.server * 1e6 / records,
+        }
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def fill(store: Store, args: argparse.Namespace, now: float, label: str) -> dict[str, float]:
+    """Write every record through store.write in batches, folding every FOLD_EVERY records; returns
+    records per second of the writes alone and of writes and folds together (sustained), and the
+    CPU each costs per record."""
     columns = (TextColumn(f"[bold]{label}[/] writing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     batch: list[UsageRecord] = []
-    written, spent = 0, 0.0
+    writes, folds = Clock(store), Clock(store)
+    written, since_fold = 0, 0
+
+    async def write() -> None:
+        nonlocal written, since_fold
+        written += await writes.run(store.write(batch))
+        since_fold += len(batch)
+        if since_fold >= FOLD_EVERY:
+            await folds.run(drain(store))
+            since_fold = 0
+        progress.advance(task, len(batch))
+
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("write", total=args.records)
-        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed):
+        span = args.records / args.rate if args.rate else 30 * DAY
+        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed, span):
             batch.append(r)
             if len(batch) == args.batch:
-                begin = time.perf_counter()
-                written += await store.write(batch)
-                spent += time.perf_counter() - begin
-                progress.advance(task, len(batch))
+                await write()
                 batch = []
         if batch:
-            begin = time.perf_counter()
-            written += await store.write(batch)
-            spent += time.perf_counter() - begin
-            progress.advance(task, len(batch))
+            await write()
+        await folds.run(drain(store))
     assert written == args.records, (written, args.records)
-    return written / spent
+    return {
+        "write_records_per_s": written / writes.wall,
+        "fold_s": folds.wall,
+        "sustained_records_per_s": written / (writes.wall + folds.wall),
+        **writes.figures("write", written),
+        **folds.figures("fold", written),
+    }
+
+
+async def copy_fill(store: PostgresStore, args: argparse.Namespace, now: float) -> dict[str, float]:
+    """Fill a PostgreSQL ledger fast: the same records COPYed straight into the ledger, then rolled
+    up by the rollup migration's own backfill (what upgrading an existing ledger runs). Minutes for
+    10M records where the write path would take an hour on a loaded 2-core machine."""
+    from costwarden.storage.ledger_codec import record_values
+    from costwarden.storage.rollup_write import backfill_postgres
+
+    columns = (TextColumn("[bold]postgres[/] copying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    begin = time.perf_counter()
+    chunk: list[tuple[Any, ...]] = []
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("copy", total=args.records)
+        span = args.records / args.rate if args.rate else 30 * DAY
+        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed, span):
+            chunk.append(record_values(r, r.stream, r.cost_usd))
+            if len(chunk) == 100_000:
+                await store.pool.copy_records_to_table("ledger", records=chunk, columns=LEDGER_COLUMNS)
+                progress.advance(task, len(chunk))
+                chunk = []
+        if chunk:
+            await store.pool.copy_records_to_table("ledger", records=chunk, columns=LEDGER_COLUMNS)
+    copied = time.perf_counter() - begin
+    begin = time.perf_counter()
+    async with store.pool.acquire() as conn, conn.transaction():
+        await backfill_postgres(conn)
+    rolled = time.perf_counter() - begin
+    console.print(f"copied {args.records:,} records in {copied:.0f} s, rolled up in {rolled:.0f} s")
+    nan = math.nan
+    return {"copy_s": copied, "backfill_s": rolled, "write_records_per_s": nan, "sustained_records_per_s": nan}
 
 
 async def timed(run: Callable[[], Awaitable[SpendReport]], repeat: int) -> tuple[float, SpendReport]:
@@ -217,12 +333,12 @@ def save(out: str, data: dict[str, Any]) -> None:
 
 async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
     path = fresh_file(Path(args.dir) / "scale.db")
-    store = SQLiteStore(str(path))
+    store = make_store(SQLiteStore, str(path))
     await store.open()
     rate = await fill(store, args, now, "sqlite")
     if args.writes_only or not ROLLUPS:
         await store.close()
-        return {"backend": "sqlite", "records": args.records, "write_records_per_s": rate, "open_s": 0.0, "reports": []}
+        return {"backend": "sqlite", "records": args.records, **rate, "open_s": 0.0, "reports": []}
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute("ANALYZE")
     begin = time.perf_counter()
@@ -244,7 +360,7 @@ async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
     return {
         "backend": "sqlite",
         "records": args.records,
-        "write_records_per_s": rate,
+        **rate,
         "open_s": start_s,
         **probes,
         "reports": reports,
@@ -257,20 +373,15 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
     await admin.execute(f'CREATE DATABASE "{args.postgres_db}"')
     await admin.close()
     url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
-    store = PostgresStore(url)
+    store = make_store(PostgresStore, url)
     await store.open()
-    rate = await fill(store, args, now, "postgres")
+    rate = await (copy_fill(store, args, now) if args.fill == "copy" else fill(store, args, now, "postgres"))
     if args.writes_only or not ROLLUPS:
         await store.close()
-        return {
-            "backend": "postgres",
-            "records": args.records,
-            "write_records_per_s": rate,
-            "open_s": 0.0,
-            "reports": [],
-        }
-    for table in ("ledger", "rollup", "rollup_key"):
-        await store.pool.execute(f"VACUUM ANALYZE {table}")
+        return {"backend": "postgres", "records": args.records, **rate, "open_s": 0.0, "reports": []}
+    for table in ("ledger", "rollup", "rollup_key", "rollup_delta"):  # as autovacuum would
+        if await store.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            await store.pool.execute(f"VACUUM ANALYZE {table}")
     begin = time.perf_counter()
     opened = PostgresStore(url)
     await opened.open()
@@ -289,7 +400,7 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
     return {
         "backend": "postgres",
         "records": args.records,
-        "write_records_per_s": rate,
+        **rate,
         "open_s": start_s,
         **probes,
         "reports": reports,
@@ -300,7 +411,8 @@ def show(result: dict[str, Any]) -> None:
     table = Table(
         title=(
             f"{result['backend']}: {result['records']:,} records, "
-            f"writes {result['write_records_per_s']:,.0f} records/s, open {result['open_s'] * 1000:.0f} ms"
+            f"writes {result['write_records_per_s']:,.0f} records/s (with folds "
+            f"{result['sustained_records_per_s']:,.0f}), open {result['open_s'] * 1000:.0f} ms"
         )
     )
     for column in ("window", "report", "raw (s)", "rollups (s)", "speed-up", "groups"):
@@ -337,6 +449,18 @@ async def main() -> None:
     parser.add_argument("--skip-raw", action="store_true", help="time rollup reports only")
     parser.add_argument("--writes-only", action="store_true", help="fill and time the writes only")
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--fill",
+        choices=("write", "copy"),
+        default="write",
+        help="write: through store.write (timed); copy (PostgreSQL): COPY, then the rollup backfill, for 10M",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="records per second of traffic the records span (default: spread over 30 days); e.g. 70000 for a fleet",
+    )
     parser.add_argument("--dir", default="/tmp/costwarden-scale")
     parser.add_argument("--postgres-admin", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--postgres-db", default="costwarden_scale")

@@ -24,7 +24,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await adapter.open()
     if isinstance(adapter, PostgresStore):
         conn = await asyncpg.connect(adapter.dsn)
-        await conn.execute("TRUNCATE ledger, ledger_quarantine, api_keys, alerts, budgets, rollup, rollup_key")
+        await conn.execute(
+            "TRUNCATE ledger, ledger_quarantine, api_keys, alerts, budgets, rollup, rollup_key, rollup_delta"
+        )
         await conn.close()
     yield adapter
     await adapter.close()

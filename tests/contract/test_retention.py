@@ -4,10 +4,12 @@ kept still count once when a spool replays them."""
 
 from __future__ import annotations
 
+import asyncio
+
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import Store
-from costwarden.services.retention import prune_ledger
+from costwarden.services.retention import RetentionLoop, prune_ledger
 from tests.contract.test_rollups import BASE, assert_matches, usage
 
 DAY = 86_400
@@ -43,3 +45,28 @@ async def test_pruning_nothing_old_deletes_nothing(store: Store) -> None:
     assert await prune_ledger(store, START, batch=10) == 0
     assert await store.prune(START + DAY, 0) == 0  # a batch of zero deletes nothing
     assert len(await store.records(None, None, 200)) == 100
+
+
+async def test_the_leading_gateway_prunes_by_itself_and_a_follower_does_not(store: Store) -> None:
+    records = ledger(4, 50)
+    await store.write(records)
+    now = START + 5 * DAY  # raw_days=2.5: records started before START + 2.5 days go
+    leads = {"value": False}
+
+    async def lead(at: float) -> bool:
+        assert at == now
+        return leads["value"]
+
+    loop = RetentionLoop(store, lead, raw_days=2.5, batch=16, every_s=3600, clock=lambda: now)
+    assert await loop.tick() == 0  # not the leader: nothing goes
+    assert len(await store.records(None, None, 500)) == 200
+    leads["value"] = True
+    assert await loop.tick() == 125
+    kept = await store.records(None, None, 500)
+    recent = [r.request_id for r in records if r.started_at >= now - 2.5 * DAY]
+    assert sorted(r.request_id for r in kept) == sorted(recent)
+    assert_matches(await store.spend(SpendQuery(group_by=("team",), start=START, end=START + 4 * DAY)), records)
+    loop.start()  # the background round prunes nothing more and stops cleanly
+    await asyncio.sleep(0.05)
+    await loop.stop()
+    assert loop.pruned == 125

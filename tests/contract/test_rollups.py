@@ -25,7 +25,11 @@ from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
 BASE = 1_800_000_000.0  # not a UTC day start: minute, hour and day edges all differ
-EDGES = [0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800]
+WEEK_EDGE = 489_600  # BASE + this is a week's start (weeks start on Thursdays, 00:00 UTC)
+EDGES = [
+    0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800,
+    WEEK_EDGE - 1, WEEK_EDGE, WEEK_EDGE + 7 * 86_400 + 1,
+]  # fmt: skip
 AT = st.builds(lambda e, d: BASE + e + d, st.sampled_from(EDGES), st.sampled_from([0.0, -1e-6, 0.25, -0.5, 30.0]))
 BOUND = st.one_of(st.none(), AT)
 
@@ -140,11 +144,12 @@ async def clear(store: Store) -> None:
             conn.execute("DELETE FROM ledger")
             conn.execute("DELETE FROM rollup")
             conn.execute("DELETE FROM rollup_key")
+            conn.execute("DELETE FROM rollup_delta")
         conn.close()
     else:
         assert isinstance(store, PostgresStore)
         pg = await asyncpg.connect(store.dsn)
-        await pg.execute("TRUNCATE ledger, rollup, rollup_key")
+        await pg.execute("TRUNCATE ledger, rollup, rollup_key, rollup_delta")
         await pg.close()
 
 
@@ -153,12 +158,14 @@ async def clear(store: Store) -> None:
     records=st.lists(RECORD, min_size=1, max_size=40),
     batches=st.lists(st.lists(st.integers(0, 39), max_size=12), min_size=1, max_size=6),
     queries=st.lists(QUERY, min_size=1, max_size=6),
+    folds=st.lists(st.sampled_from([0, 0, 1, 3, 10_000]), min_size=1, max_size=6),
 )
 async def test_reports_from_rollups_equal_the_raw_ledger(
     store: Store,
     records: list[tuple[float, str | None, str, Outcome, float, int]],
     batches: list[list[int]],
     queries: list[tuple[float | None, float | None, bool, list[str], tuple[tuple[str, str], ...]]],
+    folds: list[int],
 ) -> None:
     await clear(store)
     pool = [usage(i, *fields) for i, fields in enumerate(records)]
@@ -168,11 +175,65 @@ async def test_reports_from_rollups_equal_the_raw_ledger(
         new = {r.request_id: r for r in reversed(chosen) if r.request_id not in stored}
         assert await store.write(chosen) == len(new)
         stored.update(new)
+        if limit := folds[n % len(folds)]:  # some pending cells folded, some not
+            await fold(store, limit)
         report = await store.spend(query_of(*queries[n % len(queries)]))
         assert_matches(report, list(stored.values()))
     assert await store.write(list(stored.values())) == 0  # a replayed spool adds nothing
     for q in queries:
         assert_matches(await store.spend(query_of(*q)), list(stored.values()))
+    await fold(store, 10_000)  # everything folded: the same totals
+    for q in queries:
+        assert_matches(await store.spend(query_of(*q)), list(stored.values()))
+
+
+async def fold(store: Store, limit: int) -> int:
+    assert isinstance(store, SQLiteStore | PostgresStore)
+    return await store.fold(limit)
+
+
+async def pending(store: Store) -> int:
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            count = int(conn.execute("SELECT COUNT(*) FROM rollup_delta").fetchone()[0])
+        conn.close()
+        return count
+    assert isinstance(store, PostgresStore)
+    return int(await store.pool.fetchval("SELECT COUNT(*) FROM rollup_delta"))
+
+
+async def test_racing_folders_and_writers_count_each_record_once(store: Store) -> None:
+    records = [
+        usage(i, BASE + i * 13.25, ("ads", "search", None)[i % 3], ("chat", "iris")[i % 2], list(Outcome)[i % 3], i, i)
+        for i in range(900)
+    ]
+    other = await second(store)
+    try:
+        writes = [s.write(records[k : k + 120]) for k in range(0, 900, 60) for s in (store, other)]
+        folds = [s.fold(limit) for s in (store, other) for limit in (7, 50, 200, 5)]  # type: ignore[attr-defined]
+        results = await asyncio.gather(*writes, *folds)
+        assert sum(results[: len(writes)]) == 900
+        while await fold(other, 3) or await fold(store, 1000):
+            pass
+    finally:
+        await other.close()
+    assert await pending(store) == 0
+    for groups in ((), ("team",), ("key_id", "outcome")):
+        q = SpendQuery(group_by=groups, start=BASE - 0.5, end=BASE + 900 * 13.25 + 1)
+        assert_matches(await store.spend(q), records)
+
+
+async def test_a_write_stores_pending_cells_and_a_fold_moves_them_once(store: Store) -> None:
+    records = [usage(i, BASE + 30 + i * 0.5, "ads", "chat", Outcome.SERVED, 10.0, 2 * i) for i in range(100)]
+    assert await store.write(records) == 100
+    # 100 records, one pending cell per minute of the org cube (50 s across a minute edge: two)
+    # and one key-day cell: the cells add records up before they are stored.
+    assert await pending(store) == 3
+    assert await store.write(records) == 0
+    assert await pending(store) == 3  # a replay stores no cells
+    assert await fold(store, 10_000) == 3
+    assert await fold(store, 10_000) == 0
+    assert_matches(await store.spend(SpendQuery(group_by=("team",), start=BASE - 60, end=BASE + 120)), records)
 
 
 async def second(store: Store) -> Store:
@@ -234,3 +295,48 @@ async def test_extreme_latencies_are_counted_not_refused(store: Store, latency: 
     records = [usage(i, BASE + 60 * i, "ads", "chat", Outcome.SERVED, latency, i) for i in range(3)]
     assert await store.write(records) == 3
     assert_matches(await store.spend(SpendQuery(group_by=("team",), start=BASE, end=BASE + 180)), records)
+
+
+async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_cells(store: Store) -> None:
+    records = [
+        usage(i, BASE + i * 3_001.7, ("ads", "search")[i % 2], "chat", list(Outcome)[i % 3], 1.0 + i % 500, i)
+        for i in range(700)  # 24 days, across three week edges
+    ]
+    assert await store.write(records) == 700
+    while await fold(store, 10_000):
+        pass
+    drop = ["DELETE FROM rollup WHERE grain = 604800", "DROP TABLE rollup_delta"]
+    drop.append("DELETE FROM costwarden_schema WHERE version = 12")
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            for sql in drop:
+                conn.execute(sql)
+        conn.close()
+    else:
+        assert isinstance(store, PostgresStore)
+        pg = await asyncpg.connect(store.dsn)
+        for sql in drop:
+            await pg.execute(sql)
+        await pg.close()
+    reopened = await second(store)
+    try:
+        for q in (
+            SpendQuery(group_by=("team", "outcome"), start=BASE + 0.5, end=BASE + 24 * 86_400),
+            SpendQuery(group_by=("deployment",), start=BASE + WEEK_EDGE, end=BASE + WEEK_EDGE + 14 * 86_400),
+        ):
+            assert_matches(await reopened.spend(q), records)
+        assert await reopened.write(records) == 0
+    finally:
+        await reopened.close()
+    assert await week_cells(store) > 0
+
+
+async def week_cells(store: Store) -> int:
+    sql = "SELECT COUNT(*) FROM rollup WHERE grain = 604800"
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            count = int(conn.execute(sql).fetchone()[0])
+        conn.close()
+        return count
+    assert isinstance(store, PostgresStore)
+    return int(await store.pool.fetchval(sql))

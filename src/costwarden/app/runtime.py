@@ -44,6 +44,7 @@ from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
+from costwarden.services.retention import RetentionLoop
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import open_counters, open_lease, open_queue, open_store, open_variant_state
@@ -105,6 +106,7 @@ class Runtime:
         batch = config.batch
         self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
         self._batch_worker: BatchWorker | None = None
+        self._retention: RetentionLoop | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -194,6 +196,12 @@ class Runtime:
         self.degrade.start()
         if self._batch_worker is not None:
             self._batch_worker.start()
+        retention = storage.retention
+        if retention.raw_days is not None and retention.prune_every_seconds > 0:
+            self._retention = RetentionLoop(
+                self.store, self.lease.lead, retention.raw_days, retention.batch, retention.prune_every_seconds
+            )
+            self._retention.start()
 
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
@@ -315,6 +323,8 @@ class Runtime:
             await self._batch_worker.stop()
         if self.degrade is not None:
             await self.degrade.stop()
+        if self._retention is not None:
+            await self._retention.stop()
         if self._governor is not None:
             await self._governor.stop()
         await self.keyring.stop()

@@ -40,6 +40,8 @@ class RetentionConfig(Model):
     # its records stored and is not counted twice.
     raw_days: float | None = Field(default=None, ge=1)
     batch: int = Field(default=10_000, gt=0)  # records deleted per transaction
+    # With raw_days set, the gateway holding the governor's lease prunes this often (0: never; cron only).
+    prune_every_seconds: float = Field(default=3600.0, ge=0)
 
 
 class StorageConfig(Model):

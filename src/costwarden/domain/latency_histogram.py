@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -58,22 +59,24 @@ def of(latencies: Iterable[float]) -> Histogram:
     return histogram
 
 
-def percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
-    """Nearest-rank percentile read from a histogram (None when it is empty)."""
+def percentile(histogram: Mapping[int, int] | Mapping[str, int], fraction: float) -> float | None:
+    """Nearest-rank percentile read from a histogram (None when it is empty); its bins may be
+    numbers or their text (as JSON keeps them)."""
     n = sum(histogram.values())
     if n <= 0:
         return None
     rank, seen = max(1, math.ceil(fraction * n)), 0
-    for index in sorted(histogram):
-        seen += histogram[index]
+    counts: Mapping[Any, int] = histogram
+    for index in sorted(counts, key=int):
+        seen += counts[index]
         if seen >= rank:
-            return value_of(index)
+            return value_of(int(index))
     raise AssertionError("unreachable: the ranks add up to n")
 
 
 def encode(histogram: Mapping[int, int]) -> str:
     """JSON object text {"bin": count}, bins in order (stored in the rollup tables)."""
-    return orjson.dumps({str(k): histogram[k] for k in sorted(histogram) if histogram[k]}).decode()
+    return "{" + ",".join(f'"{k}":{histogram[k]}' for k in sorted(histogram) if histogram[k]) + "}"
 
 
 def decode(text: str | bytes | None) -> Histogram:
@@ -83,5 +86,9 @@ def decode(text: str | bytes | None) -> Histogram:
 
 
 def merge_text(a: str | bytes | None, b: str | bytes | None) -> str:
-    """Merge two encoded histograms (SQLite's `cw_hist_merge`)."""
-    return encode(add(decode(a), decode(b)))
+    """Merge two encoded histograms (SQLite's `cw_hist_merge`); bins keep their text keys, in
+    any order (decode reads them back as numbers)."""
+    into: dict[str, int] = orjson.loads(a) if a else {}
+    for key, count in (orjson.loads(b) if b else {}).items():
+        into[key] = into.get(key, 0) + count
+    return orjson.dumps(into).decode()

@@ -1,6 +1,6 @@
 """Rollups: ledger totals per minute, hour or UTC day and per value of the report dimensions.
 
-Two cubes: `rollup` holds every dimension but the key (minutes, hours, days); `rollup_key` adds
+Two cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key` adds
 the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
 `plan` splits a report window into whole buckets read from a cube and the partial buckets at its
 edges read from raw records. Pure: times in, values out.
@@ -9,11 +9,14 @@ edges read from raw records. Pure: times in, values out.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 
+from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
 
-MINUTE, HOUR, DAY = 60, 3600, 86400
+MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400  # weeks start on Thursdays (the Unix epoch's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +28,7 @@ class Cube:
     grains: tuple[int, ...]
 
 
-ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY))
+ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY, WEEK))
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
 CUBES: tuple[Cube, ...] = (ORG, KEYS)
 
@@ -116,3 +119,42 @@ def _split(
 
 def _int(at: float | None) -> int | None:
     return None if at is None else int(at)
+
+
+# Pending cells: a write collects the records it stored into each cube's finest cells, one per
+# latency bin, with the exact sums of those records; a fold adds them into every grain (in SQL).
+
+SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
+Dims = tuple[str | None, ...]
+PendingKey = tuple[int, int, Dims, int]  # (cube index in CUBES, bucket at its finest grain, dimensions, bin)
+_KEY_DIMS = GROUP_DIMENSIONS[:-1]  # the outcome (last) is an enum: its value is the dimension
+_PICK = tuple(tuple(GROUP_DIMENSIONS.index(d) for d in cube.dimensions) for cube in CUBES)
+
+
+def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, list[int]]:
+    """The pending cells of stored records, given as (record, latency bin, cost in nano-dollars):
+    the sums (in SUMS order, cost in integer nano-dollars) of the records of each cube's finest
+    bucket, dimension values and latency bin."""
+    cells: dict[PendingKey, list[int]] = {}
+    get = attrgetter(*_KEY_DIMS)
+    cubes = tuple((c, cube.grains[0], itemgetter(*_PICK[c])) for c, cube in enumerate(CUBES))
+    for record, index, cost in stored:
+        full = (*get(record), record.outcome.value)
+        sums = (
+            1,
+            0 if full[-1] == "served" else 1,
+            record.input_tokens,
+            record.output_tokens,
+            record.cached_tokens,
+            record.items,
+            cost,
+        )
+        for c, grain, pick in cubes:
+            key = (c, bucket_start(record.started_at, grain), pick(full), index)
+            cell = cells.get(key)
+            if cell is None:
+                cells[key] = list(sums)
+            else:
+                for i in range(7):
+                    cell[i] += sums[i]
+    return cells

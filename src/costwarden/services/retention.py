@@ -1,9 +1,18 @@
 """Raw-record retention (storage.retention): prune the ledger's raw records older than a number
-of days, batch by batch, keeping the rollups. Used by `costwarden ledger prune`."""
+of days, batch by batch, keeping the rollups. Used by `costwarden ledger prune` and, when
+`raw_days` is set, by the leading gateway every `prune_every_seconds`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
 from costwarden.ports import RetentionStore
+
+log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86_400
 
@@ -21,3 +30,52 @@ async def prune_ledger(store: RetentionStore, before: float, batch: int) -> int:
         total += pruned
         if pruned < batch:
             return total
+
+
+class RetentionLoop:
+    """The gateway's own pruning: every `every_s` seconds, the replica holding the governor's
+    lease (`lead`, renewed as the governor does) prunes raw records started more than `raw_days`
+    days ago. A failed prune (the database is down) waits for the next round."""
+
+    def __init__(
+        self,
+        store: RetentionStore,
+        lead: Callable[[float], Awaitable[bool]],
+        raw_days: float,
+        batch: int,
+        every_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store, self._lead, self._clock = store, lead, clock
+        self._raw_days, self._batch, self._every = raw_days, batch, every_s
+        self._task: asyncio.Task[None] | None = None
+        self.pruned = 0
+
+    async def tick(self) -> int:
+        """One round: prune if this replica leads; returns how many records went."""
+        now = self._clock()
+        if not await self._lead(now):
+            return 0
+        pruned = await prune_ledger(self._store, cutoff(now, self._raw_days), self._batch)
+        self.pruned += pruned
+        if pruned:
+            log.info("pruned %d raw ledger records older than %g days", pruned, self._raw_days)
+        return pruned
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception as exc:
+                log.warning("ledger prune failed, retried in %.0f s: %s: %s", self._every, type(exc).__name__, exc)
+            await asyncio.sleep(self._every)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="costwarden-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

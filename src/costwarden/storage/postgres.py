@@ -17,7 +17,7 @@ import orjson
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.latency_histogram import bin_of
-from costwarden.domain.money import quantize
+from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
@@ -27,9 +27,17 @@ from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, 
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.retention import POSTGRES_PRUNE
+from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import STAGE, backfill_postgres, merge_postgres, stage_postgres
+from costwarden.storage.rollup_write import (
+    STAGE,
+    WEEKS_MIGRATION,
+    add_weeks_postgres,
+    backfill_postgres,
+    merge_postgres,
+    stage_postgres,
+)
 
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
@@ -68,8 +76,7 @@ _TYPES = (
     "text",  # job_id
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
-_STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")
-_MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert and the rollups of what it stored
+_MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert, and which rows it stored
 _QUARANTINE_SELECT = (
     "SELECT request_id, quarantined_at, reason, record FROM ledger_quarantine ORDER BY quarantined_at DESC"
 )
@@ -83,13 +90,16 @@ _KEY_CHANGE_LOCK = 7_314_212  # advisory lock id: key writers number their chang
 _NEXT_KEY_CHANGE = "nextval('api_keys_change_seq')"
 
 
-def _staged(records: Sequence[UsageRecord]) -> list[tuple[Any, ...]]:
-    """The rows to COPY: the first record of each request id, with its latency's histogram bin."""
+def _staged(records: Sequence[UsageRecord]) -> tuple[list[tuple[Any, ...]], list[tuple[UsageRecord, int, int]]]:
+    """The rows to COPY (the first record of each request id) and, for each, (record, latency
+    bin, cost in nano-dollars), the input of its pending rollup cells."""
     rows: dict[str, tuple[Any, ...]] = {}
+    cells: list[tuple[UsageRecord, int, int]] = []
     for r in records:
         if r.request_id not in rows:
-            rows[r.request_id] = (*record_values(r, r.stream, quantize(r.cost_usd)), bin_of(r.latency_ms))
-    return list(rows.values())
+            rows[r.request_id] = record_values(r, r.stream, quantize(r.cost_usd))
+            cells.append((r, bin_of(r.latency_ms), to_nanos(r.cost_usd)))
+    return list(rows.values()), cells
 
 
 def _record(row: asyncpg.Record) -> UsageRecord:
@@ -105,11 +115,15 @@ def _record(row: asyncpg.Record) -> UsageRecord:
 class PostgresStore:
     """Ledger and keys in PostgreSQL; `write` is one transaction per batch (COPY, then one merge)."""
 
-    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2) -> None:
+    def __init__(
+        self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2, background_fold: bool = True
+    ) -> None:
+        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools)."""
         self.dsn = dsn
         self._min, self._max, self._read_size = min_size, max_size, read_size
         self._pool: asyncpg.Pool | None = None
         self._reads: asyncpg.Pool | None = None
+        self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -145,11 +159,14 @@ class PostgresStore:
                     await conn.execute(statement)
                 if migration.version == ROLLUP_MIGRATION:
                     await backfill_postgres(conn)
+                if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
+                    await add_weeks_postgres(conn)  # rolled up before weeks (a backfill now makes them itself)
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )
 
     async def close(self) -> None:
+        await self._fold.close()
         if self._reads is not None:
             await self._reads.close()
             self._reads = None
@@ -163,14 +180,25 @@ class PostgresStore:
         if not records:
             return 0
         try:
-            rows = _staged(records)
+            rows, cells = _staged(records)
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(_STAGE)
-                await conn.copy_records_to_table(STAGE, records=rows, columns=_STAGE_COLUMNS)
-                stored = await conn.fetchval(_MERGE)
+                await conn.copy_records_to_table(STAGE, records=rows, columns=LEDGER_COLUMNS)
+                stored, ids = await conn.fetchrow(_MERGE, len(rows))
+                if ids is not None:  # some were stored already: only the rows stored now count
+                    new = set(ids)
+                    cells = [c for c in cells if c[0].request_id in new]
+                if cells:
+                    await add_delta_postgres(conn, collect(cells))
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
+        self._fold.added(int(stored))
         return int(stored)
+
+    async def fold(self, limit: int) -> int:
+        """Fold up to `limit` pending rollup cells (of any writer) into the rollups; returns how many."""
+        async with self.pool.acquire() as conn:
+            return await fold_postgres(conn, limit)
 
     async def prune(self, before: float, limit: int) -> int:
         status = await self.pool.execute(POSTGRES_PRUNE, before, limit)

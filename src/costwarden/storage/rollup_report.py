@@ -14,23 +14,28 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport
-from costwarden.domain.rollup import Cube, Plan, cube_for, plan
+from costwarden.domain.rollup import CUBES, Cube, Plan, cube_for, plan
+from costwarden.storage.rollup_fold import DELTA
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
 
 Statement = tuple[str, list[object]]
+_CELL_SUMS = "requests, errors, input_tokens, output_tokens, cached_tokens, items, cost_nanos"
 _SUMS = (
     "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost_nanos)"
 )
-# The histogram bins of each rollup row, as (key, value) rows.
-_BINS = {
-    "sqlite": ("json_each({table}.latency) AS j", "j.key", "SUM(j.value)"),
-    "postgres": ("LATERAL jsonb_each_text({table}.latency) AS j(key, value)", "j.key", "SUM(j.value::bigint)"),
+# Histograms as JSON text, merged in Python: a folded cell's, and a pending cell's one bin.
+_LATENCY = {"sqlite": "latency", "postgres": "latency::text"}
+_PENDING_LATENCY = {
+    "sqlite": "json_object(CAST(bin AS TEXT), requests)",
+    "postgres": "json_build_object(bin, requests)::text",
 }
 
 
@@ -52,31 +57,44 @@ def _filters(query: SpendQuery, dialect: Dialect, params: list[object]) -> list[
     return clauses
 
 
-def _rolled_where(query: SpendQuery, p: Plan, dialect: Dialect) -> tuple[str, list[object]]:
-    params: list[object] = []
+def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], pending: int | None) -> str:
+    """The cells of the plan's whole buckets: folded ones at each span's grain or, with `pending`
+    (a cube index), pending ones (at the cube's finest grain, inside any span)."""
     spans = []
     for grain, first, end in p.rolled:
-        params.append(grain)
-        span = [f"grain = {dialect.placeholder(len(params))}"]
+        span = []
+        if pending is None:
+            params.append(grain)
+            span.append(f"grain = {dialect.placeholder(len(params))}")
         if first is not None:
             params.append(first)
             span.append(f"bucket >= {dialect.placeholder(len(params))}")
         if end is not None:
             params.append(end)
             span.append(f"bucket < {dialect.placeholder(len(params))}")
-        spans.append("(" + " AND ".join(span) + ")")
+        spans.append("(" + (" AND ".join(span) or "TRUE") + ")")
     clauses = ["(" + " OR ".join(spans) + ")", *_filters(query, dialect, params)]
-    return " WHERE " + " AND ".join(clauses), params
+    if pending is not None:
+        params.append(pending)
+        clauses.append(f"cube = {dialect.placeholder(len(params))}")
+    return " WHERE " + " AND ".join(clauses)
+
+
+def _cells(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str, pending_columns: str) -> Statement:
+    """`columns` of every folded cell the plan's whole buckets hold, then `pending_columns` of the
+    pending ones: one statement, so a fold committing meanwhile is seen whole or not at all."""
+    params: list[object] = []
+    folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None)}"
+    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, CUBES.index(cube))}"
+    return f"{folded} UNION ALL {pending}", params
 
 
 def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -> Reads:
     groups = query.group_by
     select = "".join(f"{g}, " for g in groups)
     group = f" GROUP BY {', '.join(groups)}" if groups else ""
-    where, params = _rolled_where(query, p, dialect)
-    source, key, count = _BINS[name]
-    table = cube.table
-    bins = f"SELECT {select}{key}, {count} FROM {table}, {source.format(table=table)}{where} GROUP BY {select}{key}"
+    cells, params = _cells(query, cube, p, dialect, f"{select}{_CELL_SUMS}", f"{select}{_CELL_SUMS}")
+    bins = _cells(query, cube, p, dialect, f"{select}{_LATENCY[name]}", f"{select}{_PENDING_LATENCY[name]}")
     raw_totals, raw_latencies = [], []
     for start, end in p.raw:
         window = SpendQuery(group_by=groups, start=start, end=end, where=query.where, percentiles=False)
@@ -87,8 +105,8 @@ def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -
         sql = f"SELECT {select}latency_ms FROM ledger WHERE {' AND '.join(raw_where)}"
         raw_latencies.append((sql, latency_params))
     return Reads(
-        rolled_totals=(f"SELECT {select}{_SUMS} FROM {table}{where}{group}", params),
-        rolled_bins=((bins, params),) if query.percentiles else (),
+        rolled_totals=(f"SELECT {select}{_SUMS} FROM ({cells}) AS cells{group}", params),
+        rolled_bins=(bins,) if query.percentiles else (),
         raw_totals=tuple(raw_totals),
         raw_latencies=tuple(raw_latencies) if query.percentiles else (),
     )
@@ -108,7 +126,7 @@ def combine(
     """Add the rollup and raw parts group by group; percentiles from the merged histograms."""
     width = len(query.group_by)
     sums: dict[Row, list[int]] = {}
-    bins: dict[Row, latency_histogram.Histogram] = {}
+    bins: dict[Row, dict[str, int]] = {}  # bins keyed by their JSON text: no conversion per bin
 
     def add(group: Row, values: Row, cost: int) -> None:
         if not any(values[:6]) and not cost:
@@ -124,16 +142,16 @@ def combine(
         for row in part:
             add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
     for row in (row for part in rolled_bins for row in part):
-        hist = bins.setdefault(tuple(row[:width]), {})
-        index = int(row[width])
-        hist[index] = hist.get(index, 0) + int(row[width + 1])
+        hist = bins.setdefault(row[:width], {})
+        for key, count in orjson.loads(row[width]).items():
+            hist[key] = hist.get(key, 0) + count
     for part in raw_latencies:
         for row in part:
             hist = bins.setdefault(tuple(row[:width]), {})
-            index = latency_histogram.bin_of(float(row[width]))
-            hist[index] = hist.get(index, 0) + 1
+            key = str(latency_histogram.bin_of(float(row[width])))
+            hist[key] = hist.get(key, 0) + 1
 
-    def pct(hist: latency_histogram.Histogram) -> Row:
+    def pct(hist: dict[str, int]) -> Row:
         if not query.percentiles:
             return (None, None)
         return (latency_histogram.percentile(hist, 0.5), latency_histogram.percentile(hist, 0.95))
@@ -141,10 +159,11 @@ def combine(
     if width == 0:
         sums.setdefault((), [0] * 7)  # an ungrouped report has its one row, as on the raw path
     total_sums: list[int] = [0] * 7
-    total_hist: latency_histogram.Histogram = {}
+    total_hist: dict[str, int] = {}
     for group, values in sums.items():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
-        latency_histogram.add(total_hist, bins.get(group, {}))
+        for key, count in bins.get(group, {}).items():
+            total_hist[key] = total_hist.get(key, 0) + count
     totals = [(*group, *values) for group, values in sums.items()]
     percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)

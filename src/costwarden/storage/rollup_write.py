@@ -1,32 +1,33 @@
-"""Keeping the rollup tables up to date, in SQL, in the ledger write's own transaction: the rows
-a write actually stored are grouped per cube, grain, bucket and dimensions and added to the
-rollups; a ledger that predates them is backfilled once, by the migration that creates them.
+"""Ledger inserts that tell which rows they stored, and the backfill of a ledger that predates
+the rollups (once, by the migration that creates them, in SQL).
 
 Only rows the insert stored count (it is idempotent on request_id), so a replayed spool or a
-record written twice adds nothing. Buckets are exact at their edges, as in domain/rollup.py.
+record written twice adds nothing to the rollups: the store collects the pending rollup cells
+of exactly those rows (storage/rollup_fold.py). Buckets are exact at their edges, as in
+domain/rollup.py.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
-from costwarden.domain.rollup import CUBES, Cube
+from costwarden.domain.rollup import CUBES, DAY, ORG, WEEK, Cube
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
 
 MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
+WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
 _SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
-_BEFORE_EVERY_ROW = -1  # a rowid mark below every row: the backfill rolls up the whole ledger
 
 
 @dataclass(frozen=True, slots=True)
-class _Dialect:
+class RollupDialect:
     floor: str  # SQL turning `started_at / grain` into an integer (any rounding: _bucket settles it)
     latency_bin: str  # the histogram bin of latency_ms (domain/latency_histogram.py)
     cost_nanos: str  # a row's cost in nano-dollars
@@ -35,7 +36,7 @@ class _Dialect:
     merge: str  # function merging two stored histograms
 
 
-_SQLITE = _Dialect(
+SQLITE_ROLLUP = RollupDialect(
     floor="CAST(started_at / {grain} AS INTEGER)",
     latency_bin="cw_bin(latency_ms)",
     cost_nanos="cost_nanos",
@@ -43,7 +44,7 @@ _SQLITE = _Dialect(
     histogram="",  # one GROUP BY with a histogram aggregate: measured 40 % faster than two
     merge="cw_hist_merge",
 )
-_POSTGRES = _Dialect(
+POSTGRES_ROLLUP = RollupDialect(
     floor="CAST(FLOOR(started_at / {grain}) AS BIGINT)",
     latency_bin=(
         f"CASE WHEN latency_ms > {FLOOR_MS!r} THEN CAST(GREATEST(1, CEIL(LN(LEAST(latency_ms, {CEILING_MS!r}) "
@@ -56,7 +57,7 @@ _POSTGRES = _Dialect(
 )
 
 
-def _bucket(grain: int, d: _Dialect) -> str:
+def _bucket(grain: int, d: RollupDialect) -> str:
     """Exact bucket start: the division may round across an edge, so settle it by comparison."""
     b0 = f"({d.floor.format(grain=grain)} * {grain})"
     return (
@@ -65,23 +66,29 @@ def _bucket(grain: int, d: _Dialect) -> str:
     )
 
 
-def upsert_sql(cube: Cube, grain: int, source: str, d: _Dialect) -> str:
-    """Add the rows of `source` (ledger columns) to `cube` at `grain`, one statement."""
-    dims = ", ".join(cube.dimensions)
-    facts = (
-        f"SELECT {_bucket(grain, d)} AS bucket, {dims}, {d.latency_bin} AS bin, "
+def ledger_facts(grain: int, dims: str, source: str, d: RollupDialect) -> str:
+    """One fact per ledger row of `source`: its bucket at `grain`, dimensions, bin, sums."""
+    return (
+        f"SELECT {_bucket(grain, d)} AS bucket, {dims}, {d.latency_bin} AS bin, 1 AS requests, "
         f"CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END AS error, input_tokens, output_tokens, "
         f"cached_tokens, items, {d.cost_nanos} AS cost FROM {source}"
     )
+
+
+def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect) -> str:
+    """Add `facts` (bucket, the cube's dimensions, bin, requests, error, input_tokens,
+    output_tokens, cached_tokens, items, cost) to `cube` at `grain`, one statement."""
+    dims = ", ".join(cube.dimensions)
     if d.histogram:
         source = (
-            f"(SELECT bucket, {dims}, bin, COUNT(*) AS n, SUM(error) AS error, SUM(input_tokens) AS input_tokens, "
-            "SUM(output_tokens) AS output_tokens, SUM(cached_tokens) AS cached_tokens, SUM(items) AS items, "
+            f"(SELECT bucket, {dims}, bin, SUM(requests) AS n, SUM(error) AS error, "
+            "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
+            "SUM(cached_tokens) AS cached_tokens, SUM(items) AS items, "
             f"SUM(cost) AS cost FROM ({facts}) AS facts GROUP BY bucket, {dims}, bin) AS bins"
         )
         requests, histogram = "SUM(n)", d.histogram
     else:
-        source, requests, histogram = f"({facts}) AS facts", "COUNT(*)", "cw_hist(bin)"
+        source, requests, histogram = f"({facts}) AS facts", "SUM(requests)", "cw_hist(bin, requests)"
     t = cube.table
     updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in _SUMS)
     return (
@@ -98,7 +105,9 @@ def upsert_sql(cube: Cube, grain: int, source: str, d: _Dialect) -> str:
 # get rowids above the largest one before the insert, and the write lock keeps other writers out.
 
 _SQLITE_UPSERTS = tuple(
-    upsert_sql(cube, grain, "ledger WHERE rowid > ?", _SQLITE) for cube in CUBES for grain in cube.grains
+    upsert_sql(cube, grain, ledger_facts(grain, ", ".join(cube.dimensions), "ledger", SQLITE_ROLLUP), SQLITE_ROLLUP)
+    for cube in CUBES
+    for grain in cube.grains
 )
 
 
@@ -107,65 +116,123 @@ def mark_sqlite(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM ledger").fetchone()[0])
 
 
+def stored_sqlite(conn: sqlite3.Connection, mark: int) -> set[str]:
+    """The request ids of the rows above `mark`."""
+    return {row[0] for row in conn.execute("SELECT request_id FROM ledger WHERE rowid > ?", (mark,))}
+
+
+def _weeks_sqlite() -> str:
+    """Week cells of the org cube, added up from its day cells (a ledger rolled up before weeks)."""
+    dims = ", ".join(ORG.dimensions)
+    week = f"bucket - ((bucket % {WEEK}) + {WEEK}) % {WEEK}"
+    sums = ", ".join(f"SUM({c})" for c in _SUMS)
+    return (
+        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
+        f"SELECT {WEEK}, {week} AS week, dim_key, {dims}, {sums}, cw_hist_sum(latency) FROM rollup "
+        f"WHERE grain = {DAY} GROUP BY week, dim_key"
+    )
+
+
 class _Histogram:
-    """SQLite aggregate `cw_hist(bin)`: the encoded histogram of a group's bins."""
+    """SQLite aggregate `cw_hist(bin, count)`: the encoded histogram of a group's bins."""
 
     def __init__(self) -> None:
         self.counts: latency_histogram.Histogram = {}
 
-    def step(self, index: int) -> None:
-        self.counts[index] = self.counts.get(index, 0) + 1
+    def step(self, index: int, count: int) -> None:
+        self.counts[index] = self.counts.get(index, 0) + count
 
     def finalize(self) -> str:
         return latency_histogram.encode(self.counts)
 
 
-def add_sqlite(conn: sqlite3.Connection, mark: int) -> None:
-    """Add the ledger rows above `mark` to every rollup."""
+class _HistogramSum:
+    """SQLite aggregate `cw_hist_sum(latency)`: the merged histogram of a group's histograms."""
+
+    def __init__(self) -> None:
+        self.merged = "{}"
+
+    def step(self, text: str) -> None:
+        self.merged = latency_histogram.merge_text(self.merged, text)
+
+    def finalize(self) -> str:
+        return self.merged
+
+
+def add_weeks_sqlite(conn: sqlite3.Connection) -> None:
+    conn.execute(_weeks_sqlite())
+
+
+def register_sqlite(conn: sqlite3.Connection) -> None:
+    """The functions the rollup SQL calls, on one connection."""
     conn.create_function("cw_bin", 1, latency_histogram.bin_of, deterministic=True)
     conn.create_function("cw_hist_merge", 2, latency_histogram.merge_text, deterministic=True)
-    conn.create_aggregate("cw_hist", 1, _Histogram)  # type: ignore[arg-type]  # typeshed: finalize() -> int only
-    for sql in _SQLITE_UPSERTS:
-        conn.execute(sql, (mark,))
+    conn.create_aggregate("cw_hist", 2, _Histogram)  # type: ignore[arg-type]  # typeshed: finalize() -> int only
+    conn.create_aggregate("cw_hist_sum", 1, _HistogramSum)  # type: ignore[arg-type]
 
 
 def backfill_sqlite(conn: sqlite3.Connection) -> None:
-    """Roll up every record already in the ledger (in the migration's transaction)."""
-    add_sqlite(conn, _BEFORE_EVERY_ROW)
+    """Roll up every record already in the ledger (in the migration's transaction); pending cells,
+    if a later migration made any, are in the ledger too, so they go."""
+    register_sqlite(conn)
+    for sql in _SQLITE_UPSERTS:
+        conn.execute(sql)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'rollup_delta'").fetchone():
+        conn.execute("DELETE FROM rollup_delta")
 
 
-# PostgreSQL: the batch is COPYed into a temporary staging table (with each record's histogram
-# bin, computed once in Python), then one statement merges it into the ledger, idempotent on
-# request_id, and adds exactly the rows it stored to every rollup (data-modifying CTEs).
+# PostgreSQL: the batch is COPYed into a temporary staging table, then one statement merges it
+# into the ledger, idempotent on request_id, and says which rows it stored when not all of them.
 
 STAGE = "ledger_stage"
-_STAGED = replace(_POSTGRES, latency_bin="bin")
 
 
 def stage_postgres(columns: Sequence[tuple[str, str]]) -> str:
-    """The session's staging table: the ledger's columns (no constraints: the merge checks) and
-    the bin; emptied by every commit and rollback, so no batch sees another's rows."""
+    """The session's staging table: the ledger's columns (no constraints: the merge checks);
+    emptied by every commit and rollback, so no batch sees another's rows."""
     cols = ", ".join(f"{name} {sql_type}" for name, sql_type in columns)
-    return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}, bin INTEGER) ON COMMIT DELETE ROWS"
+    return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}) ON COMMIT DELETE ROWS"
 
 
 def merge_postgres(ledger_columns: Sequence[str]) -> str:
-    """Move the staged rows into the ledger; returns how many it stored and rolls up exactly those.
-    The staged request ids are distinct (the caller keeps the first of each)."""
+    """Move the staged rows into the ledger; returns how many it stored and, when that is fewer
+    than $1 (the staged rows), their request ids. The staged request ids are distinct."""
     cols = ", ".join(ledger_columns)
     insert = (
         f"INSERT INTO ledger ({cols}) SELECT {cols} FROM {STAGE} "
         "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
     )
-    facts = f"SELECT s.* FROM {STAGE} AS s JOIN stored USING (request_id)"
-    upserts = [upsert_sql(cube, grain, "facts", _STAGED) for cube in CUBES for grain in cube.grains]
-    ctes = ", ".join(f"rollup_{i} AS ({sql})" for i, sql in enumerate(upserts))
-    return f"WITH stored AS ({insert}), facts AS MATERIALIZED ({facts}), {ctes} SELECT COUNT(*) FROM stored"
+    return (
+        f"WITH stored AS ({insert}) SELECT COUNT(*) AS n, "
+        "CASE WHEN COUNT(*) < $1 THEN COALESCE(array_agg(request_id), '{}') END AS ids FROM stored"
+    )
 
 
 async def backfill_postgres(conn: asyncpg.Connection) -> None:
-    """Roll up every record already in the ledger; the caller holds the migration transaction."""
+    """Roll up every record already in the ledger; the caller holds the migration transaction.
+    Pending cells, if a later migration made any, are in the ledger too, so they go."""
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
     for cube in CUBES:
         for grain in cube.grains:
-            await conn.execute(upsert_sql(cube, grain, "ledger", _POSTGRES))
+            facts = ledger_facts(grain, ", ".join(cube.dimensions), "ledger", POSTGRES_ROLLUP)
+            await conn.execute(upsert_sql(cube, grain, facts, POSTGRES_ROLLUP))
+    if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
+        await conn.execute("DELETE FROM rollup_delta")
+
+
+async def add_weeks_postgres(conn: asyncpg.Connection) -> None:
+    """Week cells from day cells; the caller holds the migration transaction."""
+    dims = ", ".join(ORG.dimensions)
+    sums = ", ".join(f"SUM({c}) AS {c}" for c in _SUMS)
+    await conn.execute("LOCK TABLE rollup IN SHARE MODE")
+    await conn.execute(
+        f"WITH days AS (SELECT bucket - ((bucket % {WEEK}) + {WEEK}) % {WEEK} AS week, * FROM rollup "
+        f"WHERE grain = {DAY}), "
+        "bins AS (SELECT week, dim_key, j.key, SUM(j.value::bigint) AS n "
+        "FROM days, jsonb_each_text(days.latency) AS j GROUP BY week, dim_key, j.key), "
+        "hists AS (SELECT week, dim_key, jsonb_object_agg(key, n) AS latency FROM bins GROUP BY week, dim_key), "
+        f"cells AS (SELECT week, dim_key, {dims}, {sums} FROM days GROUP BY week, dim_key, {dims}) "
+        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
+        f"SELECT {WEEK}, week, dim_key, {dims}, {', '.join(_SUMS)}, COALESCE(latency, '{{}}') "
+        "FROM cells LEFT JOIN hists USING (week, dim_key)"
+    )

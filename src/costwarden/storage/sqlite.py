@@ -31,9 +31,24 @@ from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, 
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.retention import SQLITE_PRUNE
+from costwarden.storage.rollup_fold import (
+    FOLD_LIMIT,
+    SQLITE_FOLD_LIMIT,
+    FoldSchedule,
+    add_delta_sqlite,
+    collect,
+    fold_sqlite,
+)
 from costwarden.storage.rollup_report import spend_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
-from costwarden.storage.rollup_write import add_sqlite, backfill_sqlite, mark_sqlite
+from costwarden.storage.rollup_write import (
+    WEEKS_MIGRATION,
+    add_weeks_sqlite,
+    backfill_sqlite,
+    mark_sqlite,
+    register_sqlite,
+    stored_sqlite,
+)
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -41,6 +56,7 @@ _DATA_ERRORS = (
     OverflowError, ValueError, TypeError, ArithmeticError, sqlite3.IntegrityError, sqlite3.DataError,
     sqlite3.InterfaceError,
 )  # fmt: skip
+_COST_AT = LEDGER_COLUMNS.index("cost_usd")
 _SQL_COLUMNS = tuple("cost_nanos" if c == "cost_usd" else c for c in LEDGER_COLUMNS)
 _INSERT = (
     f"INSERT INTO ledger ({', '.join(_SQL_COLUMNS)}) VALUES ({', '.join('?' * len(_SQL_COLUMNS))}) "
@@ -63,8 +79,34 @@ def _analyze(conn: sqlite3.Connection) -> int:
 
 
 def _row(r: UsageRecord) -> tuple[Any, ...]:
-    bin_of(r.latency_ms)  # a latency the rollups cannot bin is refused here, as data, not mid-write
     return record_values(r, int(r.stream), to_nanos(r.cost_usd))
+
+
+def _write(
+    conn: sqlite3.Connection, records: Sequence[UsageRecord], rows: list[tuple[Any, ...]], bins: list[int]
+) -> int:
+    """Insert the rows and the pending rollup cells of those stored, in one transaction; returns
+    how many were stored (a batch naming a request id twice keeps its first record)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        mark = mark_sqlite(conn)
+        before = conn.total_changes
+        conn.executemany(_INSERT, rows)
+        inserted = conn.total_changes - before
+        if inserted:
+            firsts: dict[str, tuple[UsageRecord, int, int]] = {}
+            for r, row, index in zip(records, rows, bins, strict=True):
+                firsts.setdefault(r.request_id, (r, index, row[_COST_AT]))
+            stored = list(firsts.values())
+            if inserted < len(stored):  # some were stored already: exactly the rows above the mark count
+                ids = stored_sqlite(conn, mark)
+                stored = [x for x in stored if x[0].request_id in ids]
+            add_delta_sqlite(conn, collect(stored))
+        conn.execute("COMMIT")
+        return inserted
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _record(row: tuple[Any, ...]) -> UsageRecord:
@@ -98,7 +140,8 @@ def _key_change(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> 
 class SQLiteStore:
     """Ledger and keys in one SQLite file. Safe for a gateway and CLI commands at the same time."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, background_fold: bool = True) -> None:
+        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools)."""
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-sqlite-read")
@@ -108,6 +151,9 @@ class SQLiteStore:
         self._probe_conn: sqlite3.Connection | None = None
         self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
         self._rows_since = 0  # rows stored since then
+        self._fold = FoldSchedule(
+            self.fold, rows=FOLD_LIMIT if background_fold else None, limit=SQLITE_FOLD_LIMIT
+        )
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -131,6 +177,7 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
+        register_sqlite(conn)
         return conn
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -171,6 +218,8 @@ class SQLiteStore:
                         conn.execute(statement)
                 if migration.version == ROLLUP_MIGRATION:
                     backfill_sqlite(conn)
+                if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
+                    add_weeks_sqlite(conn)  # rolled up before weeks (a backfill now makes them itself)
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),
@@ -181,6 +230,8 @@ class SQLiteStore:
                 raise
 
     async def close(self) -> None:
+        await self._fold.close()
+
         def _close(conn: sqlite3.Connection) -> None:
             conn.close()
             self._conn = None
@@ -203,36 +254,27 @@ class SQLiteStore:
 
     async def write(self, records: Sequence[UsageRecord]) -> int:
         """Insert new records in one transaction; `RecordRejected` when a value cannot be stored."""
-        try:
+        try:  # a latency the rollups cannot bin is refused here, as data, not mid-write
             rows = [_row(r) for r in records]
+            bins = [bin_of(r.latency_ms) for r in records]
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
-
-        def _write(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                mark = mark_sqlite(conn)
-                before = conn.total_changes
-                conn.executemany(_INSERT, rows)
-                inserted = conn.total_changes - before
-                add_sqlite(conn, mark)  # the rollups of exactly the rows stored, same transaction
-                conn.execute("COMMIT")
-                return inserted
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
         if not rows:
             return 0
         try:
-            inserted = await self._run(_write)
+            inserted = await self._run(lambda conn: _write(conn, records, rows, bins))
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
+        self._fold.added(inserted)
         self._rows_since += inserted
         if self._rows_since >= max(_REANALYZE_ROWS, self._analyzed_rows):
             self._rows_since = 0
             self._analyzed_rows = await self._run(_analyze)
         return inserted
+
+    async def fold(self, limit: int) -> int:
+        """Fold up to `limit` pending rollup cells into the rollups; returns how many."""
+        return await self._run(lambda conn: fold_sqlite(conn, limit))
 
     async def prune(self, before: float, limit: int) -> int:
         return await self._run(lambda conn: conn.execute(SQLITE_PRUNE, (before, limit)).rowcount)

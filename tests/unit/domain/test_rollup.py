@@ -3,15 +3,33 @@ coarsest whole bucket that fits, and buckets are exact at their edges."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from costwarden.domain import latency_histogram
+from costwarden.domain.money import to_nanos
+from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
-from costwarden.domain.rollup import DAY, HOUR, KEYS, ORG, Plan, bucket_start, cube_for, plan
+from costwarden.domain.rollup import (
+    CUBES,
+    DAY,
+    HOUR,
+    KEYS,
+    ORG,
+    WEEK,
+    Plan,
+    bucket_start,
+    collect,
+    cube_for,
+    plan,
+)
 
 BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
-EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800])
+EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800, 489_600, 1_094_400])
 INSTANT = st.one_of(
     st.builds(lambda e, d: float(BASE + e) + d, EDGE, st.sampled_from([0.0, -1e-6, 1e-6, 0.5, -0.5])),
     st.floats(BASE - 3 * DAY, BASE + 3 * DAY, allow_nan=False),
@@ -48,13 +66,13 @@ def test_a_plan_reads_every_record_of_the_window_once_and_no_other(
         assert first_whole + grains[0] > hi
 
 
-def test_a_month_is_read_from_days_and_the_edges_from_finer_grains() -> None:
+def test_a_month_is_read_from_weeks_and_the_edges_from_finer_grains() -> None:
     start, end = BASE + 0.25, BASE + 30 * DAY + 0.75
     p = plan(start, end)
     assert p.raw == ((start, float(BASE + 60)), (float(BASE + 30 * DAY), end))
-    assert [g for g, _, _ in p.rolled].count(DAY) == 1
-    assert len(p.rolled) <= 5  # minutes, hours, days, hours, minutes
-    assert plan(None, None) == Plan(raw=(), rolled=((DAY, None, None),))
+    assert [g for g, _, _ in p.rolled].count(WEEK) == 1
+    assert len(p.rolled) <= 7  # minutes, hours, days, weeks, days, hours, minutes
+    assert plan(None, None) == Plan(raw=(), rolled=((WEEK, None, None),))
     assert plan(BASE + 1.0, BASE + 50.0).rolled == ()  # no whole minute: all raw, percentiles exact
 
 
@@ -88,3 +106,50 @@ def test_key_queries_read_whole_days_and_raw_partial_days() -> None:
     assert p.rolled == ((DAY, first_day, bucket_start(end, DAY)),)
     assert p.raw == ((start, float(first_day)), (float(bucket_start(end, DAY)), end))
     assert HOUR not in KEYS.grains
+
+
+def _record(i: int, at: float, team: str | None, outcome: Outcome, tokens: int) -> UsageRecord:
+    return UsageRecord(
+        request_id=f"r{i}", started_at=at, ended_at=at, key_id=f"k{i % 3}", team=team, project=None,
+        environment="prod", tags={}, deployment="chat", protocol="openai", endpoint="/v1/chat/completions",
+        method="POST", model="m", stream=False, status=200, upstream_status=200, outcome=outcome, error_code=None,
+        latency_ms=float(tokens), upstream_ms=None, input_tokens=tokens, output_tokens=2 * tokens,
+        cached_tokens=tokens % 3, items=tokens % 2, cost_usd=Decimal(tokens) / 10**9,
+    )  # fmt: skip
+
+
+CELL_RECORDS = st.lists(
+    st.tuples(
+        st.floats(1_700_000_000, 1_700_400_000, allow_nan=False),
+        st.sampled_from(["a", "b", None]),
+        st.sampled_from(list(Outcome)),
+        st.integers(0, 10**6),
+    ),
+    max_size=60,
+)
+
+
+@given(CELL_RECORDS, st.integers(0, 60))
+def test_pending_cells_folded_into_each_grain_equal_the_records_summed_one_by_one(
+    fields: list[Any], split: int
+) -> None:
+    records = [_record(i, *f) for i, f in enumerate(fields)]
+    stored = [(r, latency_histogram.bin_of(r.latency_ms), to_nanos(r.cost_usd)) for r in records]
+    # The cells of two writes, folded as the SQL fold does (a coarser bucket is the finest one
+    # floored to the grain), against every record added at every grain.
+    folded: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
+    for part in (stored[:split], stored[split:]):
+        for (c, bucket, dims, index), sums in collect(part).items():
+            for grain in CUBES[c].grains:
+                into = folded.setdefault((c, grain, bucket - bucket % grain, dims, index), [0] * 7)
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
+    expected: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
+    for r, index, cost in stored:
+        error = int(r.outcome is not Outcome.SERVED)
+        sums = [1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, cost]
+        for c, cube in enumerate(CUBES):
+            dims = tuple(None if getattr(r, d) is None else str(getattr(r, d)) for d in cube.dimensions)
+            for grain in cube.grains:
+                into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * 7)
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
+    assert folded == expected

@@ -1,0 +1,169 @@
+"""Pending rollup cells: a ledger write appends the cells of the records it stored to
+`rollup_delta` (each cube's finest bucket, dimensions and latency bin, with exact sums), in its
+own transaction: an append, no upsert. A fold later moves pending cells into every grain of the
+rollups in one transaction (in SQL), so each counts exactly once: pending or folded. Reports read
+both (storage/rollup_report.py).
+
+A store folds in the background once it has stored `rows` records or `seconds` have passed since
+its last fold. On PostgreSQL one gateway folds at a time (an advisory lock: the others skip);
+on SQLite the write lock serialises folders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from costwarden.domain.report import GROUP_DIMENSIONS
+from costwarden.domain.rollup import CUBES, SUMS, PendingKey, collect
+from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
+
+if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
+    import asyncpg
+
+__all__ = ["DELTA", "DELTA_COLUMNS", "FoldSchedule", "collect", "delta_rows", "fold_postgres", "fold_sqlite"]
+
+log = logging.getLogger(__name__)
+DELTA = "rollup_delta"
+DELTA_COLUMNS = ("cube", "bucket", *GROUP_DIMENSIONS, "bin", *SUMS)
+FOLD_LIMIT = 50_000  # pending cells per fold transaction (PostgreSQL)
+SQLITE_FOLD_LIMIT = 10_000  # SQLite: short transactions, so writes and key changes interleave
+_FOLD_LOCK = 7_314_213  # advisory lock id: one PostgreSQL folder at a time
+# Per cube: where each of GROUP_DIMENSIONS is in (cube dimensions..., None).
+_SPREAD = tuple(
+    itemgetter(*(cube.dimensions.index(d) if d in cube.dimensions else len(cube.dimensions) for d in GROUP_DIMENSIONS))
+    for cube in CUBES
+)
+
+
+def delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
+    """Rows of `rollup_delta` (DELTA_COLUMNS) for a write's pending cells; dimensions a cube has
+    not (key_id for the org cube) are NULL."""
+    spread = _SPREAD
+    return [(c, bucket, *spread[c]((*dims, None)), index, *sums) for (c, bucket, dims, index), sums in cells.items()]
+
+
+def _facts(c: int, grain: int, source: str) -> str:
+    """Pending cells of cube `c` in `source` as facts at `grain` (see rollup_write.upsert_sql)."""
+    cube = CUBES[c]
+    bucket = "bucket" if grain == cube.grains[0] else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
+    return (
+        f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, bin, requests, errors AS error, input_tokens, "
+        f"output_tokens, cached_tokens, items, cost_nanos AS cost FROM {source} AND cube = {c}"
+    )
+
+
+def _upserts(source: str, d: RollupDialect) -> list[str]:
+    return [
+        upsert_sql(cube, grain, _facts(c, grain, source), d) for c, cube in enumerate(CUBES) for grain in cube.grains
+    ]
+
+
+# SQLite: on the store's writer thread; BEGIN IMMEDIATE keeps other writers (and folders) out.
+
+_SQLITE_DELTA = f"INSERT INTO {DELTA} ({', '.join(DELTA_COLUMNS)}) VALUES ({', '.join('?' * len(DELTA_COLUMNS))})"
+_SQLITE_UPSERTS = _upserts(f"{DELTA} WHERE rowid <= ?", SQLITE_ROLLUP)
+_SQLITE_TAKE = f"SELECT COUNT(*), MAX(rowid) FROM (SELECT rowid FROM {DELTA} ORDER BY rowid LIMIT ?)"
+
+
+def add_delta_sqlite(conn: sqlite3.Connection, cells: dict[PendingKey, list[int]]) -> None:
+    conn.executemany(_SQLITE_DELTA, delta_rows(cells))
+
+
+def fold_sqlite(conn: sqlite3.Connection, limit: int = FOLD_LIMIT) -> int:
+    """Fold up to `limit` pending cells, oldest first; returns how many."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        taken, last = conn.execute(_SQLITE_TAKE, (limit,)).fetchone()
+        if taken:
+            for sql in _SQLITE_UPSERTS:
+                conn.execute(sql, (last,))
+            conn.execute(f"DELETE FROM {DELTA} WHERE rowid <= ?", (last,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(taken)
+
+
+# PostgreSQL: one statement takes pending cells (DELETE … RETURNING) and upserts them into every
+# cube and grain (data-modifying CTEs), under a transaction-scoped advisory lock.
+
+_TAKE = (
+    f"DELETE FROM {DELTA} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {DELTA} LIMIT $1 FOR UPDATE SKIP LOCKED)) "
+    f"RETURNING *"
+)
+_FOLD = (
+    f"WITH taken AS ({_TAKE}), "
+    + ", ".join(f"fold_{i} AS ({sql})" for i, sql in enumerate(_upserts("taken WHERE true", POSTGRES_ROLLUP)))
+    + " SELECT COUNT(*) FROM taken"
+)
+
+
+async def add_delta_postgres(conn: asyncpg.Connection, cells: dict[PendingKey, list[int]]) -> None:
+    await conn.copy_records_to_table(DELTA, records=delta_rows(cells), columns=DELTA_COLUMNS)
+
+
+async def fold_postgres(conn: asyncpg.Connection, limit: int = FOLD_LIMIT) -> int:
+    """Fold up to `limit` pending cells; returns how many (0 while another gateway folds)."""
+    async with conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FOLD_LOCK):
+            return 0
+        return int(await conn.fetchval(_FOLD, limit))
+
+
+class FoldSchedule:
+    """When a store folds: in the background, once it has stored `rows` records or `seconds` have
+    passed since its last fold (`rows=None`: never; the caller folds), `limit` cells per
+    transaction. A failed fold (the database is down) is retried at the next one."""
+
+    def __init__(
+        self,
+        fold_some: Callable[[int], Awaitable[int]],
+        rows: int | None = FOLD_LIMIT,
+        seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = FOLD_LIMIT,
+    ) -> None:
+        self._fold_some = fold_some
+        self._limit = limit
+        self._rows, self._seconds, self._clock = rows, seconds, clock
+        self._pending = 0
+        self._last = clock()
+        self._task: asyncio.Task[int] | None = None
+
+    def added(self, records: int) -> None:
+        """A write stored `records` records (and their pending cells)."""
+        self._pending += records
+        if self._rows is None:
+            return
+        due = self._pending >= self._rows or (self._pending > 0 and self._clock() - self._last >= self._seconds)
+        if due and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self.drain(), name="costwarden-rollup-fold")
+
+    async def drain(self) -> int:
+        """Fold every pending cell (of any writer); returns how many."""
+        self._pending, self._last = 0, self._clock()
+        folded = 0
+        try:
+            while True:
+                n = await self._fold_some(self._limit)
+                folded += n
+                if n < self._limit:  # drained (what arrives meanwhile waits for the next fold)
+                    break
+        except Exception as exc:  # the cells stay pending, reports still count them
+            log.warning("rollup fold failed, retried later: %s: %s", type(exc).__name__, exc)
+        return folded
+
+    async def close(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
