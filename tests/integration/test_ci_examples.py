@@ -30,7 +30,13 @@ def test_bench_sh_on_two_identical_checkouts_passes_the_gate(tmp_path: Path) -> 
     current = sorted((tmp_path / "results").glob("b-*.json"))
     assert len(base) == len(current) == 2
     sides = [a for p in base for a in ("--baseline", p)] + [a for p in current for a in ("--current", p)]
-    gate = costwarden("check", *sides, "--policy", CI / "policy.yaml", "--junit", tmp_path / "junit.xml")
+    # The plumbing is what this test holds (bench.sh, both sides, the policy file, JUnit). Twenty requests a
+    # run cannot hold a 10 % p99 bound while the rest of the suite loads this 2-core machine, so the latency
+    # limit is widened here on the command line (which wins over the policy file); the gate's own noise
+    # figures (20 of 20 identical runs pass at 10 %) come from bench/gate_repeat.py, docs/benchmarks.md.
+    gate = costwarden(
+        "check", *sides, "--policy", CI / "policy.yaml", "--max-p99-increase", "300%", "--junit", tmp_path / "junit.xml"
+    )
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert "no regression" in gate.stdout and (tmp_path / "junit.xml").is_file()
 

@@ -1,6 +1,6 @@
 """`GET /admin/v1/export/focus` on a gateway with real traffic: three teams, two protocols, errors
 and zero-cost rejections; the FOCUS validator passes, totals equal the spend report's exactly,
-CSV and Parquet agree, bad windows get a 422 with a message."""
+CSV and Parquet agree, bad windows get a 400 with a message."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def test_bad_requests_get_a_message_never_a_500(gateway: Gateway) -> None:
             ({"since": "1h", "until": "2026-99-01"}, "cannot read time"),
         ):
             response = client.get("/admin/v1/export/focus", params=params, headers=ADMIN)
-            assert response.status_code == 422 and message in response.json()["detail"], (params, response.text)
+            assert response.status_code == 400 and message in response.json()["detail"], (params, response.text)
         wrong = client.get("/admin/v1/export/focus", params={"since": "1h", "format": "xlsx"}, headers=ADMIN)
         assert wrong.status_code == 422
         empty = client.get(

@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.params import Depends
 from fastapi.responses import StreamingResponse
 
+from costwarden.app.admin_models import refusals
 from costwarden.app.runtime import Runtime
 from costwarden.domain.report import QueryError
 from costwarden.services.focus import focus_rows, focus_window, issuer_of
@@ -30,6 +31,7 @@ def add_focus_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> No
         "`since`: ISO 8601 or a duration back from now (24h, 30d); `until`: ISO 8601, default now. CSV streams "
         "as it is read; Parquet is written whole, then sent. A window without records gives the header only.",
         response_class=StreamingResponse,
+        responses=refusals(400, 501),
     )
     async def export_focus(
         since: str | None = None,
@@ -41,7 +43,7 @@ def add_focus_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> No
             if output == "parquet":
                 parquet_schema()
         except QueryError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise HTTPException(400, str(exc)) from exc
         except ParquetUnavailable as exc:
             raise HTTPException(501, str(exc)) from exc
         rows = focus_rows(runtime.store, window, issuer_of(runtime.config))

@@ -145,6 +145,7 @@ def refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "no admin token, or the wrong one",
         403: "the admin API is disabled (no server.admin_token)",
         404: "no such object",
+        501: "this install lacks what the request needs (e.g. the `focus` extra for Parquet)",
         503: "the counter store cannot answer now",
     }
     return {code: {"model": Problem, "description": said[code]} for code in sorted({401, 403, *codes})}

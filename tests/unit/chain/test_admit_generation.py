@@ -47,6 +47,7 @@ class Replica:
         await self.stage.enter(ex)
         ex.cost = Decimal(cost)
         await self.stage.settle(ex)
+        await self.stage.finish(ex)  # admission settles after the last byte
 
 
 def budget(limit: str, fail_mode: str = "open") -> Budget:
