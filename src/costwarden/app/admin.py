@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from costwarden.app.admin_cache import add_cache_routes
 from costwarden.app.admin_governance import add_governance_routes
 from costwarden.app.admin_models import KeyCreated, KeyModel, RecordsPage, SpendReportModel, refusals
 from costwarden.app.dashboard import ASSETS, add_dashboard
@@ -204,5 +205,6 @@ def build_admin(runtime: Runtime) -> FastAPI:
         await runtime.keyring.refresh()
 
     add_governance_routes(api, runtime, guard)
+    add_cache_routes(api, runtime, guard)
     add_dashboard(api, runtime)
     return api

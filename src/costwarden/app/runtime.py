@@ -29,11 +29,12 @@ from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
+from costwarden.observability.cache import CacheCollector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
-from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
+from costwarden.ports import CounterStore, CounterStoreUnavailable, ResponseCache, Store
 from costwarden.services.budgets import active_budgets
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
@@ -41,10 +42,11 @@ from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_store, open_variant_state
+from costwarden.storage.factory import open_counters, open_lease, open_response_cache, open_store, open_variant_state
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
+from costwarden.upstream.cache import CacheForward
 from costwarden.upstream.forwarder import Forwarder
 from costwarden.upstream.variant import VariantForward
 
@@ -86,6 +88,13 @@ class Runtime:
         self.counters: CounterStore = open_counters(config.state, config.governance.breaker)
         self.policy = policy_from_config(config)
         self.lease = open_lease(config.state, ttl_s=max(15.0, 3 * config.governance.evaluate_every_seconds))
+        # The response cache, when some deployment caches (docs/actions.md, "cache").
+        self.cache_policies = {
+            d.name: p for d in config.deployments if (p := d.cache.policy(config.cache)) is not None
+        }
+        self.response_cache: ResponseCache | None = (
+            open_response_cache(config.cache, config.state) if self.cache_policies else None
+        )
         self._admit: Admit | None = None
         self._governor: Governor | None = None
         self._alerts: AlertDispatcher | None = None
@@ -161,7 +170,14 @@ class Runtime:
             "meter": Meter(),
             "record": Record(self._recorder),
         }
-        self._chain = self.chain_for(variant_forward)
+        forward: Forward = variant_forward
+        if self.response_cache is not None:
+            cached = CacheForward(
+                variant_forward, self.response_cache, self.cache_policies, self.config.cache.max_entry_bytes
+            )
+            self.registry.register(CacheCollector(cached))
+            forward = cached
+        self._chain = self.chain_for(forward)
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
@@ -272,6 +288,8 @@ class Runtime:
             await self._alerts.stop(grace_s=10)
         await self.counters.close()
         await self.lease.close()
+        if self.response_cache is not None:
+            await self.response_cache.close()
         if self._session is not None:
             await self._session.close()
         await self.store.close()

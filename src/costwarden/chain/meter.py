@@ -28,5 +28,7 @@ class Meter(PassStage):
             or (exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0)
         )
         exchange.cost = price(route.sheet, usage, served=served)
+        if exchange.cache is not None:  # answered from the cache: free, and this is what it avoided
+            exchange.cache_avoided = price(route.sheet, usage, served=True)
         if exchange.variant_of is not None:  # degraded: what the deployment asked for would have cost
             exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served)

@@ -59,6 +59,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         client_request_id=client_request_id(exchange.header(b"x-request-id")),
         variant=route.variant if route else None,
         original_cost_usd=exchange.original_cost,
+        cache=exchange.cache,
+        cache_avoided_usd=exchange.cache_avoided,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from costwarden.cli import budgets, keys, ledger
+from costwarden.cli import budgets, cache, keys, ledger
 from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
 from costwarden.cli.report import report
 
@@ -19,6 +19,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(budgets.app, name="budgets")
 app.add_typer(ledger.app, name="ledger")
+app.add_typer(cache.app, name="cache")
 app.command()(report)
 app.command()(budgets.alerts)
 

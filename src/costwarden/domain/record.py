@@ -65,6 +65,8 @@ class UsageRecord:
     client_request_id: str | None = None  # the client's own X-Request-Id, for correlation
     variant: str | None = None  # the cheaper variant of `deployment` that served (degrade)
     original_cost_usd: Decimal | None = None  # what the deployment itself would have cost (degraded)
+    cache: str | None = None  # `exact`: answered from the response cache (cost 0)
+    cache_avoided_usd: Decimal | None = None  # what forwarding the request would have cost (cache hits)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
@@ -72,6 +74,7 @@ class UsageRecord:
         data["tags"] = dict(self.tags)
         data["cost_usd"] = usd_text(self.cost_usd)
         data["original_cost_usd"] = None if self.original_cost_usd is None else usd_text(self.original_cost_usd)
+        data["cache_avoided_usd"] = None if self.cache_avoided_usd is None else usd_text(self.cache_avoided_usd)
         data["outcome"] = self.outcome.value
         return data
 
@@ -85,6 +88,8 @@ class UsageRecord:
         fields["cost_usd"] = Decimal(fields["cost_usd"])
         original = fields.get("original_cost_usd")
         fields["original_cost_usd"] = None if original is None else Decimal(original)
+        avoided = fields.get("cache_avoided_usd")
+        fields["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
         fields["outcome"] = Outcome(fields["outcome"])
         return cls(**fields)
 
@@ -121,6 +126,8 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "client_request_id",
     "variant",
     "original_cost_usd",
+    "cache",
+    "cache_avoided_usd",
 )
 
 

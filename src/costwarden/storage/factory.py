@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from costwarden.config.cache import CacheConfig
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import CounterStore, Store, VariantStateStore
+from costwarden.ports import CounterStore, ResponseCache, Store, VariantStateStore
 from costwarden.storage.breaker import CounterBreaker
+from costwarden.storage.cache_memory import MemoryResponseCache
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.sqlite import SQLiteStore
@@ -76,3 +78,18 @@ def open_variant_state(state_url: str | None) -> VariantStateStore:
         _check_missing(exc, "shared state in Redis", "redis", ("redis",))
         raise
     return RedisVariantState(state_url)
+
+
+def open_response_cache(config: CacheConfig, state_url: str | None) -> ResponseCache:
+    """The response cache's backend: this process's LRU, or Redis (`cache.url`, else `state`)."""
+    if config.backend == "memory":
+        return MemoryResponseCache(config.max_entries, config.max_bytes)
+    url = config.url or state_url
+    if url is None:
+        raise ValueError("a redis cache needs `cache.url` or the top-level `state` URL")
+    try:
+        from costwarden.storage.cache_redis import RedisResponseCache
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "a cache in Redis", "redis", ("redis",))
+        raise
+    return RedisResponseCache(url, config.retry_after_seconds)

@@ -44,4 +44,6 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         r.client_request_id,
         r.variant,
         None if r.original_cost_usd is None else usd_text(r.original_cost_usd),  # exact text, both dialects
+        r.cache,
+        None if r.cache_avoided_usd is None else usd_text(r.cache_avoided_usd),
     )

@@ -61,8 +61,11 @@ _TYPES = (
     "int8",
     "numeric",
     "text",
-    "text",
-    "text",
+    "text",  # client_request_id
+    "text",  # variant
+    "text",  # original_cost_usd
+    "text",  # cache
+    "text",  # cache_avoided_usd
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _STAGE_COLUMNS = (*LEDGER_COLUMNS, "bin")
@@ -96,6 +99,8 @@ def _record(row: asyncpg.Record) -> UsageRecord:
     values["cost_usd"] = quantize(values["cost_usd"])
     original = values["original_cost_usd"]
     values["original_cost_usd"] = None if original is None else Decimal(original)
+    avoided = values["cache_avoided_usd"]
+    values["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
     return UsageRecord(**values)
 
 
