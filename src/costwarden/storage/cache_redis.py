@@ -23,7 +23,7 @@ _SCAN_COUNT = 1000
 class RedisResponseCache:
     """A ResponseCache in Redis."""
 
-    def __init__(self, url: str, retry_after: float = 1.0, timeout: float = 0.25) -> None:
+    def __init__(self, url: str, retry_after: float = 1.0, timeout: float = 0.25, prefix: str = PREFIX) -> None:
         # The redis extra: imported here so that a single-replica install runs without it.
         from redis.asyncio import Redis
         from redis.exceptions import RedisError
@@ -32,6 +32,7 @@ class RedisResponseCache:
         self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
         self._retry_after = retry_after
         self._down_until = 0.0
+        self._prefix = prefix
 
     def _check(self) -> None:
         if time.monotonic() < self._down_until:
@@ -44,7 +45,7 @@ class RedisResponseCache:
     async def get(self, key: str) -> CachedAnswer | None:
         self._check()
         try:
-            raw = await self._client.get(PREFIX + key)
+            raw = await self._client.get(self._prefix + key)
         except self._errors as exc:
             raise self._failed(exc) from exc
         if raw is None:
@@ -54,12 +55,12 @@ class RedisResponseCache:
     async def put(self, key: str, answer: CachedAnswer, ttl_seconds: float) -> None:
         self._check()
         try:
-            await self._client.set(PREFIX + key, answer.encode(), px=max(1, int(ttl_seconds * 1000)))
+            await self._client.set(self._prefix + key, answer.encode(), px=max(1, int(ttl_seconds * 1000)))
         except self._errors as exc:
             raise self._failed(exc) from exc
 
     async def purge(self, namespace: str | None) -> int:
-        pattern = PREFIX + ("*" if namespace is None else namespace + ":*")
+        pattern = self._prefix + ("*" if namespace is None else namespace + ":*")
         dropped = 0
         try:
             batch: list[bytes] = []
@@ -77,7 +78,7 @@ class RedisResponseCache:
     async def size(self) -> tuple[int, int | None]:
         try:
             entries = 0
-            async for _ in self._client.scan_iter(match=PREFIX + "*", count=_SCAN_COUNT):
+            async for _ in self._client.scan_iter(match=self._prefix + "*", count=_SCAN_COUNT):
                 entries += 1
         except self._errors as exc:
             raise ResponseCacheUnavailable(str(exc)) from exc
