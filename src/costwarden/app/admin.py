@@ -102,8 +102,10 @@ def build_admin(runtime: Runtime) -> FastAPI:
         "/admin/v1/spend/savings",
         dependencies=guard,
         summary="What cost actions saved, by team and action, over a window",
-        description="Degraded requests (moved to a cheaper variant): what they cost, what the original "
-        "deployment would have cost, and the difference; money as exact decimal strings.",
+        description="Degraded requests (moved to a cheaper variant) and cache hits (answered from the "
+        "response cache): what they cost, what forwarding them as asked would have cost, and the "
+        "difference; money as exact decimal strings.",
+        responses=refusals(400),
     )
     async def get_savings(
         since: str | None = None,
