@@ -69,11 +69,14 @@ def deployment(name: str, url: str, **cache: Any) -> dict[str, Any]:
     }
 
 
-def start_gateway(tmp_path: Path, echo: EchoUpstream, name: str, cache: dict[str, Any]) -> Gateway:
+def start_gateway(
+    tmp_path: Path, echo: EchoUpstream, name: str, cache: dict[str, Any], more: list[dict[str, Any]] | None = None
+) -> Gateway:
     ledger_url = f"sqlite:///{tmp_path / (name + '.db')}"
     data = config_dict(Upstreams(text=echo.url), tmp_path, ledger_url, {"spool_dir": str(tmp_path / name)})
     data["deployments"] += [deployment("cached", echo.url), deployment("brief", echo.url, ttl_seconds=1)]
     data["deployments"].append(deployment("uncached", echo.url, enabled=False))
+    data["deployments"] += more or []
     data["keys"][2]["deployments"] = None  # research may use every deployment
     data["cache"] = {"enabled": True, "ttl_seconds": 60, **cache}
     gateway = Gateway(write_config(tmp_path / f"{name}.yaml", data), free_port(), tmp_path, data["storage"]["ledger"])

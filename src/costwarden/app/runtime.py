@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -49,6 +51,9 @@ from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.cache import CacheForward
 from costwarden.upstream.forwarder import Forwarder
 from costwarden.upstream.variant import VariantForward
+
+if TYPE_CHECKING:
+    from costwarden.semantic.matcher import SemanticMatcher
 
 log = logging.getLogger(__name__)
 _STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
@@ -95,6 +100,7 @@ class Runtime:
         self.response_cache: ResponseCache | None = (
             open_response_cache(config.cache, config.state) if self.cache_policies else None
         )
+        self._semantic: SemanticMatcher | None = None
         self._admit: Admit | None = None
         self._governor: Governor | None = None
         self._alerts: AlertDispatcher | None = None
@@ -172,8 +178,17 @@ class Runtime:
         }
         forward: Forward = variant_forward
         if self.response_cache is not None:
+            similar = None
+            if any(p.semantic for p in self.cache_policies.values()):  # the semantic extra, only then
+                from costwarden.semantic.matcher import SemanticMatcher
+
+                self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, self.config.cache)
             cached = CacheForward(
-                variant_forward, self.response_cache, self.cache_policies, self.config.cache.max_entry_bytes
+                variant_forward,
+                self.response_cache,
+                self.cache_policies,
+                self.config.cache.max_entry_bytes,
+                similar=similar,
             )
             self.registry.register(CacheCollector(cached))
             forward = cached
@@ -290,6 +305,8 @@ class Runtime:
         await self.lease.close()
         if self.response_cache is not None:
             await self.response_cache.close()
+        if self._semantic is not None:
+            self._semantic.close()
         if self._session is not None:
             await self._session.close()
         await self.store.close()

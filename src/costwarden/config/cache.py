@@ -28,6 +28,9 @@ class CacheConfig(Model):
     max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     max_entry_bytes: int = Field(default=1024 * 1024, ge=256)  # larger answers are not stored
     retry_after_seconds: float = Field(default=1.0, ge=0, le=60)  # after a backend error, skip it this long
+    # The semantic cache (deployments opt in with `cache.semantic: true`; the `semantic` extra).
+    semantic_threshold: float = Field(default=0.95, ge=0.5, le=1.0)  # cosine similarity for a hit
+    semantic_max_entries: int = Field(default=10_000, ge=1, le=1_000_000)  # prompts indexed per process
 
 
 class DeploymentCache(Model):
@@ -36,6 +39,7 @@ class DeploymentCache(Model):
     enabled: bool | None = None
     ttl_seconds: float | None = Field(default=None, gt=0, le=_MONTH_S)
     namespace: Literal["team", "global"] | None = None
+    semantic: bool = False  # also answer prompts that mean the same (docs/actions.md): opt in
 
     def policy(self, defaults: CacheConfig) -> CachePolicy | None:
         """The deployment's cache policy, its overrides over the defaults; None when not cached."""
@@ -43,4 +47,4 @@ class DeploymentCache(Model):
         if not enabled:
             return None
         ttl = defaults.ttl_seconds if self.ttl_seconds is None else self.ttl_seconds
-        return CachePolicy(ttl, Namespace(self.namespace or defaults.namespace))
+        return CachePolicy(ttl, Namespace(self.namespace or defaults.namespace), self.semantic)

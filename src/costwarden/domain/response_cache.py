@@ -21,6 +21,7 @@ from costwarden.domain.usage import Usage
 # Fields of an OpenAI request that do not change the answer (who asks, how it is delivered).
 IGNORED_FIELDS = frozenset(("user", "stream", "stream_options", "metadata", "store"))
 EXACT = "exact"
+SEMANTIC = "semantic"
 
 
 class Namespace(StrEnum):
@@ -44,6 +45,7 @@ class CachePolicy:
 
     ttl_seconds: float
     namespace: Namespace
+    semantic: bool = False  # also look up prompts that mean the same (the semantic cache)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +76,26 @@ def namespace_of(mode: Namespace, team: str | None) -> str:
     return "team/" + (quote(team, safe="") if team else "-")
 
 
-def request_key(namespace: str, deployment: str, variant: str | None, endpoint: str, body: dict[str, Any]) -> str:
+def request_key(
+    namespace: str,
+    deployment: str,
+    variant: str | None,
+    endpoint: str,
+    body: dict[str, Any],
+    ignore: frozenset[str] = IGNORED_FIELDS,
+) -> str:
     """The cache key of a request: its namespace, then a SHA-256 of what it asks."""
-    asked = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
+    asked = {k: v for k, v in body.items() if k not in ignore}
     digest = sha256(deployment.encode())
     digest.update(b"\0" + (variant or "").encode() + b"\0" + endpoint.encode() + b"\0")
     digest.update(orjson.dumps(asked, option=orjson.OPT_SORT_KEYS))
     return f"{namespace}:{digest.hexdigest()}"
+
+
+def semantic_scope(namespace: str, deployment: str, variant: str | None, endpoint: str, body: dict[str, Any]) -> str:
+    """Where a semantic match may come from: the same namespace, deployment and endpoint, and the
+    same parameters; only the prompt (`messages`, `prompt`) may differ."""
+    return request_key(namespace, deployment, variant, endpoint, body, IGNORED_FIELDS | {"messages", "prompt"})
 
 
 @dataclass(frozen=True, slots=True)

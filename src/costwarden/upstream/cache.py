@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol as Interface
 
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import JSON_CONTENT, Channel, Forward, Headers, Settle
@@ -19,13 +20,16 @@ from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.response_cache import (
     EXACT,
+    SEMANTIC,
     CachedAnswer,
     CachePolicy,
     Lookup,
     directives,
     namespace_of,
     request_key,
+    semantic_scope,
 )
+from costwarden.domain.semantic_guard import prompt_text
 from costwarden.ports import ResponseCache, ResponseCacheUnavailable
 from costwarden.protocols import cached_stream, openai
 from costwarden.protocols.sse import DONE, comment
@@ -73,6 +77,16 @@ class Capture:
         await self._inner.whole(status, headers, body)
 
 
+class Similar(Interface):
+    """The semantic cache's lookup (costwarden.semantic.matcher): the key of an answer to a prompt
+    that means the same, and the prompt's embedding (kept to index the answer if it is stored)."""
+
+    async def match(self, scope: str, prompt: str) -> tuple[str | None, object]: ...
+
+    async def remember(self, scope: str, prompt: str, embedding: object | None, key: str, ttl_seconds: float) -> None:
+        """Index a stored answer under its prompt (embedding it when `embedding` is None)."""
+
+
 class CacheForward:
     """A `Forward` that answers repeats from a `ResponseCache` and stores what it forwarded."""
 
@@ -83,8 +97,10 @@ class CacheForward:
         policies: Mapping[str, CachePolicy],
         max_entry_bytes: int,
         clock: Callable[[], float] = time.time,
+        similar: Similar | None = None,
     ) -> None:
         self._inner = inner
+        self._similar = similar
         self._cache = cache
         self._policies = dict(policies)
         self._max_entry_bytes = max_entry_bytes
@@ -112,12 +128,21 @@ class CacheForward:
         team = exchange.identity.team if exchange.identity is not None else None
         key = request_key(namespace_of(policy.namespace, team), name, route.variant, exchange.endpoint, body)
         result = Lookup.BYPASS
+        prompt = prompt_text(body) if policy.semantic and self._similar is not None else None
+        scope = semantic_scope(key.partition(":")[0], name, route.variant, exchange.endpoint, body) if prompt else ""
+        embedding: object | None = None
         if asked.lookup:
             result = Lookup.MISS
             answer = await self._get(name, key)
-            if answer is not None and await self._serve(exchange, channel, settle, answer):
+            if answer is not None and await self._serve(exchange, channel, settle, answer, EXACT):
                 self._count(name, Lookup.HIT)
                 return
+            if prompt is not None and self._similar is not None:
+                similar, embedding = await self._similar.match(scope, prompt)
+                answer = None if similar is None else await self._get(name, similar)
+                if answer is not None and await self._serve(exchange, channel, settle, answer, SEMANTIC):
+                    self._count(name, "semantic_hit")
+                    return
         self._count(name, result)
         exchange.extra_headers.append((HEADER, result.value.encode()))
         if not asked.store:
@@ -127,10 +152,13 @@ class CacheForward:
         await self._inner.forward(exchange, capture, settle)
         if exchange.route is route:  # not a fallback's answer under this route's key
             stored = self._storable(exchange, capture)
-            if stored is not None:
-                await self._put(name, key, stored, policy.ttl_seconds)
+            if stored is not None and await self._put(name, key, stored, policy.ttl_seconds) and prompt is not None:
+                assert self._similar is not None
+                await self._similar.remember(scope, prompt, embedding, key, policy.ttl_seconds)
 
-    async def _serve(self, exchange: Exchange, channel: Channel, settle: Settle, answer: CachedAnswer) -> bool:
+    async def _serve(
+        self, exchange: Exchange, channel: Channel, settle: Settle, answer: CachedAnswer, match: str
+    ) -> bool:
         """Answer from the cache; False (nothing sent) when the entry cannot answer this request."""
         events = None
         if exchange.stream:
@@ -140,7 +168,7 @@ class CacheForward:
                 events = None
             if events is None:
                 return False
-        exchange.cache = EXACT
+        exchange.cache = match
         exchange.usage = answer.usage
         exchange.status = 200
         exchange.outcome = Outcome.SERVED
@@ -183,16 +211,17 @@ class CacheForward:
             self._failed(deployment, "get", exc)
         return None
 
-    async def _put(self, deployment: str, key: str, answer: CachedAnswer, ttl: float) -> None:
+    async def _put(self, deployment: str, key: str, answer: CachedAnswer, ttl: float) -> bool:
         try:
             await self._cache.put(key, answer, ttl)
         except ResponseCacheUnavailable as exc:
             self._failed(deployment, "put", exc)
-            return
+            return False
         self.stores[deployment] = self.stores.get(deployment, 0) + 1
+        return True
 
-    def _count(self, deployment: str, result: Lookup) -> None:
-        key = (deployment, result.value)
+    def _count(self, deployment: str, result: Lookup | str) -> None:
+        key = (deployment, str(result))
         self.lookups[key] = self.lookups.get(key, 0) + 1
 
     def _failed(self, deployment: str, op: str, exc: Exception) -> None:
