@@ -51,7 +51,8 @@ _NOT_NAMES = frozenset(
         "these those there here in on at of for to from by with about and or but if then so as be been being "
         "have has had let lets let's help any some all every each yes okay ok hi hello hey dear "
         "translate convert calculate compute suggest recommend provide generate draft rewrite answer "
-        "user system assistant developer"
+        "user system assistant developer share send get check plan build fix need want use using set "
+        "remind compose count estimate return print sort add remove update delete"
     )
 )
 
