@@ -7,6 +7,7 @@ import pytest
 
 from costwarden.semantic.index import SemanticIndex, Vector
 
+
 def unit(*values: float) -> Vector:
     v = np.asarray(values, dtype=np.float32)
     return v / np.linalg.norm(v)
