@@ -7,7 +7,9 @@ one gateway (one uvicorn worker, SQLite ledger, in-memory cache) with two deploy
 (no cache: every request is forwarded) and `cached` (its one request body is cached once, then every
 request is a hit). Rows: straight to the text model, forwarded by the gateway, a miss on `cached`
 (every body new: the lookup, the copy of the answer and the store added to a forward), a hit, and
-a hit served to a streaming client. Per row: sequential requests for `--seconds` (latency p50/p99), then
+a hit served to a streaming client, and a semantic hit (a paraphrase of a cached prompt on a
+deployment with `cache.semantic: true`: an exact miss, one embedding on the CPU, the index search;
+only with the `semantic` extra installed). Per row: sequential requests for `--seconds` (latency p50/p99), then
 `--concurrency` clients for `--seconds` (req/s); the rows alternate within each repetition, so all
 see the same load from the rest of the machine; medians of the repetitions. Writes
 bench/results/cache.json and prints the markdown table of docs/benchmarks.md.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import json
 import statistics
@@ -36,7 +39,8 @@ from tests.integration.procs import Gateway, TextModel, free_port  # noqa: E402
 KEY = "cw_bench_0123456789abcdefBENCHKEY"
 PRICES = {"input_per_1m": "0.50", "output_per_1m": "1.50"}
 Send = Callable[[], Awaitable[None]]
-ROWS = ("direct", "forwarded", "miss", "hit", "hit, streamed")
+ROWS = ("direct", "forwarded", "miss", "hit", "hit, streamed", "semantic hit")
+SEMANTIC = importlib.util.find_spec("sentence_transformers") is not None
 
 
 def body(model: str, stream: bool = False, content: str = "the quick brown fox") -> bytes:
@@ -56,7 +60,8 @@ def config(tmp: Path, upstream: str) -> Path:
             {"name": "plain", "protocol": "openai", "upstream": upstream, "model": "markov-small",
              "pricing": PRICES, "cache": {"enabled": False}},
             {"name": "cached", "protocol": "openai", "upstream": upstream, "model": "markov-small", "pricing": PRICES},
-        ],
+        ] + ([{"name": "similar", "protocol": "openai", "upstream": upstream, "model": "markov-small",
+               "pricing": PRICES, "cache": {"semantic": True}}] if SEMANTIC else []),
         "keys": [{"id": "bench", "key": KEY, "team": "bench", "project": "cache", "environment": "prod"}],
     }  # fmt: skip
     path = tmp / "costwarden.yaml"
@@ -110,6 +115,11 @@ async def run(args: argparse.Namespace, upstream: str, gateway: str) -> dict[str
             "hit, streamed": post(gateway + "/v1/chat/completions", body("cached", stream=True), "hit"),
         }
         await post(gateway + "/v1/chat/completions", body("cached"), "miss")()  # the one miss: stored
+        if SEMANTIC:
+            asked = body("similar", content="What is the capital city of France?")
+            await post(gateway + "/v1/chat/completions", asked, "miss")()
+            paraphrase = body("similar", content="Which city is the capital of France?")
+            targets["semantic hit"] = post(gateway + "/v1/chat/completions", paraphrase, "hit")
         for send in targets.values():  # warm up: connections
             for _ in range(50):
                 await send()
@@ -125,6 +135,8 @@ def table(results: dict[str, dict[str, float]]) -> str:
     base = results["forwarded"]["p50_ms"]
     lines = ["| row | p50 ms | p99 ms | p50 vs forwarded | req/s |", "| --- | ---: | ---: | ---: | ---: |"]
     for name in ROWS:
+        if name not in results:
+            continue
         r = results[name]
         versus = "" if name in ("direct", "forwarded") else f"{r['p50_ms'] - base:+.2f} ms ({r['p50_ms'] / base:.2f}x)"
         lines.append(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {versus} | {r['req_s']:.0f} |")
