@@ -50,6 +50,9 @@ class EchoUpstream:
         if "echo_sleep" in asked:  # a slow answer, when a test asks for one
             await asyncio.sleep(float(asked["echo_sleep"]))
         text = f"answer {len(self.seen)}"
+        if isinstance(asked.get("echo_status"), int):  # an error answer, when a test asks for one
+            error = {"error": {"message": f"echo error {len(self.seen)}", "type": "invalid_request_error"}}
+            return web.json_response(error, status=asked["echo_status"])
         if asked.get("stream") is True:
             return await self._stream(request, text, asked)
         reply = {
@@ -74,6 +77,9 @@ class EchoUpstream:
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         end = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         await response.write(b"data: " + json.dumps(end).encode() + b"\n\n")
+        if asked.get("echo_cut"):  # a stream cut short, when a test asks for one: no usage, no [DONE]
+            await response.write_eof()
+            return response
         options = asked.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") is True:
             usage = {**head, "choices": [], "usage": USAGE}

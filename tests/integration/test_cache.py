@@ -255,3 +255,25 @@ def test_replicas_share_a_redis_cache_and_a_redis_down_is_served_uncached(
     finally:
         first.stop()
         second.stop()
+
+
+def test_only_complete_successful_answers_are_stored(tmp_path: Path, echo: EchoUpstream) -> None:
+    gateway = start_gateway(tmp_path, echo, "faults", {})
+    auth = {"Authorization": f"Bearer {KEYS['search']}"}
+    try:
+        for fault, status in (({"echo_status": 400}, 400), ({"echo_status": 503}, 502)):
+            body = {"model": "cached", "messages": [{"role": "user", "content": "hi"}], **fault}
+            for _ in range(2):
+                response = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=auth)
+                assert (response.status_code, response.headers["x-costwarden-cache"]) == (status, MISS)
+        cut = {"model": "cached", "messages": [{"role": "user", "content": "hi"}], "stream": True, "echo_cut": True}
+        for _ in range(2):
+            with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=cut, headers=auth) as response:
+                text = response.read().decode()
+            assert response.headers["x-costwarden-cache"] == MISS
+            assert "upstream_stream_truncated" in text and "[DONE]" not in text
+        assert len(echo.seen) == 6  # every one of them reached the upstream: nothing was stored
+        assert lookups(gateway, HIT) is None
+        assert metric(gateway, 'costwarden_cache_stores_total{deployment="cached"}') is None
+    finally:
+        gateway.stop()
