@@ -137,8 +137,8 @@ class CacheForward:
             if answer is not None and await self._serve(exchange, channel, settle, answer, EXACT):
                 self._count(name, Lookup.HIT)
                 return
-            if prompt is not None and self._similar is not None:
-                similar, embedding = await self._similar.match(scope, prompt)
+            if prompt is not None:
+                similar, embedding = await self._match(name, scope, prompt)
                 answer = None if similar is None else await self._get(name, similar)
                 if answer is not None and await self._serve(exchange, channel, settle, answer, SEMANTIC):
                     self._count(name, "semantic_hit")
@@ -153,8 +153,27 @@ class CacheForward:
         if exchange.route is route:  # not a fallback's answer under this route's key
             stored = self._storable(exchange, capture)
             if stored is not None and await self._put(name, key, stored, policy.ttl_seconds) and prompt is not None:
-                assert self._similar is not None
-                await self._similar.remember(scope, prompt, embedding, key, policy.ttl_seconds)
+                await self._remember(name, scope, prompt, embedding, key, policy.ttl_seconds)
+
+    async def _match(self, deployment: str, scope: str, prompt: str) -> tuple[str | None, object | None]:
+        """The semantic lookup; a model that fails is counted and the request goes on uncached."""
+        if self._similar is None:
+            return None, None
+        try:
+            return await self._similar.match(scope, prompt)
+        except Exception as exc:  # the embedding model is a library: whatever it raises, never fail the request
+            self._failed(deployment, "semantic", exc)
+            return None, None
+
+    async def _remember(
+        self, deployment: str, scope: str, prompt: str, embedding: object | None, key: str, ttl: float
+    ) -> None:
+        if self._similar is None:
+            return
+        try:
+            await self._similar.remember(scope, prompt, embedding, key, ttl)
+        except Exception as exc:
+            self._failed(deployment, "semantic", exc)
 
     async def _serve(
         self, exchange: Exchange, channel: Channel, settle: Settle, answer: CachedAnswer, match: str
