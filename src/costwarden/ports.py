@@ -14,6 +14,7 @@ from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.response_cache import CachedAnswer
 from costwarden.domain.variant import DegradeState
 
 
@@ -237,3 +238,26 @@ class BatchBackend(BatchStore, JobQueue, JobLookup, Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+class ResponseCache(Protocol):
+    """Complete upstream answers by cache key (domain.response_cache: `<namespace>:<sha256>`).
+
+    In-process (bounded LRU) or Redis (shared by replicas). `put` replaces (idempotent); an entry
+    lives `ttl_seconds` at most and may be evicted sooner. Raises `ResponseCacheUnavailable` when
+    the backend cannot be reached: callers serve the request uncached.
+    """
+
+    async def get(self, key: str) -> CachedAnswer | None: ...
+
+    async def put(self, key: str, answer: CachedAnswer, ttl_seconds: float) -> None: ...
+
+    async def purge(self, namespace: str | None) -> int:
+        """Drop every entry of one namespace (`team/<team>`, `global`), or all (None); how many."""
+
+    async def size(self) -> tuple[int, int | None]:
+        """(entries, bytes held); bytes None when the backend cannot say cheaply (Redis)."""
+
+    async def close(self) -> None: ...
+
+
+class ResponseCacheUnavailable(Exception):
+    """The response cache backend did not answer (or was skipped right after it failed)."""

@@ -110,9 +110,16 @@ def test_every_runtime_dependency_and_extra_is_locked_for_the_image_within_its_r
     assert check_pinned(read_lock(RUNTIME_LOCK), [*groups[""], *groups["all"]]) == []
 
 
+# `semantic` (torch, sentence-transformers) is not in the lock: torch's CPU build is a local version
+# (2.13.0+cpu) that a universal lock from PyPI would replace by the CUDA build, gigabytes of it.
+# scripts/setup-semantic installs it under the test lock's pins as constraints, so it moves none of them.
+UNLOCKED_EXTRAS = {"semantic"}
+
+
 def test_every_dependency_with_every_extra_is_locked_for_the_tests_within_its_range() -> None:
     groups = project()
-    assert check_pinned(read_lock(TEST_LOCK), [r for reqs in groups.values() for r in reqs]) == []
+    locked = [r for group, reqs in groups.items() if group not in UNLOCKED_EXTRAS for r in reqs]
+    assert check_pinned(read_lock(TEST_LOCK), locked) == []
 
 
 def test_the_test_lock_holds_the_runtime_lock_at_the_same_versions() -> None:

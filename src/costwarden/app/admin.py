@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from costwarden.app.admin_cache import add_cache_routes
 from costwarden.app.admin_focus import add_focus_routes
 from costwarden.app.admin_governance import add_governance_routes
 from costwarden.app.admin_models import KeyCreated, KeyModel, RecordsPage, SpendReportModel, refusals
@@ -102,8 +103,10 @@ def build_admin(runtime: Runtime) -> FastAPI:
         "/admin/v1/spend/savings",
         dependencies=guard,
         summary="What cost actions saved, by team and action, over a window",
-        description="Degraded requests (moved to a cheaper variant): what they cost, what the original "
-        "deployment would have cost, and the difference; money as exact decimal strings.",
+        description="Degraded requests (moved to a cheaper variant) and cache hits (answered from the "
+        "response cache): what they cost, what forwarding them as asked would have cost, and the "
+        "difference; money as exact decimal strings.",
+        responses=refusals(400),
     )
     async def get_savings(
         since: str | None = None,
@@ -205,6 +208,7 @@ def build_admin(runtime: Runtime) -> FastAPI:
         await runtime.keyring.refresh()
 
     add_governance_routes(api, runtime, guard)
+    add_cache_routes(api, runtime, guard)
     add_dashboard(api, runtime)
     add_focus_routes(api, runtime, guard)
     return api

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import aiohttp
 from prometheus_client import CollectorRegistry
@@ -32,11 +33,12 @@ from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.access_log import AccessLog, LoggedSink
 from costwarden.observability.batch_queue import BatchQueueCollector
+from costwarden.observability.cache import CacheCollector
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
-from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, Store
+from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, ResponseCache, Store
 from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
@@ -47,12 +49,23 @@ from costwarden.services.keys import config_key
 from costwarden.services.retention import RetentionLoop
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_queue, open_store, open_variant_state
+from costwarden.storage.factory import (
+    open_counters,
+    open_lease,
+    open_queue,
+    open_response_cache,
+    open_store,
+    open_variant_state,
+)
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
+from costwarden.upstream.cache import CacheForward
 from costwarden.upstream.forwarder import Forwarder
 from costwarden.upstream.variant import VariantForward
+
+if TYPE_CHECKING:
+    from costwarden.semantic.matcher import SemanticMatcher
 
 log = logging.getLogger(__name__)
 _STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
@@ -92,6 +105,14 @@ class Runtime:
         self.counters: CounterStore = open_counters(config.state, config.governance.breaker)
         self.policy = policy_from_config(config)
         self.lease = open_lease(config.state, ttl_s=max(15.0, 3 * config.governance.evaluate_every_seconds))
+        # The response cache, when some deployment caches (docs/actions.md, "cache").
+        self.cache_policies = {
+            d.name: p for d in config.deployments if (p := d.cache.policy(config.cache)) is not None
+        }
+        self.response_cache: ResponseCache | None = (
+            open_response_cache(config.cache, config.state) if self.cache_policies else None
+        )
+        self._semantic: SemanticMatcher | None = None
         self._admit: Admit | None = None
         self._governor: Governor | None = None
         self._alerts: AlertDispatcher | None = None
@@ -184,7 +205,23 @@ class Runtime:
         }
         for trace in self._trace_stages():
             self._stages["trace"] = trace
-        self._chain = self.chain_for(variant_forward)
+        forward: Forward = variant_forward
+        if self.response_cache is not None:
+            similar = None
+            if any(p.semantic for p in self.cache_policies.values()):  # the semantic extra, only then
+                from costwarden.semantic.matcher import SemanticMatcher
+
+                self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, self.config.cache)
+            cached = CacheForward(
+                variant_forward,
+                self.response_cache,
+                self.cache_policies,
+                self.config.cache.max_entry_bytes,
+                similar=similar,
+            )
+            self.registry.register(CacheCollector(cached))
+            forward = cached
+        self._chain = self.chain_for(forward)
         if self.batches is not None:
             batch_chain = self.chain_for(variant_forward, BatchAuthenticate(self.keyring))
             runner = JobRunner(batch_chain, self.config.batch.price_multiplier)
@@ -340,6 +377,10 @@ class Runtime:
             await self._alerts.stop(grace_s=10)
         await self.counters.close()
         await self.lease.close()
+        if self.response_cache is not None:
+            await self.response_cache.close()
+        if self._semantic is not None:
+            self._semantic.close()
         if self._session is not None:
             await self._session.close()
         await self.store.close()

@@ -59,6 +59,8 @@ class Exchange:
     # meter / record
     cost: Decimal = ZERO
     original_cost: Decimal | None = None  # what `variant_of` would have cost (degraded requests only)
+    cache: str | None = None  # `exact`: answered from the response cache, not forwarded
+    cache_avoided: Decimal | None = None  # what forwarding it would have cost (cache hits only)
     outcome: Outcome = Outcome.SERVED
     error: GatewayError | None = None
     ended_at: float = 0.0

@@ -29,6 +29,8 @@ class Meter(PassStage):
             or (exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0)
         )
         exchange.cost = price(route.sheet, usage, served=served)
+        if exchange.cache is not None:  # answered from the cache: free, and this is what it avoided
+            exchange.cache_avoided = price(route.sheet, usage, served=True)
         if exchange.variant_of is not None:  # degraded: what the deployment asked for would have cost
             exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served)
         if exchange.batch is not None:  # a batch job is priced at the batch multiplier (e.g. 0.5)

@@ -61,6 +61,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         original_cost_usd=exchange.original_cost,
         batch_id=exchange.batch.batch_id if exchange.batch else None,
         job_id=exchange.batch.job_id if exchange.batch else None,
+        cache=exchange.cache,
+        cache_avoided_usd=exchange.cache_avoided,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from costwarden.cli import budgets, export, hardware, keys, ledger, queue
+from costwarden.cli import budgets, cache, export, hardware, keys, ledger, queue
 from costwarden.cli.bench import bench
 from costwarden.cli.check import check as check_gate
 from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
@@ -23,6 +23,7 @@ app.add_typer(budgets.app, name="budgets")
 app.add_typer(ledger.app, name="ledger")
 app.add_typer(export.app, name="export")
 app.add_typer(queue.app, name="queue")
+app.add_typer(cache.app, name="cache")
 app.command()(report)
 app.command()(budgets.alerts)
 app.command("bench")(bench)

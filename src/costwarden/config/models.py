@@ -10,6 +10,7 @@ from pydantic import AnyHttpUrl, Field, model_validator
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.batch import BatchConfig
+from costwarden.config.cache import CacheConfig, DeploymentCache
 from costwarden.config.governance import GovernanceConfig
 from costwarden.config.hardware import HardwareConfig
 from costwarden.config.metrics import MetricsConfig
@@ -156,6 +157,8 @@ class Deployment(Model):
     context_window: int | None = Field(default=None, gt=0)
     # Cheaper alternatives, in order, for `degrade` budgets (docs/actions.md).
     variants: tuple[Variant, ...] = ()
+    # Overrides of the global response cache (docs/actions.md, "cache").
+    cache: DeploymentCache = DeploymentCache()
 
     @model_validator(mode="after")
     def _one_upstream(self) -> Deployment:
@@ -208,11 +211,14 @@ class Config(Model):
     # Machine shapes with hourly prices, for `costwarden bench` and `hardware recommend` (config/hardware.py).
     hardware: tuple[HardwareConfig, ...] = ()
     batch: BatchConfig = BatchConfig()
+    cache: CacheConfig = CacheConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
         names = [d.name for d in self.deployments]
+        if self.cache.backend == "redis" and self.cache.url is None and self.state is None:
+            problems.append((("cache", "backend"), "a redis cache needs `cache.url` or the top-level `state` URL"))
         for i, name in enumerate(names):
             if name in names[:i]:
                 problems.append((("deployments", i, "name"), f"deployment name {name!r} is used twice"))

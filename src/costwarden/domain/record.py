@@ -67,6 +67,8 @@ class UsageRecord:
     original_cost_usd: Decimal | None = None  # what the deployment itself would have cost (degraded)
     batch_id: str | None = None  # a batch job's record: its batch and job (OpenAI Batch API)
     job_id: str | None = None
+    cache: str | None = None  # `exact`: answered from the response cache (cost 0)
+    cache_avoided_usd: Decimal | None = None  # what forwarding the request would have cost (cache hits)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
@@ -74,6 +76,7 @@ class UsageRecord:
         data["tags"] = dict(self.tags)
         data["cost_usd"] = usd_text(self.cost_usd)
         data["original_cost_usd"] = None if self.original_cost_usd is None else usd_text(self.original_cost_usd)
+        data["cache_avoided_usd"] = None if self.cache_avoided_usd is None else usd_text(self.cache_avoided_usd)
         data["outcome"] = self.outcome.value
         return data
 
@@ -87,6 +90,8 @@ class UsageRecord:
         fields["cost_usd"] = Decimal(fields["cost_usd"])
         original = fields.get("original_cost_usd")
         fields["original_cost_usd"] = None if original is None else Decimal(original)
+        avoided = fields.get("cache_avoided_usd")
+        fields["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
         fields["outcome"] = Outcome(fields["outcome"])
         return cls(**fields)
 
@@ -125,6 +130,8 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "original_cost_usd",
     "batch_id",
     "job_id",
+    "cache",
+    "cache_avoided_usd",
 )
 
 

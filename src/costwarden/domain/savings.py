@@ -1,7 +1,8 @@
 """What the cost actions saved, from ledger records: by team and action, exactly (Decimal USD).
 
-A record saved money when it carries what the original would have cost (`original_cost_usd`):
-today the `degrade` action sets it (the request was moved to a cheaper variant). Savings are that
+A record saved money when it carries what the original would have cost: `original_cost_usd`
+for the `degrade` action (the request was moved to a cheaper variant), `cache_avoided_usd` for
+the `cache` action (it was answered from the response cache, at no cost). Savings are that
 minus what the request cost; a degraded request that the original served (its variant was down)
 saved nothing and is still counted.
 """
@@ -16,6 +17,7 @@ from costwarden.domain.money import ZERO
 from costwarden.domain.record import UsageRecord
 
 DEGRADE = "degrade"
+CACHE = "cache"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,19 +34,25 @@ class SavingsRow:
         return self.original_cost_usd - self.cost_usd
 
     def add(self, record: UsageRecord, original: Decimal) -> SavingsRow:
+        fell_back = self.action == DEGRADE and record.variant is None
         return SavingsRow(
             self.team,
             self.action,
             self.requests + 1,
-            self.fallbacks + (record.variant is None),
+            self.fallbacks + fell_back,
             self.cost_usd + record.cost_usd,
             self.original_cost_usd + original,
         )
 
 
-def action_of(record: UsageRecord) -> str | None:
-    """The cost action that served a record, if any."""
-    return DEGRADE if record.original_cost_usd is not None else None
+def action_of(record: UsageRecord) -> tuple[str, Decimal] | None:
+    """The cost action that served a record, if any, and what the record would have cost without
+    it. A cache hit is the cache's saving even when its deployment was degraded."""
+    if record.cache is not None and record.cache_avoided_usd is not None:
+        return CACHE, record.cache_avoided_usd
+    if record.original_cost_usd is not None:
+        return DEGRADE, record.original_cost_usd
+    return None
 
 
 @dataclass(slots=True)
@@ -59,12 +67,13 @@ class SavingsBook:
 
     def add(self, records: Iterable[UsageRecord]) -> None:
         for record in records:
-            action = action_of(record)
-            if action is None or record.original_cost_usd is None:
+            found = action_of(record)
+            if found is None:
                 continue
+            action, original = found
             key = (record.team, action)
             row = self.rows.get(key) or SavingsRow(record.team, action)
-            self.rows[key] = row.add(record, record.original_cost_usd)
+            self.rows[key] = row.add(record, original)
 
     def sorted_rows(self) -> list[SavingsRow]:
         """By money saved, most first (then team, action)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from costwarden.config.cache import CacheConfig
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import BatchBackend, CounterStore, Store, VariantStateStore
+from costwarden.ports import BatchBackend, CounterStore, ResponseCache, Store, VariantStateStore
 from costwarden.storage.breaker import CounterBreaker
+from costwarden.storage.cache_memory import MemoryResponseCache
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.queue_sqlite import SQLiteQueue
@@ -91,3 +93,18 @@ def open_queue(url: str) -> BatchBackend:
             raise
         return PostgresQueue.from_url(url)
     raise ValueError(f"unsupported queue URL {url!r}: use sqlite:///path or postgresql://...")
+
+
+def open_response_cache(config: CacheConfig, state_url: str | None) -> ResponseCache:
+    """The response cache's backend: this process's LRU, or Redis (`cache.url`, else `state`)."""
+    if config.backend == "memory":
+        return MemoryResponseCache(config.max_entries, config.max_bytes)
+    url = config.url or state_url
+    if url is None:
+        raise ValueError("a redis cache needs `cache.url` or the top-level `state` URL")
+    try:
+        from costwarden.storage.cache_redis import RedisResponseCache
+    except ModuleNotFoundError as exc:
+        _check_missing(exc, "a cache in Redis", "redis", ("redis",))
+        raise
+    return RedisResponseCache(url, config.retry_after_seconds)

@@ -46,4 +46,6 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         None if r.original_cost_usd is None else usd_text(r.original_cost_usd),  # exact text, both dialects
         r.batch_id,
         r.job_id,
+        r.cache,
+        None if r.cache_avoided_usd is None else usd_text(r.cache_avoided_usd),
     )

@@ -74,6 +74,8 @@ _TYPES = (
     "text",  # original_cost_usd
     "text",  # batch_id
     "text",  # job_id
+    "text",  # cache
+    "text",  # cache_avoided_usd
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert, and which rows it stored
@@ -109,6 +111,8 @@ def _record(row: asyncpg.Record) -> UsageRecord:
     values["cost_usd"] = quantize(values["cost_usd"])
     original = values["original_cost_usd"]
     values["original_cost_usd"] = None if original is None else Decimal(original)
+    avoided = values["cache_avoided_usd"]
+    values["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
     return UsageRecord(**values)
 
 

@@ -117,6 +117,8 @@ def _record(row: tuple[Any, ...]) -> UsageRecord:
     values["cost_usd"] = from_nanos(values["cost_usd"])
     original = values["original_cost_usd"]
     values["original_cost_usd"] = None if original is None else Decimal(original)
+    avoided = values["cache_avoided_usd"]
+    values["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
     return UsageRecord(**values)
 
 

@@ -1,0 +1,171 @@
+"""What a response cache hit costs vs a forwarded request: through the gateway, on loopback.
+
+    PYTHONPATH=src:. .venv/bin/python bench/cache.py [--seconds 3] [--repeat 3] [--concurrency 8]
+
+Starts the bundled text model (examples/textmodel, the OpenAI-compatible upstream of the tests) and
+one gateway (one uvicorn worker, SQLite ledger, in-memory cache) with two deployments on it: `plain`
+(no cache: every request is forwarded) and `cached` (its one request body is cached once, then every
+request is a hit). Rows: straight to the text model, forwarded by the gateway, a miss on `cached`
+(every body new: the lookup, the copy of the answer and the store added to a forward), a hit, and
+a hit served to a streaming client, and a semantic hit (a paraphrase of a cached prompt on a
+deployment with `cache.semantic: true`: an exact miss, one embedding on the CPU, the index search;
+only with the `semantic` extra installed). Per row: sequential requests for `--seconds` (latency p50/p99), then
+`--concurrency` clients for `--seconds` (req/s); the rows alternate within each repetition, so all
+see the same load from the rest of the machine; medians of the repetitions. Writes
+bench/results/cache.json and prints the markdown table of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.integration.procs import Gateway, TextModel, free_port  # noqa: E402
+
+KEY = "cw_bench_0123456789abcdefBENCHKEY"
+PRICES = {"input_per_1m": "0.50", "output_per_1m": "1.50"}
+Send = Callable[[], Awaitable[None]]
+ROWS = ("direct", "forwarded", "miss", "hit", "hit, streamed", "semantic hit")
+SEMANTIC = importlib.util.find_spec("sentence_transformers") is not None
+
+
+def body(model: str, stream: bool = False, content: str = "the quick brown fox") -> bytes:
+    request = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 16,
+               "temperature": 0, "stream": stream}  # fmt: skip
+    return json.dumps(request).encode()
+
+
+def config(tmp: Path, upstream: str) -> Path:
+    data = {
+        "server": {"host": "127.0.0.1"},
+        "storage": {"ledger": f"sqlite:///{tmp / 'ledger.db'}", "spool_dir": str(tmp / "spool")},
+        "environments": ["prod"],
+        "teams": [{"name": "bench", "projects": ["cache"]}],
+        "cache": {"enabled": True, "ttl_seconds": 3600},
+        "deployments": [
+            {"name": "plain", "protocol": "openai", "upstream": upstream, "model": "markov-small",
+             "pricing": PRICES, "cache": {"enabled": False}},
+            {"name": "cached", "protocol": "openai", "upstream": upstream, "model": "markov-small", "pricing": PRICES},
+        ] + ([{"name": "similar", "protocol": "openai", "upstream": upstream, "model": "markov-small",
+               "pricing": PRICES, "cache": {"semantic": True}}] if SEMANTIC else []),
+        "keys": [{"id": "bench", "key": KEY, "team": "bench", "project": "cache", "environment": "prod"}],
+    }  # fmt: skip
+    path = tmp / "costwarden.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def measure(send: Send, seconds: float, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        started = time.perf_counter()
+        await send()
+        latencies.append((time.perf_counter() - started) * 1000)
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await send()
+            done += 1
+
+    stop = time.perf_counter() + seconds
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {"p50_ms": quantiles[49], "p99_ms": quantiles[98], "req_s": done / (time.perf_counter() - began)}
+
+
+async def run(args: argparse.Namespace, upstream: str, gateway: str) -> dict[str, dict[str, float]]:
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    samples: dict[str, list[dict[str, float]]] = {}
+    fresh = (f"the quick brown fox {i}" for i in itertools.count())
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        def post(url: str, content: bytes | Callable[[], bytes], expect_cache: str | None) -> Send:
+            async def send() -> None:
+                data = content if isinstance(content, bytes) else content()
+                async with session.post(url, data=data, headers=auth) as response:
+                    await response.read()
+                    assert response.status == 200, response.status
+                    assert response.headers.get("x-costwarden-cache") == expect_cache
+
+            return send
+
+        targets = {
+            "direct": post(upstream + "/v1/chat/completions", body("markov-small"), None),
+            "forwarded": post(gateway + "/v1/chat/completions", body("plain"), None),
+            "miss": post(gateway + "/v1/chat/completions", lambda: body("cached", content=next(fresh)), "miss"),
+            "hit": post(gateway + "/v1/chat/completions", body("cached"), "hit"),
+            "hit, streamed": post(gateway + "/v1/chat/completions", body("cached", stream=True), "hit"),
+        }
+        await post(gateway + "/v1/chat/completions", body("cached"), "miss")()  # the one miss: stored
+        if SEMANTIC:
+            asked = body("similar", content="What is the capital city of France?")
+            await post(gateway + "/v1/chat/completions", asked, "miss")()
+            paraphrase = body("similar", content="Which city is the capital of France?")
+            targets["semantic hit"] = post(gateway + "/v1/chat/completions", paraphrase, "hit")
+        for send in targets.values():  # warm up: connections
+            for _ in range(50):
+                await send()
+        for _ in range(args.repeat):
+            for name, send in targets.items():
+                samples.setdefault(name, []).append(await measure(send, args.seconds, args.concurrency))
+    return {
+        name: {key: statistics.median(s[key] for s in runs) for key in runs[0]} for name, runs in samples.items()
+    }
+
+
+def table(results: dict[str, dict[str, float]]) -> str:
+    base = results["forwarded"]["p50_ms"]
+    lines = ["| row | p50 ms | p99 ms | p50 vs forwarded | req/s |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name in ROWS:
+        if name not in results:
+            continue
+        r = results[name]
+        versus = "" if name in ("direct", "forwarded") else f"{r['p50_ms'] - base:+.2f} ms ({r['p50_ms'] / base:.2f}x)"
+        lines.append(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {versus} | {r['req_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        textmodel = TextModel(tmp)
+        gateway: Gateway | None = None
+        try:
+            textmodel.start()
+            gateway = Gateway(config(tmp, textmodel.url), free_port(), tmp, "")
+            gateway.start()
+            results = asyncio.run(run(args, textmodel.url, gateway.url))
+        finally:
+            for proc in (gateway, textmodel):
+                if proc is not None:
+                    proc.stop()
+    out = ROOT / "bench" / "results" / "cache.json"
+    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

