@@ -205,23 +205,7 @@ class Runtime:
         }
         for trace in self._trace_stages():
             self._stages["trace"] = trace
-        forward: Forward = variant_forward
-        if self.response_cache is not None:
-            similar = None
-            if any(p.semantic for p in self.cache_policies.values()):  # the semantic extra, only then
-                from costwarden.semantic.matcher import SemanticMatcher
-
-                self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, self.config.cache)
-            cached = CacheForward(
-                variant_forward,
-                self.response_cache,
-                self.cache_policies,
-                self.config.cache.max_entry_bytes,
-                similar=similar,
-            )
-            self.registry.register(CacheCollector(cached))
-            forward = cached
-        self._chain = self.chain_for(forward)
+        self._chain = self.chain_for(await self._cached(variant_forward))
         if self.batches is not None:
             batch_chain = self.chain_for(variant_forward, BatchAuthenticate(self.keyring))
             runner = JobRunner(batch_chain, self.config.batch.price_multiplier)
@@ -239,6 +223,21 @@ class Runtime:
                 self.store, self.lease.lead, retention.raw_days, retention.batch, retention.prune_every_seconds
             )
             self._retention.start()
+
+    async def _cached(self, forward: Forward) -> Forward:
+        """The forward step wrapped by the response cache when one is configured."""
+        if self.response_cache is None:
+            return forward
+        similar = None
+        if any(p.semantic for p in self.cache_policies.values()):  # the semantic extra, only then
+            from costwarden.semantic.matcher import SemanticMatcher
+
+            self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, self.config.cache)
+        cached = CacheForward(
+            forward, self.response_cache, self.cache_policies, self.config.cache.max_entry_bytes, similar=similar
+        )
+        self.registry.register(CacheCollector(cached))
+        return cached
 
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
