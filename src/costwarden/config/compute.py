@@ -1,0 +1,58 @@
+"""`compute:` of a deployment (its hardware profile and replicas) and the top-level `compute:` section
+(the collectors that measure replicas on this host, and how long their samples are kept)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from costwarden.config.base import Model
+
+
+class PrometheusReplicas(Model):
+    """Replicas read from Prometheus (e.g. `kube_deployment_status_replicas{deployment="fraud"}`)."""
+
+    prometheus: str = Field(min_length=1, max_length=4096)
+
+
+class DeploymentCompute(Model):
+    """The machine shape each replica runs on (a `hardware:` profile or the catalogue) and how many."""
+
+    profile: str = Field(pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
+    replicas: int | PrometheusReplicas = Field(default=1)
+    spot: bool = False  # price replicas at the profile's spot price
+
+    @model_validator(mode="after")
+    def _replicas(self) -> DeploymentCompute:
+        if isinstance(self.replicas, int) and not 1 <= self.replicas <= 10_000:
+            raise ValueError("replicas must be between 1 and 10000 (or {prometheus: <PromQL>})")
+        return self
+
+
+class ProcessCollector(Model):
+    """psutil: the model-server process of `deployment` on this host, found by the upstream's
+    listening port (the default), a pid file, or a command-line substring."""
+
+    type: Literal["process"]
+    deployment: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: the upstream URL's port
+    pid_file: str | None = None
+    cmdline: str | None = Field(default=None, min_length=1)
+    interval_seconds: float = Field(default=5.0, ge=0.05, le=3600)
+
+
+class NvmlCollector(Model):
+    """nvidia-ml-py: GPU utilisation, memory, power; per-process memory mapped to deployments by pid
+    (the pids the process collectors found)."""
+
+    type: Literal["nvml"]
+    interval_seconds: float = Field(default=1.0, ge=0.05, le=3600)
+
+
+CollectorConfig = Annotated[ProcessCollector | NvmlCollector, Field(discriminator="type")]
+
+
+class ComputeConfig(Model):
+    collectors: tuple[CollectorConfig, ...] = ()
+    retention_days: float = Field(default=30.0, gt=0)  # samples older than this are pruned
