@@ -25,6 +25,7 @@ from costwarden.chain.record import Record, RecordSink
 from costwarden.chain.route import RouteStage
 from costwarden.chain.stage import Forward, Stage
 from costwarden.chain.target import RouteTable
+from costwarden.collectors.factory import build_collectors
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.budget import BudgetScope
@@ -37,13 +38,14 @@ from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
 from costwarden.ports import CounterStore, CounterStoreUnavailable, Store
 from costwarden.services.budgets import active_budgets
+from costwarden.services.compute import ComputeSampler
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
-from costwarden.storage.factory import open_counters, open_lease, open_store, open_variant_state
+from costwarden.storage.factory import open_counters, open_lease, open_samples, open_store, open_variant_state
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
@@ -99,6 +101,7 @@ class Runtime:
         self._chain: Chain | None = None
         self._stages: dict[str, Stage] = {}
         self.degrade: DegradeWatch | None = None
+        self.compute: ComputeSampler | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -179,6 +182,12 @@ class Runtime:
         self.keyring.start()
         self._governor.start()
         self.degrade.start()
+        if self.config.compute.collectors:  # after the ledger is open: its migrations made the tables
+            days = self.config.compute.retention_days
+            self.compute = ComputeSampler(
+                build_collectors(self.config), open_samples(storage.ledger), days * 86400.0
+            )
+            await self.compute.start()
 
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
@@ -295,6 +304,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self.compute is not None:
+            await self.compute.stop()
         if self.degrade is not None:
             await self.degrade.stop()
         if self._governor is not None:
@@ -339,6 +350,8 @@ class Runtime:
                     f"{progress.consecutive_failures} consecutive write failures"
                     + (f", last error: {progress.last_error}" if progress.last_error else "")
                 )
+        if self.compute is not None:  # reported, not gating: a missing GPU must not stop the serving
+            checks["compute_collectors"] = [s.to_json_dict() for s in self.compute.statuses]
         if not ledger:
             checks.setdefault("reason", "the ledger database does not answer")
         return ledger and advancing and bool(self.routes.names()), checks

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from costwarden.collectors.status import CollectorStatus
+from costwarden.domain.collector_status import CollectorStatus
 from costwarden.domain.compute_sample import GpuProcess, GpuSample
 
 

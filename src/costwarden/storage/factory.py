@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import CounterStore, Store, VariantStateStore
+from costwarden.ports import CounterStore, SampleStore, Store, VariantStateStore
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
+from costwarden.storage.samples_sqlite import SQLiteSamples
 from costwarden.storage.sqlite import SQLiteStore
 from costwarden.storage.variant_state_memory import MemoryVariantState
 
@@ -76,3 +77,12 @@ def open_variant_state(state_url: str | None) -> VariantStateStore:
         _check_missing(exc, "shared state in Redis", "redis", ("redis",))
         raise
     return RedisVariantState(state_url)
+
+
+def open_samples(url: str) -> SampleStore:
+    """Compute samples in the ledger's database (its migrations create the tables: open the ledger first)."""
+    if url.startswith("sqlite:///"):
+        return SQLiteSamples(url.removeprefix("sqlite:///") or "costwarden.db")
+    from costwarden.storage.samples_postgres import PostgresSamples
+
+    return PostgresSamples(url)

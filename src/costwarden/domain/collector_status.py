@@ -1,4 +1,4 @@
-"""What a collector reports about itself: running or not, its last sample, its last error."""
+"""What a compute collector reports about itself: running or not, its last sample, its last error."""
 
 from __future__ import annotations
 

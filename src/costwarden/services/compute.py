@@ -1,0 +1,119 @@
+"""The compute sampler: runs each configured collector on its interval in a worker thread (never on
+the request path), stores the samples and each collector's status, prunes old samples; and the
+measured busy time of each deployment over a window, for the allocation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from costwarden.config.hardware import resolve_profile
+from costwarden.config.models import Config
+from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_sample import GpuSample, ProcessSample, cpu_busy, gpu_busy
+from costwarden.ports import ComputeCollector, SampleStore
+
+log = logging.getLogger("costwarden.compute")
+PRUNE_EVERY = 3600.0
+
+
+class ComputeSampler:
+    def __init__(self, collectors: Sequence[tuple[ComputeCollector, float]], store: SampleStore, retention_s: float):
+        self.collectors = list(collectors)
+        self.store = store
+        self.retention_s = retention_s
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def statuses(self) -> list[CollectorStatus]:
+        return [c.status for c, _ in self.collectors]
+
+    async def start(self) -> None:
+        for collector, interval in self.collectors:
+            started = await asyncio.to_thread(collector.start)
+            if not started:
+                log.warning("compute collector %s is off: %s", collector.status.name, collector.status.last_error)
+                continue
+            self._tasks.append(asyncio.create_task(self._loop(collector, interval)))
+        await self._save_status()
+        if self.collectors:
+            self._tasks.append(asyncio.create_task(self._prune_loop()))
+
+    async def _loop(self, collector: ComputeCollector, interval: float) -> None:
+        while True:
+            await self.tick(collector)
+            await asyncio.sleep(interval)
+
+    async def tick(self, collector: ComputeCollector) -> int:
+        """One sample of one collector, stored; an error is kept in its status, never raised."""
+        now = time.time()
+        try:
+            samples = await asyncio.to_thread(collector.sample, now)
+            if samples:
+                await self.store.write_samples(samples)
+                collector.status.samples += len(samples)
+                collector.status.last_sample_at = now
+        except Exception as exc:  # a collector or the database failing must not stop the gateway
+            collector.status.last_error = f"{type(exc).__name__}: {exc}"
+            samples = []
+        await self._save_status()
+        return len(samples)
+
+    async def _save_status(self) -> None:
+        try:
+            await self.store.save_status(self.statuses, time.time())
+        except Exception as exc:
+            log.warning("cannot save compute collector status: %s", exc)
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                await self.store.prune_samples(time.time() - self.retention_s)
+            except Exception as exc:
+                log.warning("cannot prune compute samples: %s", exc)
+            await asyncio.sleep(PRUNE_EVERY)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for collector, _ in self.collectors:
+            await asyncio.to_thread(collector.stop)
+        await self._save_status()
+        await self.store.close()
+
+
+def measured_busy(
+    config: Config, samples: Sequence[ProcessSample | GpuSample], start: float, end: float
+) -> dict[str, tuple[float, str]]:
+    """Busy replica-seconds per deployment from samples: CPU seconds over the profile's vCPUs (process),
+    or GPU utilisation over its accelerators (nvml, when exactly one deployment has a GPU profile: GPU
+    processes are not yet mapped to deployments by pid). Gaps longer than 3 intervals are not counted."""
+    out: dict[str, tuple[float, str]] = {}
+    intervals = {c.deployment: c.interval_seconds for c in config.compute.collectors if c.type == "process"}
+    gpu_interval = next((c.interval_seconds for c in config.compute.collectors if c.type == "nvml"), None)
+    gpu_deployments = []
+    for dep in config.deployments:
+        profile = resolve_profile(dep.compute.profile, config.hardware) if dep.compute else None
+        if profile is None:
+            continue
+        if profile.accelerator_count:
+            gpu_deployments.append((dep.name, profile.accelerator_count))
+        if dep.name in intervals:
+            mine = [s for s in samples if isinstance(s, ProcessSample) and s.deployment == dep.name]
+            cpu = cpu_busy(mine, start, end, 3 * intervals[dep.name])
+            if cpu.covered_seconds > 0:
+                out[dep.name] = (cpu.busy_seconds / profile.vcpus, "process collector")
+    if gpu_interval is not None and len(gpu_deployments) == 1:
+        name, count = gpu_deployments[0]
+        gpus = [s for s in samples if isinstance(s, GpuSample)]
+        each = [gpu_busy([s for s in gpus if s.gpu == i], start, end, 3 * gpu_interval) for i in {s.gpu for s in gpus}]
+        if any(m.covered_seconds > 0 for m in each):
+            out[name] = (sum(m.busy_seconds for m in each) / count, "nvml collector")
+    return out
