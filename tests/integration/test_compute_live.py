@@ -104,6 +104,9 @@ def test_process_collector_and_allocation_on_mlserver(mlserver: MLServer, textmo
         assert samples[-1].cpu_seconds > samples[0].cpu_seconds  # MLServer's CPU seconds grew
         params = {"aggregate": "team", "from": _iso(start), "to": _iso(end)}
         report = httpx.get(gateway.url + "/admin/v1/allocation", params=params, headers=ADMIN, timeout=30).json()
+        for bad in ({"aggregate": "colour"}, {"idle": "never"}, {"since": "1h", "from": "2026-01-01"}, {"since": "9x"}):
+            refused = httpx.get(gateway.url + "/admin/v1/allocation", params=bad, headers=ADMIN, timeout=30)
+            assert refused.status_code == 400 and refused.json()["detail"], (bad, refused.text)
         status = subprocess.run(
             [str(VENV_BIN / "costwarden"), "compute", "status", "--format", "json", "-c", str(config)],
             capture_output=True,
