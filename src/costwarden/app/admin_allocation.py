@@ -36,4 +36,4 @@ def add_allocation_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
         samples = runtime.compute.store if runtime.compute is not None else None
-        return report_json(await allocation(runtime.store, runtime.config, query, samples))
+        return report_json(await allocation(runtime.config, query, samples))

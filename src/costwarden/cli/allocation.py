@@ -18,7 +18,6 @@ from costwarden.cli.common import ConfigOption, config_or_exit, console, errors,
 from costwarden.config import Config
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError
-from costwarden.ports import LedgerStore
 from costwarden.services.allocation import (
     AllocationQuery,
     AllocationReport,
@@ -73,7 +72,7 @@ def allocation_command(
             scanned[0] += count
             progress.update(task, description=f"reading the ledger: {scanned[0]:,} records")
 
-        report = with_store(cfg, lambda store: _allocate(store, cfg, query, on_page))
+        report = with_store(cfg, lambda store: _allocate(cfg, query, on_page))
     data = report_json(report)
     if output == "json":
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
@@ -85,12 +84,11 @@ def allocation_command(
             errors.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
-async def _allocate(
-    store: LedgerStore, cfg: Config, query: AllocationQuery, on_page: Callable[[int], None]
-) -> AllocationReport:
+async def _allocate(cfg: Config, query: AllocationQuery, on_page: Callable[[int], None]) -> AllocationReport:
+    """After `with_store` opened the ledger (its migrations are applied), read it and the samples."""
     samples = open_samples(cfg.storage.ledger) if cfg.compute.collectors else None
     try:
-        return await allocation(store, cfg, query, samples, on_page)
+        return await allocation(cfg, query, samples, on_page)
     finally:
         if samples is not None:
             await samples.close()

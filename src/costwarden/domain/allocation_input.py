@@ -48,21 +48,30 @@ class IntervalGatherer:
         self.skipped = 0  # no upstream time, or a deployment without `compute`
 
     def add(self, record: UsageRecord) -> None:
-        self.seen += 1
-        name = record.deployment
-        if name is None or record.upstream_ms is None or name not in self.provisions:
+        if record.deployment is None or record.upstream_ms is None:
+            self.seen += 1
             self.skipped += 1
             return
-        dep = self._deployments.get(name)
+        labels = tuple(getattr(record, d) for d in self.by)
+        start = record.ended_at - record.upstream_ms / 1000.0
+        self.add_interval(record.deployment, start, record.ended_at, labels, record.input_tokens + record.output_tokens)
+
+    def add_interval(self, deployment: str, start: float, end: float, labels: tuple[object, ...], tokens: int) -> None:
+        """One request's upstream interval; `labels` are its values of the `by` dimensions, in order."""
+        self.seen += 1
+        if deployment not in self.provisions:
+            self.skipped += 1
+            return
+        dep = self._deployments.get(deployment)
         if dep is None:
-            dep = self._deployments[name] = _Deployment(IntervalSet(self.start, self.end))
-        key = tuple(_label(getattr(record, d)) for d in self.by)
+            dep = self._deployments[deployment] = _Deployment(IntervalSet(self.start, self.end))
+        key = tuple(_label(v) for v in labels)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = len(self._groups)
-        if dep.intervals.add(record.ended_at - record.upstream_ms / 1000.0, record.ended_at, group):
+        if dep.intervals.add(start, end, group):
             dep.requests[group] = dep.requests.get(group, 0) + 1
-            dep.tokens[group] = dep.tokens.get(group, 0) + record.input_tokens + record.output_tokens
+            dep.tokens[group] = dep.tokens.get(group, 0) + tokens
 
     def usages(self, measured: Mapping[str, tuple[float, str]] | None = None) -> list[DeploymentUsage]:
         """One usage per provisioned deployment (idle ones too); `measured` maps a deployment to

@@ -14,12 +14,12 @@ from costwarden.config.models import Config
 from costwarden.domain.allocation import IDLE_MODES, Allocation, IdleMode, Row, allocate
 from costwarden.domain.allocation_input import DIMENSIONS, IntervalGatherer, Provision
 from costwarden.domain.money import usd_text
-from costwarden.domain.report import QueryError, RecordCursor
-from costwarden.ports import LedgerStore, SampleStore
+from costwarden.domain.report import QueryError
+from costwarden.ports import SampleStore
 from costwarden.services.compute import measured_busy
 from costwarden.services.reports import iso_time, parse_duration, parse_list, parse_time
+from costwarden.storage.intervals_sql import ledger_intervals
 
-PAGE = 5000
 _HOURS = Decimal("0.000001")
 
 
@@ -81,13 +81,12 @@ def provisions(config: Config) -> tuple[dict[str, Provision], list[str]]:
 
 
 async def allocation(
-    store: LedgerStore,
     config: Config,
     query: AllocationQuery,
     samples: SampleStore | None = None,
     on_page: Callable[[int], None] | None = None,
 ) -> AllocationReport:
-    """Read the window's records newest first, a page at a time (memory: compact interval arrays), and
+    """Read the window's upstream intervals a page at a time (memory: compact interval arrays) and
     allocate; busy time is measured from the collectors' samples where they ran. Records that started
     up to one read timeout before the window may still overlap it."""
     found, notes = provisions(config)
@@ -96,20 +95,22 @@ async def allocation(
         measured = measured_busy(config, await samples.samples(query.start, query.end), query.start, query.end)
     gatherer = IntervalGatherer(query.start, query.end, query.by, found)
     lookback = max((d.timeouts.read for d in config.deployments if d.name in found), default=0.0)
-    cursor: RecordCursor | None = None
-    while found:
-        page = await store.records(query.start - lookback, query.end, PAGE, cursor)
-        for record in page:
-            gatherer.add(record)
+    pages = ledger_intervals(config.storage.ledger, query.start - lookback, query.end, sorted(found), query.by)
+    async for page in pages:
+        for deployment, ended_at, upstream_ms, tokens, *labels in page:
+            end = _number(ended_at)
+            start = end - _number(upstream_ms) / 1000.0
+            gatherer.add_interval(str(deployment), start, end, tuple(labels), int(_number(tokens)))
         if on_page is not None:
             on_page(len(page))
-        if len(page) < PAGE:
-            break
-        cursor = RecordCursor(page[-1].started_at, page[-1].request_id)
     result = allocate(gatherer.usages(measured), len(query.by), query.idle)
     if not found:
         notes.append("no deployment has `compute:` with a fixed replica count: nothing to allocate")
     return AllocationReport(query, result, gatherer.seen, gatherer.skipped, gatherer.dropped, notes)
+
+
+def _number(value: str | float | int | None) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def row_json(row: Row, by: tuple[str, ...]) -> dict[str, Any]:
