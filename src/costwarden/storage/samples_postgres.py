@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from costwarden.domain.collector_status import CollectorStatus
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
@@ -16,6 +15,9 @@ from costwarden.storage.samples_codec import (
     status_row,
     statuses_from_rows,
 )
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _UPSERT = (
     f"INSERT INTO compute_collectors ({STATUS_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
@@ -31,6 +33,8 @@ class PostgresSamples:
 
     async def _get(self) -> asyncpg.Pool:
         if self._pool is None:
+            import asyncpg  # the postgres extra: imported only with a PostgreSQL ledger
+
             self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
         return self._pool
 
