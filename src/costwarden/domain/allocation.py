@@ -122,7 +122,8 @@ def _deployment_rows(usage: DeploymentUsage, mode: IdleMode) -> tuple[dict[tuple
     busy = min(max(busy, 0.0), capacity) if sum(weights) > 0 else 0.0
     used_total = min(money(hourly, Decimal(repr(busy))), provisioned)
     used = split(used_total, weights)
-    seconds = [busy * w / sum(weights) for w in weights] if weights and sum(weights) > 0 else []
+    weight = sum(weights)
+    seconds = [busy * w / weight if weight > 0 else 0.0 for w in weights]
     rows: dict[tuple[str, ...], Row] = {}
     for g, part, secs in zip(order, used, seconds, strict=True):
         rows[usage.groups[g]] = Row(

@@ -43,6 +43,7 @@ class IntervalGatherer:
         self.start, self.end, self.by = start, end, by
         self.provisions = provisions
         self._groups: dict[tuple[str, ...], int] = {}
+        self._raw: dict[tuple[object, ...], int] = {}  # labels as read -> group (None and "" share one)
         self._deployments: dict[str, _Deployment] = {}
         self.seen = 0
         self.skipped = 0  # no upstream time, or a deployment without `compute`
@@ -59,16 +60,16 @@ class IntervalGatherer:
     def add_interval(self, deployment: str, start: float, end: float, labels: tuple[object, ...], tokens: int) -> None:
         """One request's upstream interval; `labels` are its values of the `by` dimensions, in order."""
         self.seen += 1
-        if deployment not in self.provisions:
-            self.skipped += 1
-            return
         dep = self._deployments.get(deployment)
         if dep is None:
+            if deployment not in self.provisions:
+                self.skipped += 1
+                return
             dep = self._deployments[deployment] = _Deployment(IntervalSet(self.start, self.end))
-        key = tuple(_label(v) for v in labels)
-        group = self._groups.get(key)
+        group = self._raw.get(labels)
         if group is None:
-            group = self._groups[key] = len(self._groups)
+            key = tuple(_label(v) for v in labels)
+            group = self._raw[labels] = self._groups.setdefault(key, len(self._groups))
         if dep.intervals.add(start, end, group):
             dep.requests[group] = dep.requests.get(group, 0) + 1
             dep.tokens[group] = dep.tokens.get(group, 0) + tokens

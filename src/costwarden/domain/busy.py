@@ -7,6 +7,7 @@ the union of the intervals, overlaps split evenly). Times are seconds; the resul
 
 from __future__ import annotations
 
+import math
 from array import array
 from dataclasses import dataclass, field
 
@@ -47,42 +48,39 @@ class BusyTime:
 
 
 def busy_time(intervals: IntervalSet, replicas: int) -> BusyTime:
-    """Sweep the intervals in time order (starts first at the same instant, so a zero-length request
-    costs nothing): the result does not depend on the order the intervals were added in."""
+    """One sweep over the sorted starts and ends keeps F(t), the busy time one in-flight request has
+    been given so far (the integral of min(k, r) / k); a request's share is F(end) - F(start). Each
+    group's shares are summed with math.fsum (exactly rounded), so the result does not depend on the
+    order the intervals were added in."""
     if replicas < 1:
         raise ValueError("replicas must be at least 1")
     starts, ends, groups = intervals.starts, intervals.ends, intervals.groups
     n = len(starts)
-    by_start = sorted(range(n), key=lambda i: (starts[i], groups[i]))
-    by_end = sorted(range(n), key=lambda i: (ends[i], groups[i]))
-    active: dict[int, int] = {}
-    shares: dict[int, float] = {}
+    by_start = sorted(range(n), key=starts.__getitem__)
+    by_end = sorted(range(n), key=ends.__getitem__)
+    share = array("d", bytes(8 * n))  # -F(start), then + F(end)
     in_flight = 0
-    total = 0.0
-    prev = 0.0
+    total = given = prev = 0.0
     si = ei = 0
     while ei < n:
+        # Starts first at the same instant: a zero-length request then costs nothing.
         take_start = si < n and starts[by_start[si]] <= ends[by_end[ei]]
         index = by_start[si] if take_start else by_end[ei]
         now = starts[index] if take_start else ends[index]
         if in_flight and now > prev:
-            busy = (now - prev) * min(in_flight, replicas)
+            busy = (now - prev) * (in_flight if in_flight < replicas else replicas)
             total += busy
-            each = busy / in_flight
-            for group, count in active.items():
-                shares[group] = shares.get(group, 0.0) + each * count
+            given += busy / in_flight
         prev = now
-        group = groups[index]
         if take_start:
-            active[group] = active.get(group, 0) + 1
+            share[index] = -given
             in_flight += 1
             si += 1
         else:
-            left = active[group] - 1
-            if left:
-                active[group] = left
-            else:
-                del active[group]
+            share[index] += given
             in_flight -= 1
             ei += 1
-    return BusyTime(total, shares)
+    per_group: dict[int, list[float]] = {}
+    for index in range(n):
+        per_group.setdefault(groups[index], []).append(share[index])
+    return BusyTime(total, {group: math.fsum(parts) for group, parts in per_group.items()})

@@ -97,20 +97,15 @@ async def allocation(
     lookback = max((d.timeouts.read for d in config.deployments if d.name in found), default=0.0)
     pages = ledger_intervals(config.storage.ledger, query.start - lookback, query.end, sorted(found), query.by)
     async for page in pages:
-        for deployment, ended_at, upstream_ms, tokens, *labels in page:
-            end = _number(ended_at)
-            start = end - _number(upstream_ms) / 1000.0
-            gatherer.add_interval(str(deployment), start, end, tuple(labels), int(_number(tokens)))
+        add = gatherer.add_interval
+        for deployment, end, upstream_ms, tokens, *labels in page:
+            add(deployment, end - upstream_ms / 1000.0, end, tuple(labels), tokens)
         if on_page is not None:
             on_page(len(page))
     result = allocate(gatherer.usages(measured), len(query.by), query.idle)
     if not found:
         notes.append("no deployment has `compute:` with a fixed replica count: nothing to allocate")
     return AllocationReport(query, result, gatherer.seen, gatherer.skipped, gatherer.dropped, notes)
-
-
-def _number(value: str | float | int | None) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def row_json(row: Row, by: tuple[str, ...]) -> dict[str, Any]:

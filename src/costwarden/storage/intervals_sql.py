@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from costwarden.domain.allocation_input import DIMENSIONS
 
-IntervalRow = tuple[str | float | int | None, ...]
+# (deployment: str, ended_at: float, upstream_ms: float, tokens: int, *labels: str | None), as read.
+IntervalRow = tuple[Any, ...]
 PAGE = 50_000
 
 
