@@ -75,17 +75,26 @@ def _gateway(mlserver: MLServer, textmodel: TextModel, tmp_path: Path) -> Gatewa
     return Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
 
 
+def _ready_and_metrics(gateway: Gateway) -> None:
+    """/readyz reports the collectors (nvml says why it is off on a host without a GPU); /metrics the
+    replica price and the collectors' state."""
+    ready = httpx.get(gateway.url + "/readyz").json()
+    collectors = {c["name"]: c for c in ready["compute_collectors"]}
+    assert collectors["process:iris"]["running"] is True
+    nvml = collectors["nvml"]
+    if not nvml["running"]:  # no GPU here: said clearly, and the gateway serves on
+        assert nvml["last_error"].startswith("NVML not available: ")
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'costwarden_replica_hourly_cost_usd{deployment="iris",profile="cpu-box"} 3.6' in metrics
+    assert 'costwarden_compute_collector_up{collector="process:iris"} 1.0' in metrics
+
+
 def test_process_collector_and_allocation_on_mlserver(mlserver: MLServer, textmodel: TextModel, tmp_path: Path) -> None:
     gateway = _gateway(mlserver, textmodel, tmp_path)
     config = gateway.config_path
     gateway.start()
     try:
-        ready = httpx.get(gateway.url + "/readyz").json()
-        collectors = {c["name"]: c for c in ready["compute_collectors"]}
-        assert collectors["process:iris"]["running"] is True
-        nvml = collectors["nvml"]
-        if not nvml["running"]:  # no GPU here: said clearly, and the gateway serves on
-            assert nvml["last_error"].startswith("NVML not available: ")
+        _ready_and_metrics(gateway)
         time.sleep(0.6)
         start = time.time()
         sent = 0

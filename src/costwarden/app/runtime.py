@@ -32,6 +32,7 @@ from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.access_log import AccessLog, LoggedSink
+from costwarden.observability.compute import ComputeMetrics
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
@@ -188,6 +189,7 @@ class Runtime:
                 build_collectors(self.config), open_samples(storage.ledger), days * 86400.0
             )
             await self.compute.start()
+        self.registry.register(ComputeMetrics(self.config, lambda: self.compute.statuses if self.compute else []))
 
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
