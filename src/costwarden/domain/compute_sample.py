@@ -4,7 +4,7 @@ is shown as a gap, never filled in."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -92,3 +92,30 @@ def cpu_busy(samples: Sequence[ProcessSample], start: float, end: float, max_gap
                 busy += used * (hi - lo) / span
                 covered += hi - lo
     return Measured(busy, covered, gaps)
+
+
+def gpu_busy_by_owner(
+    samples: Iterable[GpuSample], owners: Mapping[int, str], start: float, end: float, max_gap: float
+) -> dict[str, float]:
+    """Each GPU's busy time split among the owners (deployments) of the processes on it: by their SM
+    share where NVML sampled it, else by the GPU memory each holds. Busy time of a GPU with none of
+    the owners' processes on it stays unassigned (it is not made up for anyone)."""
+    busy: dict[str, float] = {}
+    by_gpu: dict[int, list[GpuSample]] = {}
+    for sample in samples:
+        by_gpu.setdefault(sample.gpu, []).append(sample)
+    for series in by_gpu.values():
+        series.sort(key=lambda s: s.at)
+        for a, b in pairwise(series):
+            lo, hi = max(a.at, start), min(b.at, end)
+            if b.at - a.at > max_gap or hi <= lo:
+                continue
+            seconds = (hi - lo) * min(max(b.util_pct, 0.0), 100.0) / 100.0
+            mine = [p for p in b.processes if p.pid in owners]
+            sm = {p.pid: p.sm_pct for p in mine if p.sm_pct}
+            weights = sm if sm else {p.pid: float(p.memory_bytes) for p in mine}
+            total = sum(weights.values())
+            for pid, weight in weights.items():
+                if total > 0:
+                    busy[owners[pid]] = busy.get(owners[pid], 0.0) + seconds * weight / total
+    return busy

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
 from costwarden.domain.collector_status import CollectorStatus
-from costwarden.domain.compute_sample import GpuSample, ProcessSample, cpu_busy, gpu_busy
+from costwarden.domain.compute_sample import GpuSample, ProcessSample, cpu_busy, gpu_busy, gpu_busy_by_owner
 from costwarden.ports import ComputeCollector, SampleStore
 
 log = logging.getLogger("costwarden.compute")
@@ -93,8 +93,9 @@ def measured_busy(
     config: Config, samples: Sequence[ProcessSample | GpuSample], start: float, end: float
 ) -> dict[str, tuple[float, str]]:
     """Busy replica-seconds per deployment from samples: CPU seconds over the profile's vCPUs (process),
-    or GPU utilisation over its accelerators (nvml, when exactly one deployment has a GPU profile: GPU
-    processes are not yet mapped to deployments by pid). Gaps longer than 3 intervals are not counted."""
+    or GPU utilisation over its accelerators (nvml): the whole device when one deployment has a GPU
+    profile, else split by the pids the process collectors found (SM share, else GPU memory).
+    Gaps longer than 3 intervals are not counted."""
     out: dict[str, tuple[float, str]] = {}
     intervals = {c.deployment: c.interval_seconds for c in config.compute.collectors if c.type == "process"}
     gpu_interval = next((c.interval_seconds for c in config.compute.collectors if c.type == "nvml"), None)
@@ -110,10 +111,18 @@ def measured_busy(
             cpu = cpu_busy(mine, start, end, 3 * intervals[dep.name])
             if cpu.covered_seconds > 0:
                 out[dep.name] = (cpu.busy_seconds / profile.vcpus, "process collector")
-    if gpu_interval is not None and len(gpu_deployments) == 1:
+    gpus = [s for s in samples if isinstance(s, GpuSample)]
+    if gpu_interval is None or not gpus:
+        return out
+    if len(gpu_deployments) == 1:  # one GPU deployment on this host: the whole device is its
         name, count = gpu_deployments[0]
-        gpus = [s for s in samples if isinstance(s, GpuSample)]
         each = [gpu_busy([s for s in gpus if s.gpu == i], start, end, 3 * gpu_interval) for i in {s.gpu for s in gpus}]
         if any(m.covered_seconds > 0 for m in each):
             out[name] = (sum(m.busy_seconds for m in each) / count, "nvml collector")
+        return out
+    owners = {s.pid: s.deployment for s in samples if isinstance(s, ProcessSample)}  # by the process collectors
+    counts = dict(gpu_deployments)
+    for name, seconds in gpu_busy_by_owner(gpus, owners, start, end, 3 * gpu_interval).items():
+        if name in counts:
+            out[name] = (seconds / counts[name], "nvml collector, by pid")
     return out

@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 
 from costwarden.collectors.nvml import sample_from_reading
+from costwarden.config import parse_config
 from costwarden.domain.allocation import IDLE, QUANTUM, allocate
 from costwarden.domain.allocation_input import IntervalGatherer, Provision
-from costwarden.domain.compute_sample import gpu_busy
+from costwarden.domain.compute_sample import ProcessSample, gpu_busy, gpu_busy_by_owner
 from costwarden.domain.hardware import HardwareProfile
 from costwarden.domain.record import Outcome, UsageRecord
+from costwarden.services.compute import measured_busy
 
 TRACE = Path(__file__).parents[2] / "fixtures" / "gpu-trace-h200"
 H200 = HardwareProfile(name="h200", hourly_usd=Decimal("3.72"), accelerator="NVIDIA H200", accelerator_count=1)
@@ -129,3 +131,44 @@ def test_a_gap_in_the_samples_is_not_filled_in() -> None:
     measured = gpu_busy(samples, START, END, max_gap=1.0)
     assert measured.gaps == 1
     assert measured.covered_seconds == pytest.approx(END - START - (SAMPLES[150]["ts"] - SAMPLES[99]["ts"]))
+
+
+def test_gpu_busy_is_split_between_the_two_processes_by_pid() -> None:
+    samples = [sample_from_reading(line) for line in SAMPLES]
+    owners = {435: "model-a", 436: "model-b"}
+    split = gpu_busy_by_owner(samples, owners, START, END, max_gap=1.0)
+    expected = {"model-a": 0.0, "model-b": 0.0}
+    for a, b in pairwise(SAMPLES):  # recomputed from the raw lines: SM share, else memory share
+        seconds = (b["ts"] - a["ts"]) * b["gpu_util"] / 100
+        present = {p["pid"] for p in b["procs"]}
+        sm = {u["pid"]: u["sm"] for u in b.get("proc_util") or () if u["sm"] and u["pid"] in present}
+        weights = sm or {p["pid"]: p["used_gpu_memory"] for p in b["procs"]}
+        for pid, weight in weights.items():
+            expected[owners[pid]] += seconds * weight / sum(weights.values())
+    assert split == pytest.approx(expected, rel=1e-9)
+    device = gpu_busy(samples, START, END, max_gap=1.0).busy_seconds
+    assert sum(split.values()) <= device + 1e-9  # busy time with no process of theirs is not handed out
+    assert split["model-a"] > split["model-b"] > 0  # A ran the larger model at 2.5x the rate
+
+
+TWO_MODELS = """\
+hardware: [{name: h200, accelerator: NVIDIA H200, accelerator_count: 1, vcpus: 16, memory_gib: 128, hourly_usd: 3.72}]
+deployments:
+  - {name: model-a, protocol: v2, upstream: "http://127.0.0.1:9001", compute: {profile: h200}}
+  - {name: model-b, protocol: v2, upstream: "http://127.0.0.1:9002", compute: {profile: h200}}
+compute:
+  collectors:
+    - {type: process, deployment: model-a, pid_file: /run/a.pid}
+    - {type: process, deployment: model-b, pid_file: /run/b.pid}
+    - {type: nvml, interval_seconds: 0.1}
+"""
+
+
+def test_two_gpu_deployments_are_measured_by_their_pids() -> None:
+    config = parse_config(TWO_MODELS)
+    owners = [ProcessSample(START, "model-a", 435, 0.0, 1, 1), ProcessSample(START, "model-b", 436, 0.0, 1, 1)]
+    gpu = [sample_from_reading(line) for line in SAMPLES]
+    measured = measured_busy(config, [*owners, *gpu], START, END)
+    split = gpu_busy_by_owner(gpu, {435: "model-a", 436: "model-b"}, START, END, 0.3)
+    assert measured == {"model-a": (split["model-a"], "nvml collector, by pid"),
+                        "model-b": (split["model-b"], "nvml collector, by pid")}  # fmt: skip
