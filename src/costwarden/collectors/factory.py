@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from costwarden.config.compute import CollectorConfig
 from costwarden.config.compute import ProcessCollector as ProcessConfig
+from costwarden.config.compute import PrometheusCollector as PrometheusConfig
 from costwarden.config.models import Config
 from costwarden.ports import ComputeCollector
 
@@ -26,6 +27,10 @@ def _build(entry: CollectorConfig, config: Config) -> ComputeCollector:
             urls = dep.upstream_urls if dep is not None else ()
             port = urlsplit(urls[0]).port if urls else None
         return ProcessCollector(entry.deployment, ProcessFinder(port, entry.pid_file, entry.cmdline))
+    if isinstance(entry, PrometheusConfig):
+        from costwarden.collectors.prometheus import PrometheusCollector
+
+        return PrometheusCollector(entry, [d.name for d in config.deployments if d.compute is not None])
     from costwarden.collectors.nvml import NvmlCollector
 
     return NvmlCollector()

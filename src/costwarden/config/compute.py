@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AnyHttpUrl, Field, model_validator
 
 from costwarden.config.base import Model
 
@@ -50,7 +50,27 @@ class NvmlCollector(Model):
     interval_seconds: float = Field(default=1.0, ge=0.05, le=3600)
 
 
-CollectorConfig = Annotated[ProcessCollector | NvmlCollector, Field(discriminator="type")]
+class PrometheusQueries(Model):
+    """PromQL, `$label` standing for the deployment label. Defaults: cAdvisor and DCGM-exporter
+    series relabelled with a `deployment` label (see docs/compute.md for Seldon Core 2 / KServe)."""
+
+    cpu_seconds: str = 'sum by ($label) (container_cpu_usage_seconds_total{container!="",container!="POD"})'
+    memory_bytes: str = 'sum by ($label) (container_memory_working_set_bytes{container!="",container!="POD"})'
+    gpu_active: str = "avg by ($label) (DCGM_FI_PROF_GR_ENGINE_ACTIVE)"  # 0..1, over the deployment's GPUs
+
+
+class PrometheusCollector(Model):
+    """PromQL over a Prometheus HTTP API where DCGM-exporter, cAdvisor and kube-state-metrics run."""
+
+    type: Literal["prometheus"]
+    url: AnyHttpUrl
+    label: str = Field(default="deployment", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,127}$")
+    queries: PrometheusQueries = PrometheusQueries()
+    interval_seconds: float = Field(default=15.0, ge=0.05, le=3600)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+
+CollectorConfig = Annotated[ProcessCollector | NvmlCollector | PrometheusCollector, Field(discriminator="type")]
 
 
 class ComputeConfig(Model):

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
+PROMETHEUS_GPU = -1  # GpuSample.gpu of a Prometheus sample: a deployment's mean over its GPUs
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
@@ -41,6 +43,7 @@ class GpuSample:
     power_mw: int
     energy_mj: int | None
     processes: tuple[GpuProcess, ...] = ()
+    deployment: str | None = None  # set when the source already knows it (Prometheus labels); else by pid
 
 
 @dataclass(frozen=True, slots=True)

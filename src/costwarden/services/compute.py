@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
 from costwarden.domain.collector_status import CollectorStatus
-from costwarden.domain.compute_sample import GpuSample, ProcessSample, cpu_busy, gpu_busy, gpu_busy_by_owner
+from costwarden.domain.compute_sample import (
+    PROMETHEUS_GPU,
+    GpuSample,
+    ProcessSample,
+    cpu_busy,
+    gpu_busy,
+    gpu_busy_by_owner,
+)
 from costwarden.ports import ComputeCollector, SampleStore
 
 log = logging.getLogger("costwarden.compute")
@@ -92,37 +99,63 @@ class ComputeSampler:
 def measured_busy(
     config: Config, samples: Sequence[ProcessSample | GpuSample], start: float, end: float
 ) -> dict[str, tuple[float, str]]:
-    """Busy replica-seconds per deployment from samples: CPU seconds over the profile's vCPUs (process),
-    or GPU utilisation over its accelerators (nvml): the whole device when one deployment has a GPU
-    profile, else split by the pids the process collectors found (SM share, else GPU memory).
-    Gaps longer than 3 intervals are not counted."""
+    """Busy replica-seconds per deployment from samples: CPU seconds over the profile's vCPUs (process,
+    or Prometheus's cAdvisor series), or, for a GPU profile, GPU activity over its accelerators: nvml's
+    whole device when one deployment has a GPU profile, else split by the pids the process collectors
+    found (SM share, else GPU memory); Prometheus's mean DCGM activity times the replicas. Gaps longer
+    than 3 intervals are not counted."""
     out: dict[str, tuple[float, str]] = {}
-    intervals = {c.deployment: c.interval_seconds for c in config.compute.collectors if c.type == "process"}
-    gpu_interval = next((c.interval_seconds for c in config.compute.collectors if c.type == "nvml"), None)
+    collectors = config.compute.collectors
+    intervals = {c.deployment: c.interval_seconds for c in collectors if c.type == "process"}
+    prom = next((c.interval_seconds for c in collectors if c.type == "prometheus"), None)
+    local = [s for s in samples if not (isinstance(s, GpuSample) and s.deployment) and not _from_prometheus(s)]
     gpu_deployments = []
     for dep in config.deployments:
         profile = resolve_profile(dep.compute.profile, config.hardware) if dep.compute else None
-        if profile is None:
+        if profile is None or dep.compute is None:
             continue
         if profile.accelerator_count:
             gpu_deployments.append((dep.name, profile.accelerator_count))
         if dep.name in intervals:
-            mine = [s for s in samples if isinstance(s, ProcessSample) and s.deployment == dep.name]
+            mine = [s for s in local if isinstance(s, ProcessSample) and s.deployment == dep.name]
             cpu = cpu_busy(mine, start, end, 3 * intervals[dep.name])
             if cpu.covered_seconds > 0:
                 out[dep.name] = (cpu.busy_seconds / profile.vcpus, "process collector")
-    gpus = [s for s in samples if isinstance(s, GpuSample)]
+        if prom is not None and dep.name not in out:
+            remote = [s for s in samples if _from_prometheus(s) and s.deployment == dep.name]
+            cpu = cpu_busy([s for s in remote if isinstance(s, ProcessSample)], start, end, 3 * prom)
+            gpu = gpu_busy([s for s in remote if isinstance(s, GpuSample)], start, end, 3 * prom)
+            replicas = dep.compute.replicas if isinstance(dep.compute.replicas, int) else 1
+            if profile.accelerator_count and gpu.covered_seconds > 0:
+                out[dep.name] = (gpu.busy_seconds * replicas, "prometheus (DCGM)")
+            elif cpu.covered_seconds > 0:
+                out[dep.name] = (cpu.busy_seconds / profile.vcpus, "prometheus (cAdvisor)")
+    out.update(_nvml_busy(config, local, gpu_deployments, start, end))
+    return out
+
+
+def _from_prometheus(sample: ProcessSample | GpuSample) -> bool:
+    return (isinstance(sample, ProcessSample) and sample.pid == 0) or (
+        isinstance(sample, GpuSample) and sample.gpu == PROMETHEUS_GPU
+    )
+
+
+def _nvml_busy(
+    config: Config, local: Sequence[ProcessSample | GpuSample], gpu_deployments: list[tuple[str, int]], start: float,
+    end: float,
+) -> dict[str, tuple[float, str]]:  # fmt: skip
+    gpu_interval = next((c.interval_seconds for c in config.compute.collectors if c.type == "nvml"), None)
+    gpus = [s for s in local if isinstance(s, GpuSample)]
     if gpu_interval is None or not gpus:
-        return out
+        return {}
     if len(gpu_deployments) == 1:  # one GPU deployment on this host: the whole device is its
         name, count = gpu_deployments[0]
         each = [gpu_busy([s for s in gpus if s.gpu == i], start, end, 3 * gpu_interval) for i in {s.gpu for s in gpus}]
         if any(m.covered_seconds > 0 for m in each):
-            out[name] = (sum(m.busy_seconds for m in each) / count, "nvml collector")
-        return out
-    owners = {s.pid: s.deployment for s in samples if isinstance(s, ProcessSample)}  # by the process collectors
+            return {name: (sum(m.busy_seconds for m in each) / count, "nvml collector")}
+        return {}
+    owners = {s.pid: s.deployment for s in local if isinstance(s, ProcessSample)}  # by the process collectors
     counts = dict(gpu_deployments)
-    for name, seconds in gpu_busy_by_owner(gpus, owners, start, end, 3 * gpu_interval).items():
-        if name in counts:
-            out[name] = (seconds / counts[name], "nvml collector, by pid")
-    return out
+    split = gpu_busy_by_owner(gpus, owners, start, end, 3 * gpu_interval)
+    basis = "nvml collector, by pid"
+    return {name: (seconds / counts[name], basis) for name, seconds in split.items() if name in counts}

@@ -25,7 +25,7 @@ def sample_row(sample: ProcessSample | GpuSample) -> Row:
                 None, None)  # fmt: skip
     g = sample
     procs = orjson.dumps([[p.pid, p.memory_bytes, p.sm_pct] for p in g.processes]).decode()
-    return (g.at, "gpu", None, None, g.gpu, None, None, None, g.util_pct, g.memory_used_bytes, g.power_mw,
+    return (g.at, "gpu", g.deployment, None, g.gpu, None, None, None, g.util_pct, g.memory_used_bytes, g.power_mw,
             g.energy_mj, procs)  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def sample_from_row(row: Sequence[Any]) -> ProcessSample | GpuSample:
         return ProcessSample(float(at), str(deployment), int(pid), float(cpu), int(rss), int(threads))
     processes = tuple(GpuProcess(int(p), int(m), None if s is None else float(s)) for p, m, s in orjson.loads(procs))
     return GpuSample(float(at), int(gpu), float(util), int(memory), int(power), None if energy is None else int(energy),
-                     processes)  # fmt: skip
+                     processes, None if deployment is None else str(deployment))  # fmt: skip
 
 
 def status_row(status: CollectorStatus, at: float) -> Row:

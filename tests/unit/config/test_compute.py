@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from costwarden.config import ConfigError, parse_config
-from costwarden.config.compute import NvmlCollector, ProcessCollector, PrometheusReplicas
+from costwarden.config.compute import NvmlCollector, ProcessCollector, PrometheusCollector, PrometheusReplicas
 
 BASE = """\
 hardware:
@@ -30,6 +30,10 @@ def test_compute_loads_with_profile_replicas_and_collectors() -> None:
         "  collectors:\n"
         "    - {type: process, deployment: fraud}\n"
         "    - {type: nvml, interval_seconds: 0.5}\n"
+        "    - type: prometheus\n"
+        "      url: http://127.0.0.1:9090\n"
+        "      label: inferenceservice\n"
+        "      queries: {gpu_active: 'avg by ($label) (DCGM_FI_DEV_GPU_UTIL) / 100'}\n"
     )
     config = parse_config(text)
     fraud, iris = config.deployments
@@ -37,6 +41,9 @@ def test_compute_loads_with_profile_replicas_and_collectors() -> None:
     assert iris.compute is not None and isinstance(iris.compute.replicas, PrometheusReplicas)
     assert isinstance(config.compute.collectors[0], ProcessCollector)
     assert isinstance(config.compute.collectors[1], NvmlCollector)
+    prom = config.compute.collectors[2]
+    assert isinstance(prom, PrometheusCollector) and prom.label == "inferenceservice"
+    assert "container_cpu_usage_seconds_total" in prom.queries.cpu_seconds  # the defaults stay for the rest
 
 
 @pytest.mark.parametrize(
@@ -52,6 +59,7 @@ def test_compute_loads_with_profile_replicas_and_collectors() -> None:
             "compute.collectors[0].deployment: deployment 'other' has no `compute:`",
         ),
         ("compute:\n  collectors:\n    - {type: dcgm}\n", 9, "compute.collectors[0]"),
+        ("compute:\n  collectors:\n    - {type: prometheus, url: 'not a url'}\n", 9, "collectors[0].prometheus.url"),
     ],
 )
 def test_bad_compute_names_file_line_and_key(tail: str, line: int, message: str) -> None:
