@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes a small exporter that replays the H200 trace (5x speed) under DCGM and
+"""A real Prometheus scrapes a small exporter that replays the H200 trace (2x speed) under DCGM and
 cAdvisor names; the `prometheus` collector reads it back through PromQL and the measured busy time
 equals what Prometheus stored (read back here as raw samples). A PromQL that errors and a Prometheus
 that is down give a clear status and no sample."""
@@ -26,7 +26,7 @@ from tests.integration.prometheus_server import Prometheus
 
 TRACE = Path(__file__).parents[1] / "fixtures" / "gpu-trace-h200" / "nvml_samples.jsonl"
 LINES = [json.loads(line) for line in TRACE.read_text().splitlines() if line.strip()]
-SPEED = 5.0
+SPEED = 2.0  # 45 s of trace in ~23 s: the collector reads it while the models still run
 CONFIG = """\
 hardware: [{name: h200, accelerator: NVIDIA H200, accelerator_count: 1, vcpus: 16, memory_gib: 128, hourly_usd: 3.72}]
 deployments:
@@ -65,10 +65,12 @@ class Replay(BaseHTTPRequestHandler):
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     port = free_port()
+    Replay.began = time.time()  # the replay starts with the test, not when this module was imported
     server = ThreadingHTTPServer(("127.0.0.1", port), Replay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     prom = Prometheus(tmp_path, [f"127.0.0.1:{port}"], "groups: []\n")
     prom.start()
+    Replay.began = time.time()  # and again once Prometheus is up (its start can take seconds here)
     try:
         yield prom
     finally:
@@ -92,9 +94,12 @@ def test_the_collector_reads_back_what_prometheus_stored(prometheus: Prometheus)
     while not prometheus.vector("DCGM_FI_PROF_GR_ENGINE_ACTIVE") and time.time() < deadline:
         time.sleep(0.2)
     samples: list[ProcessSample | GpuSample] = []
+    time.sleep(3.0)
     for _ in range(7):
         time.sleep(1.0)
-        samples += collector.sample(time.time())
+        # As of 2 s ago: every scrape up to then is stored, so what the query sees is what the raw
+        # samples read back below hold (a scrape still being written could differ by one interval).
+        samples += collector.sample(time.time() - 2.0)
     assert collector.status.last_error is None, collector.status.last_error
     times = sorted({s.at for s in samples})
     start, end = times[0], times[-1]
