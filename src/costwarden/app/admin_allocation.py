@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.params import Depends
 
+from costwarden.app.admin_models import refusals
 from costwarden.app.runtime import Runtime
 from costwarden.domain.report import QueryError
 from costwarden.services.allocation import allocation, build_allocation_query, report_json
@@ -19,6 +20,7 @@ def add_allocation_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
         "/admin/v1/allocation",
         dependencies=guard,
         summary="Replica cost by team (or other dimensions) by busy time, with idle",
+        responses=refusals(400),
         description="Provisioned cost = replicas x hardware price x time for each deployment with `compute:`; "
         "each group gets the cost of its busy time (request intervals, overlaps shared equally), idle is "
         "`__idle__` (`idle=separate`) or shared (`share-weighted`, `share-even`) or left out (`hide`). "
