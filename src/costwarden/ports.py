@@ -10,6 +10,8 @@ from costwarden.domain.alert import Alert
 from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, JobView
 from costwarden.domain.batch_input import LineError
 from costwarden.domain.budget import BudgetState
+from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
@@ -261,3 +263,32 @@ class ResponseCache(Protocol):
 
 class ResponseCacheUnavailable(Exception):
     """The response cache backend did not answer (or was skipped right after it failed)."""
+class ComputeCollector(Protocol):
+    """Measures replicas on this host (a process's CPU, a GPU). `start` returns False, with the reason
+    in `status.last_error`, when its source is missing; `sample` blocks (C libraries, /proc), so the
+    sampler runs it in a worker thread, never on the request path. Times are Unix seconds."""
+
+    status: CollectorStatus
+
+    def start(self) -> bool: ...
+
+    def sample(self, now: float) -> Sequence[ProcessSample | GpuSample]: ...
+
+    def stop(self) -> None: ...
+
+
+class SampleStore(Protocol):
+    """Compute samples and collector status in the ledger database; `write_samples` is append-only."""
+
+    async def write_samples(self, samples: Sequence[ProcessSample | GpuSample]) -> int: ...
+
+    async def samples(self, start: float, end: float) -> list[ProcessSample | GpuSample]:
+        """Samples taken in [start, end], oldest first."""
+
+    async def save_status(self, statuses: Sequence[CollectorStatus], at: float) -> None: ...
+
+    async def statuses(self) -> list[CollectorStatus]: ...
+
+    async def prune_samples(self, before: float) -> int: ...
+
+    async def close(self) -> None: ...

@@ -17,7 +17,7 @@ PROBE = textwrap.dedent(
     import asyncio, importlib, importlib.abc, pkgutil, sys
     from pathlib import Path
 
-    BLOCKED = {"asyncpg", "redis", "hiredis", "grpc", "google", "pyarrow", "grafana_foundation_sdk"}
+    BLOCKED = {"asyncpg", "redis", "hiredis", "grpc", "google", "pyarrow", "grafana_foundation_sdk", "psutil", "pynvml"}
     # fastapi imports opentelemetry's API; the `otel` extra is the SDK and the OTLP exporter.
     PREFIXES = ("opentelemetry.sdk", "opentelemetry.exporter")
 
@@ -37,6 +37,7 @@ PROBE = textwrap.dedent(
         "costwarden.protocols.v2_grpc.grpc_predict_v2_pb2",
     }
     NEED_EXTRA |= {"costwarden.observability.grafana", "costwarden.observability.tracing"}
+    NEED_EXTRA |= {"costwarden.collectors.process"}  # the compute extra (psutil)
     for info in pkgutil.walk_packages(costwarden.__path__, "costwarden."):
         if info.name not in NEED_EXTRA:
             importlib.import_module(info.name)

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from costwarden.app.admin_allocation import add_allocation_routes
 from costwarden.app.admin_cache import add_cache_routes
 from costwarden.app.admin_focus import add_focus_routes
 from costwarden.app.admin_governance import add_governance_routes
@@ -211,4 +212,5 @@ def build_admin(runtime: Runtime) -> FastAPI:
     add_cache_routes(api, runtime, guard)
     add_dashboard(api, runtime)
     add_focus_routes(api, runtime, guard)
+    add_allocation_routes(api, runtime, guard)
     return api

@@ -26,6 +26,7 @@ from costwarden.chain.record import Record, RecordSink
 from costwarden.chain.route import RouteStage
 from costwarden.chain.stage import Forward, Stage
 from costwarden.chain.target import RouteTable
+from costwarden.collectors.factory import build_collectors
 from costwarden.config.models import Config
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.budget import BudgetScope
@@ -34,6 +35,7 @@ from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.access_log import AccessLog, LoggedSink
 from costwarden.observability.batch_queue import BatchQueueCollector
 from costwarden.observability.cache import CacheCollector
+from costwarden.observability.compute import ComputeMetrics
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
 from costwarden.observability.upstreams import UpstreamCollector
@@ -42,6 +44,7 @@ from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable
 from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
+from costwarden.services.compute import ComputeSampler
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
@@ -54,6 +57,7 @@ from costwarden.storage.factory import (
     open_lease,
     open_queue,
     open_response_cache,
+    open_samples,
     open_store,
     open_variant_state,
 )
@@ -128,6 +132,7 @@ class Runtime:
         self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
         self._batch_worker: BatchWorker | None = None
         self._retention: RetentionLoop | None = None
+        self.compute: ComputeSampler | None = None
 
     @property
     def recorder(self) -> Recorder:
@@ -223,6 +228,17 @@ class Runtime:
                 self.store, self.lease.lead, retention.raw_days, retention.batch, retention.prune_every_seconds
             )
             self._retention.start()
+        await self._start_compute()
+
+    async def _start_compute(self) -> None:
+        """The compute collectors, when configured (after the ledger is open: its migrations made the tables)."""
+        if self.config.compute.collectors:
+            days = self.config.compute.retention_days
+            self.compute = ComputeSampler(
+                build_collectors(self.config), open_samples(self.config.storage.ledger), days * 86400.0
+            )
+            await self.compute.start()
+        self.registry.register(ComputeMetrics(self.config, lambda: self.compute.statuses if self.compute else []))
 
     async def _cached(self, forward: Forward) -> Forward:
         """The forward step wrapped by the response cache when one is configured."""
@@ -355,6 +371,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self.compute is not None:
+            await self.compute.stop()
         if self._batch_worker is not None:
             await self._batch_worker.stop()
         if self.degrade is not None:
@@ -409,6 +427,8 @@ class Runtime:
                     f"{progress.consecutive_failures} consecutive write failures"
                     + (f", last error: {progress.last_error}" if progress.last_error else "")
                 )
+        if self.compute is not None:  # reported, not gating: a missing GPU must not stop the serving
+            checks["compute_collectors"] = [s.to_json_dict() for s in self.compute.statuses]
         if not ledger:
             checks.setdefault("reason", "the ledger database does not answer")
         return ledger and advancing and bool(self.routes.names()), checks

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import typer
 
-from costwarden.cli import budgets, cache, export, hardware, keys, ledger, queue
+from costwarden.cli import budgets, cache, compute, export, hardware, keys, ledger, queue
+from costwarden.cli.allocation import allocation_command
 from costwarden.cli.bench import bench
 from costwarden.cli.check import check as check_gate
 from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
@@ -29,6 +30,8 @@ app.command()(budgets.alerts)
 app.command("bench")(bench)
 app.command("check")(check_gate)
 app.add_typer(hardware.app, name="hardware")
+app.command("allocation")(allocation_command)
+app.add_typer(compute.app, name="compute")
 
 
 @config_app.command("check")

@@ -11,8 +11,9 @@ from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.batch import BatchConfig
 from costwarden.config.cache import CacheConfig, DeploymentCache
+from costwarden.config.compute import ComputeConfig, DeploymentCompute, ProcessCollector
 from costwarden.config.governance import GovernanceConfig
-from costwarden.config.hardware import HardwareConfig
+from costwarden.config.hardware import HardwareConfig, known_names, resolve_profile
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.observability import ObservabilityConfig
 from costwarden.domain.pricing import ComputePrice, PriceSheet
@@ -159,6 +160,8 @@ class Deployment(Model):
     variants: tuple[Variant, ...] = ()
     # Overrides of the global response cache (docs/actions.md, "cache").
     cache: DeploymentCache = DeploymentCache()
+    # Self-hosted replicas: hardware profile and replica count, for `costwarden allocation` (docs/compute.md).
+    compute: DeploymentCompute | None = None
 
     @model_validator(mode="after")
     def _one_upstream(self) -> Deployment:
@@ -212,6 +215,8 @@ class Config(Model):
     hardware: tuple[HardwareConfig, ...] = ()
     batch: BatchConfig = BatchConfig()
     cache: CacheConfig = CacheConfig()
+    # Collectors that measure the replicas on this host, and sample retention (config/compute.py).
+    compute: ComputeConfig = ComputeConfig()
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
@@ -242,6 +247,22 @@ class Config(Model):
         for i, profile in enumerate(profiles):
             if profile in profiles[:i]:
                 problems.append((("hardware", i, "name"), f"hardware profile {profile!r} is used twice"))
+        problems.extend(self._compute_problems())
+        return problems
+
+    def _compute_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Each `compute.profile` resolves; each collector names a deployment with `compute`."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, dep in enumerate(self.deployments):
+            if dep.compute is not None and resolve_profile(dep.compute.profile, self.hardware) is None:
+                known = known_names(self.hardware)
+                message = f"unknown hardware profile {dep.compute.profile!r}; known: {known}"
+                problems.append((("deployments", i, "compute", "profile"), message))
+        computed = [d.name for d in self.deployments if d.compute is not None]
+        for i, collector in enumerate(self.compute.collectors):
+            if isinstance(collector, ProcessCollector) and collector.deployment not in computed:
+                where: tuple[str | int, ...] = ("compute", "collectors", i, "deployment")
+                problems.append((where, f"deployment {collector.deployment!r} has no `compute:`; with it: {computed}"))
         return problems
 
     def _fallback_problems(self) -> list[tuple[tuple[str | int, ...], str]]:

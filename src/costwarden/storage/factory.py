@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from costwarden.config.cache import CacheConfig
 from costwarden.config.governance import BreakerConfig
-from costwarden.ports import BatchBackend, CounterStore, ResponseCache, Store, VariantStateStore
+from costwarden.ports import BatchBackend, CounterStore, ResponseCache, SampleStore, Store, VariantStateStore
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.cache_memory import MemoryResponseCache
 from costwarden.storage.lease import LocalLease, RedisLease
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.queue_sqlite import SQLiteQueue
+from costwarden.storage.samples_sqlite import SQLiteSamples
 from costwarden.storage.sqlite import SQLiteStore
 from costwarden.storage.variant_state_memory import MemoryVariantState
 
@@ -108,3 +109,12 @@ def open_response_cache(config: CacheConfig, state_url: str | None) -> ResponseC
         _check_missing(exc, "a cache in Redis", "redis", ("redis",))
         raise
     return RedisResponseCache(url, config.retry_after_seconds)
+
+
+def open_samples(url: str) -> SampleStore:
+    """Compute samples in the ledger's database (its migrations create the tables: open the ledger first)."""
+    if url.startswith("sqlite:///"):
+        return SQLiteSamples(url.removeprefix("sqlite:///") or "costwarden.db")
+    from costwarden.storage.samples_postgres import PostgresSamples
+
+    return PostgresSamples(url)

@@ -1,0 +1,1 @@
+"""Compute collectors: one module per source (process, nvml), each behind ports.ComputeCollector."""

@@ -1,0 +1,78 @@
+"""`compute:` of a deployment (its hardware profile and replicas) and the top-level `compute:` section
+(the collectors that measure replicas on this host, and how long their samples are kept)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, Field, model_validator
+
+from costwarden.config.base import Model
+
+
+class PrometheusReplicas(Model):
+    """Replicas read from Prometheus (e.g. `kube_deployment_status_replicas{deployment="fraud"}`)."""
+
+    prometheus: str = Field(min_length=1, max_length=4096)
+
+
+class DeploymentCompute(Model):
+    """The machine shape each replica runs on (a `hardware:` profile or the catalogue) and how many."""
+
+    profile: str = Field(pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
+    replicas: int | PrometheusReplicas = Field(default=1)
+    spot: bool = False  # price replicas at the profile's spot price
+
+    @model_validator(mode="after")
+    def _replicas(self) -> DeploymentCompute:
+        if isinstance(self.replicas, int) and not 1 <= self.replicas <= 10_000:
+            raise ValueError("replicas must be between 1 and 10000 (or {prometheus: <PromQL>})")
+        return self
+
+
+class ProcessCollector(Model):
+    """psutil: the model-server process of `deployment` on this host, found by the upstream's
+    listening port (the default), a pid file, or a command-line substring."""
+
+    type: Literal["process"]
+    deployment: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # default: the upstream URL's port
+    pid_file: str | None = None
+    cmdline: str | None = Field(default=None, min_length=1)
+    interval_seconds: float = Field(default=5.0, ge=0.05, le=3600)
+
+
+class NvmlCollector(Model):
+    """nvidia-ml-py: GPU utilisation, memory, power; per-process memory mapped to deployments by pid
+    (the pids the process collectors found)."""
+
+    type: Literal["nvml"]
+    interval_seconds: float = Field(default=1.0, ge=0.05, le=3600)
+
+
+class PrometheusQueries(Model):
+    """PromQL, `$label` standing for the deployment label. Defaults: cAdvisor and DCGM-exporter
+    series relabelled with a `deployment` label (see docs/compute.md for Seldon Core 2 / KServe)."""
+
+    cpu_seconds: str = 'sum by ($label) (container_cpu_usage_seconds_total{container!="",container!="POD"})'
+    memory_bytes: str = 'sum by ($label) (container_memory_working_set_bytes{container!="",container!="POD"})'
+    gpu_active: str = "avg by ($label) (DCGM_FI_PROF_GR_ENGINE_ACTIVE)"  # 0..1, over the deployment's GPUs
+
+
+class PrometheusCollector(Model):
+    """PromQL over a Prometheus HTTP API where DCGM-exporter, cAdvisor and kube-state-metrics run."""
+
+    type: Literal["prometheus"]
+    url: AnyHttpUrl
+    label: str = Field(default="deployment", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,127}$")
+    queries: PrometheusQueries = PrometheusQueries()
+    interval_seconds: float = Field(default=15.0, ge=0.05, le=3600)
+    timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+
+CollectorConfig = Annotated[ProcessCollector | NvmlCollector | PrometheusCollector, Field(discriminator="type")]
+
+
+class ComputeConfig(Model):
+    collectors: tuple[CollectorConfig, ...] = ()
+    retention_days: float = Field(default=30.0, gt=0)  # samples older than this are pruned

@@ -1,0 +1,50 @@
+"""Prometheus view of self-hosted compute: each deployment's replica cost per hour (from config
+only: labels never come from requests) and each compute collector's state and samples."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from costwarden.config.compute import PrometheusReplicas
+from costwarden.config.hardware import resolve_profile
+from costwarden.config.models import Config
+from costwarden.domain.collector_status import CollectorStatus
+
+
+class ComputeMetrics(Collector):
+    def __init__(self, config: Config, statuses: Callable[[], list[CollectorStatus]]) -> None:
+        self._hourly: list[tuple[str, str, float]] = []
+        for dep in config.deployments:
+            compute = dep.compute
+            profile = resolve_profile(compute.profile, config.hardware) if compute is not None else None
+            if compute is None or profile is None or isinstance(compute.replicas, PrometheusReplicas):
+                continue
+            price = profile.hourly(compute.spot)
+            self._hourly.append((dep.name, profile.name, float(price * compute.replicas)))
+        self._statuses = statuses
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        hourly = GaugeMetricFamily(
+            "costwarden_replica_hourly_cost_usd",
+            "What a deployment's replicas cost per hour, busy or idle: replicas x the profile's price (USD).",
+            labels=["deployment", "profile"],
+        )
+        for deployment, profile, usd in self._hourly:
+            hourly.add_metric([deployment, profile], usd)
+        yield hourly
+        up = GaugeMetricFamily(
+            "costwarden_compute_collector_up",
+            "1 while a compute collector runs, 0 when it is off.",
+            labels=["collector"],
+        )
+        samples = CounterMetricFamily(
+            "costwarden_compute_samples", "Samples a compute collector took and stored.", labels=["collector"]
+        )
+        for status in self._statuses():
+            up.add_metric([status.name], 1.0 if status.running else 0.0)
+            samples.add_metric([status.name], status.samples)
+        yield up
+        yield samples

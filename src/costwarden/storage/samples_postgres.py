@@ -1,0 +1,70 @@
+"""Compute samples in the PostgreSQL ledger database (tables of migration 0018), on a small pool."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_sample import GpuSample, ProcessSample
+from costwarden.storage.samples_codec import (
+    SAMPLE_COLUMNS,
+    STATUS_COLUMNS,
+    sample_from_row,
+    sample_row,
+    status_row,
+    statuses_from_rows,
+)
+
+if TYPE_CHECKING:
+    import asyncpg
+
+_UPSERT = (
+    f"INSERT INTO compute_collectors ({STATUS_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT (name) DO UPDATE SET running = excluded.running, last_sample_at = excluded.last_sample_at, "
+    "samples = excluded.samples, last_error = excluded.last_error, updated_at = excluded.updated_at"
+)
+
+
+class PostgresSamples:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._pool: asyncpg.Pool | None = None
+
+    async def _get(self) -> asyncpg.Pool:
+        if self._pool is None:
+            import asyncpg  # the postgres extra: imported only with a PostgreSQL ledger
+
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
+        return self._pool
+
+    async def write_samples(self, samples: Sequence[ProcessSample | GpuSample]) -> int:
+        marks = ", ".join(f"${i}" for i in range(1, 14))
+        pool = await self._get()
+        await pool.executemany(f"INSERT INTO compute_samples ({SAMPLE_COLUMNS}) VALUES ({marks})",
+                               [sample_row(s) for s in samples])  # fmt: skip
+        return len(samples)
+
+    async def samples(self, start: float, end: float) -> list[ProcessSample | GpuSample]:
+        pool = await self._get()
+        sql = f"SELECT {SAMPLE_COLUMNS} FROM compute_samples WHERE at >= $1 AND at <= $2 ORDER BY at"
+        return [sample_from_row(tuple(r)) for r in await pool.fetch(sql, start, end)]
+
+    async def save_status(self, statuses: Sequence[CollectorStatus], at: float) -> None:
+        pool = await self._get()
+        await pool.executemany(_UPSERT, [status_row(s, at) for s in statuses])
+
+    async def statuses(self) -> list[CollectorStatus]:
+        pool = await self._get()
+        rows = await pool.fetch(f"SELECT {STATUS_COLUMNS} FROM compute_collectors ORDER BY name")
+        return statuses_from_rows(tuple(r) for r in rows)
+
+    async def prune_samples(self, before: float) -> int:
+        pool = await self._get()
+        done = await pool.execute("DELETE FROM compute_samples WHERE at < $1", before)
+        return int(done.split()[-1])
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

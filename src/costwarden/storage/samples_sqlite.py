@@ -1,0 +1,69 @@
+"""Compute samples in the SQLite ledger file (tables of migration 0018), on a connection of their own:
+samples come every few seconds, so each call opens, works and closes in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_sample import GpuSample, ProcessSample
+from costwarden.storage.samples_codec import (
+    SAMPLE_COLUMNS,
+    STATUS_COLUMNS,
+    sample_from_row,
+    sample_row,
+    status_row,
+    statuses_from_rows,
+)
+
+T = TypeVar("T")
+_UPSERT = (
+    f"INSERT INTO compute_collectors ({STATUS_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET running = excluded.running, last_sample_at = excluded.last_sample_at, "
+    "samples = excluded.samples, last_error = excluded.last_error, updated_at = excluded.updated_at"
+)
+
+
+class SQLiteSamples:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            conn = sqlite3.connect(self.path, timeout=30)
+            try:
+                with conn:
+                    return fn(conn)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(call)
+
+    async def write_samples(self, samples: Sequence[ProcessSample | GpuSample]) -> int:
+        rows = [sample_row(s) for s in samples]
+        sql = f"INSERT INTO compute_samples ({SAMPLE_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+        await self._run(lambda conn: conn.executemany(sql, rows))
+        return len(rows)
+
+    async def samples(self, start: float, end: float) -> list[ProcessSample | GpuSample]:
+        sql = f"SELECT {SAMPLE_COLUMNS} FROM compute_samples WHERE at >= ? AND at <= ? ORDER BY at"
+        rows = await self._run(lambda conn: conn.execute(sql, (start, end)).fetchall())
+        return [sample_from_row(r) for r in rows]
+
+    async def save_status(self, statuses: Sequence[CollectorStatus], at: float) -> None:
+        rows = [status_row(s, at) for s in statuses]
+        await self._run(lambda conn: conn.executemany(_UPSERT, rows))
+
+    async def statuses(self) -> list[CollectorStatus]:
+        sql = f"SELECT {STATUS_COLUMNS} FROM compute_collectors ORDER BY name"
+        return statuses_from_rows(await self._run(lambda conn: conn.execute(sql).fetchall()))
+
+    async def prune_samples(self, before: float) -> int:
+        sql = "DELETE FROM compute_samples WHERE at < ?"
+        return await self._run(lambda conn: conn.execute(sql, (before,)).rowcount)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,133 @@
+"""A real Prometheus scrapes a small exporter that replays the H200 trace (2x speed) under DCGM and
+cAdvisor names; the `prometheus` collector reads it back through PromQL and the measured busy time
+equals what Prometheus stored (read back here as raw samples). A PromQL that errors and a Prometheus
+that is down give a clear status and no sample."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from costwarden.collectors.prometheus import PrometheusCollector
+from costwarden.config import parse_config
+from costwarden.config.compute import PrometheusCollector as PrometheusConfig
+from costwarden.domain.compute_sample import GpuSample, ProcessSample
+from costwarden.services.compute import measured_busy
+from tests.integration.procs import free_port
+from tests.integration.prometheus_server import Prometheus
+
+TRACE = Path(__file__).parents[1] / "fixtures" / "gpu-trace-h200" / "nvml_samples.jsonl"
+LINES = [json.loads(line) for line in TRACE.read_text().splitlines() if line.strip()]
+SPEED = 2.0  # 45 s of trace in ~23 s: the collector reads it while the models still run
+CONFIG = """\
+hardware: [{name: h200, accelerator: NVIDIA H200, accelerator_count: 1, vcpus: 16, memory_gib: 128, hourly_usd: 3.72}]
+deployments:
+  - {name: shared-h200, protocol: v2, upstream: "http://127.0.0.1:9", compute: {profile: h200, replicas: 2}}
+  - {name: cpu-only, protocol: v2, upstream: "http://127.0.0.1:9", compute: {profile: aws-c7i.large}}
+compute:
+  collectors: [{type: prometheus, url: "PROM", interval_seconds: 1}]
+"""
+
+
+class Replay(BaseHTTPRequestHandler):
+    began = time.time()
+
+    def do_GET(self) -> None:
+        offset = LINES[0]["ts"] + (time.time() - self.began) * SPEED
+        line = next((x for x in reversed(LINES) if x["ts"] <= offset), LINES[0])
+        cpu = sum(p["user_s"] + p["system_s"] for p in line["cpu"].values())
+        rss = sum(p["rss_bytes"] for p in line["cpu"].values())
+        body = (
+            f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="shared-h200",gpu="0"}} {line["gpu_util"] / 100}\n'
+            f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="elsewhere",gpu="1"}} 0.9\n'
+            f'container_cpu_usage_seconds_total{{deployment="shared-h200",container="model"}} {cpu}\n'
+            f'container_cpu_usage_seconds_total{{deployment="cpu-only",container="model"}} {cpu / 4}\n'
+            f'container_memory_working_set_bytes{{deployment="shared-h200",container="model"}} {rss}\n'
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/plain; version=0.0.4")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    port = free_port()
+    Replay.began = time.time()  # the replay starts with the test, not when this module was imported
+    server = ThreadingHTTPServer(("127.0.0.1", port), Replay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prom = Prometheus(tmp_path, [f"127.0.0.1:{port}"], "groups: []\n")
+    prom.start()
+    Replay.began = time.time()  # and again once Prometheus is up (its start can take seconds here)
+    try:
+        yield prom
+    finally:
+        prom.stop()
+        server.shutdown()
+        server.server_close()
+
+
+def _latest(raw: list[list[Any]], t: float) -> float:
+    """The value an instant query at `t` sees: the newest raw sample at or before it."""
+    return float([v for ts, v in raw if float(ts) <= t][-1])
+
+
+def test_the_collector_reads_back_what_prometheus_stored(prometheus: Prometheus) -> None:
+    config = parse_config(CONFIG.replace("PROM", prometheus.url))
+    entry = config.compute.collectors[0]
+    assert isinstance(entry, PrometheusConfig)
+    collector = PrometheusCollector(entry, ["shared-h200", "cpu-only"])
+    assert collector.start()
+    deadline = time.time() + 30
+    while not prometheus.vector("DCGM_FI_PROF_GR_ENGINE_ACTIVE") and time.time() < deadline:
+        time.sleep(0.2)
+    samples: list[ProcessSample | GpuSample] = []
+    time.sleep(3.0)
+    for _ in range(7):
+        time.sleep(1.0)
+        # As of 2 s ago: every scrape up to then is stored, so what the query sees is what the raw
+        # samples read back below hold (a scrape still being written could differ by one interval).
+        samples += collector.sample(time.time() - 2.0)
+    assert collector.status.last_error is None, collector.status.last_error
+    times = sorted({s.at for s in samples})
+    start, end = times[0], times[-1]
+    window = f"{int(end - start) + 60}s"
+    cpu_raw = prometheus.vector(f'container_cpu_usage_seconds_total{{deployment="shared-h200"}}[{window}] @ {end}')
+    gpu_raw = prometheus.vector(f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="shared-h200"}}[{window}] @ {end}')
+    cpu_values, gpu_values = cpu_raw[0]["values"], gpu_raw[0]["values"]
+    expected_gpu = sum((b - a) * _latest(gpu_values, b) for a, b in pairwise(times))
+    expected_cpu = _latest(cpu_values, end) - _latest(cpu_values, start)
+    measured = measured_busy(config, samples, start, end)
+    assert measured["shared-h200"][0] == pytest.approx(expected_gpu * 2, rel=1e-9, abs=1e-9)  # x 2 replicas
+    assert measured["shared-h200"][1] == "prometheus (DCGM)"
+    cpu_only, basis = measured["cpu-only"]  # a quarter of the CPU seconds, over the profile's 2 vCPUs
+    assert cpu_only == pytest.approx(expected_cpu / 4 / 2, rel=1e-9, abs=1e-9) and basis == "prometheus (cAdvisor)"
+    assert "elsewhere" not in {s.deployment for s in samples}  # not a configured deployment
+    rss = [s.rss_bytes for s in samples if isinstance(s, ProcessSample) and s.deployment == "shared-h200"]
+    assert rss and max(rss) > 0  # working-set memory read back too
+
+
+def test_a_bad_query_and_a_prometheus_that_is_down(prometheus: Prometheus) -> None:
+    bad = PrometheusConfig.model_validate(
+        {"type": "prometheus", "url": prometheus.url, "queries": {"gpu_active": "avg by ($label) ("}}
+    )
+    collector = PrometheusCollector(bad, ["shared-h200"])
+    assert collector.sample(time.time()) == []
+    assert (collector.status.last_error or "").startswith("PromQL error in gpu_active: ")
+    down = PrometheusCollector(
+        PrometheusConfig.model_validate({"type": "prometheus", "url": f"http://127.0.0.1:{free_port()}"}), ["x"]
+    )
+    assert down.sample(time.time()) == []
+    assert (down.status.last_error or "").startswith("Prometheus unreachable at ")
