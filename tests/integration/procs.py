@@ -37,6 +37,10 @@ def wait_until(
         except (httpx.HTTPError, OSError):
             pass
         time.sleep(0.1)
+    if proc is not None and proc.poll() is None:
+        # Reap it here: a child left running is collected later as a ResourceWarning in another test.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
     raise TimeoutError(f"{what} was not ready within {timeout} s")
 
 
@@ -138,4 +142,6 @@ class Gateway(Proc):
 
     def start(self) -> None:
         super().start()
-        wait_until(lambda: httpx.get(self.url + "/readyz").status_code == 200, 30, "the gateway", self.proc)
+        # A ceiling, not a speed check: a gateway that loads the semantic model imports torch, which can take
+        # over 30 s on a loaded 2-core machine.
+        wait_until(lambda: httpx.get(self.url + "/readyz").status_code == 200, 90, "the gateway", self.proc)
