@@ -51,7 +51,7 @@ class BudgetConfig(Model):
     limit_requests: int | None = Field(default=None, gt=0)
     thresholds: tuple[int, ...] = (50, 80, 100)
     action: Action = Action.BLOCK
-    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only and degrade
+    fail_mode: FailMode | None = None  # default: closed for block and queue, open for alert_only and degrade
     degrade: DegradeConfig | None = None  # for action: degrade (defaults apply when absent)
 
     @model_validator(mode="after")
@@ -70,7 +70,7 @@ class BudgetConfig(Model):
         match self.action:
             case Action.DEGRADE:
                 return self.degrade or DegradeConfig()
-            case Action.BLOCK | Action.ALERT_ONLY:
+            case Action.BLOCK | Action.ALERT_ONLY | Action.QUEUE:
                 return None
             case _:
                 assert_never(self.action)
@@ -96,9 +96,10 @@ class BudgetConfig(Model):
 
 
 def default_fail_mode(action: Action) -> FailMode:
-    """A budget that refuses fails closed by default; one that only alerts or degrades fails open."""
+    """A budget that refuses (or queues what it would refuse) fails closed by default; one that only
+    alerts or degrades fails open."""
     match action:
-        case Action.BLOCK:
+        case Action.BLOCK | Action.QUEUE:
             return FailMode.CLOSED
         case Action.ALERT_ONLY | Action.DEGRADE:
             return FailMode.OPEN

@@ -71,12 +71,13 @@ def request_attributes(
 
 class Action(StrEnum):
     """What a budget does as it fills. Every use matches on it exhaustively (`match` with
-    `assert_never`), so a new member (`queue` goes here) fails type checking wherever it is not
-    handled instead of silently acting as another."""
+    `assert_never`), so a new member fails type checking wherever it is not handled instead of
+    silently acting as another."""
 
     BLOCK = "block"  # refuse a request that would take the budget past its limit
     ALERT_ONLY = "alert_only"  # count and alert, never refuse
     DEGRADE = "degrade"  # move eligible requests to a cheaper variant past a threshold; never refuse
+    QUEUE = "queue"  # a request it would refuse is queued as a job (202) instead, when it can be
 
 
 class FailMode(StrEnum):
@@ -232,7 +233,7 @@ def admit(budget: Budget, state: BudgetState, estimate: Amount, now: float) -> D
         return Decision(budget.id, True, None, None, reset_at, 0)
     message = _explain(budget, state, unit, reset_at)
     match budget.action:
-        case Action.BLOCK:
+        case Action.BLOCK | Action.QUEUE:  # queue: refused now, the chain turns it into a job
             return Decision(budget.id, False, budget.action, unit, reset_at, _retry_after(reset_at, now), message)
         case Action.ALERT_ONLY | Action.DEGRADE:
             return Decision(budget.id, True, budget.action, unit, reset_at, 0, message)

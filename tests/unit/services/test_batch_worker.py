@@ -158,9 +158,9 @@ async def test_one_realtime_request_queued_runs_and_is_read_back(queue: SQLiteQu
     service = BatchService(queue, config())
     who = KeyIdentity("k", "search", "ranking", "prod")
     with pytest.raises(GatewayError) as bad:
-        await service.submit_one(who, "/v1/chat/completions", b'{"messages": []}', time.time())
+        await service.submit_one(who, "/v1/chat/completions", b'{"messages": []}', None, time.time())
     assert bad.value.status == 400 and bad.value.code == "missing_model"
-    job = await service.submit_one(who, "/v1/chat/completions", b'{"model": "chat", "messages": []}', time.time())
+    job = await service.submit_one(who, "/v1/chat/completions", b'{"model": "chat", "messages": []}', None, time.time())
     assert (await service.job(who, job.id)).to_json()["status"] == "queued"
 
     async def run(claimed: Job) -> JobResult:
