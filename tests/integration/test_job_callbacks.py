@@ -22,7 +22,7 @@ from costwarden.services.batch import BatchService
 from costwarden.services.job_callbacks import CallbackSender
 from costwarden.storage.queue_postgres import PostgresQueue
 from costwarden.storage.queue_sqlite import SQLiteQueue
-from tests.integration.test_alert_sinks import SECRET, Receiver, receiver, session  # noqa: F401  (fixtures)
+from tests.integration.receiver import SECRET, Receiver
 
 WHO = KeyIdentity("k1", "search", "ranking", "prod")
 BODY = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}'
