@@ -21,6 +21,12 @@ class Outcome(StrEnum):
     QUEUED = "queued"  # answered 202: queued as a job, whose run has its own record
 
 
+# Outcomes that are not errors in reports (a 202 deferred the request; its job's run is counted on
+# its own), and outcomes admission never charged to a budget (a refusal, a 202).
+NOT_ERRORS: tuple[str, ...] = (Outcome.SERVED.value, Outcome.QUEUED.value)
+UNCHARGED: tuple[str, ...] = (Outcome.REJECTED.value, Outcome.QUEUED.value)
+
+
 class Protocol(StrEnum):
     OPENAI = "openai"
     V2 = "v2"
