@@ -7,13 +7,10 @@ finished (its gateway died), finished twice (a re-run after a crash), closed twi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
-import pytest
 
 from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchFile, BatchStatus, Job, JobResult
 from costwarden.domain.batch_input import LineError
@@ -23,23 +20,6 @@ from costwarden.storage.queue_sqlite import SQLiteQueue
 
 T0 = 1_800_000_000.0
 LEASE = 30.0
-
-
-def open_adapter(kind: str, tmp_path: Path, url: str | None) -> BatchBackend:
-    return SQLiteQueue(str(tmp_path / "queue.db")) if kind == "sqlite" else PostgresQueue(url or "")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BatchBackend]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    if url is not None:
-        conn = await asyncpg.connect(url)
-        await conn.execute("DROP TABLE IF EXISTS batch_files, batches, batch_jobs")
-        await conn.close()
-    adapter = open_adapter(request.param, tmp_path, url)
-    await adapter.open()
-    yield adapter
-    await adapter.close()
 
 
 def make_batch(batch_id: str = "batch_1", team: str = "search", created: float = T0) -> Batch:

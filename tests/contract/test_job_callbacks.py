@@ -6,12 +6,9 @@ a 4xx or the last attempt, and never changing the job's result."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import orjson
-import pytest
 
 from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from costwarden.config.batch import BatchConfig, CallbackConfig
@@ -20,24 +17,10 @@ from costwarden.domain.keys import KeyIdentity
 from costwarden.ports import BatchBackend
 from costwarden.services.batch import BatchService
 from costwarden.services.job_callbacks import CallbackSender
-from costwarden.storage.queue_postgres import PostgresQueue
-from costwarden.storage.queue_sqlite import SQLiteQueue
 from tests.integration.receiver import SECRET, Receiver
 
 WHO = KeyIdentity("k1", "search", "ranking", "prod")
 BODY = b'{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}'
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BatchBackend]:
-    backend: BatchBackend
-    if request.param == "sqlite":
-        backend = SQLiteQueue(str(tmp_path / "queue.db"))
-    else:
-        backend = PostgresQueue(request.getfixturevalue("postgres_url"), max_size=2)
-    await backend.open()
-    yield backend
-    await backend.close()
 
 
 def sender(queue: BatchBackend, session: aiohttp.ClientSession, **settings: object) -> CallbackSender:
