@@ -114,10 +114,9 @@ class Defer(PassStage):
         identity = exchange.identity
         if header is None or identity is None or exchange.batch is not None:
             return None
-        allowed = self._enqueue is not None and self._access.allows(identity)
-        verdict = priority(header, allowed, identity.key_id, exchange.endpoint, exchange.stream)
+        if self._enqueue is None:
+            raise GatewayError(400, "batch_disabled", "this gateway queues no request: batch.enabled is false")
+        verdict = priority(header, self._access.allows(identity), identity.key_id, exchange.endpoint, exchange.stream)
         if isinstance(verdict, NotQueued):
             raise refusal(verdict)
-        if not verdict or self._enqueue is None:
-            return None
-        return await self._enqueue.reply(exchange, QueueReason.PRIORITY)
+        return await self._enqueue.reply(exchange, QueueReason.PRIORITY) if verdict else None

@@ -147,6 +147,12 @@ async def test_a_callback_without_a_secret_configured_is_refused() -> None:
     assert (refused.value.status, refused.value.code) == (400, "callbacks_not_configured")
 
 
+async def test_priority_on_a_gateway_without_batches_is_refused() -> None:
+    with pytest.raises(GatewayError) as refused:
+        await Defer(None, ALLOWED).enter(priority_exchange(b"batch"))
+    assert (refused.value.status, refused.value.code) == (400, "batch_disabled")
+
+
 async def test_a_queue_that_is_down_answers_503_not_500() -> None:
     async def down(who: KeyIdentity, endpoint: str, body: bytes, callback: str | None, now: float) -> Job:
         raise OSError("database is locked")
