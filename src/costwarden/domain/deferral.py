@@ -89,8 +89,8 @@ def callback_problem(url: str) -> str | None:
     sidecars); at most MAX_CALLBACK_URL characters, with a host and no user or password in it."""
     if len(url) > MAX_CALLBACK_URL:
         return f"the callback URL is longer than {MAX_CALLBACK_URL} characters"
-    if any(c.isspace() or not c.isprintable() for c in url):
-        return "the callback URL holds spaces or control characters"
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        return "the callback URL holds spaces, control or non-ASCII characters (percent-encode them)"
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -71,6 +71,7 @@ def test_good_callback_urls(url: str) -> None:
         ("https://example.com:99999999999999999999/", "not a valid URL"),
         ("https://exa mple.com/", "spaces"),
         ("https://example.com/\x00", "control"),
+        ("https://exämple.com/", "non-ASCII"),
         ("https://example.com/" + "a" * MAX_CALLBACK_URL, "longer"),
         ("not a url", "spaces"),
         ("", "no host"),
