@@ -190,6 +190,9 @@ class BatchStore(Protocol):
 
     async def file(self, file_id: str, team: str) -> tuple[BatchFile, bytes] | None: ...
 
+    async def queued_realtime(self, team: str) -> int:
+        """Realtime requests of a team queued as jobs (batches of one) and not finished yet."""
+
     async def create_batch(
         self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], callback: str | None = None
     ) -> None:

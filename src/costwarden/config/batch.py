@@ -38,6 +38,8 @@ class BatchConfig(Model):
     # Who may queue a realtime request with `X-Costwarden-Priority: batch` (nobody by default).
     priority_keys: tuple[str, ...] = ()
     priority_teams: tuple[str, ...] = ()
+    # Realtime requests one team may have queued at once (202s not yet run); more get 429 queue_full.
+    max_queued_per_team: int = Field(default=10_000, ge=1, le=10_000_000)
     callbacks: CallbackConfig = CallbackConfig()
 
     @field_validator("windows")

@@ -127,6 +127,13 @@ class BatchService:
             error = parsed.errors[0]
             raise GatewayError(400, error.code, error.message)
         spec = parsed.jobs[0]
+        queued, cap = await self._store.queued_realtime(who.team), self._config.max_queued_per_team
+        if queued >= cap:
+            raise GatewayError(
+                429, "queue_full",
+                f"team {who.team!r} has {queued} requests queued, the most batch.max_queued_per_team allows; "
+                "retry once some have run", kind="requests", headers=((b"retry-after", b"60"),),
+            )  # fmt: skip
         batch = Batch(
             id=new_id("batch_", now), team=who.team, key_id=who.key_id, endpoint=endpoint, input_file_id="",
             status=BatchStatus.IN_PROGRESS, created_at=now, expires_at=now + COMPLETION_WINDOW_S,

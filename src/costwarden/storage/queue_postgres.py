@@ -181,6 +181,9 @@ class PostgresQueue:
             return _count(await self.pool.execute(q.numbered(q.PURGE.format(only="")), now))
         return _count(await self.pool.execute(q.numbered(q.PURGE.format(only="AND batch_id = ?")), now, batch_id))
 
+    async def queued_realtime(self, team: str) -> int:
+        return int(await self.pool.fetchval(q.numbered(q.QUEUED_REALTIME), team))
+
     async def due_callbacks(self, now: float, limit: int, lease_s: float) -> list[DueCallback]:
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_DUE_CALLBACKS, now, limit)

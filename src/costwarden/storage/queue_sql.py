@@ -138,6 +138,8 @@ DUE_CALLBACKS = (
     "JOIN batches b ON b.id = j.batch_id WHERE c.state = 'pending' AND c.next_at <= ? AND j.state = 'done' "
     "ORDER BY c.state, c.next_at LIMIT ?"
 )
+# Unfinished realtime batches (one job each, no input file) of a team, found by the status index.
+QUEUED_REALTIME = "SELECT COUNT(*) FROM batches WHERE status = 'in_progress' AND team = ? AND input_file_id = ''"
 CLAIM_CALLBACK = "UPDATE job_callbacks SET attempts = attempts + 1, next_at = ? WHERE job_id = ?"
 CALLBACK_RESULT = "UPDATE job_callbacks SET state = ?, next_at = ?, finished_at = ?, last_error = ? WHERE job_id = ?"
 CANCEL = "UPDATE batches SET status = 'cancelling', times = ? WHERE id = ? AND team = ? AND status = ?"

@@ -189,6 +189,9 @@ class SQLiteQueue:
         params: tuple[Any, ...] = (now,) if batch_id is None else (now, batch_id)
         return await self._tx(lambda c: int(c.execute(q.PURGE.format(only=only), params).rowcount))
 
+    async def queued_realtime(self, team: str) -> int:
+        return int((await self._run(lambda c: c.execute(q.QUEUED_REALTIME, (team,)).fetchone()))[0])
+
     async def due_callbacks(self, now: float, limit: int, lease_s: float) -> list[DueCallback]:
         def write(conn: sqlite3.Connection) -> list[DueCallback]:
             rows = conn.execute(q.DUE_CALLBACKS, (now, limit)).fetchall()
