@@ -140,8 +140,10 @@ class Admit(PassStage):
         refused = result.refused_by
         if self._enqueue is None or refused is None or refused.kind is not Refused.BUDGET:
             return None
-        budget = budgets[refused.index]
+        budget, identity = budgets[refused.index], exchange.identity
         is_job = exchange.batch is not None
+        if identity is None or not budget.queues_for(identity.key_id, identity.team):
+            return None  # exempt: the block answer
         return budget if queue_on_refusal(budget.action, exchange.endpoint, exchange.stream, is_job) else None
 
     async def _wait_for_slot(self, request: AdmissionRequest, result: AdmissionResult) -> AdmissionResult:

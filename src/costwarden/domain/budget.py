@@ -123,6 +123,8 @@ class Budget:
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
     action: Action = Action.BLOCK
     fail_mode: FailMode = FailMode.OPEN
+    # action queue: keys and teams whose requests are refused (429) rather than queued
+    queue_exempt: frozenset[str] = frozenset()  # `key:<id>` and `team:<name>`
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -135,6 +137,10 @@ class Budget:
         if any(t <= 0 for t in self.thresholds) or len(set(self.thresholds)) != len(self.thresholds):
             raise BudgetError(f"budget {self.id!r}: thresholds must be distinct positive percentages")
         object.__setattr__(self, "thresholds", tuple(sorted(self.thresholds)))
+
+    def queues_for(self, key_id: str, team: str) -> bool:
+        """Whether a request of this key and team may be queued (not exempt from `queue`)."""
+        return not self.queue_exempt or not ({f"key:{key_id}", f"team:{team}"} & self.queue_exempt)
 
     def limits(self) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
         """The limits in the order of `UNITS`; None where the unit is not limited."""

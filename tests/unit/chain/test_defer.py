@@ -84,6 +84,18 @@ async def test_a_queue_budget_blocks_a_stream_and_a_jobs_own_run() -> None:
     assert submitted.jobs == []
 
 
+@pytest.mark.parametrize("exempt", [{"exempt_keys": ["k1"]}, {"exempt_teams": ["ads"]}])
+async def test_an_exempt_key_or_team_gets_the_block_answer(exempt: dict[str, list[str]]) -> None:
+    governance = {"budgets": [{**QUEUE_BUDGET["budgets"][0], "queue": exempt}]}
+    submitted = Submitted()
+    stage = await queue_admit(governance, submitted)
+    cfg = cfg_with(governance)
+    await serve(stage, exchange(cfg, chat(10), "r0"), Decimal("0.001"))
+    with pytest.raises(GatewayError) as refused:
+        await stage.enter(exchange(cfg, chat(10), "r1"))  # IDENTITY is key k1 of team ads
+    assert refused.value.status == 429 and submitted.jobs == []
+
+
 async def test_a_block_budget_never_queues() -> None:
     submitted = Submitted()
     stage = await queue_admit(ONE_BUDGET, submitted)

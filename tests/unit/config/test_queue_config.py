@@ -26,6 +26,7 @@ governance:
       window: day
       limit_usd: 10
       action: queue
+      queue: {exempt_keys: [k-ui], exempt_teams: [search]}
 batch:
   enabled: true
   priority_keys: [k-nightly]
@@ -51,6 +52,8 @@ def test_a_queue_budget_and_priority_settings_load() -> None:
     budget = config.governance.budgets[0].budget("UTC")
     assert budget.action is Action.QUEUE and budget.fail_mode is FailMode.CLOSED  # as block: it refuses now
     assert config.governance.budgets[0].degrade_rule() is None
+    assert not budget.queues_for("k-ui", "ads") and not budget.queues_for("k1", "search")
+    assert budget.queues_for("k1", "ads")  # exempt: the key k-ui and the team search, no one else
     assert config.batch.priority_keys == ("k-nightly",) and config.batch.priority_teams == ("search",)
     secret = config.batch.callbacks.secret
     assert secret is not None and secret.get_secret_value() == "a-shared-secret-of-some-length"
@@ -71,13 +74,23 @@ def test_a_queue_budget_needs_the_batch_queue() -> None:
 
 def test_a_priority_team_must_be_declared() -> None:
     problem = only_problem(VALID.replace("priority_teams: [search]", "priority_teams: [serch]"))
-    assert problem.startswith(f"{SOURCE}:19: batch.priority_teams[0]: ")
+    assert problem.startswith(f"{SOURCE}:20: batch.priority_teams[0]: ")
     assert "unknown team 'serch'" in problem
 
 
 def test_a_short_callback_secret_is_refused() -> None:
     problem = only_problem(VALID.replace("a-shared-secret-of-some-length", "short"))
-    assert problem.startswith(f"{SOURCE}:21: batch.callbacks.secret: ")
+    assert problem.startswith(f"{SOURCE}:22: batch.callbacks.secret: ")
+
+
+def test_an_exempt_team_must_be_declared() -> None:
+    problem = only_problem(VALID.replace("exempt_teams: [search]", "exempt_teams: [serch]"))
+    assert problem.startswith(f"{SOURCE}:16: governance.budgets[0].queue.exempt_teams[0]: ")
+
+
+def test_queue_settings_need_the_queue_action() -> None:
+    problem = only_problem(VALID.replace("action: queue", "action: block"))
+    assert problem.startswith(f"{SOURCE}:11: governance.budgets[0]: ") and "only for action: queue" in problem
 
 
 def test_an_unknown_action_names_the_choices() -> None:
