@@ -12,6 +12,7 @@ from costwarden.domain.batch_input import LineError
 from costwarden.domain.budget import BudgetState
 from costwarden.domain.collector_status import CollectorStatus
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
+from costwarden.domain.deferral import DueCallback
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
@@ -189,8 +190,14 @@ class BatchStore(Protocol):
 
     async def file(self, file_id: str, team: str) -> tuple[BatchFile, bytes] | None: ...
 
-    async def create_batch(self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError]) -> None:
-        """Store the batch and enqueue its jobs in one transaction; `errors` go to its error file."""
+    async def queued_realtime(self, team: str) -> int:
+        """Realtime requests of a team queued as jobs (batches of one) and not finished yet."""
+
+    async def create_batch(
+        self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], callback: str | None = None
+    ) -> None:
+        """Store the batch and enqueue its jobs in one transaction; `errors` go to its error file;
+        `callback` is the URL each job's result is POSTed to when done (realtime jobs)."""
 
     async def batch(self, batch_id: str, team: str) -> Batch | None:
         """The batch with its request counts as of now."""
@@ -234,7 +241,19 @@ class JobLookup(Protocol):
     async def job(self, job_id: str, team: str) -> JobView | None: ...
 
 
-class BatchBackend(BatchStore, JobQueue, JobLookup, Protocol):
+class CallbackQueue(Protocol):
+    """Callbacks of realtime jobs (X-Costwarden-Callback), kept beside their jobs: delivered at
+    least once, retried with backoff, across restarts."""
+
+    async def due_callbacks(self, now: float, limit: int, lease_s: float) -> list[DueCallback]:
+        """Claim callbacks whose job is done and whose next try is due: none is claimed again
+        for `lease_s` (the attempt's time), so a gateway that dies mid-delivery leaves it due."""
+
+    async def callback_result(self, job_id: str, retry_at: float | None, now: float, error: str | None) -> None:
+        """Delivered (`error` None), to retry at `retry_at`, or given up (both None but the error)."""
+
+
+class BatchBackend(BatchStore, JobQueue, JobLookup, CallbackQueue, Protocol):
     """One database holding batches and their queue."""
 
     async def open(self) -> None: ...

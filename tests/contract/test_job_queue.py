@@ -7,13 +7,11 @@ finished (its gateway died), finished twice (a re-run after a crash), closed twi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
-import pytest
 
 from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchFile, BatchStatus, Job, JobResult
 from costwarden.domain.batch_input import LineError
@@ -23,23 +21,6 @@ from costwarden.storage.queue_sqlite import SQLiteQueue
 
 T0 = 1_800_000_000.0
 LEASE = 30.0
-
-
-def open_adapter(kind: str, tmp_path: Path, url: str | None) -> BatchBackend:
-    return SQLiteQueue(str(tmp_path / "queue.db")) if kind == "sqlite" else PostgresQueue(url or "")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BatchBackend]:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    if url is not None:
-        conn = await asyncpg.connect(url)
-        await conn.execute("DROP TABLE IF EXISTS batch_files, batches, batch_jobs")
-        await conn.close()
-    adapter = open_adapter(request.param, tmp_path, url)
-    await adapter.open()
-    yield adapter
-    await adapter.close()
 
 
 def make_batch(batch_id: str = "batch_1", team: str = "search", created: float = T0) -> Batch:
@@ -220,3 +201,15 @@ async def test_a_job_is_read_by_its_team_through_its_life(queue: BatchBackend) -
     bad = await queue.job(f"{batch.id}-line-2", "search")
     assert bad is not None and bad.to_json()["status"] == "failed"
     assert bad.to_json()["error"] == {"code": "duplicate_custom_id", "message": "again"}
+
+
+async def test_realtime_batches_count_until_closed(queue: BatchBackend) -> None:
+    realtime = replace(make_batch("batch_rt"), input_file_id="")  # a batch of one queued by a 202
+    await queue.create_batch(realtime, make_jobs(realtime, 1), [])
+    await queue.create_batch(make_batch("batch_file"), make_jobs(make_batch("batch_file"), 3), [])  # Batch API
+    assert (await queue.queued_realtime("search"), await queue.queued_realtime("ads")) == (1, 0)
+    claimed = [j for j in await queue.claim("w", 10, T0, LEASE) if j.batch_id == "batch_rt"]
+    assert await queue.finish(claimed[0], ok(claimed[0]), T0 + 1)
+    assert await queue.queued_realtime("search") == 1  # done, not yet closed
+    await queue.finalize(T0 + 2)
+    assert await queue.queued_realtime("search") == 0

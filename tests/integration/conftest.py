@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import need
 from tests.integration.procs import IRIS_MODEL, MLSERVER_BIN, Gateway, MLServer, Proc, TextModel, free_port, wait_until
+from tests.integration.receiver import receiver, session  # noqa: F401  (fixtures)
 from tests.integration.redis_server import durable_redis, redis  # noqa: F401  (fixtures)
 from tests.integration.setup_config import Upstreams, config_dict, write_config
 from tests.integration.v2_gateway import v2_gateway  # noqa: F401  (fixture)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,7 @@ from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, Webhoo
 from costwarden.config.alerts import AlertmanagerSinkConfig, SlackSinkConfig, WebhookSinkConfig
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from tests.integration.procs import free_port
-
-SECRET = "a-shared-secret-of-some-length"
+from tests.integration.receiver import SECRET, Receiver
 
 
 def budget_alert(budget: str = "team-search", started: float | None = None) -> Alert:
@@ -33,49 +31,6 @@ def budget_alert(budget: str = "team-search", started: float | None = None) -> A
         AlertKind.BUDGET_THRESHOLD, labels, Severity.WARNING, Decimal("81.5"), Decimal(80), f"{budget} at 81.5 %"
     )
     return Alert.start(condition, time.time() - 60 if started is None else started)
-
-
-@dataclass
-class Receiver:
-    """An HTTP receiver on loopback: answers with `statuses` in turn (then 200), records requests."""
-
-    url: str = ""
-    statuses: list[int] = field(default_factory=list)
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    verify_signature: bool = False
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = dict(request.headers)
-        self.requests.append((headers, body))
-        if self.statuses:
-            return web.Response(status=self.statuses.pop(0), text="busy")
-        if self.verify_signature:
-            timestamp, signature = headers.get(TIMESTAMP_HEADER, ""), headers.get(SIGNATURE_HEADER, "")
-            if not verify(SECRET, timestamp, body, signature, now=time.time()):
-                return web.Response(status=401, text="bad signature")
-        return web.Response(text="ok")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    peer = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", peer.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    peer.url = f"http://127.0.0.1:{port}/hook"
-    yield peer
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def webhook(url: str, secret: str = SECRET, **settings: Any) -> WebhookSinkConfig:

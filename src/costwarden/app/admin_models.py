@@ -65,7 +65,7 @@ class RecordModel(BaseModel):
     stream: bool
     status: int
     upstream_status: int | None
-    outcome: Literal["served", "rejected", "failed"]
+    outcome: Literal["served", "rejected", "failed", "queued"]
     error_code: str | None
     latency_ms: float
     upstream_ms: float | None

@@ -12,7 +12,6 @@ from costwarden.app.local import local_handlers
 from costwarden.app.runtime import Runtime
 from costwarden.config.models import Config, ServerConfig
 from costwarden.protocols.request_limits import HeaderLimits
-from costwarden.services.batch import BatchService
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +113,9 @@ def header_limits(server: ServerConfig) -> HeaderLimits:
 
 def batch_api(runtime: Runtime, requests: BodyReader) -> BatchApi | None:
     """The Batch API when batches are enabled, with its own (larger) body limit, started."""
-    if runtime.batches is None:
+    if runtime.batch_service is None:
         return None
     config, server = runtime.config.batch, runtime.config.server
     reader = batch_body_reader(config.max_file_bytes, max(server.body_timeout_seconds, 300.0), server.max_slow_bodies)
     reader.start()
-    return BatchApi(BatchService(runtime.batches, config), runtime.keyring, reader, requests)
+    return BatchApi(runtime.batch_service, runtime.keyring, reader, requests)

@@ -18,6 +18,7 @@ from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
 from costwarden.chain.bound import BoundUsage
+from costwarden.chain.defer import Defer, Enqueue, PriorityAccess
 from costwarden.chain.degrade import Degrade, DegradeScope
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain, assemble
@@ -33,7 +34,7 @@ from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.access_log import AccessLog, LoggedSink
-from costwarden.observability.batch_queue import BatchQueueCollector
+from costwarden.observability.batch_queue import BatchQueueCollector, RealtimeJobsCollector
 from costwarden.observability.cache import CacheCollector
 from costwarden.observability.compute import ComputeMetrics
 from costwarden.observability.governance import GovernanceCollector
@@ -41,12 +42,14 @@ from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Ob
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
 from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, ResponseCache, Store
+from costwarden.services.batch import BatchService
 from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.compute import ComputeSampler
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
+from costwarden.services.job_callbacks import CallbackCounts, CallbackSender
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.retention import RetentionLoop
@@ -85,6 +88,11 @@ def degrade_scopes(config: Config) -> list[DegradeScope]:
             keys, teams, pins = frozenset(rule.exempt_keys), frozenset(rule.exempt_teams), frozenset(rule.pin_keys)
             scopes.append(DegradeScope(b.id, scope, keys, teams, pins))
     return scopes
+
+
+def priority_access(config: Config) -> PriorityAccess:
+    """Who may queue a request with `X-Costwarden-Priority: batch` (batch.priority_keys / _teams)."""
+    return PriorityAccess(frozenset(config.batch.priority_keys), frozenset(config.batch.priority_teams))
 
 
 class Runtime:
@@ -130,6 +138,9 @@ class Runtime:
         self.degrade: DegradeWatch | None = None
         batch = config.batch
         self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
+        self.batch_service = BatchService(self.batches, batch) if self.batches is not None else None
+        self._enqueue: Enqueue | None = None  # queues realtime requests as jobs (chain/defer.py)
+        self._callbacks: CallbackSender | None = None
         self._batch_worker: BatchWorker | None = None
         self._retention: RetentionLoop | None = None
         self.compute: ComputeSampler | None = None
@@ -172,6 +183,7 @@ class Runtime:
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
         self._governor = self._build_governor(governed(active))
+        self._enqueue = self._build_enqueue()
         self._admit = Admit(
             self.policy,
             self.counters,
@@ -179,6 +191,7 @@ class Runtime:
             settle_inline=self.config.state is None,
             reload=self._governor.reload,
             verify_unplanned=self.config.state is not None,  # another replica may create a budget
+            enqueue=self._enqueue,
         )
         await self._governor.refresh_budgets()
         self.registry.register(
@@ -201,6 +214,7 @@ class Runtime:
             "authenticate": Authenticate(self.keyring),
             "attribute": Attribute(),
             "route": RouteStage(self.routes, int(self.started_at)),
+            "defer": Defer(self._enqueue, priority_access(self.config)),
             "degrade": Degrade(self.routes, degrade_scopes(self.config), self.degrade.current),
             "admit": self._admit,
             "observe": Observe(self.metrics),
@@ -216,12 +230,16 @@ class Runtime:
             runner = JobRunner(batch_chain, self.config.batch.price_multiplier)
             self._batch_worker = worker = BatchWorker(self.batches, runner.run, self.config.batch, worker_owner())
             self.registry.register(BatchQueueCollector(lambda: (worker.status, worker.counts)))
+            self._callbacks = self._build_callbacks()
+            self.registry.register(RealtimeJobsCollector(self._realtime_counts))
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
         self.degrade.start()
         if self._batch_worker is not None:
             self._batch_worker.start()
+        if self._callbacks is not None:
+            self._callbacks.start()
         retention = storage.retention
         if retention.raw_days is not None and retention.prune_every_seconds > 0:
             self._retention = RetentionLoop(
@@ -255,6 +273,23 @@ class Runtime:
         self.registry.register(CacheCollector(cached))
         return cached
 
+    def _build_enqueue(self) -> Enqueue | None:
+        """What queues realtime requests as jobs (202), when batches are enabled."""
+        if self.batch_service is None:
+            return None
+        return Enqueue(self.batch_service.submit_one, self.config.batch.callbacks.secret is not None)
+
+    def _build_callbacks(self) -> CallbackSender | None:
+        """The sender of realtime jobs' callbacks, when `batch.callbacks.secret` is set."""
+        batch = self.config.batch
+        if self.batches is None or batch.callbacks.secret is None or self._session is None:
+            return None
+        return CallbackSender(self.batches, self.batches, self._session, batch.callbacks, batch.poll_seconds)
+
+    def _realtime_counts(self) -> tuple[dict[str, int], CallbackCounts | None]:
+        queued = self._enqueue.queued if self._enqueue is not None else {}
+        return queued, self._callbacks.counts if self._callbacks is not None else None
+
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
         rules = {b.id: d.rule() for b in gov.budgets if (d := b.degrade_rule()) is not None}
@@ -276,6 +311,7 @@ class Runtime:
             authenticate=authenticate or s["authenticate"],
             attribute=s["attribute"],
             route=s["route"],
+            defer=s["defer"],
             degrade=s["degrade"],
             admit=s["admit"],
             observe=s["observe"],
@@ -375,6 +411,8 @@ class Runtime:
             await self.compute.stop()
         if self._batch_worker is not None:
             await self._batch_worker.stop()
+        if self._callbacks is not None:
+            await self._callbacks.stop()
         if self.degrade is not None:
             await self.degrade.stop()
         if self._retention is not None:

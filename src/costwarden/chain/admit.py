@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from costwarden.chain.defer import Enqueue
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.policy import AdmissionPolicy
 from costwarden.chain.stage import PassStage, Reply
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, RateOutcome, Refused, Settlement
 from costwarden.domain.admission import RateCheck as RateRequest
 from costwarden.domain.budget import NOTHING, Amount, Budget, BudgetState, FailMode, admit
+from costwarden.domain.deferral import QueueReason, queue_on_refusal
 from costwarden.domain.ratelimit import format_duration
 from costwarden.domain.record import Outcome
 from costwarden.ports import CounterStore, CounterStoreCircuitOpen, CounterStoreUnavailable
@@ -74,8 +76,10 @@ class Admit(PassStage):
         settle_inline: bool = False,
         reload: Callable[[int], Awaitable[None]] | None = None,
         verify_unplanned: bool = False,
+        enqueue: Enqueue | None = None,
     ) -> None:
         self._policy = policy
+        self._enqueue = enqueue  # queues what a `queue` budget refuses (None: batches are disabled)
         self._counters = counters
         self.health = health
         # Loads the budget definitions of a generation when the store refuses a request as planned
@@ -124,9 +128,23 @@ class Admit(PassStage):
         for slot, active in zip(request.slots, result.active_slots, strict=False):
             self.slot_usage[slot.key] = active
         if not result.admitted:
+            queued = self._queue_budget(exchange, result, budgets)
+            if queued is not None and self._enqueue is not None:
+                return await self._enqueue.reply(exchange, QueueReason.BUDGET, queued.id)
             raise self._refusal(request, result, budgets, now)
         exchange.held = Held(request, budgets, token_keys)
         return None
+
+    def _queue_budget(self, exchange: Exchange, result: AdmissionResult, budgets: tuple[Budget, ...]) -> Budget | None:
+        """The `queue` budget that refused this request, when the request can be queued instead."""
+        refused = result.refused_by
+        if self._enqueue is None or refused is None or refused.kind is not Refused.BUDGET:
+            return None
+        budget, identity = budgets[refused.index], exchange.identity
+        is_job = exchange.batch is not None
+        if identity is None or not budget.queues_for(identity.key_id, identity.team):
+            return None  # exempt: the block answer
+        return budget if queue_on_refusal(budget.action, exchange.endpoint, exchange.stream, is_job) else None
 
     async def _wait_for_slot(self, request: AdmissionRequest, result: AdmissionResult) -> AdmissionResult:
         """Queue for a concurrency slot: retry admission with backoff until the quota's wait timeout,

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from costwarden.chain.target import Route
-from costwarden.domain.batch import BatchRef
+from costwarden.domain.batch import BatchRef, Job
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
@@ -68,6 +68,7 @@ class Exchange:
     settled: bool = False  # the part before the last byte ran (chain.order)
     finished: bool = False  # the part after it ran
     batch: BatchRef | None = None  # a queued job's request: its batch, job, key and price multiplier
+    queued: Job | None = None  # answered 202: the job this request was queued as (chain/defer.py)
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; `name` must be lower-case."""

@@ -1,12 +1,14 @@
 """The one place that says the order of the chain, and the runner that drives it.
 
-    enter:   authenticate -> attribute -> route -> degrade -> admit -> observe [-> trace]
+    enter:   authenticate -> attribute -> route -> defer -> degrade -> admit -> observe [-> trace]
     forward: the forward step (the forwarder, wrapped by response-side features: variant, ...)
     settle:  bound -> meter -> record -> (the `enter` stages, reversed)    before the last byte
     finish:  the same order as settle                                      after the last byte
 
 Route comes before degrade and admission because both need the deployment and its prices; degrade
-comes before admission so a request moved to a cheaper variant holds that variant's price. Any
+comes before admission so a request moved to a cheaper variant holds that variant's price. Defer
+(`X-Costwarden-Priority: batch`) comes before both: a request queued as a job is neither moved
+nor admitted now (its job is, when it runs); admit itself queues what a `queue` budget refuses. Any
 `enter` may answer the request itself with a `Reply` (route answers GET /v1/models that way): the
 rest of `enter` and the forward step are skipped, settle and finish still run. `assemble` takes
 every stage by name, so the order cannot be changed anywhere else.
@@ -37,6 +39,7 @@ def assemble(
     authenticate: Stage,
     attribute: Stage,
     route: Stage,
+    defer: Stage,
     degrade: Stage,
     admit: Stage,
     observe: Stage,
@@ -49,7 +52,7 @@ def assemble(
     """The chain in its one order (see the module docstring)."""
     return Chain(
         # trace (OpenTelemetry, when on) comes last so its span covers what the upstream call adds.
-        before=[authenticate, attribute, route, degrade, admit, observe, *([trace] if trace else [])],
+        before=[authenticate, attribute, route, defer, degrade, admit, observe, *([trace] if trace else [])],
         forwarder=forward,
         after=[bound, meter, record],
     )

@@ -76,7 +76,7 @@ _NOTHING_APPLIES = _Scoped((), (), (), (), ())
 def refuses(action: Action) -> bool:
     """Whether the counter store refuses a request that would pass the budget's limit."""
     match action:
-        case Action.BLOCK:
+        case Action.BLOCK | Action.QUEUE:  # queue: the refusal becomes a queued job (chain/defer.py)
             return True
         case Action.ALERT_ONLY | Action.DEGRADE:  # degrade acts before the limit, by moving traffic
             return False

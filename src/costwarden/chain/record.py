@@ -59,14 +59,23 @@ def to_record(exchange: Exchange) -> UsageRecord:
         client_request_id=client_request_id(exchange.header(b"x-request-id")),
         variant=route.variant if route else None,
         original_cost_usd=exchange.original_cost,
-        batch_id=exchange.batch.batch_id if exchange.batch else None,
-        job_id=exchange.batch.job_id if exchange.batch else None,
+        batch_id=_job_ids(exchange)[0],
+        job_id=_job_ids(exchange)[1],
         cache=exchange.cache,
         cache_avoided_usd=exchange.cache_avoided,
     )
 
 
 ESTIMATED = "+estimated"
+
+
+def _job_ids(exchange: Exchange) -> tuple[str | None, str | None]:
+    """(batch id, job id): of the job this request runs, or of the job it was queued as (a 202)."""
+    if exchange.batch is not None:
+        return exchange.batch.batch_id, exchange.batch.job_id
+    if exchange.queued is not None:
+        return exchange.queued.batch_id, exchange.queued.id
+    return None, None
 
 
 def pricing_basis(exchange: Exchange) -> str:

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from costwarden.config.base import Model
 from costwarden.domain.batch_window import Window, parse_window
+
+
+class CallbackConfig(Model):
+    """Where `X-Costwarden-Callback` results are POSTed from: signed with `secret` exactly as the
+    webhook alert sink signs (X-Costwarden-Signature / X-Costwarden-Timestamp). Without a secret,
+    a request with a callback URL is refused (400)."""
+
+    secret: SecretStr | None = Field(default=None, min_length=16)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_attempts: int = Field(default=8, ge=1, le=100)  # then the delivery is given up (logged, counted)
+    backoff_s: float = Field(default=1.0, gt=0)  # before the 2nd attempt; doubles up to max_backoff_s
+    max_backoff_s: float = Field(default=300.0, gt=0)
 
 
 class BatchConfig(Model):
@@ -23,6 +35,12 @@ class BatchConfig(Model):
     retry_seconds: float = Field(default=5.0, gt=0)  # a job refused by admission waits this long
     max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0, le=1024**3)
     max_requests: int = Field(default=50_000, gt=0, le=1_000_000)  # lines in one batch
+    # Who may queue a realtime request with `X-Costwarden-Priority: batch` (nobody by default).
+    priority_keys: tuple[str, ...] = ()
+    priority_teams: tuple[str, ...] = ()
+    # Realtime requests one team may have queued at once (202s not yet run); more get 429 queue_full.
+    max_queued_per_team: int = Field(default=10_000, ge=1, le=10_000_000)
+    callbacks: CallbackConfig = CallbackConfig()
 
     @field_validator("windows")
     @classmethod

@@ -38,6 +38,13 @@ class DegradeConfig(Model):
         return DegradeRule(self.at, self.recover_below, self.hold_seconds, self.on_forecast, self.on_spike)
 
 
+class QueueConfig(Model):
+    """Settings of a `queue` budget: whom it never queues (they get the `block` answer, 429)."""
+
+    exempt_keys: tuple[str, ...] = ()
+    exempt_teams: tuple[str, ...] = ()
+
+
 class BudgetConfig(Model):
     """A spend limit on a scope (any combination of ledger dimensions) in a calendar or rolling window."""
 
@@ -51,13 +58,16 @@ class BudgetConfig(Model):
     limit_requests: int | None = Field(default=None, gt=0)
     thresholds: tuple[int, ...] = (50, 80, 100)
     action: Action = Action.BLOCK
-    fail_mode: FailMode | None = None  # default: closed for block, open for alert_only and degrade
+    fail_mode: FailMode | None = None  # default: closed for block and queue, open for alert_only and degrade
     degrade: DegradeConfig | None = None  # for action: degrade (defaults apply when absent)
+    queue: QueueConfig | None = None  # for action: queue
 
     @model_validator(mode="after")
     def _window(self) -> BudgetConfig:
         if self.degrade is not None and self.action is not Action.DEGRADE:
             raise ValueError("`degrade` is only for action: degrade")
+        if self.queue is not None and self.action is not Action.QUEUE:
+            raise ValueError("`queue` is only for action: queue")
         if (self.window == "rolling") != (self.rolling_seconds is not None):
             raise ValueError("`rolling_seconds` is required for window: rolling, and only for it")
         for name in self.scope:
@@ -70,7 +80,7 @@ class BudgetConfig(Model):
         match self.action:
             case Action.DEGRADE:
                 return self.degrade or DegradeConfig()
-            case Action.BLOCK | Action.ALERT_ONLY:
+            case Action.BLOCK | Action.ALERT_ONLY | Action.QUEUE:
                 return None
             case _:
                 assert_never(self.action)
@@ -92,13 +102,22 @@ class BudgetConfig(Model):
             thresholds=self.thresholds,
             action=self.action,
             fail_mode=fail,
+            queue_exempt=self._queue_exempt(),
+        )
+
+    def _queue_exempt(self) -> frozenset[str]:
+        if self.queue is None:
+            return frozenset()
+        return frozenset(
+            [*(f"key:{k}" for k in self.queue.exempt_keys), *(f"team:{t}" for t in self.queue.exempt_teams)]
         )
 
 
 def default_fail_mode(action: Action) -> FailMode:
-    """A budget that refuses fails closed by default; one that only alerts or degrades fails open."""
+    """A budget that refuses (or queues what it would refuse) fails closed by default; one that only
+    alerts or degrades fails open."""
     match action:
-        case Action.BLOCK:
+        case Action.BLOCK | Action.QUEUE:
             return FailMode.CLOSED
         case Action.ALERT_ONLY | Action.DEGRADE:
             return FailMode.OPEN

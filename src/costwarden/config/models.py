@@ -16,6 +16,7 @@ from costwarden.config.governance import GovernanceConfig
 from costwarden.config.hardware import HardwareConfig, known_names, resolve_profile
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.observability import ObservabilityConfig
+from costwarden.domain.budget import Action
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
@@ -310,6 +311,23 @@ class Config(Model):
             except ValueError as exc:
                 problems.append((("governance", "budgets", i), str(exc)))
             problems.extend(self._degrade_problems(i, teams))
+            problems.extend(self._queue_problems(i, teams))
+        for i, team in enumerate(self.batch.priority_teams):
+            if team not in teams:
+                problems.append((("batch", "priority_teams", i), f"unknown team {team!r}; declared: {sorted(teams)}"))
+        return problems
+
+    def _queue_problems(self, index: int, teams: set[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """A `queue` budget needs the batch queue and exempts declared teams."""
+        budget = self.governance.budgets[index]
+        where: tuple[str | int, ...] = ("governance", "budgets", index)
+        problems = [
+            ((*where, "queue", "exempt_teams", j), f"unknown team {team!r}; declared: {sorted(teams)}")
+            for j, team in enumerate(budget.queue.exempt_teams if budget.queue else ())
+            if team not in teams
+        ]
+        if budget.action is Action.QUEUE and not self.batch.enabled:
+            problems.append(((*where, "action"), "action queue needs the batch queue: `batch.enabled` is false"))
         return problems
 
     def _degrade_problems(self, index: int, teams: set[str]) -> list[tuple[tuple[str | int, ...], str]]:

@@ -71,12 +71,13 @@ def request_attributes(
 
 class Action(StrEnum):
     """What a budget does as it fills. Every use matches on it exhaustively (`match` with
-    `assert_never`), so a new member (`queue` goes here) fails type checking wherever it is not
-    handled instead of silently acting as another."""
+    `assert_never`), so a new member fails type checking wherever it is not handled instead of
+    silently acting as another."""
 
     BLOCK = "block"  # refuse a request that would take the budget past its limit
     ALERT_ONLY = "alert_only"  # count and alert, never refuse
     DEGRADE = "degrade"  # move eligible requests to a cheaper variant past a threshold; never refuse
+    QUEUE = "queue"  # a request it would refuse is queued as a job (202) instead, when it can be
 
 
 class FailMode(StrEnum):
@@ -122,6 +123,8 @@ class Budget:
     thresholds: tuple[int, ...] = DEFAULT_THRESHOLDS
     action: Action = Action.BLOCK
     fail_mode: FailMode = FailMode.OPEN
+    # action queue: keys and teams whose requests are refused (429) rather than queued
+    queue_exempt: frozenset[str] = frozenset()  # `key:<id>` and `team:<name>`
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -134,6 +137,10 @@ class Budget:
         if any(t <= 0 for t in self.thresholds) or len(set(self.thresholds)) != len(self.thresholds):
             raise BudgetError(f"budget {self.id!r}: thresholds must be distinct positive percentages")
         object.__setattr__(self, "thresholds", tuple(sorted(self.thresholds)))
+
+    def queues_for(self, key_id: str, team: str) -> bool:
+        """Whether a request of this key and team may be queued (not exempt from `queue`)."""
+        return not self.queue_exempt or not ({f"key:{key_id}", f"team:{team}"} & self.queue_exempt)
 
     def limits(self) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
         """The limits in the order of `UNITS`; None where the unit is not limited."""
@@ -232,7 +239,7 @@ def admit(budget: Budget, state: BudgetState, estimate: Amount, now: float) -> D
         return Decision(budget.id, True, None, None, reset_at, 0)
     message = _explain(budget, state, unit, reset_at)
     match budget.action:
-        case Action.BLOCK:
+        case Action.BLOCK | Action.QUEUE:  # queue: refused now, the chain turns it into a job
             return Decision(budget.id, False, budget.action, unit, reset_at, _retry_after(reset_at, now), message)
         case Action.ALERT_ONLY | Action.DEGRADE:
             return Decision(budget.id, True, budget.action, unit, reset_at, 0, message)

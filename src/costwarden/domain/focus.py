@@ -15,7 +15,7 @@ from decimal import Decimal
 import orjson
 
 from costwarden.domain.money import ZERO
-from costwarden.domain.record import UsageRecord
+from costwarden.domain.record import NOT_ERRORS, UsageRecord
 from costwarden.domain.rollup import HOUR, bucket_start
 
 # The FOCUS 1.0 columns, in the spec's order, then the columns focus-validator 1.0.0 still requires
@@ -128,7 +128,7 @@ class ChargeTotals:
 
     def add(self, record: UsageRecord) -> None:
         self.requests += 1
-        self.errors += record.outcome.value != "served"
+        self.errors += record.outcome.value not in NOT_ERRORS
         self.input_tokens += record.input_tokens
         self.output_tokens += record.output_tokens
         self.cached_tokens += record.cached_tokens

@@ -13,11 +13,18 @@ from costwarden.domain.money import ZERO, usd_text
 
 
 class Outcome(StrEnum):
-    """What became of a request: served by the upstream, rejected by the gateway, or failed."""
+    """What became of a request: served by the upstream, rejected by the gateway, failed, or queued."""
 
     SERVED = "served"
     REJECTED = "rejected"
     FAILED = "failed"
+    QUEUED = "queued"  # answered 202: queued as a job, whose run has its own record
+
+
+# Outcomes that are not errors in reports (a 202 deferred the request; its job's run is counted on
+# its own), and outcomes admission never charged to a budget (a refusal, a 202).
+NOT_ERRORS: tuple[str, ...] = (Outcome.SERVED.value, Outcome.QUEUED.value)
+UNCHARGED: tuple[str, ...] = (Outcome.REJECTED.value, Outcome.QUEUED.value)
 
 
 class Protocol(StrEnum):
@@ -65,7 +72,7 @@ class UsageRecord:
     client_request_id: str | None = None  # the client's own X-Request-Id, for correlation
     variant: str | None = None  # the cheaper variant of `deployment` that served (degrade)
     original_cost_usd: Decimal | None = None  # what the deployment itself would have cost (degraded)
-    batch_id: str | None = None  # a batch job's record: its batch and job (OpenAI Batch API)
+    batch_id: str | None = None  # a batch job's record (or a 202's, queued as that job): its batch and job
     job_id: str | None = None
     cache: str | None = None  # `exact`: answered from the response cache (cost 0)
     cache_avoided_usd: Decimal | None = None  # what forwarding the request would have cost (cache hits)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 
-from costwarden.domain.record import UsageRecord
+from costwarden.domain.record import NOT_ERRORS, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
 
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400  # weeks start on Thursdays (the Unix epoch's)
@@ -142,7 +142,7 @@ def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, 
         full = (*get(record), record.outcome.value)
         sums = (
             1,
-            0 if full[-1] == "served" else 1,
+            0 if full[-1] in NOT_ERRORS else 1,
             record.input_tokens,
             record.output_tokens,
             record.cached_tokens,

@@ -116,14 +116,24 @@ class BatchService:
     async def batches(self, who: KeyIdentity, after: str | None, limit: int) -> list[Batch]:
         return await self._store.batches(who.team, after, limit)
 
-    async def submit_one(self, who: KeyIdentity, endpoint: str, body: bytes, now: float) -> Job:
+    async def submit_one(
+        self, who: KeyIdentity, endpoint: str, body: bytes, callback: str | None, now: float
+    ) -> Job:
         """Queue one realtime request (the `202` path: a budget action `queue`, or `X-Costwarden-Priority:
-        batch`) as a batch of one; its result is read with `job`. `body` is the request's JSON."""
+        batch`) as a batch of one; its result is read with `job`, and POSTed to `callback` when done.
+        `body` is the request's JSON."""
         parsed = parse_input(_one_line(endpoint, body), endpoint)
         if not parsed.jobs:
             error = parsed.errors[0]
             raise GatewayError(400, error.code, error.message)
         spec = parsed.jobs[0]
+        queued, cap = await self._store.queued_realtime(who.team), self._config.max_queued_per_team
+        if queued >= cap:
+            raise GatewayError(
+                429, "queue_full",
+                f"team {who.team!r} has {queued} requests queued, the most batch.max_queued_per_team allows; "
+                "retry once some have run", kind="requests", headers=((b"retry-after", b"60"),),
+            )  # fmt: skip
         batch = Batch(
             id=new_id("batch_", now), team=who.team, key_id=who.key_id, endpoint=endpoint, input_file_id="",
             status=BatchStatus.IN_PROGRESS, created_at=now, expires_at=now + COMPLETION_WINDOW_S,
@@ -131,7 +141,7 @@ class BatchService:
         )  # fmt: skip
         job = Job(new_id("batch_req_", now), batch.id, who.key_id, endpoint, spec.custom_id, spec.body,
                   new_id("", now), 0, now, 1)  # fmt: skip
-        await self._store.create_batch(batch, [job], [])
+        await self._store.create_batch(batch, [job], [], callback)
         return job
 
     async def job(self, who: KeyIdentity, job_id: str) -> JobView:

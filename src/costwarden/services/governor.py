@@ -26,7 +26,7 @@ from costwarden.domain.budget import (
     counter_spans,
     seed_key,
 )
-from costwarden.domain.record import Outcome
+from costwarden.domain.record import UNCHARGED
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import CounterStore, CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
 from costwarden.services.budgets import BudgetView, budget_view
@@ -118,10 +118,11 @@ class Governor:
 
     async def _charged(self, where: tuple[tuple[str, str], ...], start: float, end: float | None) -> Amount:
         """What admission charged in [start, end) for a scope: cost, tokens and requests of the
-        records it admitted (refusals are `rejected` records; admission never charged them)."""
+        records it admitted (refusals and 202s are `rejected` and `queued` records: admission never
+        charged them; a queued request's job is charged when it runs)."""
         query = SpendQuery(group_by=("outcome",), start=start, end=end, where=where, percentiles=False)
         report = await self._ledger.spend(query)
-        rows = [row for row in report.rows if row.group[0] != Outcome.REJECTED.value]
+        rows = [row for row in report.rows if row.group[0] not in UNCHARGED]
         return Amount(
             sum((row.cost_usd for row in rows), Decimal(0)),
             sum(row.input_tokens + row.output_tokens for row in rows),

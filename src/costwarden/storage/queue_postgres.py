@@ -15,6 +15,7 @@ import orjson
 
 from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView
 from costwarden.domain.batch_input import LineError
+from costwarden.domain.deferral import DueCallback
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
@@ -28,6 +29,7 @@ _CLAIM = (
 )
 _CLAIM_EXPIRED = _CLAIM.format(which=q.EXPIRED.replace("?", "$3"))
 _CLAIM_WAITING = _CLAIM.format(which=q.WAITING.replace("?", "$3"))
+_DUE_CALLBACKS = q.numbered(q.DUE_CALLBACKS + " FOR UPDATE OF c SKIP LOCKED")  # two gateways: one claim each
 _EXPIRED_EVERY_S = 1.0  # leases of dead workers are looked for at most this often (they are rare)
 
 
@@ -75,11 +77,16 @@ class PostgresQueue:
         row = await self.pool.fetchrow(sql, file_id, team)
         return None if row is None else (q.file_from_row(tuple(row)), bytes(row[6]))
 
-    async def create_batch(self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError]) -> None:
+    async def create_batch(
+        self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], callback: str | None = None
+    ) -> None:
         error_ids = [f"{batch.id}-line-{e.line}" for e in errors]
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(q.numbered(q.BATCH_INSERT), *q.batch_row(batch))
             await conn.executemany(q.numbered(q.JOB_INSERT), q.job_rows(batch, jobs, errors, error_ids))
+            if callback is not None:
+                rows = [(job.id, callback, batch.created_at) for job in jobs]
+                await conn.executemany(q.numbered(q.CALLBACK_INSERT), rows)
 
     async def _read_batch(self, conn: Any, batch_id: str, team: str | None) -> Batch | None:
         sql = f"SELECT {q.BATCH_COLUMNS} FROM batches WHERE id = $1"
@@ -173,3 +180,15 @@ class PostgresQueue:
         if batch_id is None:
             return _count(await self.pool.execute(q.numbered(q.PURGE.format(only="")), now))
         return _count(await self.pool.execute(q.numbered(q.PURGE.format(only="AND batch_id = ?")), now, batch_id))
+
+    async def queued_realtime(self, team: str) -> int:
+        return int(await self.pool.fetchval(q.numbered(q.QUEUED_REALTIME), team))
+
+    async def due_callbacks(self, now: float, limit: int, lease_s: float) -> list[DueCallback]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_DUE_CALLBACKS, now, limit)
+            await conn.executemany(q.numbered(q.CLAIM_CALLBACK), [(now + lease_s, r[0]) for r in rows])
+        return [DueCallback(r[0], r[1], r[2], int(r[3]) + 1) for r in rows]
+
+    async def callback_result(self, job_id: str, retry_at: float | None, now: float, error: str | None) -> None:
+        await self.pool.execute(q.numbered(q.CALLBACK_RESULT), *q.callback_result_values(job_id, retry_at, now, error))

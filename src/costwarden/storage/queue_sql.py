@@ -46,7 +46,12 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
 );
 CREATE INDEX IF NOT EXISTS batch_jobs_batch ON batch_jobs (batch_id, line);
 CREATE INDEX IF NOT EXISTS batch_jobs_queue ON batch_jobs (state, enqueued_at, line);
-CREATE INDEX IF NOT EXISTS batch_jobs_leases ON batch_jobs (state, lease_until)
+CREATE INDEX IF NOT EXISTS batch_jobs_leases ON batch_jobs (state, lease_until);
+CREATE TABLE IF NOT EXISTS job_callbacks (
+    job_id TEXT PRIMARY KEY, url TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION, last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS job_callbacks_due ON job_callbacks (state, next_at)
 """
 
 PENDING, LEASED, DONE = "pending", "leased", "done"
@@ -125,8 +130,29 @@ JOB_VIEW = (
     "j.result, j.request_id, j.error_code, j.error_message, j.line "
     "FROM batch_jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = ? AND b.team = ?"
 )
+# Callbacks of realtime jobs (X-Costwarden-Callback): due once their job is done; a claim pushes
+# `next_at` past the attempt's timeout, so a gateway that dies mid-delivery leaves it to another try.
+CALLBACK_INSERT = "INSERT INTO job_callbacks (job_id, url, state, attempts, next_at) VALUES (?, ?, 'pending', 0, ?)"
+DUE_CALLBACKS = (
+    "SELECT c.job_id, b.team, c.url, c.attempts FROM job_callbacks c JOIN batch_jobs j ON j.id = c.job_id "
+    "JOIN batches b ON b.id = j.batch_id WHERE c.state = 'pending' AND c.next_at <= ? AND j.state = 'done' "
+    "ORDER BY c.state, c.next_at LIMIT ?"
+)
+# Unfinished realtime batches (one job each, no input file) of a team, found by the status index.
+QUEUED_REALTIME = "SELECT COUNT(*) FROM batches WHERE status = 'in_progress' AND team = ? AND input_file_id = ''"
+CLAIM_CALLBACK = "UPDATE job_callbacks SET attempts = attempts + 1, next_at = ? WHERE job_id = ?"
+CALLBACK_RESULT = "UPDATE job_callbacks SET state = ?, next_at = ?, finished_at = ?, last_error = ? WHERE job_id = ?"
 CANCEL = "UPDATE batches SET status = 'cancelling', times = ? WHERE id = ? AND team = ? AND status = ?"
 
+
+
+def callback_result_values(job_id: str, retry_at: float | None, now: float, error: str | None) -> tuple[Any, ...]:
+    """CALLBACK_RESULT's values: delivered (no error), retried at `retry_at`, or given up."""
+    if error is None:
+        return ("delivered", now, now, None, job_id)
+    if retry_at is not None:
+        return ("pending", retry_at, None, error[:500], job_id)
+    return ("failed", now, now, error[:500], job_id)
 
 
 def numbered(sql: str) -> str:

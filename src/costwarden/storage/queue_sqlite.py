@@ -18,6 +18,7 @@ import orjson
 
 from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView
 from costwarden.domain.batch_input import LineError
+from costwarden.domain.deferral import DueCallback
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
@@ -86,12 +87,16 @@ class SQLiteQueue:
 
         return await self._run(read)
 
-    async def create_batch(self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError]) -> None:
+    async def create_batch(
+        self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], callback: str | None = None
+    ) -> None:
         error_ids = [f"{batch.id}-line-{e.line}" for e in errors]
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute(q.BATCH_INSERT, q.batch_row(batch))
             conn.executemany(q.JOB_INSERT, q.job_rows(batch, jobs, errors, error_ids))
+            if callback is not None:
+                conn.executemany(q.CALLBACK_INSERT, [(job.id, callback, batch.created_at) for job in jobs])
 
         await self._tx(write)
 
@@ -184,3 +189,16 @@ class SQLiteQueue:
         params: tuple[Any, ...] = (now,) if batch_id is None else (now, batch_id)
         return await self._tx(lambda c: int(c.execute(q.PURGE.format(only=only), params).rowcount))
 
+    async def queued_realtime(self, team: str) -> int:
+        return int((await self._run(lambda c: c.execute(q.QUEUED_REALTIME, (team,)).fetchone()))[0])
+
+    async def due_callbacks(self, now: float, limit: int, lease_s: float) -> list[DueCallback]:
+        def write(conn: sqlite3.Connection) -> list[DueCallback]:
+            rows = conn.execute(q.DUE_CALLBACKS, (now, limit)).fetchall()
+            conn.executemany(q.CLAIM_CALLBACK, [(now + lease_s, r[0]) for r in rows])
+            return [DueCallback(r[0], r[1], r[2], int(r[3]) + 1) for r in rows]
+
+        return await self._tx(write)
+
+    async def callback_result(self, job_id: str, retry_at: float | None, now: float, error: str | None) -> None:
+        await self._tx(lambda c: c.execute(q.CALLBACK_RESULT, q.callback_result_values(job_id, retry_at, now, error)))

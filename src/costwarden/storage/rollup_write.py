@@ -70,7 +70,7 @@ def ledger_facts(grain: int, dims: str, source: str, d: RollupDialect) -> str:
     """One fact per ledger row of `source`: its bucket at `grain`, dimensions, bin, sums."""
     return (
         f"SELECT {_bucket(grain, d)} AS bucket, {dims}, {d.latency_bin} AS bin, 1 AS requests, "
-        f"CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END AS error, input_tokens, output_tokens, "
+        f"CASE WHEN outcome IN ('served', 'queued') THEN 0 ELSE 1 END AS error, input_tokens, output_tokens, "
         f"cached_tokens, items, {d.cost_nanos} AS cost FROM {source}"
     )
 

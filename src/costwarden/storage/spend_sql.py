@@ -48,7 +48,7 @@ def totals_sql(query: SpendQuery, groups: tuple[str, ...], dialect: Dialect) -> 
     group = f" GROUP BY {cols}" if groups else ""
     sql = (
         f"SELECT {select}COUNT(*), "
-        "COALESCE(SUM(CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(CASE WHEN outcome IN ('served', 'queued') THEN 0 ELSE 1 END), 0), "  # domain.record.NOT_ERRORS
         "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
         f"COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(items), 0), {dialect.cost_sum} "
         f"FROM ledger{where}{group}"

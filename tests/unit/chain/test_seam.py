@@ -167,6 +167,7 @@ def test_every_budget_action_is_handled_by_every_use(action: Action) -> None:
     assert over.admitted is not refuses(action)  # the store and the domain agree on refusing
 
 
-def test_only_block_refuses_and_fails_closed() -> None:
-    assert [a for a in Action if refuses(a)] == [Action.BLOCK]
-    assert [a for a in Action if default_fail_mode(a) is FailMode.CLOSED] == [Action.BLOCK]
+def test_only_block_and_queue_refuse_and_fail_closed() -> None:
+    # queue: the store refuses as for block; the chain then queues the request instead (chain/defer.py)
+    assert [a for a in Action if refuses(a)] == [Action.BLOCK, Action.QUEUE]
+    assert [a for a in Action if default_fail_mode(a) is FailMode.CLOSED] == [Action.BLOCK, Action.QUEUE]

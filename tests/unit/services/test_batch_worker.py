@@ -158,9 +158,9 @@ async def test_one_realtime_request_queued_runs_and_is_read_back(queue: SQLiteQu
     service = BatchService(queue, config())
     who = KeyIdentity("k", "search", "ranking", "prod")
     with pytest.raises(GatewayError) as bad:
-        await service.submit_one(who, "/v1/chat/completions", b'{"messages": []}', time.time())
+        await service.submit_one(who, "/v1/chat/completions", b'{"messages": []}', None, time.time())
     assert bad.value.status == 400 and bad.value.code == "missing_model"
-    job = await service.submit_one(who, "/v1/chat/completions", b'{"model": "chat", "messages": []}', time.time())
+    job = await service.submit_one(who, "/v1/chat/completions", b'{"model": "chat", "messages": []}', None, time.time())
     assert (await service.job(who, job.id)).to_json()["status"] == "queued"
 
     async def run(claimed: Job) -> JobResult:
@@ -178,6 +178,22 @@ async def test_one_realtime_request_queued_runs_and_is_read_back(queue: SQLiteQu
     with pytest.raises(GatewayError) as other:
         await service.job(KeyIdentity("k2", "ads", "ctr", "prod"), job.id)
     assert other.value.status == 404
+
+
+async def test_a_team_may_queue_at_most_max_queued_per_team_realtime_requests(queue: SQLiteQueue) -> None:
+    service = BatchService(queue, config(max_queued_per_team=2))
+    search, ads = KeyIdentity("k", "search", "ranking", "prod"), KeyIdentity("k2", "ads", "ctr", "prod")
+    body = b'{"model": "chat", "messages": []}'
+    first = await service.submit_one(search, "/v1/chat/completions", body, None, time.time())
+    await service.submit_one(search, "/v1/chat/completions", body, None, time.time())
+    with pytest.raises(GatewayError) as full:
+        await service.submit_one(search, "/v1/chat/completions", body, None, time.time())
+    assert (full.value.status, full.value.code) == (429, "queue_full")
+    await service.submit_one(ads, "/v1/chat/completions", body, None, time.time())  # another team's room
+    claimed = [j for j in await queue.claim("w", 10, time.time(), 30) if j.id == first.id]
+    await queue.finish(claimed[0], JobResult(200, b"{}", first.request_id), time.time())
+    await queue.finalize(time.time())  # the first one ran: room for one more
+    await service.submit_one(search, "/v1/chat/completions", body, None, time.time())
 
 
 async def test_stopping_lets_the_jobs_in_flight_finish(queue: SQLiteQueue) -> None:
