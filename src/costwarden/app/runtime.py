@@ -50,6 +50,7 @@ from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.retention import RetentionLoop
+from costwarden.services.scaling import ScalingService
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import (
@@ -133,6 +134,8 @@ class Runtime:
         self._batch_worker: BatchWorker | None = None
         self._retention: RetentionLoop | None = None
         self.compute: ComputeSampler | None = None
+        self._observe = Observe(self.metrics)
+        self.scaling = ScalingService(config, self.store, self._observe.in_flight)
 
     @property
     def recorder(self) -> Recorder:
@@ -203,7 +206,7 @@ class Runtime:
             "route": RouteStage(self.routes, int(self.started_at)),
             "degrade": Degrade(self.routes, degrade_scopes(self.config), self.degrade.current),
             "admit": self._admit,
-            "observe": Observe(self.metrics),
+            "observe": self._observe,
             "bound": BoundUsage(count_implausible(self.metrics)),
             "meter": Meter(),
             "record": Record(await self._record_sink()),
@@ -337,6 +340,7 @@ class Runtime:
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
             firing=self._governed_alerts,
+            scaling=self.scaling.conditions if self.scaling.deployments else None,
         )
 
     async def _governed_alerts(self) -> list[Alert]:

@@ -24,6 +24,8 @@ class ServerConfig(Model):
     port: int = Field(default=8700, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     admin_token: str | None = None
+    # A read-only token for GET /scaling/v1/{deployment} only (KEDA's TriggerAuthentication); the admin token works too.
+    scaling_token: str | None = Field(default=None, min_length=16)
     # The client edge: how long and how much a client may take to send its request.
     header_timeout_seconds: float = Field(default=10.0, gt=0)  # from the first byte to the end of headers
     body_timeout_seconds: float = Field(default=30.0, gt=0)  # from the end of headers to the end of the body
@@ -258,6 +260,11 @@ class Config(Model):
                 known = known_names(self.hardware)
                 message = f"unknown hardware profile {dep.compute.profile!r}; known: {known}"
                 problems.append((("deployments", i, "compute", "profile"), message))
+            scaling = dep.compute.scaling if dep.compute is not None else None
+            declared = [b.id for b in self.governance.budgets]
+            if scaling is not None and scaling.budget is not None and scaling.budget not in declared:
+                message = f"unknown budget {scaling.budget!r}; the config file declares: {declared}"
+                problems.append((("deployments", i, "compute", "scaling", "budget"), message))
         computed = [d.name for d in self.deployments if d.compute is not None]
         for i, collector in enumerate(self.compute.collectors):
             if isinstance(collector, ProcessCollector) and collector.deployment not in computed:
