@@ -46,7 +46,7 @@ def test_within_min_and_max_and_never_more_than_the_budget_can_pay(
 
 
 @given(MONEY, PRICE, SECONDS)
-def test_the_cap_is_the_largest_count_the_budget_pays_for(remaining: Decimal, hourly: Decimal, seconds: Decimal) -> None:
+def test_the_cap_is_the_most_the_budget_pays_for(remaining: Decimal, hourly: Decimal, seconds: Decimal) -> None:
     cap = budget_cap(remaining, hourly, seconds)
     assert cap is not None and 0 <= cap <= CEILING
     if cap < CEILING:
