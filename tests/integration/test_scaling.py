@@ -15,6 +15,7 @@ import httpx
 from tests.integration import ledger
 from tests.integration.procs import Gateway, TextModel, free_port, wait_until
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS, Upstreams, config_dict, write_config
+from tests.integration.test_cache import metric
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCALING_TOKEN = "scaling-token-for-keda-0123456789"
@@ -116,6 +117,9 @@ def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: Text
         _put_budget(gateway, LIMIT * 100)  # room for every replica demand wants: the cap no longer binds
         roomy = _scale(gateway)
         assert roomy["capped"] is False and roomy["replicas"] == roomy["demand"] == 8
+        # The HPA's metric (costwarden_scaling_replicas) follows the same answer on the governor's tick.
+        wait_until(lambda: metric(gateway, 'costwarden_scaling_replicas{deployment="chat"}') == 8, 10, "the gauge")
+        assert metric(gateway, 'costwarden_scaling_demand_replicas{deployment="chat"}') == 8
         wait_until(lambda: _scale_alerts(gateway)[0]["status"] == "resolved", 10, "the alert resolved")
         assert len(_scale_alerts(gateway)) == 1  # one episode, fired once and resolved once
     finally:

@@ -38,6 +38,7 @@ from costwarden.observability.cache import CacheCollector
 from costwarden.observability.compute import ComputeMetrics
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
+from costwarden.observability.scaling import ScalingMetrics
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
 from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, ResponseCache, Store
@@ -136,6 +137,8 @@ class Runtime:
         self.compute: ComputeSampler | None = None
         self._observe = Observe(self.metrics)
         self.scaling = ScalingService(config, self.store, self._observe.in_flight)
+        if self.scaling.deployments:
+            self.registry.register(ScalingMetrics(lambda: self.scaling.last))
 
     @property
     def recorder(self) -> Recorder:
