@@ -5,13 +5,16 @@ budget's state. When the cap binds, one `scale_capped` alert fires; raising the 
 
 from __future__ import annotations
 
+import math
 import time
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from costwarden.domain.money import quantize
 from tests.integration import ledger
 from tests.integration.procs import Gateway, TextModel, free_port, wait_until
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS, Upstreams, config_dict, write_config
@@ -26,9 +29,9 @@ PER_REPLICA_RPS = Decimal("0.02")  # one request in the 50 s window is one repli
 LIMIT = Decimal("0.002")
 
 
-def _gateway(textmodel: TextModel, tmp_path: Path) -> Gateway:
+def _gateway(textmodel: TextModel, tmp_path: Path, hourly: Decimal = HOURLY) -> Gateway:
     data = config_dict(Upstreams(text=textmodel.url), tmp_path, scaling_token=SCALING_TOKEN)
-    data["hardware"] = [{"name": "tiny", "vcpus": 2, "memory_gib": "4", "hourly_usd": str(HOURLY)}]
+    data["hardware"] = [{"name": "tiny", "vcpus": 2, "memory_gib": "4", "hourly_usd": str(hourly)}]
     scaling = {
         "target_rps_per_replica": str(PER_REPLICA_RPS),
         "min_replicas": 1,
@@ -46,11 +49,12 @@ def _gateway(textmodel: TextModel, tmp_path: Path) -> Gateway:
     return gateway
 
 
-def _chat(gateway: Gateway) -> None:
+def _chat(gateway: Gateway, status: int | None = 200) -> httpx.Response:
     body = {"model": "chat", "messages": [{"role": "user", "content": "tell me a story"}], "max_tokens": 20}
     headers = {"Authorization": f"Bearer {KEYS['ads']}"}
     response = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
-    assert response.status_code == 200, response.text
+    assert status is None or response.status_code == status, response.text
+    return response
 
 
 def _scale(gateway: Gateway, token: str = SCALING_TOKEN) -> dict[str, Any]:
@@ -60,13 +64,19 @@ def _scale(gateway: Gateway, token: str = SCALING_TOKEN) -> dict[str, Any]:
     return body
 
 
-def _put_budget(gateway: Gateway, limit: Decimal) -> dict[str, Any]:
+def _put_budget(gateway: Gateway, limit: Decimal, budget_id: str = "chat-hour", **more: Any) -> dict[str, Any]:
     budget = {"scope": {"deployment": "chat"}, "window": "rolling", "rolling_seconds": ROLLING_S,
-              "limit_usd": str(limit), "action": "alert_only"}  # fmt: skip
-    response = httpx.put(gateway.url + "/admin/v1/budgets/chat-hour", json=budget, headers=ADMIN, timeout=10)
+              "limit_usd": str(limit), "action": "alert_only", **more}  # fmt: skip
+    response = httpx.put(gateway.url + f"/admin/v1/budgets/{budget_id}", json=budget, headers=ADMIN, timeout=10)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def _past_the_catch_up_cutoff() -> None:
+    """Requests that start before a new budget's catch-up cutoff (services.governor, CUTOFF_MARGIN)
+    are also read back from the ledger by its catch-up: start after it, so the counter is exact."""
+    time.sleep(1.0)
 
 
 def _scale_alerts(gateway: Gateway) -> list[dict[str, Any]]:
@@ -90,9 +100,7 @@ def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: Text
         assert (idle["replicas"], idle["demand"], idle["budget_cap"], idle["capped"]) == (1, 0, None, False)
 
         _put_budget(gateway, LIMIT)
-        # Requests that start before a new budget's catch-up cutoff (services.governor, CUTOFF_MARGIN)
-        # are also read back from the ledger by its catch-up: start after it, so the counter is exact.
-        time.sleep(1.0)
+        _past_the_catch_up_cutoff()
         answers = []
         for sent in range(1, 9):
             _chat(gateway)
@@ -122,5 +130,49 @@ def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: Text
         assert metric(gateway, 'costwarden_scaling_demand_replicas{deployment="chat"}') == 8
         wait_until(lambda: _scale_alerts(gateway)[0]["status"] == "resolved", 10, "the alert resolved")
         assert len(_scale_alerts(gateway)) == 1  # one episode, fired once and resolved once
+    finally:
+        gateway.stop()
+
+
+def test_a_budget_that_includes_compute_counts_replica_time_and_refuses(textmodel: TextModel, tmp_path: Path) -> None:
+    """`include_compute`: the replica's cost since the window started counts as spent, next to the
+    requests' prices; a block budget refuses once replica time has eaten its limit."""
+    hourly = Decimal(36)  # one cent a second
+    if time.time() % 86400 > 86400 - 120:
+        pytest.skip("too close to midnight UTC: the day window would roll over during the test")
+    gateway = _gateway(textmodel, tmp_path, hourly)
+    try:
+        before = time.time()
+        day_start = before - before % 86400
+
+        def accrued(at: float) -> Decimal:
+            return quantize(hourly * Decimal(at - day_start) / 3600)
+
+        limit = accrued(math.floor(before) + 6)  # six seconds of replica time left, give or take
+        view = _put_budget(gateway, limit, "chat-day", window="day", rolling_seconds=None, action="block",
+                           include_compute=True)  # fmt: skip
+        after = time.time()
+        _past_the_catch_up_cutoff()
+        assert accrued(before) <= Decimal(view["compute_usd"]) <= accrued(after)
+        assert view["spent_usd"] == view["compute_usd"] and view["compute_usd_per_hour"] == "36.000000000"
+        served, refused = 0, None
+        while refused is None and time.time() < before + 20:
+            response = _chat(gateway, status=None)
+            if response.status_code == 429:
+                refused = response
+            else:
+                assert response.status_code == 200, response.text
+                served += 1
+                time.sleep(0.2)
+        refused_at = time.time()
+        assert refused is not None and served >= 3, "replica time should exhaust the budget within seconds"
+        assert refused.json()["error"]["code"] == "budget_exceeded" and refused_at > before + 3
+        records = [r for r in ledger.wait_for(gateway.ledger, served + 1) if r.outcome.value == "served"]
+        requests_usd = sum((r.cost_usd for r in records), Decimal(0))
+        [shown] = httpx.get(gateway.url + "/admin/v1/budgets", headers=ADMIN, timeout=10).json()
+        viewed = time.time()
+        assert accrued(refused_at) <= Decimal(shown["compute_usd"]) <= accrued(viewed)
+        assert Decimal(shown["spent_usd"]) == Decimal(shown["compute_usd"]) + requests_usd  # both kinds, exactly
+        assert Decimal(shown["remaining_usd"]) == max(Decimal(0), limit - Decimal(shown["spent_usd"]))
     finally:
         gateway.stop()

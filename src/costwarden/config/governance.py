@@ -53,6 +53,8 @@ class BudgetConfig(Model):
     action: Action = Action.BLOCK
     fail_mode: FailMode | None = None  # default: closed for block, open for alert_only and degrade
     degrade: DegradeConfig | None = None  # for action: degrade (defaults apply when absent)
+    # Also count the replica cost of the deployments in scope (`compute:`), from the window's start.
+    include_compute: bool = False
 
     @model_validator(mode="after")
     def _window(self) -> BudgetConfig:
@@ -63,6 +65,11 @@ class BudgetConfig(Model):
         for name in self.scope:
             if name not in SCOPE_DIMENSIONS and not name.startswith("tag."):
                 raise ValueError(f"unknown scope dimension {name!r}; use {', '.join(SCOPE_DIMENSIONS)} or tag.<name>")
+        if self.include_compute and set(self.scope) - {"deployment"}:
+            raise ValueError(
+                "include_compute counts whole replicas: scope it to one deployment or to everything "
+                "(a team's share of a replica is in `costwarden allocation`)"
+            )
         return self
 
     def degrade_rule(self) -> DegradeConfig | None:
@@ -75,7 +82,8 @@ class BudgetConfig(Model):
             case _:
                 assert_never(self.action)
 
-    def budget(self, default_tz: str) -> Budget:
+    def budget(self, default_tz: str, compute_usd_per_hour: Decimal = Decimal(0)) -> Budget:
+        """The domain budget; `compute_usd_per_hour` (Config.compute_rate) counts only with include_compute."""
         window = (
             Window.rolling(self.rolling_seconds, buckets=min(60, self.rolling_seconds))
             if self.rolling_seconds is not None
@@ -92,6 +100,7 @@ class BudgetConfig(Model):
             thresholds=self.thresholds,
             action=self.action,
             fail_mode=fail,
+            compute_usd_per_hour=compute_usd_per_hour if self.include_compute else Decimal(0),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
 
@@ -12,10 +13,11 @@ from costwarden.config.base import Model
 from costwarden.config.batch import BatchConfig
 from costwarden.config.cache import CacheConfig, DeploymentCache
 from costwarden.config.compute import ComputeConfig, DeploymentCompute, ProcessCollector
-from costwarden.config.governance import GovernanceConfig
+from costwarden.config.governance import BudgetConfig, GovernanceConfig
 from costwarden.config.hardware import HardwareConfig, known_names, resolve_profile
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.observability import ObservabilityConfig
+from costwarden.domain.budget import Budget
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
@@ -219,6 +221,24 @@ class Config(Model):
     cache: CacheConfig = CacheConfig()
     # Collectors that measure the replicas on this host, and sample retention (config/compute.py).
     compute: ComputeConfig = ComputeConfig()
+
+    def compute_rate(self, scope: Mapping[str, str]) -> Decimal:
+        """What the replicas of the deployments in `scope` cost an hour: the scope's deployment, or
+        every deployment when the scope is empty; those with a fixed replica count (`compute:`)."""
+        rate = Decimal(0)
+        for dep in self.deployments:
+            compute = dep.compute
+            in_scope = scope.get("deployment", dep.name) == dep.name
+            if compute is None or not isinstance(compute.replicas, int) or not in_scope:
+                continue
+            profile = resolve_profile(compute.profile, self.hardware)
+            if profile is not None:
+                rate += profile.hourly(compute.spot) * compute.replicas
+        return rate
+
+    def budget_of(self, budget: BudgetConfig) -> Budget:
+        """The domain budget of a config or stored budget, with its replica cost when it includes compute."""
+        return budget.budget(self.governance.timezone, self.compute_rate(budget.scope))
 
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
