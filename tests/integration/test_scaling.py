@@ -40,6 +40,8 @@ def _gateway(textmodel: TextModel, tmp_path: Path, hourly: Decimal = HOURLY) -> 
     }
     chat = next(d for d in data["deployments"] if d["name"] == "chat")
     chat["compute"] = {"profile": "tiny", "replicas": 1, "scaling": scaling}
+    chat["timeouts"] = {"connect": 1, "read": 1}  # the compute metrics account up to a read timeout ago
+    data["compute"] = {"metrics_every_seconds": 0.5}
     embed = next(d for d in data["deployments"] if d["name"] == "embed")
     embed["compute"] = {"profile": "tiny"}  # compute, but no scaling
     data["governance"] = {"evaluate_every_seconds": 0.3, "spikes": {"enabled": False}}
@@ -85,6 +87,7 @@ def _scale_alerts(gateway: Gateway) -> list[dict[str, Any]]:
 
 
 def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: TextModel, tmp_path: Path) -> None:
+    started = time.time()
     gateway = _gateway(textmodel, tmp_path)
     try:
         # Refusals in the admin error shape: no token, a wrong one, no such deployment, one without scaling.
@@ -130,6 +133,14 @@ def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: Text
         assert metric(gateway, 'costwarden_scaling_demand_replicas{deployment="chat"}') == 8
         wait_until(lambda: _scale_alerts(gateway)[0]["status"] == "resolved", 10, "the alert resolved")
         assert len(_scale_alerts(gateway)) == 1  # one episode, fired once and resolved once
+
+        # The compute cost counters, fed from the allocation engine.
+        series = '{deployment="chat",profile="tiny"}'
+        cost = metric(gateway, "costwarden_compute_cost_usd_total" + series)
+        unused = metric(gateway, "costwarden_idle_cost_usd_total" + series)
+        assert cost is not None and unused is not None and 0 < unused <= cost  # requests of milliseconds: ~all idle
+        assert cost <= float(HOURLY) * (time.time() - started) / 3600  # never more than the replica-time so far
+        assert metric(gateway, "costwarden_gpu_seconds_total" + series) == 0  # a CPU profile
     finally:
         gateway.stop()
 

@@ -46,6 +46,7 @@ from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.compute import ComputeSampler
+from costwarden.services.compute_tally import ComputeTally
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
@@ -135,6 +136,7 @@ class Runtime:
         self._batch_worker: BatchWorker | None = None
         self._retention: RetentionLoop | None = None
         self.compute: ComputeSampler | None = None
+        self._tally: ComputeTally | None = None
         self._observe = Observe(self.metrics)
         self.scaling = ScalingService(config, self.store, self._observe.in_flight)
         if self.scaling.deployments:
@@ -244,7 +246,16 @@ class Runtime:
                 build_collectors(self.config), open_samples(self.config.storage.ledger), days * 86400.0
             )
             await self.compute.start()
-        self.registry.register(ComputeMetrics(self.config, lambda: self.compute.statuses if self.compute else []))
+        self._tally = tally = ComputeTally(
+            self.config,
+            self.lease.lead,
+            lambda: self.compute.store if self.compute else None,
+            self.config.compute.metrics_every_seconds,
+            time.time(),
+        )
+        tally.start()
+        statuses = lambda: self.compute.statuses if self.compute else []  # noqa: E731
+        self.registry.register(ComputeMetrics(self.config, statuses, lambda: tally.totals))
 
     async def _cached(self, forward: Forward) -> Forward:
         """The forward step wrapped by the response cache when one is configured."""
@@ -378,6 +389,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self._tally is not None:
+            await self._tally.stop()
         if self.compute is not None:
             await self.compute.stop()
         if self._batch_worker is not None:

@@ -106,3 +106,5 @@ CollectorConfig = Annotated[ProcessCollector | NvmlCollector | PrometheusCollect
 class ComputeConfig(Model):
     collectors: tuple[CollectorConfig, ...] = ()
     retention_days: float = Field(default=30.0, gt=0)  # samples older than this are pruned
+    # How often the leader adds the allocation of the time since to the compute cost metrics.
+    metrics_every_seconds: float = Field(default=15.0, ge=0.05, le=3600)
