@@ -139,8 +139,7 @@ class Runtime:
         self._tally: ComputeTally | None = None
         self._observe = Observe(self.metrics)
         self.scaling = ScalingService(config, self.store, self._observe.in_flight)
-        if self.scaling.deployments:
-            self.registry.register(ScalingMetrics(lambda: self.scaling.last))
+        self.registry.register(ScalingMetrics(lambda: self.scaling.last))
 
     @property
     def recorder(self) -> Recorder:
