@@ -17,6 +17,7 @@ from costwarden.app.admin_cache import add_cache_routes
 from costwarden.app.admin_focus import add_focus_routes
 from costwarden.app.admin_governance import add_governance_routes
 from costwarden.app.admin_models import KeyCreated, KeyModel, RecordsPage, SpendReportModel, refusals
+from costwarden.app.admin_scaling import add_scaling_routes
 from costwarden.app.dashboard import ASSETS, add_dashboard
 from costwarden.app.runtime import Runtime
 from costwarden.domain.report import QueryError, RecordCursor
@@ -213,4 +214,5 @@ def build_admin(runtime: Runtime) -> FastAPI:
     add_dashboard(api, runtime)
     add_focus_routes(api, runtime, guard)
     add_allocation_routes(api, runtime, guard)
+    add_scaling_routes(api, runtime)
     return api

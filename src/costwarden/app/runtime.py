@@ -39,6 +39,7 @@ from costwarden.observability.cache import CacheCollector
 from costwarden.observability.compute import ComputeMetrics
 from costwarden.observability.governance import GovernanceCollector
 from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Observe, count_implausible
+from costwarden.observability.scaling import ScalingMetrics
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
 from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, ResponseCache, Store
@@ -47,12 +48,14 @@ from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.compute import ComputeSampler
+from costwarden.services.compute_tally import ComputeTally
 from costwarden.services.degrade import DegradeWatch, governed
 from costwarden.services.governor import Governor
 from costwarden.services.job_callbacks import CallbackCounts, CallbackSender
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.retention import RetentionLoop
+from costwarden.services.scaling import ScalingService
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import (
@@ -144,6 +147,10 @@ class Runtime:
         self._batch_worker: BatchWorker | None = None
         self._retention: RetentionLoop | None = None
         self.compute: ComputeSampler | None = None
+        self._tally: ComputeTally | None = None
+        self._observe = Observe(self.metrics)
+        self.scaling = ScalingService(config, self.store, self._observe.in_flight)
+        self.registry.register(ScalingMetrics(lambda: self.scaling.last))
 
     @property
     def recorder(self) -> Recorder:
@@ -217,7 +224,7 @@ class Runtime:
             "defer": Defer(self._enqueue, priority_access(self.config)),
             "degrade": Degrade(self.routes, degrade_scopes(self.config), self.degrade.current),
             "admit": self._admit,
-            "observe": Observe(self.metrics),
+            "observe": self._observe,
             "bound": BoundUsage(count_implausible(self.metrics)),
             "meter": Meter(),
             "record": Record(await self._record_sink()),
@@ -256,7 +263,16 @@ class Runtime:
                 build_collectors(self.config), open_samples(self.config.storage.ledger), days * 86400.0
             )
             await self.compute.start()
-        self.registry.register(ComputeMetrics(self.config, lambda: self.compute.statuses if self.compute else []))
+        self._tally = tally = ComputeTally(
+            self.config,
+            self.lease.lead,
+            lambda: self.compute.store if self.compute else None,
+            self.config.compute.metrics_every_seconds,
+            time.time(),
+        )
+        tally.start()
+        statuses = lambda: self.compute.statuses if self.compute else []  # noqa: E731
+        self.registry.register(ComputeMetrics(self.config, statuses, lambda: tally.totals))
 
     async def _cached(self, forward: Forward) -> Forward:
         """The forward step wrapped by the response cache when one is configured."""
@@ -373,6 +389,7 @@ class Runtime:
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
             firing=self._governed_alerts,
+            scaling=self.scaling.conditions if self.scaling.deployments else None,
         )
 
     async def _governed_alerts(self) -> list[Alert]:
@@ -407,6 +424,8 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        if self._tally is not None:
+            await self._tally.stop()
         if self.compute is not None:
             await self.compute.stop()
         if self._batch_worker is not None:

@@ -24,6 +24,7 @@ from costwarden.domain.budget import (
     request_attributes,
     seed_key,
 )
+from costwarden.domain.money import ZERO
 from costwarden.domain.record import Protocol
 from costwarden.domain.window import WindowInstance
 from costwarden.protocols import openai
@@ -160,6 +161,12 @@ class AdmissionPolicy:
             return cached[1]
         instance = budget.window.instance(now)
         limit_usd, limit_tokens, limit_requests = budget.limits()
+        if budget.compute_usd_per_hour and limit_usd is not None:
+            # Replica cost accrues by the second: requests admitted in this second see the compute
+            # cost as of its end (never less than what accrued when they are admitted).
+            slot_end = float(math.floor(now) + 1)
+            limit_usd = max(ZERO, limit_usd - budget.compute_usd(min(slot_end, instance.end)))
+            instance = WindowInstance(instance.start, min(slot_end, instance.end), instance.key)
         seed = seed_key(budget)
         check = BudgetCheck(
             budget_id=budget.id,
@@ -175,7 +182,7 @@ class AdmissionPolicy:
         if budget.window.rolling_seconds is not None:
             step = budget.window.rolling_seconds // budget.window.buckets
             start = math.floor(now) // step * step
-            instance = WindowInstance(float(start), float(start + step), instance.key)
+            instance = WindowInstance(float(start), min(instance.end, float(start + step)), instance.key)
         self._windows[budget.id] = (instance, check)
         return check
 
@@ -293,7 +300,7 @@ def _choices(body: Any) -> int:
 def policy_from_config(config: Config) -> AdmissionPolicy:
     gov = config.governance
     return AdmissionPolicy(
-        budgets=[b.budget(gov.timezone) for b in gov.budgets],
+        budgets=[config.budget_of(b) for b in gov.budgets],
         rates=[
             RateRule(r.per, tuple(sorted(r.where.items())), r.requests_per_minute, r.tokens_per_minute)
             for r in gov.rate_limits

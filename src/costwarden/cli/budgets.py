@@ -69,7 +69,7 @@ async def _announced(store: Store, config: Config, changed: list[Budget]) -> boo
 
 async def _set(store: Store, config: Config, budget: BudgetConfig) -> bool:
     await budget_service.set_budget(store, config, budget)
-    return await _announced(store, config, [budget.budget(config.governance.timezone)])
+    return await _announced(store, config, [config.budget_of(budget)])
 
 
 async def _delete(store: Store, config: Config, budget_id: str) -> bool:

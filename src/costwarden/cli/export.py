@@ -1,4 +1,5 @@
-"""`costwarden export`: the ledger as a FOCUS billing file; Prometheus rules; the Grafana dashboard."""
+"""`costwarden export`: the ledger as a FOCUS billing file; Prometheus rules; the Grafana dashboard;
+autoscaler manifests (KEDA, HPA) for scale-out capped by budget."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from costwarden.ports import Store
 from costwarden.services.focus import FORMATS, ExportTally, FocusWindow, focus_rows, focus_window, issuer_of
 from costwarden.services.focus_write import ParquetUnavailable, csv_stream, parquet_schema, write_parquet
 from costwarden.services.reports import iso_time
+from costwarden.services.scaling_export import ExportError, Target, hpa_object, keda_objects, manifests_yaml
 
 app = typer.Typer(help="Export spend and monitoring definitions.", no_args_is_help=True)
 DEFAULTS = RuleOptions()
@@ -143,3 +145,60 @@ def grafana_dashboard(
         errors.print("[red]the dashboard is built with grafana-foundation-sdk:[/] pip install 'costwarden[grafana]'")
         raise typer.Exit(2) from exc
     _emit(dashboard_json(), output, "the Grafana dashboard")
+
+
+def _target(
+    deployment: str, target: str | None, kind: str, api_version: str, namespace: str | None, url: str, secret: str
+) -> Target:
+    return Target(target or deployment, kind, api_version, namespace, url, secret)
+
+
+TargetOption = typer.Option(None, help="The workload to scale [default: the deployment's name].")
+KindOption = typer.Option("Deployment", help="Its kind (Deployment, StatefulSet, ...).")
+ApiOption = typer.Option("apps/v1", help="Its apiVersion.")
+NamespaceOption = typer.Option(None, help="metadata.namespace of the objects written.")
+
+
+@app.command("keda")
+def keda(
+    deployment: str = typer.Option(..., help="A deployment with `compute.scaling`."),
+    target: str | None = TargetOption,
+    target_kind: str = KindOption,
+    target_api_version: str = ApiOption,
+    namespace: str | None = NamespaceOption,
+    gateway_url: str = typer.Option("http://costwarden:8700", help="The gateway as KEDA's operator reaches it."),
+    secret: str = typer.Option("costwarden-scaling", help="The Secret holding server.scaling_token under `token`."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """A KEDA ScaledObject (metrics-api trigger on GET /scaling/v1/DEPLOYMENT) and its TriggerAuthentication."""
+    cfg = config_or_exit(config)
+    where = _target(deployment, target, target_kind, target_api_version, namespace, gateway_url, secret)
+    try:
+        objects = keda_objects(cfg, deployment, where)
+    except ExportError as exc:
+        errors.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    _emit(manifests_yaml(objects), output, "the KEDA ScaledObject and TriggerAuthentication")
+
+
+@app.command("hpa")
+def hpa(
+    deployment: str = typer.Option(..., help="A deployment with `compute.scaling`."),
+    target: str | None = TargetOption,
+    target_kind: str = KindOption,
+    target_api_version: str = ApiOption,
+    namespace: str | None = NamespaceOption,
+    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    config: Path | None = ConfigOption,
+) -> None:
+    """An autoscaling/v2 HorizontalPodAutoscaler on the External metric costwarden_scaling_replicas (needs an
+    external-metrics adapter, e.g. prometheus-adapter: docs/compute.md)."""
+    cfg = config_or_exit(config)
+    where = _target(deployment, target, target_kind, target_api_version, namespace, "", "")
+    try:
+        obj = hpa_object(cfg, deployment, where)
+    except ExportError as exc:
+        errors.print(f"[red]{exc}[/]", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    _emit(manifests_yaml([obj]), output, "the HorizontalPodAutoscaler")

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, model_validator
 
 from costwarden.config.base import Model
+from costwarden.domain.scaling import ScalingRule
 
 
 class PrometheusReplicas(Model):
@@ -16,12 +18,40 @@ class PrometheusReplicas(Model):
     prometheus: str = Field(min_length=1, max_length=4096)
 
 
+class ScalingConfig(Model):
+    """`compute.scaling`: the demand model and bounds `GET /scaling/v1/{deployment}` answers with
+    (docs/compute.md, "Scale-out capped by budget")."""
+
+    target_in_flight_per_replica: Decimal | None = Field(default=None, gt=0, le=1_000_000)
+    target_rps_per_replica: Decimal | None = Field(default=None, gt=0, le=1_000_000)
+    min_replicas: int = Field(default=1, ge=0, le=10_000)
+    max_replicas: int = Field(ge=1, le=10_000)
+    # The budget that pays for the replicas; default: every budget whose scope is this deployment
+    # (`scope: {deployment: NAME}`) or everything (`scope: {}`), the tightest one capping.
+    budget: str | None = Field(default=None, min_length=1)
+    rate_window_seconds: float = Field(default=60.0, ge=1, le=3600)  # throughput: ledger records this far back
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas is above max_replicas")
+        if self.target_in_flight_per_replica is None and self.target_rps_per_replica is None:
+            raise ValueError("set target_in_flight_per_replica, target_rps_per_replica or both")
+        return self
+
+    def rule(self) -> ScalingRule:
+        return ScalingRule(
+            self.min_replicas, self.max_replicas, self.target_in_flight_per_replica, self.target_rps_per_replica
+        )
+
+
 class DeploymentCompute(Model):
     """The machine shape each replica runs on (a `hardware:` profile or the catalogue) and how many."""
 
     profile: str = Field(pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
     replicas: int | PrometheusReplicas = Field(default=1)
     spot: bool = False  # price replicas at the profile's spot price
+    scaling: ScalingConfig | None = None  # scale-out capped by budget (GET /scaling/v1/{deployment})
 
     @model_validator(mode="after")
     def _replicas(self) -> DeploymentCompute:
@@ -76,3 +106,5 @@ CollectorConfig = Annotated[ProcessCollector | NvmlCollector | PrometheusCollect
 class ComputeConfig(Model):
     collectors: tuple[CollectorConfig, ...] = ()
     retention_days: float = Field(default=30.0, gt=0)  # samples older than this are pruned
+    # How often the leader adds the allocation of the time since to the compute cost metrics.
+    metrics_every_seconds: float = Field(default=15.0, ge=0.05, le=3600)

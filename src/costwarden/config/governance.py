@@ -61,6 +61,8 @@ class BudgetConfig(Model):
     fail_mode: FailMode | None = None  # default: closed for block and queue, open for alert_only and degrade
     degrade: DegradeConfig | None = None  # for action: degrade (defaults apply when absent)
     queue: QueueConfig | None = None  # for action: queue
+    # Also count the replica cost of the deployments in scope (`compute:`), from the window's start.
+    include_compute: bool = False
 
     @model_validator(mode="after")
     def _window(self) -> BudgetConfig:
@@ -73,6 +75,11 @@ class BudgetConfig(Model):
         for name in self.scope:
             if name not in SCOPE_DIMENSIONS and not name.startswith("tag."):
                 raise ValueError(f"unknown scope dimension {name!r}; use {', '.join(SCOPE_DIMENSIONS)} or tag.<name>")
+        if self.include_compute and set(self.scope) - {"deployment"}:
+            raise ValueError(
+                "include_compute counts whole replicas: scope it to one deployment or to everything "
+                "(a team's share of a replica is in `costwarden allocation`)"
+            )
         return self
 
     def degrade_rule(self) -> DegradeConfig | None:
@@ -85,7 +92,8 @@ class BudgetConfig(Model):
             case _:
                 assert_never(self.action)
 
-    def budget(self, default_tz: str) -> Budget:
+    def budget(self, default_tz: str, compute_usd_per_hour: Decimal = Decimal(0)) -> Budget:
+        """The domain budget; `compute_usd_per_hour` (Config.compute_rate) counts only with include_compute."""
         window = (
             Window.rolling(self.rolling_seconds, buckets=min(60, self.rolling_seconds))
             if self.rolling_seconds is not None
@@ -103,6 +111,7 @@ class BudgetConfig(Model):
             action=self.action,
             fail_mode=fail,
             queue_exempt=self._queue_exempt(),
+            compute_usd_per_hour=compute_usd_per_hour if self.include_compute else Decimal(0),
         )
 
     def _queue_exempt(self) -> frozenset[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Literal
 
@@ -12,11 +13,11 @@ from costwarden.config.base import Model
 from costwarden.config.batch import BatchConfig
 from costwarden.config.cache import CacheConfig, DeploymentCache
 from costwarden.config.compute import ComputeConfig, DeploymentCompute, ProcessCollector
-from costwarden.config.governance import GovernanceConfig
+from costwarden.config.governance import BudgetConfig, GovernanceConfig
 from costwarden.config.hardware import HardwareConfig, known_names, resolve_profile
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.observability import ObservabilityConfig
-from costwarden.domain.budget import Action
+from costwarden.domain.budget import Action, Budget
 from costwarden.domain.pricing import ComputePrice, PriceSheet
 
 
@@ -25,6 +26,8 @@ class ServerConfig(Model):
     port: int = Field(default=8700, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     admin_token: str | None = None
+    # A read-only token for GET /scaling/v1/{deployment} only (KEDA's TriggerAuthentication); the admin token works too.
+    scaling_token: str | None = Field(default=None, min_length=16)
     # The client edge: how long and how much a client may take to send its request.
     header_timeout_seconds: float = Field(default=10.0, gt=0)  # from the first byte to the end of headers
     body_timeout_seconds: float = Field(default=30.0, gt=0)  # from the end of headers to the end of the body
@@ -219,6 +222,24 @@ class Config(Model):
     # Collectors that measure the replicas on this host, and sample retention (config/compute.py).
     compute: ComputeConfig = ComputeConfig()
 
+    def compute_rate(self, scope: Mapping[str, str]) -> Decimal:
+        """What the replicas of the deployments in `scope` cost an hour: the scope's deployment, or
+        every deployment when the scope is empty; those with a fixed replica count (`compute:`)."""
+        rate = Decimal(0)
+        for dep in self.deployments:
+            compute = dep.compute
+            in_scope = scope.get("deployment", dep.name) == dep.name
+            if compute is None or not isinstance(compute.replicas, int) or not in_scope:
+                continue
+            profile = resolve_profile(compute.profile, self.hardware)
+            if profile is not None:
+                rate += profile.hourly(compute.spot) * compute.replicas
+        return rate
+
+    def budget_of(self, budget: BudgetConfig) -> Budget:
+        """The domain budget of a config or stored budget, with its replica cost when it includes compute."""
+        return budget.budget(self.governance.timezone, self.compute_rate(budget.scope))
+
     def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Cross-references that do not resolve, each with the location of the key at fault."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
@@ -259,6 +280,11 @@ class Config(Model):
                 known = known_names(self.hardware)
                 message = f"unknown hardware profile {dep.compute.profile!r}; known: {known}"
                 problems.append((("deployments", i, "compute", "profile"), message))
+            scaling = dep.compute.scaling if dep.compute is not None else None
+            declared = [b.id for b in self.governance.budgets]
+            if scaling is not None and scaling.budget is not None and scaling.budget not in declared:
+                message = f"unknown budget {scaling.budget!r}; the config file declares: {declared}"
+                problems.append((("deployments", i, "compute", "scaling", "budget"), message))
         computed = [d.name for d in self.deployments if d.compute is not None]
         for i, collector in enumerate(self.compute.collectors):
             if isinstance(collector, ProcessCollector) and collector.deployment not in computed:

@@ -22,6 +22,7 @@ class AlertKind(StrEnum):
     STATE_STORE_UNREACHABLE = "state_store_unreachable"
     LEDGER_QUARANTINE = "ledger_quarantine"
     VARIANT_DEGRADED = "variant_degraded"  # a degrade budget moved traffic to cheaper variants
+    SCALE_CAPPED = "scale_capped"  # a budget holds a deployment below the replicas its demand calls for
 
 
 class Severity(StrEnum):

@@ -21,6 +21,7 @@ SCOPE_DIMENSIONS: tuple[str, ...] = ("deployment", "team", "project", "environme
 TAG_PREFIX = "tag."  # `tag.cost_center` scopes on a ledger tag
 DEFAULT_THRESHOLDS: tuple[int, ...] = (50, 80, 100)
 HUNDRED = Decimal(100)
+SECONDS_PER_HOUR = Decimal(3600)
 
 
 class BudgetError(ValueError):
@@ -125,10 +126,15 @@ class Budget:
     fail_mode: FailMode = FailMode.OPEN
     # action queue: keys and teams whose requests are refused (429) rather than queued
     queue_exempt: frozenset[str] = frozenset()  # `key:<id>` and `team:<name>`
+    # `include_compute`: the replicas of the deployments in scope cost this much an hour, counted as
+    # spent from the window's start (see `compute_usd`; docs/compute.md, "Compute cost in budgets").
+    compute_usd_per_hour: Decimal = ZERO
 
     def __post_init__(self) -> None:
         if not self.id:
             raise BudgetError("a budget needs an id")
+        if self.compute_usd_per_hour < ZERO:
+            raise BudgetError(f"budget {self.id!r}: compute_usd_per_hour is negative")
         if self.limit_usd <= ZERO:
             raise BudgetError(f"budget {self.id!r}: limit_usd must be positive, got {self.limit_usd}")
         for name, limit in (("limit_tokens", self.limit_tokens), ("limit_requests", self.limit_requests)):
@@ -141,6 +147,14 @@ class Budget:
     def queues_for(self, key_id: str, team: str) -> bool:
         """Whether a request of this key and team may be queued (not exempt from `queue`)."""
         return not self.queue_exempt or not ({f"key:{key_id}", f"team:{team}"} & self.queue_exempt)
+    def compute_usd(self, now: float) -> Decimal:
+        """Replica cost accrued in the window instance at `now`: the hourly rate x the time since the
+        window (or a rolling window's oldest bucket) started, exact, rounded to the ledger's nano-dollar.
+        A pure function of the config and the clock: the same on every replica and after a restart."""
+        if not self.compute_usd_per_hour:
+            return ZERO
+        start = self.window.bounds(now)[0]
+        return quantize(self.compute_usd_per_hour * Decimal(max(0.0, now - start)) / SECONDS_PER_HOUR)
 
     def limits(self) -> tuple[Decimal | None, Decimal | None, Decimal | None]:
         """The limits in the order of `UNITS`; None where the unit is not limited."""

@@ -1,9 +1,10 @@
-"""Prometheus view of self-hosted compute: each deployment's replica cost per hour (from config
-only: labels never come from requests) and each compute collector's state and samples."""
+"""Prometheus view of self-hosted compute: each deployment's replica cost per hour and running totals
+of its cost, idle cost and GPU-seconds (services.compute_tally; labels from config only, never from
+requests), and each compute collector's state and samples."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -12,10 +13,17 @@ from costwarden.config.compute import PrometheusReplicas
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
 from costwarden.domain.collector_status import CollectorStatus
+from costwarden.services.compute_tally import ComputeTotals
 
 
 class ComputeMetrics(Collector):
-    def __init__(self, config: Config, statuses: Callable[[], list[CollectorStatus]]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        statuses: Callable[[], list[CollectorStatus]],
+        totals: Callable[[], Mapping[tuple[str, str], ComputeTotals]] = dict,
+    ) -> None:
+        self._totals = totals
         self._hourly: list[tuple[str, str, float]] = []
         for dep in config.deployments:
             compute = dep.compute
@@ -35,6 +43,7 @@ class ComputeMetrics(Collector):
         for deployment, profile, usd in self._hourly:
             hourly.add_metric([deployment, profile], usd)
         yield hourly
+        yield from self._tallied()
         up = GaugeMetricFamily(
             "costwarden_compute_collector_up",
             "1 while a compute collector runs, 0 when it is off.",
@@ -48,3 +57,24 @@ class ComputeMetrics(Collector):
             samples.add_metric([status.name], status.samples)
         yield up
         yield samples
+
+    def _tallied(self) -> Iterable[CounterMetricFamily]:
+        labels = ["deployment", "profile"]
+        cost = CounterMetricFamily(
+            "costwarden_compute_cost_usd",
+            "Provisioned replica cost (replicas x profile price x time), from the allocation engine (USD).",
+            labels=labels,
+        )
+        idle = CounterMetricFamily(
+            "costwarden_idle_cost_usd", "The part of the replica cost no request used (USD).", labels=labels
+        )
+        gpu = CounterMetricFamily(
+            "costwarden_gpu_seconds", "GPU-seconds the replicas held (accelerators x replicas x time).", labels=labels
+        )
+        for (deployment, profile), totals in sorted(self._totals().items()):
+            cost.add_metric([deployment, profile], float(totals.compute_usd))
+            idle.add_metric([deployment, profile], float(totals.idle_usd))
+            gpu.add_metric([deployment, profile], float(totals.gpu_seconds))
+        yield cost
+        yield idle
+        yield gpu

@@ -159,16 +159,23 @@ class Observe(PassStage):
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._m = metrics
         self._inflight: dict[str, str] = {}
+        self._counts: dict[str, int] = {}  # deployment -> requests in flight (read by the scaling endpoint)
+
+    def in_flight(self, deployment: str) -> int:
+        """Requests of `deployment` in flight in this process now."""
+        return self._counts.get(deployment, 0)
 
     async def enter(self, exchange: Exchange) -> None:
         deployment = exchange.deployment_name or NONE
         self._inflight[exchange.request_id] = deployment
+        self._counts[deployment] = self._counts.get(deployment, 0) + 1
         self._m.child(self._m.inflight, (deployment,)).inc()
 
     async def finish(self, exchange: Exchange) -> None:
         m = self._m
         entered = self._inflight.pop(exchange.request_id, None)
         if entered is not None:
+            self._counts[entered] -= 1
             m.child(m.inflight, (entered,)).dec()
         scope, folded = m.budget.admit(scope_of(exchange))
         if folded:

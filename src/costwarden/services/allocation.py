@@ -11,7 +11,7 @@ from typing import Any
 from costwarden.config.compute import PrometheusReplicas
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
-from costwarden.domain.allocation import IDLE_MODES, Allocation, IdleMode, Row, allocate
+from costwarden.domain.allocation import IDLE_MODES, Allocation, DeploymentUsage, IdleMode, Row, allocate
 from costwarden.domain.allocation_input import DIMENSIONS, IntervalGatherer, Provision
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError
@@ -80,16 +80,15 @@ def provisions(config: Config) -> tuple[dict[str, Provision], list[str]]:
     return found, notes
 
 
-async def allocation(
+async def gather(
     config: Config,
     query: AllocationQuery,
+    found: Mapping[str, Provision],
     samples: SampleStore | None = None,
     on_page: Callable[[int], None] | None = None,
-) -> AllocationReport:
-    """Read the window's upstream intervals a page at a time (memory: compact interval arrays) and
-    allocate; busy time is measured from the collectors' samples where they ran. Records that started
-    up to one read timeout before the window may still overlap it."""
-    found, notes = provisions(config)
+) -> tuple[IntervalGatherer, list[DeploymentUsage]]:
+    """Each provisioned deployment's usage over the query's window: the ledger's upstream intervals,
+    a page at a time, and the collectors' measured busy time where they ran."""
     measured: Mapping[str, tuple[float, str]] = {}
     if samples is not None and config.compute.collectors:
         measured = measured_busy(config, await samples.samples(query.start, query.end), query.start, query.end)
@@ -102,7 +101,21 @@ async def allocation(
             add(deployment, end - upstream_ms / 1000.0, end, tuple(labels), tokens)
         if on_page is not None:
             on_page(len(page))
-    result = allocate(gatherer.usages(measured), len(query.by), query.idle)
+    return gatherer, gatherer.usages(measured)
+
+
+async def allocation(
+    config: Config,
+    query: AllocationQuery,
+    samples: SampleStore | None = None,
+    on_page: Callable[[int], None] | None = None,
+) -> AllocationReport:
+    """Read the window's upstream intervals a page at a time (memory: compact interval arrays) and
+    allocate; busy time is measured from the collectors' samples where they ran. Records that started
+    up to one read timeout before the window may still overlap it."""
+    found, notes = provisions(config)
+    gatherer, usages = await gather(config, query, found, samples, on_page)
+    result = allocate(usages, len(query.by), query.idle)
     if not found:
         notes.append("no deployment has `compute:` with a fixed replica count: nothing to allocate")
     return AllocationReport(query, result, gatherer.seen, gatherer.skipped, gatherer.dropped, notes)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from costwarden.config.governance import BudgetConfig
 from costwarden.config.models import Config
 from costwarden.domain.admission import BudgetCheck
-from costwarden.domain.budget import Budget, BudgetState, remaining_usd, utilisation
+from costwarden.domain.budget import Amount, Budget, BudgetState, remaining_usd, utilisation
 from costwarden.domain.forecast import Forecast, forecast
 from costwarden.domain.money import usd_text
 from costwarden.ports import BudgetStore, CounterStore
@@ -42,7 +42,7 @@ async def stored_budgets(store: BudgetStore, config: Config) -> list[BudgetConfi
 
 
 async def active_budgets(store: BudgetStore, config: Config) -> list[Budget]:
-    return [b.budget(config.governance.timezone) for b in await stored_budgets(store, config)]
+    return [config.budget_of(b) for b in await stored_budgets(store, config)]
 
 
 def _check(config: Config, budget: BudgetConfig) -> None:
@@ -86,15 +86,21 @@ class BudgetView:
     remaining_usd: Decimal
     utilisation: Decimal
     forecast: Forecast | None
+    compute_usd: Decimal = Decimal(0)  # of `state.spent`: replica cost (include_compute), the rest is requests
 
 
 async def budget_view(counters: CounterStore, check: BudgetCheck, budget: Budget, now: float) -> BudgetView:
     """The budget's status at `now` from the counter store (raises CounterStoreUnavailable, or
     CounterStoreUnseeded while its counters are being rebuilt)."""
     state = await counters.budget_state(check, now)
+    compute = budget.compute_usd(now)  # include_compute: replica cost accrued in the window, counted as spent
+    if compute:
+        state = BudgetState(state.spent + Amount(compute), state.reserved)
     start, end = budget.window.bounds(now)
     projection = forecast(state.spent.usd, budget.limit_usd, start, end, now) if end > now else None
-    return BudgetView(budget, start, end, state, remaining_usd(budget, state), utilisation(budget, state), projection)
+    return BudgetView(
+        budget, start, end, state, remaining_usd(budget, state), utilisation(budget, state), projection, compute
+    )
 
 
 def budget_json(view: BudgetView) -> dict[str, object]:
@@ -112,6 +118,8 @@ def budget_json(view: BudgetView) -> dict[str, object]:
         "limit_tokens": budget.limit_tokens,
         "limit_requests": budget.limit_requests,
         "spent_usd": usd_text(state.spent.usd),
+        "compute_usd": usd_text(view.compute_usd),
+        "compute_usd_per_hour": usd_text(budget.compute_usd_per_hour),
         "reserved_usd": usd_text(state.reserved.usd),
         "remaining_usd": usd_text(view.remaining_usd),
         "utilisation": str(view.utilisation.quantize(Decimal("0.0001"))),

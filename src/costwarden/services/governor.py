@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
@@ -35,7 +35,11 @@ from costwarden.services.spikes import SpikeWatch
 log = logging.getLogger(__name__)
 HUNDRED = Decimal(100)
 # Budget alerts wait while counters are unseeded or being rebuilt: emptied counters are not the truth.
-BUDGET_KINDS = frozenset({AlertKind.BUDGET_EXHAUSTED, AlertKind.BUDGET_THRESHOLD, AlertKind.FORECAST_OVERRUN})
+BUDGET_KINDS = frozenset(
+    {AlertKind.BUDGET_EXHAUSTED, AlertKind.BUDGET_THRESHOLD, AlertKind.FORECAST_OVERRUN, AlertKind.SCALE_CAPPED}
+)
+# `scale_capped` conditions from the budget views of a tick (services.scaling).
+ScalingConditions = Callable[[Mapping[str, BudgetView], float], Awaitable[list[Condition]]]
 
 
 # A new budget catches up with the ledger after these many flush lags (as requests in flight finish).
@@ -89,7 +93,9 @@ class Governor:
         budgets: Callable[[], Awaitable[list[Budget]]] | None = None,
         rebuild_lag: float = 1.0,
         firing: Callable[[], Awaitable[list[Alert]]] | None = None,
+        scaling: ScalingConditions | None = None,
     ) -> None:
+        self._scaling = scaling
         self._policy = policy
         self._counters = counters
         self._ledger = ledger
@@ -373,6 +379,8 @@ class Governor:
             self._rebuild_at = None
             await self.rebuild(now)
         self._was_reachable = reachable
+        scaled = await self._scaled(views if seeded else {}, now)
+        conditions.extend(scaled or ())
         if self._spikes is not None:
             conditions.extend(await self._spikes.step(now))
             self._shadow_book, shadowed = self._shadow_book.evaluate(self._spikes.shadow.values(), now)
@@ -386,12 +394,26 @@ class Governor:
             kinds = frozenset({AlertKind.STATE_STORE_UNREACHABLE})  # the rest needs the store and the lease
         elif frozen:
             kinds = frozenset(AlertKind) - BUDGET_KINDS
+        if scaled is None:  # not evaluated this tick: `scale_capped` episodes stay as they are
+            kinds = (kinds if kinds is not None else frozenset(AlertKind)) - {AlertKind.SCALE_CAPPED}
         if kinds is not None:
             conditions = [c for c in conditions if c.kind in kinds]
         self._book, result = self._book.evaluate(conditions, now, kinds)
         changed = (*result.to_fire, *result.to_resolve)
         if changed:
             self._alerts.submit(changed)
+
+    async def _scaled(self, views: Mapping[str, BudgetView], now: float) -> list[Condition] | None:
+        """`scale_capped` conditions; None when they could not be evaluated (no budget views, an error)."""
+        if self._scaling is None:
+            return []
+        if not views and self._policy.budgets:
+            return None
+        try:
+            return await self._scaling(views, now)
+        except Exception:
+            log.exception("could not evaluate the scaling caps; `scale_capped` alerts wait for the next tick")
+            return None
 
     @property
     def active(self) -> tuple[Alert, ...]:

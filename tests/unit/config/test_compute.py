@@ -59,6 +59,28 @@ def test_compute_loads_with_profile_replicas_and_collectors() -> None:
             "compute.collectors[0].deployment: deployment 'other' has no `compute:`",
         ),
         ("compute:\n  collectors:\n    - {type: dcgm}\n", 9, "compute.collectors[0]"),
+        (
+            "    compute:\n      profile: h200\n      scaling: {target_rps_per_replica: 5, min_replicas: 4,"
+            " max_replicas: 2}\n",
+            9,
+            "deployments[0].compute.scaling: Value error, min_replicas is above max_replicas",
+        ),
+        (
+            "    compute:\n      profile: h200\n      scaling: {max_replicas: 2}\n",
+            9,
+            "set target_in_flight_per_replica, target_rps_per_replica or both",
+        ),
+        (
+            "    compute:\n      profile: h200\n      scaling: {target_rps_per_replica: -1, max_replicas: 2}\n",
+            9,
+            "scaling.target_rps_per_replica: Input should be greater than 0",
+        ),
+        (
+            "    compute:\n      profile: h200\n      scaling: {target_rps_per_replica: 1, max_replicas: 2,"
+            " budget: gone}\n",
+            9,
+            "deployments[0].compute.scaling.budget: unknown budget 'gone'",
+        ),
         ("compute:\n  collectors:\n    - {type: prometheus, url: 'not a url'}\n", 9, "collectors[0].prometheus.url"),
     ],
 )
