@@ -63,6 +63,11 @@ def to_record(exchange: Exchange) -> UsageRecord:
         job_id=exchange.batch.job_id if exchange.batch else None,
         cache=exchange.cache,
         cache_avoided_usd=exchange.cache_avoided,
+        reasoning_tokens=usage.reasoning_tokens,
+        images=usage.images,
+        audio_ms=usage.audio_ms,
+        characters=usage.characters,
+        documents=usage.documents,
     )
 
 
