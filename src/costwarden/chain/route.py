@@ -12,8 +12,10 @@ from costwarden.chain.stage import JSON_CONTENT, PassStage, Reply
 from costwarden.chain.target import Route, RouteTable
 from costwarden.domain.record import Protocol
 from costwarden.domain.usage import Usage
-from costwarden.protocols import openai, v2
+from costwarden.protocols import openai, responses, v2
 from costwarden.protocols.errors import GatewayError
+
+DEPLOYMENT_HEADER = b"x-costwarden-deployment"
 
 
 class RouteStage(PassStage):
@@ -59,6 +61,9 @@ class RouteStage(PassStage):
                 if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
             ]
             return Reply(200, openai.models_body(names, self._created), (JSON_CONTENT,))
+        if exchange.endpoint == responses.RETRIEVE:
+            self._retrieve(exchange)
+            return None
         request = openai.parse_request(exchange.body, exchange.endpoint)
         exchange.model = request.model
         route = self._lookup(exchange, request.model, "openai", "model")
@@ -68,6 +73,32 @@ class RouteStage(PassStage):
         exchange.upstream_path = exchange.endpoint
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
         return None
+
+    def _retrieve(self, exchange: Exchange) -> None:
+        """`GET /v1/responses/{id}`: the id names no model, so the deployment is the one named in
+        `x-costwarden-deployment`, or else the key's only OpenAI deployment. It costs one request."""
+        named = exchange.header(DEPLOYMENT_HEADER)
+        if named is not None:
+            name = named.decode("latin-1")
+        else:
+            identity = exchange.identity
+            usable = [
+                r.deployment.name
+                for r in self._table.routes()
+                if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
+            ]
+            if len(usable) != 1:
+                raise GatewayError(
+                    400,
+                    "deployment_required",
+                    "name the deployment that created this response in the `x-costwarden-deployment` header",
+                )
+            name = usable[0]
+        exchange.model = name
+        self._lookup(exchange, name, "openai", "model")
+        exchange.parsed_body = {}
+        exchange.upstream_path = exchange.path
+        exchange.upstream_body = b""
 
     def _v2(self, exchange: Exchange) -> Reply | None:
         if exchange.endpoint == "/v2":
@@ -120,6 +151,8 @@ def retarget(exchange: Exchange, route: Route) -> None:
         return
     requested = exchange.route
     exchange.route = route
+    if exchange.protocol is Protocol.OPENAI and exchange.endpoint == responses.RETRIEVE:
+        return  # the same path on every upstream
     if exchange.protocol is Protocol.OPENAI:
         request = openai.parse_request(exchange.body, exchange.endpoint)  # valid: route parsed it before
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)

@@ -22,10 +22,12 @@ from costwarden.chain.route import retarget
 from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
 from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
-from costwarden.protocols import openai, upstream_reply
+from costwarden.domain.usage import Usage
+from costwarden.protocols import openai, responses, upstream_reply
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
-from costwarden.protocols.sse import DONE, SSERelay, comment
+from costwarden.protocols.responses import ResponsesRelay
+from costwarden.protocols.sse import SSERelay, comment
 from costwarden.upstream.balancer import Balancer, Target
 from costwarden.upstream.headers import downstream_headers, upstream_headers
 
@@ -149,7 +151,7 @@ class Forwarder:
                 headers = [(k, v) for k, v in headers if k != b"content-type"]
                 headers.append(JSON_CONTENT)
         elif exchange.protocol is Protocol.OPENAI:
-            exchange.usage = openai.usage_from(upstream_reply.parse(body)) or exchange.usage
+            exchange.usage = usage_of(exchange.endpoint, upstream_reply.parse(body)) or exchange.usage
         exchange.response_bytes = len(body)
         await settle(exchange)
         headers.extend(exchange.costwarden_headers(True))
@@ -165,7 +167,9 @@ class Forwarder:
         started: float,
     ) -> str:
         """Relay an event stream as it comes; a stream cut short ends with an error event, not [DONE]."""
-        relay = SSERelay(exchange.strip_usage_chunk)
+        relay: SSERelay | ResponsesRelay = (
+            ResponsesRelay() if exchange.endpoint == responses.ENDPOINT else SSERelay(exchange.strip_usage_chunk)
+        )
         exchange.status = 200
         headers = _answer_headers(response)
         headers.extend(exchange.costwarden_headers(False))
@@ -193,7 +197,7 @@ class Forwarder:
         tail = relay.flush()
         if fault is None and not relay.done:
             fault = _truncated(name)
-            cause = "the stream ended without [DONE]"
+            cause = "the stream ended without its last event"
         _stream_usage(exchange, relay)
         if fault is not None:
             exchange.error = fault
@@ -201,7 +205,7 @@ class Forwarder:
             tail += b"data: " + error_payload(Protocol.OPENAI, fault) + b"\n\n"
         await settle(exchange)
         tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={usd_text(exchange.cost)}")
-        await channel.body(tail if fault is not None else tail + DONE, False)
+        await channel.body(tail if fault is not None else tail + relay.terminator, False)
         return cause
 
     async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:
@@ -211,7 +215,16 @@ class Forwarder:
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
 
 
-def _stream_usage(exchange: Exchange, relay: SSERelay) -> None:
+def usage_of(endpoint: str, answer: object) -> Usage | None:
+    """The usage an OpenAI answer reports; a retrieved response's is not this request's."""
+    if endpoint == responses.ENDPOINT:
+        return responses.usage_from(answer)
+    if endpoint == responses.RETRIEVE:
+        return None
+    return openai.usage_from(answer)
+
+
+def _stream_usage(exchange: Exchange, relay: SSERelay | ResponsesRelay) -> None:
     """The upstream's usage; without a usage chunk, what was delivered (estimated, and marked so)."""
     if relay.usage is not None:
         exchange.usage = relay.usage
