@@ -4,6 +4,10 @@ own computation from the prices and the units the client saw."""
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import wave
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,10 +21,14 @@ from costwarden.domain.money import quantize
 from costwarden.domain.record import Outcome, UsageRecord
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
-from tests.integration.procs import Gateway, TextModel
+from tests.integration.procs import VENV_BIN, Gateway, TextModel
 from tests.integration.setup_config import CHAT_PRICES, KEYS, Upstreams, config_dict
 
 MILLION = Decimal(1_000_000)
+IMAGE_PRICES = {"1024x1024/hd": Decimal("0.08"), "1024x1024": Decimal("0.04"), "512x512": Decimal("0.018")}
+AUDIO_PER_SECOND = Decimal("0.0001")
+SPEECH_PER_1M = Decimal("15")
+PER_DOCUMENT, PER_SEARCH_UNIT = Decimal("0.00001"), Decimal("0.002")
 REASON_PRICES = {
     "input_per_1m": Decimal("2.00"),
     "cached_input_per_1m": Decimal("0.50"),
@@ -36,13 +44,25 @@ def modal_deployments(upstream: str) -> list[dict[str, Any]]:
     def openai_deployment(name: str, p: dict[str, Decimal]) -> dict[str, Any]:
         return {"name": name, "protocol": "openai", "upstream": upstream, "model": "markov-small", "pricing": prices(p)}
 
-    return [openai_deployment("reason", REASON_PRICES)]
+    return [
+        openai_deployment("reason", REASON_PRICES),
+        openai_deployment("images", {}) | {"pricing": {"per_image": prices(IMAGE_PRICES)}},
+        openai_deployment("whisper", {}) | {"pricing": {"per_audio_second": str(AUDIO_PER_SECOND)}},
+        openai_deployment("tts", {}) | {"pricing": {"per_1m_characters": str(SPEECH_PER_1M)}},
+        openai_deployment("rerank", {}) | {
+            "pricing": {"per_document": str(PER_DOCUMENT), "per_search_unit": str(PER_SEARCH_UNIT)}
+        },
+    ]
+
+
+def with_modal(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path, **extra: Any) -> Gateway:
+    base = config_dict(Upstreams(text=textmodel.url), tmp_path)["deployments"]
+    return make_gateway(extra={"deployments": [*base, *modal_deployments(textmodel.url)], **extra})
 
 
 @pytest.fixture
 def modal(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Iterator[Gateway]:
-    base = config_dict(Upstreams(text=textmodel.url), tmp_path)["deployments"]
-    yield make_gateway(extra={"deployments": [*base, *modal_deployments(textmodel.url)]})
+    yield with_modal(make_gateway, textmodel, tmp_path)
 
 
 def sdk(gateway: Gateway, team: str = "search") -> openai.OpenAI:
@@ -171,3 +191,151 @@ def test_a_retrieve_near_a_budget_limit_holds_one_request_not_a_reply(make_gatew
     assert all(r.status == 200 for r in found.values())
     assert sum((r.cost_usd for r in found.values()), Decimal(0)) <= Decimal("0.0015")
     assert [r.cost_usd for r in found.values() if r.method == "GET"] == [CHAT_PRICES["per_request"]] * 3
+
+
+# -- images, audio, speech, rerank
+
+
+def wav(seconds: float, rate: int = 16_000) -> bytes:
+    """A real WAV file (16-bit mono silence), made here."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(bytes(2 * round(seconds * rate)))
+    return out.getvalue()
+
+
+def test_images_are_priced_per_image_by_size_and_quality(modal: Gateway) -> None:
+    with sdk(modal) as client:
+        hd = client.images.with_raw_response.generate(model="images", prompt="a boat", n=2, quality="hd")
+        small = client.images.with_raw_response.generate(model="images", prompt="a boat", size="512x512")
+    assert len(hd.parse().data or []) == 2 and len(small.parse().data or []) == 1
+    found = records(modal, 2)
+    for raw, expected in ((hd, 2 * IMAGE_PRICES["1024x1024/hd"]), (small, IMAGE_PRICES["512x512"])):
+        record = found[raw.headers["x-costwarden-request-id"]]
+        assert Decimal(raw.headers["x-costwarden-cost-usd"]) == record.cost_usd == expected
+        assert record.endpoint == "/v1/images/generations" and record.pricing_basis == "image"
+    assert sorted(r.images for r in found.values()) == [1, 2]
+
+
+def test_transcriptions_and_translations_are_priced_per_second_of_audio(modal: Gateway) -> None:
+    audio = wav(1.5)
+    mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + bytes(16_000)  # an mp3's first bytes: its length is estimated
+    with sdk(modal) as client:
+        plain = client.audio.transcriptions.with_raw_response.create(model="whisper", file=("a.wav", audio))
+        verbose = client.audio.transcriptions.create(
+            model="whisper", file=("a.wav", audio), response_format="verbose_json"
+        )
+        with pytest.deprecated_call():  # this SDK marks translations deprecated; the endpoint still serves
+            translated = client.audio.translations.with_raw_response.create(model="whisper", file=("a.mp3", mp3))
+    assert plain.parse().text and verbose.duration == 1.5 and translated.parse().text
+    found = list(records(modal, 3).values())
+    assert [r.audio_ms for r in found] == [1500, 1500, len(mp3) * 8 * 1000 // 128_000]
+    for record in found:
+        assert record.cost_usd == quantize(AUDIO_PER_SECOND * record.audio_ms / 1000)
+        assert record.outcome is Outcome.SERVED
+    assert [r.pricing_basis for r in found] == ["audio", "audio", "audio+estimated"]
+    assert found[2].endpoint == "/v1/audio/translations"
+
+
+def test_speech_is_priced_per_character_and_relayed_in_chunks(modal: Gateway) -> None:
+    text = "The sea was calm. " * 300
+    with sdk(modal) as client, client.audio.speech.with_streaming_response.create(
+        model="tts", voice="alloy", input=text, response_format="pcm"
+    ) as response:
+        chunks = list(response.iter_bytes(4096))
+        request_id = response.headers["x-costwarden-request-id"]
+    assert sum(len(c) for c in chunks) == 2 * len(text) and len(chunks) > 1
+    record = records(modal, 1)[request_id]
+    assert (record.characters, record.response_bytes) == (len(text), 2 * len(text))
+    assert record.cost_usd == quantize(SPEECH_PER_1M * len(text) / MILLION)
+
+
+@pytest.mark.parametrize(("field", "count"), [("documents", 3), ("texts", 250)])
+def test_rerank_is_priced_per_document_and_search_unit(modal: Gateway, field: str, count: int) -> None:
+    body = {"model": "rerank", "query": "the sea", field: [f"the sea number {i}" for i in range(count)]}
+    headers = {"Authorization": f"Bearer {KEYS['search']}"}
+    with httpx.Client() as client:
+        answer = client.post(modal.url + "/v1/rerank", json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    results = answer.json() if field == "texts" else answer.json()["results"]
+    assert len(results) == count
+    (record,) = records(modal, 1).values()
+    units = -(-count // 100)
+    assert (record.documents, record.cost_usd) == (count, quantize(PER_DOCUMENT * count + PER_SEARCH_UNIT * units))
+    assert record.pricing_basis == "document+search_unit"
+
+
+BAD = [
+    ("/v1/images/generations", {"model": "images", "prompt": "x", "n": 2**64}, "integer_out_of_range"),
+    ("/v1/images/generations", {"model": "images", "prompt": "x", "n": 11}, "integer_out_of_range"),
+    ("/v1/images/generations", {"model": "images", "prompt": "x", "size": "256x256"}, "image_kind_not_priced"),
+    ("/v1/audio/speech", {"model": "tts", "voice": "alloy", "input": ""}, "missing_input"),
+    ("/v1/rerank", {"model": "rerank", "query": "q", "documents": []}, "invalid_documents"),
+    ("/v1/rerank", {"model": "rerank", "query": "q", "texts": ["a"] * 10_001}, "invalid_documents"),
+]
+
+
+def test_bad_modal_requests_get_openai_errors_and_a_record_and_are_not_forwarded(modal: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {KEYS['search']}"}
+    sent = []
+    with httpx.Client(base_url=modal.url, headers=headers) as client:
+        for path, body, code in BAD:
+            answer = client.post(path, json=body)
+            sent.append((path, code))
+            assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
+        uploads = [
+            ({"file": ("a.wav", b"this is not audio at all")}, "invalid_audio"),
+            ({"purpose": (None, b"none")}, "missing_file"),
+            ({"file": ("a.wav", b"RIFF\x10\x00\x00\x00WAVEjunk")}, "invalid_audio"),
+        ]
+        for files, code in uploads:
+            answer = client.post("/v1/audio/transcriptions", data={"model": "whisper"}, files=files)
+            sent.append(("/v1/audio/transcriptions", code))
+            assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
+        answer = client.post("/v1/audio/transcriptions", content=b"{}", headers={"content-type": "application/json"})
+        sent.append(("/v1/audio/transcriptions", "invalid_multipart"))
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_multipart"
+    found = records(modal, len(sent))
+    assert sorted((r.endpoint, r.error_code) for r in found.values()) == sorted(sent)
+    for record in found.values():
+        assert record.upstream_status is None and record.cost_usd == 0 and record.outcome is Outcome.REJECTED
+        assert not (record.images or record.audio_ms or record.characters or record.documents)
+
+
+def test_a_budget_counts_images_and_speech_and_reports_and_metrics_show_each_unit(
+    make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path
+) -> None:
+    budget = {"id": "ads-day", "scope": {"team": "ads"}, "window": "day", "limit_usd": "0.1"}
+    gateway = with_modal(
+        make_gateway, textmodel, tmp_path, governance={"evaluate_every_seconds": 0.3, "budgets": [budget]}
+    )
+    with sdk(gateway, "ads") as client:
+        client.images.generate(model="images", prompt="a boat", quality="hd")  # $0.08
+        with pytest.raises(openai.RateLimitError) as refused:  # $0.03 more would pass the limit
+            client.audio.speech.create(model="tts", voice="alloy", input="x" * 2000, response_format="pcm")
+        client.audio.speech.create(model="tts", voice="alloy", input="x" * 1000, response_format="pcm")  # $0.015
+        client.audio.transcriptions.create(model="whisper", file=("a.wav", wav(2.0)))  # $0.0002
+    assert refused.value.code == "budget_exceeded"
+    with httpx.Client() as client:
+        rerank = {"model": "rerank", "query": "q", "documents": ["a", "b"]}
+        client.post(gateway.url + "/v1/rerank", json=rerank, headers={"Authorization": f"Bearer {KEYS['search']}"})
+        metrics = client.get(gateway.url + "/metrics").text
+    found = list(records(gateway, 5).values())
+    assert sum((r.cost_usd for r in found), Decimal(0)) == Decimal("0.08") + Decimal("0.015") + Decimal(
+        "0.0002"
+    ) + PER_DOCUMENT * 2 + PER_SEARCH_UNIT
+    for unit, amount in (("images", 1), ("characters", 1000), ("audio_ms", 2000), ("documents", 2)):
+        assert f'unit="{unit}"' in metrics and sum(getattr(r, unit) for r in found) == amount
+        lines = [line for line in metrics.splitlines() if line.startswith("costwarden_units_total")]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in lines if f'unit="{unit}"' in line) == amount
+    command = ["report", "--by", "deployment", "--since", "1h", "--config", str(gateway.config_path)]
+    out = subprocess.run(
+        [str(VENV_BIN / "costwarden"), *command], capture_output=True, check=True, timeout=60,
+        cwd=gateway.config_path.parent, text=True, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    for header in ("images", "audio s", "chars", "docs"):
+        assert header in out.stdout, out.stdout
+    assert "2.000" in out.stdout  # two seconds of audio

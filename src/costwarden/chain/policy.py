@@ -273,6 +273,8 @@ class AdmissionPolicy:
             items=exchange.usage.items,
             p99_seconds=tracker.p99 if tracker else None,
             cap=cap,
+            units=exchange.usage,  # images, audio, characters, documents the request asks for
+            image_kind=exchange.image_kind,
         )
         return Amount(cost.usd, cost.tokens, 1)
 

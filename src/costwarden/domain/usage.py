@@ -28,6 +28,11 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    @property
+    def modal(self) -> bool:
+        """Whether the usage counts any image, audio, character or document."""
+        return bool(self.images or self.audio_ms or self.characters or self.documents)
+
 
 UNIT_FIELDS: tuple[str, ...] = ("reasoning_tokens", "images", "audio_ms", "characters", "documents")
 """The modal units, in ledger column order (after the token and item counts)."""

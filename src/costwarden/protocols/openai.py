@@ -10,12 +10,18 @@ import orjson
 from costwarden.domain.usage import Usage
 from costwarden.protocols.errors import GatewayError
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+ENDPOINTS = (
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/images/generations",
+    "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/rerank",
+)  # fmt: skip
 STREAMABLE = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
 CACHEABLE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")  # stateless: the Responses API is not
 RESPONSES = "/v1/responses"  # its stream carries usage on its last event: no `stream_options` to add
 # OpenAI endpoints that take no prompt and generate no tokens: admission holds none for them.
-TOKENLESS = frozenset(("/v1/models", "/v1/responses/{id}"))
+TOKENLESS = frozenset((
+    "/v1/models", "/v1/responses/{id}", "/v1/images/generations", "/v1/audio/transcriptions",
+    "/v1/audio/translations", "/v1/audio/speech", "/v1/rerank",
+))  # fmt: skip
 MAX_TOKENS_PARAM = 2**31 - 1  # no model generates more in one choice
 MAX_CHOICES = 128  # OpenAI's documented maximum of `n`
 # Upstream usage beyond these is implausible for the request that was sent (see plausible_usage).

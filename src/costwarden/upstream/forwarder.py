@@ -23,7 +23,7 @@ from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
 from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import Usage
-from costwarden.protocols import openai, responses, upstream_reply
+from costwarden.protocols import audio, images, openai, responses, upstream_reply
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.responses import ResponsesRelay
@@ -92,6 +92,8 @@ class Forwarder:
                 exchange.upstream_status = response.status
                 if exchange.stream and response.status == 200 and response.content_type == "text/event-stream":
                     cause = await self._relay_stream(exchange, channel, settle, response, started)
+                elif exchange.endpoint == audio.SPEECH and response.status == 200:
+                    cause = await self._relay_bytes(exchange, channel, settle, response, started)
                 else:
                     body = await response.read()
                     exchange.upstream_seconds = time.perf_counter() - started
@@ -151,7 +153,7 @@ class Forwarder:
                 headers = [(k, v) for k, v in headers if k != b"content-type"]
                 headers.append(JSON_CONTENT)
         elif exchange.protocol is Protocol.OPENAI:
-            exchange.usage = usage_of(exchange.endpoint, upstream_reply.parse(body)) or exchange.usage
+            exchange.usage = usage_of(exchange, upstream_reply.parse(body)) or exchange.usage
         exchange.response_bytes = len(body)
         await settle(exchange)
         headers.extend(exchange.costwarden_headers(True))
@@ -208,6 +210,38 @@ class Forwarder:
         await channel.body(tail if fault is not None else tail + relay.terminator, False)
         return cause
 
+    async def _relay_bytes(
+        self,
+        exchange: Exchange,
+        channel: Channel,
+        settle: Settle,
+        response: aiohttp.ClientResponse,
+        started: float,
+    ) -> str:
+        """Relay a binary answer (speech audio) chunk by chunk; settled before the last byte. Cut
+        short by the upstream, it ends without its last chunk and is recorded as failed."""
+        exchange.status = 200
+        headers = _answer_headers(response)
+        headers.extend(exchange.costwarden_headers(False))
+        await channel.start(200, [(k, v) for k, v in headers if k != b"content-length"])
+        cause = ""
+        try:
+            async for chunk in response.content.iter_any():
+                exchange.response_bytes += len(chunk)
+                if exchange.first_token_seconds is None:
+                    exchange.first_token_seconds = time.perf_counter() - exchange.started_perf
+                await channel.body(chunk, True)
+        except _UPSTREAM_ERRORS as exc:
+            exchange.error, cause = _fault(exc, exchange.deployment_name or "?", midstream=True), repr(exc)
+            exchange.outcome = Outcome.FAILED
+        except asyncio.CancelledError:
+            exchange.upstream_seconds = time.perf_counter() - started
+            raise
+        exchange.upstream_seconds = time.perf_counter() - started
+        await settle(exchange)
+        await channel.body(b"", False)
+        return cause
+
     async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:
         exchange.reject(fault)
         await settle(exchange)
@@ -215,11 +249,22 @@ class Forwarder:
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
 
 
-def usage_of(endpoint: str, answer: object) -> Usage | None:
-    """The usage an OpenAI answer reports; a retrieved response's is not this request's."""
+def usage_of(exchange: Exchange, answer: object) -> Usage | None:
+    """The usage an OpenAI answer reports (None: the request's own stands). A retrieved response's
+    is not this request's; images count the answer's (at most those asked for); a transcription
+    its `duration`, else the upload's (estimated unless read from a WAV header)."""
+    endpoint = exchange.endpoint
     if endpoint == responses.ENDPOINT:
         return responses.usage_from(answer)
-    if endpoint == responses.RETRIEVE:
+    if endpoint == images.ENDPOINT:
+        return Usage(images=images.images_in(answer, exchange.usage.images))
+    if exchange.audio is not None:
+        reported = audio.answered_ms(answer, exchange.audio)
+        if reported is not None:
+            return Usage(audio_ms=reported)
+        exchange.usage_estimated = exchange.audio.exact_ms is None
+        return None
+    if endpoint in openai.TOKENLESS:
         return None
     return openai.usage_from(answer)
 
