@@ -286,7 +286,7 @@ def test_bad_modal_requests_get_openai_errors_and_a_record_and_are_not_forwarded
             answer = client.post(path, json=body)
             sent.append((path, code))
             assert answer.status_code == 400 and answer.json()["error"]["code"] == code, answer.text
-        uploads = [
+        uploads: list[tuple[dict[str, tuple[str | None, bytes]], str]] = [
             ({"file": ("a.wav", b"this is not audio at all")}, "invalid_audio"),
             ({"purpose": (None, b"none")}, "missing_file"),
             ({"file": ("a.wav", b"RIFF\x10\x00\x00\x00WAVEjunk")}, "invalid_audio"),
