@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, StringConstraints, model_validator
 
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
@@ -82,7 +81,8 @@ class UpstreamHealth(Model):
     cooldown_seconds: float = Field(default=30.0, gt=0, le=86400)
 
 
-_IMAGE_KIND = re.compile(r"[A-Za-z0-9_.\-]{1,32}(/[A-Za-z0-9_.\-]{1,32})?")
+# An image kind: `size` or `size/quality`, e.g. 1024x1024/hd.
+ImageKind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,32}(/[A-Za-z0-9_.\-]{1,32})?$")]
 
 
 class ComputePricing(Model):
@@ -102,20 +102,11 @@ class Pricing(Model):
     # The modal units (docs/modalities.md): per image by `size/quality` or `size` (e.g.
     # `1024x1024/hd: 0.08`, `1024x1024: 0.04`), per second of input audio, per 1M speech input
     # characters, per reranked document, per search unit (each started block of 100 documents).
-    per_image: dict[str, Decimal] | None = None
+    per_image: dict[ImageKind, Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]] | None = None
     per_audio_second: Decimal | None = Field(default=None, ge=0)
     per_1m_characters: Decimal | None = Field(default=None, ge=0)
     per_document: Decimal | None = Field(default=None, ge=0)
     per_search_unit: Decimal | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _image_kinds(self) -> Pricing:
-        for kind, usd in (self.per_image or {}).items():
-            if not _IMAGE_KIND.fullmatch(kind):
-                raise ValueError(f"per_image kind {kind!r} must be `size` or `size/quality`, e.g. 1024x1024/hd")
-            if usd < 0:
-                raise ValueError(f"per_image price of {kind!r} must not be negative")
-        return self
 
     def sheet(self) -> PriceSheet:
         compute = ComputePrice(self.compute.hourly_usd, self.compute.concurrency) if self.compute is not None else None
