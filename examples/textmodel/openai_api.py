@@ -63,6 +63,10 @@ class OpenAIApi:
         self._token_delay_s = token_delay_s
         self._created = int(time.time())
 
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
     def routes(self) -> list[web.RouteDef]:
         return [
             web.get("/health", self.health),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from catalog import Catalog
+from modalities import ModalApi
 from openai_api import OpenAIApi, openai_errors
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -43,6 +44,7 @@ def build_app(options: Options, catalog: Catalog | None = None) -> web.Applicati
     api = OpenAIApi(catalog or Catalog(), seed=options.seed, token_delay_s=options.token_delay_ms / 1000.0)
     app = web.Application(middlewares=[openai_errors], client_max_size=MAX_BODY_BYTES)
     app.add_routes(api.routes())
+    app.add_routes(ModalApi(api.catalog, seed=options.seed).routes())
     return app
 
 

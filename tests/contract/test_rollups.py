@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 import asyncpg
@@ -19,6 +20,7 @@ from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, RELATIVE_E
 from costwarden.domain.money import from_nanos
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, nearest_rank
+from costwarden.domain.usage import UNIT_FIELDS
 from costwarden.ports import Store
 from costwarden.services.reports import report_json
 from costwarden.storage.postgres import PostgresStore
@@ -64,6 +66,11 @@ def usage(
         cached_tokens=n % 5,
         items=n % 4,
         cost_usd=from_nanos(n * 123_456_789 if served else 0),
+        reasoning_tokens=n % 3,
+        images=n % 11,
+        audio_ms=n * 13,
+        characters=n * 5 % 1000,
+        documents=n % 101,
     )
 
 
@@ -118,6 +125,8 @@ def assert_matches(report: SpendReport, stored: Sequence[UsageRecord]) -> None:
             sum(r.cached_tokens for r in members),
             sum(r.items for r in members),
         )
+        for unit in UNIT_FIELDS:  # the modal units (migration 0017): pending, folded and raw alike
+            assert getattr(row, unit) == sum(getattr(r, unit) for r in members), unit
         assert row.cost_usd == sum((r.cost_usd for r in members), Decimal(0))
         latencies = sorted(r.latency_ms for r in members)
         for got, fraction in ((row.p50_ms, 0.5), (row.p95_ms, 0.95)):
@@ -261,16 +270,18 @@ async def test_racing_writers_replaying_the_same_records_count_each_once(store: 
 
 async def test_a_ledger_from_before_rollups_is_backfilled_when_opened(store: Store) -> None:
     records = [
-        usage(i, BASE + i * 97.3, "ads", "iris", Outcome.FAILED if i % 9 == 0 else Outcome.SERVED, i / 3, i)
+        without_units(usage(i, BASE + i * 97.3, "ads", "iris", (Outcome.SERVED, Outcome.FAILED)[i % 9 == 0], i / 3, i))
         for i in range(900)
     ]
     await store.write(records[:500])
-    # Make the database look like one written before migration 0006, then open it again.
+    # Make the database look like one written before migration 0006 (and 0017), then open it again.
     if isinstance(store, SQLiteStore):
         with sqlite3.connect(store.path, isolation_level=None) as conn:
             conn.execute("DROP TABLE rollup")
             conn.execute("DROP TABLE rollup_key")
             conn.execute("DELETE FROM costwarden_schema WHERE version = 6")
+            for sql in before_units("ledger", "rollup_delta"):
+                conn.execute(sql)
         conn.close()
     else:
         assert isinstance(store, PostgresStore)
@@ -278,6 +289,8 @@ async def test_a_ledger_from_before_rollups_is_backfilled_when_opened(store: Sto
         await pg.execute("DROP TABLE rollup, rollup_key")
         await pg.execute("DROP FUNCTION costwarden_hist_merge(jsonb, jsonb)")
         await pg.execute("DELETE FROM costwarden_schema WHERE version = 6")
+        for sql in before_units("ledger", "rollup_delta"):
+            await pg.execute(sql)
         await pg.close()
     reopened = await second(store)
     try:
@@ -300,7 +313,9 @@ async def test_extreme_latencies_are_counted_not_refused(store: Store, latency: 
 
 async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_cells(store: Store) -> None:
     records = [
-        usage(i, BASE + i * 3_001.7, ("ads", "search")[i % 2], "chat", list(Outcome)[i % 3], 1.0 + i % 500, i)
+        without_units(
+            usage(i, BASE + i * 3_001.7, ("ads", "search")[i % 2], "chat", list(Outcome)[i % 3], 1.0 + i % 500, i)
+        )
         for i in range(700)  # 24 days, across three week edges
     ]
     assert await store.write(records) == 700
@@ -308,6 +323,7 @@ async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_
         pass
     drop = ["DELETE FROM rollup WHERE grain = 604800", "DROP TABLE rollup_delta"]
     drop.append("DELETE FROM costwarden_schema WHERE version = 12")
+    drop.extend(before_units("ledger", "rollup", "rollup_key"))
     if isinstance(store, SQLiteStore):
         with sqlite3.connect(store.path, isolation_level=None) as conn:
             for sql in drop:
@@ -330,6 +346,17 @@ async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_
     finally:
         await reopened.close()
     assert await week_cells(store) > 0
+
+
+def without_units(record: UsageRecord) -> UsageRecord:
+    """A record as one written before migration 0017 (no modal units)."""
+    return replace(record, reasoning_tokens=0, images=0, audio_ms=0, characters=0, documents=0)
+
+
+def before_units(*tables: str) -> list[str]:
+    """Undo migration 0017 on `tables` (those a test keeps), so opening the store applies it again."""
+    drops = [f"ALTER TABLE {t} DROP COLUMN {c}" for t in tables for c in UNIT_FIELDS]
+    return [*drops, "DELETE FROM costwarden_schema WHERE version = 17"]
 
 
 async def week_cells(store: Store) -> int:

@@ -28,6 +28,11 @@ class SpendRowModel(BaseModel):
     output_tokens: int
     cached_tokens: int
     items: int
+    reasoning_tokens: int = Field(description="of output_tokens, the reasoning ones (docs/modalities.md)")
+    images: int
+    audio_ms: int = Field(description="input audio of transcriptions and translations, in milliseconds")
+    characters: int = Field(description="input characters of speech")
+    documents: int = Field(description="reranked documents")
     cost_usd: str = USD
     cost_per_1k_requests_usd: str = USD
     p50_latency_ms: float | None

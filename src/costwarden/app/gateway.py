@@ -17,7 +17,7 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
 from costwarden.domain.request_id import request_id
-from costwarden.protocols import openai, v2
+from costwarden.protocols import openai, responses, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import HeaderLimits, header_problem
@@ -31,6 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LocalHandler = Callable[[Scope, Send], Awaitable[None]]
 
 _OPENAI_POST = frozenset(openai.ENDPOINTS)
+_OPENAI_GET = frozenset(("/v1/models", responses.RETRIEVE))  # every other OpenAI endpoint takes POST
 _JSON = (b"content-type", b"application/json")
 _CLOSE = (b"connection", b"close")  # the rest of the request is unread: do not reuse the connection
 
@@ -42,6 +43,8 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
             return Protocol.OPENAI, path
         if path == "/v1/models" or path.startswith("/v1/models/"):
             return Protocol.OPENAI, "/v1/models"
+        if responses.retrieve_id(path) is not None:
+            return Protocol.OPENAI, responses.RETRIEVE
         return None
     if path in ("/v2", "/v2/"):
         return Protocol.V2, "/v2"  # server metadata
@@ -129,8 +132,8 @@ class GatewayApp:
                 except GatewayError as refused:
                     await self._refuse(exchange, channel, refused)
                     return
-            if protocol is Protocol.OPENAI and method != ("GET" if endpoint == "/v1/models" else "POST"):
-                allowed = "GET" if endpoint == "/v1/models" else "POST"
+            allowed = "GET" if endpoint in _OPENAI_GET else "POST"
+            if protocol is Protocol.OPENAI and method != allowed:
                 error = GatewayError(405, "method_not_allowed", f"use {allowed} {endpoint}")
                 await self._refuse(exchange, channel, error)
                 return

@@ -13,6 +13,7 @@ from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import NO_USAGE, Usage
+from costwarden.protocols.audio import Upload
 from costwarden.protocols.errors import GatewayError
 
 
@@ -43,6 +44,8 @@ class Exchange:
     upstream_body: bytes = b""
     parsed_body: dict[str, Any] | None = None  # the OpenAI request body, parsed once by route
     metered_body: bytes | None = None  # the body with its Content-Encoding undone, when forwarded encoded
+    image_kind: str | None = None  # images: the `size/quality` priced (protocols/images.py)
+    audio: Upload | None = None  # transcriptions and translations: the upload (protocols/audio.py)
     # degrade: the route the client asked for, when a degrade budget moved it to a cheaper variant
     variant_of: Route | None = None
     # admit

@@ -28,10 +28,13 @@ class Meter(PassStage):
             exchange.outcome is Outcome.SERVED
             or (exchange.stream and exchange.upstream_status == 200 and usage.total_tokens > 0)
         )
-        exchange.cost = price(route.sheet, usage, served=served)
+        if not served and usage.modal:  # units count what was served: a refused upload has none
+            usage = exchange.usage = replace(usage, images=0, audio_ms=0, characters=0, documents=0)
+        kind = exchange.image_kind
+        exchange.cost = price(route.sheet, usage, served=served, image_kind=kind)
         if exchange.cache is not None:  # answered from the cache: free, and this is what it avoided
-            exchange.cache_avoided = price(route.sheet, usage, served=True)
+            exchange.cache_avoided = price(route.sheet, usage, served=True, image_kind=kind)
         if exchange.variant_of is not None:  # degraded: what the deployment asked for would have cost
-            exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served)
+            exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served, image_kind=kind)
         if exchange.batch is not None:  # a batch job is priced at the batch multiplier (e.g. 0.5)
             exchange.cost = quantize(exchange.cost * exchange.batch.price_multiplier)

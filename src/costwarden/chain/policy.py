@@ -260,7 +260,7 @@ class AdmissionPolicy:
         input_tokens, max_output = 0, None
         name = route.deployment.name
         cap = self._caps.get(name)
-        if exchange.protocol is Protocol.OPENAI:
+        if exchange.protocol is Protocol.OPENAI and exchange.endpoint not in openai.TOKENLESS:
             body = exchange.parsed_body if exchange.parsed_body is not None else openai.parse_json_object(exchange.body)
             input_tokens = openai.input_token_bound(body)
             max_output = openai.max_output_tokens(body)
@@ -270,6 +270,8 @@ class AdmissionPolicy:
                 bound = self._output_bounds.get(name, self._default_output_bound)
                 if bound is not None:
                     max_output = bound * _choices(body)
+        elif exchange.protocol is Protocol.OPENAI:
+            max_output = 0  # a retrieve, images, audio, rerank: no reply's worth of tokens to hold
         tracker = self._latency.get(name)
         cost = estimate_max_cost(
             route.sheet,
@@ -278,6 +280,8 @@ class AdmissionPolicy:
             items=exchange.usage.items,
             p99_seconds=tracker.p99 if tracker else None,
             cap=cap,
+            units=exchange.usage,  # images, audio, characters, documents the request asks for
+            image_kind=exchange.image_kind,
         )
         return Amount(cost.usd, cost.tokens, 1)
 

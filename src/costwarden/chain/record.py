@@ -63,6 +63,11 @@ def to_record(exchange: Exchange) -> UsageRecord:
         job_id=_job_ids(exchange)[1],
         cache=exchange.cache,
         cache_avoided_usd=exchange.cache_avoided,
+        reasoning_tokens=usage.reasoning_tokens,
+        images=usage.images,
+        audio_ms=usage.audio_ms,
+        characters=usage.characters,
+        documents=usage.documents,
     )
 
 

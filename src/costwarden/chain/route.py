@@ -6,14 +6,19 @@ OpenAI requests are routed by the body's `model`, V2 by the model in the path, p
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from costwarden import __version__
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import JSON_CONTENT, PassStage, Reply
 from costwarden.chain.target import Route, RouteTable
 from costwarden.domain.record import Protocol
 from costwarden.domain.usage import Usage
-from costwarden.protocols import openai, v2
+from costwarden.protocols import audio, images, openai, rerank, responses, v2
 from costwarden.protocols.errors import GatewayError
+
+DEPLOYMENT_HEADER = b"x-costwarden-deployment"
 
 
 class RouteStage(PassStage):
@@ -59,6 +64,12 @@ class RouteStage(PassStage):
                 if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
             ]
             return Reply(200, openai.models_body(names, self._created), (JSON_CONTENT,))
+        if exchange.endpoint == responses.RETRIEVE:
+            self._retrieve(exchange)
+            return None
+        if exchange.endpoint in audio.UPLOADS:
+            self._upload(exchange)
+            return None
         request = openai.parse_request(exchange.body, exchange.endpoint)
         exchange.model = request.model
         route = self._lookup(exchange, request.model, "openai", "model")
@@ -67,7 +78,50 @@ class RouteStage(PassStage):
         exchange.strip_usage_chunk = request.stream and not request.client_wants_usage
         exchange.upstream_path = exchange.endpoint
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
+        if exchange.endpoint in _UNITS:
+            _UNITS[exchange.endpoint](exchange, request.body, route)
         return None
+
+    def _upload(self, exchange: Exchange) -> None:
+        """A transcription or translation: a multipart upload, priced by its audio's duration."""
+        upload = audio.upload(exchange.body, exchange.header(b"content-type"))
+        exchange.model = upload.model
+        route = self._lookup(exchange, upload.model, "openai", "model")
+        exchange.audio = upload
+        exchange.parsed_body = {}
+        exchange.usage = Usage(audio_ms=upload.upfront_ms)
+        exchange.upstream_path = exchange.endpoint
+        exchange.upstream_body = (
+            exchange.body
+            if route.upstream_model == upload.model
+            else audio.renamed(exchange.body, upload.model_part, route.upstream_model)
+        )
+
+    def _retrieve(self, exchange: Exchange) -> None:
+        """`GET /v1/responses/{id}`: the id names no model, so the deployment is the one named in
+        `x-costwarden-deployment`, or else the key's only OpenAI deployment. It costs one request."""
+        named = exchange.header(DEPLOYMENT_HEADER)
+        if named is not None:
+            name = named.decode("latin-1")
+        else:
+            identity = exchange.identity
+            usable = [
+                r.deployment.name
+                for r in self._table.routes()
+                if r.deployment.protocol == "openai" and (identity is None or identity.may_use(r.deployment.name))
+            ]
+            if len(usable) != 1:
+                raise GatewayError(
+                    400,
+                    "deployment_required",
+                    "name the deployment that created this response in the `x-costwarden-deployment` header",
+                )
+            name = usable[0]
+        exchange.model = name
+        self._lookup(exchange, name, "openai", "model")
+        exchange.parsed_body = {}
+        exchange.upstream_path = exchange.path
+        exchange.upstream_body = b""
 
     def _v2(self, exchange: Exchange) -> Reply | None:
         if exchange.endpoint == "/v2":
@@ -110,6 +164,29 @@ class RouteStage(PassStage):
         exchange.upstream_body = exchange.body
 
 
+def _images(exchange: Exchange, body: dict[str, Any], route: Route) -> None:
+    n, kind = images.requested(body)
+    images.check_priced(route.sheet, kind, route.deployment.name)
+    exchange.image_kind = kind
+    exchange.usage = Usage(images=n)
+
+
+def _speech(exchange: Exchange, body: dict[str, Any], route: Route) -> None:
+    exchange.usage = Usage(characters=audio.speech_characters(body))
+
+
+def _rerank(exchange: Exchange, body: dict[str, Any], route: Route) -> None:
+    exchange.usage = Usage(documents=rerank.documents(body))
+
+
+# The units a request asks for, known before it is sent (admission holds them; see meter).
+_UNITS: dict[str, Callable[[Exchange, dict[str, Any], Route], None]] = {
+    images.ENDPOINT: _images,
+    audio.SPEECH: _speech,
+    rerank.ENDPOINT: _rerank,
+}
+
+
 def retarget(exchange: Exchange, route: Route) -> None:
     """Point a routed exchange at another deployment of the same protocol (a fallback, or back).
 
@@ -120,7 +197,14 @@ def retarget(exchange: Exchange, route: Route) -> None:
         return
     requested = exchange.route
     exchange.route = route
-    if exchange.protocol is Protocol.OPENAI:
+    if exchange.protocol is Protocol.OPENAI and exchange.endpoint == responses.RETRIEVE:
+        return  # the same path on every upstream
+    if exchange.protocol is Protocol.OPENAI and exchange.audio is not None:
+        upload = exchange.audio
+        body = exchange.body
+        model = route.upstream_model
+        exchange.upstream_body = body if model == upload.model else audio.renamed(body, upload.model_part, model)
+    elif exchange.protocol is Protocol.OPENAI:
         request = openai.parse_request(exchange.body, exchange.endpoint)  # valid: route parsed it before
         exchange.upstream_body = openai.upstream_body(request, exchange.body, route.upstream_model)
     elif exchange.protocol is Protocol.V2:

@@ -23,6 +23,14 @@ from costwarden.services.savings import savings, savings_json
 # Figures of a row, in column order; a narrow terminal drops the optional ones, last listed first.
 FIGURES = ("requests", "errors", "in tok", "out tok", "items", "cost USD", "per 1k req", "p50 ms", "p95 ms")
 DROP_ORDER = ("p95 ms", "per 1k req", "p50 ms", "errors", "in tok", "out tok", "items")
+# The modal units (docs/modalities.md): a column each, after `items`, where the report has any.
+UNIT_FIGURES = (
+    ("reasoning_tokens", "reasoning tok"),
+    ("images", "images"),
+    ("audio_ms", "audio s"),
+    ("characters", "chars"),
+    ("documents", "docs"),
+)
 
 
 def _figures(row: SpendRow) -> dict[str, str]:
@@ -32,6 +40,11 @@ def _figures(row: SpendRow) -> dict[str, str]:
         "in tok": f"{row.input_tokens:,}",
         "out tok": f"{row.output_tokens:,}",
         "items": f"{row.items:,}",
+        "reasoning tok": f"{row.reasoning_tokens:,}",
+        "images": f"{row.images:,}",
+        "audio s": f"{row.audio_ms / 1000:,.3f}",
+        "chars": f"{row.characters:,}",
+        "docs": f"{row.documents:,}",
         "cost USD": usd_text(row.cost_usd),
         "per 1k req": usd_text(row.cost_per_1k_requests),
         "p50 ms": "-" if row.p50_ms is None else f"{row.p50_ms:.1f}",
@@ -58,19 +71,27 @@ def _table(report: SpendReport, title: str, shown: tuple[str, ...]) -> Table:
     return table
 
 
+def figures_of(report: SpendReport) -> tuple[str, ...]:
+    """FIGURES with a column for each modal unit the report's total has, after `items`."""
+    units = tuple(label for name, label in UNIT_FIGURES if getattr(report.total, name))
+    at = FIGURES.index("items") + 1
+    return (*FIGURES[:at], *units, *FIGURES[at:])
+
+
 def render_table(report: SpendReport, title: str = "spend", width: int | None = None) -> Table:
     """The report as a table that fits `width` columns: optional figures go before a cost is cut."""
-    shown: tuple[str, ...] = FIGURES
+    figures = figures_of(report)
+    shown: tuple[str, ...] = figures
     table = _table(report, title, shown)
     if width is None:
         return table
     measure = Console(width=10_000)
-    for name in DROP_ORDER:
+    for name in (*DROP_ORDER[:3], *(label for _, label in UNIT_FIGURES), *DROP_ORDER[3:]):
         if Measurement.get(measure, measure.options, table).maximum <= width:
             break
         shown = tuple(f for f in shown if f != name)
         table = _table(report, title, shown)
-    hidden = [f for f in FIGURES if f not in shown]
+    hidden = [f for f in figures if f not in shown]
     if hidden:
         table.caption = f"not shown at {width} columns: {', '.join(hidden)} (widen the terminal or use --format csv)"
     return table

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, StringConstraints, model_validator
 
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
@@ -85,6 +85,10 @@ class UpstreamHealth(Model):
     cooldown_seconds: float = Field(default=30.0, gt=0, le=86400)
 
 
+# An image kind: `size` or `size/quality`, e.g. 1024x1024/hd.
+ImageKind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-]{1,32}(/[A-Za-z0-9_.\-]{1,32})?$")]
+
+
 class ComputePricing(Model):
     hourly_usd: Decimal = Field(ge=0)
     concurrency: int = Field(default=1, ge=1)
@@ -99,6 +103,14 @@ class Pricing(Model):
     per_request: Decimal | None = Field(default=None, ge=0)
     per_item: Decimal | None = Field(default=None, ge=0)
     compute: ComputePricing | None = None
+    # The modal units (docs/modalities.md): per image by `size/quality` or `size` (e.g.
+    # `1024x1024/hd: 0.08`, `1024x1024: 0.04`), per second of input audio, per 1M speech input
+    # characters, per reranked document, per search unit (each started block of 100 documents).
+    per_image: dict[ImageKind, Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]] | None = None
+    per_audio_second: Decimal | None = Field(default=None, ge=0)
+    per_1m_characters: Decimal | None = Field(default=None, ge=0)
+    per_document: Decimal | None = Field(default=None, ge=0)
+    per_search_unit: Decimal | None = Field(default=None, ge=0)
 
     def sheet(self) -> PriceSheet:
         compute = ComputePrice(self.compute.hourly_usd, self.compute.concurrency) if self.compute is not None else None
@@ -109,6 +121,11 @@ class Pricing(Model):
             per_request=self.per_request,
             per_item=self.per_item,
             compute=compute,
+            per_image=None if self.per_image is None else tuple(sorted(self.per_image.items())),
+            per_audio_second=self.per_audio_second,
+            per_1m_characters=self.per_1m_characters,
+            per_document=self.per_document,
+            per_search_unit=self.per_search_unit,
         )
 
 

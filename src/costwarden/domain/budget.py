@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import assert_never
 
 from costwarden.domain.money import MILLION, ZERO, format_usd, quantize
-from costwarden.domain.pricing import PriceSheet, compute_cost
+from costwarden.domain.pricing import PriceSheet, compute_cost, unit_cost
+from costwarden.domain.usage import NO_USAGE, Usage
 from costwarden.domain.window import Window
 
 SCOPE_DIMENSIONS: tuple[str, ...] = ("deployment", "team", "project", "environment", "key_id")
@@ -364,6 +365,8 @@ def estimate_max_cost(
     items: int = 0,
     p99_seconds: float | None = None,
     cap: Decimal | None = None,
+    units: Usage = NO_USAGE,
+    image_kind: str | None = None,
 ) -> CostEstimate:
     """The most a request can cost under `sheet`, in USD (quantised).
 
@@ -380,6 +383,7 @@ def estimate_max_cost(
         else:
             total += max_output_tokens * sheet.output_per_1m / MILLION
     total += (sheet.per_request or ZERO) + (sheet.per_item or ZERO) * items
+    total += unit_cost(sheet, units, image_kind)  # the modal units the request asks for (images, characters, ...)
     if sheet.compute is not None:
         bounded = False  # a p99 is not a maximum
         if p99_seconds is not None:

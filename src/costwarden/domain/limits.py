@@ -19,7 +19,10 @@ MAX_COST_USD = Decimal(INT64_MAX) * NANO  # cost_nanos is a signed 64-bit intege
 MAX_TEXT = 256  # model names and other client-chosen strings kept in a ledger row
 OUT_OF_RANGE = "ledger_value_out_of_range"
 
-COUNT_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "items", "request_bytes", "response_bytes")
+COUNT_FIELDS = (
+    "input_tokens", "output_tokens", "cached_tokens", "items", "request_bytes", "response_bytes",
+    "reasoning_tokens", "images", "audio_ms", "characters", "documents",
+)  # fmt: skip
 _STATUS_FIELDS = ("status", "upstream_status")
 _FLOAT_FIELDS = ("started_at", "ended_at", "latency_ms", "upstream_ms")
 _TEXT_FIELDS = (
@@ -36,7 +39,10 @@ def is_count(value: object, limit: int = INT64_MAX) -> bool:
 def storable(record: UsageRecord) -> bool:
     """True when every value fits its column: the cheap check the request path makes (~2 µs)."""
     r = record
-    for value in (r.input_tokens, r.output_tokens, r.cached_tokens, r.items, r.request_bytes, r.response_bytes):
+    for value in (
+        r.input_tokens, r.output_tokens, r.cached_tokens, r.items, r.request_bytes, r.response_bytes,
+        r.reasoning_tokens, r.images, r.audio_ms, r.characters, r.documents,
+    ):  # fmt: skip
         if type(value) is not int or not 0 <= value <= INT64_MAX:
             return False
     if type(r.status) is not int or not 0 <= r.status <= INT32_MAX:

@@ -76,6 +76,11 @@ class UsageRecord:
     job_id: str | None = None
     cache: str | None = None  # `exact`: answered from the response cache (cost 0)
     cache_avoided_usd: Decimal | None = None  # what forwarding the request would have cost (cache hits)
+    reasoning_tokens: int = 0  # of output_tokens, the reasoning ones (Responses API); units below: docs/modalities.md
+    images: int = 0
+    audio_ms: int = 0
+    characters: int = 0
+    documents: int = 0
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (money as a string) for the APIs."""
@@ -139,6 +144,11 @@ LEDGER_COLUMNS: tuple[str, ...] = (
     "job_id",
     "cache",
     "cache_avoided_usd",
+    "reasoning_tokens",
+    "images",
+    "audio_ms",
+    "characters",
+    "documents",
 )
 
 

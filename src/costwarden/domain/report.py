@@ -64,6 +64,11 @@ class SpendRow:
     cost_usd: Decimal = ZERO
     p50_ms: float | None = None
     p95_ms: float | None = None
+    reasoning_tokens: int = 0  # the modal units (docs/modalities.md), last: rows are built positionally
+    images: int = 0
+    audio_ms: int = 0
+    characters: int = 0
+    documents: int = 0
 
     @property
     def cost_per_1k_requests(self) -> Decimal:

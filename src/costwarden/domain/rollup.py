@@ -15,6 +15,7 @@ from operator import attrgetter, itemgetter
 
 from costwarden.domain.record import NOT_ERRORS, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
+from costwarden.domain.usage import UNIT_FIELDS
 
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400  # weeks start on Thursdays (the Unix epoch's)
 
@@ -124,7 +125,11 @@ def _int(at: float | None) -> int | None:
 # Pending cells: a write collects the records it stored into each cube's finest cells, one per
 # latency bin, with the exact sums of those records; a fold adds them into every grain (in SQL).
 
-SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
+BASE_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
+"""The sums of the rollups before the modal units (migration 0017): what its backfills fill."""
+UNIT_SUMS = UNIT_FIELDS
+SUMS = (*BASE_SUMS[:-1], *UNIT_SUMS, "cost_nanos")  # the cost is always last
+_UNITS = attrgetter(*UNIT_SUMS)
 Dims = tuple[str | None, ...]
 PendingKey = tuple[int, int, Dims, int]  # (cube index in CUBES, bucket at its finest grain, dimensions, bin)
 _KEY_DIMS = GROUP_DIMENSIONS[:-1]  # the outcome (last) is an enum: its value is the dimension
@@ -147,6 +152,7 @@ def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, 
             record.output_tokens,
             record.cached_tokens,
             record.items,
+            *_UNITS(record),
             cost,
         )
         for c, grain, pick in cubes:
@@ -155,6 +161,6 @@ def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, 
             if cell is None:
                 cells[key] = list(sums)
             else:
-                for i in range(7):
-                    cell[i] += sums[i]
+                for i, value in enumerate(sums):
+                    cell[i] += value
     return cells

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
 from costwarden.config.metrics import MetricsConfig
+from costwarden.domain.usage import UNIT_FIELDS
 
 SCOPE = ("deployment", "team", "project", "environment")
 # 0.1 ms (a refusal at admission) to 10 min (a long generation), about 2.5x apart.
@@ -107,6 +108,9 @@ class GatewayMetrics:
             registry=registry,
         )
         self.tokens = Counter("costwarden_tokens", "Tokens metered.", [*SCOPE, "direction"], registry=registry)
+        self.units = Counter(
+            "costwarden_units", "Modal units metered (docs/modalities.md).", [*SCOPE, "unit"], registry=registry
+        )
         self.cost = Counter("costwarden_cost_usd", "Cost attributed, in USD.", SCOPE, registry=registry)
         self.inflight = Gauge(
             "costwarden_inflight_requests", "Requests being forwarded now.", ["deployment"], registry=registry
@@ -197,6 +201,9 @@ class Observe(PassStage):
             m.child(m.tokens, (*scope, "output")).inc(usage.output_tokens)
         if usage.cached_tokens:
             m.child(m.tokens, (*scope, "cached")).inc(usage.cached_tokens)
+        for unit in UNIT_FIELDS:
+            if amount := getattr(usage, unit):
+                m.child(m.units, (*scope, unit)).inc(amount)
         if exchange.cost:
             m.child(m.cost, scope).inc(float(exchange.cost))
 

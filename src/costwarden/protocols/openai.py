@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -10,8 +10,18 @@ import orjson
 from costwarden.domain.usage import Usage
 from costwarden.protocols.errors import GatewayError
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-STREAMABLE = ("/v1/chat/completions", "/v1/completions")
+ENDPOINTS = (
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/images/generations",
+    "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/audio/speech", "/v1/rerank",
+)  # fmt: skip
+STREAMABLE = ("/v1/chat/completions", "/v1/completions", "/v1/responses")
+CACHEABLE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")  # stateless: the Responses API is not
+RESPONSES = "/v1/responses"  # its stream carries usage on its last event: no `stream_options` to add
+# OpenAI endpoints that take no prompt and generate no tokens: admission holds none for them.
+TOKENLESS = frozenset((
+    "/v1/models", "/v1/responses/{id}", "/v1/images/generations", "/v1/audio/transcriptions",
+    "/v1/audio/translations", "/v1/audio/speech", "/v1/rerank",
+))  # fmt: skip
 MAX_TOKENS_PARAM = 2**31 - 1  # no model generates more in one choice
 MAX_CHOICES = 128  # OpenAI's documented maximum of `n`
 # Upstream usage beyond these is implausible for the request that was sent (see plausible_usage).
@@ -43,11 +53,16 @@ def parse_request(raw: bytes, endpoint: str) -> OpenAIRequest:
     _check_counts(body)
     stream = body.get("stream", False) is True and endpoint in STREAMABLE
     options = body.get("stream_options")
-    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    wants_usage = endpoint == RESPONSES or (isinstance(options, dict) and options.get("include_usage") is True)
     return OpenAIRequest(model=model, stream=stream, client_wants_usage=wants_usage, body=body)
 
 
-_COUNTS = (("max_tokens", 0, MAX_TOKENS_PARAM), ("max_completion_tokens", 0, MAX_TOKENS_PARAM), ("n", 1, MAX_CHOICES))
+_COUNTS = (
+    ("max_tokens", 0, MAX_TOKENS_PARAM),
+    ("max_completion_tokens", 0, MAX_TOKENS_PARAM),
+    ("max_output_tokens", 0, MAX_TOKENS_PARAM),  # the Responses API's
+    ("n", 1, MAX_CHOICES),
+)
 
 
 def _check_counts(body: dict[str, Any]) -> None:
@@ -103,13 +118,13 @@ def usage_from(obj: Any) -> Usage | None:
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
     return Usage(
-        input_tokens=_int(usage.get("prompt_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
-        cached_tokens=_int(cached),
+        input_tokens=count(usage.get("prompt_tokens")),
+        output_tokens=count(usage.get("completion_tokens")),
+        cached_tokens=count(cached),
     )
 
 
-def _int(value: Any) -> int:
+def count(value: Any) -> int:
     """A count as an int; 12.0 and 1e17 (floats some servers send) count, plausibility bounds them later."""
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
@@ -133,9 +148,16 @@ def plausible_usage(usage: Usage, body: dict[str, Any], body_bytes: int) -> tupl
     input_tokens = _bounded("prompt_tokens", usage.input_tokens, input_bound, over)
     output_tokens = _bounded("completion_tokens", usage.output_tokens, output_bound, over)
     cached_tokens = _bounded("cached_tokens", usage.cached_tokens, input_tokens, over)
+    reasoning_tokens = _bounded("reasoning_tokens", usage.reasoning_tokens, output_tokens, over)
     if not over:
         return usage, over
-    bounded = Usage(input_tokens, output_tokens, cached_tokens, usage.items, usage.upstream_seconds)
+    bounded = replace(
+        usage,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        reasoning_tokens=reasoning_tokens,
+    )
     return bounded, over
 
 
@@ -196,7 +218,7 @@ def input_token_bound(body: dict[str, Any]) -> int:
     only makes admission more careful near a budget's limit.
     """
     total = 0
-    for field_name in ("messages", "prompt", "input"):
+    for field_name in ("messages", "prompt", "input", "instructions"):
         total += _text_bytes(body.get(field_name))
     messages = body.get("messages")
     if isinstance(messages, list):
@@ -225,8 +247,9 @@ def _text_bytes(value: Any) -> int:
 
 
 def max_output_tokens(body: dict[str, Any]) -> int | None:
-    """`max_completion_tokens` or `max_tokens` times `n`; None when the output is not bounded."""
-    for name in ("max_completion_tokens", "max_tokens"):
+    """`max_completion_tokens`, `max_tokens` or `max_output_tokens` (Responses) times `n`; None
+    when the output is not bounded."""
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             choices = body.get("n")

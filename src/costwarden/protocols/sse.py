@@ -29,6 +29,7 @@ _TEXT_KEYS = frozenset(("content", "reasoning_content", "reasoning", "refusal"))
 
 class SSERelay:
     __slots__ = ("_buffer", "_strip_usage_chunk", "deltas", "done", "text_bytes", "usage")
+    terminator = DONE  # held back, sent after the ledger record and cost comment
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._buffer = b""

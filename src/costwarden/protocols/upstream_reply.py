@@ -14,6 +14,7 @@ from costwarden.protocols import openai, v2
 from costwarden.protocols.errors import GatewayError
 
 _MESSAGE_LIMIT = 500
+RERANK = "/v1/rerank"
 
 
 def parse(body: bytes) -> Any:
@@ -31,7 +32,8 @@ def well_formed(protocol: Protocol, endpoint: str, body: bytes, binary_header: s
     a JSON header of that length; only the header is parsed.
     """
     if protocol is Protocol.OPENAI:
-        return isinstance(parse(body), dict)
+        value = parse(body)
+        return isinstance(value, dict) or (endpoint == RERANK and isinstance(value, list))  # TEI: a list
     if protocol is Protocol.V2 and endpoint == "/v2/infer":
         try:
             header = v2.json_part(body, None if binary_header is None else binary_header.encode("latin-1"))

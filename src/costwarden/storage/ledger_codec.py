@@ -48,4 +48,9 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         r.job_id,
         r.cache,
         None if r.cache_avoided_usd is None else usd_text(r.cache_avoided_usd),
+        r.reasoning_tokens,
+        r.images,
+        r.audio_ms,
+        r.characters,
+        r.documents,
     )

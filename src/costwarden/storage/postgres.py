@@ -76,6 +76,11 @@ _TYPES = (
     "text",  # job_id
     "text",  # cache
     "text",  # cache_avoided_usd
+    "int8",  # reasoning_tokens
+    "int8",  # images
+    "int8",  # audio_ms
+    "int8",  # characters
+    "int8",  # documents
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert, and which rows it stored

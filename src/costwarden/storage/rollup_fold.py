@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from costwarden.domain.report import GROUP_DIMENSIONS
-from costwarden.domain.rollup import CUBES, SUMS, PendingKey, collect
+from costwarden.domain.rollup import CUBES, SUMS, UNIT_SUMS, PendingKey, collect
 from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
@@ -55,7 +55,7 @@ def _facts(c: int, grain: int, source: str) -> str:
     bucket = "bucket" if grain == cube.grains[0] else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
     return (
         f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, bin, requests, errors AS error, input_tokens, "
-        f"output_tokens, cached_tokens, items, cost_nanos AS cost FROM {source} AND cube = {c}"
+        f"output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source} AND cube = {c}"
     )
 
 

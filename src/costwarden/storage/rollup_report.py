@@ -19,7 +19,7 @@ import orjson
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport
-from costwarden.domain.rollup import CUBES, Cube, Plan, cube_for, plan
+from costwarden.domain.rollup import CUBES, SUMS, Cube, Plan, cube_for, plan
 from costwarden.storage.rollup_fold import DELTA
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
@@ -27,10 +27,9 @@ if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger
     import asyncpg
 
 Statement = tuple[str, list[object]]
-_CELL_SUMS = "requests, errors, input_tokens, output_tokens, cached_tokens, items, cost_nanos"
-_SUMS = (
-    "SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost_nanos)"
-)
+_CELL_SUMS = ", ".join(SUMS)
+_SUMS = ", ".join(f"SUM({c})" for c in SUMS)
+_WIDTH = len(SUMS)  # the counts, then the cost
 # Histograms as JSON text, merged in Python: a folded cell's, and a pending cell's one bin.
 _LATENCY = {"sqlite": "latency", "postgres": "latency::text"}
 _PENDING_LATENCY = {
@@ -129,12 +128,13 @@ def combine(
     bins: dict[Row, dict[str, int]] = {}  # bins keyed by their JSON text: no conversion per bin
 
     def add(group: Row, values: Row, cost: int) -> None:
-        if not any(values[:6]) and not cost:
+        counts = _WIDTH - 1
+        if not any(values[:counts]) and not cost:
             return  # the empty window's single row of an ungrouped raw total
-        into = sums.setdefault(group, [0] * 7)
-        for i in range(6):
+        into = sums.setdefault(group, [0] * _WIDTH)
+        for i in range(counts):
             into[i] += int(values[i] or 0)
-        into[6] += cost
+        into[counts] += cost
 
     for row in rolled_totals:
         add(tuple(row[:width]), tuple(row[width:]), int(row[-1] or 0))
@@ -157,8 +157,8 @@ def combine(
         return (latency_histogram.percentile(hist, 0.5), latency_histogram.percentile(hist, 0.95))
 
     if width == 0:
-        sums.setdefault((), [0] * 7)  # an ungrouped report has its one row, as on the raw path
-    total_sums: list[int] = [0] * 7
+        sums.setdefault((), [0] * _WIDTH)  # an ungrouped report has its one row, as on the raw path
+    total_sums: list[int] = [0] * _WIDTH
     total_hist: dict[str, int] = {}
     for group, values in sums.items():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]

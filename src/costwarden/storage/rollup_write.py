@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
-from costwarden.domain.rollup import CUBES, DAY, ORG, WEEK, Cube
+from costwarden.domain.rollup import BASE_SUMS, CUBES, DAY, ORG, SUMS, WEEK, Cube
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
 
 MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
 WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
-_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", "cost_nanos")
+_SUMS = BASE_SUMS  # what the rollups held when migrations 6 and 12 ran (the units came with 0017)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,35 +66,41 @@ def _bucket(grain: int, d: RollupDialect) -> str:
     )
 
 
-def ledger_facts(grain: int, dims: str, source: str, d: RollupDialect) -> str:
+def _counts(sums: tuple[str, ...]) -> tuple[str, ...]:
+    """The summed counts of `sums`: all but requests, errors (first) and the cost (last)."""
+    return sums[2:-1]
+
+
+def ledger_facts(grain: int, dims: str, source: str, d: RollupDialect, sums: tuple[str, ...] = SUMS) -> str:
     """One fact per ledger row of `source`: its bucket at `grain`, dimensions, bin, sums."""
     return (
         f"SELECT {_bucket(grain, d)} AS bucket, {dims}, {d.latency_bin} AS bin, 1 AS requests, "
-        f"CASE WHEN outcome IN ('served', 'queued') THEN 0 ELSE 1 END AS error, input_tokens, output_tokens, "
-        f"cached_tokens, items, {d.cost_nanos} AS cost FROM {source}"
+        f"CASE WHEN outcome IN ('served', 'queued') THEN 0 ELSE 1 END AS error, {', '.join(_counts(sums))}, "
+        f"{d.cost_nanos} AS cost FROM {source}"
     )
 
 
-def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect) -> str:
-    """Add `facts` (bucket, the cube's dimensions, bin, requests, error, input_tokens,
-    output_tokens, cached_tokens, items, cost) to `cube` at `grain`, one statement."""
+def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple[str, ...] = SUMS) -> str:
+    """Add `facts` (bucket, the cube's dimensions, bin, requests, error, the counts of `sums`,
+    cost) to `cube` at `grain`, one statement."""
     dims = ", ".join(cube.dimensions)
+    counts = _counts(sums)
     if d.histogram:
+        summed = "".join(f"SUM({c}) AS {c}, " for c in counts)
         source = (
-            f"(SELECT bucket, {dims}, bin, SUM(requests) AS n, SUM(error) AS error, "
-            "SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens, "
-            "SUM(cached_tokens) AS cached_tokens, SUM(items) AS items, "
+            f"(SELECT bucket, {dims}, bin, SUM(requests) AS n, SUM(error) AS error, {summed}"
             f"SUM(cost) AS cost FROM ({facts}) AS facts GROUP BY bucket, {dims}, bin) AS bins"
         )
         requests, histogram = "SUM(n)", d.histogram
     else:
         source, requests, histogram = f"({facts}) AS facts", "SUM(requests)", "cw_hist(bin, requests)"
     t = cube.table
-    updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in _SUMS)
+    updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in sums)
+    totals = "".join(f"SUM({c}), " for c in counts)
     return (
-        f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
-        f"SELECT {grain}, bucket, {d.dim_key.format(dims=dims)}, {dims}, {requests}, SUM(error), SUM(input_tokens), "
-        f"SUM(output_tokens), SUM(cached_tokens), SUM(items), SUM(cost), {histogram} FROM {source} WHERE true "
+        f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
+        f"SELECT {grain}, bucket, {d.dim_key.format(dims=dims)}, {dims}, {requests}, SUM(error), {totals}"
+        f"SUM(cost), {histogram} FROM {source} WHERE true "
         f"GROUP BY bucket, {dims} ORDER BY bucket, 3 "  # one lock order for racing writers
         f"ON CONFLICT (grain, bucket, dim_key) DO UPDATE SET {updates}, "
         f"latency = {d.merge}({t}.latency, excluded.latency)"
@@ -104,11 +110,12 @@ def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect) -> str:
 # SQLite: on the store's worker thread, inside the write's BEGIN IMMEDIATE transaction. New rows
 # get rowids above the largest one before the insert, and the write lock keeps other writers out.
 
-_SQLITE_UPSERTS = tuple(
-    upsert_sql(cube, grain, ledger_facts(grain, ", ".join(cube.dimensions), "ledger", SQLITE_ROLLUP), SQLITE_ROLLUP)
-    for cube in CUBES
-    for grain in cube.grains
-)
+def _backfill_sql(cube: Cube, grain: int, d: RollupDialect) -> str:
+    """The backfill of `cube` at `grain` from the whole ledger (the sums of migration 6)."""
+    return upsert_sql(cube, grain, ledger_facts(grain, ", ".join(cube.dimensions), "ledger", d, _SUMS), d, _SUMS)
+
+
+_SQLITE_UPSERTS = tuple(_backfill_sql(cube, grain, SQLITE_ROLLUP) for cube in CUBES for grain in cube.grains)
 
 
 def mark_sqlite(conn: sqlite3.Connection) -> int:
@@ -214,8 +221,7 @@ async def backfill_postgres(conn: asyncpg.Connection) -> None:
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
     for cube in CUBES:
         for grain in cube.grains:
-            facts = ledger_facts(grain, ", ".join(cube.dimensions), "ledger", POSTGRES_ROLLUP)
-            await conn.execute(upsert_sql(cube, grain, facts, POSTGRES_ROLLUP))
+            await conn.execute(_backfill_sql(cube, grain, POSTGRES_ROLLUP))
     if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
         await conn.execute("DELETE FROM rollup_delta")
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.usage import UNIT_FIELDS
+
+_UNIT_TOTALS = "".join(f"COALESCE(SUM({c}), 0), " for c in UNIT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,8 @@ def _where(query: SpendQuery, dialect: Dialect) -> tuple[str, list[object]]:
 
 
 def totals_sql(query: SpendQuery, groups: tuple[str, ...], dialect: Dialect) -> tuple[str, list[object]]:
-    """Per group: requests, errors, tokens, items, cost. Columns: groups..., then 7 totals."""
+    """Per group: requests, errors, tokens, items, the modal units, cost. Columns: groups..., then
+    the totals in domain/rollup.SUMS order."""
     assert all(g in GROUP_DIMENSIONS for g in groups)
     where, params = _where(query, dialect)
     cols = ", ".join(groups)
@@ -50,7 +54,7 @@ def totals_sql(query: SpendQuery, groups: tuple[str, ...], dialect: Dialect) -> 
         f"SELECT {select}COUNT(*), "
         "COALESCE(SUM(CASE WHEN outcome IN ('served', 'queued') THEN 0 ELSE 1 END), 0), "  # domain.record.NOT_ERRORS
         "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-        f"COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(items), 0), {dialect.cost_sum} "
+        f"COALESCE(SUM(cached_tokens), 0), COALESCE(SUM(items), 0), {_UNIT_TOTALS}{dialect.cost_sum} "
         f"FROM ledger{where}{group}"
     )
     return sql, params
@@ -96,11 +100,20 @@ def assemble(
             output_tokens=int(values[3]),  # type: ignore[call-overload]
             cached_tokens=int(values[4]),  # type: ignore[call-overload]
             items=int(values[5]),  # type: ignore[call-overload]
-            cost_usd=to_usd(values[6]),
+            cost_usd=to_usd(values[-1]),
             p50_ms=None if p[0] is None else float(p[0]),  # type: ignore[arg-type]
             p95_ms=None if p[1] is None else float(p[1]),  # type: ignore[arg-type]
+            reasoning_tokens=_count(values[6]),
+            images=_count(values[7]),
+            audio_ms=_count(values[8]),
+            characters=_count(values[9]),
+            documents=_count(values[10]),
         )
 
     rows = [row(tuple(t[:width]), tuple(t[width:]), pct.get(tuple(t[:width]), (None, None))) for t in totals]
     rows.sort(key=lambda r: (-r.cost_usd, -r.requests, tuple(g or "" for g in r.group)))
     return SpendReport(query=query, rows=tuple(rows), total=row((), total_row, total_pct))
+
+
+def _count(value: object) -> int:
+    return int(str(value or 0))

@@ -119,7 +119,7 @@ class CacheForward:
             or policy is None
             or body is None
             or exchange.protocol is not Protocol.OPENAI
-            or exchange.endpoint not in openai.ENDPOINTS
+            or exchange.endpoint not in openai.CACHEABLE
         ):
             await self._inner.forward(exchange, channel, settle)
             return

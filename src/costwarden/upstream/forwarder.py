@@ -22,10 +22,12 @@ from costwarden.chain.route import retarget
 from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
 from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
-from costwarden.protocols import openai, upstream_reply
+from costwarden.domain.usage import Usage
+from costwarden.protocols import audio, images, openai, responses, upstream_reply
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
-from costwarden.protocols.sse import DONE, SSERelay, comment
+from costwarden.protocols.responses import ResponsesRelay
+from costwarden.protocols.sse import SSERelay, comment
 from costwarden.upstream.balancer import Balancer, Target
 from costwarden.upstream.headers import downstream_headers, upstream_headers
 
@@ -90,6 +92,8 @@ class Forwarder:
                 exchange.upstream_status = response.status
                 if exchange.stream and response.status == 200 and response.content_type == "text/event-stream":
                     cause = await self._relay_stream(exchange, channel, settle, response, started)
+                elif exchange.endpoint == audio.SPEECH and response.status == 200:
+                    cause = await self._relay_bytes(exchange, channel, settle, response, started)
                 else:
                     body = await response.read()
                     exchange.upstream_seconds = time.perf_counter() - started
@@ -149,7 +153,7 @@ class Forwarder:
                 headers = [(k, v) for k, v in headers if k != b"content-type"]
                 headers.append(JSON_CONTENT)
         elif exchange.protocol is Protocol.OPENAI:
-            exchange.usage = openai.usage_from(upstream_reply.parse(body)) or exchange.usage
+            exchange.usage = usage_of(exchange, upstream_reply.parse(body)) or exchange.usage
         exchange.response_bytes = len(body)
         await settle(exchange)
         headers.extend(exchange.costwarden_headers(True))
@@ -165,7 +169,9 @@ class Forwarder:
         started: float,
     ) -> str:
         """Relay an event stream as it comes; a stream cut short ends with an error event, not [DONE]."""
-        relay = SSERelay(exchange.strip_usage_chunk)
+        relay: SSERelay | ResponsesRelay = (
+            ResponsesRelay() if exchange.endpoint == responses.ENDPOINT else SSERelay(exchange.strip_usage_chunk)
+        )
         exchange.status = 200
         headers = _answer_headers(response)
         headers.extend(exchange.costwarden_headers(False))
@@ -193,7 +199,7 @@ class Forwarder:
         tail = relay.flush()
         if fault is None and not relay.done:
             fault = _truncated(name)
-            cause = "the stream ended without [DONE]"
+            cause = "the stream ended without its last event"
         _stream_usage(exchange, relay)
         if fault is not None:
             exchange.error = fault
@@ -201,7 +207,39 @@ class Forwarder:
             tail += b"data: " + error_payload(Protocol.OPENAI, fault) + b"\n\n"
         await settle(exchange)
         tail += comment(f"costwarden request_id={exchange.request_id} cost_usd={usd_text(exchange.cost)}")
-        await channel.body(tail if fault is not None else tail + DONE, False)
+        await channel.body(tail if fault is not None else tail + relay.terminator, False)
+        return cause
+
+    async def _relay_bytes(
+        self,
+        exchange: Exchange,
+        channel: Channel,
+        settle: Settle,
+        response: aiohttp.ClientResponse,
+        started: float,
+    ) -> str:
+        """Relay a binary answer (speech audio) chunk by chunk; settled before the last byte. Cut
+        short by the upstream, it ends without its last chunk and is recorded as failed."""
+        exchange.status = 200
+        headers = _answer_headers(response)
+        headers.extend(exchange.costwarden_headers(False))
+        await channel.start(200, [(k, v) for k, v in headers if k != b"content-length"])
+        cause = ""
+        try:
+            async for chunk in response.content.iter_any():
+                exchange.response_bytes += len(chunk)
+                if exchange.first_token_seconds is None:
+                    exchange.first_token_seconds = time.perf_counter() - exchange.started_perf
+                await channel.body(chunk, True)
+        except _UPSTREAM_ERRORS as exc:
+            exchange.error, cause = _fault(exc, exchange.deployment_name or "?", midstream=True), repr(exc)
+            exchange.outcome = Outcome.FAILED
+        except asyncio.CancelledError:
+            exchange.upstream_seconds = time.perf_counter() - started
+            raise
+        exchange.upstream_seconds = time.perf_counter() - started
+        await settle(exchange)
+        await channel.body(b"", False)
         return cause
 
     async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:
@@ -211,7 +249,27 @@ class Forwarder:
         await channel.whole(fault.status, headers, error_payload(exchange.protocol, fault))
 
 
-def _stream_usage(exchange: Exchange, relay: SSERelay) -> None:
+def usage_of(exchange: Exchange, answer: object) -> Usage | None:
+    """The usage an OpenAI answer reports (None: the request's own stands). A retrieved response's
+    is not this request's; images count the answer's (at most those asked for); a transcription
+    its `duration`, else the upload's (estimated unless read from a WAV header)."""
+    endpoint = exchange.endpoint
+    if endpoint == responses.ENDPOINT:
+        return responses.usage_from(answer)
+    if endpoint == images.ENDPOINT:
+        return Usage(images=images.images_in(answer, exchange.usage.images))
+    if exchange.audio is not None:
+        reported = audio.answered_ms(answer, exchange.audio)
+        if reported is not None:
+            return Usage(audio_ms=reported)
+        exchange.usage_estimated = exchange.audio.exact_ms is None
+        return None
+    if endpoint in openai.TOKENLESS:
+        return None
+    return openai.usage_from(answer)
+
+
+def _stream_usage(exchange: Exchange, relay: SSERelay | ResponsesRelay) -> None:
     """The upstream's usage; without a usage chunk, what was delivered (estimated, and marked so)."""
     if relay.usage is not None:
         exchange.usage = relay.usage

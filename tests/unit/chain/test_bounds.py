@@ -83,6 +83,7 @@ async def test_an_absurd_openai_count_is_a_400_with_a_record(field: str) -> None
         Usage(input_tokens=2**64 - 1, output_tokens=2**64 - 1, cached_tokens=2**64 - 1),
         Usage(input_tokens=3, output_tokens=10**17),
         Usage(input_tokens=3, output_tokens=5, cached_tokens=10**17),
+        Usage(input_tokens=3, output_tokens=5, reasoning_tokens=10**17),
     ],
 )
 async def test_an_upstreams_absurd_usage_is_bounded_and_recorded_as_its_fault(usage: Usage) -> None:
@@ -93,6 +94,7 @@ async def test_an_upstreams_absurd_usage_is_bounded_and_recorded_as_its_fault(us
     assert record.input_tokens <= len(body) + TEMPLATE_TOKENS
     assert record.output_tokens <= 64
     assert record.cached_tokens <= record.input_tokens
+    assert record.reasoning_tokens <= record.output_tokens
     # Priced on the bounded usage (0.15 / 0.60 per 1M tokens and 0.0001 per request): cents at most.
     assert record.cost_usd < Decimal("0.01")
     assert channel.response.header(b"x-costwarden-cost-usd") == str(record.cost_usd).encode()
@@ -124,6 +126,18 @@ async def test_the_record_stage_makes_any_exchange_storable() -> None:
     assert violations(record) == []
     assert (record.items, record.cost_usd, record.error_code) == (INT64_MAX, MAX_COST_USD, OUT_OF_RANGE)
     assert exchange.cost == MAX_COST_USD  # admission settles with what the ledger holds
+
+
+async def test_the_record_stage_clamps_modal_units_too() -> None:
+    sink = MemorySink()
+    exchange = Exchange("req-1", "POST", CHAT, b"", [], b"", Protocol.OPENAI, "/v1/images/generations")
+    exchange.usage = Usage(reasoning_tokens=2**64, images=2**64 - 1, audio_ms=2**70, characters=-1, documents=3)
+    exchange.status = 200
+    await Record(sink).settle(exchange)
+    (record,) = sink.records
+    assert violations(record) == [] and record.error_code == OUT_OF_RANGE
+    assert (record.reasoning_tokens, record.images, record.audio_ms) == (INT64_MAX, INT64_MAX, INT64_MAX)
+    assert (record.characters, record.documents) == (0, 3)
 
 
 FUZZ = settings(max_examples=150, deadline=None, database=None)

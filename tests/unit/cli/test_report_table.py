@@ -65,3 +65,23 @@ def test_csv_has_items_and_fixed_point_money() -> None:
     lines = render_csv(REPORT).splitlines()
     assert "items" in lines[0].split(",")
     assert "0.000000102" in lines[2]
+
+
+def test_a_column_for_each_modal_unit_present_and_none_for_the_rest() -> None:
+    rows = (
+        SpendRow(group=("vision",), requests=2, images=3, audio_ms=61_500, cost_usd=Decimal("0.12")),
+        SpendRow(group=("search",), requests=1, documents=250, cost_usd=Decimal("0.002")),
+    )
+    total = SpendRow(group=(), requests=3, images=3, audio_ms=61_500, documents=250, cost_usd=Decimal("0.122"))
+    report = SpendReport(query=SpendQuery(group_by=("team",)), rows=rows, total=total)
+    console = Console(width=200, record=True, file=None, force_terminal=False)
+    with console.capture() as captured:
+        console.print(render_table(report, width=200))
+    out = captured.get()
+    for header in ("images", "audio s", "docs"):
+        assert header in out
+    assert "61.500" in out  # audio in seconds, to the millisecond
+    assert "reasoning tok" not in out and "chars" not in out
+    assert "reasoning tok" not in text(200)  # a text-only report: no unit columns
+    csv_header = render_csv(report).splitlines()[0].split(",")
+    assert {"reasoning_tokens", "images", "audio_ms", "characters", "documents"} <= set(csv_header)

@@ -121,6 +121,22 @@ def test_non_finite_or_negative_prices_are_refused(literal: str) -> None:
     assert problem.startswith(f"{SOURCE}:11: deployments[0].pricing.input_per_1m: ")
 
 
+def test_modal_prices_parse_exactly_and_bad_image_kinds_are_named() -> None:
+    modal = "\n      ".join(
+        ("input_per_1m: 0.15", "per_image: {1024x1024/hd: 0.08, 1024x1024: 0.04}", "per_audio_second: 0.0001",
+         "per_search_unit: 0.002")
+    )  # fmt: skip
+    config = parse(VALID.replace("input_per_1m: 0.15", modal))
+    sheet = config.deployments[0].pricing.sheet()
+    assert sheet.image_price("1024x1024/hd") == Decimal("0.08")
+    assert sheet.image_price("1024x1024/low") == Decimal("0.04")  # an unpriced quality: the size's price
+    assert (sheet.per_audio_second, sheet.per_search_unit) == (Decimal("0.0001"), Decimal("0.002"))
+    assert sheet.basis == "tokens+image+audio+search_unit"
+    for bad in ("{'1024 x 1024': 0.04}", "{1024x1024: -1}", "{1024x1024: .inf}"):
+        problem = only_problem(VALID.replace("input_per_1m: 0.15", f"per_image: {bad}"))
+        assert problem.startswith(f"{SOURCE}:11: deployments[0].pricing.per_image"), problem
+
+
 def test_load_config_reads_the_file_and_names_it(tmp_path: Path) -> None:
     path = tmp_path / "costwarden.yaml"
     path.write_text(VALID, encoding="utf-8")

@@ -20,6 +20,7 @@ from costwarden.domain.rollup import (
     HOUR,
     KEYS,
     ORG,
+    SUMS,
     WEEK,
     Plan,
     bucket_start,
@@ -114,7 +115,8 @@ def _record(i: int, at: float, team: str | None, outcome: Outcome, tokens: int) 
         environment="prod", tags={}, deployment="chat", protocol="openai", endpoint="/v1/chat/completions",
         method="POST", model="m", stream=False, status=200, upstream_status=200, outcome=outcome, error_code=None,
         latency_ms=float(tokens), upstream_ms=None, input_tokens=tokens, output_tokens=2 * tokens,
-        cached_tokens=tokens % 3, items=tokens % 2, cost_usd=Decimal(tokens) / 10**9,
+        cached_tokens=tokens % 3, items=tokens % 2, cost_usd=Decimal(tokens) / 10**9, reasoning_tokens=tokens % 7,
+        images=tokens % 4, audio_ms=tokens * 3, characters=tokens % 1000, documents=tokens % 9,
     )  # fmt: skip
 
 
@@ -141,15 +143,16 @@ def test_pending_cells_folded_into_each_grain_equal_the_records_summed_one_by_on
     for part in (stored[:split], stored[split:]):
         for (c, bucket, dims, index), sums in collect(part).items():
             for grain in CUBES[c].grains:
-                into = folded.setdefault((c, grain, bucket - bucket % grain, dims, index), [0] * 7)
+                into = folded.setdefault((c, grain, bucket - bucket % grain, dims, index), [0] * len(SUMS))
                 into[:] = [a + b for a, b in zip(into, sums, strict=True)]
     expected: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
     for r, index, cost in stored:
         error = int(r.outcome not in (Outcome.SERVED, Outcome.QUEUED))  # a 202 is not an error
-        sums = [1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, cost]
+        units = [r.reasoning_tokens, r.images, r.audio_ms, r.characters, r.documents]
+        sums = [1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, *units, cost]
         for c, cube in enumerate(CUBES):
             dims = tuple(None if getattr(r, d) is None else str(getattr(r, d)) for d in cube.dimensions)
             for grain in cube.grains:
-                into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * 7)
+                into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * len(SUMS))
                 into[:] = [a + b for a, b in zip(into, sums, strict=True)]
     assert folded == expected
