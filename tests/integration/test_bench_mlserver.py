@@ -61,9 +61,9 @@ def test_bench_measures_both_and_reconciles_with_the_ledger(gateway: Gateway, me
         assert run.cost is not None and run.cost.basis == "gateway"
         assert run.cost.per_1k_requests == Decimal(ITEM_PRICE) * 1000  # one item per request
     assert small.runs[0].latency_ms is not None and large.runs[0].latency_ms is not None
-    # Clearly different cost: ~20x the CPU per request alone; at least 2x even when other work on
-    # this shared machine queues both behind it.
-    assert large.runs[0].latency_ms.p50 > 2 * small.runs[0].latency_ms.p50
+    # Clearly different cost: ~20x the CPU per request alone. Other work on this shared machine (the suite
+    # runs on two workers) queues both behind it, which has brought the ratio as low as 1.8x.
+    assert large.runs[0].latency_ms.p50 > 1.3 * small.runs[0].latency_ms.p50
     records = ledger.wait_for(gateway.ledger, 2 * (REQUESTS + 1))
     for name, results in (("small", small), ("large", large)):
         mine = [r for r in records if r.deployment == name]
@@ -132,7 +132,11 @@ def test_the_gate_passes_identical_runs_and_fails_a_slower_model_version(
     gateway: Gateway, ensembles: Ensembles, textmodel: TextModel, tmp_path: Path
 ) -> None:
     (tmp_path / "same").mkdir()
-    code, text = check(*interleaved(gateway, gateway, tmp_path / "same", 5), "--junit", tmp_path / "same.xml")
+    # The same gateway against itself: only the machine's noise differs. With the suite on two workers that noise
+    # has reached +147% in p99 (bootstrap CI of the ratio [1.5, 3.3]), so the limit here is wide; the slower
+    # version below still has to fail the default +10%.
+    same = interleaved(gateway, gateway, tmp_path / "same", 5)
+    code, text = check(*same, "--junit", tmp_path / "same.xml", "--max-p99-increase", "300%")
     assert code == 0, text
     (tmp_path / "pr-results").mkdir()
     slower = start_gateway(tmp_path, textmodel.url, ensembles.url, "large", "pr")  # clf -> the large ensemble
