@@ -9,10 +9,9 @@ edges read from raw records. Pure: times in, values out.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
-from typing import Any
 
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
@@ -158,41 +157,4 @@ def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, 
             else:
                 for i in range(7):
                     cell[i] += sums[i]
-    return cells
-
-
-# A fold (PostgreSQL): pending cells, as rows of (cube, finest bucket, every GROUP_DIMENSIONS value,
-# bin, SUMS...), added up into each grain of their cube, so the database only upserts the result.
-
-Folded = tuple[int, int, int, Dims]  # (cube index, grain, bucket, every GROUP_DIMENSIONS value)
-_BIN_AT = 2 + len(GROUP_DIMENSIONS)  # where the bin is in a pending row
-_GRAINS = tuple(cube.grains for cube in CUBES)
-
-
-def fold_cells(pending: Iterable[Sequence[Any]]) -> dict[Folded, list[Any]]:
-    """Every cell of every grain the pending cells fall in: its SUMS, then its latency histogram
-    (bin -> requests). Buckets of coarser grains start at multiples of the grain (as
-    `bucket_start`); costs are added as integers (nano-dollars), exactly."""
-    cells: dict[Folded, list[Any]] = {}
-    at = _BIN_AT
-    for row in pending:
-        values = tuple(row)
-        c, bucket, dims, index = values[0], values[1], values[2:at], values[at]
-        n, errors, tokens_in, tokens_out, cached, items, cost = values[at + 1 :]
-        cost = int(cost)
-        for grain in _GRAINS[c]:
-            key = (c, grain, bucket - bucket % grain, dims)
-            cell = cells.get(key)
-            if cell is None:
-                cells[key] = [n, errors, tokens_in, tokens_out, cached, items, cost, {index: n}]
-                continue
-            cell[0] += n
-            cell[1] += errors
-            cell[2] += tokens_in
-            cell[3] += tokens_out
-            cell[4] += cached
-            cell[5] += items
-            cell[6] += cost
-            histogram = cell[7]
-            histogram[index] = histogram.get(index, 0) + n
     return cells

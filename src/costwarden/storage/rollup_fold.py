@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from costwarden.domain import latency_histogram
 from costwarden.domain.report import GROUP_DIMENSIONS
-from costwarden.domain.rollup import CUBES, SUMS, PendingKey, collect, fold_cells
+from costwarden.domain.rollup import CUBES, SUMS, PendingKey, collect
 from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
@@ -93,52 +92,18 @@ def fold_sqlite(conn: sqlite3.Connection, limit: int = FOLD_LIMIT) -> int:
     return int(taken)
 
 
-# PostgreSQL: under a transaction-scoped advisory lock, one statement takes pending cells
-# (DELETE … RETURNING); this process adds them up into every grain (domain/rollup.py, in a worker
-# thread), COPYs the cells into a staging table and one statement upserts them into both cubes.
-# The database only inserts: grouping on nine text columns and building a jsonb histogram per
-# cell was most of its work, and the gateways (many) are easier to add than database CPU (one).
+# PostgreSQL: one statement takes pending cells (DELETE … RETURNING) and upserts them into every
+# cube and grain (data-modifying CTEs), under a transaction-scoped advisory lock.
 
 _TAKE = (
     f"DELETE FROM {DELTA} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {DELTA} LIMIT $1 FOR UPDATE SKIP LOCKED)) "
-    f"RETURNING {', '.join(DELTA_COLUMNS)}"
+    f"RETURNING *"
 )
-FOLD_STAGE = "rollup_fold_stage"
-_STAGE_COLUMNS = ("cube", "grain", "bucket", *GROUP_DIMENSIONS, *SUMS, "latency")
-_STAGE_TYPES = ("integer", "integer", "bigint", *("text" for _ in GROUP_DIMENSIONS), *("bigint" for _ in SUMS[:-1]))
-_CREATE_STAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {FOLD_STAGE} ("
-    + ", ".join(f"{n} {t}" for n, t in zip(_STAGE_COLUMNS, (*_STAGE_TYPES, "numeric(30, 0)", "jsonb"), strict=True))
-    + ") ON COMMIT DELETE ROWS"
+_FOLD = (
+    f"WITH taken AS ({_TAKE}), "
+    + ", ".join(f"fold_{i} AS ({sql})" for i, sql in enumerate(_upserts("taken WHERE true", POSTGRES_ROLLUP)))
+    + " SELECT COUNT(*) FROM taken"
 )
-
-
-def _stage_upsert(c: int) -> str:
-    """Upsert the staged cells of cube `c` (one row per grain, bucket and dimensions: no grouping)."""
-    cube = CUBES[c]
-    t, dims = cube.table, ", ".join(cube.dimensions)
-    updates = ", ".join(f"{s} = {t}.{s} + excluded.{s}" for s in SUMS)
-    return (
-        f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(SUMS)}, latency) "
-        f"SELECT grain, bucket, {POSTGRES_ROLLUP.dim_key.format(dims=dims)}, {dims}, {', '.join(SUMS)}, latency "
-        f"FROM {FOLD_STAGE} WHERE cube = {c} "
-        f"ON CONFLICT (grain, bucket, dim_key) DO UPDATE SET {updates}, "
-        f"latency = {POSTGRES_ROLLUP.merge}({t}.latency, excluded.latency)"
-    )
-
-
-_UPSERT_STAGED = (
-    "WITH "
-    + ", ".join(f"fold_{c} AS ({_stage_upsert(c)})" for c in range(len(CUBES) - 1))
-    + f" {_stage_upsert(len(CUBES) - 1)}"
-)
-
-
-def _stage_rows(pending: list[Any]) -> list[tuple[Any, ...]]:
-    """The staging rows (_STAGE_COLUMNS) of the cells the pending rows fold into."""
-    encode = latency_histogram.encode
-    cells = fold_cells(pending).items()
-    return [(c, grain, bucket, *dims, *cell[:7], encode(cell[7])) for (c, grain, bucket, dims), cell in cells]
 
 
 async def add_delta_postgres(conn: asyncpg.Connection, cells: dict[PendingKey, list[int]]) -> None:
@@ -150,13 +115,7 @@ async def fold_postgres(conn: asyncpg.Connection, limit: int = FOLD_LIMIT) -> in
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FOLD_LOCK):
             return 0
-        pending = await conn.fetch(_TAKE, limit)
-        if pending:
-            rows = await asyncio.to_thread(_stage_rows, pending)
-            await conn.execute(_CREATE_STAGE)
-            await conn.copy_records_to_table(FOLD_STAGE, records=rows, columns=_STAGE_COLUMNS)
-            await conn.execute(_UPSERT_STAGED)
-        return len(pending)
+        return int(await conn.fetchval(_FOLD, limit))
 
 
 class FoldSchedule:
@@ -207,3 +166,4 @@ class FoldSchedule:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+

@@ -21,15 +21,12 @@ from costwarden.domain.rollup import (
     KEYS,
     ORG,
     WEEK,
-    Folded,
     Plan,
     bucket_start,
     collect,
     cube_for,
-    fold_cells,
     plan,
 )
-from costwarden.storage.rollup_fold import delta_rows
 
 BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
 EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800, 489_600, 1_094_400])
@@ -132,38 +129,27 @@ CELL_RECORDS = st.lists(
 )
 
 
-@given(CELL_RECORDS, st.integers(0, 60), st.booleans())
+@given(CELL_RECORDS, st.integers(0, 60))
 def test_pending_cells_folded_into_each_grain_equal_the_records_summed_one_by_one(
-    fields: list[Any], split: int, late_first: bool
+    fields: list[Any], split: int
 ) -> None:
     records = [_record(i, *f) for i, f in enumerate(fields)]
     stored = [(r, latency_histogram.bin_of(r.latency_ms), to_nanos(r.cost_usd)) for r in records]
-    # The pending rows of two writes (in either order: a late write folds after a newer one),
-    # folded by the fold itself, against every record added at every grain.
-    writes = [delta_rows(collect(part)) for part in (stored[:split], stored[split:])]
-    folded = fold_cells([row for rows in (writes[::-1] if late_first else writes) for row in rows])
-    expected: dict[Folded, list[Any]] = {}
+    # The cells of two writes, folded as the SQL fold does (a coarser bucket is the finest one
+    # floored to the grain), against every record added at every grain.
+    folded: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
+    for part in (stored[:split], stored[split:]):
+        for (c, bucket, dims, index), sums in collect(part).items():
+            for grain in CUBES[c].grains:
+                into = folded.setdefault((c, grain, bucket - bucket % grain, dims, index), [0] * 7)
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
+    expected: dict[tuple[int, int, int, tuple[str | None, ...], int], list[int]] = {}
     for r, index, cost in stored:
         error = int(r.outcome is not Outcome.SERVED)
         sums = [1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, cost]
         for c, cube in enumerate(CUBES):
-            dims = tuple(
-                None if d not in cube.dimensions or getattr(r, d) is None else str(getattr(r, d))
-                for d in GROUP_DIMENSIONS
-            )
+            dims = tuple(None if getattr(r, d) is None else str(getattr(r, d)) for d in cube.dimensions)
             for grain in cube.grains:
-                into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims), [0] * 7 + [{}])
-                into[:7] = [a + b for a, b in zip(into[:7], sums, strict=True)]
-                into[7][index] = into[7].get(index, 0) + 1
+                into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * 7)
+                into[:] = [a + b for a, b in zip(into, sums, strict=True)]
     assert folded == expected
-
-
-def test_a_fold_adds_costs_exactly_and_floors_buckets_before_the_epoch() -> None:
-    """Costs past 2**64 nano-dollars stay exact (the ledger's NUMERIC comes back as a Decimal) and
-    a bucket before 1970 floors down, as bucket_start does."""
-    dims = ("t", None, None, None, None, None, None, None, "served")
-    big = Decimal(2**64 + 1)
-    rows = [(0, -60, *dims, 3, 1, 0, 1, 1, 0, 0, big), (0, -60, *dims, 3, 2, 1, 1, 1, 0, 0, big)]
-    folded = fold_cells(rows)
-    assert folded[(0, HOUR, bucket_start(-60.0, HOUR), dims)] == [3, 1, 2, 2, 0, 0, 2 * (2**64 + 1), {3: 3}]
-    assert bucket_start(-60.0, HOUR) == -HOUR
