@@ -4,6 +4,7 @@ and the exposition keeps to its budget; a spend report's JSON is built off the e
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, MutableMapping
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from costwarden.app import admin
-from costwarden.app.asgi import CostwardenASGI
+from costwarden.app.asgi import GIL_SWITCH_INTERVAL_S, CostwardenASGI
 from costwarden.config.models import Config
 from costwarden.domain.report import SpendReport
 from costwarden.observability.metrics import Observe
@@ -35,6 +36,7 @@ async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
             "deployments": [{"name": "chat", "protocol": "openai", "upstream": "http://127.0.0.1:9/v1"}],
         }
     )
+    switch = sys.getswitchinterval()
     gateway = CostwardenASGI(config)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
@@ -44,6 +46,12 @@ async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
     yield gateway
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
+    sys.setswitchinterval(switch)  # the rest of the test session keeps CPython's own
+
+
+def test_the_gateway_process_hands_the_gil_to_the_event_loop_every_millisecond(app: CostwardenASGI) -> None:
+    """Worker threads (reports, the render) give the GIL up after 1 ms, not CPython's 5 ms."""
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S) == pytest.approx(0.001)
 
 
 async def test_healthz_answers_while_an_organisation_sized_scrape_renders(app: CostwardenASGI) -> None:
