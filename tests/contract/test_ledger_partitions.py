@@ -215,3 +215,34 @@ def test_the_partition_command_converts_once(tmp_path: Path) -> None:
         assert again.exit_code == 0 and "partitioned by month already" in again.output
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def test_storage_partition_monthly_leaves_a_filled_ledger_to_the_command(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = PostgresStore(url)
+    await plain.open()
+    assert await plain.write(around_the_boundary(4)) == 4
+    await plain.close()
+    filled = PostgresStore(url, partition="monthly")
+    await filled.open()  # holds records: left as it is, with a warning naming the command
+    try:
+        async with filled.pool.acquire() as conn:
+            assert not await partitions.is_partitioned(conn)
+        assert await filled.write(around_the_boundary(6)) == 2
+    finally:
+        await filled.close()
+    assert "costwarden ledger partition" in caplog.text
+
+
+async def test_storage_partition_monthly_partitions_an_empty_ledger_at_open(url: str) -> None:
+    store = PostgresStore(url, partition="monthly")
+    await store.open()
+    try:
+        assert "ledger_default" in await partition_names(store)
+        records = around_the_boundary(8)
+        assert await store.write(records) == 8
+        assert await store.write(records) == 0
+        assert await store.pool.fetchval("SELECT COUNT(*) FROM ledger_y2027m02") == 4
+    finally:
+        await store.close()

@@ -1,4 +1,5 @@
-"""Monthly partitions of the PostgreSQL raw ledger (opt-in: `costwarden ledger partition`).
+"""Monthly partitions of the PostgreSQL raw ledger (opt-in: `costwarden ledger partition`, or
+`storage.partition: monthly` for a new, empty ledger).
 
 A partitioned ledger is `PARTITION BY RANGE (started_at)`, one partition per UTC calendar month
 (`ledger_y2026m12`) and a default partition (`ledger_default`) for any record outside them, so a

@@ -7,6 +7,7 @@ so no number of long reports can take every connection a ledger flush or a readi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from decimal import Decimal
@@ -41,6 +42,7 @@ from costwarden.storage.rollup_write import (
     stage_postgres,
 )
 
+log = logging.getLogger(__name__)
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
     "text",
@@ -123,15 +125,23 @@ class PostgresStore:
     """Ledger and keys in PostgreSQL; `write` is one transaction per batch (COPY, then one merge)."""
 
     def __init__(
-        self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2, background_fold: bool = True
+        self,
+        dsn: str,
+        min_size: int = 1,
+        max_size: int = 4,
+        read_size: int = 2,
+        background_fold: bool = True,
+        partition: str = "none",
     ) -> None:
-        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools)."""
+        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools).
+        `partition="monthly"`: an empty, unpartitioned ledger is partitioned by month at open."""
         self.dsn = dsn
         self._min, self._max, self._read_size = min_size, max_size, read_size
         self._pool: asyncpg.Pool | None = None
         self._reads: asyncpg.Pool | None = None
         self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
         self._partitioned = False  # monthly partitions (storage/partitions.py), found at open
+        self._partition = partition
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -175,8 +185,18 @@ class PostgresStore:
             await self._find_partitions(conn)
 
     async def _find_partitions(self, conn: asyncpg.Connection) -> None:
-        """Whether the ledger is partitioned by month; if so, create the months ahead of now."""
+        """Whether the ledger is partitioned by month; if so, create the months ahead of now. With
+        `partition="monthly"` an empty ledger is partitioned here; a filled one is left as it is."""
         self._partitioned = await partitions.is_partitioned(conn)
+        if self._partition == "monthly" and not self._partitioned:
+            if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM ledger)"):
+                await partitions.convert(conn, time.time())
+                self._partitioned = True
+            else:
+                log.warning(
+                    "storage.partition is monthly but the ledger holds records and is not partitioned: "
+                    "run `costwarden ledger partition` to convert it (docs/scale.md)"
+                )
         if self._partitioned:
             now = time.time()
             await partitions.ensure_months(conn, now, now + partitions.AHEAD_MONTHS * 31 * 86_400)
