@@ -1,31 +1,42 @@
 """The whole gateway app in process: a scrape at organisation scale does not hold up `/healthz`,
-and the exposition keeps to its budget (issue 14)."""
+and the exposition keeps to its budget; a spend report's JSON is built off the event loop (issue 14)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, MutableMapping
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from costwarden.app.asgi import CostwardenASGI
+from costwarden.app import admin
+from costwarden.app.asgi import GIL_SWITCH_INTERVAL_S, CostwardenASGI
 from costwarden.config.models import Config
+from costwarden.domain.report import SpendReport
 from costwarden.observability.metrics import Observe
 from tests.unit.observability.test_metrics import exchange, observe
+from tests.unit.storage.sample import record
+
+TOKEN = "probe-test-admin-token-0123456789"
 
 
 @pytest.fixture
 async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
     config = Config.model_validate(
         {
+            "server": {"admin_token": TOKEN},
             "storage": {"ledger": f"sqlite:///{tmp_path / 'ledger.db'}", "spool_dir": str(tmp_path / "spool")},
             "deployments": [{"name": "chat", "protocol": "openai", "upstream": "http://127.0.0.1:9/v1"}],
         }
     )
+    switch = sys.getswitchinterval()
     gateway = CostwardenASGI(config)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
@@ -35,6 +46,12 @@ async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
     yield gateway
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
+    sys.setswitchinterval(switch)  # the rest of the test session keeps CPython's own
+
+
+def test_the_gateway_process_hands_the_gil_to_the_event_loop_every_millisecond(app: CostwardenASGI) -> None:
+    """Worker threads (reports, the render) give the GIL up after 1 ms, not CPython's 5 ms."""
+    assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S) == pytest.approx(0.001)
 
 
 async def test_healthz_answers_while_an_organisation_sized_scrape_renders(app: CostwardenASGI) -> None:
@@ -69,3 +86,34 @@ async def test_healthz_answers_while_an_organisation_sized_scrape_renders(app: C
     assert len(probes) >= 3  # the probe kept being answered during the scrape
     # Before issue 14 each probe waited for the whole render; now it waits a GIL switch or two.
     assert max(probes) < scrape_s / 2, (max(probes), scrape_s)
+
+
+async def test_a_spend_report_is_encoded_off_the_event_loop(
+    app: CostwardenASGI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The admin spend route checks and encodes its (possibly thousands of) rows in a worker
+    thread: ~0.1 s of Python for a month by team and deployment that probes would otherwise wait."""
+    now = 1_800_000_000.0
+    records = [replace(record(f"r{i}"), team=f"team-{i % 7}", started_at=now - 60 * i) for i in range(50)]
+    assert await app.runtime.store.write(records) == 50
+    threads: list[int] = []
+    encode = admin.report_json  # type: ignore[attr-defined]  # the name the route calls
+
+    def spy(report: SpendReport) -> dict[str, Any]:
+        threads.append(threading.get_ident())
+        return encode(report)
+
+    monkeypatch.setattr(admin, "report_json", spy)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        reply = await client.get(
+            "/admin/v1/spend",
+            params={"group_by": "team", "from": "2027-01-14T00:00:00Z", "to": "2027-01-16T00:00:00Z"},
+            headers={"authorization": f"Bearer {TOKEN}"},
+        )
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+    body = reply.json()
+    assert threads and threading.get_ident() not in threads
+    assert {row["team"] for row in body["rows"]} == {f"team-{i}" for i in range(7)}
+    assert body["total"]["requests"] == 50 and "from" in body
+    assert sum(Decimal(row["cost_usd"]) for row in body["rows"]) == Decimal(body["total"]["cost_usd"])

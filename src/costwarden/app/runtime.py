@@ -103,7 +103,7 @@ class Runtime:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store: Store = open_store(config.storage.ledger)
+        self.store: Store = open_store(config.storage.ledger, config.storage.partition)
         self.registry = CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry, config.metrics)
         self.routes = RouteTable(config.deployments)

@@ -60,7 +60,7 @@ def plural(count: int, noun: str) -> str:
 
 def with_store(config: Config, action: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
-        store = open_store(config.storage.ledger)
+        store = open_store(config.storage.ledger, config.storage.partition)
         await store.open()
         try:
             return await action(store)

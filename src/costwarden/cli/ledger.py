@@ -1,4 +1,5 @@
-"""`costwarden ledger prune`: delete raw ledger records past the retention (storage.retention)."""
+"""`costwarden ledger prune`: delete raw ledger records past the retention (storage.retention);
+`costwarden ledger partition`: partition a PostgreSQL ledger by month (storage/partitions.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import typer
 
 from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, plural, with_store
+from costwarden.ports import Store
 from costwarden.services.retention import cutoff, prune_ledger
 
 app = typer.Typer(help="Maintain the ledger.", no_args_is_help=True)
@@ -32,3 +34,24 @@ def prune(
     pruned = with_store(cfg, lambda store: prune_ledger(store, before, batch))
     when = datetime.fromtimestamp(before, UTC).isoformat(timespec="seconds")
     console.print(f"pruned {plural(pruned, 'raw record')} started before {when}; rollups kept")
+
+
+@app.command()
+def partition(config: Path | None = ConfigOption) -> None:
+    """Partition a PostgreSQL ledger by month (new or existing); retention then drops whole months.
+
+    The records are copied under an exclusive lock in one transaction: gateways keep serving, their
+    records wait in their spools until it commits. Run it once; running it again changes nothing."""
+    cfg = config_or_exit(config)
+    if not cfg.storage.ledger.startswith(("postgresql://", "postgres://")):
+        errors.print("[red]only a PostgreSQL ledger can be partitioned[/] (storage.ledger is not postgresql://)")
+        raise typer.Exit(2)
+
+    async def convert(store: Store) -> int:
+        return await store.partition()  # type: ignore[attr-defined,no-any-return]  # PostgresStore only
+
+    moved = with_store(cfg, convert)
+    if moved < 0:
+        console.print("the ledger is partitioned by month already")
+    else:
+        console.print(f"partitioned the ledger by month: {plural(moved, 'record')} moved")

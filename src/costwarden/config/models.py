@@ -63,11 +63,16 @@ class StorageConfig(Model):
     # Each refresh reads only changed keys; a full reload also picks up rows edited by hand.
     key_full_refresh_seconds: float = Field(default=3600.0, gt=0)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    # PostgreSQL: a new (empty) ledger is partitioned by month when a gateway first opens it; an
+    # existing one keeps its shape until `costwarden ledger partition` (docs/scale.md).
+    partition: Literal["none", "monthly"] = "none"
 
     @model_validator(mode="after")
     def _known_scheme(self) -> StorageConfig:
         if not self.ledger.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("ledger must start with sqlite:/// or postgresql://")
+        if self.partition != "none" and self.ledger.startswith("sqlite:///"):
+            raise ValueError("partition: monthly needs a PostgreSQL ledger (storage.ledger is SQLite)")
         return self
 
 

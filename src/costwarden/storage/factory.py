@@ -29,8 +29,9 @@ def _check_missing(exc: ModuleNotFoundError, what: str, extra: str, clients: tup
         raise MissingExtra(what, extra, missing) from exc
 
 
-def open_store(url: str) -> Store:
-    """An unopened store for `sqlite:///path` or `postgresql://...` (call `await store.open()`)."""
+def open_store(url: str, partition: str = "none") -> Store:
+    """An unopened store for `sqlite:///path` or `postgresql://...` (call `await store.open()`);
+    `partition="monthly"`: a new PostgreSQL ledger is partitioned by month (storage/partitions.py)."""
     if url.startswith("sqlite:///"):
         return SQLiteStore.from_url(url)
     if url.startswith(("postgresql://", "postgres://")):
@@ -39,7 +40,7 @@ def open_store(url: str) -> Store:
         except ModuleNotFoundError as exc:
             _check_missing(exc, "a PostgreSQL ledger", "postgres", ("asyncpg",))
             raise
-        return PostgresStore.from_url(url)
+        return PostgresStore(url, partition=partition)
     raise ValueError(f"unsupported ledger URL {url!r}: use sqlite:///path or postgresql://...")
 
 

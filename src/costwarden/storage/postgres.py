@@ -7,6 +7,8 @@ so no number of long reports can take every connection a ledger flush or a readi
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -22,11 +24,12 @@ from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
 from costwarden.ports import RecordRejected
+from costwarden.storage import partitions
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
-from costwarden.storage.retention import POSTGRES_PRUNE
+from costwarden.storage.retention import POSTGRES_PRUNE, POSTGRES_PRUNE_PARTITIONED
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import spend_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
@@ -39,6 +42,7 @@ from costwarden.storage.rollup_write import (
     stage_postgres,
 )
 
+log = logging.getLogger(__name__)
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
 _TYPES = (
     "text",
@@ -84,6 +88,7 @@ _TYPES = (
 )
 _STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
 _MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert, and which rows it stored
+_MERGE_PARTITIONED = merge_postgres(LEDGER_COLUMNS, conflict="request_id, started_at")  # storage/partitions.py
 _QUARANTINE_SELECT = (
     "SELECT request_id, quarantined_at, reason, record FROM ledger_quarantine ORDER BY quarantined_at DESC"
 )
@@ -125,14 +130,23 @@ class PostgresStore:
     """Ledger and keys in PostgreSQL; `write` is one transaction per batch (COPY, then one merge)."""
 
     def __init__(
-        self, dsn: str, min_size: int = 1, max_size: int = 4, read_size: int = 2, background_fold: bool = True
+        self,
+        dsn: str,
+        min_size: int = 1,
+        max_size: int = 4,
+        read_size: int = 2,
+        background_fold: bool = True,
+        partition: str = "none",
     ) -> None:
-        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools)."""
+        """`background_fold=False`: pending rollup cells wait for `fold` (benches, tools).
+        `partition="monthly"`: an empty, unpartitioned ledger is partitioned by month at open."""
         self.dsn = dsn
         self._min, self._max, self._read_size = min_size, max_size, read_size
         self._pool: asyncpg.Pool | None = None
         self._reads: asyncpg.Pool | None = None
         self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
+        self._partitioned = False  # monthly partitions (storage/partitions.py), found at open
+        self._partition = partition
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -173,6 +187,36 @@ class PostgresStore:
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )
+            await self._find_partitions(conn)
+
+    async def _find_partitions(self, conn: asyncpg.Connection) -> None:
+        """Whether the ledger is partitioned by month; if so, create the months ahead of now. With
+        `partition="monthly"` an empty ledger is partitioned here; a filled one is left as it is."""
+        self._partitioned = await partitions.is_partitioned(conn)
+        if self._partition == "monthly" and not self._partitioned:
+            if await conn.fetchval("SELECT NOT EXISTS (SELECT 1 FROM ledger)"):
+                await partitions.convert(conn, time.time())
+                self._partitioned = True
+            else:
+                log.warning(
+                    "storage.partition is monthly but the ledger holds records and is not partitioned: "
+                    "run `costwarden ledger partition` to convert it (docs/scale.md)"
+                )
+        if self._partitioned:
+            now = time.time()
+            await partitions.ensure_months(conn, now, now + partitions.AHEAD_MONTHS * 31 * 86_400)
+
+    async def partition(self) -> int:
+        """Convert the ledger to monthly partitions (`costwarden ledger partition`); returns how
+        many records moved, or -1 when it was partitioned already."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            if await partitions.is_partitioned(conn):
+                self._partitioned = True
+                return -1
+            moved = await partitions.convert(conn, time.time())
+        self._partitioned = True
+        return moved
 
     async def close(self) -> None:
         await self._fold.close()
@@ -190,18 +234,27 @@ class PostgresStore:
             return 0
         try:
             rows, cells = _staged(records)
-            async with self.pool.acquire() as conn, conn.transaction():
-                await conn.execute(_STAGE)
-                await conn.copy_records_to_table(STAGE, records=rows, columns=LEDGER_COLUMNS)
-                stored, ids = await conn.fetchrow(_MERGE, len(rows))
-                if ids is not None:  # some were stored already: only the rows stored now count
-                    new = set(ids)
-                    cells = [c for c in cells if c[0].request_id in new]
-                if cells:
-                    await add_delta_postgres(conn, collect(cells))
+            try:
+                stored = await self._write(rows, cells)
+            except asyncpg.InvalidColumnReferenceError:  # another process partitioned the ledger
+                async with self.pool.acquire() as conn:
+                    self._partitioned = await partitions.is_partitioned(conn)
+                stored = await self._write(rows, cells)
         except _DATA_ERRORS as exc:
             raise RecordRejected(f"{type(exc).__name__}: {exc}") from exc
-        self._fold.added(int(stored))
+        self._fold.added(stored)
+        return stored
+
+    async def _write(self, rows: list[tuple[Any, ...]], cells: list[tuple[UsageRecord, int, int]]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_STAGE)
+            await conn.copy_records_to_table(STAGE, records=rows, columns=LEDGER_COLUMNS)
+            stored, ids = await conn.fetchrow(_MERGE_PARTITIONED if self._partitioned else _MERGE, len(rows))
+            if ids is not None:  # some were stored already: only the rows stored now count
+                new = set(ids)
+                cells = [c for c in cells if c[0].request_id in new]
+            if cells:
+                await add_delta_postgres(conn, collect(cells))
         return int(stored)
 
     async def fold(self, limit: int) -> int:
@@ -210,8 +263,17 @@ class PostgresStore:
             return await fold_postgres(conn, limit)
 
     async def prune(self, before: float, limit: int) -> int:
-        status = await self.pool.execute(POSTGRES_PRUNE, before, limit)
-        return int(status.split()[-1])  # "DELETE n"
+        """Partitioned: whole months before the cutoff are dropped (and months ahead created)
+        first; then one batch of the rest is deleted."""
+        dropped = 0
+        if self._partitioned:
+            async with self.pool.acquire() as conn:
+                now = time.time()
+                await partitions.ensure_months(conn, now, now + partitions.AHEAD_MONTHS * 31 * 86_400)
+                dropped = await partitions.drop_before(conn, before)
+        sql = POSTGRES_PRUNE_PARTITIONED if self._partitioned else POSTGRES_PRUNE
+        status = await self.pool.execute(sql, before, limit)
+        return dropped + int(status.split()[-1])  # "DELETE n"
 
     async def quarantine(self, entries: Sequence[Quarantined]) -> None:
         rows = [(e.request_id, e.quarantined_at, e.reason, e.record) for e in entries]

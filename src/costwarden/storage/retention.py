@@ -14,3 +14,7 @@ POSTGRES_PRUNE = (
     "DELETE FROM ledger WHERE request_id IN "
     "(SELECT request_id FROM ledger WHERE started_at < $1 ORDER BY started_at LIMIT $2)"
 )
+POSTGRES_PRUNE_PARTITIONED = (  # storage/partitions.py: the key is (request_id, started_at)
+    "DELETE FROM ledger WHERE (request_id, started_at) IN "
+    "(SELECT request_id, started_at FROM ledger WHERE started_at < $1 ORDER BY started_at LIMIT $2)"
+)

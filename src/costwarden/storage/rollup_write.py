@@ -201,13 +201,14 @@ def stage_postgres(columns: Sequence[tuple[str, str]]) -> str:
     return f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}) ON COMMIT DELETE ROWS"
 
 
-def merge_postgres(ledger_columns: Sequence[str]) -> str:
+def merge_postgres(ledger_columns: Sequence[str], conflict: str = "request_id") -> str:
     """Move the staged rows into the ledger; returns how many it stored and, when that is fewer
-    than $1 (the staged rows), their request ids. The staged request ids are distinct."""
+    than $1 (the staged rows), their request ids. The staged request ids are distinct. `conflict`:
+    the ledger's primary key (a partitioned one holds started_at too)."""
     cols = ", ".join(ledger_columns)
     insert = (
         f"INSERT INTO ledger ({cols}) SELECT {cols} FROM {STAGE} "
-        "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING request_id"
     )
     return (
         f"WITH stored AS ({insert}) SELECT COUNT(*) AS n, "

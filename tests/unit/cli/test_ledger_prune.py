@@ -84,3 +84,11 @@ def test_less_than_a_day_is_refused(tmp_path: Path, days: str) -> None:
     assert CliRunner().invoke(app, ["ledger", "prune", "-c", str(config)]).exit_code == 2
     assert CliRunner().invoke(app, ["ledger", "prune", "--older-than-days", days, "-c", str(config)]).exit_code == 2
     assert len(left(db)) == 5
+
+
+def test_partition_refuses_a_sqlite_ledger(tmp_path: Path) -> None:
+    config, db = setup(tmp_path, "")
+    result = CliRunner().invoke(app, ["ledger", "partition", "-c", str(config)])
+    assert result.exit_code == 2
+    assert "only a PostgreSQL ledger" in result.output
+    assert len(left(db)) == 5

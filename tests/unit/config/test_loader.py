@@ -290,3 +290,12 @@ def test_a_top_level_list() -> None:
 def test_no_deployments() -> None:
     problem = only_problem("server:\n  port: 1\n")
     assert problem.startswith(f"{SOURCE}:1: deployments: ")
+
+
+def test_monthly_partitions_need_a_postgresql_ledger() -> None:
+    base = VALID.replace("server:\n  port: 8700\n", "storage:\n  ledger: LEDGER\n  partition: monthly\n")
+    problem = only_problem(base.replace("LEDGER", "sqlite:///./costwarden.db"))
+    assert problem.startswith(f"{SOURCE}:") and ": storage: " in problem
+    assert "partition: monthly needs a PostgreSQL ledger" in problem
+    assert parse(base.replace("LEDGER", "postgresql://db/costwarden")).storage.partition == "monthly"
+    assert "'none' or 'monthly'" in only_problem(VALID + "storage:\n  partition: weekly\n")
