@@ -15,7 +15,7 @@ from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.domain.response_cache import CachedAnswer
 from costwarden.domain.variant import DegradeState
 
@@ -35,6 +35,10 @@ class LedgerStore(Protocol):
     async def write(self, records: Sequence[UsageRecord]) -> int: ...
 
     async def spend(self, query: SpendQuery) -> SpendReport: ...
+
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        """The `n` costliest groups of `query` (grouped by one dimension or more; no percentiles),
+        ranked in the store: the same rows, in the same order, as the first `n` of its report."""
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

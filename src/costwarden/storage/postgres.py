@@ -20,7 +20,7 @@ from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
@@ -28,7 +28,7 @@ from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.retention import POSTGRES_PRUNE
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
-from costwarden.storage.rollup_report import spend_postgres
+from costwarden.storage.rollup_report import spend_postgres, top_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
     STAGE,
@@ -222,6 +222,10 @@ class PostgresStore:
     async def spend(self, query: SpendQuery) -> SpendReport:
         async with self.reads.acquire() as conn:
             return await spend_postgres(conn, query)
+
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        async with self.reads.acquire() as conn:
+            return await top_postgres(conn, query, n)
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

@@ -18,7 +18,7 @@ import orjson
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import from_nanos, quantize, to_nanos
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
 from costwarden.domain.rollup import CUBES, Cube, Plan, cube_for, plan
 from costwarden.storage.rollup_fold import DELTA
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
@@ -168,6 +168,67 @@ def combine(
     percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
     return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
+
+
+# Top groups: the whole-bucket cells, the pending cells and the raw records of the partial buckets
+# as one union, summed per group and ranked in SQL, so only `n` rows come back (ties as a report
+# orders them: more requests first, then by group).
+_RAW_SUMS = (
+    "1 AS requests, CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END AS errors, input_tokens, output_tokens, "
+    "cached_tokens, items, {cost} AS cost_nanos"
+)
+_RAW_COST = {"sqlite": "cost_nanos", "postgres": "cost_usd * 1000000000"}
+_TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
+
+
+def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:
+    """The `n` costliest groups of `query` (grouped by at least one dimension): groups..., then the
+    seven sums (cost in nano-dollars), costliest first."""
+    groups = query.group_by
+    assert groups and n > 0
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
+    select = "".join(f"{g}, " for g in groups)
+    parts: list[str] = []
+    params: list[object] = []
+    if p.rolled:
+        cells, params = _cells(query, cube, p, dialect, f"{select}{_CELL_SUMS}", f"{select}{_CELL_SUMS}")
+        parts.append(cells)
+    for start, end in p.raw:
+        where = []
+        for bound, op in ((start, ">="), (end, "<")):
+            if bound is not None:
+                params.append(bound)
+                where.append(f"started_at {op} {dialect.placeholder(len(params))}")
+        where += _filters(query, dialect, params)
+        raw = _RAW_SUMS.format(cost=_RAW_COST[name])
+        parts.append(f"SELECT {select}{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else ""))
+    params.append(n)
+    ties = ", ".join(f"COALESCE({g}, ''){_TIE_ORDER[name]}" for g in groups)
+    sql = (
+        f"SELECT {select}{_SUMS} FROM ({' UNION ALL '.join(parts)}) AS facts GROUP BY {', '.join(groups)} "
+        f"ORDER BY SUM(cost_nanos) DESC, SUM(requests) DESC, {ties} LIMIT {dialect.placeholder(len(params))}"
+    )
+    return sql, params
+
+
+def top_rows(query: SpendQuery, rows: list[Row], to_usd: Callable[[object], Decimal]) -> list[SpendRow]:
+    width = len(query.group_by)
+    out = []
+    for row in rows:
+        requests, errors, tokens_in, tokens_out, cached, items = (int(v or 0) for v in row[width : width + 6])
+        group = tuple(None if g is None else str(g) for g in row[:width])
+        out.append(SpendRow(group, requests, errors, tokens_in, tokens_out, cached, items, to_usd(row[width + 6] or 0)))
+    return out
+
+
+def top_sqlite(conn: sqlite3.Connection, query: SpendQuery, n: int) -> list[SpendRow]:
+    return top_rows(query, [tuple(r) for r in conn.execute(*top_sql(query, n, SQLITE, "sqlite"))], _usd)
+
+
+async def top_postgres(conn: asyncpg.Connection, query: SpendQuery, n: int) -> list[SpendRow]:
+    rows = [tuple(r) for r in await conn.fetch(*_args(top_sql(query, n, POSTGRES, "postgres")))]
+    return top_rows(query, rows, lambda cost: from_nanos(int(cost)))  # type: ignore[call-overload]
 
 
 def _nanos(cost: object) -> int:

@@ -42,6 +42,9 @@ class CountingLedger:
         row = SpendRow(group=("t",), requests=1, cost_usd=Decimal(int(query.end - query.start)))
         return SpendReport(query, (row,), row)
 
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        return list((await self.spend(query)).rows[:n])
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:
@@ -119,3 +122,14 @@ async def test_recent_reports_are_reused_for_a_minute_then_read_again() -> None:
     await recent.spend(SpendQuery(("team",), 0, 140), now=140)
     await recent.spend(SpendQuery(("team",), 0, 205), now=205)  # expired
     assert len(ledger.queries) == 4
+
+
+async def test_recent_top_groups_are_reused_with_when_they_were_read() -> None:
+    ledger = CountingLedger()
+    recent = RecentReports(ledger, ttl_s=60)
+    rows, read_at = await recent.top(SpendQuery(("team",), 0, 100), 10, now=100)
+    assert (rows, read_at) == ([SpendRow(group=("t",), requests=1, cost_usd=Decimal(100))], 100)
+    assert await recent.top(SpendQuery(("team",), 0, 130), 10, now=130) == (rows, 100)  # reused: read at 100
+    assert (await recent.top(SpendQuery(("team",), 0, 130), 3, now=130))[1] == 130  # another n: read again
+    assert (await recent.top(SpendQuery(("team",), 0, 170), 10, now=170))[1] == 170  # expired
+    assert len(ledger.queries) == 3
