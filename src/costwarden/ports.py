@@ -40,6 +40,11 @@ class LedgerStore(Protocol):
         """The `n` costliest groups of `query` (grouped by one dimension or more; no percentiles),
         ranked in the store: the same rows, in the same order, as the first `n` of its report."""
 
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        """Totals-only reports of every whole `step_s` bucket of [start, end) (both on the step's
+        edges), keyed by bucket start, read at once; None when the store keeps no such grain for the
+        query's dimensions (then ask `spend` bucket by bucket)."""
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:

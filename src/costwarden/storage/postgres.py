@@ -28,7 +28,7 @@ from costwarden.storage.ledger_codec import record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.retention import POSTGRES_PRUNE
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
-from costwarden.storage.rollup_report import spend_postgres, top_postgres
+from costwarden.storage.rollup_report import series_postgres, spend_postgres, top_postgres
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
     STAGE,
@@ -226,6 +226,10 @@ class PostgresStore:
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         async with self.reads.acquire() as conn:
             return await top_postgres(conn, query, n)
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        async with self.reads.acquire() as conn:
+            return await series_postgres(conn, query, step_s)
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

@@ -39,7 +39,7 @@ from costwarden.storage.rollup_fold import (
     collect,
     fold_sqlite,
 )
-from costwarden.storage.rollup_report import spend_sqlite, top_sqlite
+from costwarden.storage.rollup_report import series_sqlite, spend_sqlite, top_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
     WEEKS_MIGRATION,
@@ -300,6 +300,9 @@ class SQLiteStore:
 
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         return await self._read(lambda conn: top_sqlite(conn, query, n))
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        return await self._read(lambda conn: series_sqlite(conn, query, step_s))
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

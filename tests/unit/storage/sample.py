@@ -113,6 +113,9 @@ class MemoryLedger:
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         raise NotImplementedError("not needed by the recorder")
 
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        raise NotImplementedError("not needed by the recorder")
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:
