@@ -253,8 +253,9 @@ def series_reports(query: SpendQuery, step: int, rows: list[Row]) -> dict[int, S
     for bucket in range(int(query.start), int(query.end), step):
         found = by_bucket.get(bucket, [])
         found.sort(key=_report_order)
-        sums = [sum(getattr(r, name) for r in found) for name in _ROW_SUMS]
-        total = SpendRow((), *sums[:6], cost_usd=sum((r.cost_usd for r in found), ZERO))  # type: ignore[arg-type]
+        requests, errors, tokens_in, tokens_out, cached, items = (sum(getattr(r, n) for r in found) for n in _ROW_SUMS)
+        cost = sum((r.cost_usd for r in found), ZERO)
+        total = SpendRow((), requests, errors, tokens_in, tokens_out, cached, items, cost)
         window = replace(query, start=float(bucket), end=float(bucket + step), percentiles=False)
         out[bucket] = SpendReport(window, tuple(found) if width else (total,), total)
     return out
