@@ -1,6 +1,9 @@
 """The dashboard's compute panel (/dashboard/api/compute): GPU-hours, provisioned, used and idle cost
 per deployment with `compute:`, from the allocation service (the same one as `costwarden allocation`
-and `GET /admin/v1/allocation`). Admin sessions only: a deployment's use is every team's."""
+and `GET /admin/v1/allocation`). Admin sessions only: a deployment's use is every team's.
+
+An answer is reused for `TTL_S` (a month's allocation sweeps every request interval of the
+deployments with `compute:`); it names its window, so it stays checkable against the admin API."""
 
 from __future__ import annotations
 
@@ -32,18 +35,26 @@ def window(since: str, now: float) -> tuple[float, float]:
     return start, end
 
 
+TTL_S = 60.0
+
+
 def compute_api(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/dashboard/api", include_in_schema=False)
+    recent: dict[str, tuple[float, dict[str, Any]]] = {}  # since -> (read at, answer); a few windows
 
     @api.get("/compute")
     async def get_compute(session: Viewer, since: str = "24h") -> dict[str, Any]:
         if session.role is not Role.ADMIN:
             raise HTTPException(403, "compute allocation spans every team's use: shown to admin sessions only")
-        start, end = window(since, time.time())
+        now = time.time()
+        start, end = window(since, now)
+        hit = recent.get(since)
+        if hit is not None and now - hit[0] < TTL_S:
+            return hit[1]
         samples = runtime.compute.store if runtime.compute is not None else None
         report = await allocation(runtime.config, AllocationQuery(start, end, ("deployment",)), samples)
         body = report_json(report)
-        return {
+        answer = {
             "window": body["window"],
             "deployments": body["deployments"],
             "totals": body["totals"],
@@ -51,5 +62,9 @@ def compute_api(runtime: Runtime) -> APIRouter:
             "pricing": body["pricing"],
             "notes": body["notes"],
         }
+        if len(recent) >= 16:  # bounded: the page offers four windows
+            recent.clear()
+        recent[since] = (now, answer)
+        return answer
 
     return api
