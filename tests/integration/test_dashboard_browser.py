@@ -66,7 +66,8 @@ def test_dashboard_pages_in_chromium(make_gateway: GatewayFactory, tmp_path: Pat
     gateway = dashboard_gateway(make_gateway)
     with chromium(tmp_path) as driver:
         sign_in(driver, gateway, "not-the-token")
-        assert "not the admin token" in driver.find_element(By.ID, "error").text
+        # the refusal is a new page: wait for it (the form's own empty #error may still be there)
+        wait_for(driver, "(document.getElementById('error') || {}).textContent?.includes('not the admin token')")
         shoot(driver, tmp_path, "dashboard-login-refused")
 
         sign_in(driver, gateway, ADMIN_TOKEN)
