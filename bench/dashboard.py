@@ -3,13 +3,19 @@
 
     .venv/bin/python bench/dashboard.py                      # fills 1M records (SQLite), ~3-5 min here
     .venv/bin/python bench/dashboard.py --reuse              # the ledger from the last run
+    .venv/bin/python bench/dashboard.py --backend postgres   # 1M records COPYed into PostgreSQL, rolled up
+    .venv/bin/python bench/dashboard.py --reuse --baseline /tmp/base/src   # and a baseline tree's gateway, alternately
 
 The ledger is filled with bench/scale.py's generator (30 days ending now, 500 teams, 10,000 keys,
 20 deployments) through `store.write` (rollups included), then `costwarden serve` starts on it
-with two budgets (one team's day, a global month), signs in as admin at /dashboard/login, and
-times each panel's request as the page makes it: the first (cold: nothing cached) and the median
-of the `--repeat` runs after it (warm: settled spend buckets come from the dashboard's 60 s cache).
-Results go to bench/results/dashboard.json.
+with two budgets (one team's day, a global month) and `compute:` on one deployment (2 replicas of
+a catalogue GPU machine), signs in as admin at /dashboard/login, and times each panel's request as
+the page makes it: the first (cold) and the median of the `--repeat` runs after it (warm: settled
+spend buckets and top drivers come from the dashboard's 60 s caches). Cold is a fresh gateway
+process for each panel (nothing cached in it; the OS page cache is warm), unless `--shared-gateway`;
+`--rounds N` measures every panel N times over (medians), `--baseline DIR` runs each panel on a
+gateway of another tree's package too, right before this tree's, so both see the same load.
+A panel an older tree does not serve (404) is skipped. Results go to bench/results/dashboard.json.
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scale import fill
+from scale import copy_fill, fill
 
+from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
 console = Console()
@@ -53,16 +60,25 @@ PANELS: list[tuple[str, str, dict[str, Any]]] = [
     ("alerts", "alerts", {}),
     ("requests, newest 50", "requests", {"since": "24h", "limit": 50}),
     ("requests, team filter", "requests", {"since": "24h", "limit": 50, "where": "team=team-000"}),
+    ("compute (GPU-hours, idle) 24h", "compute", {"since": "24h"}),
+    ("compute (GPU-hours, idle) 30d", "compute", {"since": "30d"}),
 ]
 
 
-def config(ledger: Path, teams: int, folder: Path) -> Path:
+def config(ledger: str, teams: int, folder: Path) -> Path:
     data = {
         "server": {"host": "127.0.0.1", "admin_token": TOKEN},
-        "storage": {"ledger": f"sqlite:///{ledger}", "spool_dir": str(folder / "spool")},
+        "storage": {"ledger": ledger, "spool_dir": str(folder / "spool")},
         "environments": ["prod", "staging"],
         "teams": [{"name": f"team-{t:03d}", "projects": [f"proj-{t:03d}-{t % 3}"]} for t in range(teams)],
-        "deployments": [{"name": "dep-00", "protocol": "openai", "upstream": "http://127.0.0.1:9"}],
+        "deployments": [
+            {
+                "name": "dep-00",
+                "protocol": "openai",
+                "upstream": "http://127.0.0.1:9",
+                "compute": {"profile": "aws-g6.xlarge", "replicas": 2},
+            }
+        ],
         "governance": {
             "spikes": {"enabled": False},
             "budgets": [
@@ -76,11 +92,13 @@ def config(ledger: Path, teams: int, folder: Path) -> Path:
     return path
 
 
-def serve(config_path: Path, port: int, folder: Path) -> subprocess.Popen[bytes]:
+def serve(config_path: Path, port: int, folder: Path, src: str | None = None) -> subprocess.Popen[bytes]:
+    """`costwarden serve` on the config; `src`: the gateway runs that tree's package (a baseline)."""
     binary = Path(sys.executable).parent / "costwarden"
     log = (folder / "gateway.log").open("wb")
     argv = [str(binary), "serve", "--config", str(config_path), "--port", str(port)]
-    proc = subprocess.Popen(argv, stdout=log, stderr=log)
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -95,29 +113,88 @@ def serve(config_path: Path, port: int, folder: Path) -> subprocess.Popen[bytes]
     raise SystemExit("the gateway did not become ready in 120 s")
 
 
-def measure(url: str, repeat: int) -> list[dict[str, Any]]:
+def measure(url: str, repeat: int, panels: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     with httpx.Client(base_url=url, timeout=120) as client:
         assert client.post("/dashboard/login", data={"token": TOKEN}).status_code == 303
-        for name, path, params in PANELS:
+        for name, path, params in panels:
             times = []
             for _ in range(repeat + 1):
                 begin = time.perf_counter()
                 reply = client.get(f"/dashboard/api/{path}", params=params)
                 times.append(time.perf_counter() - begin)
+                if reply.status_code == 404 and not times[1:]:
+                    break  # a panel this tree does not serve
                 assert reply.status_code == 200, (path, reply.status_code, reply.text[:300])
-            warm = statistics.median(times[1:]) if len(times) > 1 else math.nan
-            rows.append({"panel": name, "cold_ms": times[0] * 1000, "warm_ms": warm * 1000})
+            else:
+                warm = statistics.median(times[1:]) if len(times) > 1 else math.nan
+                rows.append({"panel": name, "cold_ms": times[0] * 1000, "warm_ms": warm * 1000})
     return rows
 
 
-async def build(ledger: Path, args: argparse.Namespace, now: float) -> float:
+def measure_cold(config_path: Path, args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+    """Each panel on a fresh gateway: its first request finds nothing cached. With `--baseline`,
+    the baseline tree's gateway first, then this tree's, panel by panel (the same minute's load).
+    Over `--rounds` rounds, each figure is the median of its rounds."""
+    runs: dict[str, dict[str, list[float]]] = {}
+    for _ in range(args.rounds):
+        for panel in PANELS:
+            for label, src in (("before_", args.baseline), ("", None)) if args.baseline else (("", None),):
+                proc = serve(config_path, args.port, folder, src)
+                try:
+                    for row in measure(f"http://127.0.0.1:{args.port}", args.repeat, [panel]):
+                        into = runs.setdefault(row["panel"], {})
+                        for key in ("cold_ms", "warm_ms"):
+                            into.setdefault(label + key, []).append(row[key])
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+    return [
+        {"panel": name, **{key: statistics.median(values) for key, values in figures.items()}, "rounds": figures}
+        for name, figures in runs.items()
+    ]
+
+
+async def build(ledger: Path, args: argparse.Namespace, now: float) -> dict[str, float]:
     store = SQLiteStore(str(ledger))
     await store.open()
     try:
         return await fill(store, args, now, "sqlite")
     finally:
         await store.close()
+
+
+async def build_postgres(args: argparse.Namespace, now: float) -> str:
+    """A fresh database of its own, the records COPYed in and rolled up by the migration's backfill
+    (bench/scale.py's copy_fill), then VACUUM ANALYZE as autovacuum would; its URL."""
+    import asyncpg
+
+    admin = await asyncpg.connect(args.postgres_admin)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres_db}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{args.postgres_db}"')
+    await admin.close()
+    url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        await copy_fill(store, args, now)
+        for table in ("ledger", "rollup", "rollup_key", "rollup_delta"):
+            await store.pool.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        await store.close()
+    return url
+
+
+def show(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    title = f"dashboard API over {args.records:,} records ({args.backend}); warm: median of {args.repeat}"
+    table = Table(title=title)
+    keys = [k for k in ("before_cold_ms", "cold_ms", "before_warm_ms", "warm_ms") if any(k in r for r in rows)]
+    table.add_column("panel")
+    for key in keys:
+        table.add_column(key.removesuffix("_ms").replace("_", " ") + " ms", justify="right")
+    for row in rows:
+        table.add_row(row["panel"], *(f"{row[k]:.0f}" if k in row else "–" for k in keys))
+    console.print(table)
 
 
 def main() -> None:
@@ -128,32 +205,44 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=20)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=14)
+    parser.set_defaults(rate=0.0)  # bench/scale.py's generator: records over 30 days
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--port", type=int, default=18790)
     parser.add_argument("--dir", default="/tmp/costwarden-dashboard-bench")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres-admin", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--postgres-db", default="costwarden_dashboard")
     parser.add_argument("--reuse", action="store_true", help="keep the ledger of the last run")
+    parser.add_argument("--shared-gateway", action="store_true", help="one gateway for every panel (cold: in order)")
+    parser.add_argument("--baseline", help="a baseline tree's src folder: each panel on its gateway too, alternately")
+    parser.add_argument("--rounds", type=int, default=1, help="cold measurements per panel (median)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dashboard.json"))
     args = parser.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     ledger = folder / "ledger.db"
-    if not (args.reuse and ledger.exists()):
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{ledger}{suffix}").unlink(missing_ok=True)
-        rate = asyncio.run(build(ledger, args, time.time()))
-        console.print(f"filled {args.records:,} records at {rate:,.0f} records/s")
-    proc = serve(config(ledger, args.teams, folder), args.port, folder)
-    try:
-        rows = measure(f"http://127.0.0.1:{args.port}", args.repeat)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    table = Table(title=f"dashboard API over {args.records:,} records (SQLite); warm: median of {args.repeat}")
-    for column in ("panel", "cold ms", "warm ms"):
-        table.add_column(column, justify="left" if column == "panel" else "right")
-    for row in rows:
-        table.add_row(row["panel"], f"{row['cold_ms']:.0f}", f"{row['warm_ms']:.0f}")
-    console.print(table)
+    if args.backend == "postgres":
+        url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
+        if not args.reuse:
+            url = asyncio.run(build_postgres(args, time.time()))
+    else:
+        url = f"sqlite:///{ledger}"
+        if not (args.reuse and ledger.exists()):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+            rates = asyncio.run(build(ledger, args, time.time()))
+            console.print(f"filled {args.records:,} records at {rates['sustained_records_per_s']:,.0f} records/s")
+    config_path = config(url, args.teams, folder)
+    if args.shared_gateway:
+        proc = serve(config_path, args.port, folder)
+        try:
+            rows = measure(f"http://127.0.0.1:{args.port}", args.repeat, PANELS)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    else:
+        rows = measure_cold(config_path, args, folder)
+    show(rows, args)
     Path(args.out).write_text(json.dumps({"args": vars(args), "load": os.getloadavg(), "panels": rows}, indent=2))
     console.print(f"results: {args.out}")
 

@@ -16,7 +16,7 @@ from costwarden.domain.deferral import DueCallback
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.domain.response_cache import CachedAnswer
 from costwarden.domain.variant import DegradeState
 
@@ -36,6 +36,15 @@ class LedgerStore(Protocol):
     async def write(self, records: Sequence[UsageRecord]) -> int: ...
 
     async def spend(self, query: SpendQuery) -> SpendReport: ...
+
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        """The `n` costliest groups of `query` (grouped by one dimension or more; no percentiles),
+        ranked in the store: the same rows, in the same order, as the first `n` of its report."""
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        """Totals-only reports of every whole `step_s` bucket of [start, end) (both on the step's
+        edges), keyed by bucket start, read at once; None when the store keeps no such grain for the
+        query's dimensions (then ask `spend` bucket by bucket)."""
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

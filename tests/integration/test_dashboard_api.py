@@ -18,7 +18,17 @@ from tests.integration.procs import Gateway
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS
 
 pytestmark = pytest.mark.integration
-API = ["session", "spend", "latency", "drivers", "requests", "budgets", "alerts", "budgets/search-daily/burndown"]
+API = [
+    "session",
+    "spend",
+    "latency",
+    "drivers",
+    "requests",
+    "budgets",
+    "alerts",
+    "budgets/search-daily/burndown",
+    "compute",
+]
 
 
 @pytest.fixture
@@ -122,6 +132,8 @@ def test_team_session_sees_its_own_team_only(gateway: Gateway) -> None:
         assert alerts["active"] and all(a["labels"]["budget"] == "search-daily" for a in seen)
         latency = client.get("/dashboard/api/latency").json()["rows"]
         assert sum(r["requests"] for r in latency) == sum(1 for r in ledger_records_of(gateway, "search"))
+        refused = client.get("/dashboard/api/compute")  # a deployment's use is every team's
+        assert refused.status_code == 403 and "admin" in refused.json()["detail"]
         # a team session is no admin session
         assert client.get("/admin/v1/spend").status_code == 401
     with sign_in(gateway, KEYS["ads"]) as client:  # another team: not search's budget, nor its alert
@@ -154,6 +166,12 @@ def test_bad_parameters_are_4xx(gateway: Gateway) -> None:
         assert client.get("/dashboard/api/requests", params={"where": "colour=red"}).status_code == 400
         assert client.get("/dashboard/api/requests", params={"limit": 2**64}).status_code == 422
         assert client.get("/dashboard/api/budgets/nope/burndown").status_code == 404
+        for since in ("forever", "-1h", "0s", "2^64", ""):
+            reply = client.get("/dashboard/api/compute", params={"since": since})
+            assert reply.status_code == 400 and reply.json()["detail"], since
+        assert client.get("/dashboard/api/compute", params={"since": "9" * 40 + "d"}).status_code == 200  # since 1970
+        empty = client.get("/dashboard/api/compute", params={"since": "30d"}).json()  # no deployment has compute:
+        assert empty["deployments"] == [] and "nothing to allocate" in " ".join(empty["notes"])
 
 
 def test_openapi_has_models_errors_and_bearer_auth(gateway: Gateway) -> None:

@@ -9,6 +9,7 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -16,9 +17,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests.integration import ledger
 from tests.integration.browser import chromium, wait_for
 from tests.integration.conftest import GatewayFactory
-from tests.integration.dashboard_traffic import dashboard_gateway, ledger_spend
-from tests.integration.procs import Gateway
-from tests.integration.setup_config import ADMIN_TOKEN, KEYS
+from tests.integration.dashboard_traffic import auth, dashboard_gateway, ledger_spend
+from tests.integration.procs import Gateway, TextModel
+from tests.integration.setup_config import ADMIN_TOKEN, KEYS, Upstreams, config_dict
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,8 @@ def test_dashboard_pages_in_chromium(make_gateway: GatewayFactory, tmp_path: Pat
     gateway = dashboard_gateway(make_gateway)
     with chromium(tmp_path) as driver:
         sign_in(driver, gateway, "not-the-token")
-        assert "not the admin token" in driver.find_element(By.ID, "error").text
+        # the refusal is a new page: wait for it (the form's own empty #error may still be there)
+        wait_for(driver, "(document.getElementById('error') || {}).textContent?.includes('not the admin token')")
         shoot(driver, tmp_path, "dashboard-login-refused")
 
         sign_in(driver, gateway, ADMIN_TOKEN)
@@ -106,6 +108,10 @@ def test_dashboard_pages_in_chromium(make_gateway: GatewayFactory, tmp_path: Pat
         shoot(driver, tmp_path, "dashboard-drivers")
 
         requests_page(driver, gateway, tmp_path)
+        open_page(driver, "compute")  # no deployment has `compute:` here: said so, no table
+        assert "No deployment has `compute:`" in driver.find_element(By.ID, "compute-empty").text
+        assert not driver.find_elements(By.ID, "compute-table")
+        shoot(driver, tmp_path, "dashboard-compute-empty")
         driver.find_element(By.ID, "signout").click()
         wait_for(driver, "document.getElementById('login') !== null")
         driver.get(gateway.url + "/dashboard#budgets")
@@ -120,11 +126,69 @@ def test_team_lead_sees_only_their_team_in_chromium(make_gateway: GatewayFactory
         assert driver.find_element(By.ID, "who").text == "team ads (read-only)"
         assert cells(driver, "spend-table", "team") == ["ads", "total"]
         assert Decimal(cells(driver, "spend-table", "cost_usd")[-1]) == ledger_spend(gateway, "team")["ads"]
-        for page in ("budgets", "alerts", "drivers", "requests"):
+        for page in ("budgets", "alerts", "drivers", "compute", "requests"):
             open_page(driver, page)
             assert "search" not in driver.find_element(By.ID, "page").text, page
+            if page == "compute":
+                assert driver.find_elements(By.ID, "compute-admin-only"), "compute allocation is for admins"
         assert set(cells(driver, "requests-table", "team")) == {"ads"}
         shoot(driver, tmp_path, "dashboard-team-requests")
+
+
+GPU_BOX = {"name": "gpu-box", "vcpus": 8, "memory_gib": 64, "accelerator": "NVIDIA L4", "accelerator_count": 2}
+COMPUTE_COLUMNS = ("provisionedCost", "usedCost", "idleCost", "gpuHours", "usedGpuHours", "idleGpuHours")
+
+
+def test_compute_page_equals_the_admin_allocation(
+    make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path
+) -> None:
+    """GPU-hours and idle per deployment: the page's figures are the admin API's allocation for the
+    page's own window, to the nano-dollar; used + idle = provisioned."""
+    deployments = config_dict(Upstreams(text=textmodel.url), tmp_path)["deployments"]
+    for name, replicas in (("chat", 2), ("embed", 1)):
+        next(d for d in deployments if d["name"] == name)["compute"] = {"profile": "gpu-box", "replicas": replicas}
+    hardware = [{**GPU_BOX, "hourly_usd": "3.6"}]
+    gateway = make_gateway(extra={"deployments": deployments, "hardware": hardware})
+    with httpx.Client(timeout=30) as client:
+        for i in range(6):
+            body = {"model": "chat", "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 4 + i}
+            reply = client.post(
+                gateway.url + "/v1/chat/completions", json=body, headers=auth(KEYS[("search", "ads")[i % 2]])
+            )
+            assert reply.status_code == 200, reply.text
+    ledger.wait_for(gateway.ledger, 6)
+    with chromium(tmp_path) as driver:
+        sign_in(driver, gateway, ADMIN_TOKEN)
+        wait_for(driver, "document.body.dataset.ready === 'spend'")
+        open_page(driver, "compute")
+        window = driver.find_element(By.ID, "compute-window")
+        params = {
+            "aggregate": "deployment",
+            "from": window.get_attribute("data-start"),
+            "to": window.get_attribute("data-end"),
+        }
+        shown = {
+            name: dict(zip(COMPUTE_COLUMNS, values, strict=True))
+            for name, *values in zip(
+                cells(driver, "compute-table", "deployment"),
+                *(cells(driver, "compute-table", c) for c in COMPUTE_COLUMNS),
+                strict=True,
+            )
+        }
+        shoot(driver, tmp_path, "dashboard-compute")
+    admin = httpx.get(gateway.url + "/admin/v1/allocation", params=params, headers=auth(ADMIN_TOKEN), timeout=30).json()
+    assert shown == {d["deployment"]: {c: d[c] for c in COMPUTE_COLUMNS} for d in admin["deployments"]}
+    assert set(shown) == {"chat", "embed"}
+    chat, embed = shown["chat"], shown["embed"]
+    assert Decimal(chat["usedCost"]) > 0 and Decimal(embed["usedCost"]) == 0  # only chat had traffic
+    for figures in shown.values():  # used + idle = provisioned, in dollars and GPU-hours
+        assert Decimal(figures["usedCost"]) + Decimal(figures["idleCost"]) == Decimal(figures["provisionedCost"])
+        assert Decimal(figures["usedGpuHours"]) + Decimal(figures["idleGpuHours"]) == Decimal(figures["gpuHours"])
+    rows = {r["name"]: r for r in admin["rows"]}  # the deployments' used and idle are the allocation's rows
+    assert Decimal(rows["chat"]["usedCost"]) == Decimal(chat["usedCost"])
+    assert Decimal(rows["__idle__"]["idleCost"]) == sum(Decimal(f["idleCost"]) for f in shown.values())
+    hours = (Decimal(2) + Decimal(1)) * 2 * 86400 / 3600  # 24 h of 2 + 1 replicas of 2 GPUs each
+    assert sum(Decimal(f["gpuHours"]) for f in shown.values()) == hours
 
 
 def test_admin_docs_render_offline_in_chromium(make_gateway: GatewayFactory, tmp_path: Path) -> None:

@@ -56,6 +56,20 @@ def _spend_body(report: SpendReport) -> bytes:
     return SpendReportModel.model_validate(report_json(report)).model_dump_json(by_alias=True).encode()
 
 
+def _mount_docs(api: FastAPI) -> None:
+    @api.get("/admin/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI from the package's own copy (scripts/vendor-web): it works without internet."""
+        return get_swagger_ui_html(
+            openapi_url="/admin/openapi.json",
+            title="costwarden admin API",
+            swagger_js_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/vendor/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+
 def build_admin(runtime: Runtime) -> FastAPI:
     api = FastAPI(
         title="costwarden admin API",
@@ -73,17 +87,7 @@ def build_admin(runtime: Runtime) -> FastAPI:
         if not secrets.compare_digest(value.encode(), token.encode()):
             raise HTTPException(401, "send the admin token as `Authorization: Bearer <token>`")
 
-    @api.get("/admin/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        """Swagger UI from the package's own copy (scripts/vendor-web): it works without internet."""
-        return get_swagger_ui_html(
-            openapi_url="/admin/openapi.json",
-            title="costwarden admin API",
-            swagger_js_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS}/vendor/swagger-ui/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
+    _mount_docs(api)
 
     guard = [Depends(admin)]
 

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from costwarden.app.dashboard_api import dashboard_api
+from costwarden.app.dashboard_compute import compute_api
 from costwarden.app.dashboard_session import COOKIE, Role, Sessions, SessionSigner, session_secret
 from costwarden.app.runtime import Runtime
 from costwarden.protocols.errors import GatewayError
@@ -46,6 +47,7 @@ def add_dashboard(api: FastAPI, runtime: Runtime) -> None:
     api.state.dashboard_sessions = sessions
     api.mount(ASSETS, StaticFiles(directory=web_dir()), name="dashboard-assets")
     api.include_router(dashboard_api(runtime))
+    api.include_router(compute_api(runtime))
 
     @api.get("/dashboard", include_in_schema=False)
     async def page(request: Request) -> Response:

@@ -196,10 +196,9 @@ def dashboard_api(runtime: Runtime) -> APIRouter:
         start, filters = aligned(_window(since, now), _MINUTE), scoped(session, ())
         names = {k.identity.key_id: k.identity.name for k in await store.list_keys()}
         out: dict[str, Any] = {"from": iso_time(start), "to": iso_time(now)}
-        for dim in DRIVERS:
-            report = await recent.spend(SpendQuery((dim,), start, now, filters, percentiles=False), now)
-            out["to"] = min(out["to"], iso_time(report.query.end) or "")  # the oldest read, if reused
-            rows = sorted(report.rows, key=lambda r: r.cost_usd, reverse=True)[:top]
+        for dim in DRIVERS:  # ranked by the store: only `top` rows come back
+            rows, read_at = await recent.top(SpendQuery((dim,), start, now, filters, percentiles=False), top, now)
+            out["to"] = min(out["to"], iso_time(read_at) or "")  # the oldest read, if reused
             out[dim] = [
                 {**unit_row(r, (dim,)), **({"name": names.get(r.group[0] or "")} if dim == "key_id" else {})}
                 for r in rows

@@ -75,6 +75,36 @@ class Row:
 
 
 @dataclass(frozen=True, slots=True)
+class DeploymentTotals:
+    """One deployment's own figures over the window, whatever the grouping and idle mode: what it
+    provisioned, what its requests used and what stood idle (used + idle = provisioned exactly), in
+    dollars and in replica-hours of its accelerators (GPU-hours; zero for a CPU machine)."""
+
+    deployment: str
+    profile: str
+    accelerator: str | None
+    replicas: int
+    provisioned_usd: Decimal
+    used_usd: Decimal
+    provisioned_seconds: float  # replica-seconds
+    busy_seconds: float
+    gpu_hours: Decimal  # provisioned
+    used_gpu_hours: Decimal
+
+    @property
+    def idle_usd(self) -> Decimal:
+        return self.provisioned_usd - self.used_usd
+
+    @property
+    def idle_gpu_hours(self) -> Decimal:
+        return self.gpu_hours - self.used_gpu_hours
+
+    @property
+    def efficiency(self) -> float:
+        return float(self.used_usd / self.provisioned_usd) if self.provisioned_usd else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Allocation:
     rows: list[Row]
     provisioned_usd: Decimal
@@ -84,6 +114,7 @@ class Allocation:
     busy_seconds: float
     idle_mode: IdleMode
     bases: dict[str, str]  # deployment -> how busy time was measured and which price was used
+    deployments: list[DeploymentTotals] = field(default_factory=list)  # by name
 
     @property
     def efficiency(self) -> float:
@@ -159,8 +190,10 @@ def allocate(usages: Iterable[DeploymentUsage], dimensions: int, mode: IdleMode 
     provisioned = used = ZERO
     capacity = busy = 0.0
     bases: dict[str, str] = {}
+    deployments: list[DeploymentTotals] = []
     for usage in usages:
         rows, dep_provisioned, dep_idle = _deployment_rows(usage, mode)
+        deployments.append(_totals(usage, rows.values(), dep_provisioned))
         provisioned += dep_provisioned
         capacity += usage.replicas * max(usage.window_seconds, 0.0)
         for group, row in rows.items():
@@ -187,6 +220,28 @@ def allocate(usages: Iterable[DeploymentUsage], dimensions: int, mode: IdleMode 
         busy_seconds=busy,
         idle_mode=mode,
         bases=bases,
+        deployments=sorted(deployments, key=lambda d: d.deployment),
+    )
+
+
+def _totals(usage: DeploymentUsage, rows: Iterable[Row], provisioned: Decimal) -> DeploymentTotals:
+    """A deployment's totals from its rows: used is what its groups were charged for busy time
+    (shared idle, in the share modes, is not use)."""
+    rows = list(rows)
+    busy = sum((r.busy_seconds for r in rows), 0.0)
+    capacity = usage.replicas * max(usage.window_seconds, 0.0)
+    count = usage.profile.accelerator_count
+    return DeploymentTotals(
+        deployment=usage.deployment,
+        profile=usage.profile.name,
+        accelerator=usage.profile.accelerator,
+        replicas=usage.replicas,
+        provisioned_usd=provisioned,
+        used_usd=sum((r.used_usd for r in rows), ZERO),
+        provisioned_seconds=capacity,
+        busy_seconds=busy,
+        gpu_hours=Decimal(repr(capacity)) / _HOUR * count,  # as _add_hours counts a row's
+        used_gpu_hours=Decimal(repr(busy)) / _HOUR * count,
     )
 
 

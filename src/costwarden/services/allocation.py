@@ -11,7 +11,15 @@ from typing import Any
 from costwarden.config.compute import PrometheusReplicas
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
-from costwarden.domain.allocation import IDLE_MODES, Allocation, DeploymentUsage, IdleMode, Row, allocate
+from costwarden.domain.allocation import (
+    IDLE_MODES,
+    Allocation,
+    DeploymentTotals,
+    DeploymentUsage,
+    IdleMode,
+    Row,
+    allocate,
+)
 from costwarden.domain.allocation_input import DIMENSIONS, IntervalGatherer, Provision
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError
@@ -141,6 +149,27 @@ def row_json(row: Row, by: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+def deployment_json(totals: DeploymentTotals) -> dict[str, Any]:
+    """One deployment's provisioned, used and idle cost and GPU-hours (whatever the grouping); the
+    shown idle GPU-hours are the shown provisioned less the shown used, so the figures add up."""
+    gpu, used = totals.gpu_hours.quantize(_HOURS), totals.used_gpu_hours.quantize(_HOURS)
+    return {
+        "deployment": totals.deployment,
+        "profile": totals.profile,
+        "accelerator": totals.accelerator,
+        "replicas": totals.replicas,
+        "provisionedCost": usd_text(totals.provisioned_usd),
+        "usedCost": usd_text(totals.used_usd),
+        "idleCost": usd_text(totals.idle_usd),
+        "provisionedSeconds": round(totals.provisioned_seconds, 6),
+        "busySeconds": round(totals.busy_seconds, 6),
+        "gpuHours": str(gpu),
+        "usedGpuHours": str(used),
+        "idleGpuHours": str(gpu - used),
+        "efficiency": round(totals.efficiency, 6),
+    }
+
+
 def report_json(report: AllocationReport) -> dict[str, Any]:
     """OpenCost-like: the window, one entry per row (the idle row named `__idle__`), and totals."""
     result, query = report.allocation, report.query
@@ -157,6 +186,7 @@ def report_json(report: AllocationReport) -> dict[str, Any]:
             "busySeconds": round(result.busy_seconds, 6),
             "efficiency": round(result.efficiency, 6),
         },
+        "deployments": [deployment_json(d) for d in result.deployments],
         "pricing": result.bases,
         "records": {"scanned": report.scanned, "skipped": report.skipped, "dropped": report.dropped},
         "notes": report.notes,

@@ -62,27 +62,61 @@ class SpendSeries:
         step_s: int,
         now: float,
     ) -> list[Bucket]:
-        """Reports per bucket over [start, end); the last bucket is clipped to the window."""
+        """Reports per bucket over [start, end); the last bucket is clipped to the window. Whole
+        buckets not cached are read at once where the store can (from its cells at the step's grain)."""
+        starts = bucket_starts(start, end, step_s)
+        read = await self._whole(group_by, where, [b for b in starts if b >= start and b + step_s <= end], step_s, now)
         out = []
-        for first in bucket_starts(start, end, step_s):
+        for first in starts:
             lower, upper = max(first, start), min(first + step_s, end)
-            out.append(Bucket(lower, upper, await self._report(group_by, where, lower, upper, now)))
+            report = read.get(int(first)) if (lower, upper) == (first, first + step_s) else None
+            if report is None:
+                report = await self._report(group_by, where, lower, upper, now)
+            out.append(Bucket(lower, upper, report))
         return out
 
-    async def _report(
-        self, group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], start: float, end: float, now: float
-    ) -> SpendReport:
-        key = (group_by, where, start, end)
+    async def _whole(
+        self,
+        group_by: tuple[str, ...],
+        where: tuple[tuple[str, str], ...],
+        starts: list[float],
+        step_s: int,
+        now: float,
+    ) -> dict[int, SpendReport]:
+        missing = [b for b in starts if self._cached((group_by, where, b, b + step_s), now) is None]
+        if len(missing) < 2:
+            return {}
+        query = SpendQuery(group_by, missing[0], missing[-1] + step_s, where, percentiles=False)
+        read = await self._store.spend_series(query, step_s)
+        for bucket, report in (read or {}).items():
+            self._keep((group_by, where, float(bucket), float(bucket + step_s)), report, now)
+        return read or {}
+
+    def _cached(self, key: tuple[object, ...], now: float) -> SpendReport | None:
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl_s:
-            return hit[1]
-        query = SpendQuery(group_by=group_by, start=start, end=end, where=where, percentiles=False)
-        report = await self._store.spend(query)
+        return hit[1] if hit is not None and now - hit[0] < self._ttl_s else None
+
+    def _keep(self, key: tuple[object, ...], report: SpendReport, now: float) -> None:
+        """Keep a settled bucket's report (its end, key[3], before `settled_s` ago)."""
+        end = key[3]
+        assert isinstance(end, int | float)
         if end <= now - self._settled_s:
             self._cache[key] = (now, report)
             self._cache.move_to_end(key)
             while len(self._cache) > self._max:
                 self._cache.popitem(last=False)
+
+    async def _report(
+        self, group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], start: float, end: float, now: float
+    ) -> SpendReport:
+        key = (group_by, where, start, end)
+        hit = self._cached(key, now)
+        if hit is not None:
+            return hit
+        report = await self._store.spend(
+            SpendQuery(group_by=group_by, start=start, end=end, where=where, percentiles=False)
+        )
+        self._keep(key, report, now)
         return report
 
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from costwarden.domain import latency_histogram
-from costwarden.domain.money import from_nanos, quantize, to_nanos
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.money import ZERO, from_nanos, quantize, to_nanos
+from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
 from costwarden.domain.rollup import CUBES, SUMS, Cube, Plan, cube_for, plan
 from costwarden.storage.rollup_fold import DELTA
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
@@ -169,6 +169,143 @@ def combine(
     percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
     return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
+
+
+# Top groups: the whole-bucket cells, the pending cells and the raw records of the partial buckets
+# as one union, summed per group and ranked in SQL, so only `n` rows come back (ties as a report
+# orders them: more requests first, then by group).
+_RAW_SUMS = (
+    "1 AS requests, CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END AS errors, input_tokens, output_tokens, "
+    "cached_tokens, items, {cost} AS cost_nanos"
+)
+_RAW_COST = {"sqlite": "cost_nanos", "postgres": "cost_usd * 1000000000"}
+_TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
+
+
+def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:
+    """The `n` costliest groups of `query` (grouped by at least one dimension): groups..., then the
+    seven sums (cost in nano-dollars), costliest first."""
+    groups = query.group_by
+    assert groups and n > 0
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
+    select = "".join(f"{g}, " for g in groups)
+    parts: list[str] = []
+    params: list[object] = []
+    if p.rolled:
+        cells, params = _cells(query, cube, p, dialect, f"{select}{_CELL_SUMS}", f"{select}{_CELL_SUMS}")
+        parts.append(cells)
+    for start, end in p.raw:
+        where = []
+        for bound, op in ((start, ">="), (end, "<")):
+            if bound is not None:
+                params.append(bound)
+                where.append(f"started_at {op} {dialect.placeholder(len(params))}")
+        where += _filters(query, dialect, params)
+        raw = _RAW_SUMS.format(cost=_RAW_COST[name])
+        parts.append(f"SELECT {select}{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else ""))
+    params.append(n)
+    ties = ", ".join(f"COALESCE({g}, ''){_TIE_ORDER[name]}" for g in groups)
+    sql = (
+        f"SELECT {select}{_SUMS} FROM ({' UNION ALL '.join(parts)}) AS facts GROUP BY {', '.join(groups)} "
+        f"ORDER BY SUM(cost_nanos) DESC, SUM(requests) DESC, {ties} LIMIT {dialect.placeholder(len(params))}"
+    )
+    return sql, params
+
+
+def series_sql(query: SpendQuery, step: int, dialect: Dialect) -> Statement | None:
+    """Totals per whole `step` bucket and group over [start, end) (both on the step's edges): bucket,
+    groups..., the seven sums. From the cells at that grain and the pending cells (at the cube's
+    finest grain, which nests in it), in one statement; None when the cube has no such grain."""
+    cube = cube_for(query)
+    if step not in cube.grains or query.start is None or query.end is None:
+        return None
+    groups = "".join(f", {g}" for g in query.group_by)
+    params: list[object] = [step, int(query.start), int(query.end)]
+    mark = dialect.placeholder
+    folded = (
+        f"SELECT bucket{groups}, {_CELL_SUMS} FROM {cube.table} WHERE grain = {mark(1)} "
+        f"AND bucket >= {mark(2)} AND bucket < {mark(3)}"
+    )
+    folded += "".join(f" AND {c}" for c in _filters(query, dialect, params))
+    params += [CUBES.index(cube), int(query.start), int(query.end)]
+    n = len(params)
+    pending = (
+        f"SELECT bucket - ((bucket % {step}) + {step}) % {step} AS bucket{groups}, {_CELL_SUMS} FROM {DELTA} "
+        f"WHERE cube = {mark(n - 2)} AND bucket >= {mark(n - 1)} AND bucket < {mark(n)}"
+    )
+    pending += "".join(f" AND {c}" for c in _filters(query, dialect, params))
+    return (
+        f"SELECT bucket{groups}, {_SUMS} FROM ({folded} UNION ALL {pending}) AS cells GROUP BY bucket{groups}",
+        params,
+    )
+
+
+def series_reports(query: SpendQuery, step: int, rows: list[Row]) -> dict[int, SpendReport]:
+    """A totals-only report per whole bucket of [start, end) (empty buckets too), from series_sql's
+    rows (every sum an exact integer: cost in nano-dollars). Rows are built directly (a month of
+    500 teams is 15,000 of them), ordered as `assemble` orders a report's."""
+    assert query.start is not None and query.end is not None
+    width = len(query.group_by)
+    by_bucket: dict[int, list[SpendRow]] = {}
+    for row in rows:
+        by_bucket.setdefault(int(row[0]), []).append(_series_row(row[1 : width + 1], row[width + 1 :]))
+    out = {}
+    for bucket in range(int(query.start), int(query.end), step):
+        found = by_bucket.get(bucket, [])
+        found.sort(key=_report_order)
+        requests, errors, tokens_in, tokens_out, cached, items = (sum(getattr(r, n) for r in found) for n in _ROW_SUMS)
+        cost = sum((r.cost_usd for r in found), ZERO)
+        total = SpendRow((), requests, errors, tokens_in, tokens_out, cached, items, cost)
+        window = replace(query, start=float(bucket), end=float(bucket + step), percentiles=False)
+        out[bucket] = SpendReport(window, tuple(found) if width else (total,), total)
+    return out
+
+
+_ROW_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items")
+
+
+def _series_row(group: Row, values: Row) -> SpendRow:
+    requests, errors, tokens_in, tokens_out, cached, items, nanos = (int(v or 0) for v in values)
+    dims = tuple(None if g is None else str(g) for g in group)
+    return SpendRow(dims, requests, errors, tokens_in, tokens_out, cached, items, Decimal(nanos).scaleb(-9))
+
+
+def _report_order(row: SpendRow) -> tuple[Decimal, int, tuple[str, ...]]:
+    return (-row.cost_usd, -row.requests, tuple(g or "" for g in row.group))
+
+
+def top_rows(query: SpendQuery, rows: list[Row], to_usd: Callable[[object], Decimal]) -> list[SpendRow]:
+    width = len(query.group_by)
+    out = []
+    for row in rows:
+        requests, errors, tokens_in, tokens_out, cached, items = (int(v or 0) for v in row[width : width + 6])
+        group = tuple(None if g is None else str(g) for g in row[:width])
+        out.append(SpendRow(group, requests, errors, tokens_in, tokens_out, cached, items, to_usd(row[width + 6] or 0)))
+    return out
+
+
+def series_sqlite(conn: sqlite3.Connection, query: SpendQuery, step: int) -> dict[int, SpendReport] | None:
+    statement = series_sql(query, step, SQLITE)
+    if statement is None:
+        return None
+    return series_reports(query, step, [tuple(r) for r in conn.execute(*statement)])
+
+
+async def series_postgres(conn: asyncpg.Connection, query: SpendQuery, step: int) -> dict[int, SpendReport] | None:
+    statement = series_sql(query, step, POSTGRES)
+    if statement is None:
+        return None
+    return series_reports(query, step, [tuple(r) for r in await conn.fetch(*_args(statement))])
+
+
+def top_sqlite(conn: sqlite3.Connection, query: SpendQuery, n: int) -> list[SpendRow]:
+    return top_rows(query, [tuple(r) for r in conn.execute(*top_sql(query, n, SQLITE, "sqlite"))], _usd)
+
+
+async def top_postgres(conn: asyncpg.Connection, query: SpendQuery, n: int) -> list[SpendRow]:
+    rows = [tuple(r) for r in await conn.fetch(*_args(top_sql(query, n, POSTGRES, "postgres")))]
+    return top_rows(query, rows, lambda cost: from_nanos(int(cost)))  # type: ignore[call-overload]
 
 
 def _nanos(cost: object) -> int:

@@ -24,7 +24,7 @@ from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
@@ -39,7 +39,7 @@ from costwarden.storage.rollup_fold import (
     collect,
     fold_sqlite,
 )
-from costwarden.storage.rollup_report import spend_sqlite
+from costwarden.storage.rollup_report import series_sqlite, spend_sqlite, top_sqlite
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
     WEEKS_MIGRATION,
@@ -297,6 +297,12 @@ class SQLiteStore:
 
     async def spend(self, query: SpendQuery) -> SpendReport:
         return await self._read(lambda conn: spend_sqlite(conn, query))
+
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        return await self._read(lambda conn: top_sqlite(conn, query, n))
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        return await self._read(lambda conn: series_sqlite(conn, query, step_s))
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

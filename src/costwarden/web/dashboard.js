@@ -133,6 +133,42 @@ const pages = {
     }
   },
 
+  async compute(main) {
+    if (role !== "admin") {
+      main.append(el("section", { id: "compute-admin-only" }, el("p", { class: "muted" },
+        "Compute allocation spans every team's use of a deployment: it is shown to admin sessions.")));
+      return;
+    }
+    const data = await api("compute", { since: since() });
+    const box = el("section", { id: "compute" }, el("h2", {}, "GPU-hours and idle per deployment"));
+    main.append(box);
+    if (!data.deployments.length) {
+      box.append(el("p", { class: "muted", id: "compute-empty" },
+        "No deployment has `compute:` (hardware profile and replicas) in costwarden.yaml, so there is no provisioned " +
+        "capacity to allocate. Add `compute: {profile: ..., replicas: N}` to a deployment: see docs/compute.md."),
+        data.notes.map((n) => el("p", { class: "muted" }, n)));
+      return;
+    }
+    const hardware = (d) => `${d.replicas} x ${d.profile}` + (d.accelerator ? ` (${d.accelerator})` : "");
+    const use = (d) => {
+      const pct = Number(d.efficiency) * 100;
+      const text = pct > 0 && pct < 1 ? pct.toPrecision(2) : pct.toFixed(0);
+      return el("span", {}, el("span", { class: "bar" }, el("i", { style: `width:${Math.min(pct, 100)}%` })), ` ${text}%`);
+    };
+    const cols = [["deployment", "deployment"], ["hardware", hardware], ["provisioned (USD)", "provisionedCost", 1],
+      ["used (USD)", "usedCost", 1], ["idle (USD)", "idleCost", 1], ["GPU-hours", "gpuHours", 1],
+      ["used GPU-hours", "usedGpuHours", 1], ["idle GPU-hours", "idleGpuHours", 1], ["efficiency", use]];
+    box.append(table("compute-table", cols, data.deployments));
+    const t = data.totals;
+    box.append(el("p", { id: "compute-totals" }, `Total: provisioned ${t.provisionedCost} USD, used ${t.usedCost} USD, ` +
+      `idle (${data.idle ? data.idle.name : "__idle__"}) ${t.idleCost} USD; efficiency ${Math.round(t.efficiency * 100)}%.`));
+    box.append(el("p", { class: "muted", id: "compute-window", "data-start": data.window.start, "data-end": data.window.end },
+      `From ${data.window.start} to ${data.window.end}: the same figures as ` +
+      "`costwarden allocation` and GET /admin/v1/allocation for this window. Used is each deployment's busy replica-time " +
+      "(request intervals, or a collector's measure); idle is the rest."),
+      data.notes.map((n) => el("p", { class: "muted" }, n)));
+  },
+
   async requests(main) {
     const box = el("section", {}, el("h2", {}, "Recent requests"));
     const filters = el("form", { class: "filters", id: "request-filters" },
@@ -177,8 +213,11 @@ async function render() {
   document.body.dataset.ready = page;
 }
 
+let role = null;
+
 async function start() {
   const session = await api("session");
+  role = session.role;
   $("#who").textContent = session.role === "admin" ? "admin" : `team ${session.team} (read-only)`;
   for (const id of ["#since", "#by", "#step"]) $(id).addEventListener("change", render);
   window.addEventListener("hashchange", render);

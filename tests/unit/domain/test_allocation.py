@@ -78,6 +78,12 @@ def test_worked_example_rows_and_idle() -> None:
     assert by[("team-a",)].gpu_hours == Decimal("0.25")
     assert by[("team-a",)].cpu_core_hours == Decimal("2")
     assert result.efficiency == pytest.approx(1.2 / 7.2)
+    (dep,) = result.deployments  # the deployment's own figures: 2 GPU-hours provisioned, 20 min used
+    assert (dep.deployment, dep.replicas, dep.accelerator) == ("dep", 2, "H200")
+    assert (dep.provisioned_usd, dep.used_usd, dep.idle_usd) == (Decimal("7.2"), Decimal("1.2"), Decimal("6.0"))
+    assert (dep.gpu_hours, dep.used_gpu_hours) == (Decimal(2), Decimal(1200) / 3600)
+    assert dep.idle_gpu_hours == by[(IDLE,)].gpu_hours
+    assert dep.efficiency == pytest.approx(1.2 / 7.2)
 
 
 def test_measured_busy_time_wins_and_keeps_request_proportions() -> None:
@@ -120,6 +126,9 @@ def test_identity_no_negative_rows_and_order_invariance(
         assert total + result.idle_usd == result.provisioned_usd
     else:
         assert total == result.provisioned_usd
+    for dep in result.deployments:  # one deployment's used + idle is its provisioned, in every idle mode
+        assert dep.used_usd == result.used_usd and dep.idle_usd == result.idle_usd >= 0
+        assert dep.provisioned_usd == result.provisioned_usd
     shuffled = list(items)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
     again = allocate([_usage(shuffled, replicas, price)], 1, mode)

@@ -42,6 +42,12 @@ class CountingLedger:
         row = SpendRow(group=("t",), requests=1, cost_usd=Decimal(int(query.end - query.start)))
         return SpendReport(query, (row,), row)
 
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        return list((await self.spend(query)).rows[:n])
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        return None  # no rollups here: bucket by bucket
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:
@@ -71,6 +77,35 @@ async def test_settled_buckets_are_cached_the_current_one_never() -> None:
     assert len(ledger.queries) == 9  # other filters, other entries
     await series.buckets(("team",), (), 10 * HOUR, now + 61, HOUR, now + 61)
     assert len(ledger.queries) == 13  # past the ttl: read again
+
+
+class RollupLedger(CountingLedger):
+    """A ledger that reads whole buckets at once (as the stores do from their cells)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.series: list[SpendQuery] = []
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
+        self.series.append(query)
+        assert query.start is not None and query.end is not None
+        reports = {}
+        for b in range(int(query.start), int(query.end), step_s):
+            row = SpendRow(group=("t",), requests=1, cost_usd=Decimal(step_s))
+            reports[b] = SpendReport(SpendQuery(query.group_by, b, b + step_s), (row,), row)
+        return reports
+
+
+async def test_whole_buckets_are_read_at_once_the_partial_one_alone() -> None:
+    ledger = RollupLedger()
+    series = SpendSeries(ledger, settled_s=5, ttl_s=60)
+    now = 13 * HOUR + 100
+    first = await series.buckets(("team",), (), 10 * HOUR, now, HOUR, now)
+    assert [b.report.total.cost_usd for b in first] == [HOUR, HOUR, HOUR, 100]
+    assert [(q.start, q.end) for q in ledger.series] == [(10 * HOUR, 13 * HOUR)]  # one read for three buckets
+    assert [(q.start, q.end) for q in ledger.queries] == [(13 * HOUR, now)]  # and one for the partial bucket
+    await series.buckets(("team",), (), 9 * HOUR, now + 30, HOUR, now + 30)
+    assert len(ledger.series) == 1 and len(ledger.queries) == 3  # one uncached whole bucket: a report of its own
 
 
 async def test_the_cache_is_bounded() -> None:
@@ -119,3 +154,14 @@ async def test_recent_reports_are_reused_for_a_minute_then_read_again() -> None:
     await recent.spend(SpendQuery(("team",), 0, 140), now=140)
     await recent.spend(SpendQuery(("team",), 0, 205), now=205)  # expired
     assert len(ledger.queries) == 4
+
+
+async def test_recent_top_groups_are_reused_with_when_they_were_read() -> None:
+    ledger = CountingLedger()
+    recent = RecentReports(ledger, ttl_s=60)
+    rows, read_at = await recent.top(SpendQuery(("team",), 0, 100), 10, now=100)
+    assert (rows, read_at) == ([SpendRow(group=("t",), requests=1, cost_usd=Decimal(100))], 100)
+    assert await recent.top(SpendQuery(("team",), 0, 130), 10, now=130) == (rows, 100)  # reused: read at 100
+    assert (await recent.top(SpendQuery(("team",), 0, 130), 3, now=130))[1] == 130  # another n: read again
+    assert (await recent.top(SpendQuery(("team",), 0, 170), 10, now=170))[1] == 170  # expired
+    assert len(ledger.queries) == 3

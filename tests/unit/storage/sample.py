@@ -11,7 +11,7 @@ import orjson
 
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import Outcome, UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import RecordRejected
 
 
@@ -108,6 +108,12 @@ class MemoryLedger:
         return new
 
     async def spend(self, query: SpendQuery) -> SpendReport:
+        raise NotImplementedError("not needed by the recorder")
+
+    async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
+        raise NotImplementedError("not needed by the recorder")
+
+    async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         raise NotImplementedError("not needed by the recorder")
 
     async def records(
