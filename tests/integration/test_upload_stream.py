@@ -73,6 +73,7 @@ def test_a_large_upload_is_relayed_intact_with_bounded_gateway_memory(
     assert record.outcome is Outcome.SERVED and record.audio_ms == BIG_SECONDS * 1000
     assert record.cost_usd == quantize(AUDIO_PER_SECOND * BIG_SECONDS)
     assert record.pricing_basis == "audio"
+    assert record.request_bytes == int(raw.http_request.headers["content-length"]) > len(audio)  # all of it
 
 
 def form_head(model: str = "whisper") -> bytes:
