@@ -7,6 +7,7 @@ The upstream (examples/textmodel) answers with the length and SHA-256 of the fil
 from __future__ import annotations
 
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tests.integration.test_modalities import AUDIO_PER_SECOND, records, sdk, wa
 
 BIG_SECONDS = 1500  # 48 MB of 16 kHz 16-bit mono
 BOUNDARY = "costwarden-test-boundary"
+HEADERS = {"Authorization": f"Bearer {KEYS['search']}", "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 
 
 class PeakRss:
@@ -105,11 +107,7 @@ def small_limit(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Pa
 def test_a_streamed_upload_that_goes_wrong_on_the_way_is_refused_and_recorded(
     small_limit: Gateway, rest: list[bytes], status: int, code: str
 ) -> None:
-    headers = {
-        "Authorization": f"Bearer {KEYS['search']}",
-        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-    }
-    with httpx.Client(base_url=small_limit.url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=small_limit.url, headers=HEADERS, timeout=30) as client:
         answer = client.post("/v1/audio/transcriptions", content=chunked([form_head(), *rest]))
         assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
         # the relayed part priced nothing; the next upload on a new connection is served whole
@@ -123,12 +121,8 @@ def test_a_streamed_upload_that_goes_wrong_on_the_way_is_refused_and_recorded(
 
 
 def test_a_streamed_upload_that_is_not_audio_is_refused_from_its_head_and_not_forwarded(small_limit: Gateway) -> None:
-    headers = {
-        "Authorization": f"Bearer {KEYS['search']}",
-        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-    }
     head = form_head().removesuffix(b"ID3\x04\x00\x00\x00\x00\x00\x00") + b"not audio at all"
-    with httpx.Client(base_url=small_limit.url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=small_limit.url, headers=HEADERS, timeout=30) as client:
         answer = client.post("/v1/audio/transcriptions", content=chunked([head, *[bytes(256 * 1024)] * 3]))
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_audio", answer.text
         after = client.post("/v1/audio/transcriptions", content=form_head() + f"\r\n--{BOUNDARY}--\r\n".encode())
@@ -136,3 +130,29 @@ def test_a_streamed_upload_that_is_not_audio_is_refused_from_its_head_and_not_fo
     found = sorted(records(small_limit, 2).values(), key=lambda r: r.started_at)
     assert found[0].error_code == "invalid_audio" and found[0].upstream_status is None
     assert found[0].outcome is Outcome.REJECTED and found[1].outcome is Outcome.SERVED
+
+
+def test_a_client_that_goes_away_mid_upload_is_recorded_and_the_upstream_request_aborted(small_limit: Gateway) -> None:
+    head = form_head()
+    request = (
+        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: gateway\r\n"
+        + f"Authorization: Bearer {KEYS['search']}\r\n".encode()
+        + f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n".encode()
+        + f"Content-Length: {len(head) + 500_000}\r\n\r\n".encode()
+        + head
+    )
+    with socket.create_connection(("127.0.0.1", small_limit.port), timeout=10) as sock:
+        sock.sendall(request)
+        time.sleep(0.2)  # the gateway has the head and starts the upstream request
+        sock.sendall(bytes(100_000))  # a fifth of what it promised, then gone
+        time.sleep(0.2)
+    found = list(records(small_limit, 1).values())
+    assert [(r.status, r.error_code, r.outcome, r.upstream_status) for r in found] == [
+        (499, "incomplete_body", Outcome.REJECTED, None)
+    ]
+    assert found[0].cost_usd == 0 and not found[0].audio_ms
+    with httpx.Client(base_url=small_limit.url, timeout=10) as client:  # and the gateway serves on
+        after = client.post(
+            "/v1/audio/transcriptions", content=form_head() + f"\r\n--{BOUNDARY}--\r\n".encode(), headers=HEADERS
+        )
+        assert after.status_code == 200, after.text
