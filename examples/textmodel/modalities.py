@@ -9,6 +9,7 @@ sample per input character (PCM, in chunks), rerank scores by shared words.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import itertools
 import struct
@@ -16,7 +17,7 @@ import time
 import wave
 
 import orjson
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from api_error import ApiError, invalid, missing
 from catalog import Catalog
 from generation import Sampling, generate, make_rng
@@ -145,16 +146,29 @@ class ModalApi:
     # -- audio
 
     async def transcribe(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        upload = form.get("file")
-        if not isinstance(upload, web.FileField):
+        """Read as a stream (no body-size cap applies); the answer carries the file's length and
+        SHA-256 (`x_received_bytes`, `x_received_sha256`): what a test checks was relayed intact."""
+        fields: dict[str, str] = {}
+        data: bytes | None = None
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            if part.name == "file" and part.filename is not None and data is None:
+                received = bytearray()
+                while chunk := await part.read_chunk():  # read() stops at the app's client_max_size
+                    received += chunk
+                data = bytes(received)
+            else:
+                fields[part.name] = (await part.read()).decode("utf-8", "replace")
+        if data is None:
             raise missing("file")
-        data = upload.file.read()
         text = "the quick brown fox"
+        received = {"x_received_bytes": len(data), "x_received_sha256": hashlib.sha256(data).hexdigest()}
         duration = _wav_seconds(data)
-        if form.get("response_format") == "verbose_json" and duration is not None:
-            return _json({"task": "transcribe", "language": "english", "duration": duration, "text": text})
-        return _json({"text": text})
+        if fields.get("response_format") == "verbose_json" and duration is not None:
+            return _json({"task": "transcribe", "language": "english", "duration": duration, "text": text, **received})
+        return _json({"text": text, **received})
 
     async def speech(self, request: web.Request) -> web.StreamResponse:
         body = parse_body(await request.read())

@@ -37,6 +37,8 @@ def sample_records(count: int = 600, seed: int = 9, start: float = START) -> lis
             cost = quantize(Decimal("0.00001") * items)
         else:
             cost = quantize((input_tokens * Decimal("0.15") + output_tokens * Decimal("0.6")) / 1_000_000)
+        # Some served OpenAI requests are the other modalities (no extra draws: the sample stays put).
+        modal = "" if v2 or not served else {3: "image", 5: "audio"}.get(i % 13, "")
         at = start + i * 21.7 + rng.random()  # about six hours in all
         records.append(
             UsageRecord(
@@ -64,7 +66,10 @@ def sample_records(count: int = 600, seed: int = 9, start: float = START) -> lis
                 output_tokens=output_tokens,
                 items=items,
                 cost_usd=cost if served else Decimal(0),
-                pricing_basis=("item" if v2 else "tokens") if served else "free",
+                pricing_basis=(modal or ("item" if v2 else "tokens")) if served else "free",
+                reasoning_tokens=output_tokens // 3 if not modal else 0,
+                images=1 + i % 4 if modal == "image" else 0,
+                audio_ms=250 * i + 7 if modal == "audio" else 0,
             )
         )
     return records

@@ -51,6 +51,7 @@ async def test_the_focus_validator_passes_and_fails_a_broken_file(store: Store, 
     assert {r["SubAccountId"] for r in rows} == {*TEAMS, "unattributed"}
     assert {r["x_Protocol"] for r in rows} == {"openai", "v2"}
     assert {r["x_Outcome"] for r in rows} == {"served", "rejected", "failed"}
+    assert {r["ConsumedUnit"] for r in rows} >= {"Tokens", "Items", "Images", "Seconds"}  # audio seconds
     assert any(Decimal(r["BilledCost"]) == 0 for r in rows) and any(Decimal(r["BilledCost"]) > 0 for r in rows)
     assert {r["BillingPeriodStart"] for r in rows} == {"2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"}
     good = tmp_path / "focus.csv"
@@ -79,6 +80,11 @@ async def test_totals_reconcile_with_the_ledger_to_the_nano_dollar(store: Store)
     assert sum(int(r["x_Requests"]) for r in rows) == total.total.requests == tally.records
     assert sum(int(r["x_InputTokens"]) for r in rows) == total.total.input_tokens
     assert sum(int(r["x_Items"]) for r in rows) == total.total.items
+    assert sum(int(r["x_ReasoningTokens"]) for r in rows) == total.total.reasoning_tokens > 0
+    assert sum(int(r["x_Images"]) for r in rows) == total.total.images > 0
+    assert sum(int(r["x_AudioMilliseconds"]) for r in rows) == total.total.audio_ms > 0
+    audio = [r for r in rows if r["x_PricingBasis"] == "audio"]
+    assert sum(Decimal(r["ConsumedQuantity"]) for r in audio) * 1000 == total.total.audio_ms
     assert sum(int(r["x_Errors"]) for r in rows) == total.total.errors
     per_team: dict[str | None, Decimal] = defaultdict(Decimal)
     for r in rows:

@@ -55,9 +55,15 @@ def modal_deployments(upstream: str) -> list[dict[str, Any]]:
     ]
 
 
-def with_modal(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path, **extra: Any) -> Gateway:
+def with_modal(
+    make_gateway: GatewayFactory,
+    textmodel: TextModel,
+    tmp_path: Path,
+    server: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Gateway:
     base = config_dict(Upstreams(text=textmodel.url), tmp_path)["deployments"]
-    return make_gateway(extra={"deployments": [*base, *modal_deployments(textmodel.url)], **extra})
+    return make_gateway(extra={"deployments": [*base, *modal_deployments(textmodel.url)], **extra}, **(server or {}))
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from tritonclient.grpc import service_pb2
 from tritonclient.utils import InferenceServerException
 
 from costwarden.domain.record import Outcome, UsageRecord
+from costwarden.protocols.v2_grpc import SERVICE
 from tests.integration import ledger
 from tests.integration.procs import Gateway, MLServer, free_port
 from tests.integration.setup_config import IRIS_PRICES, KEYS
@@ -122,6 +123,14 @@ def test_refusals_are_grpc_status_codes_with_a_record(grpc_gateway: tuple[Gatewa
     with pytest.raises(InferenceServerException) as caught:
         via.infer("iris", inputs(rows), headers=big)
     assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+    # One over what grpc reads (TRANSPORT_FACTOR x the limit): refused unread by grpc, recorded all the same.
+    huge = traced()
+    ids.append(huge["x-request-id"])
+    with grpc.insecure_channel(address) as channel:
+        infer: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(f"/{SERVICE}/ModelInfer")
+        with pytest.raises(grpc.RpcError) as rpc:
+            infer(bytes(3 * LIMIT), metadata=tuple(huge.items()))
+        assert isinstance(rpc.value, grpc.Call) and rpc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
     # A method the gateway does not serve: UNIMPLEMENTED, recorded.
     unknown = traced()
@@ -146,6 +155,7 @@ def test_refusals_are_grpc_status_codes_with_a_record(grpc_gateway: tuple[Gatewa
         (401, Outcome.REJECTED),
         (404, Outcome.REJECTED),
         (404, Outcome.REJECTED),
+        (413, Outcome.REJECTED),
         (413, Outcome.REJECTED),
         (501, Outcome.REJECTED),
         (200, Outcome.SERVED),

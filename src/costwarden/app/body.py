@@ -12,9 +12,11 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from costwarden.chain.body_stream import BodyStream
 from costwarden.protocols.errors import GatewayError
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Plan = Callable[[bytes], str]  # a body's head -> "stream", "more" or "whole" (protocols/audio.py)
 
 # When every slow-body slot is taken, a new request still gets this long to deliver its whole
 # body: a client whose body is already on the wire is not refused because others are slow.
@@ -58,6 +60,14 @@ class BodyReader:
 
     async def read(self, headers: list[tuple[bytes, bytes]], receive: Receive) -> bytes:
         """The whole body; raises GatewayError 413, 408, 499 or 503 (the body was not read whole)."""
+        body, _ = await self.read_head(headers, receive, None)
+        return body
+
+    async def read_head(
+        self, headers: list[tuple[bytes, bytes]], receive: Receive, plan: Plan | None
+    ) -> tuple[bytes, BodyStream | None]:
+        """The whole body and None; or, once `plan` says "stream" of what has come ("whole": read
+        it all), the head and the stream of the rest, under the same limit and deadline."""
         declared = _content_length(headers)
         if declared is not None and declared > self.max_bytes:
             raise self.too_large()
@@ -67,8 +77,12 @@ class BodyReader:
         if not full:
             self.reading += 1
         self._deadlines[task] = asyncio.get_running_loop().time() + (self._grace if full else self._timeout)
+        deadline = self._deadlines[task]
         try:
-            return await self._collect(receive, declared)
+            body, complete = await self._collect(receive, declared, plan)
+            if complete:
+                return body, None
+            return body, BodyStream(receive, len(body), self.max_bytes, deadline, self._timeout)
         except asyncio.CancelledError:
             if task not in self._expired:
                 raise
@@ -101,7 +115,7 @@ class BodyReader:
                     self._expired.add(task)
                     task.cancel()
 
-    async def _collect(self, receive: Receive, declared: int | None) -> bytes:
+    async def _collect(self, receive: Receive, declared: int | None, plan: Plan | None) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -120,7 +134,15 @@ class BodyReader:
                     raise self.too_large()
                 chunks.append(chunk)
             if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), True
+            if plan is not None and chunk:
+                if len(chunks) > 1:
+                    chunks[:] = [b"".join(chunks)]
+                decided = plan(chunks[0])
+                if decided == "stream":
+                    return chunks[0], False
+                if decided == "whole":
+                    plan = None
 
 
 # Content codings the gateway decodes to meter a body (RFC 9110 8.4.1); `identity` is a no-op.

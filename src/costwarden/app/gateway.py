@@ -17,7 +17,7 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.domain.record import Protocol
 from costwarden.domain.request_id import request_id
-from costwarden.protocols import openai, responses, v2
+from costwarden.protocols import audio, openai, responses, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import HeaderLimits, header_problem
@@ -63,6 +63,20 @@ def prefix_protocol(path: str) -> Protocol:
     if path == "/v2" or path.startswith("/v2/"):
         return Protocol.V2
     return Protocol.HTTP
+
+
+def _upload_plan(exchange: Exchange) -> Callable[[bytes], str] | None:
+    """An audio upload is streamed upstream once its head is read (protocols/audio.py); a
+    compressed one is read whole (it is decoded to be metered)."""
+    if exchange.endpoint not in audio.UPLOADS or exchange.method != "POST":
+        return None
+    if exchange.header(b"content-encoding") is not None:
+        return None
+    try:
+        mark = audio.boundary(exchange.header(b"content-type"))
+    except GatewayError:
+        return None  # refused by the route stage, from the whole body
+    return lambda head: audio.head_plan(head, mark)
 
 
 class GatewayApp:
@@ -121,7 +135,8 @@ class GatewayApp:
                 await self._refuse(exchange, channel, problem, close=True)
                 return
             try:
-                exchange.body = await self._body.read(exchange.headers, receive)
+                plan = _upload_plan(exchange)
+                exchange.body, exchange.body_stream = await self._body.read_head(exchange.headers, receive, plan)
             except GatewayError as refused:
                 await self._refuse(exchange, channel, refused, close=True)
                 return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc
@@ -44,8 +44,10 @@ CODE_OF: dict[int, grpc.StatusCode] = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-# Messages past the limit up to this many times it are read and refused with a record; larger ones
-# grpc itself refuses (RESOURCE_EXHAUSTED) before any handler runs, so memory stays bounded.
+# Messages past the limit up to this many times it are read and refused by the gateway; larger ones
+# grpc itself refuses (RESOURCE_EXHAUSTED) from the length prefix without reading them, so memory
+# stays bounded. The handler takes the request as a stream, so it still runs for those: a unary call
+# whose one message never arrives was refused by the transport, and is recorded as such.
 TRANSPORT_FACTOR = 2
 
 
@@ -82,10 +84,12 @@ class GrpcGateway(grpc.GenericRpcHandler):
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
         method: str = handler_call_details.method
 
-        async def behavior(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-            return await self.call(method, request, context)
+        async def behavior(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            return await self.call(method, await _only(requests), context)
 
-        return grpc.unary_unary_rpc_method_handler(behavior)  # bytes in, bytes out: no (de)serializer
+        # bytes in, bytes out: no (de)serializer. Request-streaming so that it runs even when grpc
+        # refuses the message (over the transport limit): a unary client sends one message all the same.
+        return grpc.stream_unary_rpc_method_handler(behavior)
 
     async def start(self, host: str, port: int) -> int:
         """Listen on host:port (0: any free port); returns the port."""
@@ -105,7 +109,11 @@ class GrpcGateway(grpc.GenericRpcHandler):
             await self._server.stop(grace_seconds)
             self._server = None
 
-    async def call(self, method: str, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+    async def call(
+        self, method: str, request: bytes | Exception | None, context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> bytes:
+        """Serve one call; `request` is its message, None if grpc refused it (over the transport
+        limit), an exception if the client sent more than one."""
         if method in HEALTH:
             return health(method, method.endswith("/ServerLive") or await self._ready())
         headers = [(k.encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in
@@ -116,12 +124,21 @@ class GrpcGateway(grpc.GenericRpcHandler):
             path=method,
             query=b"",
             headers=headers,
-            body=request,
+            body=request if isinstance(request, bytes) else b"",
             protocol=Protocol.V2,
             endpoint="unknown",  # until the method is known to be one the gateway serves
         )
         reply = Reply()
         try:
+            if request is None:
+                raise GatewayError(
+                    413,
+                    "request_too_large",
+                    f"the message is over the limit of {self._max} bytes (over {TRANSPORT_FACTOR * self._max}: "
+                    "refused unread)",
+                )
+            if isinstance(request, Exception):
+                raise GatewayError(400, "invalid_request", "a unary method takes exactly one message")
             if len(request) > self._max:
                 raise GatewayError(413, "request_too_large", f"the message is over the limit of {self._max} bytes")
             call = call_of(method, request)
@@ -141,6 +158,16 @@ class GrpcGateway(grpc.GenericRpcHandler):
         if call.endpoint == "/v2" and exchange.upstream_status is None:  # answered by the gateway itself
             return server_metadata(reply.payload)
         return reply.payload
+
+
+async def _only(requests: AsyncIterator[bytes]) -> bytes | Exception | None:
+    """The one message of a unary call; None when none arrived (grpc refused it: too large)."""
+    first: bytes | None = None
+    async for message in requests:
+        if first is not None:
+            return ValueError("more than one message")  # not read on: the call is refused
+        first = message
+    return first
 
 
 async def _abort(

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from costwarden.chain.body_stream import BodyStream
 from costwarden.chain.target import Route
 from costwarden.domain.batch import BatchRef, Job
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.money import ZERO, usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import NO_USAGE, Usage
-from costwarden.protocols.audio import Upload
+from costwarden.protocols.audio import FileEnd, Upload
 from costwarden.protocols.errors import GatewayError
 
 
@@ -46,6 +47,8 @@ class Exchange:
     metered_body: bytes | None = None  # the body with its Content-Encoding undone, when forwarded encoded
     image_kind: str | None = None  # images: the `size/quality` priced (protocols/images.py)
     audio: Upload | None = None  # transcriptions and translations: the upload (protocols/audio.py)
+    body_stream: BodyStream | None = None  # a streamed upload: `body` is its head, this the rest
+    audio_end: FileEnd | None = None  # a streamed upload's file part, counted as it is relayed
     # degrade: the route the client asked for, when a degrade budget moved it to a cheaper variant
     variant_of: Route | None = None
     # admit

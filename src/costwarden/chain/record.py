@@ -52,7 +52,7 @@ def to_record(exchange: Exchange) -> UsageRecord:
         output_tokens=usage.output_tokens,
         cached_tokens=usage.cached_tokens,
         items=usage.items,
-        request_bytes=len(exchange.body),
+        request_bytes=len(exchange.body) if exchange.body_stream is None else exchange.body_stream.received,
         response_bytes=exchange.response_bytes,
         cost_usd=exchange.cost,
         pricing_basis=pricing_basis(exchange),

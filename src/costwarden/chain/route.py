@@ -84,7 +84,10 @@ class RouteStage(PassStage):
 
     def _upload(self, exchange: Exchange) -> None:
         """A transcription or translation: a multipart upload, priced by its audio's duration."""
-        upload = audio.upload(exchange.body, exchange.header(b"content-type"))
+        content_type = exchange.header(b"content-type")
+        stream = exchange.body_stream
+        expected = None if stream is None else _content_length(exchange)
+        upload = audio.upload(exchange.body, content_type, expected, complete=stream is None)
         exchange.model = upload.model
         route = self._lookup(exchange, upload.model, "openai", "model")
         exchange.audio = upload
@@ -96,6 +99,9 @@ class RouteStage(PassStage):
             if route.upstream_model == upload.model
             else audio.renamed(exchange.body, upload.model_part, route.upstream_model)
         )
+        if stream is not None and upload.file_part is not None:
+            seen = exchange.body[upload.file_part.start :]
+            exchange.audio_end = audio.FileEnd(audio.boundary(content_type), seen)
 
     def _retrieve(self, exchange: Exchange) -> None:
         """`GET /v1/responses/{id}`: the id names no model, so the deployment is the one named in
@@ -214,3 +220,8 @@ def retarget(exchange: Exchange, route: Route) -> None:
         exchange.upstream_path = v2.V2Path(route.upstream_model, path.version, path.action).upstream_path
     elif exchange.model is None and requested is not None:
         exchange.model = requested.deployment.name  # passthrough: keep the name the client used
+
+
+def _content_length(exchange: Exchange) -> int | None:
+    value = exchange.header(b"content-length")
+    return int(value) if value is not None and value.isdigit() else None  # checked: within the body limit

@@ -73,6 +73,11 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "x_OutputTokens",
     "x_CachedTokens",
     "x_Items",
+    "x_ReasoningTokens",
+    "x_Images",
+    "x_AudioMilliseconds",
+    "x_Characters",
+    "x_Documents",
     "x_Protocol",
     "x_Outcome",
     "x_PricingBasis",
@@ -83,12 +88,23 @@ DECIMAL_COLUMNS = frozenset(
     | {"ListUnitPrice", "PricingQuantity"}
 )
 DATETIME_COLUMNS = frozenset({"BillingPeriodEnd", "BillingPeriodStart", "ChargePeriodEnd", "ChargePeriodStart"})
-INTEGER_COLUMNS = frozenset(EXTRA_COLUMNS[:6])
+INTEGER_COLUMNS = frozenset(EXTRA_COLUMNS[:11])
 UNIT_PRICE = Decimal("0.000000000001")  # a unit price to the pico-dollar: per-token prices are that small
 UNATTRIBUTED = "unattributed"
 RESOURCE_TYPES = {"openai": "OpenAI-compatible model", "v2": "Open Inference Protocol V2 model", "http": "HTTP API"}
 # What one request of a pricing basis consumes (the first basis of a combination, e.g. tokens+request).
-CONSUMED_UNITS = {"tokens": "Tokens", "item": "Items", "compute": "Seconds", "request": "Requests", "free": "Requests"}
+CONSUMED_UNITS = {
+    "tokens": "Tokens",
+    "item": "Items",
+    "compute": "Seconds",
+    "request": "Requests",
+    "free": "Requests",
+    "image": "Images",
+    "audio": "Seconds",  # of input audio
+    "characters": "Characters",
+    "document": "Documents",
+    "search_unit": "Documents",  # search units are per request: the documents they were counted from
+}
 
 Value = str | Decimal | int | datetime | None
 KeyTuple = tuple[str | None, str | None, str | None, str | None, str, str, str]  # ChargeKey's fields
@@ -123,6 +139,11 @@ class ChargeTotals:
     output_tokens: int = 0
     cached_tokens: int = 0
     items: int = 0
+    reasoning_tokens: int = 0
+    images: int = 0
+    audio_ms: int = 0
+    characters: int = 0
+    documents: int = 0
     upstream_ms: float = 0.0
     cost: Decimal = ZERO
 
@@ -133,6 +154,11 @@ class ChargeTotals:
         self.output_tokens += record.output_tokens
         self.cached_tokens += record.cached_tokens
         self.items += record.items
+        self.reasoning_tokens += record.reasoning_tokens
+        self.images += record.images
+        self.audio_ms += record.audio_ms
+        self.characters += record.characters
+        self.documents += record.documents
         self.upstream_ms += record.upstream_ms or 0.0
         self.cost += record.cost_usd
 
@@ -209,14 +235,23 @@ def billing_period(ts: float) -> tuple[datetime, datetime]:
 
 
 def consumed(key: ChargeKey, totals: ChargeTotals) -> tuple[Decimal, str]:
-    unit = CONSUMED_UNITS.get(key.basis.split("+")[0], "Requests")
+    first = key.basis.split("+")[0]
+    unit = CONSUMED_UNITS.get(first, "Requests")
     match unit:
         case "Tokens":
             return Decimal(totals.input_tokens + totals.output_tokens), unit
         case "Items":
             return Decimal(totals.items), unit
+        case "Seconds" if first == "audio":
+            return Decimal(totals.audio_ms) / 1000, unit
         case "Seconds":
             return Decimal(repr(round(totals.upstream_ms / 1000, 6))), unit
+        case "Images":
+            return Decimal(totals.images), unit
+        case "Characters":
+            return Decimal(totals.characters), unit
+        case "Documents":
+            return Decimal(totals.documents), unit
     return Decimal(totals.requests), unit
 
 
@@ -283,6 +318,11 @@ def focus_row(charge: Charge, issuer: Issuer) -> dict[str, Value]:
         x_OutputTokens=totals.output_tokens,
         x_CachedTokens=totals.cached_tokens,
         x_Items=totals.items,
+        x_ReasoningTokens=totals.reasoning_tokens,
+        x_Images=totals.images,
+        x_AudioMilliseconds=totals.audio_ms,
+        x_Characters=totals.characters,
+        x_Documents=totals.documents,
         x_Protocol=key.protocol,
         x_Outcome=key.outcome,
         x_PricingBasis=key.basis,

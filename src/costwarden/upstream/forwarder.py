@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import aiohttp
 
+from costwarden.chain.body_stream import BodyStream
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.route import retarget
 from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
 from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
-from costwarden.domain.usage import Usage
+from costwarden.domain.usage import NO_USAGE, Usage
 from costwarden.protocols import audio, images, openai, responses, upstream_reply
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
@@ -38,6 +40,7 @@ _UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 # aiohttp labels a bytes body application/octet-stream and adds `Accept: */*`; a client that sent
 # neither (tritonclient sends JSON without a Content-Type) must reach the upstream without them.
 _SKIP_AUTO = ("Content-Type", "Accept")
+_CLOSE = (b"connection", b"close")  # the rest of the request is unread: do not reuse the connection
 
 
 class Forwarder:
@@ -79,11 +82,12 @@ class Forwarder:
         sent = True
         cause = ""
         started = time.perf_counter()
+        stream = exchange.body_stream
         try:
             async with self._session.request(
                 exchange.method,
                 url,
-                data=exchange.upstream_body or None,
+                data=(exchange.upstream_body or None) if stream is None else _streamed(exchange, stream),
                 headers=upstream_headers(exchange, target.route.api_key),
                 skip_auto_headers=_SKIP_AUTO,
                 timeout=timeout,
@@ -97,12 +101,20 @@ class Forwarder:
                 else:
                     body = await response.read()
                     exchange.upstream_seconds = time.perf_counter() - started
+                    if stream is not None and stream.error is not None:
+                        await self._refuse_upload(exchange, channel, settle, stream.error)
+                        return True
+                    _counted(exchange)
                     cause = await self._whole(exchange, channel, settle, response, body)
                 healthy = not cause
         except _NOT_SENT as exc:
             healthy, sent, cause = False, False, repr(exc)
             return False
         except _UPSTREAM_ERRORS as exc:
+            if stream is not None and stream.error is not None:  # the client's body, not the upstream
+                exchange.upstream_seconds = time.perf_counter() - started
+                await self._refuse_upload(exchange, channel, settle, stream.error)
+                return True
             healthy, cause = False, repr(exc)
             exchange.upstream_seconds = time.perf_counter() - started
             await self._upstream_fault(exchange, channel, settle, _fault(exc, deployment.name))
@@ -242,6 +254,15 @@ class Forwarder:
         await channel.body(b"", False)
         return cause
 
+    async def _refuse_upload(self, exchange: Exchange, channel: Channel, settle: Settle, error: GatewayError) -> None:
+        """A streamed upload that went wrong on the way (over the limit, cut short, the client too
+        slow or gone): the upstream request was aborted; recorded as refused, nothing served."""
+        exchange.reject(error)
+        exchange.usage = NO_USAGE
+        await settle(exchange)
+        headers = [JSON_CONTENT, *exchange.costwarden_headers(True), _CLOSE]
+        await channel.whole(error.status, headers, error_payload(exchange.protocol, error))
+
     async def _upstream_fault(self, exchange: Exchange, channel: Channel, settle: Settle, fault: GatewayError) -> None:
         exchange.reject(fault)
         await settle(exchange)
@@ -267,6 +288,30 @@ def usage_of(exchange: Exchange, answer: object) -> Usage | None:
     if endpoint in openai.TOKENLESS:
         return None
     return openai.usage_from(answer)
+
+
+async def _streamed(exchange: Exchange, stream: BodyStream) -> AsyncIterator[bytes]:
+    """A streamed upload's body for the upstream: its (renamed) head, then the rest as it comes,
+    its file part counted; a body that ends before the file part does is cut short (aborted)."""
+    end = exchange.audio_end
+    assert end is not None, "route counts a streamed upload's file part"
+
+    def check(chunk: bytes, last: bool) -> GatewayError | None:
+        end.feed(chunk)
+        if last and not end.closed:
+            return GatewayError(400, "invalid_multipart", "the multipart body is cut short (no closing boundary)")
+        return None
+
+    yield exchange.upstream_body
+    async for chunk in stream.rest(check):
+        yield chunk
+
+
+def _counted(exchange: Exchange) -> None:
+    """A streamed upload is priced on the file bytes relayed (a WAV: its samples among them)."""
+    if exchange.audio is not None and exchange.audio_end is not None and not exchange.audio.complete:
+        exchange.audio = audio.finished(exchange.audio, exchange.audio_end.size)
+        exchange.usage = Usage(audio_ms=exchange.audio.upfront_ms)
 
 
 def _stream_usage(exchange: Exchange, relay: SSERelay | ResponsesRelay) -> None:

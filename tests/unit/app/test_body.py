@@ -120,3 +120,41 @@ async def refused_while(reader: BodyReader, client: Client) -> GatewayError:
     with pytest.raises(GatewayError) as info:
         await reader.read([], client.receive)
     return info.value
+
+
+def _stream_plan(head: bytes) -> str:
+    return "stream" if head.startswith(b"head") else "more"
+
+
+async def _relayed(reader: BodyReader, client: Client) -> tuple[bytes, list[bytes], GatewayError | None]:
+    reader.start()
+    try:
+        head, stream = await reader.read_head([], client.receive, _stream_plan)
+        assert stream is not None and reader.reading == 0  # the rest holds no slow-body slot
+        chunks: list[bytes] = []
+        try:
+            async for chunk in stream.rest(lambda chunk, last: None):
+                chunks.append(chunk)
+        except GatewayError as error:
+            assert stream.error is error
+        return head, chunks, stream.error
+    finally:
+        await reader.stop()
+
+
+async def test_a_streamed_body_is_its_head_then_the_rest_chunk_by_chunk_within_the_limit() -> None:
+    reader = BodyReader(max_bytes=20, timeout_seconds=5, max_slow=4)
+    head, chunks, error = await _relayed(reader, Client(part(b"he"), part(b"ad-"), part(b"abc"), part(b"", False)))
+    assert (head, chunks, error) == (b"head-", [b"abc"], None)
+    over = Client(part(b"head-"), part(b"x" * 10), part(b"y" * 10), part(b"z", False))
+    head, chunks, error = await _relayed(reader, over)
+    assert chunks == [b"x" * 10] and error is not None and (error.status, error.code) == (413, "request_too_large")
+    gone = Client(part(b"head-"), part(b"x"), DISCONNECT)
+    _, chunks, error = await _relayed(reader, gone)
+    assert chunks == [b"x"] and error is not None and error.status == 499
+
+
+async def test_a_streamed_body_that_stops_coming_is_a_timeout() -> None:
+    reader = BodyReader(max_bytes=100, timeout_seconds=0.3, max_slow=4)
+    _, chunks, error = await _relayed(reader, Client(part(b"head-"), part(b"x")))
+    assert chunks == [b"x"] and error is not None and (error.status, error.code) == (408, "body_timeout")

@@ -82,3 +82,20 @@ async def test_a_message_that_does_not_parse_is_invalid_argument_and_recorded() 
     context, exchanges = await call(f"/{SERVICE}/ModelInfer", b"\xff\xff\xff")
     assert context.code is grpc.StatusCode.INVALID_ARGUMENT
     assert [e.status for e in exchanges] == [400]
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "code"),
+    [
+        (None, 413, grpc.StatusCode.RESOURCE_EXHAUSTED),  # grpc refused the message unread (over its limit)
+        (ValueError("more than one message"), 400, grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+async def test_a_message_grpc_refused_or_a_second_message_is_recorded(
+    request_: Exception | None, status: int, code: grpc.StatusCode
+) -> None:
+    context, settled = await call(f"/{SERVICE}/ModelInfer", request_)  # type: ignore[arg-type]
+    assert context.code is code
+    assert [(e.status, e.path, e.header(b"x-request-id")) for e in settled] == [
+        (status, f"/{SERVICE}/ModelInfer", b"client-7")
+    ]

@@ -36,9 +36,12 @@ async def test_lines_hold_attribution_usage_cost_and_timings_never_key_or_tags(t
     sink = LoggedSink(ledger, log)
     sink.append(record("r1"))
     sink.append(record("r2", upstream_ms=None, status=401, team=None, cost_usd=Decimal(0)))
+    units = {"reasoning_tokens": 40, "images": 2, "audio_ms": 1500, "characters": 900, "documents": 7}
+    sink.append(record("r4", **units))
     await asyncio.sleep(0.2)  # the background flush writes them without a stop
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
-    assert [line["request_id"] for line in lines] == ["r1", "r2"] and len(ledger.records) == 2
+    assert [line["request_id"] for line in lines] == ["r1", "r2", "r4"] and len(ledger.records) == 3
+    assert {unit: lines[2][unit] for unit in units} == units and all(lines[0][unit] == 0 for unit in units)
     first = lines[0]
     assert first["team"] == "search" and first["deployment"] == "gpt" and first["status"] == 200
     assert first["cost_usd"] == "0.000123456" and first["input_tokens"] == 100 and first["outcome"] == "served"
@@ -48,7 +51,7 @@ async def test_lines_hold_attribution_usage_cost_and_timings_never_key_or_tags(t
     assert lines[1]["upstream_ms"] is None and lines[1]["gateway_ms"] == 512.5 and lines[1]["team"] is None
     sink.append(record("r3"))
     await log.stop()  # flushes what is left
-    assert len(path.read_bytes().splitlines()) == 3 and log.written == 3 and log.dropped == 0
+    assert len(path.read_bytes().splitlines()) == 4 and log.written == 4 and log.dropped == 0
 
 
 async def test_lines_are_written_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -140,3 +140,40 @@ def test_each_unit_is_priced_exactly() -> None:
     assert price(sheet, usage, image_kind="1024x1024/hd") == expected
     assert price(sheet, usage, served=False, image_kind="1024x1024/hd") == 0
     assert [search_units(n) for n in (0, 1, 100, 101, 10_000)] == [0, 1, 1, 2, 100]
+
+
+# -- a streamed upload: its head, then the file part counted as it passes
+
+
+def test_a_head_is_streamed_once_it_holds_the_model_and_the_file_parts_first_bytes() -> None:
+    sound = wav(3.0)
+    body = form(("model", b"whisper", None), ("file", sound, "a.wav"))
+    start = body.index(sound)
+    assert audio.head_plan(body[: start - 10], BOUNDARY) == "more"  # the file part's headers are not all here
+    assert audio.head_plan(body[: start + 20], BOUNDARY) == "more"  # the WAV header is not all here
+    assert audio.head_plan(body[: start + 44], BOUNDARY) == "stream"
+    mp3 = form(("model", b"whisper", None), ("file", b"ID3\x04" + bytes(100), "a.mp3"))
+    assert audio.head_plan(mp3[: mp3.index(b"ID3") + 12], BOUNDARY) == "stream"
+    model_last = form(("file", sound, "a.wav"), ("model", b"whisper", None))  # the model comes after the file
+    assert audio.head_plan(model_last[:2000], BOUNDARY) == "whole"
+    assert audio.head_plan(bytes(audio.HEAD_LIMIT + 1), BOUNDARY) == "whole"
+
+
+def test_a_streamed_upload_is_priced_on_the_file_bytes_counted_as_they_pass() -> None:
+    sound = wav(3.0)
+    body = form(("model", b"whisper", None), ("file", sound, "a.wav"))
+    head = body[: body.index(sound) + 100]
+    upload = audio.upload(head, CONTENT_TYPE, expected=len(body), complete=False)
+    assert upload.file_part is not None and not upload.complete
+    assert upload.upfront_ms == 3000  # before the rest: the header's duration, within Content-Length
+    end = audio.FileEnd(BOUNDARY, head[upload.file_part.start :])
+    rest = body[len(head) :]
+    split = rest.index(b"\r\n--" + BOUNDARY) + 3  # the closing delimiter spans two chunks
+    for chunk in (rest[:1000], rest[1000:split], rest[split:]):
+        end.feed(chunk)
+    assert end.closed and end.size == len(sound)
+    assert audio.finished(upload, end.size).exact_ms == 3000
+    cut = audio.FileEnd(BOUNDARY, head[upload.file_part.start :])
+    cut.feed(rest[: len(rest) // 2])  # the client stopped half way: only what was relayed counts
+    assert not cut.closed
+    assert audio.finished(upload, cut.size).exact_ms == (cut.size - 44) * 1000 // (8000 * 2 * 2) < 3000
