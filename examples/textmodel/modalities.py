@@ -15,6 +15,7 @@ import itertools
 import struct
 import time
 import wave
+from typing import Any, cast
 
 import orjson
 from aiohttp import BodyPartReader, web
@@ -71,8 +72,8 @@ class ModalApi:
         sequence = itertools.count()
         created = {**obj, "status": "in_progress", "output": [], "usage": None}
         await response.write(_event("response.created", {"response": created}, next(sequence)))
-        item = obj["output"][0]  # type: ignore[index]
-        for piece in item["content"][0]["pieces"]:  # type: ignore[index]
+        item = cast(list[dict[str, Any]], obj["output"])[0]
+        for piece in item["content"][0]["pieces"]:
             delta = {"item_id": item["id"], "output_index": 0, "content_index": 0, "delta": piece, "logprobs": []}
             await response.write(_event("response.output_text.delta", delta, next(sequence)))
         await response.write(_event("response.completed", {"response": _public(obj)}, next(sequence)))
@@ -155,10 +156,10 @@ class ModalApi:
             if not isinstance(part, BodyPartReader) or part.name is None:
                 continue
             if part.name == "file" and part.filename is not None and data is None:
-                received = bytearray()
+                upload = bytearray()
                 while chunk := await part.read_chunk():  # read() stops at the app's client_max_size
-                    received += chunk
-                data = bytes(received)
+                    upload += chunk
+                data = bytes(upload)
             else:
                 fields[part.name] = (await part.read()).decode("utf-8", "replace")
         if data is None:
@@ -239,6 +240,8 @@ def _wav_seconds(data: bytes) -> float | None:
         return None
     try:
         with wave.open(io.BytesIO(data)) as reader:
-            return reader.getnframes() / reader.getframerate()
+            frames: int = reader.getnframes()
+            rate: int = reader.getframerate()
+            return frames / rate
     except (wave.Error, EOFError, struct.error, ZeroDivisionError):
         return None
