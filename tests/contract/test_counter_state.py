@@ -223,3 +223,18 @@ async def test_a_catch_up_adds_only_what_the_ledger_has_beyond_the_last_figure(s
     await store.restore([BudgetSeed("gone", (CounterSeed("gone|w", usd("1"), START + 3600),), catch_up=True)])
     with pytest.raises(CounterStoreUnseeded):
         await store.budget_state(budget("gone"), START)
+
+
+async def test_a_settle_releases_the_holds_it_does_not_charge(store: CounterStore) -> None:
+    """A request a new budget's catch-up reads from the ledger: its settle frees the hold there and
+    charges nothing (the catch-up counts it), and charges its other budgets as usual."""
+    new, old = budget("new", "10"), budget("old", "10")
+    for check in (new, old):
+        await store.restore([BudgetSeed(check.seed_key, (CounterSeed(check.write_key, usd("1", 2), START + 3600),))])
+    assert (await store.admit(ask("r", usd("2"), (new, old)), START)).admitted
+    assert await state(store, new) == BudgetState(usd("1", 2), usd("2", 1))
+    settlement = Settlement("r", (old.write_key,), usd("2"), usd("0.5"), released_keys=(new.write_key,))
+    await store.settle(settlement, START)
+    await store.settle(settlement, START)  # once
+    assert await state(store, new) == BudgetState(usd("1", 2))
+    assert await state(store, old) == BudgetState(usd("1.5", 3))

@@ -174,6 +174,8 @@ class Settlement:
     """Charge `actual` where the reservation held its estimate; release its slots.
 
     `token_correction` adjusts token-rate counters by (actual - estimated) tokens, per rate key.
+    `released_keys`: counters whose hold is released and nothing charged, since the ledger's record
+    of the request counts there (a new budget's catch-up, `BudgetSeed.catch_up`).
     Settling a reservation twice, or after it expired, never double-counts the hold.
     """
 
@@ -183,6 +185,7 @@ class Settlement:
     actual: Amount
     slot_keys: tuple[str, ...] = ()
     token_corrections: tuple[tuple[str, int], ...] = ()
+    released_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

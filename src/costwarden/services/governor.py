@@ -246,14 +246,18 @@ class Governor:
 
     def _adopt(self, budgets: list[Budget], fresh: list[Budget], generation: int | None, cutoff: float | None) -> None:
         """Admit with `budgets` (definitions of `generation`) from now on; new ones catch up with
-        the requests admitted without a hold on them before `cutoff`. Budgets loaded at start are
-        no news to the fleet: a catch-up then would only count over."""
+        the requests started before `cutoff`: those are never charged to them by their settle (see
+        `AdmissionPolicy.released`), whether they were admitted with a hold on them or not, so each
+        counts once; every replica derives the same cutoff from the generation. Budgets loaded at
+        start are no news to the fleet: a catch-up then would only count over."""
+        caught_up: dict[str, float] = {}
         if fresh and self._loaded and cutoff is not None:
+            caught_up = {seed_key(b): cutoff for b in fresh if _readable(b)}
             task = asyncio.ensure_future(self._catch_up(fresh, cutoff))
             self._catching.add(task)
             task.add_done_callback(self._catching.discard)
         self._loaded = True
-        self._policy.set_budgets(budgets)
+        self._policy.set_budgets(budgets, caught_up)
         if generation is not None:
             self._policy.generation = generation
 

@@ -285,6 +285,11 @@ class MemoryCounters:
                 counter.release(hold[1])
             v = counter.v
             v[0], v[1], v[2] = v[0] + actual[0], v[1] + actual[1], v[2] + actual[2]
+        for key in settlement.released_keys:
+            counter = self._counter(key, now)
+            hold = counter.holds.pop(rid, None)
+            if hold is not None:
+                counter.release(hold[1])
         for key in settlement.slot_keys:
             self._leases(key, now).pop(rid, None)
         for key, delta in settlement.token_corrections:

@@ -1,6 +1,7 @@
 -- Settle one reservation once: release its live holds, charge `actual`, free its slots, correct
 -- token rates. ARGV: ns, now, rid, marker ttl ms, orphan ttl ms, actual usd/tokens/requests,
--- write counters, slot keys (\31-separated), corrections (records of key, delta).
+-- write counters, slot keys (\31-separated), corrections (records of key, delta), released counters
+-- (\31-separated: the hold is released, nothing charged; see domain.admission.Settlement).
 local rid, now = ARGV[3], tonumber(ARGV[2])
 if not redis.call('SET', NS .. 'settled:' .. rid, '1', 'NX', 'PX', ARGV[4]) then
   return 0
@@ -18,6 +19,17 @@ for _, name in ipairs(split(ARGV[9], '\31')) do
     'ru', int(v[4]), 'rt', int(v[5]), 'rr', int(v[6]))
   if not existed then -- the counter was gone (retained no longer, or Redis lost it)
     redis.call('PEXPIRE', c, ARGV[5])
+  end
+end
+for _, name in ipairs(split(ARGV[12], '\31')) do
+  local c = NS .. 'c:' .. name
+  local held = redis.call('HGET', c, 'h:' .. rid)
+  if held then
+    local _, u, t, r = parse_hold(held)
+    local v = redis.call('HMGET', c, 'ru', 'rt', 'rr')
+    redis.call('HSET', c, 'ru', int(math.max(0, num(v[1]) - u)), 'rt', int(math.max(0, num(v[2]) - t)),
+      'rr', int(math.max(0, num(v[3]) - r)))
+    redis.call('HDEL', c, 'h:' .. rid)
   end
 end
 for _, key in ipairs(split(ARGV[10], '\31')) do
