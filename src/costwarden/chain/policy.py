@@ -151,10 +151,10 @@ class AdmissionPolicy:
         self._plans = {}
         self._windows = {k: v for k, v in self._windows.items() if k in unchanged}
 
-    def released(self, request: AdmissionRequest, started_at: float) -> tuple[str, ...]:
-        """The write counters a request's settle releases without charging: those of new budgets
-        whose catch-up reads it from the ledger (it started before their cutoff). Decided once, at
-        admission, so that one request is counted once, by the settle or by the catch-up."""
+    def caught_up(self, request: AdmissionRequest, started_at: float) -> tuple[str, ...]:
+        """The write counters of new budgets whose catch-up reads this request from the ledger (it
+        started before their cutoff): its settle notes its charge there, and the catch-up leaves
+        it out, so it counts once. Decided once, at admission."""
         if not self._caught_up:
             return ()
         caught_up = self._caught_up

@@ -249,10 +249,10 @@ class Governor:
 
     def _adopt(self, budgets: list[Budget], fresh: list[Budget], generation: int | None, cutoff: float | None) -> None:
         """Admit with `budgets` (definitions of `generation`) from now on; new ones catch up with
-        the requests started before `cutoff`: those are never charged to them by their settle (see
-        `AdmissionPolicy.released`), whether they were admitted with a hold on them or not, so each
-        counts once; every replica derives the same cutoff from the generation. Budgets loaded at
-        start are no news to the fleet: a catch-up then would only count over."""
+        the requests started before `cutoff` that no settle charged: one admitted with a hold on
+        them has its charge noted (see `AdmissionPolicy.caught_up`), and the catch-up leaves it
+        out, so each counts once; every replica derives the same cutoff from the generation.
+        Budgets loaded at start are no news to the fleet: a catch-up then would only count over."""
         caught_up: dict[str, float] = {}
         if fresh and self._loaded and cutoff is not None:
             caught_up = {seed_key(b): cutoff for b in fresh if _readable(b)}

@@ -375,7 +375,7 @@ class RedisCounters:
             FIELD.join(settlement.budget_write_keys).encode(),
             FIELD.join(settlement.slot_keys).encode(),
             corrections.encode(),
-            FIELD.join(settlement.released_keys).encode(),
+            FIELD.join(settlement.caught_up_keys).encode(),
         )
         await self._send(self._settle, args)
 

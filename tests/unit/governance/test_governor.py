@@ -166,15 +166,15 @@ async def test_a_budget_set_at_run_time_catches_up_with_spend_no_hold_tracked(le
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.05")
     await spend(ledger, served=3, cost="0.01")  # admitted without a hold, flushed only now
     # Admitted with a hold after the announcement, started before the catch-up's cutoff: its settle
-    # releases the hold and the catch-up counts it from the ledger.
+    # charges it and notes the charge, which the catch-up leaves out of the ledger's figure.
     started = time.time()
     check = gov._policy.check_for(budget, NOW)
     request = AdmissionRequest("held", Amount(Decimal("0.01"), 0, 1), NOW + 60, (check,))
     assert (await gov._counters.admit(request, NOW)).admitted
-    released = gov._policy.released(request, started)
-    assert released == (check.write_key,)
+    caught_up = gov._policy.caught_up(request, started)
+    assert caught_up == (check.write_key,)
     cent = Amount(Decimal("0.01"), 0, 1)
-    await gov._counters.settle(Settlement("held", (), cent, cent, released_keys=released), NOW)
+    await gov._counters.settle(Settlement("held", caught_up, cent, cent, caught_up_keys=caught_up), NOW)
     await ledger.write([record("held", started_at=started, cost_usd=Decimal("0.01"))])
     await asyncio.sleep(0.2)  # two catch-ups
     assert (await gov.view(budget, NOW)).state.spent.usd == Decimal("0.09")

@@ -1,7 +1,7 @@
 -- Settle one reservation once: release its live holds, charge `actual`, free its slots, correct
 -- token rates. ARGV: ns, now, rid, marker ttl ms, orphan ttl ms, actual usd/tokens/requests,
--- write counters, slot keys (\31-separated), corrections (records of key, delta), released counters
--- (\31-separated: the hold is released, nothing charged; see domain.admission.Settlement).
+-- write counters, slot keys (\31-separated), corrections (records of key, delta), caught-up counters
+-- (\31-separated: their charge is also noted in pu pt pr; see domain.admission.Settlement).
 local rid, now = ARGV[3], tonumber(ARGV[2])
 if not redis.call('SET', NS .. 'settled:' .. rid, '1', 'NX', 'PX', ARGV[4]) then
   return 0
@@ -21,16 +21,11 @@ for _, name in ipairs(split(ARGV[9], '\31')) do
     redis.call('PEXPIRE', c, ARGV[5])
   end
 end
-for _, name in ipairs(split(ARGV[12], '\31')) do
+for _, name in ipairs(split(ARGV[12], '\31')) do -- charged above, and read by a catch-up too
   local c = NS .. 'c:' .. name
-  local held = redis.call('HGET', c, 'h:' .. rid)
-  if held then
-    local _, u, t, r = parse_hold(held)
-    local v = redis.call('HMGET', c, 'ru', 'rt', 'rr')
-    redis.call('HSET', c, 'ru', int(math.max(0, num(v[1]) - u)), 'rt', int(math.max(0, num(v[2]) - t)),
-      'rr', int(math.max(0, num(v[3]) - r)))
-    redis.call('HDEL', c, 'h:' .. rid)
-  end
+  redis.call('HINCRBY', c, 'pu', int(actual[1]))
+  redis.call('HINCRBY', c, 'pt', int(actual[2]))
+  redis.call('HINCRBY', c, 'pr', int(actual[3]))
 end
 for _, key in ipairs(split(ARGV[10], '\31')) do
   redis.call('ZREM', NS .. 's:' .. key, rid)
