@@ -141,7 +141,9 @@ class Runtime:
         self.degrade: DegradeWatch | None = None
         batch = config.batch
         self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
-        self.batch_service = BatchService(self.batches, batch) if self.batches is not None else None
+        self.batch_service = (
+            BatchService(self.batches, batch, self._batches_changed) if self.batches is not None else None
+        )
         self._enqueue: Enqueue | None = None  # queues realtime requests as jobs (chain/defer.py)
         self._callbacks: CallbackSender | None = None
         self._batch_worker: BatchWorker | None = None
@@ -288,6 +290,11 @@ class Runtime:
         )
         self.registry.register(CacheCollector(cached))
         return cached
+
+    def _batches_changed(self) -> None:
+        """Jobs were queued or a batch cancelled here: wake this gateway's batch worker."""
+        if self._batch_worker is not None:
+            self._batch_worker.notify()
 
     def _build_enqueue(self) -> Enqueue | None:
         """What queues realtime requests as jobs (202), when batches are enabled."""
