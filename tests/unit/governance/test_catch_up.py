@@ -101,10 +101,12 @@ async def test_a_request_admitted_right_after_a_budget_is_created_counts_once(
     await second.serve("0.004")  # met the new generation: reloaded, held, before the cutoff
     cutoff = max(first.policy._caught_up.values())
     await second.serve("0.005", started_at=cutoff + 0.001)  # after it: its settle counts it
+    budget = first.policy.budgets[0]
+    settled = Decimal("0.05") + 3 * Decimal("0.003") + Decimal("0.004") + Decimal("0.005")
+    assert (await first.governor.view(budget, time.time())).state.spent.usd == settled  # at once, by the settles
     await ledger.write([unheld])  # flushed only now, after the new budget's seed read the ledger
     for replica in (first, second):
         await asyncio.gather(*replica.governor._catching)  # every catch-up, on both replicas
-    budget = first.policy.budgets[0]
     spent = (await first.governor.view(budget, time.time())).state.spent
     report = await ledger.spend(SpendQuery(group_by=(), start=start, where=(("team", TEAM),), percentiles=False))
     total = sum((row.cost_usd for row in report.rows), Decimal(0))
