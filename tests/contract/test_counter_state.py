@@ -223,3 +223,26 @@ async def test_a_catch_up_adds_only_what_the_ledger_has_beyond_the_last_figure(s
     await store.restore([BudgetSeed("gone", (CounterSeed("gone|w", usd("1"), START + 3600),), catch_up=True)])
     with pytest.raises(CounterStoreUnseeded):
         await store.budget_state(budget("gone"), START)
+
+
+async def test_a_catch_up_leaves_out_what_settles_noted_as_caught_up(store: CounterStore) -> None:
+    """A request a new budget's catch-up also reads from the ledger (started before its cutoff) is
+    charged by its settle at once, and the catch-up does not add it again (any replica, any order
+    of its record and the catch-ups); a request no settle charged is added once."""
+    check = budget("new", "10")
+    await store.restore([BudgetSeed("new", (CounterSeed(check.write_key, usd("1", 2), START + 3600),))])
+    assert (await store.admit(ask("held", usd("2"), (check,)), START)).admitted
+    settlement = Settlement("held", (check.write_key,), usd("2"), usd("0.5"), caught_up_keys=(check.write_key,))
+    await store.settle(settlement, START)
+    await store.settle(settlement, START)  # once
+    assert await state(store, check) == BudgetState(usd("1.5", 3))
+
+    def catch_up(figure: str, requests: int) -> BudgetSeed:
+        return BudgetSeed("new", (CounterSeed(check.write_key, usd(figure, requests), START + 3600),), catch_up=True)
+
+    await store.restore([catch_up("1", 2)])  # its record is not in the ledger yet
+    assert await state(store, check) == BudgetState(usd("1.5", 3))
+    await store.restore([catch_up("1.5", 3)])  # now it is: nothing to add
+    assert await state(store, check) == BudgetState(usd("1.5", 3))
+    await store.restore([catch_up("1.75", 4), catch_up("1.5", 3)])  # one more, no settle charged it
+    assert await state(store, check) == BudgetState(usd("1.75", 4))

@@ -80,12 +80,6 @@ def _scrape(gateway: Gateway) -> dict[str, float]:
     return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines if line[:1] != "#")}
 
 
-def _past_the_catch_up_cutoff() -> None:
-    """Requests that start before a new budget's catch-up cutoff (services.governor, CUTOFF_MARGIN)
-    are also read back from the ledger by its catch-up: start after it, so the counter is exact."""
-    time.sleep(1.0)
-
-
 def _scale_alerts(gateway: Gateway) -> list[dict[str, Any]]:
     alerts = httpx.get(gateway.url + "/admin/v1/alerts", headers=ADMIN, timeout=10).json()
     return [a for a in alerts if a["kind"] == "scale_capped"]
@@ -108,15 +102,15 @@ def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: Text
         idle = _scale(gateway, ADMIN_TOKEN)  # the admin token reads it too
         assert (idle["replicas"], idle["demand"], idle["budget_cap"], idle["capped"]) == (1, 0, None, False)
 
-        _put_budget(gateway, LIMIT)
-        _past_the_catch_up_cutoff()
+        _put_budget(gateway, LIMIT)  # and the first request at once: its budget's catch-up counts it
         answers = []
         for sent in range(1, 9):
             _chat(gateway)
             records = ledger.wait_for(gateway.ledger, sent)
             wait_until(lambda n=sent: _scale(gateway)["demand"] == n, 10, f"demand {sent}")  # type: ignore[misc]
-            answer = _scale(gateway)
             spent = sum((r.cost_usd for r in records), Decimal(0))
+            wait_until(lambda s=spent: Decimal(_scale(gateway)["remaining_usd"]) == LIMIT - s, 10, "the counter")  # type: ignore[misc]
+            answer = _scale(gateway)
             cap = int(((LIMIT - spent) / HOURLY).to_integral_value(ROUND_FLOOR))  # hours left: the rolling hour
             assert Decimal(answer["remaining_usd"]) == LIMIT - spent
             assert (answer["budget"], answer["budget_cap"], answer["hours_left"]) == ("chat-hour", cap, 1.0)
@@ -170,7 +164,6 @@ def test_a_budget_that_includes_compute_counts_replica_time_and_refuses(textmode
         view = _put_budget(gateway, limit, "chat-day", window="day", rolling_seconds=None, action="block",
                            include_compute=True)  # fmt: skip
         after = time.time()
-        _past_the_catch_up_cutoff()
         assert accrued(before) <= Decimal(view["compute_usd"]) <= accrued(after)
         assert view["spent_usd"] == view["compute_usd"] and view["compute_usd_per_hour"] == "36.000000000"
         served, refused = 0, None

@@ -49,7 +49,7 @@ from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
 from costwarden.services.compute import ComputeSampler
 from costwarden.services.compute_tally import ComputeTally
-from costwarden.services.degrade import DegradeWatch, governed
+from costwarden.services.degrade import DegradeWatch
 from costwarden.services.governor import Governor
 from costwarden.services.job_callbacks import CallbackCounts, CallbackSender
 from costwarden.services.keyring import KeyRing
@@ -141,7 +141,9 @@ class Runtime:
         self.degrade: DegradeWatch | None = None
         batch = config.batch
         self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
-        self.batch_service = BatchService(self.batches, batch) if self.batches is not None else None
+        self.batch_service = (
+            BatchService(self.batches, batch, self._batches_changed) if self.batches is not None else None
+        )
         self._enqueue: Enqueue | None = None  # queues realtime requests as jobs (chain/defer.py)
         self._callbacks: CallbackSender | None = None
         self._batch_worker: BatchWorker | None = None
@@ -189,7 +191,7 @@ class Runtime:
         self.registry.register(LedgerCollector(lambda: self._recorder))
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
-        self._governor = self._build_governor(governed(active))
+        self._governor = self._build_governor(active)
         self._enqueue = self._build_enqueue()
         self._admit = Admit(
             self.policy,
@@ -288,6 +290,11 @@ class Runtime:
         )
         self.registry.register(CacheCollector(cached))
         return cached
+
+    def _batches_changed(self) -> None:
+        """Jobs were queued or a batch cancelled here: wake this gateway's batch worker."""
+        if self._batch_worker is not None:
+            self._batch_worker.notify()
 
     def _build_enqueue(self) -> Enqueue | None:
         """What queues realtime requests as jobs (202), when batches are enabled."""
@@ -388,12 +395,9 @@ class Runtime:
             active,
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
-            firing=self._governed_alerts,
+            firing=lambda: self.store.list_alerts(True, 1000),  # it keeps those of its own kinds
             scaling=self.scaling.conditions if self.scaling.deployments else None,
         )
-
-    async def _governed_alerts(self) -> list[Alert]:
-        return governed(await self.store.list_alerts(True, 1000))
 
     def _quarantine_alert(self, entries: Sequence[Quarantined]) -> None:
         """A quarantine is an event: one critical alert per batch of refused records."""

@@ -47,6 +47,7 @@ class Held:
     request: AdmissionRequest
     budgets: tuple[Budget, ...]
     token_rate_keys: tuple[str, ...]
+    caught_up: tuple[str, ...] = ()  # write counters whose catch-up reads it too (`AdmissionPolicy.caught_up`)
 
 
 @dataclass(slots=True)
@@ -132,7 +133,7 @@ class Admit(PassStage):
             if queued is not None and self._enqueue is not None:
                 return await self._enqueue.reply(exchange, QueueReason.BUDGET, queued.id)
             raise self._refusal(request, result, budgets, now)
-        exchange.held = Held(request, budgets, token_keys)
+        exchange.held = Held(request, budgets, token_keys, self._policy.caught_up(request, exchange.started_at))
         return None
 
     def _queue_budget(self, exchange: Exchange, result: AdmissionResult, budgets: tuple[Budget, ...]) -> Budget | None:
@@ -327,6 +328,7 @@ class Admit(PassStage):
             actual=actual,
             slot_keys=tuple(s.key for s in request.slots),
             token_corrections=tuple((key, correction) for key in held.token_rate_keys) if correction else (),
+            caught_up_keys=held.caught_up,
         )
         if self._settle_inline:
             await self._settle(settlement)

@@ -132,10 +132,16 @@ class AdmissionPolicy:
         # The generation of the budget definitions in `budgets` (the governor sets it; None: not
         # checked): each admission carries it, and a store with another one refuses it as stale.
         self.generation: int | None = None
+        # Budgets created at run time, by seed key: requests started before the time are counted by
+        # the budget's catch-up from the ledger (services.governor), not by their settle.
+        self._caught_up: dict[str, float] = {}
 
-    def set_budgets(self, budgets: Sequence[Budget]) -> None:
-        """Replace the budgets (config + stored ones, refreshed by the governor)."""
+    def set_budgets(self, budgets: Sequence[Budget], caught_up: Mapping[str, float] | None = None) -> None:
+        """Replace the budgets (config + stored ones, refreshed by the governor). `caught_up`: new
+        budgets (by seed key) whose catch-up counts the requests started before the time."""
         budgets = tuple(budgets)
+        keys = {seed_key(b) for b in budgets}
+        self._caught_up = {k: t for k, t in {**self._caught_up, **(caught_up or {})}.items() if k in keys}
         if budgets == self.budgets:
             return
         # A budget changed at run time (a lowered limit, a new scope or window) must not keep the
@@ -144,6 +150,15 @@ class AdmissionPolicy:
         self.budgets = budgets
         self._plans = {}
         self._windows = {k: v for k, v in self._windows.items() if k in unchanged}
+
+    def caught_up(self, request: AdmissionRequest, started_at: float) -> tuple[str, ...]:
+        """The write counters of new budgets whose catch-up reads this request from the ledger (it
+        started before their cutoff): its settle notes its charge there, and the catch-up leaves
+        it out, so it counts once. Decided once, at admission."""
+        if not self._caught_up:
+            return ()
+        caught_up = self._caught_up
+        return tuple(c.write_key for c in request.budgets if started_at < caught_up.get(c.seed_key, -math.inf))
 
     def waiting_rule(self, slot_key: str) -> SlotRule | None:
         """The rule of a concurrency quota key (`slot|per|subject`) if it queues instead of refusing."""

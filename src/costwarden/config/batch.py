@@ -31,7 +31,10 @@ class BatchConfig(Model):
     rate_per_second: float = Field(default=20.0, gt=0, le=100_000)  # job starts per second per gateway
     price_multiplier: Decimal = Field(default=Decimal(1), ge=0, le=10)  # applied to each job's cost
     lease_seconds: float = Field(default=300.0, ge=1)  # longer than any request takes
-    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)  # while the queue holds unfinished jobs
+    # While it holds none: a job queued on this gateway wakes its worker at once; one queued by
+    # another gateway sharing the queue's database is seen within this.
+    idle_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
     retry_seconds: float = Field(default=5.0, gt=0)  # a job refused by admission waits this long
     max_file_bytes: int = Field(default=100 * 1024 * 1024, gt=0, le=1024**3)
     max_requests: int = Field(default=50_000, gt=0, le=1_000_000)  # lines in one batch

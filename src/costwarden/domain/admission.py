@@ -174,6 +174,9 @@ class Settlement:
     """Charge `actual` where the reservation held its estimate; release its slots.
 
     `token_correction` adjusts token-rate counters by (actual - estimated) tokens, per rate key.
+    `caught_up_keys`: write counters of new budgets whose catch-up reads this request from the
+    ledger too (it started before their cutoff): the store charges it there as everywhere, and
+    notes the charge (`pre`), which the catch-up leaves out of the ledger's figure.
     Settling a reservation twice, or after it expired, never double-counts the hold.
     """
 
@@ -183,6 +186,7 @@ class Settlement:
     actual: Amount
     slot_keys: tuple[str, ...] = ()
     token_corrections: tuple[tuple[str, int], ...] = ()
+    caught_up_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,9 +208,10 @@ class BudgetSeed:
     was given (`seen`).
 
     `catch_up`: the figures are the ledger's records of requests started before every replica held
-    on this (new) budget; a counter gains what a figure has beyond its `seen` (spend that no hold
-    tracked and that reached the ledger since), whoever sends it and however often. It does not
-    mark the budget seeded."""
+    on this (new) budget; a counter gains what a figure, less the charges settles noted as caught
+    up (`Settlement.caught_up_keys`), has beyond its `seen` (spend no settle charged that reached
+    the ledger since), whoever sends it and however often. It does not mark the budget seeded.
+    `seen` is kept net of those noted charges for every seed."""
 
     seed_key: str
     counters: tuple[CounterSeed, ...]

@@ -25,6 +25,38 @@ class AlertKind(StrEnum):
     SCALE_CAPPED = "scale_capped"  # a budget holds a deployment below the replicas its demand calls for
 
 
+class AlertOwner(StrEnum):
+    """The service that fires an alert kind and resolves it: each resolves only its own. A pure
+    function of the kind (`owner_of`), so stores keep no column for it."""
+
+    GOVERNOR = "governor"  # budgets, forecasts, spikes, the counter store (services.governor)
+    SCALING = "scaling"  # scaling caps: services.scaling's conditions, evaluated on the governor's tick
+    DEGRADE = "degrade"  # the degrade loop (services.degrade): fired on degrade, resolved on recovery
+    LEDGER = "ledger"  # quarantined records: an event the recorder fires; no loop resolves it
+
+
+OWNERS: Mapping[AlertKind, AlertOwner] = {
+    AlertKind.BUDGET_THRESHOLD: AlertOwner.GOVERNOR,
+    AlertKind.BUDGET_EXHAUSTED: AlertOwner.GOVERNOR,
+    AlertKind.FORECAST_OVERRUN: AlertOwner.GOVERNOR,
+    AlertKind.COST_SPIKE: AlertOwner.GOVERNOR,
+    AlertKind.VOLUME_SPIKE: AlertOwner.GOVERNOR,
+    AlertKind.STATE_STORE_UNREACHABLE: AlertOwner.GOVERNOR,
+    AlertKind.LEDGER_QUARANTINE: AlertOwner.LEDGER,
+    AlertKind.VARIANT_DEGRADED: AlertOwner.DEGRADE,
+    AlertKind.SCALE_CAPPED: AlertOwner.SCALING,
+}
+
+
+def owner_of(kind: AlertKind) -> AlertOwner:
+    return OWNERS[kind]
+
+
+def kinds_of(owners: Collection[AlertOwner]) -> frozenset[AlertKind]:
+    """The alert kinds these owners fire and resolve."""
+    return frozenset(kind for kind, owner in OWNERS.items() if owner in owners)
+
+
 class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
@@ -91,6 +123,10 @@ class Alert:
     @property
     def firing(self) -> bool:
         return self.resolved_at is None
+
+    @property
+    def owner(self) -> AlertOwner:
+        return OWNERS[self.kind]
 
     @classmethod
     def start(cls, condition: Condition, now: float) -> Alert:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -41,9 +42,14 @@ class BatchRequest:
 
 
 class BatchService:
-    def __init__(self, store: BatchBackend, config: BatchConfig) -> None:
+    def __init__(
+        self, store: BatchBackend, config: BatchConfig, changed: Callable[[], None] | None = None
+    ) -> None:
         self._store = store
         self._config = config
+        # Called when jobs are queued or a batch is cancelled: wakes this gateway's worker
+        # (services.batch_worker), which otherwise looks at an empty queue only now and then.
+        self._changed = changed
 
     async def upload(self, who: KeyIdentity, filename: str, purpose: str, content: bytes, now: float) -> BatchFile:
         if purpose != "batch":
@@ -97,6 +103,7 @@ class BatchService:
             for spec in parsed.jobs
         ]  # fmt: skip
         await self._store.create_batch(batch, jobs, parsed.errors)
+        self._wake()
         return await self.batch(who, batch.id)
 
     def _refusal(self, lines: int) -> LineError | None:
@@ -142,7 +149,12 @@ class BatchService:
         job = Job(new_id("batch_req_", now), batch.id, who.key_id, endpoint, spec.custom_id, spec.body,
                   new_id("", now), 0, now, 1)  # fmt: skip
         await self._store.create_batch(batch, [job], [], callback)
+        self._wake()
         return job
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed()
 
     async def job(self, who: KeyIdentity, job_id: str) -> JobView:
         found = await self._store.job(job_id, who.team)
@@ -154,6 +166,7 @@ class BatchService:
         found = await self._store.cancel(batch_id, who.team, now)
         if found is None:
             raise not_found("batch", batch_id)
+        self._wake()  # to be closed at the worker's next pass
         return found
 
 

@@ -1,6 +1,10 @@
 """The gateway's batch workers: drain the queue in off-peak windows, under a concurrency and a
 rate cap, and close batches that have nothing left to run.
 
+While the queue holds unfinished jobs (this gateway's or another's) the worker looks for jobs
+every `poll_seconds`; while it holds none, every `idle_poll_seconds`, and a job queued on this
+gateway (`BatchService`, through the shared `queued` event) wakes it at once.
+
 Crash points, and why none loses or doubles a job (the ledger deduplicates on request id):
 - killed after `claim`, before the request: the lease expires, the job runs later, same id.
 - killed while the upstream answers, or after the record is spooled but before `finish`: the
@@ -42,7 +46,12 @@ class WorkerCounts:
 
 class BatchWorker:
     def __init__(
-        self, queue: JobQueue, run: Run, config: BatchConfig, owner: str, clock: Callable[[], float] = time.time
+        self,
+        queue: JobQueue,
+        run: Run,
+        config: BatchConfig,
+        owner: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
         self._run = run
@@ -52,10 +61,19 @@ class BatchWorker:
         self._clock = clock
         self._inflight: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        # Set when jobs are queued here (`notify`), a slot frees, or the closer sees jobs waiting.
         self._wake = asyncio.Event()
+        # Set when jobs are queued or cancelled here, or this worker claims some: batches to close soon.
+        self._closer_wake = asyncio.Event()
+        self._stopping = False
         self._next_start = 0.0
         self.counts = WorkerCounts()
         self.status: QueueStatus | None = None  # the queue's depth as last read, for metrics
+
+    def notify(self) -> None:
+        """Jobs were queued, or a batch cancelled, on this gateway (BatchService): look now."""
+        self._wake.set()
+        self._closer_wake.set()
 
     def start(self) -> None:
         self._tasks = [
@@ -67,6 +85,7 @@ class BatchWorker:
         """Stop claiming, and let the jobs in flight finish (each is bounded by its upstream's
         timeouts). Never cancelled: a cancelled job would be recorded as a 499 under its request
         id, and its re-run's answer would then be the duplicate the ledger drops."""
+        self._stopping = True  # a loop whose cancellation was lost still ends at its next turn
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -80,19 +99,34 @@ class BatchWorker:
         """Every `poll_seconds`, in or out of the windows: close finished, cancelled and expired
         batches, and read the queue's depth for the metrics. Off the claim loop, so its scans of
         the queue never hold up claims."""
-        while True:
+        while not self._stopping:
+            self._closer_wake.clear()  # before the read: a claim from now on ends an idle wait
             try:
                 now = self._clock()
                 await self._queue.finalize(now)
                 self.status = await queue_status(self._queue, now)
+                if self.status.depth:
+                    self._wake.set()  # jobs wait (queued by another gateway, or deferred): claim them
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("the batch worker failed to close batches")
-            await asyncio.sleep(self._config.poll_seconds)
+                self.status = None
+            if self._busy():
+                await asyncio.sleep(self._config.poll_seconds)
+            else:
+                await _wait(self._closer_wake, self._config.idle_poll_seconds)
+
+    def _busy(self) -> bool:
+        """Whether the queue holds unfinished jobs, as far as this worker knows (unknown: busy)."""
+        status = self.status
+        return bool(self._inflight) or status is None or bool(status.depth or status.running)
 
     async def _drain(self) -> None:
-        while True:
+        while not self._stopping:
+            # Cleared before the claim, never after: a job queued or a slot freed while the claim
+            # runs must end the wait that follows (else it waits a whole poll for nothing).
+            self._wake.clear()
             try:
                 now = self._clock()
                 closed_for = seconds_until_open(self._windows, now)
@@ -106,15 +140,16 @@ class BatchWorker:
                 log.exception("the batch worker failed to reach its queue")
                 claimed = 0
             if not claimed:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._config.poll_seconds)
+                delay = self._config.poll_seconds if self._busy() else self._config.idle_poll_seconds
+                await _wait(self._wake, delay)
 
     async def _claim(self, now: float) -> int:
         free = self._config.concurrency - len(self._inflight)
         if free <= 0:
             return 0
         jobs = await self._queue.claim(self._owner, free, now, self._config.lease_seconds)
+        if jobs:
+            self._closer_wake.set()
         for job in jobs:
             task = asyncio.create_task(self._execute(job, self._slot()), name=f"costwarden-batch-job-{job.id}")
             self._inflight.add(task)
@@ -150,6 +185,14 @@ class BatchWorker:
             raise
         except Exception:  # the lease expires and the job runs again, under the same request id
             log.exception("batch job %s failed to run", job.id)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 it swallows
+    a cancellation that lands as the event is set, and `stop()` then waited for ever."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def worker_owner() -> str:

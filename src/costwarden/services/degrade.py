@@ -25,15 +25,6 @@ from costwarden.services.governor import AlertSubmitter, Leadership
 log = logging.getLogger(__name__)
 HUNDRED = Decimal(100)
 _SPIKES = (AlertKind.COST_SPIKE, AlertKind.VOLUME_SPIKE)
-# The alerts this loop fires and resolves itself: the governor must not resolve them as its own.
-DEGRADE_KINDS = frozenset({AlertKind.VARIANT_DEGRADED})
-
-
-def governed(alerts: Sequence[Alert]) -> list[Alert]:
-    """The firing alerts the governor evaluates (all but the degrade loop's)."""
-    return [a for a in alerts if a.kind not in DEGRADE_KINDS]
-
-
 class DegradeWatch:
     def __init__(
         self,

@@ -17,7 +17,7 @@ from typing import Protocol
 from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
 from costwarden.domain.admission import BudgetSeed, CounterSeed
-from costwarden.domain.alert import Alert, AlertBook, AlertKind, Condition, Severity
+from costwarden.domain.alert import Alert, AlertBook, AlertKind, AlertOwner, Condition, Severity, kinds_of
 from costwarden.domain.budget import (
     NOTHING,
     TAG_PREFIX,
@@ -105,7 +105,10 @@ class Governor:
         self._interval = interval
         self._spikes = spikes
         self._budgets = budgets
-        self._book = AlertBook(tuple(active))
+        # The alert kinds this governor fires and resolves; the others' alerts are never in its book.
+        owners = {AlertOwner.GOVERNOR} | ({AlertOwner.SCALING} if scaling is not None else set())
+        self._owned = kinds_of(owners)
+        self._book = AlertBook(tuple(a for a in active if a.kind in self._owned))
         self._shadow_book = AlertBook()  # alerts firing before a restart stay deduplicated
         self._task: asyncio.Task[None] | None = None
         self._was_reachable = True
@@ -246,14 +249,18 @@ class Governor:
 
     def _adopt(self, budgets: list[Budget], fresh: list[Budget], generation: int | None, cutoff: float | None) -> None:
         """Admit with `budgets` (definitions of `generation`) from now on; new ones catch up with
-        the requests admitted without a hold on them before `cutoff`. Budgets loaded at start are
-        no news to the fleet: a catch-up then would only count over."""
+        the requests started before `cutoff` that no settle charged: one admitted with a hold on
+        them has its charge noted (see `AdmissionPolicy.caught_up`), and the catch-up leaves it
+        out, so each counts once; every replica derives the same cutoff from the generation.
+        Budgets loaded at start are no news to the fleet: a catch-up then would only count over."""
+        caught_up: dict[str, float] = {}
         if fresh and self._loaded and cutoff is not None:
+            caught_up = {seed_key(b): cutoff for b in fresh if _readable(b)}
             task = asyncio.ensure_future(self._catch_up(fresh, cutoff))
             self._catching.add(task)
             task.add_done_callback(self._catching.discard)
         self._loaded = True
-        self._policy.set_budgets(budgets)
+        self._policy.set_budgets(budgets, caught_up)
         if generation is not None:
             self._policy.generation = generation
 
@@ -327,7 +334,7 @@ class Governor:
         leading = reachable and await self._leadership.lead(now)
         if leading and not self._leading and self._firing is not None:
             try:
-                stored = [a for a in await self._firing() if a.firing]
+                stored = [a for a in await self._firing() if a.firing and a.kind in self._owned]
             except Exception:
                 log.exception("could not load the firing alerts; keeping this replica's own")
                 return False
@@ -389,15 +396,14 @@ class Governor:
         # The lease lives in the shared store: while it is down every replica may raise the outage
         # alert (each sees it), and nothing else.
         leading = await self._lead(now, reachable)
-        kinds: frozenset[AlertKind] | None = None
+        kinds = self._owned  # it resolves only its own alerts
         if not leading:
             kinds = frozenset({AlertKind.STATE_STORE_UNREACHABLE})  # the rest needs the store and the lease
         elif frozen:
-            kinds = frozenset(AlertKind) - BUDGET_KINDS
+            kinds -= BUDGET_KINDS
         if scaled is None:  # not evaluated this tick: `scale_capped` episodes stay as they are
-            kinds = (kinds if kinds is not None else frozenset(AlertKind)) - {AlertKind.SCALE_CAPPED}
-        if kinds is not None:
-            conditions = [c for c in conditions if c.kind in kinds]
+            kinds -= {AlertKind.SCALE_CAPPED}
+        conditions = [c for c in conditions if c.kind in kinds]
         self._book, result = self._book.evaluate(conditions, now, kinds)
         changed = (*result.to_fire, *result.to_resolve)
         if changed:

@@ -67,7 +67,8 @@ class _Counter:
     retain_until: float
     seeded: bool = False
     v: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
-    seen: list[int] = field(default_factory=lambda: [0, 0, 0])  # the highest ledger figure restored
+    seen: list[int] = field(default_factory=lambda: [0, 0, 0])  # the highest ledger figure restored (net)
+    pre: list[int] = field(default_factory=lambda: [0, 0, 0])  # settled charges a catch-up also reads
     holds: dict[str, tuple[float, Units]] = field(default_factory=dict)
     expiries: list[tuple[float, str]] = field(default_factory=list)
 
@@ -285,6 +286,9 @@ class MemoryCounters:
                 counter.release(hold[1])
             v = counter.v
             v[0], v[1], v[2] = v[0] + actual[0], v[1] + actual[1], v[2] + actual[2]
+        for key in settlement.caught_up_keys:
+            pre = self._counter(key, now).pre
+            pre[0], pre[1], pre[2] = pre[0] + actual[0], pre[1] + actual[1], pre[2] + actual[2]
         for key in settlement.slot_keys:
             self._leases(key, now).pop(rid, None)
         for key, delta in settlement.token_corrections:
@@ -305,13 +309,14 @@ class MemoryCounters:
                 counter = self._counters.get(part.key)
                 if counter is None:
                     counter = self._counters[part.key] = _Counter(math.inf)
-                v, ledger, seen = counter.v, _units(part.ledger), counter.seen
+                v, ledger, seen, pre = counter.v, _units(part.ledger), counter.seen, counter.pre
                 for u in range(3):
+                    net = ledger[u] - pre[u]  # settles charged the rest already
                     if seed.catch_up:
-                        v[u] += max(0, ledger[u] - seen[u])
+                        v[u] += max(0, net - seen[u])
                     else:
                         v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
-                    seen[u] = max(seen[u], ledger[u])
+                    seen[u] = max(seen[u], net)
                 counter.seeded = counter.seeded or not seed.catch_up
                 self._retain(part.key, counter, part.retain_until)
             if not seed.catch_up:

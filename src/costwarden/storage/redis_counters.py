@@ -277,7 +277,7 @@ class RedisCounters:
         self._settled_ms = math.ceil(settled_ttl * 1000)
         self._orphan_ms = math.ceil(orphan_ttl * 1000)
         self._clock = clock
-        self._admit, self._settle = _Script("admit", namespace, 10), _Script("settle", namespace, 10)
+        self._admit, self._settle = _Script("admit", namespace, 10), _Script("settle", namespace, 11)
         self._settled_ttls = (str(self._settled_ms).encode(), str(self._orphan_ms).encode())
         self._wire: dict[int, tuple[BudgetCheck, bytes]] = {}  # id(check) -> (check, its packed part)
         self._state, self._restore = _Script("state"), _Script("restore")
@@ -375,6 +375,7 @@ class RedisCounters:
             FIELD.join(settlement.budget_write_keys).encode(),
             FIELD.join(settlement.slot_keys).encode(),
             corrections.encode(),
+            FIELD.join(settlement.caught_up_keys).encode(),
         )
         await self._send(self._settle, args)
 

@@ -9,16 +9,19 @@ import asyncio
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import openai
 
 from tests.conftest import drop_costwarden_tables
 from tests.integration.budget_faults.fleet import ADMIN, Traffic, settle_down, spent, start_fleet, view
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import VENV_BIN, wait_until
 from tests.integration.redis_server import PrivateRedis
+from tests.integration.setup_config import KEYS
 
 TICK = 1.0  # governor interval: how soon a replica sees a budget another one stored
 
@@ -139,3 +142,40 @@ def test_a_budget_changed_while_a_replica_is_down_applies_there_when_it_is_back(
         time.sleep(TICK)
     assert set(back.tally.statuses) == {429}, back.tally
     assert Decimal(view(urls[2], "ads-day")["limit_usd"]) == lowered
+
+
+def test_requests_sent_as_a_budget_is_created_count_once_on_every_replica(
+    make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
+) -> None:
+    """Requests sent the moment a budget is created are admitted with a hold on it, yet start before
+    its catch-up's cutoff: each must count once (by its settle or by the catch-up, never both), so
+    the budget's spend on every replica is the ledger's sum, and stays so as the catch-ups go on."""
+    asyncio.run(drop_costwarden_tables(postgres_url))
+    gateways = start_fleet(make_gateway, postgres_url, _config(redis.url), count=2)
+    urls = [g.url for g in gateways]
+    sdks = [openai.OpenAI(base_url=url + "/v1", api_key=KEYS["ads"], max_retries=0, timeout=30) for url in urls]
+    try:
+
+        def ask(turn: int) -> None:
+            sdks[turn % len(sdks)].chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "go on"}], max_tokens=16
+            )
+
+        for turn in range(2):
+            ask(turn)  # spend before the budget: its seed reads it
+        budget = _budget("ads", Decimal(10))
+        put = httpx.put(urls[0] + "/admin/v1/budgets/ads-now", json=budget, headers=ADMIN, timeout=10)
+        assert put.status_code == 200, put.text
+        with ThreadPoolExecutor(8) as pool:  # at once, on both replicas
+            list(pool.map(ask, range(24)))
+
+        def shown() -> list[Decimal]:
+            return [Decimal(view(url, "ads-now")["spent_usd"]) for url in urls]
+
+        wait_until(lambda: shown() == [spent(postgres_url, "ads")] * 2, 15, "the budget to reach the ledger's sum")
+        settle_down(2 * TICK + 1)  # the catch-ups that follow (after 1, 2 and 4 flush lags) read it all again
+        total = spent(postgres_url, "ads")
+        assert total > 0 and shown() == [total, total]
+    finally:
+        for sdk in sdks:
+            sdk.close()

@@ -212,3 +212,92 @@ async def test_stopping_lets_the_jobs_in_flight_finish(queue: SQLiteQueue) -> No
     assert worker.counts.done == 2
     batch = await queue.batch(batch_id, "search")
     assert batch is not None and batch.counts.completed == 2
+
+
+class CountingQueue(SQLiteQueue):
+    """The real SQLite queue, counting the worker's claims (its polls); `gate`, when set, holds a
+    claim's answer back until it opens (a slow database)."""
+
+    claims = 0
+    gate: asyncio.Event | None = None
+
+    async def claim(self, owner: str, limit: int, now: float, lease_s: float) -> list[Job]:
+        self.claims += 1
+        jobs = await super().claim(owner, limit, now, lease_s)
+        if self.gate is not None:
+            await self.gate.wait()
+        return jobs
+
+
+async def test_an_idle_worker_sleeps_until_a_job_is_queued_here(tmp_path: Path) -> None:
+    """No batch anywhere: the worker does not poll every `poll_seconds`; a job queued on this
+    gateway wakes it at once, long before its idle poll."""
+    queue = CountingQueue(str(tmp_path / "queue.db"))
+    await queue.open()
+    settings = config(idle_poll_seconds=60)
+    worker = BatchWorker(queue, ok, settings, "w")
+    worker.start()
+    try:
+        await until(lambda: worker.status is not None)
+        await asyncio.sleep(20 * settings.poll_seconds)  # twenty polls' time
+        assert queue.claims <= 2, queue.claims  # the first look, and one more as the closer saw none
+        await queue_one(BatchService(queue, settings, worker.notify))
+        await until(lambda: worker.counts.done == 1, within=5)
+    finally:
+        await worker.stop()
+        await queue.close()
+
+
+async def test_an_idle_worker_still_finds_jobs_queued_by_another_gateway(queue: SQLiteQueue) -> None:
+    worker = BatchWorker(queue, ok, config(idle_poll_seconds=0.2), "w")  # no event: nothing wakes it
+    worker.start()
+    try:
+        await until(lambda: worker.status is not None and not worker._busy())
+        batch_id = await enqueue(queue, 2, time.time())  # as another gateway on the same database would
+        await until(lambda: worker.counts.done == 2, within=5)
+        await until(lambda: worker.status is not None and worker.status.batches == (), within=5)
+    finally:
+        await worker.stop()
+    assert await status_of(queue, batch_id) is BatchStatus.COMPLETED
+
+
+async def test_a_job_queued_while_the_worker_claims_is_not_left_waiting(tmp_path: Path) -> None:
+    """The wake-up of a job queued during a claim that found nothing is not lost (the event was
+    cleared after the claim: the job then waited a whole poll)."""
+    queue = CountingQueue(str(tmp_path / "queue.db"))
+    await queue.open()
+    queue.gate = asyncio.Event()
+    settings = config(poll_seconds=60, idle_poll_seconds=60)
+    worker = BatchWorker(queue, ok, settings, "w")
+    worker.start()
+    try:
+        await until(lambda: queue.claims == 1)  # its first claim found nothing, and is slow to say so
+        await queue_one(BatchService(queue, settings, worker.notify))
+        queue.gate.set()
+        await until(lambda: worker.counts.done == 1, within=5)
+    finally:
+        await worker.stop()
+        await queue.close()
+
+
+async def test_stopping_ends_the_loops_even_as_they_are_woken(queue: SQLiteQueue) -> None:
+    """Stopped as a job is queued (the event set in the same turn): on Python 3.11 `wait_for`
+    returned the event's result instead of raising the cancellation, and `stop()` never returned."""
+    worker = BatchWorker(queue, ok, config(poll_seconds=60, idle_poll_seconds=60), "w")
+    worker.start()
+    await until(lambda: worker.status is not None and not worker._busy())
+    await asyncio.sleep(0.05)  # both loops wait on their events now
+    worker.notify()
+    async with asyncio.timeout(5) as limit:
+        await worker.stop()  # (a hung one was cancelled by the limit, and stop() swallowed that)
+    assert not limit.expired()
+
+
+async def queue_one(service: BatchService) -> None:
+    """One realtime request queued through the service (the 202 path), as on this gateway."""
+    who = KeyIdentity("k", "search", "ranking", "prod")
+    await service.submit_one(who, "/v1/chat/completions", b'{"model": "chat", "messages": []}', None, time.time())
+
+
+async def ok(job: Job) -> JobResult:
+    return JobResult(200, b"{}", job.request_id)

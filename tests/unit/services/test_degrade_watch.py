@@ -12,7 +12,7 @@ from costwarden.domain.budget import Budget, BudgetScope, BudgetState
 from costwarden.domain.variant import DegradeRule, DegradeState
 from costwarden.domain.window import Unit, Window
 from costwarden.services.budgets import BudgetView
-from costwarden.services.degrade import DegradeWatch, governed
+from costwarden.services.degrade import DegradeWatch
 from costwarden.storage.variant_state_memory import MemoryVariantState
 
 RULE = DegradeRule(Decimal("0.8"), Decimal("0.6"), 10.0)
@@ -142,11 +142,3 @@ async def test_a_restarted_replica_neither_fires_the_episode_twice_nor_leaves_it
     [resolved] = alerts.sent
     assert resolved.id == stored.id and resolved.resolved_at == 111.0
 
-
-def test_the_governor_is_not_given_the_degrade_loops_alerts() -> None:
-    # It resolves every firing alert of its book whose condition it does not see: never these.
-    variant = Alert.start(Condition.of(AlertKind.VARIANT_DEGRADED, {"budget": "b"}, Severity.WARNING, Decimal(1),
-                                       Decimal(1), ""), 1.0)  # fmt: skip
-    spike = Alert.start(Condition.of(AlertKind.COST_SPIKE, {"team": "t"}, Severity.WARNING, Decimal(1),
-                                     Decimal(1), ""), 1.0)  # fmt: skip
-    assert governed([variant, spike]) == [spike]

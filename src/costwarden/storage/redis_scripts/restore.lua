@@ -1,7 +1,8 @@
 -- Seed budgets from the ledger, keeping holds and never lowering a counter. ARGV: ns, then per
 -- counter a record of (seed key, counter, ledger usd, tokens, requests, ttl ms, mode); counter ''
--- marks the seed key only. Each counter keeps the highest ledger figure it was given (lu lt lr).
--- Mode 'c' (catch-up, see domain.admission.BudgetSeed): the counter gains what the figure has
+-- marks the seed key only. Each counter keeps the highest ledger figure it was given (lu lt lr),
+-- net of the charges settles noted as read by a catch-up too (pu pt pr).
+-- Mode 'c' (catch-up, see domain.admission.BudgetSeed): the counter gains what the net figure has
 -- beyond that, and nothing is marked seeded. Otherwise a seeded counter
 -- (`sd`, set by admit and by this script) becomes max(spent, ledger) per unit; one a settle created
 -- after Redis lost its state holds only what settled since: spent + ledger. Then each seed key is
@@ -13,16 +14,17 @@ for _, record in ipairs(split(ARGV[2], '\30')) do
   local catch_up = f[7] == 'c'
   if f[2] ~= '' then
     local c = NS .. 'c:' .. f[2]
-    local raw = redis.call('HMGET', c, 'su', 'st', 'sr', 'sd', 'lu', 'lt', 'lr')
+    local raw = redis.call('HMGET', c, 'su', 'st', 'sr', 'sd', 'lu', 'lt', 'lr', 'pu', 'pt', 'pr')
     local spent, seen = {}, {}
     for u = 1, 3 do
       local now, ledger, last = num(raw[u]), tonumber(f[u + 2]), num(raw[u + 4])
+      local net = ledger - num(raw[u + 7]) -- settles charged the rest already (pu pt pr)
       if catch_up then
-        spent[u] = int(now + math.max(0, ledger - last))
+        spent[u] = int(now + math.max(0, net - last))
       else
         spent[u] = int(raw[4] and math.max(now, ledger) or now + ledger)
       end
-      seen[u] = int(math.max(last, ledger))
+      seen[u] = int(math.max(last, net))
     end
     redis.call('HSET', c, 'su', spent[1], 'st', spent[2], 'sr', spent[3], 'lu', seen[1], 'lt', seen[2], 'lr', seen[3])
     if not catch_up then

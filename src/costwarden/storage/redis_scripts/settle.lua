@@ -1,6 +1,7 @@
 -- Settle one reservation once: release its live holds, charge `actual`, free its slots, correct
 -- token rates. ARGV: ns, now, rid, marker ttl ms, orphan ttl ms, actual usd/tokens/requests,
--- write counters, slot keys (\31-separated), corrections (records of key, delta).
+-- write counters, slot keys (\31-separated), corrections (records of key, delta), caught-up counters
+-- (\31-separated: their charge is also noted in pu pt pr; see domain.admission.Settlement).
 local rid, now = ARGV[3], tonumber(ARGV[2])
 if not redis.call('SET', NS .. 'settled:' .. rid, '1', 'NX', 'PX', ARGV[4]) then
   return 0
@@ -19,6 +20,12 @@ for _, name in ipairs(split(ARGV[9], '\31')) do
   if not existed then -- the counter was gone (retained no longer, or Redis lost it)
     redis.call('PEXPIRE', c, ARGV[5])
   end
+end
+for _, name in ipairs(split(ARGV[12], '\31')) do -- charged above, and read by a catch-up too
+  local c = NS .. 'c:' .. name
+  redis.call('HINCRBY', c, 'pu', int(actual[1]))
+  redis.call('HINCRBY', c, 'pt', int(actual[2]))
+  redis.call('HINCRBY', c, 'pr', int(actual[3]))
 end
 for _, key in ipairs(split(ARGV[10], '\31')) do
   redis.call('ZREM', NS .. 's:' .. key, rid)
