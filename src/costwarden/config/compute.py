@@ -105,6 +105,7 @@ CollectorConfig = Annotated[ProcessCollector | NvmlCollector | PrometheusCollect
 
 class ComputeConfig(Model):
     collectors: tuple[CollectorConfig, ...] = ()
-    retention_days: float = Field(default=30.0, gt=0)  # samples older than this are pruned
+    retention_days: float = Field(default=30.0, gt=0)  # minute rows older than this are pruned
+    raw_retention_hours: float = Field(default=48.0, gt=0)  # raw samples (once folded into minute rows)
     # How often the leader adds the allocation of the time since to the compute cost metrics.
     metrics_every_seconds: float = Field(default=15.0, ge=0.05, le=3600)

@@ -16,7 +16,7 @@ from costwarden.domain.allocation_input import DIMENSIONS, IntervalGatherer, Pro
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError
 from costwarden.ports import SampleStore
-from costwarden.services.compute import measured_busy
+from costwarden.services.compute import measured_window
 from costwarden.services.reports import iso_time, parse_duration, parse_list, parse_time
 from costwarden.storage.intervals_sql import ledger_intervals
 
@@ -91,7 +91,7 @@ async def gather(
     a page at a time, and the collectors' measured busy time where they ran."""
     measured: Mapping[str, tuple[float, str]] = {}
     if samples is not None and config.compute.collectors:
-        measured = measured_busy(config, await samples.samples(query.start, query.end), query.start, query.end)
+        measured = await measured_window(config, samples, query.start, query.end)
     gatherer = IntervalGatherer(query.start, query.end, query.by, found)
     lookback = max((d.timeouts.read for d in config.deployments if d.name in found), default=0.0)
     pages = ledger_intervals(config.storage.ledger, query.start - lookback, query.end, sorted(found), query.by)
