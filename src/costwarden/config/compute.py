@@ -16,6 +16,7 @@ class PrometheusReplicas(Model):
     """Replicas read from Prometheus (e.g. `kube_deployment_status_replicas{deployment="fraud"}`)."""
 
     prometheus: str = Field(min_length=1, max_length=4096)
+    step_seconds: float = Field(default=60.0, ge=1, le=3600)  # the range query's step (allocation)
 
 
 class ScalingConfig(Model):
