@@ -8,6 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from costwarden.domain.allocation import DeploymentUsage, allocate, money
+from costwarden.domain.busy import IntervalSet, busy_time
+from costwarden.domain.hardware import HardwareProfile
 from costwarden.domain.replicas import grid, replica_seconds
 
 START = 1_765_000_000.25
@@ -45,3 +48,18 @@ def test_constant_steps_sum_exactly(counts: list[int | None], step: int) -> None
     seen = replica_seconds(points, START, end, step)
     assert seen.replica_seconds == sum(Decimal(c * step) for c in counts if c is not None)
     assert seen.gaps == counts.count(None)
+
+
+def test_allocation_of_varying_replicas_balances_exactly() -> None:
+    """Provisioned from the replica-seconds (not replicas x window); used + idle = provisioned."""
+    profile = HardwareProfile("h200", Decimal("3.72"), "NVIDIA H200", 1, 16, Decimal(128))
+    seen = replica_seconds([(START, "1"), (START + 60, "3"), (START + 120, "2")], START, START + 180, 60)
+    intervals = IntervalSet(START, START + 180)
+    intervals.add(START + 10, START + 50, 0)
+    intervals.add(START + 70, START + 170, 1)
+    usage = DeploymentUsage("fraud", profile, seen.peak, 180.0, busy_time(intervals, seen.peak), [("a",), ("b",)],
+                            replica_seconds=seen.replica_seconds)  # fmt: skip
+    result = allocate([usage], 1)
+    assert result.provisioned_usd == money(Decimal("3.72"), Decimal(360)) == sum(r.total_usd for r in result.rows)
+    assert result.provisioned_seconds == 360.0
+    assert result.idle_usd == result.provisioned_usd - money(Decimal("3.72"), Decimal(140))
