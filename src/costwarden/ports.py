@@ -11,6 +11,7 @@ from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult
 from costwarden.domain.batch_input import LineError
 from costwarden.domain.budget import BudgetState
 from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_rollup import MinuteTotal
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.domain.deferral import DueCallback
 from costwarden.domain.keys import KeyChanges, StoredKey
@@ -318,5 +319,18 @@ class SampleStore(Protocol):
     async def statuses(self) -> list[CollectorStatus]: ...
 
     async def prune_samples(self, before: float) -> int: ...
+
+    async def oldest_sample(self, after: float | None = None) -> float | None:
+        """When the oldest raw sample kept (taken at or after `after`) was taken; None without any."""
+
+    async def write_minutes(self, rows: Sequence[MinuteTotal]) -> int:
+        """Upsert minute rows (a row folded again replaces the one there)."""
+
+    async def minutes(self, start: float, end: float) -> list[MinuteTotal]:
+        """Minute rows of minutes starting in [start, end)."""
+
+    async def last_minute(self) -> int | None: ...
+
+    async def prune_minutes(self, before: float) -> int: ...
 
     async def close(self) -> None: ...

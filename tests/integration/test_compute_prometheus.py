@@ -1,14 +1,17 @@
 """A real Prometheus scrapes a small exporter that replays the H200 trace (2x speed) under DCGM and
 cAdvisor names; the `prometheus` collector reads it back through PromQL and the measured busy time
 equals what Prometheus stored (read back here as raw samples). A PromQL that errors and a Prometheus
-that is down give a clear status and no sample."""
+that is down give a clear status and no sample. A deployment whose replicas come from Prometheus
+(`kube_deployment_status_replicas`, scaled from 1 to 3 by the exporter) is provisioned step by step."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import pairwise
 from pathlib import Path
@@ -19,9 +22,12 @@ import pytest
 from costwarden.collectors.prometheus import PrometheusCollector
 from costwarden.config import parse_config
 from costwarden.config.compute import PrometheusCollector as PrometheusConfig
+from costwarden.domain.allocation import money
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
+from costwarden.services.allocation import AllocationQuery, allocation
 from costwarden.services.compute import measured_busy
-from tests.integration.procs import free_port
+from costwarden.storage.sqlite import SQLiteStore
+from tests.integration.procs import free_port, wait_until
 from tests.integration.prometheus_server import Prometheus
 
 TRACE = Path(__file__).parents[1] / "fixtures" / "gpu-trace-h200" / "nvml_samples.jsonl"
@@ -39,6 +45,7 @@ compute:
 
 class Replay(BaseHTTPRequestHandler):
     began = time.time()
+    scale_at = float("inf")  # when the fraud deployment goes from 1 replica to 3
 
     def do_GET(self) -> None:
         offset = LINES[0]["ts"] + (time.time() - self.began) * SPEED
@@ -51,6 +58,7 @@ class Replay(BaseHTTPRequestHandler):
             f'container_cpu_usage_seconds_total{{deployment="shared-h200",container="model"}} {cpu}\n'
             f'container_cpu_usage_seconds_total{{deployment="cpu-only",container="model"}} {cpu / 4}\n'
             f'container_memory_working_set_bytes{{deployment="shared-h200",container="model"}} {rss}\n'
+            f'kube_deployment_status_replicas{{deployment="fraud"}} {1 if time.time() < self.scale_at else 3}\n'
         ).encode()
         self.send_response(200)
         self.send_header("content-type", "text/plain; version=0.0.4")
@@ -66,6 +74,7 @@ class Replay(BaseHTTPRequestHandler):
 def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
     port = free_port()
     Replay.began = time.time()  # the replay starts with the test, not when this module was imported
+    Replay.scale_at = float("inf")
     server = ThreadingHTTPServer(("127.0.0.1", port), Replay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     prom = Prometheus(tmp_path, [f"127.0.0.1:{port}"], "groups: []\n")
@@ -131,3 +140,53 @@ def test_a_bad_query_and_a_prometheus_that_is_down(prometheus: Prometheus) -> No
     )
     assert down.sample(time.time()) == []
     assert (down.status.last_error or "").startswith("Prometheus unreachable at ")
+
+
+REPLICAS = """\
+hardware: [{name: h200, accelerator: NVIDIA H200, accelerator_count: 1, vcpus: 16, memory_gib: 128, hourly_usd: 3.72}]
+deployments:
+  - name: fraud
+    protocol: v2
+    upstream: "http://127.0.0.1:9"
+    compute: {profile: h200, replicas: {prometheus: 'sum(kube_deployment_status_replicas{deployment="fraud"})',
+                                        step_seconds: 1}}
+compute:
+  collectors: [{type: prometheus, url: "PROM", interval_seconds: 1}]
+storage:
+  ledger: sqlite:///LEDGER
+"""
+
+
+async def test_replicas_from_prometheus_are_provisioned_step_by_step(prometheus: Prometheus, tmp_path: Path) -> None:
+    """Provisioned = Σ replicas(t) x price x 1 s, with replicas(t) read back here by an instant query
+    at each step; the rows sum to it exactly. A Prometheus that is down, or a window before its data,
+    leaves the deployment out with a note: no replica count is made up."""
+    ledger = SQLiteStore(str(tmp_path / "ledger.db"))
+    await ledger.open()  # an empty ledger: all of the replica time is idle
+    await ledger.close()
+    config = parse_config(REPLICAS.replace("PROM", prometheus.url).replace("LEDGER", str(tmp_path / "ledger.db")))
+    query = 'sum(kube_deployment_status_replicas{deployment="fraud"})'
+    wait_until(lambda: bool(prometheus.vector(query)), 30, "a scrape of the replica count")  # 1 replica
+    start = float(int(time.time()) + 1)
+    end = start + 8
+    Replay.scale_at = start + 4.5  # then 3
+    await asyncio.sleep(max(end + 3 - time.time(), 0))  # every scrape up to `end` is stored
+    counts = [prometheus.vector(f"{query[:-1]} @ {start + k:.3f})") for k in range(8)]
+    replica_seconds = sum((Decimal(c[0]["value"][1]) for c in counts if c), Decimal(0))
+    assert all(counts) and {c[0]["value"][1] for c in counts} == {"1", "3"}  # it scaled inside the window
+
+    report = await allocation(config, AllocationQuery(start, end, ("team",)))
+    result = report.allocation
+    assert result.provisioned_usd == money(Decimal("3.72"), replica_seconds) > 0
+    assert sum((r.total_usd for r in result.rows), Decimal(0)) == result.provisioned_usd  # all idle here
+    assert result.provisioned_seconds == float(replica_seconds)
+    assert "replica-h" in result.bases["fraud"] and report.notes == []
+
+    before = await allocation(config, AllocationQuery(start - 86400, start - 86000, ("team",)))
+    assert before.allocation.provisioned_usd == 0 and "fraud" not in before.allocation.bases
+    assert before.notes[0] == "fraud: Prometheus has no replica count over the window; not allocated"
+    down = parse_config(REPLICAS.replace("PROM", f"http://127.0.0.1:{free_port()}")
+                        .replace("LEDGER", str(tmp_path / "ledger.db")))  # fmt: skip
+    gone = await allocation(down, AllocationQuery(start, end, ("team",)))
+    assert gone.allocation.provisioned_usd == 0
+    assert gone.notes[0].startswith("fraud: replica count unknown (Prometheus unreachable at ")

@@ -47,7 +47,7 @@ from costwarden.services.batch import BatchService
 from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
-from costwarden.services.compute import ComputeSampler
+from costwarden.services.compute import ComputeSampler, gaps_of
 from costwarden.services.compute_tally import ComputeTally
 from costwarden.services.degrade import DegradeWatch
 from costwarden.services.governor import Governor
@@ -260,10 +260,11 @@ class Runtime:
     async def _start_compute(self) -> None:
         """The compute collectors, when configured (after the ledger is open: its migrations made the tables)."""
         if self.config.compute.collectors:
-            days = self.config.compute.retention_days
+            compute = self.config.compute
             self.compute = ComputeSampler(
-                build_collectors(self.config), open_samples(self.config.storage.ledger), days * 86400.0
-            )
+                build_collectors(self.config), open_samples(self.config.storage.ledger),
+                compute.retention_days * 86400.0, gaps_of(self.config), compute.raw_retention_hours * 3600.0,
+            )  # fmt: skip
             await self.compute.start()
         self._tally = tally = ComputeTally(
             self.config,

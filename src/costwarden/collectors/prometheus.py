@@ -9,6 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Collection
+from typing import Any
 
 from costwarden.config.compute import PrometheusCollector as PrometheusConfig
 from costwarden.domain.collector_status import CollectorStatus
@@ -32,20 +33,8 @@ class PrometheusCollector:
     def _query(self, name: str, promql: str, now: float) -> dict[str, float]:
         """{deployment: value} of an instant vector; QueryFailed says why there is none."""
         query = promql.replace("$label", self.config.label)
-        params = urllib.parse.urlencode({"query": query, "time": f"{now:.3f}"})
-        url = f"{str(self.config.url).rstrip('/')}/api/v1/query?{params}"
-        try:
-            with urllib.request.urlopen(url, timeout=self.config.timeout_seconds) as reply:
-                answer = json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            with exc:
-                try:
-                    detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
-                except ValueError:
-                    detail = exc.reason
-            raise QueryFailed(f"PromQL error in {name}: {detail}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise QueryFailed(f"Prometheus unreachable at {self.config.url}: {exc}") from exc
+        answer = _api(str(self.config.url), "query", {"query": query, "time": f"{now:.3f}"}, name,
+                      self.config.timeout_seconds)  # fmt: skip
         if answer.get("status") != "success" or answer["data"]["resultType"] != "vector":
             raise QueryFailed(f"PromQL error in {name}: {answer.get('error', 'not an instant vector')}")
         values: dict[str, float] = {}
@@ -75,3 +64,32 @@ class PrometheusCollector:
 
     def stop(self) -> None:
         self.status.running = False
+
+
+def _api(base: str, path: str, params: dict[str, str], name: str, timeout: float) -> dict[str, Any]:
+    url = f"{base.rstrip('/')}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            answer: dict[str, Any] = json.loads(reply.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        with exc:
+            try:
+                detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+            except ValueError:
+                detail = exc.reason
+        raise QueryFailed(f"PromQL error in {name}: {detail}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise QueryFailed(f"Prometheus unreachable at {base}: {exc}") from exc
+
+
+def query_range(
+    base: str, promql: str, start: float, end: float, step: float, timeout: float
+) -> list[tuple[float, str]]:
+    """(time, value) of every series a range query returns (a matrix), evaluated at start, start +
+    step, ... up to end; QueryFailed says why there is none."""
+    params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:.3f}"}
+    answer = _api(base, "query_range", params, "replicas", timeout)
+    if answer.get("status") != "success" or answer.get("data", {}).get("resultType") != "matrix":
+        raise QueryFailed(f"PromQL error in replicas: {answer.get('error', 'not a range vector')}")
+    return [(float(at), str(value)) for series in answer["data"]["result"] for at, value in series["values"]]

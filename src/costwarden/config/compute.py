@@ -16,6 +16,7 @@ class PrometheusReplicas(Model):
     """Replicas read from Prometheus (e.g. `kube_deployment_status_replicas{deployment="fraud"}`)."""
 
     prometheus: str = Field(min_length=1, max_length=4096)
+    step_seconds: float = Field(default=60.0, ge=1, le=3600)  # the range query's step (allocation)
 
 
 class ScalingConfig(Model):
@@ -105,6 +106,7 @@ CollectorConfig = Annotated[ProcessCollector | NvmlCollector | PrometheusCollect
 
 class ComputeConfig(Model):
     collectors: tuple[CollectorConfig, ...] = ()
-    retention_days: float = Field(default=30.0, gt=0)  # samples older than this are pruned
+    retention_days: float = Field(default=30.0, gt=0)  # minute rows older than this are pruned
+    raw_retention_hours: float = Field(default=48.0, gt=0)  # raw samples (once folded into minute rows)
     # How often the leader adds the allocation of the time since to the compute cost metrics.
     metrics_every_seconds: float = Field(default=15.0, ge=0.05, le=3600)

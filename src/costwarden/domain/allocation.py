@@ -41,6 +41,14 @@ class DeploymentUsage:
     tokens: dict[int, int] = field(default_factory=dict)
     measured_busy_seconds: float | None = None
     measured_by: str | None = None
+    replica_seconds: Decimal | None = None  # replicas that varied (Prometheus): Σ replicas × time; else fixed
+
+    @property
+    def capacity(self) -> Decimal:
+        """Replica-seconds provisioned over the window."""
+        if self.replica_seconds is not None:
+            return self.replica_seconds
+        return self.replicas * Decimal(repr(max(self.window_seconds, 0.0)))
 
 
 @dataclass(slots=True)
@@ -147,6 +155,8 @@ def _deployment_rows(usage: DeploymentUsage, mode: IdleMode) -> tuple[dict[tuple
     hourly = profile.hourly_usd
     capacity = usage.replicas * max(usage.window_seconds, 0.0)
     provisioned = money(hourly * usage.replicas, Decimal(repr(max(usage.window_seconds, 0.0))))
+    if usage.replica_seconds is not None:
+        capacity, provisioned = float(usage.replica_seconds), money(hourly, usage.replica_seconds)
     order = sorted(usage.busy.by_group, key=lambda g: usage.groups[g])
     weights = [max(usage.busy.by_group[g], 0.0) for g in order]
     busy = usage.busy.total if usage.measured_busy_seconds is None else usage.measured_busy_seconds
@@ -195,17 +205,18 @@ def allocate(usages: Iterable[DeploymentUsage], dimensions: int, mode: IdleMode 
         rows, dep_provisioned, dep_idle = _deployment_rows(usage, mode)
         deployments.append(_totals(usage, rows.values(), dep_provisioned))
         provisioned += dep_provisioned
-        capacity += usage.replicas * max(usage.window_seconds, 0.0)
+        capacity += float(usage.capacity)
         for group, row in rows.items():
             used += row.used_usd
             busy += row.busy_seconds
             _merge(merged.setdefault(group, Row(group=group)), row)
         idle_row.idle_usd += dep_idle
-        idle_secs = max(usage.replicas * usage.window_seconds - sum(r.busy_seconds for r in rows.values()), 0.0)
+        idle_secs = max(float(usage.capacity) - sum(r.busy_seconds for r in rows.values()), 0.0)
         _add_hours(idle_row, usage.profile, Decimal(repr(idle_secs)))
         source = f"measured ({usage.measured_by})" if usage.measured_busy_seconds is not None else "request intervals"
+        count = f"{usage.replicas} x" if usage.replica_seconds is None else f"{usage.capacity / 3600:.6f} replica-h of"
         bases[usage.deployment] = (
-            f"{usage.replicas} x {usage.profile.name} at ${usage.profile.hourly_usd}/h "
+            f"{count} {usage.profile.name} at ${usage.profile.hourly_usd}/h "
             f"({usage.profile.price_source}); busy from {source}"
         )
     ordered = sorted(merged.values(), key=lambda r: (-r.total_usd, r.group))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from costwarden.domain.allocation import DeploymentUsage
 from costwarden.domain.busy import IntervalSet, busy_time
@@ -24,6 +25,7 @@ class Provision:
 
     profile: HardwareProfile
     replicas: int
+    replica_seconds: Decimal | None = None  # a replica count that varied (Prometheus): its integral
 
 
 @dataclass(slots=True)
@@ -94,6 +96,7 @@ class IntervalGatherer:
                     tokens=dep.tokens,
                     measured_busy_seconds=None if seen is None else seen[0],
                     measured_by=None if seen is None else seen[1],
+                    replica_seconds=provision.replica_seconds,
                 )
             )
         return out

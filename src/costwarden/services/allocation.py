@@ -24,7 +24,8 @@ from costwarden.domain.allocation_input import DIMENSIONS, IntervalGatherer, Pro
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError
 from costwarden.ports import SampleStore
-from costwarden.services.compute import measured_busy
+from costwarden.services.compute import measured_window
+from costwarden.services.replicas import prometheus_provisions
 from costwarden.services.reports import iso_time, parse_duration, parse_list, parse_time
 from costwarden.storage.intervals_sql import ledger_intervals
 
@@ -68,7 +69,7 @@ def build_allocation_query(
     return AllocationQuery(lower, upper, groups, mode)
 
 
-def provisions(config: Config) -> tuple[dict[str, Provision], list[str]]:
+def provisions(config: Config, prometheus_note: bool = True) -> tuple[dict[str, Provision], list[str]]:
     """Each deployment with `compute:` and a fixed replica count; notes for those left out."""
     found: dict[str, Provision] = {}
     notes: list[str] = []
@@ -80,7 +81,8 @@ def provisions(config: Config) -> tuple[dict[str, Provision], list[str]]:
             notes.append(f"{dep.name}: unknown hardware profile {dep.compute.profile!r}; not allocated")
             continue
         if isinstance(dep.compute.replicas, PrometheusReplicas):
-            notes.append(f"{dep.name}: replicas come from Prometheus, which no collector reads here; not allocated")
+            if prometheus_note:
+                notes.append(f"{dep.name}: replicas come from Prometheus, which no collector reads here; not allocated")
             continue
         if dep.compute.spot and profile.spot_hourly_usd is not None:
             profile = replace(profile, hourly_usd=profile.spot_hourly_usd, price_source=f"{profile.price_source}, spot")
@@ -99,7 +101,7 @@ async def gather(
     a page at a time, and the collectors' measured busy time where they ran."""
     measured: Mapping[str, tuple[float, str]] = {}
     if samples is not None and config.compute.collectors:
-        measured = measured_busy(config, await samples.samples(query.start, query.end), query.start, query.end)
+        measured = await measured_window(config, samples, query.start, query.end)
     gatherer = IntervalGatherer(query.start, query.end, query.by, found)
     lookback = max((d.timeouts.read for d in config.deployments if d.name in found), default=0.0)
     pages = ledger_intervals(config.storage.ledger, query.start - lookback, query.end, sorted(found), query.by)
@@ -121,11 +123,14 @@ async def allocation(
     """Read the window's upstream intervals a page at a time (memory: compact interval arrays) and
     allocate; busy time is measured from the collectors' samples where they ran. Records that started
     up to one read timeout before the window may still overlap it."""
-    found, notes = provisions(config)
+    found, notes = provisions(config, prometheus_note=False)
+    counted, counted_notes = await prometheus_provisions(config, query.start, query.end)
+    found.update(counted)
+    notes += counted_notes
     gatherer, usages = await gather(config, query, found, samples, on_page)
     result = allocate(usages, len(query.by), query.idle)
     if not found:
-        notes.append("no deployment has `compute:` with a fixed replica count: nothing to allocate")
+        notes.append("no deployment has `compute:` with a replica count: nothing to allocate")
     return AllocationReport(query, result, gatherer.seen, gatherer.skipped, gatherer.dropped, notes)
 
 

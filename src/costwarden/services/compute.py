@@ -7,31 +7,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
 from costwarden.domain.collector_status import CollectorStatus
-from costwarden.domain.compute_sample import (
-    PROMETHEUS_GPU,
-    GpuSample,
-    ProcessSample,
-    cpu_busy,
-    gpu_busy,
-    gpu_busy_by_owner,
+from costwarden.domain.compute_rollup import (
+    MINUTE,
+    Gaps,
+    SeriesTotal,
+    ceil_minute,
+    floor_minute,
+    from_minutes,
+    merge,
+    minute_totals,
+    window_totals,
 )
+from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.ports import ComputeCollector, SampleStore
 
 log = logging.getLogger("costwarden.compute")
 PRUNE_EVERY = 3600.0
+FOLD_EVERY = 60.0
+FOLD_LAG = 60.0  # a sample is stored a little after it was taken (and Prometheus's lag behind now)
+FOLD_CHUNK = 60 * MINUTE
 
 
 class ComputeSampler:
-    def __init__(self, collectors: Sequence[tuple[ComputeCollector, float]], store: SampleStore, retention_s: float):
+    """Samples each collector, folds the samples into minute rows as minutes close, and prunes raw
+    samples after `raw_retention_s` (never before they are folded) and minute rows after `retention_s`."""
+
+    def __init__(
+        self, collectors: Sequence[tuple[ComputeCollector, float]], store: SampleStore, retention_s: float,
+        gaps: Gaps | None = None, raw_retention_s: float | None = None,
+    ) -> None:  # fmt: skip
         self.collectors = list(collectors)
         self.store = store
         self.retention_s = retention_s
+        self.raw_retention_s = retention_s if raw_retention_s is None else min(raw_retention_s, retention_s)
+        self.gaps = gaps or Gaps()
+        self._folded: int | None = None  # minutes before this one are folded
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -47,7 +64,7 @@ class ComputeSampler:
             self._tasks.append(asyncio.create_task(self._loop(collector, interval)))
         await self._save_status()
         if self.collectors:
-            self._tasks.append(asyncio.create_task(self._prune_loop()))
+            self._tasks.append(asyncio.create_task(self._fold_loop()))
 
     async def _loop(self, collector: ComputeCollector, interval: float) -> None:
         while True:
@@ -75,13 +92,50 @@ class ComputeSampler:
         except Exception as exc:
             log.warning("cannot save compute collector status: %s", exc)
 
-    async def _prune_loop(self) -> None:
+    async def fold(self, now: float) -> int:
+        """Fold each closed minute into minute rows: a minute is closed once the longest pair that
+        can straddle its end (the widest gap) and the storing lag have passed. Rows are upserted, so
+        folding a minute again (another replica, a restart) changes nothing."""
+        upto = floor_minute(now - self.gaps.widest - FOLD_LAG)
+        widest = self.gaps.widest
+        if self._folded is None:
+            last, oldest = await self.store.last_minute(), await self.store.oldest_sample()
+            if oldest is None:
+                self._folded = upto if last is None else last + MINUTE
+                return 0
+            start = floor_minute(oldest)
+            self._folded = start if last is None else max(last + MINUTE, start)
+        written = 0
+        while self._folded < upto:
+            following = await self.store.oldest_sample(self._folded - widest)  # skip a stretch without samples
+            first = upto if following is None else max(self._folded, floor_minute(following))
+            if first >= upto:
+                self._folded = upto
+                break
+            stop = min(first + FOLD_CHUNK, upto)
+            samples = await self.store.samples(first - widest, stop + widest)
+            written += await self.store.write_minutes(minute_totals(samples, first, stop, self.gaps))
+            self._folded = stop
+        return written
+
+    async def prune(self, now: float) -> None:
+        """Raw samples past their retention (only those already folded) and minute rows past theirs."""
+        if self._folded is not None:
+            await self.store.prune_samples(min(now - self.raw_retention_s, self._folded - self.gaps.widest))
+        await self.store.prune_minutes(now - self.retention_s)
+
+    async def _fold_loop(self) -> None:
+        pruned = 0.0
         while True:
+            now = time.time()
             try:
-                await self.store.prune_samples(time.time() - self.retention_s)
-            except Exception as exc:
-                log.warning("cannot prune compute samples: %s", exc)
-            await asyncio.sleep(PRUNE_EVERY)
+                await self.fold(now)
+                if now - pruned >= PRUNE_EVERY:
+                    await self.prune(now)
+                    pruned = now
+            except Exception as exc:  # the database failing must not stop the gateway
+                log.warning("cannot fold or prune compute samples: %s", exc)
+            await asyncio.sleep(FOLD_EVERY)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -96,19 +150,49 @@ class ComputeSampler:
         await self.store.close()
 
 
+def gaps_of(config: Config) -> Gaps:
+    """Each source's gap limit: three of its collector's sampling intervals."""
+    collectors = config.compute.collectors
+    return Gaps(
+        process={c.deployment: 3 * c.interval_seconds for c in collectors if c.type == "process"},
+        prometheus=next((3 * c.interval_seconds for c in collectors if c.type == "prometheus"), None),
+        nvml=next((3 * c.interval_seconds for c in collectors if c.type == "nvml"), None),
+    )
+
+
 def measured_busy(
     config: Config, samples: Sequence[ProcessSample | GpuSample], start: float, end: float
 ) -> dict[str, tuple[float, str]]:
-    """Busy replica-seconds per deployment from samples: CPU seconds over the profile's vCPUs (process,
-    or Prometheus's cAdvisor series), or, for a GPU profile, GPU activity over its accelerators: nvml's
+    """Busy replica-seconds per deployment from raw samples over [start, end] (see `measured_from`)."""
+    return measured_from(config, window_totals(samples, start, end, gaps_of(config)))
+
+
+async def measured_window(config: Config, store: SampleStore, start: float, end: float) -> dict[str, tuple[float, str]]:
+    """Busy replica-seconds per deployment over a window: raw samples where they are kept (from the
+    first whole minute after the oldest one), the per-minute rollup before that; minutes not folded
+    yet are read raw (raw samples are never pruned before they are folded)."""
+    gaps = gaps_of(config)
+    oldest, last = await store.oldest_sample(), await store.last_minute()
+    complete = end if oldest is None else float(ceil_minute(oldest + gaps.widest))
+    split = min(max(min(complete, -math.inf if last is None else last + MINUTE), start), end)
+    totals: list[SeriesTotal] = []
+    if split > start:
+        totals += from_minutes(await store.minutes(floor_minute(start), split), start, split)
+    if split < end:
+        totals += window_totals(await store.samples(split - gaps.widest, end + gaps.widest), split, end, gaps)
+    return measured_from(config, merge(totals))
+
+
+def measured_from(config: Config, totals: Sequence[SeriesTotal]) -> dict[str, tuple[float, str]]:
+    """Busy replica-seconds per deployment: CPU seconds over the profile's vCPUs (process, or
+    Prometheus's cAdvisor series), or, for a GPU profile, GPU activity over its accelerators: nvml's
     whole device when one deployment has a GPU profile, else split by the pids the process collectors
     found (SM share, else GPU memory); Prometheus's mean DCGM activity times the replicas. Gaps longer
     than 3 intervals are not counted."""
     out: dict[str, tuple[float, str]] = {}
     collectors = config.compute.collectors
-    intervals = {c.deployment: c.interval_seconds for c in collectors if c.type == "process"}
-    prom = next((c.interval_seconds for c in collectors if c.type == "prometheus"), None)
-    local = [s for s in samples if not (isinstance(s, GpuSample) and s.deployment) and not _from_prometheus(s)]
+    local = {c.deployment for c in collectors if c.type == "process"}
+    prom = any(c.type == "prometheus" for c in collectors)
     gpu_deployments = []
     for dep in config.deployments:
         profile = resolve_profile(dep.compute.profile, config.hardware) if dep.compute else None
@@ -116,46 +200,37 @@ def measured_busy(
             continue
         if profile.accelerator_count:
             gpu_deployments.append((dep.name, profile.accelerator_count))
-        if dep.name in intervals:
-            mine = [s for s in local if isinstance(s, ProcessSample) and s.deployment == dep.name]
-            cpu = cpu_busy(mine, start, end, 3 * intervals[dep.name])
+        if dep.name in local:
+            cpu = _sum(totals, "process", dep.name)
             if cpu.covered_seconds > 0:
                 out[dep.name] = (cpu.busy_seconds / profile.vcpus, "process collector")
-        if prom is not None and dep.name not in out:
-            remote = [s for s in samples if _from_prometheus(s) and s.deployment == dep.name]
-            cpu = cpu_busy([s for s in remote if isinstance(s, ProcessSample)], start, end, 3 * prom)
-            gpu = gpu_busy([s for s in remote if isinstance(s, GpuSample)], start, end, 3 * prom)
+        if prom and dep.name not in out:
+            cpu, gpu = _sum(totals, "prom-cpu", dep.name), _sum(totals, "prom-gpu", dep.name)
             replicas = dep.compute.replicas if isinstance(dep.compute.replicas, int) else 1
             if profile.accelerator_count and gpu.covered_seconds > 0:
                 out[dep.name] = (gpu.busy_seconds * replicas, "prometheus (DCGM)")
             elif cpu.covered_seconds > 0:
                 out[dep.name] = (cpu.busy_seconds / profile.vcpus, "prometheus (cAdvisor)")
-    out.update(_nvml_busy(config, local, gpu_deployments, start, end))
+    out.update(_nvml_busy(config, totals, gpu_deployments))
     return out
 
 
-def _from_prometheus(sample: ProcessSample | GpuSample) -> bool:
-    return (isinstance(sample, ProcessSample) and sample.pid == 0) or (
-        isinstance(sample, GpuSample) and sample.gpu == PROMETHEUS_GPU
-    )
+def _sum(totals: Sequence[SeriesTotal], source: str, deployment: str | None = None) -> SeriesTotal:
+    mine = [t for t in totals if t.source == source and (deployment is None or t.deployment == deployment)]
+    return SeriesTotal(source, deployment or "", 0, busy_seconds=sum(t.busy_seconds for t in mine),
+                       covered_seconds=sum(t.covered_seconds for t in mine))  # fmt: skip
 
 
 def _nvml_busy(
-    config: Config, local: Sequence[ProcessSample | GpuSample], gpu_deployments: list[tuple[str, int]], start: float,
-    end: float,
-) -> dict[str, tuple[float, str]]:  # fmt: skip
-    gpu_interval = next((c.interval_seconds for c in config.compute.collectors if c.type == "nvml"), None)
-    gpus = [s for s in local if isinstance(s, GpuSample)]
-    if gpu_interval is None or not gpus:
+    config: Config, totals: Sequence[SeriesTotal], gpu_deployments: list[tuple[str, int]]
+) -> dict[str, tuple[float, str]]:
+    if not any(c.type == "nvml" for c in config.compute.collectors):
         return {}
     if len(gpu_deployments) == 1:  # one GPU deployment on this host: the whole device is its
         name, count = gpu_deployments[0]
-        each = [gpu_busy([s for s in gpus if s.gpu == i], start, end, 3 * gpu_interval) for i in {s.gpu for s in gpus}]
-        if any(m.covered_seconds > 0 for m in each):
-            return {name: (sum(m.busy_seconds for m in each) / count, "nvml collector")}
-        return {}
-    owners = {s.pid: s.deployment for s in local if isinstance(s, ProcessSample)}  # by the process collectors
+        whole = _sum(totals, "gpu")
+        return {name: (whole.busy_seconds / count, "nvml collector")} if whole.covered_seconds > 0 else {}
     counts = dict(gpu_deployments)
-    split = gpu_busy_by_owner(gpus, owners, start, end, 3 * gpu_interval)
+    owners = {t.deployment for t in totals if t.source == "gpu-owner"} & set(counts)
     basis = "nvml collector, by pid"
-    return {name: (seconds / counts[name], basis) for name, seconds in split.items() if name in counts}
+    return {name: (_sum(totals, "gpu-owner", name).busy_seconds / counts[name], basis) for name in owners}

@@ -8,12 +8,17 @@ from typing import Any
 import orjson
 
 from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_rollup import MinuteTotal, SeriesTotal
 from costwarden.domain.compute_sample import GpuProcess, GpuSample, ProcessSample
 
 SAMPLE_COLUMNS = (
     "at, source, deployment, pid, gpu, cpu_seconds, rss_bytes, threads, util_pct, memory_bytes, power_mw, "
     "energy_mj, processes"
 )
+MINUTE_COLUMNS = (
+    "minute, source, deployment, unit, samples, busy_seconds, covered_seconds, peak_bytes, sum_bytes, energy_mj"
+)
+MINUTE_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in MINUTE_COLUMNS.split(", ")[4:])
 STATUS_COLUMNS = "name, running, last_sample_at, samples, last_error"
 Row = tuple[Any, ...]
 
@@ -44,3 +49,15 @@ def status_row(status: CollectorStatus, at: float) -> Row:
 
 def statuses_from_rows(rows: Iterable[Sequence[Any]]) -> list[CollectorStatus]:
     return [CollectorStatus(str(n), bool(r), None if t is None else float(t), int(c), e) for n, r, t, c, e in rows]
+
+
+def minute_row(row: MinuteTotal) -> Row:
+    t = row.total
+    return (row.minute, t.source, t.deployment, t.unit, t.samples, t.busy_seconds, t.covered_seconds, t.peak_bytes,
+            t.sum_bytes, t.energy_mj)  # fmt: skip
+
+
+def minute_from_row(row: Sequence[Any]) -> MinuteTotal:
+    minute, source, deployment, unit, samples, busy, covered, peak, total, energy = row
+    return MinuteTotal(int(minute), SeriesTotal(str(source), str(deployment), int(unit), int(samples), float(busy),
+                                                float(covered), int(peak), float(total), int(energy)))  # fmt: skip

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from costwarden.domain.collector_status import CollectorStatus
+from costwarden.domain.compute_rollup import MinuteTotal
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.storage.samples_codec import (
+    MINUTE_COLUMNS,
+    MINUTE_UPDATE,
     SAMPLE_COLUMNS,
     STATUS_COLUMNS,
+    minute_from_row,
+    minute_row,
     sample_from_row,
     sample_row,
     status_row,
@@ -62,6 +68,35 @@ class PostgresSamples:
     async def prune_samples(self, before: float) -> int:
         pool = await self._get()
         done = await pool.execute("DELETE FROM compute_samples WHERE at < $1", before)
+        return int(done.split()[-1])
+
+    async def oldest_sample(self, after: float | None = None) -> float | None:
+        pool = await self._get()
+        oldest = await pool.fetchval("SELECT MIN(at) FROM compute_samples WHERE at >= $1",
+                                     -math.inf if after is None else after)  # fmt: skip
+        return None if oldest is None else float(oldest)
+
+    async def write_minutes(self, rows: Sequence[MinuteTotal]) -> int:
+        marks = ", ".join(f"${i}" for i in range(1, 11))
+        sql = (f"INSERT INTO compute_minutes ({MINUTE_COLUMNS}) VALUES ({marks}) "
+               f"ON CONFLICT (minute, source, deployment, unit) DO UPDATE SET {MINUTE_UPDATE}")  # fmt: skip
+        pool = await self._get()
+        await pool.executemany(sql, [minute_row(r) for r in rows])
+        return len(rows)
+
+    async def minutes(self, start: float, end: float) -> list[MinuteTotal]:
+        pool = await self._get()
+        sql = f"SELECT {MINUTE_COLUMNS} FROM compute_minutes WHERE minute >= $1 AND minute < $2 ORDER BY minute"
+        return [minute_from_row(tuple(r)) for r in await pool.fetch(sql, math.floor(start), math.ceil(end))]
+
+    async def last_minute(self) -> int | None:
+        pool = await self._get()
+        last = await pool.fetchval("SELECT MAX(minute) FROM compute_minutes")
+        return None if last is None else int(last)
+
+    async def prune_minutes(self, before: float) -> int:
+        pool = await self._get()
+        done = await pool.execute("DELETE FROM compute_minutes WHERE minute + 60 <= $1", math.floor(before))
         return int(done.split()[-1])
 
     async def close(self) -> None:
