@@ -1,5 +1,6 @@
-"""A PostgreSQL report adds its rollup cells up and merges their histograms in a worker thread,
-never on the event loop that answers probes (issue 14: `/readyz` waited 0.1-0.25 s on it)."""
+"""A report adds its rollup cells up and merges their histograms in a worker thread (PostgreSQL: one of
+asyncio's; SQLite: the store's own), never on the event loop that answers probes (issue 14: `/readyz`
+waited 0.1-0.25 s on it)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ from costwarden.domain.record import Outcome
 from costwarden.domain.report import SpendQuery
 from costwarden.ports import Store
 from costwarden.storage import rollup_report
-from costwarden.storage.postgres import PostgresStore
 from tests.contract.test_rollups import BASE, assert_matches, usage
 
 
-async def test_a_postgres_report_combines_its_cells_off_the_event_loop(
+async def test_a_report_combines_its_cells_off_the_event_loop(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not isinstance(store, PostgresStore):
-        pytest.skip("SQLite reports run on the store's own thread already")
     records = [usage(i, BASE + i * 60.0, "ads", "chat", Outcome.SERVED, 5.0 + i, i) for i in range(200)]
     await store.write(records)
     threads: list[int] = []

@@ -20,7 +20,7 @@ import orjson
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import ZERO, from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
-from costwarden.domain.rollup import CUBES, SUMS, Cube, Plan, cube_for, plan
+from costwarden.domain.rollup import CUBES, SUMS, UNIT_SUMS, Cube, Plan, cube_for, plan
 from costwarden.storage.rollup_fold import DELTA
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
@@ -175,8 +175,8 @@ def combine(
 # as one union, summed per group and ranked in SQL, so only `n` rows come back (ties as a report
 # orders them: more requests first, then by group).
 _RAW_SUMS = (
-    "1 AS requests, CASE WHEN outcome <> 'served' THEN 1 ELSE 0 END AS errors, input_tokens, output_tokens, "
-    "cached_tokens, items, {cost} AS cost_nanos"
+    "1 AS requests, CASE WHEN outcome IN ('served', 'queued') THEN 0 ELSE 1 END AS errors, "  # record.NOT_ERRORS
+    "input_tokens, output_tokens, cached_tokens, items, " + ", ".join(UNIT_SUMS) + ", {cost} AS cost_nanos"
 )
 _RAW_COST = {"sqlite": "cost_nanos", "postgres": "cost_usd * 1000000000"}
 _TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
@@ -184,7 +184,7 @@ _TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
 
 def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:
     """The `n` costliest groups of `query` (grouped by at least one dimension): groups..., then the
-    seven sums (cost in nano-dollars), costliest first."""
+    sums of `SUMS` (cost in nano-dollars), costliest first."""
     groups = query.group_by
     assert groups and n > 0
     cube = cube_for(query)
@@ -215,7 +215,7 @@ def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement
 
 def series_sql(query: SpendQuery, step: int, dialect: Dialect) -> Statement | None:
     """Totals per whole `step` bucket and group over [start, end) (both on the step's edges): bucket,
-    groups..., the seven sums. From the cells at that grain and the pending cells (at the cube's
+    groups..., the sums of `SUMS`. From the cells at that grain and the pending cells (at the cube's
     finest grain, which nests in it), in one statement; None when the cube has no such grain."""
     cube = cube_for(query)
     if step not in cube.grains or query.start is None or query.end is None:
@@ -254,21 +254,25 @@ def series_reports(query: SpendQuery, step: int, rows: list[Row]) -> dict[int, S
     for bucket in range(int(query.start), int(query.end), step):
         found = by_bucket.get(bucket, [])
         found.sort(key=_report_order)
-        requests, errors, tokens_in, tokens_out, cached, items = (sum(getattr(r, n) for r in found) for n in _ROW_SUMS)
-        cost = sum((r.cost_usd for r in found), ZERO)
-        total = SpendRow((), requests, errors, tokens_in, tokens_out, cached, items, cost)
+        sums = {n: sum(getattr(r, n) for r in found) for n in _ROW_SUMS}
+        total = SpendRow((), cost_usd=sum((r.cost_usd for r in found), ZERO), **sums)
         window = replace(query, start=float(bucket), end=float(bucket + step), percentiles=False)
         out[bucket] = SpendReport(window, tuple(found) if width else (total,), total)
     return out
 
 
-_ROW_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items")
+_ROW_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", *UNIT_SUMS)
+
+
+def _sums_row(group: Row, values: Row, to_usd: Callable[[object], Decimal]) -> SpendRow:
+    """A row from a group and `SUMS` in their order (the counts, the units, then the cost)."""
+    counts = (int(v or 0) for v in values[: len(_ROW_SUMS)])
+    dims = tuple(None if g is None else str(g) for g in group)
+    return SpendRow(dims, cost_usd=to_usd(values[len(_ROW_SUMS)] or 0), **dict(zip(_ROW_SUMS, counts, strict=True)))
 
 
 def _series_row(group: Row, values: Row) -> SpendRow:
-    requests, errors, tokens_in, tokens_out, cached, items, nanos = (int(v or 0) for v in values)
-    dims = tuple(None if g is None else str(g) for g in group)
-    return SpendRow(dims, requests, errors, tokens_in, tokens_out, cached, items, Decimal(nanos).scaleb(-9))
+    return _sums_row(group, values, lambda nanos: Decimal(int(str(nanos))).scaleb(-9))
 
 
 def _report_order(row: SpendRow) -> tuple[Decimal, int, tuple[str, ...]]:
@@ -277,12 +281,7 @@ def _report_order(row: SpendRow) -> tuple[Decimal, int, tuple[str, ...]]:
 
 def top_rows(query: SpendQuery, rows: list[Row], to_usd: Callable[[object], Decimal]) -> list[SpendRow]:
     width = len(query.group_by)
-    out = []
-    for row in rows:
-        requests, errors, tokens_in, tokens_out, cached, items = (int(v or 0) for v in row[width : width + 6])
-        group = tuple(None if g is None else str(g) for g in row[:width])
-        out.append(SpendRow(group, requests, errors, tokens_in, tokens_out, cached, items, to_usd(row[width + 6] or 0)))
-    return out
+    return [_sums_row(row[:width], row[width:], to_usd) for row in rows]
 
 
 def series_sqlite(conn: sqlite3.Connection, query: SpendQuery, step: int) -> dict[int, SpendReport] | None:
