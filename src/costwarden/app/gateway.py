@@ -15,6 +15,7 @@ from typing import Any
 from costwarden.app.body import BodyReader, decoded
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
+from costwarden.chain.stage import Channel
 from costwarden.domain.record import Protocol
 from costwarden.domain.request_id import request_id
 from costwarden.protocols import openai, v2
@@ -62,6 +63,21 @@ def prefix_protocol(path: str) -> Protocol:
     return Protocol.HTTP
 
 
+def new_exchange(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], protocol: Protocol, endpoint: str
+) -> Exchange:
+    return Exchange(
+        request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=b"",
+        protocol=protocol,
+        endpoint=endpoint,
+    )
+
+
 class GatewayApp:
     """Dispatches inference requests to the chain; `local` maps exact paths to own handlers."""
 
@@ -79,6 +95,7 @@ class GatewayApp:
         self._body = body
         self._header_limits = header_limits
         self._local = local
+        self.body, self.header_limits, self.local = body, header_limits, local  # for the fast engine
         self._fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,15 +127,21 @@ class GatewayApp:
                 await self._to_fallback(scope, receive, send)
             return
         protocol, endpoint = kind
-        exchange = self._exchange(scope, protocol, endpoint)
-        channel = ClientChannel(send)
+        exchange = new_exchange(method, path, scope.get("query_string", b""), scope["headers"], protocol, endpoint)
+        await self.serve(exchange, ClientChannel(send), lambda: self._body.read(exchange.headers, receive))
+
+    async def serve(self, exchange: Exchange, channel: Channel, read: Callable[[], Awaitable[bytes]]) -> None:
+        """An inference request through the chain, whichever server engine received it.
+
+        `read` gives the whole request body or raises GatewayError (413, 408, 499, 503)."""
+        protocol, endpoint, method = exchange.protocol, exchange.endpoint, exchange.method
         try:
             problem = header_problem(exchange.headers, self._header_limits)
             if problem is not None:
                 await self._refuse(exchange, channel, problem, close=True)
                 return
             try:
-                exchange.body = await self._body.read(exchange.headers, receive)
+                exchange.body = await read()
             except GatewayError as refused:
                 await self._refuse(exchange, channel, refused, close=True)
                 return
@@ -145,15 +168,8 @@ class GatewayApp:
 
     @staticmethod
     def _exchange(scope: Scope, protocol: Protocol, endpoint: str) -> Exchange:
-        return Exchange(
-            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=b"",
-            protocol=protocol,
-            endpoint=endpoint,
+        return new_exchange(
+            scope["method"], scope["path"], scope.get("query_string", b""), scope["headers"], protocol, endpoint
         )
 
     def _decode(self, exchange: Exchange, encoding: bytes) -> None:
@@ -184,9 +200,11 @@ class GatewayApp:
 
         await self._fallback(scope, replay, send)
 
-    async def _refuse(
-        self, exchange: Exchange, channel: ClientChannel, error: GatewayError, close: bool = False
-    ) -> None:
+    async def refuse(self, exchange: Exchange, channel: Channel, error: GatewayError, close: bool = False) -> None:
+        """A request refused before the chain (another engine's too): settled and recorded."""
+        await self._chain.refuse(exchange, channel, error, close)
+
+    async def _refuse(self, exchange: Exchange, channel: Channel, error: GatewayError, close: bool = False) -> None:
         """A request refused before the chain: still settled, so it still has its ledger record.
 
         `close` when the request was not read whole: the connection cannot carry another request.
