@@ -134,8 +134,11 @@ class Connection(asyncio.Protocol):
                 request.lost = True
                 request.wake()
         self._waiting.clear()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()  # the chain records it: 499
+        current = self._current
+        if current is not None and current.complete and self._task is not None and not self._task.done():
+            # Being answered: the chain records it (499). A request whose body was still coming
+            # learns it from `receive` instead (an incomplete body: 499 too, and nothing forwarded).
+            self._task.cancel()
 
     def pause_writing(self) -> None:
         self._flow.pause()
