@@ -425,7 +425,8 @@ def test_the_admin_api_times_out_a_body_that_stops_coming(edge: Gateway) -> None
 
 def test_the_admin_api_still_reads_whole_bodies(edge: Gateway) -> None:
     body = {"team": "ads", "project": "ctr", "environment": "prod", "name": "whole"}
-    created = httpx.post(edge.admin_url + "/admin/v1/keys", json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = httpx.post(edge.admin_url + "/admin/v1/keys", json=body, headers=auth)
     assert created.status_code in (200, 201), created.text
     keys = httpx.get(edge.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert "whole" in str(keys)
