@@ -34,14 +34,16 @@ def iris(name: str, *upstreams: str, **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def gateway_with(tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
-    """`gateway_with([deployment, ...], iris=url)`: the usual test config plus these deployments."""
+    """`gateway_with([deployment, ...], iris=url, **server)`: the usual test config plus these deployments."""
     started: list[Gateway] = []
 
-    def make(deployments: list[dict[str, Any]], iris: str | None = None) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path)
+    def make(deployments: list[dict[str, Any]], iris: str | None = None, **server: Any) -> Gateway:
+        if server.get("engine") == "fast":
+            server.setdefault("admin_port", free_port())
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
         data["deployments"].extend(deployments)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
+        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
         gateway.start()
         started.append(gateway)
         return gateway

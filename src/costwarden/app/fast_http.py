@@ -105,7 +105,8 @@ class Connection(asyncio.Protocol):
         self._flow = Flow()
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received while a head is unfinished
+        self._head_parts = 0  # bytes of the url and headers parsed
         self._in_head = False
         self._parsing: Request | None = None  # the request whose bytes are being parsed
         self._waiting: deque[Request] = deque()
@@ -114,6 +115,8 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._refusal: GatewayError | None = None  # owed once the current answer is out
         self._broken = False  # the parser stopped: nothing more is read
+        self._eof = False  # the client half-closed: no more requests come
+        self._problem: str | None = None  # why a callback stopped the parser
         self._closing = False
         self._paused = False
 
@@ -140,6 +143,16 @@ class Connection(asyncio.Protocol):
             # learns it from `receive` instead (an incomplete body: 499 too, and nothing forwarded).
             self._task.cancel()
 
+    def eof_received(self) -> bool:
+        """The client half-closed: the answers it is owed still go out, then the connection closes.
+        A request whose body was still coming never gets the rest (499 from the body reader)."""
+        self._eof = True
+        request, self._parsing = self._parsing, None
+        if request is not None and not request.complete:
+            request.lost = True
+            request.wake()
+        return self._current is not None or bool(self._waiting)  # False: nothing owed, close now
+
     def pause_writing(self) -> None:
         self._flow.pause()
 
@@ -152,32 +165,51 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._refuse(GatewayError(400, "upgrade_refused", "protocol upgrades and CONNECT are not served"))
+            # The request asking for it is answered as plain HTTP (an Upgrade may be ignored); what
+            # follows it would be another protocol: nothing more is read, the connection then closes.
+            self._broken = self._eof = True
+            self._pause()
+            if self._current is None and not self._waiting:
+                self._linger()
         except httptools.HttpParserError as exc:
-            self._refuse(GatewayError(400, "malformed_request", f"the request is not valid HTTP/1.1: {exc}"))
+            if self._head_parts > self._limits.header_cap:
+                self._refuse(self._too_large())
+                return
+            problem = self._problem or str(exc)
+            self._refuse(GatewayError(400, "malformed_request", f"the request is not valid HTTP/1.1: {problem}"))
         else:
-            if self._in_head:
+            if self._in_head:  # unfinished headers: llhttp buffers a header until its end, so count the bytes
                 self._head_bytes += len(data)
                 if self._head_bytes > self._limits.header_cap:
-                    self._refuse(
-                        GatewayError(
-                            431, "headers_too_large", f"the request headers exceed {self._limits.header_cap} bytes"
-                        )
-                    )
+                    self._refuse(self._too_large())
+
+    def _too_large(self) -> GatewayError:
+        return GatewayError(431, "headers_too_large", f"the request headers exceed {self._limits.header_cap} bytes")
+
+    def _count(self, size: int) -> None:
+        """The finished parts of a head count too (a head that arrives whole in one read)."""
+        self._head_parts += size
+        if self._head_parts > self._limits.header_cap:
+            raise httptools.HttpParserError("the request headers are too large")
 
     # --- parser callbacks ---------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url, self._headers, self._in_head, self._head_bytes = b"", [], True, 0
+        self._url, self._headers, self._in_head, self._head_bytes, self._head_parts = b"", [], True, 0, 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        self._count(len(name) + len(value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._parser.get_http_version() not in ("1.1", "1.0"):
+            self._problem = "only HTTP/1.0 and HTTP/1.1 are served"
+            raise httptools.HttpParserError(self._problem)
         if not self._waiting and self._current is None:
             self._disarm()
         url = httptools.parse_url(self._url)
@@ -237,6 +269,9 @@ class Connection(asyncio.Protocol):
         request = self._current
         if not keep_alive or request is None or not request.complete or self._closing:
             self._linger()
+            return
+        if self._eof and not self._waiting:
+            self.close()
             return
         if self._refusal is not None and not self._waiting:
             self._answer_refusal()
