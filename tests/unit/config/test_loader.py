@@ -274,3 +274,17 @@ def test_a_top_level_list() -> None:
 def test_no_deployments() -> None:
     problem = only_problem("server:\n  port: 1\n")
     assert problem.startswith(f"{SOURCE}:1: deployments: ")
+
+
+def test_the_fast_engine_needs_an_admin_port_of_its_own() -> None:
+    valid = parse_config(
+        VALID.replace("  port: 8700\n", "  port: 8700\n  engine: fast\n  admin_port: 8701\n"), SOURCE, ENV
+    )
+    assert (valid.server.engine, valid.server.admin_port) == ("fast", 8701)
+    assert parse_config(VALID, SOURCE, ENV).server.engine == "asgi"
+    missing = only_problem(VALID.replace("  port: 8700\n", "  port: 8700\n  engine: fast\n"))
+    assert missing.startswith(f"{SOURCE}:2: server: ") and "set admin_port" in missing
+    same = only_problem(VALID.replace("  port: 8700\n", "  port: 8700\n  engine: fast\n  admin_port: 8700\n"))
+    assert "admin_port must differ from port" in same
+    unused = only_problem(VALID.replace("  port: 8700\n", "  port: 8700\n  admin_port: 8701\n"))
+    assert "admin_port is used only with engine: fast" in unused
