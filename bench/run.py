@@ -386,7 +386,7 @@ def profile_costwarden(run: Running, seconds: float, connections: int) -> dict[s
     py_spy = h.TOOLS / "py-spy"
     if not py_spy.exists():
         return {"error": "py-spy missing: run bench/setup"}
-    raw = h.BENCH / "results" / "raw" / "profile-costwarden.txt"  # collapsed stacks (flamegraph.pl input)
+    raw = h.BENCH / "results" / "raw" / f"profile-{run.name}.txt"  # collapsed stacks (flamegraph.pl input)
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.unlink(missing_ok=True)
     result: dict[str, Any] = {}
@@ -498,7 +498,7 @@ def measure_target(
         sent += thr.requests
         if run.proc:
             out["memory"] = h.tree_memory_mib(run.proc.pid)
-        if name == "costwarden" and params.profile_seconds > 0:
+        if name in ("costwarden", "costwarden-fast") and params.profile_seconds > 0:
             out["profile"] = profile_costwarden(run, params.profile_seconds, params.connections)
             sent += out["profile"].get("wrk", {}).get("requests", 0)
     finally:
@@ -749,7 +749,7 @@ def run_all(params: Params, keep: bool) -> tuple[list[dict[str, Any]], list[dict
             up0 = tree_cpu_seconds(upstream.pid)
             for name in params.targets:
                 t0 = time.monotonic()
-                profile_now = params.profile_seconds if (name == "costwarden" and rep == params.reps) else 0.0
+                profile_now = params.profile_seconds if (name.startswith("costwarden") and rep == params.reps) else 0.0
                 rep_params = Params(**{**params.__dict__, "profile_seconds": profile_now})
                 result = measure_target(name, rep, rep_params, procs, workdir, upstream)
                 reps.append(result)
