@@ -52,7 +52,8 @@ def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, e
     """A gateway with short client timeouts, two slow-body slots and deployments on the echo upstream,
     on each server engine (`fast`: the admin API on its own port)."""
     echo.seen.clear()
-    engine = {"engine": "fast", "admin_port": free_port()} if request.param == "fast" else {}
+    admin_port = free_port() if request.param == "fast" else None
+    engine: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
     data = config_dict(
         Upstreams(text=textmodel.url),
         tmp_path,
@@ -69,7 +70,7 @@ def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, e
         {"name": "echo-proxy", "protocol": "http", "upstream": echo.url, "pricing": {"per_request": "0.00001"}},
     ]
     config = write_config(tmp_path / "edge.yaml", data)
-    gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], engine.get("admin_port"))
+    gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], admin_port)
     gateway.start()
     yield gateway
     gateway.stop()
