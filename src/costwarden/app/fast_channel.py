@@ -76,8 +76,8 @@ class Answering(Protocol):
 class FastChannel:
     """One response on one connection. `done(keep_alive)` is called once its last byte is written."""
 
-    __slots__ = ("_chunked", "_done", "_flow", "_head_only", "_request", "_transport", "keep_alive", "sent_bytes",
-                 "started")  # fmt: skip
+    __slots__ = ("_chunked", "_done", "_flow", "_head_only", "_request", "_transport", "finished", "keep_alive",
+                 "sent_bytes", "started")  # fmt: skip
 
     def __init__(
         self, transport: asyncio.WriteTransport, flow: Flow, request: Answering, done: Callable[[bool], None]
@@ -90,6 +90,7 @@ class FastChannel:
         self._head_only = request.method == "HEAD"
         self.keep_alive = request.keep_alive
         self.started = False
+        self.finished = False  # the last byte is written
         self.sent_bytes = 0
 
     def _head(self, status: int, headers: Headers, chunked: bool) -> bytes:
@@ -114,6 +115,7 @@ class FastChannel:
         if out and not self._head_only:
             self._transport.write(out)
         if not more:
+            self.finished = True
             self._done(self.keep_alive)
         else:
             await self._flow.drain()
@@ -122,4 +124,5 @@ class FastChannel:
         headers.append((b"content-length", b"%d" % len(body)))
         self.sent_bytes += len(body)
         self._transport.write(self._head(status, headers, False) + (b"" if self._head_only else body))
+        self.finished = True
         self._done(self.keep_alive)

@@ -259,6 +259,9 @@ class Connection(asyncio.Protocol):
             return
         except Exception:
             log.exception("the fast engine's handler failed on %s %s", request.method, request.path[:200])
+        if channel.started and not channel.finished:
+            self._abort()  # a response cut short: the client must see it end, not wait for the rest
+            return
         if not channel.started and not self._closing:
             error = GatewayError(500, "internal_error", "the gateway failed unexpectedly; this is a bug")
             await channel.whole(500, [(b"content-type", b"application/json"), (b"connection", b"close")],
@@ -330,6 +333,12 @@ class Connection(asyncio.Protocol):
         if self._paused:
             self._transport.resume_reading()  # to drop what the client still sends, not to parse it
         self._loop.call_later(LINGER_SECONDS, self.close)
+
+    def _abort(self) -> None:
+        self._closing = True
+        self._disarm()
+        if self._transport is not None:
+            self._transport.abort()
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -31,6 +31,10 @@ async def echo(request: Request, channel: FastChannel) -> None:
             await channel.body(b"x" * 65536, True)
         await channel.body(b"", False)
         return
+    if request.path == "/broken":
+        await channel.start(200, [(b"content-type", b"text/event-stream")])
+        await channel.body(b"data: 1\n\n", True)
+        raise RuntimeError("a bug mid-response")
     if request.path == "/stream":
         await channel.start(200, [(b"content-type", b"text/event-stream")])
         await channel.body(b"data: 1\n\n", True)
@@ -151,4 +155,13 @@ async def test_a_slow_reader_pauses_the_writer(server: FastServer) -> None:
     assert transport.get_write_buffer_size() < 4 * 1024 * 1024  # not the whole 12.5 MiB
     status, _, body = await response(reader)
     assert status == 200 and len(body) == 200 * 65536
+    await closed(writer)
+
+
+async def test_a_response_cut_short_by_a_bug_ends_the_connection(server: FastServer) -> None:
+    reader, writer = await opened(server)
+    writer.write(b"GET /broken HTTP/1.1\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    rest = await asyncio.wait_for(reader.read(), 5)  # the connection ends at once: no hang
+    assert rest.startswith(b"9\r\ndata: 1") and not rest.endswith(b"0\r\n\r\n")  # and the body never did
     await closed(writer)
