@@ -66,6 +66,7 @@ from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.cache import CacheForward
 from costwarden.upstream.forwarder import Forwarder
+from costwarden.upstream.pool import UpstreamPool
 from costwarden.upstream.variant import VariantForward
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class Runtime:
         self._governor: Governor | None = None
         self._alerts: AlertDispatcher | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._access_log: AccessLog | None = None
@@ -194,7 +196,9 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
-        variant_forward = VariantForward(Forwarder(self._session, self.balancer))
+        # engine: fast forwards to http:// upstreams on its own keep-alive httptools client
+        self._pool = UpstreamPool() if self.config.server.engine == "fast" else None
+        variant_forward = VariantForward(Forwarder(self._session, self.balancer, self._pool))
         self.degrade = self._build_degrade()
         self.registry.register(VariantCollector(self.degrade, variant_forward))
         self._stages = {
@@ -400,6 +404,8 @@ class Runtime:
             self._semantic.close()
         if self._session is not None:
             await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
         await self.store.close()
         if self.batches is not None:
             await self.batches.close()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol as Shape
 
 import aiohttp
 
@@ -28,19 +30,44 @@ from costwarden.protocols.render import error_payload
 from costwarden.protocols.sse import DONE, SSERelay, comment
 from costwarden.upstream.balancer import Balancer, Target
 from costwarden.upstream.headers import downstream_headers, upstream_headers
+from costwarden.upstream.pool import NotSent, UpstreamPool
 
 _SNIPPET = 200
 # Nothing of the request left the gateway: safe to send it to another upstream.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, NotSent)
 _UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 # aiohttp labels a bytes body application/octet-stream and adds `Accept: */*`; a client that sent
 # neither (tritonclient sends JSON without a Content-Type) must reach the upstream without them.
 _SKIP_AUTO = ("Content-Type", "Accept")
 
 
+class _Content(Shape):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class UpstreamResponse(Shape):
+    """What the forwarder reads of an upstream response: aiohttp's, or the pool's (upstream/pool.py)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> _Content: ...
+    async def read(self) -> bytes: ...
+
+
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession, balancer: Balancer) -> None:
+    """`pool`: the fast engine's keep-alive httptools client, used for http:// upstreams (aiohttp
+    for the rest, and for HEAD, whose answer has no body to frame)."""
+
+    def __init__(self, session: aiohttp.ClientSession, balancer: Balancer, pool: UpstreamPool | None = None) -> None:
         self._session = session
+        self._pool = pool
         self._balancer = balancer
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
 
@@ -77,8 +104,10 @@ class Forwarder:
         sent = True
         cause = ""
         started = time.perf_counter()
+        pool = self._pool
+        client = pool if pool is not None and pool.handles(url) and exchange.method != "HEAD" else self._session
         try:
-            async with self._session.request(
+            async with client.request(
                 exchange.method,
                 url,
                 data=exchange.upstream_body or None,
@@ -111,7 +140,7 @@ class Forwarder:
         exchange: Exchange,
         channel: Channel,
         settle: Settle,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         body: bytes,
     ) -> str:
         """Answer with the upstream's whole response; the upstream's fault, if it was one ("" if not)."""
@@ -161,7 +190,7 @@ class Forwarder:
         exchange: Exchange,
         channel: Channel,
         settle: Settle,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         started: float,
     ) -> str:
         """Relay an event stream as it comes; a stream cut short ends with an error event, not [DONE]."""
@@ -220,7 +249,7 @@ def _stream_usage(exchange: Exchange, relay: SSERelay) -> None:
         exchange.estimate_usage(prompt, relay.output_tokens_estimate)
 
 
-def _answer_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+def _answer_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers a client may see: never one that poses as the gateway's."""
     return [(k, v) for k, v in downstream_headers(response.raw_headers) if not k.startswith(b"x-costwarden-")]
 
