@@ -94,3 +94,35 @@ def passthrough_app() -> ASGIApp:
             await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+class RsgiPassthrough:
+    """`passthrough_app` on granian's RSGI interface (`granian --interface rsgi asgi_apps:rsgi_passthrough`):
+    no ASGI events, the body and the response in one call each; aiohttp to the upstream."""
+
+    _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "host", "content-length"})
+
+    def __init__(self) -> None:
+        self._upstream = os.environ["BENCH_UPSTREAM"].rstrip("/")
+        self._session: Any = None
+
+    def __rsgi_init__(self, loop: Any) -> None:
+        return None
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        import aiohttp
+
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            )
+        body = await proto()
+        headers = {k: v for k, v in scope.headers.items() if k not in self._HOP}
+        async with self._session.request(scope.method, self._upstream + scope.path, data=body, headers=headers) as r:
+            payload = await r.read()
+            out = [(k, v) for k, v in r.headers.items() if k.lower() not in self._HOP]
+            proto.response_bytes(r.status, out, payload)
+
+
+rsgi_passthrough = RsgiPassthrough()

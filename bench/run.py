@@ -55,7 +55,12 @@ PYPROXY_PORT = 18900
 # costwarden-gov / costwarden-gov-redis: the same gateway with a budget, rate limits (requests and
 # tokens per minute) and a concurrency quota on every request, state in-process or in Redis; limits
 # are set so that nothing is refused, so the difference to costwarden is the cost of admission.
-TARGET_NAMES = ("direct", "costwarden", "costwarden-gov", "costwarden-gov-redis", "pyproxy", "litellm", "nginx")
+RAWPROXY_PORT = 18901
+GRANIAN_PORT = 18902
+TARGET_NAMES = (
+    "direct", "costwarden", "costwarden-fast", "costwarden-gov", "costwarden-gov-redis",
+    "pyproxy", "granian-rsgi", "rawproxy", "litellm", "nginx",
+)  # fmt: skip
 GOVERNANCE = """governance:
   spikes: {enabled: false}
   budgets:
@@ -110,13 +115,14 @@ class Running:
         return hdrs
 
 
-def costwarden_config(workdir: Path, governance: str | None = None) -> tuple[Path, Path, Path]:
-    """The gateway's config; `governance` None (metering only), "memory" or "redis"."""
+def costwarden_config(workdir: Path, governance: str | None = None, fast: bool = False) -> tuple[Path, Path, Path]:
+    """The gateway's config; `governance` None (metering only), "memory" or "redis"; `fast`: engine fast."""
+    engine = f", engine: fast, admin_port: {COSTWARDEN_PORT + 1}" if fast else ""
     ledger = workdir / "ledger.db"
     spool = workdir / "spool"
     cfg = workdir / "costwarden.yaml"
     cfg.write_text(
-        f"""server: {{host: {h.HOST}, port: {COSTWARDEN_PORT}}}
+        f"""server: {{host: {h.HOST}, port: {COSTWARDEN_PORT}{engine}}}
 storage: {{ledger: "sqlite:///{ledger}", spool_dir: {spool}}}
 environments: [prod]
 teams: [{{name: bench, projects: [load]}}]
@@ -168,7 +174,7 @@ def start_target(name: str, procs: h.Procs, rep_dir: Path) -> Running:
         return Running(name, f"http://{h.HOST}:{UPSTREAM_PORT}{h.CHAT_PATH}", None, None)
     if name.startswith("costwarden"):
         governance = {"costwarden-gov": "memory", "costwarden-gov-redis": "redis"}.get(name)
-        cfg, ledger, spool = costwarden_config(rep_dir, governance)
+        cfg, ledger, spool = costwarden_config(rep_dir, governance, fast=name == "costwarden-fast")
         proc = procs.start(name, [h.COSTWARDEN, "serve", "--config", cfg], cpu)
         run = Running(name, f"http://{h.HOST}:{COSTWARDEN_PORT}{h.CHAT_PATH}", COSTWARDEN_KEY, proc, ledger, spool)
         _, headers, _ = h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=60)
@@ -205,6 +211,23 @@ def start_target(name: str, procs: h.Procs, rep_dir: Path) -> Running:
         env: dict[str, str | None] = {"BENCH_UPSTREAM": f"http://{h.HOST}:{UPSTREAM_PORT}"}
         proc = procs.start("pyproxy", argv, cpu, env=env)
         run = Running(name, f"http://{h.HOST}:{PYPROXY_PORT}{h.CHAT_PATH}", None, proc)
+        h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=30)
+        return run
+    if name == "granian-rsgi":
+        argv = [
+            h.TOOLS / "granian", "asgi_apps:rsgi_passthrough", "--host", h.HOST, "--port", str(GRANIAN_PORT),
+            "--log-level", "warning", "--interface", "rsgi", "--workers", "1", "--runtime-threads", "1",
+            "--loop", "uvloop", "--http", "1", "--no-ws", "--no-access-log", "--working-dir", h.BENCH,
+        ]  # fmt: skip
+        env = {"BENCH_UPSTREAM": f"http://{h.HOST}:{UPSTREAM_PORT}"}
+        proc = procs.start(name, argv, cpu, env=env)
+        run = Running(name, f"http://{h.HOST}:{GRANIAN_PORT}{h.CHAT_PATH}", None, proc)
+        h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=30)
+        return run
+    if name == "rawproxy":
+        argv = [h.MAIN_PY, h.BENCH / "rawproxy.py", str(RAWPROXY_PORT), h.HOST, str(UPSTREAM_PORT)]
+        proc = procs.start("rawproxy", argv, cpu)
+        run = Running(name, f"http://{h.HOST}:{RAWPROXY_PORT}{h.CHAT_PATH}", None, proc)
         h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=30)
         return run
     if name == "nginx":
@@ -363,7 +386,7 @@ def profile_costwarden(run: Running, seconds: float, connections: int) -> dict[s
     py_spy = h.TOOLS / "py-spy"
     if not py_spy.exists():
         return {"error": "py-spy missing: run bench/setup"}
-    raw = h.BENCH / "results" / "raw" / "profile-costwarden.txt"  # collapsed stacks (flamegraph.pl input)
+    raw = h.BENCH / "results" / "raw" / f"profile-{run.name}.txt"  # collapsed stacks (flamegraph.pl input)
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.unlink(missing_ok=True)
     result: dict[str, Any] = {}
@@ -475,7 +498,7 @@ def measure_target(
         sent += thr.requests
         if run.proc:
             out["memory"] = h.tree_memory_mib(run.proc.pid)
-        if name == "costwarden" and params.profile_seconds > 0:
+        if name in ("costwarden", "costwarden-fast") and params.profile_seconds > 0:
             out["profile"] = profile_costwarden(run, params.profile_seconds, params.connections)
             sent += out["profile"].get("wrk", {}).get("requests", 0)
     finally:
@@ -698,7 +721,16 @@ def preflight(params: Params) -> str | None:
         return "the LiteLLM venv is missing: run bench/setup"
     if "pyproxy" in params.targets and not (h.TOOLS / "python").exists():
         return "bench/.venv-tools is missing: run bench/setup"
-    for port in (UPSTREAM_PORT, NGINX_PORT, COSTWARDEN_PORT, LITELLM_PORT, PYPROXY_PORT):
+    for port in (
+        UPSTREAM_PORT,
+        NGINX_PORT,
+        COSTWARDEN_PORT,
+        COSTWARDEN_PORT + 1,
+        LITELLM_PORT,
+        PYPROXY_PORT,
+        RAWPROXY_PORT,
+        GRANIAN_PORT,
+    ):
         h.check_port_free(port)
     return None
 
@@ -717,7 +749,7 @@ def run_all(params: Params, keep: bool) -> tuple[list[dict[str, Any]], list[dict
             up0 = tree_cpu_seconds(upstream.pid)
             for name in params.targets:
                 t0 = time.monotonic()
-                profile_now = params.profile_seconds if (name == "costwarden" and rep == params.reps) else 0.0
+                profile_now = params.profile_seconds if (name.startswith("costwarden") and rep == params.reps) else 0.0
                 rep_params = Params(**{**params.__dict__, "profile_seconds": profile_now})
                 result = measure_target(name, rep, rep_params, procs, workdir, upstream)
                 reps.append(result)

@@ -80,9 +80,11 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
         extra: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
+        if server.get("engine") == "fast":
+            server.setdefault("admin_port", free_port())
         data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, extra, **server)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
+        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
         gateway.start()
         started.append(gateway)
         return gateway

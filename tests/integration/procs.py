@@ -129,7 +129,7 @@ class MLServer(Proc):
 class Gateway(Proc):
     """`costwarden serve` on a free port, from a config file written by the test."""
 
-    def __init__(self, config: Path, port: int, cwd: Path, ledger: str) -> None:
+    def __init__(self, config: Path, port: int, cwd: Path, ledger: str, admin_port: int | None = None) -> None:
         super().__init__(
             [str(VENV_BIN / "costwarden"), "serve", "--config", str(config), "--port", str(port)],
             cwd / f"gateway-{port}.log",
@@ -139,6 +139,9 @@ class Gateway(Proc):
         self.config_path = config
         self.ledger = ledger
         self.url = f"http://127.0.0.1:{port}"
+        # engine: fast serves the admin API on its own port (server.admin_port); asgi on `port`
+        self.admin_port = admin_port or port
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> None:
         super().start()

@@ -11,10 +11,17 @@ import pytest
 
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
+from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import VENV_BIN, Gateway
 from tests.integration.setup_config import KEYS
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gateway:
+    """Every test here on both server engines: the same errors, shapes and records from each."""
+    return make_gateway(**({"engine": "fast"} if request.param == "fast" else {}))
 
 
 def post(gateway: Gateway, path: str, body: Any = None, key: str | None = KEYS["search"], **kw: Any) -> httpx.Response:

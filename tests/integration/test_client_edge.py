@@ -47,16 +47,20 @@ def echo() -> Iterator[EchoUpstream]:
         yield upstream
 
 
-@pytest.fixture
-def edge(tmp_path: Path, textmodel: TextModel, echo: EchoUpstream) -> Iterator[Gateway]:
-    """A gateway with short client timeouts, two slow-body slots and deployments on the echo upstream."""
+@pytest.fixture(params=["asgi", "fast"])
+def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, echo: EchoUpstream) -> Iterator[Gateway]:
+    """A gateway with short client timeouts, two slow-body slots and deployments on the echo upstream,
+    on each server engine (`fast`: the admin API on its own port)."""
     echo.seen.clear()
+    admin_port = free_port() if request.param == "fast" else None
+    engine: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
     data = config_dict(
         Upstreams(text=textmodel.url),
         tmp_path,
         header_timeout_seconds=TIMEOUT,
         body_timeout_seconds=TIMEOUT,
         max_slow_bodies=2,
+        **engine,
     )
     prices = {k: str(v) for k, v in CHAT_PRICES.items()}
     per_item = str(IRIS_PRICES["per_item"])
@@ -65,7 +69,8 @@ def edge(tmp_path: Path, textmodel: TextModel, echo: EchoUpstream) -> Iterator[G
         {"name": "echo-v2", "protocol": "v2", "upstream": echo.url, "pricing": {"per_item": per_item}},
         {"name": "echo-proxy", "protocol": "http", "upstream": echo.url, "pricing": {"per_request": "0.00001"}},
     ]
-    gateway = Gateway(write_config(tmp_path / "edge.yaml", data), free_port(), tmp_path, data["storage"]["ledger"])
+    config = write_config(tmp_path / "edge.yaml", data)
+    gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], admin_port)
     gateway.start()
     yield gateway
     gateway.stop()
@@ -81,8 +86,8 @@ def _close_sockets() -> Iterator[None]:
         _OPEN.pop().close()
 
 
-def connect(gateway: Gateway) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=15)
+def connect(gateway: Gateway, admin: bool = False) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gateway.admin_port if admin else gateway.port), timeout=15)
     _OPEN.append(sock)
     return sock
 
@@ -402,7 +407,7 @@ def test_the_clients_credentials_are_never_forwarded(edge: Gateway, echo: EchoUp
 
 
 def test_the_admin_api_times_out_a_body_that_stops_coming(edge: Gateway) -> None:
-    sock = connect(edge)
+    sock = connect(edge, admin=True)
     body = orjson.dumps({"team": "ads", "project": "ctr", "environment": "prod", "name": "slow"})
     lines = [
         "POST /admin/v1/keys HTTP/1.1",
@@ -415,15 +420,16 @@ def test_the_admin_api_times_out_a_body_that_stops_coming(edge: Gateway) -> None
     status, headers, answer = read_response(sock)
     assert status == 408 and orjson.loads(answer)["error"]["code"] == "body_timeout"
     assert headers["connection"] == "close"
-    keys = httpx.get(edge.url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    keys = httpx.get(edge.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert "slow" not in str(keys)
 
 
 def test_the_admin_api_still_reads_whole_bodies(edge: Gateway) -> None:
     body = {"team": "ads", "project": "ctr", "environment": "prod", "name": "whole"}
-    created = httpx.post(edge.url + "/admin/v1/keys", json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = httpx.post(edge.admin_url + "/admin/v1/keys", json=body, headers=auth)
     assert created.status_code in (200, 201), created.text
-    keys = httpx.get(edge.url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    keys = httpx.get(edge.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert "whole" in str(keys)
 
 

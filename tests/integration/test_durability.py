@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
@@ -15,6 +16,12 @@ from tests.integration.procs import Gateway
 from tests.integration.setup_config import KEYS
 
 HEADERS = {"Authorization": f"Bearer {KEYS['search']}"}
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def engine(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Each test on both server engines: the durability promise is the chain's, whatever serves it."""
+    return {"engine": "fast"} if request.param == "fast" else {}
 
 
 def _client_loop(gateway: Gateway, stream: bool, received: list[str], stop: threading.Event, deadline: float) -> None:
@@ -54,9 +61,9 @@ def drive(gateway: Gateway, seconds: float, kill_after: float | None) -> list[st
     return received
 
 
-def test_sigkill_under_load_loses_no_received_response(make_gateway: GatewayFactory) -> None:
+def test_sigkill_under_load_loses_no_received_response(make_gateway: GatewayFactory, engine: dict[str, str]) -> None:
     # A long flush interval: most records are only in the spool when the gateway is killed.
-    gateway = make_gateway(storage={"flush_interval_ms": 5000, "batch_size": 100_000})
+    gateway = make_gateway(storage={"flush_interval_ms": 5000, "batch_size": 100_000}, **engine)
     received = drive(gateway, seconds=30, kill_after=3.0)
     assert gateway.proc is not None and gateway.proc.wait(10) == -signal.SIGKILL
     assert len(received) > 50, "the load did not get going"
@@ -77,8 +84,8 @@ def test_sigkill_under_load_loses_no_received_response(make_gateway: GatewayFact
     assert len(ledger.records(gateway.ledger)) == len(after)
 
 
-def test_sigterm_flushes_everything(make_gateway: GatewayFactory) -> None:
-    gateway = make_gateway(storage={"flush_interval_ms": 60_000, "batch_size": 100_000})
+def test_sigterm_flushes_everything(make_gateway: GatewayFactory, engine: dict[str, str]) -> None:
+    gateway = make_gateway(storage={"flush_interval_ms": 60_000, "batch_size": 100_000}, **engine)
     received = drive(gateway, seconds=2.0, kill_after=None)
     assert received
     assert ledger.records(gateway.ledger) == []  # nothing flushed yet: the interval is a minute

@@ -22,6 +22,7 @@ from costwarden.config.models import Deployment
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.forwarder import Forwarder
+from costwarden.upstream.pool import UpstreamPool
 from tests.unit.chain.fakes import FakeChannel, Response
 
 CHAT = "/v1/chat/completions"
@@ -40,6 +41,19 @@ class CountingChannel(FakeChannel):
         await super().body(data, more)
         if self.responses[0].body.count(b'"content"') >= self._deltas:
             self.reached.set()
+
+
+_POOL: list[UpstreamPool | None] = [None]
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "pool"])
+async def _client(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Every test with aiohttp to the upstream (engine asgi) and with the fast engine's pool."""
+    pool = _POOL[0] = UpstreamPool() if request.param == "pool" else None
+    yield
+    _POOL[0] = None
+    if pool is not None:
+        await pool.close()
 
 
 @pytest.fixture
@@ -72,7 +86,7 @@ async def forward(upstream: str, stream: bool) -> tuple[Exchange, Response]:
     await RouteStage(table, 0).enter(exchange)
     channel = FakeChannel()
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        await Forwarder(session, Balancer(table)).forward(exchange, channel, Meter().settle)
+        await Forwarder(session, Balancer(table), _POOL[0]).forward(exchange, channel, Meter().settle)
     return exchange, channel.response
 
 
@@ -137,7 +151,8 @@ async def test_a_relay_cancelled_mid_stream_keeps_what_was_delivered(
     await RouteStage(table, 0).enter(exchange)
     channel = CountingChannel(3)
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        task = asyncio.create_task(Forwarder(session, Balancer(table)).forward(exchange, channel, Meter().settle))
+        forwarder = Forwarder(session, Balancer(table), _POOL[0])
+        task = asyncio.create_task(forwarder.forward(exchange, channel, Meter().settle))
         await asyncio.wait_for(channel.reached.wait(), 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

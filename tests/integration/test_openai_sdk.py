@@ -6,10 +6,12 @@ from decimal import Decimal
 
 import httpx
 import openai
+import pytest
 
 from costwarden.domain.money import quantize, usd_text
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
+from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import Gateway
 from tests.integration.setup_config import CHAT_PRICES, EMBED_PRICES, KEYS
 
@@ -23,6 +25,12 @@ def chat_cost(prompt: int, completion: int) -> Decimal:
         + completion * CHAT_PRICES["output_per_1m"] / MILLION
         + CHAT_PRICES["per_request"]
     )
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gateway:
+    """Every test here on both server engines: the same records and costs from each."""
+    return make_gateway(**({"engine": "fast"} if request.param == "fast" else {}))
 
 
 def client(gateway: Gateway, team: str = "search") -> openai.OpenAI:
@@ -141,7 +149,7 @@ def test_ledger_totals_reconcile_across_teams(gateway: Gateway) -> None:
     for team, total in expected.items():
         assert sum((r.cost_usd for r in found if r.team == team), Decimal(0)) == total
     report = httpx.get(
-        gateway.url + "/admin/v1/spend",
+        gateway.admin_url + "/admin/v1/spend",
         params={"group_by": "team", "since": "1h"},
         headers={"Authorization": "Bearer admin-token-for-tests-0123456789"},
     ).json()

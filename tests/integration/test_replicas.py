@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import pytest
 
 from tests.conftest import drop_costwarden_tables
 from tests.integration import ledger
@@ -83,15 +84,20 @@ def _spent(records: list[Any], team: str) -> Decimal:
     return sum((r.cost_usd for r in records if r.team == team), Decimal(0))
 
 
+@pytest.mark.parametrize("engine", ["asgi", "fast"])
 def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
-    make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis
+    make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis, engine: str
 ) -> None:
     asyncio.run(drop_costwarden_tables(postgres_url))
+    server = {"engine": "fast"} if engine == "fast" else {}
     replicas: list[Gateway] = [
-        make_gateway(ledger=postgres_url, extra=replica_config(redis.url), storage={"spool_dir": f"spool-{i}"})
+        make_gateway(
+            ledger=postgres_url, extra=replica_config(redis.url), storage={"spool_dir": f"spool-{i}"}, **server
+        )
         for i in range(3)
     ]
     urls = [g.url for g in replicas]
+    admin = replicas[0].admin_url
 
     # 1. 200 concurrent clients push team ads over its budget through three replicas.
     counts = asyncio.run(_hammer(urls, "ads", clients=200, per_client=5))
@@ -148,7 +154,7 @@ def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
     wait_until(
         lambda: any(
             a["kind"] == "state_store_unreachable"
-            for a in httpx.get(urls[0] + "/admin/v1/alerts", params={"active": "true"}, headers=ADMIN).json()
+            for a in httpx.get(admin + "/admin/v1/alerts", params={"active": "true"}, headers=ADMIN).json()
         ),
         10,
         "the outage alert",
@@ -159,7 +165,7 @@ def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
     time.sleep(3.0)
     assert all(g.proc is not None and g.proc.poll() is None for g in replicas)
     records = ledger.records(replicas[0].ledger)
-    views = {b["id"]: b for b in httpx.get(urls[0] + "/admin/v1/budgets", headers=ADMIN).json()}
+    views = {b["id"]: b for b in httpx.get(admin + "/admin/v1/budgets", headers=ADMIN).json()}
     for budget_id, team in (("ads-day", "ads"), ("search-open", "search")):
         assert Decimal(views[budget_id]["spent_usd"]) == _spent(records, team), budget_id
     assert Decimal(views["ads-day"]["spent_usd"]) <= BUDGET

@@ -21,7 +21,7 @@ import tritonclient.http as triton
 
 from costwarden.domain.record import Outcome, UsageRecord
 from tests.integration import ledger
-from tests.integration.procs import MLServer
+from tests.integration.procs import Gateway, MLServer
 from tests.integration.setup_config import IRIS_PRICES, KEYS
 from tests.integration.v2_binary_upstream import MODEL, BinaryV2, binary_v2_upstream
 from tests.integration.v2_gateway import ECHO_PRICE, V2Gateway
@@ -31,6 +31,17 @@ FLOWERS = np.array(
     [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.0, 3.4, 1.5, 0.2], [6.9, 3.1, 5.4, 2.1]],
     dtype=np.float32,
 )
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def v2_gateway(request: pytest.FixtureRequest, v2_gateway: V2Gateway) -> V2Gateway:
+    """The conftest's `v2_gateway` on each server engine: tritonclient sees the same gateway on both."""
+    engine = {"engine": "fast"} if request.param == "fast" else {}
+
+    def start(*args: Any, **kwargs: Any) -> Gateway:
+        return v2_gateway(*args, **{**engine, **kwargs})
+
+    return start
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import Gateway, MLServer, TextModel
 from tests.integration.setup_config import CHAT_PRICES, KEYS
-from tests.integration.upstream_setup import UpstreamGateway, chat, gateway_with
+from tests.integration.upstream_setup import ON_BOTH_ENGINES, UpstreamGateway, chat, gateway_with
 
 __all__ = ["gateway_with"]  # the fixture, imported for the tests below
 
@@ -55,6 +55,7 @@ def delivered_text(lines: list[str]) -> list[str]:
     return pieces
 
 
+@ON_BOTH_ENGINES
 @pytest.mark.parametrize("model", ["cut", "drop"], ids=["ended-cleanly-without-done", "connection-broken"])
 def test_a_stream_cut_short_ends_with_an_error_and_is_charged_for_what_it_delivered(
     faulty: Gateway, model: str
@@ -87,6 +88,7 @@ def test_a_stream_cut_short_ends_with_an_error_and_is_charged_for_what_it_delive
     assert record.pricing_basis == "tokens+request+estimated"
 
 
+@ON_BOTH_ENGINES
 @pytest.mark.parametrize("model", ["cut", "drop"])
 def test_the_openai_sdk_sees_the_cut_as_an_error(faulty: Gateway, model: str) -> None:
     sdk = openai.OpenAI(base_url=faulty.url + "/v1", api_key=KEYS["search"], max_retries=0, timeout=30)
@@ -101,6 +103,7 @@ def test_the_openai_sdk_sees_the_cut_as_an_error(faulty: Gateway, model: str) ->
     assert any(c.choices and c.choices[0].delta.content for c in received)
 
 
+@ON_BOTH_ENGINES
 def test_a_complete_stream_is_not_estimated(faulty: Gateway) -> None:
     request_id, lines = stream_lines(faulty, "chat")
     assert lines[-1] == "data: [DONE]"
@@ -109,6 +112,7 @@ def test_a_complete_stream_is_not_estimated(faulty: Gateway) -> None:
     assert record.outcome is Outcome.SERVED and record.pricing_basis == "tokens+request"
 
 
+@ON_BOTH_ENGINES
 def test_a_200_that_is_not_json_is_an_upstream_fault_and_free(faulty: Gateway) -> None:
     body = {"model": "html200", "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(faulty.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10)
@@ -121,6 +125,7 @@ def test_a_200_that_is_not_json_is_an_upstream_fault_and_free(faulty: Gateway) -
     assert record.error_code == "upstream_invalid_response" and record.cost_usd == 0
 
 
+@ON_BOTH_ENGINES
 def test_an_upstream_4xx_page_becomes_an_openai_error(faulty: Gateway) -> None:
     body = {"model": "html404", "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(faulty.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10)
@@ -133,6 +138,7 @@ def test_an_upstream_4xx_page_becomes_an_openai_error(faulty: Gateway) -> None:
     assert record.response_bytes == len(response.content)
 
 
+@ON_BOTH_ENGINES
 def test_an_upstream_openai_error_passes_unchanged(faulty: Gateway) -> None:
     """The text model's own 4xx is already an OpenAI error: the client gets the upstream's words."""
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}
@@ -190,6 +196,7 @@ def test_a_v2_body_without_content_type_reaches_mlserver_as_sent(
     assert via.json()["outputs"][0]["data"] == direct.json()["outputs"][0]["data"]
 
 
+@ON_BOTH_ENGINES
 def test_a_client_that_leaves_mid_stream_pays_for_what_it_was_sent(
     gateway_with: UpstreamGateway, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

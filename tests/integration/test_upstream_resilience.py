@@ -13,9 +13,10 @@ from costwarden.domain.record import Outcome
 from tests.integration import ledger
 from tests.integration.procs import Gateway, MLServer, TextModel
 from tests.integration.setup_config import CHAT_PRICES, IRIS_PRICES, KEYS
-from tests.integration.upstream_setup import DEAD, UpstreamGateway, chat, gateway_with, iris
+from tests.integration.upstream_setup import DEAD, ON_BOTH_ENGINES, UpstreamGateway, chat, gateway_with, iris
 
 __all__ = ["gateway_with"]  # the fixture, imported for the tests below
+pytestmark = ON_BOTH_ENGINES
 
 AUTH = {"Authorization": f"Bearer {KEYS['search']}"}
 V2_AUTH = {"X-Api-Key": KEYS["search"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+import pytest
 
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
@@ -16,13 +17,21 @@ HEADERS = {"X-Api-Key": KEYS["research"]}
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.0, 3.4, 1.5, 0.2], [6.9, 3.1, 5.4, 2.1]]
 
 
+@pytest.fixture(params=["asgi", "fast"])
+def engine(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Each test on both server engines."""
+    return {"engine": "fast"} if request.param == "fast" else {}
+
+
 def infer_body(rows: list[list[float]]) -> dict[str, object]:
     flat = [v for row in rows for v in row]
     return {"inputs": [{"name": "predict", "shape": [len(rows), 4], "datatype": "FP32", "data": flat}]}
 
 
-def test_infer_through_the_gateway_meters_items(make_gateway: GatewayFactory, mlserver: MLServer) -> None:
-    gateway = make_gateway(iris=mlserver.url)
+def test_infer_through_the_gateway_meters_items(
+    make_gateway: GatewayFactory, mlserver: MLServer, engine: dict[str, str]
+) -> None:
+    gateway = make_gateway(iris=mlserver.url, **engine)
     direct = httpx.post(mlserver.url + "/v2/models/iris/infer", json=infer_body(FLOWERS)).json()
     via = httpx.post(gateway.url + "/v2/models/iris/infer", json=infer_body(FLOWERS), headers=HEADERS, timeout=30)
     assert via.status_code == 200, via.text
@@ -47,8 +56,10 @@ def test_infer_through_the_gateway_meters_items(make_gateway: GatewayFactory, ml
     assert all(r.pricing_basis == "item" for r in found)
 
 
-def test_v2_bad_input_is_refused_in_v2_shape(make_gateway: GatewayFactory, mlserver: MLServer) -> None:
-    gateway = make_gateway(iris=mlserver.url)
+def test_v2_bad_input_is_refused_in_v2_shape(
+    make_gateway: GatewayFactory, mlserver: MLServer, engine: dict[str, str]
+) -> None:
+    gateway = make_gateway(iris=mlserver.url, **engine)
     cases = [
         (b"{nope", 400),
         (b'{"inputs": []}', 400),

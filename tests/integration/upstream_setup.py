@@ -32,16 +32,26 @@ def iris(name: str, *upstreams: str, **fields: Any) -> dict[str, Any]:
     return {"name": name, "protocol": "v2", "upstreams": list(upstreams), "model": "iris", "pricing": prices, **fields}
 
 
-@pytest.fixture
-def gateway_with(tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
-    """`gateway_with([deployment, ...], iris=url)`: the usual test config plus these deployments."""
-    started: list[Gateway] = []
+# On a test: run it on both server engines (`gateway_with` starts its gateways on each).
+ON_BOTH_ENGINES = pytest.mark.parametrize("gateway_with", ["asgi", "fast"], indirect=True)
 
-    def make(deployments: list[dict[str, Any]], iris: str | None = None) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path)
+
+@pytest.fixture
+def gateway_with(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
+    """`gateway_with([deployment, ...], iris=url, **server)`: the usual test config plus these deployments
+    (on the engine `ON_BOTH_ENGINES` gives, when a test is marked so)."""
+    started: list[Gateway] = []
+    engine = getattr(request, "param", "asgi")
+
+    def make(deployments: list[dict[str, Any]], iris: str | None = None, **server: Any) -> Gateway:
+        if engine == "fast":
+            server.setdefault("engine", "fast")
+        if server.get("engine") == "fast":
+            server.setdefault("admin_port", free_port())
+        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
         data["deployments"].extend(deployments)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"])
+        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
         gateway.start()
         started.append(gateway)
         return gateway

@@ -29,6 +29,8 @@ def v2_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[V2Gateway]:
         extra: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
+        if server.get("engine") == "fast":
+            server.setdefault("admin_port", free_port())
         data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, extra=extra, **server)
         for deployment in data["deployments"]:
             if deployment["name"] == "iris" and iris_grpc is not None:
@@ -38,7 +40,7 @@ def v2_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[V2Gateway]:
                 {"name": MODEL, "protocol": "v2", "upstream": echo, "pricing": {"per_item": str(ECHO_PRICE)}}
             )
         path = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(path, free_port(), tmp_path, data["storage"]["ledger"])
+        gateway = Gateway(path, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
         started.append(gateway)
         gateway.start()
         return gateway

@@ -34,6 +34,13 @@ class CostwardenASGI:
         self._batch_api: BatchApi | None = None
         self._admin = admin
 
+    @property
+    def gateway(self) -> GatewayApp:
+        """The started gateway (the fast engine serves its inference paths through it)."""
+        if self._gateway is None:
+            raise RuntimeError("the gateway is not started")
+        return self._gateway
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)

@@ -15,6 +15,7 @@ from typing import Any
 from costwarden.app.body import BodyReader, decoded
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
+from costwarden.chain.stage import Channel
 from costwarden.domain.record import Protocol
 from costwarden.domain.request_id import request_id
 from costwarden.protocols import audio, openai, responses, v2
@@ -79,6 +80,21 @@ def _upload_plan(exchange: Exchange) -> Callable[[bytes], str] | None:
     return lambda head: audio.head_plan(head, mark)
 
 
+def new_exchange(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], protocol: Protocol, endpoint: str
+) -> Exchange:
+    return Exchange(
+        request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=b"",
+        protocol=protocol,
+        endpoint=endpoint,
+    )
+
+
 class GatewayApp:
     """Dispatches inference requests to the chain; `local` maps exact paths to own handlers."""
 
@@ -96,6 +112,7 @@ class GatewayApp:
         self._body = body
         self._header_limits = header_limits
         self._local = local
+        self.body, self.header_limits, self.local = body, header_limits, local  # for the fast engine
         self._fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,8 +144,15 @@ class GatewayApp:
                 await self._to_fallback(scope, receive, send)
             return
         protocol, endpoint = kind
-        exchange = self._exchange(scope, protocol, endpoint)
-        channel = ClientChannel(send)
+        exchange = new_exchange(method, path, scope.get("query_string", b""), scope["headers"], protocol, endpoint)
+        await self.serve(exchange, ClientChannel(send), receive)
+
+    async def serve(self, exchange: Exchange, channel: Channel, receive: Receive) -> None:
+        """An inference request through the chain, whichever server engine received it.
+
+        `receive` gives the request body as ASGI `http.request` events (the fast engine adapts its own);
+        the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream."""
+        protocol, endpoint, method = exchange.protocol, exchange.endpoint, exchange.method
         try:
             problem = header_problem(exchange.headers, self._header_limits)
             if problem is not None:
@@ -163,15 +187,8 @@ class GatewayApp:
 
     @staticmethod
     def _exchange(scope: Scope, protocol: Protocol, endpoint: str) -> Exchange:
-        return Exchange(
-            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
-            method=scope["method"],
-            path=scope["path"],
-            query=scope.get("query_string", b""),
-            headers=scope["headers"],
-            body=b"",
-            protocol=protocol,
-            endpoint=endpoint,
+        return new_exchange(
+            scope["method"], scope["path"], scope.get("query_string", b""), scope["headers"], protocol, endpoint
         )
 
     def _decode(self, exchange: Exchange, encoding: bytes) -> None:
@@ -202,9 +219,11 @@ class GatewayApp:
 
         await self._fallback(scope, replay, send)
 
-    async def _refuse(
-        self, exchange: Exchange, channel: ClientChannel, error: GatewayError, close: bool = False
-    ) -> None:
+    async def refuse(self, exchange: Exchange, channel: Channel, error: GatewayError, close: bool = False) -> None:
+        """A request refused before the chain (another engine's too): settled and recorded."""
+        await self._chain.refuse(exchange, channel, error, close)
+
+    async def _refuse(self, exchange: Exchange, channel: Channel, error: GatewayError, close: bool = False) -> None:
         """A request refused before the chain: still settled, so it still has its ledger record.
 
         `close` when the request was not read whole: the connection cannot carry another request.

@@ -72,6 +72,7 @@ from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.cache import CacheForward
 from costwarden.upstream.forwarder import Forwarder
+from costwarden.upstream.pool import UpstreamPool
 from costwarden.upstream.variant import VariantForward
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class Runtime:
         self._governor: Governor | None = None
         self._alerts: AlertDispatcher | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
         self._spool: Spool | None = None
         self._recorder: Recorder | None = None
         self._access_log: AccessLog | None = None
@@ -166,15 +168,20 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         return self._chain
 
+    def _build_batch_worker(self, batches: BatchBackend, forward: VariantForward) -> None:
+        """The workers that drain the batch queue through the chain, and the job callbacks."""
+        runner = JobRunner(self.chain_for(forward, BatchAuthenticate(self.keyring)), self.config.batch.price_multiplier)
+        self._batch_worker = worker = BatchWorker(batches, runner.run, self.config.batch, worker_owner())
+        self.registry.register(BatchQueueCollector(lambda: (worker.status, worker.counts)))
+        self._callbacks = self._build_callbacks()
+        self.registry.register(RealtimeJobsCollector(self._realtime_counts))
+
     async def start(self) -> None:
         storage = self.config.storage
         await self.store.open()
         if self.batches is not None:
             await self.batches.open()
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-        )
+        self._session = _client_session()
         # A new leader takes the lease when it expires and adopts the firing alerts at its next tick.
         failover = self.lease.ttl_s + self.config.governance.evaluate_every_seconds
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store, failover)
@@ -216,7 +223,9 @@ class Runtime:
             await self._governor.rebuild(time.time())
         except CounterStoreUnavailable:
             log.error("the counter store is unreachable at start: budgets apply their fail mode until it is back")
-        variant_forward = VariantForward(Forwarder(self._session, self.balancer))
+        # engine: fast forwards to http:// upstreams on its own keep-alive httptools client
+        self._pool = UpstreamPool() if self.config.server.engine == "fast" else None
+        variant_forward = VariantForward(Forwarder(self._session, self.balancer, self._pool))
         self.degrade = self._build_degrade()
         self.registry.register(VariantCollector(self.degrade, variant_forward))
         self._stages = {
@@ -235,12 +244,7 @@ class Runtime:
             self._stages["trace"] = trace
         self._chain = self.chain_for(await self._cached(variant_forward))
         if self.batches is not None:
-            batch_chain = self.chain_for(variant_forward, BatchAuthenticate(self.keyring))
-            runner = JobRunner(batch_chain, self.config.batch.price_multiplier)
-            self._batch_worker = worker = BatchWorker(self.batches, runner.run, self.config.batch, worker_owner())
-            self.registry.register(BatchQueueCollector(lambda: (worker.status, worker.counts)))
-            self._callbacks = self._build_callbacks()
-            self.registry.register(RealtimeJobsCollector(self._realtime_counts))
+            self._build_batch_worker(self.batches, variant_forward)
         self._recorder.start(storage.adopt_orphans_seconds)
         self.keyring.start()
         self._governor.start()
@@ -462,6 +466,8 @@ class Runtime:
             self._semantic.close()
         if self._session is not None:
             await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
         await self.store.close()
         if self.batches is not None:
             await self.batches.close()
@@ -494,3 +500,9 @@ class Runtime:
         if not ledger:
             checks.setdefault("reason", "the ledger database does not answer")
         return ledger and advancing and bool(self.routes.names()), checks
+
+
+def _client_session() -> aiohttp.ClientSession:
+    """The upstream HTTP client: unbounded pool, bodies relayed as sent (no decompression), no User-Agent added."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))

@@ -74,9 +74,22 @@ def serve(
             soft_wrap=True,
         )
         raise typer.Exit(1)
-    console.print(
-        f"costwarden gateway on [bold]http://{bind_host}:{bind_port}[/] (ledger {cfg.storage.ledger.split('@')[-1]})"
-    )
+    ledger = cfg.storage.ledger.split("@")[-1]
+    if cfg.server.engine == "fast":
+        from costwarden.app import fast_serve
+
+        admin = cfg.server.admin_port
+        problem = listen_problem(bind_host, admin) if admin is not None else None
+        if problem is not None:
+            errors.print(f"[bold red]cannot listen on {bind_host}:{admin} (server.admin_port):[/] {problem}")
+            raise typer.Exit(1)
+        console.print(
+            f"costwarden gateway (engine fast) on [bold]http://{bind_host}:{bind_port}[/], "
+            f"admin on http://{bind_host}:{admin} (ledger {ledger})"
+        )
+        fast_serve.run(cfg, bind_host, bind_port, log_level)
+        return
+    console.print(f"costwarden gateway on [bold]http://{bind_host}:{bind_port}[/] (ledger {ledger})")
     uvicorn.run(
         CostwardenASGI(cfg),
         host=bind_host,

@@ -38,6 +38,25 @@ class ServerConfig(Model):
     # V2 over gRPC (KServe GRPCInferenceService) on this port beside HTTP; off when None. Its message
     # limit is max_body_bytes.
     grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    # The HTTP engine of the inference port: `asgi` (uvicorn + the ASGI app, every route on `port`)
+    # or `fast` (app/fast_*: the inference paths on asyncio protocols + httptools on `port`; the
+    # admin API, dashboard, metrics and Batch API on the ASGI app on `admin_port`).
+    engine: Literal["asgi", "fast"] = "asgi"
+    admin_port: int | None = Field(default=None, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _engine_ports(self) -> ServerConfig:
+        if self.engine == "fast":
+            if self.admin_port is None:
+                raise ValueError(
+                    "engine: fast serves only the inference paths on `port`; set admin_port for the "
+                    "admin API, dashboard, metrics and Batch API"
+                )
+            if self.admin_port == self.port and self.port != 0:
+                raise ValueError(f"admin_port must differ from port ({self.port}) with engine: fast")
+        elif self.admin_port is not None:
+            raise ValueError("admin_port is used only with engine: fast (engine: asgi serves every route on port)")
+        return self
 
 
 class RetentionConfig(Model):

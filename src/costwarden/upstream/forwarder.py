@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol as Shape
 
 import aiohttp
 
@@ -32,10 +34,11 @@ from costwarden.protocols.responses import ResponsesRelay
 from costwarden.protocols.sse import SSERelay, comment
 from costwarden.upstream.balancer import Balancer, Target
 from costwarden.upstream.headers import downstream_headers, upstream_headers
+from costwarden.upstream.pool import NotSent, UpstreamPool
 
 _SNIPPET = 200
 # Nothing of the request left the gateway: safe to send it to another upstream.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, NotSent)
 _UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 # aiohttp labels a bytes body application/octet-stream and adds `Accept: */*`; a client that sent
 # neither (tritonclient sends JSON without a Content-Type) must reach the upstream without them.
@@ -43,9 +46,33 @@ _SKIP_AUTO = ("Content-Type", "Accept")
 _CLOSE = (b"connection", b"close")  # the rest of the request is unread: do not reuse the connection
 
 
+class _Content(Shape):
+    def iter_any(self) -> AsyncIterator[bytes]: ...
+
+
+class UpstreamResponse(Shape):
+    """What the forwarder reads of an upstream response: aiohttp's, or the pool's (upstream/pool.py)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def content(self) -> _Content: ...
+    async def read(self) -> bytes: ...
+
+
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession, balancer: Balancer) -> None:
+    """`pool`: the fast engine's keep-alive httptools client, used for http:// upstreams (aiohttp
+    for the rest, and for HEAD, whose answer has no body to frame)."""
+
+    def __init__(self, session: aiohttp.ClientSession, balancer: Balancer, pool: UpstreamPool | None = None) -> None:
         self._session = session
+        self._pool = pool
         self._balancer = balancer
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
 
@@ -83,16 +110,25 @@ class Forwarder:
         cause = ""
         started = time.perf_counter()
         stream = exchange.body_stream
-        try:
-            async with self._session.request(
+        pool = self._pool
+        # A streamed upload's body is an async generator: aiohttp sends it chunked (the pool sends bytes).
+        headers = upstream_headers(exchange, target.route.api_key)
+        sending: AbstractAsyncContextManager[UpstreamResponse]
+        if pool is not None and pool.handles(url) and exchange.method != "HEAD" and stream is None:
+            body = exchange.upstream_body or None
+            sending = pool.request(exchange.method, url, data=body, headers=headers, timeout=timeout)
+        else:
+            sending = self._session.request(
                 exchange.method,
                 url,
                 data=(exchange.upstream_body or None) if stream is None else _streamed(exchange, stream),
-                headers=upstream_headers(exchange, target.route.api_key),
+                headers=headers,
                 skip_auto_headers=_SKIP_AUTO,
                 timeout=timeout,
                 allow_redirects=False,
-            ) as response:
+            )
+        try:
+            async with sending as response:
                 exchange.upstream_status = response.status
                 if exchange.stream and response.status == 200 and response.content_type == "text/event-stream":
                     cause = await self._relay_stream(exchange, channel, settle, response, started)
@@ -127,7 +163,7 @@ class Forwarder:
         exchange: Exchange,
         channel: Channel,
         settle: Settle,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         body: bytes,
     ) -> str:
         """Answer with the upstream's whole response; the upstream's fault, if it was one ("" if not)."""
@@ -177,7 +213,7 @@ class Forwarder:
         exchange: Exchange,
         channel: Channel,
         settle: Settle,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         started: float,
     ) -> str:
         """Relay an event stream as it comes; a stream cut short ends with an error event, not [DONE]."""
@@ -227,7 +263,7 @@ class Forwarder:
         exchange: Exchange,
         channel: Channel,
         settle: Settle,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         started: float,
     ) -> str:
         """Relay a binary answer (speech audio) chunk by chunk; settled before the last byte. Cut
@@ -323,7 +359,7 @@ def _stream_usage(exchange: Exchange, relay: SSERelay | ResponsesRelay) -> None:
         exchange.estimate_usage(prompt, relay.output_tokens_estimate)
 
 
-def _answer_headers(response: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+def _answer_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers a client may see: never one that poses as the gateway's."""
     return [(k, v) for k, v in downstream_headers(response.raw_headers) if not k.startswith(b"x-costwarden-")]
 

@@ -1,0 +1,418 @@
+"""The fast engine's HTTP/1.1 server side: an asyncio protocol, httptools (llhttp) parsing.
+
+One `Connection` per client socket. Parsing is llhttp's, strict: a malformed request line, a bad
+chunk size, duplicate Content-Length, Content-Length with Transfer-Encoding, header folding, NUL
+bytes, bare LF all stop the parser; the connection answers 400 (after the answers it still owes)
+and closes, so nothing can be smuggled past it. Requests are served one at a time, in order:
+pipelined ones wait their turn (reading pauses when too many wait). Each request runs as one task
+(`handler(request, channel)`); a client that goes away cancels its task, which the chain records
+as 499.
+
+The client edge's limits: a header deadline (from the connection's opening or its last answer to
+the end of the next request's headers; an idle keep-alive connection just closes), a cap on
+header bytes (431), and request body bytes buffered here at most `BODY_BUFFER` before reading
+pauses until the handler takes them (`Request.receive`, the ASGI-shaped message `BodyReader`
+reads, so its size limit, deadline and slow-client slots are the same as the asgi engine's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
+
+import httptools
+
+from costwarden.app.fast_channel import FastChannel, Flow, head_bytes
+from costwarden.domain.record import Protocol
+from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.render import error_payload
+
+log = logging.getLogger(__name__)
+BODY_BUFFER = 256 * 1024  # request body bytes held for a handler before reading pauses
+MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered before reading pauses
+LINGER_SECONDS = 2.0
+Message = MutableMapping[str, Any]
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Request:
+    """One parsed request: its head, and its body as it arrives."""
+
+    __slots__ = ("_conn", "_waiter", "chunks", "complete", "error", "expect_continue", "headers", "keep_alive",
+                 "lost", "method", "path", "query", "size")  # fmt: skip
+
+    def __init__(self, conn: Connection, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]):
+        self._conn = conn
+        self.method, self.path, self.query, self.headers = method, path, query, headers
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.lost = False
+        self.keep_alive = True
+        self.expect_continue = False
+        self.error: GatewayError | None = None  # the body could not be parsed: the request's answer
+        self._waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def receive(self) -> Message:
+        """The body so far, as an ASGI `http.request` message; `http.disconnect` once the client left."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            if self.chunks:
+                body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+                self.chunks, self.size = [], 0
+                self._conn.body_taken()
+                return {"type": "http.request", "body": body, "more_body": not self.complete}
+            if self.complete:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if self.lost:
+                return {"type": "http.disconnect"}
+            if self.expect_continue:
+                self.expect_continue = False
+                self._conn.write(_CONTINUE)
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+
+Handler = Callable[[Request, FastChannel], Awaitable[None]]
+
+
+class Limits:
+    __slots__ = ("header_cap", "header_timeout")
+
+    def __init__(self, header_timeout: float, header_cap: int) -> None:
+        self.header_timeout, self.header_cap = header_timeout, header_cap
+
+
+class Connection(asyncio.Protocol):
+    """One client connection (see the module docstring)."""
+
+    def __init__(self, handler: Handler, limits: Limits, live: set[Connection]) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._live = live
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._flow = Flow()
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0  # bytes received while a head is unfinished
+        self._head_parts = 0  # bytes of the url and headers parsed
+        self._in_head = False
+        self._parsing: Request | None = None  # the request whose bytes are being parsed
+        self._waiting: deque[Request] = deque()
+        self._current: Request | None = None  # the request being answered
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._refusal: GatewayError | None = None  # owed once the current answer is out
+        self._broken = False  # the parser stopped: nothing more is read
+        self._eof = False  # the client half-closed: no more requests come
+        self._problem: str | None = None  # why a callback stopped the parser
+        self._closing = False
+        self._paused = False
+
+    # --- transport events ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._live.add(self)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._live.discard(self)
+        self._closing = True
+        self._disarm()
+        self._flow.lost()
+        for request in (self._current, self._parsing, *self._waiting):
+            if request is not None:
+                request.lost = True
+                request.wake()
+        self._waiting.clear()
+        current = self._current
+        if current is not None and current.complete and self._task is not None and not self._task.done():
+            # Being answered: the chain records it (499). A request whose body was still coming
+            # learns it from `receive` instead (an incomplete body: 499 too, and nothing forwarded).
+            self._task.cancel()
+
+    def eof_received(self) -> bool:
+        """The client half-closed: the answers it is owed still go out, then the connection closes.
+        A request whose body was still coming never gets the rest (499 from the body reader)."""
+        self._eof = True
+        request, self._parsing = self._parsing, None
+        if request is not None and not request.complete:
+            request.lost = True
+            request.wake()
+        return self._current is not None or bool(self._waiting)  # False: nothing owed, close now
+
+    def pause_writing(self) -> None:
+        self._flow.pause()
+
+    def resume_writing(self) -> None:
+        self._flow.resume()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing or self._broken:
+            return  # answered and closing, or refused: what the client still sends is dropped unread
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The request asking for it is answered as plain HTTP (an Upgrade may be ignored); what
+            # follows it would be another protocol: nothing more is read, the connection then closes.
+            self._broken = self._eof = True
+            self._pause()
+            if self._current is None and not self._waiting:
+                self._linger()
+        except httptools.HttpParserError as exc:
+            if self._head_parts > self._limits.header_cap:
+                self._refuse(self._too_large())
+                return
+            problem = self._problem or str(exc)
+            self._refuse(GatewayError(400, "malformed_request", f"the request is not valid HTTP/1.1: {problem}"))
+        else:
+            if self._in_head:  # unfinished headers: llhttp buffers a header until its end, so count the bytes
+                self._head_bytes += len(data)
+                if self._head_bytes > self._limits.header_cap:
+                    self._refuse(self._too_large())
+
+    def _too_large(self) -> GatewayError:
+        return GatewayError(431, "headers_too_large", f"the request headers exceed {self._limits.header_cap} bytes")
+
+    def _count(self, size: int) -> None:
+        """The finished parts of a head count too (a head that arrives whole in one read)."""
+        self._head_parts += size
+        if self._head_parts > self._limits.header_cap:
+            raise httptools.HttpParserError("the request headers are too large")
+
+    # --- parser callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._in_head, self._head_bytes, self._head_parts = b"", [], True, 0, 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._count(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+        self._count(len(name) + len(value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._parser.get_http_version() not in ("1.1", "1.0"):
+            self._problem = "only HTTP/1.0 and HTTP/1.1 are served"
+            raise httptools.HttpParserError(self._problem)
+        if not self._waiting and self._current is None:
+            self._disarm()
+        url = httptools.parse_url(self._url)
+        path = url.path.decode("latin-1")
+        request = Request(self, self._parser.get_method().decode("ascii"), path, url.query or b"", self._headers)
+        request.keep_alive = self._parser.should_keep_alive()
+        request.expect_continue = any(k == b"expect" and v.lower() == b"100-continue" for k, v in self._headers)
+        self._parsing = request
+        self._waiting.append(request)
+        if self._current is None:
+            self._next()
+        elif len(self._waiting) >= MAX_WAITING:
+            self._pause()
+
+    def on_body(self, body: bytes) -> None:
+        request = self._parsing
+        if request is not None:
+            request.chunks.append(body)
+            request.size += len(body)
+            if request.size > BODY_BUFFER:
+                self._pause()
+            request.wake()
+
+    def on_message_complete(self) -> None:
+        request, self._parsing = self._parsing, None
+        if request is not None:
+            request.complete = True
+            request.wake()
+
+    # --- serving ------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        if not self._waiting:
+            self._current = None
+            return
+        request = self._current = self._waiting.popleft()
+        if self._paused and len(self._waiting) < MAX_WAITING:
+            self._resume()
+        assert self._transport is not None
+        channel = FastChannel(self._transport, self._flow, request, self._answered)
+        self._task = self._loop.create_task(self._serve(request, channel))
+
+    async def _serve(self, request: Request, channel: FastChannel) -> None:
+        try:
+            await self._handler(request, channel)
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("the fast engine's handler failed on %s %s", request.method, request.path[:200])
+        if channel.started and not channel.finished:
+            self._abort()  # a response cut short: the client must see it end, not wait for the rest
+            return
+        if not channel.started and not self._closing:
+            error = GatewayError(500, "internal_error", "the gateway failed unexpectedly; this is a bug")
+            await channel.whole(500, [(b"content-type", b"application/json"), (b"connection", b"close")],
+                                error_payload(Protocol.HTTP, error))  # fmt: skip
+
+    def _answered(self, keep_alive: bool) -> None:
+        """The current request's last byte is written: the next one's turn, or close."""
+        request = self._current
+        if not keep_alive or request is None or not request.complete or self._closing:
+            self._linger()
+            return
+        if self._eof and not self._waiting:
+            self.close()
+            return
+        if self._refusal is not None and not self._waiting:
+            self._answer_refusal()
+            return
+        self._next()
+        if self._current is None:
+            self._arm()
+
+    def body_taken(self) -> None:
+        if self._paused and len(self._waiting) < MAX_WAITING:
+            self._resume()
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(data)
+
+    # --- refusals, timers, closing ------------------------------------------------------
+
+    def _refuse(self, error: GatewayError) -> None:
+        """Bytes that cannot be parsed: answered after the answers owed before them, then closed.
+
+        When they are a request's body, that request has a head: it gets the refusal as its own
+        answer, through the chain (so recorded, in its protocol's shape)."""
+        self._broken = True
+        self._in_head = False
+        self._disarm()
+        self._pause()
+        request, self._parsing = self._parsing, None
+        if request is not None and not request.complete:
+            request.error = error
+            request.keep_alive = False
+            request.wake()
+            return
+        self._refusal = error
+        if self._current is None:
+            self._answer_refusal()
+
+    def _answer_refusal(self) -> None:
+        error, self._refusal = self._refusal, None
+        if error is None or self._transport is None:
+            return
+        body = error_payload(Protocol.OPENAI, error)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        self.write(head_bytes(error.status, headers, False, False) + body)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after what was written (as nginx does: a client still sending gets no reset that
+        could overtake the answer; its bytes are dropped for a short while)."""
+        if self._closing or self._transport is None:
+            return
+        self._closing = True
+        self._disarm()
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        if self._paused:
+            self._transport.resume_reading()  # to drop what the client still sends, not to parse it
+        self._loop.call_later(LINGER_SECONDS, self.close)
+
+    def _abort(self) -> None:
+        self._closing = True
+        self._disarm()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def idle(self) -> bool:
+        return self._current is None and not self._in_head
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._timer = self._loop.call_later(self._limits.header_timeout, self._timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timeout(self) -> None:
+        self._timer = None
+        if self._closing or self._current is not None:
+            return
+        if not self._in_head:
+            self.close()  # idle: nothing to answer
+            return
+        self._refuse(
+            GatewayError(
+                408, "header_timeout", f"the request headers did not arrive within {self._limits.header_timeout:g} s"
+            )
+        )
+
+    def _pause(self) -> None:
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self._paused and self._transport is not None and not self._closing and not self._broken:
+            self._paused = False
+            self._transport.resume_reading()
+
+
+class FastServer:
+    """The listening socket of the fast engine and its live connections."""
+
+    def __init__(self, handler: Handler, limits: Limits) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._live: set[Connection] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Connection(self._handler, self._limits, self._live), host, port, backlog=2048, reuse_address=True
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop accepting; close idle connections; give busy ones `grace_seconds` to finish."""
+        if self._server is None:
+            return
+        self._server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_seconds
+        while self._live and loop.time() < deadline:
+            for conn in list(self._live):
+                if conn.idle():
+                    conn.close()
+            await asyncio.sleep(0.05)
+        for conn in list(self._live):
+            conn.close()
+        await self._server.wait_closed()
+        self._server = None

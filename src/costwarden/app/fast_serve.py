@@ -1,0 +1,144 @@
+"""`server.engine: fast`: the inference port on the fast engine, the rest on the ASGI app.
+
+The inference paths (`/v1/...`, `/v2/...`, `/proxy/...`) and the gateway's own health and
+metrics paths are served on `server.port` by `fast_http` and go through the same `GatewayApp.serve`
+and the same chain as on the asgi engine: the same limits, records and costs. The admin API,
+dashboard, metrics and the Batch API stay on the ASGI app, served by uvicorn on
+`server.admin_port` in the same process and event loop (its lifespan starts the runtime).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+import uvicorn
+
+from costwarden.app.asgi import CostwardenASGI
+from costwarden.app.fast_channel import FastChannel
+from costwarden.app.fast_http import FastServer, Limits, Request
+from costwarden.app.gateway import GatewayApp, classify, new_exchange, prefix_protocol
+from costwarden.app.http_guard import guarded_protocol
+from costwarden.config.models import Config
+from costwarden.domain.record import Protocol
+from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.render import error_payload
+from costwarden.protocols.request_limits import header_problem
+
+log = logging.getLogger(__name__)
+_JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+GRACE_SECONDS = 30.0
+
+
+class FastGateway:
+    """The fast engine's handler: a parsed request to `GatewayApp.serve` (no copy of its logic)."""
+
+    def __init__(self, gateway: GatewayApp, admin_port: int) -> None:
+        self._gateway = gateway
+        self._admin_port = admin_port
+
+    async def __call__(self, request: Request, channel: FastChannel) -> None:
+        kind = classify(request.method, request.path)
+        if kind is None:
+            await self._other(request, channel)
+            return
+        protocol, endpoint = kind
+        exchange = new_exchange(request.method, request.path, request.query, request.headers, protocol, endpoint)
+        await self._gateway.serve(exchange, channel, request.receive)
+
+    async def _other(self, request: Request, channel: FastChannel) -> None:
+        """Not an inference path: the gateway's own (health, metrics) or a recorded 404."""
+        shape = prefix_protocol(request.path)
+        problem = header_problem(request.headers, self._gateway.header_limits)
+        if problem is not None:
+            await channel.whole(problem.status, [_JSON, _CLOSE], error_payload(shape, problem))
+            return
+        handler = self._gateway.local.get(request.path)
+        if handler is not None:
+            scope = {"type": "http", "method": request.method, "path": request.path,
+                     "query_string": request.query, "headers": request.headers}  # fmt: skip
+            await handler(scope, _Send(channel))
+            return
+        where = f"no endpoint at {request.method} {request.path[:200]} on the inference port"
+        missing = GatewayError(
+            404, "not_found", f"{where}; the admin API, dashboard and Batch API are on port {self._admin_port}"
+        )
+        if shape is Protocol.HTTP:
+            await channel.whole(404, [_JSON], error_payload(shape, missing))
+            return
+        exchange = new_exchange(request.method, request.path, request.query, request.headers, shape, "unknown")
+        await self._gateway.refuse(exchange, channel, missing, close=not request.complete)
+
+
+class _Send:
+    """ASGI `send` for the gateway's own small handlers (health, metrics) on the fast engine."""
+
+    def __init__(self, channel: FastChannel) -> None:
+        self._channel = channel
+        self._status = 500
+        self._headers: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self._status, self._headers = message["status"], list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            if not self._channel.started:
+                await self._channel.start(self._status, self._headers)
+            await self._channel.body(message.get("body", b""), message.get("more_body", False))
+
+
+class BothServer(uvicorn.Server):
+    """uvicorn serving the ASGI app on the admin port, plus the fast engine on the inference port:
+    the fast engine starts once the lifespan has started the runtime, and stops before it."""
+
+    def __init__(self, config: uvicorn.Config, app: CostwardenASGI, host: str, port: int) -> None:
+        super().__init__(config)
+        self._app = app
+        self._host, self._port = host, port
+        self.fast: FastServer | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.should_exit:
+            return
+        server = self._app.runtime.config.server
+        assert server.admin_port is not None, "the config requires admin_port with engine: fast"
+        limits = Limits(server.header_timeout_seconds, 4 * server.max_header_bytes)
+        self.fast = FastServer(FastGateway(self._app.gateway, server.admin_port), limits)
+        try:
+            await self.fast.start(self._host, self._port)
+        except OSError as exc:
+            log.error("the fast engine cannot listen on %s:%s: %s", self._host, self._port, exc)
+            self.fast = None
+            self.should_exit = True
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.fast is not None:
+            await self.fast.stop(GRACE_SECONDS)
+        await super().shutdown(sockets)
+
+
+def admin_config(app: CostwardenASGI, cfg: Config, host: str, log_level: str) -> uvicorn.Config:
+    assert cfg.server.admin_port is not None
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=cfg.server.admin_port,
+        loop="uvloop",
+        http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
+        lifespan="on",
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+        proxy_headers=False,
+        date_header=False,
+        timeout_graceful_shutdown=int(GRACE_SECONDS),
+    )
+
+
+def run(cfg: Config, host: str, port: int, log_level: str) -> None:
+    """Serve until a signal stops the process (what `costwarden serve` does with engine: fast)."""
+    app = CostwardenASGI(cfg)
+    BothServer(admin_config(app, cfg, host, log_level), app, host, port).run()

@@ -1,0 +1,327 @@
+"""A keep-alive HTTP/1.1 client on asyncio protocols + httptools, for plain-http upstreams.
+
+Used by the forwarder on the fast engine (`server.engine: fast`) in place of aiohttp for `http://`
+upstreams; `https://` upstreams still go through aiohttp. It offers the part of aiohttp's request
+API the forwarder reads (`status`, `content_type`, `raw_headers`, `headers.get`, `read()`,
+`content.iter_any()`), so the forwarder's logic stays one. Connections are reused while both ends
+keep them alive; one that fails, or whose response was not read whole, is closed, never reused.
+
+Errors: `NotSent` when no connection could be made (nothing left the gateway: the balancer may try
+another upstream), `Broken` when the upstream broke off or sent what is not HTTP, `TimeoutError`
+past the read timeout (between two reads, as aiohttp's `sock_read`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+BUFFER = 256 * 1024  # response bytes held for the reader before the upstream socket pauses
+
+
+class NotSent(OSError):
+    """No connection to the upstream: none of the request was sent."""
+
+
+class Broken(OSError):
+    """The upstream closed the connection, or sent bytes that are not HTTP/1.1, mid-answer."""
+
+
+class _Headers(Mapping[str, str]):
+    """The response headers by case-insensitive name (the first of repeated ones)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        key = name.lower().encode("latin-1")
+        for k, v in self._raw:
+            if k.lower() == key:
+                return v.decode("latin-1")
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(k.decode("latin-1") for k, _ in self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+class Response:
+    """One upstream response, read as it arrives."""
+
+    def __init__(self, conn: _Conn, read_timeout: float) -> None:
+        self._conn = conn
+        self._timeout = read_timeout
+        self._loop = asyncio.get_running_loop()
+        self._raw: list[tuple[bytes, bytes]] = []
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.status = 0
+        self.has_head = False
+        self.complete = False
+        self.error: BaseException | None = None
+        self.headers = _Headers(self._raw)
+        self.content = self
+
+    @property
+    def raw_headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        return tuple(self._raw)
+
+    @property
+    def content_type(self) -> str:
+        value = self.headers.get("content-type") or "application/octet-stream"
+        return value.partition(";")[0].strip().lower()
+
+    # --- fed by the connection --------------------------------------------------------------
+
+    def header(self, name: bytes, value: bytes) -> None:
+        self._raw.append((name, value))
+
+    def head(self, status: int) -> None:
+        self.status, self.has_head = status, True
+        self._wake()
+
+    def body(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > BUFFER:
+            self._conn.pause()
+        self._wake()
+
+    def done(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.complete and self.error is None:
+            self.error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- read by the forwarder --------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Until something new arrives; TimeoutError after the read timeout with nothing."""
+        if self.error is not None:
+            raise self.error
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(self._timeout, _expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+        if self.error is not None:
+            raise self.error
+
+    def _take(self) -> bytes:
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks, self._size = [], 0
+        self._conn.resume()
+        return data
+
+    async def read(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            if self._chunks:
+                parts.append(self._take())
+            if self.complete:
+                return b"".join(parts)
+            await self.wait()
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        while True:
+            if self._chunks:
+                yield self._take()
+            elif self.complete:
+                return
+            else:
+                await self.wait()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("the upstream sent nothing within the read timeout"))
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.response: Response | None = None
+        self.reusable = False
+        self._parser = httptools.HttpResponseParser(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self.response is not None:
+            self.response.fail(Broken(f"the upstream closed the connection ({exc or 'EOF'})"))
+
+    def eof_received(self) -> bool:
+        response = self.response
+        if (
+            response is not None
+            and response.has_head
+            and not response.complete
+            and response.headers.get("content-length") is None
+            and response.headers.get("transfer-encoding") is None
+        ):
+            response.done()  # a body delimited by the connection's close: this is its end
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.reusable = False
+            if self.response is not None:
+                self.response.fail(Broken(f"the upstream's answer is not HTTP/1.1: {exc}"))
+            self.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.response is not None:
+            self.response.header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.response is not None:
+            self.response.head(self._parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        if self.response is not None:
+            self.response.body(body)
+
+    def on_message_complete(self) -> None:
+        self.reusable = self._parser.should_keep_alive()
+        if self.response is not None:
+            self.response.done()
+
+    def send(self, data: bytes, response: Response) -> None:
+        assert self.transport is not None
+        self.response, self.reusable = response, False
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport.write(data)
+
+    def pause(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def alive(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per (host, port); `request` as aiohttp's session has it."""
+
+    def __init__(self, max_idle: int = 64) -> None:
+        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._split: dict[str, tuple[str, int, str]] = {}
+        self._max_idle = max_idle
+
+    def handles(self, url: str) -> bool:
+        return url.startswith("http://")
+
+    def request(
+        self, method: str, url: str, *, data: bytes | None, headers: Mapping[str, str], timeout: Any, **_: Any
+    ) -> _Exchange:
+        return _Exchange(self, method, url, data or b"", headers, timeout.sock_connect, timeout.sock_read)
+
+    def target(self, url: str) -> tuple[str, int, str]:
+        """(host, port, path+query) of an http:// URL."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 80
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return host, port, path
+
+    async def acquire(self, host: str, port: int, connect_timeout: float) -> _Conn:
+        idle = self._idle.get((host, port))
+        while idle:
+            conn = idle.pop()
+            if conn.alive():
+                return conn
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect_timeout):
+                _, conn = await loop.create_connection(_Conn, host, port)
+        except (OSError, TimeoutError) as exc:
+            raise NotSent(f"cannot connect to {host}:{port}: {exc!r}") from exc
+        return conn
+
+    def release(self, host: str, port: int, conn: _Conn) -> None:
+        conn.response = None
+        idle = self._idle.setdefault((host, port), [])
+        if conn.reusable and conn.alive() and len(idle) < self._max_idle:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    async def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+
+class _Exchange:
+    """`async with pool.request(...) as response`: the connection goes back to the pool on exit
+    only when the response was read whole and both ends keep the connection."""
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        method: str,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        connect_timeout: float | None,
+        read_timeout: float | None,
+    ) -> None:
+        self._pool = pool
+        self._method, self._url, self._body, self._headers = method, url, body, headers
+        self._connect = connect_timeout or 30.0
+        self._read = read_timeout or 300.0
+        self._conn: _Conn | None = None
+        self._where: tuple[str, int] = ("", 0)
+
+    async def __aenter__(self) -> Response:
+        host, port, path = self._pool.target(self._url)
+        self._where = (host, port)
+        conn = self._conn = await self._pool.acquire(host, port, self._connect)
+        lines = [f"{self._method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"]
+        lines.extend(f"{k}: {v}\r\n" for k, v in self._headers.items())
+        if self._body or self._method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {len(self._body)}\r\n")
+        lines.append("\r\n")
+        response = Response(conn, self._read)
+        conn.send("".join(lines).encode("latin-1") + self._body, response)
+        while not response.has_head:
+            await response.wait()
+        return response
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        if exc[0] is not None or conn.response is None or not conn.response.complete:
+            conn.reusable = False
+        self._pool.release(*self._where, conn)

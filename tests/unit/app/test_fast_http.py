@@ -1,0 +1,167 @@
+"""The fast engine's server side on a loopback socket, with a small handler in place of the gateway:
+framing, pipelining, limits, refusals and write backpressure (the gateway on it: tests/integration)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+
+from costwarden.app.fast_channel import FastChannel, head_bytes
+from costwarden.app.fast_http import FastServer, Limits, Request
+
+Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def echo(request: Request, channel: FastChannel) -> None:
+    """Answers the method, path and whole body it read; /stream answers chunked, /big a lot of it."""
+    body = b""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+        body += message["body"]
+        if not message["more_body"]:
+            break
+    if request.path == "/big":
+        await channel.start(200, [(b"content-type", b"text/plain")])
+        for _ in range(200):
+            await channel.body(b"x" * 65536, True)
+        await channel.body(b"", False)
+        return
+    if request.path == "/broken":
+        await channel.start(200, [(b"content-type", b"text/event-stream")])
+        await channel.body(b"data: 1\n\n", True)
+        raise RuntimeError("a bug mid-response")
+    if request.path == "/stream":
+        await channel.start(200, [(b"content-type", b"text/event-stream")])
+        await channel.body(b"data: 1\n\n", True)
+        await channel.body(b"data: 2\n\n", False)
+        return
+    answer = orjson.dumps({"method": request.method, "path": request.path, "body": body.decode()})
+    await channel.whole(200, [(b"content-type", b"application/json")], answer)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FastServer]:
+    fast = FastServer(echo, Limits(header_timeout=0.5, header_cap=8192))
+    await fast.start("127.0.0.1", 0)
+    yield fast
+    await fast.stop(1.0)
+
+
+async def opened(server: FastServer) -> Opened:
+    return await asyncio.open_connection("127.0.0.1", server.port)
+
+
+async def closed(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    await writer.wait_closed()
+
+
+async def response(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status_line, *lines = head[:-4].split(b"\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines)}
+    if b"content-length" in headers:
+        return int(status_line.split()[1]), headers, await reader.readexactly(int(headers[b"content-length"]))
+    body = b""
+    while (size := int((await reader.readline()).strip(), 16)) > 0:
+        body += await reader.readexactly(size)
+        await reader.readline()
+    await reader.readline()
+    return int(status_line.split()[1]), headers, body
+
+
+def test_head_bytes_frame_a_response() -> None:
+    head = head_bytes(200, [(b"content-type", b"a/b"), (b"transfer-encoding", b"gzip")], False, True)
+    assert head == b"HTTP/1.1 200 OK\r\ncontent-type: a/b\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+
+
+async def test_keep_alive_pipelining_and_chunked_bodies(server: FastServer) -> None:
+    reader, writer = await opened(server)
+    writer.write(
+        b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+        b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n"
+        b"GET /stream HTTP/1.1\r\n\r\n"
+    )
+    first, second, third = [await response(reader) for _ in range(3)]
+    assert orjson.loads(first[2]) == {"method": "POST", "path": "/a", "body": "abc"}
+    assert orjson.loads(second[2]) == {"method": "POST", "path": "/b", "body": "def"}
+    assert third[1][b"transfer-encoding"] == b"chunked" and third[2] == b"data: 1\n\ndata: 2\n\n"
+    writer.write(b"GET /again HTTP/1.1\r\nConnection: close\r\n\r\n")
+    status, headers, _ = await response(reader)
+    assert status == 200 and headers[b"connection"] == b"close"
+    assert await reader.read() == b""
+    await closed(writer)
+
+
+async def test_bad_bytes_after_good_requests_are_refused_after_their_answers(server: FastServer) -> None:
+    reader, writer = await opened(server)
+    writer.write(b"POST /a HTTP/1.1\r\nContent-Length: 1\r\n\r\nzGARBAGE\r\n\r\n")
+    assert (await response(reader))[0] == 200
+    status, headers, body = await response(reader)
+    assert status == 400 and headers[b"connection"] == b"close"
+    assert orjson.loads(body)["error"]["code"] == "malformed_request"
+    assert await reader.read() == b""
+    await closed(writer)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/2.0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz",
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ],
+)
+async def test_what_llhttp_refuses_is_a_400_and_a_close(server: FastServer, raw: bytes) -> None:
+    reader, writer = await opened(server)
+    writer.write(raw)
+    status, headers, _ = await response(reader)
+    assert status == 400 and headers[b"connection"] == b"close"
+    assert await reader.read() == b""
+    await closed(writer)
+
+
+async def test_headers_over_the_cap_get_431(server: FastServer) -> None:
+    reader, writer = await opened(server)
+    writer.write(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n")
+    status, headers, _ = await response(reader)
+    assert status == 431 and headers[b"connection"] == b"close"
+    await closed(writer)
+
+
+async def test_unfinished_headers_time_out_with_408_and_an_idle_connection_just_closes(server: FastServer) -> None:
+    reader, writer = await opened(server)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    assert (await response(reader))[0] == 408
+    await closed(writer)
+    reader, writer = await opened(server)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    await closed(writer)
+
+
+async def test_a_slow_reader_pauses_the_writer(server: FastServer) -> None:
+    """/big writes 12.5 MiB; a client that reads nothing holds the handler at its first drain."""
+    reader, writer = await opened(server)
+    writer.write(b"GET /big HTTP/1.1\r\n\r\n")
+    await asyncio.sleep(0.5)
+    (conn,) = server._live
+    transport = conn._transport
+    assert transport is not None
+    assert transport.get_write_buffer_size() < 4 * 1024 * 1024  # not the whole 12.5 MiB
+    status, _, body = await response(reader)
+    assert status == 200 and len(body) == 200 * 65536
+    await closed(writer)
+
+
+async def test_a_response_cut_short_by_a_bug_ends_the_connection(server: FastServer) -> None:
+    reader, writer = await opened(server)
+    writer.write(b"GET /broken HTTP/1.1\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    rest = await asyncio.wait_for(reader.read(), 5)  # the connection ends at once: no hang
+    assert rest.startswith(b"9\r\ndata: 1") and not rest.endswith(b"0\r\n\r\n")  # and the body never did
+    await closed(writer)
