@@ -16,6 +16,7 @@ import orjson
 
 from costwarden.domain.usage import Usage
 from costwarden.protocols.openai import count
+from costwarden.protocols.sse import frame
 
 ENDPOINT = "/v1/responses"
 RETRIEVE = "/v1/responses/{id}"  # the ledger's endpoint of a retrieve
@@ -71,15 +72,7 @@ class ResponsesRelay:
         return max(self.deltas, -(-self.text_bytes // _BYTES_PER_TOKEN))
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._buffer + chunk if self._buffer else chunk
-        if b"\r\n" in data:
-            data = data.replace(b"\r\n", b"\n")
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._buffer = data
-            return b""
-        self._buffer = data[end + 2 :]
-        complete = data[: end + 2]
+        self._buffer, complete = frame(self._buffer, chunk)
         for event in complete.split(b"\n\n"):
             if event:
                 self._event(event)

@@ -27,6 +27,18 @@ _BYTES_PER_TOKEN = 4
 _TEXT_KEYS = frozenset(("content", "reasoning_content", "reasoning", "refusal"))
 
 
+def frame(buffered: bytes, chunk: bytes) -> tuple[bytes, bytes]:
+    """Server-sent events framing: (the bytes to keep buffered, the complete events to pass on now,
+    each ending in a blank line; CRLF line ends normalised). Shared by every SSE relay."""
+    data = buffered + chunk if buffered else chunk
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    end = data.rfind(b"\n\n")
+    if end < 0:
+        return data, b""
+    return data[end + 2 :], data[: end + 2]
+
+
 class SSERelay:
     __slots__ = ("_buffer", "_strip_usage_chunk", "deltas", "done", "text_bytes", "usage")
     terminator = DONE  # held back, sent after the ledger record and cost comment
@@ -46,15 +58,9 @@ class SSERelay:
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes to send to the client now (zero or more complete events)."""
-        data = self._buffer + chunk if self._buffer else chunk
-        if b"\r\n" in data:
-            data = data.replace(b"\r\n", b"\n")
-        end = data.rfind(b"\n\n")
-        if end < 0:
-            self._buffer = data
+        self._buffer, complete = frame(self._buffer, chunk)
+        if not complete:
             return b""
-        self._buffer = data[end + 2 :]
-        complete = data[: end + 2]
         if b'"usage"' not in complete and b"[DONE]" not in complete:
             for event in complete.split(b"\n\n"):
                 if event:
