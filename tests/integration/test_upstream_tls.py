@@ -14,13 +14,14 @@ import pytest
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
 from tests.integration.procs import Gateway, TextModel
-from tests.integration.setup_config import KEYS
+from tests.integration.setup_config import KEYS, PROXY_PRICES
 from tests.integration.tls_certs import Certs, make_certs
 from tests.integration.upstream_setup import ON_BOTH_ENGINES, UpstreamGateway, chat, gateway_with
 
 __all__ = ["gateway_with"]  # the fixture, imported for the tests below
 
 AUTH = {"Authorization": f"Bearer {KEYS['search']}"}
+PROXY = {"protocol": "http", "pricing": {k: str(v) for k, v in PROXY_PRICES.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,7 @@ def gateway(gateway_with: UpstreamGateway, https_model: TextModel, certs: Certs)
         [
             chat("tls", "markov-small", https_model.url, tls={"ca_file": str(certs.ca_file)}),
             chat("tls-other-ca", "markov-small", https_model.url, tls={"ca_file": str(certs.other_ca_file)}),
+            {**PROXY, "name": "tls-proxy", "upstream": https_model.url, "tls": {"ca_file": str(certs.ca_file)}},
         ]
     )
 
@@ -72,3 +74,19 @@ def test_a_certificate_of_another_ca_is_a_502_with_a_record(gateway: Gateway) ->
     (record,) = ledger.wait_for(gateway.ledger, 1)
     assert record.request_id == response.headers["x-costwarden-request-id"]
     assert (record.status, record.outcome, record.cost_usd) == (502, Outcome.FAILED, Decimal(0))
+
+
+@ON_BOTH_ENGINES
+def test_head_to_an_https_upstream_has_no_body_and_a_record(gateway: Gateway) -> None:
+    """The fast engine's pool ends a HEAD answer at its headers (its Content-Length announces the
+    GET's body); the connection then serves the GET."""
+    auth = {"X-Api-Key": KEYS["ads"]}
+    url = gateway.url + "/proxy/tls-proxy/v1/models"
+    head = httpx.head(url, headers=auth, timeout=10)
+    get = httpx.get(url, headers=auth, timeout=10)
+    assert (head.status_code, get.status_code) == (200, 200)
+    assert head.content == b"" and get.json()["data"]
+    found = ledger.by_id(ledger.wait_for(gateway.ledger, 2))
+    records = [found[r.headers["x-costwarden-request-id"]] for r in (head, get)]
+    served = [("HEAD", 200, Outcome.SERVED), ("GET", 200, Outcome.SERVED)]
+    assert [(r.method, r.status, r.outcome) for r in records] == served
