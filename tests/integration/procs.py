@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -82,26 +83,33 @@ class Proc:
 class TextModel(Proc):
     """examples/textmodel: the OpenAI-compatible Markov text model."""
 
-    def __init__(self, tmp: Path, token_delay_ms: float = 0.0) -> None:
+    def __init__(self, tmp: Path, token_delay_ms: float = 0.0, tls: tuple[Path, Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key, CA file) to serve HTTPS at `localhost` (the name the certificate has)."""
         self.port = free_port()
-        super().__init__(
-            [
-                sys.executable,
-                str(ROOT / "examples/textmodel/server.py"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--token-delay-ms",
-                str(token_delay_ms),
-            ],
-            tmp / f"textmodel-{self.port}.log",
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [
+            sys.executable,
+            str(ROOT / "examples/textmodel/server.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--token-delay-ms",
+            str(token_delay_ms),
+        ]
+        if tls is not None:
+            argv += ["--cert-file", str(tls[0]), "--key-file", str(tls[1])]
+        super().__init__(argv, tmp / f"textmodel-{self.port}.log")
+        self.url = f"https://localhost:{self.port}" if tls else f"http://127.0.0.1:{self.port}"
+        self._verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=tls[2]) if tls else True
 
     def start(self) -> None:
         super().start()
-        wait_until(lambda: httpx.get(self.url + "/health").status_code == 200, 30, "the text model", self.proc)
+        wait_until(
+            lambda: httpx.get(self.url + "/health", verify=self._verify).status_code == 200,
+            30,
+            "the text model",
+            self.proc,
+        )
 
 
 MLSERVER_BIN = ROOT / ".venv-mlserver/bin/mlserver"

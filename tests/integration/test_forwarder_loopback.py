@@ -1,13 +1,16 @@
 """The forwarder against a misbehaving HTTP upstream on loopback (aiohttp, in this process).
 
-Answers the example servers do not give: forged gateway headers, a JSON or HTML 200 to a stream.
+Answers the example servers do not give: forged gateway headers, a JSON or HTML 200 to a stream;
+and HTTPS upstreams verified against a deployment's own CA bundle (`tls:`), by both clients.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import orjson
@@ -23,6 +26,7 @@ from costwarden.domain.record import Outcome, Protocol
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.forwarder import Forwarder
 from costwarden.upstream.pool import UpstreamPool
+from tests.integration.tls_certs import Certs, make_certs
 from tests.unit.chain.fakes import FakeChannel, Response
 
 CHAT = "/v1/chat/completions"
@@ -60,25 +64,25 @@ async def _client(request: pytest.FixtureRequest) -> AsyncIterator[None]:
 async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     runners: list[web.AppRunner] = []
 
-    async def start(handler: Handler) -> str:
+    async def start(handler: Handler, tls: ssl.SSLContext | None = None) -> str:
         app = web.Application()
         app.router.add_post(CHAT, handler)
         runner = web.AppRunner(app)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
         await site.start()
         runners.append(runner)
         port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     yield start
     for runner in runners:
         await runner.cleanup()
 
 
-async def forward(upstream: str, stream: bool) -> tuple[Exchange, Response]:
+async def forward(upstream: str, stream: bool, **config: Any) -> tuple[Exchange, Response]:
     deployment = Deployment.model_validate(
-        {"name": "m", "protocol": "openai", "upstream": upstream, "pricing": {"per_request": "0.001"}}
+        {"name": "m", "protocol": "openai", "upstream": upstream, "pricing": {"per_request": "0.001"}, **config}
     )
     table = RouteTable([deployment])
     body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
@@ -161,3 +165,51 @@ async def test_a_relay_cancelled_mid_stream_keeps_what_was_delivered(
     assert exchange.usage_estimated
     assert exchange.usage.output_tokens >= relayed >= 3
     assert exchange.usage.input_tokens > 0
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("tls"))
+
+
+async def answer(request: web.Request) -> web.StreamResponse:
+    assert request.secure
+    return web.json_response({"id": "x", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}})
+
+
+async def test_an_https_upstream_is_verified_against_the_deployments_ca_with_sni(
+    serve: Callable[..., Awaitable[str]], certs: Certs
+) -> None:
+    """Both clients (aiohttp: the asgi engine; the pool: the fast one) reach it, send the hostname,
+    and price the answer alike."""
+    names: list[str | None] = []
+    url = (await serve(answer, certs.server_context(names))).replace("127.0.0.1", "localhost")
+    exchange, response = await forward(url, False, tls={"ca_file": str(certs.ca_file)})
+    assert response.status == 200, response.body
+    assert (exchange.outcome, exchange.upstream_status) == (Outcome.SERVED, 200)
+    assert exchange.cost == exchange.route.deployment.pricing.per_request  # type: ignore[union-attr]
+    assert names == ["localhost"]
+
+
+@pytest.mark.parametrize(
+    ("host", "tls"),
+    [("localhost", "other"), ("127.0.0.1", "ours"), ("localhost", None)],
+    ids=["another-ca", "hostname-mismatch", "system-cas"],
+)
+async def test_an_https_upstream_that_fails_verification_is_an_upstream_fault_never_a_500(
+    serve: Callable[..., Awaitable[str]], certs: Certs, host: str, tls: str | None
+) -> None:
+    url = (await serve(answer, certs.server_context([]))).replace("127.0.0.1", host)
+    ca_files = {"other": certs.other_ca_file, "ours": certs.ca_file}
+    config = {"tls": {"ca_file": str(ca_files[tls])}} if tls else {}
+    exchange, response = await forward(url, False, **config)
+    assert response.status == 502
+    assert orjson.loads(response.body)["error"]["code"] == "upstream_unreachable"
+    assert (exchange.outcome, exchange.cost) == (Outcome.FAILED, Decimal(0))
+
+
+async def test_verify_false_accepts_any_certificate(serve: Callable[..., Awaitable[str]], certs: Certs) -> None:
+    url = await serve(answer, certs.server_context([]))  # 127.0.0.1, which the certificate does not name
+    exchange, response = await forward(url, False, tls={"ca_file": str(certs.other_ca_file), "verify": False})
+    assert response.status == 200, response.body
+    assert exchange.outcome == Outcome.SERVED

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, StringConstraints, model_validator
+from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, model_validator
 
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
@@ -98,6 +99,24 @@ class StorageConfig(Model):
 class Timeouts(Model):
     connect: float = Field(default=5.0, gt=0)
     read: float = Field(default=120.0, gt=0)
+
+
+class UpstreamTls(Model):
+    """How https:// upstreams are verified (both engines: aiohttp and the fast engine's pool)."""
+
+    # A PEM bundle of the CAs to trust instead of the system's (absolute, or relative to the working folder).
+    ca_file: str | None = Field(default=None, min_length=1)
+    verify: bool = True  # false: no certificate or hostname check (a test upstream only)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _loadable(cls, path: str | None) -> str | None:
+        if path is not None:
+            try:
+                ssl.create_default_context(cafile=path)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot load the CA bundle {path!r}: {exc}") from exc
+        return path
 
 
 class UpstreamHealth(Model):
@@ -192,6 +211,7 @@ class Deployment(Model):
     grpc_upstream: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-\[\]:]{1,255}:[0-9]{1,5}$")
     timeouts: Timeouts = Timeouts()
     health: UpstreamHealth = UpstreamHealth()
+    tls: UpstreamTls = UpstreamTls()
     # Deployments (same protocol) that serve the request when none of this one's upstreams can.
     fallbacks: tuple[str, ...] = ()
     pricing: Pricing = Pricing()

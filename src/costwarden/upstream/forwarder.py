@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
+from ssl import SSLContext
 from typing import Protocol as Shape
 
 import aiohttp
@@ -24,6 +25,7 @@ from costwarden.chain.body_stream import BodyStream
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.route import retarget
 from costwarden.chain.stage import JSON_CONTENT, Channel, Settle
+from costwarden.config.models import Deployment
 from costwarden.domain.money import usd_text
 from costwarden.domain.record import Outcome, Protocol
 from costwarden.domain.usage import NO_USAGE, Usage
@@ -35,6 +37,7 @@ from costwarden.protocols.sse import SSERelay, comment
 from costwarden.upstream.balancer import Balancer, Target
 from costwarden.upstream.headers import downstream_headers, upstream_headers
 from costwarden.upstream.pool import NotSent, UpstreamPool
+from costwarden.upstream.tls import client_context
 
 _SNIPPET = 200
 # Nothing of the request left the gateway: safe to send it to another upstream.
@@ -67,14 +70,15 @@ class UpstreamResponse(Shape):
 
 
 class Forwarder:
-    """`pool`: the fast engine's keep-alive httptools client, used for http:// upstreams (aiohttp
-    for the rest, and for HEAD, whose answer has no body to frame)."""
+    """`pool`: the fast engine's keep-alive httptools client, used for http:// and https:// upstreams
+    (aiohttp for a streamed upload, and on the asgi engine). Both take the deployment's TLS context."""
 
     def __init__(self, session: aiohttp.ClientSession, balancer: Balancer, pool: UpstreamPool | None = None) -> None:
         self._session = session
         self._pool = pool
         self._balancer = balancer
         self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
+        self._tls: dict[str, SSLContext | bool] = {}  # likewise (its CA bundle is read once)
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
         requested = exchange.route
@@ -100,11 +104,7 @@ class Forwarder:
         url = target.url + exchange.upstream_path
         if exchange.query:
             url += "?" + exchange.query.decode("latin-1")
-        timeout = self._timeouts.get(deployment.name)
-        if timeout is None:
-            timeout = self._timeouts[deployment.name] = aiohttp.ClientTimeout(
-                total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
-            )
+        timeout, tls = self._client_settings(deployment)
         healthy: bool | None = None
         sent = True
         cause = ""
@@ -114,9 +114,9 @@ class Forwarder:
         # A streamed upload's body is an async generator: aiohttp sends it chunked (the pool sends bytes).
         headers = upstream_headers(exchange, target.route.api_key)
         sending: AbstractAsyncContextManager[UpstreamResponse]
-        if pool is not None and pool.handles(url) and exchange.method != "HEAD" and stream is None:
+        if pool is not None and pool.handles(url) and stream is None:
             body = exchange.upstream_body or None
-            sending = pool.request(exchange.method, url, data=body, headers=headers, timeout=timeout)
+            sending = pool.request(exchange.method, url, data=body, headers=headers, timeout=timeout, ssl=tls)
         else:
             sending = self._session.request(
                 exchange.method,
@@ -126,6 +126,7 @@ class Forwarder:
                 skip_auto_headers=_SKIP_AUTO,
                 timeout=timeout,
                 allow_redirects=False,
+                ssl=tls,
             )
         try:
             async with sending as response:
@@ -157,6 +158,18 @@ class Forwarder:
         finally:
             self._balancer.report(target, healthy, time.monotonic(), cause, sent)
         return True
+
+    def _client_settings(self, deployment: Deployment) -> tuple[aiohttp.ClientTimeout, SSLContext | bool]:
+        """The deployment's upstream timeouts and TLS context, built on its first request."""
+        timeout = self._timeouts.get(deployment.name)
+        if timeout is None:
+            timeout = self._timeouts[deployment.name] = aiohttp.ClientTimeout(
+                total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
+            )
+        tls = self._tls.get(deployment.name)
+        if tls is None:
+            tls = self._tls[deployment.name] = client_context(deployment.tls)
+        return timeout, tls
 
     async def _whole(
         self,

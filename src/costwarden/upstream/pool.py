@@ -1,7 +1,8 @@
-"""A keep-alive HTTP/1.1 client on asyncio protocols + httptools, for plain-http upstreams.
+"""A keep-alive HTTP/1.1 client on asyncio protocols + httptools, for http:// and https:// upstreams.
 
-Used by the forwarder on the fast engine (`server.engine: fast`) in place of aiohttp for `http://`
-upstreams; `https://` upstreams still go through aiohttp. It offers the part of aiohttp's request
+Used by the forwarder on the fast engine (`server.engine: fast`) in place of aiohttp; https goes
+through the standard library's `ssl` with the deployment's context (upstream/tls.py: certificate and
+hostname verified, SNI sent), and a failed handshake is `NotSent`, as aiohttp's. It offers the part of aiohttp's request
 API the forwarder reads (`status`, `content_type`, `raw_headers`, `headers.get`, `read()`,
 `content.iter_any()`), so the forwarder's logic stays one. Connections are reused while both ends
 keep them alive; one that fails, or whose response was not read whole, is closed, never reused.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
+from ssl import SSLContext, create_default_context
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -150,6 +152,13 @@ class Response:
                 await self.wait()
 
 
+Where = tuple[str, int, SSLContext | None]  # an upstream: host, port, TLS context (None: plain http)
+
+
+def _system_context() -> SSLContext:
+    return create_default_context()
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError("the upstream sent nothing within the read timeout"))
@@ -160,6 +169,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.response: Response | None = None
         self.reusable = False
+        self._head = False  # the request was HEAD: its answer has no body, whatever its headers say
         self._parser = httptools.HttpResponseParser(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -196,21 +206,27 @@ class _Conn(asyncio.Protocol):
             self.response.header(name, value)
 
     def on_headers_complete(self) -> None:
-        if self.response is not None:
-            self.response.head(self._parser.get_status_code())
+        response = self.response
+        if response is not None:
+            response.head(self._parser.get_status_code())
+            if self._head:  # llhttp cannot be told to skip the body: the answer ends here
+                self.reusable = self._parser.should_keep_alive()
+                response.done()
 
     def on_body(self, body: bytes) -> None:
-        if self.response is not None:
+        if self.response is not None and not self._head:
             self.response.body(body)
 
     def on_message_complete(self) -> None:
+        if self._head:
+            return
         self.reusable = self._parser.should_keep_alive()
         if self.response is not None:
             self.response.done()
 
-    def send(self, data: bytes, response: Response) -> None:
+    def send(self, data: bytes, response: Response, head: bool = False) -> None:
         assert self.transport is not None
-        self.response, self.reusable = response, False
+        self.response, self.reusable, self._head = response, False, head
         self._parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
 
@@ -231,45 +247,63 @@ class _Conn(asyncio.Protocol):
 
 
 class UpstreamPool:
-    """Idle keep-alive connections per (host, port); `request` as aiohttp's session has it."""
+    """Idle keep-alive connections per (host, port, TLS context); `request` as aiohttp's session has it."""
 
     def __init__(self, max_idle: int = 64) -> None:
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
-        self._split: dict[str, tuple[str, int, str]] = {}
+        self._idle: dict[Where, list[_Conn]] = {}
         self._max_idle = max_idle
+        self._default_tls: SSLContext | None = None  # the system's CAs, built on the first https
 
     def handles(self, url: str) -> bool:
-        return url.startswith("http://")
+        return url.startswith(("http://", "https://"))
 
     def request(
-        self, method: str, url: str, *, data: bytes | None, headers: Mapping[str, str], timeout: Any, **_: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        timeout: Any,
+        ssl: SSLContext | bool = True,
+        **_: Any,
     ) -> _Exchange:
-        return _Exchange(self, method, url, data or b"", headers, timeout.sock_connect, timeout.sock_read)
+        return _Exchange(self, method, url, data or b"", headers, timeout.sock_connect, timeout.sock_read, ssl)
 
-    def target(self, url: str) -> tuple[str, int, str]:
-        """(host, port, path+query) of an http:// URL."""
+    def target(self, url: str, tls: SSLContext | bool = True) -> tuple[Where, str]:
+        """((host, port, TLS context or None), path+query) of an http:// or https:// URL."""
         parts = urlsplit(url)
-        host, port = parts.hostname or "", parts.port or 80
+        secure = parts.scheme == "https"
+        host, port = parts.hostname or "", parts.port or (443 if secure else 80)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return host, port, path
+        context: SSLContext | None = None
+        if secure:
+            if isinstance(tls, SSLContext):
+                context = tls
+            else:
+                context = self._default_tls = self._default_tls or _system_context()
+        return (host, port, context), path
 
-    async def acquire(self, host: str, port: int, connect_timeout: float) -> _Conn:
-        idle = self._idle.get((host, port))
+    async def acquire(self, where: Where, connect_timeout: float) -> _Conn:
+        idle = self._idle.get(where)
         while idle:
             conn = idle.pop()
             if conn.alive():
                 return conn
+        host, port, context = where
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(connect_timeout):
-                _, conn = await loop.create_connection(_Conn, host, port)
-        except (OSError, TimeoutError) as exc:
+            async with asyncio.timeout(connect_timeout):  # the TLS handshake included
+                _, conn = await loop.create_connection(
+                    _Conn, host, port, ssl=context, server_hostname=host if context is not None else None
+                )
+        except (OSError, TimeoutError) as exc:  # SSLError (a certificate refused) is an OSError
             raise NotSent(f"cannot connect to {host}:{port}: {exc!r}") from exc
         return conn
 
-    def release(self, host: str, port: int, conn: _Conn) -> None:
+    def release(self, where: Where, conn: _Conn) -> None:
         conn.response = None
-        idle = self._idle.setdefault((host, port), [])
+        idle = self._idle.setdefault(where, [])
         if conn.reusable and conn.alive() and len(idle) < self._max_idle:
             idle.append(conn)
         else:
@@ -295,25 +329,27 @@ class _Exchange:
         headers: Mapping[str, str],
         connect_timeout: float | None,
         read_timeout: float | None,
+        tls: SSLContext | bool = True,
     ) -> None:
         self._pool = pool
+        self._tls = tls
         self._method, self._url, self._body, self._headers = method, url, body, headers
         self._connect = connect_timeout or 30.0
         self._read = read_timeout or 300.0
         self._conn: _Conn | None = None
-        self._where: tuple[str, int] = ("", 0)
+        self._where: Where = ("", 0, None)
 
     async def __aenter__(self) -> Response:
-        host, port, path = self._pool.target(self._url)
-        self._where = (host, port)
-        conn = self._conn = await self._pool.acquire(host, port, self._connect)
+        where, path = self._pool.target(self._url, self._tls)
+        host, port, _ = self._where = where
+        conn = self._conn = await self._pool.acquire(where, self._connect)
         lines = [f"{self._method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"]
         lines.extend(f"{k}: {v}\r\n" for k, v in self._headers.items())
         if self._body or self._method in ("POST", "PUT", "PATCH"):
             lines.append(f"content-length: {len(self._body)}\r\n")
         lines.append("\r\n")
         response = Response(conn, self._read)
-        conn.send("".join(lines).encode("latin-1") + self._body, response)
+        conn.send("".join(lines).encode("latin-1") + self._body, response, head=self._method == "HEAD")
         while not response.has_head:
             await response.wait()
         return response
@@ -324,4 +360,4 @@ class _Exchange:
             return
         if exc[0] is not None or conn.response is None or not conn.response.complete:
             conn.reusable = False
-        self._pool.release(*self._where, conn)
+        self._pool.release(self._where, conn)

@@ -313,3 +313,15 @@ def test_the_fast_engine_needs_an_admin_port_of_its_own() -> None:
     assert "admin_port must differ from port" in same
     unused = only_problem(VALID.replace("  port: 8700\n", "  port: 8700\n  admin_port: 8701\n"))
     assert "admin_port is used only with engine: fast" in unused
+
+
+def test_an_upstream_ca_file_that_does_not_load_is_named(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    for path in (tmp_path / "missing.pem", not_pem):
+        tls = f"    upstream: https://a\n    tls:\n      ca_file: {path}\n"
+        problem = only_problem(VALID.replace("    upstream: http://127.0.0.1:9000\n", tls))
+        assert problem.startswith(f"{SOURCE}:11: deployments[0].tls.ca_file: "), problem
+        assert f"cannot load the CA bundle {str(path)!r}" in problem
+    text = VALID.replace("    upstream: http://127.0.0.1:9000\n", "    upstream: https://a\n    tls: {verify: no}\n")
+    assert parse(text).deployments[0].tls.verify is False

@@ -118,3 +118,30 @@ async def test_no_upstream_is_not_sent_a_silent_one_times_out_a_broken_one_is_br
                 await response.read()
     assert len(connections) == 2
     await pool.close()
+
+
+async def test_a_head_answer_has_no_body_whatever_its_length_says(
+    upstream: Callable[..., Awaitable[tuple[str, list[int]]]],
+) -> None:
+    """llhttp would wait for the announced body: the pool ends a HEAD answer at its headers, and the
+    connection serves the next request."""
+
+    async def head_then_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await _head(reader)
+            if head.startswith(b"HEAD "):
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 42\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter")
+            await writer.drain()
+
+    url, connections = await upstream(head_then_get)
+    pool = UpstreamPool()
+    for method, expected in (("HEAD", b""), ("GET", b"after"), ("HEAD", b""), ("GET", b"after")):
+        async with pool.request(method, url + "/", data=None, headers={}, timeout=TIMEOUT) as response:
+            assert response.status == 200
+            assert await response.read() == expected
+            if method == "HEAD":
+                assert response.headers.get("content-length") == "42"
+    assert len(connections) == 1
+    await pool.close()
