@@ -14,9 +14,9 @@ import pytest
 
 from costwarden.collectors.prometheus import QueryFailed
 from costwarden.config.models import Config
+from costwarden.domain.record import UsageRecord
 from costwarden.domain.replicas import grid
 from costwarden.services import replicas
-from costwarden.domain.record import UsageRecord
 from costwarden.services.compute_tally import ComputeTally, ComputeTotals
 from costwarden.storage.sqlite import SQLiteStore
 from tests.unit.storage.sample import record
