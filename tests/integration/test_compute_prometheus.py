@@ -26,6 +26,7 @@ from costwarden.domain.allocation import money
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.services.allocation import AllocationQuery, allocation
 from costwarden.services.compute import measured_busy
+from costwarden.services.compute_tally import ComputeTally
 from costwarden.storage.sqlite import SQLiteStore
 from tests.integration.procs import free_port, wait_until
 from tests.integration.prometheus_server import Prometheus
@@ -182,6 +183,17 @@ async def test_replicas_from_prometheus_are_provisioned_step_by_step(prometheus:
     assert result.provisioned_seconds == float(replica_seconds)
     assert "replica-h" in result.bases["fraud"] and report.notes == []
 
+    # The compute cost metrics' tally: two ticks of 4 s over the same grid count the same replica-seconds
+    # (each tick's cost floored to the nano-dollar on its own); Prometheus down keeps the mark.
+    tally = ComputeTally(config, _leading, lambda: None, 15.0, start)
+    tally.mark, tally.marks["fraud"] = start, start
+    await tally.tick(start + 4 + tally.lag_s)
+    await tally.tick(end + tally.lag_s)
+    totals = tally.totals[("fraud", "h200")]
+    halves = [sum((Decimal(c[0]["value"][1]) for c in part), Decimal(0)) for part in (counts[:4], counts[4:])]
+    assert totals.gpu_seconds == replica_seconds and totals.uncounted_seconds == 0
+    assert totals.compute_usd == totals.idle_usd == sum((money(Decimal("3.72"), h) for h in halves), Decimal(0))
+
     before = await allocation(config, AllocationQuery(start - 86400, start - 86000, ("team",)))
     assert before.allocation.provisioned_usd == 0 and "fraud" not in before.allocation.bases
     assert before.notes[0] == "fraud: Prometheus has no replica count over the window; not allocated"
@@ -190,3 +202,11 @@ async def test_replicas_from_prometheus_are_provisioned_step_by_step(prometheus:
     gone = await allocation(down, AllocationQuery(start, end, ("team",)))
     assert gone.allocation.provisioned_usd == 0
     assert gone.notes[0].startswith("fraud: replica count unknown (Prometheus unreachable at ")
+    stalled = ComputeTally(down, _leading, lambda: None, 15.0, start)
+    stalled.mark, stalled.marks["fraud"] = start, start
+    await stalled.tick(end + stalled.lag_s)
+    assert stalled.marks["fraud"] == start and stalled.totals[("fraud", "h200")].compute_usd == 0
+
+
+async def _leading(now: float) -> bool:
+    return True

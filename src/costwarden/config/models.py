@@ -263,6 +263,14 @@ class ApiKeyConfig(Model):
     allow_client_tags: bool = False
 
 
+_COUNTED = (
+    "include_compute cannot count the replicas of {} (`replicas: {{prometheus: ...}}`): a budget's replica cost "
+    "must be the same on every gateway replica and after a restart, a function of config and clock, and a live "
+    "Prometheus count is not; scope the budget to deployments with a fixed replica count or drop include_compute "
+    "(their cost is in `costwarden allocation` and costwarden_compute_cost_usd_total)"
+)
+
+
 class Config(Model):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
@@ -296,6 +304,16 @@ class Config(Model):
             if profile is not None:
                 rate += profile.hourly(compute.spot) * compute.replicas
         return rate
+
+    def _prometheus_counted(self, scope: Mapping[str, str]) -> list[str]:
+        """The deployments in `scope` whose replicas Prometheus counts (include_compute cannot count them)."""
+        return [
+            dep.name
+            for dep in self.deployments
+            if dep.compute is not None
+            and not isinstance(dep.compute.replicas, int)
+            and scope.get("deployment", dep.name) == dep.name
+        ]
 
     def budget_of(self, budget: BudgetConfig) -> Budget:
         """The domain budget of a config or stored budget, with its replica cost when it includes compute."""
@@ -397,6 +415,9 @@ class Config(Model):
                 budget.budget(gov.timezone)
             except ValueError as exc:
                 problems.append((("governance", "budgets", i), str(exc)))
+            counted = self._prometheus_counted(budget.scope) if budget.include_compute else []
+            if counted:
+                problems.append((("governance", "budgets", i, "include_compute"), _COUNTED.format(counted)))
             problems.extend(self._degrade_problems(i, teams))
             problems.extend(self._queue_problems(i, teams))
         for i, team in enumerate(self.batch.priority_teams):

@@ -71,10 +71,17 @@ class ComputeMetrics(Collector):
         gpu = CounterMetricFamily(
             "costwarden_gpu_seconds", "GPU-seconds the replicas held (accelerators x replicas x time).", labels=labels
         )
+        uncounted = CounterMetricFamily(
+            "costwarden_compute_uncounted_seconds",
+            "Seconds of Prometheus-counted replicas with no replica count in Prometheus (gaps), not counted.",
+            labels=labels,
+        )
         for (deployment, profile), totals in sorted(self._totals().items()):
             cost.add_metric([deployment, profile], float(totals.compute_usd))
             idle.add_metric([deployment, profile], float(totals.idle_usd))
             gpu.add_metric([deployment, profile], float(totals.gpu_seconds))
+            uncounted.add_metric([deployment, profile], float(totals.uncounted_seconds))
         yield cost
         yield idle
         yield gpu
+        yield uncounted

@@ -16,6 +16,8 @@ deployments:
     upstream: "http://127.0.0.1:9001"
 """
 
+COUNTED = "    compute: {profile: h200, replicas: {prometheus: kube_deployment_status_replicas}}\n"
+
 
 def test_compute_loads_with_profile_replicas_and_collectors() -> None:
     text = BASE + (
@@ -82,6 +84,11 @@ def test_compute_loads_with_profile_replicas_and_collectors() -> None:
             "deployments[0].compute.scaling.budget: unknown budget 'gone'",
         ),
         ("compute:\n  collectors:\n    - {type: prometheus, url: 'not a url'}\n", 9, "collectors[0].prometheus.url"),
+        (COUNTED + "governance:\n  budgets:\n    - {id: b, scope: {deployment: fraud}, limit_usd: 5,\n"
+         "       include_compute: true}\n", 11, "budgets[0].include_compute: include_compute cannot count the "
+         "replicas of ['fraud']"),
+        (COUNTED + "governance:\n  budgets:\n    - {id: b, limit_usd: 5,\n       include_compute: true}\n",
+         11, "a live Prometheus count is not"),
     ],
 )
 def test_bad_compute_names_file_line_and_key(tail: str, line: int, message: str) -> None:
@@ -89,3 +96,12 @@ def test_bad_compute_names_file_line_and_key(tail: str, line: int, message: str)
         parse_config(BASE + tail, "costwarden.yaml")
     text = str(caught.value)
     assert f"costwarden.yaml:{line}:" in text and message in text, text
+
+
+def test_include_compute_may_leave_a_prometheus_counted_deployment_out_of_its_scope() -> None:
+    text = BASE + COUNTED + (
+        "  - {name: iris, protocol: v2, upstream: 'http://127.0.0.1:9002', compute: {profile: h200, replicas: 2}}\n"
+        "governance:\n  budgets:\n    - {id: b, scope: {deployment: iris}, limit_usd: 5, include_compute: true}\n"
+    )
+    config = parse_config(text)
+    assert config.compute_rate({"deployment": "iris"}) == 7  # 2 x 3.5

@@ -5,6 +5,7 @@ lowered by what accrued by the end of the current second) and so does the budget
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ from costwarden.domain.admission import BudgetSeed
 from costwarden.domain.budget import Budget, BudgetScope, seed_key
 from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.window import Unit, Window
-from costwarden.services.budgets import budget_view
+from costwarden.services.budgets import BudgetServiceError, budget_view, set_budget, stored_budgets
 from costwarden.storage.memory_counters import MemoryCounters
+from costwarden.storage.sqlite import SQLiteStore
 
 DAY_START = 1_800_000_000.0 - 1_800_000_000.0 % 86400  # a UTC midnight
 
@@ -96,3 +98,24 @@ async def test_the_view_counts_compute_as_spent() -> None:
     view = await budget_view(counters, policy.check_for(budget, now), budget, now)
     assert view.compute_usd == Decimal("6.6") and view.state.spent.usd == Decimal("6.6")  # 13.2 $/h, half an hour
     assert view.remaining_usd == Decimal("93.4") and view.utilisation == Decimal("0.066")
+
+
+@pytest.mark.parametrize("scope", [{"deployment": "dyn"}, {}])
+async def test_a_stored_budget_cannot_include_prometheus_counted_replicas(
+    scope: dict[str, str], tmp_path: Path
+) -> None:
+    """`dyn`'s replicas come from Prometheus: a live count is not a function of config and clock, so a
+    budget that would include them is refused (PUT /admin/v1/budgets answers 4xx) and nothing is stored."""
+    store = SQLiteStore(str(tmp_path / "ledger.db"))
+    await store.open()
+    try:
+        budget = BudgetConfig.model_validate({"id": "b", "scope": scope, "limit_usd": "5", "include_compute": True})
+        with pytest.raises(BudgetServiceError, match=r"include_compute cannot count the replicas of \['dyn'\]"):
+            await set_budget(store, config(), budget)
+        assert await stored_budgets(store, config()) == []
+        fixed = BudgetConfig.model_validate({"id": "f", "scope": {"deployment": "fraud"}, "limit_usd": "5",
+                                             "include_compute": True})  # fmt: skip
+        await set_budget(store, config(), fixed)
+        assert [b.id for b in await stored_budgets(store, config())] == ["f"]
+    finally:
+        await store.close()

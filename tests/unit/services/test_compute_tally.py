@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from costwarden.collectors.prometheus import QueryFailed
 from costwarden.config.models import Config
 from costwarden.domain.record import UsageRecord
-from costwarden.services.compute_tally import ComputeTally
+from costwarden.domain.replicas import grid
+from costwarden.services import replicas
+from costwarden.services.compute_tally import ComputeTally, ComputeTotals
 from costwarden.storage.sqlite import SQLiteStore
 from tests.unit.storage.sample import record
 
@@ -96,3 +99,68 @@ async def test_a_follower_counts_nothing_and_a_failed_read_keeps_the_mark(ledger
     with pytest.raises(Exception, match="unable to open"):
         await broken.tick(T0 + 40 + broken.lag_s)
     assert broken.mark == T0 and broken.totals[("fraud", "l4")].compute_usd == 0
+
+
+# Replicas counted by Prometheus: the range query's answer over each tick's [mark, end), here from a
+# fake `query_range` (1 replica before T0 + 20, 3 after, no count at T0 + 60); the math is real.
+STEP = 10.0
+
+
+def counted_config(ledger: Path) -> Config:
+    raw = config(ledger).model_dump(mode="json", exclude_unset=True)
+    raw["deployments"][0]["compute"]["replicas"] = {"prometheus": 'kube_deployment_status_replicas{deployment="fraud"}',
+                                                    "step_seconds": STEP}  # fmt: skip
+    raw["compute"] = {"collectors": [{"type": "prometheus", "url": "http://127.0.0.1:9"}]}
+    return Config.model_validate(raw)
+
+
+class Prometheus:
+    def __init__(self) -> None:
+        self.down = False
+        self.asked: list[tuple[float, float, float]] = []
+
+    def query_range(
+        self, base: str, promql: str, start: float, end: float, step: float, timeout: float
+    ) -> list[tuple[float, str]]:
+        self.asked.append((start, end, step))
+        if self.down:
+            raise QueryFailed("connection refused")
+        return [(t, "1" if t < T0 + 20 else "3") for t in grid(start, end, step) if t != T0 + 60]
+
+
+async def test_prometheus_counted_replicas_are_tallied_gaps_left_out_and_retried_when_down(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prom = Prometheus()
+    monkeypatch.setattr(replicas, "query_range", prom.query_range)
+    tally = ComputeTally(counted_config(ledger), Lease().lead, lambda: None, 15.0, T0)
+    assert tally.active and tally.marks == {"fraud": round(tally.mark, 3)}
+    tally.marks["fraud"] = T0
+    tally.mark = T0
+    await tally.tick(T0 + 40 + tally.lag_s)  # 1, 1, 3, 3 replicas over 10 s each
+    prom.down = True
+    await tally.tick(T0 + 80 + tally.lag_s)  # nothing counted, the mark stays
+    assert tally.marks["fraud"] == T0 + 40
+    prom.down = False
+    await tally.tick(T0 + 120 + tally.lag_s)  # [T0 + 40, T0 + 120) at once: 7 steps of 3, one gap
+    assert [a[:2] for a in prom.asked] == [(T0, T0 + 40), (T0 + 40, T0 + 80), (T0 + 40, T0 + 120)]
+    assert tally.marks["fraud"] == T0 + 120
+    totals = tally.totals[("fraud", "l4")]
+    replica_s = [Decimal(1 * 20 + 3 * 20), Decimal(3 * 70)]
+    assert totals.compute_usd == _usd(replica_s[0], HOURLY) + _usd(replica_s[1], HOURLY)
+    assert totals.idle_usd == totals.compute_usd - _usd(Decimal(6), HOURLY) - _usd(Decimal(12), HOURLY)
+    assert totals.gpu_seconds == sum(replica_s)  # one L4 per replica
+    assert totals.uncounted_seconds == STEP  # the gap at T0 + 60
+
+
+async def test_a_follower_moves_the_prometheus_marks_without_asking(
+    ledger: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prom = Prometheus()
+    monkeypatch.setattr(replicas, "query_range", prom.query_range)
+    lease = Lease()
+    lease.leading = False
+    tally = ComputeTally(counted_config(ledger), lease.lead, lambda: None, 15.0, T0)
+    await tally.tick(T0 + 40)
+    assert prom.asked == [] and tally.marks["fraud"] == round(T0 + 40 - tally.lag_s, 3)
+    assert tally.totals[("fraud", "l4")] == ComputeTotals()
