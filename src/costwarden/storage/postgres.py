@@ -44,49 +44,51 @@ from costwarden.storage.rollup_write import (
 
 log = logging.getLogger(__name__)
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
-_TYPES = (
-    "text",
-    "float8",
-    "float8",
-    "text",
-    "text",
-    "text",
-    "text",
-    "jsonb",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "bool",
-    "int4",
-    "int4",
-    "text",
-    "text",
-    "float8",
-    "float8",
-    "int8",
-    "int8",
-    "int8",
-    "int8",
-    "int8",
-    "int8",
-    "numeric",
-    "text",
-    "text",  # client_request_id
-    "text",  # variant
-    "text",  # original_cost_usd
-    "text",  # batch_id
-    "text",  # job_id
-    "text",  # cache
-    "text",  # cache_avoided_usd
-    "int8",  # reasoning_tokens
-    "int8",  # images
-    "int8",  # audio_ms
-    "int8",  # characters
-    "int8",  # documents
-)
-_STAGE = stage_postgres(tuple(zip(LEDGER_COLUMNS, _TYPES, strict=True)))
+# The staging table's PostgreSQL type of each ledger column, by name: a column added to LEDGER_COLUMNS without
+# its type here fails at import, never as a silently shifted COPY.
+_TYPES: dict[str, str] = {
+    "request_id": "text",
+    "started_at": "float8",
+    "ended_at": "float8",
+    "key_id": "text",
+    "team": "text",
+    "project": "text",
+    "environment": "text",
+    "tags": "jsonb",
+    "deployment": "text",
+    "protocol": "text",
+    "endpoint": "text",
+    "method": "text",
+    "model": "text",
+    "stream": "bool",
+    "status": "int4",
+    "upstream_status": "int4",
+    "outcome": "text",
+    "error_code": "text",
+    "latency_ms": "float8",
+    "upstream_ms": "float8",
+    "input_tokens": "int8",
+    "output_tokens": "int8",
+    "cached_tokens": "int8",
+    "items": "int8",
+    "request_bytes": "int8",
+    "response_bytes": "int8",
+    "cost_usd": "numeric",
+    "pricing_basis": "text",
+    "client_request_id": "text",
+    "variant": "text",
+    "original_cost_usd": "text",
+    "batch_id": "text",
+    "job_id": "text",
+    "cache": "text",
+    "cache_avoided_usd": "text",
+    "reasoning_tokens": "int8",
+    "images": "int8",
+    "audio_ms": "int8",
+    "characters": "int8",
+    "documents": "int8",
+}
+_STAGE = stage_postgres(tuple((column, _TYPES[column]) for column in LEDGER_COLUMNS))
 _MERGE = merge_postgres(LEDGER_COLUMNS)  # one statement: the insert, and which rows it stored
 _MERGE_PARTITIONED = merge_postgres(LEDGER_COLUMNS, conflict="request_id, started_at")  # storage/partitions.py
 _QUARANTINE_SELECT = (
