@@ -7,11 +7,11 @@ an incomplete body (499), never the end of one: nothing the client did not finis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from costwarden.aio import cancel_and_wait
 from costwarden.chain.body_stream import BodyStream
 from costwarden.protocols.errors import GatewayError
 
@@ -50,9 +50,7 @@ class BodyReader:
 
     async def stop(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+            await cancel_and_wait(self._sweeper)
             self._sweeper = None
 
     def too_large(self) -> GatewayError:

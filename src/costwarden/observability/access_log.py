@@ -21,6 +21,7 @@ import orjson
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from costwarden.aio import wait_event
 from costwarden.chain.record import RecordSink
 from costwarden.config.observability import AccessLogConfig
 from costwarden.domain.money import usd_text
@@ -116,8 +117,7 @@ class AccessLog(Collector):
     async def _run(self) -> None:
         interval = self._config.flush_ms / 1000.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval)
+            await wait_event(self._wake, interval)
             self._wake.clear()
             try:
                 await self._flush()

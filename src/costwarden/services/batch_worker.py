@@ -16,7 +16,6 @@ Crash points, and why none loses or doubles a job (the ledger deduplicates on re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from costwarden.aio import cancel_and_wait, wait_event
 from costwarden.config.batch import BatchConfig
 from costwarden.domain.batch import Job, JobResult
 from costwarden.domain.batch_window import seconds_until_open
@@ -86,10 +86,7 @@ class BatchWorker:
         timeouts). Never cancelled: a cancelled job would be recorded as a 499 under its request
         id, and its re-run's answer would then be the duplicate the ledger drops."""
         self._stopping = True  # a loop whose cancellation was lost still ends at its next turn
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         if self._inflight:
             log.info("waiting for %d batch job(s) in flight to finish", len(self._inflight))
@@ -115,7 +112,7 @@ class BatchWorker:
             if self._busy():
                 await asyncio.sleep(self._config.poll_seconds)
             else:
-                await _wait(self._closer_wake, self._config.idle_poll_seconds)
+                await wait_event(self._closer_wake, self._config.idle_poll_seconds)
 
     def _busy(self) -> bool:
         """Whether the queue holds unfinished jobs, as far as this worker knows (unknown: busy)."""
@@ -141,7 +138,7 @@ class BatchWorker:
                 claimed = 0
             if not claimed:
                 delay = self._config.poll_seconds if self._busy() else self._config.idle_poll_seconds
-                await _wait(self._wake, delay)
+                await wait_event(self._wake, delay)
 
     async def _claim(self, now: float) -> int:
         free = self._config.concurrency - len(self._inflight)
@@ -185,14 +182,6 @@ class BatchWorker:
             raise
         except Exception:  # the lease expires and the job runs again, under the same request id
             log.exception("batch job %s failed to run", job.id)
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Until `event` is set or `seconds` pass. Not `asyncio.wait_for`: on Python 3.11 it swallows
-    a cancellation that lands as the event is set, and `stop()` then waited for ever."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 def worker_owner() -> str:

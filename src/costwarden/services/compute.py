@@ -5,12 +5,12 @@ measured busy time of each deployment over a window, for the allocation."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
 from collections.abc import Sequence
 
+from costwarden.aio import cancel_and_wait
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
 from costwarden.domain.collector_status import CollectorStatus
@@ -138,11 +138,7 @@ class ComputeSampler:
             await asyncio.sleep(FOLD_EVERY)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         for collector, _ in self.collectors:
             await asyncio.to_thread(collector.stop)

@@ -9,13 +9,13 @@ dispatcher, a count for the metrics, and one WARNING audit line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
+from costwarden.aio import cancel_and_wait
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step, within_scope
 from costwarden.ports import VariantStateStore
@@ -142,8 +142,6 @@ class DegradeWatch:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self._store.close()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Protocol
 
+from costwarden.aio import wait_event
 from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
 from costwarden.domain.admission import BudgetSeed, CounterSeed
@@ -439,8 +440,7 @@ class Governor:
             delay = self._interval
             if self._rebuild_at is not None:
                 delay = min(delay, max(0.0, self._rebuild_at - time.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)  # a request met unseeded counters
+            await wait_event(wake, delay)  # a request met unseeded counters
 
     async def stop(self) -> None:
         for task in list(self._catching):

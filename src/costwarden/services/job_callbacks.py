@@ -12,7 +12,6 @@ it), and should deduplicate on the job id. A callback never changes its job's re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from costwarden.aio import cancel_and_wait
 from costwarden.alerts.delivery import DeliveryFailed, backoff_delay, post_json
 from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from costwarden.config.alerts import SinkSettings
@@ -72,9 +72,7 @@ class CallbackSender:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _loop(self) -> None:

@@ -9,11 +9,11 @@ whatever the number of keys; rows are decoded in a worker thread, never on the e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 
+from costwarden.aio import cancel_and_wait
 from costwarden.domain.keys import KeyIdentity, StoredKey, split_key, verify
 from costwarden.ports import KeyStore
 from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
@@ -141,6 +141,4 @@ class KeyRing:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)

@@ -5,11 +5,11 @@ of days, batch by batch, keeping the rollups. Used by `costwarden ledger prune` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from costwarden.aio import cancel_and_wait
 from costwarden.ports import RetentionStore
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,5 @@ class RetentionLoop:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None

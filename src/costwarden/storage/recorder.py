@@ -10,7 +10,6 @@ flush, with the spool segments kept. `stop` (on SIGTERM / shutdown) flushes ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from costwarden.aio import cancel_and_wait, wait_event
 from costwarden.domain.limits import storable, violations
 from costwarden.domain.quarantine import Quarantined, bad_line, quarantined
 from costwarden.domain.record import UsageRecord
@@ -134,8 +134,7 @@ class Recorder:
         next_adoption = self._clock() + adopt_every_s if adopt_every_s > 0 else float("inf")
         while True:
             wait = min(self._interval, max(0.0, next_adoption - self._clock()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_event(self._wake, wait)
             self._wake.clear()
             await self.flush()
             if self._clock() >= next_adoption:
@@ -220,9 +219,7 @@ class Recorder:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         committed = await self.flush()
         self._spool.close(committed)

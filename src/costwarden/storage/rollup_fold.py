@@ -12,7 +12,6 @@ on SQLite the write lock serialises folders.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -163,7 +162,6 @@ class FoldSchedule:
 
     async def close(self) -> None:
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)  # its own end, not the caller's cancellation
             self._task = None
 
