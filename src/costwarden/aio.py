@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 
@@ -30,3 +31,16 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
         task.cancel()
     if running:
         await asyncio.gather(*running, return_exceptions=True)
+
+
+def describe_tasks(limit: int = 50) -> str:
+    """The running loop's unfinished tasks with where each waits: what a stuck shutdown is waiting for."""
+    lines: list[str] = []
+    current = asyncio.current_task()
+    for task in list(asyncio.all_tasks())[:limit]:
+        if task is current:
+            continue
+        frames = task.get_stack(limit=3)
+        where = " <- ".join(f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
+        lines.append(f"{task.get_name()}: {where or 'not started'}")
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from costwarden.aio import describe_tasks
 from costwarden.alerts.dispatcher import AlertDispatcher
 from costwarden.alerts.factory import build_dispatcher
 from costwarden.chain.admit import Admit, StoreHealth
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
+_STOP_WARN_S = 10.0
 
 
 def degrade_scopes(config: Config) -> list[DegradeScope]:
@@ -433,6 +435,16 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
+        """Stop every background task, flush the ledger and close the stores. A stop still running after
+        `_STOP_WARN_S` logs what it waits for (a stop that hangs is otherwise silent until a SIGKILL)."""
+        loop = asyncio.get_running_loop()
+        warn = loop.call_later(_STOP_WARN_S, _warn_stuck)
+        try:
+            await self._stop()
+        finally:
+            warn.cancel()
+
+    async def _stop(self) -> None:
         if self._tally is not None:
             await self._tally.stop()
         if self.compute is not None:
@@ -500,6 +512,10 @@ class Runtime:
         if not ledger:
             checks.setdefault("reason", "the ledger database does not answer")
         return ledger and advancing and bool(self.routes.names()), checks
+
+
+def _warn_stuck() -> None:
+    log.warning("stopping takes over %g s; waiting on:\n%s", _STOP_WARN_S, describe_tasks())
 
 
 def _client_session() -> aiohttp.ClientSession:

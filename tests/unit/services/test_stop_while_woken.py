@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from costwarden.aio import cancel_and_wait, wait_event
+from costwarden.aio import cancel_and_wait, describe_tasks, wait_event
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.recorder import Recorder
 from costwarden.storage.spool import Spool
@@ -90,3 +90,17 @@ async def test_cancel_and_wait_lets_its_own_caller_be_cancelled() -> None:
     stopper.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopper
+
+
+async def test_describe_tasks_names_each_waiting_task_and_where_it_waits() -> None:
+    event = asyncio.Event()
+
+    async def parked() -> None:
+        await event.wait()
+
+    task = asyncio.create_task(parked(), name="parked-loop")
+    await asyncio.sleep(0)
+    described = describe_tasks()
+    event.set()
+    await task
+    assert "parked-loop: test_stop_while_woken.py:" in described and " parked" in described
