@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from costwarden.cli.common import ConfigOption, config_or_exit, errors, plural, with_store
+from costwarden.cli.common import ConfigOption, config_or_exit, errors, plural, progress, with_store
 from costwarden.domain.focus import Value
 from costwarden.domain.money import format_usd
 from costwarden.domain.report import QueryError
@@ -55,12 +54,12 @@ def focus(
     issuer = issuer_of(cfg)
 
     async def run(store: Store) -> None:
-        with _progress() as progress:
-            task = progress.add_task("exporting", total=None)
+        with progress() as line:
+            task = line.add_task("exporting", total=None)
 
             async def rows() -> AsyncIterator[list[dict[str, Value]]]:
                 async for batch in focus_rows(store, window, issuer, tally):
-                    progress.update(task, description=f"{tally.records:,} records -> {tally.rows:,} rows")
+                    line.update(task, description=f"{tally.records:,} records -> {tally.rows:,} rows")
                     yield batch
 
             if output is None:
@@ -84,11 +83,6 @@ async def _write_csv(rows: AsyncIterator[list[dict[str, Value]]], sink: IO[bytes
     async for chunk in csv_stream(rows):
         sink.write(chunk)
     sink.flush()
-
-
-def _progress() -> Progress:
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    return Progress(*columns, console=errors, transient=True)
 
 
 def _summary(window: FocusWindow, tally: ExportTally, output: Path | None) -> str:
