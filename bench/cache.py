@@ -22,11 +22,9 @@ import asyncio
 import importlib.util
 import itertools
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -34,11 +32,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from closed_loop import Send, measure, medians  # noqa: E402
 from tests.integration.procs import Gateway, TextModel, free_port  # noqa: E402
 
 KEY = "cw_bench_0123456789abcdefBENCHKEY"
 PRICES = {"input_per_1m": "0.50", "output_per_1m": "1.50"}
-Send = Callable[[], Awaitable[None]]
 ROWS = ("direct", "forwarded", "miss", "hit", "hit, streamed", "semantic hit")
 SEMANTIC = importlib.util.find_spec("sentence_transformers") is not None
 
@@ -67,28 +65,6 @@ def config(tmp: Path, upstream: str) -> Path:
     path = tmp / "costwarden.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-async def measure(send: Send, seconds: float, concurrency: int) -> dict[str, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        await send()
-        latencies.append((time.perf_counter() - started) * 1000)
-    done = 0
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await send()
-            done += 1
-
-    stop = time.perf_counter() + seconds
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {"p50_ms": quantiles[49], "p99_ms": quantiles[98], "req_s": done / (time.perf_counter() - began)}
 
 
 async def run(args: argparse.Namespace, upstream: str, gateway: str) -> dict[str, dict[str, float]]:
@@ -126,9 +102,7 @@ async def run(args: argparse.Namespace, upstream: str, gateway: str) -> dict[str
         for _ in range(args.repeat):
             for name, send in targets.items():
                 samples.setdefault(name, []).append(await measure(send, args.seconds, args.concurrency))
-    return {
-        name: {key: statistics.median(s[key] for s in runs) for key in runs[0]} for name, runs in samples.items()
-    }
+    return medians(samples)
 
 
 def table(results: dict[str, dict[str, float]]) -> str:

@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -30,11 +27,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from closed_loop import Send, measure, medians  # noqa: E402
 from tests.integration.procs import Gateway, MLServer, Proc, free_port, wait_until  # noqa: E402
 
 KEY = "cw_bench_0123456789abcdefBENCHKEY"
 ROWS = np.arange(8 * 4, dtype=np.float32).reshape(8, 4)  # 8 items of 4 FP32 features
-Send = Callable[[], Awaitable[None]]
 
 
 def binary_request() -> tuple[bytes, dict[str, str]]:
@@ -74,28 +71,6 @@ def config(tmp: Path, iris: MLServer, echo_url: str, grpc_port: int) -> Path:
     path = tmp / "costwarden.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-async def measure(send: Send, seconds: float, concurrency: int) -> dict[str, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        await send()
-        latencies.append((time.perf_counter() - started) * 1000)
-    done = 0
-
-    async def worker() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await send()
-            done += 1
-
-    stop = time.perf_counter() + seconds
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {"p50_ms": quantiles[49], "p99_ms": quantiles[98], "req_s": done / (time.perf_counter() - began)}
 
 
 async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, dict[str, float]]:
@@ -142,9 +117,7 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, dict[
                 samples.setdefault(name, []).append(await measure(send, args.seconds, args.concurrency))
         await direct_channel.close()
         await via_channel.close()
-    return {
-        name: {key: statistics.median(s[key] for s in runs) for key in runs[0]} for name, runs in samples.items()
-    }
+    return medians(samples)
 
 
 def table(results: dict[str, dict[str, float]]) -> str:

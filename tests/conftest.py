@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -40,26 +41,36 @@ def port_open(host: str, port: int) -> bool:
 PG_ADMIN = "postgresql://127.0.0.1:5432/test"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    need(port_open("127.0.0.1", 5432), "PostgreSQL on 127.0.0.1:5432")
-    name = f"costwarden_test_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
+def _admin(sql: str) -> None:
+    async def execute() -> None:
         conn = await asyncpg.connect(PG_ADMIN)
         try:
             await conn.execute(sql)
         finally:
             await conn.close()
 
-    def run(sql: str) -> None:
-        # In a thread of its own: this fixture may be first requested from inside a running loop.
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, admin(sql)).result()
+    # In a thread of its own: the caller may be inside a running loop (an async test or fixture).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, execute()).result()
 
-    run(f'CREATE DATABASE "{name}"')
-    yield f"postgresql://127.0.0.1:5432/{name}"
-    run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of the caller's own, `<prefix>_<unique>`, dropped at the end; yields
+    its URL. Needs PostgreSQL on 127.0.0.1:5432 (skips on a laptop, fails in CI)."""
+    need(port_open("127.0.0.1", 5432), "PostgreSQL on 127.0.0.1:5432")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://127.0.0.1:5432/{name}"
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with scratch_database("costwarden_test") as url:
+        yield url
 
 
 async def drop_costwarden_tables(url: str) -> None:

@@ -1,9 +1,12 @@
-"""asyncio helpers shared by the gateway's background loops."""
+"""asyncio helpers shared by the gateway's background loops: a periodic task, waiting on an event
+with a timeout, cancelling tasks."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +47,66 @@ def describe_tasks(limit: int = 50) -> str:
         where = " <- ".join(f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
         lines.append(f"{task.get_name()}: {where or 'not started'}")
     return "\n".join(lines)
+
+
+class PeriodicTask:
+    """Runs `step` in a task of its own: at once (or after `every_s` with `wait_first`), then every
+    `every_s` seconds, or as soon as `wake()` is called, until `stop()`.
+
+    A step that raises is logged to `log` (a WARNING: `failure`, the error) and the loop goes on at
+    the next round. `stop()` ends the task whatever it is doing, also when a wake-up lands in the
+    same loop turn (see `wait_event`). A `wake()` during a step runs the next step at once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[], Awaitable[object]],
+        every_s: float,
+        *,
+        log: logging.Logger,
+        failure: str,
+        wait_first: bool = False,
+    ) -> None:
+        self._name = name
+        self._step = step
+        self._every_s = every_s
+        self._log = log
+        self._failure = failure
+        self._wait_first = wait_first
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def start(self) -> None:
+        """Start the task; does nothing while it runs."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    def wake(self) -> None:
+        """Run the next step now, without waiting out the interval."""
+        self._wake.set()
+
+    async def stop(self) -> None:
+        """Cancel the task (a step in progress too) and wait until it has ended."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
+
+    async def _run(self) -> None:
+        if self._wait_first:
+            await self._wait()
+        while True:
+            try:
+                await self._step()
+            except Exception as exc:
+                self._log.warning(
+                    "%s, retried in %g s: %s: %s", self._failure, self._every_s, type(exc).__name__, exc
+                )
+            await self._wait()
+
+    async def _wait(self) -> None:
+        await wait_event(self._wake, self._every_s)
+        self._wake.clear()

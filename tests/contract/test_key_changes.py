@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +17,7 @@ from costwarden.services.keyring import KeyRing
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
-from tests.conftest import PG_ADMIN
+from tests.conftest import scratch_database
 
 
 def make_key(key_id: str, secret: str = "s3cret", created_at: float | None = None) -> StoredKey:
@@ -220,13 +219,9 @@ async def test_an_existing_sqlite_database_is_numbered_by_the_migration(tmp_path
         await store.close()
 
 
-async def test_an_existing_postgres_database_is_numbered_by_the_migration(postgres_url: str) -> None:
+async def test_an_existing_postgres_database_is_numbered_by_the_migration() -> None:
     # A database of its own: the session's shared one is already migrated.
-    name = f"costwarden_keys_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
-    try:
+    with scratch_database("costwarden_keys") as url:
         conn = await asyncpg.connect(url)
         await conn.execute(
             f"CREATE TABLE {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, name TEXT, applied_at TIMESTAMPTZ)"
@@ -251,6 +246,3 @@ async def test_an_existing_postgres_database_is_numbered_by_the_migration(postgr
             assert ids((await store.key_changes(everything.cursor)).keys) == ["new"]
         finally:
             await store.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

@@ -6,12 +6,10 @@ month lands in the default partition instead of failing."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +19,7 @@ from costwarden.domain.report import SpendQuery
 from costwarden.services.retention import prune_ledger
 from costwarden.storage import partitions
 from costwarden.storage.postgres import PostgresStore
-from tests.conftest import PG_ADMIN, need, port_open
+from tests.conftest import scratch_database
 from tests.contract.test_rollups import assert_matches, usage
 
 MONTH = datetime(2027, 3, 1, tzinfo=UTC).timestamp()  # a month boundary (March 2027 starts here)
@@ -29,17 +27,10 @@ FEB, MARCH, APRIL = datetime(2027, 2, 1, tzinfo=UTC).timestamp(), MONTH, datetim
 
 
 @pytest.fixture
-async def url() -> AsyncIterator[str]:
+def url() -> Iterator[str]:
     """A database of its own: a conversion changes the ledger of every later test otherwise."""
-    need(port_open("127.0.0.1", 5432), "PostgreSQL on 127.0.0.1:5432")
-    name = f"costwarden_parts_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    with scratch_database("costwarden_parts") as url:
+        yield url
 
 
 @pytest.fixture
@@ -184,37 +175,24 @@ def test_months_and_their_bounds() -> None:
 
 
 def test_the_partition_command_converts_once(tmp_path: Path) -> None:
-    need(port_open("127.0.0.1", 5432), "PostgreSQL on 127.0.0.1:5432")
-    name = f"costwarden_parts_{uuid.uuid4().hex[:10]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    async def fill() -> None:
-        store = PostgresStore(f"postgresql://127.0.0.1:5432/{name}")
+    async def fill(url: str) -> None:
+        store = PostgresStore(url)
         await store.open()
         await store.write(around_the_boundary(6))
         await store.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        asyncio.run(fill())
+    with scratch_database("costwarden_parts") as url:
+        asyncio.run(fill(url))
         config = tmp_path / "costwarden.yaml"
         config.write_text(
             "deployments: [{name: chat, protocol: openai, upstream: 'http://127.0.0.1:9'}]\n"
-            f"storage: {{ledger: 'postgresql://127.0.0.1:5432/{name}'}}\n"
+            f"storage: {{ledger: '{url}'}}\n"
         )
         first = CliRunner().invoke(app, ["ledger", "partition", "-c", str(config)])
         assert first.exit_code == 0, first.output
         assert "6 records moved" in first.output
         again = CliRunner().invoke(app, ["ledger", "partition", "-c", str(config)])
         assert again.exit_code == 0 and "partitioned by month already" in again.output
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def test_storage_partition_monthly_leaves_a_filled_ledger_to_the_command(

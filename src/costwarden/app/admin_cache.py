@@ -7,8 +7,9 @@ from fastapi.params import Depends
 from pydantic import BaseModel, Field
 
 from costwarden.app.admin_models import refusals
+from costwarden.app.admin_refusals import cache_answers
 from costwarden.app.runtime import Runtime
-from costwarden.ports import ResponseCache, ResponseCacheUnavailable
+from costwarden.ports import ResponseCache
 from costwarden.services.cache import cache_status, purge_cache
 
 
@@ -37,10 +38,8 @@ def add_cache_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> No
         responses=refusals(404, 503),
     )
     async def get_cache() -> CacheStatus:
-        try:
+        with cache_answers():
             return CacheStatus(**await cache_status(cache(), runtime.config.cache))
-        except ResponseCacheUnavailable as exc:
-            raise HTTPException(503, f"the cache backend is unreachable: {exc}") from exc
 
     @api.post(
         "/admin/v1/cache/purge",
@@ -50,7 +49,5 @@ def add_cache_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) -> No
         responses=refusals(404, 503),
     )
     async def post_purge(team: str | None = None) -> CachePurged:
-        try:
+        with cache_answers():
             return CachePurged(purged=await purge_cache(cache(), team))
-        except ResponseCacheUnavailable as exc:
-            raise HTTPException(503, f"the cache backend is unreachable: {exc}") from exc

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from costwarden.alerts.payload import alert_json
 from costwarden.app.admin_models import AlertModel, BudgetModel, refusals
+from costwarden.app.admin_refusals import counters_answer
 from costwarden.app.runtime import Runtime
 from costwarden.config.governance import BudgetConfig
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
@@ -28,12 +29,8 @@ def add_governance_routes(api: FastAPI, runtime: Runtime, guard: list[Depends]) 
     )
     async def get_budgets() -> list[dict[str, Any]]:
         now = time.time()
-        try:
+        with counters_answer():
             return [budget_json(await runtime.governor.view(b, now)) for b in runtime.policy.budgets]
-        except CounterStoreUnavailable as exc:
-            raise HTTPException(503, f"the counter store is unreachable: {exc}") from exc
-        except CounterStoreUnseeded as exc:
-            raise HTTPException(503, f"the budget counters are being rebuilt from the ledger: {exc}") from exc
 
     @api.put(
         "/admin/v1/budgets/{budget_id}",

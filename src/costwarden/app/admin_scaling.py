@@ -13,9 +13,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from costwarden.app.admin_models import USD, refusals
+from costwarden.app.admin_refusals import counters_answer
 from costwarden.app.runtime import Runtime
 from costwarden.domain.budget import Budget
-from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 from costwarden.services.budgets import BudgetView
 from costwarden.services.scaling import ScalingUnknown, scaled_json
 
@@ -76,11 +76,8 @@ def add_scaling_routes(api: FastAPI, runtime: Runtime) -> None:
             return await runtime.governor.view(budget, now)
 
         try:
-            scaled = await runtime.scaling.scale(deployment, runtime.policy.budgets, view, now)
+            with counters_answer():
+                scaled = await runtime.scaling.scale(deployment, runtime.policy.budgets, view, now)
         except ScalingUnknown as exc:
             raise HTTPException(404, str(exc)) from exc
-        except CounterStoreUnavailable as exc:
-            raise HTTPException(503, f"the counter store is unreachable: {exc}") from exc
-        except CounterStoreUnseeded as exc:
-            raise HTTPException(503, f"the budget counters are being rebuilt from the ledger: {exc}") from exc
         return scaled_json(scaled)

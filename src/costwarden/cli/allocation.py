@@ -11,13 +11,20 @@ from pathlib import Path
 
 import orjson
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
+from costwarden.cli.common import (
+    ConfigOption,
+    config_or_exit,
+    console,
+    errors,
+    format_or_exit,
+    progress,
+    query_or_exit,
+    with_store,
+)
 from costwarden.config import Config
 from costwarden.domain.money import usd_text
-from costwarden.domain.report import QueryError
 from costwarden.services.allocation import (
     AllocationQuery,
     AllocationReport,
@@ -53,24 +60,16 @@ def allocation_command(
     config: Path | None = ConfigOption,
 ) -> None:
     """Split each deployment's replica cost (replicas x hardware price x time) by busy time; idle shown."""
-    if output not in ("table", "csv", "json"):
-        errors.print(f"[red]--format {output!r}[/]: expected table, csv or json")
-        raise typer.Exit(2)
+    format_or_exit(output)
     cfg = config_or_exit(config)
-    try:
-        query = build_allocation_query(by, since, start, end, idle, time.time())
-    except QueryError as exc:
-        errors.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    progress = Progress(*columns, console=errors, transient=True)
-    with progress:
-        task = progress.add_task("reading the ledger", total=None)
+    query = query_or_exit(lambda: build_allocation_query(by, since, start, end, idle, time.time()))
+    with progress() as line:
+        task = line.add_task("reading the ledger", total=None)
         scanned = [0]
 
         def on_page(count: int) -> None:
             scanned[0] += count
-            progress.update(task, description=f"reading the ledger: {scanned[0]:,} records")
+            line.update(task, description=f"reading the ledger: {scanned[0]:,} records")
 
         report = with_store(cfg, lambda store: _allocate(cfg, query, on_page))
     data = report_json(report)

@@ -1,4 +1,5 @@
-"""What every command shares: loading the config with a readable error, running a store call."""
+"""What every command shares: loading the config with a readable error, running a store call, checking
+--format and the report window, a progress line."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from costwarden.config import Config, ConfigError, load_config
+from costwarden.domain.report import QueryError
 from costwarden.ports import Store
 from costwarden.storage.factory import open_store
 
@@ -80,3 +83,25 @@ def parse_pairs(option: str, values: list[str], aliases: dict[str, str] | None =
             raise typer.Exit(2)
         pairs[(aliases or {}).get(name.strip(), name.strip())] = item.strip()
     return pairs
+
+
+def format_or_exit(output: str, formats: tuple[str, ...] = ("table", "csv", "json")) -> None:
+    """Exit 2 unless `output` (the --format given) is one of `formats`."""
+    if output not in formats:
+        errors.print(f"[red]--format {output!r}[/]: expected {', '.join(formats[:-1])} or {formats[-1]}")
+        raise typer.Exit(2)
+
+
+def query_or_exit(build: Callable[[], T]) -> T:
+    """The query `build` makes of the options; options it refuses (a bad window, dimension) exit 2."""
+    try:
+        return build()
+    except QueryError as exc:
+        errors.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+
+
+def progress() -> Progress:
+    """A progress line on stderr, gone when done: a spinner, what is being done, the time so far."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    return Progress(*columns, console=errors, transient=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from costwarden.cli.common import ConfigOption, config_or_exit, errors, plural, with_store
+from costwarden.cli.common import ConfigOption, config_or_exit, errors, plural, progress, with_store
 from costwarden.domain.focus import Value
 from costwarden.domain.money import format_usd
 from costwarden.domain.report import QueryError
@@ -25,6 +24,7 @@ from costwarden.services.scaling_export import ExportError, Target, hpa_object, 
 
 app = typer.Typer(help="Export spend and monitoring definitions.", no_args_is_help=True)
 DEFAULTS = RuleOptions()
+OutputOption = typer.Option(None, "--output", "-o", help="File to write [default: stdout].")
 
 
 @app.command("focus")
@@ -54,12 +54,12 @@ def focus(
     issuer = issuer_of(cfg)
 
     async def run(store: Store) -> None:
-        with _progress() as progress:
-            task = progress.add_task("exporting", total=None)
+        with progress() as line:
+            task = line.add_task("exporting", total=None)
 
             async def rows() -> AsyncIterator[list[dict[str, Value]]]:
                 async for batch in focus_rows(store, window, issuer, tally):
-                    progress.update(task, description=f"{tally.records:,} records -> {tally.rows:,} rows")
+                    line.update(task, description=f"{tally.records:,} records -> {tally.rows:,} rows")
                     yield batch
 
             if output is None:
@@ -85,11 +85,6 @@ async def _write_csv(rows: AsyncIterator[list[dict[str, Value]]], sink: IO[bytes
     sink.flush()
 
 
-def _progress() -> Progress:
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    return Progress(*columns, console=errors, transient=True)
-
-
 def _summary(window: FocusWindow, tally: ExportTally, output: Path | None) -> str:
     where = f" to {output}" if output is not None else ""
     span = f"[{iso_time(window.start)}, {iso_time(window.end)})"
@@ -103,7 +98,7 @@ def _summary(window: FocusWindow, tally: ExportTally, output: Path | None) -> st
 
 @app.command("prometheus-rules")
 def prometheus_rules(
-    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    output: Path | None = OutputOption,
     runbook_base: str = typer.Option(
         DEFAULTS.runbook_base, help="Where the runbooks are: each alert links <base>#<anchor>."
     ),
@@ -136,7 +131,7 @@ def _emit(text: str, output: Path | None, what: str) -> None:
 
 @app.command("grafana-dashboard")
 def grafana_dashboard(
-    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    output: Path | None = OutputOption,
 ) -> None:
     """The Grafana dashboard as JSON (import it, or provision it): spend, unit costs, latency, budgets, alerts."""
     try:
@@ -153,6 +148,7 @@ def _target(
     return Target(target or deployment, kind, api_version, namespace, url, secret)
 
 
+DeploymentOption = typer.Option(..., help="A deployment with `compute.scaling`.")
 TargetOption = typer.Option(None, help="The workload to scale [default: the deployment's name].")
 KindOption = typer.Option("Deployment", help="Its kind (Deployment, StatefulSet, ...).")
 ApiOption = typer.Option("apps/v1", help="Its apiVersion.")
@@ -161,44 +157,45 @@ NamespaceOption = typer.Option(None, help="metadata.namespace of the objects wri
 
 @app.command("keda")
 def keda(
-    deployment: str = typer.Option(..., help="A deployment with `compute.scaling`."),
+    deployment: str = DeploymentOption,
     target: str | None = TargetOption,
     target_kind: str = KindOption,
     target_api_version: str = ApiOption,
     namespace: str | None = NamespaceOption,
     gateway_url: str = typer.Option("http://costwarden:8700", help="The gateway as KEDA's operator reaches it."),
     secret: str = typer.Option("costwarden-scaling", help="The Secret holding server.scaling_token under `token`."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    output: Path | None = OutputOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """A KEDA ScaledObject (metrics-api trigger on GET /scaling/v1/DEPLOYMENT) and its TriggerAuthentication."""
     cfg = config_or_exit(config)
     where = _target(deployment, target, target_kind, target_api_version, namespace, gateway_url, secret)
-    try:
-        objects = keda_objects(cfg, deployment, where)
-    except ExportError as exc:
-        errors.print(f"[red]{exc}[/]", soft_wrap=True)
-        raise typer.Exit(2) from exc
-    _emit(manifests_yaml(objects), output, "the KEDA ScaledObject and TriggerAuthentication")
+    what = "the KEDA ScaledObject and TriggerAuthentication"
+    _emit_manifests(lambda: keda_objects(cfg, deployment, where), output, what)
 
 
 @app.command("hpa")
 def hpa(
-    deployment: str = typer.Option(..., help="A deployment with `compute.scaling`."),
+    deployment: str = DeploymentOption,
     target: str | None = TargetOption,
     target_kind: str = KindOption,
     target_api_version: str = ApiOption,
     namespace: str | None = NamespaceOption,
-    output: Path | None = typer.Option(None, "--output", "-o", help="File to write [default: stdout]."),
+    output: Path | None = OutputOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """An autoscaling/v2 HorizontalPodAutoscaler on the External metric costwarden_scaling_replicas (needs an
     external-metrics adapter, e.g. prometheus-adapter: docs/compute.md)."""
     cfg = config_or_exit(config)
     where = _target(deployment, target, target_kind, target_api_version, namespace, "", "")
+    _emit_manifests(lambda: [hpa_object(cfg, deployment, where)], output, "the HorizontalPodAutoscaler")
+
+
+def _emit_manifests(build: Callable[[], list[dict[str, Any]]], output: Path | None, what: str) -> None:
+    """The manifests `build` makes, as YAML; a deployment they cannot be made for exits 2, saying why."""
     try:
-        obj = hpa_object(cfg, deployment, where)
+        objects = build()
     except ExportError as exc:
         errors.print(f"[red]{exc}[/]", soft_wrap=True)
         raise typer.Exit(2) from exc
-    _emit(manifests_yaml([obj]), output, "the HorizontalPodAutoscaler")
+    _emit(manifests_yaml(objects), output, what)

@@ -13,9 +13,16 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Column, Table
 
-from costwarden.cli.common import ConfigOption, config_or_exit, console, errors, with_store
+from costwarden.cli.common import (
+    ConfigOption,
+    config_or_exit,
+    console,
+    format_or_exit,
+    query_or_exit,
+    with_store,
+)
 from costwarden.domain.money import usd_text
-from costwarden.domain.report import QueryError, SpendReport, SpendRow
+from costwarden.domain.report import SpendReport, SpendRow
 from costwarden.domain.savings import SavingsBook, SavingsRow
 from costwarden.services.reports import build_query, report_json, row_json, spend
 from costwarden.services.savings import savings, savings_json
@@ -123,15 +130,9 @@ def report(
     config: Path | None = ConfigOption,
 ) -> None:
     """Spend per group, with the total: requests, errors, tokens, items, cost, cost per 1k requests, p50/p95."""
-    if output not in ("table", "csv", "json"):
-        errors.print(f"[red]--format {output!r}[/]: expected table, csv or json")
-        raise typer.Exit(2)
+    format_or_exit(output)
     cfg = config_or_exit(config)
-    try:
-        query = build_query(by, since, start, end, where, time.time())
-    except QueryError as exc:
-        errors.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from exc
+    query = query_or_exit(lambda: build_query(by, since, start, end, where, time.time()))
     if show_savings:
         book = with_store(cfg, lambda store: savings(store, query))
         _print_savings(book, output)

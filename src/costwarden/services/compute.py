@@ -5,12 +5,13 @@ measured busy time of each deployment over a window, for the allocation."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections.abc import Sequence
 
-from costwarden.aio import cancel_and_wait
+from costwarden.aio import PeriodicTask
 from costwarden.config.hardware import resolve_profile
 from costwarden.config.models import Config
 from costwarden.domain.collector_status import CollectorStatus
@@ -49,7 +50,8 @@ class ComputeSampler:
         self.raw_retention_s = retention_s if raw_retention_s is None else min(raw_retention_s, retention_s)
         self.gaps = gaps or Gaps()
         self._folded: int | None = None  # minutes before this one are folded
-        self._tasks: list[asyncio.Task[None]] = []
+        self._pruned = 0.0  # when prune last ran
+        self._tasks: list[PeriodicTask] = []
 
     @property
     def statuses(self) -> list[CollectorStatus]:
@@ -61,15 +63,17 @@ class ComputeSampler:
             if not started:
                 log.warning("compute collector %s is off: %s", collector.status.name, collector.status.last_error)
                 continue
-            self._tasks.append(asyncio.create_task(self._loop(collector, interval)))
+            # tick keeps a failure in the collector's status: it never raises.
+            sample = functools.partial(self.tick, collector)
+            name = f"costwarden-compute-{collector.status.name}"
+            self._tasks.append(PeriodicTask(name, sample, interval, log=log, failure="cannot sample compute"))
         await self._save_status()
         if self.collectors:
-            self._tasks.append(asyncio.create_task(self._fold_loop()))
-
-    async def _loop(self, collector: ComputeCollector, interval: float) -> None:
-        while True:
-            await self.tick(collector)
-            await asyncio.sleep(interval)
+            failure = "cannot fold or prune compute samples"  # the database failing must not stop the gateway
+            fold = PeriodicTask("costwarden-compute-fold", self._fold_round, FOLD_EVERY, log=log, failure=failure)
+            self._tasks.append(fold)
+        for task in self._tasks:
+            task.start()
 
     async def tick(self, collector: ComputeCollector) -> int:
         """One sample of one collector, stored; an error is kept in its status, never raised."""
@@ -124,21 +128,15 @@ class ComputeSampler:
             await self.store.prune_samples(min(now - self.raw_retention_s, self._folded - self.gaps.widest))
         await self.store.prune_minutes(now - self.retention_s)
 
-    async def _fold_loop(self) -> None:
-        pruned = 0.0
-        while True:
-            now = time.time()
-            try:
-                await self.fold(now)
-                if now - pruned >= PRUNE_EVERY:
-                    await self.prune(now)
-                    pruned = now
-            except Exception as exc:  # the database failing must not stop the gateway
-                log.warning("cannot fold or prune compute samples: %s", exc)
-            await asyncio.sleep(FOLD_EVERY)
+    async def _fold_round(self) -> None:
+        now = time.time()
+        await self.fold(now)
+        if now - self._pruned >= PRUNE_EVERY:
+            await self.prune(now)
+            self._pruned = now
 
     async def stop(self) -> None:
-        await cancel_and_wait(*self._tasks)
+        await asyncio.gather(*(task.stop() for task in self._tasks))
         self._tasks.clear()
         for collector, _ in self.collectors:
             await asyncio.to_thread(collector.stop)

@@ -18,13 +18,13 @@ filled in: they are logged and added to `uncounted_seconds`, and the mark moves 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from costwarden.aio import PeriodicTask
 from costwarden.collectors.prometheus import QueryFailed
 from costwarden.config.compute import PrometheusReplicas
 from costwarden.config.models import Config
@@ -69,7 +69,6 @@ class ComputeTally:
                     self._counted[dep.name] = (compute.replicas, Provision(profile, 1))
         self._lead = lead
         self._samples = samples
-        self._every_s = every_s
         flushes = 2 * config.storage.flush_interval_ms / 1000.0
         known = self._found.keys() | self._counted.keys()
         reads = max((d.timeouts.read for d in config.deployments if d.name in known), default=0.0)
@@ -78,7 +77,11 @@ class ComputeTally:
         self.marks = {name: round(self.mark, 3) for name in self._counted}  # per Prometheus-counted deployment
         self.totals = {(name, p.profile.name): ComputeTotals() for name, p in self._found.items()}
         self.totals.update({(name, p.profile.name): ComputeTotals() for name, (_, p) in self._counted.items()})
-        self._task: asyncio.Task[None] | None = None
+        # The ledger down: the next tick accounts the interval.
+        failure = "could not account compute cost for the metrics"
+        self._task = PeriodicTask(
+            "costwarden-compute-tally", self._round, every_s, log=log, failure=failure, wait_first=True
+        )
 
     @property
     def active(self) -> bool:
@@ -141,20 +144,12 @@ class ComputeTally:
         self.marks[name] = end
 
     def start(self) -> None:
-        if self.active and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="costwarden-compute-tally")
+        if self.active:
+            self._task.start()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._every_s)
-            try:
-                await self.tick(time.time())
-            except Exception as exc:  # the ledger is down: the next tick accounts the interval
-                log.warning("could not account compute cost for the metrics: %s", exc)
+    async def _round(self) -> None:
+        await self.tick(time.time())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._task.stop()
 

@@ -8,14 +8,13 @@ dispatcher, a count for the metrics, and one WARNING audit line.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
-from costwarden.aio import cancel_and_wait
+from costwarden.aio import PeriodicTask
 from costwarden.domain.alert import Alert, AlertKind, Condition, Severity
 from costwarden.domain.variant import NORMAL, DegradeRule, DegradeState, Switch, step, within_scope
 from costwarden.ports import VariantStateStore
@@ -42,10 +41,11 @@ class DegradeWatch:
         self._views = views
         self._leadership = leadership
         self._alerts = alerts
-        self._every_s = every_s
         self.degraded: frozenset[str] = frozenset()  # read by the degrade stage on every request
         self.switches: dict[tuple[str, str], int] = {}  # (budget, degraded|recovered) -> count
-        self._task: asyncio.Task[None] | None = None
+        # tick keeps the last state when the store fails: the failure is its own to log.
+        failure = "could not step the degrade state"
+        self._task = PeriodicTask("costwarden-degrade", self._round, every_s, log=log, failure=failure)
 
     def current(self) -> frozenset[str]:
         return self.degraded
@@ -132,16 +132,12 @@ class DegradeWatch:
         return [a for a in await self._firing() if a.firing and a.fingerprint == fingerprint]
 
     def start(self) -> None:
-        if self._rules and self._task is None:
-            self._task = asyncio.create_task(self._loop())
+        if self._rules:
+            self._task.start()
 
-    async def _loop(self) -> None:
-        while True:
-            await self.tick(time.time())
-            await asyncio.sleep(self._every_s)
+    async def _round(self) -> None:
+        await self.tick(time.time())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await self._task.stop()
         await self._store.close()

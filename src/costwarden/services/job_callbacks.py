@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from costwarden.aio import cancel_and_wait
+from costwarden.aio import PeriodicTask
 from costwarden.alerts.delivery import DeliveryFailed, backoff_delay, post_json
 from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from costwarden.config.alerts import SinkSettings
@@ -59,33 +59,24 @@ class CallbackSender:
         self._session = session
         self._config = config
         self._secret = config.secret.get_secret_value()
-        self._poll = poll_seconds
         self._clock = clock
         self._rand = rand
         # One POST per attempt: the retries are the queue's (durable), not post_json's.
         self._settings = SinkSettings(timeout_s=config.timeout_s, max_retries=0)
         self.counts = CallbackCounts()
-        self._task: asyncio.Task[None] | None = None
+        # The queue's database away: try again at the next poll.
+        failure = "could not read the job callbacks due"
+        self._task = PeriodicTask("costwarden-job-callbacks", self._round, poll_seconds, log=log, failure=failure)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="costwarden-job-callbacks")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await self._task.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                sent = await self.deliver_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the queue's database is away: try again at the next poll
-                log.exception("could not read the job callbacks due")
-                sent = 0
-            if sent < _BATCH:
-                await asyncio.sleep(self._poll)
+    async def _round(self) -> None:
+        if await self.deliver_due() >= _BATCH:  # a full batch: more may be due, go on at once
+            self._task.wake()
 
     async def deliver_due(self) -> int:
         """Claim the callbacks due now and make one attempt at each; how many were attempted."""

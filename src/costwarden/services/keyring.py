@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from costwarden.aio import cancel_and_wait
+from costwarden.aio import PeriodicTask
 from costwarden.domain.keys import KeyIdentity, StoredKey, split_key, verify
 from costwarden.ports import KeyStore
 from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
@@ -39,7 +39,6 @@ class KeyRing:
     ) -> None:
         self._store = store
         self._declared = {k.identity.key_id: k for k in declared}
-        self._refresh_s = refresh_s
         self._full_refresh_s = full_refresh_s
         self._clock = clock
         self._keys: dict[str, StoredKey] = dict(self._declared)
@@ -47,7 +46,10 @@ class KeyRing:
         self._verified: dict[str, StoredKey] = {}
         self._cursor = 0
         self._loaded_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask(
+            "costwarden-keyring", self.refresh, refresh_s, log=log,
+            failure="could not refresh keys; keeping the last known set", wait_first=True,
+        )  # fmt: skip
 
     def resolve(self, token: str) -> KeyIdentity | None:
         cached = self._verified.get(token)
@@ -129,16 +131,7 @@ class KeyRing:
         await asyncio.to_thread(old.clear)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="costwarden-keyring")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                await self.refresh()
-            except Exception:
-                log.exception("could not refresh keys; keeping the last known set")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
+        await self._task.stop()

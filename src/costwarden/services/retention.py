@@ -4,12 +4,11 @@ of days, batch by batch, keeping the rollups. Used by `costwarden ledger prune` 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from costwarden.aio import cancel_and_wait
+from costwarden.aio import PeriodicTask
 from costwarden.ports import RetentionStore
 
 log = logging.getLogger(__name__)
@@ -47,8 +46,8 @@ class RetentionLoop:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store, self._lead, self._clock = store, lead, clock
-        self._raw_days, self._batch, self._every = raw_days, batch, every_s
-        self._task: asyncio.Task[None] | None = None
+        self._raw_days, self._batch = raw_days, batch
+        self._task = PeriodicTask("costwarden-retention", self.tick, every_s, log=log, failure="ledger prune failed")
         self.pruned = 0
 
     async def tick(self) -> int:
@@ -62,18 +61,8 @@ class RetentionLoop:
             log.info("pruned %d raw ledger records older than %g days", pruned, self._raw_days)
         return pruned
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception as exc:
-                log.warning("ledger prune failed, retried in %.0f s: %s: %s", self._every, type(exc).__name__, exc)
-            await asyncio.sleep(self._every)
-
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="costwarden-retention")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        await self._task.stop()

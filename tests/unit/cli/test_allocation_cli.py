@@ -135,3 +135,5 @@ def test_bad_options_exit_2_with_a_message(config: Path) -> None:
     for args in (["--by", "colour"], ["--idle", "sometimes"], ["--since", "7d", "--from", "2027-01-01"]):
         result = CliRunner().invoke(app, ["allocation", *args, "-c", str(config)])
         assert result.exit_code == 2, result.output
+    result = CliRunner().invoke(app, ["allocation", "--format", "xml", "-c", str(config)])
+    assert result.exit_code == 2 and "expected table, csv or json" in result.output, result.output

@@ -77,3 +77,16 @@ def test_csv_and_table_show_the_same_total(config: Path) -> None:
     assert rows[-1]["team"] == "TOTAL" and rows[-1]["saved_usd"] == "0.800000000"
     table = report(config, "table")
     assert "savings" in table and "0.800000000" in table and "degrade" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--format", "xml"], "expected table, csv or json"),
+        (["--since", "7d", "--from", "2027-01-01"], "--since"),
+        (["--by", "colour"], "colour"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(config: Path, args: list[str], said: str) -> None:
+    result = CliRunner().invoke(app, ["report", *args, "-c", str(config)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and said in result.output, result.output
