@@ -63,7 +63,7 @@ class BatchWorker:
         self._tasks: list[asyncio.Task[None]] = []
         # Set when jobs are queued here (`notify`), a slot frees, or the closer sees jobs waiting.
         self._wake = asyncio.Event()
-        # Set when jobs are queued or cancelled here, or this worker claims some: batches to close soon.
+        # Set when jobs are queued or cancelled here, this worker claims some, or its last job ends: batches to close.
         self._closer_wake = asyncio.Event()
         self._stopping = False
         self._next_start = 0.0
@@ -162,6 +162,10 @@ class BatchWorker:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
         self._wake.set()  # a slot is free: claim again without waiting for the poll
+        if not self._inflight:
+            # Its batch may be complete: close it now. Else a job ending between the closer's
+            # finalize and its status read left the batch open for a whole idle poll.
+            self._closer_wake.set()
 
     async def _execute(self, job: Job, start: float) -> None:
         try:

@@ -301,3 +301,53 @@ async def queue_one(service: BatchService) -> None:
 
 async def ok(job: Job) -> JobResult:
     return JobResult(200, b"{}", job.request_id)
+
+
+class FinalizeBeforeTheLastJobEnds(SQLiteQueue):
+    """Plays a race: the closer's `finalize` runs while the last job is still running, and its status
+    read comes after that job ended (so nothing runs and nothing is queued any more)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.job_running = False
+        self.finalizing = asyncio.Event()
+        self.job_ended = asyncio.Event()
+        self.raced = False
+
+    async def finalize(self, now: float) -> int:
+        closed = await super().finalize(now)
+        if self.job_running and not self.finalizing.is_set():
+            self.finalizing.set()
+            await self.job_ended.wait()
+            self.raced = True
+        return closed
+
+
+async def test_a_batch_closes_at_once_when_its_last_job_ends_behind_the_closers_back(tmp_path: Path) -> None:
+    """The last job ending between the closer's finalize and its status read once left the batch open
+    for a whole idle poll (30 s by default)."""
+    queue = FinalizeBeforeTheLastJobEnds(str(tmp_path / "queue.db"))
+    await queue.open()
+    batch_id = await enqueue(queue, 1, time.time())
+
+    async def run(job: Job) -> JobResult:
+        queue.job_running = True
+        await queue.finalizing.wait()  # the closer has read the batch as still running
+        return JobResult(200, b"{}", job.request_id)
+
+    async def finished() -> None:
+        await until(lambda: worker.counts.done == 1)
+        await asyncio.sleep(0.05)  # the job's slot freed
+        queue.job_ended.set()
+
+    worker = BatchWorker(queue, run, config(idle_poll_seconds=60), "w")
+    worker.start()
+    ender = asyncio.create_task(finished())
+    try:
+        await until(lambda: worker.status is not None and worker.status.batches == ())
+        assert queue.raced
+        assert await status_of(queue, batch_id) is BatchStatus.COMPLETED
+    finally:
+        await worker.stop()
+        await ender
+        await queue.close()
