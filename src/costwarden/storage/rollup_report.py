@@ -20,7 +20,7 @@ import orjson
 from costwarden.domain import latency_histogram
 from costwarden.domain.money import ZERO, from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
-from costwarden.domain.rollup import CUBES, SUMS, UNIT_SUMS, Cube, Plan, cube_for, plan
+from costwarden.domain.rollup import SUMS, UNIT_SUMS, Cube, Plan, cube_for, plan
 from costwarden.storage.rollup_fold import DELTA
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
@@ -59,7 +59,8 @@ def _filters(query: SpendQuery, dialect: Dialect, params: list[object]) -> list[
 
 def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], pending: int | None) -> str:
     """The cells of the plan's whole buckets: folded ones at each span's grain or, with `pending`
-    (a cube index), pending ones (at the cube's finest grain, inside any span)."""
+    (a base cube index, Cube.pending), pending ones (at that cube's finest grain, which nests in
+    every grain of the cubes reading them, inside any span)."""
     spans = []
     for grain, first, end in p.rolled:
         span = []
@@ -85,7 +86,7 @@ def _cells(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: st
     pending ones: one statement, so a fold committing meanwhile is seen whole or not at all."""
     params: list[object] = []
     folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None)}"
-    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, CUBES.index(cube))}"
+    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, cube.pending)}"
     return f"{folded} UNION ALL {pending}", params
 
 
@@ -228,7 +229,7 @@ def series_sql(query: SpendQuery, step: int, dialect: Dialect) -> Statement | No
         f"AND bucket >= {mark(2)} AND bucket < {mark(3)}"
     )
     folded += "".join(f" AND {c}" for c in _filters(query, dialect, params))
-    params += [CUBES.index(cube), int(query.start), int(query.end)]
+    params += [cube.pending, int(query.start), int(query.end)]
     n = len(params)
     pending = (
         f"SELECT bucket - ((bucket % {step}) + {step}) % {step} AS bucket{groups}, {_CELL_SUMS} FROM {DELTA} "
