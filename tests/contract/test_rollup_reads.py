@@ -109,7 +109,10 @@ async def test_a_spend_series_has_each_buckets_report(
 
 
 async def test_no_series_where_the_cube_has_not_the_grain(store: Store) -> None:
-    """Keys are rolled up per day only: an hourly series by key is read bucket by bucket."""
+    """Keys are rolled up per day only: an hourly series by key is read bucket by bucket; the narrow
+    cubes start at hours."""
     query = SpendQuery(("key_id",), 0.0, 7200.0, percentiles=False)
     assert await store.spend_series(query, 3600) is None
-    assert await store.spend_series(SpendQuery(("team",), 0.0, 7200.0, percentiles=False), 60) is not None
+    assert await store.spend_series(SpendQuery(("team",), 0.0, 7200.0, percentiles=False), 60) is None
+    assert await store.spend_series(SpendQuery(("team",), 0.0, 7200.0, percentiles=False), 3600) is not None
+    assert await store.spend_series(SpendQuery(("protocol",), 0.0, 7200.0, percentiles=False), 60) is not None

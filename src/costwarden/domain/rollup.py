@@ -32,6 +32,7 @@ class Cube:
     dimensions: tuple[str, ...]
     grains: tuple[int, ...]
     source: int | None = None  # a derived cube: the index in CUBES of the cube whose pending cells it reads
+    latency: bool = True  # whether its cells hold latency histograms (without: reports with no percentiles only)
 
     @property
     def pending(self) -> int:
@@ -41,9 +42,11 @@ class Cube:
 
 ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY, WEEK))
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
-TEAMS = Cube("rollup_team", ("team", "project", "environment"), (MINUTE, HOUR, DAY, WEEK), source=0)
-DEPLOYMENTS = Cube("rollup_deployment", ("deployment", "outcome"), (MINUTE, HOUR, DAY, WEEK), source=0)
-KEY_TOTALS = Cube("rollup_key_total", ("team", "key_id"), (DAY, WEEK), source=1)
+# The derived cubes start at hours (a report's partial hours at its edges are read raw) and only the
+# deployment cube keeps histograms (the latency panel): each grain and histogram costs the fold.
+TEAMS = Cube("rollup_team", ("team", "project", "environment"), (HOUR, DAY, WEEK), source=0, latency=False)
+DEPLOYMENTS = Cube("rollup_deployment", ("deployment", "outcome"), (HOUR, DAY, WEEK), source=0)
+KEY_TOTALS = Cube("rollup_key_total", ("team", "key_id"), (DAY, WEEK), source=1, latency=False)
 BASE_CUBES: tuple[Cube, ...] = (ORG, KEYS)  # the cubes a write makes pending cells for (their index: rollup_delta.cube)
 CUBES: tuple[Cube, ...] = (*BASE_CUBES, TEAMS, DEPLOYMENTS, KEY_TOTALS)
 DERIVED: tuple[Cube, ...] = CUBES[len(BASE_CUBES) :]
@@ -51,9 +54,10 @@ _NARROWEST = (DEPLOYMENTS, TEAMS, KEY_TOTALS, ORG, KEYS)  # fewest cells first
 
 
 def cube_for(query: SpendQuery) -> Cube:
-    """The narrowest cube (fewest cells) holding every dimension the query groups or filters by."""
+    """The narrowest cube (fewest cells) holding every dimension the query groups or filters by, and
+    latency histograms if it asks for percentiles."""
     named = {*query.group_by, *(name for name, _ in query.where)}
-    return next(c for c in _NARROWEST if named <= set(c.dimensions))
+    return next(c for c in _NARROWEST if named <= set(c.dimensions) and (c.latency or not query.percentiles))
 
 
 def bucket_start(at: float, grain: int) -> int:

@@ -89,26 +89,28 @@ def test_bucket_start_is_exact_at_the_edges(at: float, grain: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("group_by", "where", "cube"),
+    ("group_by", "where", "percentiles", "cube"),
     [
-        ((), (), DEPLOYMENTS),
-        (("deployment",), (), DEPLOYMENTS),  # the latency panel, top deployments
-        (("outcome",), (("deployment", "chat"),), DEPLOYMENTS),
-        (("team",), (), TEAMS),  # the spend panel
-        (("project",), (("team", "ads"),), TEAMS),
-        (("key_id",), (), KEY_TOTALS),  # top keys
-        (("key_id",), (("team", "ads"),), KEY_TOTALS),
-        ((), (("key_id", "k1"),), KEY_TOTALS),  # a key-scoped budget's rebuild
-        (("team", "deployment", "outcome"), (("environment", "prod"),), ORG),
-        (("deployment",), (("team", "ads"),), ORG),  # a team's latency panel
-        (("key_id", "outcome"), (), KEYS),
-        (GROUP_DIMENSIONS, (), KEYS),
+        ((), (), True, DEPLOYMENTS),
+        (("deployment",), (), True, DEPLOYMENTS),  # the latency panel, top deployments
+        (("outcome",), (("deployment", "chat"),), False, DEPLOYMENTS),
+        (("team",), (), False, TEAMS),  # the spend panel
+        (("team",), (), True, ORG),  # the narrow team cube has no histograms
+        (("project",), (("team", "ads"),), False, TEAMS),
+        (("key_id",), (), False, KEY_TOTALS),  # top keys
+        (("key_id",), (("team", "ads"),), False, KEY_TOTALS),
+        ((), (("key_id", "k1"),), False, KEY_TOTALS),  # a key-scoped budget's rebuild
+        ((), (("key_id", "k1"),), True, KEYS),
+        (("team", "deployment", "outcome"), (("environment", "prod"),), True, ORG),
+        (("deployment",), (("team", "ads"),), True, ORG),  # a team's latency panel
+        (("key_id", "outcome"), (), False, KEYS),
+        (GROUP_DIMENSIONS, (), True, KEYS),
     ],
 )
 def test_a_query_reads_the_smallest_cube_holding_its_dimensions(
-    group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], cube: object
+    group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], percentiles: bool, cube: object
 ) -> None:
-    assert cube_for(SpendQuery(group_by=group_by, where=where)) is cube
+    assert cube_for(SpendQuery(group_by=group_by, where=where, percentiles=percentiles)) is cube
     assert "key_id" not in ORG.dimensions and set(KEYS.dimensions) == set(GROUP_DIMENSIONS)
 
 
