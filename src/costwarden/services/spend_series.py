@@ -12,6 +12,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from costwarden.domain.money import ZERO
@@ -150,9 +151,12 @@ def _row(group: tuple[str | None, ...], values: list[Any]) -> SpendRow:
     return SpendRow(group, cost_usd=values[-1], **dict(zip(_COUNTS, values, strict=False)))
 
 
+_GET = attrgetter(*_COUNTS)
+
+
 def _add(into: list[Any], row: SpendRow) -> None:
-    for i, name in enumerate(_COUNTS):
-        into[i] += getattr(row, name)
+    for i, value in enumerate(_GET(row)):
+        into[i] += value
     into[-1] += row.cost_usd
 
 
