@@ -41,6 +41,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from scale import copy_fill, fill
 
+from costwarden.domain.rollup import CUBES
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
@@ -179,7 +180,7 @@ async def build_postgres(args: argparse.Namespace, now: float) -> str:
     await store.open()
     try:
         await copy_fill(store, args, now)
-        for table in ("ledger", "rollup", "rollup_key", "rollup_delta"):
+        for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):
             await store.pool.execute(f"VACUUM ANALYZE {table}")
     finally:
         await store.close()
