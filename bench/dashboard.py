@@ -13,8 +13,9 @@ a catalogue GPU machine), signs in as admin at /dashboard/login, and times each 
 the page makes it: the first (cold) and the median of the `--repeat` runs after it (warm: settled
 spend buckets and top drivers come from the dashboard's 60 s caches). Cold is a fresh gateway
 process for each panel (nothing cached in it; the OS page cache is warm), unless `--shared-gateway`;
-`--rounds N` measures every panel N times over (medians), `--baseline DIR` runs each panel on a
-gateway of another tree's package too, right before this tree's, so both see the same load.
+`--rounds N` measures every panel N times over (medians), `--panels TEXT` only those named so,
+`--baseline DIR` runs each panel on a gateway of another tree's package too, right before this
+tree's, so both see the same load.
 A panel an older tree does not serve (404) is skipped. Results go to bench/results/dashboard.json.
 """
 
@@ -40,6 +41,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from scale import copy_fill, fill
 
+from costwarden.domain.rollup import CUBES
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
@@ -178,7 +180,7 @@ async def build_postgres(args: argparse.Namespace, now: float) -> str:
     await store.open()
     try:
         await copy_fill(store, args, now)
-        for table in ("ledger", "rollup", "rollup_key", "rollup_delta"):
+        for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):
             await store.pool.execute(f"VACUUM ANALYZE {table}")
     finally:
         await store.close()
@@ -216,8 +218,11 @@ def main() -> None:
     parser.add_argument("--shared-gateway", action="store_true", help="one gateway for every panel (cold: in order)")
     parser.add_argument("--baseline", help="a baseline tree's src folder: each panel on its gateway too, alternately")
     parser.add_argument("--rounds", type=int, default=1, help="cold measurements per panel (median)")
+    parser.add_argument("--panels", help="only the panels whose name holds this text, e.g. '30d'")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dashboard.json"))
     args = parser.parse_args()
+    if args.panels:
+        PANELS[:] = [panel for panel in PANELS if args.panels in panel[0]]
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     ledger = folder / "ledger.db"

@@ -41,6 +41,7 @@ from rich.table import Table
 from costwarden.domain.money import quantize
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.rollup import CUBES
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
 
@@ -379,7 +380,7 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
     if args.writes_only or not ROLLUPS:
         await store.close()
         return {"backend": "postgres", "records": args.records, **rate, "open_s": 0.0, "reports": []}
-    for table in ("ledger", "rollup", "rollup_key", "rollup_delta"):  # as autovacuum would
+    for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):  # as autovacuum would
         if await store.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
             await store.pool.execute(f"VACUUM ANALYZE {table}")
     begin = time.perf_counter()

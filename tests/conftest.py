@@ -79,7 +79,8 @@ async def drop_costwarden_tables(url: str) -> None:
     try:
         await conn.execute(
             "DROP TABLE IF EXISTS ledger, ledger_quarantine, api_keys, alerts, budgets, rollup, rollup_key, "
-            "rollup_delta, costwarden_schema, batch_files, batches, batch_jobs, job_callbacks"
+            "rollup_delta, rollup_team, rollup_deployment, rollup_key_total, costwarden_schema, batch_files, batches, "
+            "batch_jobs, job_callbacks"
         )
         await conn.execute("DROP FUNCTION IF EXISTS costwarden_hist_merge(jsonb, jsonb)")
     finally:

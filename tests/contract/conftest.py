@@ -29,7 +29,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if isinstance(adapter, PostgresStore):
         conn = await asyncpg.connect(adapter.dsn)
         await conn.execute(
-            "TRUNCATE ledger, ledger_quarantine, api_keys, alerts, budgets, rollup, rollup_key, rollup_delta"
+            "TRUNCATE ledger, ledger_quarantine, api_keys, alerts, budgets, rollup, rollup_key, rollup_delta, "
+            "rollup_team, rollup_deployment, rollup_key_total"
         )
         await conn.close()
     yield adapter

@@ -7,10 +7,13 @@ statement) has each bucket's report, rows and total, exactly."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from decimal import Decimal
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from costwarden.domain.record import UsageRecord
+from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import Store
 from tests.contract.test_rollups import BASE, BOUND, RECORD, clear, fold, query_of, usage
@@ -109,7 +112,26 @@ async def test_a_spend_series_has_each_buckets_report(
 
 
 async def test_no_series_where_the_cube_has_not_the_grain(store: Store) -> None:
-    """Keys are rolled up per day only: an hourly series by key is read bucket by bucket."""
+    """Keys are rolled up per day only: an hourly series by key is read bucket by bucket; the narrow
+    cubes start at hours."""
     query = SpendQuery(("key_id",), 0.0, 7200.0, percentiles=False)
     assert await store.spend_series(query, 3600) is None
-    assert await store.spend_series(SpendQuery(("team",), 0.0, 7200.0, percentiles=False), 60) is not None
+    assert await store.spend_series(SpendQuery(("team",), 0.0, 7200.0, percentiles=False), 60) is None
+    assert await store.spend_series(SpendQuery(("team",), 0.0, 7200.0, percentiles=False), 3600) is not None
+    assert await store.spend_series(SpendQuery(("protocol",), 0.0, 7200.0, percentiles=False), 60) is not None
+
+
+async def test_a_series_reads_costs_with_trailing_zeros(store: Store) -> None:
+    """PostgreSQL hands a NUMERIC sum like 191,940,000 nano-dollars back as Decimal('1.9194E+8'):
+    the series converts it as a number, not through its text (a 500 on the spend panel before)."""
+    await clear(store)
+    records = [replace(usage(i, BASE + 3600 + i, "ads", "chat", Outcome.SERVED, 5.0, i), cost_usd=Decimal("0.09597"))
+               for i in range(2)]  # fmt: skip
+    assert await store.write(records) == 2
+    await fold(store, 10_000)
+    day = int(BASE) // 86400 * 86400
+    query = SpendQuery(("team",), float(day), float(day + 2 * 86400), percentiles=False)
+    for step in (3600, 86400):
+        series = await store.spend_series(query, step)
+        assert series is not None
+        assert sum((r.total.cost_usd for r in series.values()), Decimal(0)) == Decimal("0.19194")

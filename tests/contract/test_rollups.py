@@ -20,6 +20,7 @@ from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, RELATIVE_E
 from costwarden.domain.money import from_nanos
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, nearest_rank
+from costwarden.domain.rollup import CUBES
 from costwarden.domain.usage import UNIT_FIELDS
 from costwarden.ports import Store
 from costwarden.services.reports import report_json
@@ -151,15 +152,13 @@ def _dim(r: UsageRecord, name: str) -> str | None:
 async def clear(store: Store) -> None:
     if isinstance(store, SQLiteStore):
         with sqlite3.connect(store.path, isolation_level=None) as conn:
-            conn.execute("DELETE FROM ledger")
-            conn.execute("DELETE FROM rollup")
-            conn.execute("DELETE FROM rollup_key")
-            conn.execute("DELETE FROM rollup_delta")
+            for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):
+                conn.execute(f"DELETE FROM {table}")
         conn.close()
     else:
         assert isinstance(store, PostgresStore)
         pg = await asyncpg.connect(store.dsn)
-        await pg.execute("TRUNCATE ledger, rollup, rollup_key, rollup_delta")
+        await pg.execute(f"TRUNCATE ledger, {', '.join(cube.table for cube in CUBES)}, rollup_delta")
         await pg.close()
 
 

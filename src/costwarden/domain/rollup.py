@@ -1,7 +1,11 @@
 """Rollups: ledger totals per minute, hour or UTC day and per value of the report dimensions.
 
-Two cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key` adds
-the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
+Two base cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key`
+adds the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
+Three narrow cubes are derived from them (migration 0020) for the reads that name few dimensions (the
+dashboard's panels): per team, project and environment; per deployment and outcome; per key (its team
+too) with week cells. A derived cube has no pending cells of its own: it reads its source cube's and a
+fold adds them into it as well. A report reads the narrowest cube holding its dimensions.
 `plan` splits a report window into whole buckets read from a cube and the partial buckets at its
 edges read from raw records. Pure: times in, values out.
 """
@@ -27,17 +31,33 @@ class Cube:
     table: str
     dimensions: tuple[str, ...]
     grains: tuple[int, ...]
+    source: int | None = None  # a derived cube: the index in CUBES of the cube whose pending cells it reads
+    latency: bool = True  # whether its cells hold latency histograms (without: reports with no percentiles only)
+
+    @property
+    def pending(self) -> int:
+        """The index in CUBES of the cube whose pending cells (rollup_delta.cube) hold this one's."""
+        return CUBES.index(self) if self.source is None else self.source
 
 
 ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY, WEEK))
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
-CUBES: tuple[Cube, ...] = (ORG, KEYS)
+# The derived cubes start at hours (a report's partial hours at its edges are read raw) and only the
+# deployment cube keeps histograms (the latency panel): each grain and histogram costs the fold.
+TEAMS = Cube("rollup_team", ("team", "project", "environment"), (HOUR, DAY, WEEK), source=0, latency=False)
+DEPLOYMENTS = Cube("rollup_deployment", ("deployment", "outcome"), (HOUR, DAY, WEEK), source=0)
+KEY_TOTALS = Cube("rollup_key_total", ("team", "key_id"), (DAY, WEEK), source=1, latency=False)
+BASE_CUBES: tuple[Cube, ...] = (ORG, KEYS)  # the cubes a write makes pending cells for (their index: rollup_delta.cube)
+CUBES: tuple[Cube, ...] = (*BASE_CUBES, TEAMS, DEPLOYMENTS, KEY_TOTALS)
+DERIVED: tuple[Cube, ...] = CUBES[len(BASE_CUBES) :]
+_NARROWEST = (DEPLOYMENTS, TEAMS, KEY_TOTALS, ORG, KEYS)  # fewest cells first
 
 
 def cube_for(query: SpendQuery) -> Cube:
-    """The smallest cube holding every dimension the query groups or filters by."""
+    """The narrowest cube (fewest cells) holding every dimension the query groups or filters by, and
+    latency histograms if it asks for percentiles."""
     named = {*query.group_by, *(name for name, _ in query.where)}
-    return next(c for c in CUBES if named <= set(c.dimensions))
+    return next(c for c in _NARROWEST if named <= set(c.dimensions) and (c.latency or not query.percentiles))
 
 
 def bucket_start(at: float, grain: int) -> int:
@@ -131,18 +151,18 @@ UNIT_SUMS = UNIT_FIELDS
 SUMS = (*BASE_SUMS[:-1], *UNIT_SUMS, "cost_nanos")  # the cost is always last
 _UNITS = attrgetter(*UNIT_SUMS)
 Dims = tuple[str | None, ...]
-PendingKey = tuple[int, int, Dims, int]  # (cube index in CUBES, bucket at its finest grain, dimensions, bin)
+PendingKey = tuple[int, int, Dims, int]  # (base cube index in CUBES, bucket at its finest grain, dimensions, bin)
 _KEY_DIMS = GROUP_DIMENSIONS[:-1]  # the outcome (last) is an enum: its value is the dimension
-_PICK = tuple(tuple(GROUP_DIMENSIONS.index(d) for d in cube.dimensions) for cube in CUBES)
+_PICK = tuple(tuple(GROUP_DIMENSIONS.index(d) for d in cube.dimensions) for cube in BASE_CUBES)
 
 
 def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, list[int]]:
     """The pending cells of stored records, given as (record, latency bin, cost in nano-dollars):
-    the sums (in SUMS order, cost in integer nano-dollars) of the records of each cube's finest
-    bucket, dimension values and latency bin."""
+    the sums (in SUMS order, cost in integer nano-dollars) of the records of each base cube's finest
+    bucket, dimension values and latency bin (derived cubes read their source's)."""
     cells: dict[PendingKey, list[int]] = {}
     get = attrgetter(*_KEY_DIMS)
-    cubes = tuple((c, cube.grains[0], itemgetter(*_PICK[c])) for c, cube in enumerate(CUBES))
+    cubes = tuple((c, cube.grains[0], itemgetter(*_PICK[c])) for c, cube in enumerate(BASE_CUBES))
     for record, index, cost in stored:
         full = (*get(record), record.outcome.value)
         sums = (

@@ -12,10 +12,12 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from costwarden.domain.money import ZERO
 from costwarden.domain.report import QueryError, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.usage import UNIT_FIELDS
 from costwarden.ports import LedgerStore
 
 STEPS: dict[str, int] = {"hour": 3600, "day": 86400}
@@ -122,29 +124,40 @@ class SpendSeries:
 
 def merged(buckets: list[Bucket]) -> tuple[list[SpendRow], SpendRow]:
     """The window's rows (highest cost first) and total, summed exactly from its buckets' totals-only
-    reports: the same figures as one report over the whole window, without reading it again."""
+    reports: the same figures as one report over the whole window, without reading it again. Every
+    count adds up, the modal units (images, audio, characters, ...) too."""
     sums: dict[tuple[str | None, ...], list[Any]] = {}
-    total: list[Any] = [0, 0, 0, 0, 0, 0, ZERO]
+    total: list[Any] = _zero()
     for bucket in buckets:
         for row in bucket.report.rows:
             into = sums.get(row.group)
             if into is None:
-                sums[row.group] = into = [0, 0, 0, 0, 0, 0, ZERO]
+                sums[row.group] = into = _zero()
             _add(into, row)
         _add(total, bucket.report.total)
-    rows = [SpendRow(group, *values) for group, values in sums.items()]
+    rows = [_row(group, values) for group, values in sums.items()]
     rows.sort(key=lambda r: (-r.cost_usd, str(r.group)))
-    return rows, SpendRow((), *total)
+    return rows, _row((), total)
+
+
+_COUNTS = ("requests", "errors", "input_tokens", "output_tokens", "cached_tokens", "items", *UNIT_FIELDS)
+
+
+def _zero() -> list[Any]:
+    return [*(0 for _ in _COUNTS), ZERO]
+
+
+def _row(group: tuple[str | None, ...], values: list[Any]) -> SpendRow:
+    return SpendRow(group, cost_usd=values[-1], **dict(zip(_COUNTS, values, strict=False)))
+
+
+_GET = attrgetter(*_COUNTS)
 
 
 def _add(into: list[Any], row: SpendRow) -> None:
-    into[0] += row.requests
-    into[1] += row.errors
-    into[2] += row.input_tokens
-    into[3] += row.output_tokens
-    into[4] += row.cached_tokens
-    into[5] += row.items
-    into[6] += row.cost_usd
+    for i, value in enumerate(_GET(row)):
+        into[i] += value
+    into[-1] += row.cost_usd
 
 
 def cost_per_1m_tokens(row: SpendRow) -> Decimal:

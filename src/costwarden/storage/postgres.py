@@ -32,15 +32,17 @@ from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.retention import POSTGRES_PRUNE, POSTGRES_PRUNE_PARTITIONED
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import series_postgres, spend_postgres, top_postgres
-from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
+    DERIVED_MIGRATION,
     STAGE,
     WEEKS_MIGRATION,
     add_weeks_postgres,
     backfill_postgres,
+    derive_postgres,
     merge_postgres,
     stage_postgres,
 )
+from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 
 log = logging.getLogger(__name__)
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
@@ -186,6 +188,8 @@ class PostgresStore:
                     await backfill_postgres(conn)
                 if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
                     await add_weeks_postgres(conn)  # rolled up before weeks (a backfill now makes them itself)
+                if migration.version == DERIVED_MIGRATION:
+                    await derive_postgres(conn)  # the narrow cubes from the cells already folded
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )

@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from costwarden.domain.report import GROUP_DIMENSIONS
-from costwarden.domain.rollup import CUBES, SUMS, UNIT_SUMS, PendingKey, collect
+from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, PendingKey, collect
 from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
@@ -37,7 +37,7 @@ _FOLD_LOCK = 7_314_213  # advisory lock id: one PostgreSQL folder at a time
 # Per cube: where each of GROUP_DIMENSIONS is in (cube dimensions..., None).
 _SPREAD = tuple(
     itemgetter(*(cube.dimensions.index(d) if d in cube.dimensions else len(cube.dimensions) for d in GROUP_DIMENSIONS))
-    for cube in CUBES
+    for cube in BASE_CUBES
 )
 
 
@@ -49,12 +49,15 @@ def delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
 
 
 def _facts(c: int, grain: int, source: str) -> str:
-    """Pending cells of cube `c` in `source` as facts at `grain` (see rollup_write.upsert_sql)."""
+    """Pending cells for cube `c` in `source` as facts at `grain` (see rollup_write.upsert_sql): its
+    own, or for a derived cube its source cube's (their buckets at that cube's finest grain)."""
     cube = CUBES[c]
-    bucket = "bucket" if grain == cube.grains[0] else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
+    finest = CUBES[cube.pending].grains[0]
+    bucket = "bucket" if grain == finest else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
     return (
         f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, bin, requests, errors AS error, input_tokens, "
-        f"output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source} AND cube = {c}"
+        f"output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source} "
+        f"AND cube = {cube.pending}"
     )
 
 

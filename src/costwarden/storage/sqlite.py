@@ -40,15 +40,17 @@ from costwarden.storage.rollup_fold import (
     fold_sqlite,
 )
 from costwarden.storage.rollup_report import series_sqlite, spend_sqlite, top_sqlite
-from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.rollup_write import (
+    DERIVED_MIGRATION,
     WEEKS_MIGRATION,
     add_weeks_sqlite,
     backfill_sqlite,
+    derive_sqlite,
     mark_sqlite,
     register_sqlite,
     stored_sqlite,
 )
+from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -222,6 +224,8 @@ class SQLiteStore:
                     backfill_sqlite(conn)
                 if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
                     add_weeks_sqlite(conn)  # rolled up before weeks (a backfill now makes them itself)
+                if migration.version == DERIVED_MIGRATION:
+                    derive_sqlite(conn)  # the narrow cubes from the cells already folded
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),

@@ -15,12 +15,17 @@ from costwarden.domain.money import to_nanos
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
 from costwarden.domain.rollup import (
+    BASE_CUBES,
     CUBES,
     DAY,
+    DEPLOYMENTS,
+    DERIVED,
     HOUR,
+    KEY_TOTALS,
     KEYS,
     ORG,
     SUMS,
+    TEAMS,
     WEEK,
     Plan,
     bucket_start,
@@ -84,20 +89,39 @@ def test_bucket_start_is_exact_at_the_edges(at: float, grain: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("group_by", "where", "cube"),
+    ("group_by", "where", "percentiles", "cube"),
     [
-        ((), (), ORG),
-        (("team", "deployment", "outcome"), (("environment", "prod"),), ORG),
-        (("key_id",), (), KEYS),
-        ((), (("key_id", "k1"),), KEYS),  # a key-scoped budget's rebuild
-        (GROUP_DIMENSIONS, (), KEYS),
+        ((), (), True, DEPLOYMENTS),
+        (("deployment",), (), True, DEPLOYMENTS),  # the latency panel, top deployments
+        (("outcome",), (("deployment", "chat"),), False, DEPLOYMENTS),
+        (("team",), (), False, TEAMS),  # the spend panel
+        (("team",), (), True, ORG),  # the narrow team cube has no histograms
+        (("project",), (("team", "ads"),), False, TEAMS),
+        (("key_id",), (), False, KEY_TOTALS),  # top keys
+        (("key_id",), (("team", "ads"),), False, KEY_TOTALS),
+        ((), (("key_id", "k1"),), False, KEY_TOTALS),  # a key-scoped budget's rebuild
+        ((), (("key_id", "k1"),), True, KEYS),
+        (("team", "deployment", "outcome"), (("environment", "prod"),), True, ORG),
+        (("deployment",), (("team", "ads"),), True, ORG),  # a team's latency panel
+        (("key_id", "outcome"), (), False, KEYS),
+        (GROUP_DIMENSIONS, (), True, KEYS),
     ],
 )
 def test_a_query_reads_the_smallest_cube_holding_its_dimensions(
-    group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], cube: object
+    group_by: tuple[str, ...], where: tuple[tuple[str, str], ...], percentiles: bool, cube: object
 ) -> None:
-    assert cube_for(SpendQuery(group_by=group_by, where=where)) is cube
+    assert cube_for(SpendQuery(group_by=group_by, where=where, percentiles=percentiles)) is cube
     assert "key_id" not in ORG.dimensions and set(KEYS.dimensions) == set(GROUP_DIMENSIONS)
+
+
+def test_a_derived_cube_reads_pending_cells_that_nest_in_its_grains() -> None:
+    """A derived cube's dimensions and grains are its source's (a fold adds the source's pending cells
+    into it, a report reads them for it): each of its grains is a multiple of the source's finest."""
+    for cube in DERIVED:
+        source = CUBES[cube.pending]
+        assert source in BASE_CUBES and set(cube.dimensions) <= set(source.dimensions)
+        assert all(grain % source.grains[0] == 0 for grain in cube.grains)
+    assert [c.pending for c in BASE_CUBES] == [0, 1]
 
 
 def test_key_queries_read_whole_days_and_raw_partial_days() -> None:
@@ -150,7 +174,7 @@ def test_pending_cells_folded_into_each_grain_equal_the_records_summed_one_by_on
         error = int(r.outcome not in (Outcome.SERVED, Outcome.QUEUED))  # a 202 is not an error
         units = [r.reasoning_tokens, r.images, r.audio_ms, r.characters, r.documents]
         sums = [1, error, r.input_tokens, r.output_tokens, r.cached_tokens, r.items, *units, cost]
-        for c, cube in enumerate(CUBES):
+        for c, cube in enumerate(BASE_CUBES):
             dims = tuple(None if getattr(r, d) is None else str(getattr(r, d)) for d in cube.dimensions)
             for grain in cube.grains:
                 into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * len(SUMS))

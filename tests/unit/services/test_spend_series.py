@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -165,3 +166,15 @@ async def test_recent_top_groups_are_reused_with_when_they_were_read() -> None:
     assert (await recent.top(SpendQuery(("team",), 0, 130), 3, now=130))[1] == 130  # another n: read again
     assert (await recent.top(SpendQuery(("team",), 0, 170), 10, now=170))[1] == 170  # expired
     assert len(ledger.queries) == 3
+
+
+def test_merged_rows_add_the_modal_units() -> None:
+    """Images, audio seconds, characters, documents and reasoning tokens add up across buckets, as
+    the tokens do (the dashboard's per-window rows and total)."""
+    one = SpendRow(group=("a",), requests=1, images=2, audio_ms=1500, characters=40, documents=3, reasoning_tokens=9)
+    two = SpendRow(group=("a",), requests=1, images=1, audio_ms=500, characters=2, documents=1, reasoning_tokens=1)
+    buckets = [Bucket(0, 1, SpendReport(SpendQuery(("team",)), (r,), replace(r, group=()))) for r in (one, two)]
+    rows, total = merged(buckets)
+    want = SpendRow(group=("a",), requests=2, images=3, audio_ms=2000, characters=42, documents=4, reasoning_tokens=10)
+    assert rows == [want]
+    assert total == replace(want, group=())
