@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 BODY_BUFFER = 256 * 1024  # request body bytes held for a handler before reading pauses
 MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered before reading pauses
 LINGER_SECONDS = 2.0
+URL_PARSER_MAX = 0xFFFF  # httptools.parse_url keeps 16-bit offsets: a longer target cannot be parsed
 Message = MutableMapping[str, Any]
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -183,7 +184,7 @@ class Connection(asyncio.Protocol):
             if self._current is None and not self._waiting:
                 self._linger()
         except httptools.HttpParserError as exc:
-            if self._head_parts > self._limits.header_cap:
+            if self._head_parts > self._limits.header_cap or len(self._url) > URL_PARSER_MAX:
                 self._refuse(self._too_large())
                 return
             problem = self._problem or str(exc)
@@ -195,8 +196,9 @@ class Connection(asyncio.Protocol):
                     self._refuse(self._too_large())
 
     def _too_large(self) -> GatewayError:
-        if not self._headers:  # still in the request line: its target is what is too long
-            return GatewayError(414, "uri_too_long", f"the request line exceeds {self._limits.header_cap} bytes")
+        if not self._headers or len(self._url) > URL_PARSER_MAX:  # the target is what is too long
+            most = min(self._limits.header_cap, URL_PARSER_MAX)
+            return GatewayError(414, "uri_too_long", f"the request target is too long (at most {most} bytes are read)")
         return GatewayError(431, "headers_too_large", f"the request headers exceed {self._limits.header_cap} bytes")
 
     def _count(self, size: int) -> None:
@@ -230,6 +232,8 @@ class Connection(asyncio.Protocol):
         self._requests += 1
         if self._requests > self._limits.max_requests:
             return  # pipelined past the last request this connection serves: dropped, it closes after that one
+        if len(self._url) > URL_PARSER_MAX:
+            raise httptools.HttpParserError("the request target is too long")
         url = httptools.parse_url(self._url)
         path = url.path.decode("latin-1")
         request = Request(self, self._parser.get_method().decode("ascii"), path, url.query or b"", self._headers)

@@ -217,3 +217,18 @@ async def test_a_connection_serves_at_most_max_requests() -> None:
         await closed(writer)
     finally:
         await fast.stop(1.0)
+
+
+async def test_a_target_past_what_the_url_parser_takes_is_414_not_400() -> None:
+    """httptools' URL parser takes at most 64 KiB; a longer target within the head cap is still a 414."""
+    fast = FastServer(echo, Limits(header_timeout=2, header_cap=512 * 1024))
+    await fast.start("127.0.0.1", 0)
+    try:
+        reader, writer = await opened(fast)
+        writer.write(b"GET /v1/" + b"a" * (100 * 1024) + b" HTTP/1.1\r\n\r\n")
+        status, headers, body = await response(reader)
+        assert status == 414 and headers[b"connection"] == b"close"
+        assert orjson.loads(body)["error"]["code"] == "uri_too_long"
+        await closed(writer)
+    finally:
+        await fast.stop(1.0)
