@@ -1,7 +1,8 @@
 """The fast engine (`server.engine: fast`) where its server side is its own: strict HTTP/1.1 parsing
 (llhttp), pipelining, `Expect: 100-continue`, chunked request bodies, a client leaving mid-stream,
-and the inference-only port. What both engines share runs on both elsewhere (test_client_edge,
-test_openai_sdk, test_bad_input, test_v2_mlserver)."""
+keep-alive limits, a request line too long to read (414), and the inference-only port. What both
+engines share runs on both elsewhere (`on_engines` and the like: test_client_edge, test_openai_sdk,
+test_bad_input, test_v2_mlserver, test_governance, test_cache, test_degrade, ...)."""
 
 from __future__ import annotations
 
@@ -220,3 +221,23 @@ def test_a_stream_is_relayed_as_it_comes_and_a_client_leaving_is_one_499_record(
         assert len(ledger.records(gateway.ledger)) == 1
     finally:
         paced.stop()
+
+
+def test_keep_alive_limits_from_the_config(make_gateway: GatewayFactory) -> None:
+    """`server.keepalive_max_requests`: the last request's answer closes the connection;
+    `server.keepalive_timeout_seconds`: an idle connection is closed without an answer."""
+    gateway = make_gateway(engine="fast", keepalive_max_requests=2, keepalive_timeout_seconds=1.0)
+    sock = connect(gateway)
+    get = b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n"
+    sock.sendall(get)
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200") and b"connection: close" not in first.lower()
+    sock.sendall(get)
+    ((status, headers, _),) = Responses(read_all(sock)).items  # read_all returns: the server closed it
+    assert status == 200 and headers[b"connection"] == b"close"
+    sock = connect(gateway)
+    sock.sendall(get)
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    assert read_all(sock) == b""  # idle past the timeout: closed, nothing sent
+    assert 0.5 < time.monotonic() - started < 5
