@@ -11,10 +11,11 @@ as 499.
 The client edge's limits: a header deadline (from the connection's opening, or from the first byte
 of a later request, to the end of its headers: 408), a keep-alive idle timeout of its own (from an
 answer's last byte to the next request's first: the connection just closes), a number of requests
-per connection (the last one's answer says `connection: close`), a cap on header bytes (431; 414
-while the request line is still unfinished), and request body bytes buffered here at most `BODY_BUFFER` before reading
-pauses until the handler takes them (`Request.receive`, the ASGI-shaped message `BodyReader`
-reads, so its size limit, deadline and slow-client slots are the same as the asgi engine's).
+per connection (the last one's answer says `connection: close`; what follows it is not parsed), a
+cap on header bytes (431; 414 while the request line is still unfinished, or past what the URL
+parser takes), and request body bytes buffered here at most `BODY_BUFFER` before reading pauses
+until the handler takes them (`Request.receive`, the ASGI-shaped message `BodyReader` reads, so its
+size limit, deadline and slow-client slots are the same as the asgi engine's).
 """
 
 from __future__ import annotations
@@ -260,6 +261,8 @@ class Connection(asyncio.Protocol):
         if request is not None:
             request.complete = True
             request.wake()
+        if self._requests >= self._limits.max_requests:
+            self._broken = True  # the last request this connection serves is read: later bytes go unparsed
 
     # --- serving ------------------------------------------------------------------------
 
@@ -302,7 +305,9 @@ class Connection(asyncio.Protocol):
             self._answer_refusal()
             return
         self._next()
-        if self._current is None:
+        if self._current is None and self._in_head:  # a pipelined head began meanwhile: its deadline runs from now
+            self._arm(self._limits.header_timeout)
+        elif self._current is None:
             self._arm(self._limits.idle_timeout, idle=True)
 
     def body_taken(self) -> None:
