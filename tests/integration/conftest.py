@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -97,3 +98,12 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
 @pytest.fixture
 def gateway(make_gateway: GatewayFactory) -> Gateway:
     return make_gateway()
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def on_engines(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> GatewayFactory:
+    """`make_gateway` on each server engine: a test that takes it runs twice (`fast`: the admin API
+    on `gateway.admin_url`)."""
+    if request.param == "asgi":
+        return make_gateway
+    return functools.partial(make_gateway, engine="fast")

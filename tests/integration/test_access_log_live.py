@@ -1,5 +1,5 @@
 """A gateway with `observability.access_log` on: one JSON line per request, whatever its outcome,
-with the ledger's cost; never the key or the prompt."""
+with the ledger's cost; never the key or the prompt. On both server engines."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from tests.integration.setup_config import KEYS
 SECRET_PROMPT = "the-launch-code-is-4711"
 
 
-def test_every_request_gets_one_line_without_key_or_prompt(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+def test_every_request_gets_one_line_without_key_or_prompt(on_engines: GatewayFactory, tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     access_log = {"enabled": True, "path": str(path), "flush_ms": 50}
-    gateway = make_gateway(extra={"observability": {"access_log": access_log}})
+    gateway = on_engines(extra={"observability": {"access_log": access_log}})
     ids = []
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
         auth = {"Authorization": f"Bearer {KEYS['search']}"}

@@ -86,9 +86,10 @@ def _p99(values: list[float]) -> float:
 
 
 def test_a_hanging_redis_opens_the_breaker_and_admissions_stop_waiting(
-    make_gateway: GatewayFactory, private_redis: PrivateRedis
+    on_engines: GatewayFactory, private_redis: PrivateRedis
 ) -> None:
-    gateway = make_gateway(extra=breaker_config(private_redis.url))
+    """On both server engines (the control below on the default one)."""
+    gateway = on_engines(extra=breaker_config(private_redis.url))
     warm = asyncio.run(_load(gateway.url, "search", clients=4, seconds=1.0))
     assert {status for _, _, status in warm} == {200}
     assert _breaker_state(gateway) == "closed"

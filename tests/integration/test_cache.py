@@ -6,6 +6,7 @@ a proper event stream (with usage only when asked), `Cache-Control: no-cache / n
 isolation, TTL expiry, Redis shared by two replicas, and a Redis that is down (served uncached,
 counted). Every hit is one ledger record costing 0 with the avoided cost, computed here from the
 usage the SDK received and the test's own prices; `report --savings` sums the same.
+The single-gateway tests run on both server engines (`engine`); the replicas test on the default one.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ def echo() -> Iterator[EchoUpstream]:
         yield upstream
 
 
+@pytest.fixture(params=["asgi", "fast"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @dataclass
 class Answer:
     request_id: str
@@ -70,16 +76,25 @@ def deployment(name: str, url: str, **cache: Any) -> dict[str, Any]:
 
 
 def start_gateway(
-    tmp_path: Path, echo: EchoUpstream, name: str, cache: dict[str, Any], more: list[dict[str, Any]] | None = None
+    tmp_path: Path,
+    echo: EchoUpstream,
+    name: str,
+    cache: dict[str, Any],
+    more: list[dict[str, Any]] | None = None,
+    engine: str = "asgi",
 ) -> Gateway:
     ledger_url = f"sqlite:///{tmp_path / (name + '.db')}"
-    data = config_dict(Upstreams(text=echo.url), tmp_path, ledger_url, {"spool_dir": str(tmp_path / name)})
+    admin_port = free_port() if engine == "fast" else None
+    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+    spool = {"spool_dir": str(tmp_path / name)}
+    data = config_dict(Upstreams(text=echo.url), tmp_path, ledger_url, spool, **server)
     data["deployments"] += [deployment("cached", echo.url), deployment("brief", echo.url, ttl_seconds=1)]
     data["deployments"].append(deployment("uncached", echo.url, enabled=False))
     data["deployments"] += more or []
     data["keys"][2]["deployments"] = None  # research may use every deployment
     data["cache"] = {"enabled": True, "ttl_seconds": 60, **cache}
-    gateway = Gateway(write_config(tmp_path / f"{name}.yaml", data), free_port(), tmp_path, data["storage"]["ledger"])
+    config = write_config(tmp_path / f"{name}.yaml", data)
+    gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], admin_port)
     gateway.start()
     return gateway
 
@@ -194,8 +209,10 @@ def drive(gateway: Gateway, echo: EchoUpstream) -> tuple[Answer, list[Answer]]:
     return first, [again, streamed, quiet]
 
 
-def test_a_repeat_is_served_from_the_cache_whole_and_streamed(tmp_path: Path, echo: EchoUpstream) -> None:
-    gateway = start_gateway(tmp_path, echo, "memory", {})
+def test_a_repeat_is_served_from_the_cache_whole_and_streamed(
+    tmp_path: Path, echo: EchoUpstream, engine: str
+) -> None:
+    gateway = start_gateway(tmp_path, echo, "memory", {}, engine=engine)
     try:
         first, hits = drive(gateway, echo)  # and the hits not returned: read from the ledger
         sent = 18
@@ -221,9 +238,9 @@ def test_a_repeat_is_served_from_the_cache_whole_and_streamed(tmp_path: Path, ec
         assert Decimal(report["total"]["saved_usd"]) == sum(expected.values())
         assert (lookups(gateway, HIT), lookups(gateway, MISS), lookups(gateway, BYPASS)) == (9.0, 3.0, 2.0)
         assert lookups(gateway, HIT, "brief") == 1.0
-        status = httpx.get(f"{gateway.url}/admin/v1/cache", headers=ADMIN).json()
+        status = httpx.get(f"{gateway.admin_url}/admin/v1/cache", headers=ADMIN).json()
         assert (status["backend"], status["entries"]) == ("memory", 4)
-        purged = httpx.post(f"{gateway.url}/admin/v1/cache/purge", params={"team": "ads"}, headers=ADMIN).json()
+        purged = httpx.post(f"{gateway.admin_url}/admin/v1/cache/purge", params={"team": "ads"}, headers=ADMIN).json()
         assert purged == {"purged": 1}
         assert chat(gateway, key="ads").cache == MISS
     finally:
@@ -257,8 +274,8 @@ def test_replicas_share_a_redis_cache_and_a_redis_down_is_served_uncached(
         second.stop()
 
 
-def test_only_complete_successful_answers_are_stored(tmp_path: Path, echo: EchoUpstream) -> None:
-    gateway = start_gateway(tmp_path, echo, "faults", {})
+def test_only_complete_successful_answers_are_stored(tmp_path: Path, echo: EchoUpstream, engine: str) -> None:
+    gateway = start_gateway(tmp_path, echo, "faults", {}, engine=engine)
     auth = {"Authorization": f"Bearer {KEYS['search']}"}
     try:
         for fault, status in (({"echo_status": 400}, 400), ({"echo_status": 503}, 502)):

@@ -278,6 +278,27 @@ def test_oversized_headers_on_v2_use_the_v2_error_shape(edge: Gateway) -> None:
     assert (record.protocol, record.status, record.error_code) == ("v2", 431, "too_many_headers")
 
 
+def test_an_over_long_request_target_gets_414_in_the_protocols_shape_and_a_record(
+    edge: Gateway, echo: EchoUpstream
+) -> None:
+    """Past `server.max_target_bytes` (8 KiB by default): refused before the chain, as an oversized head is."""
+    for path, protocol in (("/v1/chat/completions", "openai"), ("/v2/models/echo-v2/infer", "v2")):
+        sock = connect(edge)
+        sock.sendall(head(f"{path}?pad={'a' * 9000}") + CHAT)
+        status, headers, body = read_response(sock)
+        assert status == 414 and headers["connection"] == "close"
+        error = orjson.loads(body)["error"]
+        if protocol == "openai":
+            assert (error["type"], error["code"]) == ("invalid_request_error", "uri_too_long")
+        else:
+            assert isinstance(error, str) and "target" in error
+    records = ledger.wait_for(edge.ledger, 2)
+    assert sorted(r.protocol for r in records) == ["openai", "v2"]
+    for record in records:
+        assert_refused(record, 414, "uri_too_long")
+    assert echo.seen == []
+
+
 def test_a_flood_of_header_bytes_is_cut_at_the_socket(edge: Gateway, echo: EchoUpstream) -> None:
     """Before: a 50 MB header was buffered whole (RSS +100 MB, 10 s) and forwarded upstream.
 

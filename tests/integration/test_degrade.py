@@ -7,6 +7,7 @@ exempt teams and pinning keys keep the original; the switch is an alert and a me
 in `costwarden report --savings` equal the test's own sum from the usage the SDK received; and the
 budget recovers once its rolling window forgets the spend and the hold passes. With two replicas
 sharing Redis, both switch together. A variant whose upstream is down falls back to the original.
+The single-gateway tests run on both server engines (`engine`); the replicas test on the default one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def variant_model(tmp_path: Path) -> Iterator[TextModel]:
     model.start()
     yield model
     model.stop()
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @dataclass
@@ -101,14 +107,24 @@ def governance(hold_seconds: float = 1.0) -> dict[str, Any]:
 
 
 def start_gateway(
-    tmp_path: Path, textmodel: TextModel, variant_url: str, name: str, ledger_url: str | None = None, **extra: Any
+    tmp_path: Path,
+    textmodel: TextModel,
+    variant_url: str,
+    name: str,
+    ledger_url: str | None = None,
+    engine: str = "asgi",
+    **extra: Any,
 ) -> Gateway:
-    data = config_dict(Upstreams(text=textmodel.url), tmp_path, ledger_url, {"spool_dir": str(tmp_path / name)})
+    admin_port = free_port() if engine == "fast" else None
+    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+    spool = {"spool_dir": str(tmp_path / name)}
+    data = config_dict(Upstreams(text=textmodel.url), tmp_path, ledger_url, spool, **server)
     data["deployments"].append(gpt(textmodel.url, variant_url))
     data["keys"][2]["deployments"] = ["chat", "gpt"]  # research may use gpt (and may not pin)
     data["governance"] = governance()
     data.update(extra)
-    gateway = Gateway(write_config(tmp_path / f"{name}.yaml", data), free_port(), tmp_path, data["storage"]["ledger"])
+    config = write_config(tmp_path / f"{name}.yaml", data)
+    gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], admin_port)
     gateway.start()
     return gateway
 
@@ -158,9 +174,9 @@ def savings_report(gateway: Gateway) -> dict[str, Any]:
 
 
 def test_degrade_closes_the_loop_with_the_openai_sdk(
-    tmp_path: Path, textmodel: TextModel, variant_model: TextModel
+    tmp_path: Path, textmodel: TextModel, variant_model: TextModel, engine: str
 ) -> None:
-    gateway = start_gateway(tmp_path, textmodel, variant_model.url, "one")
+    gateway = start_gateway(tmp_path, textmodel, variant_model.url, "one", engine=engine)
     try:
         served: list[Served] = []
         # Traffic on the original until the budget passes 50 % and the loop degrades it.
@@ -191,7 +207,7 @@ def test_degrade_closes_the_loop_with_the_openai_sdk(
         )
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "variant_pin_not_allowed"
         # The switch is an alert and a metric.
-        alerts = httpx.get(f"{gateway.url}/admin/v1/alerts", headers=ADMIN).json()
+        alerts = httpx.get(f"{gateway.admin_url}/admin/v1/alerts", headers=ADMIN).json()
         degraded = [a for a in alerts if a["kind"] == "variant_degraded"]
         assert degraded and degraded[0]["labels"] == {"budget": "all-rolling"}
         assert metric(gateway, 'costwarden_variant_degraded{budget="all-rolling"}') == 1.0
@@ -214,7 +230,7 @@ def test_degrade_closes_the_loop_with_the_openai_sdk(
         assert [(r["team"], r["action"], Decimal(r["saved_usd"])) for r in report["rows"]] == [
             ("search", "degrade", expected)
         ]
-        api = httpx.get(f"{gateway.url}/admin/v1/spend/savings", params={"since": "1h"}, headers=ADMIN).json()
+        api = httpx.get(f"{gateway.admin_url}/admin/v1/spend/savings", params={"since": "1h"}, headers=ADMIN).json()
         assert api == report
 
         # Recovery: the rolling window forgets the original's spend, utilisation falls below 30 %,
@@ -223,7 +239,7 @@ def test_degrade_closes_the_loop_with_the_openai_sdk(
               "recovery")  # fmt: skip
         back = chat(gateway)
         assert (back.variant, back.model) == (None, "markov-large")
-        alerts = httpx.get(f"{gateway.url}/admin/v1/alerts", headers=ADMIN).json()
+        alerts = httpx.get(f"{gateway.admin_url}/admin/v1/alerts", headers=ADMIN).json()
         [episode] = [a for a in alerts if a["kind"] == "variant_degraded"]
         assert episode["resolved_at"] is not None
         assert metric(gateway, 'costwarden_variant_switches_total{budget="all-rolling",to="recovered"}') == 1.0
@@ -232,9 +248,9 @@ def test_degrade_closes_the_loop_with_the_openai_sdk(
 
 
 def test_a_variant_whose_upstream_is_down_falls_back_to_the_original(
-    tmp_path: Path, textmodel: TextModel
+    tmp_path: Path, textmodel: TextModel, engine: str
 ) -> None:
-    gateway = start_gateway(tmp_path, textmodel, "http://127.0.0.1:9", "down")  # nothing listens on 9
+    gateway = start_gateway(tmp_path, textmodel, "http://127.0.0.1:9", "down", engine=engine)  # nothing listens on 9
     try:
         sent = 0
         deadline = time.monotonic() + 20

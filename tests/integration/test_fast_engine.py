@@ -1,7 +1,8 @@
 """The fast engine (`server.engine: fast`) where its server side is its own: strict HTTP/1.1 parsing
 (llhttp), pipelining, `Expect: 100-continue`, chunked request bodies, a client leaving mid-stream,
-and the inference-only port. What both engines share runs on both elsewhere (test_client_edge,
-test_openai_sdk, test_bad_input, test_v2_mlserver)."""
+keep-alive limits, a request line too long to read (414), and the inference-only port. What both
+engines share runs on both elsewhere (`on_engines` and the like: test_client_edge, test_openai_sdk,
+test_bad_input, test_v2_mlserver, test_governance, test_cache, test_degrade, ...)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,16 @@ class Responses:
         self.items.append((self._parser.get_status_code(), self._headers, self._body))
 
 
+def read_one(sock: socket.socket) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """One whole response, leaving the connection open."""
+    data = b""
+    while not (found := Responses(data).items):
+        chunk = sock.recv(65536)
+        assert chunk, "closed before a whole response"
+        data += chunk
+    return found
+
+
 SMUGGLED = b"GET /v1/models HTTP/1.1\r\nHost: g\r\n\r\n"
 MALFORMED: list[tuple[str, bytes]] = [
     ("not a request line", b"GARBAGE\r\n\r\n"),
@@ -129,11 +140,14 @@ def test_an_invalid_chunk_size_is_refused_in_the_requests_shape_and_recorded(fas
     assert record.status == 400 and record.outcome is Outcome.REJECTED
 
 
-def test_oversized_request_line_is_cut_with_431(fast: Gateway) -> None:
+def test_a_request_line_over_the_head_cap_is_cut_with_414(fast: Gateway) -> None:
+    """Past the bytes a head may buffer (4 x max_header_bytes) the line is not read whole: 414 in the
+    path's protocol's shape, and a closed connection (no record: no request was formed)."""
     sock = connect(fast)
     sock.sendall(b"GET /v1/" + b"a" * (300 * 1024) + b" HTTP/1.1\r\nHost: g\r\n\r\n")
-    ((status, headers, _),) = Responses(read_all(sock)).items
-    assert status == 431 and headers[b"connection"] == b"close"
+    ((status, headers, body),) = Responses(read_all(sock)).items
+    assert status == 414 and headers[b"connection"] == b"close"
+    assert orjson.loads(body)["error"]["code"] == "uri_too_long"
 
 
 def test_pipelined_requests_are_answered_in_order(fast: Gateway) -> None:
@@ -217,3 +231,23 @@ def test_a_stream_is_relayed_as_it_comes_and_a_client_leaving_is_one_499_record(
         assert len(ledger.records(gateway.ledger)) == 1
     finally:
         paced.stop()
+
+
+def test_keep_alive_limits_from_the_config(make_gateway: GatewayFactory) -> None:
+    """`server.keepalive_max_requests`: the last request's answer closes the connection;
+    `server.keepalive_timeout_seconds`: an idle connection is closed without an answer."""
+    gateway = make_gateway(engine="fast", keepalive_max_requests=2, keepalive_timeout_seconds=1.0)
+    sock = connect(gateway)
+    get = b"GET /healthz HTTP/1.1\r\nHost: g\r\n\r\n"
+    sock.sendall(get)
+    ((status, headers, _),) = read_one(sock)
+    assert status == 200 and b"connection" not in headers
+    sock.sendall(get)
+    ((status, headers, _),) = Responses(read_all(sock)).items  # read_all returns: the server closed it
+    assert status == 200 and headers[b"connection"] == b"close"
+    sock = connect(gateway)
+    sock.sendall(get)
+    assert read_one(sock)[0][0] == 200
+    started = time.monotonic()
+    assert read_all(sock) == b""  # idle past the timeout: closed, nothing sent
+    assert 0.5 < time.monotonic() - started < 5

@@ -1,4 +1,5 @@
-"""Budgets, rate limits and alerts enforced by one gateway with in-process state."""
+"""Budgets, rate limits and alerts enforced by one gateway with in-process state. What the data plane
+enforces runs on both server engines (`on_engines`); the admin CLI and alerts test on the default one."""
 
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ def governance(**sections: Any) -> dict[str, Any]:
     return {"governance": {"evaluate_every_seconds": 0.3, "spikes": {"enabled": False}, **sections}}
 
 
-def test_a_block_budget_refuses_before_it_is_exceeded(make_gateway: GatewayFactory) -> None:
+def test_a_block_budget_refuses_before_it_is_exceeded(on_engines: GatewayFactory) -> None:
     budget = {"id": "ads-daily", "scope": {"team": "ads"}, "window": "day", "limit_usd": str(LIMIT)}
-    gateway = make_gateway(extra=governance(budgets=[budget]))
+    gateway = on_engines(extra=governance(budgets=[budget]))
     served, refused = 0, None
     for _ in range(200):
         response = chat(gateway, "ads")
@@ -53,13 +54,13 @@ def test_a_block_budget_refuses_before_it_is_exceeded(make_gateway: GatewayFacto
     assert spent <= LIMIT  # every request bounds its output: the budget is never exceeded
     assert any(r.error_code == "budget_exceeded" and r.outcome is Outcome.REJECTED for r in records)
 
-    view = httpx.get(gateway.url + "/admin/v1/budgets", headers=ADMIN).json()[0]
+    view = httpx.get(gateway.admin_url + "/admin/v1/budgets", headers=ADMIN).json()[0]
     assert view["id"] == "ads-daily" and Decimal(view["spent_usd"]) == spent
     assert Decimal(view["remaining_usd"]) == LIMIT - spent
 
 
-def test_rate_limit_per_key_with_openai_headers(make_gateway: GatewayFactory) -> None:
-    gateway = make_gateway(extra=governance(rate_limits=[{"per": "key", "requests_per_minute": 5}]))
+def test_rate_limit_per_key_with_openai_headers(on_engines: GatewayFactory) -> None:
+    gateway = on_engines(extra=governance(rate_limits=[{"per": "key", "requests_per_minute": 5}]))
     responses = [chat(gateway, "ads", max_tokens=2) for _ in range(6)]
     assert [r.status_code for r in responses] == [200] * 5 + [429]
     assert [r.headers["x-ratelimit-remaining-requests"] for r in responses[:5]] == ["4", "3", "2", "1", "0"]
@@ -147,13 +148,13 @@ def _concurrent_slow(gateway: Gateway, n: int) -> list[httpx.Response]:
         return list(pool.map(one, range(n)))
 
 
-def test_concurrency_quota_rejects_or_queues(make_gateway: GatewayFactory) -> None:
+def test_concurrency_quota_rejects_or_queues(on_engines: GatewayFactory) -> None:
     rule = {"per": "deployment", "where": {"deployment": "slow"}, "max_concurrent": 1}
-    rejecting = make_gateway(extra=governance(concurrency=[rule]))
+    rejecting = on_engines(extra=governance(concurrency=[rule]))
     statuses = sorted(r.status_code for r in _concurrent_slow(rejecting, 3))
     assert statuses == [429, 429, 504]  # one holds the slot until the upstream times out (0.5 s)
     queued_rule = {**rule, "on_limit": "wait", "max_waiting": 5, "wait_timeout_seconds": 5}
-    queueing = make_gateway(extra=governance(concurrency=[queued_rule]))
+    queueing = on_engines(extra=governance(concurrency=[queued_rule]))
     started = time.monotonic()
     assert sorted(r.status_code for r in _concurrent_slow(queueing, 3)) == [504, 504, 504]
     assert time.monotonic() - started >= 1.4  # they went one at a time

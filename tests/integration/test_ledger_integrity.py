@@ -1,6 +1,7 @@
 """Trust the ledger, on SQLite and PostgreSQL: no request, client or upstream can stall it, no bad
 spool can stop a start, a stuck ledger shows in /readyz, and a killed replica's spool is adopted
-by a live one sharing the spool root, without any restart."""
+by a live one sharing the spool root, without any restart. The data-plane tests (absurd numbers from
+a client or an upstream) and /readyz run on the fast engine too, on SQLite (`ENGINES`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ HEADERS = {"Authorization": f"Bearer {KEYS['search']}"}
 DEAD = "http://127.0.0.1:9"  # a V2 request refused at the edge never reaches its upstream
 
 
+# Each ledger on the default engine, and the fast engine on SQLite: what differs there is the server side.
+ENGINES = pytest.mark.parametrize(
+    ("ledger_url", "engine"), [("sqlite", "asgi"), ("postgres", "asgi"), ("sqlite", "fast")], indirect=["ledger_url"]
+)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -49,8 +56,12 @@ def start_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[Any]:
     """A gateway with one more deployment, `inflated`, whose upstream reports 10^17 prompt tokens."""
     started: list[Gateway] = []
 
-    def start(ledger_url: str, storage: dict[str, Any] | None = None, wait: bool = True) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=DEAD), tmp_path, ledger_url, storage)
+    def start(
+        ledger_url: str, storage: dict[str, Any] | None = None, wait: bool = True, engine: str = "asgi"
+    ) -> Gateway:
+        admin_port = free_port() if engine == "fast" else None
+        server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+        data = config_dict(Upstreams(text=textmodel.url, iris=DEAD), tmp_path, ledger_url, storage, **server)
         data["deployments"].append(
             {
                 "name": "inflated",
@@ -61,7 +72,7 @@ def start_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[Any]:
             }
         )
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, ledger_url)
+        gateway = Gateway(config, free_port(), tmp_path, ledger_url, admin_port)
         started.append(gateway)
         if wait:
             gateway.start()
@@ -104,10 +115,11 @@ def metric(gateway: Gateway, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
+@ENGINES
 def test_absurd_client_numbers_are_4xx_with_records_and_the_ledger_moves_on(
-    start_gateway: Any, ledger_url: str
+    start_gateway: Any, ledger_url: str, engine: str
 ) -> None:
-    gateway = start_gateway(ledger_url)
+    gateway = start_gateway(ledger_url, engine=engine)
     infer = {"inputs": [{"name": "x", "shape": [18446744073709551615, 4], "datatype": "FP32", "data": []}]}
     v2 = httpx.post(gateway.url + "/v2/models/iris/infer", json=infer, headers=HEADERS)
     assert v2.status_code == 400
@@ -129,11 +141,12 @@ def test_absurd_client_numbers_are_4xx_with_records_and_the_ledger_moves_on(
     assert ready(gateway)[0] == 200
 
 
+@ENGINES
 @pytest.mark.parametrize("stream", [False, True])
 def test_an_upstreams_absurd_usage_is_bounded_and_recorded_as_its_fault(
-    start_gateway: Any, ledger_url: str, stream: bool
+    start_gateway: Any, ledger_url: str, engine: str, stream: bool
 ) -> None:
-    gateway = start_gateway(ledger_url)
+    gateway = start_gateway(ledger_url, engine=engine)
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS["search"], max_retries=0)
     messages: Any = [{"role": "user", "content": "hello"}]
     if stream:
@@ -225,8 +238,12 @@ class LedgerLock:
         self._loop.close()
 
 
-def test_a_ledger_that_does_not_advance_makes_readyz_fail_with_the_reason(start_gateway: Any, ledger_url: str) -> None:
-    gateway = start_gateway(ledger_url, storage={"flush_interval_ms": 100, "stall_after_flushes": 10})
+@ENGINES
+def test_a_ledger_that_does_not_advance_makes_readyz_fail_with_the_reason(
+    start_gateway: Any, ledger_url: str, engine: str
+) -> None:
+    storage = {"flush_interval_ms": 100, "stall_after_flushes": 10}
+    gateway = start_gateway(ledger_url, storage=storage, engine=engine)
     assert ready(gateway)[0] == 200
     with LedgerLock(ledger_url):
         served = chat(gateway)  # answered: its record waits in the spool

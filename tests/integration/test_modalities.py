@@ -1,6 +1,7 @@
 """OpenAI's Responses API and the other modalities through the gateway, with the official openai SDK
 (and httpx for rerank), to the example upstream: every call one ledger record, its cost the test's
-own computation from the prices and the units the client saw."""
+own computation from the prices and the units the client saw. The `modal` tests run on both server
+engines."""
 
 from __future__ import annotations
 
@@ -67,8 +68,9 @@ def with_modal(
 
 
 @pytest.fixture
-def modal(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Iterator[Gateway]:
-    yield with_modal(make_gateway, textmodel, tmp_path)
+def modal(on_engines: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Iterator[Gateway]:
+    """On each server engine (so every test taking it runs on both)."""
+    yield with_modal(on_engines, textmodel, tmp_path)
 
 
 def sdk(gateway: Gateway, team: str = "search") -> openai.OpenAI:

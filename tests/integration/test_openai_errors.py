@@ -1,5 +1,5 @@
 """Errors as OpenAI sends them, read by the official openai SDK: the exception class it picks from
-the status, and the `type` and `code` it reads from the body."""
+the status, and the `type` and `code` it reads from the body. Every test on both server engines."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def client(gateway: Gateway, key: str) -> openai.OpenAI:
 
 def governance(**sections: Any) -> dict[str, Any]:
     return {"governance": {"evaluate_every_seconds": 0.3, "spikes": {"enabled": False}, **sections}}
+
+
+@pytest.fixture
+def gateway(on_engines: GatewayFactory) -> Gateway:
+    return on_engines()
 
 
 def first_refusal(gateway: Gateway, max_tokens: int = 20) -> openai.APIStatusError:
@@ -53,17 +58,17 @@ def test_a_missing_key_is_an_invalid_request_error(gateway: Gateway) -> None:
 @pytest.mark.parametrize(
     ("limit", "kind"), [({"requests_per_minute": 2}, "requests"), ({"tokens_per_minute": 200}, "tokens")]
 )
-def test_a_rate_limit_has_openais_type(make_gateway: GatewayFactory, limit: dict[str, int], kind: str) -> None:
-    gateway = make_gateway(extra=governance(rate_limits=[{"per": "key", **limit}]))
+def test_a_rate_limit_has_openais_type(on_engines: GatewayFactory, limit: dict[str, int], kind: str) -> None:
+    gateway = on_engines(extra=governance(rate_limits=[{"per": "key", **limit}]))
     refused = first_refusal(gateway)
     assert isinstance(refused, openai.RateLimitError), (refused.status_code, refused.body)
     assert (refused.type, refused.code) == (kind, "rate_limit_exceeded")
     assert int(refused.response.headers["retry-after"]) >= 1
 
 
-def test_a_budget_refusal_is_insufficient_quota_with_its_own_code(make_gateway: GatewayFactory) -> None:
+def test_a_budget_refusal_is_insufficient_quota_with_its_own_code(on_engines: GatewayFactory) -> None:
     budget = {"id": "ads-daily", "scope": {"team": "ads"}, "window": "day", "limit_usd": "0.0005"}
-    gateway = make_gateway(extra=governance(budgets=[budget]))
+    gateway = on_engines(extra=governance(budgets=[budget]))
     refused = first_refusal(gateway)
     assert isinstance(refused, openai.RateLimitError), (refused.status_code, refused.body)
     assert (refused.type, refused.code) == ("insufficient_quota", "budget_exceeded")

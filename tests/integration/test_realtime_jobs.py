@@ -3,7 +3,8 @@ is exhausted answers 202 with a job id; the job waits (the worker's tries are re
 budget), survives a gateway restart, and runs once the budget is raised through the admin API;
 `GET /v1/costwarden/jobs/{id}` shows its result and the callback receiver gets a POST signed as
 the webhooks are. `X-Costwarden-Priority: batch` queues a request of an allowed key; other keys
-get 403, other values 400; every answer is one ledger record."""
+get 403, other values 400; every answer is one ledger record. On both server engines (`fast`: the
+job view and the admin API on `admin_url`, as the Batch API)."""
 
 from __future__ import annotations
 
@@ -48,14 +49,14 @@ async def put_budget(gateway: Gateway, requests: int) -> None:
         "scope": {"team": "search"}, "window": "day", "limit_usd": "5", "limit_requests": requests, "action": "queue"
     }  # fmt: skip
     async with httpx.AsyncClient() as client:
-        answer = await client.put(gateway.url + "/admin/v1/budgets/search-queue", json=budget, headers=ADMIN)
+        answer = await client.put(gateway.admin_url + "/admin/v1/budgets/search-queue", json=budget, headers=ADMIN)
     assert answer.status_code == 200, answer.text
 
 
 async def job_view(gateway: Gateway, job_id: str, team: str = "search") -> dict[str, Any]:
     async with httpx.AsyncClient() as client:
         answer = await client.get(
-            f"{gateway.url}/v1/costwarden/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS[team]}"}
+            f"{gateway.admin_url}/v1/costwarden/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS[team]}"}
         )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
@@ -88,10 +89,10 @@ async def metric(gateway: Gateway, series: str) -> str | None:
 
 
 async def test_a_queue_budget_queues_then_runs_the_job_when_raised(
-    make_gateway: GatewayFactory, receiver: Receiver
+    on_engines: GatewayFactory, receiver: Receiver
 ) -> None:
     receiver.verify_signature = True
-    gateway = make_gateway(extra=EXTRA)
+    gateway = on_engines(extra=EXTRA)
     await put_budget(gateway, requests=1)
     async with sdk(gateway) as client:
         served = await client.chat.completions.create(model="chat", messages=MESSAGES, max_tokens=8)
@@ -151,13 +152,13 @@ async def test_a_queue_budget_queues_then_runs_the_job_when_raised(
     everything = await asyncio.to_thread(ledger.records, gateway.ledger)
     spent = sum((r.cost_usd for r in everything if r.team == "search"), Decimal(0))
     async with httpx.AsyncClient() as client:
-        listed = (await client.get(gateway.url + "/admin/v1/budgets", headers=ADMIN)).json()
+        listed = (await client.get(gateway.admin_url + "/admin/v1/budgets", headers=ADMIN)).json()
     view = next(b for b in listed if b["id"] == "search-queue")
     assert Decimal(view["spent_usd"]) == spent and view["spent_requests"] == 2
 
 
-async def test_priority_batch_is_for_allowed_keys_and_one_value(make_gateway: GatewayFactory) -> None:
-    gateway = make_gateway(extra=EXTRA)
+async def test_priority_batch_is_for_allowed_keys_and_one_value(on_engines: GatewayFactory) -> None:
+    gateway = on_engines(extra=EXTRA)
     priority = {"X-Costwarden-Priority": "batch"}
     async with sdk(gateway, "ads") as ads, sdk(gateway, "search") as search:
         raw = await ads.chat.completions.with_raw_response.create(
@@ -183,7 +184,7 @@ async def test_priority_batch_is_for_allowed_keys_and_one_value(make_gateway: Ga
     assert done["response"]["body"]["choices"]
     async with httpx.AsyncClient() as client:  # another team's job is not found
         other = await client.get(
-            f"{gateway.url}/v1/costwarden/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS['search']}"}
+            f"{gateway.admin_url}/v1/costwarden/jobs/{job_id}", headers={"Authorization": f"Bearer {KEYS['search']}"}
         )
     assert other.status_code == 404
     assert await metric(gateway, 'costwarden_queued_requests_total{reason="priority"}') == "1.0"

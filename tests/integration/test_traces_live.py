@@ -61,9 +61,9 @@ def attributes(span: Any) -> dict[str, Any]:
     return values
 
 
-def test_spans_reach_an_otlp_receiver(make_gateway: GatewayFactory, receiver: Receiver) -> None:
+def test_spans_reach_an_otlp_receiver(on_engines: GatewayFactory, receiver: Receiver) -> None:
     tracing = {"enabled": True, "endpoint": receiver.url, "service_name": "cw-test"}
-    gateway = make_gateway(extra={"observability": {"tracing": tracing}})
+    gateway = on_engines(extra={"observability": {"tracing": tracing}})
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
     auth = {"Authorization": f"Bearer {KEYS['ads']}"}
     served = httpx.post(gateway.url + "/v1/chat/completions", json=body, headers=auth, timeout=30)

@@ -2,6 +2,7 @@
 file part's head, then relays the rest chunk by chunk, counting it against `max_body_bytes`.
 
 The upstream (examples/textmodel) answers with the length and SHA-256 of the file it received.
+Every test on both server engines (on `fast` a streamed upload still goes upstream by aiohttp).
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ class PeakRss:
 
 
 def test_a_large_upload_is_relayed_intact_with_bounded_gateway_memory(
-    make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path
+    on_engines: GatewayFactory, textmodel: TextModel, tmp_path: Path
 ) -> None:
-    gateway = with_modal(make_gateway, textmodel, tmp_path, server={"max_body_bytes": 64 * 1024 * 1024})
+    gateway = with_modal(on_engines, textmodel, tmp_path, server={"max_body_bytes": 64 * 1024 * 1024})
     assert gateway.proc is not None
     audio = wav(BIG_SECONDS)
     with sdk(gateway) as client:
@@ -93,8 +94,9 @@ def chunked(pieces: list[bytes]) -> Iterator[bytes]:
 
 
 @pytest.fixture
-def small_limit(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Gateway:
-    return with_modal(make_gateway, textmodel, tmp_path, server={"max_body_bytes": 1024 * 1024})
+def small_limit(on_engines: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Gateway:
+    """On each server engine (so every test taking it runs on both)."""
+    return with_modal(on_engines, textmodel, tmp_path, server={"max_body_bytes": 1024 * 1024})
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,9 @@ def body_reader(server: ServerConfig) -> BodyReader:
 
 
 def header_limits(server: ServerConfig) -> HeaderLimits:
-    return HeaderLimits(server.max_header_bytes, server.max_headers, server.max_header_value_bytes)
+    return HeaderLimits(
+        server.max_header_bytes, server.max_headers, server.max_header_value_bytes, server.max_target_bytes
+    )
 
 
 def batch_api(runtime: Runtime, requests: BodyReader) -> BatchApi | None:

@@ -8,11 +8,14 @@ pipelined ones wait their turn (reading pauses when too many wait). Each request
 (`handler(request, channel)`); a client that goes away cancels its task, which the chain records
 as 499.
 
-The client edge's limits: a header deadline (from the connection's opening or its last answer to
-the end of the next request's headers; an idle keep-alive connection just closes), a cap on
-header bytes (431), and request body bytes buffered here at most `BODY_BUFFER` before reading
-pauses until the handler takes them (`Request.receive`, the ASGI-shaped message `BodyReader`
-reads, so its size limit, deadline and slow-client slots are the same as the asgi engine's).
+The client edge's limits: a header deadline (from the connection's opening, or from the first byte
+of a later request, to the end of its headers: 408), a keep-alive idle timeout of its own (from an
+answer's last byte to the next request's first: the connection just closes), a number of requests
+per connection (the last one's answer says `connection: close`; what follows it is not parsed), a
+cap on header bytes (431; 414 while the request line is still unfinished, or past what the URL
+parser takes), and request body bytes buffered here at most `BODY_BUFFER` before reading pauses
+until the handler takes them (`Request.receive`, the ASGI-shaped message `BodyReader` reads, so its
+size limit, deadline and slow-client slots are the same as the asgi engine's).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, cast
 import httptools
 
 from costwarden.app.fast_channel import FastChannel, Flow, head_bytes
+from costwarden.app.gateway import prefix_protocol
 from costwarden.domain.record import Protocol
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 BODY_BUFFER = 256 * 1024  # request body bytes held for a handler before reading pauses
 MAX_WAITING = 8  # pipelined requests parsed ahead of the one being answered before reading pauses
 LINGER_SECONDS = 2.0
+URL_PARSER_MAX = 0xFFFF  # httptools.parse_url keeps 16-bit offsets: a longer target cannot be parsed
 Message = MutableMapping[str, Any]
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -86,10 +91,16 @@ Handler = Callable[[Request, FastChannel], Awaitable[None]]
 
 
 class Limits:
-    __slots__ = ("header_cap", "header_timeout")
+    """The connection's bounds: seconds to send a head, bytes of a head, seconds idle between two
+    requests, requests per connection."""
 
-    def __init__(self, header_timeout: float, header_cap: int) -> None:
+    __slots__ = ("header_cap", "header_timeout", "idle_timeout", "max_requests")
+
+    def __init__(
+        self, header_timeout: float, header_cap: int, idle_timeout: float = 30.0, max_requests: int = 1000
+    ) -> None:
         self.header_timeout, self.header_cap = header_timeout, header_cap
+        self.idle_timeout, self.max_requests = idle_timeout, max_requests
 
 
 class Connection(asyncio.Protocol):
@@ -119,13 +130,15 @@ class Connection(asyncio.Protocol):
         self._problem: str | None = None  # why a callback stopped the parser
         self._closing = False
         self._paused = False
+        self._idle = False  # the timer armed is the keep-alive idle one, not the header deadline
+        self._requests = 0  # requests whose head was parsed on this connection
 
     # --- transport events ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._live.add(self)
-        self._arm()
+        self._arm(self._limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._live.discard(self)
@@ -172,7 +185,7 @@ class Connection(asyncio.Protocol):
             if self._current is None and not self._waiting:
                 self._linger()
         except httptools.HttpParserError as exc:
-            if self._head_parts > self._limits.header_cap:
+            if self._head_parts > self._limits.header_cap or len(self._url) > URL_PARSER_MAX:
                 self._refuse(self._too_large())
                 return
             problem = self._problem or str(exc)
@@ -184,6 +197,9 @@ class Connection(asyncio.Protocol):
                     self._refuse(self._too_large())
 
     def _too_large(self) -> GatewayError:
+        if not self._headers or len(self._url) > URL_PARSER_MAX:  # the target is what is too long
+            most = min(self._limits.header_cap, URL_PARSER_MAX)
+            return GatewayError(414, "uri_too_long", f"the request target is too long (at most {most} bytes are read)")
         return GatewayError(431, "headers_too_large", f"the request headers exceed {self._limits.header_cap} bytes")
 
     def _count(self, size: int) -> None:
@@ -196,6 +212,8 @@ class Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url, self._headers, self._in_head, self._head_bytes, self._head_parts = b"", [], True, 0, 0
+        if self._idle:  # the first byte of the next request: its header deadline starts now
+            self._arm(self._limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -212,10 +230,15 @@ class Connection(asyncio.Protocol):
             raise httptools.HttpParserError(self._problem)
         if not self._waiting and self._current is None:
             self._disarm()
+        self._requests += 1
+        if self._requests > self._limits.max_requests:
+            return  # pipelined past the last request this connection serves: dropped, it closes after that one
+        if len(self._url) > URL_PARSER_MAX:
+            raise httptools.HttpParserError("the request target is too long")
         url = httptools.parse_url(self._url)
         path = url.path.decode("latin-1")
         request = Request(self, self._parser.get_method().decode("ascii"), path, url.query or b"", self._headers)
-        request.keep_alive = self._parser.should_keep_alive()
+        request.keep_alive = self._parser.should_keep_alive() and self._requests < self._limits.max_requests
         request.expect_continue = any(k == b"expect" and v.lower() == b"100-continue" for k, v in self._headers)
         self._parsing = request
         self._waiting.append(request)
@@ -238,6 +261,8 @@ class Connection(asyncio.Protocol):
         if request is not None:
             request.complete = True
             request.wake()
+        if self._requests >= self._limits.max_requests:
+            self._broken = True  # the last request this connection serves is read: later bytes go unparsed
 
     # --- serving ------------------------------------------------------------------------
 
@@ -280,8 +305,10 @@ class Connection(asyncio.Protocol):
             self._answer_refusal()
             return
         self._next()
-        if self._current is None:
-            self._arm()
+        if self._current is None and self._in_head:  # a pipelined head began meanwhile: its deadline runs from now
+            self._arm(self._limits.header_timeout)
+        elif self._current is None:
+            self._arm(self._limits.idle_timeout, idle=True)
 
     def body_taken(self) -> None:
         if self._paused and len(self._waiting) < MAX_WAITING:
@@ -316,7 +343,8 @@ class Connection(asyncio.Protocol):
         error, self._refusal = self._refusal, None
         if error is None or self._transport is None:
             return
-        body = error_payload(Protocol.OPENAI, error)
+        shape = prefix_protocol(self._url[:4].decode("latin-1"))  # the refused request's protocol, when it had a path
+        body = error_payload(shape, error)
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         self.write(head_bytes(error.status, headers, False, False) + body)
         self._linger()
@@ -347,11 +375,13 @@ class Connection(asyncio.Protocol):
     def idle(self) -> bool:
         return self._current is None and not self._in_head
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float, idle: bool = False) -> None:
         self._disarm()
-        self._timer = self._loop.call_later(self._limits.header_timeout, self._timeout)
+        self._idle = idle
+        self._timer = self._loop.call_later(seconds, self._timeout)
 
     def _disarm(self) -> None:
+        self._idle = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -24,7 +24,7 @@ from costwarden.config.models import Config
 from costwarden.domain.record import Protocol
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
-from costwarden.protocols.request_limits import header_problem
+from costwarden.protocols.request_limits import head_problem
 
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
@@ -51,7 +51,7 @@ class FastGateway:
     async def _other(self, request: Request, channel: FastChannel) -> None:
         """Not an inference path: the gateway's own (health, metrics) or a recorded 404."""
         shape = prefix_protocol(request.path)
-        problem = header_problem(request.headers, self._gateway.header_limits)
+        problem = head_problem(request.path, request.query, request.headers, self._gateway.header_limits)
         if problem is not None:
             await channel.whole(problem.status, [_JSON, _CLOSE], error_payload(shape, problem))
             return
@@ -105,7 +105,12 @@ class BothServer(uvicorn.Server):
             return
         server = self._app.runtime.config.server
         assert server.admin_port is not None, "the config requires admin_port with engine: fast"
-        limits = Limits(server.header_timeout_seconds, 4 * server.max_header_bytes)
+        limits = Limits(
+            server.header_timeout_seconds,
+            4 * server.max_header_bytes,
+            server.keepalive_timeout_seconds,
+            server.keepalive_max_requests,
+        )
         self.fast = FastServer(FastGateway(self._app.gateway, server.admin_port), limits)
         try:
             await self.fast.start(self._host, self._port)

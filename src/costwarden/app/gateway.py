@@ -21,7 +21,7 @@ from costwarden.domain.request_id import request_id
 from costwarden.protocols import audio, openai, responses, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
-from costwarden.protocols.request_limits import HeaderLimits, header_problem
+from costwarden.protocols.request_limits import HeaderLimits, head_problem
 from costwarden.upstream.channel import ClientChannel
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class GatewayApp:
         method: str = scope["method"]
         kind = classify(method, path)
         if kind is None:
-            problem = header_problem(scope["headers"], self._header_limits)
+            problem = head_problem(path, scope.get("query_string", b""), scope["headers"], self._header_limits)
             if problem is None and self._batch is not None and path.startswith(self._batch[0]):
                 await self._batch[1](scope, receive, send)
                 return
@@ -154,7 +154,7 @@ class GatewayApp:
         the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream."""
         protocol, endpoint, method = exchange.protocol, exchange.endpoint, exchange.method
         try:
-            problem = header_problem(exchange.headers, self._header_limits)
+            problem = head_problem(exchange.path, exchange.query, exchange.headers, self._header_limits)
             if problem is not None:
                 await self._refuse(exchange, channel, problem, close=True)
                 return

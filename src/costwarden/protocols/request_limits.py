@@ -1,7 +1,8 @@
-"""Bounds on what a client may send before its request is looked at: header count and sizes.
+"""Bounds on what a client may send before its request is looked at: the target's length, header
+count and sizes.
 
-Pure: the ASGI gateway checks a request's headers here, and answers a violation with the
-returned error (HTTP 431) in the caller's protocol's shape, with a ledger record.
+Pure: the gateway (either engine) checks a request's head here, and answers a violation with the
+returned error (HTTP 414 or 431) in the caller's protocol's shape, with a ledger record.
 """
 
 from __future__ import annotations
@@ -18,6 +19,24 @@ class HeaderLimits:
     total_bytes: int = 64 * 1024
     count: int = 100
     each_bytes: int = 16 * 1024
+    target_bytes: int = 8 * 1024  # the request target: path and query
+
+
+def target_problem(path: str, query: bytes, limits: HeaderLimits) -> GatewayError | None:
+    """The 414 refusal for a request target over `limits.target_bytes`, or None."""
+    size = len(path) + (len(query) + 1 if query else 0)
+    if size <= limits.target_bytes:
+        return None
+    return GatewayError(
+        414, "uri_too_long", f"the request target is {size} bytes; at most {limits.target_bytes} are accepted"
+    )
+
+
+def head_problem(
+    path: str, query: bytes, headers: list[tuple[bytes, bytes]], limits: HeaderLimits
+) -> GatewayError | None:
+    """The 414 or 431 refusal for a request head over `limits`, or None."""
+    return target_problem(path, query, limits) or header_problem(headers, limits)
 
 
 def header_problem(headers: list[tuple[bytes, bytes]], limits: HeaderLimits) -> GatewayError | None:

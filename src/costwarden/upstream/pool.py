@@ -5,7 +5,12 @@ through the standard library's `ssl` with the deployment's context (upstream/tls
 hostname verified, SNI sent), and a failed handshake is `NotSent`, as aiohttp's. It offers the part of aiohttp's request
 API the forwarder reads (`status`, `content_type`, `raw_headers`, `headers.get`, `read()`,
 `content.iter_any()`), so the forwarder's logic stays one. Connections are reused while both ends
-keep them alive; one that fails, or whose response was not read whole, is closed, never reused.
+keep them alive and for at most `max_idle_seconds` of idleness (a middlebox may drop an idle
+connection without a word, and a request written on it would then wait out the read timeout); one
+that fails, or whose response was not read whole, is closed, never reused. A reused connection
+that the upstream closed before any byte of its answer (it timed the connection out as the request
+went) is retried once on a new connection for idempotent methods, as aiohttp does; a POST is not
+(the upstream may have acted on it), so the idle cap is what keeps that race rare.
 
 Errors: `NotSent` when no connection could be made (nothing left the gateway: the balancer may try
 another upstream), `Broken` when the upstream broke off or sent what is not HTTP, `TimeoutError`
@@ -15,6 +20,7 @@ past the read timeout (between two reads, as aiohttp's `sock_read`).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from ssl import SSLContext, create_default_context
 from typing import Any, cast
@@ -23,6 +29,8 @@ from urllib.parse import urlsplit
 import httptools
 
 BUFFER = 256 * 1024  # response bytes held for the reader before the upstream socket pauses
+IDLE_SECONDS = 30.0  # a pooled connection idle longer is closed, not reused
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # aiohttp's retry set
 
 
 class NotSent(OSError):
@@ -169,6 +177,8 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.response: Response | None = None
         self.reusable = False
+        self.idle_since = 0.0  # monotonic time it went back to the pool
+        self.answered = False  # a byte of the current answer arrived
         self._head = False  # the request was HEAD: its answer has no body, whatever its headers say
         self._parser = httptools.HttpResponseParser(self)
 
@@ -193,6 +203,7 @@ class _Conn(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -226,7 +237,7 @@ class _Conn(asyncio.Protocol):
 
     def send(self, data: bytes, response: Response, head: bool = False) -> None:
         assert self.transport is not None
-        self.response, self.reusable, self._head = response, False, head
+        self.response, self.reusable, self._head, self.answered = response, False, head, False
         self._parser = httptools.HttpResponseParser(self)
         self.transport.write(data)
 
@@ -249,9 +260,10 @@ class _Conn(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per (host, port, TLS context); `request` as aiohttp's session has it."""
 
-    def __init__(self, max_idle: int = 64) -> None:
+    def __init__(self, max_idle: int = 64, max_idle_seconds: float = IDLE_SECONDS) -> None:
         self._idle: dict[Where, list[_Conn]] = {}
         self._max_idle = max_idle
+        self._max_idle_seconds = max_idle_seconds
         self._default_tls: SSLContext | None = None  # the system's CAs, built on the first https
 
     def handles(self, url: str) -> bool:
@@ -270,11 +282,12 @@ class UpstreamPool:
     ) -> _Exchange:
         return _Exchange(self, method, url, data or b"", headers, timeout.sock_connect, timeout.sock_read, ssl)
 
-    def target(self, url: str, tls: SSLContext | bool = True) -> tuple[Where, str]:
-        """((host, port, TLS context or None), path+query) of an http:// or https:// URL."""
+    def target(self, url: str, tls: SSLContext | bool = True) -> tuple[Where, str, str]:
+        """((host, port, TLS context or None), path+query, Host header) of an http:// or https:// URL."""
         parts = urlsplit(url)
         secure = parts.scheme == "https"
-        host, port = parts.hostname or "", parts.port or (443 if secure else 80)
+        default = 443 if secure else 80
+        host, port = parts.hostname or "", parts.port or default
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         context: SSLContext | None = None
         if secure:
@@ -282,14 +295,20 @@ class UpstreamPool:
                 context = tls
             else:
                 context = self._default_tls = self._default_tls or _system_context()
-        return (host, port, context), path
+        return (host, port, context), path, host_header(host, port, default)
 
-    async def acquire(self, where: Where, connect_timeout: float) -> _Conn:
+    def idle_conn(self, where: Where) -> _Conn | None:
+        """A pooled connection still open and idle for less than the cap, or None."""
         idle = self._idle.get(where)
+        oldest = time.monotonic() - self._max_idle_seconds
         while idle:
             conn = idle.pop()
-            if conn.alive():
+            if conn.alive() and conn.idle_since >= oldest:
                 return conn
+            conn.close()
+        return None
+
+    async def connect(self, where: Where, connect_timeout: float) -> _Conn:
         host, port, context = where
         loop = asyncio.get_running_loop()
         try:
@@ -305,6 +324,7 @@ class UpstreamPool:
         conn.response = None
         idle = self._idle.setdefault(where, [])
         if conn.reusable and conn.alive() and len(idle) < self._max_idle:
+            conn.idle_since = time.monotonic()
             idle.append(conn)
         else:
             conn.close()
@@ -314,6 +334,13 @@ class UpstreamPool:
             for conn in idle:
                 conn.close()
         self._idle.clear()
+
+
+def host_header(host: str, port: int, default: int) -> str:
+    """The Host header as other clients write it: an IPv6 literal in brackets, the scheme's default
+    port left out."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default else f"{name}:{port}"
 
 
 class _Exchange:
@@ -340,18 +367,39 @@ class _Exchange:
         self._where: Where = ("", 0, None)
 
     async def __aenter__(self) -> Response:
-        where, path = self._pool.target(self._url, self._tls)
-        host, port, _ = self._where = where
-        conn = self._conn = await self._pool.acquire(where, self._connect)
-        lines = [f"{self._method} {path} HTTP/1.1\r\nhost: {host}:{port}\r\n"]
+        where, path, host = self._pool.target(self._url, self._tls)
+        self._where = where
+        lines = [f"{self._method} {path} HTTP/1.1\r\nhost: {host}\r\n"]
         lines.extend(f"{k}: {v}\r\n" for k, v in self._headers.items())
         if self._body or self._method in ("POST", "PUT", "PATCH"):
             lines.append(f"content-length: {len(self._body)}\r\n")
         lines.append("\r\n")
+        data = "".join(lines).encode("latin-1") + self._body
+        conn = self._pool.idle_conn(where)
+        if conn is not None:
+            response = await self._send(conn, data, retry=self._method in IDEMPOTENT)
+            if response is not None:
+                return response
+        response = await self._send(await self._pool.connect(where, self._connect), data, retry=False)
+        assert response is not None
+        return response
+
+    async def _send(self, conn: _Conn, data: bytes, retry: bool) -> Response | None:
+        """The response's head; None when `retry` and the upstream closed the connection before any
+        byte of an answer (a stale keep-alive connection: the caller sends again on a new one)."""
+        self._conn = conn
         response = Response(conn, self._read)
-        conn.send("".join(lines).encode("latin-1") + self._body, response, head=self._method == "HEAD")
-        while not response.has_head:
-            await response.wait()
+        conn.send(data, response, head=self._method == "HEAD")
+        try:
+            while not response.has_head:
+                await response.wait()
+        except Broken:
+            if not retry or conn.answered:
+                raise
+            conn.reusable = False
+            conn.close()
+            self._conn = None
+            return None
         return response
 
     async def __aexit__(self, *exc: object) -> None:

@@ -126,12 +126,20 @@ async def test_what_llhttp_refuses_is_a_400_and_a_close(server: FastServer, raw:
     await closed(writer)
 
 
-async def test_headers_over_the_cap_get_431(server: FastServer) -> None:
+async def test_headers_over_the_cap_get_431_and_a_request_line_over_it_414(server: FastServer) -> None:
     reader, writer = await opened(server)
-    writer.write(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n")
+    writer.write(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
     status, headers, _ = await response(reader)
     assert status == 431 and headers[b"connection"] == b"close"
     await closed(writer)
+    for sent in (b"GET /v1/" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", b"GET /v1/" + b"a" * 20000):  # whole or not
+        reader, writer = await opened(server)
+        writer.write(sent)
+        status, headers, body = await response(reader)
+        assert status == 414 and headers[b"connection"] == b"close"
+        assert orjson.loads(body)["error"]["code"] == "uri_too_long"  # OpenAI's shape: under /v1
+        assert orjson.loads(body)["error"]["type"] == "invalid_request_error"
+        await closed(writer)
 
 
 async def test_unfinished_headers_time_out_with_408_and_an_idle_connection_just_closes(server: FastServer) -> None:
@@ -165,3 +173,62 @@ async def test_a_response_cut_short_by_a_bug_ends_the_connection(server: FastSer
     rest = await asyncio.wait_for(reader.read(), 5)  # the connection ends at once: no hang
     assert rest.startswith(b"9\r\ndata: 1") and not rest.endswith(b"0\r\n\r\n")  # and the body never did
     await closed(writer)
+
+
+async def test_keep_alive_idle_timeout_is_its_own_and_the_header_deadline_starts_at_the_first_byte() -> None:
+    """Idle between requests: `idle_timeout` (the connection just closes); once the next request's first
+    byte comes, `header_timeout` to finish its head (408)."""
+    fast = FastServer(echo, Limits(header_timeout=0.4, header_cap=8192, idle_timeout=1.5))
+    await fast.start("127.0.0.1", 0)
+    try:
+        reader, writer = await opened(fast)
+        writer.write(b"GET /a HTTP/1.1\r\n\r\n")
+        assert (await response(reader))[0] == 200
+        await asyncio.sleep(0.8)  # past the header deadline, within the idle timeout: still open
+        writer.write(b"GET /b HTTP/1.1\r\n\r\n")
+        assert (await response(reader))[0] == 200
+        writer.write(b"GET /c HTTP/1.1\r\n")  # a head begun and never ended
+        status, headers, _ = await response(reader)
+        assert status == 408 and headers[b"connection"] == b"close"
+        await closed(writer)
+        reader, writer = await opened(fast)
+        writer.write(b"GET /a HTTP/1.1\r\n\r\n")
+        assert (await response(reader))[0] == 200
+        started = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # idle: closed, no answer
+        assert asyncio.get_running_loop().time() - started > 1.0
+        await closed(writer)
+    finally:
+        await fast.stop(1.0)
+
+
+async def test_a_connection_serves_at_most_max_requests() -> None:
+    fast = FastServer(echo, Limits(header_timeout=2, header_cap=8192, max_requests=2))
+    await fast.start("127.0.0.1", 0)
+    try:
+        reader, writer = await opened(fast)
+        writer.write(b"GET /a HTTP/1.1\r\n\r\n")
+        status, headers, _ = await response(reader)
+        assert status == 200 and b"connection" not in headers
+        writer.write(b"GET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n")  # /c pipelined past the limit
+        status, headers, body = await response(reader)
+        assert status == 200 and headers[b"connection"] == b"close" and orjson.loads(body)["path"] == "/b"
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # /c is not answered: the client sends it again
+        await closed(writer)
+    finally:
+        await fast.stop(1.0)
+
+
+async def test_a_target_past_what_the_url_parser_takes_is_414_not_400() -> None:
+    """httptools' URL parser takes at most 64 KiB; a longer target within the head cap is still a 414."""
+    fast = FastServer(echo, Limits(header_timeout=2, header_cap=512 * 1024))
+    await fast.start("127.0.0.1", 0)
+    try:
+        reader, writer = await opened(fast)
+        writer.write(b"GET /v1/" + b"a" * (100 * 1024) + b" HTTP/1.1\r\n\r\n")
+        status, headers, body = await response(reader)
+        assert status == 414 and headers[b"connection"] == b"close"
+        assert orjson.loads(body)["error"]["code"] == "uri_too_long"
+        await closed(writer)
+    finally:
+        await fast.stop(1.0)

@@ -112,9 +112,11 @@ def test_server_metadata_and_one_model_are_served(path: str, kind: tuple[Protoco
 
 
 async def test_a_very_long_unknown_path_is_not_echoed_whole() -> None:
-    path = "/v1/" + "a" * 10_000
+    path = "/v1/" + "a" * 8_000  # within server.max_target_bytes (8 KiB)
     status, _, body, _ = await call(path)
     assert status == 404 and len(body["error"]["message"]) < 300
+    status, _, body, _ = await call("/v1/" + "a" * 10_000)  # past it: 414, not echoed either
+    assert status == 414 and body["error"]["code"] == "uri_too_long" and len(body["error"]["message"]) < 300
 
 
 async def test_headers_over_the_limits_on_an_unknown_path_get_the_protocol_shape() -> None:

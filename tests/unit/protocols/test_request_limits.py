@@ -1,10 +1,10 @@
-"""Header limits: count, per-header and total sizes, each checked at its boundary."""
+"""Head limits: the target's length, header count, per-header and total sizes, each checked at its boundary."""
 
 from __future__ import annotations
 
 import pytest
 
-from costwarden.protocols.request_limits import HeaderLimits, header_problem
+from costwarden.protocols.request_limits import HeaderLimits, head_problem, header_problem
 
 LIMITS = HeaderLimits(total_bytes=1000, count=10, each_bytes=300)
 
@@ -39,3 +39,11 @@ def test_the_message_names_the_header_but_not_all_of_it() -> None:
     problem = header_problem([(b"x-" + b"n" * 500, b"v")], LIMITS)
     assert problem is not None and problem.code == "header_too_large"
     assert len(problem.message) < 200
+
+
+def test_the_target_limit_counts_path_and_query_at_its_boundary() -> None:
+    limits = HeaderLimits(target_bytes=300)
+    assert head_problem("/" + "a" * 299, b"", [], limits) is None
+    assert head_problem("/" + "a" * 200, b"q" * 98, [], limits) is None  # 201 + "?" + 98
+    problem = head_problem("/" + "a" * 200, b"q" * 99, headers(11, 10), limits)
+    assert problem is not None and problem.status == 414 and problem.code == "uri_too_long"  # before the 431

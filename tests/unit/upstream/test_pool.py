@@ -145,3 +145,82 @@ async def test_a_head_answer_has_no_body_whatever_its_length_says(
                 assert response.headers.get("content-length") == "42"
     assert len(connections) == 1
     await pool.close()
+
+
+def test_the_host_header_brackets_an_ipv6_literal_and_leaves_out_the_default_port() -> None:
+    pool = UpstreamPool()
+    cases = {
+        "http://[::1]:8080/v1": ("::1", 8080, "[::1]:8080"),
+        "http://[::1]/v1": ("::1", 80, "[::1]"),
+        "http://model.local/v1": ("model.local", 80, "model.local"),
+        "https://model.local:443/v1": ("model.local", 443, "model.local"),
+        "https://model.local:80/v1": ("model.local", 80, "model.local:80"),
+        "http://10.0.0.1:8000/": ("10.0.0.1", 8000, "10.0.0.1:8000"),
+    }
+    for url, (host, port, header) in cases.items():
+        (got_host, got_port, _), _, got_header = pool.target(url)
+        assert (got_host, got_port, got_header) == (host, port, header), url
+
+
+async def test_an_ipv6_upstream_is_reached_and_sent_its_host_in_brackets() -> None:
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await _head(reader))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = UpstreamPool()
+    try:
+        async with pool.request("GET", f"http://[::1]:{port}/x", data=None, headers={}, timeout=TIMEOUT) as response:
+            assert await response.read() == b"ok"
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+    assert f"\r\nhost: [::1]:{port}\r\n".encode() in heads[0]
+
+
+async def test_a_connection_idle_past_the_cap_is_not_reused(
+    upstream: Callable[..., Awaitable[tuple[str, list[int]]]],
+) -> None:
+    url, connections = await upstream(keep_alive)
+    pool = UpstreamPool(max_idle_seconds=0.2)
+    for pause in (0.0, 0.05, 0.4, 0.0):  # the third comes after 0.4 s idle: a new connection
+        await asyncio.sleep(pause)
+        async with pool.request("GET", url + "/a", data=None, headers={}, timeout=TIMEOUT) as response:
+            assert await response.read() == b"/a"
+    assert len(connections) == 2
+    await pool.close()
+
+
+async def test_a_stale_keep_alive_connection_is_retried_once_for_idempotent_methods_only(
+    upstream: Callable[..., Awaitable[tuple[str, list[int]]]],
+) -> None:
+    """The upstream answers one request per connection but keeps it alive, then closes it when the
+    next request comes (its keep-alive timer fired as the request went): a GET is sent again on a
+    new connection; a POST is not (the upstream may have acted on it): Broken, as aiohttp raises."""
+
+    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _head(reader)
+        body = head.split(b" ")[1]
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the next request: closed unanswered
+
+    url, connections = await upstream(one_then_close)
+    pool = UpstreamPool()
+    for path in ("/a", "/b", "/c"):
+        async with pool.request("GET", url + path, data=None, headers={}, timeout=TIMEOUT) as response:
+            assert await response.read() == path.encode()
+    assert len(connections) == 3  # /b and /c each found the previous connection stale, and reconnected
+    with pytest.raises(Broken):
+        async with pool.request("POST", url + "/d", data=b"{}", headers={}, timeout=TIMEOUT):
+            pass
+    assert len(connections) == 3
+    async with pool.request("POST", url + "/e", data=b"{}", headers={}, timeout=TIMEOUT) as response:
+        assert await response.read() == b"/e"  # the broken one was not pooled: a new connection
+    await pool.close()
