@@ -69,10 +69,13 @@ async def drop_namespace(namespace: str) -> None:
         await client.aclose()
 
 
-async def open_redis(**options: float) -> tuple[RedisCounters, str]:
+async def open_redis(timeout: float = 0.5, connect_timeout: float = 1.0) -> tuple[RedisCounters, str]:
     need_redis()
     namespace = f"cwtest:{uuid.uuid4().hex[:12]}:"
-    return RedisCounters(REDIS, namespace=namespace, clock=lambda: START, **options), namespace
+    counters = RedisCounters(
+        REDIS, namespace=namespace, clock=lambda: START, timeout=timeout, connect_timeout=connect_timeout
+    )
+    return counters, namespace
 
 
 async def seeded(store: CounterStore, *seed_keys: str) -> CounterStore:
@@ -340,10 +343,11 @@ async def test_adapters_agree_with_the_model(
 async def test_replicas_admit_exactly_what_the_budget_allows(redis_up: None) -> None:
     # Exactness, not outage detection: timeouts a loaded CI machine cannot reach while 200 admits
     # open their connections at once (the default 1 s connect timeout was once exceeded there).
-    patient = {"timeout": 10.0, "connect_timeout": 10.0}
-    first, namespace = await open_redis(**patient)
+    first, namespace = await open_redis(timeout=10.0, connect_timeout=10.0)
     await seeded(first, "race")
-    replicas = [first] + [RedisCounters(REDIS, namespace=namespace, **patient) for _ in range(3)]
+    replicas = [first] + [
+        RedisCounters(REDIS, namespace=namespace, timeout=10.0, connect_timeout=10.0) for _ in range(3)
+    ]
     check, each = budget("race", "0.481"), usd("0.013")  # room for exactly 37
     try:
         results = await asyncio.gather(

@@ -314,7 +314,7 @@ class FinalizeBeforeTheLastJobEnds(SQLiteQueue):
         self.job_ended = asyncio.Event()
         self.raced = False
 
-    async def finalize(self, now: float) -> int:
+    async def finalize(self, now: float) -> list[str]:
         closed = await super().finalize(now)
         if self.job_running and not self.finalizing.is_set():
             self.finalizing.set()
