@@ -7,6 +7,7 @@ lost, nothing doubled); SIGTERM to the master stops everything with exit 0 and e
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -63,8 +64,11 @@ def _send(gateway: Gateway, count: int, received: list[str], stop: threading.Eve
             received.append(r.headers["x-costwarden-request-id"])
 
 
-def _load(gateway: Gateway, threads: int, each: int, stop: threading.Event | None = None) -> list[str]:
-    received: list[str] = []
+def _load(
+    gateway: Gateway, threads: int, each: int, stop: threading.Event | None = None, received: list[str] | None = None
+) -> list[str]:
+    """`threads` clients sending `each` requests; the ids of the answered ones, in `received` as they come."""
+    received = [] if received is None else received
     workers = [threading.Thread(target=_send, args=(gateway, each, received, stop)) for _ in range(threads)]
     for thread in workers:
         thread.start()
@@ -80,6 +84,28 @@ def _answering(gateway: Gateway) -> set[str]:
 
 def _spool_folders(tmp_path: Path) -> list[Path]:
     return [p for p in (tmp_path / "spool").iterdir() if p.is_dir()]
+
+
+def _spooled(folder: Path) -> set[str]:
+    """Request ids of the complete records in a worker's spool folder (not yet flushed to the ledger)."""
+    ids: set[str] = set()
+    for segment in folder.glob("*.jsonl"):
+        for line in segment.read_bytes().split(b"\n")[:-1]:  # the last one is empty or being written
+            ids.add(json.loads(line)["request_id"])
+    return ids
+
+
+def _loaded_worker(gateway: Gateway, tmp_path: Path, records: int) -> tuple[psutil.Process, set[str]] | None:
+    """A worker holding at least `records` records in its spool only, and their ids (None: none yet)."""
+    for worker in _workers(gateway):
+        for folder in (tmp_path / "spool").glob(f"{worker.pid}-*"):
+            try:
+                ids = _spooled(folder)
+            except FileNotFoundError:  # a segment deleted as the worker flushed
+                continue
+            if len(ids) >= records:
+                return worker, ids
+    return None
 
 
 def test_two_workers_serve_record_once_and_stop_cleanly(
@@ -105,30 +131,40 @@ def test_two_workers_serve_record_once_and_stop_cleanly(
 def test_a_killed_worker_is_restarted_and_loses_nothing(
     make_gateway: GatewayFactory, redis: PrivateRedis, engine: dict[str, str], tmp_path: Path
 ) -> None:
-    # A long flush interval: the killed worker's records are only in its spool when it dies.
+    # A long flush interval: the killed worker's latest records are only in its spool when it dies.
     storage = {"flush_interval_ms": 5000, "batch_size": 100_000, "adopt_orphans_seconds": 1}
     gateway = make_gateway(workers=2, extra={"state": redis.url}, storage=storage, **engine)
-    first = _workers(gateway)
     stop = threading.Event()
     received: list[str] = []
-    load = threading.Thread(target=lambda: received.extend(_load(gateway, threads=4, each=10_000, stop=stop)))
+    load = threading.Thread(target=_load, args=(gateway, 4, 100_000, stop, received))
     load.start()
-    time.sleep(3.0)
-    victim = first[0]
-    victim.send_signal(signal.SIGKILL)
-    time.sleep(3.0)
-    stop.set()
-    load.join(60)
-    assert len(received) > 50, "the load did not get going"
+    try:
+        # Paced by what happens, not by the clock (the machine may be slow): the kill comes once a worker
+        # holds records only in its spool, the load goes on until its successor serves.
+        found: list[tuple[psutil.Process, set[str]]] = []
 
-    wait_until(lambda: len(_workers(gateway)) == 2 and victim.pid not in {p.pid for p in _workers(gateway)},
-               30, "the restarted worker")  # fmt: skip
-    wait_until(lambda: _answering(gateway) == {"0", "1"}, 60, "both workers answering /metrics")
+        def loaded() -> bool:
+            victim = _loaded_worker(gateway, tmp_path, 3)
+            found.extend([victim] if victim else [])
+            return bool(found)
+
+        wait_until(loaded, 120, "a worker with records in its spool")
+        worker, spooled = found[0]
+        worker.send_signal(signal.SIGKILL)
+        at_kill = len(received)
+        wait_until(lambda: len(_workers(gateway)) == 2 and worker.pid not in {p.pid for p in _workers(gateway)},
+                   30, "the restarted worker")  # fmt: skip
+        wait_until(lambda: _answering(gateway) == {"0", "1"}, 60, "both workers answering /metrics")
+        wait_until(lambda: len(received) >= at_kill + 20, 60, "requests answered after the kill")
+    finally:
+        stop.set()
+        load.join(60)
     assert httpx.post(gateway.url + "/v1/chat/completions", json=BODY, headers=HEADERS, timeout=10).status_code == 200
 
     assert gateway.stop(signal.SIGTERM) == 0
     ids = [r.request_id for r in ledger.records(gateway.ledger)]
     assert len(ids) == len(set(ids)), "a record written twice"
+    assert not spooled - set(ids), "records in the killed worker's spool are not in the ledger"
     missing = set(received) - set(ids)
     assert not missing, f"{len(missing)} responses the clients received have no ledger record"
     assert _spool_folders(tmp_path) == []
