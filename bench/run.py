@@ -58,8 +58,8 @@ PYPROXY_PORT = 18900
 RAWPROXY_PORT = 18901
 GRANIAN_PORT = 18902
 TARGET_NAMES = (
-    "direct", "costwarden", "costwarden-fast", "costwarden-gov", "costwarden-gov-redis",
-    "pyproxy", "granian-rsgi", "rawproxy", "litellm", "nginx",
+    "direct", "costwarden", "costwarden-fast", "costwarden-fast-1w", "costwarden-fast-2w", "costwarden-gov",
+    "costwarden-gov-redis", "pyproxy", "granian-rsgi", "rawproxy", "litellm", "nginx",
 )  # fmt: skip
 GOVERNANCE = """governance:
   spikes: {enabled: false}
@@ -115,9 +115,14 @@ class Running:
         return hdrs
 
 
-def costwarden_config(workdir: Path, governance: str | None = None, fast: bool = False) -> tuple[Path, Path, Path]:
-    """The gateway's config; `governance` None (metering only), "memory" or "redis"; `fast`: engine fast."""
+def costwarden_config(
+    workdir: Path, governance: str | None = None, fast: bool = False, workers: int = 1, state: bool = False
+) -> tuple[Path, Path, Path]:
+    """The gateway's config; `governance` None (metering only), "memory" or "redis"; `fast`: engine fast;
+    `workers` > 1 serves with that many worker processes (which needs the Redis state store); `state`:
+    the Redis state store without governance (what the workers need, for a 1-worker baseline)."""
     engine = f", engine: fast, admin_port: {COSTWARDEN_PORT + 1}" if fast else ""
+    engine += f", workers: {workers}" if workers > 1 else ""
     ledger = workdir / "ledger.db"
     spool = workdir / "spool"
     cfg = workdir / "costwarden.yaml"
@@ -135,7 +140,7 @@ keys:
   - {{id: bench, key: "{COSTWARDEN_KEY}", team: bench, project: load, environment: prod}}
 """
         + (GOVERNANCE if governance else "")
-        + (f"state: redis://{h.HOST}:6379/0\n" if governance == "redis" else "")
+        + (f"state: redis://{h.HOST}:6379/0\n" if governance == "redis" or workers > 1 or state else "")
     )
     return cfg, ledger, spool
 
@@ -174,8 +179,14 @@ def start_target(name: str, procs: h.Procs, rep_dir: Path) -> Running:
         return Running(name, f"http://{h.HOST}:{UPSTREAM_PORT}{h.CHAT_PATH}", None, None)
     if name.startswith("costwarden"):
         governance = {"costwarden-gov": "memory", "costwarden-gov-redis": "redis"}.get(name)
-        cfg, ledger, spool = costwarden_config(rep_dir, governance, fast=name == "costwarden-fast")
-        proc = procs.start(name, [h.COSTWARDEN, "serve", "--config", cfg], cpu)
+        # costwarden-fast-2w: two workers; costwarden-fast-1w: its baseline, one worker with the same
+        # Redis state store. Both on every core (the others are pinned to one).
+        workers = 2 if name == "costwarden-fast-2w" else 1
+        fast = name in ("costwarden-fast", "costwarden-fast-1w", "costwarden-fast-2w")
+        state = name in ("costwarden-fast-1w", "costwarden-fast-2w")
+        cfg, ledger, spool = costwarden_config(rep_dir, governance, fast=fast, workers=workers, state=state)
+        all_cpus = ",".join(str(c) for c in range(os.cpu_count() or 1))
+        proc = procs.start(name, [h.COSTWARDEN, "serve", "--config", cfg], all_cpus if state else cpu)
         run = Running(name, f"http://{h.HOST}:{COSTWARDEN_PORT}{h.CHAT_PATH}", COSTWARDEN_KEY, proc, ledger, spool)
         _, headers, _ = h.wait_ready(proc, run.url, h.CHAT_BODY, run.headers, timeout=60)
         if "x-costwarden-cost-usd" not in headers:

@@ -11,6 +11,7 @@ from costwarden.app.body import BodyReader
 from costwarden.app.gateway import GatewayApp, Receive, Scope, Send
 from costwarden.app.local import local_handlers
 from costwarden.app.runtime import Runtime
+from costwarden.app.worker_metrics import WorkerExposition, WorkerSlot
 from costwarden.config.models import Config, ServerConfig
 from costwarden.protocols.request_limits import HeaderLimits
 
@@ -25,8 +26,10 @@ GIL_SWITCH_INTERVAL_S = 0.001
 class CostwardenASGI:
     """The gateway app plus the ASGI lifespan that starts and stops the runtime."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, worker: WorkerSlot | None = None) -> None:
         self.runtime = Runtime(config)
+        self._worker = worker  # one of `server.workers` processes (app/supervisor.py), or None
+        self._worker_metrics: WorkerExposition | None = None
         admin = build_admin(self.runtime)
         self._gateway: GatewayApp | None = None
         self._body: BodyReader | None = None
@@ -60,11 +63,14 @@ class CostwardenASGI:
                     self._body = body_reader(server)
                     self._body.start()
                     self._batch_api = batch_api(self.runtime, self._body)
+                    if self._worker is not None:
+                        self._worker_metrics = WorkerExposition(self.runtime.registry, self._worker)
+                        await self._worker_metrics.start()
                     self._gateway = GatewayApp(
                         self.runtime.chain,
                         self._body,
                         header_limits(server),
-                        local_handlers(self.runtime),
+                        local_handlers(self.runtime, self._worker_metrics),
                         self._admin,
                         (PREFIXES, self._batch_api) if self._batch_api is not None else None,
                     )
@@ -79,6 +85,8 @@ class CostwardenASGI:
             elif message["type"] == "lifespan.shutdown":
                 if self._grpc is not None:
                     await self._grpc.stop()
+                if self._worker_metrics is not None:
+                    await self._worker_metrics.stop()
                 if self._body is not None:
                     await self._body.stop()
                 if self._batch_api is not None:

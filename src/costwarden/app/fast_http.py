@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
@@ -419,11 +420,14 @@ class FastServer:
         self._live: set[Connection] = set()
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Listen on host:port, or on `sock` when given (a worker serving a socket its master bound)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self._handler, self._limits, self._live), host, port, backlog=2048, reuse_address=True
-        )
+        factory = lambda: Connection(self._handler, self._limits, self._live)  # noqa: E731
+        if sock is not None:
+            self._server = await loop.create_server(factory, sock=sock, backlog=2048)
+            return
+        self._server = await loop.create_server(factory, host, port, backlog=2048, reuse_address=True)
 
     @property
     def port(self) -> int:

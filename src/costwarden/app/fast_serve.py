@@ -10,6 +10,7 @@ dashboard, metrics and the Batch API stay on the ASGI app, served by uvicorn on
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import FastServer, Limits, Request
 from costwarden.app.gateway import GatewayApp, classify, new_exchange, prefix_protocol
 from costwarden.app.http_guard import guarded_protocol
+from costwarden.app.worker_metrics import WorkerSlot
 from costwarden.config.models import Config
 from costwarden.domain.record import Protocol
 from costwarden.protocols.errors import GatewayError
@@ -93,10 +95,13 @@ class BothServer(uvicorn.Server):
     """uvicorn serving the ASGI app on the admin port, plus the fast engine on the inference port:
     the fast engine starts once the lifespan has started the runtime, and stops before it."""
 
-    def __init__(self, config: uvicorn.Config, app: CostwardenASGI, host: str, port: int) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: CostwardenASGI, host: str, port: int, sock: socket.socket | None = None
+    ) -> None:
         super().__init__(config)
         self._app = app
         self._host, self._port = host, port
+        self._sock = sock  # the inference socket a master bound (server.workers > 1), else None
         self.fast: FastServer | None = None
 
     async def startup(self, sockets: Any = None) -> None:
@@ -113,7 +118,7 @@ class BothServer(uvicorn.Server):
         )
         self.fast = FastServer(FastGateway(self._app.gateway, server.admin_port), limits)
         try:
-            await self.fast.start(self._host, self._port)
+            await self.fast.start(self._host, self._port, self._sock)
         except OSError as exc:
             log.error("the fast engine cannot listen on %s:%s: %s", self._host, self._port, exc)
             self.fast = None
@@ -147,3 +152,9 @@ def run(cfg: Config, host: str, port: int, log_level: str) -> None:
     """Serve until a signal stops the process (what `costwarden serve` does with engine: fast)."""
     app = CostwardenASGI(cfg)
     BothServer(admin_config(app, cfg, host, log_level), app, host, port).run()
+
+
+def run_worker(cfg: Config, log_level: str, worker: WorkerSlot, sock: socket.socket, admin: socket.socket) -> None:
+    """One of `server.workers` processes: serve the sockets its master bound, until a signal."""
+    app = CostwardenASGI(cfg, worker)
+    BothServer(admin_config(app, cfg, cfg.server.host, log_level), app, cfg.server.host, 0, sock).run([admin])

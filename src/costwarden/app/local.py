@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from costwarden.app.gateway import LocalHandler, Scope, Send
 from costwarden.app.runtime import Runtime
+from costwarden.app.worker_metrics import WorkerExposition
 from costwarden.chain.authenticate import presented_key
 from costwarden.domain.report import QueryError
 from costwarden.observability.exposition import Exposition
@@ -26,8 +27,9 @@ async def _reply(send: Send, status: int, body: bytes, content_type: bytes = b"a
     await ClientChannel(send).whole(status, [(b"content-type", content_type)], body)
 
 
-def local_handlers(runtime: Runtime) -> dict[str, LocalHandler]:
-    exposition = Exposition(runtime.registry)
+def local_handlers(runtime: Runtime, workers: WorkerExposition | None = None) -> dict[str, LocalHandler]:
+    """`workers`: with `server.workers` > 1, /metrics answers for every worker (app/worker_metrics.py)."""
+    exposition: Exposition | WorkerExposition = workers or Exposition(runtime.registry)
 
     async def healthz(scope: Scope, send: Send) -> None:
         await _reply(send, 200, b'{"status":"alive"}')

@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,6 +16,12 @@ from costwarden.cli.bench import bench
 from costwarden.cli.check import check as check_gate
 from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
 from costwarden.cli.report import report
+from costwarden.config.models import Config, workers_problem
+
+if TYPE_CHECKING:
+    from uvicorn import Server
+
+    from costwarden.app.worker_metrics import WorkerSlot
 
 app = typer.Typer(help="costwarden: meter, price, attribute and record the cost of AI inference.", no_args_is_help=True)
 config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True)
@@ -54,18 +61,23 @@ def serve(
     config: Path | None = ConfigOption,
     host: str | None = typer.Option(None, help="Override server.host."),
     port: int | None = typer.Option(None, help="Override server.port."),
+    workers: int | None = typer.Option(None, min=1, max=64, help="Override server.workers (worker processes)."),
     log_level: str = typer.Option("warning", help="debug | info | warning | error"),
+    worker_of: str | None = typer.Option(None, hidden=True, help="Internal: run as a worker of a master."),
 ) -> None:
     """Run the gateway."""
-    import uvicorn
-
-    from costwarden.app.asgi import CostwardenASGI
-    from costwarden.app.http_guard import guarded_protocol
-
     cfg = config_or_exit(config)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if worker_of is not None:
+        _serve_worker(cfg, log_level, worker_of)
+        return
     bind_host = host or cfg.server.host
     bind_port = cfg.server.port if port is None else port
+    count = cfg.server.workers if workers is None else workers
+    problem = workers_problem(count, cfg.state)
+    if problem is not None:
+        errors.print(f"[bold red]cannot serve --workers {count}:[/] {problem}", soft_wrap=True)
+        raise typer.Exit(1)
     problem = listen_problem(bind_host, bind_port)
     if problem is not None:
         errors.print(
@@ -75,36 +87,78 @@ def serve(
         )
         raise typer.Exit(1)
     ledger = cfg.storage.ledger.split("@")[-1]
-    if cfg.server.engine == "fast":
-        from costwarden.app import fast_serve
-
-        admin = cfg.server.admin_port
-        problem = listen_problem(bind_host, admin) if admin is not None else None
+    admin = cfg.server.admin_port if cfg.server.engine == "fast" else None
+    if admin is not None:
+        problem = listen_problem(bind_host, admin)
         if problem is not None:
             errors.print(f"[bold red]cannot listen on {bind_host}:{admin} (server.admin_port):[/] {problem}")
             raise typer.Exit(1)
-        console.print(
-            f"costwarden gateway (engine fast) on [bold]http://{bind_host}:{bind_port}[/], "
-            f"admin on http://{bind_host}:{admin} (ledger {ledger})"
-        )
+    where = f"costwarden gateway (engine {cfg.server.engine}) on [bold]http://{bind_host}:{bind_port}[/]"
+    where += f", admin on http://{bind_host}:{admin}" if admin is not None else ""
+    console.print(f"{where}, {plural(count, 'worker')} (ledger {ledger})")
+    if count > 1:
+        raise typer.Exit(_serve_workers(config or DEFAULT_CONFIG, log_level, count, bind_host, (bind_port, admin)))
+    if cfg.server.engine == "fast":
+        from costwarden.app import fast_serve
+
         fast_serve.run(cfg, bind_host, bind_port, log_level)
         return
-    console.print(f"costwarden gateway on [bold]http://{bind_host}:{bind_port}[/] (ledger {ledger})")
-    uvicorn.run(
-        CostwardenASGI(cfg),
-        host=bind_host,
-        port=bind_port,
-        loop="uvloop",
-        # httptools plus a header deadline and a cap on buffered header bytes (see app/http_guard.py)
-        http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
-        lifespan="on",
-        log_level=log_level,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,  # the gateway reads no forwarded-for headers; saves a middleware hop
-        date_header=False,
-        timeout_graceful_shutdown=30,
+    _asgi_server(cfg, bind_host, bind_port, log_level).run()
+
+
+def _asgi_server(cfg: Config, host: str, port: int, log_level: str, worker: WorkerSlot | None = None) -> Server:
+    import uvicorn
+
+    from costwarden.app.asgi import CostwardenASGI
+    from costwarden.app.http_guard import guarded_protocol
+
+    return uvicorn.Server(
+        uvicorn.Config(
+            CostwardenASGI(cfg, worker),
+            host=host,
+            port=port,
+            loop="uvloop",
+            # httptools plus a header deadline and a cap on buffered header bytes (see app/http_guard.py)
+            http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
+            lifespan="on",
+            log_level=log_level,
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,  # the gateway reads no forwarded-for headers; saves a middleware hop
+            date_header=False,
+            timeout_graceful_shutdown=30,
+        )
     )
+
+
+def _serve_workers(config: Path, log_level: str, count: int, host: str, ports: tuple[int, int | None]) -> int:
+    """The master of `count` workers (app/supervisor.py): bind once, supervise, return the exit code."""
+    from costwarden.app.supervisor import Supervisor, listen, worker_argv
+
+    sockets = [listen(host, p) for p in ports if p is not None]
+    try:
+        argv = worker_argv(config.resolve(), log_level, [s.fileno() for s in sockets])
+        return Supervisor(count, sockets, argv).run()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve_worker(cfg: Config, log_level: str, spec: str) -> None:
+    """A worker: `index:master_pid:fd[,admin_fd]:metrics_dir` (written by supervisor.worker_argv)."""
+    from costwarden.app.supervisor import watch_parent
+    from costwarden.app.worker_metrics import WorkerSlot
+
+    index, master, fds, metrics_dir = spec.split(":", 3)
+    watch_parent(int(master))
+    slot = WorkerSlot(int(index), Path(metrics_dir))
+    sockets = [socket.socket(fileno=int(fd)) for fd in fds.split(",")]
+    if cfg.server.engine == "fast":
+        from costwarden.app import fast_serve
+
+        fast_serve.run_worker(cfg, log_level, slot, sockets[0], sockets[1])
+        return
+    _asgi_server(cfg, cfg.server.host, 0, log_level, slot).run(sockets[:1])
 
 
 def listen_problem(host: str, port: int) -> str | None:

@@ -49,6 +49,9 @@ class ServerConfig(Model):
     # admin API, dashboard, metrics and Batch API on the ASGI app on `admin_port`).
     engine: Literal["asgi", "fast"] = "asgi"
     admin_port: int | None = Field(default=None, ge=0, le=65535)
+    # Worker processes serving `port` (and `admin_port`) from sockets a master binds once
+    # (app/supervisor.py); more than 1 needs the shared `state` store (see `workers_problem`).
+    workers: int = Field(default=1, ge=1, le=64)
 
     @model_validator(mode="after")
     def _engine_ports(self) -> ServerConfig:
@@ -63,6 +66,19 @@ class ServerConfig(Model):
         elif self.admin_port is not None:
             raise ValueError("admin_port is used only with engine: fast (engine: asgi serves every route on port)")
         return self
+
+
+def workers_problem(workers: int, state: str | None) -> str | None:
+    """Why `workers` processes cannot serve this config, or None. Workers share only what replicas
+    share: with the in-process state store each would count budgets and rate limits on its own and
+    each would lead the governor (alerts N times), so N > 1 needs the shared `state` store."""
+    if workers > 1 and state is None:
+        return (
+            f"{workers} workers need the shared state store (top-level `state: redis://...`): with the "
+            "in-process store each worker would count budgets and rate limits on its own and lead the "
+            "governor, retention and folding itself; set `state`, or serve 1 worker"
+        )
+    return None
 
 
 class RetentionConfig(Model):
@@ -354,6 +370,9 @@ class Config(Model):
             if profile in profiles[:i]:
                 problems.append((("hardware", i, "name"), f"hardware profile {profile!r} is used twice"))
         problems.extend(self._compute_problems())
+        problem = workers_problem(self.server.workers, self.state)
+        if problem is not None:
+            problems.append((("server", "workers"), problem))
         return problems
 
     def _compute_problems(self) -> list[tuple[tuple[str | int, ...], str]]:

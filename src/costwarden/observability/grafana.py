@@ -216,7 +216,21 @@ def _operations() -> list[Any]:
         [("max by (instance) (costwarden_ledger_oldest_wait_seconds)", "{{instance}}")],
         description="How long the oldest record not yet in the ledger has waited (spooled).",
     )
-    return [alerts, ledger]
+    # Per-process gauges: with `server.workers` > 1 each worker has its own series (label `worker`),
+    # so the gateway's figure is their sum. Gauges read from shared state (budgets) take `max` instead.
+    inflight = _series(
+        "Requests in flight",
+        "short",
+        [(f"sum by (deployment) (costwarden_inflight_requests{{{DEPLOYMENT}}})", "{{deployment}}")],
+        description="Requests being forwarded now, over every replica and worker.",
+    )
+    backlog = _series(
+        "Ledger backlog",
+        "short",
+        [("sum by (instance) (costwarden_ledger_backlog)", "{{instance}}")],
+        description="Records spooled, not yet in the ledger (every worker of the instance).",
+    )
+    return [alerts, ledger, inflight, backlog]
 
 
 def build_dashboard() -> dict[str, Any]:

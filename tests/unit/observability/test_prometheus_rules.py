@@ -72,3 +72,14 @@ def test_options_reach_the_rules(tmp_path: Path) -> None:
     assert "> 0.25" in errors["expr"] and errors["annotations"]["runbook_url"] == "https://x/rb#gateway-errors"
     bad = CliRunner().invoke(app, ["export", "prometheus-rules", "--error-ratio", "2"])
     assert bad.exit_code == 2
+
+
+def test_the_two_worker_tests_fail_when_a_shared_gauge_is_summed(tmp_path: Path) -> None:
+    # `server.workers: 2` repeats the budget gauges once per worker: summing them doubles the burn rate.
+    summed = rules_yaml().replace("max by (budget, scope, window, tz)", "sum by (budget, scope, window, tz)")
+    assert summed != rules_yaml()
+    (tmp_path / "costwarden-rules.yml").write_text(summed)
+    shutil.copy(DEPLOY / "costwarden-rules.test.yml", tmp_path)
+    tested = promtool("test", "rules", "costwarden-rules.test.yml", cwd=tmp_path)
+    out = tested.stdout + tested.stderr
+    assert tested.returncode != 0 and 'budget="split"' in out and "8.64E+01" in out, out
