@@ -40,8 +40,8 @@ def _read_sql(mark: str, deployments: int, all_teams: bool) -> str:
     team = "team = ''" if all_teams else "team <> ''"
     return (
         "SELECT deployment, team, concurrency, SUM(request_ns), SUM(requests), SUM(tokens) FROM compute_busy "
-        f"WHERE {team} AND deployment IN ({_marks(mark, 3, deployments)}) AND hour >= {mark.format(1)} "
-        f"AND hour < {mark.format(2)} GROUP BY deployment, team, concurrency"
+        f"WHERE hour >= {mark.format(1)} AND hour < {mark.format(2)} AND deployment IN ({_marks(mark, 3, deployments)}) "
+        f"AND {team} GROUP BY deployment, team, concurrency"
     )
 
 
