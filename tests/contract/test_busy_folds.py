@@ -142,7 +142,8 @@ async def test_the_folder_back_fills_leaves_open_hours_and_refolds_late_records(
     before = report_json(await allocation(config, query))
     assert before["rows"][0]["requests"] == 20 and before["rows"][0]["busySeconds"] == 500.0
 
-    late = replace(records[0], request_id=f"f{n}-late", started_at=base + HOUR + 5, ended_at=base + HOUR + 65, team="ads")
+    late = replace(records[0], request_id=f"f{n}-late", started_at=base + HOUR + 5, ended_at=base + HOUR + 65)
+    late = replace(late, team="ads")
     await store.write([late])  # reached the ledger after its hour was folded
     assert await leader.fold(now) == 0  # nothing new closed, and the last refold was just now
     stale = report_json(await allocation(config, query))

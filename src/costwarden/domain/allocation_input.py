@@ -6,8 +6,8 @@ the request. Records that never reached an upstream (rejected, no upstream time)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 

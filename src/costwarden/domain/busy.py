@@ -31,7 +31,9 @@ def to_ns(seconds: float) -> int:
     return int(whole) * NS + round((seconds - whole) * NS)
 
 
-def request_interval(started_at: float, ended_at: float, upstream_ms: float, horizon_s: float) -> tuple[int, int] | None:
+def request_interval(
+    started_at: float, ended_at: float, upstream_ms: float, horizon_s: float
+) -> tuple[int, int] | None:
     """A ledger record's upstream interval in nanoseconds: [ended_at - upstream_ms, ended_at], kept
     within [started_at, started_at + horizon_s] so that a record counts only within `horizon_s` of its
     start (a window reads the records started from `horizon_s` before it: any window, or any hour of
@@ -99,8 +101,9 @@ def profile(starts: Sequence[int], ends: Sequence[int], groups: Sequence[int], c
     if not out:
         return out
     lo, hi = cuts[0], cuts[-1]
-    opening = sorted((max(s, lo), g) for s, e, g in zip(starts, ends, groups, strict=True) if e > lo and s < hi and e > s)
-    closing = sorted((min(e, hi), g) for s, e, g in zip(starts, ends, groups, strict=True) if e > lo and s < hi and e > s)
+    live = [(s, e, g) for s, e, g in zip(starts, ends, groups, strict=True) if e > lo and s < hi and e > s]
+    opening = sorted((max(s, lo), g) for s, _, g in live)
+    closing = sorted((min(e, hi), g) for _, e, g in live)
     active: dict[int, int] = {}  # group -> its requests in flight
     in_flight = 0
     prev = lo

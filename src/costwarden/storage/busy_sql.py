@@ -40,8 +40,8 @@ def _read_sql(mark: str, deployments: int, all_teams: bool) -> str:
     team = "team = ''" if all_teams else "team <> ''"
     return (
         "SELECT deployment, team, concurrency, SUM(request_ns), SUM(requests), SUM(tokens) FROM compute_busy "
-        f"WHERE hour >= {mark.format(1)} AND hour < {mark.format(2)} AND deployment IN ({_marks(mark, 3, deployments)}) "
-        f"AND {team} GROUP BY deployment, team, concurrency"
+        f"WHERE hour >= {mark.format(1)} AND hour < {mark.format(2)} "
+        f"AND deployment IN ({_marks(mark, 3, deployments)}) AND {team} GROUP BY deployment, team, concurrency"
     )
 
 
@@ -112,13 +112,20 @@ class BusyFolds:
         if not deployments:
             return None
         sql = "SELECT MAX(hour) FROM compute_busy_hours WHERE deployment = {0} AND horizon_s = {1}"
-        found: list[int | None] = []
+        found: list[Any] = []
         for dep in deployments:
             if self.sqlite:
-                row = await self._sqlite(lambda c, d=dep: c.execute(sql.format("?", "?"), (d, horizon_s)).fetchone())
-                found.append(row[0])
+
+                def latest(conn: sqlite3.Connection, d: str = dep) -> Any:
+                    return conn.execute(sql.format("?", "?"), (d, horizon_s)).fetchone()[0]
+
+                found.append(await self._sqlite(latest))
             else:
-                found.append(await self._pg(lambda c, d=dep: c.fetchval(sql.format("$1", "$2"), d, horizon_s)))
+
+                async def latest_pg(conn: Any, d: str = dep) -> Any:
+                    return await conn.fetchval(sql.format("$1", "$2"), d, horizon_s)
+
+                found.append(await self._pg(latest_pg))
         return None if any(f is None for f in found) else min(int(f) for f in found if f is not None)
 
     async def oldest_record(self) -> float | None:
@@ -137,7 +144,7 @@ class BusyFolds:
         args = (first - horizon_s, end, *deployments)
         hours = range(first, end, HOUR)
         marks = [(h, d, horizon_s, now) for h in hours for d in deployments]
-        clear = f"hour >= {{0}} AND hour < {{1}} AND deployment IN ({{2}})"
+        clear = "hour >= {0} AND hour < {1} AND deployment IN ({2})"
         if self.sqlite:
             n = len(deployments)
 
