@@ -70,7 +70,7 @@ class BusyFolder:
         self.lag_s = max((d.timeouts.read for d in config.deployments), default=0.0) + flushes + 60.0
         self._lead = lead
         self._every_s = every_s
-        self._refolded = 0.0
+        self._refolded = time.time()  # the first refold an hour after start, not while it starts
         self._task: asyncio.Task[None] | None = None
 
     async def fold(self, now: float) -> int:
