@@ -101,18 +101,24 @@ def profile(starts: Sequence[int], ends: Sequence[int], groups: Sequence[int], c
     if not out:
         return out
     lo, hi = cuts[0], cuts[-1]
-    live = [(s, e, g) for s, e, g in zip(starts, ends, groups, strict=True) if e > lo and s < hi and e > s]
-    opening = sorted((max(s, lo), g) for s, _, g in live)
-    closing = sorted((min(e, hi), g) for _, e, g in live)
+    by_end = [i for i in range(len(starts)) if ends[i] > lo and starts[i] < hi and ends[i] > starts[i]]
+    by_start = sorted(by_end, key=starts.__getitem__)  # index lists: ~36 bytes a request each
+    by_end.sort(key=ends.__getitem__)
     active: dict[int, int] = {}  # group -> its requests in flight
     in_flight = 0
     prev = lo
     seg = 0
     si = ei = 0
-    n = len(opening)
+    n = len(by_start)
     while ei < n:
-        take_start = si < n and opening[si][0] <= closing[ei][0]
-        now, group = opening[si] if take_start else closing[ei]
+        take_start = si < n and starts[by_start[si]] <= ends[by_end[ei]]
+        if take_start:
+            index = by_start[si]
+            now = max(starts[index], lo)
+        else:
+            index = by_end[ei]
+            now = min(ends[index], hi)
+        group = groups[index]
         if in_flight and now > prev:
             while prev < now:  # split at the cuts in between
                 while cuts[seg + 1] <= prev:

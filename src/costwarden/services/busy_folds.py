@@ -48,17 +48,24 @@ def compute_deployments(config: Config) -> list[str]:
 async def folded_stretch(
     folds: BusyFolds, start: float, end: float, deployments: Sequence[str], horizon_s: float
 ) -> tuple[int, int] | None:
-    """[a, b): the longest run of whole hours from the first hour boundary after `start`, within the
-    window, folded for every deployment with this horizon; None when there is none."""
+    """[a, b): the longest run of whole hours inside the window (after its start) folded for every
+    deployment with this horizon (the earliest of equals); None when no hour is."""
     first = math.floor(start / HOUR) * HOUR + HOUR
     last = math.floor(end / HOUR) * HOUR
     if last <= first or not deployments:
         return None
     found = await folds.folded_hours(first, last, deployments)
-    upto = first
-    while upto < last and all(found.get(d, {}).get(upto) == horizon_s for d in deployments):
-        upto += HOUR
-    return (first, upto) if upto > first else None
+    best: tuple[int, int] | None = None
+    run = None
+    for hour in range(first, last + HOUR, HOUR):
+        folded = hour < last and all(found.get(d, {}).get(hour) == horizon_s for d in deployments)
+        if folded and run is None:
+            run = hour
+        elif not folded and run is not None:
+            if best is None or hour - run > best[1] - best[0]:
+                best = (run, hour)
+            run = None
+    return best
 
 
 class BusyFolder:

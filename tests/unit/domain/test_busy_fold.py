@@ -75,7 +75,9 @@ rows_st = st.lists(
 
 @settings(max_examples=200)
 @given(rows=rows_st)
-def test_folded_hours_add_up_to_one_sweep_over_the_window(rows: list[tuple[float, float, float, str | None, str]]) -> None:
+def test_folded_hours_add_up_to_one_sweep_over_the_window(
+    rows: list[tuple[float, float, float, str | None, str]],
+) -> None:
     horizon = 600.0
     ledger = [
         (dep, BASE + began, BASE + began + before + max(up, 0.0), up * 1000, 7, team)
@@ -93,7 +95,7 @@ def test_folded_hours_add_up_to_one_sweep_over_the_window(rows: list[tuple[float
                     owned += span[1] >= span[0] and BASE * NS <= span[0] < (BASE + 5 * HOUR) * NS
             folded: dict[int, int] = {}
             requests = 0
-            for (hour, d, t), cell in cells.items():
+            for (_, d, t), cell in cells.items():
                 if d == dep and t == team:
                     add_profile(folded, {(0, k): ns for k, ns in cell.busy.items()})
                     requests += cell.requests
