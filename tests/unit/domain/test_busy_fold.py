@@ -93,7 +93,7 @@ def test_folded_hours_add_up_to_one_sweep_over_the_window(
                 if d == dep and (t or "(none)") == team and span is not None:
                     whole.add_ns(*span, 0)
                     owned += span[1] >= span[0] and BASE * NS <= span[0] < (BASE + 5 * HOUR) * NS
-            folded: dict[int, int] = {}
+            folded: dict[tuple[int, int], int] = {}
             requests = 0
             for (_, d, t), cell in cells.items():
                 if d == dep and t == team:
