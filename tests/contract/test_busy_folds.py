@@ -24,7 +24,7 @@ from costwarden.services.busy_folds import BusyFolder, folds_of, horizon
 from costwarden.storage.factory import open_store
 from tests.contract.test_store import make_record
 
-BASE = 1_800_000_000 - 1_800_000_000 % HOUR  # a whole hour
+BASE = 1_800_000_000 - 1_800_000_000 % 86400 + 22 * HOUR  # 22:00 UTC: the span crosses a day
 SPAN = 5 * HOUR
 _examples = itertools.count()
 

@@ -41,7 +41,8 @@ def _read_sql(mark: str, deployments: int, all_teams: bool) -> str:
     return (
         "SELECT deployment, team, concurrency, SUM(request_ns), SUM(requests), SUM(tokens) FROM compute_busy "
         f"WHERE hour >= {mark.format(1)} AND hour < {mark.format(2)} "
-        f"AND deployment IN ({_marks(mark, 3, deployments)}) AND {team} GROUP BY deployment, team, concurrency"
+        f"AND deployment IN ({_marks(mark, 3, deployments)}) AND {team} "
+        "GROUP BY deployment, team, concurrency, hour / 86400"  # a day's sum fits a BIGINT; the caller adds days
     )
 
 
@@ -95,8 +96,9 @@ class BusyFolds:
         return out
 
     async def read(self, first: int, end: int, deployments: Sequence[str], all_teams: bool) -> list[BusyRow]:
-        """Sums over the hours [first, end): (deployment, team, concurrency, request_ns, requests,
-        tokens), per team or (`all_teams`) the rows that count every team."""
+        """Sums per day over the hours [first, end): (deployment, team, concurrency, request_ns,
+        requests, tokens), per team or (`all_teams`) the rows that count every team; a key may come
+        once a day (a year at high concurrency would overflow a BIGINT sum)."""
         if not deployments or end <= first:
             return []
         args = (first, end, *deployments)
