@@ -70,7 +70,7 @@ def _figures(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "records"}  # the rows read differ, by design
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     requests=st.lists(request_st, max_size=60),
     window=window_st,
