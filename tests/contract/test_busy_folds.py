@@ -4,6 +4,7 @@ replicas, groupings and idle modes), whether all, some or none of the window's h
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from collections.abc import AsyncIterator
@@ -145,16 +146,96 @@ async def test_the_folder_back_fills_leaves_open_hours_and_refolds_late_records(
     late = replace(records[0], request_id=f"f{n}-late", started_at=base + HOUR + 5, ended_at=base + HOUR + 65)
     late = replace(late, team="ads")
     await store.write([late])  # reached the ledger after its hour was folded
-    assert await leader.fold(now) == 0  # nothing new closed, and the last refold was just now
-    stale = report_json(await allocation(config, query))
-    assert [r["name"] for r in stale["rows"]] == [r["name"] for r in before["rows"]]  # the fold misses it
-    leader._refolded -= HOUR  # an hour later, the last day is folded again
-    assert await leader.fold(now) > 0
+    assert await folds.stale(leader.deployments, leader.horizon_s) == {f"e{n}-a": [base + HOUR]}
+    assert await leader.fold(now) > 0  # the next round refolds its hour (and those it reaches)
+    assert await folds.stale(leader.deployments, leader.horizon_s) == {}
+    assert await leader.fold(now) == 0  # nothing changed since
     after = report_json(await allocation(config, query))
     walked = report_json(await allocation(config, replace(query, by=("team", "project"))))  # not folded: walked
     assert {r["name"] for r in after["rows"]} == {"ads", "search", "__idle__"}
     assert sum(r["busySeconds"] for r in after["rows"] if r["name"] != "__idle__") == 525.0
     assert after["totals"] == walked["totals"]
+
+
+async def test_a_record_three_days_late_is_counted_by_the_next_round(ledger: tuple[str, Store]) -> None:
+    url, store = ledger
+    n = next(_examples)
+    config = _config(url, n, 1, 2)
+    base = BASE + 200 * HOUR
+    rec = make_record(0, __import__("random").Random(2))
+    records = [
+        replace(rec, request_id=f"g{n}-{i}", started_at=base + 3600 * i + 60, ended_at=base + 3600 * i + 90,
+                upstream_ms=20_000.0, deployment=f"e{n}-{'ab'[i % 2]}", team="search")
+        for i in range(24 * 4)  # four days, an hour apart
+    ]  # fmt: skip
+    await store.write(records)
+    leader = BusyFolder(config, _lead)
+    assert leader.folds is not None
+    now = base + 4 * 86400 + leader.lag_s
+    assert await leader.fold(now) > 0
+    assert await leader.fold(now) == 0  # every closed hour folded, none stale
+    query = AllocationQuery(base, base + 4 * 86400, ("deployment",))
+    before = report_json(await allocation(config, query))
+    # a spool replayed three days after its hour closed: started at the end of the first day's hour 5
+    late = replace(records[0], request_id=f"g{n}-late", started_at=base + 5 * HOUR + 3590,
+                   ended_at=base + 5 * HOUR + 3650, upstream_ms=60_000.0, team="ads", deployment=f"e{n}-a")  # fmt: skip
+    await store.write([late])
+    assert report_json(await allocation(config, query))["totals"] == before["totals"]  # missed until the fold
+    assert await leader.fold(now) > 0
+    after = report_json(await allocation(config, query))
+    walked = report_json(await allocation(config, replace(query, by=("deployment", "project"))))
+    assert after["totals"] == walked["totals"]
+    busy = {r["name"]: r["busySeconds"] for r in after["rows"]}
+    assert busy[f"e{n}-a"] == before_busy(before, f"e{n}-a") + 60.0
+    assert await leader.folds.stale(leader.deployments, leader.horizon_s) == {}
+
+
+def before_busy(body: dict[str, Any], name: str) -> float:
+    return float(next(r["busySeconds"] for r in body["rows"] if r["name"] == name))
+
+
+async def test_two_folders_at_once_replace_the_same_hours(ledger: tuple[str, Store]) -> None:
+    url, store = ledger
+    n = next(_examples)
+    config = _config(url, n, 1, 1)
+    base = BASE + 400 * HOUR
+    rec = make_record(0, __import__("random").Random(3))
+    await store.write([
+        replace(rec, request_id=f"h{n}-{i}", started_at=base + 700 * i, ended_at=base + 700 * i + 9,
+                upstream_ms=8_000.0, deployment=f"e{n}-a", team="search")
+        for i in range(100)
+    ])  # fmt: skip
+    folds = folds_of(config)
+    assert folds is not None
+    deployments, h = [f"e{n}-a", f"e{n}-b"], horizon(config)
+    one = await folds.fold(base, base + 86400, deployments, h)
+    written = await asyncio.gather(*(folds.fold(base, base + 86400, deployments, h) for _ in range(4)))
+    assert written == [one] * 4  # no unique violation: the folds took turns
+    assert await folds.stale(deployments, h) == {}
+
+
+async def test_folds_past_the_ledger_retention_are_dropped(ledger: tuple[str, Store]) -> None:
+    url, store = ledger
+    n = next(_examples)
+    config = parse_config(CONFIG.format(a=f"e{n}-a", b=f"e{n}-b", ra=1, rb=1, url=url)
+                          + "  retention: {raw_days: 2}\n")  # fmt: skip
+    base = BASE + 600 * HOUR
+    rec = make_record(0, __import__("random").Random(4))
+    await store.write([
+        replace(rec, request_id=f"p{n}-{i}", started_at=base + HOUR * i, ended_at=base + HOUR * i + 9,
+                upstream_ms=8_000.0, deployment=f"e{n}-a", team="search")
+        for i in range(72)
+    ])  # fmt: skip
+    leader = BusyFolder(config, _lead)
+    assert leader.folds is not None
+    now = base + 72 * HOUR + leader.lag_s + 1800
+    await leader.fold(now)  # folds, then prunes (the first round)
+    hours = await leader.folds.folded_hours(base - 86400, base + 80 * HOUR, leader.deployments)
+    cut = math.floor((now - 2 * 86400) / HOUR) * HOUR
+    assert min(hours[f"e{n}-a"]) == cut and max(hours[f"e{n}-a"]) == base + 71 * HOUR
+    assert await leader.folds.read(base - 86400, cut, leader.deployments, True) == []
+    assert await leader.folds.read(cut, cut + HOUR, leader.deployments, True) != []
+    assert await leader.fold(now) == 0  # no refold of the pruned edge
 
 
 async def _lead(now: float) -> bool:

@@ -4,9 +4,11 @@ a long window reads a few rows per hour instead of every request interval.
 The gateway holding the governor's lease folds every `every_s`: the hours closed since the last one
 folded (an hour is closed once the longest read timeout, two ledger flushes and a minute have passed
 after its end), back to the oldest ledger record on the first run (the back-fill of an existing
-ledger), a day per transaction. Once an hour it folds the last `REFOLD_S` again, so a record that
-reached the ledger late (a spool replayed after an outage, a stream that ran past the lag) is
-counted. A fold replaces its hours' rows: folding again changes nothing else.
+ledger), a day per transaction. Each round it also refolds the folded hours whose record count in
+the rollups changed since their fold (storage/busy_check.py), so a record that reached the ledger
+late (a spool replayed after an outage, days later) is counted by the next round; and once an hour
+it drops the folds past the ledger's retention. A fold replaces its hours' rows: folding again
+changes nothing else.
 
 Allocation reads the folded hours in the middle of its window that are folded for every deployment
 it allocates, with the same horizon, and raw intervals for the rest (`folded_stretch`)."""
@@ -22,12 +24,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from costwarden.aio import cancel_and_wait
 from costwarden.config.models import Config
 from costwarden.domain.busy_fold import HOUR, MIN_HORIZON_S
+from costwarden.services.retention import cutoff
+from costwarden.storage.busy_check import refold_ranges
 from costwarden.storage.busy_sql import BusyFolds
 
 log = logging.getLogger(__name__)
 FOLDABLE = frozenset({"team", "deployment"})  # groupings read from the folds; others sweep raw intervals
 CHUNK_S = 86400  # hours per fold transaction
-REFOLD_S = 86400  # folded again once an hour, for records that arrived late
 
 
 def horizon(config: Config) -> float:
@@ -75,30 +78,63 @@ class BusyFolder:
         self.horizon_s = horizon(config)
         flushes = 2 * config.storage.flush_interval_ms / 1000.0
         self.lag_s = max((d.timeouts.read for d in config.deployments), default=0.0) + flushes + 60.0
+        self.raw_days = config.storage.retention.raw_days
         self._lead = lead
         self._every_s = every_s
-        self._refolded = time.time()  # the first refold an hour after start, not while it starts
+        self._pruned = -math.inf
         self._task: asyncio.Task[None] | None = None
 
+    def closed(self, now: float) -> int:
+        """The end of the last closed hour."""
+        return math.floor((now - self.lag_s) / HOUR) * HOUR
+
     async def fold(self, now: float) -> int:
-        """Fold the hours closed by `now` that are not folded yet (and, once an hour, the last day
-        again); the rows written."""
+        """Refold the folded hours a record reached since their fold, fold the hours closed by `now`
+        that are not folded yet, and (once an hour) drop the folds past the ledger's retention; the
+        rows written."""
         folds = self.folds
         if folds is None or not self.deployments:
             return 0
-        end = math.floor((now - self.lag_s) / HOUR) * HOUR
+        end = self.closed(now)
         last = await folds.last_folded(self.deployments, self.horizon_s)
+        written = 0
         if last is None:
             oldest = await folds.oldest_record()
             begin = end if oldest is None else math.floor((oldest) / HOUR) * HOUR
         else:
             begin = last + HOUR
-        if now - self._refolded >= HOUR:
-            begin, self._refolded = min(begin, end - REFOLD_S), now
+            stale = await folds.stale(self.deployments, self.horizon_s)
+            for a, b in refold_ranges(stale, self.horizon_s):
+                written += await self._fold(a, min(b, begin))
+        written += await self._fold(begin, end)
+        if now - self._pruned >= HOUR:
+            await self.prune(now)
+            self._pruned = now
+        return written
+
+    async def _fold(self, begin: int, end: int, done: Callable[[int], None] | None = None) -> int:
+        assert self.folds is not None
         written = 0
         for first in range(begin, end, CHUNK_S):
-            written += await folds.fold(first, min(first + CHUNK_S, end), self.deployments, self.horizon_s)
+            last = min(first + CHUNK_S, end)
+            written += await self.folds.fold(first, last, self.deployments, self.horizon_s)
+            if done is not None:
+                done((last - first) // HOUR)
         return written
+
+    async def refold(self, since: float, now: float, done: Callable[[int], None] | None = None) -> int:
+        """Fold again every closed hour from the one holding `since` (`costwarden compute refold`);
+        `done` is called with the hours of each day folded. The rows written."""
+        if self.folds is None or not self.deployments:
+            return 0
+        return await self._fold(math.floor(since / HOUR) * HOUR, self.closed(now), done)
+
+    async def prune(self, now: float) -> int:
+        """Drop the folds of the hours wholly before the ledger's retention cutoff (storage.retention.
+        raw_days), as raw records are pruned; the hours dropped (per deployment)."""
+        if self.folds is None or self.raw_days is None:
+            return 0
+        return await self.folds.prune(math.floor(cutoff(now, self.raw_days) / HOUR) * HOUR)
 
     def start(self) -> None:
         if self.folds is not None and self.deployments and self._task is None:

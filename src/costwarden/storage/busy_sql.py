@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from costwarden.domain.busy_fold import ALL_TEAMS, HOUR, FoldKey, HourCell, fold_hours
+from costwarden.storage.busy_check import counted, counts_sql, run_async, run_sync
 
 T = TypeVar("T")
 BusyRow = tuple[str, str, int, int, int, int]  # deployment, team, concurrency, request_ns, requests, tokens
@@ -22,6 +23,8 @@ _LEDGER = (
     "WHERE started_at >= {0} AND started_at < {1} AND upstream_ms IS NOT NULL AND deployment IN ({2})"
 )
 _COLUMNS = "hour, deployment, team, concurrency, request_ns, requests, tokens"
+_MARKS = "hour, deployment, horizon_s, folded_at, records"
+FOLD_LOCK = 0x63775F62757379  # PostgreSQL advisory lock held while a fold replaces hours
 
 
 def _marks(mark: str, first: int, count: int) -> str:
@@ -139,42 +142,95 @@ class BusyFolds:
         return None if value is None else float(value)
 
     async def fold(self, first: int, end: int, deployments: Sequence[str], horizon_s: float) -> int:
-        """Fold the hours [first, end) of `deployments` from the ledger; the rows written."""
+        """Fold the hours [first, end) of `deployments` from the ledger; the rows written.
+
+        The rollups' record counts of the hours are read before the ledger, each in one statement: a
+        record stored in between is folded but not counted, so the next check refolds its hour again
+        (harmless); a record stored after the ledger read is counted in neither, so the check finds it."""
         if not deployments or end <= first:
             return 0
         now = time.time()
         args = (first - horizon_s, end, *deployments)
         hours = range(first, end, HOUR)
-        marks = [(h, d, horizon_s, now) for h in hours for d in deployments]
         clear = "hour >= {0} AND hour < {1} AND deployment IN ({2})"
+        n = len(deployments)
+
+        def marks(seen: dict[tuple[str, int], int]) -> list[tuple[int, str, float, float, int]]:
+            return [(h, d, horizon_s, now, seen.get((d, h), 0)) for h in hours for d in deployments]
+
         if self.sqlite:
-            n = len(deployments)
 
             def work(conn: sqlite3.Connection) -> int:
+                seen = counted(conn.execute(counts_sql("?{}", n, HOUR), (first, end, *deployments)).fetchall())
                 ledger = conn.execute(_LEDGER.format("?", "?", _marks("?", 0, n)), args)
                 rows = cell_rows(fold_hours(ledger, first, end, horizon_s))
                 where = clear.format("?", "?", _marks("?", 0, n))
                 conn.execute(f"DELETE FROM compute_busy WHERE {where}", (first, end, *deployments))
                 conn.execute(f"DELETE FROM compute_busy_hours WHERE {where}", (first, end, *deployments))
                 conn.executemany(f"INSERT INTO compute_busy ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.executemany("INSERT INTO compute_busy_hours VALUES (?, ?, ?, ?)", marks)
+                conn.executemany(f"INSERT INTO compute_busy_hours ({_MARKS}) VALUES (?, ?, ?, ?, ?)", marks(seen))
                 return len(rows)
 
             return await self._sqlite(work)
 
         async def pg_work(conn: Any) -> int:
-            n = len(deployments)
+            # Folders (the lease holder, `costwarden compute refold`) take turns: two transactions
+            # replacing the same hours would both insert them (a unique violation).
+            await conn.execute("SELECT pg_advisory_lock($1)", FOLD_LOCK)
             async with conn.transaction():
+                seen = counted(await conn.fetch(counts_sql("${}", n, HOUR), first, end, *deployments))
                 ledger = await conn.fetch(_LEDGER.format("$1", "$2", _marks("${}", 3, n)), *args)
                 rows = cell_rows(fold_hours(ledger, first, end, horizon_s))
                 where = clear.format("$1", "$2", _marks("${}", 3, n))
                 await conn.execute(f"DELETE FROM compute_busy WHERE {where}", first, end, *deployments)
                 await conn.execute(f"DELETE FROM compute_busy_hours WHERE {where}", first, end, *deployments)
                 await conn.copy_records_to_table("compute_busy", records=rows, columns=_COLUMNS.split(", "))
-                await conn.copy_records_to_table("compute_busy_hours", records=marks)
-            return len(rows)
+                await conn.copy_records_to_table("compute_busy_hours", records=marks(seen), columns=_MARKS.split(", "))
+            return len(rows)  # the session lock goes with the connection
 
         return int(await self._pg(pg_work))
+
+    async def prune(self, before: int) -> int:
+        """Delete the folds of the hours before `before` (the ledger's retention); the hours dropped."""
+        sql = ("DELETE FROM compute_busy WHERE hour < {0}", "DELETE FROM compute_busy_hours WHERE hour < {0}")
+        if self.sqlite:
+
+            def work(conn: sqlite3.Connection) -> int:
+                conn.execute(sql[0].format("?"), (before,))
+                return conn.execute(sql[1].format("?"), (before,)).rowcount
+
+            return await self._sqlite(work)
+
+        async def pg_work(conn: Any) -> int:
+            async with conn.transaction():
+                await conn.execute(sql[0].format("$1"), before)
+                status = await conn.execute(sql[1].format("$1"), before)
+            return int(status.split()[-1])
+
+        return int(await self._pg(pg_work))
+
+    async def stale(self, deployments: Sequence[str], horizon_s: float) -> dict[str, list[int]]:
+        """deployment -> the folded hours (with this horizon) whose rollup record count differs from
+        the count their fold saw: hours that a record reached after they were folded."""
+        if not deployments:
+            return {}
+        if self.sqlite:
+
+            def work(conn: sqlite3.Connection) -> dict[str, list[int]]:
+                def fetch(sql: str, args: tuple[Any, ...]) -> list[Any]:
+                    return conn.execute(sql.replace("$", "?"), args).fetchall()
+
+                return run_sync(fetch, deployments, horizon_s)
+
+            return await self._sqlite(work)
+
+        async def pg_work(conn: Any) -> dict[str, list[int]]:
+            async def fetch(sql: str, args: tuple[Any, ...]) -> list[Any]:
+                return list(await conn.fetch(sql, *args))
+
+            return await run_async(fetch, deployments, horizon_s)
+
+        return dict(await self._pg(pg_work))
 
 
 __all__ = ["ALL_TEAMS", "BusyFolds", "BusyRow"]

@@ -14,10 +14,15 @@ CREATE TABLE IF NOT EXISTS compute_busy (
 );
 -- The hours folded, per deployment, and the horizon they were folded with (a request counts for
 -- at most that long after its start): a window reads raw intervals for the hours not listed.
+-- `records`: the ledger records of the deployment started in the hour, as the rollups counted them
+-- when the fold read the ledger: the folder refolds an hour whose count has changed since (a late record).
 CREATE TABLE IF NOT EXISTS compute_busy_hours (
     hour BIGINT NOT NULL,
     deployment TEXT NOT NULL,
     horizon_s DOUBLE PRECISION NOT NULL,
     folded_at DOUBLE PRECISION NOT NULL,
+    records BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (hour, deployment)
-)
+);
+-- Refolds and retention delete by hour.
+CREATE INDEX IF NOT EXISTS compute_busy_hour ON compute_busy (hour)
