@@ -102,7 +102,9 @@ def check(deployments: Sequence[str], horizon_s: float) -> Check:
     return stale
 
 
-def run_sync(fetch: Callable[[str, tuple[Any, ...]], list[Any]], deployments: Sequence[str], horizon_s: float) -> dict[str, list[int]]:
+def run_sync(
+    fetch: Callable[[str, tuple[Any, ...]], list[Any]], deployments: Sequence[str], horizon_s: float
+) -> dict[str, list[int]]:
     steps = check(deployments, horizon_s)
     try:
         query = next(steps)
