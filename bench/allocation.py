@@ -7,15 +7,18 @@ Fills a fresh ledger (SQLite in a temporary folder; PostgreSQL in a new database
 with `--records` served requests over 7 days (two deployments with `compute:`, four teams, upstream
 times 5-500 ms, overlapping), then runs `costwarden allocation --by team,project --format json` in a
 child process and reports its wall time, its peak resident memory (ru_maxrss of the child), the
-records it read and whether the rows sum to the provisioned cost exactly.
+records it read and whether the rows sum to the provisioned cost exactly. `--by team --by team,project`
+runs each grouping; `--fold` then folds the ledger's closed hours (as a gateway does in the background,
+services/busy_folds.py), prints the back-fill's time, and runs each grouping again: a grouping by team
+and/or deployment reads the folds, the others still sweep every interval. Both must give the same rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -63,15 +66,20 @@ async def fill(store: Store, count: int) -> None:
         await store.write(batch)
 
 
-def allocate(config: Path) -> tuple[float, float, dict[str, object]]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def allocate(config: Path, by: str = "team,project") -> tuple[float, float, dict[str, object]]:
+    """The CLI in a child process: (seconds, its own peak RSS in MiB, its JSON)."""
     began = time.perf_counter()
-    command = [sys.executable, "-m", "costwarden.cli.main", "allocation", "-c", str(config), "--by", "team,project"]
+    command = [sys.executable, "-m", "costwarden.cli.main", "allocation", "-c", str(config), "--by", by]
     command += ["--from", "2027-01-15T00:00:00Z", "--to", "2027-01-23T00:00:00Z", "--format", "json"]
-    out = subprocess.run(command, capture_output=True, check=True, env={"PYTHONPATH": str(ROOT / "src")})
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env={"PYTHONPATH": str(ROOT / "src")})
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024, orjson.loads(out.stdout)
+    if proc.returncode:
+        raise SystemExit(f"costwarden allocation failed: {proc.returncode}")
+    return seconds, usage.ru_maxrss / 1024, orjson.loads(out)
 
 
 async def prepare(kind: str, count: int, tmp: Path) -> str:
@@ -94,27 +102,51 @@ async def prepare(kind: str, count: int, tmp: Path) -> str:
     return url
 
 
+async def fold(config: Path) -> float:
+    """Fold every hour of the filled week, as the gateway's folder would once they closed; seconds."""
+    from costwarden.config.loader import load_config
+    from costwarden.services.busy_folds import BusyFolder
+
+    async def lead(now: float) -> bool:
+        return True
+
+    began = time.perf_counter()
+    folder = BusyFolder(load_config(config), lead)
+    await folder.fold(START + SPAN + 86400 + folder.lag_s)
+    return time.perf_counter() - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--ledger", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--by", action="append", help="groupings to run (default: team,project)")
+    parser.add_argument("--fold", action="store_true", help="then fold the closed hours and run them again")
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.ledger == "both" else [args.ledger]
-    print("| ledger | records | time | peak RSS | rows | identity |\n| --- | ---: | ---: | ---: | ---: | --- |")
+    print("| ledger | by | folds | records read | time | peak RSS | rows | identity |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
     for kind in kinds:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
             url = asyncio.run(prepare(kind, args.records, tmp))
             config = tmp / "costwarden.yaml"
             config.write_text(CONFIG.format(ledger=url))
-            seconds, peak, data = allocate(config)
-            rows = data["rows"]
-            assert isinstance(rows, list) and isinstance(data["totals"], dict)
-            total = sum(Decimal(r["totalCost"]) for r in rows)
-            exact = total == Decimal(data["totals"]["provisionedCost"])
-            read = data["records"]["scanned"]  # type: ignore[index]
-            identity = "exact" if exact else "OFF"
-            print(f"| {kind} | {read:,} | {seconds:.1f} s | {peak:.0f} MiB | {len(rows)} | {identity} |")
+            seen: dict[str, object] = {}
+            for folded in (False, True) if args.fold else (False,):
+                if folded:
+                    print(f"{kind}: folded {asyncio.run(fold(config)):.1f} s", flush=True)
+                for by in args.by or ["team,project"]:
+                    seconds, peak, data = allocate(config, by)
+                    rows = data["rows"]
+                    assert isinstance(rows, list) and isinstance(data["totals"], dict)
+                    total = sum(Decimal(r["totalCost"]) for r in rows)
+                    exact = total == Decimal(data["totals"]["provisionedCost"])
+                    read = data["records"]["scanned"]  # type: ignore[index]
+                    same = seen.setdefault(by, rows) == rows
+                    identity = ("exact" if exact else "OFF") + ("" if same else ", rows DIFFER from the walk")
+                    cells = [kind, by, "yes" if folded else "no", f"{read:,}", f"{seconds:.2f} s", f"{peak:.0f} MiB"]
+                    print("| " + " | ".join([*cells, str(len(rows)), identity]) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ process for each panel (nothing cached in it; the OS page cache is warm), unless
 `--baseline DIR` runs each panel on a gateway of another tree's package too, right before this
 tree's, so both see the same load.
 A panel an older tree does not serve (404) is skipped. Results go to bench/results/dashboard.json.
+(`--only` is the same as `--panels`). Before measuring, the
+closed hours of request intervals are folded for allocation (what a gateway does in the
+background, services/busy_folds.py; the back-fill's time is printed), unless `--no-fold`.
 """
 
 from __future__ import annotations
@@ -134,13 +137,26 @@ def measure(url: str, repeat: int, panels: list[tuple[str, str, dict[str, Any]]]
     return rows
 
 
+async def fold(config_path: Path) -> tuple[int, float]:
+    """Fold every closed hour of request intervals, as the gateway's folder does: (rows, seconds)."""
+    from costwarden.config.loader import load_config
+    from costwarden.services.busy_folds import BusyFolder
+
+    async def lead(now: float) -> bool:
+        return True
+
+    began = time.perf_counter()
+    written = await BusyFolder(load_config(config_path), lead).fold(time.time())
+    return written, time.perf_counter() - began
+
+
 def measure_cold(config_path: Path, args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
     """Each panel on a fresh gateway: its first request finds nothing cached. With `--baseline`,
     the baseline tree's gateway first, then this tree's, panel by panel (the same minute's load).
     Over `--rounds` rounds, each figure is the median of its rounds."""
     runs: dict[str, dict[str, list[float]]] = {}
     for _ in range(args.rounds):
-        for panel in PANELS:
+        for panel in [p for p in PANELS]:
             for label, src in (("before_", args.baseline), ("", None)) if args.baseline else (("", None),):
                 proc = serve(config_path, args.port, folder, src)
                 try:
@@ -199,6 +215,22 @@ def show(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     console.print(table)
 
 
+def ledger_url(args: argparse.Namespace, folder: Path) -> str:
+    """The ledger to measure: filled now, or the last run's with `--reuse`."""
+    ledger = folder / "ledger.db"
+    if args.backend == "postgres":
+        url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
+        if not args.reuse:
+            url = asyncio.run(build_postgres(args, time.time()))
+        return url
+    if not (args.reuse and ledger.exists()):
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{ledger}{suffix}").unlink(missing_ok=True)
+        rates = asyncio.run(build(ledger, args, time.time()))
+        console.print(f"filled {args.records:,} records at {rates['sustained_records_per_s']:,.0f} records/s")
+    return f"sqlite:///{ledger}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -218,26 +250,18 @@ def main() -> None:
     parser.add_argument("--shared-gateway", action="store_true", help="one gateway for every panel (cold: in order)")
     parser.add_argument("--baseline", help="a baseline tree's src folder: each panel on its gateway too, alternately")
     parser.add_argument("--rounds", type=int, default=1, help="cold measurements per panel (median)")
-    parser.add_argument("--panels", help="only the panels whose name holds this text, e.g. '30d'")
+    parser.add_argument("--panels", "--only", help="only the panels whose name holds this text, e.g. '30d'")
+    parser.add_argument("--no-fold", action="store_true", help="do not fold request intervals first")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dashboard.json"))
     args = parser.parse_args()
     if args.panels:
         PANELS[:] = [panel for panel in PANELS if args.panels in panel[0]]
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
-    ledger = folder / "ledger.db"
-    if args.backend == "postgres":
-        url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
-        if not args.reuse:
-            url = asyncio.run(build_postgres(args, time.time()))
-    else:
-        url = f"sqlite:///{ledger}"
-        if not (args.reuse and ledger.exists()):
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{ledger}{suffix}").unlink(missing_ok=True)
-            rates = asyncio.run(build(ledger, args, time.time()))
-            console.print(f"filled {args.records:,} records at {rates['sustained_records_per_s']:,.0f} records/s")
-    config_path = config(url, args.teams, folder)
+    config_path = config(ledger_url(args, folder), args.teams, folder)
+    if not args.no_fold:
+        written, seconds = asyncio.run(fold(config_path))
+        console.print(f"folded request intervals for allocation: {written:,} rows in {seconds:.1f} s")
     if args.shared_gateway:
         proc = serve(config_path, args.port, folder)
         try:

@@ -35,11 +35,11 @@ async def test_interval_rows_page_by_page(ledger: tuple[str, Store], monkeypatch
     pages = intervals_sql.ledger_intervals(url, start, end, ["iris"], ["team", "key_id"])
     rows = [r async for page in pages for r in page]
     expected = [
-        ("iris", r.ended_at, r.upstream_ms, r.input_tokens + r.output_tokens, r.team, r.key_id)
+        ("iris", r.started_at, r.ended_at, r.upstream_ms, r.input_tokens + r.output_tokens, r.team, r.key_id)
         for r in RECORDS
         if r.deployment == "iris" and r.upstream_ms is not None and start <= r.started_at < end
     ]
-    assert sorted(rows, key=lambda r: float(r[1] or 0)) == expected and len(expected) > 9
+    assert sorted(rows, key=lambda r: float(r[2] or 0)) == expected and len(expected) > 9
     assert [r async for r in intervals_sql.ledger_intervals(url, start, end, [], ["team"])] == []
     with pytest.raises(ValueError, match="cannot group by"):
         [r async for r in intervals_sql.ledger_intervals(url, start, end, ["iris"], ["team; DROP TABLE ledger"])]

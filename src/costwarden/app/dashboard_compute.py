@@ -2,8 +2,9 @@
 per deployment with `compute:`, from the allocation service (the same one as `costwarden allocation`
 and `GET /admin/v1/allocation`). Admin sessions only: a deployment's use is every team's.
 
-An answer is reused for `TTL_S` (a month's allocation sweeps every request interval of the
-deployments with `compute:`); it names its window, so it stays checkable against the admin API."""
+The allocation reads the window's whole hours from the hourly folds of request intervals (about 720
+rows a deployment for 30 days, services/busy_folds.py) and sweeps raw intervals only at its edges.
+An answer is reused for `TTL_S`; it names its window, so it stays checkable against the admin API."""
 
 from __future__ import annotations
 

@@ -48,6 +48,7 @@ from costwarden.services.batch import BatchService
 from costwarden.services.batch_run import BatchAuthenticate, JobRunner
 from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.budgets import active_budgets
+from costwarden.services.busy_folds import BusyFolder
 from costwarden.services.compute import ComputeSampler, gaps_of
 from costwarden.services.compute_tally import ComputeTally
 from costwarden.services.degrade import DegradeWatch
@@ -154,6 +155,7 @@ class Runtime:
         self._retention: RetentionLoop | None = None
         self.compute: ComputeSampler | None = None
         self._tally: ComputeTally | None = None
+        self._busy_folds: BusyFolder | None = None
         self._observe = Observe(self.metrics)
         self.scaling = ScalingService(config, self.store, self._observe.in_flight)
         self.registry.register(ScalingMetrics(lambda: self.scaling.last))
@@ -280,6 +282,8 @@ class Runtime:
             time.time(),
         )
         tally.start()
+        self._busy_folds = BusyFolder(self.config, self.lease.lead)  # hourly folds for long allocations
+        self._busy_folds.start()
         statuses = lambda: self.compute.statuses if self.compute else []  # noqa: E731
         self.registry.register(ComputeMetrics(self.config, statuses, lambda: tally.totals))
 
@@ -447,6 +451,8 @@ class Runtime:
     async def _stop(self) -> None:
         if self._tally is not None:
             await self._tally.stop()
+        if self._busy_folds is not None:
+            await self._busy_folds.stop()
         if self.compute is not None:
             await self.compute.stop()
         if self._batch_worker is not None:

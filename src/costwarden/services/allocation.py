@@ -24,9 +24,11 @@ from costwarden.domain.allocation_input import DIMENSIONS, IntervalGatherer, Pro
 from costwarden.domain.money import usd_text
 from costwarden.domain.report import QueryError
 from costwarden.ports import SampleStore
+from costwarden.services.busy_folds import FOLDABLE, folded_stretch, folds_of, horizon
 from costwarden.services.compute import measured_window
 from costwarden.services.replicas import prometheus_provisions
 from costwarden.services.reports import iso_time, parse_duration, parse_list, parse_time
+from costwarden.storage.busy_sql import BusyFolds
 from costwarden.storage.intervals_sql import ledger_intervals
 
 _HOURS = Decimal("0.000001")
@@ -102,16 +104,41 @@ async def gather(
     measured: Mapping[str, tuple[float, str]] = {}
     if samples is not None and config.compute.collectors:
         measured = await measured_window(config, samples, query.start, query.end)
-    gatherer = IntervalGatherer(query.start, query.end, query.by, found)
-    lookback = max((d.timeouts.read for d in config.deployments if d.name in found), default=0.0)
-    pages = ledger_intervals(config.storage.ledger, query.start - lookback, query.end, sorted(found), query.by)
-    async for page in pages:
-        add = gatherer.add_interval
-        for deployment, end, upstream_ms, tokens, *labels in page:
-            add(deployment, end - upstream_ms / 1000.0, end, tuple(labels), tokens)
-        if on_page is not None:
-            on_page(len(page))
+    reach = horizon(config)
+    folds = folds_of(config)
+    stretch = None
+    if folds is not None and found and set(query.by) <= FOLDABLE:
+        stretch = await folded_stretch(folds, query.start, query.end, sorted(found), reach)
+    gatherer = IntervalGatherer(query.start, query.end, query.by, found, stretch)
+    spans = [(query.start - reach, query.end)]
+    if folds is not None and stretch is not None:
+        a, b = stretch
+        await _add_folded(gatherer, folds, stretch, sorted(found), query.by)
+        spans = [(query.start - reach, a), (max(a, b - reach), query.end)]
+    for lo, hi in spans:  # rows started from the horizon before each raw stretch can count in it
+        async for page in ledger_intervals(config.storage.ledger, lo, hi, sorted(found), query.by):
+            add = gatherer.add_request
+            for deployment, started, end, upstream_ms, tokens, *labels in page:
+                add(deployment, started, end, upstream_ms, reach, tuple(labels), tokens)
+            if on_page is not None:
+                on_page(len(page))
     return gatherer, gatherer.usages(measured)
+
+
+async def _add_folded(
+    gatherer: IntervalGatherer, folds: BusyFolds, stretch: tuple[int, int], deployments: list[str], by: tuple[str, ...]
+) -> None:
+    """The folded hours' sums into the gatherer, per deployment and (when grouping by it) team."""
+    sums: dict[tuple[str, str], tuple[dict[int, int], list[int]]] = {}
+    for deployment, team, k, ns, requests, tokens in await folds.read(*stretch, deployments, "team" not in by):
+        busy, counts = sums.setdefault((deployment, team), ({}, [0, 0]))
+        if k:
+            busy[k] = busy.get(k, 0) + ns
+        counts[0] += requests
+        counts[1] += tokens
+    for (deployment, team), (busy, (requests, tokens)) in sums.items():
+        labels = tuple(team if d == "team" else deployment for d in by)
+        gatherer.add_folded(deployment, labels, busy, requests, tokens)
 
 
 async def allocation(
@@ -122,7 +149,8 @@ async def allocation(
 ) -> AllocationReport:
     """Read the window's upstream intervals a page at a time (memory: compact interval arrays) and
     allocate; busy time is measured from the collectors' samples where they ran. Records that started
-    up to one read timeout before the window may still overlap it."""
+    up to the horizon (services/busy_folds.horizon) before the window may still count in it. Grouped by
+    team and/or deployment, the whole hours folded for every deployment are read from the folds."""
     found, notes = provisions(config, prometheus_note=False)
     counted, counted_notes = await prometheus_provisions(config, query.start, query.end)
     found.update(counted)

@@ -1,7 +1,7 @@
 """The ledger's upstream intervals for allocation, read lean: only the columns allocation needs, a page
 at a time, on a connection of its own (SQLite or PostgreSQL). Much cheaper than decoding whole records.
 
-Each row: (deployment, ended_at, upstream_ms, tokens, *the `by` columns)."""
+Each row: (deployment, started_at, ended_at, upstream_ms, tokens, *the `by` columns)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from costwarden.domain.allocation_input import DIMENSIONS
 
-# (deployment: str, ended_at: float, upstream_ms: float, tokens: int, *labels: str | None), as read.
+# (deployment: str, started_at: float, ended_at: float, upstream_ms: float, tokens: int, *labels: str | None), as read.
 IntervalRow = tuple[Any, ...]
 PAGE = 50_000
 
@@ -20,7 +20,7 @@ PAGE = 50_000
 def _sql(by: Sequence[str], deployments: int, mark: str) -> str:
     if any(d not in DIMENSIONS for d in by):
         raise ValueError(f"cannot group by {list(by)}: use {list(DIMENSIONS)}")
-    columns = ", ".join(["deployment", "ended_at", "upstream_ms", "input_tokens + output_tokens", *by])
+    columns = ", ".join(["deployment", "started_at", "ended_at", "upstream_ms", "input_tokens + output_tokens", *by])
     marks = ", ".join(mark.format(i + 3) for i in range(deployments))
     return (
         f"SELECT {columns} FROM ledger WHERE started_at >= {mark.format(1)} AND started_at < {mark.format(2)} "
