@@ -50,7 +50,8 @@ ANSWER = (
 UPSTREAM = f"""
 import asyncio, sys, uvloop
 ANSWER = {ANSWER!r}
-RESPONSE = b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: %d\\r\\n\\r\\n" % len(ANSWER) + ANSWER
+HEAD = b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: %d\\r\\n\\r\\n"
+RESPONSE = HEAD % len(ANSWER) + ANSWER
 class P(asyncio.Protocol):
     def connection_made(self, t): self.t, self.buf = t, b""
     def data_received(self, data):
@@ -68,6 +69,13 @@ async def main():
     server = await asyncio.get_running_loop().create_server(P, "{HOST}", int(sys.argv[1]), backlog=1024)
     await server.serve_forever()
 uvloop.run(main())
+"""
+
+
+PROFILED = """import cProfile, signal
+profile = cProfile.Profile()
+profile.enable()
+signal.signal(signal.SIGUSR1, lambda *_: (profile.disable(), profile.dump_stats({out!r})))
 """
 
 
@@ -129,8 +137,8 @@ async def connect(port: int, n: int) -> list[Client]:
     return [Client(*await asyncio.open_connection(HOST, port)) for _ in range(n)]
 
 
-async def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gateway exited with {proc.returncode}: see {proc.args}")
@@ -159,7 +167,7 @@ async def open_loop(port: int, rate: float, seconds: float) -> int:
             idle.append(client)
 
     start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
+    while time.perf_counter() - start < seconds:
         due = start + sent / rate
         if due > time.perf_counter():
             await asyncio.sleep(due - time.perf_counter())
@@ -208,7 +216,8 @@ def own_times(ledger: Path, after: int) -> tuple[int, dict[str, float]]:
     last = max((r[0] for r in rows), default=after)
     if not own:
         return last, {"n": 0}
-    return last, {"n": len(own), "own_p50_us": round(own[len(own) // 2], 1), "own_p99_us": round(own[int(len(own) * 0.99)], 1)}
+    p50, p99 = own[len(own) // 2], own[int(len(own) * 0.99)]
+    return last, {"n": len(own), "own_p50_us": round(p50, 1), "own_p99_us": round(p99, 1)}
 
 
 def max_rowid(ledger: Path) -> int:
@@ -223,18 +232,30 @@ async def settle(ledger: Path) -> None:
         await asyncio.sleep(0.6)
 
 
+def start_gateway(tree: Path, cfg: Path, log: Path, profile: str | None) -> subprocess.Popen[bytes]:
+    run = "from costwarden.cli.main import app; app()"
+    if profile:
+        run = PROFILED.format(out=profile) + run
+    argv = [str(PYTHON), "-c", run, "serve", "--config", str(cfg)]
+    env = {**os.environ, "PYTHONPATH": str((tree / "src").resolve())}
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_upstream(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(PYTHON), "-c", UPSTREAM, str(port)])
+
+
+def save(path: str, data: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(data, indent=2))
+
+
 async def one_rep(tree: Path, args: argparse.Namespace, upstream: int, profile: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="chain-time-") as tmp:
         workdir = Path(tmp)
         port = free_port()
         cfg = config(workdir, port, upstream)
-        argv = [str(PYTHON)]
-        if profile:
-            argv += ["-m", "cProfile", "-o", profile]
-        argv += ["-c", "from costwarden.cli.main import app; app()", "serve", "--config", str(cfg)]
-        env = {**os.environ, "PYTHONPATH": str((tree / "src").resolve())}
-        with open(workdir / "gateway.log", "wb") as log:
-            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = start_gateway(tree, cfg, workdir / "gateway.log", profile)
         try:
             if args.server_cpu is not None:
                 os.sched_setaffinity(proc.pid, {args.server_cpu})
@@ -253,6 +274,9 @@ async def one_rep(tree: Path, args: argparse.Namespace, upstream: int, profile: 
             thr = await closed_loop(port, args.connections, args.seconds, proc.pid)
             return {"tree": str(tree), **own, **thr}
         finally:
+            if profile:
+                proc.send_signal(signal.SIGUSR1)
+                await asyncio.sleep(2)
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
 
@@ -270,7 +294,7 @@ async def main() -> None:
     args = parser.parse_args()
     trees = [Path(t) for t in args.trees.split(",")]
     upstream = free_port()
-    up = subprocess.Popen([str(PYTHON), "-c", UPSTREAM, str(upstream)])
+    up = start_upstream(upstream)
     results: list[dict[str, Any]] = []
     try:
         await asyncio.sleep(0.5)
@@ -295,7 +319,7 @@ async def main() -> None:
         }
     print(json.dumps({"median": summary}, indent=2))
     if args.out:
-        Path(args.out).write_text(json.dumps({"runs": results, "median": summary}, indent=2))
+        save(args.out, {"runs": results, "median": summary})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -71,6 +72,7 @@ class Exchange:
     error: GatewayError | None = None
     ended_at: float = 0.0
     latency_ms: float = 0.0
+    spooled: Awaitable[None] | None = None  # the record's grouped spool write, awaited by the chain
     settled: bool = False  # the part before the last byte ran (chain.order)
     finished: bool = False  # the part after it ran
     batch: BatchRef | None = None  # a queued job's request: its batch, job, key and price multiplier

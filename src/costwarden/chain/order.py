@@ -73,7 +73,9 @@ class Chain:
         return self._names
 
     async def settle(self, exchange: Exchange) -> None:
-        """The part before the last byte (bound, meter, record, ...); once per request."""
+        """The part before the last byte (bound, meter, record, ...); once per request. Ends when the
+        record is on disk: a grouped spool write is awaited after every stage has settled, so a
+        cancellation landing there skips no stage's settle."""
         if exchange.settled:
             return
         exchange.settled = True
@@ -82,6 +84,13 @@ class Chain:
                 await stage.settle(exchange)
             except Exception:  # a settle must not lose the record of later stages
                 log.exception("stage %s failed to settle request %s", stage.name, exchange.request_id)
+        spooled = exchange.spooled
+        if spooled is not None:
+            exchange.spooled = None
+            try:
+                await spooled
+            except Exception:
+                log.exception("the spool write of request %s failed", exchange.request_id)
 
     async def finish(self, exchange: Exchange) -> None:
         """The part after the last byte (admission settlement, metrics); once per request, and only

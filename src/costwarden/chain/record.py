@@ -1,12 +1,14 @@
 """Stage 7, record: turn the exchange into its one ledger record and hand it to the recorder.
 
-The recorder spools the record durably before this returns (see storage/recorder.py), so the
-client receives the last byte only after its record is safe.
+The recorder spools the record durably (see storage/recorder.py), so the client receives the
+last byte only after its record is safe: at once, or in the loop turn's grouped write, which the
+chain awaits once every stage has settled (`Exchange.spooled`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 from costwarden.chain.exchange import Exchange
@@ -17,9 +19,10 @@ from costwarden.domain.request_id import client_request_id
 
 
 class RecordSink(Protocol):
-    """Accepts finished records; `append` must make the record durable before returning."""
+    """Accepts finished records; `append` makes the record durable before returning, or returns an
+    awaitable that completes once it is (a grouped spool write)."""
 
-    def append(self, record: UsageRecord) -> None: ...
+    def append(self, record: UsageRecord) -> Awaitable[None] | None: ...
 
 
 def to_record(exchange: Exchange) -> UsageRecord:
@@ -104,4 +107,4 @@ class Record(PassStage):
         # request can never make a batch unwritable; the recorder quarantines anything that still is.
         record = fit(to_record(exchange))
         exchange.cost = record.cost_usd
-        self._sink.append(record)
+        exchange.spooled = self._sink.append(record)

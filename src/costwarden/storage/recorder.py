@@ -1,6 +1,7 @@
 """The batch recorder: spool each record on the request path, write batches to the ledger off it.
 
-`append` is synchronous and durable (spool). A background task flushes every interval or when
+`append` spools the record: at once, or (`grouped`, the gateway) in this loop turn's one write,
+returning the future its request awaits before its last byte. A background task flushes every interval or when
 the batch is full. A batch the database refuses as data (`RecordRejected`) is bisected: the good
 records are written and each bad one is quarantined (table, metric, alert), so one poison record
 never holds up the others. Any other failure (the database is down) is retried on the next
@@ -50,7 +51,9 @@ class Recorder:
         batch_size: int,
         on_quarantine: Callable[[Sequence[Quarantined]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        grouped: bool = False,
     ) -> None:
+        self._grouped = grouped
         self._store = store
         self._spool = spool
         self._interval = interval_s
@@ -71,13 +74,19 @@ class Recorder:
         self.adopted = 0
         self.last_error: str | None = None
 
-    def append(self, record: UsageRecord) -> None:
-        self._spool.append(record)
+    def append(self, record: UsageRecord) -> asyncio.Future[None] | None:
+        """Spool the record; when grouped, the future that completes once it is on disk."""
+        spooled = None
+        if self._grouped:
+            spooled = self._spool.append_grouped(record)
+        else:
+            self._spool.append(record)
         self._pending.append(record)
         if self._pending_since is None:
             self._pending_since = self._clock()
         if len(self._pending) >= self._batch_size:
             self._wake.set()
+        return spooled
 
     @property
     def backlog(self) -> int:

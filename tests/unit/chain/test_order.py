@@ -455,3 +455,69 @@ def test_stage_names_say_the_order() -> None:
 )
 def test_presented_key(headers: list[tuple[bytes, bytes]], key: str | None) -> None:
     assert presented_key(headers) == key
+
+
+class GroupedSink:
+    """A sink whose records are durable only once a later loop turn writes them (a grouped spool)."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+        self.written: list[UsageRecord] = []
+        self.waiting: list[asyncio.Future[None]] = []
+        self.appended = asyncio.Event()
+
+    def append(self, record: UsageRecord) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        self.records.append(record)
+        self.appended.set()
+        done = loop.create_future()
+        self.waiting.append(done)
+        loop.call_soon(self._write, record, done)
+        return done
+
+    def _write(self, record: UsageRecord, done: asyncio.Future[None]) -> None:
+        self.written.append(record)
+        if not done.done():
+            done.set_result(None)
+
+
+class WatchingChannel(FakeChannel):
+    """Notes whether the record was on disk when the client got its last byte."""
+
+    def __init__(self, sink: GroupedSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.written_at_last_byte: int | None = None
+
+    async def body(self, data: bytes, more: bool) -> None:
+        await super().body(data, more)
+        if not more:
+            self.written_at_last_byte = len(self.sink.written)
+
+
+async def test_the_last_byte_waits_for_a_grouped_spool_write() -> None:
+    sink = GroupedSink()
+    log: list[str] = []
+    chain = Chain([Spy(Attribute(), log)], FakeForward(), [Spy(Meter(), log), Spy(Record(sink), log)])
+    exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT)
+    channel = WatchingChannel(sink)
+    await chain.run(exchange, channel)
+    assert channel.written_at_last_byte == 1  # the record was written before the client's last byte
+    assert exchange.spooled is None
+
+
+async def test_a_cancel_during_the_spool_wait_skips_no_settle() -> None:
+    sink = GroupedSink()
+    log: list[str] = []
+    chain = Chain([Spy(Attribute(), log)], FakeForward(), [Spy(Meter(), log), Spy(Record(sink), log)])
+    exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT)
+    task = asyncio.create_task(chain.run(exchange, FakeChannel()))
+    await sink.appended.wait()
+    task.cancel()  # the client left while its record's write was pending
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e for e in log if e.startswith("settle:")] == ["settle:meter", "settle:record", "settle:attribute"]
+    assert [e for e in log if e.startswith("finish:")] == ["finish:meter", "finish:record", "finish:attribute"]
+    await asyncio.sleep(0)
+    assert sink.written == sink.records  # the record is written all the same, once
+    assert len(sink.records) == 1
