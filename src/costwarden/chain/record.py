@@ -30,6 +30,7 @@ def to_record(exchange: Exchange) -> UsageRecord:
     route = exchange.route
     usage = exchange.usage
     error = exchange.error
+    batch_id, job_id = _job_ids(exchange)
     return UsageRecord(
         request_id=exchange.request_id,
         started_at=exchange.started_at,
@@ -62,8 +63,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         client_request_id=client_request_id(exchange.header(b"x-request-id")),
         variant=route.variant if route else None,
         original_cost_usd=exchange.original_cost,
-        batch_id=_job_ids(exchange)[0],
-        job_id=_job_ids(exchange)[1],
+        batch_id=batch_id,
+        job_id=job_id,
         cache=exchange.cache,
         cache_avoided_usd=exchange.cache_avoided,
         reasoning_tokens=usage.reasoning_tokens,
