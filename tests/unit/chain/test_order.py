@@ -20,6 +20,7 @@ from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain
 from costwarden.chain.record import Record
 from costwarden.chain.route import RouteStage
+from costwarden.chain.stage import PassStage
 from costwarden.chain.target import RouteTable
 from costwarden.config.models import Deployment
 from costwarden.domain.keys import KeyIdentity
@@ -521,3 +522,28 @@ async def test_a_cancel_during_the_spool_wait_skips_no_settle() -> None:
     await asyncio.sleep(0)
     assert sink.written == sink.records  # the record is written all the same, once
     assert len(sink.records) == 1
+
+
+async def test_a_hook_a_stage_leaves_to_pass_stage_is_not_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hook awaits only the stages that act on it; the others keep PassStage's, which does nothing."""
+    called: list[str] = []
+
+    def null(hook: str) -> Any:
+        async def nothing(self: PassStage, exchange: Exchange) -> None:
+            called.append(f"{hook}:{self.name}")
+
+        return nothing
+
+    for hook in ("enter", "settle", "finish"):
+        monkeypatch.setattr(PassStage, hook, null(hook))
+    sink = MemorySink()
+    log: list[str] = []
+    chain = Chain([Attribute(), Spy(Attribute(), log)], FakeForward(), [Meter(), Record(sink)])
+    exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT, identity=ALICE)
+    await chain.run(exchange, FakeChannel())
+    assert exchange.error is None
+    # Attribute acts on enter only, Meter and Record on settle only: their PassStage hooks are not
+    # awaited. The spy is no PassStage, so every hook of it is, and it calls the Attribute it wraps.
+    assert log == ["enter:attribute", "settle:attribute", "finish:attribute"]
+    assert called == ["settle:attribute", "finish:attribute"]
+    assert len(sink.records) == 1 and exchange.finished
