@@ -92,7 +92,7 @@ def pricing_basis(exchange: Exchange) -> str:
     route = exchange.route
     if route is None:
         return "free"
-    return route.sheet.basis + ESTIMATED if exchange.usage_estimated else route.sheet.basis
+    return route.basis + ESTIMATED if exchange.usage_estimated else route.basis
 
 
 class Record(PassStage):
