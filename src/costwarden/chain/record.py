@@ -20,9 +20,10 @@ from costwarden.domain.request_id import client_request_id
 
 class RecordSink(Protocol):
     """Accepts finished records; `append` makes the record durable before returning, or returns an
-    awaitable that completes once it is (a grouped spool write)."""
+    awaitable that completes once it is (a grouped spool write). `fitted`: the record comes from
+    `domain.limits.fit`, so it fits the ledger (no need to check it again)."""
 
-    def append(self, record: UsageRecord) -> Awaitable[None] | None: ...
+    def append(self, record: UsageRecord, fitted: bool = False) -> Awaitable[None] | None: ...
 
 
 def to_record(exchange: Exchange) -> UsageRecord:
@@ -108,4 +109,4 @@ class Record(PassStage):
         # request can never make a batch unwritable; the recorder quarantines anything that still is.
         record = fit(to_record(exchange))
         exchange.cost = record.cost_usd
-        exchange.spooled = self._sink.append(record)
+        exchange.spooled = self._sink.append(record, fitted=True)

@@ -156,7 +156,7 @@ class LoggedSink:
         self._sink = sink
         self._log = access_log
 
-    def append(self, record: UsageRecord) -> Awaitable[None] | None:
-        spooled = self._sink.append(record)
+    def append(self, record: UsageRecord, fitted: bool = False) -> Awaitable[None] | None:
+        spooled = self._sink.append(record, fitted)
         self._log.append(record)
         return spooled

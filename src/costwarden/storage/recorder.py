@@ -61,6 +61,9 @@ class Recorder:
         self._on_quarantine = on_quarantine
         self._clock = clock
         self._pending: list[UsageRecord] = []
+        # ids of the records appended `fitted` (checked by `fit` already), until they are written;
+        # each one is alive in `_pending` or `_unwritten` meanwhile, so no other record has its id.
+        self._fitted: set[int] = set()
         self._unwritten: list[UsageRecord] = []  # sealed, not yet committed
         self._pending_since: float | None = None  # when the oldest pending record was appended
         self._unwritten_since: float | None = None  # the same, for the sealed records
@@ -74,8 +77,12 @@ class Recorder:
         self.adopted = 0
         self.last_error: str | None = None
 
-    def append(self, record: UsageRecord) -> asyncio.Future[None] | None:
-        """Spool the record; when grouped, the future that completes once it is on disk."""
+    def append(self, record: UsageRecord, fitted: bool = False) -> asyncio.Future[None] | None:
+        """Spool the record; when grouped, the future that completes once it is on disk. `fitted`:
+        the record came from `domain.limits.fit` (the record stage), so the batch does not check it
+        again; any other is checked before it is written (e.g. quarantined if out of range)."""
+        if fitted:
+            self._fitted.add(id(record))
         spooled = None
         if self._grouped:
             spooled = self._spool.append_grouped(record)
@@ -181,6 +188,8 @@ class Recorder:
             self.last_error = None
             self._unwritten = []
             self._unwritten_since = None
+            if self._fitted:
+                self._fitted.difference_update(map(id, batch))
             self._spool.commit_sealed()
             return True
 
@@ -189,8 +198,9 @@ class Recorder:
         now = time.time()
         poison: list[Quarantined] = []
         fitting: list[UsageRecord] = []
+        fitted = self._fitted
         for r in records:
-            if storable(r):
+            if id(r) in fitted or storable(r):
                 fitting.append(r)
             else:  # e.g. replayed from an older gateway's spool: never sent, it could fail a batch
                 poison.append(quarantined(r, "; ".join(violations(r)), now))

@@ -467,7 +467,7 @@ class GroupedSink:
         self.waiting: list[asyncio.Future[None]] = []
         self.appended = asyncio.Event()
 
-    def append(self, record: UsageRecord) -> asyncio.Future[None]:
+    def append(self, record: UsageRecord, fitted: bool = False) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         self.records.append(record)
         self.appended.set()
