@@ -41,7 +41,7 @@ class Ledger:
     def __init__(self) -> None:
         self.records: list[UsageRecord] = []
 
-    def append(self, record: UsageRecord) -> None:
+    def append(self, record: UsageRecord, fitted: bool = False) -> None:
         self.records.append(record)
 
 

@@ -4,6 +4,7 @@ and the exposition keeps to its budget; a spend report's JSON is built off the e
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -47,6 +48,12 @@ async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
     await inbox.put({"type": "lifespan.shutdown"})
     await lifespan
     sys.setswitchinterval(switch)  # the rest of the test session keeps CPython's own
+    gc.unfreeze()
+
+
+def test_what_the_gateway_built_at_start_is_out_of_the_collectors_sight(app: CostwardenASGI) -> None:
+    """A full collection does not walk the long-lived heap (modules, config, metrics) again and again."""
+    assert gc.get_freeze_count() > 10_000
 
 
 def test_the_gateway_process_hands_the_gil_to_the_event_loop_every_millisecond(app: CostwardenASGI) -> None:

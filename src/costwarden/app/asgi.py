@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 
@@ -81,6 +82,10 @@ class CostwardenASGI:
                     log.exception("the gateway could not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                # Everything built so far (modules, config, routes, metrics) lives as long as the
+                # process: out of the collector's sight, a full collection no longer walks it (one
+                # took 20-200 ms on the gateway's heap, a stall of every request in flight).
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._grpc is not None:

@@ -198,6 +198,7 @@ class Runtime:
             storage.flush_interval_ms / 1000.0,
             storage.batch_size,
             on_quarantine=self._quarantine_alert,
+            grouped=True,  # one spool write per loop turn, awaited before each last byte
         )
         self.registry.register(LedgerCollector(lambda: self._recorder))
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try

@@ -17,7 +17,10 @@ class KeyResolver(Protocol):
 
 
 def _first(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    return next((value for key, value in headers if key == name), None)
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -71,6 +72,7 @@ class Exchange:
     error: GatewayError | None = None
     ended_at: float = 0.0
     latency_ms: float = 0.0
+    spooled: Awaitable[None] | None = None  # the record's grouped spool write, awaited by the chain
     settled: bool = False  # the part before the last byte ran (chain.order)
     finished: bool = False  # the part after it ran
     batch: BatchRef | None = None  # a queued job's request: its batch, job, key and price multiplier
@@ -101,11 +103,12 @@ class Exchange:
     def costwarden_headers(self, with_cost: bool) -> list[tuple[bytes, bytes]]:
         """The gateway's response headers; the cost only once it is known (not on a stream)."""
         headers = [(b"x-costwarden-request-id", self.request_id.encode())]
-        if self.route is not None:
-            headers.append((b"x-costwarden-deployment", self.route.deployment.name.encode()))
-        if self.variant_of is not None and self.route is not None:
-            # The variant that served, or `original` when its upstream was down (a fallback).
-            headers.append((b"x-costwarden-variant", (self.route.variant or "original").encode()))
+        route = self.route
+        if route is not None:
+            headers.append(route.header)
+            if self.variant_of is not None:
+                # The variant that served, or `original` when its upstream was down (a fallback).
+                headers.append((b"x-costwarden-variant", (route.variant or "original").encode()))
         if with_cost:
             headers.append((b"x-costwarden-cost-usd", usd_text(self.cost).encode()))
         if self.extra_headers:

@@ -19,9 +19,9 @@ class Meter(PassStage):
         if route is None:
             return
         usage = exchange.usage
-        if exchange.upstream_seconds is not None:
-            usage = replace(usage, upstream_seconds=exchange.upstream_seconds)
-            exchange.usage = usage
+        seconds = exchange.upstream_seconds
+        if seconds is not None:
+            usage = exchange.usage = usage.timed(seconds)
         # Only what an upstream answered costs anything (not a reply of the gateway's own); a stream
         # cut short after the upstream sent tokens is still billed for what it sent.
         served = exchange.upstream_status is not None and (

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from costwarden.chain.exchange import Exchange
-from costwarden.chain.stage import JSON_CONTENT, Channel, Forward, Reply, Stage
+from costwarden.chain.stage import JSON_CONTENT, Channel, Forward, PassStage, Reply, Stage
 from costwarden.domain.record import Outcome
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
@@ -58,6 +58,12 @@ def assemble(
     )
 
 
+def acting(stages: Sequence[Stage], hook: str) -> tuple[Stage, ...]:
+    """The stages whose `hook` does something: all but those that keep `PassStage`'s own."""
+    null = PassStage.__dict__[hook]
+    return tuple(s for s in stages if getattr(getattr(s, hook), "__func__", None) is not null)
+
+
 class Chain:
     """Runs `before` stages' enter, then forwards; settles and finishes every stage exactly once."""
 
@@ -65,6 +71,11 @@ class Chain:
         self._before = tuple(before)
         # Settling unwinds like a stack: meter and record first, then the earlier stages reversed.
         self._settle_order = (*after, *reversed(self._before))
+        # Each hook awaits only the stages that act on it (a `PassStage` hook does nothing): the
+        # same stages in the same order, about 15 fewer coroutine calls per request.
+        self._enter = acting(self._before, "enter")
+        self._settling = acting(self._settle_order, "settle")
+        self._finishing = acting(self._settle_order, "finish")
         self._forwarder = forwarder
         self._names = (*(s.name for s in self._before), "forward", *(s.name for s in after))
 
@@ -73,15 +84,24 @@ class Chain:
         return self._names
 
     async def settle(self, exchange: Exchange) -> None:
-        """The part before the last byte (bound, meter, record, ...); once per request."""
+        """The part before the last byte (bound, meter, record, ...); once per request. Ends when the
+        record is on disk: a grouped spool write is awaited after every stage has settled, so a
+        cancellation landing there skips no stage's settle."""
         if exchange.settled:
             return
         exchange.settled = True
-        for stage in self._settle_order:
+        for stage in self._settling:
             try:
                 await stage.settle(exchange)
             except Exception:  # a settle must not lose the record of later stages
                 log.exception("stage %s failed to settle request %s", stage.name, exchange.request_id)
+        spooled = exchange.spooled
+        if spooled is not None:
+            exchange.spooled = None
+            try:
+                await spooled
+            except Exception:
+                log.exception("the spool write of request %s failed", exchange.request_id)
 
     async def finish(self, exchange: Exchange) -> None:
         """The part after the last byte (admission settlement, metrics); once per request, and only
@@ -90,7 +110,7 @@ class Chain:
         if exchange.finished:
             return
         exchange.finished = True
-        for stage in self._settle_order:
+        for stage in self._finishing:
             try:
                 await stage.finish(exchange)
             except Exception:
@@ -115,7 +135,7 @@ class Chain:
 
     async def _serve(self, exchange: Exchange, channel: Channel) -> None:
         try:
-            for stage in self._before:
+            for stage in self._enter:
                 reply = await stage.enter(exchange)
                 if reply is not None:
                     await self._reply(exchange, channel, reply)

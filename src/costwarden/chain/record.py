@@ -1,12 +1,14 @@
 """Stage 7, record: turn the exchange into its one ledger record and hand it to the recorder.
 
-The recorder spools the record durably before this returns (see storage/recorder.py), so the
-client receives the last byte only after its record is safe.
+The recorder spools the record durably (see storage/recorder.py), so the client receives the
+last byte only after its record is safe: at once, or in the loop turn's grouped write, which the
+chain awaits once every stage has settled (`Exchange.spooled`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 from costwarden.chain.exchange import Exchange
@@ -17,9 +19,11 @@ from costwarden.domain.request_id import client_request_id
 
 
 class RecordSink(Protocol):
-    """Accepts finished records; `append` must make the record durable before returning."""
+    """Accepts finished records; `append` makes the record durable before returning, or returns an
+    awaitable that completes once it is (a grouped spool write). `fitted`: the record comes from
+    `domain.limits.fit`, so it fits the ledger (no need to check it again)."""
 
-    def append(self, record: UsageRecord) -> None: ...
+    def append(self, record: UsageRecord, fitted: bool = False) -> Awaitable[None] | None: ...
 
 
 def to_record(exchange: Exchange) -> UsageRecord:
@@ -27,6 +31,7 @@ def to_record(exchange: Exchange) -> UsageRecord:
     route = exchange.route
     usage = exchange.usage
     error = exchange.error
+    batch_id, job_id = _job_ids(exchange)
     return UsageRecord(
         request_id=exchange.request_id,
         started_at=exchange.started_at,
@@ -59,8 +64,8 @@ def to_record(exchange: Exchange) -> UsageRecord:
         client_request_id=client_request_id(exchange.header(b"x-request-id")),
         variant=route.variant if route else None,
         original_cost_usd=exchange.original_cost,
-        batch_id=_job_ids(exchange)[0],
-        job_id=_job_ids(exchange)[1],
+        batch_id=batch_id,
+        job_id=job_id,
         cache=exchange.cache,
         cache_avoided_usd=exchange.cache_avoided,
         reasoning_tokens=usage.reasoning_tokens,
@@ -88,7 +93,7 @@ def pricing_basis(exchange: Exchange) -> str:
     route = exchange.route
     if route is None:
         return "free"
-    return route.sheet.basis + ESTIMATED if exchange.usage_estimated else route.sheet.basis
+    return route.basis + ESTIMATED if exchange.usage_estimated else route.basis
 
 
 class Record(PassStage):
@@ -104,4 +109,4 @@ class Record(PassStage):
         # request can never make a batch unwritable; the recorder quarantines anything that still is.
         record = fit(to_record(exchange))
         exchange.cost = record.cost_usd
-        self._sink.append(record)
+        exchange.spooled = self._sink.append(record, fitted=True)

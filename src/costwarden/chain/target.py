@@ -7,7 +7,7 @@ balancer and forwarder serve it; none of them imports another for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from costwarden.config.models import Deployment
 from costwarden.domain.pricing import PriceSheet
@@ -23,6 +23,14 @@ class Route:
     urls: tuple[str, ...]
     variant: str | None = None  # the cheaper variant of `deployment` this route serves, if one
     api_key: str | None = None  # sent upstream as a bearer token
+    # Made once, not per request: the sheet's pricing bases (every ledger record) and the
+    # `x-costwarden-deployment` response header, encoded.
+    basis: str = field(init=False, repr=False, compare=False)
+    header: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "basis", self.sheet.basis)
+        object.__setattr__(self, "header", (b"x-costwarden-deployment", self.deployment.name.encode()))
 
     @property
     def pool(self) -> str:

@@ -28,6 +28,22 @@ class Usage:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def timed(self, upstream_seconds: float) -> Usage:
+        """The same usage with `upstream_seconds` set (what `dataclasses.replace` gives, in a
+        fraction of its time: the meter does this for every request)."""
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_tokens,
+            self.items,
+            upstream_seconds,
+            self.reasoning_tokens,
+            self.images,
+            self.audio_ms,
+            self.characters,
+            self.documents,
+        )
+
     @property
     def modal(self) -> bool:
         """Whether the usage counts any image, audio, character or document."""

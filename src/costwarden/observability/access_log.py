@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -156,6 +156,7 @@ class LoggedSink:
         self._sink = sink
         self._log = access_log
 
-    def append(self, record: UsageRecord) -> None:
-        self._sink.append(record)
+    def append(self, record: UsageRecord, fitted: bool = False) -> Awaitable[None] | None:
+        spooled = self._sink.append(record, fitted)
         self._log.append(record)
+        return spooled

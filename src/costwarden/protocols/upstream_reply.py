@@ -32,8 +32,7 @@ def well_formed(protocol: Protocol, endpoint: str, body: bytes, binary_header: s
     a JSON header of that length; only the header is parsed.
     """
     if protocol is Protocol.OPENAI:
-        value = parse(body)
-        return isinstance(value, dict) or (endpoint == RERANK and isinstance(value, list))  # TEI: a list
+        return openai_shaped(endpoint, parse(body))
     if protocol is Protocol.V2 and endpoint == "/v2/infer":
         try:
             header = v2.json_part(body, None if binary_header is None else binary_header.encode("latin-1"))
@@ -43,6 +42,11 @@ def well_formed(protocol: Protocol, endpoint: str, body: bytes, binary_header: s
     if protocol is Protocol.V2:  # metadata is JSON; a ready answer may be empty
         return not body.strip() or parse(body) is not None
     return True
+
+
+def openai_shaped(endpoint: str, value: Any) -> bool:
+    """Whether a parsed OpenAI answer has its protocol's shape: an object (TEI's rerank: a list)."""
+    return isinstance(value, dict) or (endpoint == RERANK and isinstance(value, list))
 
 
 def client_error(protocol: Protocol, status: int, body: bytes) -> bytes | None:

@@ -1,6 +1,7 @@
 """The batch recorder: spool each record on the request path, write batches to the ledger off it.
 
-`append` is synchronous and durable (spool). A background task flushes every interval or when
+`append` spools the record: at once, or (`grouped`, the gateway) in this loop turn's one write,
+returning the future its request awaits before its last byte. A background task flushes every interval or when
 the batch is full. A batch the database refuses as data (`RecordRejected`) is bisected: the good
 records are written and each bad one is quarantined (table, metric, alert), so one poison record
 never holds up the others. Any other failure (the database is down) is retried on the next
@@ -50,7 +51,9 @@ class Recorder:
         batch_size: int,
         on_quarantine: Callable[[Sequence[Quarantined]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        grouped: bool = False,
     ) -> None:
+        self._grouped = grouped
         self._store = store
         self._spool = spool
         self._interval = interval_s
@@ -58,6 +61,9 @@ class Recorder:
         self._on_quarantine = on_quarantine
         self._clock = clock
         self._pending: list[UsageRecord] = []
+        # ids of the records appended `fitted` (checked by `fit` already), until they are written;
+        # each one is alive in `_pending` or `_unwritten` meanwhile, so no other record has its id.
+        self._fitted: set[int] = set()
         self._unwritten: list[UsageRecord] = []  # sealed, not yet committed
         self._pending_since: float | None = None  # when the oldest pending record was appended
         self._unwritten_since: float | None = None  # the same, for the sealed records
@@ -71,13 +77,23 @@ class Recorder:
         self.adopted = 0
         self.last_error: str | None = None
 
-    def append(self, record: UsageRecord) -> None:
-        self._spool.append(record)
+    def append(self, record: UsageRecord, fitted: bool = False) -> asyncio.Future[None] | None:
+        """Spool the record; when grouped, the future that completes once it is on disk. `fitted`:
+        the record came from `domain.limits.fit` (the record stage), so the batch does not check it
+        again; any other is checked before it is written (e.g. quarantined if out of range)."""
+        if fitted:
+            self._fitted.add(id(record))
+        spooled = None
+        if self._grouped:
+            spooled = self._spool.append_grouped(record)
+        else:
+            self._spool.append(record)
         self._pending.append(record)
         if self._pending_since is None:
             self._pending_since = self._clock()
         if len(self._pending) >= self._batch_size:
             self._wake.set()
+        return spooled
 
     @property
     def backlog(self) -> int:
@@ -172,6 +188,8 @@ class Recorder:
             self.last_error = None
             self._unwritten = []
             self._unwritten_since = None
+            if self._fitted:
+                self._fitted.difference_update(map(id, batch))
             self._spool.commit_sealed()
             return True
 
@@ -180,8 +198,9 @@ class Recorder:
         now = time.time()
         poison: list[Quarantined] = []
         fitting: list[UsageRecord] = []
+        fitted = self._fitted
         for r in records:
-            if storable(r):
+            if id(r) in fitted or storable(r):
                 fitting.append(r)
             else:  # e.g. replayed from an older gateway's spool: never sent, it could fail a batch
                 poison.append(quarantined(r, "; ".join(violations(r)), now))

@@ -7,10 +7,16 @@ that died: any live gateway sharing the root (at start and then periodically) ad
 its lock while it replays it into the ledger (idempotent on request id), then deletes it.
 The write is a plain `os.write` to the page cache: it survives the process being killed (not a
 power cut), costs microseconds, and is the only I/O on the request path.
+
+On the gateway the writes are grouped (`append_grouped`): every record completed in one event-loop
+turn is written by one `os.write` at the start of the next turn, and each request waits for that
+write before its client gets the last byte, so the promise above holds with one syscall per turn
+instead of one per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -41,6 +47,8 @@ class Spool:
         self._segment = 0
         self._fd = self._open_segment()
         self._sealed: list[Path] = []
+        self._lines: list[bytes] = []  # grouped: encoded, not yet written
+        self._waiters: list[asyncio.Future[None]] = []  # grouped: their requests wait for the write
 
     def _segment_path(self, number: int) -> Path:
         return self.folder / f"{number:012d}.jsonl"
@@ -49,10 +57,42 @@ class Spool:
         return os.open(self._segment_path(self._segment), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
 
     def append(self, record: UsageRecord) -> None:
-        os.write(self._fd, record.to_json_line())
+        """Write the record now: it is on disk when this returns."""
+        _write_all(self._fd, record.to_json_line())
+
+    def append_grouped(self, record: UsageRecord) -> asyncio.Future[None]:
+        """Queue the record for this loop turn's one write; the future completes once it is on disk
+        (or fails with the write's error). Cancelling the future does not take the record back."""
+        loop = asyncio.get_running_loop()
+        if not self._lines:
+            loop.call_soon(self.write_grouped)
+        self._lines.append(record.to_json_line())
+        done = loop.create_future()
+        self._waiters.append(done)
+        return done
+
+    def write_grouped(self) -> None:
+        """Write the queued records with one `os.write` and release the requests that wait for it."""
+        if not self._lines:
+            return
+        data = b"".join(self._lines)
+        waiters = self._waiters
+        self._lines, self._waiters = [], []
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(OSError(exc.errno, exc.strerror))  # one per waiter: none shared
+            return
+        for waiter in waiters:
+            if not waiter.done():  # a waiter whose request was cancelled is cancelled already
+                waiter.set_result(None)
 
     def seal(self) -> None:
-        """Start a new segment; the current one waits for `commit_sealed`."""
+        """Start a new segment; the current one waits for `commit_sealed`. Records queued for this
+        turn's write go to the segment being sealed (their records are in the batch it seals)."""
+        self.write_grouped()
         os.close(self._fd)
         self._sealed.append(self._segment_path(self._segment))
         self._segment += 1
@@ -66,6 +106,7 @@ class Spool:
 
     def close(self, committed: bool) -> None:
         """Close this process's spool; remove it entirely if everything reached the ledger."""
+        self.write_grouped()
         os.close(self._fd)
         if committed:
             for path in self.folder.iterdir():
@@ -91,6 +132,13 @@ class Spool:
         finally:
             for _, fd in held:
                 os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    while written < len(data):  # a regular file takes it all unless the disk fills: then this raises
+        data = data[written:]
+        written = os.write(fd, data)
 
 
 def _try_lock(lock: Path) -> int | None:

@@ -182,6 +182,8 @@ class Forwarder:
         """Answer with the upstream's whole response; the upstream's fault, if it was one ("" if not)."""
         status = response.status
         name = exchange.deployment_name or "?"
+        openai_answer = exchange.protocol is Protocol.OPENAI and status < 400
+        answer = upstream_reply.parse(body) if openai_answer else None  # parsed once
         if status >= 500:
             fault = GatewayError(
                 502, "upstream_error", f"the upstream of {name!r} failed (HTTP {status})", kind="upstream_error"
@@ -190,8 +192,12 @@ class Forwarder:
             return f"HTTP {status}: {body[:_SNIPPET].decode('utf-8', 'replace')}"
         if status < 300 and (
             exchange.stream
-            or not upstream_reply.well_formed(
-                exchange.protocol, exchange.endpoint, body, response.headers.get("Inference-Header-Content-Length")
+            or not (
+                upstream_reply.openai_shaped(exchange.endpoint, answer)
+                if openai_answer
+                else upstream_reply.well_formed(
+                    exchange.protocol, exchange.endpoint, body, response.headers.get("Inference-Header-Content-Length")
+                )
             )
         ):
             expected = "an event stream" if exchange.stream else f"valid {exchange.protocol.value} JSON"
@@ -214,7 +220,7 @@ class Forwarder:
                 headers = [(k, v) for k, v in headers if k != b"content-type"]
                 headers.append(JSON_CONTENT)
         elif exchange.protocol is Protocol.OPENAI:
-            exchange.usage = usage_of(exchange, upstream_reply.parse(body)) or exchange.usage
+            exchange.usage = usage_of(exchange, answer) or exchange.usage
         exchange.response_bytes = len(body)
         await settle(exchange)
         headers.extend(exchange.costwarden_headers(True))

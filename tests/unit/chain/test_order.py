@@ -20,6 +20,7 @@ from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain
 from costwarden.chain.record import Record
 from costwarden.chain.route import RouteStage
+from costwarden.chain.stage import PassStage
 from costwarden.chain.target import RouteTable
 from costwarden.config.models import Deployment
 from costwarden.domain.keys import KeyIdentity
@@ -455,3 +456,94 @@ def test_stage_names_say_the_order() -> None:
 )
 def test_presented_key(headers: list[tuple[bytes, bytes]], key: str | None) -> None:
     assert presented_key(headers) == key
+
+
+class GroupedSink:
+    """A sink whose records are durable only once a later loop turn writes them (a grouped spool)."""
+
+    def __init__(self) -> None:
+        self.records: list[UsageRecord] = []
+        self.written: list[UsageRecord] = []
+        self.waiting: list[asyncio.Future[None]] = []
+        self.appended = asyncio.Event()
+
+    def append(self, record: UsageRecord, fitted: bool = False) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        self.records.append(record)
+        self.appended.set()
+        done = loop.create_future()
+        self.waiting.append(done)
+        loop.call_soon(self._write, record, done)
+        return done
+
+    def _write(self, record: UsageRecord, done: asyncio.Future[None]) -> None:
+        self.written.append(record)
+        if not done.done():
+            done.set_result(None)
+
+
+class WatchingChannel(FakeChannel):
+    """Notes whether the record was on disk when the client got its last byte."""
+
+    def __init__(self, sink: GroupedSink) -> None:
+        super().__init__()
+        self.sink = sink
+        self.written_at_last_byte: int | None = None
+
+    async def body(self, data: bytes, more: bool) -> None:
+        await super().body(data, more)
+        if not more:
+            self.written_at_last_byte = len(self.sink.written)
+
+
+async def test_the_last_byte_waits_for_a_grouped_spool_write() -> None:
+    sink = GroupedSink()
+    log: list[str] = []
+    chain = Chain([Spy(Attribute(), log)], FakeForward(), [Spy(Meter(), log), Spy(Record(sink), log)])
+    exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT)
+    channel = WatchingChannel(sink)
+    await chain.run(exchange, channel)
+    assert channel.written_at_last_byte == 1  # the record was written before the client's last byte
+    assert exchange.spooled is None
+
+
+async def test_a_cancel_during_the_spool_wait_skips_no_settle() -> None:
+    sink = GroupedSink()
+    log: list[str] = []
+    chain = Chain([Spy(Attribute(), log)], FakeForward(), [Spy(Meter(), log), Spy(Record(sink), log)])
+    exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT)
+    task = asyncio.create_task(chain.run(exchange, FakeChannel()))
+    await sink.appended.wait()
+    task.cancel()  # the client left while its record's write was pending
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [e for e in log if e.startswith("settle:")] == ["settle:meter", "settle:record", "settle:attribute"]
+    assert [e for e in log if e.startswith("finish:")] == ["finish:meter", "finish:record", "finish:attribute"]
+    await asyncio.sleep(0)
+    assert sink.written == sink.records  # the record is written all the same, once
+    assert len(sink.records) == 1
+
+
+async def test_a_hook_a_stage_leaves_to_pass_stage_is_not_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hook awaits only the stages that act on it; the others keep PassStage's, which does nothing."""
+    called: list[str] = []
+
+    def null(hook: str) -> Any:
+        async def nothing(self: PassStage, exchange: Exchange) -> None:
+            called.append(f"{hook}:{self.name}")
+
+        return nothing
+
+    for hook in ("enter", "settle", "finish"):
+        monkeypatch.setattr(PassStage, hook, null(hook))
+    sink = MemorySink()
+    log: list[str] = []
+    chain = Chain([Attribute(), Spy(Attribute(), log)], FakeForward(), [Meter(), Record(sink)])
+    exchange = Exchange("r", "POST", CHAT, b"", [], CHAT_BODY, Protocol.OPENAI, CHAT, identity=ALICE)
+    await chain.run(exchange, FakeChannel())
+    assert exchange.error is None
+    # Attribute acts on enter only, Meter and Record on settle only: their PassStage hooks are not
+    # awaited. The spy is no PassStage, so every hook of it is, and it calls the Attribute it wraps.
+    assert log == ["enter:attribute", "settle:attribute", "finish:attribute"]
+    assert called == ["settle:attribute", "finish:attribute"]
+    assert len(sink.records) == 1 and exchange.finished

@@ -24,7 +24,7 @@ class Collect:
     def __init__(self) -> None:
         self.records: list[UsageRecord] = []
 
-    def append(self, record: UsageRecord) -> None:
+    def append(self, record: UsageRecord, fitted: bool = False) -> None:
         self.records.append(record)
 
 

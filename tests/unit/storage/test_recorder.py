@@ -11,8 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from costwarden.domain.limits import storable
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
+from costwarden.storage import recorder as recorder_module
 from costwarden.storage.recorder import LedgerProgress, Recorder
 from costwarden.storage.spool import Spool
 from tests.unit.storage.sample import MemoryLedger, dead_folder, jsonl, record
@@ -348,3 +350,26 @@ async def test_a_live_gateway_adopts_an_orphan_periodically(ledger: MemoryLedger
         assert spool.folder.exists()
     finally:
         await recorder.stop()
+
+
+async def test_a_record_the_record_stage_fitted_is_not_checked_again(
+    ledger: MemoryLedger, spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+
+    def counting(r: UsageRecord) -> bool:
+        checked.append(r.request_id)
+        return storable(r)
+
+    monkeypatch.setattr(recorder_module, "storable", counting)
+    recorder, alerted = alerting(ledger, spool, batch_size=10)
+    recorder.append(record("fit-1"), fitted=True)
+    recorder.append(record("huge", items=2**64 - 1))  # not from `fit`: checked, and quarantined
+    recorder.append(record("fit-2"), fitted=True)
+    assert await recorder.flush() is True
+    assert checked == ["huge"]
+    assert sorted(ledger.rows) == ["fit-1", "fit-2"]
+    assert [e.request_id for e in alerted] == ["huge"]
+    recorder.append(record("later", items=2**64 - 1))  # a later record is checked, whatever its id
+    assert await recorder.flush() is True
+    assert checked == ["huge", "later"] and [e.request_id for e in alerted] == ["huge", "later"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +127,54 @@ def test_remove_folder(tmp_path: Path) -> None:
     folder = dead_folder(tmp_path, "1-x", jsonl(record("a")), b"")
     remove_folder(folder)
     assert not folder.exists()
+
+
+async def test_grouped_appends_of_one_loop_turn_are_one_write(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    real_write = os.write
+
+    def counted(fd: int, data: bytes) -> int:
+        writes.append(bytes(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr("costwarden.storage.spool.os.write", counted)
+    a, b, c = record("a"), record("b"), record("c")
+    waiting = [spool.append_grouped(r) for r in (a, b, c)]  # three requests completed in one turn
+    assert not any(w.done() for w in waiting)
+    assert lines(spool.folder / "000000000000.jsonl") == []  # nothing released before the write
+    await asyncio.gather(*waiting)
+    assert len(writes) == 1
+    assert lines(spool.folder / "000000000000.jsonl") == [a, b, c]  # in order, the same lines
+    assert writes[0] == jsonl(a, b, c)
+    await spool.append_grouped(record("d"))  # the next turn: its own write
+    assert len(writes) == 2
+
+
+async def test_a_cancelled_wait_keeps_the_record_and_the_others(spool: Spool) -> None:
+    first = spool.append_grouped(record("a"))
+    second = spool.append_grouped(record("b"))
+    first.cancel()  # its request was cancelled (the client left): the record is still written
+    await second
+    assert lines(spool.folder / "000000000000.jsonl") == [record("a"), record("b")]
+
+
+async def test_seal_writes_the_queued_records_into_the_segment_it_seals(spool: Spool) -> None:
+    waiting = spool.append_grouped(record("a"))
+    spool.seal()  # the recorder sealed a batch holding record a: a belongs to segment 0
+    assert waiting.done()
+    spool.append(record("b"))
+    assert lines(spool.folder / "000000000000.jsonl") == [record("a")]
+    assert lines(spool.folder / "000000000001.jsonl") == [record("b")]
+
+
+async def test_a_failed_grouped_write_fails_every_waiter(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("costwarden.storage.spool.os.write", full)
+    waiting = [spool.append_grouped(record(name)) for name in "ab"]
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(r) for r in results] == [OSError, OSError]
+    assert results[0] is not results[1]  # each request raises its own
