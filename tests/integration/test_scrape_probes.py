@@ -29,7 +29,8 @@ TOKEN = "probe-test-admin-token-0123456789"
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
+async def app(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[CostwardenASGI]:
+    """The gateway as `costwarden serve` makes it (its heap frozen at start), unless parametrised False."""
     config = Config.model_validate(
         {
             "server": {"admin_token": TOKEN},
@@ -38,7 +39,7 @@ async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
         }
     )
     switch = sys.getswitchinterval()
-    gateway = CostwardenASGI(config)
+    gateway = CostwardenASGI(config, freeze_heap=getattr(request, "param", True))
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
     lifespan = asyncio.create_task(gateway({"type": "lifespan"}, inbox.get, outbox.put))
@@ -54,6 +55,13 @@ async def app(tmp_path: Path) -> AsyncIterator[CostwardenASGI]:
 def test_what_the_gateway_built_at_start_is_out_of_the_collectors_sight(app: CostwardenASGI) -> None:
     """A full collection does not walk the long-lived heap (modules, config, metrics) again and again."""
     assert gc.get_freeze_count() > 10_000
+
+
+@pytest.mark.parametrize("app", [False], indirect=True)
+def test_a_gateway_started_in_a_test_process_leaves_its_heap_to_the_collector(app: CostwardenASGI) -> None:
+    """Only the serving process freezes: a process that starts gateways over and over would keep every
+    one's garbage for good."""
+    assert gc.get_freeze_count() == 0
 
 
 def test_the_gateway_process_hands_the_gil_to_the_event_loop_every_millisecond(app: CostwardenASGI) -> None:

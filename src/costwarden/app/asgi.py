@@ -27,8 +27,12 @@ GIL_SWITCH_INTERVAL_S = 0.001
 class CostwardenASGI:
     """The gateway app plus the ASGI lifespan that starts and stops the runtime."""
 
-    def __init__(self, config: Config, worker: WorkerSlot | None = None) -> None:
+    def __init__(self, config: Config, worker: WorkerSlot | None = None, freeze_heap: bool = False) -> None:
+        """`freeze_heap`: the serving process (`costwarden serve`) moves what it built at start out of
+        the collector's sight; never in a process that starts gateways over and over (tests), where
+        the frozen garbage of each would be kept for good."""
         self.runtime = Runtime(config)
+        self._freeze_heap = freeze_heap
         self._worker = worker  # one of `server.workers` processes (app/supervisor.py), or None
         self._worker_metrics: WorkerExposition | None = None
         admin = build_admin(self.runtime)
@@ -85,7 +89,8 @@ class CostwardenASGI:
                 # Everything built so far (modules, config, routes, metrics) lives as long as the
                 # process: out of the collector's sight, a full collection no longer walks it (one
                 # took 20-200 ms on the gateway's heap, a stall of every request in flight).
-                gc.freeze()
+                if self._freeze_heap:
+                    gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._grpc is not None:

@@ -150,11 +150,11 @@ def admin_config(app: CostwardenASGI, cfg: Config, host: str, log_level: str) ->
 
 def run(cfg: Config, host: str, port: int, log_level: str) -> None:
     """Serve until a signal stops the process (what `costwarden serve` does with engine: fast)."""
-    app = CostwardenASGI(cfg)
+    app = CostwardenASGI(cfg, freeze_heap=True)
     BothServer(admin_config(app, cfg, host, log_level), app, host, port).run()
 
 
 def run_worker(cfg: Config, log_level: str, worker: WorkerSlot, sock: socket.socket, admin: socket.socket) -> None:
     """One of `server.workers` processes: serve the sockets its master bound, until a signal."""
-    app = CostwardenASGI(cfg, worker)
+    app = CostwardenASGI(cfg, worker, freeze_heap=True)
     BothServer(admin_config(app, cfg, cfg.server.host, log_level), app, cfg.server.host, 0, sock).run([admin])

@@ -114,7 +114,7 @@ def _asgi_server(cfg: Config, host: str, port: int, log_level: str, worker: Work
 
     return uvicorn.Server(
         uvicorn.Config(
-            CostwardenASGI(cfg, worker),
+            CostwardenASGI(cfg, worker, freeze_heap=True),
             host=host,
             port=port,
             loop="uvloop",
