@@ -22,8 +22,8 @@ from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
-from costwarden.domain.rollup import BASE_CUBES
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.rollup import BASE_CUBES
 from costwarden.ports import RecordRejected
 from costwarden.storage import partitions
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
