@@ -23,6 +23,7 @@ from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.rollup import BASE_CUBES
 from costwarden.ports import RecordRejected
 from costwarden.storage import partitions
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
@@ -264,9 +265,14 @@ class PostgresStore:
         return int(stored)
 
     async def fold(self, limit: int) -> int:
-        """Fold up to `limit` pending rollup cells (of any writer) into the rollups; returns how many."""
-        async with self.pool.acquire() as conn:
-            return await fold_postgres(conn, limit)
+        """Fold up to `limit` pending rollup cells of each base cube (of any writer) into the rollups,
+        the cubes at once on their own connections; returns how many."""
+
+        async def one(cube: int) -> int:
+            async with self.pool.acquire() as conn:
+                return await fold_postgres(conn, limit, cube)
+
+        return sum(await asyncio.gather(*(one(c) for c in range(len(BASE_CUBES)))))
 
     async def prune(self, before: float, limit: int) -> int:
         """Partitioned: whole months before the cutoff are dropped (and months ahead created)

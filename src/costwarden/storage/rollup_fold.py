@@ -5,8 +5,8 @@ rollups in one transaction (in SQL), so each counts exactly once: pending or fol
 both (storage/rollup_report.py).
 
 A store folds in the background once it has stored `rows` records or `seconds` have passed since
-its last fold. On PostgreSQL one gateway folds at a time (an advisory lock: the others skip);
-on SQLite the write lock serialises folders.
+its last fold. On PostgreSQL each base cube's cells have their own folder, one gateway at a time
+(an advisory lock: the others skip), and a store folds both at once; on SQLite the write lock serialises folders.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ DELTA = "rollup_delta"
 DELTA_COLUMNS = ("cube", "bucket", *GROUP_DIMENSIONS, "bin", *SUMS)
 FOLD_LIMIT = 50_000  # pending cells per fold transaction (PostgreSQL)
 SQLITE_FOLD_LIMIT = 10_000  # SQLite: short transactions, so writes and key changes interleave
-_FOLD_LOCK = 7_314_213  # advisory lock id: one PostgreSQL folder at a time
+# Advisory lock ids: alone, what folders took before the split (now shared); with a base cube index,
+# one PostgreSQL folder per base cube at a time (a pair of int4 keys never meets an int8 key).
+_FOLD_LOCK = 7_314_213
 # Per cube: where each of GROUP_DIMENSIONS is in (cube dimensions..., None).
 _SPREAD = tuple(
     itemgetter(*(cube.dimensions.index(d) if d in cube.dimensions else len(cube.dimensions) for d in GROUP_DIMENSIONS))
@@ -94,30 +96,50 @@ def fold_sqlite(conn: sqlite3.Connection, limit: int = FOLD_LIMIT) -> int:
     return int(taken)
 
 
-# PostgreSQL: one statement takes pending cells (DELETE … RETURNING) and upserts them into every
-# cube and grain (data-modifying CTEs), under a transaction-scoped advisory lock.
+# PostgreSQL: one statement per base cube takes its pending cells (DELETE … RETURNING) and upserts
+# them into every grain of the cubes reading them (data-modifying CTEs), under a transaction-scoped
+# advisory lock per base cube: the cubes' folders run at once (their tables are disjoint), on one
+# gateway or several. Each also holds the old single folder lock shared, so a gateway from before
+# (which takes it exclusively and folds every cube) never runs beside them.
 
-_TAKE = (
-    f"DELETE FROM {DELTA} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {DELTA} LIMIT $1 FOR UPDATE SKIP LOCKED)) "
-    f"RETURNING *"
-)
-_FOLD = (
-    f"WITH taken AS ({_TAKE}), "
-    + ", ".join(f"fold_{i} AS ({sql})" for i, sql in enumerate(_upserts("taken WHERE true", POSTGRES_ROLLUP)))
-    + " SELECT COUNT(*) FROM taken"
-)
+
+def _take(c: int) -> str:
+    return (
+        f"DELETE FROM {DELTA} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {DELTA} WHERE cube = {c} LIMIT $1 "
+        "FOR UPDATE SKIP LOCKED)) RETURNING *"
+    )
+
+
+def _fold_postgres_sql(c: int) -> str:
+    upserts = [
+        upsert_sql(cube, grain, _facts(i, grain, "taken WHERE true"), POSTGRES_ROLLUP)
+        for i, cube in enumerate(CUBES)
+        if cube.pending == c
+        for grain in cube.grains
+    ]
+    return (
+        f"WITH taken AS ({_take(c)}), "
+        + ", ".join(f"fold_{i} AS ({sql})" for i, sql in enumerate(upserts))
+        + " SELECT COUNT(*) FROM taken"
+    )
+
+
+_FOLDS = tuple(_fold_postgres_sql(c) for c in range(len(BASE_CUBES)))
 
 
 async def add_delta_postgres(conn: asyncpg.Connection, cells: dict[PendingKey, list[int]]) -> None:
     await conn.copy_records_to_table(DELTA, records=delta_rows(cells), columns=DELTA_COLUMNS)
 
 
-async def fold_postgres(conn: asyncpg.Connection, limit: int = FOLD_LIMIT) -> int:
-    """Fold up to `limit` pending cells; returns how many (0 while another gateway folds)."""
+async def fold_postgres(conn: asyncpg.Connection, limit: int = FOLD_LIMIT, cube: int = 0) -> int:
+    """Fold up to `limit` pending cells of base cube `cube` (an index in BASE_CUBES); returns how
+    many (0 while another gateway folds that cube)."""
     async with conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _FOLD_LOCK):
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock_shared($1)", _FOLD_LOCK):
+            return 0  # a gateway from before this folder split folds every cube
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, $2)", _FOLD_LOCK, cube):
             return 0
-        return int(await conn.fetchval(_FOLD, limit))
+        return int(await conn.fetchval(_FOLDS[cube], limit))
 
 
 class FoldSchedule:

@@ -116,4 +116,6 @@ def assemble(
 
 
 def _count(value: object) -> int:
-    return int(str(value or 0))
+    """A summed count: an int (SQLite) or a NUMERIC (PostgreSQL), which asyncpg may decode with an
+    exponent (Decimal('3.25E+6')), so through Decimal, not through its text."""
+    return int(Decimal(str(value or 0)))
