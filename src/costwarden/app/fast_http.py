@@ -67,6 +67,17 @@ class Request:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    @property
+    def peer(self) -> tuple[Any, Any]:
+        """(client address, server address) of the connection, as the transport names them."""
+        return self._conn.peer
+
+    async def wait_lost(self) -> None:
+        """Until the client has left (an ASGI app listening for `http.disconnect`)."""
+        while not self.lost:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
     async def receive(self) -> Message:
         """The body so far, as an ASGI `http.request` message; `http.disconnect` once the client left."""
         while True:
@@ -133,11 +144,13 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._idle = False  # the timer armed is the keep-alive idle one, not the header deadline
         self._requests = 0  # requests whose head was parsed on this connection
+        self.peer: tuple[Any, Any] = (None, None)  # (peername, sockname)
 
     # --- transport events ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.peer = (transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
         self._live.add(self)
         self._arm(self._limits.header_timeout)
 
