@@ -48,11 +48,15 @@ def _address(where: Any) -> tuple[str, int] | None:
 
 
 class Receive:
-    """ASGI `receive` over a fast request: its body, then (only) `http.disconnect` when the client leaves."""
+    """ASGI `receive` over a fast request: its body, then (only) `http.disconnect` when the client leaves.
+
+    As under uvicorn, a client leaving does not cancel the app: it learns it from `receive`, and
+    what it still sends is dropped (`Send`)."""
 
     __slots__ = ("_done", "_request")
 
     def __init__(self, request: Request) -> None:
+        request.cancellable = False
         self._request = request
         self._done = False
 
@@ -67,12 +71,13 @@ class Receive:
 
 
 class Send:
-    """ASGI `send` to a fast response channel."""
+    """ASGI `send` to a fast response channel (nothing more once the client of `request` has left)."""
 
-    __slots__ = ("_channel", "_headers", "_status")
+    __slots__ = ("_channel", "_headers", "_request", "_status")
 
-    def __init__(self, channel: FastChannel) -> None:
+    def __init__(self, channel: FastChannel, request: Request | None = None) -> None:
         self._channel = channel
+        self._request = request
         self._status = 500
         self._headers: list[tuple[bytes, bytes]] = []
 
@@ -81,6 +86,8 @@ class Send:
             self._status = message["status"]
             self._headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", [])]
         elif message["type"] == "http.response.body" and not self._channel.finished:
+            if self._request is not None and self._request.lost:
+                return
             if not self._channel.started:
                 await self._channel.start(self._status, self._headers)
             await self._channel.body(message.get("body", b""), message.get("more_body", False))

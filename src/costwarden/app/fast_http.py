@@ -47,8 +47,8 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Request:
     """One parsed request: its head, and its body as it arrives."""
 
-    __slots__ = ("_conn", "_waiter", "chunks", "complete", "error", "expect_continue", "headers", "keep_alive",
-                 "lost", "method", "path", "query", "size")  # fmt: skip
+    __slots__ = ("_conn", "_waiter", "cancellable", "chunks", "complete", "error", "expect_continue", "headers",
+                 "keep_alive", "lost", "method", "path", "query", "size")  # fmt: skip
 
     def __init__(self, conn: Connection, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]):
         self._conn = conn
@@ -60,6 +60,7 @@ class Request:
         self.keep_alive = True
         self.expect_continue = False
         self.error: GatewayError | None = None  # the body could not be parsed: the request's answer
+        self.cancellable = True  # a client leaving cancels the handler (False: it learns from `receive`)
         self._waiter: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
@@ -165,7 +166,7 @@ class Connection(asyncio.Protocol):
                 request.wake()
         self._waiting.clear()
         current = self._current
-        if current is not None and current.complete and self._task is not None and not self._task.done():
+        if current is not None and current.complete and current.cancellable and self._task and not self._task.done():
             # Being answered: the chain records it (499). A request whose body was still coming
             # learns it from `receive` instead (an incomplete body: 499 too, and nothing forwarded).
             self._task.cancel()

@@ -67,7 +67,7 @@ class FastGateway:
             await handler(scope, Send(channel))
             return
         if self._admin_port is None and (shape is Protocol.HTTP or self._gateway.is_batch(request.path)):
-            await self._gateway(asgi_scope(request), Receive(request), Send(channel))
+            await self._gateway(asgi_scope(request), Receive(request), Send(channel, request))
             return
         where = f"no endpoint at {request.method} {request.path[:200]}"
         if self._admin_port is not None:
