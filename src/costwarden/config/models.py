@@ -47,7 +47,7 @@ class ServerConfig(Model):
     # The HTTP engine of `port`: `asgi` (uvicorn + the ASGI app, every route) or `fast` (app/fast_*:
     # the inference paths on asyncio protocols + httptools; the admin API, dashboard, docs and Batch
     # API handed to the ASGI app in-process on `port`, or only on `admin_port` when it is set).
-    engine: Literal["asgi", "fast"] = "asgi"
+    engine: Literal["asgi", "fast"] = "fast"
     admin_port: int | None = Field(default=None, ge=0, le=65535)
     # Worker processes serving `port` (and `admin_port`) from sockets a master binds once
     # (app/supervisor.py); more than 1 needs the shared `state` store (see `workers_problem`).
