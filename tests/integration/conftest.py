@@ -81,8 +81,6 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
         extra: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
-        if server.get("engine") == "fast":
-            server.setdefault("admin_port", free_port())
         data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, extra, **server)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
         gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
@@ -102,8 +100,6 @@ def gateway(make_gateway: GatewayFactory) -> Gateway:
 
 @pytest.fixture(params=["asgi", "fast"])
 def on_engines(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> GatewayFactory:
-    """`make_gateway` on each server engine: a test that takes it runs twice (`fast`: the admin API
-    on `gateway.admin_url`)."""
-    if request.param == "asgi":
-        return make_gateway
-    return functools.partial(make_gateway, engine="fast")
+    """`make_gateway` on each server engine: a test that takes it runs twice (both serve the admin
+    API on `port`: `gateway.admin_url` is `gateway.url` unless the test sets `admin_port`)."""
+    return functools.partial(make_gateway, engine=request.param)

@@ -21,7 +21,7 @@ CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_t
 @pytest.fixture(params=["asgi", "fast"])
 def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gateway:
     """Every test here on both server engines: the same errors, shapes and records from each."""
-    return make_gateway(**({"engine": "fast"} if request.param == "fast" else {}))
+    return make_gateway(engine=request.param)
 
 
 def post(gateway: Gateway, path: str, body: Any = None, key: str | None = KEYS["search"], **kw: Any) -> httpx.Response:

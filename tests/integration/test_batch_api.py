@@ -60,8 +60,9 @@ def batch_cost(prompt: int, completion: int) -> Decimal:
     return quantize(quantize(realtime) * MULTIPLIER)
 
 
-def test_sdk_runs_a_batch_priced_at_the_multiplier(make_gateway: GatewayFactory) -> None:
-    gateway = make_gateway(extra=BATCH)
+@pytest.mark.parametrize("engine", ["asgi", "fast"])
+def test_sdk_runs_a_batch_priced_at_the_multiplier(make_gateway: GatewayFactory, engine: str) -> None:
+    gateway = make_gateway(engine=engine, extra=BATCH)
     ids = [f"req-{i}" for i in range(12)]
     with client(gateway) as sdk:
         uploaded = sdk.files.create(file=("in.jsonl", io.BytesIO(jsonl([line(i) for i in ids]))), purpose="batch")
@@ -136,8 +137,9 @@ def test_bad_lines_go_to_the_error_file_and_the_rest_run(make_gateway: GatewayFa
     assert len(refused) == 1 and refused[0].outcome is Outcome.REJECTED and refused[0].batch_id == batch.id
 
 
-def test_another_team_gets_404_and_bad_requests_get_openai_errors(make_gateway: GatewayFactory) -> None:
-    gateway = make_gateway(extra={"batch": {"max_file_bytes": 4096, "max_requests": 3}})
+@pytest.mark.parametrize("engine", ["asgi", "fast"])
+def test_another_team_gets_404_and_bad_requests_get_openai_errors(make_gateway: GatewayFactory, engine: str) -> None:
+    gateway = make_gateway(engine=engine, extra={"batch": {"max_file_bytes": 4096, "max_requests": 3}})
     with client(gateway) as sdk, client(gateway, "ads") as other:
         uploaded = sdk.files.create(file=("in.jsonl", io.BytesIO(jsonl([line("a")]))), purpose="batch")
         batch = sdk.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")

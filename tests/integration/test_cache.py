@@ -85,7 +85,7 @@ def start_gateway(
 ) -> Gateway:
     ledger_url = f"sqlite:///{tmp_path / (name + '.db')}"
     admin_port = free_port() if engine == "fast" else None
-    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
     spool = {"spool_dir": str(tmp_path / name)}
     data = config_dict(Upstreams(text=echo.url), tmp_path, ledger_url, spool, **server)
     data["deployments"] += [deployment("cached", echo.url), deployment("brief", echo.url, ttl_seconds=1)]

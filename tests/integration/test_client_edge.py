@@ -53,7 +53,7 @@ def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, e
     on each server engine (`fast`: the admin API on its own port)."""
     echo.seen.clear()
     admin_port = free_port() if request.param == "fast" else None
-    engine: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+    engine: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
     data = config_dict(
         Upstreams(text=textmodel.url),
         tmp_path,

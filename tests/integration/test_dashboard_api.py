@@ -3,6 +3,7 @@ ledger's, sessions are signed cookies, and a team-scoped session sees its own te
 
 from __future__ import annotations
 
+import functools
 import time
 from decimal import Decimal
 
@@ -31,9 +32,10 @@ API = [
 ]
 
 
-@pytest.fixture
-def gateway(make_gateway: GatewayFactory) -> Gateway:
-    return dashboard_gateway(make_gateway)
+@pytest.fixture(params=["asgi", "fast"])
+def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gateway:
+    """On each server engine (`fast`: the dashboard handed to the ASGI app on the same port)."""
+    return dashboard_gateway(functools.partial(make_gateway, engine=request.param))
 
 
 def test_admin_session_figures_equal_the_ledger(gateway: Gateway) -> None:

@@ -116,7 +116,7 @@ def start_gateway(
     **extra: Any,
 ) -> Gateway:
     admin_port = free_port() if engine == "fast" else None
-    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
     spool = {"spool_dir": str(tmp_path / name)}
     data = config_dict(Upstreams(text=textmodel.url), tmp_path, ledger_url, spool, **server)
     data["deployments"].append(gpt(textmodel.url, variant_url))

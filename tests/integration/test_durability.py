@@ -21,7 +21,7 @@ HEADERS = {"Authorization": f"Bearer {KEYS['search']}"}
 @pytest.fixture(params=["asgi", "fast"])
 def engine(request: pytest.FixtureRequest) -> dict[str, str]:
     """Each test on both server engines: the durability promise is the chain's, whatever serves it."""
-    return {"engine": "fast"} if request.param == "fast" else {}
+    return {"engine": request.param}
 
 
 def _client_loop(gateway: Gateway, stream: bool, received: list[str], stop: threading.Event, deadline: float) -> None:

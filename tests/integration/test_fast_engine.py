@@ -1,11 +1,13 @@
 """The fast engine (`server.engine: fast`) where its server side is its own: strict HTTP/1.1 parsing
 (llhttp), pipelining, `Expect: 100-continue`, chunked request bodies, a client leaving mid-stream,
-keep-alive limits, a request line too long to read (414), and the inference-only port. What both
+keep-alive limits, a request line too long to read (414), the ASGI app's routes (admin API,
+dashboard, docs, Batch API) on the same port, or only on `admin_port` when it is set. What both
 engines share runs on both elsewhere (`on_engines` and the like: test_client_edge, test_openai_sdk,
 test_bad_input, test_v2_mlserver, test_governance, test_cache, test_degrade, ...)."""
 
 from __future__ import annotations
 
+import io
 import socket
 import time
 from collections.abc import Iterator
@@ -14,13 +16,14 @@ from typing import Any
 
 import httptools
 import httpx
+import openai
 import orjson
 import pytest
 
 from costwarden.domain.record import Outcome
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
-from tests.integration.procs import Gateway, TextModel
+from tests.integration.procs import Gateway, TextModel, free_port
 from tests.integration.setup_config import ADMIN_TOKEN, CHAT_PRICES, KEYS
 from tests.integration.upstream_setup import UpstreamGateway, chat, gateway_with
 
@@ -183,7 +186,48 @@ def test_expect_100_continue_and_a_chunked_body(fast: Gateway) -> None:
     assert record.cost_usd == Decimal(headers[b"x-costwarden-cost-usd"].decode()) > CHAT_PRICES["per_request"]
 
 
-def test_the_admin_api_is_on_its_own_port(fast: Gateway) -> None:
+def test_one_port_serves_the_admin_api_dashboard_docs_and_batch_api(make_gateway: GatewayFactory) -> None:
+    gateway = make_gateway(engine="fast", extra={"batch": {"poll_seconds": 0.2}})
+    assert gateway.admin_url == gateway.url
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:  # one keep-alive connection for all
+        keys = client.get("/admin/v1/keys", headers=admin)
+        assert keys.status_code == 200 and isinstance(keys.json(), list), keys.text
+        assert client.get("/admin/v1/keys").status_code == 401
+        assert client.get("/admin/v1/keys/nobody", headers=admin).status_code in (404, 405)
+        assert client.get("/admin/v1/spend", headers=admin, params={"since": "bad"}).status_code == 400
+        docs = client.get("/admin/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        bundle = "/dashboard/assets/vendor/swagger-ui/swagger-ui-bundle.js"
+        head, whole = client.head(bundle), client.get(bundle)
+        assert head.status_code == whole.status_code == 200 and head.content == b"" and len(whole.content) > 100_000
+        assert int(head.headers["content-length"]) == len(whole.content)
+        assert client.get("/admin/openapi.json").json()["paths"]["/admin/v1/spend"]
+        focus = client.get("/admin/v1/export/focus", headers=admin, params={"since": "1h"})  # streamed, chunked
+        assert focus.status_code == 200 and focus.headers["transfer-encoding"] == "chunked"
+        assert "BilledCost" in focus.text.splitlines()[0]
+        assert client.get("/admin/%64ocs").status_code == 200  # the path percent-decoded, as uvicorn does
+        signed = client.post("/dashboard/login", data={"token": ADMIN_TOKEN})
+        assert signed.status_code == 303 and "httponly" in signed.headers["set-cookie"].lower()
+        assert client.get("/dashboard/api/session").json()["role"] == "admin"
+        client.post("/dashboard/logout")
+        assert client.get("/dashboard/api/session").status_code == 401
+        assert client.get("/no/such/page").status_code == 404
+    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEY, max_retries=0, timeout=30)
+    with sdk:
+        lines = b"".join(
+            orjson.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                          "body": orjson.loads(CHAT)}) + b"\n" for i in range(2)
+        )  # fmt: skip
+        uploaded = sdk.files.create(file=("in.jsonl", io.BytesIO(lines)), purpose="batch")
+        assert sdk.files.content(uploaded.id).content == lines
+        batch = sdk.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+        assert sdk.batches.retrieve(batch.id).request_counts.total == 2  # type: ignore[union-attr]
+    assert httpx.get(gateway.url + "/metrics").status_code == 200
+
+
+def test_the_admin_api_is_on_its_own_port_when_admin_port_is_set(make_gateway: GatewayFactory) -> None:
+    fast = make_gateway(engine="fast", admin_port=free_port())
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     missing = httpx.get(fast.url + "/admin/v1/keys", headers=auth)
     assert missing.status_code == 404 and str(fast.admin_port) in missing.json()["error"]["message"]

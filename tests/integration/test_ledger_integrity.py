@@ -60,7 +60,7 @@ def start_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[Any]:
         ledger_url: str, storage: dict[str, Any] | None = None, wait: bool = True, engine: str = "asgi"
     ) -> Gateway:
         admin_port = free_port() if engine == "fast" else None
-        server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {}
+        server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
         data = config_dict(Upstreams(text=textmodel.url, iris=DEAD), tmp_path, ledger_url, storage, **server)
         data["deployments"].append(
             {

@@ -30,7 +30,7 @@ def chat_cost(prompt: int, completion: int) -> Decimal:
 @pytest.fixture(params=["asgi", "fast"])
 def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gateway:
     """Every test here on both server engines: the same records and costs from each."""
-    return make_gateway(**({"engine": "fast"} if request.param == "fast" else {}))
+    return make_gateway(engine=request.param)
 
 
 def client(gateway: Gateway, team: str = "search") -> openai.OpenAI:

@@ -89,7 +89,7 @@ def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
     make_gateway: GatewayFactory, postgres_url: str, redis: PrivateRedis, engine: str
 ) -> None:
     asyncio.run(drop_costwarden_tables(postgres_url))
-    server = {"engine": "fast"} if engine == "fast" else {}
+    server = {"engine": engine}
     replicas: list[Gateway] = [
         make_gateway(
             ledger=postgres_url, extra=replica_config(redis.url), storage={"spool_dir": f"spool-{i}"}, **server

@@ -36,7 +36,7 @@ FLOWERS = np.array(
 @pytest.fixture(params=["asgi", "fast"])
 def v2_gateway(request: pytest.FixtureRequest, v2_gateway: V2Gateway) -> V2Gateway:
     """The conftest's `v2_gateway` on each server engine: tritonclient sees the same gateway on both."""
-    engine = {"engine": "fast"} if request.param == "fast" else {}
+    engine = {"engine": request.param}
 
     def start(*args: Any, **kwargs: Any) -> Gateway:
         return v2_gateway(*args, **{**engine, **kwargs})

@@ -20,7 +20,7 @@ FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.
 @pytest.fixture(params=["asgi", "fast"])
 def engine(request: pytest.FixtureRequest) -> dict[str, str]:
     """Each test on both server engines."""
-    return {"engine": "fast"} if request.param == "fast" else {}
+    return {"engine": request.param}
 
 
 def infer_body(rows: list[list[float]]) -> dict[str, object]:

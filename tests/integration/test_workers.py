@@ -31,7 +31,7 @@ SAMPLE = re.compile(r'^costwarden_requests_total\{(?P<labels>[^}]*)\} (?P<value>
 
 @pytest.fixture(params=["asgi", "fast"])
 def engine(request: pytest.FixtureRequest) -> dict[str, str]:
-    return {"engine": "fast"} if request.param == "fast" else {}
+    return {"engine": request.param}
 
 
 def _workers(gateway: Gateway) -> list[psutil.Process]:

@@ -41,13 +41,11 @@ def gateway_with(request: pytest.FixtureRequest, tmp_path: Path, textmodel: Text
     """`gateway_with([deployment, ...], iris=url, **server)`: the usual test config plus these deployments
     (on the engine `ON_BOTH_ENGINES` gives, when a test is marked so)."""
     started: list[Gateway] = []
-    engine = getattr(request, "param", "asgi")
+    engine: str | None = getattr(request, "param", None)
 
     def make(deployments: list[dict[str, Any]], iris: str | None = None, **server: Any) -> Gateway:
-        if engine == "fast":
-            server.setdefault("engine", "fast")
-        if server.get("engine") == "fast":
-            server.setdefault("admin_port", free_port())
+        if engine is not None:
+            server.setdefault("engine", engine)
         data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
         data["deployments"].extend(deployments)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)

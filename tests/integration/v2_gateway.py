@@ -29,8 +29,6 @@ def v2_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[V2Gateway]:
         extra: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
-        if server.get("engine") == "fast":
-            server.setdefault("admin_port", free_port())
         data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, extra=extra, **server)
         for deployment in data["deployments"]:
             if deployment["name"] == "iris" and iris_grpc is not None:

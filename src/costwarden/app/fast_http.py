@@ -47,8 +47,8 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 class Request:
     """One parsed request: its head, and its body as it arrives."""
 
-    __slots__ = ("_conn", "_waiter", "chunks", "complete", "error", "expect_continue", "headers", "keep_alive",
-                 "lost", "method", "path", "query", "size")  # fmt: skip
+    __slots__ = ("_conn", "_waiter", "cancellable", "chunks", "complete", "error", "expect_continue", "headers",
+                 "keep_alive", "lost", "method", "path", "query", "size")  # fmt: skip
 
     def __init__(self, conn: Connection, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]):
         self._conn = conn
@@ -60,12 +60,24 @@ class Request:
         self.keep_alive = True
         self.expect_continue = False
         self.error: GatewayError | None = None  # the body could not be parsed: the request's answer
+        self.cancellable = True  # a client leaving cancels the handler (False: it learns from `receive`)
         self._waiter: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    @property
+    def peer(self) -> tuple[Any, Any]:
+        """(client address, server address) of the connection, as the transport names them."""
+        return self._conn.peer
+
+    async def wait_lost(self) -> None:
+        """Until the client has left (an ASGI app listening for `http.disconnect`)."""
+        while not self.lost:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
 
     async def receive(self) -> Message:
         """The body so far, as an ASGI `http.request` message; `http.disconnect` once the client left."""
@@ -133,11 +145,13 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._idle = False  # the timer armed is the keep-alive idle one, not the header deadline
         self._requests = 0  # requests whose head was parsed on this connection
+        self.peer: tuple[Any, Any] = (None, None)  # (peername, sockname)
 
     # --- transport events ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.peer = (transport.get_extra_info("peername"), transport.get_extra_info("sockname"))
         self._live.add(self)
         self._arm(self._limits.header_timeout)
 
@@ -152,7 +166,7 @@ class Connection(asyncio.Protocol):
                 request.wake()
         self._waiting.clear()
         current = self._current
-        if current is not None and current.complete and self._task is not None and not self._task.done():
+        if current is not None and current.complete and current.cancellable and self._task and not self._task.done():
             # Being answered: the chain records it (499). A request whose body was still coming
             # learns it from `receive` instead (an incomplete body: 499 too, and nothing forwarded).
             self._task.cancel()

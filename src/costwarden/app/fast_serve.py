@@ -3,20 +3,22 @@
 The inference paths (`/v1/...`, `/v2/...`, `/proxy/...`) and the gateway's own health and
 metrics paths are served on `server.port` by `fast_http` and go through the same `GatewayApp.serve`
 and the same chain as on the asgi engine: the same limits, records and costs. The admin API,
-dashboard, metrics and the Batch API stay on the ASGI app, served by uvicorn on
-`server.admin_port` in the same process and event loop (its lifespan starts the runtime).
+dashboard, `/docs` and the Batch API are the ASGI app's: on `server.port` too, handed to it
+in-process (`fast_bridge`), or, when `server.admin_port` is set, only there, served by uvicorn in
+the same process and event loop. uvicorn's lifespan starts the runtime either way (with no
+admin port it listens on nothing).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import MutableMapping
 from typing import Any
 
 import uvicorn
 
 from costwarden.app.asgi import CostwardenASGI
+from costwarden.app.fast_bridge import Receive, Send, asgi_scope
 from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import FastServer, Limits, Request
 from costwarden.app.gateway import GatewayApp, classify, new_exchange, prefix_protocol
@@ -37,7 +39,7 @@ GRACE_SECONDS = 30.0
 class FastGateway:
     """The fast engine's handler: a parsed request to `GatewayApp.serve` (no copy of its logic)."""
 
-    def __init__(self, gateway: GatewayApp, admin_port: int) -> None:
+    def __init__(self, gateway: GatewayApp, admin_port: int | None) -> None:
         self._gateway = gateway
         self._admin_port = admin_port
 
@@ -51,7 +53,8 @@ class FastGateway:
         await self._gateway.serve(exchange, channel, request.receive)
 
     async def _other(self, request: Request, channel: FastChannel) -> None:
-        """Not an inference path: the gateway's own (health, metrics) or a recorded 404."""
+        """Not an inference path: the gateway's own (health, metrics), the ASGI app's (admin API,
+        dashboard, Batch API) when there is no admin port, or a recorded 404."""
         shape = prefix_protocol(request.path)
         problem = head_problem(request.path, request.query, request.headers, self._gateway.header_limits)
         if problem is not None:
@@ -61,12 +64,15 @@ class FastGateway:
         if handler is not None:
             scope = {"type": "http", "method": request.method, "path": request.path,
                      "query_string": request.query, "headers": request.headers}  # fmt: skip
-            await handler(scope, _Send(channel))
+            await handler(scope, Send(channel))
             return
-        where = f"no endpoint at {request.method} {request.path[:200]} on the inference port"
-        missing = GatewayError(
-            404, "not_found", f"{where}; the admin API, dashboard and Batch API are on port {self._admin_port}"
-        )
+        if self._admin_port is None and (shape is Protocol.HTTP or self._gateway.is_batch(request.path)):
+            await self._gateway(asgi_scope(request), Receive(request), Send(channel, request))
+            return
+        where = f"no endpoint at {request.method} {request.path[:200]}"
+        if self._admin_port is not None:
+            where += f" on the inference port; the admin API, dashboard and Batch API are on port {self._admin_port}"
+        missing = GatewayError(404, "not_found", where)
         if shape is Protocol.HTTP:
             await channel.whole(404, [_JSON], error_payload(shape, missing))
             return
@@ -74,26 +80,10 @@ class FastGateway:
         await self._gateway.refuse(exchange, channel, missing, close=not request.complete)
 
 
-class _Send:
-    """ASGI `send` for the gateway's own small handlers (health, metrics) on the fast engine."""
-
-    def __init__(self, channel: FastChannel) -> None:
-        self._channel = channel
-        self._status = 500
-        self._headers: list[tuple[bytes, bytes]] = []
-
-    async def __call__(self, message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            self._status, self._headers = message["status"], list(message.get("headers", []))
-        elif message["type"] == "http.response.body":
-            if not self._channel.started:
-                await self._channel.start(self._status, self._headers)
-            await self._channel.body(message.get("body", b""), message.get("more_body", False))
-
-
 class BothServer(uvicorn.Server):
-    """uvicorn serving the ASGI app on the admin port, plus the fast engine on the inference port:
-    the fast engine starts once the lifespan has started the runtime, and stops before it."""
+    """uvicorn serving the ASGI app on the admin port (or on no port: its lifespan only), plus the
+    fast engine on the inference port: the fast engine starts once the lifespan has started the
+    runtime, and stops before it."""
 
     def __init__(
         self, config: uvicorn.Config, app: CostwardenASGI, host: str, port: int, sock: socket.socket | None = None
@@ -109,7 +99,6 @@ class BothServer(uvicorn.Server):
         if self.should_exit:
             return
         server = self._app.runtime.config.server
-        assert server.admin_port is not None, "the config requires admin_port with engine: fast"
         limits = Limits(
             server.header_timeout_seconds,
             4 * server.max_header_bytes,
@@ -131,11 +120,11 @@ class BothServer(uvicorn.Server):
 
 
 def admin_config(app: CostwardenASGI, cfg: Config, host: str, log_level: str) -> uvicorn.Config:
-    assert cfg.server.admin_port is not None
+    """uvicorn's config for the admin port (with no admin port, it is given no socket to serve)."""
     return uvicorn.Config(
         app,
         host=host,
-        port=cfg.server.admin_port,
+        port=cfg.server.admin_port or 0,
         loop="uvloop",
         http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
         lifespan="on",
@@ -151,10 +140,13 @@ def admin_config(app: CostwardenASGI, cfg: Config, host: str, log_level: str) ->
 def run(cfg: Config, host: str, port: int, log_level: str) -> None:
     """Serve until a signal stops the process (what `costwarden serve` does with engine: fast)."""
     app = CostwardenASGI(cfg, freeze_heap=True)
-    BothServer(admin_config(app, cfg, host, log_level), app, host, port).run()
+    BothServer(admin_config(app, cfg, host, log_level), app, host, port).run(None if cfg.server.admin_port else [])
 
 
-def run_worker(cfg: Config, log_level: str, worker: WorkerSlot, sock: socket.socket, admin: socket.socket) -> None:
+def run_worker(
+    cfg: Config, log_level: str, worker: WorkerSlot, sock: socket.socket, admin: socket.socket | None
+) -> None:
     """One of `server.workers` processes: serve the sockets its master bound, until a signal."""
     app = CostwardenASGI(cfg, worker, freeze_heap=True)
-    BothServer(admin_config(app, cfg, cfg.server.host, log_level), app, cfg.server.host, 0, sock).run([admin])
+    server = BothServer(admin_config(app, cfg, cfg.server.host, log_level), app, cfg.server.host, 0, sock)
+    server.run([] if admin is None else [admin])

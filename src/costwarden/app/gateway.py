@@ -115,6 +115,10 @@ class GatewayApp:
         self.body, self.header_limits, self.local = body, header_limits, local  # for the fast engine
         self._fallback = fallback
 
+    def is_batch(self, path: str) -> bool:
+        """Whether the Batch API serves this path (when batches are enabled)."""
+        return self._batch is not None and path.startswith(self._batch[0])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._fallback(scope, receive, send)
@@ -124,7 +128,7 @@ class GatewayApp:
         kind = classify(method, path)
         if kind is None:
             problem = head_problem(path, scope.get("query_string", b""), scope["headers"], self._header_limits)
-            if problem is None and self._batch is not None and path.startswith(self._batch[0]):
+            if problem is None and self._batch is not None and self.is_batch(path):
                 await self._batch[1](scope, receive, send)
                 return
             handler = self._local.get(path)

@@ -156,7 +156,7 @@ def _serve_worker(cfg: Config, log_level: str, spec: str) -> None:
     if cfg.server.engine == "fast":
         from costwarden.app import fast_serve
 
-        fast_serve.run_worker(cfg, log_level, slot, sockets[0], sockets[1])
+        fast_serve.run_worker(cfg, log_level, slot, sockets[0], sockets[1] if len(sockets) > 1 else None)
         return
     _asgi_server(cfg, cfg.server.host, 0, log_level, slot).run(sockets[:1])
 

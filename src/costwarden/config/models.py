@@ -44,10 +44,10 @@ class ServerConfig(Model):
     # V2 over gRPC (KServe GRPCInferenceService) on this port beside HTTP; off when None. Its message
     # limit is max_body_bytes.
     grpc_port: int | None = Field(default=None, ge=0, le=65535)
-    # The HTTP engine of the inference port: `asgi` (uvicorn + the ASGI app, every route on `port`)
-    # or `fast` (app/fast_*: the inference paths on asyncio protocols + httptools on `port`; the
-    # admin API, dashboard, metrics and Batch API on the ASGI app on `admin_port`).
-    engine: Literal["asgi", "fast"] = "asgi"
+    # The HTTP engine of `port`: `asgi` (uvicorn + the ASGI app, every route) or `fast` (app/fast_*:
+    # the inference paths on asyncio protocols + httptools; the admin API, dashboard, docs and Batch
+    # API handed to the ASGI app in-process on `port`, or only on `admin_port` when it is set).
+    engine: Literal["asgi", "fast"] = "fast"
     admin_port: int | None = Field(default=None, ge=0, le=65535)
     # Worker processes serving `port` (and `admin_port`) from sockets a master binds once
     # (app/supervisor.py); more than 1 needs the shared `state` store (see `workers_problem`).
@@ -56,13 +56,11 @@ class ServerConfig(Model):
     @model_validator(mode="after")
     def _engine_ports(self) -> ServerConfig:
         if self.engine == "fast":
-            if self.admin_port is None:
-                raise ValueError(
-                    "engine: fast serves only the inference paths on `port`; set admin_port for the "
-                    "admin API, dashboard, metrics and Batch API"
-                )
             if self.admin_port == self.port and self.port != 0:
-                raise ValueError(f"admin_port must differ from port ({self.port}) with engine: fast")
+                raise ValueError(
+                    f"admin_port must differ from port ({self.port}) with engine: fast "
+                    "(leave it out to serve the admin API on port)"
+                )
         elif self.admin_port is not None:
             raise ValueError("admin_port is used only with engine: fast (engine: asgi serves every route on port)")
         return self
