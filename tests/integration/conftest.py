@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import gc
 import shutil
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.conftest import need
@@ -17,6 +20,29 @@ from tests.integration.receiver import receiver, session  # noqa: F401  (fixture
 from tests.integration.redis_server import durable_redis, redis  # noqa: F401  (fixtures)
 from tests.integration.setup_config import Upstreams, config_dict, write_config
 from tests.integration.v2_gateway import v2_gateway  # noqa: F401  (fixture)
+
+
+@pytest.fixture(autouse=True)
+def _sockets_closed_by_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every official-SDK client a test opens is closed when it ends, and a socket the test left open
+    fails that test, not whichever later test the garbage collector happens to run in (an unclosed
+    socket's ResourceWarning is an error in this suite, raised where it is collected)."""
+    opened: list[openai.OpenAI] = []
+    init = openai.OpenAI.__init__
+
+    def tracked(self: openai.OpenAI, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(openai.OpenAI, "__init__", tracked)
+    yield
+    for client in opened:
+        client.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        gc.collect()
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaked, f"the test left open: {leaked[:3]}"
 
 
 @pytest.fixture(scope="session")
