@@ -1,7 +1,8 @@
 """OpenAI's Responses API and the other modalities through the gateway, with the official openai SDK
 (and httpx for rerank), to the example upstream: every call one ledger record, its cost the test's
-own computation from the prices and the units the client saw. The `modal` tests run on both server
-engines."""
+own computation from the prices and the units the client saw. The `modal` tests run on the default
+engine: what they check (parsing, units, prices) is the chain's, the same on both; the engine-bound
+part, streamed uploads, runs on both in test_upload_stream.py."""
 
 from __future__ import annotations
 
@@ -68,9 +69,8 @@ def with_modal(
 
 
 @pytest.fixture
-def modal(on_engines: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Iterator[Gateway]:
-    """On each server engine (so every test taking it runs on both)."""
-    yield with_modal(on_engines, textmodel, tmp_path)
+def modal(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Iterator[Gateway]:
+    yield with_modal(make_gateway, textmodel, tmp_path)
 
 
 def sdk(gateway: Gateway, team: str = "search") -> openai.OpenAI:
