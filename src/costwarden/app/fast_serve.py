@@ -119,22 +119,28 @@ class BothServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def admin_config(app: CostwardenASGI, cfg: Config, host: str, log_level: str) -> uvicorn.Config:
-    """uvicorn's config for the admin port (with no admin port, it is given no socket to serve)."""
+def uvicorn_config(app: CostwardenASGI, cfg: Config, host: str, port: int, log_level: str) -> uvicorn.Config:
+    """uvicorn's config for the gateway's ASGI app: the whole gateway on engine: asgi, the admin port
+    on engine: fast (with no admin port, it is given no socket to serve)."""
     return uvicorn.Config(
         app,
         host=host,
-        port=cfg.server.admin_port or 0,
+        port=port,
         loop="uvloop",
+        # httptools plus a header deadline and a cap on buffered header bytes (see app/http_guard.py)
         http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
         lifespan="on",
         log_level=log_level,
         access_log=False,
         server_header=False,
-        proxy_headers=False,
+        proxy_headers=False,  # the gateway reads no forwarded-for headers; saves a middleware hop
         date_header=False,
         timeout_graceful_shutdown=int(GRACE_SECONDS),
     )
+
+
+def admin_config(app: CostwardenASGI, cfg: Config, host: str, log_level: str) -> uvicorn.Config:
+    return uvicorn_config(app, cfg, host, cfg.server.admin_port or 0, log_level)
 
 
 def run(cfg: Config, host: str, port: int, log_level: str) -> None:

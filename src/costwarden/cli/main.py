@@ -110,25 +110,9 @@ def _asgi_server(cfg: Config, host: str, port: int, log_level: str, worker: Work
     import uvicorn
 
     from costwarden.app.asgi import CostwardenASGI
-    from costwarden.app.http_guard import guarded_protocol
+    from costwarden.app.fast_serve import uvicorn_config
 
-    return uvicorn.Server(
-        uvicorn.Config(
-            CostwardenASGI(cfg, worker, freeze_heap=True),
-            host=host,
-            port=port,
-            loop="uvloop",
-            # httptools plus a header deadline and a cap on buffered header bytes (see app/http_guard.py)
-            http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
-            lifespan="on",
-            log_level=log_level,
-            access_log=False,
-            server_header=False,
-            proxy_headers=False,  # the gateway reads no forwarded-for headers; saves a middleware hop
-            date_header=False,
-            timeout_graceful_shutdown=30,
-        )
-    )
+    return uvicorn.Server(uvicorn_config(CostwardenASGI(cfg, worker, freeze_heap=True), cfg, host, port, log_level))
 
 
 def _serve_workers(config: Path, log_level: str, count: int, host: str, ports: tuple[int, int | None]) -> int:
