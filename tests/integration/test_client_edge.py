@@ -22,6 +22,7 @@ import pytest
 
 from costwarden.domain.record import Outcome, UsageRecord
 from tests.integration import ledger
+from tests.integration.conftest import GatewayFactory
 from tests.integration.echo_upstream import EchoUpstream, echo_upstream
 from tests.integration.procs import Gateway, TextModel, free_port
 from tests.integration.setup_config import (
@@ -331,6 +332,18 @@ def test_a_connection_that_sends_nothing_is_closed(edge: Gateway) -> None:
     started = time.monotonic()
     assert closed_by_server(sock)
     assert TIMEOUT - 0.1 <= time.monotonic() - started < TIMEOUT + 3
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_seconds(on_engines: GatewayFactory) -> None:
+    """`server.keepalive_timeout_seconds` on both engines (uvicorn's own 5 s used to apply on asgi)."""
+    gateway = on_engines(keepalive_timeout_seconds=1.0)
+    sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=15)
+    with contextlib.closing(sock):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        assert read_response(sock)[0] == 200
+        started = time.monotonic()
+        assert closed_by_server(sock)
+        assert 0.5 < time.monotonic() - started < 3.5
 
 
 def test_keep_alive_requests_each_get_a_fresh_header_budget(edge: Gateway) -> None:

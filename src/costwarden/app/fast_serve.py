@@ -12,6 +12,7 @@ admin port it listens on nothing).
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from typing import Any
 
@@ -135,6 +136,7 @@ def uvicorn_config(app: CostwardenASGI, cfg: Config, host: str, port: int, log_l
         server_header=False,
         proxy_headers=False,  # the gateway reads no forwarded-for headers; saves a middleware hop
         date_header=False,
+        timeout_keep_alive=math.ceil(cfg.server.keepalive_timeout_seconds),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=int(GRACE_SECONDS),
     )
 

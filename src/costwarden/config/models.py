@@ -37,8 +37,9 @@ class ServerConfig(Model):
     max_headers: int = Field(default=100, ge=8)
     max_header_value_bytes: int = Field(default=16 * 1024, ge=256)  # name + value of one header
     max_target_bytes: int = Field(default=8 * 1024, ge=256)  # path + query of the request line (414 past it)
-    # engine: fast only (uvicorn's own apply on asgi): seconds a keep-alive connection may stay idle
-    # between two requests, and requests served on one connection (the last answer closes it).
+    # Seconds a keep-alive connection may stay idle between two requests (both engines; uvicorn
+    # rounds up to whole seconds), and requests served on one connection (engine: fast only; the
+    # last answer closes it).
     keepalive_timeout_seconds: float = Field(default=30.0, gt=0)
     keepalive_max_requests: int = Field(default=1000, ge=1)
     # V2 over gRPC (KServe GRPCInferenceService) on this port beside HTTP; off when None. Its message
