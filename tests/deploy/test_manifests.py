@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from costwarden.app.fast_serve import GRACE_SECONDS
 from costwarden.config import load_config
 from tests.conftest import need
 
@@ -126,11 +127,11 @@ def test_probes_liveness_on_healthz_readiness_on_readyz(overlay: list[Obj]) -> N
 
 
 def test_sigterm_drain_outlasts_the_gateways_own_shutdown(overlay: list[Obj]) -> None:
-    """preStop sleep (endpoint removal), then uvicorn's graceful shutdown and the alert grace, which
-    are read from the code so that raising them there fails here until the manifest follows."""
-    serve = (ROOT / "src/costwarden/cli/main.py").read_text()
+    """preStop sleep (endpoint removal), then the servers' graceful shutdown (uvicorn's and the fast
+    engine's) and the alert grace, which are read from the code so that raising them there fails here
+    until the manifest follows."""
     runtime = (ROOT / "src/costwarden/app/runtime.py").read_text()
-    graceful = float(re.findall(r"timeout_graceful_shutdown=(\d+(?:\.\d+)?)", serve)[0])
+    graceful = GRACE_SECONDS
     alert_grace = float(re.findall(r"alerts\.stop\(grace_s=(\d+(?:\.\d+)?)\)", runtime)[0])
     spec = pod_spec(overlay)
     pre_stop = gateway(overlay)["lifecycle"]["preStop"]["exec"]["command"]
