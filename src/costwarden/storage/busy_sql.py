@@ -7,7 +7,6 @@ fold again (a restart, another gateway, a late record) changes nothing but what 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 from costwarden.domain.busy_fold import ALL_TEAMS, HOUR, FoldKey, HourCell, fold_hours
 from costwarden.storage.busy_check import counted, counts_sql, run_async, run_sync
+from costwarden.storage.sqlite_conn import sqlite_call
 
 T = TypeVar("T")
 BusyRow = tuple[str, str, int, int, int, int]  # deployment, team, concurrency, request_ns, requests, tokens
@@ -65,15 +65,7 @@ class BusyFolds:
         self.path = url.removeprefix("sqlite:///") or "costwarden.db"
 
     async def _sqlite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            conn = sqlite3.connect(self.path, timeout=30)
-            try:
-                with conn:
-                    return fn(conn)
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(call)
+        return await sqlite_call(self.path, fn)
 
     async def _pg(self, fn: Callable[[Any], Any]) -> Any:
         import asyncpg

@@ -1,13 +1,15 @@
-"""Ledger rows: a record's values in LEDGER_COLUMNS order, shared by the SQL adapters."""
+"""Ledger rows, shared by the SQL adapters: a record's values in LEDGER_COLUMNS order, and the record
+of a row read back."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from costwarden.domain.money import usd_text
-from costwarden.domain.record import UsageRecord
+from costwarden.domain.record import Outcome, UsageRecord
 
 
 def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
@@ -54,3 +56,17 @@ def record_values(r: UsageRecord, stream: Any, cost: Any) -> tuple[Any, ...]:
         r.characters,
         r.documents,
     )
+
+
+def record_of(values: dict[str, Any], cost_usd: Decimal) -> UsageRecord:
+    """The record of a row's values by column name (taken over, changed in place): tags as JSON text,
+    the optional money as exact text; `cost_usd` already read from the dialect's cost column."""
+    values["tags"] = orjson.loads(values["tags"])
+    values["stream"] = bool(values["stream"])  # an INTEGER on SQLite
+    values["outcome"] = Outcome(values["outcome"])
+    values["cost_usd"] = cost_usd
+    original = values["original_cost_usd"]
+    values["original_cost_usd"] = None if original is None else Decimal(original)
+    avoided = values["cache_avoided_usd"]
+    values["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
+    return UsageRecord(**values)

@@ -10,25 +10,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import orjson
 
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.quarantine import Quarantined
-from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
+from costwarden.domain.record import LEDGER_COLUMNS, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.domain.rollup import BASE_CUBES
 from costwarden.ports import RecordRejected
 from costwarden.storage import partitions
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
-from costwarden.storage.ledger_codec import record_values
+from costwarden.storage.ledger_codec import record_of, record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
 from costwarden.storage.retention import POSTGRES_PRUNE, POSTGRES_PRUNE_PARTITIONED
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
@@ -121,14 +119,7 @@ def _staged(records: Sequence[UsageRecord]) -> tuple[list[tuple[Any, ...]], list
 
 def _record(row: asyncpg.Record) -> UsageRecord:
     values = dict(row.items())
-    values["tags"] = orjson.loads(values["tags"])
-    values["outcome"] = Outcome(values["outcome"])
-    values["cost_usd"] = quantize(values["cost_usd"])
-    original = values["original_cost_usd"]
-    values["original_cost_usd"] = None if original is None else Decimal(original)
-    avoided = values["cache_avoided_usd"]
-    values["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
-    return UsageRecord(**values)
+    return record_of(values, quantize(values["cost_usd"]))
 
 
 class PostgresStore:

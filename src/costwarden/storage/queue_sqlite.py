@@ -11,7 +11,6 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -21,6 +20,7 @@ from costwarden.domain.batch_input import LineError
 from costwarden.domain.deferral import DueCallback
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
+from costwarden.storage.sqlite_conn import open_wal
 
 T = TypeVar("T")
 
@@ -42,13 +42,7 @@ class SQLiteQueue:
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._conn = conn
+            self._conn = open_wal(self.path)
         return fn(self._conn)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -3,7 +3,6 @@ samples come every few seconds, so each call opens, works and closes in a worker
 
 from __future__ import annotations
 
-import asyncio
 import math
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from costwarden.storage.samples_codec import (
     status_row,
     statuses_from_rows,
 )
+from costwarden.storage.sqlite_conn import sqlite_call
 
 T = TypeVar("T")
 _UPSERT = (
@@ -38,15 +38,7 @@ class SQLiteSamples:
         self.path = path
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            conn = sqlite3.connect(self.path, timeout=30)
-            try:
-                with conn:
-                    return fn(conn)
-            finally:
-                conn.close()
-
-        return await asyncio.to_thread(call)
+        return await sqlite_call(self.path, fn)
 
     async def write_samples(self, samples: Sequence[ProcessSample | GpuSample]) -> int:
         rows = [sample_row(s) for s in samples]

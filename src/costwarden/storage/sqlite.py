@@ -12,23 +12,19 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
-
-import orjson
 
 from costwarden.domain.alert import Alert
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.quarantine import Quarantined
-from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
+from costwarden.domain.record import LEDGER_COLUMNS, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
-from costwarden.storage.ledger_codec import record_values
+from costwarden.storage.ledger_codec import record_of, record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
 from costwarden.storage.retention import SQLITE_PRUNE
 from costwarden.storage.rollup_fold import (
@@ -51,6 +47,7 @@ from costwarden.storage.rollup_write import (
     stored_sqlite,
 )
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.sqlite_conn import open_wal
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -113,15 +110,7 @@ def _write(
 
 def _record(row: tuple[Any, ...]) -> UsageRecord:
     values = dict(zip(LEDGER_COLUMNS, row, strict=True))
-    values["tags"] = orjson.loads(values["tags"])
-    values["stream"] = bool(values["stream"])
-    values["outcome"] = Outcome(values["outcome"])
-    values["cost_usd"] = from_nanos(values["cost_usd"])
-    original = values["original_cost_usd"]
-    values["original_cost_usd"] = None if original is None else Decimal(original)
-    avoided = values["cache_avoided_usd"]
-    values["cache_avoided_usd"] = None if avoided is None else Decimal(avoided)
-    return UsageRecord(**values)
+    return record_of(values, from_nanos(values["cost_usd"]))
 
 
 def _key_change(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
@@ -175,12 +164,7 @@ class SQLiteStore:
         return await loop.run_in_executor(self._reader, self._call_reader, fn)
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn = open_wal(self.path)
         register_sqlite(conn)
         return conn
 
