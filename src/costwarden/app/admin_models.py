@@ -5,9 +5,13 @@ Models allow extra fields where other parts of the project add columns (ledger, 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from costwarden.domain.record import LEDGER_COLUMNS, Outcome, UsageRecord
+from costwarden.services.reports import ISO_TIMES
 
 USD = Field(pattern=r"^-?\d+\.\d{9}$", examples=["0.000120000"])
 
@@ -50,43 +54,34 @@ class SpendReportModel(BaseModel):
     percentile_relative_error: float = Field(description="relative error bound of p50/p95 (0: exact)")
 
 
-class RecordModel(BaseModel):
-    """One ledger record (see docs/reports.md for each column)."""
-
-    model_config = ConfigDict(extra="allow")
-    request_id: str
-    started_at: str
-    ended_at: str
-    key_id: str | None
-    team: str | None
-    project: str | None
-    environment: str | None
-    tags: dict[str, str]
-    deployment: str | None
-    protocol: str
-    endpoint: str
-    method: str
-    model: str | None
-    stream: bool
-    status: int
-    upstream_status: int | None
-    outcome: Literal["served", "rejected", "failed", "queued"]
-    error_code: str | None
-    latency_ms: float
-    upstream_ms: float | None
-    input_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    items: int
-    request_bytes: int
-    response_bytes: int
-    cost_usd: str = USD
-    pricing_basis: str
+def _record_field(name: str, hint: Any) -> tuple[Any, Any]:
+    """A ledger column's type in the admin API's JSON (services/reports.py: record_json)."""
+    if name in ISO_TIMES:
+        return str, ...
+    if hint is Decimal:
+        return str, USD
+    if hint == Decimal | None:
+        return str | None, USD
+    if hint is Outcome:
+        return Literal.__getitem__(tuple(o.value for o in Outcome)), ...
+    return hint, ...
 
 
-class RecordsPage(BaseModel):
-    records: list[RecordModel]
-    next: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+# One ledger record (see docs/reports.md for each column): a field per column of LEDGER_COLUMNS, in its
+# order, typed from UsageRecord, so that a new ledger column needs no edit here.
+_HINTS = get_type_hints(UsageRecord)
+_COLUMNS: dict[str, Any] = {name: _record_field(name, _HINTS[name]) for name in LEDGER_COLUMNS}
+RecordModel: type[BaseModel] = create_model(
+    "RecordModel",
+    __config__=ConfigDict(extra="allow"),
+    __doc__="One ledger record (see docs/reports.md for each column).",
+    **_COLUMNS,
+)
+RecordsPage: type[BaseModel] = create_model(
+    "RecordsPage",
+    records=(list[RecordModel], ...),
+    next=(str | None, Field(description="pass as `cursor` for the next page; null on the last page")),
+)
 
 
 class KeyModel(BaseModel):

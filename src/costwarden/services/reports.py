@@ -124,11 +124,15 @@ def report_json(report: SpendReport) -> dict[str, Any]:
     }
 
 
+# The record times that `record_json` writes as ISO 8601 text (the admin API's record model says so too).
+ISO_TIMES: tuple[str, ...] = ("started_at", "ended_at")
+
+
 def record_json(record: UsageRecord) -> dict[str, Any]:
     """A ledger record for the admin API: times in ISO 8601 (to the microsecond), money as text."""
     data = record.to_json_dict()
-    data["started_at"] = _iso_us(record.started_at)
-    data["ended_at"] = _iso_us(record.ended_at)
+    for name in ISO_TIMES:
+        data[name] = _iso_us(data[name])
     return data
 
 
@@ -158,6 +162,7 @@ def decode_cursor(token: str) -> RecordCursor:
 
 __all__ = [
     "GROUP_DIMENSIONS",
+    "ISO_TIMES",
     "QueryError",
     "build_query",
     "decode_cursor",
