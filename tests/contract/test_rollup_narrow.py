@@ -5,18 +5,13 @@ folded cells when opened (a gateway upgraded in place shows the same numbers).""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
-
-import asyncpg
 
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery
 from costwarden.domain.rollup import DERIVED, KEY_TOTALS, WEEK, cube_for
 from costwarden.ports import Store
-from costwarden.storage.postgres import PostgresStore
-from costwarden.storage.sqlite import SQLiteStore
-from tests.contract.test_rollups import BASE, WEEK_EDGE, assert_matches, fold, second, usage
+from tests.contract.test_rollups import BASE, WEEK_EDGE, assert_matches, count, execute, fold, second, usage
 
 TEAMS = ("ads", "search", None)
 DEPLOYMENTS = ("chat", "iris", "embed")
@@ -75,14 +70,7 @@ async def test_month_long_panels_from_narrow_cells_equal_the_raw_ledger(store: S
 
 
 async def key_week_cells(store: Store) -> int:
-    sql = f"SELECT COUNT(*) FROM {KEY_TOTALS.table} WHERE grain = {WEEK}"
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
-            count = int(conn.execute(sql).fetchone()[0])
-        conn.close()
-        return count
-    assert isinstance(store, PostgresStore)
-    return int(await store.pool.fetchval(sql))
+    return await count(store, f"SELECT COUNT(*) FROM {KEY_TOTALS.table} WHERE grain = {WEEK}")
 
 
 async def test_a_ledger_rolled_up_before_the_narrow_cubes_gets_them_from_its_cells(store: Store) -> None:
@@ -93,17 +81,7 @@ async def test_a_ledger_rolled_up_before_the_narrow_cubes_gets_them_from_its_cel
     assert await store.write(records[400:500]) == 100  # pending when the gateway is upgraded
     drop = [f"DROP TABLE {cube.table}" for cube in DERIVED]
     drop.append("DELETE FROM costwarden_schema WHERE version = 20")
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
-            for sql in drop:
-                conn.execute(sql)
-        conn.close()
-    else:
-        assert isinstance(store, PostgresStore)
-        pg = await asyncpg.connect(store.dsn)
-        for sql in drop:
-            await pg.execute(sql)
-        await pg.close()
+    await execute(store, drop)
     reopened = await second(store)
     try:
         start, end = BASE + WEEK_EDGE - 3 * 86_400 + 0.5, BASE + WEEK_EDGE + 27 * 86_400

@@ -149,17 +149,40 @@ def _dim(r: UsageRecord, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-async def clear(store: Store) -> None:
+async def execute(store: Store, statements: Sequence[str]) -> None:
+    """Run `statements` on the store's database behind its back (to empty it, or make it look older)."""
     if isinstance(store, SQLiteStore):
         with sqlite3.connect(store.path, isolation_level=None) as conn:
-            for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):
-                conn.execute(f"DELETE FROM {table}")
+            for sql in statements:
+                conn.execute(sql)
         conn.close()
     else:
         assert isinstance(store, PostgresStore)
         pg = await asyncpg.connect(store.dsn)
-        await pg.execute(f"TRUNCATE ledger, {', '.join(cube.table for cube in CUBES)}, rollup_delta")
-        await pg.close()
+        try:
+            for sql in statements:
+                await pg.execute(sql)
+        finally:
+            await pg.close()
+
+
+async def count(store: Store, sql: str) -> int:
+    """The one number `sql` selects from the store's database (`SELECT COUNT(*) ...`)."""
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path, isolation_level=None) as conn:
+            found = int(conn.execute(sql).fetchone()[0])
+        conn.close()
+        return found
+    assert isinstance(store, PostgresStore)
+    return int(await store.pool.fetchval(sql))
+
+
+async def clear(store: Store) -> None:
+    tables = ("ledger", *(cube.table for cube in CUBES), "rollup_delta")
+    if isinstance(store, SQLiteStore):
+        await execute(store, [f"DELETE FROM {table}" for table in tables])
+    else:
+        await execute(store, [f"TRUNCATE {', '.join(tables)}"])
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -202,13 +225,7 @@ async def fold(store: Store, limit: int) -> int:
 
 
 async def pending(store: Store) -> int:
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
-            count = int(conn.execute("SELECT COUNT(*) FROM rollup_delta").fetchone()[0])
-        conn.close()
-        return count
-    assert isinstance(store, PostgresStore)
-    return int(await store.pool.fetchval("SELECT COUNT(*) FROM rollup_delta"))
+    return await count(store, "SELECT COUNT(*) FROM rollup_delta")
 
 
 async def test_racing_folders_and_writers_count_each_record_once(store: Store) -> None:
@@ -274,23 +291,9 @@ async def test_a_ledger_from_before_rollups_is_backfilled_when_opened(store: Sto
     ]
     await store.write(records[:500])
     # Make the database look like one written before migration 0006 (and 0017), then open it again.
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
-            conn.execute("DROP TABLE rollup")
-            conn.execute("DROP TABLE rollup_key")
-            conn.execute("DELETE FROM costwarden_schema WHERE version = 6")
-            for sql in before_units("ledger", "rollup_delta"):
-                conn.execute(sql)
-        conn.close()
-    else:
-        assert isinstance(store, PostgresStore)
-        pg = await asyncpg.connect(store.dsn)
-        await pg.execute("DROP TABLE rollup, rollup_key")
-        await pg.execute("DROP FUNCTION costwarden_hist_merge(jsonb, jsonb)")
-        await pg.execute("DELETE FROM costwarden_schema WHERE version = 6")
-        for sql in before_units("ledger", "rollup_delta"):
-            await pg.execute(sql)
-        await pg.close()
+    merge = [] if isinstance(store, SQLiteStore) else ["DROP FUNCTION costwarden_hist_merge(jsonb, jsonb)"]
+    drop = ["DROP TABLE rollup", "DROP TABLE rollup_key", *merge, "DELETE FROM costwarden_schema WHERE version = 6"]
+    await execute(store, [*drop, *before_units("ledger", "rollup_delta")])
     reopened = await second(store)
     try:
         assert await reopened.write(records) == 400  # new records after the backfill still count once
@@ -323,17 +326,7 @@ async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_
     drop = ["DELETE FROM rollup WHERE grain = 604800", "DROP TABLE rollup_delta"]
     drop.append("DELETE FROM costwarden_schema WHERE version = 12")
     drop.extend(before_units("ledger", "rollup", "rollup_key"))
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
-            for sql in drop:
-                conn.execute(sql)
-        conn.close()
-    else:
-        assert isinstance(store, PostgresStore)
-        pg = await asyncpg.connect(store.dsn)
-        for sql in drop:
-            await pg.execute(sql)
-        await pg.close()
+    await execute(store, drop)
     reopened = await second(store)
     try:
         for q in (
@@ -344,7 +337,7 @@ async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_
         assert await reopened.write(records) == 0
     finally:
         await reopened.close()
-    assert await week_cells(store) > 0
+    assert await count(store, "SELECT COUNT(*) FROM rollup WHERE grain = 604800") > 0  # week cells
 
 
 def without_units(record: UsageRecord) -> UsageRecord:
@@ -356,14 +349,3 @@ def before_units(*tables: str) -> list[str]:
     """Undo migration 0017 on `tables` (those a test keeps), so opening the store applies it again."""
     drops = [f"ALTER TABLE {t} DROP COLUMN {c}" for t in tables for c in UNIT_FIELDS]
     return [*drops, "DELETE FROM costwarden_schema WHERE version = 17"]
-
-
-async def week_cells(store: Store) -> int:
-    sql = "SELECT COUNT(*) FROM rollup WHERE grain = 604800"
-    if isinstance(store, SQLiteStore):
-        with sqlite3.connect(store.path, isolation_level=None) as conn:
-            count = int(conn.execute(sql).fetchone()[0])
-        conn.close()
-        return count
-    assert isinstance(store, PostgresStore)
-    return int(await store.pool.fetchval(sql))
