@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from tests.integration.threaded_server import serve_in_thread
 
 USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
@@ -27,6 +28,11 @@ class Seen:
     path: str
     headers: list[tuple[str, str]]
     body: bytes
+
+    @classmethod
+    def of(cls, request: web.Request, body: bytes) -> Seen:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+        return cls(request.method, request.path, headers, body)
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
@@ -39,8 +45,7 @@ class EchoUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self.seen.append(Seen(request.method, request.path, headers, body))
+        self.seen.append(Seen.of(request, body))
         try:
             asked = json.loads(body)
         except ValueError:  # not JSON (a V2 binary body, a passthrough)
@@ -93,29 +98,5 @@ class EchoUpstream:
 def echo_upstream() -> Iterator[EchoUpstream]:
     """Serve an EchoUpstream on a free loopback port, in a thread with its own event loop."""
     echo = EchoUpstream()
-    loop = asyncio.new_event_loop()
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", echo._handle)
-    runner = web.AppRunner(app, access_log=None)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        port = runner.addresses[0][1]
-        echo.url = f"http://127.0.0.1:{port}"
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
+    with serve_in_thread(echo._handle) as echo.url:
         yield echo
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()

@@ -8,8 +8,6 @@ received, so a test can check what crossed the gateway.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from tests.integration.echo_upstream import Seen
+from tests.integration.threaded_server import catch_all, serve_in_thread
 
 MODEL = "echo"
 _SIZES = {"FP32": 4, "FP64": 8, "INT32": 4, "INT64": 8, "UINT8": 1, "BOOL": 1}
@@ -30,8 +29,7 @@ class BinaryV2:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self.seen.append(Seen(request.method, request.path, headers, body))
+        self.seen.append(Seen.of(request, body))
         path = request.path.rstrip("/")
         if path == "/v2":
             return web.json_response({"name": "binary-v2", "version": "1", "extensions": ["binary_tensor_data"]})
@@ -93,31 +91,8 @@ def _unpack(raw: bytes, datatype: str) -> list[float]:
 def binary_v2_upstream() -> Iterator[BinaryV2]:
     """Serve a BinaryV2 on a free loopback port, in a thread with its own event loop."""
     server = BinaryV2()
-    loop = asyncio.new_event_loop()
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", server._handle)
-    runner = web.AppRunner(app, access_log=None)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
+    with serve_in_thread(server._handle) as server.url:
         yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def main() -> None:
@@ -125,8 +100,7 @@ def main() -> None:
     import sys
 
     server = BinaryV2()
-    app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", server._handle_quietly)
+    app = catch_all(server._handle_quietly)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 
 
