@@ -20,6 +20,12 @@ MINUTE_COLUMNS = (
 )
 MINUTE_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in MINUTE_COLUMNS.split(", ")[4:])
 STATUS_COLUMNS = "name, running, last_sample_at, samples, last_error"
+# A collector's status, inserted or replaced; {} takes the six placeholders of the dialect.
+STATUS_UPSERT = (
+    f"INSERT INTO compute_collectors ({STATUS_COLUMNS}, updated_at) VALUES ({{}}) "
+    "ON CONFLICT (name) DO UPDATE SET running = excluded.running, last_sample_at = excluded.last_sample_at, "
+    "samples = excluded.samples, last_error = excluded.last_error, updated_at = excluded.updated_at"
+)
 Row = tuple[Any, ...]
 
 

@@ -14,6 +14,7 @@ from costwarden.storage.samples_codec import (
     MINUTE_UPDATE,
     SAMPLE_COLUMNS,
     STATUS_COLUMNS,
+    STATUS_UPSERT,
     minute_from_row,
     minute_row,
     sample_from_row,
@@ -25,11 +26,7 @@ from costwarden.storage.samples_codec import (
 if TYPE_CHECKING:
     import asyncpg
 
-_UPSERT = (
-    f"INSERT INTO compute_collectors ({STATUS_COLUMNS}, updated_at) VALUES ($1, $2, $3, $4, $5, $6) "
-    "ON CONFLICT (name) DO UPDATE SET running = excluded.running, last_sample_at = excluded.last_sample_at, "
-    "samples = excluded.samples, last_error = excluded.last_error, updated_at = excluded.updated_at"
-)
+_UPSERT = STATUS_UPSERT.format("$1, $2, $3, $4, $5, $6")
 
 
 class PostgresSamples:

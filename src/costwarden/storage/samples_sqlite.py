@@ -16,6 +16,7 @@ from costwarden.storage.samples_codec import (
     MINUTE_UPDATE,
     SAMPLE_COLUMNS,
     STATUS_COLUMNS,
+    STATUS_UPSERT,
     minute_from_row,
     minute_row,
     sample_from_row,
@@ -26,11 +27,7 @@ from costwarden.storage.samples_codec import (
 from costwarden.storage.sqlite_conn import sqlite_call
 
 T = TypeVar("T")
-_UPSERT = (
-    f"INSERT INTO compute_collectors ({STATUS_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET running = excluded.running, last_sample_at = excluded.last_sample_at, "
-    "samples = excluded.samples, last_error = excluded.last_error, updated_at = excluded.updated_at"
-)
+_UPSERT = STATUS_UPSERT.format("?, ?, ?, ?, ?, ?")
 
 
 class SQLiteSamples:
