@@ -32,7 +32,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from closed_loop import Send, measure, medians  # noqa: E402
+from closed_loop import Results, Send, arguments, measure_rows, save  # noqa: E402
 from tests.integration.procs import Gateway, TextModel, free_port  # noqa: E402
 
 KEY = "cw_bench_0123456789abcdefBENCHKEY"
@@ -67,9 +67,8 @@ def config(tmp: Path, upstream: str) -> Path:
     return path
 
 
-async def run(args: argparse.Namespace, upstream: str, gateway: str) -> dict[str, dict[str, float]]:
+async def run(args: argparse.Namespace, upstream: str, gateway: str) -> Results:
     auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    samples: dict[str, list[dict[str, float]]] = {}
     fresh = (f"the quick brown fox {i}" for i in itertools.count())
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
@@ -96,16 +95,10 @@ async def run(args: argparse.Namespace, upstream: str, gateway: str) -> dict[str
             await post(gateway + "/v1/chat/completions", asked, "miss")()
             paraphrase = body("similar", content="Which city is the capital of France?")
             targets["semantic hit"] = post(gateway + "/v1/chat/completions", paraphrase, "hit")
-        for send in targets.values():  # warm up: connections
-            for _ in range(50):
-                await send()
-        for _ in range(args.repeat):
-            for name, send in targets.items():
-                samples.setdefault(name, []).append(await measure(send, args.seconds, args.concurrency))
-    return medians(samples)
+        return await measure_rows(targets, args)
 
 
-def table(results: dict[str, dict[str, float]]) -> str:
+def table(results: Results) -> str:
     base = results["forwarded"]["p50_ms"]
     lines = ["| row | p50 ms | p99 ms | p50 vs forwarded | req/s |", "| --- | ---: | ---: | ---: | ---: |"]
     for name in ROWS:
@@ -118,11 +111,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__, seconds=3.0)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         textmodel = TextModel(tmp)
@@ -136,8 +125,7 @@ def main() -> None:
             for proc in (gateway, textmodel):
                 if proc is not None:
                     proc.stop()
-    out = ROOT / "bench" / "results" / "cache.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    save("cache", args, results)
     print(table(results))
 
 

@@ -27,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from closed_loop import Send, measure, medians  # noqa: E402
+from closed_loop import Results, Send, arguments, measure_rows, save  # noqa: E402
 from tests.integration.procs import Gateway, MLServer, Proc, free_port, wait_until  # noqa: E402
 
 KEY = "cw_bench_0123456789abcdefBENCHKEY"
@@ -73,11 +73,10 @@ def config(tmp: Path, iris: MLServer, echo_url: str, grpc_port: int) -> Path:
     return path
 
 
-async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, dict[str, float]]:
+async def run(args: argparse.Namespace, urls: dict[str, str]) -> Results:
     body, headers = binary_request()
     message = grpc_request()
     auth = {"Authorization": f"Bearer {KEY}"}
-    samples: dict[str, list[dict[str, float]]] = {}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         def http(url: str, extra: dict[str, str], content: bytes = body) -> Send:
@@ -109,18 +108,13 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, dict[
             "grpc/direct": direct_rpc,
             "grpc/gateway": via_rpc,
         }
-        for send in targets.values():  # warm up: connections, caches
-            for _ in range(50):
-                await send()
-        for _ in range(args.repeat):
-            for name, send in targets.items():
-                samples.setdefault(name, []).append(await measure(send, args.seconds, args.concurrency))
+        results = await measure_rows(targets, args)
         await direct_channel.close()
         await via_channel.close()
-    return medians(samples)
+    return results
 
 
-def table(results: dict[str, dict[str, float]]) -> str:
+def table(results: Results) -> str:
     lines = ["| path | direct p50 / p99 ms | via gateway p50 / p99 ms | added p50 ms | direct req/s | via req/s |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for path in ("json", "binary", "grpc"):
@@ -133,11 +127,7 @@ def table(results: dict[str, dict[str, float]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(__doc__, seconds=5.0)
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         mlserver = MLServer(tmp)
@@ -165,8 +155,7 @@ def main() -> None:
             for proc in (gateway, echo, mlserver):
                 if proc is not None:
                     proc.stop()
-    out = ROOT / "bench" / "results" / "v2_paths.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    save("v2_paths", args, results)
     print(table(results))
 
 
