@@ -27,6 +27,7 @@ class Seen:
     path: str
     headers: list[tuple[str, str]]
     body: bytes
+    raw_path: str = ""  # the path as it arrived, percent-encoding and all
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
@@ -40,7 +41,7 @@ class EchoUpstream:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        self.seen.append(Seen(request.method, request.path, headers, body))
+        self.seen.append(Seen(request.method, request.path, headers, body, request.rel_url.raw_path))
         try:
             asked = json.loads(body)
         except ValueError:  # not JSON (a V2 binary body, a passthrough)
