@@ -28,11 +28,12 @@ class Seen:
     path: str
     headers: list[tuple[str, str]]
     body: bytes
+    raw_path: str = ""  # the path as it arrived, percent-encoding and all
 
     @classmethod
     def of(cls, request: web.Request, body: bytes) -> Seen:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
-        return cls(request.method, request.path, headers, body)
+        return cls(request.method, request.path, headers, body, request.rel_url.raw_path)
 
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]

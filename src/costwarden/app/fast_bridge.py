@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from typing import Any
-from urllib.parse import unquote
 
 from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import Message, Request
+from costwarden.protocols.request_path import route_path
 
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
 def asgi_scope(request: Request) -> dict[str, Any]:
-    """The request's ASGI `http` scope (the path percent-decoded, as uvicorn does; `raw_path` not)."""
+    """The request's ASGI `http` scope: `raw_path` as sent, `path` decoded the gateway's way
+    (protocols/request_path.py: as uvicorn does, but an encoded `/` stays in its segment)."""
     client, server = request.peer
     path = request.path
     return {
@@ -30,7 +31,7 @@ def asgi_scope(request: Request) -> dict[str, Any]:
         "http_version": "1.1",
         "method": request.method,
         "scheme": "http",
-        "path": unquote(path) if "%" in path else path,
+        "path": route_path(path),
         "raw_path": path.encode("latin-1"),
         "query_string": request.query,
         "root_path": "",

@@ -30,6 +30,7 @@ from costwarden.domain.record import Protocol
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import head_problem
+from costwarden.protocols.request_path import route_path
 
 log = logging.getLogger(__name__)
 _JSON = (b"content-type", b"application/json")
@@ -45,39 +46,41 @@ class FastGateway:
         self._admin_port = admin_port
 
     async def __call__(self, request: Request, channel: FastChannel) -> None:
-        kind = classify(request.method, request.path)
+        path = route_path(request.path)  # the asgi engine's reading of it (protocols/request_path.py)
+        kind = classify(request.method, path)
         if kind is None:
-            await self._other(request, channel)
+            await self._other(request, path, channel)
             return
         protocol, endpoint = kind
-        exchange = new_exchange(request.method, request.path, request.query, request.headers, protocol, endpoint)
+        exchange = new_exchange(request.method, path, request.query, request.headers, protocol, endpoint, request.path)
         await self._gateway.serve(exchange, channel, request.receive)
 
-    async def _other(self, request: Request, channel: FastChannel) -> None:
+    async def _other(self, request: Request, path: str, channel: FastChannel) -> None:
         """Not an inference path: the gateway's own (health, metrics), the ASGI app's (admin API,
         dashboard, Batch API) when there is no admin port, or a recorded 404."""
-        shape = prefix_protocol(request.path)
+        shape = prefix_protocol(path)
         problem = head_problem(request.path, request.query, request.headers, self._gateway.header_limits)
         if problem is not None:
             await channel.whole(problem.status, [_JSON, _CLOSE], error_payload(shape, problem))
             return
-        handler = self._gateway.local.get(request.path)
+        handler = self._gateway.local.get(path)
         if handler is not None:
-            scope = {"type": "http", "method": request.method, "path": request.path,
+            scope = {"type": "http", "method": request.method, "path": path,
                      "query_string": request.query, "headers": request.headers}  # fmt: skip
             await handler(scope, Send(channel))
             return
-        if self._admin_port is None and (shape is Protocol.HTTP or self._gateway.is_batch(request.path)):
+        if self._admin_port is None and (shape is Protocol.HTTP or self._gateway.is_batch(path)):
             await self._gateway(asgi_scope(request), Receive(request), Send(channel, request))
             return
-        where = f"no endpoint at {request.method} {request.path[:200]}"
+        where = f"no endpoint at {request.method} {path[:200]}"
         if self._admin_port is not None:
             where += f" on the inference port; the admin API, dashboard and Batch API are on port {self._admin_port}"
         missing = GatewayError(404, "not_found", where)
         if shape is Protocol.HTTP:
             await channel.whole(404, [_JSON], error_payload(shape, missing))
             return
-        exchange = new_exchange(request.method, request.path, request.query, request.headers, shape, "unknown")
+        query, headers = request.query, request.headers
+        exchange = new_exchange(request.method, path, query, headers, shape, "unknown", request.path)
         await self._gateway.refuse(exchange, channel, missing, close=not request.complete)
 
 

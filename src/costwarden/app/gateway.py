@@ -22,6 +22,7 @@ from costwarden.protocols import audio, openai, responses, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import HeaderLimits, head_problem
+from costwarden.protocols.request_path import has_dot_segment, route_path
 from costwarden.upstream.channel import ClientChannel
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,10 @@ _CLOSE = (b"connection", b"close")  # the rest of the request is unread: do not 
 
 
 def classify(method: str, path: str) -> tuple[Protocol, str] | None:
-    """(protocol, endpoint) of an inference path, or None if the chain does not handle it."""
+    """(protocol, endpoint) of an inference path (decoded: `route_path`), or None if the chain does
+    not handle it. A `.` or `..` segment is none: a proxy tail must not climb out of its upstream."""
+    if "/." in path and has_dot_segment(path):  # the test inline: most paths have none
+        return None
     if path.startswith("/v1/"):
         if path in _OPENAI_POST:
             return Protocol.OPENAI, path
@@ -55,6 +59,13 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
     if path.startswith("/proxy/"):
         return Protocol.HTTP, "/proxy"
     return None
+
+
+def scope_raw_path(scope: Scope) -> str | None:
+    """The path of an ASGI scope as the client sent it (`raw_path`, without a query some clients
+    leave in it), or None when the server gave none."""
+    raw: bytes | None = scope.get("raw_path")
+    return None if raw is None else raw.partition(b"?")[0].decode("latin-1")
 
 
 def prefix_protocol(path: str) -> Protocol:
@@ -81,12 +92,20 @@ def _upload_plan(exchange: Exchange) -> Callable[[bytes], str] | None:
 
 
 def new_exchange(
-    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], protocol: Protocol, endpoint: str
+    method: str,
+    path: str,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    protocol: Protocol,
+    endpoint: str,
+    raw_path: str = "",
 ) -> Exchange:
+    """`path` decoded (`route_path`), `raw_path` as sent when they differ."""
     return Exchange(
         request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
         method=method,
         path=path,
+        raw_path=raw_path if raw_path != path else "",
         query=query,
         headers=headers,
         body=b"",
@@ -123,11 +142,14 @@ class GatewayApp:
         if scope["type"] != "http":
             await self._fallback(scope, receive, send)
             return
-        path: str = scope["path"]
+        raw = scope_raw_path(scope)
+        path: str = scope["path"] if raw is None else route_path(raw)
+        scope["path"] = path  # the admin app and the Batch API route on the same reading as the chain
         method: str = scope["method"]
         kind = classify(method, path)
         if kind is None:
-            problem = head_problem(path, scope.get("query_string", b""), scope["headers"], self._header_limits)
+            sent = path if raw is None else raw
+            problem = head_problem(sent, scope.get("query_string", b""), scope["headers"], self._header_limits)
             if problem is None and self._batch is not None and self.is_batch(path):
                 await self._batch[1](scope, receive, send)
                 return
@@ -148,7 +170,8 @@ class GatewayApp:
                 await self._to_fallback(scope, receive, send)
             return
         protocol, endpoint = kind
-        exchange = new_exchange(method, path, scope.get("query_string", b""), scope["headers"], protocol, endpoint)
+        query = scope.get("query_string", b"")
+        exchange = new_exchange(method, path, query, scope["headers"], protocol, endpoint, raw or "")
         await self.serve(exchange, ClientChannel(send), receive)
 
     async def serve(self, exchange: Exchange, channel: Channel, receive: Receive) -> None:
@@ -158,7 +181,7 @@ class GatewayApp:
         the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream."""
         protocol, endpoint, method = exchange.protocol, exchange.endpoint, exchange.method
         try:
-            problem = head_problem(exchange.path, exchange.query, exchange.headers, self._header_limits)
+            problem = head_problem(exchange.sent_path, exchange.query, exchange.headers, self._header_limits)
             if problem is not None:
                 await self._refuse(exchange, channel, problem, close=True)
                 return
@@ -191,9 +214,8 @@ class GatewayApp:
 
     @staticmethod
     def _exchange(scope: Scope, protocol: Protocol, endpoint: str) -> Exchange:
-        return new_exchange(
-            scope["method"], scope["path"], scope.get("query_string", b""), scope["headers"], protocol, endpoint
-        )
+        query, raw = scope.get("query_string", b""), scope_raw_path(scope) or ""
+        return new_exchange(scope["method"], scope["path"], query, scope["headers"], protocol, endpoint, raw)
 
     def _decode(self, exchange: Exchange, encoding: bytes) -> None:
         """Undo a compressed body's coding for metering: a V2 body still goes upstream as sent; an

@@ -407,7 +407,7 @@ class Runtime:
             active,
             budgets=lambda: active_budgets(self.store, self.config),
             rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
-            firing=lambda: self.store.list_alerts(True, 1000),  # it keeps those of its own kinds
+            firing=lambda: self.store.list_alerts(True, 1000),  # it keeps those it owns (AlertOwner)
             scaling=self.scaling.conditions if self.scaling.deployments else None,
         )
 

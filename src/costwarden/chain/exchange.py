@@ -31,6 +31,9 @@ class Exchange:
     body: bytes
     protocol: Protocol
     endpoint: str
+    # `path` as the client sent it, percent-encoding and all ('' when `path` is that already: batch
+    # jobs, gRPC); `path` is its decoded reading (protocols/request_path.py), which routes match.
+    raw_path: str = ""
     started_at: float = field(default_factory=time.time)
     started_perf: float = field(default_factory=time.perf_counter)
     # authenticate / attribute
@@ -77,6 +80,11 @@ class Exchange:
     finished: bool = False  # the part after it ran
     batch: BatchRef | None = None  # a queued job's request: its batch, job, key and price multiplier
     queued: Job | None = None  # answered 202: the job this request was queued as (chain/defer.py)
+
+    @property
+    def sent_path(self) -> str:
+        """The path as the client sent it: what a passthrough forwards and what the target limit counts."""
+        return self.raw_path or self.path
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a request header; `name` must be lower-case."""

@@ -17,6 +17,7 @@ from costwarden.domain.record import Protocol
 from costwarden.domain.usage import Usage
 from costwarden.protocols import audio, images, openai, rerank, responses, v2
 from costwarden.protocols.errors import GatewayError
+from costwarden.protocols.request_path import raw_tail
 
 DEPLOYMENT_HEADER = b"x-costwarden-deployment"
 
@@ -126,7 +127,7 @@ class RouteStage(PassStage):
         exchange.model = name
         self._lookup(exchange, name, "openai", "model")
         exchange.parsed_body = {}
-        exchange.upstream_path = exchange.path
+        exchange.upstream_path = exchange.sent_path
         exchange.upstream_body = b""
 
     def _v2(self, exchange: Exchange) -> Reply | None:
@@ -163,10 +164,10 @@ class RouteStage(PassStage):
 
     def _http(self, exchange: Exchange) -> None:
         _, _, rest = exchange.path.partition("/proxy/")
-        name, _, tail = rest.partition("/")
+        name = rest.partition("/")[0]
         self._lookup(exchange, name, "http", "deployment")
         exchange.model = None
-        exchange.upstream_path = "/" + tail
+        exchange.upstream_path = raw_tail(exchange.sent_path, 2) or "/"  # as sent: `%2F` stays in its segment
         exchange.upstream_body = exchange.body
 
 

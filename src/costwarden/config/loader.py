@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ import yaml
 from pydantic import ValidationError
 
 from costwarden.config.models import Config
+from costwarden.config.paths import Location, anchor_paths, config_paths
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-Location = tuple[str | int, ...]
 
 
 class ConfigError(Exception):
@@ -86,8 +87,11 @@ def _dotted(loc: Location) -> str:
     return out or "(top level)"
 
 
-def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
-    """Validate YAML text into a `Config`, or raise ConfigError naming file:line and key."""
+def parse_config(
+    text: str, source: str = "<config>", env: Mapping[str, str] | None = None, folder: Path | None = None
+) -> Config:
+    """Validate YAML text into a `Config`, or raise ConfigError naming file:line and key. Relative
+    paths in it are taken relative to `folder` (the config file's); kept as they are without one."""
     environ = os.environ if env is None else env
     problems: list[str] = []
     try:
@@ -117,7 +121,9 @@ def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | N
             at = f"{source}:{line_no}" if line_no else source
             problems.append(f"{at}: {_dotted(loc)}: {error['msg']}")
         raise ConfigError(problems) from exc
-    for loc, message in config.reference_problems():
+    if folder is not None:
+        config = anchor_paths(config, folder)
+    for loc, message in [*config.reference_problems(), *_file_problems(config)]:
         line_no = _line_for(loc, marks)
         problems.append(f"{source}:{line_no}: {_dotted(loc)}: {message}")
     if problems:
@@ -133,23 +139,16 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except OSError as exc:
         raise ConfigError([f"{file}: cannot read the config file: {exc.strerror}"]) from exc
     # absolute(), not resolve(): a symlinked file (a Kubernetes ConfigMap) keeps the folder it is seen in.
-    return anchor_paths(parse_config(text, str(file), env), file.absolute().parent)
+    return parse_config(text, str(file), env, file.absolute().parent)
 
 
-def anchor_paths(config: Config, folder: Path) -> Config:
-    """Relative SQLite ledger and spool paths -> absolute, under `folder` (the config file's)."""
-    storage = config.storage
-    ledger, spool = storage.ledger, storage.spool_dir
-    if ledger.startswith(_SQLITE):
-        file = ledger.removeprefix(_SQLITE) or "costwarden.db"
-        if file != ":memory:" and not file.startswith("file:"):
-            ledger = _SQLITE + _under(folder, file)
-    anchored = storage.model_copy(update={"ledger": ledger, "spool_dir": _under(folder, spool)})
-    return config.model_copy(update={"storage": anchored})
-
-
-_SQLITE = "sqlite:///"
-
-
-def _under(folder: Path, path: str) -> str:
-    return os.path.normpath(folder / Path(path).expanduser())
+def _file_problems(config: Config) -> list[tuple[Location, str]]:
+    """The files that must load at start and do not (checked once their paths are anchored)."""
+    problems: list[tuple[Location, str]] = []
+    for loc, kind, path in config_paths(config):
+        if kind == "ca_bundle":
+            try:
+                ssl.create_default_context(cafile=path)
+            except (OSError, ssl.SSLError) as exc:
+                problems.append((loc, f"cannot load the CA bundle {path!r}: {exc}"))
+    return problems

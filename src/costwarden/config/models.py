@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, StringConstraints, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, StringConstraints, model_validator
 
 from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
@@ -124,19 +123,10 @@ class Timeouts(Model):
 class UpstreamTls(Model):
     """How https:// upstreams are verified (both engines: aiohttp and the fast engine's pool)."""
 
-    # A PEM bundle of the CAs to trust instead of the system's (absolute, or relative to the working folder).
+    # A PEM bundle of the CAs to trust instead of the system's (absolute, or relative to the config
+    # file's folder); the loader loads it once anchored there (config/paths.py).
     ca_file: str | None = Field(default=None, min_length=1)
     verify: bool = True  # false: no certificate or hostname check (a test upstream only)
-
-    @field_validator("ca_file")
-    @classmethod
-    def _loadable(cls, path: str | None) -> str | None:
-        if path is not None:
-            try:
-                ssl.create_default_context(cafile=path)
-            except (OSError, ssl.SSLError) as exc:
-                raise ValueError(f"cannot load the CA bundle {path!r}: {exc}") from exc
-        return path
 
 
 class UpstreamHealth(Model):

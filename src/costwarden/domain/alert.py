@@ -26,13 +26,17 @@ class AlertKind(StrEnum):
 
 
 class AlertOwner(StrEnum):
-    """The service that fires an alert kind and resolves it: each resolves only its own. A pure
-    function of the kind (`owner_of`), so stores keep no column for it."""
+    """The service that fires an alert and resolves it: each resolves only its own. A pure
+    function of the kind (`owner_of`) and the `shadow` label (`Alert.owner`), so stores keep no
+    column for it and alerts stored before owners existed are classified alike."""
 
     GOVERNOR = "governor"  # budgets, forecasts, spikes, the counter store (services.governor)
     SCALING = "scaling"  # scaling caps: services.scaling's conditions, evaluated on the governor's tick
     DEGRADE = "degrade"  # the degrade loop (services.degrade): fired on degrade, resolved on recovery
     LEDGER = "ledger"  # quarantined records: an event the recorder fires; no loop resolves it
+    # spikes in shadow mode (label shadow=true): the governor's shadow book records them and
+    # resolves them in the store, never through a sink; its notified book never holds one
+    SHADOW = "shadow"
 
 
 OWNERS: Mapping[AlertKind, AlertOwner] = {
@@ -46,6 +50,9 @@ OWNERS: Mapping[AlertKind, AlertOwner] = {
     AlertKind.VARIANT_DEGRADED: AlertOwner.DEGRADE,
     AlertKind.SCALE_CAPPED: AlertOwner.SCALING,
 }
+
+
+SHADOW_LABEL = ("shadow", "true")  # a spike alert of shadow mode (services/spikes.py)
 
 
 def owner_of(kind: AlertKind) -> AlertOwner:
@@ -126,7 +133,7 @@ class Alert:
 
     @property
     def owner(self) -> AlertOwner:
-        return OWNERS[self.kind]
+        return AlertOwner.SHADOW if SHADOW_LABEL in self.labels else OWNERS[self.kind]
 
     @classmethod
     def start(cls, condition: Condition, now: float) -> Alert:

@@ -106,11 +106,12 @@ class Governor:
         self._interval = interval
         self._spikes = spikes
         self._budgets = budgets
-        # The alert kinds this governor fires and resolves; the others' alerts are never in its book.
-        owners = {AlertOwner.GOVERNOR} | ({AlertOwner.SCALING} if scaling is not None else set())
-        self._owned = kinds_of(owners)
-        self._book = AlertBook(tuple(a for a in active if a.kind in self._owned))
-        self._shadow_book = AlertBook()  # alerts firing before a restart stay deduplicated
+        # The alerts this governor fires and resolves; the others' alerts are never in its books.
+        # Its shadow book holds the spikes of shadow mode: recorded in the store, never notified.
+        self._owners = frozenset({AlertOwner.GOVERNOR} | ({AlertOwner.SCALING} if scaling is not None else set()))
+        self._owned = kinds_of(self._owners)
+        self._book = AlertBook(tuple(a for a in active if a.owner in self._owners))
+        self._shadow_book = AlertBook(tuple(a for a in active if a.owner is AlertOwner.SHADOW))
         self._task: asyncio.Task[None] | None = None
         self._was_reachable = True
         self._rebuild_at: float | None = None
@@ -335,12 +336,12 @@ class Governor:
         leading = reachable and await self._leadership.lead(now)
         if leading and not self._leading and self._firing is not None:
             try:
-                stored = [a for a in await self._firing() if a.firing and a.kind in self._owned]
+                stored = [a for a in await self._firing() if a.firing]
             except Exception:
                 log.exception("could not load the firing alerts; keeping this replica's own")
                 return False
-            known = {a.id for a in stored}
-            self._book = AlertBook((*stored, *(a for a in self._book.active if a.id not in known)))
+            self._book = _adopted(self._book, [a for a in stored if a.owner in self._owners])
+            self._shadow_book = _adopted(self._shadow_book, [a for a in stored if a.owner is AlertOwner.SHADOW])
         if leading and not self._leading:
             self._alerts.adopt(self._book.active)
         elif self._leading and not leading:
@@ -391,12 +392,13 @@ class Governor:
         conditions.extend(scaled or ())
         if self._spikes is not None:
             conditions.extend(await self._spikes.step(now))
-            self._shadow_book, shadowed = self._shadow_book.evaluate(self._spikes.shadow.values(), now)
-            if (shadowed.to_fire or shadowed.to_resolve) and reachable and await self._leadership.lead(now):
-                self._alerts.record((*shadowed.to_fire, *shadowed.to_resolve))
         # The lease lives in the shared store: while it is down every replica may raise the outage
         # alert (each sees it), and nothing else.
         leading = await self._lead(now, reachable)
+        shadow = self._spikes.shadow.values() if self._spikes is not None else ()
+        self._shadow_book, shadowed = self._shadow_book.evaluate(shadow, now)
+        if (shadowed.to_fire or shadowed.to_resolve) and leading:
+            self._alerts.record((*shadowed.to_fire, *shadowed.to_resolve))
         kinds = self._owned  # it resolves only its own alerts
         if not leading:
             kinds = frozenset({AlertKind.STATE_STORE_UNREACHABLE})  # the rest needs the store and the lease
@@ -449,3 +451,10 @@ class Governor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def _adopted(book: AlertBook, stored: list[Alert]) -> AlertBook:
+    """A book taking the lead: the stored firing alerts (one episode per condition, whoever fired
+    it), then this replica's own that the store does not hold yet."""
+    known = {a.id for a in stored}
+    return AlertBook((*stored, *(a for a in book.active if a.id not in known)))

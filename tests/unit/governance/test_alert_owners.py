@@ -69,3 +69,18 @@ async def test_with_scaling_the_governor_keeps_a_binding_cap_and_leaves_the_othe
     await gov.step(NOW)
     assert [a.id for a in alerts.adopted] == [capped.id] and not alerts.sent
     assert [a.id for a in gov.active] == [capped.id]
+
+
+async def test_a_shadow_spike_alert_is_never_the_notified_books(ledger: SQLiteStore) -> None:
+    # Spikes in shadow mode are recorded, never notified (services/spikes.py): a governor taking
+    # the lead must neither re-announce one (adopt) nor send its resolution to the sinks.
+    shadow = _alert(AlertKind.COST_SPIKE, {"team": "search", "shadow": "true"})
+    notified = _alert(AlertKind.COST_SPIKE, {"team": "ads"})
+    await ledger.save_alerts([shadow, notified])
+    assert (shadow.owner, notified.owner) == (AlertOwner.SHADOW, AlertOwner.GOVERNOR)
+    gov, alerts = governor([team_budget("10")], MemoryCounters(), ledger)  # spikes off here: both cleared
+    await gov.rebuild(NOW)
+    await gov.step(NOW)
+    assert [a.id for a in alerts.adopted] == [notified.id]
+    assert [(a.id, a.resolved_at) for a in alerts.sent] == [(notified.id, NOW)]
+    assert [a.id for a in alerts.recorded] == [shadow.id] and alerts.recorded[0].resolved_at == NOW

@@ -35,12 +35,13 @@ DAY = Window.calendar(Unit.DAY)
 class Alerts:
     def __init__(self, store: SQLiteStore) -> None:
         self.store, self.sent, self.adopted, self.disowned = store, list[Alert](), list[Alert](), 0
+        self.recorded = list[Alert]()  # kept in the store only (shadow mode)
 
     def submit(self, alerts: Sequence[Alert]) -> None:
         self.sent.extend(alerts)
 
     def record(self, alerts: Sequence[Alert]) -> None:
-        return None
+        self.recorded.extend(alerts)
 
     def adopt(self, active: Sequence[Alert]) -> None:
         self.adopted = list(active)
