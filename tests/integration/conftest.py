@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import shutil
@@ -95,9 +96,8 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 GatewayFactory = Callable[..., Gateway]
 
 
-@pytest.fixture
-def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
-    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)`."""
+@contextlib.contextmanager
+def _gateways(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
     started: list[Gateway] = []
 
     def make(
@@ -114,9 +114,27 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
         started.append(gateway)
         return gateway
 
-    yield make
-    for gateway in started:
-        gateway.stop()
+    try:
+        yield make
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)`."""
+    with _gateways(tmp_path, textmodel) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_gateway(tmp_path_factory: pytest.TempPathFactory, textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """`make_gateway` for gateways the tests of a module share (started once, not once a test): for
+    tests that each check their own requests (their records by request id), never the ledger's totals,
+    and change nothing (keys, budgets) that another test could see."""
+    with _gateways(tmp_path_factory.mktemp("gateways"), textmodel) as make:
+        yield make
 
 
 @pytest.fixture
