@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,10 @@ def iris(name: str, *upstreams: str, **fields: Any) -> dict[str, Any]:
 ON_BOTH_ENGINES = pytest.mark.parametrize("gateway_with", ["asgi", "fast"], indirect=True)
 
 
-@pytest.fixture
-def gateway_with(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
-    """`gateway_with([deployment, ...], iris=url, **server)`: the usual test config plus these deployments
-    (on the engine `ON_BOTH_ENGINES` gives, when a test is marked so)."""
+@contextlib.contextmanager
+def upstream_gateways(tmp_path: Path, textmodel: TextModel, engine: str | None = None) -> Iterator[UpstreamGateway]:
+    """The factory `gateway_with` gives, on `engine` (the default one when None); stops what it started."""
     started: list[Gateway] = []
-    engine: str | None = getattr(request, "param", None)
 
     def make(deployments: list[dict[str, Any]], iris: str | None = None, **server: Any) -> Gateway:
         if engine is not None:
@@ -54,6 +53,16 @@ def gateway_with(request: pytest.FixtureRequest, tmp_path: Path, textmodel: Text
         started.append(gateway)
         return gateway
 
-    yield make
-    for gateway in started:
-        gateway.stop()
+    try:
+        yield make
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+@pytest.fixture
+def gateway_with(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
+    """`gateway_with([deployment, ...], iris=url, **server)`: the usual test config plus these deployments
+    (on the engine `ON_BOTH_ENGINES` gives, when a test is marked so)."""
+    with upstream_gateways(tmp_path, textmodel, getattr(request, "param", None)) as make:
+        yield make
