@@ -97,7 +97,8 @@ GatewayFactory = Callable[..., Gateway]
 
 
 @contextlib.contextmanager
-def _gateways(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
+def _gateways(folder: Callable[[], Path], textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """Gateways started in `folder()` (their config, SQLite ledger, spool and log), stopped at the end."""
     started: list[Gateway] = []
 
     def make(
@@ -107,6 +108,7 @@ def _gateways(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
         extra: dict[str, Any] | None = None,
         **server: Any,
     ) -> Gateway:
+        tmp_path = folder()
         data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, extra, **server)
         config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
         gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
@@ -123,8 +125,9 @@ def _gateways(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
 
 @pytest.fixture
 def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
-    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)`."""
-    with _gateways(tmp_path, textmodel) as make:
+    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)` (all of a test's
+    gateways in its tmp_path: one SQLite ledger unless the test names another)."""
+    with _gateways(lambda: tmp_path, textmodel) as make:
         yield make
 
 
@@ -132,8 +135,9 @@ def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactor
 def make_module_gateway(tmp_path_factory: pytest.TempPathFactory, textmodel: TextModel) -> Iterator[GatewayFactory]:
     """`make_gateway` for gateways the tests of a module share (started once, not once a test): for
     tests that each check their own requests (their records by request id), never the ledger's totals,
-    and change nothing (keys, budgets) that another test could see."""
-    with _gateways(tmp_path_factory.mktemp("gateways"), textmodel) as make:
+    and change nothing (keys, budgets) that another test could see. Each gateway has a folder (and so a
+    SQLite ledger and a spool) of its own."""
+    with _gateways(lambda: tmp_path_factory.mktemp("gateway"), textmodel) as make:
         yield make
 
 
