@@ -96,31 +96,46 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 GatewayFactory = Callable[..., Gateway]
 
 
+Launch = Callable[[dict[str, Any], Path], Gateway]
+
+
 @contextlib.contextmanager
-def _gateways(folder: Callable[[], Path], textmodel: TextModel) -> Iterator[GatewayFactory]:
-    """Gateways started in `folder()` (their config, SQLite ledger, spool and log), stopped at the end."""
+def gateway_launcher() -> Iterator[Launch]:
+    """`launch(config_data, folder)` writes the config in `folder` and starts a gateway there (its SQLite
+    ledger, spool and log are where the config says); every gateway launched is stopped at the end."""
     started: list[Gateway] = []
 
-    def make(
-        iris: str | None = None,
-        ledger: str | None = None,
-        storage: dict[str, Any] | None = None,
-        extra: dict[str, Any] | None = None,
-        **server: Any,
-    ) -> Gateway:
-        tmp_path = folder()
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, extra, **server)
-        config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
+    def launch(data: dict[str, Any], folder: Path) -> Gateway:
+        config = write_config(folder / f"costwarden-{len(started)}.yaml", data)
+        gateway = Gateway(config, free_port(), folder, data["storage"]["ledger"], data["server"].get("admin_port"))
         gateway.start()
         started.append(gateway)
         return gateway
 
     try:
-        yield make
+        yield launch
     finally:
         for gateway in started:
             gateway.stop()
+
+
+@contextlib.contextmanager
+def _gateways(folder: Callable[[], Path], textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """The `make_gateway` factory, each gateway started in `folder()`."""
+    with gateway_launcher() as launch:
+
+        def make(
+            iris: str | None = None,
+            ledger: str | None = None,
+            storage: dict[str, Any] | None = None,
+            extra: dict[str, Any] | None = None,
+            **server: Any,
+        ) -> Gateway:
+            tmp_path = folder()
+            up = Upstreams(text=textmodel.url, iris=iris)
+            return launch(config_dict(up, tmp_path, ledger, storage, extra, **server), tmp_path)
+
+        yield make
 
 
 @pytest.fixture
