@@ -37,10 +37,12 @@ def wait_for_id(url: str, request_id: str, timeout: float = 10.0) -> UsageRecord
     """The record of one request once the gateway flushed it (a gateway that several tests share
     holds other tests' records too)."""
     deadline = time.monotonic() + timeout
-    while (found := by_id(records(url)).get(request_id)) is None:
+    while True:
+        found = by_id(records(url)).get(request_id)
+        if found is not None:
+            return found
         assert time.monotonic() < deadline, f"no record of request {request_id} within {timeout} s"
         time.sleep(0.1)
-    return found
 
 
 def by_id(found: list[UsageRecord]) -> dict[str, UsageRecord]:
