@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import shutil
@@ -95,28 +96,64 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 GatewayFactory = Callable[..., Gateway]
 
 
-@pytest.fixture
-def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
-    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)`."""
+Launch = Callable[[dict[str, Any], Path], Gateway]
+
+
+@contextlib.contextmanager
+def gateway_launcher() -> Iterator[Launch]:
+    """`launch(config_data, folder)` writes the config in `folder` and starts a gateway there (its SQLite
+    ledger, spool and log are where the config says); every gateway launched is stopped at the end."""
     started: list[Gateway] = []
 
-    def make(
-        iris: str | None = None,
-        ledger: str | None = None,
-        storage: dict[str, Any] | None = None,
-        extra: dict[str, Any] | None = None,
-        **server: Any,
-    ) -> Gateway:
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, ledger, storage, extra, **server)
-        config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
+    def launch(data: dict[str, Any], folder: Path) -> Gateway:
+        config = write_config(folder / f"costwarden-{len(started)}.yaml", data)
+        gateway = Gateway(config, free_port(), folder, data["storage"]["ledger"], data["server"].get("admin_port"))
         gateway.start()
         started.append(gateway)
         return gateway
 
-    yield make
-    for gateway in started:
-        gateway.stop()
+    try:
+        yield launch
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+@contextlib.contextmanager
+def _gateways(folder: Callable[[], Path], textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """The `make_gateway` factory, each gateway started in `folder()`."""
+    with gateway_launcher() as launch:
+
+        def make(
+            iris: str | None = None,
+            ledger: str | None = None,
+            storage: dict[str, Any] | None = None,
+            extra: dict[str, Any] | None = None,
+            **server: Any,
+        ) -> Gateway:
+            tmp_path = folder()
+            up = Upstreams(text=textmodel.url, iris=iris)
+            return launch(config_dict(up, tmp_path, ledger, storage, extra, **server), tmp_path)
+
+        yield make
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)` (all of a test's
+    gateways in its tmp_path: one SQLite ledger unless the test names another)."""
+    with _gateways(lambda: tmp_path, textmodel) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def make_module_gateway(tmp_path_factory: pytest.TempPathFactory, textmodel: TextModel) -> Iterator[GatewayFactory]:
+    """`make_gateway` for gateways the tests of a module share (started once, not once a test): for
+    tests that each check their own requests (their records by request id), never the ledger's totals,
+    and change nothing (keys, budgets) that another test could see. Each gateway has a folder (and so a
+    SQLite ledger and a spool) of its own."""
+    with _gateways(lambda: tmp_path_factory.mktemp("gateway"), textmodel) as make:
+        yield make
 
 
 @pytest.fixture

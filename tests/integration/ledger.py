@@ -33,5 +33,17 @@ def wait_for(url: str, count: int, timeout: float = 10.0) -> list[UsageRecord]:
     return found
 
 
+def wait_for_id(url: str, request_id: str, timeout: float = 10.0) -> UsageRecord:
+    """The record of one request once the gateway flushed it (a gateway that several tests share
+    holds other tests' records too)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = by_id(records(url)).get(request_id)
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"no record of request {request_id} within {timeout} s"
+        time.sleep(0.1)
+
+
 def by_id(found: list[UsageRecord]) -> dict[str, UsageRecord]:
     return {r.request_id: r for r in found}

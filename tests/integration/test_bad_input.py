@@ -24,6 +24,12 @@ def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gat
     return make_gateway(engine=request.param)
 
 
+@pytest.fixture(scope="module", params=["asgi", "fast"])
+def shared(request: pytest.FixtureRequest, make_module_gateway: GatewayFactory) -> Gateway:
+    """One gateway per engine for the tests that each check only their own request's record."""
+    return make_module_gateway(engine=request.param)
+
+
 def post(gateway: Gateway, path: str, body: Any = None, key: str | None = KEYS["search"], **kw: Any) -> httpx.Response:
     headers = dict(kw.pop("headers", {}))
     if key is not None:
@@ -86,13 +92,14 @@ CASES: list[tuple[str, dict[str, Any], int, str, Outcome]] = [
 
 @pytest.mark.parametrize(("case", "request_kw", "status", "code", "outcome"), CASES, ids=[c[0] for c in CASES])
 def test_bad_request_gets_a_clear_error_and_a_record(
-    gateway: Gateway, case: str, request_kw: dict[str, Any], status: int, code: str, outcome: Outcome
+    shared: Gateway, case: str, request_kw: dict[str, Any], status: int, code: str, outcome: Outcome
 ) -> None:
+    gateway = shared
     kw = dict(request_kw)
     response = post(gateway, "/v1/chat/completions", kw.pop("body"), kw.pop("key", KEYS["search"]), **kw)
     assert_openai_error(response, status, code)
     request_id = response.headers["x-costwarden-request-id"]
-    record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[request_id]
+    record = ledger.wait_for_id(gateway.ledger, request_id)
     assert record.status == status
     assert record.error_code == code
     assert record.outcome is outcome
@@ -100,10 +107,10 @@ def test_bad_request_gets_a_clear_error_and_a_record(
     assert httpx.get(gateway.url + "/healthz").status_code == 200  # still alive
 
 
-def test_client_tags_are_recorded_but_never_override_the_keys(gateway: Gateway) -> None:
-    response = post(gateway, "/v1/chat/completions", CHAT, headers={"X-Costwarden-Tags": "feature=search-box,tier=x"})
+def test_client_tags_are_recorded_but_never_override_the_keys(shared: Gateway) -> None:
+    response = post(shared, "/v1/chat/completions", CHAT, headers={"X-Costwarden-Tags": "feature=search-box,tier=x"})
     assert response.status_code == 200
-    record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[response.headers["x-costwarden-request-id"]]
+    record = ledger.wait_for_id(shared.ledger, response.headers["x-costwarden-request-id"])
     assert record.tags == {"feature": "search-box", "tier": "gold"}
     assert record.team == "search"  # attribution comes from the key only
 
@@ -167,8 +174,8 @@ def test_passthrough_is_metered_per_request(gateway: Gateway) -> None:
     assert (record.protocol, record.deployment, record.team, record.method) == ("http", "textproxy", "ads", "GET")
 
 
-def test_wrong_method_is_refused_and_recorded(gateway: Gateway) -> None:
-    response = httpx.get(gateway.url + "/v1/chat/completions", headers={"X-Api-Key": KEYS["search"]})
+def test_wrong_method_is_refused_and_recorded(shared: Gateway) -> None:
+    response = httpx.get(shared.url + "/v1/chat/completions", headers={"X-Api-Key": KEYS["search"]})
     assert_openai_error(response, 405, "method_not_allowed")
-    record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[response.headers["x-costwarden-request-id"]]
+    record = ledger.wait_for_id(shared.ledger, response.headers["x-costwarden-request-id"])
     assert (record.method, record.status, record.outcome) == ("GET", 405, Outcome.REJECTED)

@@ -48,20 +48,19 @@ def echo() -> Iterator[EchoUpstream]:
         yield upstream
 
 
-@pytest.fixture(params=["asgi", "fast"])
-def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, echo: EchoUpstream) -> Iterator[Gateway]:
+@contextlib.contextmanager
+def edge_gateway(engine: str, tmp_path: Path, textmodel: TextModel, echo: EchoUpstream) -> Iterator[Gateway]:
     """A gateway with short client timeouts, two slow-body slots and deployments on the echo upstream,
-    on each server engine (`fast`: the admin API on its own port)."""
-    echo.seen.clear()
-    admin_port = free_port() if request.param == "fast" else None
-    engine: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
+    on `engine` (`fast`: the admin API on its own port)."""
+    admin_port = free_port() if engine == "fast" else None
+    server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
     data = config_dict(
         Upstreams(text=textmodel.url),
         tmp_path,
         header_timeout_seconds=TIMEOUT,
         body_timeout_seconds=TIMEOUT,
         max_slow_bodies=2,
-        **engine,
+        **server,
     )
     prices = {k: str(v) for k, v in CHAT_PRICES.items()}
     per_item = str(IRIS_PRICES["per_item"])
@@ -73,8 +72,35 @@ def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, e
     config = write_config(tmp_path / "edge.yaml", data)
     gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], admin_port)
     gateway.start()
-    yield gateway
-    gateway.stop()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(params=["asgi", "fast"])
+def edge(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel, echo: EchoUpstream) -> Iterator[Gateway]:
+    """A gateway of the test's own, on each server engine: for the tests that count the ledger's
+    records or the slow-body slots."""
+    echo.seen.clear()
+    with edge_gateway(request.param, tmp_path, textmodel, echo) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module", params=["asgi", "fast"])
+def _module_edge(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, textmodel: TextModel, echo: EchoUpstream
+) -> Iterator[Gateway]:
+    with edge_gateway(request.param, tmp_path_factory.mktemp("edge"), textmodel, echo) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def shared(_module_edge: Gateway, echo: EchoUpstream) -> Gateway:
+    """The same gateway, one per engine, shared by the tests that read neither the ledger nor the
+    slow-body slots (what they check is their own connection's answer and what reached the upstream)."""
+    echo.seen.clear()
+    return _module_edge
 
 
 _OPEN: list[socket.socket] = []
@@ -83,6 +109,7 @@ _OPEN: list[socket.socket] = []
 @pytest.fixture(autouse=True)
 def _close_sockets() -> Iterator[None]:
     yield
+    _UNREAD.clear()
     while _OPEN:
         _OPEN.pop().close()
 
@@ -102,9 +129,13 @@ def head(path: str = "/v1/chat/completions", extra: bytes = b"", length: int | N
     return ("\r\n".join(lines) + "\r\n").encode() + extra + b"\r\n"
 
 
+_UNREAD: dict[socket.socket, bytes] = {}  # bytes read past a response: the start of the next one
+
+
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of one response; (0, {}, b"") if the server closed without one."""
-    data = b""
+    """Status, headers and body of one response; (0, {}, b"") if the server closed without one.
+    What arrived after its body (a pipelined request's answer, in the same read) is kept for the next call."""
+    data = _UNREAD.pop(sock, b"")
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
@@ -119,6 +150,8 @@ def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
         if not chunk:
             break
         body += chunk
+    if "content-length" in headers and len(body) > length:
+        body, _UNREAD[sock] = body[:length], body[length:]
     return int(status_line.split()[1]), headers, body
 
 
@@ -300,12 +333,12 @@ def test_an_over_long_request_target_gets_414_in_the_protocols_shape_and_a_recor
     assert echo.seen == []
 
 
-def test_a_flood_of_header_bytes_is_cut_at_the_socket(edge: Gateway, echo: EchoUpstream) -> None:
+def test_a_flood_of_header_bytes_is_cut_at_the_socket(shared: Gateway, echo: EchoUpstream) -> None:
     """Before: a 50 MB header was buffered whole (RSS +100 MB, 10 s) and forwarded upstream.
 
     The client here sends it all in one go, as a naive client does, and still reads the answer.
     """
-    sock = connect(edge)
+    sock = connect(shared)
     started = time.monotonic()
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         sock.sendall(head(extra=b"X-Big: " + b"a" * (16 * 1024 * 1024) + b"\r\n") + CHAT)
@@ -314,11 +347,11 @@ def test_a_flood_of_header_bytes_is_cut_at_the_socket(edge: Gateway, echo: EchoU
     assert headers["connection"] == "close" and closed_by_server(sock)
     assert time.monotonic() - started < 5
     assert echo.seen == []
-    assert httpx.get(edge.url + "/healthz").status_code == 200
+    assert httpx.get(shared.url + "/healthz").status_code == 200
 
 
-def test_headers_that_never_end_are_timed_out(edge: Gateway) -> None:
-    sock = connect(edge)
+def test_headers_that_never_end_are_timed_out(shared: Gateway) -> None:
+    sock = connect(shared)
     started = time.monotonic()
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n")
     feed(sock, (b"X-Slow-%d: a\r\n" % i for i in range(20)), pause=0.2)  # slowloris: always one more header
@@ -327,8 +360,8 @@ def test_headers_that_never_end_are_timed_out(edge: Gateway) -> None:
     assert time.monotonic() - started < TIMEOUT + 3
 
 
-def test_a_connection_that_sends_nothing_is_closed(edge: Gateway) -> None:
-    sock = connect(edge)
+def test_a_connection_that_sends_nothing_is_closed(shared: Gateway) -> None:
+    sock = connect(shared)
     started = time.monotonic()
     assert closed_by_server(sock)
     assert TIMEOUT - 0.1 <= time.monotonic() - started < TIMEOUT + 3
@@ -346,9 +379,9 @@ def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_seconds
         assert 0.5 < time.monotonic() - started < 3.5
 
 
-def test_keep_alive_requests_each_get_a_fresh_header_budget(edge: Gateway) -> None:
+def test_keep_alive_requests_each_get_a_fresh_header_budget(shared: Gateway) -> None:
     """60 KiB of headers, three times on one connection: each request alone is within the limits."""
-    sock = connect(edge)
+    sock = connect(shared)
     extra = header_block(6, 10 * 1024)
     for _ in range(3):
         sock.sendall(head(extra=extra) + CHAT)
@@ -404,7 +437,7 @@ def assert_nothing_secret(headers: dict[str, list[str]]) -> None:
     ids=["openai", "v2", "passthrough"],
 )
 def test_only_what_the_upstream_needs_is_forwarded(
-    edge: Gateway, echo: EchoUpstream, path: str, body: bytes, content_type: str
+    shared: Gateway, echo: EchoUpstream, path: str, body: bytes, content_type: str
 ) -> None:
     headers: dict[str, Any] = {
         **SECRETS,
@@ -414,7 +447,7 @@ def test_only_what_the_upstream_needs_is_forwarded(
         "OpenAI-Organization": "org-1",
         "Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     }
-    response = httpx.post(edge.url + path, content=body, headers=headers)
+    response = httpx.post(shared.url + path, content=body, headers=headers)
     assert response.status_code == 200, response.text
     seen = seen_headers(echo)
     assert_nothing_secret(seen)
@@ -427,10 +460,10 @@ def test_only_what_the_upstream_needs_is_forwarded(
     assert echo.seen[0].body == body
 
 
-def test_the_clients_credentials_are_never_forwarded(edge: Gateway, echo: EchoUpstream) -> None:
+def test_the_clients_credentials_are_never_forwarded(shared: Gateway, echo: EchoUpstream) -> None:
     """Whichever header carried the key, and a second credential beside it: none reaches the upstream."""
     response = httpx.post(
-        edge.url + "/v1/chat/completions", content=CHAT, headers={"X-Api-Key": KEY, "Authorization": "Basic Zm9v"}
+        shared.url + "/v1/chat/completions", content=CHAT, headers={"X-Api-Key": KEY, "Authorization": "Basic Zm9v"}
     )
     assert response.status_code == 200, response.text
     seen = seen_headers(echo)
@@ -440,8 +473,8 @@ def test_the_clients_credentials_are_never_forwarded(edge: Gateway, echo: EchoUp
 # -- the admin API behind the same edge ----------------------------------------------------------------
 
 
-def test_the_admin_api_times_out_a_body_that_stops_coming(edge: Gateway) -> None:
-    sock = connect(edge, admin=True)
+def test_the_admin_api_times_out_a_body_that_stops_coming(shared: Gateway) -> None:
+    sock = connect(shared, admin=True)
     body = orjson.dumps({"team": "ads", "project": "ctr", "environment": "prod", "name": "slow"})
     lines = [
         "POST /admin/v1/keys HTTP/1.1",
@@ -454,23 +487,23 @@ def test_the_admin_api_times_out_a_body_that_stops_coming(edge: Gateway) -> None
     status, headers, answer = read_response(sock)
     assert status == 408 and orjson.loads(answer)["error"]["code"] == "body_timeout"
     assert headers["connection"] == "close"
-    keys = httpx.get(edge.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    keys = httpx.get(shared.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert "slow" not in str(keys)
 
 
-def test_the_admin_api_still_reads_whole_bodies(edge: Gateway) -> None:
+def test_the_admin_api_still_reads_whole_bodies(shared: Gateway) -> None:
     body = {"team": "ads", "project": "ctr", "environment": "prod", "name": "whole"}
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    created = httpx.post(edge.admin_url + "/admin/v1/keys", json=body, headers=auth)
+    created = httpx.post(shared.admin_url + "/admin/v1/keys", json=body, headers=auth)
     assert created.status_code in (200, 201), created.text
-    keys = httpx.get(edge.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    keys = httpx.get(shared.admin_url + "/admin/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert "whole" in str(keys)
 
 
-def test_a_pipelined_request_never_gets_an_answer_inside_another(edge: Gateway) -> None:
+def test_a_pipelined_request_never_gets_an_answer_inside_another(shared: Gateway) -> None:
     """Request 2's headers stall while request 1 is answered: request 1's answer stays whole, and
     request 2 gets its 408 after it, on its own."""
-    sock = connect(edge)
+    sock = connect(shared)
     slow = orjson.dumps({**orjson.loads(CHAT), "echo_sleep": TIMEOUT * 2})  # answered after request 2's deadline
     sock.sendall(head(length=len(slow)) + slow + b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n")
     first, _, body = read_response(sock)

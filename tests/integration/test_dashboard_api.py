@@ -38,7 +38,15 @@ def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gat
     return dashboard_gateway(functools.partial(make_gateway, engine=request.param))
 
 
-def test_admin_session_figures_equal_the_ledger(gateway: Gateway) -> None:
+@pytest.fixture(scope="module", params=["asgi", "fast"])
+def shared(request: pytest.FixtureRequest, make_module_gateway: GatewayFactory) -> Gateway:
+    """The same, one per engine, shared by the tests that only read (the dashboard and admin API
+    write no records, and signing in or out keeps no state on the gateway)."""
+    return dashboard_gateway(functools.partial(make_module_gateway, engine=request.param))
+
+
+def test_admin_session_figures_equal_the_ledger(shared: Gateway) -> None:
+    gateway = shared
     with sign_in(gateway) as client:
         for by in ("team", "deployment", "project"):
             body = client.get("/dashboard/api/spend", params={"by": by, "since": "1h", "step": "hour"}).json()
@@ -63,7 +71,8 @@ def test_admin_session_figures_equal_the_ledger(gateway: Gateway) -> None:
         assert Decimal(burn["points"][-1]["spent_usd"]) == ledger_spend(gateway, "team")["search"]
 
 
-def test_without_a_valid_session_there_is_no_data(gateway: Gateway) -> None:
+def test_without_a_valid_session_there_is_no_data(shared: Gateway) -> None:
+    gateway = shared
     with httpx.Client(base_url=gateway.url, timeout=30) as client:
         for path in API:
             reply = client.get(f"/dashboard/api/{path}")
@@ -99,7 +108,8 @@ def test_without_a_valid_session_there_is_no_data(gateway: Gateway) -> None:
         assert good.get("/dashboard/api/spend").status_code == 401
 
 
-def test_cookie_attributes(gateway: Gateway) -> None:
+def test_cookie_attributes(shared: Gateway) -> None:
+    gateway = shared
     reply = httpx.post(gateway.url + "/dashboard/login", data={"token": ADMIN_TOKEN})
     header = reply.headers["set-cookie"].lower()
     assert reply.status_code == 303 and reply.headers["location"] == "/dashboard"
@@ -107,7 +117,8 @@ def test_cookie_attributes(gateway: Gateway) -> None:
     assert ADMIN_TOKEN.lower() not in header
 
 
-def test_team_session_sees_its_own_team_only(gateway: Gateway) -> None:
+def test_team_session_sees_its_own_team_only(shared: Gateway) -> None:
+    gateway = shared
     with sign_in(gateway, KEYS["search"]) as client:
         assert client.get("/dashboard/api/session").json() == {
             "role": "team",
@@ -159,7 +170,8 @@ def ledger_records_of(gateway: Gateway, team: str) -> list[UsageRecord]:
     return [r for r in ledger.records(gateway.ledger) if r.team == team]
 
 
-def test_bad_parameters_are_4xx(gateway: Gateway) -> None:
+def test_bad_parameters_are_4xx(shared: Gateway) -> None:
+    gateway = shared
     with sign_in(gateway) as client:
         for params in ({"by": "colour"}, {"step": "week"}, {"since": "forever"}, {"since": "2e30d", "step": "hour"}):
             reply = client.get("/dashboard/api/spend", params=params)
@@ -176,7 +188,8 @@ def test_bad_parameters_are_4xx(gateway: Gateway) -> None:
         assert empty["deployments"] == [] and "nothing to allocate" in " ".join(empty["notes"])
 
 
-def test_openapi_has_models_errors_and_bearer_auth(gateway: Gateway) -> None:
+def test_openapi_has_models_errors_and_bearer_auth(shared: Gateway) -> None:
+    gateway = shared
     doc = httpx.get(gateway.url + "/admin/openapi.json").json()
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     spend = doc["paths"]["/admin/v1/spend"]["get"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import time
 import wave
 from collections.abc import Iterator
 from decimal import Decimal
@@ -68,9 +69,29 @@ def with_modal(
     return make_gateway(extra={"deployments": [*base, *modal_deployments(textmodel.url)], **extra}, **(server or {}))
 
 
+@pytest.fixture(scope="module")
+def _modal(
+    make_module_gateway: GatewayFactory, textmodel: TextModel, tmp_path_factory: pytest.TempPathFactory
+) -> Gateway:
+    return with_modal(make_module_gateway, textmodel, tmp_path_factory.mktemp("modal"))
+
+
+_EARLIER: dict[str, set[str]] = {}  # ledger URL -> the request ids recorded before the running test
+
+
 @pytest.fixture
-def modal(make_gateway: GatewayFactory, textmodel: TextModel, tmp_path: Path) -> Iterator[Gateway]:
-    yield with_modal(make_gateway, textmodel, tmp_path)
+def modal(_modal: Gateway) -> Iterator[Gateway]:
+    """One gateway the module's tests share; `records` shows each test its own requests' records only.
+    Every request a test sends is answered before it ends: once the ledger stops growing, all are in."""
+    _EARLIER[_modal.ledger] = {r.request_id for r in ledger.records(_modal.ledger)}
+    yield _modal
+    settled, deadline = len(ledger.records(_modal.ledger)), time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.5)  # five flush intervals
+        if (count := len(ledger.records(_modal.ledger))) == settled:
+            break
+        settled = count
+    _EARLIER.pop(_modal.ledger)
 
 
 def sdk(gateway: Gateway, team: str = "search") -> openai.OpenAI:
@@ -78,7 +99,13 @@ def sdk(gateway: Gateway, team: str = "search") -> openai.OpenAI:
 
 
 def records(gateway: Gateway, count: int) -> dict[str, UsageRecord]:
-    found = ledger.wait_for(gateway.ledger, count)
+    """The test's own records once there are `count` (a shared gateway's ledger holds earlier tests' too)."""
+    earlier = _EARLIER.get(gateway.ledger, set())
+    deadline = time.monotonic() + 10
+    while len(found := [r for r in ledger.records(gateway.ledger) if r.request_id not in earlier]) < count:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(found) == count, [(r.endpoint, r.status, r.error_code) for r in found]
     return ledger.by_id(found)
 

@@ -25,9 +25,10 @@ def governance(**sections: Any) -> dict[str, Any]:
     return {"governance": {"evaluate_every_seconds": 0.3, "spikes": {"enabled": False}, **sections}}
 
 
-@pytest.fixture
-def gateway(on_engines: GatewayFactory) -> Gateway:
-    return on_engines()
+@pytest.fixture(scope="module", params=["asgi", "fast"])
+def gateway(request: pytest.FixtureRequest, make_module_gateway: GatewayFactory) -> Gateway:
+    """One gateway per engine, shared by the tests that change nothing on it."""
+    return make_module_gateway(engine=request.param)
 
 
 def first_refusal(gateway: Gateway, max_tokens: int = 20) -> openai.APIStatusError:
@@ -45,7 +46,7 @@ def test_an_invalid_key_is_openais_invalid_api_key(gateway: Gateway, key: str) -
     with pytest.raises(openai.AuthenticationError) as info:
         client(gateway, key).chat.completions.create(model="chat", messages=MESSAGES, max_tokens=4)
     assert (info.value.type, info.value.code) == ("invalid_request_error", "invalid_api_key")
-    (record,) = ledger.wait_for(gateway.ledger, 1)
+    record = ledger.wait_for_id(gateway.ledger, info.value.response.headers["x-costwarden-request-id"])
     assert (record.status, record.error_code) == (401, "invalid_api_key")
 
 

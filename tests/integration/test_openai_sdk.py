@@ -33,11 +33,18 @@ def gateway(request: pytest.FixtureRequest, make_gateway: GatewayFactory) -> Gat
     return make_gateway(engine=request.param)
 
 
+@pytest.fixture(scope="module", params=["asgi", "fast"])
+def shared(request: pytest.FixtureRequest, make_module_gateway: GatewayFactory) -> Gateway:
+    """One gateway per engine for the tests that each check only their own request's record."""
+    return make_module_gateway(engine=request.param)
+
+
 def client(gateway: Gateway, team: str = "search") -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=KEYS[team], max_retries=0, timeout=30)
 
 
-def test_chat_completion_is_priced_and_recorded(gateway: Gateway) -> None:
+def test_chat_completion_is_priced_and_recorded(shared: Gateway) -> None:
+    gateway = shared
     with client(gateway) as sdk:
         raw = sdk.chat.completions.with_raw_response.create(
             model="chat", messages=[{"role": "user", "content": "Tell me about the sea"}], max_tokens=12
@@ -50,7 +57,7 @@ def test_chat_completion_is_priced_and_recorded(gateway: Gateway) -> None:
     assert raw.headers["x-costwarden-deployment"] == "chat"
     request_id = raw.headers["x-costwarden-request-id"]
 
-    record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[request_id]
+    record = ledger.wait_for_id(gateway.ledger, request_id)
     assert record.outcome is Outcome.SERVED
     assert (record.team, record.project, record.environment, record.key_id) == ("search", "ranking", "prod", "search")
     assert record.input_tokens == completion.usage.prompt_tokens
@@ -62,25 +69,28 @@ def test_chat_completion_is_priced_and_recorded(gateway: Gateway) -> None:
     assert record.upstream_ms is not None and record.latency_ms >= record.upstream_ms
 
 
-def test_stream_without_usage_request_hides_the_usage_chunk(gateway: Gateway) -> None:
+def test_stream_without_usage_request_hides_the_usage_chunk(shared: Gateway) -> None:
+    gateway = shared
     with client(gateway) as sdk:
         stream = sdk.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "Once upon a time"}], max_tokens=10, stream=True
         )
         chunks = list(stream)
+        request_id = stream.response.headers["x-costwarden-request-id"]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
     assert all(c.usage is None for c in chunks)  # the gateway asked for usage; the client did not
     assert all(c.choices for c in chunks)
 
-    (record,) = ledger.wait_for(gateway.ledger, 1)
+    record = ledger.wait_for_id(gateway.ledger, request_id)
     assert record.stream and record.outcome is Outcome.SERVED
     assert record.output_tokens == sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
     assert record.input_tokens > 0
     assert record.cost_usd == chat_cost(record.input_tokens, record.output_tokens)
 
 
-def test_stream_with_usage_passes_the_usage_chunk(gateway: Gateway) -> None:
+def test_stream_with_usage_passes_the_usage_chunk(shared: Gateway) -> None:
+    gateway = shared
     with client(gateway) as sdk:
         stream = sdk.chat.completions.create(
             model="chat",
@@ -90,14 +100,16 @@ def test_stream_with_usage_passes_the_usage_chunk(gateway: Gateway) -> None:
             stream_options={"include_usage": True},
         )
         chunks = list(stream)
+        request_id = stream.response.headers["x-costwarden-request-id"]
     usage = chunks[-1].usage
     assert usage is not None and chunks[-1].choices == []
-    (record,) = ledger.wait_for(gateway.ledger, 1)
+    record = ledger.wait_for_id(gateway.ledger, request_id)
     assert (record.input_tokens, record.output_tokens) == (usage.prompt_tokens, usage.completion_tokens)
     assert record.cost_usd == chat_cost(usage.prompt_tokens, usage.completion_tokens)
 
 
-def test_stream_is_relayed_chunk_by_chunk_with_a_cost_comment(gateway: Gateway) -> None:
+def test_stream_is_relayed_chunk_by_chunk_with_a_cost_comment(shared: Gateway) -> None:
+    gateway = shared
     body = {
         "model": "chat",
         "messages": [{"role": "user", "content": "hello"}],
@@ -113,7 +125,7 @@ def test_stream_is_relayed_chunk_by_chunk_with_a_cost_comment(gateway: Gateway) 
     assert lines[-1] == "data: [DONE]"
     comment = next(line for line in lines if line.startswith(": costwarden"))
     assert f"request_id={request_id}" in comment
-    record = ledger.by_id(ledger.wait_for(gateway.ledger, 1))[request_id]
+    record = ledger.wait_for_id(gateway.ledger, request_id)
     assert f"cost_usd={usd_text(record.cost_usd)}" in comment
     assert sum(1 for line in lines if line.startswith("data: {")) == 6 + 2  # role chunk, 6 tokens, finish
 

@@ -57,14 +57,29 @@ def spike_alerts(gateway: Gateway) -> list[dict[str, Any]]:
 
 
 def drive_burst(gateway: Gateway) -> None:
-    paced(gateway, [(8, 9.0), (60, 3.0), (8, 5.0)])  # baseline, burst, back to baseline
+    # Baseline (past the four warm-up windows; the dollar floor keeps its level from alerting), burst,
+    # back to baseline for longer than the two calm windows that resolve the alert.
+    paced(gateway, [(8, 5.0), (60, 3.0), (8, 3.0)])
+
+
+def settled() -> None:
     time.sleep(2.0)  # let the last windows close and be evaluated
+
+
+def resolved(gateway: Gateway, count: int) -> list[dict[str, Any]]:
+    """The spike alerts once `count` are there and all resolved (at most 10 s after the traffic ends)."""
+    deadline = time.monotonic() + 10
+    while True:
+        alerts = spike_alerts(gateway)
+        if (len(alerts) >= count and all(a["resolved_at"] for a in alerts)) or time.monotonic() > deadline:
+            return alerts
+        time.sleep(0.2)
 
 
 def test_a_burst_raises_exactly_one_cost_spike_per_series(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(extra=spike_config("0.001"))
     drive_burst(gateway)
-    alerts = spike_alerts(gateway)
+    alerts = resolved(gateway, 2)
     by_series: dict[str, int] = {}
     for alert in alerts:
         series = ",".join(f"{k}={v}" for k, v in sorted(alert["labels"].items()))
@@ -76,6 +91,7 @@ def test_a_burst_raises_exactly_one_cost_spike_per_series(make_gateway: GatewayF
 def test_an_equal_burst_under_the_dollar_floor_raises_none(make_gateway: GatewayFactory) -> None:
     gateway = make_gateway(extra=spike_config("5"))
     drive_burst(gateway)
+    settled()
     assert spike_alerts(gateway) == []
 
 
@@ -84,6 +100,7 @@ def test_shadow_mode_records_without_notifying(make_gateway: GatewayFactory) -> 
     sink = {"type": "webhook", "url": "http://127.0.0.1:9/hook", "secret": "s" * 16, "max_retries": 0}
     gateway = make_gateway(extra={**spike_config("0.001", shadow=True), "alerts": [sink]})
     drive_burst(gateway)
+    settled()
     recorded = spike_alerts(gateway)
     assert recorded and all(a["labels"].get("shadow") == "true" for a in recorded)
     metrics = httpx.get(gateway.url + "/metrics").text

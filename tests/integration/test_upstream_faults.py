@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.procs import Gateway, MLServer, TextModel
 from tests.integration.setup_config import CHAT_PRICES, KEYS
-from tests.integration.upstream_setup import ON_BOTH_ENGINES, UpstreamGateway, chat, gateway_with
+from tests.integration.upstream_setup import ON_BOTH_ENGINES, UpstreamGateway, chat, gateway_with, upstream_gateways
 
 __all__ = ["gateway_with"]  # the fixture, imported for the tests below
 
@@ -27,11 +28,15 @@ AUTH = {"Authorization": f"Bearer {KEYS['search']}"}
 PROMPT = "Once upon a time"
 
 
-@pytest.fixture
-def faulty(gateway_with: UpstreamGateway, textmodel: TextModel) -> Gateway:
-    """A gateway whose deployments ask the example text model for a fault each (see faults.py)."""
+@pytest.fixture(scope="module", params=["asgi", "fast"])
+def faulty(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, textmodel: TextModel
+) -> Iterator[Gateway]:
+    """A gateway whose deployments ask the example text model for a fault each (see faults.py), on
+    each server engine; the tests that take it share it (each checks its own request's record)."""
     faults = {"cut": "cut-3", "drop": "drop-3", "html200": "html-200", "html404": "html-404"}
-    return gateway_with([chat(name, model, textmodel.url) for name, model in faults.items()])
+    with upstream_gateways(tmp_path_factory.mktemp("faulty"), textmodel, request.param) as make:
+        yield make([chat(name, model, textmodel.url) for name, model in faults.items()])
 
 
 def stream_lines(gateway: Gateway, model: str, **extra: Any) -> tuple[str, list[str]]:
@@ -55,7 +60,6 @@ def delivered_text(lines: list[str]) -> list[str]:
     return pieces
 
 
-@ON_BOTH_ENGINES
 @pytest.mark.parametrize("model", ["cut", "drop"], ids=["ended-cleanly-without-done", "connection-broken"])
 def test_a_stream_cut_short_ends_with_an_error_and_is_charged_for_what_it_delivered(
     faulty: Gateway, model: str
@@ -80,7 +84,7 @@ def test_a_stream_cut_short_ends_with_an_error_and_is_charged_for_what_it_delive
         + estimate * CHAT_PRICES["output_per_1m"] / MILLION
         + CHAT_PRICES["per_request"]
     )
-    record = ledger.by_id(ledger.wait_for(faulty.ledger, 1))[request_id]
+    record = ledger.wait_for_id(faulty.ledger, request_id)
     assert record.outcome is Outcome.FAILED and record.error_code == "upstream_stream_truncated"
     assert (record.input_tokens, record.output_tokens) == (prompt_bound, estimate)
     assert record.cost_usd == expected
@@ -88,7 +92,6 @@ def test_a_stream_cut_short_ends_with_an_error_and_is_charged_for_what_it_delive
     assert record.pricing_basis == "tokens+request+estimated"
 
 
-@ON_BOTH_ENGINES
 @pytest.mark.parametrize("model", ["cut", "drop"])
 def test_the_openai_sdk_sees_the_cut_as_an_error(faulty: Gateway, model: str) -> None:
     sdk = openai.OpenAI(base_url=faulty.url + "/v1", api_key=KEYS["search"], max_retries=0, timeout=30)
@@ -103,16 +106,14 @@ def test_the_openai_sdk_sees_the_cut_as_an_error(faulty: Gateway, model: str) ->
     assert any(c.choices and c.choices[0].delta.content for c in received)
 
 
-@ON_BOTH_ENGINES
 def test_a_complete_stream_is_not_estimated(faulty: Gateway) -> None:
     request_id, lines = stream_lines(faulty, "chat")
     assert lines[-1] == "data: [DONE]"
     assert not any(line.startswith('data: {"error"') for line in lines)
-    record = ledger.by_id(ledger.wait_for(faulty.ledger, 1))[request_id]
+    record = ledger.wait_for_id(faulty.ledger, request_id)
     assert record.outcome is Outcome.SERVED and record.pricing_basis == "tokens+request"
 
 
-@ON_BOTH_ENGINES
 def test_a_200_that_is_not_json_is_an_upstream_fault_and_free(faulty: Gateway) -> None:
     body = {"model": "html200", "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(faulty.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10)
@@ -120,12 +121,11 @@ def test_a_200_that_is_not_json_is_an_upstream_fault_and_free(faulty: Gateway) -
     error = response.json()["error"]
     assert error["code"] == "upstream_invalid_response"
     assert "nginx" not in error["message"] and "10.0.0.7" not in error["message"]
-    record = ledger.by_id(ledger.wait_for(faulty.ledger, 1))[response.headers["x-costwarden-request-id"]]
+    record = ledger.wait_for_id(faulty.ledger, response.headers["x-costwarden-request-id"])
     assert (record.status, record.upstream_status, record.outcome) == (502, 200, Outcome.FAILED)
     assert record.error_code == "upstream_invalid_response" and record.cost_usd == 0
 
 
-@ON_BOTH_ENGINES
 def test_an_upstream_4xx_page_becomes_an_openai_error(faulty: Gateway) -> None:
     body = {"model": "html404", "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(faulty.url + "/v1/chat/completions", json=body, headers=AUTH, timeout=10)
@@ -133,12 +133,11 @@ def test_an_upstream_4xx_page_becomes_an_openai_error(faulty: Gateway) -> None:
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert error["code"] == "upstream_404" and "nginx" not in error["message"]
-    record = ledger.by_id(ledger.wait_for(faulty.ledger, 1))[response.headers["x-costwarden-request-id"]]
+    record = ledger.wait_for_id(faulty.ledger, response.headers["x-costwarden-request-id"])
     assert record.outcome is Outcome.REJECTED and record.cost_usd == 0
     assert record.response_bytes == len(response.content)
 
 
-@ON_BOTH_ENGINES
 def test_an_upstream_openai_error_passes_unchanged(faulty: Gateway) -> None:
     """The text model's own 4xx is already an OpenAI error: the client gets the upstream's words."""
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.procs import Gateway, TextModel, free_port
-from tests.integration.setup_config import CHAT_PRICES, IRIS_PRICES, Upstreams, config_dict, write_config
+from tests.integration.conftest import gateway_launcher
+from tests.integration.procs import Gateway, TextModel
+from tests.integration.setup_config import CHAT_PRICES, IRIS_PRICES, Upstreams, config_dict
 
 DEAD = "http://127.0.0.1:9"  # the discard port: nothing listens there
 UpstreamGateway = Callable[..., Gateway]
@@ -36,24 +38,24 @@ def iris(name: str, *upstreams: str, **fields: Any) -> dict[str, Any]:
 ON_BOTH_ENGINES = pytest.mark.parametrize("gateway_with", ["asgi", "fast"], indirect=True)
 
 
+@contextlib.contextmanager
+def upstream_gateways(tmp_path: Path, textmodel: TextModel, engine: str | None = None) -> Iterator[UpstreamGateway]:
+    """The factory `gateway_with` gives, on `engine` (the default one when None); stops what it started."""
+    with gateway_launcher() as launch:
+
+        def make(deployments: list[dict[str, Any]], iris: str | None = None, **server: Any) -> Gateway:
+            if engine is not None:
+                server.setdefault("engine", engine)
+            data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
+            data["deployments"].extend(deployments)
+            return launch(data, tmp_path)
+
+        yield make
+
+
 @pytest.fixture
 def gateway_with(request: pytest.FixtureRequest, tmp_path: Path, textmodel: TextModel) -> Iterator[UpstreamGateway]:
     """`gateway_with([deployment, ...], iris=url, **server)`: the usual test config plus these deployments
     (on the engine `ON_BOTH_ENGINES` gives, when a test is marked so)."""
-    started: list[Gateway] = []
-    engine: str | None = getattr(request, "param", None)
-
-    def make(deployments: list[dict[str, Any]], iris: str | None = None, **server: Any) -> Gateway:
-        if engine is not None:
-            server.setdefault("engine", engine)
-        data = config_dict(Upstreams(text=textmodel.url, iris=iris), tmp_path, **server)
-        data["deployments"].extend(deployments)
-        config = write_config(tmp_path / f"costwarden-{len(started)}.yaml", data)
-        gateway = Gateway(config, free_port(), tmp_path, data["storage"]["ledger"], server.get("admin_port"))
-        gateway.start()
-        started.append(gateway)
-        return gateway
-
-    yield make
-    for gateway in started:
-        gateway.stop()
+    with upstream_gateways(tmp_path, textmodel, getattr(request, "param", None)) as make:
+        yield make
