@@ -22,7 +22,7 @@ from costwarden.app.asgi import CostwardenASGI
 from costwarden.app.fast_bridge import Receive, Send, asgi_scope
 from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import FastServer, Limits, Request
-from costwarden.app.gateway import GatewayApp, classify, new_exchange, prefix_protocol
+from costwarden.app.gateway import GatewayApp, classify, prefix_protocol
 from costwarden.app.http_guard import guarded_protocol
 from costwarden.app.worker_metrics import WorkerSlot
 from costwarden.config.models import Config
@@ -50,7 +50,9 @@ class FastGateway:
             await self._other(request, channel)
             return
         protocol, endpoint = kind
-        exchange = new_exchange(request.method, request.path, request.query, request.headers, protocol, endpoint)
+        exchange = self._gateway.new_exchange(
+            request.method, request.path, request.query, request.headers, protocol, endpoint
+        )
         await self._gateway.serve(exchange, channel, request.receive)
 
     async def _other(self, request: Request, channel: FastChannel) -> None:
@@ -77,7 +79,9 @@ class FastGateway:
         if shape is Protocol.HTTP:
             await channel.whole(404, [_JSON], error_payload(shape, missing))
             return
-        exchange = new_exchange(request.method, request.path, request.query, request.headers, shape, "unknown")
+        exchange = self._gateway.new_exchange(
+            request.method, request.path, request.query, request.headers, shape, "unknown"
+        )
         await self._gateway.refuse(exchange, channel, missing, close=not request.complete)
 
 
