@@ -53,7 +53,7 @@ class FastGateway:
         exchange = self._gateway.new_exchange(
             request.method, request.path, request.query, request.headers, protocol, endpoint
         )
-        await self._gateway.serve(exchange, channel, request.receive)
+        await self._gateway.serve(exchange, channel, request.receive, request.whole())
 
     async def _other(self, request: Request, channel: FastChannel) -> None:
         """Not an inference path: the gateway's own (health, metrics), the ASGI app's (admin API,

@@ -161,11 +161,12 @@ class GatewayApp:
         exchange = self.new_exchange(method, path, scope.get("query_string", b""), scope["headers"], protocol, endpoint)
         await self.serve(exchange, ClientChannel(send), receive)
 
-    async def serve(self, exchange: Exchange, channel: Channel, receive: Receive) -> None:
+    async def serve(self, exchange: Exchange, channel: Channel, receive: Receive, whole: bytes | None = None) -> None:
         """An inference request through the chain, whichever server engine received it.
 
         `receive` gives the request body as ASGI `http.request` events (the fast engine adapts its own);
-        the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream."""
+        the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream.
+        `whole`: the body, when the server has it all already (no reading, no deadline: only the limit)."""
         protocol, endpoint, method = exchange.protocol, exchange.endpoint, exchange.method
         try:
             problem = head_problem(exchange.path, exchange.query, exchange.headers, self._header_limits)
@@ -173,8 +174,13 @@ class GatewayApp:
                 await self._refuse(exchange, channel, problem, close=True)
                 return
             try:
-                plan = _upload_plan(exchange)
-                exchange.body, exchange.body_stream = await self._body.read_head(exchange.headers, receive, plan)
+                if whole is None:
+                    plan = _upload_plan(exchange)
+                    exchange.body, exchange.body_stream = await self._body.read_head(exchange.headers, receive, plan)
+                elif len(whole) > self._body.max_bytes:
+                    raise self._body.too_large()
+                else:
+                    exchange.body = whole
             except GatewayError as refused:
                 await self._refuse(exchange, channel, refused, close=True)
                 return
