@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
@@ -21,7 +22,7 @@ def deployment(name: str, *urls: str, fallbacks: tuple[str, ...] = ()) -> Deploy
     )
 
 
-def urls(plan: list[Target]) -> list[str]:
+def urls(plan: Sequence[Target]) -> list[str]:
     return [t.url for t in plan]
 
 
@@ -126,11 +127,11 @@ def test_one_upstream_without_fallbacks_has_one_plan_made_once_while_it_is_in_se
     solo, pair = table.get("solo"), table.get("pair")
     assert solo is not None and pair is not None
     plan = balancer.plan(solo, 0.0)
-    assert urls(list(plan)) == ["http://s1"] and balancer.plan(solo, 0.0) is plan  # nothing made per request
+    assert urls(plan) == ["http://s1"] and balancer.plan(solo, 0.0) is plan  # nothing made per request
     assert balancer.plan(pair, 0.0) is not balancer.plan(pair, 0.0)
     balancer.report(plan[0], False, 0.0, "connection refused")  # ejected: the planned way again
     assert balancer.ejected() == {"solo": ["http://s1"]}
-    assert urls(list(balancer.plan(solo, 1.0))) == ["http://s1"]  # the last resort, still tried
+    assert urls(balancer.plan(solo, 1.0)) == ["http://s1"]  # the last resort, still tried
     probe = balancer.plan(solo, 11.0)  # cool-down over: a half-open probe
     assert probe is not plan
     balancer.report(probe[0], True, 11.0, "")
