@@ -79,6 +79,19 @@ class Request:
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
 
+    def whole(self) -> bytes | None:
+        """The whole body, taken, when all of it has arrived and parsed (nearly every request: the
+        handler starts after the packet that brought the head is parsed); else None: use `receive`."""
+        if not self.complete or self.error is not None:
+            return None
+        chunks = self.chunks
+        if not chunks:
+            return b""
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks, self.size = [], 0
+        self._conn.body_taken()
+        return body
+
     async def receive(self) -> Message:
         """The body so far, as an ASGI `http.request` message; `http.disconnect` once the client left."""
         while True:

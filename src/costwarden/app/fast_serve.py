@@ -22,7 +22,7 @@ from costwarden.app.asgi import CostwardenASGI
 from costwarden.app.fast_bridge import Receive, Send, asgi_scope
 from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import FastServer, Limits, Request
-from costwarden.app.gateway import GatewayApp, classify, new_exchange, prefix_protocol
+from costwarden.app.gateway import GatewayApp, classify, prefix_protocol
 from costwarden.app.http_guard import guarded_protocol
 from costwarden.app.worker_metrics import WorkerSlot
 from costwarden.config.models import Config
@@ -52,8 +52,10 @@ class FastGateway:
             await self._other(request, path, channel)
             return
         protocol, endpoint = kind
-        exchange = new_exchange(request.method, path, request.query, request.headers, protocol, endpoint, request.path)
-        await self._gateway.serve(exchange, channel, request.receive)
+        exchange = self._gateway.new_exchange(
+            request.method, path, request.query, request.headers, protocol, endpoint, request.path
+        )
+        await self._gateway.serve(exchange, channel, request.receive, request.whole())
 
     async def _other(self, request: Request, path: str, channel: FastChannel) -> None:
         """Not an inference path: the gateway's own (health, metrics), the ASGI app's (admin API,
@@ -80,7 +82,7 @@ class FastGateway:
             await channel.whole(404, [_JSON], error_payload(shape, missing))
             return
         query, headers = request.query, request.headers
-        exchange = new_exchange(request.method, path, query, headers, shape, "unknown", request.path)
+        exchange = self._gateway.new_exchange(request.method, path, query, headers, shape, "unknown", request.path)
         await self._gateway.refuse(exchange, channel, missing, close=not request.complete)
 
 

@@ -6,9 +6,11 @@ gateway paths are answered here, everything else (admin API, docs) goes to the a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -17,7 +19,7 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.chain.stage import Channel
 from costwarden.domain.record import Protocol
-from costwarden.domain.request_id import request_id
+from costwarden.domain.request_id import RequestIds
 from costwarden.protocols import audio, openai, responses, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
@@ -91,27 +93,10 @@ def _upload_plan(exchange: Exchange) -> Callable[[bytes], str] | None:
     return lambda head: audio.head_plan(head, mark)
 
 
-def new_exchange(
-    method: str,
-    path: str,
-    query: bytes,
-    headers: list[tuple[bytes, bytes]],
-    protocol: Protocol,
-    endpoint: str,
-    raw_path: str = "",
-) -> Exchange:
-    """`path` decoded (`route_path`), `raw_path` as sent when they differ."""
-    return Exchange(
-        request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),  # time-ordered: index locality
-        method=method,
-        path=path,
-        raw_path=raw_path if raw_path != path else "",
-        query=query,
-        headers=headers,
-        body=b"",
-        protocol=protocol,
-        endpoint=endpoint,
-    )
+def _redraw_ids(ref: weakref.ReferenceType[GatewayApp]) -> None:
+    app = ref()
+    if app is not None:
+        app._ids = RequestIds(os.urandom(10))
 
 
 class GatewayApp:
@@ -133,6 +118,34 @@ class GatewayApp:
         self._local = local
         self.body, self.header_limits, self.local = body, header_limits, local  # for the fast engine
         self._fallback = fallback
+        self._ids = RequestIds(os.urandom(10))  # per process: the gateway is built once in each
+        # A process forked after this (a test harness, a pre-fork server) draws its own prefix: ids
+        # copied with the memory would repeat the parent's.
+        os.register_at_fork(after_in_child=functools.partial(_redraw_ids, weakref.ref(self)))
+
+    def new_exchange(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        protocol: Protocol,
+        endpoint: str,
+        raw_path: str = "",
+    ) -> Exchange:
+        """A request's exchange, with its id: time-ordered (index locality), made without a syscall.
+        `path` decoded (`route_path`), `raw_path` as sent when they differ."""
+        return Exchange(
+            request_id=self._ids.next(time.time_ns() // 1_000_000),
+            method=method,
+            path=path,
+            raw_path=raw_path if raw_path != path else "",
+            query=query,
+            headers=headers,
+            body=b"",
+            protocol=protocol,
+            endpoint=endpoint,
+        )
 
     def is_batch(self, path: str) -> bool:
         """Whether the Batch API serves this path (when batches are enabled)."""
@@ -159,7 +172,9 @@ class GatewayApp:
                 # Not the admin app's to answer: an OpenAI or V2 client parses only its own shape,
                 # and the refusal is recorded like any other.
                 missing = GatewayError(404, "not_found", f"no endpoint at {method} {path[:200]}")
-                await self._refuse(self._exchange(scope, shape, "unknown"), ClientChannel(send), missing, close=True)
+                query = scope.get("query_string", b"")
+                exchange = self.new_exchange(method, path, query, scope["headers"], shape, "unknown", raw or "")
+                await self._refuse(exchange, ClientChannel(send), missing, close=True)
                 return
             if problem is not None:
                 body = error_payload(shape, problem)
@@ -171,14 +186,15 @@ class GatewayApp:
             return
         protocol, endpoint = kind
         query = scope.get("query_string", b"")
-        exchange = new_exchange(method, path, query, scope["headers"], protocol, endpoint, raw or "")
+        exchange = self.new_exchange(method, path, query, scope["headers"], protocol, endpoint, raw or "")
         await self.serve(exchange, ClientChannel(send), receive)
 
-    async def serve(self, exchange: Exchange, channel: Channel, receive: Receive) -> None:
+    async def serve(self, exchange: Exchange, channel: Channel, receive: Receive, whole: bytes | None = None) -> None:
         """An inference request through the chain, whichever server engine received it.
 
         `receive` gives the request body as ASGI `http.request` events (the fast engine adapts its own);
-        the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream."""
+        the body reader bounds it (413, 408, 499, 503) and may leave an upload's rest to stream.
+        `whole`: the body, when the server has it all already (no reading, no deadline: only the limit)."""
         protocol, endpoint, method = exchange.protocol, exchange.endpoint, exchange.method
         try:
             problem = head_problem(exchange.sent_path, exchange.query, exchange.headers, self._header_limits)
@@ -186,8 +202,13 @@ class GatewayApp:
                 await self._refuse(exchange, channel, problem, close=True)
                 return
             try:
-                plan = _upload_plan(exchange)
-                exchange.body, exchange.body_stream = await self._body.read_head(exchange.headers, receive, plan)
+                if whole is None:
+                    plan = _upload_plan(exchange)
+                    exchange.body, exchange.body_stream = await self._body.read_head(exchange.headers, receive, plan)
+                elif len(whole) > self._body.max_bytes:
+                    raise self._body.too_large()
+                else:
+                    exchange.body = whole
             except GatewayError as refused:
                 await self._refuse(exchange, channel, refused, close=True)
                 return
@@ -211,11 +232,6 @@ class GatewayApp:
                     500, "internal_error", "the gateway failed unexpectedly; this is a bug", kind="server_error"
                 )
                 await channel.whole(500, [_JSON, *exchange.costwarden_headers(False)], error_payload(protocol, error))
-
-    @staticmethod
-    def _exchange(scope: Scope, protocol: Protocol, endpoint: str) -> Exchange:
-        query, raw = scope.get("query_string", b""), scope_raw_path(scope) or ""
-        return new_exchange(scope["method"], scope["path"], query, scope["headers"], protocol, endpoint, raw)
 
     def _decode(self, exchange: Exchange, encoding: bytes) -> None:
         """Undo a compressed body's coding for metering: a V2 body still goes upstream as sent; an

@@ -7,6 +7,7 @@ reconcile to the last digit with the per-request costs.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 
 NANO = Decimal("0.000000001")
 ZERO = Decimal(0)
@@ -32,9 +33,20 @@ def usd_text(amount: Decimal) -> str:
     """The one text form of money leaving the process: fixed point, nine places, exact to the nano.
 
     `0.000000102`, never `1.02E-7` (what `str(Decimal)` gives) nor `0E-9`; parse it with `Decimal`.
+    Texts of recent amounts are kept (a deployment's requests cost a few distinct amounts, and each
+    is written twice: its spool line and its cost header); equal amounts have one text.
     """
+    if amount.is_finite():  # hashable: a signalling NaN is not (it fails in `quantize`, as it should)
+        return _usd_text(amount)
+    return _fixed_point(amount)
+
+
+def _fixed_point(amount: Decimal) -> str:
     rounded = quantize(amount)
     return f"{rounded if rounded else rounded.copy_abs():f}"  # no signed zero
+
+
+_usd_text = lru_cache(maxsize=4096)(_fixed_point)
 
 
 def format_usd(amount: Decimal, places: int = 6) -> str:

@@ -59,6 +59,7 @@ BUCKETS = (
 FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 NONE = "none"
 OTHER = "other"
+PHASES = ("gateway", "upstream", "overhead")
 
 Scope = tuple[str, str, str, str]
 
@@ -82,6 +83,32 @@ class LabelBudget:
 
     def __len__(self) -> int:
         return len(self._admitted)
+
+
+class Series(dict[str, Any]):
+    """The children one (scope, outcome) counts into, by name: `requests`, `cost`, the duration's
+    phases (`gateway`, `upstream`, `overhead`) and the token directions (`input`, `output`,
+    `cached`). Each is made on its first use (no series appears before something counts into it),
+    then found with one dict lookup."""
+
+    __slots__ = ("_metrics", "_outcome", "_scope")
+
+    def __init__(self, metrics: GatewayMetrics, scope: Scope, outcome: str) -> None:
+        super().__init__()
+        self._metrics, self._scope, self._outcome = metrics, scope, outcome
+
+    def __missing__(self, name: str) -> Any:
+        m, scope = self._metrics, self._scope
+        if name == "requests":
+            child = m.child(m.requests, (*scope, self._outcome))
+        elif name == "cost":
+            child = m.child(m.cost, scope)
+        elif name in PHASES:
+            child = m.child(m.duration, (*m.histogram_values(scope, self._outcome), name))
+        else:
+            child = m.child(m.tokens, (*scope, name))
+        self[name] = child
+        return child
 
 
 class GatewayMetrics:
@@ -127,6 +154,7 @@ class GatewayMetrics:
             registry=registry,
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._series: dict[tuple[Scope, str], Series] = {}  # as many as scopes (bounded) x outcomes
         # The process's CPU, memory, file descriptors and Python's GC, as every exporter has them.
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             registry.register(collector)
@@ -137,6 +165,13 @@ class GatewayMetrics:
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def series(self, scope: Scope, outcome: str) -> Series:
+        """The children one request of `scope` and `outcome` counts into, looked up once per pair."""
+        found = self._series.get((scope, outcome))
+        if found is None:
+            found = self._series[scope, outcome] = Series(self, scope, outcome)
         return found
 
     def histogram_values(self, scope: Scope, outcome: str) -> tuple[str, ...]:
@@ -184,28 +219,29 @@ class Observe(PassStage):
         scope, folded = m.budget.admit(scope_of(exchange))
         if folded:
             m.overflow.inc()
-        outcome = exchange.outcome.value
-        m.child(m.requests, (*scope, outcome)).inc()
-        timing = m.histogram_values(scope, outcome)
-        m.child(m.duration, (*timing, "gateway")).observe(exchange.latency_ms / 1000.0)
-        if exchange.upstream_seconds is not None:
-            m.child(m.duration, (*timing, "upstream")).observe(exchange.upstream_seconds)
-            overhead = exchange.latency_ms / 1000.0 - exchange.upstream_seconds
-            m.child(m.duration, (*timing, "overhead")).observe(max(overhead, 0.0))
+        series = m.series(scope, exchange.outcome.value)  # one lookup for the children below
+        series["requests"].inc()
+        seconds = exchange.latency_ms / 1000.0
+        series["gateway"].observe(seconds)
+        upstream = exchange.upstream_seconds
+        if upstream is not None:
+            series["upstream"].observe(upstream)
+            series["overhead"].observe(max(seconds - upstream, 0.0))
         if exchange.first_token_seconds is not None:
             m.child(m.first_token, (scope[0],)).observe(exchange.first_token_seconds)
         usage = exchange.usage
         if usage.input_tokens:
-            m.child(m.tokens, (*scope, "input")).inc(usage.input_tokens)
+            series["input"].inc(usage.input_tokens)
         if usage.output_tokens:
-            m.child(m.tokens, (*scope, "output")).inc(usage.output_tokens)
+            series["output"].inc(usage.output_tokens)
         if usage.cached_tokens:
-            m.child(m.tokens, (*scope, "cached")).inc(usage.cached_tokens)
-        for unit in UNIT_FIELDS:
-            if amount := getattr(usage, unit):
-                m.child(m.units, (*scope, unit)).inc(amount)
+            series["cached"].inc(usage.cached_tokens)
+        if usage.reasoning_tokens or usage.modal:
+            for unit in UNIT_FIELDS:
+                if amount := getattr(usage, unit):
+                    m.child(m.units, (*scope, unit)).inc(amount)
         if exchange.cost:
-            m.child(m.cost, scope).inc(float(exchange.cost))
+            series["cost"].inc(float(exchange.cost))
 
 
 def _version() -> str:

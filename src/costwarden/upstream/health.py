@@ -61,6 +61,10 @@ class UpstreamPool:
                 probes.append(index)
         return probes + healthy
 
+    def in_service(self, index: int) -> bool:
+        """Whether the upstream at `index` is in service (not ejected, nor waiting for its probe)."""
+        return self._states[index].ejected_until is None
+
     def ejected(self) -> list[int]:
         """The upstreams out of service now (in cool-down or waiting for their probe)."""
         return [i for i, s in enumerate(self._states) if s.ejected_until is not None]

@@ -31,6 +31,7 @@ import httptools
 BUFFER = 256 * 1024  # response bytes held for the reader before the upstream socket pauses
 IDLE_SECONDS = 30.0  # a pooled connection idle longer is closed, not reused
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # aiohttp's retry set
+MAX_TARGETS = 1024  # split URLs kept (see UpstreamPool.target)
 
 
 class NotSent(OSError):
@@ -265,6 +266,8 @@ class UpstreamPool:
         self._max_idle = max_idle
         self._max_idle_seconds = max_idle_seconds
         self._default_tls: SSLContext | None = None  # the system's CAs, built on the first https
+        # A deployment's few URLs (its upstream + each endpoint's path) are split once, not per request.
+        self._targets: dict[tuple[str, SSLContext | bool], tuple[Where, str, str]] = {}
 
     def handles(self, url: str) -> bool:
         return url.startswith(("http://", "https://"))
@@ -284,6 +287,14 @@ class UpstreamPool:
 
     def target(self, url: str, tls: SSLContext | bool = True) -> tuple[Where, str, str]:
         """((host, port, TLS context or None), path+query, Host header) of an http:// or https:// URL."""
+        found = self._targets.get((url, tls))
+        if found is None:
+            if len(self._targets) >= MAX_TARGETS:  # passthrough paths and queries vary without bound
+                self._targets.clear()
+            found = self._targets[url, tls] = self._split(url, tls)
+        return found
+
+    def _split(self, url: str, tls: SSLContext | bool) -> tuple[Where, str, str]:
         parts = urlsplit(url)
         secure = parts.scheme == "https"
         default = 443 if secure else 80

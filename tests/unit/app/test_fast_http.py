@@ -232,3 +232,36 @@ async def test_a_target_past_what_the_url_parser_takes_is_414_not_400() -> None:
         await closed(writer)
     finally:
         await fast.stop(1.0)
+
+
+async def test_a_body_that_came_with_its_head_is_taken_whole_and_a_late_one_is_received() -> None:
+    seen: list[bytes | None] = []
+
+    async def whole_or_receive(request: Request, channel: FastChannel) -> None:
+        body = request.whole()
+        seen.append(body)
+        if body is None:
+            message = await request.receive()
+            body = message["body"]
+            while message["more_body"]:
+                message = await request.receive()
+                body += message["body"]
+        assert (await request.receive())["body"] == b""  # taken: nothing read twice
+        await channel.whole(200, [], body)
+
+    fast = FastServer(whole_or_receive, Limits(header_timeout=0.5, header_cap=8192))
+    await fast.start("127.0.0.1", 0)
+    try:
+        reader, writer = await opened(fast)
+        writer.write(b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        assert (await response(reader))[2] == b"abc"
+        writer.write(b"GET /b HTTP/1.1\r\n\r\n")
+        assert (await response(reader))[2] == b""
+        writer.write(b"POST /c HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc")
+        await asyncio.sleep(0.05)
+        writer.write(b"def")
+        assert (await response(reader))[2] == b"abcdef"
+        assert seen == [b"abc", b"", None]
+        await closed(writer)
+    finally:
+        await fast.stop(1.0)

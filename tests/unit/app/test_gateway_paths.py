@@ -150,3 +150,23 @@ def test_the_v2_endpoint_is_the_one_the_route_serves(path: str, endpoint: str) -
     assert classify("POST", path) == (Protocol.V2, endpoint)
     parsed = v2.parse_path(path)
     assert parsed is not None and (parsed.action == "infer") == (endpoint == "/v2/infer")
+
+
+def test_a_forked_process_makes_ids_of_its_own() -> None:
+    """Request ids are a per-process prefix and a counter: a child forked after the gateway was built
+    would otherwise continue the parent's sequence and repeat its ids."""
+    import os
+
+    app = GatewayApp(Chain([], None, []), BodyReader(1024, 1.0, 4), HeaderLimits(), {}, Fallback())  # type: ignore[arg-type]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent
+        os.write(write, app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id.encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    own = app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id
+    assert len(child) == len(own) == 32
+    assert child[12:22] != own[12:22]  # the prefixes differ
+    assert child != own

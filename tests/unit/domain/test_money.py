@@ -99,3 +99,15 @@ def test_usd_text_is_fixed_point_and_exact(amount: Decimal) -> None:
 )
 def test_usd_text_examples(amount: Decimal, text: str) -> None:
     assert usd_text(amount) == text
+
+
+def test_the_text_of_an_amount_is_made_once_and_equal_amounts_share_it() -> None:
+    from decimal import InvalidOperation
+
+    text = usd_text(Decimal("0.000018000"))
+    assert text == "0.000018000"
+    assert usd_text(Decimal("0.000018")) is text and usd_text(Decimal("1.8E-5")) is text  # kept, not made again
+    assert usd_text(Decimal("-0")) == usd_text(Decimal("0E-9")) == "0.000000000"
+    for bad in (Decimal("sNaN"), Decimal("Infinity")):  # not kept: they fail as before
+        with pytest.raises(InvalidOperation):
+            usd_text(bad)

@@ -45,3 +45,25 @@ def test_the_clients_request_id_is_kept_bounded_and_visible() -> None:
     assert client_request_id(b"x" * 10_000) == "x" * MAX_CLIENT_REQUEST_ID
     assert client_request_id(b"a\x00b\xffc") == "a?b?c"
     assert client_request_id(b"   ") is None
+
+
+def test_a_process_makes_unique_ordered_ids_without_drawing_entropy_per_request() -> None:
+    from costwarden.domain.request_id import RequestIds
+
+    ids = RequestIds(bytes(range(10)))
+    made = [ids.next(1_800_000_000_000) for _ in range(1000)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in made)
+    assert made == sorted(made) and len(set(made)) == len(made)  # one millisecond: the counter orders them
+    assert {rid[:22] for rid in made} == {"01a3185c5000" + bytes(range(5)).hex()}  # time, then the process
+    assert ids.next(1_800_000_000_001) > made[-1]
+    other = RequestIds(bytes(range(1, 11)))  # another process (worker, restart): another prefix
+    assert not set(made) & {other.next(1_800_000_000_000) for _ in range(1000)}
+
+
+def test_the_counter_wraps_within_its_40_bits() -> None:
+    from costwarden.domain.request_id import RequestIds
+
+    ids = RequestIds(bytes(5) + b"\xff" * 5)
+    assert ids.next(0).endswith("0000000000") and ids.next(0).endswith("0000000001")
+    with pytest.raises(ValueError, match="10 bytes"):
+        RequestIds(bytes(9))

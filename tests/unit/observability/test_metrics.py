@@ -189,3 +189,24 @@ async def test_a_scrape_renders_off_the_event_loop_and_concurrent_scrapes_share_
     assert ticks >= 10  # the loop kept running while the collector slept in its thread
     assert b"slow_gauge 1.0" in await exposition.render()  # a later scrape renders afresh
     assert len(slow.threads) == 2
+
+
+async def test_a_scope_and_outcome_find_their_children_in_one_lookup_made_as_first_used() -> None:
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    stage = Observe(metrics)
+    refused = exchange(1, "a", "chat", Outcome.REJECTED)
+    refused.upstream_seconds, refused.usage, refused.cost = None, Usage(), Decimal(0)
+    await observe(stage, [refused])
+    scope = ("chat", "a", "a-app", "prod")
+    series = metrics.series(scope, "rejected")
+    assert metrics.series(scope, "rejected") is series  # made once per (scope, outcome)
+    assert set(series) == {"requests", "gateway"}  # nothing else counted: no zero series exported
+    assert registry.get_sample_value("costwarden_tokens_total", {"deployment": "chat", "team": "a",
+        "project": "a-app", "environment": "prod", "direction": "input"}) is None  # fmt: skip
+    await observe(stage, [exchange(2, "a", "chat")])
+    served = metrics.series(scope, "served")
+    assert set(served) == {"requests", "gateway", "upstream", "overhead", "input", "output", "cached", "cost"}
+    assert served["requests"] is metrics.child(metrics.requests, (*scope, "served"))
+    assert value(registry, "costwarden_request_duration_seconds_count", deployment="chat", outcome="served",
+                 phase="overhead") == 1  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import pytest
 
@@ -21,7 +22,7 @@ def deployment(name: str, *urls: str, fallbacks: tuple[str, ...] = ()) -> Deploy
     )
 
 
-def urls(plan: list[Target]) -> list[str]:
+def urls(plan: Sequence[Target]) -> list[str]:
     return [t.url for t in plan]
 
 
@@ -118,3 +119,20 @@ def test_a_variant_falls_back_to_its_original_then_the_originals_fallbacks() -> 
     assert urls(balancer.plan(mini, 1.0)) == ["http://gpt1", "http://d1"]
     original = table.get("gpt")
     assert original is not None and urls(balancer.plan(original, 1.0)) == ["http://gpt1", "http://d1"]
+
+
+def test_one_upstream_without_fallbacks_has_one_plan_made_once_while_it_is_in_service() -> None:
+    table = RouteTable([deployment("solo", "http://s1"), deployment("pair", "http://p1", "http://p2")])
+    balancer = Balancer(table)
+    solo, pair = table.get("solo"), table.get("pair")
+    assert solo is not None and pair is not None
+    plan = balancer.plan(solo, 0.0)
+    assert urls(plan) == ["http://s1"] and balancer.plan(solo, 0.0) is plan  # nothing made per request
+    assert balancer.plan(pair, 0.0) is not balancer.plan(pair, 0.0)
+    balancer.report(plan[0], False, 0.0, "connection refused")  # ejected: the planned way again
+    assert balancer.ejected() == {"solo": ["http://s1"]}
+    assert urls(balancer.plan(solo, 1.0)) == ["http://s1"]  # the last resort, still tried
+    probe = balancer.plan(solo, 11.0)  # cool-down over: a half-open probe
+    assert probe is not plan
+    balancer.report(probe[0], True, 11.0, "")
+    assert balancer.ejected() == {} and balancer.plan(solo, 12.0) is plan

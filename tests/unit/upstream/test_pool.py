@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from costwarden.upstream.pool import Broken, NotSent, UpstreamPool
+from costwarden.upstream.pool import MAX_TARGETS, Broken, NotSent, UpstreamPool
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUT = SimpleNamespace(sock_connect=2.0, sock_read=0.5)
@@ -160,6 +160,16 @@ def test_the_host_header_brackets_an_ipv6_literal_and_leaves_out_the_default_por
     for url, (host, port, header) in cases.items():
         (got_host, got_port, _), _, got_header = pool.target(url)
         assert (got_host, got_port, got_header) == (host, port, header), url
+
+
+def test_a_url_is_split_once_and_the_split_urls_kept_are_bounded() -> None:
+    pool = UpstreamPool()
+    url = "http://10.0.0.1:8000/v1/chat/completions"
+    assert pool.target(url) is pool.target(url)  # nothing made per request
+    assert pool.target(url, False) is not pool.target(url)  # another TLS setting: another entry
+    for n in range(2 * MAX_TARGETS):  # passthrough paths and queries: no unbounded growth
+        assert pool.target(f"http://10.0.0.1:8000/proxy?page={n}")[1] == f"/proxy?page={n}"
+    assert len(pool._targets) <= MAX_TARGETS
 
 
 async def test_an_ipv6_upstream_is_reached_and_sent_its_host_in_brackets() -> None:
