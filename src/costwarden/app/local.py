@@ -35,11 +35,11 @@ def local_handlers(runtime: Runtime, workers: WorkerExposition | None = None) ->
         await _reply(send, 200, b'{"status":"alive"}')
 
     async def readyz(scope: Scope, send: Send) -> None:
-        ok, checks = await runtime.ready()
+        ok, checks = runtime.ready()
         await _reply(send, 200 if ok else 503, orjson.dumps({"ready": ok, **checks}))
 
     async def v2_ready(scope: Scope, send: Send) -> None:
-        ok, _ = await runtime.ready()
+        ok, _ = runtime.ready()
         await _reply(send, 200 if ok else 503, orjson.dumps({"ready": ok}))
 
     async def v2_live(scope: Scope, send: Send) -> None:
