@@ -158,11 +158,11 @@ def test_a_months_spend_body_holds_the_gil_a_slice_of_rows_at_a_time(monkeypatch
 
     class Counted(admin_models.SpendReportModel):
         @classmethod
-        def model_validate(cls, obj: Any, **kw: Any) -> Any:  # type: ignore[override]
+        def model_validate(cls, obj: Any, **kw: Any) -> Any:
             sizes.append(len(obj["rows"]))
             return super().model_validate(obj, **kw)
 
-    rows_adapter = admin._ROWS  # type: ignore[attr-defined]
+    rows_adapter = admin._ROWS
 
     class CountedRows:
         def validate_python(self, chunk: list[Any]) -> Any:
@@ -175,6 +175,6 @@ def test_a_months_spend_body_holds_the_gil_a_slice_of_rows_at_a_time(monkeypatch
 
     monkeypatch.setattr(admin, "SpendReportModel", Counted)
     monkeypatch.setattr(admin, "_ROWS", CountedRows(), raising=False)
-    body = admin._spend_body(report)  # type: ignore[attr-defined]
+    body = admin._spend_body(report)
     assert body == whole.encode()
     assert max(sizes) <= 64, max(sizes)
