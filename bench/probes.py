@@ -4,15 +4,19 @@
     .venv/bin/python bench/probes.py                          # fills 1M records (SQLite), then probes
     .venv/bin/python bench/probes.py --reuse                  # the ledger of the last run
     .venv/bin/python bench/probes.py --ledger postgresql://127.0.0.1:5432/costwarden_scale --reuse
+    .venv/bin/python bench/probes.py --reuse --engine asgi --trace   # uvicorn's engine; in-process monitors
 
-The gateway (the product's ASGI app, its lifespan, uvicorn with uvloop and the gateway's own
-HTTP protocol, as `costwarden serve` runs it) serves a ledger filled with bench/scale.py's records
+The gateway (the product's ASGI app and its lifespan, served as `costwarden serve` serves it on
+`--engine`: `fast`, the default, the fast engine's protocol on the port and uvicorn running the
+lifespan only; `asgi`, uvicorn with uvloop and the gateway's own HTTP protocol) runs in this
+process on a ledger filled with bench/scale.py's records
 (30 days, 500 teams, 10,000 keys, 20 deployments, through `store.write`). Its metrics hold one
 request for each of 500 teams x 20 deployments (through the `Observe` stage, as traffic would
 leave them). A separate client process probes `/healthz` and `/readyz` (one connection each,
 a probe every 5 ms) during four phases: idle; back-to-back `/metrics` scrapes; back-to-back
 `/admin/v1/spend?since=30d&group_by=team,deployment`; both at once. Per phase and probe: p50,
-p99, max and count; per phase the scrapes' and reports' median time. Results go to
+p99, max and count; per phase the scrapes' and reports' median time; with `--trace`, what
+bench/probe_trace.py saw in the gateway's process. Results go to
 bench/results/probes.json.
 """
 
@@ -72,8 +76,13 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def client(port: int, reps: int, idle_s: float) -> dict[str, Any]:
+    from probe_trace import Sleeper
+
     results: dict[str, Any] = {}
+    sleeper = Sleeper()
     for phase, work in PHASES.items():
+        sleeper.take()
+        began = time.time()
         stop = threading.Event()
         probes: dict[str, list[float]] = {"/healthz": [], "/readyz": []}
         threads = [threading.Thread(target=_loop, args=(port, p, stop, out, 0.005)) for p, out in probes.items()]
@@ -95,7 +104,7 @@ def client(port: int, reps: int, idle_s: float) -> dict[str, Any]:
         stop.set()
         for t in threads:
             t.join()
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = {"began": began, "ended": time.time(), **sleeper.take()}
         for path, values in probes.items():
             name = path.strip("/")
             row |= {
@@ -107,6 +116,7 @@ def client(port: int, reps: int, idle_s: float) -> dict[str, Any]:
         for path, values in done.items():
             row["scrape_s" if path == "/metrics" else "report_s"] = statistics.median(values)
         results[phase] = row
+    sleeper.stop()
     return results
 
 
@@ -138,37 +148,46 @@ async def fill_ledger(url: str, args: argparse.Namespace) -> None:
         await store.close()
 
 
-async def gateway(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    import uvicorn
-    from scale_keys_metrics import exchange
-
+def serve(args: argparse.Namespace, folder: Path) -> tuple[Any, Any]:
+    """The app and the server that `costwarden serve` runs for `--engine` (here without signals)."""
     from costwarden.app.asgi import CostwardenASGI
-    from costwarden.app.http_guard import guarded_protocol
-    from costwarden.chain.target import Route
-    from costwarden.config.models import Config, Deployment
-    from costwarden.observability.metrics import Observe
+    from costwarden.app.fast_serve import BothServer, uvicorn_config
+    from costwarden.config.models import Config
 
     cfg = Config.model_validate(
         {
-            "server": {"host": "127.0.0.1", "port": args.port, "admin_token": TOKEN},
+            "server": {"host": "127.0.0.1", "port": args.port, "admin_token": TOKEN, "engine": args.engine},
             "storage": {"ledger": args.ledger, "spool_dir": str(folder / "spool")},
             "deployments": [{"name": "dep-00", "protocol": "openai", "upstream": "http://127.0.0.1:9/v1"}],
         }
     )
-    app = CostwardenASGI(cfg)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=args.port, loop="none", lifespan="on", log_level="warning",
-            http=guarded_protocol(cfg.server.header_timeout_seconds, 4 * cfg.server.max_header_bytes),
-            access_log=False,
-        )
-    )  # fmt: skip
-    serving = asyncio.create_task(server.serve())
+    app = CostwardenASGI(cfg, freeze_heap=True)  # as `costwarden serve` builds it
+    config = uvicorn_config(app, cfg, "127.0.0.1", args.port, "warning")
+    config.loop = "none"  # the bench's own uvloop
+    if args.engine == "asgi":
+        import uvicorn
+
+        return app, uvicorn.Server(config)
+    return app, BothServer(config, app, "127.0.0.1", args.port)
+
+
+async def gateway(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    from probe_trace import Trace
+    from scale_keys_metrics import exchange
+
+    from costwarden.chain.target import Route
+    from costwarden.config.models import Deployment
+    from costwarden.observability.metrics import Observe
+
+    app, server = serve(args, folder)
+    # engine: fast with no admin port: uvicorn runs the lifespan and listens on nothing
+    serving = asyncio.create_task(server.serve(None if args.engine == "asgi" else []))
     while not server.started:
         if serving.done():
             await serving
             raise SystemExit("the gateway did not start")
         await asyncio.sleep(0.05)
+    trace = Trace() if args.trace else None
     try:
         stage = Observe(app.runtime.metrics)
         routes = [
@@ -182,12 +201,19 @@ async def gateway(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 ex = exchange(n, f"team-{t:03d}", route)
                 await stage.enter(ex)
                 await stage.finish(ex)
+        if trace is not None:
+            trace.start(app.gateway.local)
         argv = [sys.executable, __file__, "--client", str(args.port), "--reps", str(args.reps)]
         proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE)
         out, _ = await proc.communicate()
         if proc.returncode != 0:
             raise SystemExit("the probing client failed")
-        return dict(json.loads(out))
+        phases: dict[str, Any] = json.loads(out)
+        if trace is not None:
+            await trace.stop()
+            for row in phases.values():
+                row["trace"] = trace.summary(row["began"], row["ended"])
+        return phases
     finally:
         server.should_exit = True
         await serving
@@ -207,6 +233,8 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/costwarden-probes-bench")
     parser.add_argument("--reuse", action="store_true", help="keep the ledger of the last run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "probes.json"))
+    parser.add_argument("--engine", choices=("fast", "asgi"), default="fast", help="server.engine (default fast)")
+    parser.add_argument("--trace", action="store_true", help="in-process monitors (bench/probe_trace.py)")
     parser.add_argument("--client", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -224,7 +252,12 @@ def main() -> None:
 
     phases = uvloop.run(gateway(args, folder))
     for phase, row in phases.items():
-        print(phase, json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}))
+        trace = row.pop("trace", None)
+        print(phase, json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()
+                                 if k not in ("began", "ended")}))  # fmt: skip
+        if trace is not None:
+            print("   trace", json.dumps(trace))
+            row["trace"] = trace
     data = {"args": vars(args), "load": os.getloadavg(), "phases": phases}
     Path(args.out).write_text(json.dumps(data, indent=2) + "\n")
 

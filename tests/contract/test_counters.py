@@ -372,9 +372,11 @@ async def test_unreachable_redis_fails_fast() -> None:
 
 
 class Relay:
-    """A TCP relay to Redis that can be down, or silent (accepts, never answers), to play outages."""
+    """A TCP relay to Redis (or `upstream_port`) that can be down, or silent (accepts, never
+    answers), to play outages."""
 
-    def __init__(self) -> None:
+    def __init__(self, upstream_port: int = 6379) -> None:
+        self.upstream_port = upstream_port
         self.port, self.silent, self.server = 0, False, cast(asyncio.Server | None, None)
         self.writers: list[asyncio.StreamWriter] = []
         self.tasks: list[asyncio.Task[None]] = []
@@ -390,7 +392,7 @@ class Relay:
             self.tasks.append(asyncio.create_task(self._relay(reader, writer)))
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         self.writers.append(up_writer)
 
         async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -51,7 +51,7 @@ PROBE = textwrap.dedent(
         runtime = Runtime(load_config(Path(config_path)))
         await runtime.start()
         try:
-            ready, checks = await runtime.ready()
+            ready, checks = runtime.ready()
             print("ready", ready, checks["ledger"])
         finally:
             await runtime.stop()

@@ -124,7 +124,7 @@ class GrpcListener:
         self._runtime = runtime
 
     async def _ready(self) -> bool:
-        ok, _ = await self._runtime.ready()
+        ok, _ = self._runtime.ready()
         return ok
 
     async def start(self, host: str, port: int) -> None:

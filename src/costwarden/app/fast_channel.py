@@ -121,6 +121,10 @@ class FastChannel:
             await self._flow.drain()
 
     async def whole(self, status: int, headers: Headers, body: bytes) -> None:
+        self.write_whole(status, headers, body)
+
+    def write_whole(self, status: int, headers: Headers, body: bytes) -> None:
+        """`whole` without awaiting: a sized response never waits on the socket."""
         headers.append((b"content-length", b"%d" % len(body)))
         self.sent_bytes += len(body)
         self._transport.write(self._head(status, headers, False) + (b"" if self._head_only else body))

@@ -48,7 +48,7 @@ class Request:
     """One parsed request: its head, and its body as it arrives."""
 
     __slots__ = ("_conn", "_waiter", "cancellable", "chunks", "complete", "error", "expect_continue", "headers",
-                 "keep_alive", "lost", "method", "path", "query", "size")  # fmt: skip
+                 "instant", "keep_alive", "lost", "method", "path", "query", "size")  # fmt: skip
 
     def __init__(self, conn: Connection, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]):
         self._conn = conn
@@ -61,6 +61,7 @@ class Request:
         self.expect_continue = False
         self.error: GatewayError | None = None  # the body could not be parsed: the request's answer
         self.cancellable = True  # a client leaving cancels the handler (False: it learns from `receive`)
+        self.instant = False  # a GET or HEAD with no body: served once whole, maybe by `Instant`
         self._waiter: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
@@ -114,6 +115,10 @@ class Request:
 
 
 Handler = Callable[[Request, FastChannel], Awaitable[None]]
+# The answer (status, headers, body) to a whole GET or HEAD with no body, given without a task in
+# the loop turn its last byte arrives in; None: the handler's, as any request.
+Instant = Callable[[Request], tuple[int, list[tuple[bytes, bytes]], bytes] | None]
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
 class Limits:
@@ -132,8 +137,9 @@ class Limits:
 class Connection(asyncio.Protocol):
     """One client connection (see the module docstring)."""
 
-    def __init__(self, handler: Handler, limits: Limits, live: set[Connection]) -> None:
+    def __init__(self, handler: Handler, limits: Limits, live: set[Connection], instant: Instant | None = None) -> None:
         self._handler = handler
+        self._instant = instant
         self._limits = limits
         self._live = live
         self._loop = asyncio.get_running_loop()
@@ -268,10 +274,16 @@ class Connection(asyncio.Protocol):
         request = Request(self, self._parser.get_method().decode("ascii"), path, url.query or b"", self._headers)
         request.keep_alive = self._parser.should_keep_alive() and self._requests < self._limits.max_requests
         request.expect_continue = any(k == b"expect" and v.lower() == b"100-continue" for k, v in self._headers)
+        request.instant = (
+            self._instant is not None
+            and request.method in ("GET", "HEAD")
+            and not any(k in _BODY_HEADERS and v != b"0" for k, v in self._headers)
+        )
         self._parsing = request
         self._waiting.append(request)
         if self._current is None:
-            self._next()
+            if not request.instant:  # a bodiless one is whole in this same parse: served at its end
+                self._next()
         elif len(self._waiting) >= MAX_WAITING:
             self._pause()
 
@@ -289,6 +301,8 @@ class Connection(asyncio.Protocol):
         if request is not None:
             request.complete = True
             request.wake()
+            if request.instant and self._current is None and self._waiting and self._waiting[0] is request:
+                self._next()
         if self._requests >= self._limits.max_requests:
             self._broken = True  # the last request this connection serves is read: later bytes go unparsed
 
@@ -303,6 +317,13 @@ class Connection(asyncio.Protocol):
             self._resume()
         assert self._transport is not None
         channel = FastChannel(self._transport, self._flow, request, self._answered)
+        if request.instant and request.complete and self._instant is not None:
+            # A probe answered in the loop turn that read it: no task, no second wait for the GIL
+            # while worker threads render a scrape or a report (issue 14).
+            answer = self._instant(request)
+            if answer is not None:
+                channel.write_whole(*answer)  # calls `_answered`, which serves the next request
+                return
         self._task = self._loop.create_task(self._serve(request, channel))
 
     async def _serve(self, request: Request, channel: FastChannel) -> None:
@@ -441,16 +462,17 @@ class Connection(asyncio.Protocol):
 class FastServer:
     """The listening socket of the fast engine and its live connections."""
 
-    def __init__(self, handler: Handler, limits: Limits) -> None:
+    def __init__(self, handler: Handler, limits: Limits, instant: Instant | None = None) -> None:
         self._handler = handler
         self._limits = limits
+        self._instant = instant
         self._live: set[Connection] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int, sock: socket.socket | None = None) -> None:
         """Listen on host:port, or on `sock` when given (a worker serving a socket its master bound)."""
         loop = asyncio.get_running_loop()
-        factory = lambda: Connection(self._handler, self._limits, self._live)  # noqa: E731
+        factory = lambda: Connection(self._handler, self._limits, self._live, self._instant)  # noqa: E731
         if sock is not None:
             self._server = await loop.create_server(factory, sock=sock, backlog=2048)
             return

@@ -24,6 +24,7 @@ from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import FastServer, Limits, Request
 from costwarden.app.gateway import GatewayApp, classify, prefix_protocol
 from costwarden.app.http_guard import guarded_protocol
+from costwarden.app.local import Probe, probe_answers
 from costwarden.app.worker_metrics import WorkerSlot
 from costwarden.config.models import Config
 from costwarden.domain.record import Protocol
@@ -41,9 +42,18 @@ GRACE_SECONDS = 30.0
 class FastGateway:
     """The fast engine's handler: a parsed request to `GatewayApp.serve` (no copy of its logic)."""
 
-    def __init__(self, gateway: GatewayApp, admin_port: int | None) -> None:
+    def __init__(self, gateway: GatewayApp, admin_port: int | None, probes: dict[str, Probe] | None = None) -> None:
         self._gateway = gateway
         self._admin_port = admin_port
+        self._probes = probes or {}
+
+    def instant(self, request: Request) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """A health probe's answer, given without a task (`fast_http.Instant`); None for any other path."""
+        probe = self._probes.get(request.path)
+        if probe is None or head_problem(request.path, request.query, request.headers, self._gateway.header_limits):
+            return None  # not a probe, or a head over the limits: refused as on any path
+        status, body = probe()
+        return status, [_JSON], body
 
     async def __call__(self, request: Request, channel: FastChannel) -> None:
         path = route_path(request.path)  # the asgi engine's reading of it (protocols/request_path.py)
@@ -111,7 +121,8 @@ class BothServer(uvicorn.Server):
             server.keepalive_timeout_seconds,
             server.keepalive_max_requests,
         )
-        self.fast = FastServer(FastGateway(self._app.gateway, server.admin_port), limits)
+        handler = FastGateway(self._app.gateway, server.admin_port, probe_answers(self._app.runtime))
+        self.fast = FastServer(handler, limits, handler.instant)
         try:
             await self.fast.start(self._host, self._port, self._sock)
         except OSError as exc:

@@ -21,6 +21,27 @@ from costwarden.services.reports import build_query, report_json, spend
 from costwarden.upstream.channel import ClientChannel
 
 JSON = (b"content-type", b"application/json")
+Probe = Callable[[], tuple[int, bytes]]
+
+
+def probe_answers(runtime: Runtime) -> dict[str, Probe]:
+    """The health paths' answers (status, JSON body), from state the process keeps: no I/O and no
+    await, so the fast engine answers them in the loop turn that reads them (`fast_http.Instant`)."""
+
+    def readyz() -> tuple[int, bytes]:
+        ok, checks = runtime.ready()
+        return 200 if ok else 503, orjson.dumps({"ready": ok, **checks})
+
+    def v2_ready() -> tuple[int, bytes]:
+        ok, _ = runtime.ready()
+        return 200 if ok else 503, orjson.dumps({"ready": ok})
+
+    return {
+        "/healthz": lambda: (200, b'{"status":"alive"}'),
+        "/readyz": readyz,
+        "/v2/health/ready": v2_ready,
+        "/v2/health/live": lambda: (200, b'{"live":true}'),
+    }
 
 
 async def _reply(send: Send, status: int, body: bytes, content_type: bytes = b"application/json") -> None:
@@ -30,20 +51,6 @@ async def _reply(send: Send, status: int, body: bytes, content_type: bytes = b"a
 def local_handlers(runtime: Runtime, workers: WorkerExposition | None = None) -> dict[str, LocalHandler]:
     """`workers`: with `server.workers` > 1, /metrics answers for every worker (app/worker_metrics.py)."""
     exposition: Exposition | WorkerExposition = workers or Exposition(runtime.registry)
-
-    async def healthz(scope: Scope, send: Send) -> None:
-        await _reply(send, 200, b'{"status":"alive"}')
-
-    async def readyz(scope: Scope, send: Send) -> None:
-        ok, checks = await runtime.ready()
-        await _reply(send, 200 if ok else 503, orjson.dumps({"ready": ok, **checks}))
-
-    async def v2_ready(scope: Scope, send: Send) -> None:
-        ok, _ = await runtime.ready()
-        await _reply(send, 200 if ok else 503, orjson.dumps({"ready": ok}))
-
-    async def v2_live(scope: Scope, send: Send) -> None:
-        await _reply(send, 200, b'{"live":true}')
 
     async def metrics(scope: Scope, send: Send) -> None:
         await _reply(send, 200, await exposition.render(), CONTENT_TYPE_LATEST.encode())
@@ -83,11 +90,15 @@ def local_handlers(runtime: Runtime, workers: WorkerExposition | None = None) ->
         await _reply(send, 200, orjson.dumps({"team": identity.team, **report_json(report)}))
 
     handlers: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
-        "/healthz": healthz,
-        "/readyz": readyz,
-        "/metrics": metrics,
-        "/v2/health/ready": v2_ready,
-        "/v2/health/live": v2_live,
-        "/v1/costwarden/spend": own_spend,
+        path: _probe_handler(probe) for path, probe in probe_answers(runtime).items()
     }
+    handlers |= {"/metrics": metrics, "/v1/costwarden/spend": own_spend}
     return handlers
+
+
+def _probe_handler(probe: Probe) -> LocalHandler:
+    async def handler(scope: Scope, send: Send) -> None:
+        status, body = probe()
+        await _reply(send, status, body)
+
+    return handler

@@ -56,6 +56,7 @@ from costwarden.services.governor import Governor
 from costwarden.services.job_callbacks import CallbackCounts, CallbackSender
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
+from costwarden.services.readiness import LedgerReadiness
 from costwarden.services.retention import RetentionLoop
 from costwarden.services.scaling import ScalingService
 from costwarden.services.spikes import SpikeWatch
@@ -121,6 +122,7 @@ class Runtime:
         )
         self.started_at = time.time()
         self.health = StoreHealth()
+        self.readiness = LedgerReadiness(self.store.ping)  # /readyz reads it: no database round trip per probe
         self.counters: CounterStore = open_counters(config.state, config.governance.breaker)
         self.policy = policy_from_config(config)
         self.lease = open_lease(config.state, ttl_s=max(15.0, 3 * config.governance.evaluate_every_seconds))
@@ -251,6 +253,7 @@ class Runtime:
         if self.batches is not None:
             self._build_batch_worker(self.batches, variant_forward)
         self._recorder.start(storage.adopt_orphans_seconds)
+        await self.readiness.start()
         self.keyring.start()
         self._governor.start()
         self.degrade.start()
@@ -467,6 +470,7 @@ class Runtime:
         if self._governor is not None:
             await self._governor.stop()
         await self.keyring.stop()
+        await self.readiness.stop()
         if self._recorder is not None:
             await self._recorder.stop()
         if self._access_log is not None:
@@ -491,8 +495,9 @@ class Runtime:
         if self.batches is not None:
             await self.batches.close()
 
-    async def ready(self) -> tuple[bool, dict[str, object]]:
-        ledger = await self.store.ping()
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        """Readiness from state kept by the process (no I/O: a probe answers while reports run)."""
+        ledger = self.readiness.answering
         checks: dict[str, object] = {
             "ledger": ledger,
             "deployments": len(self.routes.names()),
@@ -517,7 +522,9 @@ class Runtime:
         if self.compute is not None:  # reported, not gating: a missing GPU must not stop the serving
             checks["compute_collectors"] = [s.to_json_dict() for s in self.compute.statuses]
         if not ledger:
-            checks.setdefault("reason", "the ledger database does not answer")
+            checks.setdefault(
+                "reason", f"the ledger database has not answered a ping within {self.readiness.stale_after_s:g} s"
+            )
         return ledger and advancing and bool(self.routes.names()), checks
 
 

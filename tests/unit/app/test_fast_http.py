@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from costwarden.app.fast_channel import FastChannel, head_bytes
-from costwarden.app.fast_http import FastServer, Limits, Request
+from costwarden.app.fast_http import Connection, FastServer, Limits, Request
 
 Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -262,6 +262,69 @@ async def test_a_body_that_came_with_its_head_is_taken_whole_and_a_late_one_is_r
         writer.write(b"def")
         assert (await response(reader))[2] == b"abcdef"
         assert seen == [b"abc", b"", None]
+        await closed(writer)
+    finally:
+        await fast.stop(1.0)
+
+
+def probes(request: Request) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+    """An `Instant` answering /healthz only."""
+    return (
+        (200, [(b"content-type", b"application/json")], b'{"status":"alive"}') if request.path == "/healthz" else None
+    )
+
+
+class Transport(asyncio.Transport):
+    """What a connection writes, kept (a unit test of when it writes, not of sockets)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1)
+
+
+async def test_a_probe_is_answered_in_the_loop_turn_that_reads_it() -> None:
+    """No task between its bytes and its answer: the event loop does not wait for the GIL a second
+    time while worker threads render a scrape or a report (issue 14)."""
+    conn = Connection(echo, Limits(header_timeout=2, header_cap=8192), set(), probes)
+    transport = Transport()
+    conn.connection_made(transport)
+    conn.data_received(b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert transport.written == [
+        b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 18\r\n\r\n{"status":"alive"}'
+    ]
+    conn.data_received(b"GET /other HTTP/1.1\r\n\r\n")  # not a probe: the handler's, in a task
+    assert len(transport.written) == 1
+    conn.connection_lost(None)
+
+
+async def test_probes_keep_their_place_among_pipelined_requests() -> None:
+    fast = FastServer(echo, Limits(header_timeout=2, header_cap=8192), probes)
+    await fast.start("127.0.0.1", 0)
+    try:
+        reader, writer = await opened(fast)
+        writer.write(
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /healthz HTTP/1.1\r\n\r\n"
+            b"HEAD /healthz HTTP/1.1\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"  # a body: the handler's
+            b"GET /stream HTTP/1.1\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )
+        assert orjson.loads((await response(reader))[2])["path"] == "/a"
+        assert (await response(reader))[2] == b'{"status":"alive"}'
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # HEAD: the length, no body
+        assert head.startswith(b"HTTP/1.1 200 OK") and b"content-length: 18" in head
+        assert orjson.loads((await response(reader))[2]) == {"method": "GET", "path": "/healthz", "body": "hi"}
+        assert (await response(reader))[2] == b"data: 1\n\ndata: 2\n\n"
+        status, headers, body = await response(reader)
+        assert (status, headers[b"connection"], body) == (200, b"close", b'{"status":"alive"}')
+        assert await asyncio.wait_for(reader.read(), 5) == b""
         await closed(writer)
     finally:
         await fast.stop(1.0)
