@@ -194,7 +194,8 @@ async def fill(store: Store, args: argparse.Namespace, now: float, label: str) -
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("write", total=args.records)
         span = args.records / args.rate if args.rate else 30 * DAY
-        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed, span):
+        end = now + args.ahead * 3600
+        for r in records(args.records, end, args.teams, args.keys_per_team, args.deployments, args.seed, span):
             batch.append(r)
             if len(batch) == args.batch:
                 await write()
@@ -222,20 +223,28 @@ async def copy_fill(store: PostgresStore, args: argparse.Namespace, now: float) 
     columns = (TextColumn("[bold]postgres[/] copying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     begin = time.perf_counter()
     chunk: list[tuple[Any, ...]] = []
+    copied_so_far = 0
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("copy", total=args.records)
         span = args.records / args.rate if args.rate else 30 * DAY
-        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed, span):
+        end = now + args.ahead * 3600
+        for r in records(args.records, end, args.teams, args.keys_per_team, args.deployments, args.seed, span):
             chunk.append(record_values(r, r.stream, r.cost_usd))
             if len(chunk) == 100_000:
                 await store.pool.copy_records_to_table("ledger", records=chunk, columns=LEDGER_COLUMNS)
                 progress.advance(task, len(chunk))
+                copied_so_far += len(chunk)
+                if not console.is_terminal and copied_so_far % 1_000_000 == 0:  # a log file sees no bar
+                    print(f"copied {copied_so_far:,} in {time.perf_counter() - begin:.0f} s", flush=True)
                 chunk = []
         if chunk:
             await store.pool.copy_records_to_table("ledger", records=chunk, columns=LEDGER_COLUMNS)
     copied = time.perf_counter() - begin
+    print(f"copied {args.records:,} in {copied:.0f} s; rolling up", flush=True)
     begin = time.perf_counter()
     async with store.pool.acquire() as conn, conn.transaction():
+        if args.backfill_work_mem:  # the backfill's hash aggregates over the whole ledger spill less
+            await conn.execute(f"SET LOCAL work_mem = '{args.backfill_work_mem}'")
         await backfill_postgres(conn)
     rolled = time.perf_counter() - begin
     console.print(f"copied {args.records:,} records in {copied:.0f} s, rolled up in {rolled:.0f} s")
@@ -462,6 +471,13 @@ async def main() -> None:
         default=0.0,
         help="records per second of traffic the records span (default: spread over 30 days); e.g. 70000 for a fleet",
     )
+    parser.add_argument(
+        "--ahead",
+        type=float,
+        default=0.0,
+        help="hours past now that the records end, so windows timed later (report --since 1h) still hold traffic",
+    )
+    parser.add_argument("--backfill-work-mem", default="", help="work_mem for --fill copy's backfill, e.g. 256MB")
     parser.add_argument("--dir", default="/tmp/costwarden-scale")
     parser.add_argument("--postgres-admin", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--postgres-db", default="costwarden_scale")
