@@ -54,7 +54,7 @@ except ImportError:  # the code before rollups (PYTHONPATH=<old checkout>/src): 
 
 console = Console()
 DAY = 86_400.0
-WINDOWS = {"1h": 3600.0, "24h": DAY, "30d": 30 * DAY}
+WINDOWS = {"1h": 3600.0, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 PRICE_IN, PRICE_OUT = Decimal("0.0000025"), Decimal("0.00001")
 
 
@@ -327,6 +327,8 @@ def queries(now: float) -> list[tuple[str, str, SpendQuery]]:
             (window, "rebuild: global budget", SpendQuery(group_by=(), start=start, percentiles=False)),
             (window, "rebuild: key budget", SpendQuery((), start, where=(("key_id", "key-000-0"),), percentiles=False)),
             (window, "total with p50/p95", SpendQuery(group_by=(), start=start)),
+            (window, "by team", SpendQuery(group_by=("team",), start=start)),
+            (window, "by deployment", SpendQuery(group_by=("deployment",), start=start)),
             (window, "by team,deployment", SpendQuery(group_by=("team", "deployment"), start=start)),
         ]
     return out
@@ -433,7 +435,7 @@ async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
 
 
 async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
-    if not args.resume:
+    if not (args.resume or args.measure_only):
         admin = await asyncpg.connect(args.postgres_admin)
         await admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres_db}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{args.postgres_db}"')
@@ -441,13 +443,17 @@ async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
     url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
     store = make_store(PostgresStore, url)
     await store.open()
-    rate = await (copy_fill(store, args, now) if args.fill == "copy" else fill(store, args, now, "postgres"))
+    if args.measure_only:  # a ledger filled (and analysed) by an earlier run
+        nan = math.nan
+        rate = {"write_records_per_s": nan, "sustained_records_per_s": nan}
+    else:
+        rate = await (copy_fill(store, args, now) if args.fill == "copy" else fill(store, args, now, "postgres"))
     if args.writes_only or not ROLLUPS:
         await store.close()
         return {"backend": "postgres", "records": args.records, **rate, "open_s": 0.0, "reports": []}
-    for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):  # as autovacuum would
+    for table in () if args.measure_only else ("ledger", *(c.table for c in CUBES), "rollup_delta"):
         if await store.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
-            await store.pool.execute(f"VACUUM ANALYZE {table}")
+            await store.pool.execute(f"VACUUM ANALYZE {table}")  # as autovacuum would
     begin = time.perf_counter()
     opened = PostgresStore(url)
     await opened.open()
@@ -536,6 +542,7 @@ async def main() -> None:
     parser.add_argument("--backfill-work-mem", default="", help="work_mem for --fill copy's backfill, e.g. 256MB")
     parser.add_argument("--backfill-parallel", action="store_true", help="--fill copy: one connection per base cube")
     parser.add_argument("--unique", type=int, default=0, help="--fill copy: records made in Python; the rest copies")
+    parser.add_argument("--measure-only", action="store_true", help="PostgreSQL: time the reports of a filled ledger")
     parser.add_argument("--resume", action="store_true", help="--fill copy: keep the database and its --unique records")
     parser.add_argument("--dir", default="/tmp/costwarden-scale")
     parser.add_argument("--postgres-admin", default="postgresql://127.0.0.1:5432/test")
