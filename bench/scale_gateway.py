@@ -7,6 +7,7 @@
 1. **start**: `costwarden serve` with three rolling-30d budgets (global, one team, one key), from
    the process's launch to the first `/readyz` 200 (polled every 20 ms), against the same start on
    an empty ledger of the same backend (`--empty`: the interpreter, imports and migrations alone);
+   and the runtime's own start in this process (`Runtime.start`, imports done), on both ledgers;
 2. **`/admin/v1/spend`** over HTTP on that gateway for each window and grouping: the first
    request and the median of `--repeat` after it;
 3. **`costwarden report --since W --by G --format json`** as a user runs it (a new process each
@@ -71,6 +72,25 @@ def starts(config_path: Path, args: argparse.Namespace, folder: Path) -> list[fl
         proc.terminate()
         proc.wait(30)
     return out
+
+
+def in_process(config_path: Path, args: argparse.Namespace) -> list[float]:
+    """The runtime's own start (store open, migrations check, key load, the budgets' rebuild from
+    the ledger...) in this process, imports done: what the ledger adds to a start."""
+    import asyncio
+
+    from costwarden.app.runtime import Runtime
+    from costwarden.config.loader import load_config
+
+    async def once() -> float:
+        runtime = Runtime(load_config(config_path))
+        begin = time.perf_counter()
+        await runtime.start()
+        took = time.perf_counter() - begin
+        await runtime.stop()
+        return took
+
+    return [asyncio.run(once()) for _ in range(args.repeat)]
 
 
 def admin_spend(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -149,8 +169,11 @@ def main() -> None:
         if args.empty:
             result["start_empty_s"] = starts(config(args.empty, folder, "empty"), args, folder)
         result["start_s"] = starts(config_path, args, folder)
+        result["runtime_start_s"] = in_process(config_path, args)
+        if args.empty:
+            result["runtime_start_empty_s"] = in_process(config(args.empty, folder, "empty"), args)
         result["start_load"] = load()
-        print({k: v for k, v in result.items() if k.startswith("start")}, flush=True)
+        print({k: v for k, v in result.items() if "start" in k}, flush=True)
     if "admin" in phases:
         proc = serve(config_path, args.port, folder)
         try:
