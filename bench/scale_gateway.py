@@ -129,7 +129,7 @@ def cli(config_path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     binary = str(Path(sys.executable).parent / "costwarden")
     rows = []
     runs: list[tuple[str, str, list[str]]] = [("-", "--help", [binary, "--help"])]
-    for window in WINDOWS:
+    for window in args.cli_windows.split(","):
         runs += [
             (window, group, [binary, "report", "--config", str(config_path), "--since", window, "--by", group,
                              "--format", "json"])
@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--port", type=int, default=18793)
     parser.add_argument("--dir", default="/tmp/costwarden-scale-gateway")
+    parser.add_argument("--cli-windows", default=",".join(WINDOWS), help="the report CLI's windows (a process each)")
     parser.add_argument("--phases", default="start,admin,cli", help="comma-separated: start, admin, cli")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale_gateway.json"))
     args = parser.parse_args()
