@@ -8,10 +8,11 @@ time spend reports per window on the raw ledger (the old path) and from rollups.
 Records: 30 days ending now, in time order (as a gateway writes them), `--teams` teams with
 `--keys-per-team` keys each, Zipf-like team traffic, `--deployments` deployments (each team uses
 three), 96 % served, log-normal latencies, token costs. They go through `store.write` in batches
-of `--batch` (the recorder's default, 1000). Then, for each window (1 h, 24 h, 30 d) and each
-shape (the start-up rebuild's ungrouped total; a report by team and deployment), the median of
+of `--batch` (the recorder's default, 1000). Then, for each window (1 h, 24 h, 7 d, 30 d) and each
+shape (the budget rebuilds' totals; the ungrouped total; reports by team, by deployment, by both), the median of
 `--repeat` runs: raw (the pre-rollup SQL, percentiles by nearest rank) and rollups (`store.spend`).
 Both databases are ANALYZEd after the fill. Results go to bench/results/scale.json.
+10M on PostgreSQL (docs/benchmarks.md): `--fill copy --unique 2000000 --backfill-parallel --ahead 3`.
 """
 
 from __future__ import annotations
