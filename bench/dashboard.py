@@ -97,8 +97,11 @@ def config(ledger: str, teams: int, folder: Path) -> Path:
     return path
 
 
-def serve(config_path: Path, port: int, folder: Path, src: str | None = None) -> subprocess.Popen[bytes]:
-    """`costwarden serve` on the config; `src`: the gateway runs that tree's package (a baseline)."""
+def serve(
+    config_path: Path, port: int, folder: Path, src: str | None = None, poll: float = 0.2
+) -> subprocess.Popen[bytes]:
+    """`costwarden serve` on the config, once `/readyz` answers 200 (asked every `poll` seconds);
+    `src`: the gateway runs that tree's package (a baseline)."""
     binary = Path(sys.executable).parent / "costwarden"
     log = (folder / "gateway.log").open("wb")
     argv = [str(binary), "serve", "--config", str(config_path), "--port", str(port)]
@@ -113,7 +116,7 @@ def serve(config_path: Path, port: int, folder: Path, src: str | None = None) ->
             pass
         if proc.poll() is not None:
             raise SystemExit(f"the gateway exited: see {folder / 'gateway.log'}")
-        time.sleep(0.2)
+        time.sleep(poll)
     proc.terminate()
     raise SystemExit("the gateway did not become ready in 120 s")
 

@@ -8,10 +8,11 @@ time spend reports per window on the raw ledger (the old path) and from rollups.
 Records: 30 days ending now, in time order (as a gateway writes them), `--teams` teams with
 `--keys-per-team` keys each, Zipf-like team traffic, `--deployments` deployments (each team uses
 three), 96 % served, log-normal latencies, token costs. They go through `store.write` in batches
-of `--batch` (the recorder's default, 1000). Then, for each window (1 h, 24 h, 30 d) and each
-shape (the start-up rebuild's ungrouped total; a report by team and deployment), the median of
+of `--batch` (the recorder's default, 1000). Then, for each window (1 h, 24 h, 7 d, 30 d) and each
+shape (the budget rebuilds' totals; the ungrouped total; reports by team, by deployment, by both), the median of
 `--repeat` runs: raw (the pre-rollup SQL, percentiles by nearest rank) and rollups (`store.spend`).
 Both databases are ANALYZEd after the fill. Results go to bench/results/scale.json.
+10M on PostgreSQL (docs/benchmarks.md): `--fill copy --unique 2000000 --backfill-parallel --ahead 3`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ except ImportError:  # the code before rollups (PYTHONPATH=<old checkout>/src): 
 
 console = Console()
 DAY = 86_400.0
-WINDOWS = {"1h": 3600.0, "24h": DAY, "30d": 30 * DAY}
+WINDOWS = {"1h": 3600.0, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 PRICE_IN, PRICE_OUT = Decimal("0.0000025"), Decimal("0.00001")
 
 
@@ -194,7 +195,8 @@ async def fill(store: Store, args: argparse.Namespace, now: float, label: str) -
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("write", total=args.records)
         span = args.records / args.rate if args.rate else 30 * DAY
-        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed, span):
+        end = now + args.ahead * 3600
+        for r in records(args.records, end, args.teams, args.keys_per_team, args.deployments, args.seed, span):
             batch.append(r)
             if len(batch) == args.batch:
                 await write()
@@ -215,32 +217,95 @@ async def fill(store: Store, args: argparse.Namespace, now: float, label: str) -
 async def copy_fill(store: PostgresStore, args: argparse.Namespace, now: float) -> dict[str, float]:
     """Fill a PostgreSQL ledger fast: the same records COPYed straight into the ledger, then rolled
     up by the rollup migration's own backfill (what upgrading an existing ledger runs). Minutes for
-    10M records where the write path would take an hour on a loaded 2-core machine."""
+    10M records where the write path would take an hour on a loaded 2-core machine.
+
+    With `--unique N`, only the first N records of the sequence are made in Python (~35 µs of CPU
+    each here); the rest are their copies in SQL, shifted by whole multiples of the N records' span
+    (same teams, keys, mix and spacing; ids renumbered as the generator would number them). With
+    `--resume` a ledger already holding those N records is not filled again."""
     from costwarden.storage.ledger_codec import record_values
-    from costwarden.storage.rollup_write import backfill_postgres
 
     columns = (TextColumn("[bold]postgres[/] copying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    unique = args.unique or args.records
+    span = args.records / args.rate if args.rate else 30 * DAY
+    end = now + args.ahead * 3600
     begin = time.perf_counter()
+    have = await store.pool.fetchval("SELECT count(*) FROM ledger") if args.resume else 0
+    if have not in (0, unique):
+        raise SystemExit(f"--resume: the ledger holds {have:,} records, not the {unique:,} of --unique")
     chunk: list[tuple[Any, ...]] = []
+    copied_so_far = 0
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("copy", total=args.records)
-        span = args.records / args.rate if args.rate else 30 * DAY
-        for r in records(args.records, now, args.teams, args.keys_per_team, args.deployments, args.seed, span):
+        task = progress.add_task("copy", total=unique)
+        made = records(args.records, end, args.teams, args.keys_per_team, args.deployments, args.seed, span)
+        for r in itertools.islice(made, unique - have):
             chunk.append(record_values(r, r.stream, r.cost_usd))
             if len(chunk) == 100_000:
                 await store.pool.copy_records_to_table("ledger", records=chunk, columns=LEDGER_COLUMNS)
                 progress.advance(task, len(chunk))
+                copied_so_far += len(chunk)
+                if not console.is_terminal and copied_so_far % 1_000_000 == 0:  # a log file sees no bar
+                    print(f"copied {copied_so_far:,} in {time.perf_counter() - begin:.0f} s", flush=True)
                 chunk = []
         if chunk:
             await store.pool.copy_records_to_table("ledger", records=chunk, columns=LEDGER_COLUMNS)
+    await replicate(store, unique, args.records, unique * span / args.records)
     copied = time.perf_counter() - begin
-    begin = time.perf_counter()
-    async with store.pool.acquire() as conn, conn.transaction():
-        await backfill_postgres(conn)
-    rolled = time.perf_counter() - begin
-    console.print(f"copied {args.records:,} records in {copied:.0f} s, rolled up in {rolled:.0f} s")
+    print(f"filled {args.records:,} in {copied:.0f} s; rolling up", flush=True)
+    rolled = await backfill(store, args)
+    console.print(f"filled {args.records:,} records in {copied:.0f} s, rolled up in {rolled:.0f} s")
     nan = math.nan
     return {"copy_s": copied, "backfill_s": rolled, "write_records_per_s": nan, "sustained_records_per_s": nan}
+
+
+async def replicate(store: PostgresStore, unique: int, total: int, period: float) -> None:
+    """Copies of the ledger's first `unique` records (the earliest; they span `period` seconds),
+    each shifted by k periods, until the ledger holds `total`; ids as the generator's: the start in
+    milliseconds (hex), then the record's sequence number (hex)."""
+    shifted = {"request_id", "started_at", "ended_at"}
+    rest = ", ".join(c for c in LEDGER_COLUMNS if c not in shifted)
+    for k in range(1, math.ceil(total / unique)):
+        n = min(unique, total - k * unique)
+        begin = time.perf_counter()
+        await store.pool.execute(
+            f"INSERT INTO ledger (request_id, started_at, ended_at, {rest}) "
+            "SELECT lpad(to_hex(floor((started_at + $1) * 1000)::bigint), 13, '0') || '-' || "
+            "lpad(to_hex(('x' || split_part(request_id, '-', 2))::bit(32)::int + $2), 8, '0'), "
+            f"started_at + $1, ended_at + $1, {rest} FROM ledger ORDER BY started_at LIMIT $3",
+            k * period, k * unique, n,
+        )  # fmt: skip
+        print(f"copy {k}: {n:,} records in {time.perf_counter() - begin:.0f} s", flush=True)
+
+
+async def backfill(store: PostgresStore, args: argparse.Namespace) -> float:
+    """The rollup migration's backfill (one transaction), or with `--backfill-parallel` its
+    statements on a connection per base cube at once, then the derived cubes (nothing else
+    writes meanwhile, so the cells are the same); seconds."""
+    from costwarden.domain.rollup import BASE_SUMS
+    from costwarden.storage.rollup_write import POSTGRES_ROLLUP, _backfill_sql, backfill_postgres, derive_postgres
+
+    setting = f"SET LOCAL work_mem = '{args.backfill_work_mem}'" if args.backfill_work_mem else "SELECT 1"
+    begin = time.perf_counter()
+    if not args.backfill_parallel:
+        async with store.pool.acquire() as conn, conn.transaction():
+            await conn.execute(setting)  # the backfill's hash aggregates over the whole ledger spill less
+            await backfill_postgres(conn)
+        return time.perf_counter() - begin
+
+    async def cube_backfill(cube: Any) -> None:
+        async with store.pool.acquire() as conn, conn.transaction():
+            await conn.execute(setting)
+            for grain in cube.grains:
+                began = time.perf_counter()
+                await conn.execute(_backfill_sql(cube, grain, POSTGRES_ROLLUP))
+                print(f"rolled up {cube.table} at {grain} s in {time.perf_counter() - began:.0f} s", flush=True)
+
+    await asyncio.gather(*(cube_backfill(cube) for cube in CUBES[:2]))
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute(setting)
+        await conn.execute("DELETE FROM rollup_delta")
+        await derive_postgres(conn, BASE_SUMS)  # the sums backfill_postgres derives
+    return time.perf_counter() - begin
 
 
 async def timed(run: Callable[[], Awaitable[SpendReport]], repeat: int) -> tuple[float, SpendReport]:
@@ -263,6 +328,8 @@ def queries(now: float) -> list[tuple[str, str, SpendQuery]]:
             (window, "rebuild: global budget", SpendQuery(group_by=(), start=start, percentiles=False)),
             (window, "rebuild: key budget", SpendQuery((), start, where=(("key_id", "key-000-0"),), percentiles=False)),
             (window, "total with p50/p95", SpendQuery(group_by=(), start=start)),
+            (window, "by team", SpendQuery(group_by=("team",), start=start)),
+            (window, "by deployment", SpendQuery(group_by=("deployment",), start=start)),
             (window, "by team,deployment", SpendQuery(group_by=("team", "deployment"), start=start)),
         ]
     return out
@@ -369,20 +436,25 @@ async def run_sqlite(args: argparse.Namespace, now: float) -> dict[str, Any]:
 
 
 async def run_postgres(args: argparse.Namespace, now: float) -> dict[str, Any]:
-    admin = await asyncpg.connect(args.postgres_admin)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres_db}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{args.postgres_db}"')
-    await admin.close()
+    if not (args.resume or args.measure_only):
+        admin = await asyncpg.connect(args.postgres_admin)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{args.postgres_db}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{args.postgres_db}"')
+        await admin.close()
     url = args.postgres_admin.rsplit("/", 1)[0] + "/" + args.postgres_db
     store = make_store(PostgresStore, url)
     await store.open()
-    rate = await (copy_fill(store, args, now) if args.fill == "copy" else fill(store, args, now, "postgres"))
+    if args.measure_only:  # a ledger filled (and analysed) by an earlier run
+        nan = math.nan
+        rate = {"write_records_per_s": nan, "sustained_records_per_s": nan}
+    else:
+        rate = await (copy_fill(store, args, now) if args.fill == "copy" else fill(store, args, now, "postgres"))
     if args.writes_only or not ROLLUPS:
         await store.close()
         return {"backend": "postgres", "records": args.records, **rate, "open_s": 0.0, "reports": []}
-    for table in ("ledger", *(cube.table for cube in CUBES), "rollup_delta"):  # as autovacuum would
+    for table in () if args.measure_only else ("ledger", *(c.table for c in CUBES), "rollup_delta"):
         if await store.pool.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
-            await store.pool.execute(f"VACUUM ANALYZE {table}")
+            await store.pool.execute(f"VACUUM ANALYZE {table}")  # as autovacuum would
     begin = time.perf_counter()
     opened = PostgresStore(url)
     await opened.open()
@@ -462,6 +534,17 @@ async def main() -> None:
         default=0.0,
         help="records per second of traffic the records span (default: spread over 30 days); e.g. 70000 for a fleet",
     )
+    parser.add_argument(
+        "--ahead",
+        type=float,
+        default=0.0,
+        help="hours past now that the records end, so windows timed later (report --since 1h) still hold traffic",
+    )
+    parser.add_argument("--backfill-work-mem", default="", help="work_mem for --fill copy's backfill, e.g. 256MB")
+    parser.add_argument("--backfill-parallel", action="store_true", help="--fill copy: one connection per base cube")
+    parser.add_argument("--unique", type=int, default=0, help="--fill copy: records made in Python; the rest copies")
+    parser.add_argument("--measure-only", action="store_true", help="PostgreSQL: time the reports of a filled ledger")
+    parser.add_argument("--resume", action="store_true", help="--fill copy: keep the database and its --unique records")
     parser.add_argument("--dir", default="/tmp/costwarden-scale")
     parser.add_argument("--postgres-admin", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--postgres-db", default="costwarden_scale")
