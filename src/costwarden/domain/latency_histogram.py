@@ -9,7 +9,7 @@ percentile read from a histogram is within that error of the nearest-rank percen
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -62,15 +62,28 @@ def of(latencies: Iterable[float]) -> Histogram:
 def percentile(histogram: Mapping[int, int] | Mapping[str, int], fraction: float) -> float | None:
     """Nearest-rank percentile read from a histogram (None when it is empty); its bins may be
     numbers or their text (as JSON keeps them)."""
+    return percentiles(histogram, (fraction,))[0]
+
+
+def percentiles(
+    histogram: Mapping[int, int] | Mapping[str, int], fractions: Sequence[float]
+) -> tuple[float | None, ...]:
+    """`percentile` at each of `fractions` (in any order), the bins sorted once for all."""
     n = sum(histogram.values())
     if n <= 0:
-        return None
-    rank, seen = max(1, math.ceil(fraction * n)), 0
+        return tuple(None for _ in fractions)
+    ranks = [max(1, math.ceil(fraction * n)) for fraction in fractions]
+    order = sorted(range(len(ranks)), key=ranks.__getitem__)
+    found: list[float | None] = [None] * len(ranks)
+    seen, done = 0, 0
     counts: Mapping[Any, int] = histogram
     for index in sorted(counts, key=int):
         seen += counts[index]
-        if seen >= rank:
-            return value_of(int(index))
+        while done < len(order) and seen >= ranks[order[done]]:
+            found[order[done]] = value_of(int(index))
+            done += 1
+        if done == len(order):
+            return tuple(found)
     raise AssertionError("unreachable: the ranks add up to n")
 
 

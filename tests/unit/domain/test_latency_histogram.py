@@ -61,3 +61,15 @@ def test_an_empty_histogram_has_no_percentile() -> None:
     assert lh.decode(None) == {} and lh.decode("") == {}
     with pytest.raises(ValueError):
         lh.decode("not json")
+
+
+@given(
+    st.dictionaries(st.integers(0, 2_000), st.integers(1, 50), max_size=40), st.lists(st.floats(0.0, 1.0), max_size=4)
+)
+def test_percentiles_read_each_fraction_at_its_nearest_rank(histogram: dict[int, int], fractions: list[float]) -> None:
+    """All fractions from one sort of the bins, in any order, bins as numbers or as their JSON text."""
+    values = [lh.value_of(b) for b in sorted(histogram) for _ in range(histogram[b])]
+    expected = tuple(nearest_rank(values, f) for f in fractions)
+    assert lh.percentiles(histogram, fractions) == expected
+    assert lh.percentiles({str(k): v for k, v in histogram.items()}, fractions) == expected
+    assert tuple(lh.percentile(histogram, f) for f in fractions) == expected
