@@ -160,9 +160,11 @@ def test_a_forked_process_makes_ids_of_its_own() -> None:
     app = GatewayApp(Chain([], None, []), BodyReader(1024, 1.0, 4), HeaderLimits(), {}, Fallback())  # type: ignore[arg-type]
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: its next id, to the parent
-        os.write(write, app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id.encode())
-        os._exit(0)
+    if pid == 0:  # the child: its next id, to the parent; whatever happens, it never returns into pytest
+        try:
+            os.write(write, app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id.encode())
+        finally:
+            os._exit(0)
     os.close(write)
     child = os.read(read, 64).decode()
     os.waitpid(pid, 0)
