@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from costwarden.services.readiness import LedgerReadiness
+from tests.unit.clock import Clock
 
 
 class Ping:
@@ -23,14 +24,6 @@ class Ping:
         if self.answer is None:
             await asyncio.Event().wait()
         return bool(self.answer)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_reading_readiness_does_not_ping() -> None:

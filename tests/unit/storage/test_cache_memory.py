@@ -5,18 +5,11 @@ from __future__ import annotations
 from costwarden.domain.response_cache import CachedAnswer
 from costwarden.domain.usage import Usage
 from costwarden.storage.cache_memory import MemoryResponseCache
+from tests.unit.clock import Clock
 
 
 def answer(size: int) -> CachedAnswer:
     return CachedAnswer(b"x" * size, Usage(1, 1), 0.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_the_least_recently_used_goes_first_when_entries_are_full() -> None:
