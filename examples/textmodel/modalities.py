@@ -146,7 +146,7 @@ class ModalApi:
 
     # -- audio
 
-    async def transcribe(self, request: web.Request) -> web.Response:
+    async def transcribe(self, request: web.Request) -> web.StreamResponse:
         """Read as a stream (no body-size cap applies); the answer carries the file's length and
         SHA-256 (`x_received_bytes`, `x_received_sha256`): what a test checks was relayed intact."""
         fields: dict[str, str] = {}
@@ -167,7 +167,12 @@ class ModalApi:
         text = "the quick brown fox"
         received = {"x_received_bytes": len(data), "x_received_sha256": hashlib.sha256(data).hexdigest()}
         duration = _wav_seconds(data)
-        if fields.get("response_format") == "verbose_json" and duration is not None:
+        if fields.get("stream") == "true":  # as OpenAI's gpt-4o-transcribe: text deltas, then the whole text
+            return await _transcript_stream(request, text)
+        answer_format = fields.get("response_format", "json")
+        if answer_format in ("text", "srt", "vtt"):  # plain text, as OpenAI answers these
+            return web.Response(text=_as_text(answer_format, text, duration or 0.0), content_type="text/plain")
+        if answer_format == "verbose_json" and duration is not None:
             return _json({"task": "transcribe", "language": "english", "duration": duration, "text": text, **received})
         return _json({"text": text, **received})
 
@@ -202,6 +207,29 @@ class ModalApi:
         results = [{"index": i, "relevance_score": scores[i], "document": {"text": texts[i]}} for i in order]
         answer = {"id": f"rerank-{next(self._ids)}", "model": body.get("model"), "results": results}
         return _json({**answer, "usage": {"total_tokens": tokens}})
+
+
+async def _transcript_stream(request: web.Request, text: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers=_SSE)
+    await response.prepare(request)
+    for word in text.split(" "):
+        delta = orjson.dumps({"type": "transcript.text.delta", "delta": word + " "})
+        await response.write(b"data: " + delta + b"\n\n")
+    await response.write(b"data: " + orjson.dumps({"type": "transcript.text.done", "text": text}) + b"\n\n")
+    await response.write_eof()
+    return response
+
+
+def _as_text(answer_format: str, text: str, seconds: float) -> str:
+    """A transcript as `text`, `srt` or `vtt` (one cue for the whole audio)."""
+    if answer_format == "text":
+        return text + "\n"
+    whole, millis = divmod(round(seconds * 1000), 1000)
+    minutes, secs = divmod(whole, 60)
+    end = f"00:{minutes:02d}:{secs:02d}"
+    if answer_format == "srt":
+        return f"1\n00:00:00,000 --> {end},{millis:03d}\n{text}\n\n"
+    return f"WEBVTT\n\n00:00:00.000 --> {end}.{millis:03d}\n{text}\n\n"
 
 
 def _event(kind: str, data: dict[str, object], sequence: int) -> bytes:

@@ -275,6 +275,34 @@ def test_transcriptions_and_translations_are_priced_per_second_of_audio(modal: G
     assert found[2].endpoint == "/v1/audio/translations"
 
 
+def test_a_transcript_as_text_or_as_a_stream_is_relayed_and_priced_from_the_upload(modal: Gateway) -> None:
+    """`response_format` text, srt and vtt are answered in plain text, `stream=True` with an event
+    stream: the gateway took each for a broken upstream (502, nothing billed, the upstream counted
+    as failing) although the upstream had transcribed, and charged for, the audio."""
+    audio = wav(1.5)
+    with sdk(modal) as client:
+        texts = [
+            client.audio.transcriptions.with_raw_response.create(
+                model="whisper", file=("a.wav", audio), response_format=answer_format
+            )
+            for answer_format in ("text", "srt", "vtt")
+        ]
+        stream = client.audio.transcriptions.create(model="whisper", file=("a.wav", audio), stream=True)
+        events = list(stream)
+    plain, srt, vtt = (raw.parse() for raw in texts)
+    assert plain == "the quick brown fox\n" and "00:00:01,500" in srt and vtt.startswith("WEBVTT")
+    done = events[-1]
+    assert done.type == "transcript.text.done" and done.text == "the quick brown fox"
+    ids = [raw.headers["x-costwarden-request-id"] for raw in texts]
+    ids.append(stream.response.headers["x-costwarden-request-id"])
+    found = records(modal, 4)
+    assert sorted(found) == sorted(ids)
+    for record in found.values():
+        assert (record.status, record.outcome, record.audio_ms) == (200, Outcome.SERVED, 1500)
+        assert record.cost_usd == quantize(AUDIO_PER_SECOND * Decimal("1.5"))
+        assert record.pricing_basis == "audio"  # a WAV: its header's duration, not an estimate
+
+
 def test_speech_is_priced_per_character_and_relayed_in_chunks(modal: Gateway) -> None:
     text = "The sea was calm. " * 300
     with sdk(modal) as client, client.audio.speech.with_streaming_response.create(
@@ -307,6 +335,7 @@ BAD = [
     ("/v1/images/generations", {"model": "images", "prompt": "x", "n": 2**64}, "integer_out_of_range"),
     ("/v1/images/generations", {"model": "images", "prompt": "x", "n": 11}, "integer_out_of_range"),
     ("/v1/images/generations", {"model": "images", "prompt": "x", "size": "256x256"}, "image_kind_not_priced"),
+    ("/v1/images/generations", {"model": "images", "prompt": "x", "stream": True}, "stream_not_supported"),
     ("/v1/audio/speech", {"model": "tts", "voice": "alloy", "input": ""}, "missing_input"),
     ("/v1/rerank", {"model": "rerank", "query": "q", "documents": []}, "invalid_documents"),
     ("/v1/rerank", {"model": "rerank", "query": "q", "texts": ["a"] * 10_001}, "invalid_documents"),

@@ -24,7 +24,11 @@ def _text(body: dict[str, Any], name: str) -> str | None:
 
 
 def requested(body: dict[str, Any]) -> tuple[int, str]:
-    """(n, kind) of a request: `n` 1 to MAX_IMAGES (default 1), kind `size/quality` or `size`."""
+    """(n, kind) of a request: `n` 1 to MAX_IMAGES (default 1), kind `size/quality` or `size`.
+    A streamed generation (`stream: true`, partial images as events) is refused: its answer is
+    not relayed as a stream, and read whole it could not be metered."""
+    if body.get("stream") is True:
+        raise GatewayError(400, "stream_not_supported", "image generation is not served as a stream: omit `stream`")
     n = body.get("n", 1)
     if n is None:
         n = 1

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from costwarden.domain.record import Protocol
-from costwarden.protocols import openai, v2
+from costwarden.protocols import audio, openai, v2
 from costwarden.protocols.errors import GatewayError
 
 _MESSAGE_LIMIT = 500
@@ -44,9 +44,13 @@ def well_formed(protocol: Protocol, endpoint: str, body: bytes, binary_header: s
     return True
 
 
-def openai_shaped(endpoint: str, value: Any) -> bool:
-    """Whether a parsed OpenAI answer has its protocol's shape: an object (TEI's rerank: a list)."""
-    return isinstance(value, dict) or (endpoint == RERANK and isinstance(value, list))
+def openai_shaped(endpoint: str, value: Any, content_type: str = "") -> bool:
+    """Whether a parsed OpenAI answer has its protocol's shape: an object (TEI's rerank: a list).
+    A transcript may be text (`response_format` text, srt, vtt: text/plain; `stream`: an event
+    stream): priced by the upload's audio, it needs no object."""
+    if isinstance(value, dict) or (endpoint == RERANK and isinstance(value, list)):
+        return True
+    return endpoint in audio.UPLOADS and content_type.startswith("text/")
 
 
 def client_error(protocol: Protocol, status: int, body: bytes) -> bytes | None:

@@ -193,7 +193,7 @@ class Forwarder:
         if status < 300 and (
             exchange.stream
             or not (
-                upstream_reply.openai_shaped(exchange.endpoint, answer)
+                upstream_reply.openai_shaped(exchange.endpoint, answer, response.content_type)
                 if openai_answer
                 else upstream_reply.well_formed(
                     exchange.protocol, exchange.endpoint, body, response.headers.get("Inference-Header-Content-Length")

@@ -113,6 +113,13 @@ def test_images_ask_for_n_of_a_kind_and_a_priced_kind() -> None:
     assert images.images_in({"data": [{}, {}, {}]}, 2) == 2 and images.images_in([], 2) == 0
 
 
+def test_a_streamed_image_generation_is_refused() -> None:
+    """Its event stream, read whole, is no JSON object: the upstream's images went unbilled (502)."""
+    with _Refused("stream_not_supported"):
+        images.requested({"prompt": "x", "stream": True})
+    assert images.requested({"prompt": "x", "stream": False}) == (1, "1024x1024")
+
+
 def test_rerank_takes_1_to_10000_documents() -> None:
     assert rerank.documents({"query": "q", "documents": ["a", {"text": "b"}]}) == 2
     assert rerank.documents({"query": "q", "texts": ["a"] * 10_000}) == 10_000

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from costwarden.domain.record import Protocol
-from costwarden.protocols.upstream_reply import client_error, well_formed
+from costwarden.protocols.upstream_reply import client_error, openai_shaped, well_formed
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,21 @@ from costwarden.protocols.upstream_reply import client_error, well_formed
 )
 def test_well_formed(protocol: Protocol, endpoint: str, body: bytes, ok: bool) -> None:
     assert well_formed(protocol, endpoint, body) is ok
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "content_type", "ok"),
+    [
+        ("/v1/audio/transcriptions", "text/plain", True),  # response_format text, srt, vtt
+        ("/v1/audio/translations", "text/plain", True),
+        ("/v1/audio/transcriptions", "text/event-stream", True),  # stream: true
+        ("/v1/audio/transcriptions", "application/octet-stream", False),
+        ("/v1/chat/completions", "text/plain", False),  # only a transcript may be text
+        ("/v1/images/generations", "text/event-stream", False),
+    ],
+)
+def test_a_transcript_may_be_text(endpoint: str, content_type: str, ok: bool) -> None:
+    assert openai_shaped(endpoint, None, content_type) is ok
 
 
 def test_openai_errors_pass_unchanged() -> None:
