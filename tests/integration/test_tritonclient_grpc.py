@@ -131,6 +131,14 @@ def test_refusals_are_grpc_status_codes_with_a_record(grpc_gateway: tuple[Gatewa
         with pytest.raises(grpc.RpcError) as rpc:
             infer(bytes(3 * LIMIT), metadata=tuple(huge.items()))
         assert isinstance(rpc.value, grpc.Call) and rpc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A gzip bomb: a few KiB on the wire that decompress to 16 x the limit. Refused, recorded.
+    bomb = traced()
+    ids.append(bomb["x-request-id"])
+    with grpc.insecure_channel(address, compression=grpc.Compression.Gzip) as channel:
+        infer = channel.unary_unary(f"/{SERVICE}/ModelInfer")
+        with pytest.raises(grpc.RpcError) as rpc:
+            infer(bytes(16 * LIMIT), metadata=tuple(bomb.items()))
+        assert isinstance(rpc.value, grpc.Call) and rpc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
 
     # A method the gateway does not serve: UNIMPLEMENTED, recorded.
     unknown = traced()
@@ -155,6 +163,7 @@ def test_refusals_are_grpc_status_codes_with_a_record(grpc_gateway: tuple[Gatewa
         (401, Outcome.REJECTED),
         (404, Outcome.REJECTED),
         (404, Outcome.REJECTED),
+        (413, Outcome.REJECTED),
         (413, Outcome.REJECTED),
         (413, Outcome.REJECTED),
         (501, Outcome.REJECTED),
