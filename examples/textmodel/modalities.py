@@ -57,7 +57,7 @@ class ModalApi:
             web.post("/v1/audio/translations", self.transcribe),
             web.post("/v1/audio/speech", self.speech),
             web.post("/v1/rerank", self.rerank),
-            web.post("/rerank", self.rerank),  # Text Embeddings Inference's path
+            web.post("/rerank", self.rerank_tei),  # Text Embeddings Inference's path and schema
         ]
 
     # -- Responses API
@@ -192,16 +192,23 @@ class ModalApi:
     # -- rerank
 
     async def rerank(self, request: web.Request) -> web.Response:
-        body = parse_body(await request.read())
+        """vLLM's and Cohere's `/v1/rerank`: `query` and `documents` (no `texts`, as they take none)."""
+        return self._rerank(parse_body(await request.read()), "documents")
+
+    async def rerank_tei(self, request: web.Request) -> web.Response:
+        """Text Embeddings Inference's `/rerank`: `query` and `texts`, answered with a bare list."""
+        return self._rerank(parse_body(await request.read()), "texts")
+
+    def _rerank(self, body: Body, field: str) -> web.Response:
         query = body.get("query")
-        documents = body.get("documents", body.get("texts"))
+        documents = body.get(field)
         if not isinstance(query, str) or not isinstance(documents, list):
-            raise missing("query / documents")
+            raise missing(f"query / {field}")
         words = set(tokenize(query.lower()))
         texts = [d if isinstance(d, str) else str(d.get("text", "")) if isinstance(d, dict) else "" for d in documents]
         scores = [len(words & set(tokenize(t.lower()))) / (1 + len(words)) for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -scores[i])
-        if "texts" in body:  # TEI answers a bare list
+        if field == "texts":  # TEI answers a bare list
             return _json([{"index": i, "score": scores[i]} for i in order])
         tokens = count_tokens(query) * len(texts) + sum(count_tokens(t) for t in texts)
         results = [{"index": i, "relevance_score": scores[i], "document": {"text": texts[i]}} for i in order]

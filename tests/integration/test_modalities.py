@@ -329,6 +329,7 @@ def test_rerank_is_priced_per_document_and_search_unit(modal: Gateway, field: st
     units = -(-count // 100)
     assert (record.documents, record.cost_usd) == (count, quantize(PER_DOCUMENT * count + PER_SEARCH_UNIT * units))
     assert record.pricing_basis == "document+search_unit"
+    assert record.endpoint == "/v1/rerank"  # `texts` went upstream to TEI's /rerank (its /v1/rerank takes none)
 
 
 BAD = [

@@ -184,6 +184,7 @@ def _speech(exchange: Exchange, body: dict[str, Any], route: Route) -> None:
 
 def _rerank(exchange: Exchange, body: dict[str, Any], route: Route) -> None:
     exchange.usage = Usage(documents=rerank.documents(body))
+    exchange.upstream_path = rerank.upstream_path(body)
 
 
 # The units a request asks for, known before it is sent (admission holds them; see meter).

@@ -120,6 +120,13 @@ def test_a_streamed_image_generation_is_refused() -> None:
     assert images.requested({"prompt": "x", "stream": False}) == (1, "1024x1024")
 
 
+def test_each_rerank_schema_goes_to_the_path_its_servers_serve() -> None:
+    """Text Embeddings Inference serves `texts` at /rerank and has no /v1/rerank (it answered 404)."""
+    assert rerank.upstream_path({"query": "q", "texts": ["a"]}) == "/rerank"
+    assert rerank.upstream_path({"query": "q", "documents": ["a"]}) == "/v1/rerank"
+    assert rerank.upstream_path({"query": "q", "documents": ["a"], "texts": ["b"]}) == "/v1/rerank"  # as counted
+
+
 def test_rerank_takes_1_to_10000_documents() -> None:
     assert rerank.documents({"query": "q", "documents": ["a", {"text": "b"}]}) == 2
     assert rerank.documents({"query": "q", "texts": ["a"] * 10_000}) == 10_000
