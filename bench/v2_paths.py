@@ -3,8 +3,8 @@
     PYTHONPATH=src:. .venv/bin/python bench/v2_paths.py [--seconds 5] [--concurrency 8]
 
 Starts MLServer 1.7.1 (the iris model; HTTP and gRPC ports), the small binary-extension V2 server
-of the tests (MLServer refuses binary requests) and one gateway (one uvicorn worker, SQLite ledger,
-gRPC listener on), all on loopback. For each path: sequential requests for latency (p50, p99),
+of the tests (MLServer refuses binary requests) and one gateway (the default engine, one worker,
+SQLite ledger, gRPC listener on), all on loopback. For each path: sequential requests for latency (p50, p99),
 then `--concurrency` clients for throughput (req/s), each for `--seconds`; the direct and the
 gateway runs alternate, so both see the same load from the rest of the machine. Writes
 bench/results/v2_paths.json and prints the markdown table of docs/benchmarks.md.
