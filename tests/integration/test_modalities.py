@@ -293,6 +293,7 @@ def test_a_transcript_as_text_or_as_a_stream_is_relayed_and_priced_from_the_uplo
     assert plain == "the quick brown fox\n" and "00:00:01,500" in srt and vtt.startswith("WEBVTT")
     done = events[-1]
     assert done.type == "transcript.text.done" and done.text == "the quick brown fox"
+    assert "content-length" not in stream.response.headers  # relayed as it came, not read whole first
     ids = [raw.headers["x-costwarden-request-id"] for raw in texts]
     ids.append(stream.response.headers["x-costwarden-request-id"])
     found = records(modal, 4)

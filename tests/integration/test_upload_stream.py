@@ -122,6 +122,26 @@ def test_a_streamed_upload_that_goes_wrong_on_the_way_is_refused_and_recorded(
     assert found[1].outcome is Outcome.SERVED
 
 
+def test_a_streamed_upload_answered_with_an_event_stream_is_relayed_as_it_comes_and_priced_from_the_upload(
+    small_limit: Gateway,
+) -> None:
+    """`stream=true` (a field before the file): the transcript's events are relayed as the upstream
+    sends them, and the record prices the file bytes counted as they passed (an mp3: estimated)."""
+    stream_field = f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="stream"\r\n\r\ntrue\r\n'.encode()
+    rest = [bytes(64 * 1024)] * 3
+    end = f"\r\n--{BOUNDARY}--\r\n".encode()
+    with httpx.Client(base_url=small_limit.url, headers=HEADERS, timeout=30) as client:
+        answer = client.post("/v1/audio/transcriptions", content=chunked([stream_field + form_head(), *rest, end]))
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/event-stream") and "content-length" not in answer.headers
+    assert answer.text.rstrip().endswith('"text":"the quick brown fox"}')
+    file_bytes = 10 + sum(len(piece) for piece in rest)  # the mp3's first bytes, then the rest
+    (record,) = records(small_limit, 1).values()
+    assert (record.outcome, record.status, record.audio_ms) == (Outcome.SERVED, 200, file_bytes * 8 * 1000 // 128_000)
+    assert record.cost_usd == quantize(AUDIO_PER_SECOND * record.audio_ms / 1000)
+    assert record.pricing_basis == "audio+estimated"
+
+
 def test_a_streamed_upload_that_is_not_audio_is_refused_from_its_head_and_not_forwarded(small_limit: Gateway) -> None:
     head = form_head().removesuffix(b"ID3\x04\x00\x00\x00\x00\x00\x00") + b"not audio at all"
     with httpx.Client(base_url=small_limit.url, headers=HEADERS, timeout=30) as client:

@@ -46,6 +46,7 @@ _UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
 # aiohttp labels a bytes body application/octet-stream and adds `Accept: */*`; a client that sent
 # neither (tritonclient sends JSON without a Content-Type) must reach the upstream without them.
 _SKIP_AUTO = ("Content-Type", "Accept")
+_SSE = "text/event-stream"
 _CLOSE = (b"connection", b"close")  # the rest of the request is unread: do not reuse the connection
 
 
@@ -131,9 +132,11 @@ class Forwarder:
         try:
             async with sending as response:
                 exchange.upstream_status = response.status
-                if exchange.stream and response.status == 200 and response.content_type == "text/event-stream":
+                if exchange.stream and response.status == 200 and response.content_type == _SSE:
                     cause = await self._relay_stream(exchange, channel, settle, response, started)
-                elif exchange.endpoint == audio.SPEECH and response.status == 200:
+                elif response.status == 200 and (
+                    exchange.endpoint == audio.SPEECH or _streamed_transcript(exchange, response, stream)
+                ):
                     cause = await self._relay_bytes(exchange, channel, settle, response, started)
                 else:
                     body = await response.read()
@@ -285,8 +288,8 @@ class Forwarder:
         response: UpstreamResponse,
         started: float,
     ) -> str:
-        """Relay a binary answer (speech audio) chunk by chunk; settled before the last byte. Cut
-        short by the upstream, it ends without its last chunk and is recorded as failed."""
+        """Relay an answer chunk by chunk (speech audio, a streamed transcript); settled before the
+        last byte. Cut short by the upstream, it ends without its last chunk and is recorded as failed."""
         exchange.status = 200
         headers = _answer_headers(response)
         headers.extend(exchange.costwarden_headers(False))
@@ -360,6 +363,17 @@ async def _streamed(exchange: Exchange, stream: BodyStream) -> AsyncIterator[byt
     yield exchange.upstream_body
     async for chunk in stream.rest(check):
         yield chunk
+
+
+def _streamed_transcript(exchange: Exchange, response: UpstreamResponse, stream: BodyStream | None) -> bool:
+    """Whether the answer is a transcript's event stream (`stream=true`), to relay as it comes. It
+    is priced from the upload (counted now: the upstream has read it), as a transcript in text is."""
+    upload = exchange.audio
+    if upload is None or response.content_type != _SSE or (stream is not None and stream.error is not None):
+        return False
+    _counted(exchange)
+    exchange.usage_estimated = upload.exact_ms is None
+    return True
 
 
 def _counted(exchange: Exchange) -> None:

@@ -24,6 +24,7 @@ class Answer:
         self.status = status
         self.raw_headers = ((b"Content-Type", b"application/json"),)
         self.headers: Mapping[str, str] = {"Content-Type": "application/json"}
+        self.content_type = "application/json"
 
 
 async def settle(exchange: Exchange) -> None:
