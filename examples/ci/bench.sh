@@ -44,18 +44,25 @@ sys.exit(f"{url} was not ready in time")
 PY
 }
 
-GATEWAYS=()
+# Both checkouts' model servers start at once (each takes seconds to load), then both gateways.
+ML_PORTS=()
 for checkout in "${CHECKOUTS[@]}"; do
   dir="$(mktemp -d)"; TMPS+=("$dir")
-  ml_port="$(free_port)"; gw_port="$(free_port)"
+  ml_port="$(free_port)"; ML_PORTS+=("$ml_port")
   TMPDIR="$dir" "$checkout/examples/iris/serve.sh" "$ml_port" "$(free_port)" "$(free_port)" >"$dir/mlserver.log" 2>&1 &
   PIDS+=("$!")
-  wait_for "http://127.0.0.1:$ml_port/v2/models/iris/ready" 120
-  ML_URL="http://127.0.0.1:$ml_port" CI_DIR="$dir" \
-    costwarden serve --config "$HERE/costwarden-ci.yaml" --port "$gw_port" >"$dir/gateway.log" 2>&1 &
+done
+GATEWAYS=()
+for i in "${!CHECKOUTS[@]}"; do
+  gw_port="$(free_port)"
+  ML_URL="http://127.0.0.1:${ML_PORTS[$i]}" CI_DIR="${TMPS[$i]}" \
+    costwarden serve --config "$HERE/costwarden-ci.yaml" --port "$gw_port" >"${TMPS[$i]}/gateway.log" 2>&1 &
   PIDS+=("$!")
-  wait_for "http://127.0.0.1:$gw_port/readyz" 30
   GATEWAYS+=("http://127.0.0.1:$gw_port")
+done
+for i in "${!CHECKOUTS[@]}"; do
+  wait_for "http://127.0.0.1:${ML_PORTS[$i]}/v2/models/iris/ready" 120
+  wait_for "${GATEWAYS[$i]}/readyz" 30
 done
 
 sides=(a b)

@@ -96,7 +96,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 GatewayFactory = Callable[..., Gateway]
 
 
-Launch = Callable[[dict[str, Any], Path], Gateway]
+Launch = Callable[..., Gateway]  # launch(config_data, folder, wait=True)
 
 
 @contextlib.contextmanager
@@ -105,11 +105,13 @@ def gateway_launcher() -> Iterator[Launch]:
     ledger, spool and log are where the config says); every gateway launched is stopped at the end."""
     started: list[Gateway] = []
 
-    def launch(data: dict[str, Any], folder: Path) -> Gateway:
+    def launch(data: dict[str, Any], folder: Path, wait: bool = True) -> Gateway:
         config = write_config(folder / f"costwarden-{len(started)}.yaml", data)
         gateway = Gateway(config, free_port(), folder, data["storage"]["ledger"], data["server"].get("admin_port"))
-        gateway.start()
         started.append(gateway)
+        gateway.launch()
+        if wait:
+            gateway.wait_ready()
         return gateway
 
     try:
@@ -129,11 +131,12 @@ def _gateways(folder: Callable[[], Path], textmodel: TextModel) -> Iterator[Gate
             ledger: str | None = None,
             storage: dict[str, Any] | None = None,
             extra: dict[str, Any] | None = None,
+            wait: bool = True,
             **server: Any,
         ) -> Gateway:
             tmp_path = folder()
             up = Upstreams(text=textmodel.url, iris=iris)
-            return launch(config_dict(up, tmp_path, ledger, storage, extra, **server), tmp_path)
+            return launch(config_dict(up, tmp_path, ledger, storage, extra, **server), tmp_path, wait)
 
         yield make
 
@@ -141,7 +144,8 @@ def _gateways(folder: Callable[[], Path], textmodel: TextModel) -> Iterator[Gate
 @pytest.fixture
 def make_gateway(tmp_path: Path, textmodel: TextModel) -> Iterator[GatewayFactory]:
     """Build and start a gateway: `make_gateway(iris=url, ledger=url, **server_options)` (all of a test's
-    gateways in its tmp_path: one SQLite ledger unless the test names another)."""
+    gateways in its tmp_path: one SQLite ledger unless the test names another). With `wait=False` it is
+    launched, not waited for: launch several, then `wait_ready()` each, and they start at once."""
     with _gateways(lambda: tmp_path, textmodel) as make:
         yield make
 

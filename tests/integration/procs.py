@@ -152,7 +152,14 @@ class Gateway(Proc):
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (`wait_ready` then): gateways launched together start at once."""
         super().start()
+
+    def wait_ready(self) -> None:
         # A ceiling, not a speed check: a gateway that loads the semantic model imports torch, which can take
         # over 30 s on a loaded 2-core machine.
         wait_until(lambda: httpx.get(self.url + "/readyz").status_code == 200, 90, "the gateway", self.proc)

@@ -134,8 +134,9 @@ def test_the_gate_passes_identical_runs_and_fails_a_slower_model_version(
     (tmp_path / "same").mkdir()
     # The same gateway against itself: only the machine's noise differs. With the suite on two workers that noise
     # has reached +147% in p99 (bootstrap CI of the ratio [1.5, 3.3]), so the limit here is wide; the slower
-    # version below still has to fail the default +10%.
-    same = interleaved(gateway, gateway, tmp_path / "same", 5)
+    # version below still has to fail the default +10%. Three runs a side, as for the slower version: fewer runs
+    # widen the interval, so they can only make a false failure rarer.
+    same = interleaved(gateway, gateway, tmp_path / "same", 3)
     code, text = check(*same, "--junit", tmp_path / "same.xml", "--max-p99-increase", "300%")
     assert code == 0, text
     (tmp_path / "pr-results").mkdir()

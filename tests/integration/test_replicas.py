@@ -92,10 +92,16 @@ def test_three_replicas_share_budgets_rate_limits_and_survive_a_redis_outage(
     server = {"engine": engine}
     replicas: list[Gateway] = [
         make_gateway(
-            ledger=postgres_url, extra=replica_config(redis.url), storage={"spool_dir": f"spool-{i}"}, **server
+            ledger=postgres_url,
+            extra=replica_config(redis.url),
+            storage={"spool_dir": f"spool-{i}"},
+            wait=False,  # the three start at once
+            **server,
         )
         for i in range(3)
     ]
+    for replica in replicas:
+        replica.wait_ready()
     urls = [g.url for g in replicas]
     admin = replicas[0].admin_url
 

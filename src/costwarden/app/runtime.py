@@ -125,7 +125,7 @@ class Runtime:
         self.readiness = LedgerReadiness(self.store.ping)  # /readyz reads it: no database round trip per probe
         self.counters: CounterStore = open_counters(config.state, config.governance.breaker)
         self.policy = policy_from_config(config)
-        self.lease = open_lease(config.state, ttl_s=max(15.0, 3 * config.governance.evaluate_every_seconds))
+        self.lease = open_lease(config.state, ttl_s=config.governance.lease_ttl_s)
         # The response cache, when some deployment caches (docs/actions.md, "cache").
         self.cache_policies = {
             d.name: p for d in config.deployments if (p := d.cache.policy(config.cache)) is not None

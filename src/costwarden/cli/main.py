@@ -10,12 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from costwarden.cli import budgets, cache, compute, export, hardware, keys, ledger, queue
-from costwarden.cli.allocation import allocation_command
-from costwarden.cli.bench import bench
-from costwarden.cli.check import check as check_gate
 from costwarden.cli.common import DEFAULT_CONFIG, ConfigOption, config_or_exit, console, errors, plural
-from costwarden.cli.report import report
+from costwarden.cli.lazy import LazyGroup
 from costwarden.config.models import Config, workers_problem
 
 if TYPE_CHECKING:
@@ -23,22 +19,12 @@ if TYPE_CHECKING:
 
     from costwarden.app.worker_metrics import WorkerSlot
 
-app = typer.Typer(help="costwarden: meter, price, attribute and record the cost of AI inference.", no_args_is_help=True)
+# serve and config here; the other subcommands load when called (cli/lazy.py: SUBCOMMANDS).
+app = typer.Typer(
+    cls=LazyGroup, help="costwarden: meter, price, attribute and record the cost of AI inference.", no_args_is_help=True
+)
 config_app = typer.Typer(help="Work with the config file.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-app.add_typer(keys.app, name="keys")
-app.add_typer(budgets.app, name="budgets")
-app.add_typer(ledger.app, name="ledger")
-app.add_typer(export.app, name="export")
-app.add_typer(queue.app, name="queue")
-app.add_typer(cache.app, name="cache")
-app.command()(report)
-app.command()(budgets.alerts)
-app.command("bench")(bench)
-app.command("check")(check_gate)
-app.add_typer(hardware.app, name="hardware")
-app.command("allocation")(allocation_command)
-app.add_typer(compute.app, name="compute")
 
 
 @config_app.command("check")

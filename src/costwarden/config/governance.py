@@ -191,8 +191,27 @@ class GovernanceConfig(Model):
     rate_limits: tuple[RateLimitConfig, ...] = ()
     concurrency: tuple[ConcurrencyConfig, ...] = ()
     evaluate_every_seconds: float = Field(default=5.0, gt=0)
+    # How long the governor's lease outlives its holder's last renewal: a replica that dies is replaced
+    # after this (default max(15, 3 x evaluate_every_seconds)); at least two ticks, so a live holder keeps it.
+    lease_ttl_seconds: float | None = Field(default=None, gt=0)
     spikes: SpikeConfig = Field(default_factory=SpikeConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     # Output tokens assumed for a request without max_tokens on a deployment that declares neither
     # max_output_tokens, context_window nor max_cost_per_request.
     default_max_output_tokens: int = Field(default=4096, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlives_two_ticks(self) -> GovernanceConfig:
+        if self.lease_ttl_seconds is not None and self.lease_ttl_seconds < 2 * self.evaluate_every_seconds:
+            raise ValueError(
+                f"lease_ttl_seconds ({self.lease_ttl_seconds:g}) must be at least twice evaluate_every_seconds "
+                f"({self.evaluate_every_seconds:g}): the lease holder renews it once a tick"
+            )
+        return self
+
+    @property
+    def lease_ttl_s(self) -> float:
+        """The governor lease's TTL: as configured, else max(15, 3 x evaluate_every_seconds)."""
+        if self.lease_ttl_seconds is not None:
+            return self.lease_ttl_seconds
+        return max(15.0, 3 * self.evaluate_every_seconds)

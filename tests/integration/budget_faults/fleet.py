@@ -28,8 +28,14 @@ CHAT = {"model": "chat", "messages": [{"role": "user", "content": "go on"}], "ma
 def start_fleet(
     make_gateway: GatewayFactory, postgres_url: str, extra: dict[str, Any], count: int = 3
 ) -> list[Gateway]:
-    """`count` gateways on one ledger, each with a spool of its own (kept across its restarts)."""
-    return [make_gateway(ledger=postgres_url, extra=extra, storage={"spool_dir": f"spool-{i}"}) for i in range(count)]
+    """`count` gateways on one ledger, each with a spool of its own (kept across its restarts), started at once."""
+    fleet = [
+        make_gateway(ledger=postgres_url, extra=extra, storage={"spool_dir": f"spool-{i}"}, wait=False)
+        for i in range(count)
+    ]
+    for gateway in fleet:
+        gateway.wait_ready()
+    return fleet
 
 
 def redis_command(port: int, *args: str) -> bytes:
