@@ -25,7 +25,7 @@ from tests.unit.chain.test_degrade import BODY, CHAT, GPT, KEYS, PLAIN, SCOPE, U
 HALF = Decimal("0.5")
 
 
-async def run_job(degraded: frozenset[str], forward: FakeForward | None = None) -> UsageRecord:
+async def run_job(degraded: dict[str, int], forward: FakeForward | None = None) -> UsageRecord:
     table = RouteTable([GPT, PLAIN])
     sink = MemorySink()
     degrade = Degrade(table, [SCOPE], lambda: degraded)
@@ -41,7 +41,7 @@ async def run_job(degraded: frozenset[str], forward: FakeForward | None = None) 
 
 
 async def test_a_job_records_its_realtime_price_beside_its_batch_price() -> None:
-    record = await run_job(frozenset())
+    record = await run_job({})
     # 1M in x 2.50 + 100k out x 10 per 1M = 3.50 realtime, 1.75 at the multiplier
     assert (record.cost_usd, record.original_cost_usd) == (Decimal("1.75"), Decimal("3.5"))
     book = SavingsBook.empty()
@@ -51,13 +51,13 @@ async def test_a_job_records_its_realtime_price_beside_its_batch_price() -> None
 
 
 async def test_a_degraded_job_is_measured_against_the_original_deployment() -> None:
-    record = await run_job(frozenset({"search-month"}))
+    record = await run_job({"search-month": 1})
     # the variant: 0.21 realtime, 0.105 at the multiplier; without either action: the original's 3.50
     assert (record.variant, record.cost_usd, record.original_cost_usd) == ("mini", Decimal("0.105"), Decimal("3.5"))
 
 
 async def test_a_job_the_upstream_never_answered_saved_nothing_and_is_not_counted() -> None:
-    record = await run_job(frozenset(), FakeForward(error=RuntimeError("no upstream answered")))
+    record = await run_job({}, FakeForward(error=RuntimeError("no upstream answered")))
     assert record.original_cost_usd is None and record.cost_usd == 0
     book = SavingsBook.empty()
     book.add([record])
