@@ -50,16 +50,23 @@ class SavingsRow:
 
 
 def action_of(record: UsageRecord) -> tuple[str, Decimal] | None:
-    """The cost action that served a record, if any, and what the record would have cost without
-    it. A cache hit is the cache's saving even when its deployment was degraded; a batch job's is
-    the batch's (its saving includes a degrade's, if a budget moved it too)."""
-    if record.cache is not None and record.cache_avoided_usd is not None:
-        return CACHE, record.cache_avoided_usd
-    if record.original_cost_usd is None:
+    """The cost action that served a record, if any, and what the record would have cost without it."""
+    avoided = record.cache_avoided_usd if record.cache is not None else None
+    return acted(avoided, record.batch_id, record.original_cost_usd)
+
+
+def acted(cache_avoided: Decimal | None, batch_id: str | None, original: Decimal | None) -> tuple[str, Decimal] | None:
+    """The action and the cost without it, from a request's `cache_avoided_usd` (a cache hit's),
+    `batch_id` and `original_cost_usd`. A cache hit is the cache's saving even when its deployment
+    was degraded; a batch job's is the batch's (its saving includes a degrade's, if a budget moved
+    it too)."""
+    if cache_avoided is not None:
+        return CACHE, cache_avoided
+    if original is None:
         return None
-    if record.batch_id is not None:
-        return BATCH, record.original_cost_usd
-    return DEGRADE, record.original_cost_usd
+    if batch_id is not None:
+        return BATCH, original
+    return DEGRADE, original
 
 
 @dataclass(slots=True)
