@@ -8,7 +8,7 @@ Against a real Redis (default 127.0.0.1:6379, a stream of its own, deleted after
 - **pull, one new entry**: another replica indexed one prompt since the last lookup;
 - **publish**: what a stored answer's indexing adds (one XADD of ~1.6 KB);
 - **catch-up**: a replica that starts reads N entries (default 10,000, `semantic_max_entries`)
-  into its index at its first lookup.
+  into its index before it serves.
 
 Vectors are random unit vectors of the model's 384 dimensions; times are medians over `--reps`.
 

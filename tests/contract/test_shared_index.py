@@ -67,8 +67,10 @@ async def test_a_prompt_indexed_on_one_replica_is_found_on_another(stream: str) 
         # Each replica reads only the others' entries: the first one's index holds its own once.
         await first.match("team/search|chat", "How do I bake bread?")
         assert len(first._index) == 1 and len(second._index) == 1
-        # A replica started later reads what is still in the stream.
+        # A replica started later reads what is still in the stream, before it serves.
         third = matcher(REDIS, stream)
+        await third.catch_up()
+        assert len(third._index) == 1
         assert (await third.match("team/search|chat", "Which city is the capital of France?"))[0] == "k-france"
         await third.close()
     finally:

@@ -302,6 +302,7 @@ class Runtime:
             cache = self.config.cache
             shared = (cache.url or self.config.state) if cache.backend == "redis" else None  # the cache's own Redis
             self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, cache, shared)
+            await similar.catch_up()
         cached = CacheForward(
             forward, self.response_cache, self.cache_policies, self.config.cache.max_entry_bytes, similar=similar
         )

@@ -3,7 +3,8 @@
 Built by the runtime only when a deployment sets `cache.semantic: true` (the model loads once,
 about a second on a CPU); each semantic lookup costs one embedding (milliseconds on a CPU). With a
 Redis cache the index is shared (semantic/shared.py): what other replicas indexed is read in while
-the prompt is being embedded, and what this one indexes is appended for them.
+the prompt is being embedded, and what this one indexes is appended for them; what the stream held when the gateway
+started is read before it serves.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ class SemanticMatcher:
         if redis_url is not None:
             feed = RedisIndexFeed(redis_url, config.semantic_max_entries, config.retry_after_seconds)
         return cls(MiniLMEmbedder(), SemanticIndex(config.semantic_threshold, config.semantic_max_entries), feed)
+
+    async def catch_up(self) -> None:
+        """Index what the shared stream holds now (at the gateway's start, before it serves: the
+        first read of up to `semantic_max_entries` entries takes a few tenths of a second)."""
+        await self._pull()
 
     async def match(self, scope: str, prompt: str) -> tuple[str | None, object]:
         vectors, _ = await asyncio.gather(self._embedder.embed([prompt]), self._pull())

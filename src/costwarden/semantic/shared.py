@@ -6,7 +6,7 @@ prompt, expiry as wall-clock time, the vector's 384 float32), trimmed to about
 `cache.semantic_max_entries`. Before each search a replica reads what the others appended since
 its last read (one XREAD, not blocking; its own entries it skips), so a prompt answered on one
 replica is found by a paraphrase on another. A replica that starts reads the stream from its
-beginning (what is still in it) at its first lookup.
+beginning (what is still in it) before it serves.
 
 Redis being down never fails a lookup: the error is raised as `SharedIndexUnavailable` for the
 matcher to count, and the feed is skipped for `retry_after` seconds; the local index still serves.
