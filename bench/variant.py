@@ -45,10 +45,10 @@ TABLE = RouteTable(
     ]
 )  # fmt: skip
 SCOPES = [DegradeScope("bench-month", BudgetScope.of({"team": "bench"}), frozenset(), frozenset(), frozenset())]
-CASES: dict[str, tuple[str, frozenset[str]]] = {
-    "no variants": ("plain", frozenset({"bench-month"})),
-    "variants, not degraded": ("big", frozenset()),
-    "degraded": ("big", frozenset({"bench-month"})),
+CASES: dict[str, tuple[str, dict[str, int]]] = {
+    "no variants": ("plain", {"bench-month": 1}),
+    "variants, not degraded": ("big", {}),
+    "degraded": ("big", {"bench-month": 1}),
 }
 
 
@@ -56,10 +56,10 @@ def body(model: str) -> bytes:
     return orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16})
 
 
-async def run(model: str, degraded: frozenset[str] | None, requests: int) -> float:
+async def run(model: str, degraded: dict[str, int] | None, requests: int) -> float:
     """CPU µs per request for route (+ degrade unless `degraded` is None)."""
     route = RouteStage(TABLE, 0)
-    current: Callable[[], frozenset[str]] = lambda: degraded or frozenset()  # noqa: E731
+    current: Callable[[], dict[str, int]] = lambda: degraded or {}  # noqa: E731
     degrade = Degrade(TABLE, SCOPES, current)
     raw = body(model)
     gc.collect()

@@ -39,8 +39,8 @@ async def states(request: pytest.FixtureRequest) -> AsyncIterator[VariantStateSt
 
 async def test_states_round_trip_and_replace_whole(states: VariantStateStore) -> None:
     assert await states.load() == {}
-    degraded = DegradeState(True, 1_800_000_000.25, None)
-    holding = DegradeState(True, 1_800_000_000.25, 1_800_000_100.5)
+    degraded = DegradeState(1, 1_800_000_000.25, None)
+    holding = DegradeState(2, 1_800_000_000.25, 1_800_000_100.5)  # at the second variant
     await states.save("team-a", degraded)
     await states.save("b.2", DegradeState())
     assert await states.load() == {"team-a": degraded, "b.2": DegradeState()}
@@ -53,11 +53,25 @@ async def test_two_redis_clients_see_one_state() -> None:
     key = f"cwtest:{uuid.uuid4().hex[:12]}:variant-state"
     first, second = RedisVariantState(REDIS, key=key), RedisVariantState(REDIS, key=key)
     try:
-        await first.save("b", DegradeState(True, 5.0))
-        assert await second.load() == {"b": DegradeState(True, 5.0)}
+        await first.save("b", DegradeState(3, 5.0))
+        assert await second.load() == {"b": DegradeState(3, 5.0)}
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_state_saved_before_levels_reads_as_the_first_level() -> None:
+    need_redis()
+    key = f"cwtest:{uuid.uuid4().hex[:12]}:variant-state"
+    client = aioredis.Redis.from_url(REDIS)
+    store = RedisVariantState(REDIS, key=key)
+    try:
+        await client.hset(key, mapping={"old": b"[true,5.0,null]", "off": b"[false,6.0,null]"})
+        assert await store.load() == {"old": DegradeState(1, 5.0), "off": DegradeState(0, 6.0)}
+    finally:
+        await store.close()
+        await client.delete(key)
+        await client.aclose()
 
 
 async def test_an_unreachable_redis_raises_the_typed_error() -> None:

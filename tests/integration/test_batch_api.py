@@ -50,14 +50,18 @@ def wait_done(sdk: openai.OpenAI, batch_id: str, timeout: float = 60) -> openai.
     raise TimeoutError(f"batch {batch_id} did not finish: {batch.status}")
 
 
-def batch_cost(prompt: int, completion: int) -> Decimal:
-    """What a job should cost: the realtime price from the test's own table, times the multiplier."""
-    realtime = (
+def realtime_cost(prompt: int, completion: int) -> Decimal:
+    """What a request costs at the realtime price, from the test's own table."""
+    return quantize(
         prompt * CHAT_PRICES["input_per_1m"] / MILLION
         + completion * CHAT_PRICES["output_per_1m"] / MILLION
         + CHAT_PRICES["per_request"]
     )
-    return quantize(quantize(realtime) * MULTIPLIER)
+
+
+def batch_cost(prompt: int, completion: int) -> Decimal:
+    """What a job should cost: the realtime price times the multiplier."""
+    return quantize(realtime_cost(prompt, completion) * MULTIPLIER)
 
 
 @pytest.mark.parametrize("engine", ["asgi", "fast"])
@@ -100,6 +104,15 @@ def test_sdk_runs_a_batch_priced_at_the_multiplier(make_gateway: GatewayFactory,
         usage = response["body"]["usage"]
         assert record.outcome is Outcome.SERVED and record.team == "search" and record.job_id == result["id"]
         assert record.cost_usd == batch_cost(usage["prompt_tokens"], usage["completion_tokens"])
+        assert record.original_cost_usd == realtime_cost(usage["prompt_tokens"], usage["completion_tokens"])
+    # The savings report: the batch action, what the 12 jobs saved against their realtime price.
+    saved = sum(r.original_cost_usd - r.cost_usd for r in records.values() if r.original_cost_usd is not None)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    report = httpx.get(f"{gateway.admin_url}/admin/v1/spend/savings", params={"since": "1h"}, headers=admin).json()
+    assert [(r["team"], r["action"], r["requests"], Decimal(r["saved_usd"])) for r in report["rows"]] == [
+        ("search", "batch", 12, saved)
+    ]
+    assert saved > 0
 
 
 def test_bad_lines_go_to_the_error_file_and_the_rest_run(make_gateway: GatewayFactory) -> None:

@@ -5,7 +5,8 @@ original and `markov-small` as its cheaper variant).
 Traffic pushes the budget past its threshold; requests move to the variant (streamed and not);
 exempt teams and pinning keys keep the original; the switch is an alert and a metric; the savings
 in `costwarden report --savings` equal the test's own sum from the usage the SDK received; and the
-budget recovers once its rolling window forgets the spend and the hold passes. With two replicas
+budget recovers once its rolling window forgets the spend and the hold passes. A budget with two
+levels walks the deployment's ordered variants down and back up. With two replicas
 sharing Redis, both switch together. A variant whose upstream is down falls back to the original.
 The single-gateway tests run on both server engines (`engine`); the replicas test on the default one.
 """
@@ -113,13 +114,16 @@ def start_gateway(
     name: str,
     ledger_url: str | None = None,
     engine: str = "asgi",
+    more_variants: tuple[dict[str, Any], ...] = (),
     **extra: Any,
 ) -> Gateway:
     admin_port = free_port() if engine == "fast" else None
     server: dict[str, Any] = {"engine": "fast", "admin_port": admin_port} if admin_port else {"engine": "asgi"}
     spool = {"spool_dir": str(tmp_path / name)}
     data = config_dict(Upstreams(text=textmodel.url), tmp_path, ledger_url, spool, **server)
-    data["deployments"].append(gpt(textmodel.url, variant_url))
+    deployment = gpt(textmodel.url, variant_url)
+    deployment["variants"].extend(more_variants)
+    data["deployments"].append(deployment)
     data["keys"][2]["deployments"] = ["chat", "gpt"]  # research may use gpt (and may not pin)
     data["governance"] = governance()
     data.update(extra)
@@ -299,3 +303,45 @@ def test_two_replicas_sharing_redis_switch_together(
     finally:
         first.stop()
         second.stop()
+
+
+def test_levels_walk_the_ordered_variants_and_back(
+    tmp_path: Path, textmodel: TextModel, variant_model: TextModel
+) -> None:
+    micro = {"name": "micro", "upstream": variant_model.url, "model": "markov-small",
+             "pricing": {k: str(v) for k, v in VARIANT.items()}}  # fmt: skip
+    levels = governance()
+    levels["budgets"][0]["degrade"] |= {"at": ["0.5", "0.8"], "recover_below": ["0.3", "0.6"]}
+    gateway = start_gateway(tmp_path, textmodel, variant_model.url, "levels", more_variants=(micro,), governance=levels)
+    try:
+        served: list[Served] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # on the original, then the first variant, then the second
+            request = chat(gateway, stream=len(served) % 2 == 1)
+            served.append(request)
+            if request.variant == "micro":
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"the budget never reached its second level: {[s.variant for s in served][-5:]}")
+        order = [s.variant for s in served]
+        assert order[0] is None and "mini" in order
+        assert order.index("mini") < order.index("micro") and all(v is None for v in order[: order.index("mini")])
+        assert metric(gateway, 'costwarden_variant_degraded{budget="all-rolling"}') == 2.0
+        # The ledger: each moved request records the variant that served and the original's cost.
+        records = ledger.by_id(ledger.wait_for(gateway.ledger, len(served)))
+        for s in served:
+            assert (records[s.request_id].variant, records[s.request_id].original_cost_usd) == (
+                s.variant, None if s.variant is None else s.cost(ORIGINAL)
+            )  # fmt: skip
+        # Back up the list as the rolling window forgets the spend: micro -> mini -> the original.
+        wait_until(lambda: metric(gateway, 'costwarden_variant_degraded{budget="all-rolling"}') is None, WINDOW_S + 10,
+              "recovery")  # fmt: skip
+        assert chat(gateway).variant is None
+        for to in ("degraded", "deeper", "shallower", "recovered"):
+            assert metric(gateway, f'costwarden_variant_switches_total{{budget="all-rolling",to="{to}"}}') == 1.0, to
+        alerts = httpx.get(f"{gateway.admin_url}/admin/v1/alerts", headers=ADMIN).json()
+        [episode] = [a for a in alerts if a["kind"] == "variant_degraded"]  # one episode across both levels
+        assert episode["resolved_at"] is not None
+    finally:
+        gateway.stop()

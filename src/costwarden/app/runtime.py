@@ -299,7 +299,10 @@ class Runtime:
         if any(p.semantic for p in self.cache_policies.values()):  # the semantic extra, only then
             from costwarden.semantic.matcher import SemanticMatcher
 
-            self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, self.config.cache)
+            cache = self.config.cache
+            shared = (cache.url or self.config.state) if cache.backend == "redis" else None  # the cache's own Redis
+            self._semantic = similar = await asyncio.to_thread(SemanticMatcher.from_config, cache, shared)
+            await similar.catch_up()
         cached = CacheForward(
             forward, self.response_cache, self.cache_policies, self.config.cache.max_entry_bytes, similar=similar
         )
@@ -486,7 +489,7 @@ class Runtime:
         if self.response_cache is not None:
             await self.response_cache.close()
         if self._semantic is not None:
-            self._semantic.close()
+            await self._semantic.close()
         if self._session is not None:
             await self._session.close()
         if self._pool is not None:

@@ -1,5 +1,7 @@
-"""Stage 4, degrade: move an eligible request to its deployment's cheaper variant while a `degrade`
-budget covering it is degraded (services/degrade.py decides that, shared by every replica).
+"""Stage 4, degrade: move an eligible request to one of its deployment's cheaper variants while a
+`degrade` budget covering it is degraded (services/degrade.py decides that, shared by every replica).
+A budget at level k moves it to the k-th variant of the deployment's ordered list (its last one if
+it lists fewer); when several degraded budgets cover a request, the deepest level wins.
 
 A key or team the budget exempts is never moved; `X-Costwarden-Variant: pin` keeps the original
 for a key the budget lists in `pin_keys` (any other key sending it is refused, as for tags).
@@ -7,7 +9,7 @@ for a key the budget lists in `pin_keys` (any other key sending it is refused, a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from costwarden.chain.exchange import Exchange
@@ -35,11 +37,11 @@ class Degrade(PassStage):
     name = "degrade"
 
     def __init__(
-        self, table: RouteTable, scopes: Sequence[DegradeScope], degraded: Callable[[], frozenset[str]]
+        self, table: RouteTable, scopes: Sequence[DegradeScope], degraded: Callable[[], Mapping[str, int]]
     ) -> None:
         self._table = table
         self._scopes = tuple(scopes)
-        self._degraded = degraded  # the ids of the budgets degraded now
+        self._degraded = degraded  # the budgets degraded now, and their levels (1: the first variant)
 
     async def enter(self, exchange: Exchange) -> Reply | None:
         route, identity = exchange.route, exchange.identity
@@ -51,8 +53,10 @@ class Degrade(PassStage):
         attributes = request_attributes(
             identity.key_id, identity.team, identity.project, identity.environment, route.deployment.name, exchange.tags
         )
+        level = 0
         for scope in self._scopes:
-            if scope.budget_id not in degraded or not scope.scope.matches(attributes):
+            at = degraded.get(scope.budget_id, 0)
+            if at <= 0 or not scope.scope.matches(attributes):
                 continue
             if identity.key_id in scope.exempt_keys or identity.team in scope.exempt_teams:
                 continue
@@ -65,7 +69,9 @@ class Degrade(PassStage):
                     f"key {identity.key_id!r} may not pin the original with X-Costwarden-Variant",
                     kind="permission_error",
                 )
+            level = max(level, at)
+        if level:
+            variants = self._table.variants(route.deployment.name)
             exchange.variant_of = route
-            retarget(exchange, self._table.variants(route.deployment.name)[0])
-            return None
+            retarget(exchange, variants[min(level, len(variants)) - 1])
         return None

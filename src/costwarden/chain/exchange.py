@@ -68,7 +68,7 @@ class Exchange:
     usage_estimated: bool = False  # the upstream did not report usage: estimated from what it sent
     # meter / record
     cost: Decimal = ZERO
-    original_cost: Decimal | None = None  # what `variant_of` would have cost (degraded requests only)
+    original_cost: Decimal | None = None  # degraded: what `variant_of` would have cost; batch job: at realtime price
     cache: str | None = None  # `exact`: answered from the response cache, not forwarded
     cache_avoided: Decimal | None = None  # what forwarding it would have cost (cache hits only)
     outcome: Outcome = Outcome.SERVED

@@ -37,4 +37,7 @@ class Meter(PassStage):
         if exchange.variant_of is not None:  # degraded: what the deployment asked for would have cost
             exchange.original_cost = price(exchange.variant_of.sheet, usage, served=served, image_kind=kind)
         if exchange.batch is not None:  # a batch job is priced at the batch multiplier (e.g. 0.5)
-            exchange.cost = quantize(exchange.cost * exchange.batch.price_multiplier)
+            realtime = exchange.cost
+            exchange.cost = quantize(realtime * exchange.batch.price_multiplier)
+            if exchange.upstream_status is not None and exchange.original_cost is None:
+                exchange.original_cost = realtime  # what it would have cost as a realtime request

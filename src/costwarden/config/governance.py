@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal, assert_never
+from typing import Annotated, Literal, assert_never
 
 from pydantic import Field, model_validator
 
@@ -16,11 +16,17 @@ SCOPE_DIMENSIONS = ("deployment", "team", "project", "environment", "key_id")
 Per = Literal["key", "team", "project", "environment", "deployment"]
 
 
-class DegradeConfig(Model):
-    """When a `degrade` budget moves eligible requests to their deployment's first variant, and back."""
+Fraction = Annotated[Decimal, Field(gt=0)]
 
-    at: Decimal = Field(default=Decimal("0.8"), gt=0)  # utilisation (1 = 100 %) that degrades
-    recover_below: Decimal = Field(default=Decimal("0.6"), gt=0)  # ... that, held for hold_seconds, recovers
+
+class DegradeConfig(Model):
+    """When a `degrade` budget moves eligible requests to their deployment's variants, and back.
+
+    `at` and `recover_below` are one level (the first variant), or lists of one value per level
+    (`at: [0.8, 0.95]`: the first variant from 80 %, the second from 95 %)."""
+
+    at: Fraction | tuple[Fraction, ...] = Decimal("0.8")  # utilisation (1 = 100 %) that degrades
+    recover_below: Fraction | tuple[Fraction, ...] = Decimal("0.6")  # ... that, held for hold_seconds, recovers
     hold_seconds: float = Field(default=300.0, ge=0)
     exempt_keys: tuple[str, ...] = ()  # never degraded
     exempt_teams: tuple[str, ...] = ()
@@ -30,12 +36,26 @@ class DegradeConfig(Model):
 
     @model_validator(mode="after")
     def _hysteresis(self) -> DegradeConfig:
-        if self.recover_below >= self.at:
-            raise ValueError(f"recover_below ({self.recover_below}) must be below at ({self.at})")
+        ats, recovers = _values(self.at), _values(self.recover_below)
+        if isinstance(self.at, tuple) != isinstance(self.recover_below, tuple) or len(ats) != len(recovers):
+            raise ValueError("`at` and `recover_below` are both numbers, or both lists of one value per level")
+        if not ats:
+            raise ValueError("`at` lists at least one level")
+        for level, (at, recover_below) in enumerate(zip(ats, recovers, strict=True), 1):
+            if recover_below >= at:
+                where = "" if len(ats) == 1 else f" at level {level}"
+                raise ValueError(f"recover_below ({recover_below}) must be below at ({at}){where}")
+            if level > 1 and at <= ats[level - 2]:
+                raise ValueError(f"at ({at}) of level {level} must be above level {level - 1}'s ({ats[level - 2]})")
         return self
 
     def rule(self) -> DegradeRule:
-        return DegradeRule(self.at, self.recover_below, self.hold_seconds, self.on_forecast, self.on_spike)
+        (at, recover_below), *deeper = zip(_values(self.at), _values(self.recover_below), strict=True)
+        return DegradeRule(at, recover_below, self.hold_seconds, self.on_forecast, self.on_spike, tuple(deeper))
+
+
+def _values(value: Decimal | tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+    return value if isinstance(value, tuple) else (value,)
 
 
 class QueueConfig(Model):

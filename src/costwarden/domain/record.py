@@ -71,7 +71,7 @@ class UsageRecord:
     pricing_basis: str = "free"
     client_request_id: str | None = None  # the client's own X-Request-Id, for correlation
     variant: str | None = None  # the cheaper variant of `deployment` that served (degrade)
-    original_cost_usd: Decimal | None = None  # what the deployment itself would have cost (degraded)
+    original_cost_usd: Decimal | None = None  # without the action: own price (degrade), realtime (batch)
     batch_id: str | None = None  # a batch job's record (or a 202's, queued as that job): its batch and job
     job_id: str | None = None
     cache: str | None = None  # `exact`: answered from the response cache (cost 0)

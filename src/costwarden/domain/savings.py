@@ -2,9 +2,12 @@
 
 A record saved money when it carries what the original would have cost: `original_cost_usd`
 for the `degrade` action (the request was moved to a cheaper variant), `cache_avoided_usd` for
-the `cache` action (it was answered from the response cache, at no cost). Savings are that
-minus what the request cost; a degraded request that the original served (its variant was down)
-saved nothing and is still counted.
+the `cache` action (it was answered from the response cache, at no cost), and `original_cost_usd`
+on a batch job's record for the `batch` action (a Batch API line, or a realtime request the `queue`
+action or `X-Costwarden-Priority: batch` queued: run at the batch price multiplier; what it would
+have cost as a realtime request, on the deployment asked for even if a degrade budget moved it).
+Savings are that minus what the request cost; a degraded request that the original served (its
+variant was down) saved nothing and is still counted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from costwarden.domain.record import UsageRecord
 
 DEGRADE = "degrade"
 CACHE = "cache"
+BATCH = "batch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +50,23 @@ class SavingsRow:
 
 
 def action_of(record: UsageRecord) -> tuple[str, Decimal] | None:
-    """The cost action that served a record, if any, and what the record would have cost without
-    it. A cache hit is the cache's saving even when its deployment was degraded."""
-    if record.cache is not None and record.cache_avoided_usd is not None:
-        return CACHE, record.cache_avoided_usd
-    if record.original_cost_usd is not None:
-        return DEGRADE, record.original_cost_usd
-    return None
+    """The cost action that served a record, if any, and what the record would have cost without it."""
+    avoided = record.cache_avoided_usd if record.cache is not None else None
+    return acted(avoided, record.batch_id, record.original_cost_usd)
+
+
+def acted(cache_avoided: Decimal | None, batch_id: str | None, original: Decimal | None) -> tuple[str, Decimal] | None:
+    """The action and the cost without it, from a request's `cache_avoided_usd` (a cache hit's),
+    `batch_id` and `original_cost_usd`. A cache hit is the cache's saving even when its deployment
+    was degraded; a batch job's is the batch's (its saving includes a degrade's, if a budget moved
+    it too)."""
+    if cache_avoided is not None:
+        return CACHE, cache_avoided
+    if original is None:
+        return None
+    if batch_id is not None:
+        return BATCH, original
+    return DEGRADE, original
 
 
 @dataclass(slots=True)

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.stage import PassStage
 from costwarden.config.metrics import MetricsConfig
+from costwarden.domain.savings import acted
 from costwarden.domain.usage import UNIT_FIELDS
 
 SCOPE = ("deployment", "team", "project", "environment")
@@ -139,6 +140,13 @@ class GatewayMetrics:
             "costwarden_units", "Modal units metered (docs/modalities.md).", [*SCOPE, "unit"], registry=registry
         )
         self.cost = Counter("costwarden_cost_usd", "Cost attributed, in USD.", SCOPE, registry=registry)
+        self.saved = Counter(
+            "costwarden_saved_usd",
+            "What the cost actions saved, in USD: the cost without the action (cache, batch, degrade) less the cost "
+            "(as `costwarden report --savings` sums it).",
+            [*SCOPE, "action"],
+            registry=registry,
+        )
         self.inflight = Gauge(
             "costwarden_inflight_requests", "Requests being forwarded now.", ["deployment"], registry=registry
         )
@@ -242,6 +250,18 @@ class Observe(PassStage):
                     m.child(m.units, (*scope, unit)).inc(amount)
         if exchange.cost:
             series["cost"].inc(float(exchange.cost))
+        if exchange.cache is not None or exchange.original_cost is not None:
+            _count_saving(m, scope, exchange)
+
+
+def _count_saving(m: GatewayMetrics, scope: Scope, exchange: Exchange) -> None:
+    """What a cost action saved on this request (domain.savings.acted), as the savings report sums it."""
+    batch = exchange.batch.batch_id if exchange.batch is not None else None
+    found = acted(exchange.cache_avoided if exchange.cache is not None else None, batch, exchange.original_cost)
+    if found is not None:
+        action, without = found
+        saved = without - exchange.cost  # a counter never falls: a variant dearer than its original counts 0
+        m.child(m.saved, (*scope, action)).inc(float(saved) if saved > 0 else 0.0)
 
 
 def _version() -> str:

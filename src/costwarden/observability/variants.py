@@ -22,15 +22,16 @@ class VariantCollector(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         degraded = GaugeMetricFamily(
             "costwarden_variant_degraded",
-            "1 while the degrade budget moves eligible requests to cheaper variants.",
+            "While a degrade budget is degraded, its level: 1 moves eligible requests to their first variant, "
+            "2 to the second, and so on.",
             labels=["budget"],
         )
-        for budget in sorted(self._watch.degraded):
-            degraded.add_metric([budget], 1.0)
+        for budget, level in sorted(self._watch.degraded.items()):
+            degraded.add_metric([budget], float(level))
         yield degraded
         switches = CounterMetricFamily(
             "costwarden_variant_switches",
-            "Switches of degrade budgets seen by this replica while leading, by direction.",
+            "Switches of degrade budgets seen by this replica while leading: degraded, deeper, shallower, recovered.",
             labels=["budget", "to"],
         )
         for (budget, to), count in sorted(self._watch.switches.items()):

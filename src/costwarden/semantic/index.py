@@ -26,6 +26,7 @@ class _Scope:
     vectors: list[Vector] = field(default_factory=list)
     entries: list[tuple[str, str, float]] = field(default_factory=list)  # (answer key, prompt, expires)
     matrix: Vector | None = None  # `vectors` stacked, rebuilt after a change
+    soonest: float = float("inf")  # the earliest expiry among the entries (none expired before it)
 
 
 class SemanticIndex:
@@ -62,13 +63,15 @@ class SemanticIndex:
         entry = self._scopes.get(scope) or _Scope()
         self._scopes[scope] = entry
         now = self._clock()
-        live = [i for i, (_, _, expires) in enumerate(entry.entries) if expires > now]
-        if len(live) != len(entry.entries):  # drop what expired while we are here
+        if entry.soonest <= now:  # drop what expired while we are here (one pass, only then)
+            live = [i for i, (_, _, expires) in enumerate(entry.entries) if expires > now]
             self._count -= len(entry.entries) - len(live)
             entry.vectors = [entry.vectors[i] for i in live]
             entry.entries = [entry.entries[i] for i in live]
+            entry.soonest = min((e for _, _, e in entry.entries), default=float("inf"))
         entry.vectors.append(vector)
         entry.entries.append((key, prompt, now + ttl_seconds))
+        entry.soonest = min(entry.soonest, now + ttl_seconds)
         entry.matrix = None
         self._count += 1
         while self._count > self._max_entries:

@@ -1,6 +1,6 @@
 """The degrade loop: the leading replica steps each `degrade` budget's hysteresis (domain.variant)
 from its utilisation and saves the state to the shared store; every replica reads that state back
-each tick, so all of them move traffic to the cheaper variant, and back, together.
+each tick, so all of them move traffic to the cheaper variants, and back, together.
 
 Each switch is an event: an alert (fired on degrade, resolved on recovery) through the alert
 dispatcher, a count for the metrics, and one WARNING audit line.
@@ -41,13 +41,13 @@ class DegradeWatch:
         self._views = views
         self._leadership = leadership
         self._alerts = alerts
-        self.degraded: frozenset[str] = frozenset()  # read by the degrade stage on every request
+        self.degraded: dict[str, int] = {}  # degraded budgets and their levels, read on every request
         self.switches: dict[tuple[str, str], int] = {}  # (budget, degraded|recovered) -> count
         # tick keeps the last state when the store fails: the failure is its own to log.
         failure = "could not step the degrade state"
         self._task = PeriodicTask("costwarden-degrade", self._round, every_s, log=log, failure=failure)
 
-    def current(self) -> frozenset[str]:
+    def current(self) -> dict[str, int]:
         return self.degraded
 
     async def tick(self, now: float) -> None:
@@ -76,7 +76,8 @@ class DegradeWatch:
         except Exception as exc:  # the store is down: keep serving with the last known state
             log.warning("could not read or write the degrade state: %s", exc)
             return
-        self.degraded = frozenset(b for b, s in states.items() if s.degraded and b in self._rules)
+        rules = self._rules
+        self.degraded = {b: min(s.level, len(rules[b].levels)) for b, s in states.items() if s.degraded and b in rules}
 
     async def _spikes(self) -> list[dict[str, str]]:
         """The labels of the cost and volume spike alerts firing now (not shadow ones)."""
@@ -101,18 +102,10 @@ class DegradeWatch:
         key = (budget_id, switch.value)
         self.switches[key] = self.switches.get(key, 0) + 1
         percent = utilisation * HUNDRED
-        if switch is Switch.DEGRADED:
-            summary = (
-                f"budget {budget_id!r} at {percent:.1f} % (>= {rule.at * HUNDRED} %): degraded to cheaper variants"
-            )
-        else:
-            summary = (
-                f"budget {budget_id!r} at {percent:.1f} %, below {rule.recover_below * HUNDRED} % for "
-                f"{rule.hold_seconds:g} s: back to the original deployments"
-            )
+        summary = _summary(budget_id, switch, percent, rule, before, after)
         log.warning("audit: %s", summary)
-        if self._alerts is None:
-            return
+        if self._alerts is None or switch in (Switch.DEEPER, Switch.SHALLOWER):
+            return  # a change of level within one degraded stretch: the same alert episode
         condition = Condition.of(
             AlertKind.VARIANT_DEGRADED, {"budget": budget_id}, Severity.WARNING, utilisation, rule.at, summary
         )
@@ -141,3 +134,17 @@ class DegradeWatch:
     async def stop(self) -> None:
         await self._task.stop()
         await self._store.close()
+
+
+def _summary(
+    budget_id: str, switch: Switch, percent: Decimal, rule: DegradeRule, before: DegradeState, after: DegradeState
+) -> str:
+    """The audit line (and alert summary) of one switch."""
+    levels = rule.levels
+    if switch is Switch.DEGRADED or switch is Switch.DEEPER:
+        at = levels[after.level - 1][0] * HUNDRED
+        to = "cheaper variants" if len(levels) == 1 else f"variant level {after.level} of {len(levels)}"
+        return f"budget {budget_id!r} at {percent:.1f} % (>= {at} %): degraded to {to}"
+    recover = levels[min(before.level, len(levels)) - 1][1] * HUNDRED
+    to = "the original deployments" if switch is Switch.RECOVERED else f"variant level {after.level} of {len(levels)}"
+    return f"budget {budget_id!r} at {percent:.1f} %, below {recover} % for {rule.hold_seconds:g} s: back to {to}"

@@ -21,12 +21,13 @@ class VariantStateUnavailable(Exception):
 
 
 def encode(state: DegradeState) -> bytes:
-    return orjson.dumps([state.degraded, state.changed_at, state.low_since])
+    return orjson.dumps([state.level, state.changed_at, state.low_since])
 
 
 def decode(raw: bytes) -> DegradeState:
-    degraded, changed_at, low_since = orjson.loads(raw)
-    return DegradeState(bool(degraded), float(changed_at), None if low_since is None else float(low_since))
+    """A state; one written before degrade levels (`[true, ...]`, one variant) reads as level 1."""
+    level, changed_at, low_since = orjson.loads(raw)
+    return DegradeState(int(level), float(changed_at), None if low_since is None else float(low_since))
 
 
 def _text(value: bytes | str) -> str:

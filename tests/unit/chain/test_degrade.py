@@ -4,6 +4,7 @@ costs; and the variant forward step wraps the forwarder, noting a fallback befor
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 import orjson
@@ -60,7 +61,7 @@ USAGE = Usage(input_tokens=1_000_000, output_tokens=100_000)
 
 
 async def serve(
-    token: str, degraded: frozenset[str], *, pin: bool = False, body: bytes = BODY, forward: FakeForward | None = None
+    token: str, degraded: dict[str, int], *, pin: bool = False, body: bytes = BODY, forward: FakeForward | None = None
 ) -> tuple[Exchange, Response, list[UsageRecord], list[str]]:
     table = RouteTable([GPT, PLAIN])
     sink, log = MemorySink(), list[str]()
@@ -78,7 +79,7 @@ async def serve(
 
 
 async def test_a_degraded_budget_moves_the_request_to_the_first_variant() -> None:
-    exchange, response, [record], _ = await serve("cw_ann", frozenset({"search-month"}))
+    exchange, response, [record], _ = await serve("cw_ann", {"search-month": 1})
     assert orjson.loads(exchange.upstream_body)["model"] == "org/mini"
     assert response.header(b"x-costwarden-variant") == b"mini"
     assert response.header(b"x-costwarden-deployment") == b"gpt"
@@ -90,12 +91,12 @@ async def test_a_degraded_budget_moves_the_request_to_the_first_variant() -> Non
 @pytest.mark.parametrize(
     ("token", "degraded", "why"),
     [
-        ("cw_ann", frozenset(), "nothing is degraded"),
-        ("cw_ann", frozenset({"another-budget"}), "only a budget that does not cover it"),
-        ("cw_ops", frozenset({"search-month"}), "its team is outside the scope (and exempt)"),
+        ("cw_ann", {}, "nothing is degraded"),
+        ("cw_ann", {"another-budget": 1}, "only a budget that does not cover it"),
+        ("cw_ops", {"search-month": 1}, "its team is outside the scope (and exempt)"),
     ],
 )
-async def test_requests_stay_on_the_original(token: str, degraded: frozenset[str], why: str) -> None:
+async def test_requests_stay_on_the_original(token: str, degraded: dict[str, int], why: str) -> None:
     exchange, response, [record], _ = await serve(token, degraded)
     assert orjson.loads(exchange.upstream_body)["model"] == "org/gpt", why
     assert response.header(b"x-costwarden-variant") is None
@@ -105,7 +106,7 @@ async def test_requests_stay_on_the_original(token: str, degraded: frozenset[str
 async def test_an_exempt_key_and_a_deployment_without_variants_stay() -> None:
     scope = DegradeScope("b", BudgetScope.of({}), frozenset({"k-ann"}), frozenset(), frozenset())
     table = RouteTable([GPT, PLAIN])
-    stage = Degrade(table, [scope], lambda: frozenset({"b"}))
+    stage = Degrade(table, [scope], lambda: {"b": 1})
     for token, model in (("cw_ann", "gpt"), ("cw_vip", "plain")):
         exchange = Exchange("r", "POST", CHAT, b"", [], BODY.replace(b"gpt", model.encode()), Protocol.OPENAI, CHAT)
         exchange.identity = KEYS[token]
@@ -115,13 +116,13 @@ async def test_an_exempt_key_and_a_deployment_without_variants_stay() -> None:
 
 
 async def test_pin_keeps_the_original_for_a_key_allowed_to() -> None:
-    exchange, response, [record], _ = await serve("cw_vip", frozenset({"search-month"}), pin=True)
+    exchange, response, [record], _ = await serve("cw_vip", {"search-month": 1}, pin=True)
     assert orjson.loads(exchange.upstream_body)["model"] == "org/gpt"
     assert record.variant is None and response.status == 200
 
 
 async def test_pin_from_a_key_not_allowed_to_is_refused_and_recorded() -> None:
-    _, response, [record], log = await serve("cw_ann", frozenset({"search-month"}), pin=True)
+    _, response, [record], log = await serve("cw_ann", {"search-month": 1}, pin=True)
     assert response.status == 403
     assert orjson.loads(response.body)["error"]["code"] == "variant_pin_not_allowed"
     assert record.error_code == "variant_pin_not_allowed" and record.cost_usd == 0
@@ -151,7 +152,7 @@ async def test_a_variant_that_is_down_falls_back_to_the_original_with_a_record()
     down = DownVariant(table)
     wrapper = VariantForward(down)
     sink = MemorySink()
-    degrade = Degrade(table, [SCOPE], lambda: frozenset({"search-month"}))
+    degrade = Degrade(table, [SCOPE], lambda: {"search-month": 1})
     before = [Authenticate(FakeKeys(KEYS)), Attribute(), RouteStage(table, 0), degrade]
     chain = Chain(before, wrapper, [Meter(), Record(sink)])
     headers = [(b"authorization", b"Bearer cw_ann")]
@@ -167,5 +168,29 @@ async def test_a_variant_that_is_down_falls_back_to_the_original_with_a_record()
 
 async def test_the_wrapper_delegates_untouched_when_not_degraded() -> None:
     inner = FakeForward(usage=USAGE)
-    _, _, [record], _ = await serve("cw_ann", frozenset(), forward=inner)
+    _, _, [record], _ = await serve("cw_ann", {}, forward=inner)
     assert inner.calls == 1 and record.variant is None
+
+
+@pytest.mark.parametrize(("level", "variant"), [(1, "mini"), (2, "nano"), (5, "nano")])
+async def test_a_budget_s_level_picks_the_variant_in_order(level: int, variant: str) -> None:
+    # level k: the k-th variant of the deployment's ordered list; deeper than the list: its last
+    _, response, [record], _ = await serve("cw_ann", {"search-month": level})
+    assert response.header(b"x-costwarden-variant") == variant.encode()
+    assert (record.variant, record.original_cost_usd) == (variant, Decimal("3.5"))
+
+
+async def test_the_deepest_level_of_the_budgets_covering_a_request_wins() -> None:
+    table = RouteTable([GPT, PLAIN])
+    everyone = DegradeScope("org-month", BudgetScope.of({}), frozenset(), frozenset(), frozenset())
+    cases: list[tuple[dict[str, int], str]] = [
+        ({"search-month": 1, "org-month": 2}, "nano"),
+        ({"search-month": 1}, "mini"),
+    ]
+    for levels, variant in cases:
+        stage = Degrade(table, [SCOPE, everyone], functools.partial(dict, levels))
+        exchange = Exchange("r", "POST", CHAT, b"", [], BODY, Protocol.OPENAI, CHAT)
+        exchange.identity = KEYS["cw_ann"]
+        await RouteStage(table, 0).enter(exchange)
+        await stage.enter(exchange)
+        assert exchange.route is not None and exchange.route.variant == variant, levels

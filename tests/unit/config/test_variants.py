@@ -112,3 +112,28 @@ def test_variant_names_are_distinct() -> None:
         "    variants:\n", "    variants:\n      - name: gpt-mini\n        upstream: http://127.0.0.1:9002\n"
     )
     assert "variant names must be distinct" in only_problem(twice)
+
+
+def test_levels_load_as_lists_of_thresholds() -> None:
+    text = VALID.replace("at: 0.8", "at: [0.8, 0.95]").replace("recover_below: 0.6", "recover_below: [0.6, 0.85]")
+    settings = parse(text).governance.budgets[0].degrade_rule()
+    assert settings is not None
+    rule = settings.rule()
+    assert rule.levels == ((Decimal("0.8"), Decimal("0.6")), (Decimal("0.95"), Decimal("0.85")))
+
+
+@pytest.mark.parametrize(
+    ("at", "recover_below", "message"),
+    [
+        ("[0.8, 0.95]", "0.6", "both numbers, or both lists of one value per level"),
+        ("[0.8, 0.95]", "[0.6]", "both numbers, or both lists of one value per level"),
+        ("[]", "[]", "`at` lists at least one level"),
+        ("[0.8, 0.8]", "[0.6, 0.7]", "at (0.8) of level 2 must be above level 1's (0.8)"),
+        ("[0.8, 0.95]", "[0.6, 0.95]", "recover_below (0.95) must be below at (0.95) at level 2"),
+    ],
+)
+def test_bad_levels_name_the_file_line_and_key(at: str, recover_below: str, message: str) -> None:
+    text = VALID.replace("at: 0.8", f"at: {at}").replace("recover_below: 0.6", f"recover_below: {recover_below}")
+    problem = only_problem(text)
+    assert problem.startswith(f"{SOURCE}:21: governance.budgets[0].degrade: "), problem
+    assert message in problem
