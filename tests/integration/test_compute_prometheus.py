@@ -1,6 +1,6 @@
 """A real Prometheus scrapes a small exporter that replays the H200 trace (2x speed) under DCGM and
 cAdvisor names; the `prometheus` collector reads it back through PromQL and the measured busy time
-equals what Prometheus stored (read back here as raw samples). A PromQL that errors and a Prometheus
+and GPU memory equal what Prometheus stored (read back here as raw samples). A PromQL that errors and a Prometheus
 that is down give a clear status and no sample. A deployment whose replicas come from Prometheus
 (`kube_deployment_status_replicas`, scaled from 1 to 3 by the exporter) is provisioned step by step."""
 
@@ -33,6 +33,7 @@ from tests.integration.prometheus_server import Prometheus
 
 TRACE = Path(__file__).parents[1] / "fixtures" / "gpu-trace-h200" / "nvml_samples.jsonl"
 LINES = [json.loads(line) for line in TRACE.read_text().splitlines() if line.strip()]
+MIB = 1 << 20  # DCGM_FI_DEV_FB_USED is in MiB
 SPEED = 2.0  # 45 s of trace in ~23 s: the collector reads it while the models still run
 CONFIG = """\
 hardware: [{name: h200, accelerator: NVIDIA H200, accelerator_count: 1, vcpus: 16, memory_gib: 128, hourly_usd: 3.72}]
@@ -56,6 +57,7 @@ class Replay(BaseHTTPRequestHandler):
         body = (
             f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="shared-h200",gpu="0"}} {line["gpu_util"] / 100}\n'
             f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="elsewhere",gpu="1"}} 0.9\n'
+            f'DCGM_FI_DEV_FB_USED{{deployment="shared-h200",gpu="0"}} {line["fb_used_bytes"] / MIB}\n'
             f'container_cpu_usage_seconds_total{{deployment="shared-h200",container="model"}} {cpu}\n'
             f'container_cpu_usage_seconds_total{{deployment="cpu-only",container="model"}} {cpu / 4}\n'
             f'container_memory_working_set_bytes{{deployment="shared-h200",container="model"}} {rss}\n'
@@ -127,6 +129,9 @@ def test_the_collector_reads_back_what_prometheus_stored(prometheus: Prometheus)
     assert "elsewhere" not in {s.deployment for s in samples}  # not a configured deployment
     rss = [s.rss_bytes for s in samples if isinstance(s, ProcessSample) and s.deployment == "shared-h200"]
     assert rss and max(rss) > 0  # working-set memory read back too
+    fb_raw = prometheus.vector(f'DCGM_FI_DEV_FB_USED{{deployment="shared-h200"}}[{window}] @ {end}')
+    gpu_memory = [(s.at, s.memory_used_bytes) for s in samples if isinstance(s, GpuSample)]
+    assert gpu_memory and all(m == int(_latest(fb_raw[0]["values"], at) * MIB) > 0 for at, m in gpu_memory)
 
 
 def test_a_bad_query_and_a_prometheus_that_is_down(prometheus: Prometheus) -> None:

@@ -13,7 +13,9 @@ def test_a_step_back_holds_until_the_gap_limit_is_passed() -> None:
     assert guard.hold("a", (104.98, 15.0), gap=15.0) is None  # 20 ms behind after 5 s: slew, not a step
     assert guard.hold("b", (0.0, 0.0), gap=15.0) is None  # another collector, nothing stored yet
     why = guard.hold("a", (104.7, 15.0), gap=15.0)  # 0.3 s behind: a step back
-    assert why == "the clock went back 0.300 s: no samples until it passes 115.000 (the stretch is a gap, not filled in)"
+    assert why == (
+        "the clock went back 0.300 s: no samples until it passes 115.000 (the stretch is a gap, not filled in)"
+    )
     assert guard.hold("a", (114.9, 25.2), gap=15.0) == why
     assert not guard.released("a", why)
     assert guard.hold("a", (115.1, 25.4), gap=15.0) is None
