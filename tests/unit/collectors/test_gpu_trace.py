@@ -172,3 +172,17 @@ def test_two_gpu_deployments_are_measured_by_their_pids() -> None:
     split = gpu_busy_by_owner(gpu, {435: "model-a", 436: "model-b"}, START, END, 0.3)
     assert measured == {"model-a": (split["model-a"], "nvml collector, by pid"),
                         "model-b": (split["model-b"], "nvml collector, by pid")}  # fmt: skip
+
+
+def test_a_gpu_held_by_a_child_process_is_its_deployments() -> None:
+    """The model servers' GPU contexts are held by their children (inference workers): the trace's pids
+    435 and 436 are children of the processes the process collectors found (100 and 200)."""
+    config = parse_config(TWO_MODELS)
+    owners = [ProcessSample(START, "model-a", 100, 0.0, 1, 1, (435,)), ProcessSample(START, "model-b", 200, 0.0, 1, 1,
+              (436, 437))]  # fmt: skip
+    gpu = [sample_from_reading(line) for line in SAMPLES]
+    measured = measured_busy(config, [*owners, *gpu], START, END)
+    split = gpu_busy_by_owner(gpu, {435: "model-a", 436: "model-b"}, START, END, 0.3)
+    assert split["model-a"] > 0 and split["model-b"] > 0
+    assert measured == {"model-a": (split["model-a"], "nvml collector, by pid"),
+                        "model-b": (split["model-b"], "nvml collector, by pid")}  # fmt: skip
