@@ -34,7 +34,8 @@ SAMPLES = _lines("nvml_samples.jsonl")
 START, END = SAMPLES[0]["ts"], SAMPLES[-1]["ts"]
 
 
-def _record(req: dict[str, Any]) -> UsageRecord:
+def trace_record(req: dict[str, Any]) -> UsageRecord:
+    """A ledger record of one request of the trace, served on `shared-h200` for its model's team."""
     return UsageRecord(
         request_id=f"{req['model']}-{req['request']}",
         started_at=req["start"],
@@ -77,7 +78,7 @@ def _expected_shares() -> tuple[float, dict[str, float]]:
 def _gatherer() -> IntervalGatherer:
     gatherer = IntervalGatherer(START, END, ("team",), {"shared-h200": Provision(H200, 1)})
     for req in REQUESTS:
-        gatherer.add(_record(req))
+        gatherer.add(trace_record(req))
     return gatherer
 
 
