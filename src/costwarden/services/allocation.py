@@ -117,9 +117,7 @@ async def gather(
         spans = [(query.start - reach, a), (max(a, b - reach), query.end)]
     for lo, hi in spans:  # rows started from the horizon before each raw stretch can count in it
         async for page in ledger_intervals(config.storage.ledger, lo, hi, sorted(found), query.by):
-            add = gatherer.add_request
-            for deployment, started, end, upstream_ms, tokens, *labels in page:
-                add(deployment, started, end, upstream_ms, reach, tuple(labels), tokens)
+            gatherer.add_rows(page, reach)
             if on_page is not None:
                 on_page(len(page))
     return gatherer, gatherer.usages(measured)
