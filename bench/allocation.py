@@ -66,8 +66,8 @@ async def fill(store: Store, count: int) -> None:
         await store.write(batch)
 
 
-def allocate(config: Path, by: str = "team,project") -> tuple[float, float, dict[str, object]]:
-    """The CLI in a child process: (seconds, its own peak RSS in MiB, its JSON)."""
+def allocate(config: Path, by: str = "team,project") -> tuple[float, float, float, dict[str, object]]:
+    """The CLI in a child process: (seconds, its own CPU seconds, its own peak RSS in MiB, its JSON)."""
     began = time.perf_counter()
     command = [sys.executable, "-m", "costwarden.cli.main", "allocation", "-c", str(config), "--by", by]
     command += ["--from", "2027-01-15T00:00:00Z", "--to", "2027-01-23T00:00:00Z", "--format", "json"]
@@ -79,7 +79,7 @@ def allocate(config: Path, by: str = "team,project") -> tuple[float, float, dict
     seconds = time.perf_counter() - began
     if proc.returncode:
         raise SystemExit(f"costwarden allocation failed: {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024, orjson.loads(out)
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, orjson.loads(out)
 
 
 async def prepare(kind: str, count: int, tmp: Path, prefix: str) -> str:
@@ -136,8 +136,8 @@ def main() -> None:
     parser.add_argument("--pg-prefix", default="costwarden_bench_", help="name prefix of the PostgreSQL database")
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.ledger == "both" else [args.ledger]
-    print("| ledger | by | folds | records read | time | peak RSS | rows | identity |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
+    print("| ledger | by | folds | records read | time | CPU | peak RSS | rows | identity |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for kind in kinds:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
@@ -158,7 +158,7 @@ def run(kind: str, url: str, tmp: Path, args: argparse.Namespace) -> None:
         if folded:
             print(f"{kind}: folded {asyncio.run(fold(config)):.1f} s", flush=True)
         for by in args.by or ["team,project"]:
-            seconds, peak, data = allocate(config, by)
+            seconds, cpu, peak, data = allocate(config, by)
             rows = data["rows"]
             assert isinstance(rows, list) and isinstance(data["totals"], dict)
             total = sum(Decimal(r["totalCost"]) for r in rows)
@@ -166,7 +166,8 @@ def run(kind: str, url: str, tmp: Path, args: argparse.Namespace) -> None:
             read = data["records"]["scanned"]  # type: ignore[index]
             same = seen.setdefault(by, rows) == rows
             identity = ("exact" if exact else "OFF") + ("" if same else ", rows DIFFER from the walk")
-            cells = [kind, by, "yes" if folded else "no", f"{read:,}", f"{seconds:.2f} s", f"{peak:.0f} MiB"]
+            cells = [kind, by, "yes" if folded else "no", f"{read:,}", f"{seconds:.2f} s", f"{cpu:.2f} s"]
+            cells.append(f"{peak:.0f} MiB")
             print("| " + " | ".join([*cells, str(len(rows)), identity]) + " |", flush=True)
 
 
