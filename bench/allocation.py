@@ -66,8 +66,8 @@ async def fill(store: Store, count: int) -> None:
         await store.write(batch)
 
 
-def allocate(config: Path, by: str = "team,project") -> tuple[float, float, dict[str, object]]:
-    """The CLI in a child process: (seconds, its own peak RSS in MiB, its JSON)."""
+def allocate(config: Path, by: str = "team,project") -> tuple[float, float, float, dict[str, object]]:
+    """The CLI in a child process: (seconds, its own CPU seconds, its own peak RSS in MiB, its JSON)."""
     began = time.perf_counter()
     command = [sys.executable, "-m", "costwarden.cli.main", "allocation", "-c", str(config), "--by", by]
     command += ["--from", "2027-01-15T00:00:00Z", "--to", "2027-01-23T00:00:00Z", "--format", "json"]
@@ -79,16 +79,16 @@ def allocate(config: Path, by: str = "team,project") -> tuple[float, float, dict
     seconds = time.perf_counter() - began
     if proc.returncode:
         raise SystemExit(f"costwarden allocation failed: {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024, orjson.loads(out)
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, orjson.loads(out)
 
 
-async def prepare(kind: str, count: int, tmp: Path) -> str:
+async def prepare(kind: str, count: int, tmp: Path, prefix: str) -> str:
     if kind == "sqlite":
         url = f"sqlite:///{tmp / 'ledger.db'}"
     else:
         import asyncpg
 
-        name = f"costwarden_bench_{uuid.uuid4().hex[:8]}"
+        name = f"{prefix}{uuid.uuid4().hex[:8]}"
         conn = await asyncpg.connect(PG_ADMIN)
         await conn.execute(f'CREATE DATABASE "{name}"')
         await conn.close()
@@ -100,6 +100,17 @@ async def prepare(kind: str, count: int, tmp: Path) -> str:
     await store.close()
     print(f"{kind}: filled {count:,} records in {time.perf_counter() - began:.1f} s", flush=True)
     return url
+
+
+async def drop(url: str) -> None:
+    """The bench's PostgreSQL database, dropped when its runs are done."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 async def fold(config: Path) -> float:
@@ -122,31 +133,42 @@ def main() -> None:
     parser.add_argument("--ledger", choices=["sqlite", "postgres", "both"], default="sqlite")
     parser.add_argument("--by", action="append", help="groupings to run (default: team,project)")
     parser.add_argument("--fold", action="store_true", help="then fold the closed hours and run them again")
+    parser.add_argument("--pg-prefix", default="costwarden_bench_", help="name prefix of the PostgreSQL database")
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.ledger == "both" else [args.ledger]
-    print("| ledger | by | folds | records read | time | peak RSS | rows | identity |")
-    print("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
+    print("| ledger | by | folds | records read | time | CPU | peak RSS | rows | identity |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for kind in kinds:
         with tempfile.TemporaryDirectory() as folder:
             tmp = Path(folder)
-            url = asyncio.run(prepare(kind, args.records, tmp))
-            config = tmp / "costwarden.yaml"
-            config.write_text(CONFIG.format(ledger=url))
-            seen: dict[str, object] = {}
-            for folded in (False, True) if args.fold else (False,):
-                if folded:
-                    print(f"{kind}: folded {asyncio.run(fold(config)):.1f} s", flush=True)
-                for by in args.by or ["team,project"]:
-                    seconds, peak, data = allocate(config, by)
-                    rows = data["rows"]
-                    assert isinstance(rows, list) and isinstance(data["totals"], dict)
-                    total = sum(Decimal(r["totalCost"]) for r in rows)
-                    exact = total == Decimal(data["totals"]["provisionedCost"])
-                    read = data["records"]["scanned"]  # type: ignore[index]
-                    same = seen.setdefault(by, rows) == rows
-                    identity = ("exact" if exact else "OFF") + ("" if same else ", rows DIFFER from the walk")
-                    cells = [kind, by, "yes" if folded else "no", f"{read:,}", f"{seconds:.2f} s", f"{peak:.0f} MiB"]
-                    print("| " + " | ".join([*cells, str(len(rows)), identity]) + " |", flush=True)
+            url = asyncio.run(prepare(kind, args.records, tmp, args.pg_prefix))
+            try:
+                run(kind, url, tmp, args)
+            finally:
+                if kind == "postgres":
+                    asyncio.run(drop(url))
+
+
+def run(kind: str, url: str, tmp: Path, args: argparse.Namespace) -> None:
+    """Each grouping over the filled ledger (then again after folding, with --fold): one table row each."""
+    config = tmp / "costwarden.yaml"
+    config.write_text(CONFIG.format(ledger=url))
+    seen: dict[str, object] = {}
+    for folded in (False, True) if args.fold else (False,):
+        if folded:
+            print(f"{kind}: folded {asyncio.run(fold(config)):.1f} s", flush=True)
+        for by in args.by or ["team,project"]:
+            seconds, cpu, peak, data = allocate(config, by)
+            rows = data["rows"]
+            assert isinstance(rows, list) and isinstance(data["totals"], dict)
+            total = sum(Decimal(r["totalCost"]) for r in rows)
+            exact = total == Decimal(data["totals"]["provisionedCost"])
+            read = data["records"]["scanned"]  # type: ignore[index]
+            same = seen.setdefault(by, rows) == rows
+            identity = ("exact" if exact else "OFF") + ("" if same else ", rows DIFFER from the walk")
+            cells = [kind, by, "yes" if folded else "no", f"{read:,}", f"{seconds:.2f} s", f"{cpu:.2f} s"]
+            cells.append(f"{peak:.0f} MiB")
+            print("| " + " | ".join([*cells, str(len(rows)), identity]) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ async def test_interval_rows_page_by_page(ledger: tuple[str, Store], monkeypatch
         if r.deployment == "iris" and r.upstream_ms is not None and start <= r.started_at < end
     ]
     assert sorted(rows, key=lambda r: float(r[2] or 0)) == expected and len(expected) > 9
+    assert await intervals_sql.ledger_interval_count(url, start, end, ["iris"]) == len(expected)  # a bar's total
+    assert await intervals_sql.ledger_interval_count(url, start, end, []) == 0
     assert [r async for r in intervals_sql.ledger_intervals(url, start, end, [], ["team"])] == []
     with pytest.raises(ValueError, match="cannot group by"):
         [r async for r in intervals_sql.ledger_intervals(url, start, end, ["iris"], ["team; DROP TABLE ledger"])]

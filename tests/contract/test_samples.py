@@ -40,7 +40,7 @@ async def test_samples_round_trip_and_prune(samples: SampleStore) -> None:
     written: list[ProcessSample | GpuSample] = [
         ProcessSample(10.0, "iris", 4242, 1.25, 300 << 20, 9),
         gpu,
-        ProcessSample(30.0, "iris", 4242, 2.5, 301 << 20, 9),
+        ProcessSample(30.0, "iris", 4242, 2.5, 301 << 20, 9, (4250, 4251)),  # with its workers' pids
     ]
     assert await samples.write_samples(list(reversed(written))) == 3
     assert await samples.samples(0, 100) == written

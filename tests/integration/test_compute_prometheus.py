@@ -1,6 +1,7 @@
 """A real Prometheus scrapes a small exporter that replays the H200 trace (2x speed) under DCGM and
 cAdvisor names; the `prometheus` collector reads it back through PromQL and the measured busy time
-equals what Prometheus stored (read back here as raw samples). A PromQL that errors and a Prometheus
+and GPU memory equal what Prometheus stored (read back here as raw samples), and the trace's requests
+allocated with the collector's busy time equal the allocation with the replay's. A PromQL that errors and a Prometheus
 that is down give a clear status and no sample. A deployment whose replicas come from Prometheus
 (`kube_deployment_status_replicas`, scaled from 1 to 3 by the exporter) is provisioned step by step."""
 
@@ -22,7 +23,8 @@ import pytest
 from costwarden.collectors.prometheus import PrometheusCollector
 from costwarden.config import parse_config
 from costwarden.config.compute import PrometheusCollector as PrometheusConfig
-from costwarden.domain.allocation import money
+from costwarden.domain.allocation import QUANTUM, allocate, money
+from costwarden.domain.allocation_input import IntervalGatherer, Provision
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
 from costwarden.services.allocation import AllocationQuery, allocation
 from costwarden.services.compute import measured_busy
@@ -30,9 +32,11 @@ from costwarden.services.compute_tally import ComputeTally
 from costwarden.storage.sqlite import SQLiteStore
 from tests.integration.procs import free_port, wait_until
 from tests.integration.prometheus_server import Prometheus
+from tests.unit.collectors.test_gpu_trace import H200, REQUESTS, trace_record
 
 TRACE = Path(__file__).parents[1] / "fixtures" / "gpu-trace-h200" / "nvml_samples.jsonl"
 LINES = [json.loads(line) for line in TRACE.read_text().splitlines() if line.strip()]
+MIB = 1 << 20  # DCGM_FI_DEV_FB_USED is in MiB
 SPEED = 2.0  # 45 s of trace in ~23 s: the collector reads it while the models still run
 CONFIG = """\
 hardware: [{name: h200, accelerator: NVIDIA H200, accelerator_count: 1, vcpus: 16, memory_gib: 128, hourly_usd: 3.72}]
@@ -56,6 +60,7 @@ class Replay(BaseHTTPRequestHandler):
         body = (
             f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="shared-h200",gpu="0"}} {line["gpu_util"] / 100}\n'
             f'DCGM_FI_PROF_GR_ENGINE_ACTIVE{{deployment="elsewhere",gpu="1"}} 0.9\n'
+            f'DCGM_FI_DEV_FB_USED{{deployment="shared-h200",gpu="0"}} {line["fb_used_bytes"] / MIB}\n'
             f'container_cpu_usage_seconds_total{{deployment="shared-h200",container="model"}} {cpu}\n'
             f'container_cpu_usage_seconds_total{{deployment="cpu-only",container="model"}} {cpu / 4}\n'
             f'container_memory_working_set_bytes{{deployment="shared-h200",container="model"}} {rss}\n'
@@ -127,6 +132,35 @@ def test_the_collector_reads_back_what_prometheus_stored(prometheus: Prometheus)
     assert "elsewhere" not in {s.deployment for s in samples}  # not a configured deployment
     rss = [s.rss_bytes for s in samples if isinstance(s, ProcessSample) and s.deployment == "shared-h200"]
     assert rss and max(rss) > 0  # working-set memory read back too
+    _allocations_match(measured["shared-h200"], expected_gpu * 2, start, end)
+    fb_raw = prometheus.vector(f'DCGM_FI_DEV_FB_USED{{deployment="shared-h200"}}[{window}] @ {end}')
+    gpu_memory = [(s.at, s.memory_used_bytes) for s in samples if isinstance(s, GpuSample)]
+    assert gpu_memory and all(m == int(_latest(fb_raw[0]["values"], at) * MIB) > 0 for at, m in gpu_memory)
+
+
+def _allocations_match(measured: tuple[float, str], replayed: float, start: float, end: float) -> None:
+    """The trace's requests on the replay's timeline (2x speed), allocated with the busy time the
+    collector measured and with the busy time the replay served (as Prometheus stored it): the same
+    rows, each within the nano-dollar the two float sums may round apart; both balance exactly."""
+    replay_start = Replay.began
+
+    def on_replay(ts: float) -> float:
+        return replay_start + (ts - float(LINES[0]["ts"])) / SPEED
+
+    requests = [{**r, "start": on_replay(r["start"]), "end": on_replay(r["end"])} for r in REQUESTS]
+    results = []
+    for busy in (measured, (replayed, "prometheus (DCGM)")):
+        gatherer = IntervalGatherer(start, end, ("team",), {"shared-h200": Provision(H200, 2)})
+        for request in requests:
+            gatherer.add(trace_record(request))
+        results.append(allocate(gatherer.usages({"shared-h200": busy}), 1, "separate"))
+    collected, replay = results
+    assert collected.provisioned_usd == replay.provisioned_usd > 0
+    assert [r.group for r in collected.rows] == [r.group for r in replay.rows] and len(replay.rows) >= 2
+    for mine, theirs in zip(collected.rows, replay.rows, strict=True):
+        assert abs(mine.used_usd - theirs.used_usd) <= QUANTUM and abs(mine.idle_usd - theirs.idle_usd) <= QUANTUM
+    for result in results:
+        assert sum((r.total_usd for r in result.rows), Decimal(0)) == result.provisioned_usd
 
 
 def test_a_bad_query_and_a_prometheus_that_is_down(prometheus: Prometheus) -> None:

@@ -1,7 +1,8 @@
 """Scale-out capped by budget, live: a gateway with a `compute.scaling` deployment and a budget on
 it. `GET /scaling/v1/chat` (KEDA's metrics-api scaler) asks for more replicas as requests arrive and
 for fewer as spend eats the budget; the test computes demand and cap itself from the ledger and the
-budget's state. When the cap binds, one `scale_capped` alert fires; raising the limit resolves it."""
+budget's state. When the cap binds, one `scale_capped` alert fires and reaches the configured webhook
+sink (signed); raising the limit resolves it, and the webhook gets the resolution."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
+from costwarden.alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from costwarden.domain.money import quantize
 from tests.integration import ledger
 from tests.integration.procs import Gateway, TextModel, free_port, wait_until
+from tests.integration.receiver import SECRET, Receiver
 from tests.integration.setup_config import ADMIN_TOKEN, KEYS, Upstreams, config_dict, write_config
 from tests.integration.test_cache import metric
+from tests.integration.threaded_server import serve_in_thread
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCALING_TOKEN = "scaling-token-for-keda-0123456789"
@@ -28,8 +33,10 @@ PER_REPLICA_RPS = Decimal("0.02")  # one request in the 50 s window is one repli
 LIMIT = Decimal("0.002")
 
 
-def _gateway(textmodel: TextModel, tmp_path: Path, hourly: Decimal = HOURLY) -> Gateway:
+def _gateway(textmodel: TextModel, tmp_path: Path, hourly: Decimal = HOURLY, hook: str | None = None) -> Gateway:
     data = config_dict(Upstreams(text=textmodel.url), tmp_path, scaling_token=SCALING_TOKEN)
+    if hook is not None:  # the existing sinks: a signed webhook
+        data["alerts"] = [{"type": "webhook", "url": hook, "secret": SECRET, "backoff_s": 0.05}]
     data["hardware"] = [{"name": "tiny", "vcpus": 2, "memory_gib": "4", "hourly_usd": str(hourly)}]
     scaling = {
         "target_rps_per_replica": str(PER_REPLICA_RPS),
@@ -84,9 +91,32 @@ def _scale_alerts(gateway: Gateway) -> list[dict[str, Any]]:
     return [a for a in alerts if a["kind"] == "scale_capped"]
 
 
+def _delivered(peer: Receiver, kind: str) -> list[dict[str, Any]]:
+    """The alerts of `kind` the webhook receiver got, in order (each body signed: checked)."""
+    out = []
+    for headers, body in list(peer.requests):
+        assert verify(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER], now=time.time())
+        out += [a for a in orjson.loads(body)["alerts"] if a["kind"] == kind]
+    return out
+
+
+def _one_episode_delivered(peer: Receiver, alert_id: str) -> None:
+    """Through the existing sinks: the webhook got the episode, firing then resolved, once each."""
+    wait_until(lambda: len(_delivered(peer, "scale_capped")) >= 2, 10, "the webhook's scale_capped")
+    hooked = _delivered(peer, "scale_capped")
+    assert [a["status"] for a in hooked] == ["firing", "resolved"] and hooked[0]["id"] == hooked[1]["id"] == alert_id
+    assert hooked[0]["labels"] == {"deployment": "chat"} and "chat-hour" in hooked[0]["summary"]
+
+
 def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: TextModel, tmp_path: Path) -> None:
     started = time.time()
-    gateway = _gateway(textmodel, tmp_path)
+    peer = Receiver()
+    with serve_in_thread(peer.handle) as hook_url:
+        _capped_and_alerted(textmodel, tmp_path, peer, hook_url + "/hook", started)
+
+
+def _capped_and_alerted(textmodel: TextModel, tmp_path: Path, peer: Receiver, hook: str, started: float) -> None:
+    gateway = _gateway(textmodel, tmp_path, hook=hook)
     try:
         # Refusals in the admin error shape: no token, a wrong one, no such deployment, one without scaling.
         url = gateway.url + "/scaling/v1/"
@@ -132,6 +162,7 @@ def test_the_scaling_endpoint_caps_replicas_by_budget_and_alerts(textmodel: Text
         assert metric(gateway, 'costwarden_scaling_demand_replicas{deployment="chat"}') == 8
         wait_until(lambda: _scale_alerts(gateway)[0]["status"] == "resolved", 10, "the alert resolved")
         assert len(_scale_alerts(gateway)) == 1  # one episode, fired once and resolved once
+        _one_episode_delivered(peer, alert["id"])
 
         # The compute cost counters, fed from the allocation engine.
         series = '{deployment="chat",profile="tiny"}'

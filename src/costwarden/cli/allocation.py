@@ -63,15 +63,19 @@ def allocation_command(
     format_or_exit(output)
     cfg = config_or_exit(config)
     query = query_or_exit(lambda: build_allocation_query(by, since, start, end, idle, time.time()))
-    with progress() as line:
+    shown = errors.is_terminal  # a bar with a total costs a count query: only when someone sees it
+    with progress(bar=shown) as line:
         task = line.add_task("reading the ledger", total=None)
         scanned = [0]
 
         def on_page(count: int) -> None:
             scanned[0] += count
-            line.update(task, description=f"reading the ledger: {scanned[0]:,} records")
+            line.update(task, description=f"reading the ledger: {scanned[0]:,} records", completed=scanned[0])
 
-        report = with_store(cfg, lambda store: _allocate(cfg, query, on_page))
+        def on_total(count: int) -> None:
+            line.update(task, total=max(count, 1))
+
+        report = with_store(cfg, lambda store: _allocate(cfg, query, on_page, on_total if shown else None))
     data = report_json(report)
     if output == "json":
         typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
@@ -83,11 +87,13 @@ def allocation_command(
             errors.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
-async def _allocate(cfg: Config, query: AllocationQuery, on_page: Callable[[int], None]) -> AllocationReport:
+async def _allocate(
+    cfg: Config, query: AllocationQuery, on_page: Callable[[int], None], on_total: Callable[[int], None] | None
+) -> AllocationReport:
     """After `with_store` opened the ledger (its migrations are applied), read it and the samples."""
     samples = open_samples(cfg.storage.ledger) if cfg.compute.collectors else None
     try:
-        return await allocation(cfg, query, samples, on_page)
+        return await allocation(cfg, query, samples, on_page, on_total)
     finally:
         if samples is not None:
             await samples.close()

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from costwarden.config import Config, ConfigError, load_config
 from costwarden.domain.report import QueryError
@@ -101,7 +101,10 @@ def query_or_exit(build: Callable[[], T]) -> T:
         raise typer.Exit(2) from exc
 
 
-def progress() -> Progress:
-    """A progress line on stderr, gone when done: a spinner, what is being done, the time so far."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+def progress(bar: bool = False) -> Progress:
+    """A progress line on stderr, gone when done: a spinner, what is being done, (with `bar`) a bar
+    that fills once the task is given a total, the time so far."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
+    if bar:
+        columns[2:2] = [BarColumn(), TaskProgressColumn()]
     return Progress(*columns, console=errors, transient=True)

@@ -61,7 +61,7 @@ class NvmlCollector:
             return []
         out = []
         for index in range(nvml.nvmlDeviceGetCount()):
-            out.append(sample_from_reading(_read(nvml, nvml.nvmlDeviceGetHandleByIndex(index), now), index))
+            out.append(sample_from_reading(read_device(nvml, nvml.nvmlDeviceGetHandleByIndex(index), now), index))
         return out
 
     def stop(self) -> None:
@@ -71,7 +71,8 @@ class NvmlCollector:
         self.status.running = False
 
 
-def _read(nvml: Any, handle: Any, now: float) -> dict[str, Any]:
+def read_device(nvml: Any, handle: Any, now: float) -> dict[str, Any]:
+    """One device's raw reading (the shape of the fixture's nvml_samples.jsonl lines)."""
     util = nvml.nvmlDeviceGetUtilizationRates(handle)
     memory = nvml.nvmlDeviceGetMemoryInfo(handle)
     reading: dict[str, Any] = {
@@ -79,8 +80,8 @@ def _read(nvml: Any, handle: Any, now: float) -> dict[str, Any]:
         "gpu_util": util.gpu,
         "mem_util": util.memory,
         "fb_used_bytes": memory.used,
-        "power_mw": nvml.nvmlDeviceGetPowerUsage(handle),
-        "energy_mj": nvml.nvmlDeviceGetTotalEnergyConsumption(handle),
+        "power_mw": _unless_unsupported(nvml, nvml.nvmlDeviceGetPowerUsage, handle),
+        "energy_mj": _unless_unsupported(nvml, nvml.nvmlDeviceGetTotalEnergyConsumption, handle),
         "procs": [
             {"pid": p.pid, "used_gpu_memory": p.usedGpuMemory or 0}
             for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)
@@ -94,3 +95,12 @@ def _read(nvml: Any, handle: Any, now: float) -> dict[str, Any]:
     except nvml.NVMLError as exc:  # "Not Found" when no process ran a kernel since the last read
         reading["proc_util_error"] = str(exc)
     return reading
+
+
+def _unless_unsupported(nvml: Any, read: Any, handle: Any) -> Any:
+    """A reading some GPUs do not have (power before Kepler's boards, the energy counter before
+    Volta, some vGPUs): None when NVML says it is not supported, never a made-up figure."""
+    try:
+        return read(handle)
+    except nvml.NVMLError_NotSupported:
+        return None

@@ -1,6 +1,7 @@
 """The `process` collector (psutil): the model-server process of one deployment on this host, found
 by the port it listens on, a pid file or a command-line substring, and its children (MLServer's
-inference workers). Each sample: CPU seconds (user + system, the tree summed), RSS and threads."""
+inference workers). Each sample: CPU seconds (user + system, the tree summed), RSS and threads, and the
+children's pids (the nvml collector's GPU processes are matched to deployments by any of them)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class ProcessCollector:
             with proc.oneshot():
                 tree = [proc, *proc.children(recursive=True)]
                 cpu = rss = threads = 0.0
+                children: list[int] = []
                 for member in tree:
                     try:
                         times = member.cpu_times()
@@ -66,12 +68,14 @@ class ProcessCollector:
                         threads += member.num_threads()
                     except psutil.NoSuchProcess:
                         continue  # a worker that exited between listing and reading: skipped, not guessed
+                    if member.pid != proc.pid:
+                        children.append(member.pid)
         except (LookupError, psutil.Error) as exc:
             self._proc = None
             self.status.last_error = f"{type(exc).__name__}: {exc}"
             return []
         self.status.last_error = None
-        return [ProcessSample(now, self.deployment, proc.pid, cpu, int(rss), int(threads))]
+        return [ProcessSample(now, self.deployment, proc.pid, cpu, int(rss), int(threads), tuple(sorted(children)))]
 
     def stop(self) -> None:
         self.status.running = False

@@ -1,5 +1,6 @@
 """The `prometheus` collector: PromQL over a Prometheus HTTP API (DCGM-exporter, cAdvisor), per
-deployment label: cumulative CPU seconds, working-set memory and the GPUs' mean engine activity.
+deployment label: cumulative CPU seconds, working-set memory, the GPUs' mean engine activity and the
+GPU memory they hold (DCGM_FI_DEV_FB_USED).
 A query that errors or a Prometheus that is down gives a clear status and no sample at all."""
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class PrometheusCollector:
             cpu = self._query("cpu_seconds", queries.cpu_seconds, now)
             memory = self._query("memory_bytes", queries.memory_bytes, now)
             gpu = self._query("gpu_active", queries.gpu_active, now)
+            gpu_memory = self._query("gpu_memory_bytes", queries.gpu_memory_bytes, now) if gpu else {}
         except QueryFailed as exc:
             self.status.last_error = str(exc)
             return []
@@ -58,7 +60,8 @@ class PrometheusCollector:
             ProcessSample(now, dep, 0, seconds, int(memory.get(dep, 0)), 0) for dep, seconds in sorted(cpu.items())
         ]
         out += [
-            GpuSample(now, PROMETHEUS_GPU, 100.0 * active, 0, 0, None, (), dep) for dep, active in sorted(gpu.items())
+            GpuSample(now, PROMETHEUS_GPU, 100.0 * active, int(gpu_memory.get(dep, 0)), 0, None, (), dep)
+            for dep, active in sorted(gpu.items())
         ]
         return out
 

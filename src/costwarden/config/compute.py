@@ -88,6 +88,7 @@ class PrometheusQueries(Model):
     cpu_seconds: str = 'sum by ($label) (container_cpu_usage_seconds_total{container!="",container!="POD"})'
     memory_bytes: str = 'sum by ($label) (container_memory_working_set_bytes{container!="",container!="POD"})'
     gpu_active: str = "avg by ($label) (DCGM_FI_PROF_GR_ENGINE_ACTIVE)"  # 0..1, over the deployment's GPUs
+    gpu_memory_bytes: str = "sum by ($label) (DCGM_FI_DEV_FB_USED) * 1048576"  # DCGM reports MiB; all its GPUs
 
 
 class PrometheusCollector(Model):

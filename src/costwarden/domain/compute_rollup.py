@@ -105,7 +105,7 @@ def window_totals(samples: Sequence[Sample], start: float, end: float, gaps: Gap
         for deployment, gpus in sorted(prom_gpu.items()):
             out.append(_gpu("prom-gpu", deployment, 0, gpus, start, end, gaps.prometheus))
     if gaps.nvml is not None:
-        owners = {pid: dep for dep, series in local_cpu.items() for pid in {s.pid for s in series}}
+        owners = {pid: dep for dep, series in local_cpu.items() for s in series for pid in (s.pid, *s.children)}
         for index, gpus in sorted(nvml.items()):
             out.append(_gpu("gpu", "", index, gpus, start, end, gaps.nvml))
             for deployment, seconds in sorted(gpu_busy_by_owner(gpus, owners, start, end, gaps.nvml).items()):

@@ -13,7 +13,9 @@ PROMETHEUS_GPU = -1  # GpuSample.gpu of a Prometheus sample: a deployment's mean
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
-    """One model-server process at `at` (Unix s): cumulative CPU seconds (user + system), RSS, threads."""
+    """One model-server process at `at` (Unix s): cumulative CPU seconds (user + system), RSS, threads,
+    each summed over the process and its descendants, whose pids are in `children` (a GPU context held by
+    one of them, e.g. an MLServer inference worker, is the deployment's too)."""
 
     at: float
     deployment: str
@@ -21,6 +23,7 @@ class ProcessSample:
     cpu_seconds: float
     rss_bytes: int
     threads: int
+    children: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

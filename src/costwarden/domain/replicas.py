@@ -15,12 +15,14 @@ ZERO = Decimal(0)
 @dataclass(frozen=True, slots=True)
 class ReplicaSeconds:
     """Replica-seconds over the covered part of a window, the seconds covered, the grid steps with
-    no value (gaps) and the largest count seen (the concurrency cap of the request sweep)."""
+    no value (gaps), the largest count seen (the concurrency cap of the request sweep) and the count
+    at the last step that has one (None: no step has)."""
 
     replica_seconds: Decimal
     covered_seconds: Decimal
     gaps: int
     peak: int
+    last: Decimal | None = None
 
     @property
     def mean(self) -> Decimal:
@@ -56,4 +58,5 @@ def replica_seconds(points: Iterable[tuple[float, str]], start: float, end: floa
         total += count * span
         covered += span
         peak = max(peak, math.ceil(count))
-    return ReplicaSeconds(total, covered, steps - len(by_step), peak)
+    last = by_step[max(by_step)] if by_step else None
+    return ReplicaSeconds(total, covered, steps - len(by_step), peak, last)

@@ -5,6 +5,7 @@ requests), and each compute collector's state and samples."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -25,13 +26,17 @@ class ComputeMetrics(Collector):
     ) -> None:
         self._totals = totals
         self._hourly: list[tuple[str, str, float]] = []
+        self._counted: list[tuple[str, str, Decimal]] = []  # replicas from Prometheus: the price of one
         for dep in config.deployments:
             compute = dep.compute
             profile = resolve_profile(compute.profile, config.hardware) if compute is not None else None
-            if compute is None or profile is None or isinstance(compute.replicas, PrometheusReplicas):
+            if compute is None or profile is None:
                 continue
             price = profile.hourly(compute.spot)
-            self._hourly.append((dep.name, profile.name, float(price * compute.replicas)))
+            if isinstance(compute.replicas, PrometheusReplicas):
+                self._counted.append((dep.name, profile.name, price))
+            else:
+                self._hourly.append((dep.name, profile.name, float(price * compute.replicas)))
         self._statuses = statuses
 
     def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
@@ -42,6 +47,11 @@ class ComputeMetrics(Collector):
         )
         for deployment, profile, usd in self._hourly:
             hourly.add_metric([deployment, profile], usd)
+        tallied = self._totals()
+        for deployment, profile, price in self._counted:  # the latest count the tally read, if any
+            count = tallied[(deployment, profile)].replicas if (deployment, profile) in tallied else None
+            if count is not None:
+                hourly.add_metric([deployment, profile], float(price * count))
         yield hourly
         yield from self._tallied()
         up = GaugeMetricFamily(

@@ -29,7 +29,7 @@ from costwarden.services.compute import measured_window
 from costwarden.services.replicas import prometheus_provisions
 from costwarden.services.reports import iso_time, parse_duration, parse_list, parse_time
 from costwarden.storage.busy_sql import BusyFolds
-from costwarden.storage.intervals_sql import ledger_intervals
+from costwarden.storage.intervals_sql import ledger_interval_count, ledger_intervals
 
 _HOURS = Decimal("0.000001")
 
@@ -98,9 +98,11 @@ async def gather(
     found: Mapping[str, Provision],
     samples: SampleStore | None = None,
     on_page: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> tuple[IntervalGatherer, list[DeploymentUsage]]:
     """Each provisioned deployment's usage over the query's window: the ledger's upstream intervals,
-    a page at a time, and the collectors' measured busy time where they ran."""
+    a page at a time, and the collectors' measured busy time where they ran. `on_total`, when given,
+    is told how many rows the pages will hold before the first (a count query: only for a display)."""
     measured: Mapping[str, tuple[float, str]] = {}
     if samples is not None and config.compute.collectors:
         measured = await measured_window(config, samples, query.start, query.end)
@@ -115,11 +117,12 @@ async def gather(
         a, b = stretch
         await _add_folded(gatherer, folds, stretch, sorted(found), query.by)
         spans = [(query.start - reach, a), (max(a, b - reach), query.end)]
+    if on_total is not None:
+        counts = [await ledger_interval_count(config.storage.ledger, lo, hi, sorted(found)) for lo, hi in spans]
+        on_total(sum(counts))
     for lo, hi in spans:  # rows started from the horizon before each raw stretch can count in it
         async for page in ledger_intervals(config.storage.ledger, lo, hi, sorted(found), query.by):
-            add = gatherer.add_request
-            for deployment, started, end, upstream_ms, tokens, *labels in page:
-                add(deployment, started, end, upstream_ms, reach, tuple(labels), tokens)
+            gatherer.add_rows(page, reach)
             if on_page is not None:
                 on_page(len(page))
     return gatherer, gatherer.usages(measured)
@@ -146,6 +149,7 @@ async def allocation(
     query: AllocationQuery,
     samples: SampleStore | None = None,
     on_page: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> AllocationReport:
     """Read the window's upstream intervals a page at a time (memory: compact interval arrays) and
     allocate; busy time is measured from the collectors' samples where they ran. Records that started
@@ -155,7 +159,7 @@ async def allocation(
     counted, counted_notes = await prometheus_provisions(config, query.start, query.end)
     found.update(counted)
     notes += counted_notes
-    gatherer, usages = await gather(config, query, found, samples, on_page)
+    gatherer, usages = await gather(config, query, found, samples, on_page, on_total)
     result = allocate(usages, len(query.by), query.idle)
     if not found:
         notes.append("no deployment has `compute:` with a replica count: nothing to allocate")

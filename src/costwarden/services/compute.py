@@ -9,7 +9,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from costwarden.aio import PeriodicTask
 from costwarden.config.hardware import resolve_profile
@@ -27,6 +27,7 @@ from costwarden.domain.compute_rollup import (
     window_totals,
 )
 from costwarden.domain.compute_sample import GpuSample, ProcessSample
+from costwarden.domain.sample_clock import ClockGuard, Reading, read_clock
 from costwarden.ports import ComputeCollector, SampleStore
 
 log = logging.getLogger("costwarden.compute")
@@ -34,6 +35,7 @@ PRUNE_EVERY = 3600.0
 FOLD_EVERY = 60.0
 FOLD_LAG = 60.0  # a sample is stored a little after it was taken (and Prometheus's lag behind now)
 FOLD_CHUNK = 60 * MINUTE
+GAP_INTERVALS = 3  # a pair of samples further apart than this many sampling intervals is a gap
 
 
 class ComputeSampler:
@@ -42,7 +44,7 @@ class ComputeSampler:
 
     def __init__(
         self, collectors: Sequence[tuple[ComputeCollector, float]], store: SampleStore, retention_s: float,
-        gaps: Gaps | None = None, raw_retention_s: float | None = None,
+        gaps: Gaps | None = None, raw_retention_s: float | None = None, clock: Callable[[], Reading] = read_clock,
     ) -> None:  # fmt: skip
         self.collectors = list(collectors)
         self.store = store
@@ -52,6 +54,9 @@ class ComputeSampler:
         self._folded: int | None = None  # minutes before this one are folded
         self._pruned = 0.0  # when prune last ran
         self._tasks: list[PeriodicTask] = []
+        self._clock = clock
+        self._guard = ClockGuard()
+        self._intervals: dict[ComputeCollector, float] = {c: interval for c, interval in self.collectors}
 
     @property
     def statuses(self) -> list[CollectorStatus]:
@@ -76,12 +81,22 @@ class ComputeSampler:
             task.start()
 
     async def tick(self, collector: ComputeCollector) -> int:
-        """One sample of one collector, stored; an error is kept in its status, never raised."""
-        now = time.time()
+        """One sample of one collector, stored; an error is kept in its status, never raised. While
+        the wall clock is behind where it stood (it stepped back), nothing is sampled (ClockGuard)."""
+        reading = self._clock()
+        now = reading[0]
+        held = self._guard.hold(collector, reading, GAP_INTERVALS * self._intervals.get(collector, 0.0))
+        if held is not None:
+            collector.status.last_error = held
+            await self._save_status()
+            return 0
+        if self._guard.released(collector, collector.status.last_error):
+            collector.status.last_error = None
         try:
             samples = await asyncio.to_thread(collector.sample, now)
             if samples:
                 await self.store.write_samples(samples)
+                self._guard.stored(collector, reading)
                 collector.status.samples += len(samples)
                 collector.status.last_sample_at = now
         except Exception as exc:  # a collector or the database failing must not stop the gateway
@@ -146,11 +161,11 @@ class ComputeSampler:
 
 def gaps_of(config: Config) -> Gaps:
     """Each source's gap limit: three of its collector's sampling intervals."""
-    collectors = config.compute.collectors
+    collectors, n = config.compute.collectors, GAP_INTERVALS
     return Gaps(
-        process={c.deployment: 3 * c.interval_seconds for c in collectors if c.type == "process"},
-        prometheus=next((3 * c.interval_seconds for c in collectors if c.type == "prometheus"), None),
-        nvml=next((3 * c.interval_seconds for c in collectors if c.type == "nvml"), None),
+        process={c.deployment: n * c.interval_seconds for c in collectors if c.type == "process"},
+        prometheus=next((n * c.interval_seconds for c in collectors if c.type == "prometheus"), None),
+        nvml=next((n * c.interval_seconds for c in collectors if c.type == "nvml"), None),
     )
 
 

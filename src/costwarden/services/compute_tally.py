@@ -43,6 +43,7 @@ class ComputeTotals:
     idle_usd: Decimal = Decimal(0)  # of which no request used
     gpu_seconds: Decimal = Decimal(0)  # accelerators x replicas x seconds held
     uncounted_seconds: Decimal = Decimal(0)  # Prometheus-counted replicas: seconds with no count (gaps)
+    replicas: Decimal | None = None  # Prometheus-counted replicas: the latest count this (leading) replica read
 
 
 class ComputeTally:
@@ -136,6 +137,8 @@ class ComputeTally:
                 totals.compute_usd += result.provisioned_usd
                 totals.idle_usd += result.idle_usd
             totals.gpu_seconds += priced.profile.accelerator_count * seen.replica_seconds
+        if seen.last is not None:
+            totals.replicas = seen.last
         uncounted = Decimal(repr(end)) - Decimal(repr(start)) - seen.covered_seconds
         if uncounted > 0:
             totals.uncounted_seconds += uncounted

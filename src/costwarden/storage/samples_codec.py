@@ -32,8 +32,9 @@ Row = tuple[Any, ...]
 def sample_row(sample: ProcessSample | GpuSample) -> Row:
     if isinstance(sample, ProcessSample):
         s = sample
+        children = orjson.dumps(list(s.children)).decode() if s.children else None  # `processes` holds them
         return (s.at, "process", s.deployment, s.pid, None, s.cpu_seconds, s.rss_bytes, s.threads, None, None, None,
-                None, None)  # fmt: skip
+                None, children)  # fmt: skip
     g = sample
     procs = orjson.dumps([[p.pid, p.memory_bytes, p.sm_pct] for p in g.processes]).decode()
     return (g.at, "gpu", g.deployment, None, g.gpu, None, None, None, g.util_pct, g.memory_used_bytes, g.power_mw,
@@ -43,7 +44,8 @@ def sample_row(sample: ProcessSample | GpuSample) -> Row:
 def sample_from_row(row: Sequence[Any]) -> ProcessSample | GpuSample:
     at, source, deployment, pid, gpu, cpu, rss, threads, util, memory, power, energy, procs = row
     if source == "process":
-        return ProcessSample(float(at), str(deployment), int(pid), float(cpu), int(rss), int(threads))
+        children = tuple(int(p) for p in orjson.loads(procs)) if procs else ()
+        return ProcessSample(float(at), str(deployment), int(pid), float(cpu), int(rss), int(threads), children)
     processes = tuple(GpuProcess(int(p), int(m), None if s is None else float(s)) for p, m, s in orjson.loads(procs))
     return GpuSample(float(at), int(gpu), float(util), int(memory), int(power), None if energy is None else int(energy),
                      processes, None if deployment is None else str(deployment))  # fmt: skip

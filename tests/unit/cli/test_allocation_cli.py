@@ -17,7 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from costwarden.cli.main import app
+from costwarden.config.loader import load_config
 from costwarden.domain.record import UsageRecord
+from costwarden.services.allocation import AllocationQuery, allocation
 from costwarden.storage import intervals_sql
 from costwarden.storage.sqlite import SQLiteStore
 from tests.contract.test_store import make_record
@@ -129,6 +131,18 @@ def test_table_and_csv(config: Path) -> None:
     assert "__idle__" in table and "provisioned" in table and "3.600000000" in table
     rows = list(csv.DictReader(io.StringIO(run(config, "--format", "csv"))))
     assert sum(Decimal(r["totalCost"]) for r in rows) == Decimal("3.6")
+
+
+def test_the_progress_total_is_the_rows_the_pages_hold(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar's total (a count query, asked only when stderr is a terminal) is what the pages then
+    hold: the bar ends full."""
+    monkeypatch.setattr(intervals_sql, "PAGE", 7)
+    cfg = load_config(config)
+    query = AllocationQuery(T0, T0 + 3600, ("team",))
+    pages: list[int] = []
+    totals: list[int] = []
+    report = asyncio.run(allocation(cfg, query, None, pages.append, totals.append))
+    assert totals == [sum(pages)] and len(pages) > 1 and sum(pages) == report.scanned > 0
 
 
 def test_bad_options_exit_2_with_a_message(config: Path) -> None:

@@ -34,7 +34,8 @@ SAMPLES = _lines("nvml_samples.jsonl")
 START, END = SAMPLES[0]["ts"], SAMPLES[-1]["ts"]
 
 
-def _record(req: dict[str, Any]) -> UsageRecord:
+def trace_record(req: dict[str, Any]) -> UsageRecord:
+    """A ledger record of one request of the trace, served on `shared-h200` for its model's team."""
     return UsageRecord(
         request_id=f"{req['model']}-{req['request']}",
         started_at=req["start"],
@@ -77,7 +78,7 @@ def _expected_shares() -> tuple[float, dict[str, float]]:
 def _gatherer() -> IntervalGatherer:
     gatherer = IntervalGatherer(START, END, ("team",), {"shared-h200": Provision(H200, 1)})
     for req in REQUESTS:
-        gatherer.add(_record(req))
+        gatherer.add(trace_record(req))
     return gatherer
 
 
@@ -170,5 +171,19 @@ def test_two_gpu_deployments_are_measured_by_their_pids() -> None:
     gpu = [sample_from_reading(line) for line in SAMPLES]
     measured = measured_busy(config, [*owners, *gpu], START, END)
     split = gpu_busy_by_owner(gpu, {435: "model-a", 436: "model-b"}, START, END, 0.3)
+    assert measured == {"model-a": (split["model-a"], "nvml collector, by pid"),
+                        "model-b": (split["model-b"], "nvml collector, by pid")}  # fmt: skip
+
+
+def test_a_gpu_held_by_a_child_process_is_its_deployments() -> None:
+    """The model servers' GPU contexts are held by their children (inference workers): the trace's pids
+    435 and 436 are children of the processes the process collectors found (100 and 200)."""
+    config = parse_config(TWO_MODELS)
+    owners = [ProcessSample(START, "model-a", 100, 0.0, 1, 1, (435,)), ProcessSample(START, "model-b", 200, 0.0, 1, 1,
+              (436, 437))]  # fmt: skip
+    gpu = [sample_from_reading(line) for line in SAMPLES]
+    measured = measured_busy(config, [*owners, *gpu], START, END)
+    split = gpu_busy_by_owner(gpu, {435: "model-a", 436: "model-b"}, START, END, 0.3)
+    assert split["model-a"] > 0 and split["model-b"] > 0
     assert measured == {"model-a": (split["model-a"], "nvml collector, by pid"),
                         "model-b": (split["model-b"], "nvml collector, by pid")}  # fmt: skip

@@ -40,6 +40,31 @@ def test_pid_file_cpu_seconds_grow_and_exit_is_reported(busy: subprocess.Popen[b
     assert collector.status.last_error is not None and "NoSuchProcess" in collector.status.last_error
 
 
+PARENT = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_child_process_is_in_the_sample() -> None:
+    """A model server whose work runs in a child (MLServer's inference workers): the child's pid is in
+    the sample, so a GPU context the child holds is matched to the deployment."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        pid_file_less = ProcessCollector("iris", ProcessFinder(cmdline=PARENT.splitlines()[1]))
+        (sample,) = pid_file_less.sample(time.time())
+        assert sample.pid == parent.pid and sample.children == (child,)
+    finally:
+        parent.kill()
+        parent.wait()
+        assert parent.stdout is not None
+        parent.stdout.close()
+
+
 def test_command_line_match_and_nothing_found(busy: subprocess.Popen[bytes]) -> None:
     found = ProcessCollector("iris", ProcessFinder(cmdline="costwarden-busy-marker")).sample(time.time())
     assert [s.pid for s in found] == [busy.pid]

@@ -25,6 +25,7 @@ def test_the_integral_counts_each_step_and_shows_the_gaps() -> None:
     assert seen.covered_seconds == Decimal(240)
     assert seen.gaps == 4 and seen.peak == 3
     assert seen.mean == Decimal(2)
+    assert seen.last == Decimal(3)  # the count at the last step with one (+240), for the hourly gauge
 
 
 def test_a_cut_last_step_and_points_outside_the_window() -> None:
@@ -37,6 +38,7 @@ def test_a_cut_last_step_and_points_outside_the_window() -> None:
 def test_no_data_is_all_gap() -> None:
     seen = replica_seconds([], START, START + 600, 60)
     assert (seen.replica_seconds, seen.covered_seconds, seen.gaps) == (Decimal(0), Decimal(0), 10)
+    assert seen.last is None
 
 
 @settings(max_examples=80, deadline=None)

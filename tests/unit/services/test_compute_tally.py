@@ -16,6 +16,7 @@ from costwarden.collectors.prometheus import QueryFailed
 from costwarden.config.models import Config
 from costwarden.domain.record import UsageRecord
 from costwarden.domain.replicas import grid
+from costwarden.observability.compute import ComputeMetrics
 from costwarden.services import replicas
 from costwarden.services.compute_tally import ComputeTally, ComputeTotals
 from costwarden.storage.sqlite import SQLiteStore
@@ -151,6 +152,12 @@ async def test_prometheus_counted_replicas_are_tallied_gaps_left_out_and_retried
     assert totals.idle_usd == totals.compute_usd - _usd(Decimal(6), HOURLY) - _usd(Decimal(12), HOURLY)
     assert totals.gpu_seconds == sum(replica_s)  # one L4 per replica
     assert totals.uncounted_seconds == STEP  # the gap at T0 + 60
+    # costwarden_replica_hourly_cost_usd: the latest count Prometheus gave x the price (fixed replicas:
+    # from config); the follower below, which asks nothing, exports none for it.
+    assert totals.replicas == 3
+    metrics = ComputeMetrics(counted_config(ledger), list, lambda: tally.totals)
+    hourly = next(m for m in metrics.collect() if m.name == "costwarden_replica_hourly_cost_usd")
+    assert [(s.labels, s.value) for s in hourly.samples] == [({"deployment": "fraud", "profile": "l4"}, 3 * 7.2)]
 
 
 async def test_a_follower_moves_the_prometheus_marks_without_asking(
