@@ -15,11 +15,12 @@ from prometheus_client import CollectorRegistry
 from costwarden.aio import describe_tasks
 from costwarden.alerts.dispatcher import AlertDispatcher
 from costwarden.alerts.factory import build_dispatcher
+from costwarden.app.batch_parts import BatchParts
 from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
 from costwarden.chain.bound import BoundUsage
-from costwarden.chain.defer import Defer, Enqueue, PriorityAccess
+from costwarden.chain.defer import Defer, PriorityAccess
 from costwarden.chain.degrade import Degrade, DegradeScope
 from costwarden.chain.meter import Meter
 from costwarden.chain.order import Chain, assemble
@@ -35,7 +36,6 @@ from costwarden.domain.budget import BudgetScope
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.spike import SpikeDetector
 from costwarden.observability.access_log import AccessLog, LoggedSink
-from costwarden.observability.batch_queue import BatchQueueCollector, RealtimeJobsCollector
 from costwarden.observability.cache import CacheCollector
 from costwarden.observability.compute import ComputeMetrics
 from costwarden.observability.governance import GovernanceCollector
@@ -43,17 +43,14 @@ from costwarden.observability.metrics import GatewayMetrics, LedgerCollector, Ob
 from costwarden.observability.scaling import ScalingMetrics
 from costwarden.observability.upstreams import UpstreamCollector
 from costwarden.observability.variants import VariantCollector
-from costwarden.ports import BatchBackend, CounterStore, CounterStoreUnavailable, ResponseCache, Store
-from costwarden.services.batch import BatchService
-from costwarden.services.batch_run import BatchAuthenticate, JobRunner
-from costwarden.services.batch_worker import BatchWorker, worker_owner
+from costwarden.ports import CounterStore, CounterStoreUnavailable, ResponseCache, Store
+from costwarden.services.batch_run import BatchAuthenticate
 from costwarden.services.budgets import active_budgets
 from costwarden.services.busy_folds import BusyFolder
 from costwarden.services.compute import ComputeSampler, gaps_of
 from costwarden.services.compute_tally import ComputeTally
 from costwarden.services.degrade import DegradeWatch
 from costwarden.services.governor import Governor
-from costwarden.services.job_callbacks import CallbackCounts, CallbackSender
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.readiness import LedgerReadiness
@@ -64,7 +61,6 @@ from costwarden.storage.breaker import CounterBreaker
 from costwarden.storage.factory import (
     open_counters,
     open_lease,
-    open_queue,
     open_response_cache,
     open_samples,
     open_store,
@@ -146,14 +142,9 @@ class Runtime:
         self._chain: Chain | None = None
         self._stages: dict[str, Stage] = {}
         self.degrade: DegradeWatch | None = None
-        batch = config.batch
-        self.batches: BatchBackend | None = open_queue(batch.queue or config.storage.ledger) if batch.enabled else None
-        self.batch_service = (
-            BatchService(self.batches, batch, self._batches_changed) if self.batches is not None else None
-        )
-        self._enqueue: Enqueue | None = None  # queues realtime requests as jobs (chain/defer.py)
-        self._callbacks: CallbackSender | None = None
-        self._batch_worker: BatchWorker | None = None
+        self.batch = BatchParts(config.batch, config.storage.ledger) if config.batch.enabled else None
+        self.batch_service = self.batch.service if self.batch is not None else None
+        self._enqueue = self.batch.enqueue if self.batch is not None else None  # realtime requests as jobs
         self._retention: RetentionLoop | None = None
         self.compute: ComputeSampler | None = None
         self._tally: ComputeTally | None = None
@@ -174,20 +165,12 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         return self._chain
 
-    def _build_batch_worker(self, batches: BatchBackend, forward: VariantForward) -> None:
-        """The workers that drain the batch queue through the chain, and the job callbacks."""
-        runner = JobRunner(self.chain_for(forward, BatchAuthenticate(self.keyring)), self.config.batch.price_multiplier)
-        self._batch_worker = worker = BatchWorker(batches, runner.run, self.config.batch, worker_owner())
-        self.registry.register(BatchQueueCollector(lambda: (worker.status, worker.counts)))
-        self._callbacks = self._build_callbacks()
-        self.registry.register(RealtimeJobsCollector(self._realtime_counts))
-
     async def start(self) -> None:
         storage = self.config.storage
         await self.store.open()
-        if self.batches is not None:
-            await self.batches.open()
-        self._session = _client_session()
+        if self.batch is not None:
+            await self.batch.queue.open()
+        self._session = session = _client_session()
         # A new leader takes the lease when it expires and adopts the firing alerts at its next tick.
         failover = self.lease.ttl_s + self.config.governance.evaluate_every_seconds
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store, failover)
@@ -206,7 +189,6 @@ class Runtime:
         await self._recorder.recover()  # never raises: what it cannot write now waits for the next try
         await self.keyring.refresh()
         self._governor = self._build_governor(active)
-        self._enqueue = self._build_enqueue()
         self._admit = Admit(
             self.policy,
             self.counters,
@@ -250,17 +232,15 @@ class Runtime:
         for trace in self._trace_stages():
             self._stages["trace"] = trace
         self._chain = self.chain_for(await self._cached(variant_forward))
-        if self.batches is not None:
-            self._build_batch_worker(self.batches, variant_forward)
+        if self.batch is not None:  # its workers run jobs through the chain, authenticated by the batch's key
+            self.batch.build(self.chain_for(variant_forward, BatchAuthenticate(self.keyring)), session, self.registry)
         self._recorder.start(storage.adopt_orphans_seconds)
         await self.readiness.start()
         self.keyring.start()
         self._governor.start()
         self.degrade.start()
-        if self._batch_worker is not None:
-            self._batch_worker.start()
-        if self._callbacks is not None:
-            self._callbacks.start()
+        if self.batch is not None:
+            self.batch.start()
         retention = storage.retention
         if retention.raw_days is not None and retention.prune_every_seconds > 0:
             self._retention = RetentionLoop(
@@ -308,28 +288,6 @@ class Runtime:
         )
         self.registry.register(CacheCollector(cached))
         return cached
-
-    def _batches_changed(self) -> None:
-        """Jobs were queued or a batch cancelled here: wake this gateway's batch worker."""
-        if self._batch_worker is not None:
-            self._batch_worker.notify()
-
-    def _build_enqueue(self) -> Enqueue | None:
-        """What queues realtime requests as jobs (202), when batches are enabled."""
-        if self.batch_service is None:
-            return None
-        return Enqueue(self.batch_service.submit_one, self.config.batch.callbacks.secret is not None)
-
-    def _build_callbacks(self) -> CallbackSender | None:
-        """The sender of realtime jobs' callbacks, when `batch.callbacks.secret` is set."""
-        batch = self.config.batch
-        if self.batches is None or batch.callbacks.secret is None or self._session is None:
-            return None
-        return CallbackSender(self.batches, self.batches, self._session, batch.callbacks, batch.poll_seconds)
-
-    def _realtime_counts(self) -> tuple[dict[str, int], CallbackCounts | None]:
-        queued = self._enqueue.queued if self._enqueue is not None else {}
-        return queued, self._callbacks.counts if self._callbacks is not None else None
 
     def _build_degrade(self) -> DegradeWatch:
         gov = self.config.governance
@@ -462,10 +420,8 @@ class Runtime:
             await self._busy_folds.stop()
         if self.compute is not None:
             await self.compute.stop()
-        if self._batch_worker is not None:
-            await self._batch_worker.stop()
-        if self._callbacks is not None:
-            await self._callbacks.stop()
+        if self.batch is not None:
+            await self.batch.stop()
         if self.degrade is not None:
             await self.degrade.stop()
         if self._retention is not None:
@@ -495,8 +451,8 @@ class Runtime:
         if self._pool is not None:
             await self._pool.close()
         await self.store.close()
-        if self.batches is not None:
-            await self.batches.close()
+        if self.batch is not None:
+            await self.batch.queue.close()
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         """Readiness from state kept by the process (no I/O: a probe answers while reports run)."""
