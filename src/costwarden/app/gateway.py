@@ -6,20 +6,17 @@ gateway paths are answered here, everything else (admin API, docs) goes to the a
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import time
-import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from costwarden.app.body import BodyReader, decoded
+from costwarden.app.request_ids import process_ids
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.chain.stage import Channel
 from costwarden.domain.record import Protocol
-from costwarden.domain.request_id import RequestIds
 from costwarden.protocols import audio, openai, responses, v2
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
@@ -93,12 +90,6 @@ def _upload_plan(exchange: Exchange) -> Callable[[bytes], str] | None:
     return lambda head: audio.head_plan(head, mark)
 
 
-def _redraw_ids(ref: weakref.ReferenceType[GatewayApp]) -> None:
-    app = ref()
-    if app is not None:
-        app._ids = RequestIds(os.urandom(10))
-
-
 class GatewayApp:
     """Dispatches inference requests to the chain; `local` maps exact paths to own handlers."""
 
@@ -118,10 +109,7 @@ class GatewayApp:
         self._local = local
         self.body, self.header_limits, self.local = body, header_limits, local  # for the fast engine
         self._fallback = fallback
-        self._ids = RequestIds(os.urandom(10))  # per process: the gateway is built once in each
-        # A process forked after this (a test harness, a pre-fork server) draws its own prefix: ids
-        # copied with the memory would repeat the parent's.
-        os.register_at_fork(after_in_child=functools.partial(_redraw_ids, weakref.ref(self)))
+        self._ids = process_ids()  # per process: the gateway is built once in each, a fork redraws them
 
     def new_exchange(
         self,

@@ -9,18 +9,17 @@ the handler parses only what the chain reads (app/grpc_forward.py, protocols/v2_
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import NoReturn
 
 import grpc
 
+from costwarden.app.request_ids import process_ids
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.chain.stage import Headers
 from costwarden.domain.record import Protocol
-from costwarden.domain.request_id import request_id
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.v2_grpc import HEALTH, call_of, health, server_metadata
 
@@ -80,6 +79,7 @@ class GrpcGateway(grpc.GenericRpcHandler):
         self._max = max_message_bytes
         self._ready = ready  # as /v2/health/ready: the ledger reachable and advancing
         self._server: grpc.aio.Server | None = None
+        self._ids = process_ids()  # as HTTP's (app/gateway.py): time-ordered, no syscall per call
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
         method: str = handler_call_details.method
@@ -119,7 +119,7 @@ class GrpcGateway(grpc.GenericRpcHandler):
         headers = [(k.encode("latin-1"), v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in
                    context.invocation_metadata() or ()]  # fmt: skip
         exchange = Exchange(
-            request_id=request_id(time.time_ns() // 1_000_000, os.urandom(10)),
+            request_id=self._ids.next(time.time_ns() // 1_000_000),
             method="POST",
             path=method,
             query=b"",

@@ -37,12 +37,16 @@ def request_id(millis: int, entropy: bytes) -> str:
 
 class RequestIds:
     """Time-ordered request ids of one process (see the module docstring): `entropy` is 10 random
-    bytes, drawn once (the first 5 the prefix, the last 5 the counter's start). Not for sharing across
-    a fork: gateway workers are started as new processes, each with its own."""
+    bytes, drawn once (the first 5 the prefix, the last 5 the counter's start). A process forked after
+    it was made must `redraw` (app/request_ids.py does so), or it repeats its parent's ids."""
 
-    __slots__ = ("_count", "_prefix")
+    __slots__ = ("__weakref__", "_count", "_prefix")
 
     def __init__(self, entropy: bytes) -> None:
+        self.redraw(entropy)
+
+    def redraw(self, entropy: bytes) -> None:
+        """Start again from 10 new random bytes: another prefix, another counter start."""
         if len(entropy) != _ENTROPY_BYTES:
             raise ValueError(f"entropy must be {_ENTROPY_BYTES} bytes, got {len(entropy)}")
         self._prefix = entropy[:_PREFIX_BYTES].hex()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
+import time
 from typing import Any
 
 import grpc
@@ -99,3 +103,47 @@ async def test_a_message_grpc_refused_or_a_second_message_is_recorded(
     assert [(e.status, e.path, e.header(b"x-request-id")) for e in settled] == [
         (status, f"/{SERVICE}/ModelInfer", b"client-7")
     ]
+
+
+async def test_call_ids_are_the_gateways_time_ordered_ids() -> None:
+    """A call's request id has HTTP's format (domain/request_id.RequestIds): 48 bits of Unix
+    milliseconds, then the process's prefix and a counter, so one listener's ids are unique, share
+    the prefix and sort in call order."""
+    settled = Settled()
+    gateway = GrpcGateway(Chain([], None, [settled]), 1024, ready)  # type: ignore[arg-type]  # nothing is forwarded
+    before = time.time_ns() // 1_000_000
+    for _ in range(50):
+        with pytest.raises(Aborted):
+            await gateway.call("/x.Y/Z", b"", Context(()))  # type: ignore[arg-type]
+    after = time.time_ns() // 1_000_000
+    ids = [e.request_id for e in settled.exchanges]
+    assert len(ids) == len(set(ids)) == 50
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) and before <= int(rid[:12], 16) <= after for rid in ids)
+    assert len({rid[12:22] for rid in ids}) == 1  # one prefix: the process's
+    assert ids == sorted(ids)
+
+
+def test_a_forked_process_makes_call_ids_of_its_own() -> None:
+    """As HTTP's: a child forked after the listener was built draws its own prefix, or it would
+    continue the parent's sequence and repeat its ids."""
+    settled = Settled()
+    gateway = GrpcGateway(Chain([], None, [settled]), 1024, ready)  # type: ignore[arg-type]
+
+    def one_id() -> str:
+        with pytest.raises(Aborted):
+            asyncio.run(gateway.call("/x.Y/Z", b"", Context(())))  # type: ignore[arg-type]
+        return settled.exchanges[-1].request_id
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent; whatever happens, it never returns into pytest
+        try:
+            os.write(write, one_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    own = one_id()
+    assert len(child) == len(own) == 32
+    assert child[12:22] != own[12:22]  # the prefixes differ

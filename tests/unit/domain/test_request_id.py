@@ -67,3 +67,12 @@ def test_the_counter_wraps_within_its_40_bits() -> None:
     assert ids.next(0).endswith("0000000000") and ids.next(0).endswith("0000000001")
     with pytest.raises(ValueError, match="10 bytes"):
         RequestIds(bytes(9))
+
+
+def test_a_redraw_starts_another_prefix_and_counter() -> None:
+    from costwarden.domain.request_id import RequestIds
+
+    ids = RequestIds(bytes(range(10)))
+    first = ids.next(0)
+    ids.redraw(bytes(range(1, 11)))  # what a forked child does (app/request_ids.py)
+    assert ids.next(0) == RequestIds(bytes(range(1, 11))).next(0) != first
