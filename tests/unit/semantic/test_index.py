@@ -6,18 +6,12 @@ import numpy as np
 import pytest
 
 from costwarden.semantic.index import SemanticIndex, Vector
+from tests.unit.clock import Clock
 
 
 def unit(*values: float) -> Vector:
     v = np.asarray(values, dtype=np.float32)
     return v / np.linalg.norm(v)
-
-
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_most_similar_over_the_threshold_that_the_guard_allows() -> None:
@@ -34,7 +28,7 @@ def test_the_most_similar_over_the_threshold_that_the_guard_allows() -> None:
 
 
 def test_entries_expire_and_the_oldest_go_first() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     index = SemanticIndex(0.5, 2, clock)
     index.add("a", unit(1, 0), "one", "k1", 10)
     index.add("b", unit(1, 0), "one", "k2", 10)

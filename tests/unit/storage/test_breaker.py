@@ -17,17 +17,10 @@ from costwarden.storage.breaker import BreakerState, CounterBreaker
 from costwarden.storage.factory import open_counters
 from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.redis_counters import RedisCounters
+from tests.unit.clock import Clock
 
 REQUEST = AdmissionRequest("r1", Amount(Decimal("0.01"), 10, 1), expires_at=100.0)
 ADMITTED = AdmissionResult(True, None, (), (), ())
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeStore:
@@ -90,7 +83,7 @@ async def fail(b: CounterBreaker, times: int, clock: Clock, step: float) -> None
 
 
 async def test_an_outage_opens_it_and_then_calls_fail_fast_without_reaching_the_store() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     assert await b.admit(REQUEST, 0.0) == ADMITTED
     store.down = True
@@ -111,7 +104,7 @@ async def test_an_outage_opens_it_and_then_calls_fail_fast_without_reaching_the_
 
 async def test_failures_with_answers_in_between_never_trip_it() -> None:
     """A burst: some calls time out, others still get answers; that is load, not an outage."""
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     for _ in range(20):
         store.down = True
@@ -124,7 +117,7 @@ async def test_failures_with_answers_in_between_never_trip_it() -> None:
 
 async def test_many_failures_within_the_outage_time_do_not_trip_it() -> None:
     """200 concurrent requests timing out at once after the last answer 0.5 s ago: not yet an outage."""
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     await b.admit(REQUEST, 0.0)
     store.down = True
@@ -137,7 +130,7 @@ async def test_many_failures_within_the_outage_time_do_not_trip_it() -> None:
 
 
 async def test_too_few_failures_do_not_trip_it_however_long() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     store.down = True
     await fail(b, 2, clock, 30.0)
@@ -145,7 +138,7 @@ async def test_too_few_failures_do_not_trip_it_however_long() -> None:
 
 
 async def test_errors_that_are_answers_do_not_count() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     store.error = ValueError("the script failed")
     for _ in range(10):
@@ -156,7 +149,7 @@ async def test_errors_that_are_answers_do_not_count() -> None:
 
 
 async def test_after_the_cool_down_one_probe_closes_it_on_success() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     store.down = True
     await fail(b, 3, clock, 0.5)
@@ -180,7 +173,7 @@ async def test_after_the_cool_down_one_probe_closes_it_on_success() -> None:
 
 
 async def test_a_failed_probe_opens_it_again_for_a_full_cool_down() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     store.down = True
     await fail(b, 3, clock, 0.5)
@@ -195,7 +188,7 @@ async def test_a_failed_probe_opens_it_again_for_a_full_cool_down() -> None:
 
 
 async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     store.down = True
     await fail(b, 3, clock, 0.5)
@@ -212,7 +205,7 @@ async def test_a_cancelled_probe_lets_the_next_call_probe() -> None:
 
 
 async def test_ping_always_asks_the_store_and_never_trips_it() -> None:
-    store, clock = FakeStore(), Clock()
+    store, clock = FakeStore(), Clock(1000.0)
     b = breaker(store, clock)
     store.down = True
     for _ in range(10):

@@ -17,6 +17,7 @@ from costwarden.domain.record import UsageRecord
 from costwarden.storage import recorder as recorder_module
 from costwarden.storage.recorder import LedgerProgress, Recorder
 from costwarden.storage.spool import Spool
+from tests.unit.clock import Clock
 from tests.unit.storage.sample import MemoryLedger, dead_folder, jsonl, record
 
 
@@ -198,20 +199,12 @@ async def test_recover_with_the_ledger_down_keeps_the_orphan(ledger: MemoryLedge
 # --- poison records, quarantine, progress ---------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def alerting(
     ledger: MemoryLedger, spool: Spool, batch_size: int, clock: Clock | None = None
 ) -> tuple[Recorder, list[Quarantined]]:
     seen: list[Quarantined] = []
     recorder = Recorder(
-        ledger, spool, interval_s=0.1, batch_size=batch_size, on_quarantine=seen.extend, clock=clock or Clock()
+        ledger, spool, interval_s=0.1, batch_size=batch_size, on_quarantine=seen.extend, clock=clock or Clock(1000.0)
     )
     return recorder, seen
 
@@ -266,7 +259,7 @@ async def test_a_record_out_of_range_never_reaches_the_database(ledger: MemoryLe
 
 
 async def test_a_transient_failure_is_retried_not_quarantined(ledger: MemoryLedger, spool: Spool) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     recorder, alerted = alerting(ledger, spool, batch_size=10, clock=clock)
     recorder.append(record("a"))
     ledger.fail = 3
@@ -298,7 +291,7 @@ async def test_the_quarantine_itself_unreachable_keeps_everything(ledger: Memory
 
 
 async def test_oldest_wait_follows_the_oldest_record(ledger: MemoryLedger, spool: Spool) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     recorder, _ = alerting(ledger, spool, batch_size=10, clock=clock)
     assert recorder.oldest_wait() == 0.0
     recorder.append(record("a"))
