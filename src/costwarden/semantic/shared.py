@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from costwarden.semantic.index import Vector
+from costwarden.storage.redis_client import Backoff, redis_client
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -51,29 +52,17 @@ class RedisIndexFeed:
     def __init__(
         self, url: str, max_entries: int, retry_after: float = 1.0, timeout: float = 0.25, stream: str = STREAM
     ) -> None:
-        # The redis extra: imported here so that a single-replica install runs without it.
-        from redis.asyncio import Redis
-        from redis.exceptions import RedisError
-
-        self._client: aioredis.Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
+        self._client: aioredis.Redis
+        self._client, self._errors = redis_client(url, timeout)
+        skipped = "the shared index's Redis failed just before: skipped"
+        self._backoff = Backoff(retry_after, SharedIndexUnavailable, skipped)
         self._stream = stream
         self._max_entries = max_entries
-        self._retry_after = retry_after
-        self._down_until = 0.0
         self._origin = os.urandom(8).hex().encode()  # this replica: its own entries are not read back
         self._last: bytes | str = "0-0"
 
-    def _check(self) -> None:
-        if time.monotonic() < self._down_until:
-            raise SharedIndexUnavailable("the shared index's Redis failed just before: skipped")
-
-    def _failed(self, exc: Exception) -> SharedIndexUnavailable:
-        self._down_until = time.monotonic() + self._retry_after
-        return SharedIndexUnavailable(str(exc))
-
     async def publish(self, scope: str, key: str, prompt: str, ttl_seconds: float, vector: Vector) -> None:
-        self._check()
+        self._backoff.check()
         fields: dict[bytes, bytes] = {
             b"o": self._origin,
             b"s": scope.encode(),
@@ -85,11 +74,11 @@ class RedisIndexFeed:
         try:
             await self._client.xadd(self._stream, fields, maxlen=self._max_entries, approximate=True)  # type: ignore[arg-type]
         except self._errors as exc:
-            raise self._failed(exc) from exc
+            raise self._backoff.failed(exc) from exc
 
     async def pull(self) -> list[SharedEntry]:
         """The entries other replicas appended since the last pull (the whole stream at the first)."""
-        self._check()
+        self._backoff.check()
         found: list[SharedEntry] = []
         try:
             while True:
@@ -105,7 +94,7 @@ class RedisIndexFeed:
                 if len(messages) < _PAGE:
                     return found
         except self._errors as exc:
-            raise self._failed(exc) from exc
+            raise self._backoff.failed(exc) from exc
 
     async def close(self) -> None:
         await self._client.aclose()

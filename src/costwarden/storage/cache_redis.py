@@ -7,11 +7,11 @@ backend that just failed); both the failure and the skip raise `ResponseCacheUna
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from costwarden.domain.response_cache import CachedAnswer
 from costwarden.ports import ResponseCacheUnavailable
+from costwarden.storage.redis_client import Backoff, redis_client
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -24,40 +24,27 @@ class RedisResponseCache:
     """A ResponseCache in Redis."""
 
     def __init__(self, url: str, retry_after: float = 1.0, timeout: float = 0.25, prefix: str = PREFIX) -> None:
-        # The redis extra: imported here so that a single-replica install runs without it.
-        from redis.asyncio import Redis
-        from redis.exceptions import RedisError
-
-        self._client: aioredis.Redis = Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
-        self._retry_after = retry_after
-        self._down_until = 0.0
+        self._client: aioredis.Redis
+        self._client, self._errors = redis_client(url, timeout)
+        self._backoff = Backoff(retry_after, ResponseCacheUnavailable, "the cache's Redis failed just before: skipped")
         self._prefix = prefix
 
-    def _check(self) -> None:
-        if time.monotonic() < self._down_until:
-            raise ResponseCacheUnavailable("the cache's Redis failed just before: skipped")
-
-    def _failed(self, exc: Exception) -> ResponseCacheUnavailable:
-        self._down_until = time.monotonic() + self._retry_after
-        return ResponseCacheUnavailable(str(exc))
-
     async def get(self, key: str) -> CachedAnswer | None:
-        self._check()
+        self._backoff.check()
         try:
             raw = await self._client.get(self._prefix + key)
         except self._errors as exc:
-            raise self._failed(exc) from exc
+            raise self._backoff.failed(exc) from exc
         if raw is None:
             return None
         return CachedAnswer.decode(raw if isinstance(raw, bytes) else raw.encode())
 
     async def put(self, key: str, answer: CachedAnswer, ttl_seconds: float) -> None:
-        self._check()
+        self._backoff.check()
         try:
             await self._client.set(self._prefix + key, answer.encode(), px=max(1, int(ttl_seconds * 1000)))
         except self._errors as exc:
-            raise self._failed(exc) from exc
+            raise self._backoff.failed(exc) from exc
 
     async def purge(self, namespace: str | None) -> int:
         pattern = self._prefix + ("*" if namespace is None else namespace + ":*")

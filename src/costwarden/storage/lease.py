@@ -6,6 +6,8 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
+from costwarden.storage.redis_client import redis_client
+
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
@@ -36,12 +38,8 @@ class RedisLease:
     """
 
     def __init__(self, url: str, key: str = "costwarden:governor-lease", ttl_s: float = 15.0) -> None:
-        # The redis extra: imported here so that a single-replica install runs without it.
-        from redis.asyncio import Redis
-        from redis.exceptions import RedisError
-
-        self._client: aioredis.Redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._unreachable: tuple[type[Exception], ...] = (RedisError, OSError)
+        self._client: aioredis.Redis
+        self._client, self._unreachable = redis_client(url, 0.5)
         self._key = key
         self._ttl_ms = int(ttl_s * 1000)
         self.holder = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

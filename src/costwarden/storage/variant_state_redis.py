@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from costwarden.domain.variant import DegradeState
+from costwarden.storage.redis_client import redis_client
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -38,12 +39,8 @@ class RedisVariantState:
     """A VariantStateStore in one Redis hash."""
 
     def __init__(self, url: str, key: str = "costwarden:variant-state") -> None:
-        # The redis extra: imported here so that a single-replica install runs without it.
-        from redis.asyncio import Redis
-        from redis.exceptions import RedisError
-
-        self._client: aioredis.Redis = Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._errors: tuple[type[Exception], ...] = (RedisError, OSError)
+        self._client: aioredis.Redis
+        self._client, self._errors = redis_client(url, 0.5)
         self._key = key
 
     async def load(self) -> dict[str, DegradeState]:
