@@ -21,6 +21,7 @@ from costwarden.chain.stage import PassStage
 from costwarden.domain.record import Protocol
 from costwarden.protocols import v2
 from costwarden.protocols.request_limits import HeaderLimits
+from tests.unit.forked import in_forked_child
 
 Message = MutableMapping[str, Any]
 
@@ -155,20 +156,12 @@ def test_the_v2_endpoint_is_the_one_the_route_serves(path: str, endpoint: str) -
 def test_a_forked_process_makes_ids_of_its_own() -> None:
     """Request ids are a per-process prefix and a counter: a child forked after the gateway was built
     would otherwise continue the parent's sequence and repeat its ids."""
-    import os
-
     app = GatewayApp(Chain([], None, []), BodyReader(1024, 1.0, 4), HeaderLimits(), {}, Fallback())  # type: ignore[arg-type]
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next id, to the parent; whatever happens, it never returns into pytest
-        try:
-            os.write(write, app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id.encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    child = os.read(read, 64).decode()
-    os.waitpid(pid, 0)
-    own = app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id
+
+    def one_id() -> str:
+        return app.new_exchange("POST", "/v1/x", b"", [], Protocol.OPENAI, "chat").request_id
+
+    child, own = in_forked_child(one_id), one_id()
     assert len(child) == len(own) == 32
     assert child[12:22] != own[12:22]  # the prefixes differ
     assert child != own

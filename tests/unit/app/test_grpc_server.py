@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from typing import Any
@@ -16,6 +15,7 @@ from costwarden.chain.exchange import Exchange
 from costwarden.chain.order import Chain
 from costwarden.chain.stage import PassStage
 from costwarden.protocols.v2_grpc import SERVICE
+from tests.unit.forked import in_forked_child
 
 
 class Settled(PassStage):
@@ -134,16 +134,6 @@ def test_a_forked_process_makes_call_ids_of_its_own() -> None:
             asyncio.run(gateway.call("/x.Y/Z", b"", Context(())))  # type: ignore[arg-type]
         return settled.exchanges[-1].request_id
 
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next id, to the parent; whatever happens, it never returns into pytest
-        try:
-            os.write(write, one_id().encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    child = os.read(read, 64).decode()
-    os.waitpid(pid, 0)
-    own = one_id()
+    child, own = in_forked_child(one_id), one_id()
     assert len(child) == len(own) == 32
     assert child[12:22] != own[12:22]  # the prefixes differ
