@@ -368,10 +368,18 @@ class Config(Model):
         """Each `compute.profile` resolves; each collector names a deployment with `compute`."""
         problems: list[tuple[tuple[str | int, ...], str]] = []
         for i, dep in enumerate(self.deployments):
-            if dep.compute is not None and resolve_profile(dep.compute.profile, self.hardware) is None:
+            profile = resolve_profile(dep.compute.profile, self.hardware) if dep.compute is not None else None
+            if dep.compute is not None and profile is None:
                 known = known_names(self.hardware)
                 message = f"unknown hardware profile {dep.compute.profile!r}; known: {known}"
                 problems.append((("deployments", i, "compute", "profile"), message))
+            if dep.compute is not None and dep.compute.spot and profile is not None and profile.spot_hourly_usd is None:
+                message = (
+                    f"spot: true, but hardware profile {dep.compute.profile!r} has no spot_hourly_usd (the "
+                    "catalogue lists on-demand prices only): declare the profile under `hardware:` with its spot "
+                    "price, or drop spot"
+                )
+                problems.append((("deployments", i, "compute", "spot"), message))
             scaling = dep.compute.scaling if dep.compute is not None else None
             declared = [b.id for b in self.governance.budgets]
             if scaling is not None and scaling.budget is not None and scaling.budget not in declared:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from costwarden.config import ConfigError, parse_config
@@ -89,6 +91,11 @@ def test_compute_loads_with_profile_replicas_and_collectors() -> None:
          "replicas of ['fraud']"),
         (COUNTED + "governance:\n  budgets:\n    - {id: b, limit_usd: 5,\n       include_compute: true}\n",
          11, "a live Prometheus count is not"),
+        # spot: true on a profile without a spot price (every catalogue profile) would price on-demand, silently
+        ("    compute: {profile: h200, replicas: 1, spot: true}\n", 7,
+         "deployments[0].compute.spot: spot: true, but hardware profile 'h200' has no spot_hourly_usd"),
+        ("    compute:\n      profile: aws-c7i.large\n      spot: true\n", 9,
+         "hardware profile 'aws-c7i.large' has no spot_hourly_usd"),
     ],
 )
 def test_bad_compute_names_file_line_and_key(tail: str, line: int, message: str) -> None:
@@ -105,3 +112,9 @@ def test_include_compute_may_leave_a_prometheus_counted_deployment_out_of_its_sc
     )
     config = parse_config(text)
     assert config.compute_rate({"deployment": "iris"}) == 7  # 2 x 3.5
+
+
+def test_spot_prices_a_profile_that_declares_a_spot_price() -> None:
+    text = BASE.replace("hourly_usd: 3.5}", "hourly_usd: 3.5, spot_hourly_usd: 1.25}")
+    config = parse_config(text + "    compute: {profile: h200, replicas: 2, spot: true}\n")
+    assert config.compute_rate({}) == Decimal("2.50")
