@@ -8,12 +8,15 @@ unknown method. Every call has exactly one record, found by the client's own X-R
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
 import grpc
+import httpx
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2
@@ -23,6 +26,7 @@ from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.protocols.v2_grpc import SERVICE
 from tests.integration import ledger
 from tests.integration.procs import Gateway, MLServer, free_port
+from tests.integration.redis_server import PrivateRedis
 from tests.integration.setup_config import IRIS_PRICES, KEYS
 from tests.integration.v2_gateway import V2Gateway
 
@@ -210,3 +214,32 @@ def test_an_unreachable_grpc_upstream_is_unavailable(v2_gateway: V2Gateway, mlse
     record = one_record_each(gateway.ledger, [headers["x-request-id"]])[headers["x-request-id"]]
     assert (record.status, record.outcome, record.cost_usd) == (502, Outcome.FAILED, Decimal(0))
     assert record.error_code == "upstream_unavailable"
+
+
+def test_grpc_with_two_workers_every_call_once(v2_gateway: V2Gateway, mlserver: MLServer, redis: PrivateRedis) -> None:
+    """`--workers 2` with `server.grpc_port`: each worker listens on the gRPC port too (grpcio sets SO_REUSEPORT),
+    the kernel spreads new connections over both, and every call is one record."""
+    port = free_port()
+    gateway = v2_gateway(
+        mlserver.url, None, iris_grpc=f"127.0.0.1:{mlserver.grpc_port}", grpc_port=port, workers=2,
+        extra={"state": redis.url},
+    )  # fmt: skip
+    assert gateway.proc is not None
+    assert len(psutil.Process(gateway.proc.pid).children()) == 2
+    ids: list[str] = []
+    for _ in range(24):  # a new channel each: a new connection, which either worker may accept
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        headers = traced()
+        ids.append(headers["x-request-id"])
+        assert client.infer("iris", inputs(FLOWERS[:2]), headers=headers).as_numpy("predict") is not None
+        client.close()
+    records = one_record_each(gateway.ledger, ids)
+    assert all(r.outcome is Outcome.SERVED and r.cost_usd == Decimal(IRIS_PRICES["per_item"]) * 2 for r in records.values())
+    served = {
+        m["worker"]
+        for m in re.finditer(r'^costwarden_requests_total\{[^}]*worker="(?P<worker>\d+)"[^}]*\} (?P<n>\S+)$',
+                             httpx.get(gateway.url + "/metrics", timeout=10).text, re.M)
+        if float(m["n"]) > 0
+    }  # fmt: skip
+    assert served == {"0", "1"}, f"both workers must take gRPC calls: {served}"
+    assert len(psutil.Process(gateway.proc.pid).children()) == 2  # neither died on the shared port
