@@ -9,6 +9,7 @@ unknown method. Every call has exactly one record, found by the client's own X-R
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -227,19 +228,24 @@ def test_grpc_with_two_workers_every_call_once(v2_gateway: V2Gateway, mlserver: 
     assert gateway.proc is not None
     assert len(psutil.Process(gateway.proc.pid).children()) == 2
     ids: list[str] = []
-    for _ in range(24):  # a new channel each: a new connection, which either worker may accept
-        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+
+    def served() -> set[str]:
+        """The workers whose request counter moved (one scrape answers for both)."""
+        text = httpx.get(gateway.url + "/metrics", timeout=10).text
+        pattern = r'^costwarden_requests_total\{[^}]*worker="(?P<worker>\d+)"[^}]*\} (?P<n>\S+)$'
+        return {m["worker"] for m in re.finditer(pattern, text, re.M) if float(m["n"]) > 0}
+
+    # /readyz answers once either worker serves; each worker opens the gRPC port as it starts. So calls go on
+    # until both have taken some (a worker that never does fails the test), each on a connection of its own.
+    deadline = time.monotonic() + 60
+    while len(ids) < 12 or (served() != {"0", "1"} and time.monotonic() < deadline):
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}", channel_args=[("grpc.use_local_subchannel_pool", 1)])
         headers = traced()
         ids.append(headers["x-request-id"])
         assert client.infer("iris", inputs(FLOWERS[:2]), headers=headers).as_numpy("predict") is not None
         client.close()
+    assert served() == {"0", "1"}, f"both workers must take gRPC calls ({len(ids)} sent): {served()}"
     records = one_record_each(gateway.ledger, ids)
-    assert all(r.outcome is Outcome.SERVED and r.cost_usd == Decimal(IRIS_PRICES["per_item"]) * 2 for r in records.values())
-    served = {
-        m["worker"]
-        for m in re.finditer(r'^costwarden_requests_total\{[^}]*worker="(?P<worker>\d+)"[^}]*\} (?P<n>\S+)$',
-                             httpx.get(gateway.url + "/metrics", timeout=10).text, re.M)
-        if float(m["n"]) > 0
-    }  # fmt: skip
-    assert served == {"0", "1"}, f"both workers must take gRPC calls: {served}"
+    price = Decimal(IRIS_PRICES["per_item"]) * 2  # two rows a call
+    assert all(r.outcome is Outcome.SERVED and r.cost_usd == price for r in records.values())
     assert len(psutil.Process(gateway.proc.pid).children()) == 2  # neither died on the shared port
