@@ -143,13 +143,14 @@ class Governor:
         on them again. Scopes on tags cannot be read from the ledger's columns: their counters are
         seeded as they are. `announce`: the budget definitions changed; in the same step the store
         moves their generation on, so every replica reloads them before its next admission.
-        Returns the store's generation."""
+        Returns the store's generation. The budgets' reads run at once (a PostgreSQL ledger answers
+        them on several connections)."""
+        spans = [counter_spans(budget, now) for budget in budgets]
+        reads = (self._charged(b, [(start, end) for _, start, end in s]) for b, s in zip(budgets, spans, strict=True))
         seeds = []
-        for budget in budgets:
+        for budget, counters, charged in zip(budgets, spans, await asyncio.gather(*reads), strict=True):
             retain = budget.window.retain_until(now)
-            spans = counter_spans(budget, now)
-            charged = await self._charged(budget, [(start, end) for _, start, end in spans])
-            parts = [CounterSeed(key, amount, retain) for (key, _, _), amount in zip(spans, charged, strict=True)]
+            parts = [CounterSeed(key, amount, retain) for (key, _, _), amount in zip(counters, charged, strict=True)]
             seeds.append(BudgetSeed(seed_key(budget), tuple(parts)))
         return await self._counters.restore(seeds, time.time() if announce else None)  # after the reads
 

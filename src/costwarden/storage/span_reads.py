@@ -58,4 +58,9 @@ async def spans_postgres(conn: asyncpg.Connection, query: SpendQuery, spans: Seq
     if not spans:
         return []
     sql, params = spans_sql(query, spans, POSTGRES, "postgres")
-    return span_reports(query, spans, [tuple(r) for r in await conn.fetch(sql, *params)])
+    async with conn.transaction():
+        # One plan of a scan or two per span: its summed cost passes `jit_above_cost`, and JIT would
+        # compile every scan (7 s for a team's 60 buckets at 1M records, for a read of ~0.1 s).
+        await conn.execute("SET LOCAL jit = off")
+        rows = await conn.fetch(sql, *params)
+    return span_reports(query, spans, [tuple(r) for r in rows])
