@@ -23,6 +23,13 @@ if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger
     import asyncpg
 
 Span = tuple[float, float | None]  # [start, end) in Unix seconds; end None: open
+# Spans per statement: SQLite allows 500 terms in a compound SELECT, and a span has up to four
+# (folded and pending cells, raw records at either edge). A budget has at most 60 buckets.
+CHUNK = 100
+
+
+def chunks(spans: Sequence[Span]) -> list[Sequence[Span]]:
+    return [spans[i : i + CHUNK] for i in range(0, len(spans), CHUNK)]
 
 
 def spans_sql(query: SpendQuery, spans: Sequence[Span], dialect: Dialect, name: str) -> tuple[str, list[object]]:
@@ -49,18 +56,22 @@ def span_reports(query: SpendQuery, spans: Sequence[Span], rows: list[Row]) -> l
 
 
 def spans_sqlite(conn: sqlite3.Connection, query: SpendQuery, spans: Sequence[Span]) -> list[SpendReport]:
-    if not spans:
-        return []
-    return span_reports(query, spans, [tuple(r) for r in conn.execute(*spans_sql(query, spans, SQLITE, "sqlite"))])
+    reports = []
+    for part in chunks(spans):
+        rows = [tuple(r) for r in conn.execute(*spans_sql(query, part, SQLITE, "sqlite"))]
+        reports += span_reports(query, part, rows)
+    return reports
 
 
 async def spans_postgres(conn: asyncpg.Connection, query: SpendQuery, spans: Sequence[Span]) -> list[SpendReport]:
     if not spans:
         return []
-    sql, params = spans_sql(query, spans, POSTGRES, "postgres")
+    reports = []
     async with conn.transaction():
         # One plan of a scan or two per span: its summed cost passes `jit_above_cost`, and JIT would
         # compile every scan (7 s for a team's 60 buckets at 1M records, for a read of ~0.1 s).
         await conn.execute("SET LOCAL jit = off")
-        rows = await conn.fetch(sql, *params)
-    return span_reports(query, spans, [tuple(r) for r in rows])
+        for part in chunks(spans):
+            sql, params = spans_sql(query, part, POSTGRES, "postgres")
+            reports += span_reports(query, part, [tuple(r) for r in await conn.fetch(sql, *params)])
+    return reports
