@@ -47,6 +47,11 @@ class LedgerStore(Protocol):
         edges), keyed by bucket start, read at once; None when the store keeps no such grain for the
         query's dimensions (then ask `spend` bucket by bucket)."""
 
+    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+        """Totals-only reports of `query` (its window ignored) over each [start, end) span (end
+        None: open), read at once: each exactly the one `spend` gives for that span (a budget's
+        rebuild reads the counters of its window so: one statement, not one per bucket)."""
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:

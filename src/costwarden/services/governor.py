@@ -28,7 +28,7 @@ from costwarden.domain.budget import (
     seed_key,
 )
 from costwarden.domain.record import UNCHARGED
-from costwarden.domain.report import SpendQuery
+from costwarden.domain.report import SpendQuery, SpendReport
 from costwarden.ports import CounterStore, CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
 from costwarden.services.budgets import BudgetView, budget_view
 from costwarden.services.spikes import SpikeWatch
@@ -127,18 +127,15 @@ class Governor:
         """Raises CounterStoreUnavailable, or CounterStoreUnseeded while the budget is not seeded."""
         return await budget_view(self._counters, self._policy.check_for(budget, now), budget, now)
 
-    async def _charged(self, where: tuple[tuple[str, str], ...], start: float, end: float | None) -> Amount:
-        """What admission charged in [start, end) for a scope: cost, tokens and requests of the
-        records it admitted (refusals and 202s are `rejected` and `queued` records: admission never
-        charged them; a queued request's job is charged when it runs)."""
-        query = SpendQuery(group_by=("outcome",), start=start, end=end, where=where, percentiles=False)
-        report = await self._ledger.spend(query)
-        rows = [row for row in report.rows if row.group[0] not in UNCHARGED]
-        return Amount(
-            sum((row.cost_usd for row in rows), Decimal(0)),
-            sum(row.input_tokens + row.output_tokens for row in rows),
-            sum(row.requests for row in rows),
-        )
+    async def _charged(self, budget: Budget, spans: Sequence[tuple[float, float | None]]) -> list[Amount]:
+        """What admission charged in each [start, end) span for the budget's scope: cost, tokens and
+        requests of the records it admitted (refusals and 202s are `rejected` and `queued` records:
+        admission never charged them; a queued request's job is charged when it runs). All spans
+        in one read of the ledger. Scopes on tags cannot be read from the ledger's columns: nothing."""
+        if not _readable(budget):
+            return [NOTHING] * len(spans)
+        query = SpendQuery(group_by=("outcome",), where=budget.scope.dimensions, percentiles=False)
+        return [_admitted(report) for report in await self._ledger.spend_spans(query, spans)]
 
     async def seed(self, budgets: Sequence[Budget], now: float, announce: bool = False) -> int:
         """Seed the budgets' counters from the ledger: the store raises a counter to the ledger's
@@ -146,15 +143,14 @@ class Governor:
         on them again. Scopes on tags cannot be read from the ledger's columns: their counters are
         seeded as they are. `announce`: the budget definitions changed; in the same step the store
         moves their generation on, so every replica reloads them before its next admission.
-        Returns the store's generation."""
+        Returns the store's generation. The budgets' reads run at once (a PostgreSQL ledger answers
+        them on several connections)."""
+        spans = [counter_spans(budget, now) for budget in budgets]
+        reads = (self._charged(b, [(start, end) for _, start, end in s]) for b, s in zip(budgets, spans, strict=True))
         seeds = []
-        for budget in budgets:
-            where = budget.scope.dimensions
+        for budget, counters, charged in zip(budgets, spans, await asyncio.gather(*reads), strict=True):
             retain = budget.window.retain_until(now)
-            parts = [
-                CounterSeed(key, await self._charged(where, start, end) if _readable(budget) else NOTHING, retain)
-                for key, start, end in counter_spans(budget, now)
-            ]
+            parts = [CounterSeed(key, amount, retain) for (key, _, _), amount in zip(counters, charged, strict=True)]
             seeds.append(BudgetSeed(seed_key(budget), tuple(parts)))
         return await self._counters.restore(seeds, time.time() if announce else None)  # after the reads
 
@@ -303,15 +299,11 @@ class Governor:
 
     async def _caught_up(self, budget: Budget, cutoff: float) -> BudgetSeed:
         """The ledger's figures for the counters of the window at `cutoff`, of requests started before it."""
-        parts = [
-            CounterSeed(
-                key,
-                await self._charged(budget.scope.dimensions, start, cutoff if end is None else min(end, cutoff)),
-                budget.window.retain_until(cutoff),
-            )
-            for key, start, end in counter_spans(budget, cutoff)
-            if start < cutoff
-        ]
+        spans = [(key, start, cutoff if end is None else min(end, cutoff))
+                 for key, start, end in counter_spans(budget, cutoff) if start < cutoff]  # fmt: skip
+        charged = await self._charged(budget, [(start, end) for _, start, end in spans])
+        retain = budget.window.retain_until(cutoff)
+        parts = [CounterSeed(key, amount, retain) for (key, _, _), amount in zip(spans, charged, strict=True)]
         return BudgetSeed(seed_key(budget), tuple(parts), catch_up=True)
 
     async def _views(self, now: float) -> tuple[dict[str, BudgetView], list[Condition], bool]:
@@ -451,6 +443,16 @@ class Governor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+
+
+def _admitted(report: SpendReport) -> Amount:
+    """The charged part of a report grouped by outcome (see `Governor._charged`)."""
+    rows = [row for row in report.rows if row.group[0] not in UNCHARGED]
+    return Amount(
+        sum((row.cost_usd for row in rows), Decimal(0)),
+        sum(row.input_tokens + row.output_tokens for row in rows),
+        sum(row.requests for row in rows),
+    )
 
 
 def _adopted(book: AlertBook, stored: list[Alert]) -> AlertBook:

@@ -42,6 +42,7 @@ from costwarden.storage.rollup_write import (
     stage_postgres,
 )
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.span_reads import spans_postgres
 
 log = logging.getLogger(__name__)
 _COLUMNS = ", ".join(LEDGER_COLUMNS)
@@ -300,6 +301,10 @@ class PostgresStore:
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         async with self.reads.acquire() as conn:
             return await series_postgres(conn, query, step_s)
+
+    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+        async with self.reads.acquire() as conn:
+            return await spans_postgres(conn, query, spans)
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

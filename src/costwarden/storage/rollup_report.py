@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger
 Statement = tuple[str, list[object]]
 _CELL_SUMS = ", ".join(SUMS)
 _SUMS = ", ".join(f"SUM({c})" for c in SUMS)
+SUMS_SQL = _SUMS  # the sums of `SUMS` over a union of `facts`
 _WIDTH = len(SUMS)  # the counts, then the cost
 # Histograms as JSON text, merged in Python: a folded cell's, and a pending cell's one bin; a
 # group's cells come back as one text, their objects joined by commas (a month at 10M records is
@@ -87,13 +88,15 @@ def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], p
     return " WHERE " + " AND ".join(clauses)
 
 
-def _cells(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str, pending_columns: str) -> Statement:
+def _cells(
+    query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str, pending_columns: str, params: list[object]
+) -> str:
     """`columns` of every folded cell the plan's whole buckets hold, then `pending_columns` of the
-    pending ones: one statement, so a fold committing meanwhile is seen whole or not at all."""
-    params: list[object] = []
+    pending ones: one statement, so a fold committing meanwhile is seen whole or not at all. Its
+    parameters are appended to `params` (numbered after those already there)."""
     folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None)}"
     pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, cube.pending)}"
-    return f"{folded} UNION ALL {pending}", params
+    return f"{folded} UNION ALL {pending}"
 
 
 def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -> Reads:
@@ -105,7 +108,8 @@ def reads(query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, name: str) -
         folded += f", {_LATENCY[name]} AS latency"
         pending += f", {_PENDING_LATENCY[name]}"
         sums += f", {_JOIN_LATENCY[name]}"
-    cells, params = _cells(query, cube, p, dialect, folded, pending)
+    params: list[object] = []
+    cells = _cells(query, cube, p, dialect, folded, pending, params)
     raw_totals, raw_latencies = [], []
     for start, end in p.raw:
         window = SpendQuery(group_by=groups, start=start, end=end, where=query.where, percentiles=False)
@@ -193,19 +197,15 @@ _RAW_COST = {"sqlite": "cost_nanos", "postgres": "cost_usd * 1000000000"}
 _TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
 
 
-def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:
-    """The `n` costliest groups of `query` (grouped by at least one dimension): groups..., then the
-    sums of `SUMS` (cost in nano-dollars), costliest first."""
-    groups = query.group_by
-    assert groups and n > 0
-    cube = cube_for(query)
-    p = plan(query.start, query.end, cube.grains)
-    select = "".join(f"{g}, " for g in groups)
+def facts(query: SpendQuery, p: Plan, dialect: Dialect, name: str, select: str, params: list[object]) -> list[str]:
+    """SELECTs of `select` (columns, each followed by a comma), then the sums of `SUMS` (cost in
+    nano-dollars), of the facts of the window planned as `p`: the cells of its whole buckets
+    (folded and pending, of the query's cube) and the raw records of its partial buckets; to be
+    joined by UNION ALL. Their parameters are appended to `params`."""
     parts: list[str] = []
-    params: list[object] = []
     if p.rolled:
-        cells, params = _cells(query, cube, p, dialect, f"{select}{_CELL_SUMS}", f"{select}{_CELL_SUMS}")
-        parts.append(cells)
+        columns = f"{select}{_CELL_SUMS}"
+        parts.append(_cells(query, cube_for(query), p, dialect, columns, columns, params))
     for start, end in p.raw:
         where = []
         for bound, op in ((start, ">="), (end, "<")):
@@ -215,6 +215,19 @@ def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement
         where += _filters(query, dialect, params)
         raw = _RAW_SUMS.format(cost=_RAW_COST[name])
         parts.append(f"SELECT {select}{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else ""))
+    return parts
+
+
+def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:
+    """The `n` costliest groups of `query` (grouped by at least one dimension): groups..., then the
+    sums of `SUMS` (cost in nano-dollars), costliest first."""
+    groups = query.group_by
+    assert groups and n > 0
+    cube = cube_for(query)
+    p = plan(query.start, query.end, cube.grains)
+    select = "".join(f"{g}, " for g in groups)
+    params: list[object] = []
+    parts = facts(query, p, dialect, name, select, params)
     params.append(n)
     ties = ", ".join(f"COALESCE({g}, ''){_TIE_ORDER[name]}" for g in groups)
     sql = (
@@ -258,21 +271,31 @@ def series_reports(query: SpendQuery, step: int, rows: list[Row]) -> dict[int, S
     500 teams is 15,000 of them), ordered as `assemble` orders a report's: sorted and totalled on
     the integers, each row converted once."""
     assert query.start is not None and query.end is not None
-    width = len(query.group_by)
-    by_bucket: dict[int, list[Row]] = {}
+    by_bucket = tagged(rows)
+    return {
+        bucket: sums_report(
+            replace(query, start=float(bucket), end=float(bucket + step), percentiles=False), by_bucket.get(bucket, [])
+        )
+        for bucket in range(int(query.start), int(query.end), step)
+    }
+
+
+def tagged(rows: list[Row]) -> dict[int, list[Row]]:
+    """Rows of (tag, groups..., SUMS) by their integer tag (a bucket's start, a span's index)."""
+    by_tag: dict[int, list[Row]] = {}
     for row in rows:
-        by_bucket.setdefault(int(row[0]), []).append(row)
-    out = {}
-    order = _integer_order(width)
-    for bucket in range(int(query.start), int(query.end), step):
-        found = by_bucket.get(bucket, [])
-        found.sort(key=order)
-        sums = [int(sum(c)) for c in list(zip(*found, strict=True))[width + 1 :]] if found else [0] * len(SUMS)
-        total = _series_row((), sums)
-        window = replace(query, start=float(bucket), end=float(bucket + step), percentiles=False)
-        report_rows = tuple(_series_row(r[1 : width + 1], r[width + 1 :]) for r in found) if width else (total,)
-        out[bucket] = SpendReport(window, report_rows, total)
-    return out
+        by_tag.setdefault(int(row[0]), []).append(row)
+    return by_tag
+
+
+def sums_report(window: SpendQuery, found: list[Row]) -> SpendReport:
+    """A totals-only report of `window` from its rows of (tag, groups..., the integer sums of `SUMS`)."""
+    width = len(window.group_by)
+    found.sort(key=_integer_order(width))
+    sums = [int(sum(c)) for c in list(zip(*found, strict=True))[width + 1 :]] if found else [0] * len(SUMS)
+    total = _series_row((), sums)
+    report_rows = tuple(_series_row(r[1 : width + 1], r[width + 1 :]) for r in found) if width else (total,)
+    return SpendReport(window, report_rows, total)
 
 
 def _integer_order(width: int) -> Callable[[Row], tuple[int, int, tuple[str, ...]]]:

@@ -47,6 +47,7 @@ from costwarden.storage.rollup_write import (
     stored_sqlite,
 )
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
+from costwarden.storage.span_reads import spans_sqlite
 from costwarden.storage.sqlite_conn import open_wal
 
 T = TypeVar("T")
@@ -291,6 +292,9 @@ class SQLiteStore:
 
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         return await self._read(lambda conn: series_sqlite(conn, query, step_s))
+
+    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+        return await self._read(lambda conn: spans_sqlite(conn, query, spans))
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

@@ -49,6 +49,9 @@ class CountingLedger:
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         return None  # no rollups here: bucket by bucket
 
+    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+        return [await self.spend(replace(query, start=start, end=end)) for start, end in spans]
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:

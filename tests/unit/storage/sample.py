@@ -116,6 +116,9 @@ class MemoryLedger:
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         raise NotImplementedError("not needed by the recorder")
 
+    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+        raise NotImplementedError("not needed by the recorder")
+
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None
     ) -> list[UsageRecord]:
