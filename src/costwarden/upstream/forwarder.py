@@ -137,6 +137,9 @@ class Forwarder:
                 elif response.status == 200 and (
                     exchange.endpoint == audio.SPEECH or _streamed_transcript(exchange, response, stream)
                 ):
+                    if exchange.audio is not None:  # a streamed transcript: priced from the upload, read by now
+                        _counted(exchange)
+                        exchange.usage_estimated = exchange.audio.exact_ms is None
                     cause = await self._relay_bytes(exchange, channel, settle, response, started)
                 else:
                     body = await response.read()
@@ -366,14 +369,13 @@ async def _streamed(exchange: Exchange, stream: BodyStream) -> AsyncIterator[byt
 
 
 def _streamed_transcript(exchange: Exchange, response: UpstreamResponse, stream: BodyStream | None) -> bool:
-    """Whether the answer is a transcript's event stream (`stream=true`), to relay as it comes. It
-    is priced from the upload (counted now: the upstream has read it), as a transcript in text is."""
-    upload = exchange.audio
-    if upload is None or response.content_type != _SSE or (stream is not None and stream.error is not None):
-        return False
-    _counted(exchange)
-    exchange.usage_estimated = upload.exact_ms is None
-    return True
+    """Whether the answer is a transcript's event stream (`stream=true`), to relay as it comes (priced
+    from the upload, as a transcript in text is)."""
+    return (
+        exchange.audio is not None
+        and response.content_type == _SSE
+        and (stream is None or stream.error is None)
+    )
 
 
 def _counted(exchange: Exchange) -> None:
