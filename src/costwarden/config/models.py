@@ -12,9 +12,10 @@ from costwarden.config.alerts import AlertSinkConfig
 from costwarden.config.base import Model
 from costwarden.config.batch import BatchConfig
 from costwarden.config.cache import CacheConfig, DeploymentCache
-from costwarden.config.compute import ComputeConfig, DeploymentCompute, ProcessCollector
+from costwarden.config.compute import ComputeConfig, DeploymentCompute
+from costwarden.config.compute_checks import compute_problems
 from costwarden.config.governance import BudgetConfig, GovernanceConfig
-from costwarden.config.hardware import HardwareConfig, known_names, resolve_profile
+from costwarden.config.hardware import HardwareConfig, resolve_profile
 from costwarden.config.metrics import MetricsConfig
 from costwarden.config.observability import ObservabilityConfig
 from costwarden.domain.budget import Action, Budget
@@ -354,42 +355,12 @@ class Config(Model):
         for i, key_id in enumerate(ids):
             if key_id in ids[:i]:
                 problems.append((("keys", i, "id"), f"key id {key_id!r} is used twice"))
-        profiles = [h.name for h in self.hardware]
-        for i, profile in enumerate(profiles):
-            if profile in profiles[:i]:
-                problems.append((("hardware", i, "name"), f"hardware profile {profile!r} is used twice"))
-        problems.extend(self._compute_problems())
+        computes = [(d.name, d.compute) for d in self.deployments]
+        budget_ids = [b.id for b in self.governance.budgets]
+        problems.extend(compute_problems(computes, self.hardware, budget_ids, self.compute.collectors))
         problem = workers_problem(self.server.workers, self.state)
         if problem is not None:
             problems.append((("server", "workers"), problem))
-        return problems
-
-    def _compute_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
-        """Each `compute.profile` resolves; each collector names a deployment with `compute`."""
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for i, dep in enumerate(self.deployments):
-            profile = resolve_profile(dep.compute.profile, self.hardware) if dep.compute is not None else None
-            if dep.compute is not None and profile is None:
-                known = known_names(self.hardware)
-                message = f"unknown hardware profile {dep.compute.profile!r}; known: {known}"
-                problems.append((("deployments", i, "compute", "profile"), message))
-            if dep.compute is not None and dep.compute.spot and profile is not None and profile.spot_hourly_usd is None:
-                message = (
-                    f"spot: true, but hardware profile {dep.compute.profile!r} has no spot_hourly_usd (the "
-                    "catalogue lists on-demand prices only): declare the profile under `hardware:` with its spot "
-                    "price, or drop spot"
-                )
-                problems.append((("deployments", i, "compute", "spot"), message))
-            scaling = dep.compute.scaling if dep.compute is not None else None
-            declared = [b.id for b in self.governance.budgets]
-            if scaling is not None and scaling.budget is not None and scaling.budget not in declared:
-                message = f"unknown budget {scaling.budget!r}; the config file declares: {declared}"
-                problems.append((("deployments", i, "compute", "scaling", "budget"), message))
-        computed = [d.name for d in self.deployments if d.compute is not None]
-        for i, collector in enumerate(self.compute.collectors):
-            if isinstance(collector, ProcessCollector) and collector.deployment not in computed:
-                where: tuple[str | int, ...] = ("compute", "collectors", i, "deployment")
-                problems.append((where, f"deployment {collector.deployment!r} has no `compute:`; with it: {computed}"))
         return problems
 
     def _fallback_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
