@@ -3,6 +3,7 @@ a process that exits gives a clear error and no sample (never a made-up one), th
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -13,12 +14,14 @@ import pytest
 
 from costwarden.collectors.process import ProcessCollector, ProcessFinder
 
+# Each busy process is marked apart: another xdist worker may run a test with its own at the same time.
+MARKER = f"costwarden-busy-marker-{os.getpid()}"
 BUSY = "import time\nend = time.time() + 60\nwhile time.time() < end: pass\n"
 
 
 @pytest.fixture
 def busy() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([sys.executable, "-c", BUSY, "costwarden-busy-marker"])
+    proc = subprocess.Popen([sys.executable, "-c", BUSY, MARKER])
     yield proc
     proc.kill()
     proc.wait()
@@ -66,7 +69,7 @@ def test_a_child_process_is_in_the_sample() -> None:
 
 
 def test_command_line_match_and_nothing_found(busy: subprocess.Popen[bytes]) -> None:
-    found = ProcessCollector("iris", ProcessFinder(cmdline="costwarden-busy-marker")).sample(time.time())
+    found = ProcessCollector("iris", ProcessFinder(cmdline=MARKER)).sample(time.time())
     assert [s.pid for s in found] == [busy.pid]
     missing = ProcessCollector("iris", ProcessFinder(cmdline="no-such-server-anywhere-42"))
     assert missing.sample(time.time()) == []
