@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -36,17 +37,36 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
         await asyncio.gather(*running, return_exceptions=True)
 
 
-def describe_tasks(limit: int = 50) -> str:
-    """The running loop's unfinished tasks with where each waits: what a stuck shutdown is waiting for."""
+def describe_tasks(limit: int = 50, depth: int = 6) -> str:
+    """The running loop's unfinished tasks with where each waits: what a stuck shutdown is waiting for.
+
+    Each task's await chain is followed down to the innermost coroutine (`Task.get_stack` shows only
+    the outermost frame of a suspended task, which says nothing about what it waits on); the last
+    `depth` frames are shown, innermost last."""
     lines: list[str] = []
     current = asyncio.current_task()
     for task in list(asyncio.all_tasks())[:limit]:
         if task is current:
             continue
-        frames = task.get_stack(limit=3)
-        where = " <- ".join(f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in frames)
-        lines.append(f"{task.get_name()}: {where or 'not started'}")
+        frames = awaiting_frames(task.get_coro())
+        shown = [f"{Path(f.f_code.co_filename).name}:{f.f_lineno} {f.f_code.co_name}" for f in frames[-depth:]]
+        if len(frames) > depth:
+            shown.insert(0, "...")
+        lines.append(f"{task.get_name()}: {' -> '.join(shown) or 'not started'}")
     return "\n".join(lines)
+
+
+def awaiting_frames(coro: object) -> list[FrameType]:
+    """The frames of `coro` and of what it awaits, outermost first (coroutines, generators and
+    async generators; the chain ends at a future or a suspended C-level awaitable)."""
+    frames: list[FrameType] = []
+    while coro is not None and len(frames) < 200:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return frames
 
 
 class PeriodicTask:

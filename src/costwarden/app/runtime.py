@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _STALL_FAILURES = 3  # consecutive failed flushes that make /readyz fail
 _STOP_WARN_S = 10.0
+_STEP_LIMIT_S = 5.0  # a stop step that loses nothing when cut short (Runtime.stop)
 
 
 def degrade_scopes(config: Config) -> list[DegradeScope]:
@@ -132,6 +133,7 @@ class Runtime:
         self._semantic: SemanticMatcher | None = None
         self._admit: Admit | None = None
         self._governor: Governor | None = None
+        self._stopping: str | None = None  # the stop step under way (logged when a stop is slow)
         self._alerts: AlertDispatcher | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: UpstreamPool | None = None
@@ -404,55 +406,69 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
-        """Stop every background task, flush the ledger and close the stores. A stop still running after
-        `_STOP_WARN_S` logs what it waits for (a stop that hangs is otherwise silent until a SIGKILL)."""
+        """Stop every background task, flush the ledger and close the stores, step by step.
+
+        A step that may wait on something outside the process (a Redis, a database, a thread) and
+        loses nothing when cut short is bounded by `_STEP_LIMIT_S`: past it, it is cancelled, logged
+        with what it waited on, and the stop goes on, so that a hung close never turns SIGTERM into
+        SIGKILL. The steps that hold records or jobs (the batch workers, the recorder's last flush,
+        the alerts' grace) are not cut. A stop still running after `_STOP_WARN_S` logs the step and
+        every task's await chain."""
         loop = asyncio.get_running_loop()
-        warn = loop.call_later(_STOP_WARN_S, _warn_stuck)
+        warn = loop.call_later(_STOP_WARN_S, lambda: _warn_stuck(self._stopping))
         try:
-            await self._stop()
+            for name, bounded, step in self._stop_steps():
+                self._stopping = name
+                if not bounded:
+                    await step()
+                    continue
+                try:
+                    async with asyncio.timeout(_STEP_LIMIT_S):
+                        await step()
+                except TimeoutError:
+                    log.warning(
+                        "stopping: %s did not end within %g s; cut short, going on", name, _STEP_LIMIT_S
+                    )
         finally:
             warn.cancel()
+            self._stopping = None
 
-    async def _stop(self) -> None:
-        if self._tally is not None:
-            await self._tally.stop()
-        if self._busy_folds is not None:
-            await self._busy_folds.stop()
-        if self.compute is not None:
-            await self.compute.stop()
-        if self.batch is not None:
-            await self.batch.stop()
-        if self.degrade is not None:
-            await self.degrade.stop()
-        if self._retention is not None:
-            await self._retention.stop()
-        if self._governor is not None:
-            await self._governor.stop()
-        await self.keyring.stop()
-        await self.readiness.stop()
-        if self._recorder is not None:
-            await self._recorder.stop()
-        if self._access_log is not None:
-            await self._access_log.stop()
+    def _stop_steps(self) -> list[tuple[str, bool, Callable[[], Awaitable[object]]]]:
+        """(name, bounded, step) in the order a stop takes them: the loops first, then the ledger's
+        last flush, then the clients and stores."""
+        steps: list[tuple[str, bool, Callable[[], Awaitable[object]] | None]] = [
+            ("the compute tally", True, self._tally.stop if self._tally else None),
+            ("the busy-interval folds", True, self._busy_folds.stop if self._busy_folds else None),
+            ("the compute collectors", True, self.compute.stop if self.compute else None),
+            ("the batch workers", False, self.batch.stop if self.batch else None),
+            ("the variant watch", True, self.degrade.stop if self.degrade else None),
+            ("the retention loop", True, self._retention.stop if self._retention else None),
+            ("the governor", True, self._governor.stop if self._governor else None),
+            ("the key ring", True, self.keyring.stop),
+            ("the ledger ping", True, self.readiness.stop),
+            ("the recorder's last flush", False, self._recorder.stop if self._recorder else None),
+            ("the access log", True, self._access_log.stop if self._access_log else None),
+            ("the trace export", True, self._stop_tracing if self._tracing_shutdown else None),
+            ("the admissions' settlement", True, self._admit.drain if self._admit else None),
+            ("the alerts", False, self._stop_alerts if self._alerts else None),
+            ("the counter store", True, self.counters.close),
+            ("the lease", True, self.lease.close),
+            ("the response cache", True, self.response_cache.close if self.response_cache else None),
+            ("the semantic index", True, self._semantic.close if self._semantic else None),
+            ("the upstream client", True, self._session.close if self._session else None),
+            ("the upstream pool", True, self._pool.close if self._pool else None),
+            ("the ledger store", True, self.store.close),
+            ("the batch queue", True, self.batch.queue.close if self.batch else None),
+        ]
+        return [(name, bounded, step) for name, bounded, step in steps if step is not None]
+
+    async def _stop_tracing(self) -> None:
         if self._tracing_shutdown is not None:
             await asyncio.to_thread(self._tracing_shutdown)  # exports the spans still batched
-        if self._admit is not None:
-            await self._admit.drain()
+
+    async def _stop_alerts(self) -> None:
         if self._alerts is not None:
             await self._alerts.stop(grace_s=10)
-        await self.counters.close()
-        await self.lease.close()
-        if self.response_cache is not None:
-            await self.response_cache.close()
-        if self._semantic is not None:
-            await self._semantic.close()
-        if self._session is not None:
-            await self._session.close()
-        if self._pool is not None:
-            await self._pool.close()
-        await self.store.close()
-        if self.batch is not None:
-            await self.batch.queue.close()
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         """Readiness from state kept by the process (no I/O: a probe answers while reports run)."""
@@ -487,8 +503,8 @@ class Runtime:
         return ledger and advancing and bool(self.routes.names()), checks
 
 
-def _warn_stuck() -> None:
-    log.warning("stopping takes over %g s; waiting on:\n%s", _STOP_WARN_S, describe_tasks())
+def _warn_stuck(step: str | None) -> None:
+    log.warning("stopping takes over %g s, at %s; waiting on:\n%s", _STOP_WARN_S, step, describe_tasks())
 
 
 def _client_session() -> aiohttp.ClientSession:
