@@ -302,6 +302,7 @@ def test_a_transcript_as_text_or_as_a_stream_is_relayed_and_priced_from_the_uplo
         assert (record.status, record.outcome, record.audio_ms) == (200, Outcome.SERVED, 1500)
         assert record.cost_usd == quantize(AUDIO_PER_SECOND * Decimal("1.5"))
         assert record.pricing_basis == "audio"  # a WAV: its header's duration, not an estimate
+    assert [found[i].stream for i in ids] == [False, False, False, True]  # the event stream is one
 
 
 def test_speech_is_priced_per_character_and_relayed_in_chunks(modal: Gateway) -> None:

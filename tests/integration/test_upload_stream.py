@@ -140,6 +140,7 @@ def test_a_streamed_upload_answered_with_an_event_stream_is_relayed_as_it_comes_
     assert (record.outcome, record.status, record.audio_ms) == (Outcome.SERVED, 200, file_bytes * 8 * 1000 // 128_000)
     assert record.cost_usd == quantize(AUDIO_PER_SECOND * record.audio_ms / 1000)
     assert record.pricing_basis == "audio+estimated"
+    assert record.stream  # answered with an event stream
 
 
 def test_a_streamed_upload_that_is_not_audio_is_refused_from_its_head_and_not_forwarded(small_limit: Gateway) -> None:

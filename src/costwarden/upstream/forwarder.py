@@ -139,6 +139,7 @@ class Forwarder:
                 ):
                     if exchange.audio is not None:  # a streamed transcript: priced from the upload, read by now
                         _counted(exchange)
+                        exchange.stream = True  # recorded as a stream (the form's `stream` field is not parsed)
                         exchange.usage_estimated = exchange.audio.exact_ms is None
                     cause = await self._relay_bytes(exchange, channel, settle, response, started)
                 else:
