@@ -20,7 +20,7 @@ from tests.conftest import need
 from tests.integration import ledger
 from tests.integration.echo_upstream import EchoUpstream, echo_upstream
 from tests.integration.redis_server import PrivateRedis
-from tests.integration.test_cache import HIT, MISS, chat, deployment, lookups, start_gateway
+from tests.integration.test_cache import HIT, MISS, chat, deployment, lookups, metric, start_gateway
 
 
 @pytest.fixture
@@ -88,6 +88,11 @@ def test_replicas_on_a_redis_cache_share_the_semantic_index(
         assert lookups(second, "semantic_hit", "similar") == 1.0 and lookups(first, "semantic_hit", "similar") == 1.0
         record = ledger.by_id(ledger.wait_for(second.ledger, 2))[paraphrase.request_id]
         assert (record.cache, record.cost_usd, record.cache_avoided_usd) == ("semantic", Decimal(0), asked.cost)
+        errors = 'costwarden_cache_shared_index_errors_total'
+        assert metric(first, errors) == 0.0
+        redis.stop()  # the shared index is gone: each replica's own answers, and the failures are counted
+        assert chat(first, "What is the capital city of Italy?", model="similar").text  # served uncached
+        assert (metric(first, errors) or 0) >= 1
     finally:
         first.stop()
         second.stop()

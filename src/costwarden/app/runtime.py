@@ -277,7 +277,7 @@ class Runtime:
         """The forward step wrapped by the response cache when one is configured."""
         if self.response_cache is None:
             return forward
-        similar = None
+        similar, shared = None, None
         if any(p.semantic for p in self.cache_policies.values()):  # the semantic extra, only then
             from costwarden.semantic.matcher import SemanticMatcher
 
@@ -288,7 +288,8 @@ class Runtime:
         cached = CacheForward(
             forward, self.response_cache, self.cache_policies, self.config.cache.max_entry_bytes, similar=similar
         )
-        self.registry.register(CacheCollector(cached))
+        feed_errors = (lambda: similar.feed_errors) if similar is not None and shared else None
+        self.registry.register(CacheCollector(cached, feed_errors))
         return cached
 
     def _build_degrade(self) -> DegradeWatch:

@@ -3,7 +3,7 @@ backend failures, answers stored. Read from the cache forward step when scraped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
@@ -12,8 +12,11 @@ from costwarden.upstream.cache import CacheForward
 
 
 class CacheCollector(Collector):
-    def __init__(self, forward: CacheForward) -> None:
+    def __init__(self, forward: CacheForward, shared_index_errors: Callable[[], int] | None = None) -> None:
+        """`shared_index_errors`: the failed reads and writes of the semantic index shared through
+        Redis, when one is configured (the local index answered meanwhile)."""
         self._forward = forward
+        self._shared_index_errors = shared_index_errors
 
     def collect(self) -> Iterable[CounterMetricFamily]:
         lookups = CounterMetricFamily(
@@ -39,3 +42,11 @@ class CacheCollector(Collector):
         for deployment, count in sorted(self._forward.stores.items()):
             stores.add_metric([deployment], count)
         yield stores
+        if self._shared_index_errors is not None:
+            shared = CounterMetricFamily(
+                "costwarden_cache_shared_index_errors",
+                "Reads and writes of the semantic index shared through Redis that failed (each replica's "
+                "own index answered meanwhile).",
+            )
+            shared.add_metric([], self._shared_index_errors())
+            yield shared
