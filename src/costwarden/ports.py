@@ -8,6 +8,7 @@ from typing import Protocol
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
 from costwarden.domain.alert import Alert
 from costwarden.domain.batch import Batch, BatchDepth, BatchFile, Job, JobResult, JobView
+from costwarden.domain.batch_files import FileQuery, Pruned
 from costwarden.domain.batch_input import LineError
 from costwarden.domain.budget import BudgetState
 from costwarden.domain.collector_status import CollectorStatus
@@ -268,7 +269,29 @@ class CallbackQueue(Protocol):
         """Delivered (`error` None), to retry at `retry_at`, or given up (both None but the error)."""
 
 
-class BatchBackend(BatchStore, JobQueue, JobLookup, CallbackQueue, Protocol):
+class BatchFiles(Protocol):
+    """A team's files (uploads and batch results) listed and deleted; another team's are never
+    listed, and deleting one of them (or an unknown id) returns False."""
+
+    async def files(self, team: str, query: FileQuery) -> list[BatchFile]:
+        """At most `query.limit` files in `query`'s order, after `query.after` (none if unknown)."""
+
+    async def delete_file(self, file_id: str, team: str) -> bool:
+        """Delete the file and its content; a batch created from it runs on (its jobs hold their lines)."""
+
+
+class QueueRetention(Protocol):
+    """Purging what `batch.retention_days` lets go: finished batches, their jobs and files, old uploads."""
+
+    async def prune_finished(self, before: float, limit: int) -> Pruned:
+        """One short transaction: at most `limit` job and batch rows, oldest first: the jobs (with their
+        callbacks) of batches finished before `before` (Unix seconds), and each such batch with its
+        output and error files once its jobs are gone; when none is left, at most `limit` uploads
+        made before `before` that no kept batch names as its input (and about `PURGE_BYTES` of them).
+        Nothing deleted (`total == 0`): nothing is left to purge."""
+
+
+class BatchBackend(BatchStore, JobQueue, JobLookup, CallbackQueue, BatchFiles, QueueRetention, Protocol):
     """One database holding batches and their queue."""
 
     async def open(self) -> None: ...

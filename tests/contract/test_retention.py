@@ -57,7 +57,8 @@ async def test_the_leading_gateway_prunes_by_itself_and_a_follower_does_not(stor
         assert at == now
         return leads["value"]
 
-    loop = RetentionLoop(store, lead, raw_days=2.5, batch=16, every_s=3600, clock=lambda: now)
+    prune = lambda before: prune_ledger(store, before, 16)  # noqa: E731
+    loop = RetentionLoop(prune, lead, days=2.5, every_s=3600, clock=lambda: now)
     assert await loop.tick() == 0  # not the leader: nothing goes
     assert len(await store.records(None, None, 500)) == 200
     leads["value"] = True

@@ -1,4 +1,5 @@
-"""The OpenAI Batch API on the gateway: `/v1/files` and `/v1/batches`, for costwarden keys.
+"""The OpenAI Batch API on the gateway: `/v1/files` (upload, list, read, delete) and `/v1/batches`,
+for costwarden keys.
 
 Plain ASGI: each route converts the HTTP request, calls `BatchService`, and renders OpenAI's
 object or error shape. A batch or file belongs to its key's team: another team gets 404.
@@ -11,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -18,6 +20,7 @@ import orjson
 from costwarden.app.body import BodyReader
 from costwarden.app.gateway import Receive, Scope, Send
 from costwarden.chain.authenticate import presented_key
+from costwarden.domain.batch_files import MAX_FILE_LIST, FileQuery
 from costwarden.domain.keys import KeyIdentity
 from costwarden.protocols import openai
 from costwarden.protocols.batch_upload import parse_upload
@@ -49,7 +52,9 @@ class BatchApi:
         self._requests = requests
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"^/v1/files$"), self._upload),
+            ("GET", re.compile(r"^/v1/files$"), self._files),
             ("GET", re.compile(rf"^/v1/files/{_ID}$"), self._file),
+            ("DELETE", re.compile(rf"^/v1/files/{_ID}$"), self._delete_file),
             ("GET", re.compile(rf"^/v1/files/{_ID}/content$"), self._content),
             ("POST", re.compile(r"^/v1/batches$"), self._create),
             ("GET", re.compile(r"^/v1/batches$"), self._list),
@@ -116,6 +121,21 @@ class BatchApi:
         file, _ = await self._service.file(who, args[0])
         return 200, _dump(file.to_json())
 
+    async def _files(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
+                     query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
+        limit = _limit(query, MAX_FILE_LIST, MAX_FILE_LIST)
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise GatewayError(400, "invalid_order", "order must be 'asc' or 'desc'")
+        wanted = FileQuery(query.get("purpose"), query.get("after"), limit + 1, order == "asc")
+        found = await self._service.files(who, wanted)
+        return 200, _dump(_page([f.to_json() for f in found], limit))
+
+    async def _delete_file(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
+                           query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
+        await self._service.delete_file(who, args[0])
+        return 200, _dump({"id": args[0], "object": "file", "deleted": True})
+
     async def _content(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
                        query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
         _, content = await self._service.file(who, args[0])
@@ -128,17 +148,9 @@ class BatchApi:
 
     async def _list(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
                     query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
-        try:
-            limit = int(query.get("limit", "20"))
-        except ValueError:
-            raise GatewayError(400, "invalid_limit", "limit must be an integer from 1 to 100") from None
-        if not 1 <= limit <= 100:
-            raise GatewayError(400, "invalid_limit", "limit must be an integer from 1 to 100")
+        limit = _limit(query, 20, 100)
         found = await self._service.batches(who, query.get("after"), limit + 1)
-        data = [b.to_json() for b in found[:limit]]
-        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
-        page = {"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": len(found) > limit}
-        return 200, _dump(page)
+        return 200, _dump(_page([b.to_json() for b in found], limit))
 
     async def _batch(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
                      query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
@@ -151,6 +163,24 @@ class BatchApi:
     async def _job(self, who: KeyIdentity, body: bytes, headers: dict[str, str], args: tuple[str, ...],
                    query: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
         return 200, _dump((await self._service.job(who, args[0])).to_json())
+
+
+def _limit(query: dict[str, str], default: int, most: int) -> int:
+    """The `limit` query parameter: 1 to `most`, `default` when absent."""
+    try:
+        limit = int(query.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= most:
+        raise GatewayError(400, "invalid_limit", f"limit must be an integer from 1 to {most}")
+    return limit
+
+
+def _page(found: list[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """OpenAI's list object from up to `limit + 1` items read: the first `limit`, and `has_more`."""
+    data = found[:limit]
+    first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+    return {"object": "list", "data": data, "first_id": first, "last_id": last, "has_more": len(found) > limit}
 
 
 def _batch_request(body: bytes) -> BatchRequest:

@@ -54,7 +54,7 @@ from costwarden.services.governor import Governor
 from costwarden.services.keyring import KeyRing
 from costwarden.services.keys import config_key
 from costwarden.services.readiness import LedgerReadiness
-from costwarden.services.retention import RetentionLoop
+from costwarden.services.retention import RetentionLoop, prune_ledger
 from costwarden.services.scaling import ScalingService
 from costwarden.services.spikes import SpikeWatch
 from costwarden.storage.breaker import CounterBreaker
@@ -235,7 +235,8 @@ class Runtime:
             self._stages["trace"] = trace
         self._chain = self.chain_for(await self._cached(variant_forward))
         if self.batch is not None:  # its workers run jobs through the chain, authenticated by the batch's key
-            self.batch.build(self.chain_for(variant_forward, BatchAuthenticate(self.keyring)), session, self.registry)
+            batch_chain = self.chain_for(variant_forward, BatchAuthenticate(self.keyring))
+            self.batch.build(batch_chain, session, self.registry, self.lease.lead)
         self._recorder.start(storage.adopt_orphans_seconds)
         await self.readiness.start()
         self.keyring.start()
@@ -245,9 +246,11 @@ class Runtime:
             self.batch.start()
         retention = storage.retention
         if retention.raw_days is not None and retention.prune_every_seconds > 0:
+            store, size = self.store, retention.batch
             self._retention = RetentionLoop(
-                self.store, self.lease.lead, retention.raw_days, retention.batch, retention.prune_every_seconds
-            )
+                lambda before: prune_ledger(store, before, size), self.lease.lead, retention.raw_days,
+                retention.prune_every_seconds,
+            )  # fmt: skip
             self._retention.start()
         await self._start_compute()
 

@@ -1,10 +1,12 @@
-"""`costwarden queue status|purge`: the durable batch queue's depth and age, and purging it."""
+"""`costwarden queue status|purge|prune`: the durable batch queue's depth and age, purging its
+pending jobs, and pruning what its retention lets go (finished batches, their jobs and files)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +18,7 @@ from costwarden.cli.common import ConfigOption, config_or_exit, console, errors,
 from costwarden.config import Config
 from costwarden.ports import BatchBackend
 from costwarden.services.batch_queue import purge_queue, queue_status
+from costwarden.services.retention import cutoff, prune_queue
 from costwarden.storage.factory import open_queue
 
 T = TypeVar("T")
@@ -78,3 +81,25 @@ def purge(
         raise typer.Exit(1)
     purged = with_queue(cfg, lambda q: purge_queue(q, batch, time.time()))
     console.print(f"purged {plural(purged, 'pending job')}")
+
+
+@app.command()
+def prune(
+    older_than_days: float | None = typer.Option(
+        None, "--older-than-days", min=1, help="Prune what finished earlier [default: batch.retention_days]."
+    ),
+    config: Path | None = ConfigOption,
+) -> None:
+    """Delete batches finished more than the retention ago, with their jobs, output and error files,
+    and older uploads no kept batch was created from; in short transactions. The ledger is kept."""
+    cfg = config_or_exit(config)
+    days = older_than_days if older_than_days is not None else cfg.batch.retention_days
+    if days is None:
+        errors.print("[red]retention is off:[/] set batch.retention_days or pass --older-than-days")
+        raise typer.Exit(2)
+    before, size = cutoff(time.time(), days), cfg.batch.retention_batch
+    pruned = with_queue(cfg, lambda q: prune_queue(q, before, size))
+    when = datetime.fromtimestamp(before, UTC).isoformat(timespec="seconds")
+    batches = f"{pruned.batches} {'batch' if pruned.batches == 1 else 'batches'}"
+    jobs, files = plural(pruned.jobs, "job"), plural(pruned.files, "file")
+    console.print(f"pruned {batches} finished before {when} ({jobs}) and {files}; the ledger is kept")

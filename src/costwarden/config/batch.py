@@ -44,6 +44,14 @@ class BatchConfig(Model):
     # Realtime requests one team may have queued at once (202s not yet run); more get 429 queue_full.
     max_queued_per_team: int = Field(default=10_000, ge=1, le=10_000_000)
     callbacks: CallbackConfig = CallbackConfig()
+    # Finished batches (their jobs, output and error files) are deleted this many days after they
+    # finished, and uploads this many days after upload once no kept batch was created from them;
+    # by the leading gateway every `retention_every_seconds` (0: only `costwarden queue prune`).
+    # None (the default): kept until a client deletes them, as OpenAI keeps files. At least a day,
+    # so a client polling a batch still finds its results. The ledger's records are never touched.
+    retention_days: float | None = Field(default=None, ge=1)
+    retention_batch: int = Field(default=1000, gt=0, le=100_000)  # rows deleted per transaction
+    retention_every_seconds: float = Field(default=3600.0, ge=0)
 
     @field_validator("windows")
     @classmethod

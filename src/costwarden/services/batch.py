@@ -15,6 +15,7 @@ import orjson
 
 from costwarden.config.batch import BatchConfig
 from costwarden.domain.batch import COMPLETION_WINDOW_S, ENDPOINTS, Batch, BatchFile, BatchStatus, Job, JobView
+from costwarden.domain.batch_files import FileQuery
 from costwarden.domain.batch_input import LineError, parse_input
 from costwarden.domain.keys import KeyIdentity
 from costwarden.domain.request_id import request_id
@@ -67,6 +68,16 @@ class BatchService:
         if found is None:
             raise not_found("file", file_id)
         return found
+
+    async def files(self, who: KeyIdentity, query: FileQuery) -> list[BatchFile]:
+        """The team's files (uploads and batch results), one page of `query`."""
+        return await self._store.files(who.team, query)
+
+    async def delete_file(self, who: KeyIdentity, file_id: str) -> None:
+        """Delete one of the team's files. A batch created from it is not touched: its lines were
+        copied into the queue when it was created, so it runs on and keeps naming the file."""
+        if not await self._store.delete_file(file_id, who.team):
+            raise not_found("file", file_id)
 
     async def create(self, who: KeyIdentity, request: BatchRequest, now: float) -> Batch:
         if request.endpoint not in ENDPOINTS:

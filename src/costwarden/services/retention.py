@@ -1,6 +1,7 @@
-"""Raw-record retention (storage.retention): prune the ledger's raw records older than a number
-of days, batch by batch, keeping the rollups. Used by `costwarden ledger prune` and, when
-`raw_days` is set, by the leading gateway every `prune_every_seconds`."""
+"""Retention: prune the ledger's raw records older than a number of days, batch by batch, keeping
+the rollups (storage.retention: `costwarden ledger prune` and, when `raw_days` is set, the leading
+gateway every `prune_every_seconds`); and the batch queue's finished batches, their jobs and files
+(`batch.retention_days`: `costwarden queue prune` and the leading gateway). Neither touches the other."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import time
 from collections.abc import Awaitable, Callable
 
 from costwarden.aio import PeriodicTask
-from costwarden.ports import RetentionStore
+from costwarden.domain.batch_files import Pruned
+from costwarden.ports import QueueRetention, RetentionStore
 
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 86_400
 
 
-def cutoff(now: float, raw_days: float) -> float:
-    """The start time (Unix seconds) before which raw records are pruned."""
-    return now - raw_days * DAY_SECONDS
+def cutoff(now: float, days: float) -> float:
+    """The time (Unix seconds) `days` before `now`: what started (or finished) before it is pruned."""
+    return now - days * DAY_SECONDS
 
 
 async def prune_ledger(store: RetentionStore, before: float, batch: int) -> int:
@@ -31,34 +33,45 @@ async def prune_ledger(store: RetentionStore, before: float, batch: int) -> int:
             return total
 
 
+async def prune_queue(queue: QueueRetention, before: float, batch: int) -> Pruned:
+    """Delete the batch queue's batches finished before `before` with their jobs and files, and the
+    uploads made before it that no kept batch was created from, `batch` rows a transaction."""
+    total = Pruned()
+    while (step := await queue.prune_finished(before, batch)).total:
+        total += step
+    return total
+
+
 class RetentionLoop:
     """The gateway's own pruning: every `every_s` seconds, the replica holding the governor's
-    lease (`lead`, renewed as the governor does) prunes raw records started more than `raw_days`
-    days ago. A failed prune (the database is down) waits for the next round."""
+    lease (`lead`, renewed as the governor does) calls `prune` with the time `days` days ago, which
+    returns how many rows went (`what` names them in the log). A failed prune (the database is down)
+    waits for the next round."""
 
     def __init__(
         self,
-        store: RetentionStore,
+        prune: Callable[[float], Awaitable[int]],
         lead: Callable[[float], Awaitable[bool]],
-        raw_days: float,
-        batch: int,
+        days: float,
         every_s: float,
+        what: str = "raw ledger records",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store, self._lead, self._clock = store, lead, clock
-        self._raw_days, self._batch = raw_days, batch
-        self._task = PeriodicTask("costwarden-retention", self.tick, every_s, log=log, failure="ledger prune failed")
+        self._prune, self._lead, self._clock = prune, lead, clock
+        self._days, self._what = days, what
+        failure = f"pruning {what} failed"
+        self._task = PeriodicTask(f"costwarden-retention ({what})", self.tick, every_s, log=log, failure=failure)
         self.pruned = 0
 
     async def tick(self) -> int:
-        """One round: prune if this replica leads; returns how many records went."""
+        """One round: prune if this replica leads; returns how many rows went."""
         now = self._clock()
         if not await self._lead(now):
             return 0
-        pruned = await prune_ledger(self._store, cutoff(now, self._raw_days), self._batch)
+        pruned = await self._prune(cutoff(now, self._days))
         self.pruned += pruned
         if pruned:
-            log.info("pruned %d raw ledger records older than %g days", pruned, self._raw_days)
+            log.info("pruned %d %s older than %g days", pruned, self._what, self._days)
         return pruned
 
     def start(self) -> None:

@@ -14,8 +14,10 @@ import asyncpg
 import orjson
 
 from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView
+from costwarden.domain.batch_files import FileQuery, Pruned, within_bytes
 from costwarden.domain.batch_input import LineError
 from costwarden.domain.deferral import DueCallback
+from costwarden.storage import queue_files as f
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 
@@ -30,6 +32,10 @@ _CLAIM = (
 _CLAIM_EXPIRED = _CLAIM.format(which=q.EXPIRED.replace("?", "$3"))
 _CLAIM_WAITING = _CLAIM.format(which=q.WAITING.replace("?", "$3"))
 _DUE_CALLBACKS = q.numbered(q.DUE_CALLBACKS + " FOR UPDATE OF c SKIP LOCKED")  # two gateways: one claim each
+_HAS_FINISHED = (
+    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'batches' "
+    "AND column_name = 'finished_at'"
+)
 _EXPIRED_EVERY_S = 1.0  # leases of dead workers are looked for at most this often (they are rare)
 
 
@@ -63,6 +69,10 @@ class PostgresQueue:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
             for statement in q.SCHEMA.format(blob="BYTEA").split(";"):
                 await conn.execute(statement)
+            if await conn.fetchval(_HAS_FINISHED) is None:  # a queue made before retention (queue_files.ADD_FINISHED)
+                await conn.execute(f.ADD_FINISHED)
+                await conn.execute(f.BACKFILL_FINISHED)
+            await conn.execute(f.FINISHED_INDEX)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -76,6 +86,36 @@ class PostgresQueue:
         sql = f"SELECT {q.FILE_COLUMNS}, content FROM batch_files WHERE id = $1 AND team = $2"
         row = await self.pool.fetchrow(sql, file_id, team)
         return None if row is None else (q.file_from_row(tuple(row)), bytes(row[6]))
+
+    async def files(self, team: str, query: FileQuery) -> list[BatchFile]:
+        sql, values = f.file_list(team, query, query.limit)
+        return [q.file_from_row(tuple(r)) for r in await self.pool.fetch(q.numbered(sql), *values)]
+
+    async def delete_file(self, file_id: str, team: str) -> bool:
+        return _count(await self.pool.execute(q.numbered(f.DELETE_FILE), file_id, team)) > 0
+
+    async def prune_finished(self, before: float, limit: int) -> Pruned:
+        async with self.pool.acquire() as conn, conn.transaction():
+            batches = jobs = files = 0
+            for batch_id, output_id, error_id in await conn.fetch(q.numbered(f.FINISHED), before, limit):
+                room = limit - batches - jobs
+                if room <= 0:
+                    break
+                await conn.execute(q.numbered(f.DELETE_CALLBACKS), batch_id, room)
+                gone = _count(await conn.execute(q.numbered(f.DELETE_JOBS), batch_id, room))
+                jobs += gone
+                if gone < room:  # its last jobs went: the batch and its result files go too
+                    for file_id in (output_id, error_id):
+                        if file_id is not None:
+                            files += _count(await conn.execute(q.numbered(f.DELETE_FILE_ID), file_id))
+                    await conn.execute(q.numbered(f.DELETE_BATCH), batch_id)
+                    batches += 1
+            if batches or jobs:
+                return Pruned(batches, jobs, files)
+            stale = await conn.fetch(q.numbered(f.STALE_UPLOADS), before, limit)
+            uploads = within_bytes([(r[0], int(r[1])) for r in stale])
+            await conn.executemany(q.numbered(f.DELETE_FILE_ID), [(i,) for i in uploads])
+            return Pruned(files=len(uploads))
 
     async def create_batch(
         self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], callback: str | None = None
@@ -166,7 +206,8 @@ class PostgresQueue:
         for file, content in update.files:
             await conn.execute(q.numbered(q.FILE_INSERT), *q.file_row(file, content))
         times = orjson.dumps({**batch.times, "finalizing_at": now, update.stamp(status): now}).decode()
-        await conn.execute(q.numbered(q.CLOSE_BATCH), status.value, times, update.output_id, update.error_id, batch_id)
+        values = (status.value, times, update.output_id, update.error_id, now, batch_id)
+        await conn.execute(q.numbered(q.CLOSE_BATCH), *values)
         return True
 
     async def job(self, job_id: str, team: str) -> JobView | None:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from costwarden.domain.batch import (
+    TERMINAL,
     Batch,
     BatchDepth,
     BatchFile,
@@ -34,10 +35,13 @@ CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, team TEXT NOT NULL, key_id TEXT NOT NULL, endpoint TEXT NOT NULL,
     input_file_id TEXT NOT NULL, status TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
     expires_at DOUBLE PRECISION NOT NULL, times TEXT NOT NULL, output_file_id TEXT, error_file_id TEXT,
-    metadata TEXT NOT NULL, errors TEXT NOT NULL
+    metadata TEXT NOT NULL, errors TEXT NOT NULL, finished_at DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS batches_team ON batches (team, created_at);
 CREATE INDEX IF NOT EXISTS batches_status ON batches (status);
+CREATE INDEX IF NOT EXISTS batches_input ON batches (input_file_id);
+CREATE INDEX IF NOT EXISTS batch_files_team ON batch_files (team, created_at);
+CREATE INDEX IF NOT EXISTS batch_files_age ON batch_files (purpose, created_at);
 CREATE TABLE IF NOT EXISTS batch_jobs (
     id TEXT PRIMARY KEY, batch_id TEXT NOT NULL, line INTEGER NOT NULL, custom_id TEXT, body {blob},
     state TEXT NOT NULL, request_id TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, owner TEXT,
@@ -64,7 +68,7 @@ JOB_INSERT = (
     "INSERT INTO batch_jobs (id, batch_id, line, custom_id, body, state, request_id, not_before, enqueued_at, "
     "finished_at, error_code, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-BATCH_INSERT = f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+BATCH_INSERT = f"INSERT INTO batches ({BATCH_COLUMNS}, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 FILE_INSERT = (
     f"INSERT INTO batch_files ({FILE_COLUMNS}, content) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
@@ -110,7 +114,9 @@ DONE_JOBS = (
     "SELECT id, custom_id, status_code, result, request_id, error_code, error_message, line "
     "FROM batch_jobs WHERE batch_id = ? ORDER BY line"
 )
-CLOSE_BATCH = "UPDATE batches SET status = ?, times = ?, output_file_id = ?, error_file_id = ? WHERE id = ?"
+CLOSE_BATCH = (
+    "UPDATE batches SET status = ?, times = ?, output_file_id = ?, error_file_id = ?, finished_at = ? WHERE id = ?"
+)
 DEPTH = (
     "SELECT b.id, b.team, b.status, "
     "COALESCE(SUM(CASE WHEN j.state = 'pending' THEN 1 ELSE 0 END), 0), "
@@ -176,11 +182,14 @@ def file_from_row(row: Sequence[Any]) -> BatchFile:
 
 
 def batch_row(batch: Batch) -> tuple[Any, ...]:
+    """BATCH_INSERT's values; `finished_at` (what retention counts from) is set for a batch created
+    finished (failed at validation)."""
     errors = [[e.line, e.custom_id, e.code, e.message] for e in batch.errors]
+    finished = batch.created_at if batch.status in TERMINAL else None
     return (
         batch.id, batch.team, batch.key_id, batch.endpoint, batch.input_file_id, batch.status.value,
         batch.created_at, batch.expires_at, orjson.dumps(batch.times).decode(), batch.output_file_id,
-        batch.error_file_id, orjson.dumps(batch.metadata).decode(), orjson.dumps(errors).decode(),
+        batch.error_file_id, orjson.dumps(batch.metadata).decode(), orjson.dumps(errors).decode(), finished,
     )  # fmt: skip
 
 

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import orjson
 
 from costwarden.domain.batch import Batch, BatchDepth, BatchFile, BatchStatus, Job, JobResult, JobView
+from costwarden.domain.batch_files import FileQuery, Pruned, within_bytes
 from costwarden.domain.batch_input import LineError
 from costwarden.domain.deferral import DueCallback
+from costwarden.storage import queue_files as f
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
 from costwarden.storage.sqlite_conn import open_wal
@@ -59,7 +61,18 @@ class SQLiteQueue:
         return await self._run(run)
 
     async def open(self) -> None:
+        def has_finished(conn: sqlite3.Connection) -> bool:
+            return any(row[1] == "finished_at" for row in conn.execute("PRAGMA table_info(batches)"))
+
+        def upgrade(conn: sqlite3.Connection) -> None:  # a queue made before retention (f.ADD_FINISHED)
+            if not has_finished(conn):  # again under the write lock: another process may have added it
+                conn.execute(f.ADD_FINISHED)
+                conn.execute(f.BACKFILL_FINISHED)
+
         await self._run(lambda c: c.executescript(q.SCHEMA.format(blob="BLOB")))
+        if not await self._run(has_finished):
+            await self._tx(upgrade)
+        await self._run(lambda c: c.execute(f.FINISHED_INDEX))
 
     async def close(self) -> None:
         def shut(conn: sqlite3.Connection) -> None:
@@ -80,6 +93,36 @@ class SQLiteQueue:
             return None if row is None else (q.file_from_row(row), bytes(row[6]))
 
         return await self._run(read)
+
+    async def files(self, team: str, query: FileQuery) -> list[BatchFile]:
+        sql, values = f.file_list(team, query, query.limit)
+        return [q.file_from_row(r) for r in await self._run(lambda c: c.execute(sql, values).fetchall())]
+
+    async def delete_file(self, file_id: str, team: str) -> bool:
+        return await self._tx(lambda c: c.execute(f.DELETE_FILE, (file_id, team)).rowcount > 0)
+
+    async def prune_finished(self, before: float, limit: int) -> Pruned:
+        def write(conn: sqlite3.Connection) -> Pruned:
+            batches = jobs = files = 0
+            for batch_id, output_id, error_id in conn.execute(f.FINISHED, (before, limit)).fetchall():
+                room = limit - batches - jobs
+                if room <= 0:
+                    break
+                conn.execute(f.DELETE_CALLBACKS, (batch_id, room))
+                gone = conn.execute(f.DELETE_JOBS, (batch_id, room)).rowcount
+                jobs += gone
+                if gone < room:  # its last jobs went: the batch and its result files go too
+                    for file_id in (output_id, error_id):
+                        files += 0 if file_id is None else conn.execute(f.DELETE_FILE_ID, (file_id,)).rowcount
+                    conn.execute(f.DELETE_BATCH, (batch_id,))
+                    batches += 1
+            if batches or jobs:
+                return Pruned(batches, jobs, files)
+            uploads = within_bytes(conn.execute(f.STALE_UPLOADS, (before, limit)).fetchall())
+            conn.executemany(f.DELETE_FILE_ID, [(i,) for i in uploads])
+            return Pruned(files=len(uploads))
+
+        return await self._tx(write)
 
     async def create_batch(
         self, batch: Batch, jobs: Sequence[Job], errors: Sequence[LineError], callback: str | None = None
@@ -168,7 +211,7 @@ class SQLiteQueue:
         for file, content in update.files:
             conn.execute(q.FILE_INSERT, q.file_row(file, content))
         times = orjson.dumps({**batch.times, "finalizing_at": now, update.stamp(status): now}).decode()
-        conn.execute(q.CLOSE_BATCH, (status.value, times, update.output_id, update.error_id, batch_id))
+        conn.execute(q.CLOSE_BATCH, (status.value, times, update.output_id, update.error_id, now, batch_id))
         return True
 
     async def job(self, job_id: str, team: str) -> JobView | None:
