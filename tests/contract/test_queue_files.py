@@ -16,7 +16,7 @@ from costwarden.domain.batch import COMPLETION_WINDOW_S, BatchFile, BatchStatus
 from costwarden.domain.batch_files import FileQuery, Pruned
 from costwarden.domain.batch_input import LineError
 from costwarden.ports import BatchBackend
-from costwarden.services.retention import prune_queue
+from costwarden.services.retention import RetentionLoop, prune_queue
 from costwarden.storage.queue_postgres import PostgresQueue
 from costwarden.storage.queue_sqlite import SQLiteQueue
 from tests.contract.test_job_queue import LEASE, T0, lines, make_batch, make_jobs, ok
@@ -149,3 +149,22 @@ async def test_a_queue_made_before_retention_gets_finished_times_at_open(queue: 
         assert await again.batch("batch_legacy", "search") is None
     finally:
         await again.close()
+
+
+async def test_only_the_leading_gateway_prunes_the_queue(queue: BatchBackend) -> None:
+    await finished(queue, "batch_old", T0, 2)
+    now, leads = T0 + 3 * DAY, {"value": False}
+
+    async def lead(at: float) -> bool:
+        assert at == now
+        return leads["value"]
+
+    async def prune(before: float) -> int:
+        return (await prune_queue(queue, before, 100)).total
+
+    loop = RetentionLoop(prune, lead, days=2, every_s=3600, what="batch queue rows", clock=lambda: now)
+    assert await loop.tick() == 0  # a follower: nothing goes
+    assert await queue.batch("batch_old", "search") is not None
+    leads["value"] = True
+    assert await loop.tick() == 1 + 3 + 3  # the batch, its 3 job rows, its 2 result files and its input file
+    assert await queue.batch("batch_old", "search") is None

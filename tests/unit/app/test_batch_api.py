@@ -34,7 +34,7 @@ class DownStore:
         return fail
 
 
-async def call(method: str, path: str, token: str = "good") -> tuple[int, Any]:
+async def call(method: str, path: str, token: str = "good", query: bytes = b"") -> tuple[int, Any]:
     service = BatchService(DownStore(), BatchConfig())
     api = BatchApi(service, Keys(), BodyReader(1 << 20, 5.0, 4), BodyReader(1 << 16, 5.0, 4))  # type: ignore[arg-type]
     sent: list[Message] = []
@@ -46,7 +46,7 @@ async def call(method: str, path: str, token: str = "good") -> tuple[int, Any]:
         sent.append(message)
 
     headers = [(b"authorization", f"Bearer {token}".encode())]
-    await api({"type": "http", "method": method, "path": path, "query_string": b"", "headers": headers}, receive, send)
+    await api({"type": "http", "method": method, "path": path, "query_string": query, "headers": headers}, receive, send)
     return sent[0]["status"], orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
 
 
@@ -63,6 +63,9 @@ async def test_a_queue_that_is_down_is_an_openai_503() -> None:
         ("GET", "/v1/files/../../etc", 404, "not_found"),
         ("DELETE", "/v1/batches/batch_1", 405, "method_not_allowed"),
         ("PUT", "/v1/files", 405, "method_not_allowed"),
+        ("DELETE", "/v1/files", 405, "method_not_allowed"),
+        ("PATCH", "/v1/files/file-1", 405, "method_not_allowed"),
+        ("DELETE", "/v1/files/file-1/content", 405, "method_not_allowed"),
         ("GET", "/v1/costwarden/jobs/" + "x" * 200, 404, "not_found"),
     ],
 )
@@ -74,3 +77,19 @@ async def test_routes_refuse_in_openai_shape(method: str, path: str, status: int
 async def test_an_unknown_key_is_refused_before_anything_is_read() -> None:
     status, body = await call("GET", "/v1/batches", token="bad")
     assert status == 401 and body["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [(b"limit=0", "invalid_limit"), (b"limit=10001", "invalid_limit"), (b"limit=x", "invalid_limit"),
+     (b"order=newest", "invalid_order")],
+)  # fmt: skip
+async def test_a_bad_file_listing_is_refused_before_the_queue_is_asked(query: bytes, code: str) -> None:
+    status, body = await call("GET", "/v1/files", query=query)
+    assert (status, body["error"]["code"]) == (400, code)
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/files"), ("DELETE", "/v1/files/file-1")])
+async def test_listing_and_deleting_files_with_the_queue_down_is_an_openai_503(method: str, path: str) -> None:
+    status, body = await call(method, path, query=b"limit=5&order=asc")
+    assert status == 503 and body["error"]["code"] == "batch_queue_unavailable"

@@ -1,9 +1,10 @@
-"""`costwarden queue status|purge` on a SQLite queue (the ledger's file, the default)."""
+"""`costwarden queue status|purge|prune` on a SQLite queue (the ledger's file, the default)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from costwarden.cli.main import app
-from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchStatus, Job
+from costwarden.domain.batch import COMPLETION_WINDOW_S, Batch, BatchStatus, Job, JobResult
 from costwarden.storage.queue_sqlite import SQLiteQueue
 
 CONFIG = """\
@@ -70,3 +71,28 @@ def test_purge_one_batch_then_all(config: Path) -> None:
     assert "purged 2 pending jobs" in rest.output
     data = json.loads(CliRunner().invoke(app, ["queue", "status", "-c", str(config), "--format", "json"]).output)
     assert data["depth"] == 0 and data["running"] == 1
+
+
+async def finish_all(path: str, days_ago: float) -> None:
+    """Run and close every batch, then move their finish `days_ago` days back."""
+    queue = SQLiteQueue(path)
+    await queue.open()
+    now = time.time() + 61  # the job `seed` leased: its lease expired
+    for job in await queue.claim("w", 10, now, 60):
+        await queue.finish(job, JobResult(200, b"{}", job.request_id), now)
+    assert len(await queue.finalize(now)) == 2
+    await queue.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE batches SET finished_at = finished_at - ?", (days_ago * 86_400,))
+
+
+def test_prune_deletes_batches_finished_before_the_retention(config: Path, tmp_path: Path) -> None:
+    off = CliRunner().invoke(app, ["queue", "prune", "--config", str(config)])
+    assert off.exit_code == 2 and "retention is off" in off.output
+    asyncio.run(finish_all(str(tmp_path / "ledger.db"), 3))
+    kept = CliRunner().invoke(app, ["queue", "prune", "--older-than-days", "4", "--config", str(config)])
+    assert kept.exit_code == 0 and "pruned 0 batches" in kept.output, kept.output
+    config.write_text(config.read_text() + "batch:\n  retention_days: 2\n  retention_batch: 2\n")
+    pruned = CliRunner().invoke(app, ["queue", "prune", "--config", str(config)])
+    assert pruned.exit_code == 0, pruned.output
+    assert "pruned 2 batches" in pruned.output and "(5 jobs) and 2 files" in pruned.output

@@ -96,3 +96,26 @@ def test_queue_settings_need_the_queue_action() -> None:
 def test_an_unknown_action_names_the_choices() -> None:
     problem = only_problem(VALID.replace("action: queue", "action: defer"))
     assert problem.startswith(f"{SOURCE}:15: governance.budgets[0].action: ") and "'queue'" in problem
+
+
+def test_queue_retention_is_off_by_default_and_loads() -> None:
+    assert parse(VALID).batch.retention_days is None
+    config = parse(VALID + "  retention_days: 30\n  retention_batch: 500\n  retention_every_seconds: 600\n")
+    assert (config.batch.retention_days, config.batch.retention_batch) == (30, 500)
+    assert config.batch.retention_every_seconds == 600
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "says"),
+    [
+        # under a day: a client polling its batch could miss the results
+        ("retention_days: 0.5", "batch.retention_days", "greater than or equal to 1"),
+        ("retention_days: thirty", "batch.retention_days", "valid number"),
+        ("retention_batch: 0", "batch.retention_batch", "greater than 0"),
+        ("retention_every_seconds: -1", "batch.retention_every_seconds", "greater than or equal to 0"),
+        ("retention: 30", "batch.retention", "not permitted"),
+    ],
+)
+def test_bad_queue_retention_names_file_line_and_key(setting: str, key: str, says: str) -> None:
+    problem = only_problem(VALID + f"  {setting}\n")
+    assert problem.startswith(f"{SOURCE}:23: {key}: ") and says in problem, problem
