@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import time
 
@@ -14,7 +13,7 @@ from costwarden.domain.record import Outcome
 from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.setup_config import KEYS
-from tests.integration.test_batch_api import BATCH, client, jsonl, line, upload, wait_done
+from tests.integration.test_batch_api import BATCH, client, line, upload, wait_done
 
 DAY = 86_400
 
@@ -92,7 +91,8 @@ def test_the_gateway_prunes_batches_past_retention_and_keeps_the_ledger(make_gat
     # Three days pass for what the first gateway made (the queue lives in the ledger's SQLite file).
     path = first.ledger.removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE batches SET finished_at = finished_at - ?, created_at = created_at - ?", (3 * DAY, 3 * DAY))
+        back = (3 * DAY, 3 * DAY)
+        conn.execute("UPDATE batches SET finished_at = finished_at - ?, created_at = created_at - ?", back)
         conn.execute("UPDATE batch_files SET created_at = created_at - ?", (3 * DAY,))
     retention = {"retention_days": 2, "retention_every_seconds": 0.2}
     second = make_gateway(extra={"batch": {**BATCH["batch"], **retention}})

@@ -41,9 +41,7 @@ class BatchParts:
         if self.worker is not None:
             self.worker.notify()
 
-    def build(
-        self, chain: Chain, session: aiohttp.ClientSession, registry: CollectorRegistry, lead: Lead
-    ) -> None:
+    def build(self, chain: Chain, session: aiohttp.ClientSession, registry: CollectorRegistry, lead: Lead) -> None:
         """The workers that run jobs through `chain` (the batch chain), the job callbacks, their metrics,
         and the retention that the replica `lead` says leads runs."""
         runner = JobRunner(chain, self.config.price_multiplier)

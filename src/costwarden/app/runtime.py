@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -246,11 +247,8 @@ class Runtime:
             self.batch.start()
         retention = storage.retention
         if retention.raw_days is not None and retention.prune_every_seconds > 0:
-            store, size = self.store, retention.batch
-            self._retention = RetentionLoop(
-                lambda before: prune_ledger(store, before, size), self.lease.lead, retention.raw_days,
-                retention.prune_every_seconds,
-            )  # fmt: skip
+            prune = functools.partial(prune_ledger, self.store, batch=retention.batch)
+            self._retention = RetentionLoop(prune, self.lease.lead, retention.raw_days, retention.prune_every_seconds)
             self._retention.start()
         await self._start_compute()
 

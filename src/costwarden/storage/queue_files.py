@@ -4,8 +4,8 @@ PostgreSQL adapters (`?` placeholders; `queue_sql.numbered` for PostgreSQL).
 Retention deletes in short steps, each one transaction of at most `limit` job and batch rows: the
 jobs of the batches that finished longest ago (their callbacks with them), each batch with its output
 and error files once its last job is gone; then uploaded files past the cutoff that no kept batch
-names as its input (at most `limit`, and about `PURGE_BYTES` of content, per step). The ledger is another database's concern: no
-statement here touches it.
+names as its input (at most `limit`, and about `PURGE_BYTES` of content, per step). No statement
+here touches the ledger.
 """
 
 from __future__ import annotations

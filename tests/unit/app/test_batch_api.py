@@ -46,7 +46,8 @@ async def call(method: str, path: str, token: str = "good", query: bytes = b"") 
         sent.append(message)
 
     headers = [(b"authorization", f"Bearer {token}".encode())]
-    await api({"type": "http", "method": method, "path": path, "query_string": query, "headers": headers}, receive, send)
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": headers}
+    await api(scope, receive, send)
     return sent[0]["status"], orjson.loads(b"".join(m.get("body", b"") for m in sent[1:]))
 
 
