@@ -349,6 +349,7 @@ class Runtime:
 
     def _build_governor(self, active: list[Alert]) -> Governor:
         gov = self.config.governance
+        lag = 2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5  # records still being flushed
         spikes = None
         if gov.spikes.enabled:
             detector = SpikeDetector(
@@ -360,7 +361,6 @@ class Runtime:
                 min_impact_usd=gov.spikes.min_impact_usd,
                 shadow=gov.spikes.shadow,
             )
-            lag = 2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5
             spikes = SpikeWatch(detector, self.store, lag)
         assert self._alerts is not None
         return Governor(
@@ -374,7 +374,7 @@ class Runtime:
             spikes,
             active,
             budgets=lambda: active_budgets(self.store, self.config),
-            rebuild_lag=2 * self.config.storage.flush_interval_ms / 1000.0 + 0.5,
+            rebuild_lag=lag,
             firing=lambda: self.store.list_alerts(True, 1000),  # it keeps those it owns (AlertOwner)
             scaling=self.scaling.conditions if self.scaling.deployments else None,
         )

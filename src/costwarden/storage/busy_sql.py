@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from costwarden.domain.busy_fold import ALL_TEAMS, HOUR, FoldKey, HourCell, fold_hours
 from costwarden.storage.busy_check import counted, counts_sql, run_async, run_sync
-from costwarden.storage.sqlite_conn import sqlite_call
+from costwarden.storage.sqlite_conn import sqlite_call, sqlite_path
 
 T = TypeVar("T")
 BusyRow = tuple[str, str, int, int, int, int]  # deployment, team, concurrency, request_ns, requests, tokens
@@ -62,7 +62,7 @@ class BusyFolds:
     def __init__(self, url: str) -> None:
         self.url = url
         self.sqlite = url.startswith("sqlite:///")
-        self.path = url.removeprefix("sqlite:///") or "costwarden.db"
+        self.path = sqlite_path(url)
 
     async def _sqlite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await sqlite_call(self.path, fn)

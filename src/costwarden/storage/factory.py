@@ -12,6 +12,7 @@ from costwarden.storage.memory_counters import MemoryCounters
 from costwarden.storage.queue_sqlite import SQLiteQueue
 from costwarden.storage.samples_sqlite import SQLiteSamples
 from costwarden.storage.sqlite import SQLiteStore
+from costwarden.storage.sqlite_conn import sqlite_path
 from costwarden.storage.variant_state_memory import MemoryVariantState
 
 
@@ -115,7 +116,7 @@ def open_response_cache(config: CacheConfig, state_url: str | None) -> ResponseC
 def open_samples(url: str) -> SampleStore:
     """Compute samples in the ledger's database (its migrations create the tables: open the ledger first)."""
     if url.startswith("sqlite:///"):
-        return SQLiteSamples(url.removeprefix("sqlite:///") or "costwarden.db")
+        return SQLiteSamples(sqlite_path(url))
     from costwarden.storage.samples_postgres import PostgresSamples
 
     return PostgresSamples(url)

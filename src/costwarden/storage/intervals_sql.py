@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from costwarden.domain.allocation_input import DIMENSIONS
+from costwarden.storage.sqlite_conn import sqlite_path
 
 # (deployment: str, started_at: float, ended_at: float, upstream_ms: float, tokens: int, *labels: str | None), as read.
 IntervalRow = tuple[Any, ...]
@@ -66,7 +67,7 @@ async def ledger_interval_count(url: str, start: float, end: float, deployments:
     if not deployments:
         return 0
     if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///") or "costwarden.db"
+        path = sqlite_path(url)
 
         def count() -> int:
             conn = sqlite3.connect(path, timeout=30)
@@ -90,5 +91,5 @@ def ledger_intervals(
 ) -> AsyncIterator[list[IntervalRow]]:
     """Pages of interval rows from the ledger at `url` (sqlite:///path or postgresql://...)."""
     if url.startswith("sqlite:///"):
-        return sqlite_intervals(url.removeprefix("sqlite:///") or "costwarden.db", start, end, deployments, by)
+        return sqlite_intervals(sqlite_path(url), start, end, deployments, by)
     return postgres_intervals(url, start, end, deployments, by)

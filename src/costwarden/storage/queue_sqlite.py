@@ -22,7 +22,7 @@ from costwarden.domain.deferral import DueCallback
 from costwarden.storage import queue_files as f
 from costwarden.storage import queue_sql as q
 from costwarden.storage.queue_close import close_plan, result_files
-from costwarden.storage.sqlite_conn import open_wal
+from costwarden.storage.sqlite_conn import open_wal, sqlite_path
 
 T = TypeVar("T")
 
@@ -37,7 +37,7 @@ class SQLiteQueue:
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteQueue:
-        return cls(url.removeprefix("sqlite:///") or "costwarden.db")
+        return cls(sqlite_path(url))
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)

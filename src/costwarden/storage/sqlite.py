@@ -48,7 +48,7 @@ from costwarden.storage.rollup_write import (
 )
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.span_reads import spans_sqlite
-from costwarden.storage.sqlite_conn import open_wal
+from costwarden.storage.sqlite_conn import open_wal, sqlite_path
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -151,7 +151,7 @@ class SQLiteStore:
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
-        return cls(url.removeprefix("sqlite:///") or "costwarden.db")
+        return cls(sqlite_path(url))
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -13,6 +13,11 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///path` URL (`costwarden.db` when the path is empty)."""
+    return url.removeprefix("sqlite:///") or "costwarden.db"
+
+
 def open_wal(path: str) -> sqlite3.Connection:
     """A connection in autocommit mode (the caller says BEGIN) to `path`, its folder made, the file
     in WAL mode; usable from the one worker thread the caller keeps for it."""
