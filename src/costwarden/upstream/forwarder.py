@@ -138,9 +138,7 @@ class Forwarder:
                     exchange.endpoint == audio.SPEECH or _streamed_transcript(exchange, response, stream)
                 ):
                     if exchange.audio is not None:  # a streamed transcript: priced from the upload, read by now
-                        _counted(exchange)
-                        exchange.stream = True  # recorded as a stream (the form's `stream` field is not parsed)
-                        exchange.usage_estimated = exchange.audio.exact_ms is None
+                        _transcript_streamed(exchange)
                     cause = await self._relay_bytes(exchange, channel, settle, response, started)
                 else:
                     body = await response.read()
@@ -377,6 +375,14 @@ def _streamed_transcript(exchange: Exchange, response: UpstreamResponse, stream:
         and response.content_type == _SSE
         and (stream is None or stream.error is None)
     )
+
+
+def _transcript_streamed(exchange: Exchange) -> None:
+    """A transcript answered as an event stream: priced from the upload (read whole by now), and
+    recorded as a stream (known from the answer's Content-Type; the form's `stream` is not parsed)."""
+    _counted(exchange)
+    exchange.stream = True
+    exchange.usage_estimated = exchange.audio is not None and exchange.audio.exact_ms is None
 
 
 def _counted(exchange: Exchange) -> None:
