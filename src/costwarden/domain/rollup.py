@@ -44,7 +44,7 @@ ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUT
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
 # The derived cubes start at hours (a report's partial hours at its edges are read raw) and only the
 # deployment cube keeps histograms (the latency panel): each grain and histogram costs the fold.
-TEAMS = Cube("rollup_team", ("team", "project", "environment"), (HOUR, DAY, WEEK), source=0, latency=False)
+TEAMS = Cube("rollup_team", ("team", "project", "environment", "outcome"), (HOUR, DAY, WEEK), source=0, latency=False)
 DEPLOYMENTS = Cube("rollup_deployment", ("deployment", "outcome"), (HOUR, DAY, WEEK), source=0)
 KEY_TOTALS = Cube("rollup_key_total", ("team", "key_id"), (DAY, WEEK), source=1, latency=False)
 BASE_CUBES: tuple[Cube, ...] = (ORG, KEYS)  # the cubes a write makes pending cells for (their index: rollup_delta.cube)

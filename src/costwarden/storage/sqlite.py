@@ -37,7 +37,7 @@ from costwarden.storage.rollup_fold import (
 )
 from costwarden.storage.rollup_report import series_sqlite, spend_sqlite, top_sqlite
 from costwarden.storage.rollup_write import (
-    DERIVED_MIGRATION,
+    DERIVES,
     WEEKS_MIGRATION,
     add_weeks_sqlite,
     backfill_sqlite,
@@ -209,8 +209,8 @@ class SQLiteStore:
                     backfill_sqlite(conn)
                 if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
                     add_weeks_sqlite(conn)  # rolled up before weeks (a backfill now makes them itself)
-                if migration.version == DERIVED_MIGRATION:
-                    derive_sqlite(conn)  # the narrow cubes from the cells already folded
+                if migration.version in DERIVES:
+                    derive_sqlite(conn, cubes=DERIVES[migration.version])  # narrow cubes from the folded cells
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),
