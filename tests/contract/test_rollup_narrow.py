@@ -6,7 +6,11 @@ folded cells when opened (a gateway upgraded in place shows the same numbers), a
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
+
+import asyncpg
+import pytest
 
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery
@@ -127,6 +131,8 @@ async def test_a_team_cube_from_before_its_outcome_is_added_up_again_when_opened
         for query in [*team_reads, *panels(start, end)]:
             assert_matches(await reopened.spend(query), records[:500])
         assert cube_for(team_reads[0]) is TEAM_CUBE
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.NotNullViolationError)):  # an older gateway's fold
+            await execute(store, [stale.format(b=int(BASE + WEEK_EDGE) // 86_400 * 86_400 + 86_400)])
         assert await reopened.write(records) == 200
         await fold(reopened, 10_000)
         for query in team_reads:

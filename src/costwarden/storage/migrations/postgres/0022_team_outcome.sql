@@ -9,7 +9,7 @@ CREATE TABLE rollup_team (
     team           TEXT,
     project        TEXT,
     environment    TEXT,
-    outcome        TEXT,
+    outcome        TEXT NOT NULL,  -- an older gateway's fold (no outcome) is refused, its cells stay pending
     requests       BIGINT NOT NULL DEFAULT 0,
     errors         BIGINT NOT NULL DEFAULT 0,
     input_tokens   BIGINT NOT NULL DEFAULT 0,

@@ -9,7 +9,7 @@ CREATE TABLE rollup_team (
     team           TEXT,
     project        TEXT,
     environment    TEXT,
-    outcome        TEXT,
+    outcome        TEXT NOT NULL,  -- an older gateway's fold (no outcome) is refused, its cells stay pending
     requests       INTEGER NOT NULL DEFAULT 0,
     errors         INTEGER NOT NULL DEFAULT 0,
     input_tokens   INTEGER NOT NULL DEFAULT 0,
