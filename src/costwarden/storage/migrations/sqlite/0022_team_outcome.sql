@@ -1,28 +1,7 @@
--- The team cube with the outcome (domain/rollup.py): a budget scoped by team, project or environment reads
--- it (its rebuild groups by outcome) instead of the org cube. Filled from `rollup` right after this
--- file runs (storage/rollup_write.py: derive_sqlite / derive_postgres).
-DROP TABLE rollup_team;
-CREATE TABLE rollup_team (
-    grain          INTEGER NOT NULL,
-    bucket         INTEGER NOT NULL,
-    dim_key        TEXT NOT NULL,
-    team           TEXT,
-    project        TEXT,
-    environment    TEXT,
-    outcome        TEXT NOT NULL,  -- an older gateway's fold (no outcome) is refused, its cells stay pending
-    requests       INTEGER NOT NULL DEFAULT 0,
-    errors         INTEGER NOT NULL DEFAULT 0,
-    input_tokens   INTEGER NOT NULL DEFAULT 0,
-    output_tokens  INTEGER NOT NULL DEFAULT 0,
-    cached_tokens  INTEGER NOT NULL DEFAULT 0,
-    items          INTEGER NOT NULL DEFAULT 0,
-    cost_nanos     INTEGER NOT NULL DEFAULT 0,
-    latency        TEXT NOT NULL DEFAULT '{}',
-    reasoning_tokens INTEGER NOT NULL DEFAULT 0,
-    images           INTEGER NOT NULL DEFAULT 0,
-    audio_ms         INTEGER NOT NULL DEFAULT 0,
-    characters       INTEGER NOT NULL DEFAULT 0,
-    documents        INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (grain, bucket, dim_key)
-) WITHOUT ROWID;
-CREATE INDEX rollup_team_team ON rollup_team (team, grain, bucket)
+-- The team cube with the outcome (domain/rollup.py): a budget scoped by team, project or environment
+-- reads it (its rebuild groups by outcome) instead of the org cube. Emptied here and filled from
+-- `rollup` right after this file runs (storage/rollup_write.py: derive_sqlite). Never NULL (SQLite
+-- adds no NOT NULL column without a default): an older gateway's fold (no outcome) is refused, so
+-- the pending cells it took stay pending.
+DELETE FROM rollup_team;
+ALTER TABLE rollup_team ADD COLUMN outcome TEXT CHECK (outcome IS NOT NULL)
