@@ -105,8 +105,8 @@ async def test_a_ledger_rolled_up_before_the_narrow_cubes_gets_them_from_its_cel
 
 
 async def test_a_team_cube_from_before_its_outcome_is_added_up_again_when_opened(store: Store) -> None:
-    """Migration 0022 replaces 0020's team cube (no outcome) with one holding it, added up from the
-    org cube's folded cells; what it held before is dropped, pending cells stay pending."""
+    """Migration 0022 empties 0020's team cube (no outcome), adds the outcome and adds it up again
+    from the org cube's folded cells; what it held before goes, pending cells stay pending."""
     records = month(700)
     assert await store.write(records[:400]) == 400
     while await fold(store, 10_000):

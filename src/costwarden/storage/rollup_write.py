@@ -25,8 +25,8 @@ MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transacti
 WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
 DERIVED_MIGRATION = 20  # 0020_narrow_rollups: the derived cubes are added up from their source cubes' cells
 TEAM_OUTCOME_MIGRATION = 22  # 0022_team_outcome: the team cube, with the outcome, added up again from `rollup`
-# The derived cubes each migration (re)creates, to be added up from their source cubes right after it:
-# 0020's team cube (no outcome) is replaced by 0022's, which always runs after it.
+# The derived cubes each migration creates or reshapes, to be added up from their source cubes right
+# after it: 0020's team cube has no outcome column until 0022 (which always runs after it) adds it.
 DERIVES: dict[int, tuple[Cube, ...]] = {
     DERIVED_MIGRATION: tuple(cube for cube in DERIVED if cube is not TEAMS),
     TEAM_OUTCOME_MIGRATION: (TEAMS,),
