@@ -4,8 +4,9 @@
 
     .venv/bin/python bench/scale_gateway.py --ledger postgresql://127.0.0.1:5432/costwarden_scale10m
 
-1. **start**: `costwarden serve` with three rolling-30d budgets (global, one team, one key), from
-   the process's launch to the first `/readyz` 200 (polled every 20 ms), against the same start on
+1. **start**: `costwarden serve` with three rolling-30d budgets (global, one team, one key;
+   `--team-budgets N`: N teams' instead of one), from the process's launch to the first `/readyz`
+   200 (polled every 20 ms), against the same start on
    an empty ledger of the same backend (`--empty`: the interpreter, imports and migrations alone);
    and the runtime's own start in this process (`Runtime.start`, imports done), on both ledgers;
 2. **`/admin/v1/spend`** over HTTP on that gateway for each window and grouping: the first
@@ -44,8 +45,11 @@ BUDGETS = [
 ]
 
 
-def config(ledger: str, folder: Path, name: str) -> Path:
-    budgets = [{"limit_usd": "100000", "action": "alert_only", **b} for b in BUDGETS]
+def config(ledger: str, folder: Path, name: str, teams: int = 1) -> Path:
+    """`teams`: rolling-30d team budgets (team-000 and the next ones; each rebuild reads its team)."""
+    rolling = {"window": "rolling", "rolling_seconds": 30 * 86_400}
+    more = [{"id": f"team-{t:03d}-30d", "scope": {"team": f"team-{t:03d}"}, **rolling} for t in range(1, teams)]
+    budgets = [{"limit_usd": "100000", "action": "alert_only", **b} for b in [*BUDGETS, *more]]
     data = {
         "server": {"host": "127.0.0.1", "admin_token": TOKEN},
         "storage": {"ledger": ledger, "spool_dir": str(folder / f"spool-{name}")},
@@ -159,20 +163,21 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/costwarden-scale-gateway")
     parser.add_argument("--cli-windows", default=",".join(WINDOWS), help="the report CLI's windows (a process each)")
     parser.add_argument("--phases", default="start,admin,cli", help="comma-separated: start, admin, cli")
+    parser.add_argument("--team-budgets", type=int, default=1, help="rolling-30d team budgets (team-000, team-001...)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale_gateway.json"))
     args = parser.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     phases = set(args.phases.split(","))
-    config_path = config(args.ledger, folder, "ledger")
+    config_path = config(args.ledger, folder, "ledger", args.team_budgets)
     result: dict[str, Any] = {"args": vars(args)}
     if "start" in phases:
         if args.empty:
-            result["start_empty_s"] = starts(config(args.empty, folder, "empty"), args, folder)
+            result["start_empty_s"] = starts(config(args.empty, folder, "empty", args.team_budgets), args, folder)
         result["start_s"] = starts(config_path, args, folder)
         result["runtime_start_s"] = in_process(config_path, args)
         if args.empty:
-            result["runtime_start_empty_s"] = in_process(config(args.empty, folder, "empty"), args)
+            result["runtime_start_empty_s"] = in_process(config(args.empty, folder, "empty", args.team_budgets), args)
         result["start_load"] = load()
         print({k: v for k, v in result.items() if "start" in k}, flush=True)
     if "admin" in phases:

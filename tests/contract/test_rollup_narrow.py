@@ -1,16 +1,24 @@
 """The narrow rollups (migration 0020: per team, per deployment and outcome, per key with week cells),
 on SQLite and PostgreSQL: the dashboard's month-long reads from them equal the raw ledger exactly,
 with cells folded, pending, replayed and late; and a ledger rolled up before 0020 gets them from its
-folded cells when opened (a gateway upgraded in place shows the same numbers)."""
+folded cells when opened (a gateway upgraded in place shows the same numbers), as one from before
+0022 gets its team cube again with the outcome."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
+
+import asyncpg
+import pytest
 
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import SpendQuery
 from costwarden.domain.rollup import DERIVED, KEY_TOTALS, WEEK, cube_for
+from costwarden.domain.rollup import TEAMS as TEAM_CUBE
 from costwarden.ports import Store
+from costwarden.storage.migrations import migrations, statements
+from costwarden.storage.sqlite import SQLiteStore
 from tests.contract.test_rollups import BASE, WEEK_EDGE, assert_matches, count, execute, fold, second, usage
 
 TEAMS = ("ads", "search", None)
@@ -80,7 +88,7 @@ async def test_a_ledger_rolled_up_before_the_narrow_cubes_gets_them_from_its_cel
         pass
     assert await store.write(records[400:500]) == 100  # pending when the gateway is upgraded
     drop = [f"DROP TABLE {cube.table}" for cube in DERIVED]
-    drop.append("DELETE FROM costwarden_schema WHERE version = 20")
+    drop.append("DELETE FROM costwarden_schema WHERE version IN (20, 22)")
     await execute(store, drop)
     reopened = await second(store)
     try:
@@ -91,6 +99,43 @@ async def test_a_ledger_rolled_up_before_the_narrow_cubes_gets_them_from_its_cel
         assert await reopened.write(records) == 200  # after the upgrade: new ones once, replays not
         await fold(reopened, 10_000)
         for query in panels(start, end):
+            assert_matches(await reopened.spend(query), records)
+    finally:
+        await reopened.close()
+
+
+async def test_a_team_cube_from_before_its_outcome_is_added_up_again_when_opened(store: Store) -> None:
+    """Migration 0022 empties 0020's team cube (no outcome), adds the outcome and adds it up again
+    from the org cube's folded cells; what it held before goes, pending cells stay pending."""
+    records = month(700)
+    assert await store.write(records[:400]) == 400
+    while await fold(store, 10_000):
+        pass
+    assert await store.write(records[400:500]) == 100  # pending when the gateway is upgraded
+    dialect = "sqlite" if isinstance(store, SQLiteStore) else "postgres"
+    before = next(m for m in migrations(dialect) if m.version == 20)
+    stale = "INSERT INTO rollup_team (grain, bucket, dim_key, team, requests) VALUES (86400, {b}, 'ads', 'ads', 999)"
+    await execute(store, [
+        "DROP TABLE rollup_team",
+        *(s for s in statements(before.sql) if "rollup_team " in s),  # its shape before 0022
+        stale.format(b=int(BASE + WEEK_EDGE) // 86_400 * 86_400),
+        "DELETE FROM costwarden_schema WHERE version = 22",
+    ])  # fmt: skip
+    reopened = await second(store)
+    try:
+        start, end = BASE + WEEK_EDGE - 3 * 86_400 + 0.5, BASE + WEEK_EDGE + 27 * 86_400
+        team_reads = [
+            SpendQuery(("outcome",), start, end, (("team", "ads"),), percentiles=False),  # a team budget's rebuild
+            SpendQuery(("team", "outcome"), start, end, percentiles=False),
+        ]
+        for query in [*team_reads, *panels(start, end)]:
+            assert_matches(await reopened.spend(query), records[:500])
+        assert cube_for(team_reads[0]) is TEAM_CUBE
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.NotNullViolationError)):  # an older gateway's fold
+            await execute(store, [stale.format(b=int(BASE + WEEK_EDGE) // 86_400 * 86_400 + 86_400)])
+        assert await reopened.write(records) == 200
+        await fold(reopened, 10_000)
+        for query in team_reads:
             assert_matches(await reopened.spend(query), records)
     finally:
         await reopened.close()

@@ -3,8 +3,9 @@
 Two base cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key`
 adds the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
 Three narrow cubes are derived from them (migration 0020) for the reads that name few dimensions (the
-dashboard's panels): per team, project and environment; per deployment and outcome; per key (its team
-too) with week cells. A derived cube has no pending cells of its own: it reads its source cube's and a
+dashboard's panels, budget rebuilds): per team, project, environment and outcome (the outcome since
+0022: a team budget's rebuild groups by it); per deployment and outcome; per key (its team too) with
+week cells. A derived cube has no pending cells of its own: it reads its source cube's and a
 fold adds them into it as well. A report reads the narrowest cube holding its dimensions.
 `plan` splits a report window into whole buckets read from a cube and the partial buckets at its
 edges read from raw records. Pure: times in, values out.
@@ -44,7 +45,7 @@ ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUT
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
 # The derived cubes start at hours (a report's partial hours at its edges are read raw) and only the
 # deployment cube keeps histograms (the latency panel): each grain and histogram costs the fold.
-TEAMS = Cube("rollup_team", ("team", "project", "environment"), (HOUR, DAY, WEEK), source=0, latency=False)
+TEAMS = Cube("rollup_team", ("team", "project", "environment", "outcome"), (HOUR, DAY, WEEK), source=0, latency=False)
 DEPLOYMENTS = Cube("rollup_deployment", ("deployment", "outcome"), (HOUR, DAY, WEEK), source=0)
 KEY_TOTALS = Cube("rollup_key_total", ("team", "key_id"), (DAY, WEEK), source=1, latency=False)
 BASE_CUBES: tuple[Cube, ...] = (ORG, KEYS)  # the cubes a write makes pending cells for (their index: rollup_delta.cube)

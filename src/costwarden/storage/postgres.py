@@ -32,7 +32,7 @@ from costwarden.storage.retention import POSTGRES_PRUNE, POSTGRES_PRUNE_PARTITIO
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import series_postgres, spend_postgres, top_postgres
 from costwarden.storage.rollup_write import (
-    DERIVED_MIGRATION,
+    DERIVES,
     STAGE,
     WEEKS_MIGRATION,
     add_weeks_postgres,
@@ -181,8 +181,8 @@ class PostgresStore:
                     await backfill_postgres(conn)
                 if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
                     await add_weeks_postgres(conn)  # rolled up before weeks (a backfill now makes them itself)
-                if migration.version == DERIVED_MIGRATION:
-                    await derive_postgres(conn)  # the narrow cubes from the cells already folded
+                if migration.version in DERIVES:
+                    await derive_postgres(conn, cubes=DERIVES[migration.version])  # narrow cubes from the folded cells
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
 from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
-from costwarden.domain.rollup import BASE_CUBES, BASE_SUMS, CUBES, DAY, DERIVED, ORG, SUMS, WEEK, Cube
+from costwarden.domain.rollup import BASE_CUBES, BASE_SUMS, CUBES, DAY, DERIVED, ORG, SUMS, TEAMS, WEEK, Cube
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -24,6 +24,13 @@ if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger
 MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
 WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
 DERIVED_MIGRATION = 20  # 0020_narrow_rollups: the derived cubes are added up from their source cubes' cells
+TEAM_OUTCOME_MIGRATION = 22  # 0022_team_outcome: the team cube, with the outcome, added up again from `rollup`
+# The derived cubes each migration creates or reshapes, to be added up from their source cubes right
+# after it: 0020's team cube has no outcome column until 0022 (which always runs after it) adds it.
+DERIVES: dict[int, tuple[Cube, ...]] = {
+    DERIVED_MIGRATION: tuple(cube for cube in DERIVED if cube is not TEAMS),
+    TEAM_OUTCOME_MIGRATION: (TEAMS,),
+}
 _SUMS = BASE_SUMS  # what the rollups held when migrations 6 and 12 ran (the units came with 0017)
 
 
@@ -216,11 +223,11 @@ def _derive_sqlite(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
     )
 
 
-def derive_sqlite(conn: sqlite3.Connection, sums: tuple[str, ...] = SUMS) -> None:
+def derive_sqlite(conn: sqlite3.Connection, sums: tuple[str, ...] = SUMS, cubes: tuple[Cube, ...] = DERIVED) -> None:
     """Each derived cube's cells, added up anew from its source cube's folded cells (in the
     migration's transaction; pending cells are read by both, so they stay)."""
     register_sqlite(conn)
-    for cube in DERIVED:
+    for cube in cubes:
         conn.execute(f"DELETE FROM {cube.table}")
         for grain in cube.grains:
             conn.execute(_derive_sqlite(cube, grain, sums))
@@ -285,12 +292,14 @@ def _derive_postgres(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
     )
 
 
-async def derive_postgres(conn: asyncpg.Connection, sums: tuple[str, ...] = SUMS) -> None:
+async def derive_postgres(
+    conn: asyncpg.Connection, sums: tuple[str, ...] = SUMS, cubes: tuple[Cube, ...] = DERIVED
+) -> None:
     """Each derived cube's cells, added up anew from its source cube's folded cells; the caller
     holds the migration transaction (folders wait: the source cubes are locked)."""
-    for table in {CUBES[cube.pending].table for cube in DERIVED}:
+    for table in {CUBES[cube.pending].table for cube in cubes}:
         await conn.execute(f"LOCK TABLE {table} IN SHARE MODE")
-    for cube in DERIVED:
+    for cube in cubes:
         await conn.execute(f"DELETE FROM {cube.table}")
         for grain in cube.grains:
             await conn.execute(_derive_postgres(cube, grain, sums))

@@ -21,6 +21,7 @@ from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, UsageRecord
 from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.rollup import CUBES
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
@@ -37,7 +38,7 @@ from costwarden.storage.rollup_fold import (
 )
 from costwarden.storage.rollup_report import series_sqlite, spend_sqlite, top_sqlite
 from costwarden.storage.rollup_write import (
-    DERIVED_MIGRATION,
+    DERIVES,
     WEEKS_MIGRATION,
     add_weeks_sqlite,
     backfill_sqlite,
@@ -75,7 +76,26 @@ def _analyze(conn: sqlite3.Connection) -> int:
     """Refresh the planner's statistics; returns the ledger's size (its largest rowid) now."""
     conn.execute(f"PRAGMA analysis_limit={_ANALYSIS_LIMIT}")
     conn.execute("ANALYZE")
+    _grain_spread(conn)
     return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM ledger").fetchone()[0])
+
+
+def _grain_spread(conn: sqlite3.Connection) -> None:
+    """A sampled ANALYZE sees at most `_ANALYSIS_LIMIT` rows of an index, so it takes the rollups'
+    leading key column, the grain (1-4 values), for as selective as a team or a key: about 1,000
+    cells of millions each. The planner then reads a grain's bucket range, every team's cells, rather
+    than a team's or a key's index (a team budget's rebuild read all teams' hour cells). Each rollup
+    table's primary key gets its cells per grain from its row count instead; connections opened from
+    now on plan with it (this one too: `ANALYZE sqlite_master` reloads the statistics)."""
+    for cube in CUBES:
+        where = (cube.table, cube.table)  # a WITHOUT ROWID table's primary key is named as the table
+        row = conn.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = ? AND idx = ?", where).fetchone()
+        if row is None:  # an empty table has no statistics
+            continue
+        stat = row[0].split()
+        stat[1] = str(max(int(stat[1]), int(stat[0]) // len(cube.grains)))
+        conn.execute("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = ? AND idx = ?", (" ".join(stat), *where))
+    conn.execute("ANALYZE sqlite_master")
 
 
 def _row(r: UsageRecord) -> tuple[Any, ...]:
@@ -209,8 +229,8 @@ class SQLiteStore:
                     backfill_sqlite(conn)
                 if migration.version == WEEKS_MIGRATION and ROLLUP_MIGRATION in done:
                     add_weeks_sqlite(conn)  # rolled up before weeks (a backfill now makes them itself)
-                if migration.version == DERIVED_MIGRATION:
-                    derive_sqlite(conn)  # the narrow cubes from the cells already folded
+                if migration.version in DERIVES:
+                    derive_sqlite(conn, cubes=DERIVES[migration.version])  # narrow cubes from the folded cells
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),

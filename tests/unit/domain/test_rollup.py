@@ -97,6 +97,9 @@ def test_bucket_start_is_exact_at_the_edges(at: float, grain: int) -> None:
         (("team",), (), False, TEAMS),  # the spend panel
         (("team",), (), True, ORG),  # the narrow team cube has no histograms
         (("project",), (("team", "ads"),), False, TEAMS),
+        (("outcome",), (("team", "ads"),), False, TEAMS),  # a team budget's rebuild (Governor._charged)
+        (("outcome",), (("environment", "prod"), ("project", "p")), False, TEAMS),
+        (("outcome",), (("deployment", "chat"), ("team", "ads")), False, ORG),
         (("key_id",), (), False, KEY_TOTALS),  # top keys
         (("key_id",), (("team", "ads"),), False, KEY_TOTALS),
         ((), (("key_id", "k1"),), False, KEY_TOTALS),  # a key-scoped budget's rebuild
