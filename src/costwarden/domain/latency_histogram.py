@@ -9,6 +9,9 @@ percentile read from a histogram is within that error of the nearest-rank percen
 from __future__ import annotations
 
 import math
+from decimal import Decimal
+from bisect import bisect_left
+from itertools import accumulate, compress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -68,23 +71,15 @@ def percentile(histogram: Mapping[int, int] | Mapping[str, int], fraction: float
 def percentiles(
     histogram: Mapping[int, int] | Mapping[str, int], fractions: Sequence[float]
 ) -> tuple[float | None, ...]:
-    """`percentile` at each of `fractions` (in any order), the bins sorted once for all."""
-    n = sum(histogram.values())
+    """`percentile` at each of `fractions` (in any order), the bins sorted once for all and each
+    rank found by bisecting their running totals."""
+    counts: Mapping[Any, int] = histogram
+    bins = sorted(counts, key=int)
+    running = list(accumulate(map(counts.__getitem__, bins)))
+    n = running[-1] if running else 0
     if n <= 0:
         return tuple(None for _ in fractions)
-    ranks = [max(1, math.ceil(fraction * n)) for fraction in fractions]
-    order = sorted(range(len(ranks)), key=ranks.__getitem__)
-    found: list[float | None] = [None] * len(ranks)
-    seen, done = 0, 0
-    counts: Mapping[Any, int] = histogram
-    for index in sorted(counts, key=int):
-        seen += counts[index]
-        while done < len(order) and seen >= ranks[order[done]]:
-            found[order[done]] = value_of(int(index))
-            done += 1
-        if done == len(order):
-            return tuple(found)
-    raise AssertionError("unreachable: the ranks add up to n")
+    return tuple(value_of(int(bins[bisect_left(running, max(1, math.ceil(f * n)))])) for f in fractions)
 
 
 def encode(histogram: Mapping[int, int]) -> str:
@@ -105,3 +100,37 @@ def merge_text(a: str | bytes | None, b: str | bytes | None) -> str:
     for key, count in (orjson.loads(b) if b else {}).items():
         into[key] = into.get(key, 0) + count
     return orjson.dumps(into).decode()
+
+
+# Packed histograms (PostgreSQL's rollups, migration 0023): one exact integer holding bin i's count
+# in its i-th field of FIELD_DIGITS decimal digits, so the database adds histograms by adding
+# numbers (SUM over NUMERIC, no bin expanded), exactly while no bin of a sum reaches 10**12
+# records. Differences add up too: a packed sum whose bins are all counts is that histogram.
+FIELD_DIGITS = 12
+FIELD = 10**FIELD_DIGITS
+
+
+def pack(histogram: Mapping[int, int]) -> int:
+    """The packed integer of a histogram of non-negative counts, each under 10**12."""
+    if any(not 0 <= count < FIELD for count in histogram.values()):
+        raise ValueError("a packed histogram holds counts from 0 to 10**12 - 1")
+    return sum(count * FIELD**index for index, count in histogram.items())
+
+
+def unpack(packed: object) -> Histogram:
+    """The histogram of a packed integer: its decimal text (as a report reads a NUMERIC sum), an
+    int or a Decimal; None: empty. Fields are cut and converted by C-level loops (a month's report
+    unpacks one per group, ~500 fields each)."""
+    if packed is None:
+        return {}
+    text = packed if isinstance(packed, str) else format(Decimal(packed), "f")  # type: ignore[arg-type]
+    if text.startswith("-") or "." in text:  # not a sum of packed histograms
+        raise ValueError(f"not a packed histogram: {packed!r}")
+    width = -(-len(text) // FIELD_DIGITS) * FIELD_DIGITS
+    text = text.zfill(width)
+    ends = range(width, 0, -FIELD_DIGITS)  # bin 0 (the last field) first
+    fields = list(map(text.__getitem__, map(slice, range(width - FIELD_DIGITS, -1, -FIELD_DIGITS), ends)))
+    return {index: int(field) for index, field in compress(enumerate(fields), map(_ZERO_FIELD.__ne__, fields))}
+
+
+_ZERO_FIELD = "0" * FIELD_DIGITS

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
-from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
-from costwarden.domain.rollup import BASE_CUBES, BASE_SUMS, CUBES, DAY, DERIVED, ORG, SUMS, WEEK, Cube
+from costwarden.domain.latency_histogram import CEILING_MS, FIELD_DIGITS, FLOOR_MS, LOG_GAMMA
+from costwarden.domain.rollup import BASE_CUBES, BASE_SUMS, CUBES, DAY, DERIVED, ORG, QUARTER_DAY, SUMS, WEEK, Cube
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger
 MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transaction
 WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
 DERIVED_MIGRATION = 20  # 0020_narrow_rollups: the derived cubes are added up from their source cubes' cells
+QUARTER_MIGRATION = 23  # 0023_rollup_quarter_days: 6-hour cells are added up from hour cells after it
 _SUMS = BASE_SUMS  # what the rollups held when migrations 6 and 12 ran (the units came with 0017)
 
 
@@ -33,8 +34,8 @@ class RollupDialect:
     latency_bin: str  # the histogram bin of latency_ms (domain/latency_histogram.py)
     cost_nanos: str  # a row's cost in nano-dollars
     dim_key: str  # canonical text of the dimension values, `{dims}` filled in
-    histogram: str  # aggregate of (bin, n) rows into one histogram object; "": cw_hist(bin) of each row
-    merge: str  # function merging two stored histograms
+    histogram: str  # aggregate of (bin, n) rows into one histogram; "": cw_hist(bin) of each row
+    merge: str  # two stored histograms ({old}, {new}) merged
     empty: str  # an empty histogram (the cells of a cube without latency)
 
 
@@ -44,9 +45,12 @@ SQLITE_ROLLUP = RollupDialect(
     cost_nanos="cost_nanos",
     dim_key="json_array({dims})",
     histogram="",  # one GROUP BY with a histogram aggregate: measured 40 % faster than two
-    merge="cw_hist_merge",
+    merge="cw_hist_merge({old}, {new})",
     empty="'{}'",
 )
+# PostgreSQL's histograms are packed NUMERICs (latency_histogram.pack, migration 0023): bin i counts
+# 10**(12 i), so a sum of histograms is a SUM and a merge is `+`.
+PACKED_UNIT = f"trunc(power(10::numeric, {FIELD_DIGITS} * ({{bin}})))"  # one record in bin {bin}
 POSTGRES_ROLLUP = RollupDialect(
     floor="CAST(FLOOR(started_at / {grain}) AS BIGINT)",
     latency_bin=(
@@ -55,8 +59,16 @@ POSTGRES_ROLLUP = RollupDialect(
     ),
     cost_nanos="cost_usd * 1000000000",
     dim_key="json_build_array({dims})::text",
+    histogram=f"SUM(n * {PACKED_UNIT.format(bin='bin')})",
+    merge="{old} + {new}",
+    empty="0",
+)
+# The same before migration 0023: histograms as `jsonb` objects {"bin": count}; what the backfills of
+# the migrations before it (0006, 0012, 0020) write, as they run on a ledger upgraded from before them.
+POSTGRES_JSON_ROLLUP = replace(
+    POSTGRES_ROLLUP,
     histogram="jsonb_object_agg(bin::text, n)",
-    merge="costwarden_hist_merge",
+    merge="costwarden_hist_merge({old}, {new})",
     empty="'{}'::jsonb",
 )
 
@@ -103,7 +115,7 @@ def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple
     t = cube.table
     updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in sums)
     if cube.latency:
-        updates += f", latency = {d.merge}({t}.latency, excluded.latency)"
+        updates += ", latency = " + d.merge.format(old=f"{t}.latency", new="excluded.latency")
     totals = "".join(f"SUM({c}), " for c in counts)
     return (
         f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
@@ -135,16 +147,34 @@ def stored_sqlite(conn: sqlite3.Connection, mark: int) -> set[str]:
     return {row[0] for row in conn.execute("SELECT request_id FROM ledger WHERE rowid > ?", (mark,))}
 
 
+def _coarser_sql(grain: int, histogram_sum: str, sums: tuple[str, ...]) -> str:
+    """Org cube cells of `grain`, added up from its folded cells of the next finer grain."""
+    dims = ", ".join(ORG.dimensions)
+    finer = max(g for g in ORG.grains if g < grain and grain % g == 0)
+    bucket = f"bucket - ((bucket % {grain}) + {grain}) % {grain}"
+    totals = ", ".join(f"SUM({c})" for c in sums)
+    return (
+        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
+        f"SELECT {grain}, {bucket} AS b, dim_key, {dims}, {totals}, {histogram_sum} FROM rollup "
+        f"WHERE grain = {finer} GROUP BY b, dim_key, {dims}"
+    )
+
+
 def _weeks_sqlite() -> str:
     """Week cells of the org cube, added up from its day cells (a ledger rolled up before weeks)."""
-    dims = ", ".join(ORG.dimensions)
-    week = f"bucket - ((bucket % {WEEK}) + {WEEK}) % {WEEK}"
-    sums = ", ".join(f"SUM({c})" for c in _SUMS)
-    return (
-        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
-        f"SELECT {WEEK}, {week} AS week, dim_key, {dims}, {sums}, cw_hist_sum(latency) FROM rollup "
-        f"WHERE grain = {DAY} GROUP BY week, dim_key"
-    )
+    return _coarser_sql(WEEK, "cw_hist_sum(latency)", _SUMS)
+
+
+def add_quarter_days_sqlite(conn: sqlite3.Connection) -> None:
+    """The org cube's 6-hour cells from its hour cells (migration 0023 removed any before)."""
+    register_sqlite(conn)
+    conn.execute(_coarser_sql(QUARTER_DAY, "cw_hist_sum(latency)", SUMS))
+
+
+async def add_quarter_days_postgres(conn: asyncpg.Connection) -> None:
+    """The same on PostgreSQL, histograms packed (the migration's transaction; folders wait)."""
+    await conn.execute("LOCK TABLE rollup IN SHARE MODE")
+    await conn.execute(_coarser_sql(QUARTER_DAY, "SUM(latency)", SUMS))
 
 
 class _Histogram:
@@ -260,7 +290,7 @@ async def backfill_postgres(conn: asyncpg.Connection) -> None:
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
     for cube in BASE_CUBES:
         for grain in cube.grains:
-            await conn.execute(_backfill_sql(cube, grain, POSTGRES_ROLLUP))
+            await conn.execute(_backfill_sql(cube, grain, POSTGRES_JSON_ROLLUP))
     if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
         await conn.execute("DELETE FROM rollup_delta")
     if await conn.fetchval(f"SELECT to_regclass('{DERIVED[0].table}') IS NOT NULL"):
