@@ -29,9 +29,10 @@ from costwarden.storage.sqlite import SQLiteStore
 
 BASE = 1_800_000_000.0  # not a UTC day start: minute, hour and day edges all differ
 WEEK_EDGE = 489_600  # BASE + this is a week's start (weeks start on Thursdays, 00:00 UTC)
+QUARTER_EDGE = 14_400  # BASE + this is a 6-hour cell's start (00:00, 06:00, 12:00 or 18:00 UTC)
 EDGES = [
-    0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800,
-    WEEK_EDGE - 1, WEEK_EDGE, WEEK_EDGE + 7 * 86_400 + 1,
+    0, 59, 60, 3599, 3600, 3660, QUARTER_EDGE - 1, QUARTER_EDGE, QUARTER_EDGE + 7_260, 43_200,
+    86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800, WEEK_EDGE - 1, WEEK_EDGE, WEEK_EDGE + 7 * 86_400 + 1,
 ]  # fmt: skip
 AT = st.builds(lambda e, d: BASE + e + d, st.sampled_from(EDGES), st.sampled_from([0.0, -1e-6, 0.25, -0.5, 30.0]))
 BOUND = st.one_of(st.none(), AT)

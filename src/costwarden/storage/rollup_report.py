@@ -46,15 +46,15 @@ _PENDING_LATENCY = {
 _JOIN_LATENCY = {"sqlite": "group_concat(latency, ',')", "postgres": "SUM(latency)::text"}  # text: no Decimal
 
 
-def _joined_json(joined: object) -> latency_histogram.Histogram:
-    """A group's histogram from its cells' JSON objects joined by commas (SQLite)."""
+def _joined_json(joined: object) -> list[int]:
+    """A group's counts by bin from its cells' JSON objects joined by commas (SQLite)."""
     hist: dict[str, int] = {}  # bins keyed by their JSON text while adding: no conversion per bin
     for cell in orjson.loads(f"[{joined}]"):
         hist.update(zip(cell, map(add_int, map(hist.get, cell, repeat(0)), cell.values()), strict=True))
-    return {int(k): v for k, v in hist.items()}
+    return latency_histogram.counted(hist)
 
 
-_GROUP_HISTOGRAM: dict[str, Callable[[object], latency_histogram.Histogram]] = {
+_GROUP_HISTOGRAM: dict[str, Callable[[object], list[int]]] = {
     "sqlite": _joined_json,
     "postgres": latency_histogram.unpack,
 }
@@ -156,7 +156,7 @@ def combine(
     the dialect, which says how a group's histogram comes back)."""
     width = len(query.group_by)
     sums: dict[Row, list[int]] = {}
-    bins: dict[Row, latency_histogram.Histogram] = {}
+    bins: dict[Row, list[int]] = {}  # counts by bin
     group_histogram = _GROUP_HISTOGRAM[name]
 
     def add(group: Row, values: Row, cost: int) -> None:
@@ -179,25 +179,26 @@ def combine(
             add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
     for part in raw_latencies:
         for row in part:
-            hist = bins.setdefault(tuple(row[:width]), {})
-            key = latency_histogram.bin_of(float(row[width]))
-            hist[key] = hist.get(key, 0) + 1
+            hist = bins.setdefault(tuple(row[:width]), [])
+            index = latency_histogram.bin_of(float(row[width]))
+            if index >= len(hist):
+                hist.extend(repeat(0, index + 1 - len(hist)))
+            hist[index] += 1
 
-    def pct(hist: latency_histogram.Histogram) -> Row:
+    def pct(hist: list[int]) -> Row:
         if not query.percentiles:
             return (None, None)
-        return latency_histogram.percentiles(hist, (0.5, 0.95))
+        return latency_histogram.count_percentiles(hist, (0.5, 0.95))
 
     if width == 0:
         sums.setdefault((), [0] * _WIDTH)  # an ungrouped report has its one row, as on the raw path
     total_sums: list[int] = [0] * _WIDTH
-    total_hist: latency_histogram.Histogram = {}
+    total_hist: list[int] = []
     for group, values in sums.items():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
-        hist = bins.get(group, {})
-        total_hist.update(zip(hist, map(add_int, map(total_hist.get, hist, repeat(0)), hist.values()), strict=True))
+        total_hist = latency_histogram.add_counts(total_hist, bins.get(group, []))
     totals = [(*group, *values) for group, values in sums.items()]
-    percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
+    percentiles = [(*group, *pct(bins.get(group, []))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
     return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
 

@@ -8,7 +8,7 @@
 --    add_quarter_days_postgres), replacing any a backfill by this code made before.
 -- Gateways from before this migration cannot read or fold the new histograms: upgrade them together.
 CREATE OR REPLACE FUNCTION costwarden_hist_pack(h JSONB) RETURNS NUMERIC LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT COALESCE(SUM(value::numeric * trunc(power(10::numeric, 12 * key::int))), 0) FROM jsonb_each_text(h)
+    SELECT COALESCE(SUM(value::numeric * ('1e' || 12 * key::int)::numeric), 0) FROM jsonb_each_text(h)
 $$;
 ALTER TABLE rollup ALTER COLUMN latency DROP DEFAULT,
     ALTER COLUMN latency TYPE NUMERIC USING costwarden_hist_pack(latency), ALTER COLUMN latency SET DEFAULT 0;
