@@ -235,15 +235,17 @@ def _source_grain(cube: Cube, grain: int) -> int:
     return max(g for g in CUBES[cube.pending].grains if grain % g == 0)
 
 
-def _derive_sqlite(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
+def _derived_sql(cube: Cube, grain: int, sums: tuple[str, ...], d: RollupDialect, histogram_sum: str) -> str:
+    """A derived cube's cells of `grain`, added up from its source cube's folded cells (histograms
+    merged by the aggregate `histogram_sum`: SQLite's Python one, or a SUM of packed NUMERICs)."""
     dims = ", ".join(cube.dimensions)
     sg = _source_grain(cube, grain)
     bucket = "bucket" if sg == grain else f"bucket - ((bucket % {grain}) + {grain}) % {grain}"
     totals = ", ".join(f"SUM({c})" for c in sums)
     return (
         f"INSERT INTO {cube.table} (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
-        f"SELECT {grain}, {bucket} AS b, {SQLITE_ROLLUP.dim_key.format(dims=dims)}, {dims}, {totals}, "
-        f"{'cw_hist_sum(latency)' if cube.latency else SQLITE_ROLLUP.empty} FROM {CUBES[cube.pending].table} "
+        f"SELECT {grain}, {bucket} AS b, {d.dim_key.format(dims=dims)}, {dims}, {totals}, "
+        f"{histogram_sum if cube.latency else d.empty} FROM {CUBES[cube.pending].table} "
         f"WHERE grain = {sg} GROUP BY b, {dims}"
     )
 
@@ -255,7 +257,7 @@ def derive_sqlite(conn: sqlite3.Connection, sums: tuple[str, ...] = SUMS) -> Non
     for cube in DERIVED:
         conn.execute(f"DELETE FROM {cube.table}")
         for grain in cube.grains:
-            conn.execute(_derive_sqlite(cube, grain, sums))
+            conn.execute(_derived_sql(cube, grain, sums, SQLITE_ROLLUP, "cw_hist_sum(latency)"))
 
 
 # PostgreSQL: the batch is COPYed into a temporary staging table, then one statement merges it
@@ -286,17 +288,19 @@ def merge_postgres(ledger_columns: Sequence[str], conflict: str = "request_id") 
     )
 
 
-async def backfill_postgres(conn: asyncpg.Connection) -> None:
+async def backfill_postgres(conn: asyncpg.Connection, d: RollupDialect = POSTGRES_JSON_ROLLUP) -> None:
     """Roll up every record already in the ledger; the caller holds the migration transaction.
-    Pending cells, if a later migration made any, are in the ledger too, so they go."""
+    Pending cells, if a later migration made any, are in the ledger too, so they go. `d`: the
+    histograms' form, `jsonb` when migration 0006 runs; packed (POSTGRES_ROLLUP) on a ledger past
+    0023 (bench/scale.py's `--fill copy`)."""
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
     for cube in BASE_CUBES:
         for grain in cube.grains:
-            await conn.execute(_backfill_sql(cube, grain, POSTGRES_JSON_ROLLUP))
+            await conn.execute(_backfill_sql(cube, grain, d))
     if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
         await conn.execute("DELETE FROM rollup_delta")
     if await conn.fetchval(f"SELECT to_regclass('{DERIVED[0].table}') IS NOT NULL"):
-        await derive_postgres(conn, _SUMS)
+        await derive_postgres(conn, _SUMS, d)
 
 
 def _derive_postgres(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
@@ -317,15 +321,19 @@ def _derive_postgres(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
     )
 
 
-async def derive_postgres(conn: asyncpg.Connection, sums: tuple[str, ...] = SUMS) -> None:
+async def derive_postgres(
+    conn: asyncpg.Connection, sums: tuple[str, ...] = SUMS, d: RollupDialect = POSTGRES_JSON_ROLLUP
+) -> None:
     """Each derived cube's cells, added up anew from its source cube's folded cells; the caller
-    holds the migration transaction (folders wait: the source cubes are locked)."""
+    holds the migration transaction (folders wait: the source cubes are locked). `d`: the
+    histograms' form, `jsonb` when migration 0020 runs (before 0023 packs them)."""
     for table in {CUBES[cube.pending].table for cube in DERIVED}:
         await conn.execute(f"LOCK TABLE {table} IN SHARE MODE")
     for cube in DERIVED:
         await conn.execute(f"DELETE FROM {cube.table}")
         for grain in cube.grains:
-            await conn.execute(_derive_postgres(cube, grain, sums))
+            packed = _derived_sql(cube, grain, sums, d, "SUM(latency)")
+            await conn.execute(_derive_postgres(cube, grain, sums) if d.by_bin else packed)
 
 
 async def add_weeks_postgres(conn: asyncpg.Connection) -> None:
