@@ -1,7 +1,7 @@
 """Rollups: ledger totals per minute, hour or UTC day and per value of the report dimensions.
 
-Two base cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key`
-adds the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
+Two base cubes: `rollup` holds every dimension but the key (minutes, hours, 6 hours, days, weeks);
+`rollup_key` adds the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
 Three narrow cubes are derived from them (migration 0020) for the reads that name few dimensions (the
 dashboard's panels): per team, project and environment; per deployment and outcome; per key (its team
 too) with week cells. A derived cube has no pending cells of its own: it reads its source cube's and a
