@@ -282,14 +282,17 @@ async def backfill(store: PostgresStore, args: argparse.Namespace) -> float:
     statements on a connection per base cube at once, then the derived cubes (nothing else
     writes meanwhile, so the cells are the same); seconds."""
     from costwarden.domain.rollup import BASE_SUMS
+    from costwarden.storage import rollup_write
     from costwarden.storage.rollup_write import POSTGRES_ROLLUP, _backfill_sql, backfill_postgres, derive_postgres
 
+    # A tree from migration 0023 on packs histograms (its backfills default to 0006's jsonb form).
+    form = (POSTGRES_ROLLUP,) if hasattr(rollup_write, "POSTGRES_JSON_ROLLUP") else ()
     setting = f"SET LOCAL work_mem = '{args.backfill_work_mem}'" if args.backfill_work_mem else "SELECT 1"
     begin = time.perf_counter()
     if not args.backfill_parallel:
         async with store.pool.acquire() as conn, conn.transaction():
             await conn.execute(setting)  # the backfill's hash aggregates over the whole ledger spill less
-            await backfill_postgres(conn)
+            await backfill_postgres(conn, *form)
         return time.perf_counter() - begin
 
     async def cube_backfill(cube: Any) -> None:
@@ -304,7 +307,7 @@ async def backfill(store: PostgresStore, args: argparse.Namespace) -> float:
     async with store.pool.acquire() as conn, conn.transaction():
         await conn.execute(setting)
         await conn.execute("DELETE FROM rollup_delta")
-        await derive_postgres(conn, BASE_SUMS)  # the sums backfill_postgres derives
+        await derive_postgres(conn, BASE_SUMS, *form)  # the sums backfill_postgres derives
     return time.perf_counter() - begin
 
 

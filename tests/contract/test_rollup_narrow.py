@@ -18,8 +18,19 @@ from costwarden.domain.rollup import DERIVED, KEY_TOTALS, WEEK, cube_for
 from costwarden.domain.rollup import TEAMS as TEAM_CUBE
 from costwarden.ports import Store
 from costwarden.storage.migrations import migrations, statements
+from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.sqlite import SQLiteStore
-from tests.contract.test_rollups import BASE, WEEK_EDGE, assert_matches, count, execute, fold, second, usage
+from tests.contract.test_rollups import (
+    BASE,
+    WEEK_EDGE,
+    assert_matches,
+    count,
+    execute,
+    fold,
+    json_histograms,
+    second,
+    usage,
+)
 
 TEAMS = ("ads", "search", None)
 DEPLOYMENTS = ("chat", "iris", "embed")
@@ -88,7 +99,9 @@ async def test_a_ledger_rolled_up_before_the_narrow_cubes_gets_them_from_its_cel
         pass
     assert await store.write(records[400:500]) == 100  # pending when the gateway is upgraded
     drop = [f"DROP TABLE {cube.table}" for cube in DERIVED]
-    drop.append("DELETE FROM costwarden_schema WHERE version IN (20, 22)")
+    drop.append("DELETE FROM costwarden_schema WHERE version IN (20, 22, 23)")  # 0022 and 0023 came after 0020
+    if isinstance(store, PostgresStore):
+        drop.extend(json_histograms("rollup", "rollup_key"))
     await execute(store, drop)
     reopened = await second(store)
     try:
@@ -115,11 +128,14 @@ async def test_a_team_cube_from_before_its_outcome_is_added_up_again_when_opened
     dialect = "sqlite" if isinstance(store, SQLiteStore) else "postgres"
     before = next(m for m in migrations(dialect) if m.version == 20)
     stale = "INSERT INTO rollup_team (grain, bucket, dim_key, team, requests) VALUES (86400, {b}, 'ads', 'ads', 999)"
+    # A ledger from before 0022 is from before 0023 too: PostgreSQL's histograms as `jsonb`.
+    older = json_histograms("rollup", "rollup_key", "rollup_deployment", "rollup_key_total") if dialect == "postgres" else []
     await execute(store, [
         "DROP TABLE rollup_team",
         *(s for s in statements(before.sql) if "rollup_team " in s),  # its shape before 0022
         stale.format(b=int(BASE + WEEK_EDGE) // 86_400 * 86_400),
-        "DELETE FROM costwarden_schema WHERE version = 22",
+        *older,
+        "DELETE FROM costwarden_schema WHERE version IN (22, 23)",
     ])  # fmt: skip
     reopened = await second(store)
     try:

@@ -20,7 +20,7 @@ from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, RELATIVE_E
 from costwarden.domain.money import from_nanos
 from costwarden.domain.record import Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery, SpendReport, nearest_rank
-from costwarden.domain.rollup import CUBES
+from costwarden.domain.rollup import CUBES, DERIVED
 from costwarden.domain.usage import UNIT_FIELDS
 from costwarden.ports import Store
 from costwarden.services.reports import report_json
@@ -29,9 +29,10 @@ from costwarden.storage.sqlite import SQLiteStore
 
 BASE = 1_800_000_000.0  # not a UTC day start: minute, hour and day edges all differ
 WEEK_EDGE = 489_600  # BASE + this is a week's start (weeks start on Thursdays, 00:00 UTC)
+QUARTER_EDGE = 14_400  # BASE + this is a 6-hour cell's start (00:00, 06:00, 12:00 or 18:00 UTC)
 EDGES = [
-    0, 59, 60, 3599, 3600, 3660, 43_200, 86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800,
-    WEEK_EDGE - 1, WEEK_EDGE, WEEK_EDGE + 7 * 86_400 + 1,
+    0, 59, 60, 3599, 3600, 3660, QUARTER_EDGE - 1, QUARTER_EDGE, QUARTER_EDGE + 7_260, 43_200,
+    86_399 - 1_800_000_000 % 86_400, 86_400, 90_000, 172_800, WEEK_EDGE - 1, WEEK_EDGE, WEEK_EDGE + 7 * 86_400 + 1,
 ]  # fmt: skip
 AT = st.builds(lambda e, d: BASE + e + d, st.sampled_from(EDGES), st.sampled_from([0.0, -1e-6, 0.25, -0.5, 30.0]))
 BOUND = st.one_of(st.none(), AT)
@@ -290,9 +291,11 @@ async def test_a_ledger_from_before_rollups_is_backfilled_when_opened(store: Sto
         for i in range(900)
     ]
     await store.write(records[:500])
-    # Make the database look like one written before migration 0006 (and 0017), then open it again.
+    # Make the database look like one written before migration 0006 (and the rollup migrations after
+    # it: 0017, 0020, 0022, 0023), then open it again.
     merge = [] if isinstance(store, SQLiteStore) else ["DROP FUNCTION costwarden_hist_merge(jsonb, jsonb)"]
-    drop = ["DROP TABLE rollup", "DROP TABLE rollup_key", *merge, "DELETE FROM costwarden_schema WHERE version = 6"]
+    drop = [f"DROP TABLE {cube.table}" for cube in CUBES]
+    drop += [*merge, "DELETE FROM costwarden_schema WHERE version IN (6, 20, 22, 23)"]
     await execute(store, [*drop, *before_units("ledger", "rollup_delta")])
     reopened = await second(store)
     try:
@@ -324,8 +327,11 @@ async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_
     while await fold(store, 10_000):
         pass
     drop = ["DELETE FROM rollup WHERE grain = 604800", "DROP TABLE rollup_delta"]
-    drop.append("DELETE FROM costwarden_schema WHERE version = 12")
+    drop += [f"DROP TABLE {cube.table}" for cube in DERIVED]
+    drop.append("DELETE FROM costwarden_schema WHERE version IN (12, 20, 22, 23)")
     drop.extend(before_units("ledger", "rollup", "rollup_key"))
+    if isinstance(store, PostgresStore):  # histograms as they were before 0023: jsonb objects
+        drop.extend(json_histograms("rollup", "rollup_key"))
     await execute(store, drop)
     reopened = await second(store)
     try:
@@ -338,6 +344,20 @@ async def test_a_ledger_rolled_up_before_weeks_gets_its_week_cells_from_its_day_
     finally:
         await reopened.close()
     assert await count(store, "SELECT COUNT(*) FROM rollup WHERE grain = 604800") > 0  # week cells
+
+
+def json_histograms(*tables: str) -> list[str]:
+    """Undo migration 0023's packing on PostgreSQL `tables`: each histogram back to {"bin": count}."""
+    unpack = (
+        "CREATE FUNCTION pg_temp.unpacked(h NUMERIC) RETURNS JSONB LANGUAGE sql AS $$ "
+        "SELECT COALESCE(jsonb_object_agg(i, c), '{}') FROM (SELECT i, trunc(mod(div(h, 10::numeric ^ (12 * i)), "
+        "10::numeric ^ 12)) AS c FROM generate_series(0, length(h::text) / 12) AS i) AS f WHERE c > 0 $$"
+    )
+    return [unpack] + [
+        f"ALTER TABLE {t} ALTER COLUMN latency DROP DEFAULT, ALTER COLUMN latency TYPE JSONB USING "
+        f"pg_temp.unpacked(latency), ALTER COLUMN latency SET DEFAULT '{{}}'"
+        for t in tables
+    ]
 
 
 def without_units(record: UsageRecord) -> UsageRecord:

@@ -1,7 +1,7 @@
 """Rollups: ledger totals per minute, hour or UTC day and per value of the report dimensions.
 
-Two base cubes: `rollup` holds every dimension but the key (minutes, hours, days, weeks); `rollup_key`
-adds the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
+Two base cubes: `rollup` holds every dimension but the key (minutes, hours, 6 hours, days, weeks);
+`rollup_key` adds the key, at UTC days only (keys are many, so finer key cells would hold about one record each).
 Three narrow cubes are derived from them (migration 0020) for the reads that name few dimensions (the
 dashboard's panels, budget rebuilds): per team, project, environment and outcome (the outcome since
 0022: a team budget's rebuild groups by it); per deployment and outcome; per key (its team too) with
@@ -23,6 +23,7 @@ from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
 from costwarden.domain.usage import UNIT_FIELDS
 
 MINUTE, HOUR, DAY, WEEK = 60, 3600, 86400, 7 * 86400  # weeks start on Thursdays (the Unix epoch's)
+QUARTER_DAY = 6 * HOUR  # 00:00, 06:00, 12:00, 18:00 UTC (migration 0023): a window's edges read at most 5 hours each
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class Cube:
         return CUBES.index(self) if self.source is None else self.source
 
 
-ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, DAY, WEEK))
+ORG = Cube("rollup", tuple(d for d in GROUP_DIMENSIONS if d != "key_id"), (MINUTE, HOUR, QUARTER_DAY, DAY, WEEK))
 KEYS = Cube("rollup_key", GROUP_DIMENSIONS, (DAY,))
 # The derived cubes start at hours (a report's partial hours at its edges are read raw) and only the
 # deployment cube keeps histograms (the latency panel): each grain and histogram costs the fold.

@@ -33,8 +33,10 @@ from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_p
 from costwarden.storage.rollup_report import series_postgres, spend_postgres, top_postgres
 from costwarden.storage.rollup_write import (
     DERIVES,
+    QUARTER_MIGRATION,
     STAGE,
     WEEKS_MIGRATION,
+    add_quarter_days_postgres,
     add_weeks_postgres,
     backfill_postgres,
     derive_postgres,
@@ -183,6 +185,8 @@ class PostgresStore:
                     await add_weeks_postgres(conn)  # rolled up before weeks (a backfill now makes them itself)
                 if migration.version in DERIVES:
                     await derive_postgres(conn, cubes=DERIVES[migration.version])  # narrow cubes from the folded cells
+                if migration.version == QUARTER_MIGRATION:
+                    await add_quarter_days_postgres(conn)  # 6-hour cells from the hour cells already folded
                 await conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} (version, name) VALUES ($1, $2)", migration.version, migration.name
                 )

@@ -24,6 +24,7 @@ from costwarden.domain.money import from_nanos, quantize, to_nanos
 from costwarden.domain.report import SpendQuery, SpendReport, SpendRow
 from costwarden.domain.rollup import SUMS, UNIT_SUMS, Cube, Plan, cube_for, plan
 from costwarden.storage.rollup_fold import DELTA
+from costwarden.storage.rollup_write import PACKED_UNIT
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect, assemble, percentiles_sql, totals_sql
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
@@ -34,15 +35,29 @@ _CELL_SUMS = ", ".join(SUMS)
 _SUMS = ", ".join(f"SUM({c})" for c in SUMS)
 SUMS_SQL = _SUMS  # the sums of `SUMS` over a union of `facts`
 _WIDTH = len(SUMS)  # the counts, then the cost
-# Histograms as JSON text, merged in Python: a folded cell's, and a pending cell's one bin; a
-# group's cells come back as one text, their objects joined by commas (a month at 10M records is
-# ~100k cells for 1,500 groups: one row and one parse per group, not per cell).
-_LATENCY = {"sqlite": "latency", "postgres": "latency::text"}
+# Histograms: on SQLite as JSON text merged in Python (a group's cells come back as one text, their
+# objects joined by commas: one row and one parse per group); on PostgreSQL as packed NUMERICs
+# (latency_histogram.pack, migration 0023) summed per group by the database, one number per group.
+_LATENCY = {"sqlite": "latency", "postgres": "latency"}
 _PENDING_LATENCY = {
     "sqlite": "json_object(CAST(bin AS TEXT), requests)",
-    "postgres": "json_build_object(bin, requests)::text",
+    "postgres": f"requests * {PACKED_UNIT.format(bin='bin')}",
 }
-_JOIN_LATENCY = {"sqlite": "group_concat(latency, ',')", "postgres": "string_agg(latency, ',')"}
+_JOIN_LATENCY = {"sqlite": "group_concat(latency, ',')", "postgres": "SUM(latency)::text"}  # text: no Decimal
+
+
+def _joined_json(joined: object) -> list[int]:
+    """A group's counts by bin from its cells' JSON objects joined by commas (SQLite)."""
+    hist: dict[str, int] = {}  # bins keyed by their JSON text while adding: no conversion per bin
+    for cell in orjson.loads(f"[{joined}]"):
+        hist.update(zip(cell, map(add_int, map(hist.get, cell, repeat(0)), cell.values()), strict=True))
+    return latency_histogram.counted(hist)
+
+
+_GROUP_HISTOGRAM: dict[str, Callable[[object], list[int]]] = {
+    "sqlite": _joined_json,
+    "postgres": latency_histogram.unpack,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +150,14 @@ def combine(
     raw_totals: list[list[Row]],
     raw_latencies: list[list[Row]],
     raw_cost_nanos: Callable[[object], int],
+    name: str,
 ) -> SpendReport:
-    """Add the rollup and raw parts group by group; percentiles from the merged histograms."""
+    """Add the rollup and raw parts group by group; percentiles from the merged histograms (`name`:
+    the dialect, which says how a group's histogram comes back)."""
     width = len(query.group_by)
     sums: dict[Row, list[int]] = {}
-    bins: dict[Row, dict[str, int]] = {}  # bins keyed by their JSON text: no conversion per bin
+    bins: dict[Row, list[int]] = {}  # counts by bin
+    group_histogram = _GROUP_HISTOGRAM[name]
 
     def add(group: Row, values: Row, cost: int) -> None:
         counts = _WIDTH - 1
@@ -155,33 +173,32 @@ def combine(
         group = tuple(row[:width])
         add(group, tuple(row[width:end]), int(row[end - 1] or 0))
         if query.percentiles and row[end] is not None:  # None: an ungrouped report over no cells
-            hist = bins.setdefault(group, {})
-            for cell in orjson.loads(f"[{row[end]}]"):
-                hist.update(zip(cell, map(add_int, map(hist.get, cell, repeat(0)), cell.values()), strict=True))
+            bins[group] = group_histogram(row[end])  # the rolled rows come first, one per group
     for part in raw_totals:
         for row in part:
             add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
     for part in raw_latencies:
         for row in part:
-            hist = bins.setdefault(tuple(row[:width]), {})
-            key = str(latency_histogram.bin_of(float(row[width])))
-            hist[key] = hist.get(key, 0) + 1
+            hist = bins.setdefault(tuple(row[:width]), [])
+            index = latency_histogram.bin_of(float(row[width]))
+            if index >= len(hist):
+                hist.extend(repeat(0, index + 1 - len(hist)))
+            hist[index] += 1
 
-    def pct(hist: dict[str, int]) -> Row:
+    def pct(hist: list[int]) -> Row:
         if not query.percentiles:
             return (None, None)
-        return latency_histogram.percentiles(hist, (0.5, 0.95))
+        return latency_histogram.count_percentiles(hist, (0.5, 0.95))
 
     if width == 0:
         sums.setdefault((), [0] * _WIDTH)  # an ungrouped report has its one row, as on the raw path
     total_sums: list[int] = [0] * _WIDTH
-    total_hist: dict[str, int] = {}
+    total_hist: list[int] = []
     for group, values in sums.items():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
-        hist = bins.get(group, {})
-        total_hist.update(zip(hist, map(add_int, map(total_hist.get, hist, repeat(0)), hist.values()), strict=True))
+        total_hist = latency_histogram.add_counts(total_hist, bins.get(group, []))
     totals = [(*group, *values) for group, values in sums.items()]
-    percentiles = [(*group, *pct(bins.get(group, {}))) for group in sums]
+    percentiles = [(*group, *pct(bins.get(group, []))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
     return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
 
@@ -394,6 +411,7 @@ def spend_sqlite(conn: sqlite3.Connection, query: SpendQuery, rollups: bool = Tr
         [run(s) for s in r.raw_totals],
         [run(s) for s in r.raw_latencies],
         _nanos,
+        "sqlite",
     )
 
 
@@ -415,11 +433,15 @@ async def spend_postgres(conn: asyncpg.Connection, query: SpendQuery, rollups: b
     async def run(s: Statement) -> list[Any]:
         return list(await conn.fetch(*_args(s)))
 
-    fetched = (
-        await run(r.rolled),
-        [await run(s) for s in r.raw_totals],
-        [await run(s) for s in r.raw_latencies],
-    )
+    async with conn.transaction():
+        # A month's cells cost past `jit_above_cost`: compiling the statement took ~0.18 s of a
+        # 0.5 s read at 3M records (EXPLAIN ANALYZE), for no faster execution.
+        await conn.execute("SET LOCAL jit = off")
+        fetched = (
+            await run(r.rolled),
+            [await run(s) for s in r.raw_totals],
+            [await run(s) for s in r.raw_latencies],
+        )
     # Adding up thousands of cells and merging their histograms is Python CPU (~0.1-0.3 s for a
     # month at 1M records): in a worker thread, so the event loop keeps answering probes.
     return await asyncio.to_thread(_combine_rows, query, *fetched)
@@ -440,6 +462,7 @@ def _combine_rows(
         [rows(t) for t in raw_totals],
         [rows(latencies) for latencies in raw_latencies],
         lambda cost: to_nanos(Decimal(str(cost))),
+        "postgres",
     )
 
 

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from costwarden.domain import latency_histogram
-from costwarden.domain.latency_histogram import CEILING_MS, FLOOR_MS, LOG_GAMMA
-from costwarden.domain.rollup import BASE_CUBES, BASE_SUMS, CUBES, DAY, DERIVED, ORG, SUMS, TEAMS, WEEK, Cube
+from costwarden.domain.latency_histogram import CEILING_MS, FIELD_DIGITS, FLOOR_MS, LOG_GAMMA
+from costwarden.domain.rollup import (
+    BASE_CUBES,
+    BASE_SUMS,
+    CUBES,
+    DAY,
+    DERIVED,
+    ORG,
+    QUARTER_DAY,
+    SUMS,
+    TEAMS,
+    WEEK,
+    Cube,
+)
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -25,6 +37,7 @@ MIGRATION = 6  # 0006_rollups: the backfill runs after it, in the same transacti
 WEEKS_MIGRATION = 12  # 0012_rollup_delta: week cells are added up from day cells after it
 DERIVED_MIGRATION = 20  # 0020_narrow_rollups: the derived cubes are added up from their source cubes' cells
 TEAM_OUTCOME_MIGRATION = 22  # 0022_team_outcome: the team cube, with the outcome, added up again from `rollup`
+QUARTER_MIGRATION = 23  # 0023_rollup_quarter_days: 6-hour cells are added up from hour cells after it
 # The derived cubes each migration creates or reshapes, to be added up from their source cubes right
 # after it: 0020's team cube has no outcome column until 0022 (which always runs after it) adds it.
 DERIVES: dict[int, tuple[Cube, ...]] = {
@@ -40,9 +53,10 @@ class RollupDialect:
     latency_bin: str  # the histogram bin of latency_ms (domain/latency_histogram.py)
     cost_nanos: str  # a row's cost in nano-dollars
     dim_key: str  # canonical text of the dimension values, `{dims}` filled in
-    histogram: str  # aggregate of (bin, n) rows into one histogram object; "": cw_hist(bin) of each row
-    merge: str  # function merging two stored histograms
+    histogram: str  # aggregate of the facts' (bin, requests) into one histogram
+    merge: str  # two stored histograms ({old}, {new}) merged
     empty: str  # an empty histogram (the cells of a cube without latency)
+    by_bin: bool = False  # the facts summed per bin first, `histogram` aggregating (bin, n) rows
 
 
 SQLITE_ROLLUP = RollupDialect(
@@ -50,10 +64,13 @@ SQLITE_ROLLUP = RollupDialect(
     latency_bin="cw_bin(latency_ms)",
     cost_nanos="cost_nanos",
     dim_key="json_array({dims})",
-    histogram="",  # one GROUP BY with a histogram aggregate: measured 40 % faster than two
-    merge="cw_hist_merge",
+    histogram="cw_hist(bin, requests)",  # one GROUP BY with a histogram aggregate: measured 40 % faster than two
+    merge="cw_hist_merge({old}, {new})",
     empty="'{}'",
 )
+# PostgreSQL's histograms are packed NUMERICs (latency_histogram.pack, migration 0023): bin i counts
+# 10**(12 i), so a sum of histograms is a SUM and a merge is `+`.
+PACKED_UNIT = f"('1e' || {FIELD_DIGITS} * ({{bin}}))::numeric"  # one record in bin {bin} (~3x cheaper than power)
 POSTGRES_ROLLUP = RollupDialect(
     floor="CAST(FLOOR(started_at / {grain}) AS BIGINT)",
     latency_bin=(
@@ -62,9 +79,18 @@ POSTGRES_ROLLUP = RollupDialect(
     ),
     cost_nanos="cost_usd * 1000000000",
     dim_key="json_build_array({dims})::text",
+    histogram=f"SUM(requests * {PACKED_UNIT.format(bin='bin')})",
+    merge="{old} + {new}",
+    empty="0",
+)
+# The same before migration 0023: histograms as `jsonb` objects {"bin": count}; what the backfills of
+# the migrations before it (0006, 0012, 0020) write, as they run on a ledger upgraded from before them.
+POSTGRES_JSON_ROLLUP = replace(
+    POSTGRES_ROLLUP,
     histogram="jsonb_object_agg(bin::text, n)",
-    merge="costwarden_hist_merge",
+    merge="costwarden_hist_merge({old}, {new})",
     empty="'{}'::jsonb",
+    by_bin=True,
 )
 
 
@@ -98,7 +124,7 @@ def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple
     counts = _counts(sums)
     if not cube.latency:  # no histogram: the bins add up in one GROUP BY
         source, requests, histogram = f"({facts}) AS facts", "SUM(requests)", d.empty
-    elif d.histogram:
+    elif d.by_bin:
         summed = "".join(f"SUM({c}) AS {c}, " for c in counts)
         source = (
             f"(SELECT bucket, {dims}, bin, SUM(requests) AS n, SUM(error) AS error, {summed}"
@@ -106,11 +132,11 @@ def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple
         )
         requests, histogram = "SUM(n)", d.histogram
     else:
-        source, requests, histogram = f"({facts}) AS facts", "SUM(requests)", "cw_hist(bin, requests)"
+        source, requests, histogram = f"({facts}) AS facts", "SUM(requests)", d.histogram
     t = cube.table
     updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in sums)
     if cube.latency:
-        updates += f", latency = {d.merge}({t}.latency, excluded.latency)"
+        updates += ", latency = " + d.merge.format(old=f"{t}.latency", new="excluded.latency")
     totals = "".join(f"SUM({c}), " for c in counts)
     return (
         f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
@@ -123,6 +149,7 @@ def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple
 
 # SQLite: on the store's worker thread, inside the write's BEGIN IMMEDIATE transaction. New rows
 # get rowids above the largest one before the insert, and the write lock keeps other writers out.
+
 
 def _backfill_sql(cube: Cube, grain: int, d: RollupDialect) -> str:
     """The backfill of `cube` at `grain` from the whole ledger (the sums of migration 6)."""
@@ -142,16 +169,34 @@ def stored_sqlite(conn: sqlite3.Connection, mark: int) -> set[str]:
     return {row[0] for row in conn.execute("SELECT request_id FROM ledger WHERE rowid > ?", (mark,))}
 
 
+def _coarser_sql(grain: int, histogram_sum: str, sums: tuple[str, ...]) -> str:
+    """Org cube cells of `grain`, added up from its folded cells of the next finer grain."""
+    dims = ", ".join(ORG.dimensions)
+    finer = max(g for g in ORG.grains if g < grain and grain % g == 0)
+    bucket = f"bucket - ((bucket % {grain}) + {grain}) % {grain}"
+    totals = ", ".join(f"SUM({c})" for c in sums)
+    return (
+        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
+        f"SELECT {grain}, {bucket} AS b, dim_key, {dims}, {totals}, {histogram_sum} FROM rollup "
+        f"WHERE grain = {finer} GROUP BY b, dim_key, {dims}"
+    )
+
+
 def _weeks_sqlite() -> str:
     """Week cells of the org cube, added up from its day cells (a ledger rolled up before weeks)."""
-    dims = ", ".join(ORG.dimensions)
-    week = f"bucket - ((bucket % {WEEK}) + {WEEK}) % {WEEK}"
-    sums = ", ".join(f"SUM({c})" for c in _SUMS)
-    return (
-        f"INSERT INTO rollup (grain, bucket, dim_key, {dims}, {', '.join(_SUMS)}, latency) "
-        f"SELECT {WEEK}, {week} AS week, dim_key, {dims}, {sums}, cw_hist_sum(latency) FROM rollup "
-        f"WHERE grain = {DAY} GROUP BY week, dim_key"
-    )
+    return _coarser_sql(WEEK, "cw_hist_sum(latency)", _SUMS)
+
+
+def add_quarter_days_sqlite(conn: sqlite3.Connection) -> None:
+    """The org cube's 6-hour cells from its hour cells (migration 0023 removed any before)."""
+    register_sqlite(conn)
+    conn.execute(_coarser_sql(QUARTER_DAY, "cw_hist_sum(latency)", SUMS))
+
+
+async def add_quarter_days_postgres(conn: asyncpg.Connection) -> None:
+    """The same on PostgreSQL, histograms packed (the migration's transaction; folders wait)."""
+    await conn.execute("LOCK TABLE rollup IN SHARE MODE")
+    await conn.execute(_coarser_sql(QUARTER_DAY, "SUM(latency)", SUMS))
 
 
 class _Histogram:
@@ -210,15 +255,17 @@ def _source_grain(cube: Cube, grain: int) -> int:
     return max(g for g in CUBES[cube.pending].grains if grain % g == 0)
 
 
-def _derive_sqlite(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
+def _derived_sql(cube: Cube, grain: int, sums: tuple[str, ...], d: RollupDialect, histogram_sum: str) -> str:
+    """A derived cube's cells of `grain`, added up from its source cube's folded cells (histograms
+    merged by the aggregate `histogram_sum`: SQLite's Python one, or a SUM of packed NUMERICs)."""
     dims = ", ".join(cube.dimensions)
     sg = _source_grain(cube, grain)
     bucket = "bucket" if sg == grain else f"bucket - ((bucket % {grain}) + {grain}) % {grain}"
     totals = ", ".join(f"SUM({c})" for c in sums)
     return (
         f"INSERT INTO {cube.table} (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
-        f"SELECT {grain}, {bucket} AS b, {SQLITE_ROLLUP.dim_key.format(dims=dims)}, {dims}, {totals}, "
-        f"{'cw_hist_sum(latency)' if cube.latency else SQLITE_ROLLUP.empty} FROM {CUBES[cube.pending].table} "
+        f"SELECT {grain}, {bucket} AS b, {d.dim_key.format(dims=dims)}, {dims}, {totals}, "
+        f"{histogram_sum if cube.latency else d.empty} FROM {CUBES[cube.pending].table} "
         f"WHERE grain = {sg} GROUP BY b, {dims}"
     )
 
@@ -230,7 +277,7 @@ def derive_sqlite(conn: sqlite3.Connection, sums: tuple[str, ...] = SUMS, cubes:
     for cube in cubes:
         conn.execute(f"DELETE FROM {cube.table}")
         for grain in cube.grains:
-            conn.execute(_derive_sqlite(cube, grain, sums))
+            conn.execute(_derived_sql(cube, grain, sums, SQLITE_ROLLUP, "cw_hist_sum(latency)"))
 
 
 # PostgreSQL: the batch is COPYed into a temporary staging table, then one statement merges it
@@ -261,17 +308,19 @@ def merge_postgres(ledger_columns: Sequence[str], conflict: str = "request_id") 
     )
 
 
-async def backfill_postgres(conn: asyncpg.Connection) -> None:
+async def backfill_postgres(conn: asyncpg.Connection, d: RollupDialect = POSTGRES_JSON_ROLLUP) -> None:
     """Roll up every record already in the ledger; the caller holds the migration transaction.
-    Pending cells, if a later migration made any, are in the ledger too, so they go."""
+    Pending cells, if a later migration made any, are in the ledger too, so they go. `d`: the
+    histograms' form, `jsonb` when migration 0006 runs; packed (POSTGRES_ROLLUP) on a ledger past
+    0023 (bench/scale.py's `--fill copy`)."""
     await conn.execute("LOCK TABLE ledger IN SHARE MODE")  # writers wait until the backfill commits
     for cube in BASE_CUBES:
         for grain in cube.grains:
-            await conn.execute(_backfill_sql(cube, grain, POSTGRES_ROLLUP))
+            await conn.execute(_backfill_sql(cube, grain, d))
     if await conn.fetchval("SELECT to_regclass('rollup_delta') IS NOT NULL"):
         await conn.execute("DELETE FROM rollup_delta")
     if await conn.fetchval(f"SELECT to_regclass('{DERIVED[0].table}') IS NOT NULL"):
-        await derive_postgres(conn, _SUMS)
+        await derive_postgres(conn, _SUMS, d)
 
 
 def _derive_postgres(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
@@ -293,16 +342,21 @@ def _derive_postgres(cube: Cube, grain: int, sums: tuple[str, ...]) -> str:
 
 
 async def derive_postgres(
-    conn: asyncpg.Connection, sums: tuple[str, ...] = SUMS, cubes: tuple[Cube, ...] = DERIVED
+    conn: asyncpg.Connection,
+    sums: tuple[str, ...] = SUMS,
+    d: RollupDialect = POSTGRES_JSON_ROLLUP,
+    cubes: tuple[Cube, ...] = DERIVED,
 ) -> None:
     """Each derived cube's cells, added up anew from its source cube's folded cells; the caller
-    holds the migration transaction (folders wait: the source cubes are locked)."""
+    holds the migration transaction (folders wait: the source cubes are locked). `d`: the
+    histograms' form, `jsonb` when migrations 0020 and 0022 run (before 0023 packs them)."""
     for table in {CUBES[cube.pending].table for cube in cubes}:
         await conn.execute(f"LOCK TABLE {table} IN SHARE MODE")
     for cube in cubes:
         await conn.execute(f"DELETE FROM {cube.table}")
         for grain in cube.grains:
-            await conn.execute(_derive_postgres(cube, grain, sums))
+            packed = _derived_sql(cube, grain, sums, d, "SUM(latency)")
+            await conn.execute(_derive_postgres(cube, grain, sums) if d.by_bin else packed)
 
 
 async def add_weeks_postgres(conn: asyncpg.Connection) -> None:

@@ -39,7 +39,9 @@ from costwarden.storage.rollup_fold import (
 from costwarden.storage.rollup_report import series_sqlite, spend_sqlite, top_sqlite
 from costwarden.storage.rollup_write import (
     DERIVES,
+    QUARTER_MIGRATION,
     WEEKS_MIGRATION,
+    add_quarter_days_sqlite,
     add_weeks_sqlite,
     backfill_sqlite,
     derive_sqlite,
@@ -231,6 +233,8 @@ class SQLiteStore:
                     add_weeks_sqlite(conn)  # rolled up before weeks (a backfill now makes them itself)
                 if migration.version in DERIVES:
                     derive_sqlite(conn, cubes=DERIVES[migration.version])  # narrow cubes from the folded cells
+                if migration.version == QUARTER_MIGRATION:
+                    add_quarter_days_sqlite(conn)  # 6-hour cells from the hour cells already folded
                 conn.execute(
                     f"INSERT INTO {SCHEMA_TABLE} VALUES (?, ?, strftime('%s','now'))",
                     (migration.version, migration.name),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -73,3 +74,45 @@ def test_percentiles_read_each_fraction_at_its_nearest_rank(histogram: dict[int,
     assert lh.percentiles(histogram, fractions) == expected
     assert lh.percentiles({str(k): v for k, v in histogram.items()}, fractions) == expected
     assert tuple(lh.percentile(histogram, f) for f in fractions) == expected
+
+
+COUNTS = st.dictionaries(st.integers(0, 1_600), st.integers(0, lh.FIELD - 1), max_size=30)
+
+
+def bins(counts: list[int]) -> dict[int, int]:
+    return {index: count for index, count in enumerate(counts) if count}
+
+
+@given(COUNTS, COUNTS, COUNTS)
+def test_packed_histograms_add_and_subtract_as_numbers(a: dict[int, int], b: dict[int, int], c: dict[int, int]) -> None:
+    """PostgreSQL's rollups (migration 0023) add histograms as packed NUMERICs: a sum or difference of
+    packed histograms unpacks to the bin-wise sum or difference, from an int, a Decimal or its text."""
+    total = {k: a.get(k, 0) + c.get(k, 0) for k in {*a, *c}}
+    if all(v < lh.FIELD for v in total.values()):
+        assert bins(lh.unpack(lh.pack(a) + lh.pack(c))) == {k: v for k, v in total.items() if v}
+        assert bins(lh.unpack(lh.pack(total) - lh.pack(c))) == {k: v for k, v in a.items() if v}
+    for form in (lh.pack(b), Decimal(lh.pack(b)), format(Decimal(lh.pack(b)), "f")):
+        assert bins(lh.unpack(form)) == {k: v for k, v in b.items() if v}
+
+
+@given(st.dictionaries(st.integers(0, 2_000), st.integers(0, 50), max_size=40), COUNTS, st.lists(st.floats(0.0, 1.0)))
+def test_counts_by_bin_add_and_read_percentiles_as_the_histogram(
+    a: dict[int, int], b: dict[int, int], fractions: list[float]
+) -> None:
+    """A report adds a group's counts by bin (unpacked, or counted from JSON) and reads its percentiles
+    from them: the same as from the merged histogram."""
+    merged = lh.add(dict(a), b)
+    assert bins(lh.add_counts(lh.counted(a), lh.counted(b))) == {k: v for k, v in merged.items() if v}
+    assert lh.count_percentiles(lh.counted(merged), fractions) == lh.percentiles(merged, fractions)
+    assert lh.counted({}) == [] and lh.count_percentiles([0, 0], [0.5]) == (None,)
+
+
+def test_a_packed_histogram_reads_as_postgresql_returns_it() -> None:
+    assert lh.unpack(None) == [] and bins(lh.unpack("0")) == {} and bins(lh.unpack(Decimal(0))) == {}
+    assert bins(lh.unpack(Decimal("3E+36"))) == {3: 3}  # NUMERIC sums may come back with an exponent
+    assert bins(lh.unpack("1" + "0" * 12 * 1_500)) == {1_500: 1}  # the ceiling's bin: 18,001 digits
+    for bad in ("-1000000000000", "12.5", Decimal("-1")):
+        with pytest.raises(ValueError):
+            lh.unpack(bad)
+    with pytest.raises(ValueError):
+        lh.pack({0: lh.FIELD})  # a bin's count would carry into the next

@@ -23,7 +23,9 @@ from costwarden.domain.rollup import (
     HOUR,
     KEY_TOTALS,
     KEYS,
+    MINUTE,
     ORG,
+    QUARTER_DAY,
     SUMS,
     TEAMS,
     WEEK,
@@ -35,7 +37,10 @@ from costwarden.domain.rollup import (
 )
 
 BASE = 1_800_000_000  # not a UTC day start (20,833.3 days): hour, minute and day edges all differ
-EDGE = st.sampled_from([0, 1, 59, 60, 61, 3599, 3600, 3601, 86_399, 86_400, 86_401, 172_800, 489_600, 1_094_400])
+EDGE = st.sampled_from(
+    [0, 1, 59, 60, 61, 3599, 3600, 3601, 14_399, 14_400, 14_401, 36_000, 86_399, 86_400, 86_401, 172_800, 489_600,
+     1_094_400]
+)  # fmt: skip  # BASE + 14,400 is a 6-hour edge
 INSTANT = st.one_of(
     st.builds(lambda e, d: float(BASE + e) + d, EDGE, st.sampled_from([0.0, -1e-6, 1e-6, 0.5, -0.5])),
     st.floats(BASE - 3 * DAY, BASE + 3 * DAY, allow_nan=False),
@@ -77,9 +82,34 @@ def test_a_month_is_read_from_weeks_and_the_edges_from_finer_grains() -> None:
     p = plan(start, end)
     assert p.raw == ((start, float(BASE + 60)), (float(BASE + 30 * DAY), end))
     assert [g for g, _, _ in p.rolled].count(WEEK) == 1
-    assert len(p.rolled) <= 7  # minutes, hours, days, weeks, days, hours, minutes
+    assert len(p.rolled) <= 9  # minutes, hours, 6 hours, days, weeks, days, 6 hours, hours, minutes
     assert plan(None, None) == Plan(raw=(), rolled=((WEEK, None, None),))
     assert plan(BASE + 1.0, BASE + 50.0).rolled == ()  # no whole minute: all raw, percentiles exact
+
+
+@given(st.floats(BASE - 30 * DAY, BASE + 30 * DAY, allow_nan=False), st.floats(60.0, 45 * DAY, allow_nan=False))
+def test_each_edge_of_a_window_reads_at_most_five_hours_and_three_quarter_days(start: float, length: float) -> None:
+    """The 6-hour grain (migration 0023) between hours and days: a window's edge reads at most 59
+    minutes, 5 hours, three 6-hour cells and 6 days; a month ending anywhere reads at most 10 hour
+    buckets (23 before it), whichever hour of the day its edges fall in."""
+    p = plan(start, start + length)
+    buckets: dict[int, int] = {}
+    for grain, first, end in p.rolled:
+        assert first is not None and end is not None
+        buckets[grain] = buckets.get(grain, 0) + (end - first) // grain
+    assert buckets.get(MINUTE, 0) <= 2 * 59 and buckets.get(HOUR, 0) <= 2 * 5
+    assert buckets.get(QUARTER_DAY, 0) <= 2 * 3 and buckets.get(DAY, 0) <= 2 * 6
+    assert ORG.grains == (MINUTE, HOUR, QUARTER_DAY, DAY, WEEK)
+
+
+def test_a_month_edge_inside_a_quarter_day_reads_its_hours() -> None:
+    day = bucket_start(BASE, DAY) + DAY  # a UTC midnight
+    start, end = day + 7 * HOUR + 30 * MINUTE, day + 30 * DAY + 19 * HOUR
+    rolled = plan(start, end).rolled
+    assert rolled[:3] == ((MINUTE, start, day + 8 * HOUR), (HOUR, day + 8 * HOUR, day + 12 * HOUR),
+                          (QUARTER_DAY, day + 12 * HOUR, day + DAY))  # fmt: skip
+    assert rolled[-2:] == ((QUARTER_DAY, day + 30 * DAY, day + 30 * DAY + 18 * HOUR),
+                           (HOUR, day + 30 * DAY + 18 * HOUR, end))  # fmt: skip
 
 
 @given(INSTANT, st.sampled_from(ORG.grains))
