@@ -129,7 +129,8 @@ async def test_a_team_cube_from_before_its_outcome_is_added_up_again_when_opened
     before = next(m for m in migrations(dialect) if m.version == 20)
     stale = "INSERT INTO rollup_team (grain, bucket, dim_key, team, requests) VALUES (86400, {b}, 'ads', 'ads', 999)"
     # A ledger from before 0022 is from before 0023 too: PostgreSQL's histograms as `jsonb`.
-    older = json_histograms("rollup", "rollup_key", "rollup_deployment", "rollup_key_total") if dialect == "postgres" else []
+    older = json_histograms("rollup", "rollup_key", "rollup_deployment", "rollup_key_total")
+    older = older if dialect == "postgres" else []
     await execute(store, [
         "DROP TABLE rollup_team",
         *(s for s in statements(before.sql) if "rollup_team " in s),  # its shape before 0022
