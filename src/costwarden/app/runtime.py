@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from costwarden.aio import describe_tasks
 from costwarden.alerts.dispatcher import AlertDispatcher
 from costwarden.alerts.factory import build_dispatcher
 from costwarden.app.batch_parts import BatchParts
+from costwarden.app.shutdown import StopStep, stop_in_steps
 from costwarden.chain.admit import Admit, StoreHealth
 from costwarden.chain.attribute import Attribute
 from costwarden.chain.authenticate import Authenticate
@@ -134,7 +134,6 @@ class Runtime:
         self._semantic: SemanticMatcher | None = None
         self._admit: Admit | None = None
         self._governor: Governor | None = None
-        self._stopping: str | None = None  # the stop step under way (logged when a stop is slow)
         self._alerts: AlertDispatcher | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: UpstreamPool | None = None
@@ -408,36 +407,17 @@ class Runtime:
         return self._governor
 
     async def stop(self) -> None:
-        """Stop every background task, flush the ledger and close the stores, step by step.
+        """Stop every background task, flush the ledger and close the stores, step by step
+        (`app/shutdown.py`). A step that may wait on something outside the process (a Redis, a
+        database, a thread) and loses nothing when cut short is bounded by `_STEP_LIMIT_S`, so that a
+        hung close never turns SIGTERM into SIGKILL; the steps that hold records or jobs (the batch
+        workers, the recorder's last flush, the alerts' grace) are not cut. A stop still running after
+        `_STOP_WARN_S` logs the step and every task's await chain."""
+        await stop_in_steps(self._stop_steps(), step_limit_s=_STEP_LIMIT_S, warn_after_s=_STOP_WARN_S, log=log)
 
-        A step that may wait on something outside the process (a Redis, a database, a thread) and
-        loses nothing when cut short is bounded by `_STEP_LIMIT_S`: past it, it is cancelled, logged
-        with what it waited on, and the stop goes on, so that a hung close never turns SIGTERM into
-        SIGKILL. The steps that hold records or jobs (the batch workers, the recorder's last flush,
-        the alerts' grace) are not cut. A stop still running after `_STOP_WARN_S` logs the step and
-        every task's await chain."""
-        loop = asyncio.get_running_loop()
-        warn = loop.call_later(_STOP_WARN_S, lambda: _warn_stuck(self._stopping))
-        try:
-            for name, bounded, step in self._stop_steps():
-                self._stopping = name
-                if not bounded:
-                    await step()
-                    continue
-                try:
-                    async with asyncio.timeout(_STEP_LIMIT_S):
-                        await step()
-                except TimeoutError:
-                    log.warning(
-                        "stopping: %s did not end within %g s; cut short, going on", name, _STEP_LIMIT_S
-                    )
-        finally:
-            warn.cancel()
-            self._stopping = None
-
-    def _stop_steps(self) -> list[tuple[str, bool, Callable[[], Awaitable[object]]]]:
-        """(name, bounded, step) in the order a stop takes them: the loops first, then the ledger's
-        last flush, then the clients and stores."""
+    def _stop_steps(self) -> list[StopStep]:
+        """In the order a stop takes them: the loops first, then the ledger's last flush, then the
+        clients and stores."""
         steps: list[tuple[str, bool, Callable[[], Awaitable[object]] | None]] = [
             ("the compute tally", True, self._tally.stop if self._tally else None),
             ("the busy-interval folds", True, self._busy_folds.stop if self._busy_folds else None),
@@ -462,7 +442,7 @@ class Runtime:
             ("the ledger store", True, self.store.close),
             ("the batch queue", True, self.batch.queue.close if self.batch else None),
         ]
-        return [(name, bounded, step) for name, bounded, step in steps if step is not None]
+        return [StopStep(name, step, bounded) for name, bounded, step in steps if step is not None]
 
     async def _stop_tracing(self) -> None:
         if self._tracing_shutdown is not None:
@@ -504,9 +484,6 @@ class Runtime:
             )
         return ledger and advancing and bool(self.routes.names()), checks
 
-
-def _warn_stuck(step: str | None) -> None:
-    log.warning("stopping takes over %g s, at %s; waiting on:\n%s", _STOP_WARN_S, step, describe_tasks())
 
 
 def _client_session() -> aiohttp.ClientSession:
