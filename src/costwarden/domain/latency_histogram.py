@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -112,17 +113,26 @@ def pack(histogram: Mapping[int, int]) -> int:
 
 def unpack(packed: object) -> list[int]:
     """The counts by bin (bin 0 first) of a packed integer: its decimal text (as a report reads a
-    NUMERIC sum), an int or a Decimal; None: empty. Cut and converted by C-level loops: a month's
-    report unpacks one per group (~560 fields each at 10M records)."""
+    NUMERIC sum), an int or a Decimal; None: empty. A month's report unpacks one per group (~560
+    fields each at 10M records), a short window's groups have a few bins set among as many fields:
+    only the fields that are not zero are converted (found by one C-level regex scan; converting
+    every field cost a 1-hour report ~0.16 s at 1,500 groups)."""
     if packed is None:
         return []
     text = packed if isinstance(packed, str) else format(Decimal(packed), "f")  # type: ignore[arg-type]
     if text.startswith("-") or "." in text:  # not a sum of packed histograms
         raise ValueError(f"not a packed histogram: {packed!r}")
-    width = -(-len(text) // FIELD_DIGITS) * FIELD_DIGITS
-    text = text.zfill(width)
-    fields = map(slice, range(width - FIELD_DIGITS, -1, -FIELD_DIGITS), range(width, 0, -FIELD_DIGITS))
-    return list(map(int, map(text.__getitem__, fields)))
+    fields = -(-len(text) // FIELD_DIGITS)
+    text = text.zfill(fields * FIELD_DIGITS)
+    counts = [0] * fields
+    top = fields - 1
+    for field in _SET_FIELD.finditer(text):  # each match starts on a field's edge: it takes whole fields
+        counts[top - field.start(1) // FIELD_DIGITS] = int(field.group(1))
+    return counts
+
+
+# Zero fields, skipped, then one field (zero only when it is the last): the fields that are set.
+_SET_FIELD = re.compile(rf"(?:0{{{FIELD_DIGITS}}})*([0-9]{{{FIELD_DIGITS}}})")
 
 
 def counted(histogram: Mapping[int, int] | Mapping[str, int]) -> list[int]:

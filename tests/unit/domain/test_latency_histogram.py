@@ -116,3 +116,20 @@ def test_a_packed_histogram_reads_as_postgresql_returns_it() -> None:
             lh.unpack(bad)
     with pytest.raises(ValueError):
         lh.pack({0: lh.FIELD})  # a bin's count would carry into the next
+
+
+def test_unpack_converts_only_the_fields_that_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short window's group has a few bins set among hundreds of fields: converting every field
+    made a 1-hour report by team,deployment 4x slower at 10M records (0.058 -> 0.228 s, 1,500 groups)."""
+    conversions: list[str] = []
+
+    def counting_int(text: str) -> int:
+        conversions.append(text)
+        return int(text)
+
+    packed = "7" + "0" * 12 * 300 + "000000000042" + "0" * 12 * 259  # bins 560 and 259 set
+    monkeypatch.setattr(lh, "int", counting_int, raising=False)  # the module's `int`, not the builtin
+    counts = lh.unpack(packed)
+    monkeypatch.undo()
+    assert (len(counts), counts[560], counts[259], sum(counts)) == (561, 7, 42, 49)
+    assert len(conversions) <= 3, len(conversions)
