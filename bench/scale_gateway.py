@@ -45,10 +45,15 @@ BUDGETS = [
 ]
 
 
-def config(ledger: str, folder: Path, name: str, teams: int = 1) -> Path:
-    """`teams`: rolling-30d team budgets (team-000 and the next ones; each rebuild reads its team)."""
+def config(ledger: str, folder: Path, name: str, teams: int = 1, keys: int = 1) -> Path:
+    """`teams`: rolling-30d team budgets (team-000 and the next ones; each rebuild reads its team);
+    `keys`: rolling-30d key budgets (key-000-0, key-001-0...: one key of each team, then key-000-1...)."""
     rolling = {"window": "rolling", "rolling_seconds": 30 * 86_400}
     more = [{"id": f"team-{t:03d}-30d", "scope": {"team": f"team-{t:03d}"}, **rolling} for t in range(1, teams)]
+    more += [
+        {"id": f"key-{k % 500:03d}-{k // 500}-30d", "scope": {"key_id": f"key-{k % 500:03d}-{k // 500}"}, **rolling}
+        for k in range(1, keys)
+    ]
     budgets = [{"limit_usd": "100000", "action": "alert_only", **b} for b in [*BUDGETS, *more]]
     data = {
         "server": {"host": "127.0.0.1", "admin_token": TOKEN},
@@ -164,20 +169,22 @@ def main() -> None:
     parser.add_argument("--cli-windows", default=",".join(WINDOWS), help="the report CLI's windows (a process each)")
     parser.add_argument("--phases", default="start,admin,cli", help="comma-separated: start, admin, cli")
     parser.add_argument("--team-budgets", type=int, default=1, help="rolling-30d team budgets (team-000, team-001...)")
+    parser.add_argument("--key-budgets", type=int, default=1, help="rolling-30d key budgets (key-000-0, key-001-0...)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale_gateway.json"))
     args = parser.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     phases = set(args.phases.split(","))
-    config_path = config(args.ledger, folder, "ledger", args.team_budgets)
+    config_path = config(args.ledger, folder, "ledger", args.team_budgets, args.key_budgets)
     result: dict[str, Any] = {"args": vars(args)}
     if "start" in phases:
-        if args.empty:
-            result["start_empty_s"] = starts(config(args.empty, folder, "empty", args.team_budgets), args, folder)
+        empty_path = config(args.empty, folder, "empty", args.team_budgets, args.key_budgets) if args.empty else None
+        if empty_path is not None:
+            result["start_empty_s"] = starts(empty_path, args, folder)
         result["start_s"] = starts(config_path, args, folder)
         result["runtime_start_s"] = in_process(config_path, args)
-        if args.empty:
-            result["runtime_start_empty_s"] = in_process(config(args.empty, folder, "empty", args.team_budgets), args)
+        if empty_path is not None:
+            result["runtime_start_empty_s"] = in_process(empty_path, args)
         result["start_load"] = load()
         print({k: v for k, v in result.items() if "start" in k}, flush=True)
     if "admin" in phases:

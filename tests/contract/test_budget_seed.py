@@ -236,3 +236,22 @@ async def test_a_rebuild_reads_each_budget_once_and_seeds_what_admission_charged
     for at, budget in sorted(checks, key=lambda check: check[0]):
         state = await counters.budget_state(policy.check_for(budget, at), at)
         assert state.spent == charged(budget, budget.window.bounds(at)[0], None, stored), (budget.id, at - NOW)
+
+
+async def test_a_budgets_read_is_one_statement_on_the_wire(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No transaction around it to turn PostgreSQL's JIT off (the read pool has it off): a start
+    with 500 key budgets paid a BEGIN, a SET and a COMMIT per budget besides the SELECT."""
+    seen: list[str] = []
+    if isinstance(store, SQLiteStore):
+        await store._read(lambda conn: conn.set_trace_callback(seen.append))
+    else:
+        for name in ("fetch", "fetchrow", "fetchval", "execute"):
+            monkeypatch.setattr(asyncpg.connection.Connection, name, _logged(name, seen))
+    try:
+        await store.spend_spans(SpendQuery(("outcome",), BASE, BASE + 86_400, percentiles=False), [(BASE, BASE + 3600)])
+    finally:
+        if isinstance(store, SQLiteStore):
+            await store._read(lambda conn: conn.set_trace_callback(None))
+        monkeypatch.undo()
+    seen = [sql for sql in seen if "pg_advisory_unlock_all()" not in sql]  # the pool's reset of a released connection
+    assert len(seen) == 1 and seen[0].lstrip().upper().startswith("SELECT"), seen

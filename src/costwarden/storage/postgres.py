@@ -166,7 +166,13 @@ class PostgresStore:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min, max_size=self._max)
-        self._reads = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self._read_size)
+        # Reads plan scans of many rollup cells: past `jit_above_cost`, PostgreSQL would compile each
+        # statement for no faster run (a team's 60 budget spans: 0.2 -> 7 s at 1M records; a month's
+        # report: 88-131 ms of a 0.5 s read). Off for the whole pool, so that a budget's read is one
+        # round trip, not a transaction that sets it (500 key budgets' start: see docs/benchmarks.md).
+        self._reads = await asyncpg.create_pool(
+            self.dsn, min_size=0, max_size=self._read_size, server_settings={"jit": "off"}
+        )
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await conn.execute(
