@@ -142,11 +142,13 @@ def test_the_gate_passes_identical_runs_and_fails_a_slower_model_version(
     (tmp_path / "pr-results").mkdir()
     slower = start_gateway(tmp_path, textmodel.url, ensembles.url, "large", "pr")  # clf -> the large ensemble
     try:
-        base, pr = interleaved(gateway, slower, tmp_path / "pr-results", 3)
+        # Five runs a side: with three, one run of the fresh-clone suite (three workers on two cores) saw the
+        # large ensemble's p99 interval reach under +10 % and the gate pass it; more runs narrow the interval.
+        base, pr = interleaved(gateway, slower, tmp_path / "pr-results", 5)
     finally:
         slower.stop()
     code, text = check(base, pr, "--junit", tmp_path / "pr.xml", "--markdown", tmp_path / "pr.md")
-    assert code == 1 and "regression" in text
+    assert code == 1 and "regression" in text, text
     suite = ET.parse(tmp_path / "pr.xml").getroot().find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
