@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--engine", choices=("fast", "asgi"), default="fast", help="server.engine (default fast)")
     parser.add_argument("--trace", action="store_true", help="in-process monitors (bench/probe_trace.py)")
     parser.add_argument("--client", type=int, default=0, help=argparse.SUPPRESS)
+    parser.set_defaults(rate=0.0, ahead=0.0)  # bench/scale.fill: records over 30 days, ending now
     args = parser.parse_args()
     if args.client:
         print(json.dumps(client(args.client, args.reps, idle_s=3.0)))
