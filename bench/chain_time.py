@@ -5,7 +5,8 @@ A static keep-alive upstream (raw asyncio protocols, uvloop) and the gateway eac
 process; the load is generated here, on raw keep-alive connections:
 
 * open loop at `--rate` req/s for `--seconds`: the chain's own time per request from the ledger
-  (`latency_ms - upstream_ms` of each record), p50 / p99;
+  (`latency_ms - upstream_ms` of each record), p50 / p99; the client's p50 through the gateway, and
+  what it adds over the same client's p50 to the upstream alone (an open loop of up to 3 s first);
 * closed loop on `--connections` connections for `--seconds`: req/s and the gateway's CPU
   microseconds per request (its utime + stime over the phase, from /proc).
 
@@ -154,16 +155,20 @@ async def wait_ready(port: int, proc: subprocess.Popen[bytes], limit_s: float = 
     raise RuntimeError("gateway not ready")
 
 
-async def open_loop(port: int, rate: float, seconds: float) -> int:
+async def open_loop(port: int, rate: float, seconds: float, seen: list[float] | None = None) -> int:
+    """`rate` requests a second for `seconds`; each one's time as the client saw it (µs) into `seen`."""
     clients = await connect(port, 8)
     idle = list(clients)
     sent = 0
     tasks: set[asyncio.Task[int]] = set()
 
     async def one(client: Client) -> int:
+        t0 = time.perf_counter()
         try:
             return await client.call()
         finally:
+            if seen is not None:
+                seen.append((time.perf_counter() - t0) * 1e6)
             idle.append(client)
 
     start = time.perf_counter()
@@ -257,7 +262,7 @@ async def one_rep(tree: Path, args: argparse.Namespace, upstream: int, profile: 
         cfg = config(workdir, port, upstream)
         proc = start_gateway(tree, cfg, workdir / "gateway.log", profile)
         try:
-            if args.server_cpu is not None:
+            if args.server_cpu is not None and args.server_cpu >= 0:
                 os.sched_setaffinity(proc.pid, {args.server_cpu})
             try:
                 await wait_ready(port, proc)
@@ -268,9 +273,14 @@ async def one_rep(tree: Path, args: argparse.Namespace, upstream: int, profile: 
             await closed_loop(port, args.connections, 1.0, proc.pid)  # warm-up
             await settle(ledger)
             after = max_rowid(ledger)
-            await open_loop(port, args.rate, args.seconds)
+            direct: list[float] = []
+            await open_loop(upstream, args.rate, min(args.seconds, 3.0), direct)  # the upstream alone, same client
+            seen: list[float] = []
+            await open_loop(port, args.rate, args.seconds, seen)
             await settle(ledger)
             _, own = own_times(ledger, after)
+            own["client_p50_us"] = round(statistics.median(seen), 1)
+            own["added_p50_us"] = round(statistics.median(seen) - statistics.median(direct), 1)
             thr = await closed_loop(port, args.connections, args.seconds, proc.pid)
             return {"tree": str(tree), **own, **thr}
         finally:
@@ -288,7 +298,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--server-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else None)
+    parser.add_argument(
+        "--server-cpu", type=int, default=1 if (os.cpu_count() or 1) > 1 else None, help="pin the gateway (-1: do not)"
+    )
     parser.add_argument("--profile", default=None, help="cProfile output file (first tree, one rep)")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -314,7 +326,7 @@ async def main() -> None:
         mine = [r for r in results if r["tree"] == str(tree)]
         summary[str(tree)] = {
             key: statistics.median(r[key] for r in mine)
-            for key in ("own_p50_us", "own_p99_us", "rps", "cpu_us_per_request")
+            for key in ("own_p50_us", "own_p99_us", "client_p50_us", "added_p50_us", "rps", "cpu_us_per_request")
             if all(key in r for r in mine)
         }
     print(json.dumps({"median": summary}, indent=2))
