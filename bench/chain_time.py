@@ -89,7 +89,8 @@ def free_port() -> int:
 def config(workdir: Path, port: int, upstream: int) -> Path:
     cfg = workdir / "costwarden.yaml"
     cfg.write_text(
-        f"""server: {{host: {HOST}, port: {port}, engine: fast, keepalive_max_requests: 1000000000, admin_port: {free_port()}}}
+        f"""server: {{host: {HOST}, port: {port}, engine: fast, admin_port: {free_port()},
+  keepalive_max_requests: 1000000000}}
 storage: {{ledger: "sqlite:///{workdir / "ledger.db"}", spool_dir: {workdir / "spool"}}}
 environments: [prod]
 teams: [{{name: bench, projects: [load]}}]
