@@ -75,6 +75,8 @@ class Response:
         self._chunks: list[bytes] = []
         self._size = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the read timer: one per response, not one per wait
+        self._since = 0.0  # loop time the current wait began
         self.status = 0
         self.has_head = False
         self.complete = False
@@ -109,11 +111,13 @@ class Response:
 
     def done(self) -> None:
         self.complete = True
+        self._stop_timer()
         self._wake()
 
     def fail(self, error: BaseException) -> None:
         if not self.complete and self.error is None:
             self.error = error
+            self._stop_timer()
             self._wake()
 
     def _wake(self) -> None:
@@ -124,17 +128,41 @@ class Response:
     # --- read by the forwarder --------------------------------------------------------------
 
     async def wait(self) -> None:
-        """Until something new arrives; TimeoutError after the read timeout with nothing."""
+        """Until something new arrives; TimeoutError after the read timeout with nothing.
+
+        The timer is armed by the first wait and re-armed only when it fires while a wait still
+        has time left (a stream's chunks each end a wait: arming and cancelling a timer per chunk
+        cost ~3 us of a chunk's relay); it is stopped when the answer ends or a wait is cut short."""
         if self.error is not None:
             raise self.error
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._timeout, _expire, waiter)
+        self._since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self._timeout, self._check)
         try:
             await waiter
-        finally:
-            timer.cancel()
+        except BaseException:  # cancelled (the client left, the server stops) or timed out
+            self._stop_timer()
+            raise
         if self.error is not None:
             raise self.error
+
+    def _check(self) -> None:
+        """The read timer fired: the current wait times out, or the timer waits for what it has left."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # nothing waits now: the next wait arms it again
+        deadline = self._since + self._timeout
+        if self._loop.time() < deadline - 0.001:  # a loop's clock may be a millisecond coarse (uvloop)
+            self._timer = self._loop.call_at(deadline, self._check)
+        else:
+            _expire(waiter)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _take(self) -> bytes:
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)

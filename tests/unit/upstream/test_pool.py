@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -233,4 +234,60 @@ async def test_a_stale_keep_alive_connection_is_retried_once_for_idempotent_meth
     assert len(connections) == 3
     async with pool.request("POST", url + "/e", data=b"{}", headers={}, timeout=TIMEOUT) as response:
         assert await response.read() == b"/e"  # the broken one was not pooled: a new connection
+    await pool.close()
+
+
+def _stream(chunks: int, gap: float) -> Answer:
+    """A chunked answer of `chunks` chunks, `gap` seconds apart."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for i in range(chunks):
+            await asyncio.sleep(gap)
+            writer.write(b"2\r\n%02d\r\n" % i)
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    return answer
+
+
+async def test_a_streamed_answer_arms_one_read_timer_not_one_per_chunk(
+    upstream: Callable[..., Awaitable[tuple[str, list[int]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    armed: list[object] = []  # the pool's timers (the upstream below runs on the same loop: its sleeps are not)
+    for name in ("call_at", "call_later"):
+        real = getattr(loop, name)
+
+        def counting(
+            when: float, callback: Any, *args: object, _real: Callable[..., object] = real, **kwargs: object
+        ) -> object:
+            if getattr(callback, "__module__", "") == "costwarden.upstream.pool":
+                armed.append(callback)
+            return _real(when, callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, name, counting)
+    url, _ = await upstream(_stream(20, 0.005))
+    pool = UpstreamPool()
+    async with pool.request("GET", url + "/", data=None, headers={}, timeout=TIMEOUT) as response:
+        got = [chunk async for chunk in response.content.iter_any()]
+    monkeypatch.undo()
+    await pool.close()
+    assert b"".join(got) == b"".join(b"%02d" % i for i in range(20))
+    assert len(armed) == 1  # the response's read timer, armed once (before: once a wait, 21 waits)
+
+
+async def test_the_read_timeout_counts_from_each_wait_not_from_the_answers_start(
+    upstream: Callable[..., Awaitable[tuple[str, list[int]]]],
+) -> None:
+    pool = UpstreamPool()
+    url, _ = await upstream(_stream(6, 0.2))  # 1.2 s in all, every gap under the 0.5 s read timeout
+    async with pool.request("GET", url + "/", data=None, headers={}, timeout=TIMEOUT) as response:
+        assert len(b"".join([chunk async for chunk in response.content.iter_any()])) == 12
+    url, _ = await upstream(_stream(2, 0.8))  # a gap over it
+    async with pool.request("GET", url + "/", data=None, headers={}, timeout=TIMEOUT) as response:
+        with pytest.raises(TimeoutError):
+            await response.read()
     await pool.close()
