@@ -7,21 +7,50 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from costwarden.config import Config, ConfigError, load_config
 from costwarden.domain.report import QueryError
 from costwarden.ports import Store
 from costwarden.storage.factory import open_store
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
 T = TypeVar("T")
+
+
+class _LazyConsole:
+    """A rich Console made on first use: `costwarden serve` prints its banner without rich, so a
+    gateway process never imports it (~7 MB of each worker's RSS)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def _made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Console:  # `with console:` buffers output (special methods skip __getattr__)
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._made().__exit__(*exc)
+
+
 # Piped output is read by scripts and logs: do not wrap tables at 80 columns there.
-console = Console(width=None if sys.stdout.isatty() else 240)
-errors = Console(stderr=True)
+console = cast("Console", _LazyConsole(width=None if sys.stdout.isatty() else 240))
+errors = cast("Console", _LazyConsole(stderr=True))
 CONFIG_ENV = "COSTWARDEN_CONFIG"
 DEFAULT_CONFIG = Path("costwarden.yaml")
 ConfigOption = typer.Option(
@@ -104,6 +133,8 @@ def query_or_exit(build: Callable[[], T]) -> T:
 def progress(bar: bool = False) -> Progress:
     """A progress line on stderr, gone when done: a spinner, what is being done, (with `bar`) a bar
     that fills once the task is given a total, the time so far."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     columns = [SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()]
     if bar:
         columns[2:2] = [BarColumn(), TaskProgressColumn()]

@@ -79,9 +79,10 @@ def serve(
         if problem is not None:
             errors.print(f"[bold red]cannot listen on {bind_host}:{admin} (server.admin_port):[/] {problem}")
             raise typer.Exit(1)
-    where = f"costwarden gateway (engine {cfg.server.engine}) on [bold]http://{bind_host}:{bind_port}[/]"
+    url = typer.style(f"http://{bind_host}:{bind_port}", bold=True)
+    where = f"costwarden gateway (engine {cfg.server.engine}) on {url}"
     where += f", admin on http://{bind_host}:{admin}" if admin is not None else ""
-    console.print(f"{where}, {plural(count, 'worker')} (ledger {ledger})")
+    typer.echo(f"{where}, {plural(count, 'worker')} (ledger {ledger})")  # not rich: a gateway never imports it
     if count > 1:
         raise typer.Exit(_serve_workers(config or DEFAULT_CONFIG, log_level, count, bind_host, (bind_port, admin)))
     if cfg.server.engine == "fast":

@@ -43,3 +43,20 @@ def test_a_lazy_subcommand_runs_with_its_own_options() -> None:
     assert shown.exit_code == 0 and "--since" in shown.output, shown.output
     wrong = CliRunner().invoke(app, ["reprot"])
     assert wrong.exit_code == 2 and "No such command" in wrong.output, wrong.output
+
+
+def test_a_gateway_process_never_imports_rich() -> None:
+    """`costwarden serve` imports the command line, the runtime and the fast engine, and prints its banner
+    with click: rich (tables, progress bars for the other commands) stays out of every worker's memory."""
+    probe = (
+        "import sys, costwarden.cli.main, costwarden.app.runtime, costwarden.app.fast_serve\n"
+        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_commands_consoles_still_print_with_rich() -> None:
+    shown = CliRunner().invoke(app, ["config", "check", "/nonexistent/costwarden.yaml"], terminal_width=200)
+    assert shown.exit_code == 2
+    assert "/nonexistent/costwarden.yaml" in shown.output
