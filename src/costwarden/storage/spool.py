@@ -49,6 +49,7 @@ class Spool:
         self._sealed: list[Path] = []
         self._lines: list[bytes] = []  # grouped: encoded, not yet written
         self._waiters: list[asyncio.Future[None]] = []  # grouped: their requests wait for the write
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop grouped writes run on
 
     def _segment_path(self, number: int) -> Path:
         return self.folder / f"{number:012d}.jsonl"
@@ -63,7 +64,9 @@ class Spool:
     def append_grouped(self, record: UsageRecord) -> asyncio.Future[None]:
         """Queue the record for this loop turn's one write; the future completes once it is on disk
         (or fails with the write's error). Cancelling the future does not take the record back."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():  # kept: CPython 3.11's get_running_loop makes a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
         if not self._lines:
             loop.call_soon(self.write_grouped)
         self._lines.append(record.to_json_line())

@@ -70,7 +70,7 @@ class Response:
     def __init__(self, conn: _Conn, read_timeout: float) -> None:
         self._conn = conn
         self._timeout = read_timeout
-        self._loop = asyncio.get_running_loop()
+        self._loop = conn.loop if conn.loop is not None else asyncio.get_running_loop()
         self._raw: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
         self._size = 0
@@ -204,6 +204,7 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class _Conn(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.response: Response | None = None
         self.reusable = False
         self.idle_since = 0.0  # monotonic time it went back to the pool
@@ -213,6 +214,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.loop = asyncio.get_running_loop()  # once a connection: in 3.11 each call is a getpid() system call
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False

@@ -291,3 +291,26 @@ async def test_the_read_timeout_counts_from_each_wait_not_from_the_answers_start
         with pytest.raises(TimeoutError):
             await response.read()
     await pool.close()
+
+
+async def test_a_response_does_not_ask_for_the_running_loop(
+    upstream: Callable[..., Awaitable[tuple[str, list[int]]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `asyncio.get_running_loop()` is a getpid() system call in CPython 3.11: a connection asks
+    once, its responses use its loop."""
+    url, _ = await upstream(keep_alive)
+    pool = UpstreamPool()
+    asked: list[int] = []
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        asked.append(1)
+        return real()
+
+    monkeypatch.setattr("costwarden.upstream.pool.asyncio.get_running_loop", counted)
+    for i in range(10):
+        async with pool.request("GET", f"{url}/{i}", data=None, headers={}, timeout=TIMEOUT) as response:
+            assert await response.read() == f"/{i}".encode()
+    monkeypatch.undo()
+    await pool.close()
+    assert len(asked) <= 2  # the connection's (made once, reused) and its connect; 10 responses asked before
