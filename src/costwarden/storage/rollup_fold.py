@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from costwarden.domain.report import GROUP_DIMENSIONS
 from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, PendingKey, collect
-from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
+from costwarden.storage.rollup_write import (
+    HIST_ADD,
+    PACKED_UNIT,
+    POSTGRES_CELLS,
+    SQLITE_ROLLUP,
+    RollupDialect,
+    upsert_sql,
+)
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -110,15 +117,36 @@ def _take(c: int) -> str:
     )
 
 
+def _cells(c: int) -> str:
+    """The taken pending rows of base cube `c` added up once per cell of its finest grain, their
+    bins packed into one histogram (a packed NUMERIC): every grain of every cube reading them
+    starts from these cells instead of grouping the taken rows (one per cell and bin) again."""
+    dims = ", ".join(CUBES[c].dimensions)
+    sums = ", ".join(f"SUM({s}) AS {s}" for s in SUMS)
+    histogram = HIST_ADD.format("requests * " + PACKED_UNIT.format(bin="bin"))
+    return f"SELECT bucket, {dims}, {sums}, {histogram} AS latency FROM taken GROUP BY bucket, {dims}"
+
+
+def _cell_facts(c: int, grain: int) -> str:
+    """Base cube `c`'s taken cells (`cells`) as facts at `grain` of cube `c` or a cube reading them."""
+    cube = CUBES[c]
+    finest = CUBES[cube.pending].grains[0]
+    bucket = "bucket" if grain == finest else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
+    return (
+        f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, requests, errors AS error, input_tokens, "
+        f"output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost, latency FROM cells"
+    )
+
+
 def _fold_postgres_sql(c: int) -> str:
     upserts = [
-        upsert_sql(cube, grain, _facts(i, grain, "taken WHERE true"), POSTGRES_ROLLUP)
+        upsert_sql(cube, grain, _cell_facts(i, grain), POSTGRES_CELLS, grouped=i == c and grain == cube.grains[0])
         for i, cube in enumerate(CUBES)
         if cube.pending == c
         for grain in cube.grains
     ]
     return (
-        f"WITH taken AS ({_take(c)}), "
+        f"WITH taken AS ({_take(c)}), cells AS ({_cells(c)}), "
         + ", ".join(f"fold_{i} AS ({sql})" for i, sql in enumerate(upserts))
         + " SELECT COUNT(*) FROM taken"
     )
@@ -189,4 +217,3 @@ class FoldSchedule:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)  # its own end, not the caller's cancellation
             self._task = None
-
