@@ -4,14 +4,18 @@ folder, so one cube folds while another gateway folds the other; a gateway from 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import pytest
 
 from costwarden.domain.record import Outcome
 from costwarden.domain.report import SpendQuery
+from costwarden.domain.rollup import BASE_CUBES
 from costwarden.storage.postgres import PostgresStore
+from costwarden.storage.rollup_fold import _FOLDS
 from tests.conftest import scratch_database
 from tests.contract.test_rollups import BASE, assert_matches, usage
 
@@ -72,3 +76,22 @@ async def test_no_cube_folds_beside_a_gateway_from_before_the_split(store: Postg
     cells = await pending(store, 0) + await pending(store, 1)
     assert await store.fold(10_000) == cells
     assert_matches(await store.spend(SpendQuery(group_by=("deployment",), start=None, end=None)), RECORDS)
+
+
+def _scans(plan: dict[str, Any], cte: str) -> int:
+    """How many nodes of a plan (EXPLAIN's JSON) scan the CTE named `cte`."""
+    own = plan.get("Node Type") == "CTE Scan" and plan.get("CTE Name") == cte
+    return int(own) + sum(_scans(child, cte) for child in plan.get("Plans", []))
+
+
+@pytest.mark.parametrize("cube", range(len(BASE_CUBES)))
+async def test_a_fold_reads_the_taken_rows_once_for_every_grain(store: PostgresStore, cube: int) -> None:
+    # One grouping of the taken pending rows (one per cell and latency bin) into cells, which every
+    # grain of every cube reading them starts from: not a grouping of them per grain (eleven for
+    # the org cube), each packing every row's bin again. The other scan is the count of them.
+    text = await store.pool.fetchval(f"EXPLAIN (FORMAT JSON) {_FOLDS[cube]}", 10_000)
+    assert _scans(json.loads(text)[0]["Plan"], "taken") == 2
+    assert await store.write(RECORDS) == len(RECORDS)
+    rows = await pending(store, 0) + await pending(store, 1)
+    assert await store.fold(10_000) == rows
+    assert_matches(await store.spend(SpendQuery(group_by=("team",), start=None, end=None, percentiles=True)), RECORDS)

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from costwarden.domain.report import GROUP_DIMENSIONS
 from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, PendingKey, collect
-from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
+from costwarden.storage.rollup_write import (
+    HIST_ADD,
+    PACKED_UNIT,
+    POSTGRES_CELLS,
+    SQLITE_ROLLUP,
+    RollupDialect,
+    upsert_sql,
+)
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -50,22 +57,24 @@ def delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
     return [(c, bucket, *spread[c]((*dims, None)), index, *sums) for (c, bucket, dims, index), sums in cells.items()]
 
 
-def _facts(c: int, grain: int, source: str) -> str:
+def _facts(c: int, grain: int, source: str, histogram: str = "bin") -> str:
     """Pending cells for cube `c` in `source` as facts at `grain` (see rollup_write.upsert_sql): its
-    own, or for a derived cube its source cube's (their buckets at that cube's finest grain)."""
+    own, or for a derived cube its source cube's (their buckets at that cube's finest grain), with
+    their latency `histogram` column (a bin, or a packed histogram)."""
     cube = CUBES[c]
     finest = CUBES[cube.pending].grains[0]
     bucket = "bucket" if grain == finest else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
     return (
-        f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, bin, requests, errors AS error, input_tokens, "
-        f"output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source} "
-        f"AND cube = {cube.pending}"
+        f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, {histogram}, requests, errors AS error, "
+        f"input_tokens, output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source}"
     )
 
 
 def _upserts(source: str, d: RollupDialect) -> list[str]:
     return [
-        upsert_sql(cube, grain, _facts(c, grain, source), d) for c, cube in enumerate(CUBES) for grain in cube.grains
+        upsert_sql(cube, grain, _facts(c, grain, f"{source} AND cube = {cube.pending}"), d)
+        for c, cube in enumerate(CUBES)
+        for grain in cube.grains
     ]
 
 
@@ -110,15 +119,32 @@ def _take(c: int) -> str:
     )
 
 
+def _cells(c: int) -> str:
+    """The taken pending rows of base cube `c` added up once per cell of its finest grain, their
+    bins packed into one histogram (a packed NUMERIC): every grain of every cube reading them
+    starts from these cells (`_facts` of `cells`) instead of grouping the taken rows (one per cell
+    and bin) again."""
+    dims = ", ".join(CUBES[c].dimensions)
+    sums = ", ".join(f"SUM({s}) AS {s}" for s in SUMS)
+    histogram = HIST_ADD.format("requests * " + PACKED_UNIT.format(bin="bin"))
+    return f"SELECT bucket, {dims}, {sums}, {histogram} AS latency FROM taken GROUP BY bucket, {dims}"
+
+
 def _fold_postgres_sql(c: int) -> str:
     upserts = [
-        upsert_sql(cube, grain, _facts(i, grain, "taken WHERE true"), POSTGRES_ROLLUP)
+        upsert_sql(
+            cube,
+            grain,
+            _facts(i, grain, "cells", "latency"),
+            POSTGRES_CELLS,
+            grouped=i == c and grain == cube.grains[0],
+        )
         for i, cube in enumerate(CUBES)
         if cube.pending == c
         for grain in cube.grains
     ]
     return (
-        f"WITH taken AS ({_take(c)}), "
+        f"WITH taken AS ({_take(c)}), cells AS ({_cells(c)}), "
         + ", ".join(f"fold_{i} AS ({sql})" for i, sql in enumerate(upserts))
         + " SELECT COUNT(*) FROM taken"
     )
@@ -189,4 +215,3 @@ class FoldSchedule:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)  # its own end, not the caller's cancellation
             self._task = None
-

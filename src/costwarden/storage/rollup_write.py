@@ -83,6 +83,11 @@ POSTGRES_ROLLUP = RollupDialect(
     merge="{old} + {new}",
     empty="0",
 )
+# Facts that are cells already, each with its packed histogram (`latency`): a fold's pending cells
+# added up once per cell (storage/rollup_fold.py), so a grain adds their histograms, pairwise
+# (migration 0024's aggregate: SUM sets up every digit up to the highest bin's once per group).
+HIST_ADD = "costwarden_hist_add({})"
+POSTGRES_CELLS = replace(POSTGRES_ROLLUP, histogram=HIST_ADD.format("latency"))
 # The same before migration 0023: histograms as `jsonb` objects {"bin": count}; what the backfills of
 # the migrations before it (0006, 0012, 0020) write, as they run on a ledger upgraded from before them.
 POSTGRES_JSON_ROLLUP = replace(
@@ -117,12 +122,17 @@ def ledger_facts(grain: int, dims: str, source: str, d: RollupDialect, sums: tup
     )
 
 
-def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple[str, ...] = SUMS) -> str:
+def upsert_sql(
+    cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple[str, ...] = SUMS, grouped: bool = False
+) -> str:
     """Add `facts` (bucket, the cube's dimensions, bin, requests, error, the counts of `sums`,
-    cost) to `cube` at `grain`, one statement."""
+    cost) to `cube` at `grain`, one statement. `grouped`: the facts are the cells at `grain`
+    already, each with its histogram as `latency` (no bin), and are upserted as they are."""
     dims = ", ".join(cube.dimensions)
     counts = _counts(sums)
-    if not cube.latency:  # no histogram: the bins add up in one GROUP BY
+    if grouped:
+        source, requests, histogram = f"({facts}) AS facts", "requests", "latency" if cube.latency else d.empty
+    elif not cube.latency:  # no histogram: the bins add up in one GROUP BY
         source, requests, histogram = f"({facts}) AS facts", "SUM(requests)", d.empty
     elif d.by_bin:
         summed = "".join(f"SUM({c}) AS {c}, " for c in counts)
@@ -137,12 +147,15 @@ def upsert_sql(cube: Cube, grain: int, facts: str, d: RollupDialect, sums: tuple
     updates = ", ".join(f"{c} = {t}.{c} + excluded.{c}" for c in sums)
     if cube.latency:
         updates += ", latency = " + d.merge.format(old=f"{t}.latency", new="excluded.latency")
-    totals = "".join(f"SUM({c}), " for c in counts)
+    if grouped:
+        values, group = f"{requests}, error, {''.join(f'{c}, ' for c in counts)}cost, {histogram}", ""
+    else:
+        totals = "".join(f"SUM({c}), " for c in counts)
+        values, group = f"{requests}, SUM(error), {totals}SUM(cost), {histogram}", f"GROUP BY bucket, {dims} "
     return (
         f"INSERT INTO {t} (grain, bucket, dim_key, {dims}, {', '.join(sums)}, latency) "
-        f"SELECT {grain}, bucket, {d.dim_key.format(dims=dims)}, {dims}, {requests}, SUM(error), {totals}"
-        f"SUM(cost), {histogram} FROM {source} WHERE true "
-        f"GROUP BY bucket, {dims} ORDER BY bucket, 3 "  # one lock order for racing writers
+        f"SELECT {grain}, bucket, {d.dim_key.format(dims=dims)}, {dims}, {values} FROM {source} WHERE true "
+        f"{group}ORDER BY bucket, 3 "  # one lock order for racing writers
         f"ON CONFLICT (grain, bucket, dim_key) DO UPDATE SET {updates}"
     )
 
