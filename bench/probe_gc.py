@@ -1,0 +1,161 @@
+#!/usr/bin/env python
+"""What the garbage collector walks in the gateway while 30-day reports and `/metrics` scrapes run
+(issue 14 item 2): per collection, its generation, its duration and the objects it walked; per
+phase, the tracked objects left behind; with `--census`, the types of a full collection's objects.
+
+    PYTHONPATH=src:bench .venv/bin/python bench/probe_gc.py --ledger sqlite:////tmp/cw-probes-sqlite/ledger.db
+
+The gateway runs as bench/probes.py runs it (the same app, heap frozen at start, the same metrics
+of 500 teams x 20 deployments), on a ledger bench/probes.py filled; the reports and scrapes come
+from a thread of this process (http.client), one after the other. Results: bench/results/probe_gc.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import http.client
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from probes import REPORT, TOKEN, serve
+
+
+class Collections:
+    """Each collection: (generation, seconds, objects in the generations it walked, the references
+    those objects hold: what the collector visits); with `census`, the types holding them."""
+
+    def __init__(self, census: bool) -> None:
+        self.events: list[tuple[int, float, int, int]] = []
+        self.census: Counter[str] = Counter()
+        self._census = census
+        self._began = 0.0
+        self._walked = self._refs = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        generation = info["generation"]
+        if phase == "start":
+            objects = [o for g in range(generation + 1) for o in gc.get_objects(g)]
+            self._walked = len(objects)
+            self._refs = 0
+            for o in objects:
+                held = len(gc.get_referents(o))
+                self._refs += held
+                if self._census:
+                    self.census[f"gen{generation}:{type(o).__qualname__}"] += held
+            del objects
+            self._began = time.perf_counter()
+        else:
+            self.events.append((generation, time.perf_counter() - self._began, self._walked, self._refs))
+
+    def take(self) -> dict[str, Any]:
+        events, self.events = self.events, []
+        out: dict[str, Any] = {}
+        for g in (0, 1, 2):
+            mine = [e for e in events if e[0] == g]
+            if mine:
+                out[f"gen{g}"] = {
+                    "n": len(mine),
+                    "max_ms": round(max(e[1] for e in mine) * 1000, 2),
+                    "median_ms": round(statistics.median(e[1] for e in mine) * 1000, 2),
+                    "walked_max": max(e[2] for e in mine),
+                    "references_max": max(e[3] for e in mine),
+                }
+        return out
+
+
+def tracked() -> dict[str, int]:
+    return {"tracked": len(gc.get_objects()), "frozen": gc.get_freeze_count()}
+
+
+def requests(port: int, path: str, reps: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    times = []
+    try:
+        for _ in range(reps):
+            began = time.perf_counter()
+            conn.request("GET", path, headers={"authorization": f"Bearer {TOKEN}"})
+            reply = conn.getresponse()
+            reply.read()
+            assert reply.status == 200, reply.status
+            times.append(time.perf_counter() - began)
+    finally:
+        conn.close()
+    return times
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from scale_keys_metrics import exchange
+
+    from costwarden.chain.target import Route
+    from costwarden.config.models import Deployment
+    from costwarden.observability.metrics import Observe
+
+    app, server = serve(args, Path(args.dir))
+    serving = asyncio.create_task(server.serve([]))
+    while not server.started:
+        if serving.done():
+            await serving
+            raise SystemExit("the gateway did not start")
+        await asyncio.sleep(0.05)
+    out: dict[str, Any] = {"after_start": tracked()}
+    watch = Collections(args.census)
+    try:
+        stage = Observe(app.runtime.metrics)
+        routes = [
+            Route.of(Deployment(name=f"dep-{d:02d}", protocol="openai", upstream="http://127.0.0.1:9/v1"))
+            for d in range(args.deployments)
+        ]
+        n = 0
+        for t in range(args.teams):
+            for route in routes:
+                n += 1
+                ex = exchange(n, f"team-{t:03d}", route)
+                await stage.enter(ex)
+                await stage.finish(ex)
+        out["after_metrics"] = tracked()
+        gc.callbacks.append(watch)
+        for phase, path in (("scrape", "/metrics"), ("report", REPORT)):
+            watch.take()
+            times = await asyncio.to_thread(requests, args.port, path, args.reps)
+            out[phase] = {"median_s": round(statistics.median(times), 3), "gc": watch.take(), **tracked()}
+        if args.census:
+            out["census_top"] = dict(watch.census.most_common(25))
+    finally:
+        if watch in gc.callbacks:
+            gc.callbacks.remove(watch)
+        server.should_exit = True
+        await serving
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ledger", required=True)
+    parser.add_argument("--teams", type=int, default=500)
+    parser.add_argument("--deployments", type=int, default=20)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--port", type=int, default=18792)
+    parser.add_argument("--dir", default="/tmp/costwarden-probe-gc")
+    parser.add_argument("--census", action="store_true", help="the types whose references collections visit")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "probe_gc.json"))
+    args = parser.parse_args()
+    args.engine = "fast"
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    import uvloop
+
+    out = uvloop.run(run(args))
+    print(json.dumps(out, indent=1))
+    Path(args.out).write_text(json.dumps({"args": vars(args), **out}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
