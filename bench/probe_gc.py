@@ -30,14 +30,15 @@ from probes import REPORT, TOKEN, serve
 
 
 class Collections:
-    """Each collection: (generation, seconds, objects in the generations it walked, the references
+    """Each collection: (generation, wall seconds, its thread's CPU seconds (the pause without the
+    time the machine gave the process no CPU), objects in the generations it walked, the references
     those objects hold: what the collector visits); with `census`, the types holding them."""
 
     def __init__(self, census: bool) -> None:
-        self.events: list[tuple[int, float, int, int]] = []
+        self.events: list[tuple[int, float, float, int, int]] = []
         self.census: Counter[str] = Counter()
         self._census = census
-        self._began = 0.0
+        self._began = self._cpu = 0.0
         self._walked = self._refs = 0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
@@ -52,9 +53,10 @@ class Collections:
                 if self._census:
                     self.census[f"gen{generation}:{type(o).__qualname__}"] += held
             del objects
-            self._began = time.perf_counter()
+            self._began, self._cpu = time.perf_counter(), time.thread_time()
         else:
-            self.events.append((generation, time.perf_counter() - self._began, self._walked, self._refs))
+            wall, cpu = time.perf_counter() - self._began, time.thread_time() - self._cpu
+            self.events.append((generation, wall, cpu, self._walked, self._refs))
 
     def take(self) -> dict[str, Any]:
         events, self.events = self.events, []
@@ -66,8 +68,9 @@ class Collections:
                     "n": len(mine),
                     "max_ms": round(max(e[1] for e in mine) * 1000, 2),
                     "median_ms": round(statistics.median(e[1] for e in mine) * 1000, 2),
-                    "walked_max": max(e[2] for e in mine),
-                    "references_max": max(e[3] for e in mine),
+                    "cpu_max_ms": round(max(e[2] for e in mine) * 1000, 2),
+                    "walked_max": max(e[3] for e in mine),
+                    "references_max": max(e[4] for e in mine),
                 }
         return out
 
