@@ -17,6 +17,7 @@ import asyncio
 import gc
 import http.client
 import json
+import socket
 import statistics
 import sys
 import time
@@ -80,6 +81,12 @@ def tracked() -> dict[str, int]:
 
 
 def requests(port: int, path: str, reps: int) -> list[float]:
+    for _ in range(100):  # the fast engine may listen a moment after the server says it started
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.05)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     times = []
     try:

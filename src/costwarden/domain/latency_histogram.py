@@ -9,13 +9,12 @@ percentile read from a histogram is within that error of the nearest-rank percen
 from __future__ import annotations
 
 import math
-import operator
 import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
-from itertools import accumulate
+from itertools import accumulate, zip_longest
 
 import orjson
 
@@ -153,13 +152,10 @@ def counted(histogram: Mapping[int, int] | Mapping[str, int]) -> array[int]:
     return counts
 
 
-def add_counts(a: Sequence[int], b: Sequence[int]) -> array[int]:
-    """Two histograms' counts by bin, added bin by bin."""
-    if len(a) < len(b):
-        a, b = b, a
-    total = array("q", map(operator.add, a, b))
-    total.extend(a[len(b) :])
-    return total
+def total_counts(histograms: Iterable[Sequence[int]]) -> array[int]:
+    """Histograms' counts by bin, added bin by bin (one pass over all of them: a month's report
+    adds up 1,500 groups' ~560 bins)."""
+    return array("q", map(sum, zip_longest(*histograms, fillvalue=0)))
 
 
 def count_percentiles(counts: Sequence[int], fractions: Sequence[float]) -> tuple[float | None, ...]:

@@ -197,10 +197,10 @@ def combine(
     if width == 0:
         sums.setdefault((), [0] * _WIDTH)  # an ungrouped report has its one row, as on the raw path
     total_sums: list[int] = [0] * _WIDTH
-    total_hist = none = latency_histogram.zeros(0)
-    for group, values in sums.items():
+    for values in sums.values():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
-        total_hist = latency_histogram.add_counts(total_hist, bins.get(group, none))
+    none = latency_histogram.zeros(0)
+    total_hist = latency_histogram.total_counts(bins.get(group, none) for group in sums)
     totals = [(*group, *values) for group, values in sums.items()]
     percentiles = [(*group, *pct(bins.get(group, none))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)

@@ -104,7 +104,7 @@ def test_counts_by_bin_add_and_read_percentiles_as_the_histogram(
     """A report adds a group's counts by bin (unpacked, or counted from JSON) and reads its percentiles
     from them: the same as from the merged histogram."""
     merged = lh.add(dict(a), b)
-    assert bins(lh.add_counts(lh.counted(a), lh.counted(b))) == {k: v for k, v in merged.items() if v}
+    assert bins(lh.total_counts([lh.counted(a), lh.counted(b)])) == {k: v for k, v in merged.items() if v}
     assert lh.count_percentiles(lh.counted(merged), fractions) == lh.percentiles(merged, fractions)
     assert list(lh.counted({})) == [] and lh.count_percentiles([0, 0], [0.5]) == (None,)
 
@@ -144,6 +144,6 @@ def test_counts_by_bin_are_one_object_to_the_garbage_collector() -> None:
     for counts in (
         lh.counted({"3": 1, "560": 2}),
         lh.unpack(lh.pack(packed)),
-        lh.add_counts(lh.counted({599: 0}), lh.counted(packed)),
+        lh.total_counts([lh.counted({599: 0}), lh.counted(packed)]),
     ):
         assert len(counts) > 500 and len(gc.get_referents(counts)) <= 1  # its type at most
