@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import repeat
@@ -189,7 +189,7 @@ def combine(
                 hist.extend(repeat(0, index + 1 - len(hist)))
             hist[index] += 1
 
-    def pct(hist: array[int]) -> Row:
+    def pct(hist: Sequence[int]) -> Row:
         if not query.percentiles:
             return (None, None)
         return latency_histogram.count_percentiles(hist, (0.5, 0.95))

@@ -105,6 +105,8 @@ def test_counts_by_bin_add_and_read_percentiles_as_the_histogram(
     from them: the same as from the merged histogram."""
     merged = lh.add(dict(a), b)
     assert bins(lh.total_counts([lh.counted(a), lh.counted(b)])) == {k: v for k, v in merged.items() if v}
+    assert bins(lh.total_counts([lh.counted({}), lh.counted(b), lh.counted(a)])) == bins(lh.counted(merged))
+    assert list(lh.total_counts([])) == []
     assert lh.count_percentiles(lh.counted(merged), fractions) == lh.percentiles(merged, fractions)
     assert list(lh.counted({})) == [] and lh.count_percentiles([0, 0], [0.5]) == (None,)
 
