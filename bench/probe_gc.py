@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from probes import REPORT, TOKEN, serve
+from probes import REPORT, TOKEN, fill_metrics, started
 
 
 class Collections:
@@ -103,34 +103,11 @@ def requests(port: int, path: str, reps: int) -> list[float]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from scale_keys_metrics import exchange
-
-    from costwarden.chain.target import Route
-    from costwarden.config.models import Deployment
-    from costwarden.observability.metrics import Observe
-
-    app, server = serve(args, Path(args.dir))
-    serving = asyncio.create_task(server.serve([]))
-    while not server.started:
-        if serving.done():
-            await serving
-            raise SystemExit("the gateway did not start")
-        await asyncio.sleep(0.05)
+    app, server, serving = await started(args, Path(args.dir))
     out: dict[str, Any] = {"after_start": tracked()}
     watch = Collections(args.census)
     try:
-        stage = Observe(app.runtime.metrics)
-        routes = [
-            Route.of(Deployment(name=f"dep-{d:02d}", protocol="openai", upstream="http://127.0.0.1:9/v1"))
-            for d in range(args.deployments)
-        ]
-        n = 0
-        for t in range(args.teams):
-            for route in routes:
-                n += 1
-                ex = exchange(n, f"team-{t:03d}", route)
-                await stage.enter(ex)
-                await stage.finish(ex)
+        await fill_metrics(app, args.teams, args.deployments)
         out["after_metrics"] = tracked()
         gc.callbacks.append(watch)
         for phase, path in (("scrape", "/metrics"), ("report", REPORT)):

@@ -7,16 +7,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    generate_latest,
-)
+import prometheus_client as prom
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -31,9 +22,9 @@ class Queue(Collector):
 
 
 async def test_the_exposition_is_generate_latests_text_byte_for_byte() -> None:
-    registry = CollectorRegistry()
+    registry = prom.CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    for collector in (PROCESS_COLLECTOR, GC_COLLECTOR):  # their values move between two renders
+    for collector in (prom.PROCESS_COLLECTOR, prom.GC_COLLECTOR):  # their values move between two renders
         registry.unregister(collector)
     stage = Observe(metrics)
     await observe(stage, [exchange(n, f"team-{n % 7}", f"dep-{n % 3}") for n in range(40)])
@@ -42,17 +33,17 @@ async def test_the_exposition_is_generate_latests_text_byte_for_byte() -> None:
     metrics.child(metrics.cost, odd).inc(1e-9)
     metrics.child(metrics.inflight, ("dep-0",)).dec(3)
     metrics.child(metrics.duration, ("dep-0", "served", "gateway")).observe(float("inf"))
-    Counter("plain", "No labels.", registry=registry).inc()
-    Gauge("level", "A gauge\\ with\nescapes.", ["kind"], registry=registry).labels("a").set(-0.5)
-    Gauge("never_set", "A labelled gauge with no child.", ["kind"], registry=registry)
-    negative = Histogram("offsets", "Negative buckets.", ["side"], buckets=(-1.0, 0.0, 1.0), registry=registry)
+    prom.Counter("plain", "No labels.", registry=registry).inc()
+    prom.Gauge("level", "A gauge\\ with\nescapes.", ["kind"], registry=registry).labels("a").set(-0.5)
+    prom.Gauge("never_set", "A labelled gauge with no child.", ["kind"], registry=registry)
+    negative = prom.Histogram("offsets", "Negative buckets.", ["side"], buckets=(-1.0, 0.0, 1.0), registry=registry)
     negative.labels("left").observe(-0.5)
-    Info("build_extra", "Info.", registry=registry).info({"a": "b"})
+    prom.Info("build_extra", "Info.", registry=registry).info({"a": "b"})
     registry.register(Queue())
     exposition = Exposition(registry)
-    assert await exposition.render() == generate_latest(registry)
+    assert await exposition.render() == prom.generate_latest(registry)
     metrics.child(metrics.requests, (*odd, "served")).inc()  # a later scrape: the kept label texts
-    assert await exposition.render() == generate_latest(registry)
+    assert await exposition.render() == prom.generate_latest(registry)
 
 
 async def test_a_scrape_of_an_organisation_leaves_the_collector_next_to_nothing_to_walk() -> None:
