@@ -28,8 +28,8 @@ LOG_GAMMA = math.log(GAMMA)
 Histogram = dict[int, int]  # bin -> count
 # Counts by bin (bin 0 first), as a report adds them up: a flat array of C integers. A month's report
 # holds one per group (1,500 of ~560 bins by team,deployment) while it runs; as lists of Python ints
-# each young collection visited every count (850,000 references: gen1 pauses of 8-50 ms, the probes'
-# maxima, issue 14); an array is no container to the collector.
+# each young collection meanwhile visited every count (850,000 references: gen1 collections of ~6 ms
+# of CPU, the probes' maxima, issue 14); the collector sees an array as one object, its counts not.
 
 
 def zeros(n: int) -> array[int]:

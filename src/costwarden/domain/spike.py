@@ -72,8 +72,9 @@ class Moments:
 
 # One hour of the week: its baseline (a Moments' mean, var and count), how many distinct weeks fed
 # it and the last of them. A plain tuple of numbers, which the garbage collector stops tracking once
-# it has seen it: a series keeps 168 of them as long as the gateway runs (1,040 series for 500 teams
-# and 20 deployments), as objects 350,000 that every full collection walked (issue 14).
+# it has seen it: a series keeps 168 of them as long as the gateway runs. As objects (Slot, Moments),
+# 1,040 series (500 teams and 20 deployments) held 350,000 that every full collection walked, ~45 ms
+# of the GIL each time (bench/probe_heap.py, issue 14).
 Slot = tuple[float, float, int, int, int]
 _NO_SLOTS: tuple[Slot, ...] = ((0.0, 0.0, 0, 0, -1),) * HOURS_PER_WEEK  # no seasonal history yet
 

@@ -6,10 +6,10 @@ Scrapes that arrive while one render runs share its result: N scrapers cost one 
 The labelled counters, gauges and histograms (the gateway's own, one child per scope: 5,000 and
 more at organisation scale) are written straight from their children, each child's label text
 made once and kept: prometheus_client's `generate_latest` builds a sample tuple and a label dict
-per line and sorts and escapes every label on every scrape, ~50,000 objects alive at once that
-the garbage collector then walks (a full collection during a scrape, issue 14). The text is the
-same, byte for byte; every other collector (process, GC, info, the gateway's own collectors)
-goes through `generate_latest`.
+per line and sorts and escapes every label on every scrape (~65 ms of CPU at 500 teams x 20
+deployments, now ~10), its samples alive until their family is written, so promoted and walked by
+a full collection every few scrapes (issue 14). The text is the same, byte for byte; every other
+collector (process, GC, info, the gateway's own collectors) goes through `generate_latest`.
 """
 
 from __future__ import annotations
