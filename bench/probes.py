@@ -171,14 +171,8 @@ def serve(args: argparse.Namespace, folder: Path) -> tuple[Any, Any]:
     return app, BothServer(config, app, "127.0.0.1", args.port)
 
 
-async def gateway(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    from probe_trace import Trace
-    from scale_keys_metrics import exchange
-
-    from costwarden.chain.target import Route
-    from costwarden.config.models import Deployment
-    from costwarden.observability.metrics import Observe
-
+async def started(args: argparse.Namespace, folder: Path) -> tuple[Any, Any, asyncio.Task[None]]:
+    """The app, its server and the task serving it, once the server has started."""
     app, server = serve(args, folder)
     # engine: fast with no admin port: uvicorn runs the lifespan and listens on nothing
     serving = asyncio.create_task(server.serve(None if args.engine == "asgi" else []))
@@ -187,20 +181,23 @@ async def gateway(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             await serving
             raise SystemExit("the gateway did not start")
         await asyncio.sleep(0.05)
+    return app, server, serving
+
+
+async def fill_metrics(app: Any, teams: int, deployments: int) -> None:
+    """One request for each team x deployment through the `Observe` stage, as traffic leaves them."""
+    from scale_keys_metrics import observe_organisation
+
+    await observe_organisation(app.runtime.metrics, teams, deployments, "dep")
+
+
+async def gateway(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    from probe_trace import Trace
+
+    app, server, serving = await started(args, folder)
     trace = Trace() if args.trace else None
     try:
-        stage = Observe(app.runtime.metrics)
-        routes = [
-            Route.of(Deployment(name=f"dep-{d:02d}", protocol="openai", upstream="http://127.0.0.1:9/v1"))
-            for d in range(args.deployments)
-        ]
-        n = 0
-        for t in range(args.teams):
-            for route in routes:
-                n += 1
-                ex = exchange(n, f"team-{t:03d}", route)
-                await stage.enter(ex)
-                await stage.finish(ex)
+        await fill_metrics(app, args.teams, args.deployments)
         if trace is not None:
             trace.start(app.gateway.local)
         argv = [sys.executable, __file__, "--client", str(args.port), "--reps", str(args.reps)]

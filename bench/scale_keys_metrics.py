@@ -143,11 +143,11 @@ def exchange(n: int, team: str, route: Route) -> Exchange:
     return ex
 
 
-async def bench_metrics(teams: int, deployments: int, reps: int) -> dict[str, Any]:
-    registry = CollectorRegistry()
-    stage = Observe(GatewayMetrics(registry))
+async def observe_organisation(metrics: GatewayMetrics, teams: int, deployments: int, prefix: str) -> None:
+    """One request for each team x deployment (`{prefix}-00`, ...) through the `Observe` stage."""
+    stage = Observe(metrics)
     routes = [
-        Route.of(Deployment(name=f"deployment-{d:02d}", protocol="openai", upstream="http://127.0.0.1:9/v1"))
+        Route.of(Deployment(name=f"{prefix}-{d:02d}", protocol="openai", upstream="http://127.0.0.1:9/v1"))
         for d in range(deployments)
     ]
     n = 0
@@ -157,6 +157,11 @@ async def bench_metrics(teams: int, deployments: int, reps: int) -> dict[str, An
             ex = exchange(n, f"team-{t:03d}", route)
             await stage.enter(ex)
             await stage.finish(ex)
+
+
+async def bench_metrics(teams: int, deployments: int, reps: int) -> dict[str, Any]:
+    registry = CollectorRegistry()
+    await observe_organisation(GatewayMetrics(registry), teams, deployments, "deployment")
     if Exposition is not None:
         render = Exposition(registry).render
     else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from itertools import repeat
@@ -46,7 +47,7 @@ _PENDING_LATENCY = {
 _JOIN_LATENCY = {"sqlite": "group_concat(latency, ',')", "postgres": "SUM(latency)::text"}  # text: no Decimal
 
 
-def _joined_json(joined: object) -> list[int]:
+def _joined_json(joined: object) -> array[int]:
     """A group's counts by bin from its cells' JSON objects joined by commas (SQLite)."""
     hist: dict[str, int] = {}  # bins keyed by their JSON text while adding: no conversion per bin
     for cell in orjson.loads(f"[{joined}]"):
@@ -54,7 +55,7 @@ def _joined_json(joined: object) -> list[int]:
     return latency_histogram.counted(hist)
 
 
-_GROUP_HISTOGRAM: dict[str, Callable[[object], list[int]]] = {
+_GROUP_HISTOGRAM: dict[str, Callable[[object], array[int]]] = {
     "sqlite": _joined_json,
     "postgres": latency_histogram.unpack,
 }
@@ -156,7 +157,7 @@ def combine(
     the dialect, which says how a group's histogram comes back)."""
     width = len(query.group_by)
     sums: dict[Row, list[int]] = {}
-    bins: dict[Row, list[int]] = {}  # counts by bin
+    bins: dict[Row, array[int]] = {}  # counts by bin (arrays: nothing the garbage collector walks)
     group_histogram = _GROUP_HISTOGRAM[name]
 
     def add(group: Row, values: Row, cost: int) -> None:
@@ -179,13 +180,16 @@ def combine(
             add(tuple(row[:width]), tuple(row[width:]), raw_cost_nanos(row[-1]))
     for part in raw_latencies:
         for row in part:
-            hist = bins.setdefault(tuple(row[:width]), [])
+            group = tuple(row[:width])
+            hist = bins.get(group)
+            if hist is None:
+                hist = bins[group] = latency_histogram.zeros(0)
             index = latency_histogram.bin_of(float(row[width]))
             if index >= len(hist):
                 hist.extend(repeat(0, index + 1 - len(hist)))
             hist[index] += 1
 
-    def pct(hist: list[int]) -> Row:
+    def pct(hist: Sequence[int]) -> Row:
         if not query.percentiles:
             return (None, None)
         return latency_histogram.count_percentiles(hist, (0.5, 0.95))
@@ -193,12 +197,12 @@ def combine(
     if width == 0:
         sums.setdefault((), [0] * _WIDTH)  # an ungrouped report has its one row, as on the raw path
     total_sums: list[int] = [0] * _WIDTH
-    total_hist: list[int] = []
-    for group, values in sums.items():
+    for values in sums.values():
         total_sums = [a + b for a, b in zip(total_sums, values, strict=True)]
-        total_hist = latency_histogram.add_counts(total_hist, bins.get(group, []))
+    none = latency_histogram.zeros(0)
+    total_hist = latency_histogram.total_counts(bins.get(group, none) for group in sums)
     totals = [(*group, *values) for group, values in sums.items()]
-    percentiles = [(*group, *pct(bins.get(group, []))) for group in sums]
+    percentiles = [(*group, *pct(bins.get(group, none))) for group in sums]
     report = assemble(query, totals, percentiles, tuple(total_sums), pct(total_hist), _usd)
     return replace(report, percentile_error=latency_histogram.RELATIVE_ERROR if query.percentiles else 0.0)
 

@@ -3,6 +3,7 @@ during warm-up, or for a daily pattern the seasonal baseline has learned; shadow
 
 from __future__ import annotations
 
+import gc
 import random
 from dataclasses import replace
 from decimal import Decimal
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from costwarden.domain.spike import (
+    HOURS_PER_WEEK,
     SeriesState,
     SpikeDecision,
     SpikeDetector,
@@ -138,3 +140,18 @@ def test_hours_and_weeks_start_on_monday_utc() -> None:
     assert hour_of_week(MONDAY) == 0 and hour_of_week(MONDAY - 1) == 167
     assert hour_of_week(MONDAY + 3600 * 25) == 25
     assert week_index(MONDAY) == week_index(MONDAY + 604_799) == week_index(MONDAY - 1) + 1
+
+
+def test_a_series_baseline_is_no_work_for_the_garbage_collector() -> None:
+    """The gateway keeps each series' state as long as it runs (1,040 series for 500 teams and 20
+    deployments), one slot per hour of the week: once the collector has seen them, its slots and
+    moments are untracked numbers, not 2 x 168 objects that every full collection walks (issue 14)."""
+    state = SeriesState()
+    windows_per_hour = int(3600 / DETECTOR.window_seconds)
+    for index in range(HOURS_PER_WEEK * windows_per_hour + 5):  # every hour of a week, and on
+        start = MONDAY + index * DETECTOR.window_seconds
+        state, _ = observe(DETECTOR, state, 10.0 + index % 7, start, start + DETECTOR.window_seconds)
+    gc.collect()
+    gc.collect()  # a tuple is untracked once the collector saw its items untracked
+    assert len({id(slot) for slot in state.slots}) == HOURS_PER_WEEK  # each hour learned
+    assert sum(map(gc.is_tracked, [state.slots, *state.slots])) == 0
