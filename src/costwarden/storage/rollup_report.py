@@ -79,10 +79,13 @@ def _filters(query: SpendQuery, dialect: Dialect, params: list[object]) -> list[
     return clauses
 
 
-def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], pending: int | None) -> str:
+def _where(
+    query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], pending: int | None, within: tuple[str, ...]
+) -> str:
     """The cells of the plan's whole buckets: folded ones at each span's grain or, with `pending`
     (a base cube index, Cube.pending), pending ones (at that cube's finest grain, which nests in
-    every grain of the cubes reading them, inside any span)."""
+    every grain of the cubes reading them, inside any span). `within`: more clauses, whose
+    parameters are in `params` already."""
     spans = []
     for grain, first, end in p.rolled:
         span = []
@@ -96,7 +99,7 @@ def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], p
             params.append(end)
             span.append(f"bucket < {dialect.placeholder(len(params))}")
         spans.append("(" + (" AND ".join(span) or "TRUE") + ")")
-    clauses = ["(" + " OR ".join(spans) + ")", *_filters(query, dialect, params)]
+    clauses = ["(" + " OR ".join(spans) + ")", *_filters(query, dialect, params), *within]
     if pending is not None:
         params.append(pending)
         clauses.append(f"cube = {dialect.placeholder(len(params))}")
@@ -104,13 +107,20 @@ def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], p
 
 
 def _cells(
-    query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str, pending_columns: str, params: list[object]
+    query: SpendQuery,
+    cube: Cube,
+    p: Plan,
+    dialect: Dialect,
+    columns: str,
+    pending_columns: str,
+    params: list[object],
+    within: tuple[str, ...] = (),
 ) -> str:
     """`columns` of every folded cell the plan's whole buckets hold, then `pending_columns` of the
     pending ones: one statement, so a fold committing meanwhile is seen whole or not at all. Its
     parameters are appended to `params` (numbered after those already there)."""
-    folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None)}"
-    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, cube.pending)}"
+    folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None, within)}"
+    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, cube.pending, within)}"
     return f"{folded} UNION ALL {pending}"
 
 
@@ -214,22 +224,31 @@ _RAW_COST = {"sqlite": "cost_nanos", "postgres": "cost_usd * 1000000000"}
 _TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
 
 
-def facts(query: SpendQuery, p: Plan, dialect: Dialect, name: str, select: str, params: list[object]) -> list[str]:
+def facts(
+    query: SpendQuery,
+    p: Plan,
+    dialect: Dialect,
+    name: str,
+    select: str,
+    params: list[object],
+    within: tuple[str, ...] = (),
+) -> list[str]:
     """SELECTs of `select` (columns, each followed by a comma), then the sums of `SUMS` (cost in
     nano-dollars), of the facts of the window planned as `p`: the cells of its whole buckets
     (folded and pending, of the query's cube) and the raw records of its partial buckets; to be
-    joined by UNION ALL. Their parameters are appended to `params`."""
+    joined by UNION ALL. Their parameters are appended to `params`. `within`: more filter
+    clauses on the dimensions, whose parameters are in `params` already."""
     parts: list[str] = []
     if p.rolled:
         columns = f"{select}{_CELL_SUMS}"
-        parts.append(_cells(query, cube_for(query), p, dialect, columns, columns, params))
+        parts.append(_cells(query, cube_for(query), p, dialect, columns, columns, params, within))
     for start, end in p.raw:
         where = []
         for bound, op in ((start, ">="), (end, "<")):
             if bound is not None:
                 params.append(bound)
                 where.append(f"started_at {op} {dialect.placeholder(len(params))}")
-        where += _filters(query, dialect, params)
+        where += [*_filters(query, dialect, params), *within]
         raw = _RAW_SUMS.format(cost=_RAW_COST[name])
         parts.append(f"SELECT {select}{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else ""))
     return parts
