@@ -24,6 +24,7 @@ from costwarden.ports import LedgerStore
 
 Span = tuple[float, float | None]  # [start, end) in Unix seconds; end None: open
 Kind = tuple[tuple[str, ...], tuple[Span, ...]]  # a scope's dimension names, and the spans
+Group = tuple[str | None, ...]  # a row's values of a scope's dimensions
 
 
 def readable(budget: Budget) -> bool:
@@ -54,13 +55,15 @@ async def _kind(
     within = tuple((name, tuple(sorted({scope[i] for scope in scopes}))) for i, name in enumerate(names))
     query = SpendQuery(group_by=(*names, "outcome"), percentiles=False)
     width = len(names)
-    by_scope: dict[tuple[str, ...], list[Amount]] = {scope: [] for scope in scopes}
-    for report in await ledger.spend_spans(query, spans, within):
-        rows: dict[tuple[str | None, ...], list[SpendRow]] = {}
+    by_scope: dict[Group, list[Amount]] = {scope: [NONE] * len(spans) for scope in scopes}  # no rows: none
+    for index, report in enumerate(await ledger.spend_spans(query, spans, within)):
+        rows: dict[Group, list[SpendRow]] = {}
         for row in report.rows:  # a scope's rows keep their order: the report's, by cost then outcome
             rows.setdefault(row.group[:width], []).append(row)
-        for scope, spent in by_scope.items():
-            spent.append(admitted(rows.get(scope, ())))
+        for scope, found in rows.items():
+            spent = by_scope.get(scope)  # None: values of no budget's scope (`within` lists each dimension's)
+            if spent is not None:
+                spent[index] = admitted(found)
     return [by_scope[scope] for scope in scopes]
 
 
@@ -72,3 +75,6 @@ def admitted(rows: Iterable[SpendRow]) -> Amount:
         sum(row.input_tokens + row.output_tokens for row in charged_rows),
         sum(row.requests for row in charged_rows),
     )
+
+
+NONE = admitted(())  # what a span with no rows charged

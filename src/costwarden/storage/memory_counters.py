@@ -306,17 +306,12 @@ class MemoryCounters:
     async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         for seed in seeds:
             for part in seed.counters:
-                counter = self._counters.get(part.key)
+                counter, amount = self._counters.get(part.key), part.ledger
+                fresh = counter is None
                 if counter is None:
                     counter = self._counters[part.key] = _Counter(math.inf)
-                v, ledger, seen, pre = counter.v, _units(part.ledger), counter.seen, counter.pre
-                for u in range(3):
-                    net = ledger[u] - pre[u]  # settles charged the rest already
-                    if seed.catch_up:
-                        v[u] += max(0, net - seen[u])
-                    else:
-                        v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
-                    seen[u] = max(seen[u], net)
+                if not fresh or amount.usd or amount.tokens or amount.requests:  # else it stays at zero
+                    self._restore(counter, _units(amount), seed.catch_up)
                 counter.seeded = counter.seeded or not seed.catch_up
                 self._retain(part.key, counter, part.retain_until)
             if not seed.catch_up:
@@ -324,6 +319,18 @@ class MemoryCounters:
         if announce_at is not None:
             self._generation = next_generation(self._generation, announce_at)
         return self._generation
+
+    @staticmethod
+    def _restore(counter: _Counter, ledger: Units, catch_up: bool) -> None:
+        """Raise the counter to the ledger's figure (see `CounterStore.restore`)."""
+        v, seen, pre = counter.v, counter.seen, counter.pre
+        for u in range(3):
+            net = ledger[u] - pre[u]  # settles charged the rest already
+            if catch_up:
+                v[u] += max(0, net - seen[u])
+            else:
+                v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
+            seen[u] = max(seen[u], net)
 
     async def ping(self) -> bool:
         return True
