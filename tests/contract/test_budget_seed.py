@@ -225,7 +225,7 @@ async def test_a_rebuild_reads_each_budget_once_and_seeds_what_admission_charged
     governor = Governor(policy, counters, store, StoreHealth(), _Alerts(), _Lease(), 1.0, None)
     async with reads(store, monkeypatch) as statements:
         await governor.seed(BUDGETS, NOW)
-    assert len(statements) == len(BUDGETS)  # one per budget, not one per bucket (60 each)
+    assert len(statements) == len(BUDGETS)  # one per budget (each of a scope kind of its own), not per bucket (60 each)
     # Each bucket holds its own span: as the window slides past them (no new spend), what it holds
     # is the ledger's charge from its new start (the current bucket was read open). In time order:
     # a read at a later time lets the store drop the counters of the short window.

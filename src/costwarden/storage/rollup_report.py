@@ -243,15 +243,52 @@ def facts(
         columns = f"{select}{_CELL_SUMS}"
         parts.append(_cells(query, cube_for(query), p, dialect, columns, columns, params, within))
     for start, end in p.raw:
-        where = []
-        for bound, op in ((start, ">="), (end, "<")):
-            if bound is not None:
-                params.append(bound)
-                where.append(f"started_at {op} {dialect.placeholder(len(params))}")
-        where += [*_filters(query, dialect, params), *within]
-        raw = _RAW_SUMS.format(cost=_RAW_COST[name])
-        parts.append(f"SELECT {select}{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else ""))
+        parts.append(f"SELECT {select}{_raw(query, start, end, dialect, name, params, within)}")
     return parts
+
+
+def _raw(
+    query: SpendQuery,
+    start: float | None,
+    end: float | None,
+    dialect: Dialect,
+    name: str,
+    params: list[object],
+    within: tuple[str, ...],
+) -> str:
+    """The sums of `SUMS` of the raw records in [start, end), `FROM` and `WHERE` included."""
+    where = []
+    for bound, op in ((start, ">="), (end, "<")):
+        if bound is not None:
+            params.append(bound)
+            where.append(f"started_at {op} {dialect.placeholder(len(params))}")
+    where += [*_filters(query, dialect, params), *within]
+    raw = _RAW_SUMS.format(cost=_RAW_COST[name])
+    return f"{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else "")
+
+
+RawPart = tuple[int, float | None, float | None]  # a tag (a span's index) and [start, end)
+
+
+def tagged_raw(
+    query: SpendQuery,
+    run: list[RawPart],
+    dialect: Dialect,
+    name: str,
+    groups: str,
+    params: list[object],
+    within: tuple[str, ...] = (),
+) -> str:
+    """One SELECT of `span`, `groups` (each after a comma), then the sums of `SUMS`, of the raw
+    records of consecutive parts (each one's end the next one's start), each record tagged with
+    its part's tag: one range scan for them all (a key budget's 60 buckets are all raw records,
+    the key cubes holding days), not one per part."""
+    cases = []
+    for tag, _, end in run[:-1]:
+        params.append(end)
+        cases.append(f"WHEN started_at < {dialect.placeholder(len(params))} THEN {tag}")
+    span = f"CASE {' '.join(cases)} ELSE {run[-1][0]} END" if cases else str(run[-1][0])
+    return f"SELECT {span} AS span{groups}, {_raw(query, run[0][1], run[-1][2], dialect, name, params, within)}"
 
 
 def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:

@@ -5,6 +5,8 @@ Each span is planned as its own report would be (`domain.rollup.plan`: whole buc
 query's cube, folded and pending cells, raw records for the partial buckets at its edges) and its
 facts are tagged with the span's index; one statement sums them per span and group. So each span's
 report is exactly the one `LedgerStore.spend` gives for it, read in one round trip, not one per span.
+Raw parts that follow each other (every bucket of a key budget: the key cubes hold days, its buckets
+are 12 hours) are read in one range scan, each record tagged with its part's span.
 
 Many budgets' scopes are read at once (`within`): grouped by their dimensions, each dimension among
 the scopes' values, a list given once as one parameter (`= ANY($1)` on PostgreSQL, `IN (SELECT value
@@ -23,7 +25,7 @@ import orjson
 
 from costwarden.domain.report import SpendQuery, SpendReport, Within
 from costwarden.domain.rollup import cube_for, plan
-from costwarden.storage.rollup_report import SUMS_SQL, Row, facts, sums_report, tagged
+from costwarden.storage.rollup_report import SUMS_SQL, RawPart, Row, facts, sums_report, tagged, tagged_raw
 from costwarden.storage.spend_sql import POSTGRES, SQLITE, Dialect
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
@@ -66,9 +68,16 @@ def spans_sql(
     dialect = _NUMBERED[name]
     members = _within(totals, within, dialect, name, params)
     parts: list[str] = []
+    runs: list[list[RawPart]] = []  # the spans' raw parts, consecutive ones together
     for index, (start, end) in enumerate(spans):
-        select = f"{index} AS span{groups}, "
-        parts += facts(totals, plan(start, end, grains), dialect, name, select, params, members)
+        p = plan(start, end, grains)
+        parts += facts(totals, replace(p, raw=()), dialect, name, f"{index} AS span{groups}, ", params, members)
+        for lo, hi in p.raw:
+            if runs and lo is not None and runs[-1][-1][2] == lo:
+                runs[-1].append((index, lo, hi))
+            else:
+                runs.append([(index, lo, hi)])
+    parts += [tagged_raw(totals, run, dialect, name, groups, params, members) for run in runs]
     union = " UNION ALL ".join(parts)
     return f"SELECT span{groups}, {SUMS_SQL} FROM ({union}) AS facts GROUP BY span{groups}", params
 
