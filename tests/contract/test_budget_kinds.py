@@ -19,17 +19,24 @@ from costwarden.chain.policy import AdmissionPolicy
 from costwarden.domain.budget import Amount, Budget, BudgetScope, counter_spans
 from costwarden.domain.record import Outcome
 from costwarden.domain.report import SpendQuery
-from costwarden.domain.rollup import bucket_start
 from costwarden.domain.window import Unit, Window
 from costwarden.ports import Store
 from costwarden.services.governor import Governor
 from costwarden.services.ledger_charges import Span, admitted, charged, readable
 from costwarden.storage.memory_counters import MemoryCounters
-from tests.contract.test_budget_seed import LEDGER_RECORD, NOW, WIDTHS, _Alerts, _Lease, reads
+from tests.contract.test_budget_seed import (
+    LEDGER_AND_SPANS,
+    LEDGER_RECORD,
+    NOW,
+    Fields,
+    _Alerts,
+    _Lease,
+    reads,
+    write_ledger,
+)
 from tests.contract.test_budget_seed import charged as raw_charged
-from tests.contract.test_rollups import BASE, EDGES, RECORD, clear, fold, usage
+from tests.contract.test_rollups import clear, fold, usage
 
-Fields = tuple[float, str | None, str, Outcome, float, int]
 ROLLING = Window.rolling(30 * 86_400, buckets=60)
 # Scope kinds and values the records have (and some no record has): record `usage` gives team
 # ads / search / None, its key k-<team>, project p, environment prod / dev, deployment chat / iris.
@@ -62,46 +69,18 @@ async def one_by_one(store: Store, budget: Budget, spans: list[Span]) -> list[Am
     return [admitted(report.rows) for report in await store.spend_spans(query, spans)]
 
 
-async def write(store: Store, records: list[Fields], late: list[Fields], folded: int) -> None:
-    await clear(store)
-    first = [usage(i, *fields) for i, fields in enumerate(records)]
-    assert await store.write(first) == len(first)
-    if folded:  # some or all of them folded; then records that arrive late, into folded buckets
-        await fold(store, folded)
-    second = [usage(len(first) + i, *fields) for i, fields in enumerate(late)]
-    assert await store.write(second) == len(second)
-
-
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    records=st.lists(RECORD, min_size=1, max_size=40),
-    late=st.lists(RECORD, max_size=20),
-    folded=st.sampled_from([0, 7, 10_000]),
-    width=st.sampled_from(WIDTHS),
-    offset=st.sampled_from(EDGES),
-    back=st.integers(0, 3),
-    count=st.integers(1, 6),
-    open_end=st.booleans(),
-    kind=kind_and_scopes(),
-)
+@given(**LEDGER_AND_SPANS, kind=kind_and_scopes())
 async def test_each_scopes_rows_in_a_grouped_read_are_those_of_its_own_read(
     store: Store,
     monkeypatch: pytest.MonkeyPatch,
     records: list[Fields],
     late: list[Fields],
     folded: int,
-    width: int,
-    offset: int,
-    back: int,
-    count: int,
-    open_end: bool,
+    spans: list[Span],
     kind: tuple[tuple[str, ...], list[tuple[tuple[str, str], ...]]],
 ) -> None:
-    await write(store, records, late, folded)
-    origin = bucket_start(BASE + offset, width) - back * width
-    spans: list[Span] = [(float(origin + i * width), float(origin + (i + 1) * width)) for i in range(count)]
-    if open_end:
-        spans[-1] = (spans[-1][0], None)
+    await write_ledger(store, records, late, folded)
     names, scopes = kind
     within = tuple((name, tuple(sorted({dict(s)[name] for s in scopes}))) for name in names)
     query = SpendQuery((*names, "outcome"), percentiles=False)
@@ -159,7 +138,7 @@ async def test_budgets_read_together_have_the_figures_of_each_read_alone(
     chosen: list[Budget],
     at: float,
 ) -> None:
-    await write(store, records, late, folded)
+    await write_ledger(store, records, late, folded)
     wanted = [(b, [(start, end) for _, start, end in counter_spans(b, at)]) for b in chosen]
     async with reads(store, monkeypatch) as statements:
         together = await charged(store, wanted)
