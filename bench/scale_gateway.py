@@ -45,9 +45,10 @@ BUDGETS = [
 ]
 
 
-def config(ledger: str, folder: Path, name: str, teams: int = 1, keys: int = 1) -> Path:
+def config(ledger: str, folder: Path, name: str, teams: int = 1, keys: int = 1, state: str = "") -> Path:
     """`teams`: rolling-30d team budgets (team-000 and the next ones; each rebuild reads its team);
-    `keys`: rolling-30d key budgets (key-000-0, key-001-0...: one key of each team, then key-000-1...)."""
+    `keys`: rolling-30d key budgets (key-000-0, key-001-0...: one key of each team, then key-000-1...);
+    `state`: the shared counter store's URL (redis://...; in-process counters without)."""
     rolling = {"window": "rolling", "rolling_seconds": 30 * 86_400}
     more = [{"id": f"team-{t:03d}-30d", "scope": {"team": f"team-{t:03d}"}, **rolling} for t in range(1, teams)]
     more += [
@@ -63,6 +64,8 @@ def config(ledger: str, folder: Path, name: str, teams: int = 1, keys: int = 1) 
         "deployments": [{"name": "dep-00", "protocol": "openai", "upstream": "http://127.0.0.1:9"}],
         "governance": {"spikes": {"enabled": False}, "budgets": budgets},
     }
+    if state:
+        data["state"] = state
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -170,15 +173,18 @@ def main() -> None:
     parser.add_argument("--phases", default="start,admin,cli", help="comma-separated: start, admin, cli")
     parser.add_argument("--team-budgets", type=int, default=1, help="rolling-30d team budgets (team-000, team-001...)")
     parser.add_argument("--key-budgets", type=int, default=1, help="rolling-30d key budgets (key-000-0, key-001-0...)")
+    parser.add_argument("--state", default="", help="counters in Redis (redis://...), else in process")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale_gateway.json"))
     args = parser.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     phases = set(args.phases.split(","))
-    config_path = config(args.ledger, folder, "ledger", args.team_budgets, args.key_budgets)
+    config_path = config(args.ledger, folder, "ledger", args.team_budgets, args.key_budgets, args.state)
     result: dict[str, Any] = {"args": vars(args)}
     if "start" in phases:
-        empty_path = config(args.empty, folder, "empty", args.team_budgets, args.key_budgets) if args.empty else None
+        empty_path = (
+            config(args.empty, folder, "empty", args.team_budgets, args.key_budgets, args.state) if args.empty else None
+        )
         if empty_path is not None:
             result["start_empty_s"] = starts(empty_path, args, folder)
         result["start_s"] = starts(config_path, args, folder)

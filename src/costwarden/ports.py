@@ -18,7 +18,7 @@ from costwarden.domain.deferral import DueCallback
 from costwarden.domain.keys import KeyChanges, StoredKey
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow, Within
 from costwarden.domain.response_cache import CachedAnswer
 from costwarden.domain.variant import DegradeState
 
@@ -48,10 +48,15 @@ class LedgerStore(Protocol):
         edges), keyed by bucket start, read at once; None when the store keeps no such grain for the
         query's dimensions (then ask `spend` bucket by bucket)."""
 
-    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+    async def spend_spans(
+        self, query: SpendQuery, spans: Sequence[tuple[float, float | None]], within: Within = ()
+    ) -> list[SpendReport]:
         """Totals-only reports of `query` (its window ignored) over each [start, end) span (end
         None: open), read at once: each exactly the one `spend` gives for that span (a budget's
-        rebuild reads the counters of its window so: one statement, not one per bucket)."""
+        rebuild reads the counters of its window so: one statement, not one per bucket).
+        `within`: only records whose dimension is one of the values, for each (dimension, values)
+        pair; each dimension must be one `query` groups by (the budgets of one scope kind read
+        together: a budget's rows are those whose group starts with its scope's values)."""
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

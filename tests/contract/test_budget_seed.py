@@ -67,47 +67,63 @@ def _logged(name: str, seen: list[str]) -> Callable[..., Awaitable[Any]]:
     return run
 
 
+Fields = tuple[float, str | None, str, Outcome, float, int]
+
+
+@st.composite
+def span_lists(draw: st.DrawFn) -> list[tuple[float, float | None]]:
+    """Consecutive spans of one width (under a minute to a week) across minute, hour, day and week
+    edges; the last one open (the current bucket of a rolling window) or not."""
+    width = draw(st.sampled_from(WIDTHS))
+    origin = bucket_start(BASE + draw(st.sampled_from(EDGES)), width) - draw(st.integers(0, 3)) * width
+    spans: list[tuple[float, float | None]] = [
+        (float(origin + i * width), float(origin + (i + 1) * width)) for i in range(draw(st.integers(1, 6)))
+    ]
+    if draw(st.booleans()):
+        spans[-1] = (spans[-1][0], None)
+    return spans
+
+
+async def write_ledger(store: Store, records: list[Fields], late: list[Fields], folded: int) -> list[UsageRecord]:
+    """`records`, some or all of them folded (`folded` cells), then `late` ones into folded buckets,
+    then `records` again (a replayed spool adds nothing): what the ledger holds."""
+    await clear(store)
+    first = [usage(i, *fields) for i, fields in enumerate(records)]
+    assert await store.write(first) == len(first)
+    if folded:
+        await fold(store, folded)
+    second = [usage(len(first) + i, *fields) for i, fields in enumerate(late)]
+    assert await store.write(second) == len(second)
+    assert await store.write(first) == 0
+    return [*first, *second]
+
+
+# A ledger for `write_ledger` and spans: what each span read is tried on.
+LEDGER_AND_SPANS = {
+    "records": st.lists(RECORD, min_size=1, max_size=40),
+    "late": st.lists(RECORD, max_size=20),
+    "folded": st.sampled_from([0, 7, 10_000]),
+    "spans": span_lists(),
+}
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    records=st.lists(RECORD, min_size=1, max_size=40),
-    late=st.lists(RECORD, max_size=20),
-    folded=st.sampled_from([0, 7, 10_000]),
-    width=st.sampled_from(WIDTHS),
-    offset=st.sampled_from(EDGES),
-    back=st.integers(0, 3),
-    count=st.integers(1, 6),
-    open_end=st.booleans(),
+    **LEDGER_AND_SPANS,
     groups=st.sampled_from([("outcome",), (), ("team", "outcome")]),
     where=st.sampled_from(WHERE),
 )
 async def test_each_spans_report_is_the_report_of_that_span(
     store: Store,
     monkeypatch: pytest.MonkeyPatch,
-    records: list[tuple[float, str | None, str, Outcome, float, int]],
-    late: list[tuple[float, str | None, str, Outcome, float, int]],
+    records: list[Fields],
+    late: list[Fields],
     folded: int,
-    width: int,
-    offset: int,
-    back: int,
-    count: int,
-    open_end: bool,
+    spans: list[tuple[float, float | None]],
     groups: tuple[str, ...],
     where: tuple[tuple[str, str], ...],
 ) -> None:
-    await clear(store)
-    first = [usage(i, *fields) for i, fields in enumerate(records)]
-    assert await store.write(first) == len(first)
-    if folded:  # some or all of them folded; then records that arrive late, into folded buckets
-        await fold(store, folded)
-    second = [usage(len(first) + i, *fields) for i, fields in enumerate(late)]
-    assert await store.write(second) == len(second)
-    assert await store.write(first) == 0  # a replayed spool adds nothing
-    origin = bucket_start(BASE + offset, width) - back * width
-    spans: list[tuple[float, float | None]] = [
-        (float(origin + i * width), float(origin + (i + 1) * width)) for i in range(count)
-    ]
-    if open_end:  # the current bucket of a rolling window: open
-        spans[-1] = (spans[-1][0], None)
+    stored = await write_ledger(store, records, late, folded)
     query = SpendQuery(groups, where=where, percentiles=False)
     async with reads(store, monkeypatch) as statements:
         got = await store.spend_spans(query, spans)
@@ -116,7 +132,7 @@ async def test_each_spans_report_is_the_report_of_that_span(
     for report, (start, end) in zip(got, spans, strict=True):
         before = await store.spend(replace(query, start=start, end=end))  # one report per span: the read before
         assert report_totals(report) == report_totals(before)
-        assert_matches(report, [*first, *second])  # and the raw ledger's totals
+        assert_matches(report, stored)  # and the raw ledger's totals
 
 
 async def test_no_spans_read_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,7 +241,7 @@ async def test_a_rebuild_reads_each_budget_once_and_seeds_what_admission_charged
     governor = Governor(policy, counters, store, StoreHealth(), _Alerts(), _Lease(), 1.0, None)
     async with reads(store, monkeypatch) as statements:
         await governor.seed(BUDGETS, NOW)
-    assert len(statements) == len(BUDGETS)  # one per budget, not one per bucket (60 each)
+    assert len(statements) == len(BUDGETS)  # one per budget (each of a scope kind of its own), not per bucket (60 each)
     # Each bucket holds its own span: as the window slides past them (no new spend), what it holds
     # is the ledger's charge from its new start (the current bucket was read open). In time order:
     # a read at a later time lets the store drop the counters of the short window.

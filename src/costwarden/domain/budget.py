@@ -340,13 +340,10 @@ def counter_spans(budget: Budget, now: float) -> tuple[tuple[str, float, float |
         return ((counter_key(seed, window.key(now)), window.bounds(now)[0], None),)
     width = window.rolling_seconds // window.buckets
     current = math.floor(now) // width
-    spans: list[tuple[str, float, float | None]] = []
-    for key in window.bucket_keys(now):
-        index = int(key.rsplit("|", 1)[1])
-        spans.append(
-            (counter_key(seed, key), float(index * width), None if index == current else float((index + 1) * width))
-        )
-    return tuple(spans)
+    return tuple(
+        (counter_key(seed, key), float(index * width), None if index == current else float((index + 1) * width))
+        for index, key in enumerate(window.bucket_keys(now), current - window.buckets + 1)
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,11 @@ GROUP_DIMENSIONS: tuple[str, ...] = (
 )
 
 
+# Membership filters: (dimension, values) pairs, each true of a record whose dimension is one of the
+# values (`LedgerStore.spend_spans`: the rebuild of many budgets' scopes in one read).
+Within = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 class QueryError(ValueError):
     """A report query naming an unknown dimension or an empty window."""
 

@@ -122,7 +122,8 @@ class Window:
         if self.rolling_seconds is None:
             return (self.key(now),)
         current = math.floor(now) // (self.rolling_seconds // self.buckets)
-        return tuple(f"{self.spec}|{index}" for index in range(current - self.buckets + 1, current + 1))
+        spec = self.spec
+        return tuple(f"{spec}|{index}" for index in range(current - self.buckets + 1, current + 1))
 
     def retain_until(self, now: float) -> float:
         """When the counter `key(now)` stops being read and may be deleted (Unix seconds)."""

@@ -19,18 +19,10 @@ from costwarden.chain.admit import StoreHealth
 from costwarden.chain.policy import AdmissionPolicy
 from costwarden.domain.admission import BudgetSeed, CounterSeed
 from costwarden.domain.alert import Alert, AlertBook, AlertKind, AlertOwner, Condition, Severity, kinds_of
-from costwarden.domain.budget import (
-    NOTHING,
-    TAG_PREFIX,
-    Amount,
-    Budget,
-    counter_spans,
-    seed_key,
-)
-from costwarden.domain.record import UNCHARGED
-from costwarden.domain.report import SpendQuery, SpendReport
+from costwarden.domain.budget import Budget, counter_spans, seed_key
 from costwarden.ports import CounterStore, CounterStoreUnavailable, CounterStoreUnseeded, LedgerStore
 from costwarden.services.budgets import BudgetView, budget_view
+from costwarden.services.ledger_charges import charged, readable
 from costwarden.services.spikes import SpikeWatch
 
 log = logging.getLogger(__name__)
@@ -43,6 +35,7 @@ BUDGET_KINDS = frozenset(
 ScalingConditions = Callable[[Mapping[str, BudgetView], float], Awaitable[list[Condition]]]
 
 
+CounterSpan = tuple[str, float, float | None]  # a counter's key and the time it covers (`counter_spans`)
 # A new budget catches up with the ledger after these many flush lags (as requests in flight finish).
 CATCH_UP_LAGS = (1, 2, 4, 8, 16, 32, 64)
 # Slack after an announcement's time for the store to apply it: requests started before then may
@@ -53,11 +46,6 @@ CUTOFF_MARGIN = 0.25
 def _cutoff(generation: int) -> float:
     """When every replica holds on budgets announced with `generation` (its millisecond), with slack."""
     return generation / 1000 + CUTOFF_MARGIN
-
-
-def _readable(budget: Budget) -> bool:
-    """Whether the ledger's columns can tell the budget's spend (scopes on tags cannot)."""
-    return not any(name.startswith(TAG_PREFIX) for name, _ in budget.scope.dimensions)
 
 
 class AlertSubmitter(Protocol):
@@ -127,32 +115,28 @@ class Governor:
         """Raises CounterStoreUnavailable, or CounterStoreUnseeded while the budget is not seeded."""
         return await budget_view(self._counters, self._policy.check_for(budget, now), budget, now)
 
-    async def _charged(self, budget: Budget, spans: Sequence[tuple[float, float | None]]) -> list[Amount]:
-        """What admission charged in each [start, end) span for the budget's scope: cost, tokens and
-        requests of the records it admitted (refusals and 202s are `rejected` and `queued` records:
-        admission never charged them; a queued request's job is charged when it runs). All spans
-        in one read of the ledger. Scopes on tags cannot be read from the ledger's columns: nothing."""
-        if not _readable(budget):
-            return [NOTHING] * len(spans)
-        query = SpendQuery(group_by=("outcome",), where=budget.scope.dimensions, percentiles=False)
-        return [_admitted(report) for report in await self._ledger.spend_spans(query, spans)]
-
     async def seed(self, budgets: Sequence[Budget], now: float, announce: bool = False) -> int:
         """Seed the budgets' counters from the ledger: the store raises a counter to the ledger's
         figure, never lowers it (holds and spend the ledger does not have yet are kept), and admits
         on them again. Scopes on tags cannot be read from the ledger's columns: their counters are
         seeded as they are. `announce`: the budget definitions changed; in the same step the store
         moves their generation on, so every replica reloads them before its next admission.
-        Returns the store's generation. The budgets' reads run at once (a PostgreSQL ledger answers
-        them on several connections)."""
-        spans = [counter_spans(budget, now) for budget in budgets]
-        reads = (self._charged(b, [(start, end) for _, start, end in s]) for b, s in zip(budgets, spans, strict=True))
-        seeds = []
-        for budget, counters, charged in zip(budgets, spans, await asyncio.gather(*reads), strict=True):
-            retain = budget.window.retain_until(now)
-            parts = [CounterSeed(key, amount, retain) for (key, _, _), amount in zip(counters, charged, strict=True)]
-            seeds.append(BudgetSeed(seed_key(budget), tuple(parts)))
+        Returns the store's generation. The ledger is read once per scope kind and window
+        (`services.ledger_charges`), those reads at once."""
+        seeds = await self._seeds(budgets, [counter_spans(budget, now) for budget in budgets], now)
         return await self._counters.restore(seeds, time.time() if announce else None)  # after the reads
+
+    async def _seeds(
+        self, budgets: Sequence[Budget], counters: Sequence[Sequence[CounterSpan]], at: float, catch_up: bool = False
+    ) -> list[BudgetSeed]:
+        """Each budget's seed: the ledger's figures for its `counters` (key, start, end), kept as its window at `at`."""
+        wanted = [(b, [(start, end) for _, start, end in c]) for b, c in zip(budgets, counters, strict=True)]
+        seeds = []
+        for budget, spans, spent in zip(budgets, counters, await charged(self._ledger, wanted), strict=True):
+            retain = budget.window.retain_until(at)
+            parts = tuple(CounterSeed(key, amount, retain) for (key, _, _), amount in zip(spans, spent, strict=True))
+            seeds.append(BudgetSeed(seed_key(budget), parts, catch_up=catch_up))
+        return seeds
 
     async def rebuild(self, now: float) -> None:
         """Seed every budget from the ledger (at start, after an outage, after the store lost its state)."""
@@ -253,7 +237,7 @@ class Governor:
         Budgets loaded at start are no news to the fleet: a catch-up then would only count over."""
         caught_up: dict[str, float] = {}
         if fresh and self._loaded and cutoff is not None:
-            caught_up = {seed_key(b): cutoff for b in fresh if _readable(b)}
+            caught_up = {seed_key(b): cutoff for b in fresh if readable(b)}
             task = asyncio.ensure_future(self._catch_up(fresh, cutoff))
             self._catching.add(task)
             task.add_done_callback(self._catching.discard)
@@ -288,23 +272,22 @@ class Governor:
         for lags in CATCH_UP_LAGS:
             await asyncio.sleep(max(0.0, started + lags * self._rebuild_lag - time.monotonic()))
             current = {seed_key(b) for b in self._policy.budgets}
-            live = [b for b in budgets if seed_key(b) in current and _readable(b)]
+            live = [b for b in budgets if seed_key(b) in current and readable(b)]
             if not live:
                 return
             try:
-                seeds = [await self._caught_up(budget, cutoff) for budget in live]
-                await self._counters.restore(seeds)
+                await self._counters.restore(await self._caught_up(live, cutoff))
             except Exception as exc:  # the next read has it all the same
                 log.warning("could not catch %d new budgets up with the ledger: %s", len(live), exc)
 
-    async def _caught_up(self, budget: Budget, cutoff: float) -> BudgetSeed:
-        """The ledger's figures for the counters of the window at `cutoff`, of requests started before it."""
-        spans = [(key, start, cutoff if end is None else min(end, cutoff))
-                 for key, start, end in counter_spans(budget, cutoff) if start < cutoff]  # fmt: skip
-        charged = await self._charged(budget, [(start, end) for _, start, end in spans])
-        retain = budget.window.retain_until(cutoff)
-        parts = [CounterSeed(key, amount, retain) for (key, _, _), amount in zip(spans, charged, strict=True)]
-        return BudgetSeed(seed_key(budget), tuple(parts), catch_up=True)
+    async def _caught_up(self, budgets: Sequence[Budget], cutoff: float) -> list[BudgetSeed]:
+        """The ledger's figures for the counters of the windows at `cutoff`, of requests started before it."""
+        counters = [
+            [(key, start, cutoff if end is None else min(end, cutoff))
+             for key, start, end in counter_spans(budget, cutoff) if start < cutoff]
+            for budget in budgets
+        ]  # fmt: skip
+        return await self._seeds(budgets, counters, cutoff, catch_up=True)
 
     async def _views(self, now: float) -> tuple[dict[str, BudgetView], list[Condition], bool]:
         """Views and budget conditions; False when a budget was not seeded (the store lost its state)."""
@@ -443,16 +426,6 @@ class Governor:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-
-
-def _admitted(report: SpendReport) -> Amount:
-    """The charged part of a report grouped by outcome (see `Governor._charged`)."""
-    rows = [row for row in report.rows if row.group[0] not in UNCHARGED]
-    return Amount(
-        sum((row.cost_usd for row in rows), Decimal(0)),
-        sum(row.input_tokens + row.output_tokens for row in rows),
-        sum(row.requests for row in rows),
-    )
 
 
 def _adopted(book: AlertBook, stored: list[Alert]) -> AlertBook:

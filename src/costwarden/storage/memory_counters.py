@@ -67,10 +67,11 @@ class _Counter:
     retain_until: float
     seeded: bool = False
     v: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0, 0])
-    seen: list[int] = field(default_factory=lambda: [0, 0, 0])  # the highest ledger figure restored (net)
-    pre: list[int] = field(default_factory=lambda: [0, 0, 0])  # settled charges a catch-up also reads
-    holds: dict[str, tuple[float, Units]] = field(default_factory=dict)
-    expiries: list[tuple[float, str]] = field(default_factory=list)
+    # Made when first written (a start seeds tens of thousands of counters that most never write):
+    seen: list[int] | None = None  # the highest ledger figure restored (net); None: zeros
+    pre: list[int] | None = None  # settled charges a catch-up also reads; None: zeros
+    holds: dict[str, tuple[float, Units]] | None = None
+    expiries: list[tuple[float, str]] | None = None
 
     def release(self, held: Units) -> None:
         """Drop a hold from the reserved units, floored at zero like Amount.__sub__."""
@@ -78,11 +79,12 @@ class _Counter:
         v[3], v[4], v[5] = max(0, v[3] - held[0]), max(0, v[4] - held[1]), max(0, v[5] - held[2])
 
     def purge(self, now: float) -> None:
-        while self.expiries and self.expiries[0][0] <= now:
-            _, rid = heapq.heappop(self.expiries)
-            hold = self.holds.get(rid)
+        expiries, holds = self.expiries, self.holds
+        while expiries and holds is not None and expiries[0][0] <= now:
+            _, rid = heapq.heappop(expiries)
+            hold = holds.get(rid)
             if hold is not None and hold[0] <= now:
-                del self.holds[rid]
+                del holds[rid]
                 self.release(hold[1])
 
 
@@ -259,6 +261,8 @@ class MemoryCounters:
             counter.seeded = True
             v = counter.v
             v[3], v[4], v[5] = v[3] + want[0], v[4] + want[1], v[5] + want[2]
+            if counter.holds is None or counter.expiries is None:
+                counter.holds, counter.expiries = {}, []
             counter.holds[rid] = (expires_at, want)
             heapq.heappush(counter.expiries, (expires_at, rid))
         for key, rate in rates.items():
@@ -281,13 +285,14 @@ class MemoryCounters:
         actual = _units(settlement.actual) if settlement.budget_write_keys else (0, 0, 0)
         for key in settlement.budget_write_keys:
             counter = self._counter(key, now)
-            hold = counter.holds.pop(rid, None)
+            hold = None if counter.holds is None else counter.holds.pop(rid, None)
             if hold is not None:
                 counter.release(hold[1])
             v = counter.v
             v[0], v[1], v[2] = v[0] + actual[0], v[1] + actual[1], v[2] + actual[2]
         for key in settlement.caught_up_keys:
-            pre = self._counter(key, now).pre
+            counter = self._counter(key, now)
+            pre = counter.pre = counter.pre or [0, 0, 0]
             pre[0], pre[1], pre[2] = pre[0] + actual[0], pre[1] + actual[1], pre[2] + actual[2]
         for key in settlement.slot_keys:
             self._leases(key, now).pop(rid, None)
@@ -306,17 +311,12 @@ class MemoryCounters:
     async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
         for seed in seeds:
             for part in seed.counters:
-                counter = self._counters.get(part.key)
+                counter, amount = self._counters.get(part.key), part.ledger
+                fresh = counter is None
                 if counter is None:
                     counter = self._counters[part.key] = _Counter(math.inf)
-                v, ledger, seen, pre = counter.v, _units(part.ledger), counter.seen, counter.pre
-                for u in range(3):
-                    net = ledger[u] - pre[u]  # settles charged the rest already
-                    if seed.catch_up:
-                        v[u] += max(0, net - seen[u])
-                    else:
-                        v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
-                    seen[u] = max(seen[u], net)
+                if not fresh or amount.usd or amount.tokens or amount.requests:  # else it stays at zero
+                    self._restore(counter, _units(amount), seed.catch_up)
                 counter.seeded = counter.seeded or not seed.catch_up
                 self._retain(part.key, counter, part.retain_until)
             if not seed.catch_up:
@@ -324,6 +324,19 @@ class MemoryCounters:
         if announce_at is not None:
             self._generation = next_generation(self._generation, announce_at)
         return self._generation
+
+    @staticmethod
+    def _restore(counter: _Counter, ledger: Units, catch_up: bool) -> None:
+        """Raise the counter to the ledger's figure (see `CounterStore.restore`)."""
+        v, seen, pre = counter.v, counter.seen or [0, 0, 0], counter.pre or (0, 0, 0)
+        counter.seen = seen
+        for u in range(3):
+            net = ledger[u] - pre[u]  # settles charged the rest already
+            if catch_up:
+                v[u] += max(0, net - seen[u])
+            else:
+                v[u] = max(v[u], ledger[u]) if counter.seeded else v[u] + ledger[u]
+            seen[u] = max(seen[u], net)
 
     async def ping(self) -> bool:
         return True

@@ -20,7 +20,7 @@ from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import quantize, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow, Within
 from costwarden.domain.rollup import BASE_CUBES
 from costwarden.ports import RecordRejected
 from costwarden.storage import partitions
@@ -312,9 +312,11 @@ class PostgresStore:
         async with self.reads.acquire() as conn:
             return await series_postgres(conn, query, step_s)
 
-    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+    async def spend_spans(
+        self, query: SpendQuery, spans: Sequence[tuple[float, float | None]], within: Within = ()
+    ) -> list[SpendReport]:
         async with self.reads.acquire() as conn:
-            return await spans_postgres(conn, query, spans)
+            return await spans_postgres(conn, query, spans, within)
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

@@ -38,6 +38,7 @@ from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.ports import CounterStoreUnavailable, CounterStoreUnseeded
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+RESTORE_COUNTERS = 1000  # counters per restore call (a rolling budget has 60)
 _KINDS = {ord("b"): Refused.BUDGET, ord("r"): Refused.RATE, ord("s"): Refused.SLOT, ord("u"): Refused.UNSEEDED}
 
 
@@ -386,8 +387,28 @@ class RedisCounters:
         return _state(reply.split(b" "))
 
     async def restore(self, seeds: Sequence[BudgetSeed], announce_at: float | None = None) -> int:
+        """In calls of about `RESTORE_COUNTERS` counters (a budget's all in one, with its seeded
+        mark), so that no script holds Redis (every replica's admissions) for long, nor runs past the
+        timeout: 500 budgets of 60 counters in one call took 0.5-1.4 s. The announcement goes with
+        the last call, once every budget is seeded."""
         now = self._clock()
-        records = [
+        calls: list[list[str]] = [[]]
+        for seed in seeds:
+            if len(calls[-1]) + len(seed.counters) > RESTORE_COUNTERS and calls[-1]:
+                calls.append([])
+            calls[-1] += self._records(seed, now)
+        announce = "" if announce_at is None else repr(announce_at)
+        for records in calls[:-1]:
+            await self._call(self._restore, RECORD.join(records), "")
+        return int(await self._call(self._restore, RECORD.join(calls[-1]), announce))
+
+    @staticmethod
+    def _records(seed: BudgetSeed, now: float) -> list[str]:
+        """restore.lua's records of a seed: one per counter, or one marking the seed key only."""
+        if not seed.counters:
+            return [FIELD.join((seed.seed_key, "", "0", "0", "0", "0", ""))]
+        mode = "c" if seed.catch_up else ""
+        return [
             FIELD.join(
                 (
                     seed.seed_key,
@@ -396,15 +417,11 @@ class RedisCounters:
                     str(part.ledger.tokens),
                     str(part.ledger.requests),
                     str(max(1000, math.ceil((part.retain_until - now) * 1000))),
-                    "c" if seed.catch_up else "",
+                    mode,
                 )
             )
-            for seed in seeds
             for part in seed.counters
         ]
-        records += [FIELD.join((seed.seed_key, "", "0", "0", "0", "0", "")) for seed in seeds if not seed.counters]
-        announce = "" if announce_at is None else repr(announce_at)
-        return int(await self._call(self._restore, RECORD.join(records), announce))
 
     async def ping(self) -> bool:
         try:

@@ -80,10 +80,13 @@ def _filters(query: SpendQuery, dialect: Dialect, params: list[object]) -> list[
     return clauses
 
 
-def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], pending: int | None) -> str:
+def _where(
+    query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], pending: int | None, within: tuple[str, ...]
+) -> str:
     """The cells of the plan's whole buckets: folded ones at each span's grain or, with `pending`
     (a base cube index, Cube.pending), pending ones (at that cube's finest grain, which nests in
-    every grain of the cubes reading them, inside any span)."""
+    every grain of the cubes reading them, inside any span). `within`: more clauses, whose
+    parameters are in `params` already."""
     spans = []
     for grain, first, end in p.rolled:
         span = []
@@ -97,7 +100,7 @@ def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], p
             params.append(end)
             span.append(f"bucket < {dialect.placeholder(len(params))}")
         spans.append("(" + (" AND ".join(span) or "TRUE") + ")")
-    clauses = ["(" + " OR ".join(spans) + ")", *_filters(query, dialect, params)]
+    clauses = ["(" + " OR ".join(spans) + ")", *_filters(query, dialect, params), *within]
     if pending is not None:
         params.append(pending)
         clauses.append(f"cube = {dialect.placeholder(len(params))}")
@@ -105,13 +108,20 @@ def _where(query: SpendQuery, p: Plan, dialect: Dialect, params: list[object], p
 
 
 def _cells(
-    query: SpendQuery, cube: Cube, p: Plan, dialect: Dialect, columns: str, pending_columns: str, params: list[object]
+    query: SpendQuery,
+    cube: Cube,
+    p: Plan,
+    dialect: Dialect,
+    columns: str,
+    pending_columns: str,
+    params: list[object],
+    within: tuple[str, ...] = (),
 ) -> str:
     """`columns` of every folded cell the plan's whole buckets hold, then `pending_columns` of the
     pending ones: one statement, so a fold committing meanwhile is seen whole or not at all. Its
     parameters are appended to `params` (numbered after those already there)."""
-    folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None)}"
-    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, cube.pending)}"
+    folded = f"SELECT {columns} FROM {cube.table}{_where(query, p, dialect, params, None, within)}"
+    pending = f"SELECT {pending_columns} FROM {DELTA}{_where(query, p, dialect, params, cube.pending, within)}"
     return f"{folded} UNION ALL {pending}"
 
 
@@ -218,25 +228,71 @@ _RAW_COST = {"sqlite": "cost_nanos", "postgres": "cost_usd * 1000000000"}
 _TIE_ORDER = {"sqlite": "", "postgres": ' COLLATE "C"'}
 
 
-def facts(query: SpendQuery, p: Plan, dialect: Dialect, name: str, select: str, params: list[object]) -> list[str]:
+def facts(
+    query: SpendQuery,
+    p: Plan,
+    dialect: Dialect,
+    name: str,
+    select: str,
+    params: list[object],
+    within: tuple[str, ...] = (),
+) -> list[str]:
     """SELECTs of `select` (columns, each followed by a comma), then the sums of `SUMS` (cost in
     nano-dollars), of the facts of the window planned as `p`: the cells of its whole buckets
     (folded and pending, of the query's cube) and the raw records of its partial buckets; to be
-    joined by UNION ALL. Their parameters are appended to `params`."""
+    joined by UNION ALL. Their parameters are appended to `params`. `within`: more filter
+    clauses on the dimensions, whose parameters are in `params` already."""
     parts: list[str] = []
     if p.rolled:
         columns = f"{select}{_CELL_SUMS}"
-        parts.append(_cells(query, cube_for(query), p, dialect, columns, columns, params))
+        parts.append(_cells(query, cube_for(query), p, dialect, columns, columns, params, within))
     for start, end in p.raw:
-        where = []
-        for bound, op in ((start, ">="), (end, "<")):
-            if bound is not None:
-                params.append(bound)
-                where.append(f"started_at {op} {dialect.placeholder(len(params))}")
-        where += _filters(query, dialect, params)
-        raw = _RAW_SUMS.format(cost=_RAW_COST[name])
-        parts.append(f"SELECT {select}{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else ""))
+        parts.append(f"SELECT {select}{_raw(query, start, end, dialect, name, params, within)}")
     return parts
+
+
+def _raw(
+    query: SpendQuery,
+    start: float | None,
+    end: float | None,
+    dialect: Dialect,
+    name: str,
+    params: list[object],
+    within: tuple[str, ...],
+) -> str:
+    """The sums of `SUMS` of the raw records in [start, end), `FROM` and `WHERE` included."""
+    where = []
+    for bound, op in ((start, ">="), (end, "<")):
+        if bound is not None:
+            params.append(bound)
+            where.append(f"started_at {op} {dialect.placeholder(len(params))}")
+    where += [*_filters(query, dialect, params), *within]
+    raw = _RAW_SUMS.format(cost=_RAW_COST[name])
+    return f"{raw} FROM ledger" + (f" WHERE {' AND '.join(where)}" if where else "")
+
+
+RawPart = tuple[int, float | None, float | None]  # a tag (a span's index) and [start, end)
+
+
+def tagged_raw(
+    query: SpendQuery,
+    run: list[RawPart],
+    dialect: Dialect,
+    name: str,
+    groups: str,
+    params: list[object],
+    within: tuple[str, ...] = (),
+) -> str:
+    """One SELECT of `span`, `groups` (each after a comma), then the sums of `SUMS`, of the raw
+    records of consecutive parts (each one's end the next one's start), each record tagged with
+    its part's tag: one range scan for them all (a key budget's 60 buckets are all raw records,
+    the key cubes holding days), not one per part."""
+    cases = []
+    for tag, _, end in run[:-1]:
+        params.append(end)
+        cases.append(f"WHEN started_at < {dialect.placeholder(len(params))} THEN {tag}")
+    span = f"CASE {' '.join(cases)} ELSE {run[-1][0]} END" if cases else str(run[-1][0])
+    return f"SELECT {span} AS span{groups}, {_raw(query, run[0][1], run[-1][2], dialect, name, params, within)}"
 
 
 def top_sql(query: SpendQuery, n: int, dialect: Dialect, name: str) -> Statement:

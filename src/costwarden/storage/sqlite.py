@@ -20,7 +20,7 @@ from costwarden.domain.latency_histogram import bin_of
 from costwarden.domain.money import from_nanos, to_nanos
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import LEDGER_COLUMNS, UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow, Within
 from costwarden.domain.rollup import CUBES
 from costwarden.ports import RecordRejected
 from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert_row, latest_per_id
@@ -317,8 +317,10 @@ class SQLiteStore:
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         return await self._read(lambda conn: series_sqlite(conn, query, step_s))
 
-    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
-        return await self._read(lambda conn: spans_sqlite(conn, query, spans))
+    async def spend_spans(
+        self, query: SpendQuery, spans: Sequence[tuple[float, float | None]], within: Within = ()
+    ) -> list[SpendReport]:
+        return await self._read(lambda conn: spans_sqlite(conn, query, spans, within))
 
     async def records(
         self, start: float | None, end: float | None, limit: int, before: RecordCursor | None = None

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from costwarden.domain.record import UsageRecord
-from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.report import QueryError, RecordCursor, SpendQuery, SpendReport, SpendRow, Within
 from costwarden.services.recent_reports import RecentReports
 from costwarden.services.spend_series import (
     MAX_BUCKETS,
@@ -49,7 +49,9 @@ class CountingLedger:
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         return None  # no rollups here: bucket by bucket
 
-    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+    async def spend_spans(
+        self, query: SpendQuery, spans: Sequence[tuple[float, float | None]], within: Within = ()
+    ) -> list[SpendReport]:
         return [await self.spend(replace(query, start=start, end=end)) for start, end in spans]
 
     async def records(

@@ -11,7 +11,7 @@ import orjson
 
 from costwarden.domain.quarantine import Quarantined
 from costwarden.domain.record import Outcome, UsageRecord
-from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow
+from costwarden.domain.report import RecordCursor, SpendQuery, SpendReport, SpendRow, Within
 from costwarden.ports import RecordRejected
 
 
@@ -116,7 +116,9 @@ class MemoryLedger:
     async def spend_series(self, query: SpendQuery, step_s: int) -> dict[int, SpendReport] | None:
         raise NotImplementedError("not needed by the recorder")
 
-    async def spend_spans(self, query: SpendQuery, spans: Sequence[tuple[float, float | None]]) -> list[SpendReport]:
+    async def spend_spans(
+        self, query: SpendQuery, spans: Sequence[tuple[float, float | None]], within: Within = ()
+    ) -> list[SpendReport]:
         raise NotImplementedError("not needed by the recorder")
 
     async def records(

@@ -9,6 +9,7 @@
 -- marked in `<ns>seeded`, and its budget admits again. ARGV[3], unless '', is the caller's Unix time
 -- of a change of the budget definitions: `<ns>defs` (their generation, no TTL) moves on to
 -- max(defs + 1, that millisecond) (domain.admission.next_generation). Returns the generation.
+local marked = nil -- the seed key marked last: a seed's counters come together, marked once
 for _, record in ipairs(split(ARGV[2], '\30')) do
   local f = split(record, '\31')
   local catch_up = f[7] == 'c'
@@ -26,14 +27,17 @@ for _, record in ipairs(split(ARGV[2], '\30')) do
       end
       seen[u] = int(math.max(last, net))
     end
-    redis.call('HSET', c, 'su', spent[1], 'st', spent[2], 'sr', spent[3], 'lu', seen[1], 'lt', seen[2], 'lr', seen[3])
-    if not catch_up then
-      redis.call('HSET', c, 'sd', '1')
+    if catch_up then
+      redis.call('HSET', c, 'su', spent[1], 'st', spent[2], 'sr', spent[3], 'lu', seen[1], 'lt', seen[2], 'lr', seen[3])
+    else
+      redis.call('HSET', c, 'su', spent[1], 'st', spent[2], 'sr', spent[3], 'lu', seen[1], 'lt', seen[2], 'lr', seen[3],
+        'sd', '1')
     end
     redis.call('PEXPIRE', c, f[6])
   end
-  if not catch_up then
+  if not catch_up and f[1] ~= marked then
     redis.call('HSET', NS .. 'seeded', f[1], '1')
+    marked = f[1]
   end
 end
 local generation = redis.call('GET', NS .. 'defs') or '0'
