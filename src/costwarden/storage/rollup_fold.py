@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from costwarden.domain.report import GROUP_DIMENSIONS
 from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, PendingKey, collect
 from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
+from costwarden.storage.sqlite_conn import insert_rows
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -71,13 +72,13 @@ def _upserts(source: str, d: RollupDialect) -> list[str]:
 
 # SQLite: on the store's writer thread; BEGIN IMMEDIATE keeps other writers (and folders) out.
 
-_SQLITE_DELTA = f"INSERT INTO {DELTA} ({', '.join(DELTA_COLUMNS)}) VALUES ({', '.join('?' * len(DELTA_COLUMNS))})"
+_SQLITE_DELTA = f"{DELTA} ({', '.join(DELTA_COLUMNS)})"
 _SQLITE_UPSERTS = _upserts(f"{DELTA} WHERE rowid <= ?", SQLITE_ROLLUP)
 _SQLITE_TAKE = f"SELECT COUNT(*), MAX(rowid) FROM (SELECT rowid FROM {DELTA} ORDER BY rowid LIMIT ?)"
 
 
 def add_delta_sqlite(conn: sqlite3.Connection, cells: dict[PendingKey, list[int]]) -> None:
-    conn.executemany(_SQLITE_DELTA, delta_rows(cells))
+    insert_rows(conn, _SQLITE_DELTA, delta_rows(cells))
 
 
 def fold_sqlite(conn: sqlite3.Connection, limit: int = FOLD_LIMIT) -> int:
@@ -189,4 +190,3 @@ class FoldSchedule:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)  # its own end, not the caller's cancellation
             self._task = None
-

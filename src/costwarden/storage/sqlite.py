@@ -51,7 +51,7 @@ from costwarden.storage.rollup_write import (
 )
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.span_reads import spans_sqlite
-from costwarden.storage.sqlite_conn import open_wal, sqlite_path
+from costwarden.storage.sqlite_conn import insert_rows, open_wal, sqlite_path
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -61,10 +61,8 @@ _DATA_ERRORS = (
 )  # fmt: skip
 _COST_AT = LEDGER_COLUMNS.index("cost_usd")
 _SQL_COLUMNS = tuple("cost_nanos" if c == "cost_usd" else c for c in LEDGER_COLUMNS)
-_INSERT = (
-    f"INSERT INTO ledger ({', '.join(_SQL_COLUMNS)}) VALUES ({', '.join('?' * len(_SQL_COLUMNS))}) "
-    "ON CONFLICT (request_id) DO NOTHING"
-)
+_LEDGER = f"ledger ({', '.join(_SQL_COLUMNS)})"
+_IDEMPOTENT = " ON CONFLICT (request_id) DO NOTHING"
 
 
 # Planner statistics: ANALYZE samples this many rows per index (milliseconds on any ledger), at open
@@ -112,10 +110,10 @@ def _write(
     conn.execute("BEGIN IMMEDIATE")
     try:
         mark = mark_sqlite(conn)
-        before = conn.total_changes
-        conn.executemany(_INSERT, rows)
-        inserted = conn.total_changes - before
-        if inserted:
+        inserted = insert_rows(conn, _LEDGER, rows, _IDEMPOTENT)
+        if inserted == len(rows):  # every row is new (so no request id came twice)
+            add_delta_sqlite(conn, collect(zip(records, bins, (row[_COST_AT] for row in rows), strict=True)))
+        elif inserted:
             firsts: dict[str, tuple[UsageRecord, int, int]] = {}
             for r, row, index in zip(records, rows, bins, strict=True):
                 firsts.setdefault(r.request_id, (r, index, row[_COST_AT]))
@@ -167,9 +165,7 @@ class SQLiteStore:
         self._probe_conn: sqlite3.Connection | None = None
         self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
         self._rows_since = 0  # rows stored since then
-        self._fold = FoldSchedule(
-            self.fold, rows=FOLD_LIMIT if background_fold else None, limit=SQLITE_FOLD_LIMIT
-        )
+        self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None, limit=SQLITE_FOLD_LIMIT)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:

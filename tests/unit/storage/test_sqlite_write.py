@@ -1,0 +1,80 @@
+"""The SQLite ledger writer's cost per record (issue 11): a write's rows go in by a few multi-row
+INSERTs, not a statement run per row (each run releases and retakes the GIL, on the event loop's
+core), and stay exact: every row once, a request id named twice in a batch kept once, the first."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from costwarden.domain.record import UsageRecord
+from costwarden.storage.sqlite import SQLiteStore
+from costwarden.storage.sqlite_conn import ROWS_PER_INSERT, insert_rows
+from tests.unit.storage.sample import record
+
+
+def batch(n: int, first: int = 0) -> list[UsageRecord]:
+    """`n` records over a few minutes, teams and latency bins: many pending cells."""
+    return [
+        replace(
+            record(f"r{i:06d}"),
+            started_at=1_700_000_000.25 + i * 0.5,
+            team=f"team-{i % 7}",
+            latency_ms=10.0 + (i % 40) * 3.5,
+        )
+        for i in range(first, first + n)
+    ]
+
+
+async def test_a_write_runs_a_few_statements_not_one_a_row(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "ledger.db"), background_fold=False)
+    await store.open()
+    runs: list[str] = []
+    try:
+        await store._run(lambda conn: conn.set_trace_callback(runs.append))
+        assert await store.write(batch(1000)) == 1000
+        await store._run(lambda conn: conn.set_trace_callback(None))
+        cells = await store._run(lambda conn: conn.execute("SELECT COUNT(*) FROM rollup_delta").fetchone()[0])
+    finally:
+        await store.close()
+    assert cells > 300  # several cells a minute, team and bin: each once
+    # BEGIN, the mark, the ledger's 1,000 rows as 256 + 256 + 256 + 128 + 64 + 32 + 8, the cells
+    # likewise, COMMIT; before, one run of the INSERT a row and a cell: 1,000 + cells.
+    assert len(runs) <= 3 + 7 + 9, runs[:5]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, ROWS_PER_INSERT - 1, ROWS_PER_INSERT, ROWS_PER_INSERT + 1, 1000, 1234])
+def test_insert_rows_stores_every_row_once_in_order(n: int) -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL)")
+    rows = [(i, f"a{i}", i / 3) for i in range(n)]
+    assert insert_rows(conn, "t (id, a, b)", rows) == n
+    assert conn.execute("SELECT id, a, b FROM t ORDER BY rowid").fetchall() == rows
+
+
+def test_insert_rows_keeps_the_first_of_a_key_named_twice() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+    conn.execute("INSERT INTO t VALUES ('old', 0)")
+    rows = [("x", 1), ("old", 2), ("y", 3), ("x", 4), *((f"z{i}", i) for i in range(300))]
+    assert insert_rows(conn, "t (k, v)", rows, " ON CONFLICT (k) DO NOTHING") == 302
+    assert dict(conn.execute("SELECT k, v FROM t").fetchall()) == {"old": 0, "x": 1, "y": 3} | {
+        f"z{i}": i for i in range(300)
+    }
+
+
+async def test_a_batch_naming_an_id_twice_and_a_replay_count_each_record_once(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "ledger.db"), background_fold=False)
+    await store.open()
+    try:
+        first = batch(600)
+        assert await store.write([*first[:300], first[0], *first[300:]]) == 600
+        assert await store.write([*batch(100, first=550), *batch(50, first=700)]) == 100  # 550-599 stored
+        pending = "SELECT SUM(requests) FROM rollup_delta WHERE cube = 0"
+        assert await store._run(lambda conn: conn.execute(pending).fetchone()[0]) == 700
+        assert len(await store.records(None, None, 10_000)) == 700
+    finally:
+        await store.close()
