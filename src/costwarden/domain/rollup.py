@@ -185,10 +185,10 @@ def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, 
         sums = [n, 0 if outcome.value in NOT_ERRORS else n, *(rows[0] if n == 1 else map(sum, zip(*rows, strict=True)))]
         full = (*names, outcome.value)
         for c, grain, pick in _CUBE_CELLS:
-            key = (c, bucket_start(fine, grain), pick(full), index)
-            cell = cells.get(key)
+            at: PendingKey = (c, bucket_start(fine, grain), pick(full), index)
+            cell = cells.get(at)
             if cell is None:
-                cells[key] = sums.copy()
+                cells[at] = sums.copy()
             else:
                 cell[:] = map(add, cell, sums)
     return cells

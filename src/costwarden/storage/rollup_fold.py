@@ -1,6 +1,7 @@
 """Pending rollup cells: a ledger write appends the cells of the records it stored to
 `rollup_delta` (each cube's finest bucket, dimensions and latency bin, with exact sums), in its
-own transaction: an append, no upsert. A fold later moves pending cells into every grain of the
+own transaction: an append, no upsert (on SQLite a cell's bins seen by one write in one row, with
+their histogram: migration 0025). A fold later moves pending cells into every grain of the
 rollups in one transaction (in SQL), so each counts exactly once: pending or folded. Reports read
 both (storage/rollup_report.py).
 
@@ -19,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from costwarden.domain import latency_histogram
 from costwarden.domain.report import GROUP_DIMENSIONS
-from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, PendingKey, collect
-from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_ROLLUP, RollupDialect, upsert_sql
+from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, Dims, PendingKey, collect
+from costwarden.storage.rollup_write import POSTGRES_ROLLUP, SQLITE_PENDING_ROLLUP, RollupDialect, upsert_sql
 from costwarden.storage.sqlite_conn import insert_rows
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
@@ -51,34 +53,56 @@ def delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
     return [(c, bucket, *spread[c]((*dims, None)), index, *sums) for (c, bucket, dims, index), sums in cells.items()]
 
 
-def _facts(c: int, grain: int, source: str) -> str:
+def _facts(c: int, grain: int, source: str, latency: str = "") -> str:
     """Pending cells for cube `c` in `source` as facts at `grain` (see rollup_write.upsert_sql): its
-    own, or for a derived cube its source cube's (their buckets at that cube's finest grain)."""
+    own, or for a derived cube its source cube's (their buckets at that cube's finest grain).
+    `latency`: `, latency` where pending cells may hold histograms (SQLite, migration 0025)."""
     cube = CUBES[c]
     finest = CUBES[cube.pending].grains[0]
     bucket = "bucket" if grain == finest else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
     return (
-        f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, bin, requests, errors AS error, input_tokens, "
-        f"output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source} "
+        f"SELECT {bucket} AS bucket, {', '.join(cube.dimensions)}, bin{latency}, requests, errors AS error, "
+        f"input_tokens, output_tokens, cached_tokens, items, {', '.join(UNIT_SUMS)}, cost_nanos AS cost FROM {source} "
         f"AND cube = {cube.pending}"
     )
 
 
-def _upserts(source: str, d: RollupDialect) -> list[str]:
+def _upserts(source: str, d: RollupDialect, latency: str = "") -> list[str]:
     return [
-        upsert_sql(cube, grain, _facts(c, grain, source), d) for c, cube in enumerate(CUBES) for grain in cube.grains
+        upsert_sql(cube, grain, _facts(c, grain, source, latency), d)
+        for c, cube in enumerate(CUBES)
+        for grain in cube.grains
     ]
 
 
 # SQLite: on the store's writer thread; BEGIN IMMEDIATE keeps other writers (and folders) out.
 
-_SQLITE_DELTA = f"{DELTA} ({', '.join(DELTA_COLUMNS)})"
-_SQLITE_UPSERTS = _upserts(f"{DELTA} WHERE rowid <= ?", SQLITE_ROLLUP)
+_SQLITE_DELTA = f"{DELTA} ({', '.join(DELTA_COLUMNS)}, latency)"
+_SQLITE_UPSERTS = _upserts(f"{DELTA} WHERE rowid <= ?", SQLITE_PENDING_ROLLUP, ", latency")
 _SQLITE_TAKE = f"SELECT COUNT(*), MAX(rowid) FROM (SELECT rowid FROM {DELTA} ORDER BY rowid LIMIT ?)"
 
 
+def sqlite_delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
+    """SQLite's rows of a write's pending cells (DELTA_COLUMNS, then `latency`, migration 0025): the
+    cells of one cube, bucket and dimensions as one row, summed, with their histogram (bins by
+    requests; `bin` is the first one's) where they fall in several bins; a cell alone as on PostgreSQL."""
+    groups: dict[tuple[int, int, Dims], list[tuple[int, list[int]]]] = {}
+    for (c, bucket, dims, index), sums in cells.items():
+        groups.setdefault((c, bucket, dims), []).append((index, sums))
+    spread = _SPREAD
+    rows: list[tuple[Any, ...]] = []
+    for (c, bucket, dims), bins in groups.items():
+        index, sums = bins[0]
+        latency = None
+        if len(bins) > 1:
+            sums = list(map(sum, zip(*(s for _, s in bins), strict=True)))
+            latency = latency_histogram.encode({i: s[0] for i, s in bins})
+        rows.append((c, bucket, *spread[c]((*dims, None)), index, *sums, latency))
+    return rows
+
+
 def add_delta_sqlite(conn: sqlite3.Connection, cells: dict[PendingKey, list[int]]) -> None:
-    insert_rows(conn, _SQLITE_DELTA, delta_rows(cells))
+    insert_rows(conn, _SQLITE_DELTA, sqlite_delta_rows(cells))
 
 
 def fold_sqlite(conn: sqlite3.Connection, limit: int = FOLD_LIMIT) -> int:
