@@ -105,7 +105,8 @@ def thread_cpu() -> float:
 
 
 def ledger_insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
-    """The store's ledger INSERT of a batch's rows (multi-row since helper sqlw; one step a row before)."""
+    """The store's ledger INSERT of a batch's rows (commit 880f713 inserted them by multi-row
+    statements: `s._LEDGER`, `s.insert_rows`)."""
     from costwarden.storage import sqlite as s
 
     if hasattr(s, "_LEDGER"):

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ __all__ = ["DELTA", "DELTA_COLUMNS", "FoldSchedule", "collect", "delta_rows", "f
 log = logging.getLogger(__name__)
 DELTA = "rollup_delta"
 DELTA_COLUMNS = ("cube", "bucket", *GROUP_DIMENSIONS, "bin", *SUMS)
+DELTA_BIN = DELTA_COLUMNS.index("bin")
 FOLD_LIMIT = 50_000  # pending cells per fold transaction (PostgreSQL)
 SQLITE_FOLD_LIMIT = 10_000  # SQLite: short transactions, so writes and key changes interleave
 # Advisory lock ids: alone, what folders took before the split (now shared); with a base cube index,
@@ -86,18 +87,22 @@ def sqlite_delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...
     """SQLite's rows of a write's pending cells (DELTA_COLUMNS, then `latency`, migration 0025): the
     cells of one cube, bucket and dimensions as one row, summed, with their histogram (bins by
     requests; `bin` is the first one's) where they fall in several bins; a cell alone as on PostgreSQL."""
-    groups: dict[tuple[int, int, Dims], list[tuple[int, list[int]]]] = {}
-    for (c, bucket, dims, index), sums in cells.items():
-        groups.setdefault((c, bucket, dims), []).append((index, sums))
     spread = _SPREAD
     rows: list[tuple[Any, ...]] = []
-    for (c, bucket, dims), bins in groups.items():
-        index, sums = bins[0]
-        latency = None
-        if len(bins) > 1:
-            sums = list(map(sum, zip(*(s for _, s in bins), strict=True)))
-            latency = latency_histogram.encode({i: s[0] for i, s in bins})
-        rows.append((c, bucket, *spread[c]((*dims, None)), index, *sums, latency))
+    first: dict[tuple[int, int, Dims], int] = {}  # where in `rows` each cube, bucket and dimensions is
+    several: dict[int, list[tuple[int, Sequence[int]]]] = {}  # of those with several bins: each bin's sums
+    for (c, bucket, dims, index), sums in cells.items():
+        head = (c, bucket, dims)
+        at = first.get(head)
+        if at is None:
+            first[head] = len(rows)
+            rows.append((c, bucket, *spread[c]((*dims, None)), index, *sums, None))
+        else:
+            several.setdefault(at, [(rows[at][DELTA_BIN], rows[at][DELTA_BIN + 1 : -1])]).append((index, sums))
+    for at, bins in several.items():
+        summed = map(sum, zip(*(s for _, s in bins), strict=True))
+        latency = latency_histogram.encode({i: s[0] for i, s in bins})
+        rows[at] = (*rows[at][: DELTA_BIN + 1], *summed, latency)
     return rows
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-ROWS_PER_INSERT = 256  # the most rows one INSERT binds: 256 ledger rows are 10,240 parameters (SQLite allows 32,766)
+ROWS_PER_INSERT = 256  # the most rows one INSERT binds: 256 rows of 40 columns are 10,240 parameters (of 32,766)
 
 
 def sqlite_path(url: str) -> str:
@@ -56,10 +56,12 @@ def _values_sql(into: str, width: int, rows: int, tail: str) -> str:
 
 def insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[Sequence[Any]], tail: str = "") -> int:
     """Insert `rows` (each as wide as the columns of `into`, `table (columns...)`) with multi-row
-    INSERTs: up to ROWS_PER_INSERT rows a statement, then the rest in halving powers of two, so
-    a batch takes a few statements of a few shapes (each prepared once per connection: the
-    statement cache) instead of one step per row, each of which releases and retakes the GIL.
-    `tail`: what follows the VALUES (an ON CONFLICT clause). Returns the rows stored."""
+    INSERTs: up to ROWS_PER_INSERT rows a statement, then the rest in halving powers of two, so a
+    batch takes a few statements of a few shapes (each prepared once per connection: the statement
+    cache) instead of one run a row. `tail`: what follows the VALUES (an ON CONFLICT clause). Returns
+    the rows stored. Measured (bench/sqlite_write.py): cheaper for rows appended in index order (the
+    pending cells: 5.2 -> 4.6 us a record, a fleet's), dearer for rows whose index entries land all
+    over (a fleet's ledger rows: 12.6 -> 15.7 us), so the ledger's own INSERT runs once a row."""
     before = conn.total_changes
     width = len(rows[0]) if rows else 0
     start, count = 0, ROWS_PER_INSERT
