@@ -105,7 +105,7 @@ def thread_cpu() -> float:
 
 
 def ledger_insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
-    """The store's ledger INSERT of a batch's rows (commit 880f713 inserted them by multi-row
+    """The store's ledger INSERT of a batch's rows (commit 7d295d4 inserted them by multi-row
     statements: `s._LEDGER`, `s.insert_rows`)."""
     from costwarden.storage import sqlite as s
 
