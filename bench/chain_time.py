@@ -8,7 +8,8 @@ process; the load is generated here, on raw keep-alive connections:
   (`latency_ms - upstream_ms` of each record), p50 / p99; the client's p50 through the gateway, and
   what it adds over the same client's p50 to the upstream alone (an open loop of up to 3 s first);
 * closed loop on `--connections` connections for `--seconds`: req/s and the gateway's CPU
-  microseconds per request (its utime + stime over the phase, from /proc).
+  microseconds per request (its utime + stime over the phase, from /proc), and the part of it
+  spent outside the main thread (`threads_cpu_us_per_request`: the SQLite ledger's writer).
 
 `--tree DIR` runs another checkout's `src/` (e.g. a `git worktree` or `git archive` of main), so a
 before / after comparison runs side by side, alternating, in one invocation:
@@ -106,9 +107,21 @@ keys:
     return cfg
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, task: int | None = None) -> float:
+    stat = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_seconds(pid: int) -> float:
+    """CPU seconds of the process's threads but its main one (the event loop): the SQLite ledger's
+    writer thread above all (its reader, probe and other worker threads are idle under load)."""
+    total = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        if int(task) != pid:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += cpu_seconds(pid, int(task))
+    return total
 
 
 REQUEST = (
@@ -202,15 +215,19 @@ async def closed_loop(port: int, connections: int, seconds: float, pid: int) -> 
 
     tasks = [asyncio.create_task(drive(c)) for c in clients]
     await asyncio.sleep(0.5)  # warm
-    done0, cpu0, t0 = done, cpu_seconds(pid), time.perf_counter()
+    done0, cpu0, threads0, t0 = done, cpu_seconds(pid), thread_seconds(pid), time.perf_counter()
     await asyncio.sleep(seconds)
-    done1, cpu1, t1 = done, cpu_seconds(pid), time.perf_counter()
+    done1, cpu1, threads1, t1 = done, cpu_seconds(pid), thread_seconds(pid), time.perf_counter()
     stop = True
     await asyncio.gather(*tasks)
     for c in clients:
         c.writer.close()
     n = done1 - done0
-    return {"rps": round(n / (t1 - t0), 1), "cpu_us_per_request": round((cpu1 - cpu0) / max(n, 1) * 1e6, 1)}
+    return {
+        "rps": round(n / (t1 - t0), 1),
+        "cpu_us_per_request": round((cpu1 - cpu0) / max(n, 1) * 1e6, 1),
+        "threads_cpu_us_per_request": round((threads1 - threads0) / max(n, 1) * 1e6, 1),
+    }
 
 
 def own_times(ledger: Path, after: int) -> tuple[int, dict[str, float]]:
@@ -327,7 +344,15 @@ async def main() -> None:
         mine = [r for r in results if r["tree"] == str(tree)]
         summary[str(tree)] = {
             key: statistics.median(r[key] for r in mine)
-            for key in ("own_p50_us", "own_p99_us", "client_p50_us", "added_p50_us", "rps", "cpu_us_per_request")
+            for key in (
+                "own_p50_us",
+                "own_p99_us",
+                "client_p50_us",
+                "added_p50_us",
+                "rps",
+                "cpu_us_per_request",
+                "threads_cpu_us_per_request",
+            )
             if all(key in r for r in mine)
         }
     print(json.dumps({"median": summary}, indent=2))

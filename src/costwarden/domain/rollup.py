@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import add, attrgetter, itemgetter
 
-from costwarden.domain.record import NOT_ERRORS, UsageRecord
+from costwarden.domain.record import NOT_ERRORS, Outcome, UsageRecord
 from costwarden.domain.report import GROUP_DIMENSIONS, SpendQuery
 from costwarden.domain.usage import UNIT_FIELDS
 
@@ -151,38 +151,44 @@ BASE_SUMS = ("requests", "errors", "input_tokens", "output_tokens", "cached_toke
 """The sums of the rollups before the modal units (migration 0017): what its backfills fill."""
 UNIT_SUMS = UNIT_FIELDS
 SUMS = (*BASE_SUMS[:-1], *UNIT_SUMS, "cost_nanos")  # the cost is always last
-_UNITS = attrgetter(*UNIT_SUMS)
 Dims = tuple[str | None, ...]
 PendingKey = tuple[int, int, Dims, int]  # (base cube index in CUBES, bucket at its finest grain, dimensions, bin)
 _KEY_DIMS = GROUP_DIMENSIONS[:-1]  # the outcome (last) is an enum: its value is the dimension
 _PICK = tuple(tuple(GROUP_DIMENSIONS.index(d) for d in cube.dimensions) for cube in BASE_CUBES)
+_DIMS = attrgetter(*_KEY_DIMS)
+_NUMBERS = attrgetter(*BASE_SUMS[2:-1], *UNIT_SUMS)  # the summed counts, SUMS less requests, errors and cost
+_FINE = math.gcd(*(cube.grains[0] for cube in BASE_CUBES))
+_CUBE_CELLS = tuple((c, cube.grains[0], itemgetter(*_PICK[c])) for c, cube in enumerate(BASE_CUBES))
 
 
 def collect(stored: Iterable[tuple[UsageRecord, int, int]]) -> dict[PendingKey, list[int]]:
     """The pending cells of stored records, given as (record, latency bin, cost in nano-dollars):
     the sums (in SUMS order, cost in integer nano-dollars) of the records of each base cube's finest
-    bucket, dimension values and latency bin (derived cubes read their source's)."""
-    cells: dict[PendingKey, list[int]] = {}
-    get = attrgetter(*_KEY_DIMS)
-    cubes = tuple((c, cube.grains[0], itemgetter(*_PICK[c])) for c, cube in enumerate(BASE_CUBES))
+    bucket, dimension values and latency bin (derived cubes read their source's).
+
+    Each record is looked at once: grouped by its bucket at `_FINE` (which nests in every base cube's
+    finest grain), all its dimensions and its bin; each group's columns are summed at once and the
+    group added into one cell of each base cube."""
+    groups: dict[tuple[int, tuple[str | None, ...], Outcome, int], list[tuple[int, ...]]] = {}
+    dims, numbers = _DIMS, _NUMBERS
     for record, index, cost in stored:
-        full = (*get(record), record.outcome.value)
-        sums = (
-            1,
-            0 if full[-1] in NOT_ERRORS else 1,
-            record.input_tokens,
-            record.output_tokens,
-            record.cached_tokens,
-            record.items,
-            *_UNITS(record),
-            cost,
-        )
-        for c, grain, pick in cubes:
-            key = (c, bucket_start(record.started_at, grain), pick(full), index)
-            cell = cells.get(key)
+        key = (bucket_start(record.started_at, _FINE), dims(record), record.outcome, index)
+        values = (*numbers(record), cost)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [values]
+        else:
+            group.append(values)
+    cells: dict[PendingKey, list[int]] = {}
+    for (fine, names, outcome, index), rows in groups.items():
+        n = len(rows)
+        sums = [n, 0 if outcome.value in NOT_ERRORS else n, *(rows[0] if n == 1 else map(sum, zip(*rows, strict=True)))]
+        full = (*names, outcome.value)
+        for c, grain, pick in _CUBE_CELLS:
+            at: PendingKey = (c, bucket_start(fine, grain), pick(full), index)
+            cell = cells.get(at)
             if cell is None:
-                cells[key] = list(sums)
+                cells[at] = sums.copy()
             else:
-                for i, value in enumerate(sums):
-                    cell[i] += value
+                cell[:] = map(add, cell, sums)
     return cells

@@ -1,6 +1,7 @@
 """Pending rollup cells: a ledger write appends the cells of the records it stored to
 `rollup_delta` (each cube's finest bucket, dimensions and latency bin, with exact sums), in its
-own transaction: an append, no upsert. A fold later moves pending cells into every grain of the
+own transaction: an append, no upsert (on SQLite a cell's bins seen by one write in one row, with
+their histogram: migration 0025). A fold later moves pending cells into every grain of the
 rollups in one transaction (in SQL), so each counts exactly once: pending or folded. Reports read
 both (storage/rollup_report.py).
 
@@ -15,20 +16,22 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from costwarden.domain import latency_histogram
 from costwarden.domain.report import GROUP_DIMENSIONS
-from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, PendingKey, collect
+from costwarden.domain.rollup import BASE_CUBES, CUBES, SUMS, UNIT_SUMS, Dims, PendingKey, collect
 from costwarden.storage.rollup_write import (
     HIST_ADD,
     PACKED_UNIT,
     POSTGRES_CELLS,
-    SQLITE_ROLLUP,
+    SQLITE_PENDING_ROLLUP,
     RollupDialect,
     upsert_sql,
 )
+from costwarden.storage.sqlite_conn import insert_rows
 
 if TYPE_CHECKING:  # the postgres extra: imported only where a PostgreSQL ledger is used
     import asyncpg
@@ -38,6 +41,7 @@ __all__ = ["DELTA", "DELTA_COLUMNS", "FoldSchedule", "collect", "delta_rows", "f
 log = logging.getLogger(__name__)
 DELTA = "rollup_delta"
 DELTA_COLUMNS = ("cube", "bucket", *GROUP_DIMENSIONS, "bin", *SUMS)
+DELTA_BIN = DELTA_COLUMNS.index("bin")
 FOLD_LIMIT = 50_000  # pending cells per fold transaction (PostgreSQL)
 SQLITE_FOLD_LIMIT = 10_000  # SQLite: short transactions, so writes and key changes interleave
 # Advisory lock ids: alone, what folders took before the split (now shared); with a base cube index,
@@ -60,7 +64,8 @@ def delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
 def _facts(c: int, grain: int, source: str, histogram: str = "bin") -> str:
     """Pending cells for cube `c` in `source` as facts at `grain` (see rollup_write.upsert_sql): its
     own, or for a derived cube its source cube's (their buckets at that cube's finest grain), with
-    their latency `histogram` column (a bin, or a packed histogram)."""
+    their latency `histogram` columns (a bin; a bin and a histogram on SQLite, migration 0025; or a
+    packed histogram)."""
     cube = CUBES[c]
     finest = CUBES[cube.pending].grains[0]
     bucket = "bucket" if grain == finest else f"(bucket - ((bucket % {grain}) + {grain}) % {grain})"
@@ -70,9 +75,9 @@ def _facts(c: int, grain: int, source: str, histogram: str = "bin") -> str:
     )
 
 
-def _upserts(source: str, d: RollupDialect) -> list[str]:
+def _upserts(source: str, d: RollupDialect, histogram: str = "bin") -> list[str]:
     return [
-        upsert_sql(cube, grain, _facts(c, grain, f"{source} AND cube = {cube.pending}"), d)
+        upsert_sql(cube, grain, _facts(c, grain, f"{source} AND cube = {cube.pending}", histogram), d)
         for c, cube in enumerate(CUBES)
         for grain in cube.grains
     ]
@@ -80,13 +85,36 @@ def _upserts(source: str, d: RollupDialect) -> list[str]:
 
 # SQLite: on the store's writer thread; BEGIN IMMEDIATE keeps other writers (and folders) out.
 
-_SQLITE_DELTA = f"INSERT INTO {DELTA} ({', '.join(DELTA_COLUMNS)}) VALUES ({', '.join('?' * len(DELTA_COLUMNS))})"
-_SQLITE_UPSERTS = _upserts(f"{DELTA} WHERE rowid <= ?", SQLITE_ROLLUP)
+_SQLITE_DELTA = f"{DELTA} ({', '.join(DELTA_COLUMNS)}, latency)"
+_SQLITE_UPSERTS = _upserts(f"{DELTA} WHERE rowid <= ?", SQLITE_PENDING_ROLLUP, "bin, latency")
 _SQLITE_TAKE = f"SELECT COUNT(*), MAX(rowid) FROM (SELECT rowid FROM {DELTA} ORDER BY rowid LIMIT ?)"
 
 
+def sqlite_delta_rows(cells: dict[PendingKey, list[int]]) -> list[tuple[Any, ...]]:
+    """SQLite's rows of a write's pending cells (DELTA_COLUMNS, then `latency`, migration 0025): the
+    cells of one cube, bucket and dimensions as one row, summed, with their histogram (bins by
+    requests; `bin` is the first one's) where they fall in several bins; a cell alone as on PostgreSQL."""
+    spread = _SPREAD
+    rows: list[tuple[Any, ...]] = []
+    first: dict[tuple[int, int, Dims], int] = {}  # where in `rows` each cube, bucket and dimensions is
+    several: dict[int, list[tuple[int, Sequence[int]]]] = {}  # of those with several bins: each bin's sums
+    for (c, bucket, dims, index), sums in cells.items():
+        head = (c, bucket, dims)
+        at = first.get(head)
+        if at is None:
+            first[head] = len(rows)
+            rows.append((c, bucket, *spread[c]((*dims, None)), index, *sums, None))
+        else:
+            several.setdefault(at, [(rows[at][DELTA_BIN], rows[at][DELTA_BIN + 1 : -1])]).append((index, sums))
+    for at, bins in several.items():
+        summed = map(sum, zip(*(s for _, s in bins), strict=True))
+        latency = latency_histogram.encode({i: s[0] for i, s in bins})
+        rows[at] = (*rows[at][: DELTA_BIN + 1], *summed, latency)
+    return rows
+
+
 def add_delta_sqlite(conn: sqlite3.Connection, cells: dict[PendingKey, list[int]]) -> None:
-    conn.executemany(_SQLITE_DELTA, delta_rows(cells))
+    insert_rows(conn, _SQLITE_DELTA, sqlite_delta_rows(cells))
 
 
 def fold_sqlite(conn: sqlite3.Connection, limit: int = FOLD_LIMIT) -> int:

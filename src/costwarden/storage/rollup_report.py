@@ -41,7 +41,7 @@ _WIDTH = len(SUMS)  # the counts, then the cost
 # (latency_histogram.pack, migration 0023) summed per group by the database, one number per group.
 _LATENCY = {"sqlite": "latency", "postgres": "latency"}
 _PENDING_LATENCY = {
-    "sqlite": "json_object(CAST(bin AS TEXT), requests)",
+    "sqlite": "COALESCE(latency, json_object(CAST(bin AS TEXT), requests))",  # a cell of several bins: 0025
     "postgres": f"requests * {PACKED_UNIT.format(bin='bin')}",
 }
 _JOIN_LATENCY = {"sqlite": "group_concat(latency, ',')", "postgres": "SUM(latency)::text"}  # text: no Decimal

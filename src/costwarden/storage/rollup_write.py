@@ -68,6 +68,8 @@ SQLITE_ROLLUP = RollupDialect(
     merge="cw_hist_merge({old}, {new})",
     empty="'{}'",
 )
+# SQLite's fold reads pending cells that may hold several bins as a histogram (`latency`, migration 0025).
+SQLITE_PENDING_ROLLUP = replace(SQLITE_ROLLUP, histogram="cw_hist(bin, requests, latency)")
 # PostgreSQL's histograms are packed NUMERICs (latency_histogram.pack, migration 0023): bin i counts
 # 10**(12 i), so a sum of histograms is a SUM and a merge is `+`.
 PACKED_UNIT = f"('1e' || {FIELD_DIGITS} * ({{bin}}))::numeric"  # one record in bin {bin} (~3x cheaper than power)
@@ -225,6 +227,18 @@ class _Histogram:
         return latency_histogram.encode(self.counts)
 
 
+class _CellHistogram(_Histogram):
+    """SQLite aggregate `cw_hist(bin, count, latency)`: the same over pending cells, each of one bin
+    or, with `latency`, of that histogram's bins (migration 0025)."""
+
+    def step(self, index: int, count: int, latency: str | None = None) -> None:
+        if latency is None:
+            self.counts[index] = self.counts.get(index, 0) + count
+            return
+        for at, n in latency_histogram.decode(latency).items():
+            self.counts[at] = self.counts.get(at, 0) + n
+
+
 class _HistogramSum:
     """SQLite aggregate `cw_hist_sum(latency)`: the merged histogram of a group's histograms."""
 
@@ -247,6 +261,7 @@ def register_sqlite(conn: sqlite3.Connection) -> None:
     conn.create_function("cw_bin", 1, latency_histogram.bin_of, deterministic=True)
     conn.create_function("cw_hist_merge", 2, latency_histogram.merge_text, deterministic=True)
     conn.create_aggregate("cw_hist", 2, _Histogram)  # type: ignore[arg-type]  # typeshed: finalize() -> int only
+    conn.create_aggregate("cw_hist", 3, _CellHistogram)  # type: ignore[arg-type]
     conn.create_aggregate("cw_hist_sum", 1, _HistogramSum)  # type: ignore[arg-type]
 
 

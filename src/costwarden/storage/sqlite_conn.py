@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+ROWS_PER_INSERT = 256  # the most rows one INSERT binds: 256 rows of 40 columns are 10,240 parameters (of 32,766)
 
 
 def sqlite_path(url: str) -> str:
@@ -43,3 +46,29 @@ async def sqlite_call(path: str, fn: Callable[[sqlite3.Connection], T]) -> T:
             conn.close()
 
     return await asyncio.to_thread(call)
+
+
+@lru_cache(maxsize=64)
+def _values_sql(into: str, width: int, rows: int, tail: str) -> str:
+    row = f"({', '.join('?' * width)})"
+    return f"INSERT INTO {into} VALUES {', '.join([row] * rows)}{tail}"
+
+
+def insert_rows(conn: sqlite3.Connection, into: str, rows: Sequence[Sequence[Any]], tail: str = "") -> int:
+    """Insert `rows` (each as wide as the columns of `into`, `table (columns...)`) with multi-row
+    INSERTs: up to ROWS_PER_INSERT rows a statement, then the rest in halving powers of two, so a
+    batch takes a few statements of a few shapes (each prepared once per connection: the statement
+    cache) instead of one run a row. `tail`: what follows the VALUES (an ON CONFLICT clause). Returns
+    the rows stored. Measured (bench/sqlite_write.py): cheaper for rows appended in index order (the
+    pending cells: 5.2 -> 4.6 us a record, a fleet's), dearer for rows whose index entries land all
+    over (a fleet's ledger rows: 12.6 -> 15.7 us), so the ledger's own INSERT runs once a row."""
+    before = conn.total_changes
+    width = len(rows[0]) if rows else 0
+    start, count = 0, ROWS_PER_INSERT
+    while start < len(rows):
+        while count > len(rows) - start:
+            count //= 2
+        sql = _values_sql(into, width, count, tail)
+        conn.execute(sql, list(chain.from_iterable(rows[start : start + count])))
+        start += count
+    return conn.total_changes - before

@@ -213,3 +213,27 @@ def test_pending_cells_folded_into_each_grain_equal_the_records_summed_one_by_on
                 into = expected.setdefault((c, grain, bucket_start(r.started_at, grain), dims, index), [0] * len(SUMS))
                 into[:] = [a + b for a, b in zip(into, sums, strict=True)]
     assert folded == expected
+
+
+def test_collect_takes_each_records_bucket_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write's pending cells cost one bucket a record (issue 11: the SQLite writer shares the
+    event loop's core): records are grouped at the grain nesting in every base cube's finest, then
+    each group goes into one cell of each base cube. Before, each record was bucketed per cube."""
+    from costwarden.domain import rollup
+
+    calls = 0
+    exact = rollup.bucket_start
+
+    def counted(at: float, grain: int) -> int:
+        nonlocal calls
+        calls += 1
+        return exact(at, grain)
+
+    monkeypatch.setattr(rollup, "bucket_start", counted)
+    records = [_record(i, BASE + i * 0.25, "a", Outcome.SERVED, 7) for i in range(200)]  # 50 s: one minute
+    stored = [(r, latency_histogram.bin_of(r.latency_ms), to_nanos(r.cost_usd)) for r in records]
+    cells = collect(stored)
+    groups = 3  # one a key (k0, k1, k2): same minute, team, outcome and bin
+    assert calls == len(records) + groups * len(BASE_CUBES)
+    assert sum(sums[0] for (c, *_), sums in cells.items() if c == 0) == 200
+    assert len(cells) == 1 + groups  # the org cube's one cell, the key cube's three
