@@ -11,14 +11,17 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from costwarden.alerts.delivery import DeliveryFailed, post_json
 from costwarden.alerts.payload import decimal_text, rfc3339
 from costwarden.config.alerts import AlertmanagerSinkConfig
 from costwarden.domain.alert import Alert
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
+    import aiohttp
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,12 @@ import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable, Mapping
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from costwarden.config.alerts import SinkSettings
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
+    import aiohttp
 
 
 def retryable(status: int) -> bool:
@@ -59,6 +61,8 @@ async def post_json(
 ) -> int:
     """POST `body` until a 2xx answer; return how many attempts it took. `headers` is called for
     each attempt (a signature may carry the attempt's time). Raises DeliveryFailed on giving up."""
+    import aiohttp  # here, not at import: the session is made on first use (app/runtime.py)
+
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
     attempts = settings.max_retries + 1
     reason = "not attempted"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from costwarden.alerts.alertmanager import AlertmanagerSink
 from costwarden.alerts.dispatcher import AlertDispatcher
@@ -12,6 +11,9 @@ from costwarden.alerts.slack import SlackSink
 from costwarden.alerts.webhook import WebhookSink
 from costwarden.config.alerts import AlertmanagerSinkConfig, AlertSinkConfig, SlackSinkConfig, WebhookSinkConfig
 from costwarden.ports import AlertSink, AlertStore
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
+    import aiohttp
 
 
 def build_sink(config: AlertSinkConfig, session: aiohttp.ClientSession, failover_s: float = 0.0) -> AlertSink:

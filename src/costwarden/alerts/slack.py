@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from costwarden.alerts.delivery import post_json
 from costwarden.alerts.payload import decimal_text, rfc3339
 from costwarden.config.alerts import SlackSinkConfig
 from costwarden.domain.alert import Alert
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
+    import aiohttp
 
 MAX_ALERT_BLOCKS = 45  # Slack allows 50 blocks per message; the rest are counted in a footer
 MAX_SECTION_CHARS = 3000  # Slack's limit on a section's text

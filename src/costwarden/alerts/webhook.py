@@ -8,14 +8,17 @@ import hmac
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from costwarden.alerts.delivery import post_json
 from costwarden.alerts.payload import alert_json
 from costwarden.config.alerts import WebhookSinkConfig
 from costwarden.domain.alert import Alert
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
+    import aiohttp
 
 SIGNATURE_HEADER = "X-Costwarden-Signature"
 TIMESTAMP_HEADER = "X-Costwarden-Timestamp"

@@ -7,8 +7,8 @@ The runtime opens, starts, stops and closes them at their places in its own orde
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import aiohttp
 from prometheus_client import CollectorRegistry
 
 from costwarden.chain.defer import Enqueue
@@ -22,6 +22,9 @@ from costwarden.services.batch_worker import BatchWorker, worker_owner
 from costwarden.services.job_callbacks import CallbackCounts, CallbackSender
 from costwarden.services.retention import RetentionLoop, prune_queue
 from costwarden.storage.factory import open_queue
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
+    import aiohttp
 
 Lead = Callable[[float], Awaitable[bool]]  # whether this replica leads now (the governor's lease)
 

@@ -8,9 +8,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-import aiohttp
 from prometheus_client import CollectorRegistry
 
 from costwarden.alerts.dispatcher import AlertDispatcher
@@ -72,10 +71,13 @@ from costwarden.storage.spool import Spool
 from costwarden.upstream.balancer import Balancer
 from costwarden.upstream.cache import CacheForward
 from costwarden.upstream.forwarder import Forwarder
+from costwarden.upstream.lazy_session import LazySession
 from costwarden.upstream.pool import UpstreamPool
 from costwarden.upstream.variant import VariantForward
 
 if TYPE_CHECKING:
+    import aiohttp
+
     from costwarden.semantic.matcher import SemanticMatcher
 
 log = logging.getLogger(__name__)
@@ -125,9 +127,7 @@ class Runtime:
         self.policy = policy_from_config(config)
         self.lease = open_lease(config.state, ttl_s=config.governance.lease_ttl_s)
         # The response cache, when some deployment caches (docs/actions.md, "cache").
-        self.cache_policies = {
-            d.name: p for d in config.deployments if (p := d.cache.policy(config.cache)) is not None
-        }
+        self.cache_policies = {d.name: p for d in config.deployments if (p := d.cache.policy(config.cache)) is not None}
         self.response_cache: ResponseCache | None = (
             open_response_cache(config.cache, config.state) if self.cache_policies else None
         )
@@ -485,8 +485,7 @@ class Runtime:
         return ledger and advancing and bool(self.routes.names()), checks
 
 
-
 def _client_session() -> aiohttp.ClientSession:
-    """The upstream HTTP client: unbounded pool, bodies relayed as sent (no decompression), no User-Agent added."""
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",))
+    """The upstream HTTP client, made on first use (upstream/lazy_session.py): unbounded pool, bodies
+    relayed as sent (no decompression), no User-Agent added."""
+    return cast("aiohttp.ClientSession", LazySession())

@@ -17,8 +17,8 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from costwarden.aio import PeriodicTask
@@ -31,6 +31,9 @@ from costwarden.ports import CallbackQueue, JobLookup
 
 log = logging.getLogger(__name__)
 _BATCH = 16  # callbacks claimed at once
+
+if TYPE_CHECKING:  # made on first use (app/runtime.py)
+    import aiohttp
 
 
 @dataclass(slots=True)

@@ -17,9 +17,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from ssl import SSLContext
+from typing import TYPE_CHECKING, NamedTuple
 from typing import Protocol as Shape
-
-import aiohttp
 
 from costwarden.chain.body_stream import BodyStream
 from costwarden.chain.exchange import Exchange
@@ -39,10 +38,37 @@ from costwarden.upstream.headers import downstream_headers, upstream_headers
 from costwarden.upstream.pool import NotSent, UpstreamPool
 from costwarden.upstream.tls import client_context
 
+if TYPE_CHECKING:
+    import aiohttp
+
 _SNIPPET = 200
-# Nothing of the request left the gateway: safe to send it to another upstream.
-_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, NotSent)
-_UPSTREAM_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+
+
+class _Caught:
+    """The errors caught as the upstream's: aiohttp's own are added when the forwarder first sends
+    through it (`_with_aiohttp`): only that path raises them, and a gateway that never takes it never
+    imports aiohttp (~9 MB of its RSS)."""
+
+    not_sent: tuple[type[BaseException], ...] = (NotSent,)  # nothing of the request left: another upstream may take it
+    upstream: tuple[type[BaseException], ...] = (TimeoutError, OSError)
+
+
+class Timeouts(NamedTuple):
+    """A deployment's upstream timeouts, as the pool reads them (aiohttp's ClientTimeout fields)."""
+
+    sock_connect: float
+    sock_read: float
+
+
+def _with_aiohttp() -> None:
+    """Import aiohttp and catch its errors as the pool's (once)."""
+    if len(_Caught.not_sent) == 1:
+        import aiohttp
+
+        _Caught.not_sent = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, NotSent)
+        _Caught.upstream = (TimeoutError, aiohttp.ClientError, OSError)
+
+
 # aiohttp labels a bytes body application/octet-stream and adds `Accept: */*`; a client that sent
 # neither (tritonclient sends JSON without a Content-Type) must reach the upstream without them.
 _SKIP_AUTO = ("Content-Type", "Accept")
@@ -78,7 +104,8 @@ class Forwarder:
         self._session = session
         self._pool = pool
         self._balancer = balancer
-        self._timeouts: dict[str, aiohttp.ClientTimeout] = {}  # built once per deployment
+        self._timeouts: dict[str, Timeouts] = {}  # built once per deployment
+        self._client_timeouts: dict[str, aiohttp.ClientTimeout] = {}  # the same as aiohttp's, on its first use
         self._tls: dict[str, SSLContext | bool] = {}  # likewise (its CA bundle is read once)
 
     async def forward(self, exchange: Exchange, channel: Channel, settle: Settle) -> None:
@@ -125,7 +152,7 @@ class Forwarder:
                 data=(exchange.upstream_body or None) if stream is None else _streamed(exchange, stream),
                 headers=headers,
                 skip_auto_headers=_SKIP_AUTO,
-                timeout=timeout,
+                timeout=self._client_timeout(deployment.name, timeout),
                 allow_redirects=False,
                 ssl=tls,
             )
@@ -149,10 +176,10 @@ class Forwarder:
                     _counted(exchange)
                     cause = await self._whole(exchange, channel, settle, response, body)
                 healthy = not cause
-        except _NOT_SENT as exc:
+        except _Caught.not_sent as exc:
             healthy, sent, cause = False, False, repr(exc)
             return False
-        except _UPSTREAM_ERRORS as exc:
+        except _Caught.upstream as exc:
             if stream is not None and stream.error is not None:  # the client's body, not the upstream
                 exchange.upstream_seconds = time.perf_counter() - started
                 await self._refuse_upload(exchange, channel, settle, stream.error)
@@ -164,17 +191,27 @@ class Forwarder:
             self._balancer.report(target, healthy, time.monotonic(), cause, sent)
         return True
 
-    def _client_settings(self, deployment: Deployment) -> tuple[aiohttp.ClientTimeout, SSLContext | bool]:
+    def _client_settings(self, deployment: Deployment) -> tuple[Timeouts, SSLContext | bool]:
         """The deployment's upstream timeouts and TLS context, built on its first request."""
         timeout = self._timeouts.get(deployment.name)
         if timeout is None:
-            timeout = self._timeouts[deployment.name] = aiohttp.ClientTimeout(
-                total=None, sock_connect=deployment.timeouts.connect, sock_read=deployment.timeouts.read
-            )
+            timeout = self._timeouts[deployment.name] = Timeouts(deployment.timeouts.connect, deployment.timeouts.read)
         tls = self._tls.get(deployment.name)
         if tls is None:
             tls = self._tls[deployment.name] = client_context(deployment.tls)
         return timeout, tls
+
+    def _client_timeout(self, name: str, timeout: Timeouts) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts for a deployment (built on its first request through aiohttp)."""
+        client = self._client_timeouts.get(name)
+        if client is None:
+            _with_aiohttp()
+            import aiohttp
+
+            client = self._client_timeouts[name] = aiohttp.ClientTimeout(
+                total=None, sock_connect=timeout.sock_connect, sock_read=timeout.sock_read
+            )
+        return client
 
     async def _whole(
         self,
@@ -261,7 +298,7 @@ class Forwarder:
                     await channel.body(out, True)
                 if relay.done:
                     break
-        except _UPSTREAM_ERRORS as exc:
+        except _Caught.upstream as exc:
             fault, cause = _fault(exc, name, midstream=True), repr(exc)
         except asyncio.CancelledError:  # the client left or the server stops: settled by the chain
             exchange.upstream_seconds = time.perf_counter() - started
@@ -303,7 +340,7 @@ class Forwarder:
                 if exchange.first_token_seconds is None:
                     exchange.first_token_seconds = time.perf_counter() - exchange.started_perf
                 await channel.body(chunk, True)
-        except _UPSTREAM_ERRORS as exc:
+        except _Caught.upstream as exc:
             exchange.error, cause = _fault(exc, exchange.deployment_name or "?", midstream=True), repr(exc)
             exchange.outcome = Outcome.FAILED
         except asyncio.CancelledError:
@@ -370,11 +407,7 @@ async def _streamed(exchange: Exchange, stream: BodyStream) -> AsyncIterator[byt
 def _streamed_transcript(exchange: Exchange, response: UpstreamResponse, stream: BodyStream | None) -> bool:
     """Whether the answer is a transcript's event stream (`stream=true`), to relay as it comes (priced
     from the upload, as a transcript in text is)."""
-    return (
-        exchange.audio is not None
-        and response.content_type == _SSE
-        and (stream is None or stream.error is None)
-    )
+    return exchange.audio is not None and response.content_type == _SSE and (stream is None or stream.error is None)
 
 
 def _transcript_streamed(exchange: Exchange) -> None:
@@ -422,7 +455,7 @@ def _truncated(deployment: str) -> GatewayError:
 
 
 def _fault(exc: BaseException, deployment: str, midstream: bool = False) -> GatewayError:
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):  # aiohttp's ServerTimeoutError is one
         return GatewayError(
             504, "upstream_timeout", f"the upstream of {deployment!r} did not answer in time", kind="upstream_error"
         )

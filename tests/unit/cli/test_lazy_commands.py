@@ -45,12 +45,13 @@ def test_a_lazy_subcommand_runs_with_its_own_options() -> None:
     assert wrong.exit_code == 2 and "No such command" in wrong.output, wrong.output
 
 
-def test_a_gateway_process_never_imports_rich() -> None:
+def test_a_gateway_process_imports_neither_rich_nor_aiohttp() -> None:
     """`costwarden serve` imports the command line, the runtime and the fast engine, and prints its banner
-    with click: rich (tables, progress bars for the other commands) stays out of every worker's memory."""
+    with click: rich (tables, progress bars for the other commands) stays out of every worker's memory, and
+    aiohttp (streamed uploads, the asgi engine, alerts, callbacks) is imported when first used."""
     probe = (
         "import sys, costwarden.cli.main, costwarden.app.runtime, costwarden.app.fast_serve\n"
-        "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rich', 'aiohttp')))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
