@@ -13,6 +13,7 @@ import pytest
 
 from costwarden.domain.record import UsageRecord
 from costwarden.storage.spool import Spool, read_folder, remove_folder
+from tests.unit.loop_calls import count_loop_lookups
 from tests.unit.storage.sample import dead_folder, jsonl, record
 
 
@@ -183,14 +184,7 @@ async def test_a_failed_grouped_write_fails_every_waiter(spool: Spool, monkeypat
 async def test_grouped_appends_ask_for_the_running_loop_once(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
     """CPython 3.11's `asyncio.get_running_loop()` makes a getpid() system call (1.6 us on this VM):
     the spool keeps its loop instead of asking on every request."""
-    asked: list[int] = []
-    real = asyncio.get_running_loop
-
-    def counted() -> asyncio.AbstractEventLoop:
-        asked.append(1)
-        return real()
-
-    monkeypatch.setattr("costwarden.storage.spool.asyncio.get_running_loop", counted)
+    asked = count_loop_lookups(monkeypatch)
     for turn in range(5):
         await asyncio.gather(*(spool.append_grouped(record(f"{turn}-{i}")) for i in range(3)))
     assert len(asked) == 1  # 15 before

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from costwarden.upstream.pool import MAX_TARGETS, Broken, NotSent, UpstreamPool
+from tests.unit.loop_calls import count_loop_lookups
 
 Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TIMEOUT = SimpleNamespace(sock_connect=2.0, sock_read=0.5)
@@ -300,14 +301,7 @@ async def test_a_response_does_not_ask_for_the_running_loop(
     once, its responses use its loop."""
     url, _ = await upstream(keep_alive)
     pool = UpstreamPool()
-    asked: list[int] = []
-    real = asyncio.get_running_loop
-
-    def counted() -> asyncio.AbstractEventLoop:
-        asked.append(1)
-        return real()
-
-    monkeypatch.setattr("costwarden.upstream.pool.asyncio.get_running_loop", counted)
+    asked = count_loop_lookups(monkeypatch)
     for i in range(10):
         async with pool.request("GET", f"{url}/{i}", data=None, headers={}, timeout=TIMEOUT) as response:
             assert await response.read() == f"/{i}".encode()
