@@ -1,11 +1,14 @@
 """asyncio helpers shared by the gateway's background loops: a periodic task, waiting on an event
-with a timeout, cancelling tasks."""
+with a timeout, cancelling tasks, a reply timeout that does not count a stalled loop's time, and
+importing aiohttp off the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import FrameType
@@ -22,6 +25,66 @@ async def wait_event(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(seconds):
             await event.wait()
+
+
+async def load_aiohttp() -> None:
+    """Import aiohttp in a worker thread (once; then at once): 150-250 ms of imports on an idle machine,
+    more on a loaded one, that on the event loop would stall every request in flight (a fail-closed
+    budget's Redis admissions then time out, and a burst answers 503). A gateway imports it when it first
+    sends through it (the asgi engine at start, a streamed upload, an alert, a job callback); the fast
+    engine without those never does (upstream/lazy_session.py)."""
+    module = sys.modules.get("aiohttp")
+    if module is not None and not getattr(module.__spec__, "_initializing", False):
+        return
+    await asyncio.to_thread(importlib.import_module, "aiohttp")
+
+
+class ReplyTimeout:
+    """`async with ReplyTimeout(loop, seconds):` like `asyncio.timeout(seconds)`, for waiting on a peer's
+    reply, except that time the event loop itself was stalled (an import, a GC pause, a CPU-starved
+    process) is not counted against the peer.
+
+    With `asyncio.timeout`, when the loop is busy past the deadline, the reply that arrived meanwhile
+    and the timer become due in the same turn, and the timer wins: the task is cancelled with its
+    reply in hand, and a healthy peer looks unreachable (a fail-closed budget then refuses with 503
+    under a burst). Here a timer that fires `STALL_S` or more late (the loop was stalled at the
+    deadline) grants the peer that lateness once more, in which the loop reads what arrived; a peer
+    that never answers still times out, after at most twice `seconds` (when the loop stalled too).
+    """
+
+    STALL_S = 0.005
+
+    __slots__ = ("_extended", "_handle", "_loop", "_seconds", "_timeout", "_when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self._loop = loop
+        self._seconds = seconds
+        self._timeout = asyncio.timeout(None)
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+        self._extended = False
+
+    async def __aenter__(self) -> ReplyTimeout:
+        await self._timeout.__aenter__()
+        self._when = when = self._loop.time() + self._seconds
+        self._handle = self._loop.call_at(when, self._fire)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        await self._timeout.__aexit__(*exc_info)
+
+    def _fire(self) -> None:
+        now = self._loop.time()
+        late = now - self._when
+        if late >= self.STALL_S and not self._extended:
+            self._extended = True
+            self._when = now + min(late, self._seconds)
+            self._handle = self._loop.call_at(self._when, self._fire)
+            return
+        self._handle = None
+        self._timeout.reschedule(now)  # expires: cancels the waiting task at the next turn
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:

@@ -9,6 +9,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
+from costwarden.aio import load_aiohttp
 from costwarden.config.alerts import SinkSettings
 
 if TYPE_CHECKING:  # made on first use (app/runtime.py): a gateway that sends nothing through it never imports it
@@ -61,7 +62,8 @@ async def post_json(
 ) -> int:
     """POST `body` until a 2xx answer; return how many attempts it took. `headers` is called for
     each attempt (a signature may carry the attempt's time). Raises DeliveryFailed on giving up."""
-    import aiohttp  # here, not at import: the session is made on first use (app/runtime.py)
+    await load_aiohttp()  # in a thread, not on the event loop: the session is made on first use (app/runtime.py)
+    import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
     attempts = settings.max_retries + 1

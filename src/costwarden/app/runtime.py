@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry
 
+from costwarden.aio import load_aiohttp
 from costwarden.alerts.dispatcher import AlertDispatcher
 from costwarden.alerts.factory import build_dispatcher
 from costwarden.app.batch_parts import BatchParts
@@ -173,6 +174,8 @@ class Runtime:
         if self.batch is not None:
             await self.batch.queue.open()
         self._session = session = _client_session()
+        if self.config.server.engine == "asgi":  # it forwards through aiohttp: loaded now, not by the first request
+            await load_aiohttp()
         # A new leader takes the lease when it expires and adopts the firing alerts at its next tick.
         failover = self.lease.ttl_s + self.config.governance.evaluate_every_seconds
         self._alerts = build_dispatcher(self.config.alerts, self._session, self.store, failover)

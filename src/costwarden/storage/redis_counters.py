@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from costwarden.aio import ReplyTimeout
 from costwarden.domain.admission import (
     AdmissionRequest,
     AdmissionResult,
@@ -77,8 +78,9 @@ class _Lane:
     admissions) cost one write and one wake-up, not one each. A batch waits at most `wait` seconds
     for a free connection; connecting is bounded as redis-py bounds it, then each attempt's send and
     replies by `timeout` seconds as a whole (one timer, not the task per send of redis-py's socket
-    timeout); it is retried once, on a broken connection only (e.g. pooled ones after Redis
-    restarted): an admission may then hold twice, which is conservative (the extra hold expires)."""
+    timeout, and one that does not count a stalled loop's time: `ReplyTimeout`); it is retried once,
+    on a broken connection only (e.g. pooled ones after Redis restarted): an admission may then hold
+    twice, which is conservative (the extra hold expires)."""
 
     def __init__(self, pool: aioredis.ConnectionPool, size: int, wait: float, timeout: float) -> None:
         self._kwargs = pool.connection_kwargs
@@ -163,7 +165,8 @@ class _Lane:
                         await conn.connect()  # type: ignore[no-untyped-call]
                     finally:
                         conn.socket_timeout = None  # from here on, the one timer below
-                async with asyncio.timeout(self._timeout):
+                # a stalled loop is not Redis's fault: its time is not counted (costwarden.aio)
+                async with ReplyTimeout(asyncio.get_running_loop(), self._timeout):
                     await conn.send_packed_command(packed, check_health=False)
                     replies: list[bytes | ResponseError] = []
                     for _ in range(count):

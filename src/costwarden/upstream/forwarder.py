@@ -20,6 +20,7 @@ from ssl import SSLContext
 from typing import TYPE_CHECKING, NamedTuple
 from typing import Protocol as Shape
 
+from costwarden.aio import load_aiohttp
 from costwarden.chain.body_stream import BodyStream
 from costwarden.chain.exchange import Exchange
 from costwarden.chain.route import retarget
@@ -103,6 +104,7 @@ class Forwarder:
     def __init__(self, session: aiohttp.ClientSession, balancer: Balancer, pool: UpstreamPool | None = None) -> None:
         self._session = session
         self._pool = pool
+        self._aiohttp = False  # aiohttp loaded (in a thread, at the first send through it)
         self._balancer = balancer
         self._timeouts: dict[str, Timeouts] = {}  # built once per deployment
         self._client_timeouts: dict[str, aiohttp.ClientTimeout] = {}  # the same as aiohttp's, on its first use
@@ -146,16 +148,7 @@ class Forwarder:
             body = exchange.upstream_body or None
             sending = pool.request(exchange.method, url, data=body, headers=headers, timeout=timeout, ssl=tls)
         else:
-            sending = self._session.request(
-                exchange.method,
-                url,
-                data=(exchange.upstream_body or None) if stream is None else _streamed(exchange, stream),
-                headers=headers,
-                skip_auto_headers=_SKIP_AUTO,
-                timeout=self._client_timeout(deployment.name, timeout),
-                allow_redirects=False,
-                ssl=tls,
-            )
+            sending = await self._through_aiohttp(exchange, url, headers, stream, deployment.name, timeout, tls)
         try:
             async with sending as response:
                 exchange.upstream_status = response.status
@@ -190,6 +183,31 @@ class Forwarder:
         finally:
             self._balancer.report(target, healthy, time.monotonic(), cause, sent)
         return True
+
+    async def _through_aiohttp(
+        self,
+        exchange: Exchange,
+        url: str,
+        headers: dict[str, str],
+        stream: BodyStream | None,
+        name: str,
+        timeouts: Timeouts,
+        tls: SSLContext | bool,
+    ) -> AbstractAsyncContextManager[UpstreamResponse]:
+        """The request sent through aiohttp (a streamed upload, the asgi engine)."""
+        if not self._aiohttp:  # imported off the event loop, once (upstream/lazy_session.py)
+            await load_aiohttp()
+            self._aiohttp = True
+        return self._session.request(
+            exchange.method,
+            url,
+            data=(exchange.upstream_body or None) if stream is None else _streamed(exchange, stream),
+            headers=headers,
+            skip_auto_headers=_SKIP_AUTO,
+            timeout=self._client_timeout(name, timeouts),
+            allow_redirects=False,
+            ssl=tls,
+        )
 
     def _client_settings(self, deployment: Deployment) -> tuple[Timeouts, SSLContext | bool]:
         """The deployment's upstream timeouts and TLS context, built on its first request."""
