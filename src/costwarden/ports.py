@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from costwarden.domain.admission import AdmissionRequest, AdmissionResult, BudgetCheck, BudgetSeed, Settlement
@@ -38,6 +38,10 @@ class LedgerStore(Protocol):
     async def write(self, records: Sequence[UsageRecord]) -> int: ...
 
     async def spend(self, query: SpendQuery) -> SpendReport: ...
+
+    async def spend_encoded(self, query: SpendQuery, encode: Callable[[SpendReport], bytes]) -> bytes:
+        """`encode(spend(query))`, both away from the event loop (`encode`: a module-level function,
+        which a store may run in another process: SQLite's report process)."""
 
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         """The `n` costliest groups of `query` (grouped by one dimension or more; no percentiles),

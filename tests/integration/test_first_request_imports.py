@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import GatewayFactory
-from tests.integration.setup_config import KEYS
+from tests.integration.setup_config import ADMIN_TOKEN, KEYS
 
 _TOP = re.compile(r"import time:\s+\d+ \|\s+(\d+) \| (\S+)$")  # a top-level import: its total microseconds, name
 
@@ -37,6 +37,11 @@ def test_a_gateway_imports_nothing_while_it_serves_its_first_requests(
         assert client.post("/v1/chat/completions", json={**chat, "model": "nope"}).status_code == 404
         assert client.post("/v1/chat/completions", content=b"{").status_code == 400
         assert client.get("/v1/models").status_code == 200
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=gateway.admin_url, headers=admin, timeout=10) as client:
+        for path in ("/admin/v1/spend", "/admin/v1/budgets", "/admin/v1/keys", "/admin/v1/alerts"):
+            assert client.get(path).status_code == 200, path
+        assert client.get("/scaling/v1/chat").status_code == 404  # past the token check: no `compute.scaling`
     serving = gateway.output().splitlines()[len(started) :]
     imported = [match.groups() for line in serving if (match := _TOP.search(line))]
     assert imported == [], f"imported while serving (microseconds, module): {imported}"

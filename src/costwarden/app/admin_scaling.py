@@ -49,7 +49,7 @@ class ScaleModel(BaseModel):
 def add_scaling_routes(api: FastAPI, runtime: Runtime) -> None:
     tokens = [t for t in (runtime.config.server.admin_token, runtime.config.server.scaling_token) if t]
 
-    def reader(credentials: Credentials) -> None:
+    async def reader(credentials: Credentials) -> None:  # async: FastAPI would run a def in a thread pool
         if not tokens:
             raise HTTPException(403, "the scaling API is disabled: set server.scaling_token or server.admin_token")
         value = ("" if credentials is None else credentials.credentials.strip()).encode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -303,6 +303,10 @@ class PostgresStore:
     async def spend(self, query: SpendQuery) -> SpendReport:
         async with self.reads.acquire() as conn:
             return await spend_postgres(conn, query)
+
+    async def spend_encoded(self, query: SpendQuery, encode: Callable[[SpendReport], bytes]) -> bytes:
+        report = await self.spend(query)
+        return await asyncio.to_thread(encode, report)
 
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         async with self.reads.acquire() as conn:

@@ -27,6 +27,7 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_of, record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
+from costwarden.storage.report_process import Encode, ReportProcess, connect
 from costwarden.storage.retention import SQLITE_PRUNE
 from costwarden.storage.rollup_fold import (
     FOLD_LIMIT,
@@ -46,12 +47,11 @@ from costwarden.storage.rollup_write import (
     backfill_sqlite,
     derive_sqlite,
     mark_sqlite,
-    register_sqlite,
     stored_sqlite,
 )
 from costwarden.storage.rollup_write import MIGRATION as ROLLUP_MIGRATION
 from costwarden.storage.span_reads import spans_sqlite
-from costwarden.storage.sqlite_conn import open_wal, sqlite_path
+from costwarden.storage.sqlite_conn import sqlite_path
 
 T = TypeVar("T")
 # Errors that say "this data cannot be stored", as opposed to "the database cannot be reached".
@@ -170,6 +170,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._probe_conn: sqlite3.Connection | None = None
+        self._reports = ReportProcess(path)  # spawned on the first encoded report
         self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
         self._rows_since = 0  # rows stored since then
         self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None, limit=SQLITE_FOLD_LIMIT)
@@ -190,9 +191,7 @@ class SQLiteStore:
         return await loop.run_in_executor(self._reader, self._call_reader, fn)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = open_wal(self.path)
-        register_sqlite(conn)
-        return conn
+        return connect(self.path)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -248,6 +247,7 @@ class SQLiteStore:
                 raise
 
     async def close(self) -> None:
+        await self._reports.close()
         await self._fold.close()
 
         def _close(conn: sqlite3.Connection) -> None:
@@ -313,6 +313,14 @@ class SQLiteStore:
 
     async def spend(self, query: SpendQuery) -> SpendReport:
         return await self._read(lambda conn: spend_sqlite(conn, query))
+
+    async def spend_encoded(self, query: SpendQuery, encode: Encode) -> bytes:
+        """In the report process (storage/report_process.py); on the reader's thread when it cannot."""
+        if self.path != ":memory:":
+            body = await self._reports.spend(query, encode)
+            if body is not None:
+                return body
+        return await self._read(lambda conn: encode(spend_sqlite(conn, query)))
 
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         return await self._read(lambda conn: top_sqlite(conn, query, n))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 
@@ -36,6 +36,9 @@ class CountingLedger:
 
     async def write(self, records: Sequence[UsageRecord]) -> int:
         return 0
+
+    async def spend_encoded(self, query: SpendQuery, encode: Callable[[SpendReport], bytes]) -> bytes:
+        return encode(await self.spend(query))
 
     async def spend(self, query: SpendQuery) -> SpendReport:
         self.queries.append(query)

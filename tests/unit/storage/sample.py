@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,9 @@ class MemoryLedger:
         return new
 
     async def spend(self, query: SpendQuery) -> SpendReport:
+        raise NotImplementedError("not needed by the recorder")
+
+    async def spend_encoded(self, query: SpendQuery, encode: Callable[[SpendReport], bytes]) -> bytes:
         raise NotImplementedError("not needed by the recorder")
 
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
