@@ -131,7 +131,7 @@ async def test_a_spend_report_is_computed_and_encoded_in_another_process(app: Co
 
 
 def _spawned_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process().children() if "costwarden.storage.report_worker" in p.cmdline()]
+    return [p for p in psutil.Process().children() if "costwarden.storage.report_worker" in " ".join(p.cmdline())]
 
 
 def test_a_months_spend_body_holds_the_gil_a_slice_of_rows_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,6 +28,8 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_of, record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations, statements
+from costwarden.storage.report_children import spend_postgres_encoded
+from costwarden.storage.report_process import ReportProcess
 from costwarden.storage.retention import POSTGRES_PRUNE, POSTGRES_PRUNE_PARTITIONED
 from costwarden.storage.rollup_fold import FOLD_LIMIT, FoldSchedule, add_delta_postgres, collect, fold_postgres
 from costwarden.storage.rollup_report import series_postgres, spend_postgres, top_postgres
@@ -146,6 +148,7 @@ class PostgresStore:
         self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None)
         self._partitioned = False  # monthly partitions (storage/partitions.py), found at open
         self._partition = partition
+        self._reports = ReportProcess()  # started on the first encoded report
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -228,6 +231,7 @@ class PostgresStore:
         return moved
 
     async def close(self) -> None:
+        await self._reports.close()
         await self._fold.close()
         if self._reads is not None:
             await self._reads.close()
@@ -305,6 +309,11 @@ class PostgresStore:
             return await spend_postgres(conn, query)
 
     async def spend_encoded(self, query: SpendQuery, encode: Callable[[SpendReport], bytes]) -> bytes:
+        """In the report process (storage/report_process.py) on a connection of its own; here, the
+        statements on the read pool and the Python in a worker thread, when it cannot."""
+        body = await self._reports.run(spend_postgres_encoded, self.dsn, query, encode)
+        if body is not None:
+            return body
         report = await self.spend(query)
         return await asyncio.to_thread(encode, report)
 

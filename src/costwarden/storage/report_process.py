@@ -1,18 +1,18 @@
-"""A SQLite ledger's spend reports in a process of their own: the gateway's probes do not wait for them.
+"""A ledger's spend reports in a process of their own: the gateway's probes do not wait for them.
 
 A month's report by team and deployment is ~0.3 s of Python (adding up cells, merging histograms,
 encoding thousands of rows) plus the garbage collections its objects set off. In the gateway's
 process, even in a worker thread, that work holds the GIL in stretches the event loop must wait out:
-`/healthz` took up to 19 ms during reports on an idle machine, 80+ ms on a loaded one (issue 14).
-Here one child (storage/report_worker.py, started on the first report and kept
-until the store closes) opens its own read connection and returns the report already encoded; the
-gateway only relays its bytes.
+`/healthz` took up to 10-19 ms during reports on an idle machine, 80+ ms on a loaded one (issue 14).
+Here one child (storage/report_worker.py, started on the first report and kept until the store
+closes) opens its own connection to the ledger and returns the report already encoded
+(storage/report_children.py); the gateway only relays the bytes.
 
 Not `multiprocessing`: its spawn runs the parent's `__main__` again in the child, which a program
 that embeds the gateway without a `__main__` guard does not survive. Requests and replies are
-pickled, one at a time, length-prefixed, over the child's stdin and stdout, from a worker thread. `encode` must be a
-module-level function (it is pickled by name). When the child cannot answer (it died, or could not
-start), the report runs in the caller's thread instead, and the next one starts a new child.
+pickled, one at a time, length-prefixed, over the child's stdin and stdout, from a worker thread.
+When the child cannot answer (it died, or could not start), the caller runs the report itself, and
+the next one starts a new child.
 """
 
 from __future__ import annotations
@@ -22,17 +22,11 @@ import contextlib
 import json
 import logging
 import pickle
-import sqlite3
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from typing import IO, Any
-
-from costwarden.domain.report import SpendQuery, SpendReport
-from costwarden.storage.rollup_report import spend_sqlite
-from costwarden.storage.rollup_write import register_sqlite
-from costwarden.storage.sqlite_conn import open_wal
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +35,7 @@ _BOOT = (
     "from costwarden.storage.report_worker import main; main()"
 )
 
-Encode = Callable[[SpendReport], bytes]
 HEAD = 8  # bytes of a message's length
-
-_CONNECTIONS: dict[str, sqlite3.Connection] = {}  # in the child: one read connection per ledger
-
-
-def connect(path: str) -> sqlite3.Connection:
-    conn = open_wal(path)
-    register_sqlite(conn)
-    return conn
-
-
-def encoded_spend(path: str, query: SpendQuery, encode: Encode) -> bytes:
-    """In the child: the report of `query`, encoded."""
-    conn = _CONNECTIONS.get(path)
-    if conn is None:
-        conn = _CONNECTIONS[path] = connect(path)
-    return encode(spend_sqlite(conn, query))
 
 
 def framed(value: object) -> bytes:
@@ -78,13 +55,12 @@ def read_exactly(stream: IO[bytes], size: int) -> bytes | None:
 
 
 class ReportProcess:
-    """The child that runs reports of the ledger at `path`, one at a time. Each exchange runs in a
+    """The child that runs reports, one at a time. Each exchange runs in a
     worker thread, blocking on the pipes (the GIL is free meanwhile), the child's start included
     (starting it on the event loop stalled the loop 14 ms). A caller that stops waiting leaves the
     exchange to finish in its thread, so the next request gets its own reply."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -93,10 +69,11 @@ class ReportProcess:
         proc = self._proc
         return proc.pid if proc is not None else None
 
-    async def spend(self, query: SpendQuery, encode: Encode) -> bytes | None:
-        """The encoded report, or None when the child could not run it (the caller runs it then).
-        An error the report raised in the child is raised here."""
-        ok, value = await asyncio.to_thread(self._ask, (encoded_spend, (self._path, query, encode)))
+    async def run(self, function: Callable[..., bytes], *args: object) -> bytes | None:
+        """`function(*args)` in the child (a module-level function and picklable arguments: an encoded
+        report, storage/report_children.py), or None when the child could not run it (the caller runs it
+        then). An error it raised in the child is raised here."""
+        ok, value = await asyncio.to_thread(self._ask, (function, args))
         if ok is None:
             return None
         if not ok:

@@ -27,7 +27,8 @@ from costwarden.storage.alerts_codec import ALERT_COLUMNS, alert_from_row, alert
 from costwarden.storage.keys_codec import KEY_COLUMNS, KEY_CURSOR_SQL, key_row, keys_from_rows
 from costwarden.storage.ledger_codec import record_of, record_values
 from costwarden.storage.migrations import SCHEMA_TABLE, migrations
-from costwarden.storage.report_process import Encode, ReportProcess, connect
+from costwarden.storage.report_children import Encode, connect_sqlite, spend_sqlite_encoded
+from costwarden.storage.report_process import ReportProcess
 from costwarden.storage.retention import SQLITE_PRUNE
 from costwarden.storage.rollup_fold import (
     FOLD_LIMIT,
@@ -170,7 +171,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._probe_conn: sqlite3.Connection | None = None
-        self._reports = ReportProcess(path)  # spawned on the first encoded report
+        self._reports = ReportProcess()  # started on the first encoded report
         self._analyzed_rows = 0  # the ledger's size at the last ANALYZE
         self._rows_since = 0  # rows stored since then
         self._fold = FoldSchedule(self.fold, rows=FOLD_LIMIT if background_fold else None, limit=SQLITE_FOLD_LIMIT)
@@ -191,7 +192,7 @@ class SQLiteStore:
         return await loop.run_in_executor(self._reader, self._call_reader, fn)
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path)
+        return connect_sqlite(self.path)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -317,7 +318,7 @@ class SQLiteStore:
     async def spend_encoded(self, query: SpendQuery, encode: Encode) -> bytes:
         """In the report process (storage/report_process.py); on the reader's thread when it cannot."""
         if self.path != ":memory:":
-            body = await self._reports.spend(query, encode)
+            body = await self._reports.run(spend_sqlite_encoded, self.path, query, encode)
             if body is not None:
                 return body
         return await self._read(lambda conn: encode(spend_sqlite(conn, query)))
