@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 log = logging.getLogger(__name__)
@@ -56,13 +57,17 @@ def read_exactly(stream: IO[bytes], size: int) -> bytes | None:
 
 class ReportProcess:
     """The child that runs reports, one at a time. Each exchange runs in a
-    worker thread, blocking on the pipes (the GIL is free meanwhile), the child's start included
+    thread of this object's, blocking on the pipes (the GIL is free meanwhile), the child's start included
     (starting it on the event loop stalled the loop 14 ms). A caller that stops waiting leaves the
     exchange to finish in its thread, so the next request gets its own reply."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        # A thread of its own: reports that queue (many at once) wait here, not in asyncio's executor,
+        # whose few threads the metrics exposition and the stores' other work need.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-report")
+        self._closed = False
 
     @property
     def pid(self) -> int | None:
@@ -73,7 +78,8 @@ class ReportProcess:
         """`function(*args)` in the child (a module-level function and picklable arguments: an encoded
         report, storage/report_children.py), or None when the child could not run it (the caller runs it
         then). An error it raised in the child is raised here."""
-        ok, value = await asyncio.to_thread(self._ask, (function, args))
+        loop = asyncio.get_running_loop()
+        ok, value = await loop.run_in_executor(self._thread, self._ask, (function, args))
         if ok is None:
             return None
         if not ok:
@@ -88,9 +94,14 @@ class ReportProcess:
 
     def _ask(self, request: object) -> tuple[bool | None, Any]:
         with self._lock:
+            if self._closed:  # queued when the store closed: no child is started again
+                return None, None
             try:
                 proc = self._proc
-                if proc is None or proc.poll() is not None:
+                if proc is not None and proc.poll() is not None:  # it died since: its pipes are closed first
+                    self._stop(0)
+                    proc = None
+                if proc is None:
                     proc = self._proc = self._start()
                 assert proc.stdin is not None and proc.stdout is not None
                 proc.stdin.write(framed(request))
@@ -124,4 +135,6 @@ class ReportProcess:
 
     async def close(self) -> None:
         """Stop the child: its stdin closes and it exits; killed if it is still in a report after 2 s."""
+        self._closed = True
         await asyncio.to_thread(self._stop, 2.0)
+        self._thread.shutdown(wait=False)
