@@ -79,8 +79,19 @@ class StreamRelay:
                 await client_w.drain()
             client_w.close()
 
-        with contextlib.suppress(ConnectionError):
-            await asyncio.gather(requests(), replies())
+        # Both ways at once; when one fails (a connection reset), the other is cancelled (gather would
+        # leave it running after this handler ended, its sockets open).
+        ways = [asyncio.ensure_future(requests()), asyncio.ensure_future(replies())]
+        try:
+            await asyncio.wait(ways, return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # neither socket is left open, whatever ended the connection
+            for way in ways:
+                way.cancel()
+            await asyncio.gather(*ways, return_exceptions=True)
+            for writer in (up_w, client_w):
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
 
 
 def _note(line: bytes, now: float, current: list[Timed]) -> None:
