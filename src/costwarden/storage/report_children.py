@@ -5,6 +5,7 @@ name."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,6 +24,21 @@ _SQLITE: dict[str, sqlite3.Connection] = {}  # in the child: a read connection p
 _POSTGRES: dict[str, tuple[asyncio.AbstractEventLoop, asyncpg.Connection]] = {}
 APPLICATION = "costwarden-report"  # the child's connection, as pg_stat_activity names it
 _SETTINGS = {"jit": "off", "application_name": APPLICATION}
+
+
+def _close_all() -> None:
+    """At the child's exit (the gateway closed its stdin): the connections end cleanly (PostgreSQL would
+    log an unexpected end of each)."""
+    for conn in _SQLITE.values():
+        conn.close()
+    for loop, pg in _POSTGRES.values():
+        loop.run_until_complete(pg.close(timeout=2))
+        loop.close()
+    _SQLITE.clear()
+    _POSTGRES.clear()
+
+
+atexit.register(_close_all)  # a no-op in the gateway, which imports this module without connecting
 
 
 def connect_sqlite(path: str) -> sqlite3.Connection:

@@ -56,10 +56,10 @@ def read_exactly(stream: IO[bytes], size: int) -> bytes | None:
 
 
 class ReportProcess:
-    """The child that runs reports, one at a time. Each exchange runs in a
-    thread of this object's, blocking on the pipes (the GIL is free meanwhile), the child's start included
-    (starting it on the event loop stalled the loop 14 ms). A caller that stops waiting leaves the
-    exchange to finish in its thread, so the next request gets its own reply."""
+    """The child that runs reports, one at a time. Each exchange runs in a thread of this object's,
+    blocking on the pipes (the GIL is free meanwhile), the child's start included (starting it on the
+    event loop stalled the loop 14 ms). A caller that stops waiting leaves the exchange to finish in
+    its thread, so the next request gets its own reply."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
@@ -68,11 +68,6 @@ class ReportProcess:
         # whose few threads the metrics exposition and the stores' other work need.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-report")
         self._closed = False
-
-    @property
-    def pid(self) -> int | None:
-        proc = self._proc
-        return proc.pid if proc is not None else None
 
     async def run(self, function: Callable[..., bytes], *args: object) -> bytes | None:
         """`function(*args)` in the child (a module-level function and picklable arguments: an encoded
@@ -112,7 +107,7 @@ class ReportProcess:
                     raise EOFError(f"the report process ended (exit code {proc.poll()})")
                 reply: tuple[bool, Any] = pickle.loads(body)
                 return reply
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:  # ValueError: closed meanwhile
                 failure = f"{type(exc).__name__}: {exc}"
                 log.warning("the report process failed (%s); this report runs in the gateway", failure)
                 self._stop(0)
