@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,6 +20,7 @@ import pytest
 from costwarden.app.spend_body import spend_body
 from costwarden.domain.report import SpendQuery, SpendReport
 from costwarden.ports import Store
+from costwarden.storage import report_process
 from costwarden.storage.postgres import PostgresStore
 from costwarden.storage.report_children import APPLICATION
 from costwarden.storage.sqlite import SQLiteStore
@@ -143,3 +147,29 @@ async def test_an_in_memory_ledger_reports_in_its_own_thread() -> None:
         assert (await memory.spend_encoded(QUERY, pid_of)).split() == [str(os.getpid()).encode(), b"1"]
     finally:
         await memory.close()
+
+
+async def test_children_that_cannot_start_are_given_up_after_three(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Python that cannot run the child (here: one that exits at once) costs three starts, not one a
+    report: then every report runs in the gateway, and the log says why once."""
+    monkeypatch.setattr(report_process, "_BOOT", "import sys; sys.exit(3)")
+    started: list[int] = []
+    popen = subprocess.Popen
+
+    def counted(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(1)
+        return popen(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", counted)
+    sqlite = SQLiteStore(str(tmp_path / "ledger.db"))
+    await sqlite.open()
+    try:
+        await _filled(sqlite)
+        for _ in range(5):
+            assert (await _where(sqlite)) == [str(os.getpid()).encode(), b"300"]
+    finally:
+        await sqlite.close()
+    assert len(started) == report_process.GIVE_UP == 3
+    assert sum("failed in a row" in r.message for r in caplog.records) == 1

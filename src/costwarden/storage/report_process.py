@@ -37,6 +37,7 @@ _BOOT = (
 )
 
 HEAD = 8  # bytes of a message's length
+GIVE_UP = 3  # children that failed in a row before the gateway runs every report itself (logged once)
 
 
 def framed(value: object) -> bytes:
@@ -68,6 +69,7 @@ class ReportProcess:
         # whose few threads the metrics exposition and the stores' other work need.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-report")
         self._closed = False
+        self._failures = 0  # exchanges failed in a row; at GIVE_UP the gateway stops starting children
 
     async def run(self, function: Callable[..., bytes], *args: object) -> bytes | None:
         """`function(*args)` in the child (a module-level function and picklable arguments: an encoded
@@ -89,7 +91,7 @@ class ReportProcess:
 
     def _ask(self, request: object) -> tuple[bool | None, Any]:
         with self._lock:
-            if self._closed:  # queued when the store closed: no child is started again
+            if self._closed or self._failures >= GIVE_UP:  # closed, or children cannot run here
                 return None, None
             try:
                 proc = self._proc
@@ -106,12 +108,22 @@ class ReportProcess:
                 if body is None:
                     raise EOFError(f"the report process ended (exit code {proc.poll()})")
                 reply: tuple[bool, Any] = pickle.loads(body)
-                return reply
             except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:  # ValueError: closed meanwhile
+                self._failures += 1
                 failure = f"{type(exc).__name__}: {exc}"
                 log.warning("the report process failed (%s); this report runs in the gateway", failure)
+                if self._failures == GIVE_UP:
+                    log.error(
+                        "%d report processes failed in a row (the last: %s); reports run in the gateway "
+                        "from now on, and its probes wait for them (check that `%s -I` can import costwarden)",
+                        GIVE_UP,
+                        failure,
+                        sys.executable,
+                    )
                 self._stop(0)
                 return None, None
+            self._failures = 0
+            return reply
 
     def _stop(self, grace_s: float) -> None:
         proc, self._proc = self._proc, None
