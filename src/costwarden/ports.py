@@ -41,7 +41,7 @@ class LedgerStore(Protocol):
 
     async def spend_encoded(self, query: SpendQuery, encode: Callable[[SpendReport], bytes]) -> bytes:
         """`encode(spend(query))`, both away from the event loop (`encode`: a module-level function,
-        which a store may run in another process: SQLite's report process)."""
+        which a store runs in its report process: storage/report_process.py)."""
 
     async def top(self, query: SpendQuery, n: int) -> list[SpendRow]:
         """The `n` costliest groups of `query` (grouped by one dimension or more; no percentiles),

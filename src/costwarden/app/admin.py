@@ -103,7 +103,7 @@ def build_admin(runtime: Runtime) -> FastAPI:
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from exc
         # A month by team and deployment is thousands of rows: ~0.3 s of Python to add up, check and
-        # encode, away from the event loop (a process of its own on SQLite): the same JSON FastAPI makes.
+        # encode, in the ledger's report process (storage/report_process.py): the same JSON FastAPI makes.
         return Response(await runtime.store.spend_encoded(query, spend_body), media_type="application/json")
 
     @api.get(
