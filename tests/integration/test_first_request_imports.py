@@ -37,6 +37,8 @@ def test_a_gateway_imports_nothing_while_it_serves_its_first_requests(
         assert client.post("/v1/chat/completions", json={**chat, "model": "nope"}).status_code == 404
         assert client.post("/v1/chat/completions", content=b"{").status_code == 400
         assert client.get("/v1/models").status_code == 200
+        refused = client.post("/v1/chat/completions", json=chat, headers={"Authorization": "Bearer sk-nobody"})
+        assert refused.status_code == 401
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     with httpx.Client(base_url=gateway.admin_url, headers=admin, timeout=10) as client:
         for path in ("/admin/v1/spend", "/admin/v1/budgets", "/admin/v1/keys", "/admin/v1/alerts"):
