@@ -10,6 +10,7 @@ import subprocess
 from decimal import Decimal
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import drop_costwarden_tables
@@ -147,3 +148,19 @@ def test_metrics_are_labelled_from_config_only(gateway: Gateway) -> None:
     assert "costwarden_inflight_requests{" in text
     assert 'outcome="rejected"' in text and 'team="none"' in text
     assert "no-such-model-xyz" not in text and "evil" not in text  # client strings never become labels
+
+
+def test_a_key_holders_own_spend_is_made_in_the_report_process(gateway: Gateway) -> None:
+    """`/v1/costwarden/spend` on the data-plane port is a report too: computed and encoded by the
+    ledger's report process (it was added up and encoded on the gateway's event loop), the same body."""
+    own = httpx.get(
+        gateway.url + "/v1/costwarden/spend",
+        params={"group_by": "project", "since": "1h"},
+        headers={"Authorization": f"Bearer {KEYS['search']}"},
+    )
+    assert own.status_code == 200, own.text
+    body = own.json()
+    assert body["team"] == "search" and body["rows"] == [] and body["total"]["requests"] == 0
+    assert gateway.proc is not None
+    children = psutil.Process(gateway.proc.pid).children(recursive=True)
+    assert any("costwarden.storage.report_worker" in " ".join(c.cmdline()) for c in children)

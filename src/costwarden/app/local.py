@@ -11,13 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from costwarden.app.gateway import LocalHandler, Scope, Send
 from costwarden.app.runtime import Runtime
+from costwarden.app.spend_body import own_spend_body
 from costwarden.app.worker_metrics import WorkerExposition
 from costwarden.chain.authenticate import presented_key
 from costwarden.domain.report import QueryError
 from costwarden.observability.exposition import Exposition
 from costwarden.protocols import openai
 from costwarden.protocols.errors import UNAUTHENTICATED, GatewayError
-from costwarden.services.reports import build_query, report_json, spend
+from costwarden.services.reports import build_query
 from costwarden.upstream.channel import ClientChannel
 
 JSON = (b"content-type", b"application/json")
@@ -86,8 +87,7 @@ def local_handlers(runtime: Runtime, workers: WorkerExposition | None = None) ->
         except QueryError as exc:
             await _reply(send, 400, openai.error_body(str(exc), "invalid_request_error", "invalid_query"))
             return
-        report = await spend(runtime.store, query)
-        await _reply(send, 200, orjson.dumps({"team": identity.team, **report_json(report)}))
+        await _reply(send, 200, await runtime.store.spend_encoded(query, own_spend_body))  # in the report process
 
     handlers: dict[str, Callable[[Scope, Send], Awaitable[None]]] = {
         path: _probe_handler(probe) for path, probe in probe_answers(runtime).items()

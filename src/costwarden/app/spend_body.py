@@ -1,8 +1,10 @@
-"""The `/admin/v1/spend` body: a module of its own, light to import, because a SQLite ledger's report
-process (storage/report_process.py) imports it to encode the report where it is computed."""
+"""The spend reports' bodies (`/admin/v1/spend`, a key holder's `/v1/costwarden/spend`): a module of its
+own, light to import, because the ledger's report process (storage/report_process.py) imports it to
+encode each report where it is computed."""
 
 from __future__ import annotations
 
+import orjson
 from pydantic import TypeAdapter
 
 from costwarden.app.admin_models import SpendReportModel, SpendRowModel
@@ -29,3 +31,10 @@ def spend_body(report: SpendReport) -> bytes:
         parts.append(_ROWS.dump_json(chunk, by_alias=True)[1:-1])  # the objects, without the list's brackets
     # The first `"rows":[]` is the field: a string value's quotes are escaped, `where` maps to strings.
     return head.replace(b'"rows":[]', b'"rows":[' + b",".join(parts) + b"]", 1)
+
+
+def own_spend_body(report: SpendReport) -> bytes:
+    """`/v1/costwarden/spend`: a key holder's own team's report, named by the query's team filter (the
+    route refuses any other team)."""
+    team = next(value for name, value in report.query.where if name == "team")
+    return orjson.dumps({"team": team, **report_json(report)})
