@@ -24,7 +24,6 @@ import logging
 import pickle
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
@@ -64,9 +63,8 @@ class ReportProcess:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
-        # A thread of its own: reports that queue (many at once) wait here, not in asyncio's executor,
-        # whose few threads the metrics exposition and the stores' other work need.
+        # One thread of its own runs every exchange, so they never overlap; reports that queue (many at
+        # once) wait here, not in asyncio's executor, whose few threads the metrics and the stores need.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costwarden-report")
         self._closed = False
         self._failures = 0  # exchanges failed in a row; at GIVE_UP the gateway stops starting children
@@ -90,40 +88,39 @@ class ReportProcess:
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def _ask(self, request: object) -> tuple[bool | None, Any]:
-        with self._lock:
-            if self._closed or self._failures >= GIVE_UP:  # closed, or children cannot run here
-                return None, None
-            try:
-                proc = self._proc
-                if proc is not None and proc.poll() is not None:  # it died since: its pipes are closed first
-                    self._stop(0)
-                    proc = None
-                if proc is None:
-                    proc = self._proc = self._start()
-                assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(framed(request))
-                proc.stdin.flush()
-                head = read_exactly(proc.stdout, HEAD)
-                body = None if head is None else read_exactly(proc.stdout, int.from_bytes(head, "big"))
-                if body is None:
-                    raise EOFError(f"the report process ended (exit code {proc.poll()})")
-                reply: tuple[bool, Any] = pickle.loads(body)
-            except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:  # ValueError: closed meanwhile
-                self._failures += 1
-                failure = f"{type(exc).__name__}: {exc}"
-                log.warning("the report process failed (%s); this report runs in the gateway", failure)
-                if self._failures == GIVE_UP:
-                    log.error(
-                        "%d report processes failed in a row (the last: %s); reports run in the gateway "
-                        "from now on, and its probes wait for them (check that `%s -I` can import costwarden)",
-                        GIVE_UP,
-                        failure,
-                        sys.executable,
-                    )
+        if self._closed or self._failures >= GIVE_UP:  # closed, or children cannot run here
+            return None, None
+        try:
+            proc = self._proc
+            if proc is not None and proc.poll() is not None:  # it died since: its pipes are closed first
                 self._stop(0)
-                return None, None
-            self._failures = 0
-            return reply
+                proc = None
+            if proc is None:
+                proc = self._proc = self._start()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(framed(request))
+            proc.stdin.flush()
+            head = read_exactly(proc.stdout, HEAD)
+            body = None if head is None else read_exactly(proc.stdout, int.from_bytes(head, "big"))
+            if body is None:
+                raise EOFError(f"the report process ended (exit code {proc.poll()})")
+            reply: tuple[bool, Any] = pickle.loads(body)
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:  # ValueError: closed meanwhile
+            self._failures += 1
+            failure = f"{type(exc).__name__}: {exc}"
+            log.warning("the report process failed (%s); this report runs in the gateway", failure)
+            if self._failures == GIVE_UP:
+                log.error(
+                    "%d report processes failed in a row (the last: %s); reports run in the gateway "
+                    "from now on, and its probes wait for them (check that `%s -I` can import costwarden)",
+                    GIVE_UP,
+                    failure,
+                    sys.executable,
+                )
+            self._stop(0)
+            return None, None
+        self._failures = 0
+        return reply
 
     def _stop(self, grace_s: float) -> None:
         proc, self._proc = self._proc, None
