@@ -13,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from tests.integration import ledger
 from tests.integration.conftest import GatewayFactory
 from tests.integration.echo_upstream import EchoUpstream, echo_upstream
 from tests.integration.procs import Gateway
@@ -79,3 +80,31 @@ def test_a_proxy_tail_reaches_the_upstream_as_sent(gateway_with: UpstreamGateway
     gateway = gateway_with([{"name": "echo", "protocol": "http", "upstream": echo.url, "pricing": prices}])
     assert send(gateway, "POST", "/proxy/%65cho/a%2Fb%20c/d", body=b"{}")[0] == 200
     assert [seen.raw_path for seen in echo.seen] == ["/a%2Fb%20c/d"]
+
+
+def test_a_proxy_path_with_a_dot_segment_is_a_recorded_404_even_when_its_body_never_ends(
+    on_engines: GatewayFactory,
+) -> None:
+    """No route, as above, but in the proxy's error shape, with a request id and a ledger record like every
+    other refusal of an inference path: it was the admin app's bare 404, and with a body that never
+    arrived a 408 with neither (the fuzz test's `GET /proxy/textproxy/health/..`, Content-Length 50)."""
+    gateway = on_engines(header_timeout_seconds=3, body_timeout_seconds=0.5)
+    ids = []
+    for target, declared, sent in (("/proxy/textproxy/health/..", 2, b"{}"), ("/proxy/textproxy/%2e%2e/v1", 50, b"{}")):
+        head = (
+            f"GET {target} HTTP/1.1\r\nHost: g\r\nAuthorization: Bearer {KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+            sock.sendall(head.encode() + sent)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        reply_head, _, body = data.partition(b"\r\n\r\n")
+        assert reply_head.startswith(b"HTTP/1.1 404"), data[:300]
+        headers = dict(line.split(b": ", 1) for line in reply_head.split(b"\r\n")[1:])
+        assert b"x-costwarden-request-id" in headers, data[:300]
+        assert orjson.loads(body)["error"]["code"] == "not_found"
+        ids.append(headers[b"x-costwarden-request-id"].decode())
+    records = {r.request_id: r for r in ledger.wait_for(gateway.ledger, 2, timeout=20)}
+    assert all(records[i].status == 404 and records[i].error_code == "not_found" for i in ids)

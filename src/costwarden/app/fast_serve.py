@@ -22,12 +22,11 @@ from costwarden.app.asgi import CostwardenASGI
 from costwarden.app.fast_bridge import Receive, Send, asgi_scope
 from costwarden.app.fast_channel import FastChannel
 from costwarden.app.fast_http import FastServer, Limits, Request
-from costwarden.app.gateway import GatewayApp, classify, prefix_protocol
+from costwarden.app.gateway import GatewayApp, classify, prefix_protocol, unserved
 from costwarden.app.http_guard import guarded_protocol
 from costwarden.app.local import Probe, probe_answers
 from costwarden.app.worker_metrics import WorkerSlot
 from costwarden.config.models import Config
-from costwarden.domain.record import Protocol
 from costwarden.protocols.errors import GatewayError
 from costwarden.protocols.render import error_payload
 from costwarden.protocols.request_limits import head_problem
@@ -81,19 +80,24 @@ class FastGateway:
                      "query_string": request.query, "headers": request.headers}  # fmt: skip
             await handler(scope, Send(channel))
             return
-        if self._admin_port is None and (shape is Protocol.HTTP or self._gateway.is_batch(path)):
+        refusal = unserved(request.method, path)
+        if self._admin_port is None and (refusal is None or self._gateway.is_batch(path)):
             await self._gateway(asgi_scope(request), Receive(request), Send(channel, request))
             return
-        where = f"no endpoint at {request.method} {path[:200]}"
+        if refusal is None:
+            where = f"no endpoint at {request.method} {path[:200]}"
+        else:
+            shape, missing = refusal
+            where = missing.message
         if self._admin_port is not None:
             where += f" on the inference port; the admin API, dashboard and Batch API are on port {self._admin_port}"
-        missing = GatewayError(404, "not_found", where)
-        if shape is Protocol.HTTP:
-            await channel.whole(404, [_JSON], error_payload(shape, missing))
+        refused = GatewayError(404, "not_found", where)
+        if refusal is None:
+            await channel.whole(404, [_JSON], error_payload(shape, refused))
             return
         query, headers = request.query, request.headers
         exchange = self._gateway.new_exchange(request.method, path, query, headers, shape, "unknown", request.path)
-        await self._gateway.refuse(exchange, channel, missing, close=not request.complete)
+        await self._gateway.refuse(exchange, channel, refused, close=not request.complete)
 
 
 class BothServer(uvicorn.Server):

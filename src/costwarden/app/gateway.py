@@ -60,6 +60,18 @@ def classify(method: str, path: str) -> tuple[Protocol, str] | None:
     return None
 
 
+def unserved(method: str, path: str) -> tuple[Protocol, GatewayError] | None:
+    """The recorded 404 of a path that `classify` does not take but that lies under an inference
+    prefix, in that protocol's shape: a `/v1` or `/v2` path no endpoint serves, a `/proxy/` path with
+    a `.` or `..` segment (no route: it could climb out of its upstream's base path). None: not the
+    chain's to answer (the gateway's own paths, the admin app's)."""
+    where = f"no endpoint at {method} {path[:200]}"
+    if path.startswith("/proxy/"):
+        return Protocol.HTTP, GatewayError(404, "not_found", f"{where}: a /proxy/ path has no `.` or `..` segment")
+    shape = prefix_protocol(path)
+    return None if shape is Protocol.HTTP else (shape, GatewayError(404, "not_found", where))
+
+
 def scope_raw_path(scope: Scope) -> str | None:
     """The path of an ASGI scope as the client sent it (`raw_path`, without a query some clients
     leave in it), or None when the server gave none."""
@@ -156,13 +168,14 @@ class GatewayApp:
                 return
             handler = self._local.get(path)
             shape = prefix_protocol(path)
-            if problem is None and handler is None and shape is not Protocol.HTTP:
+            refusal = unserved(method, path) if problem is None and handler is None else None
+            if refusal is not None:
                 # Not the admin app's to answer: an OpenAI or V2 client parses only its own shape,
                 # and the refusal is recorded like any other.
-                missing = GatewayError(404, "not_found", f"no endpoint at {method} {path[:200]}")
+                shape, refused = refusal
                 query = scope.get("query_string", b"")
                 exchange = self.new_exchange(method, path, query, scope["headers"], shape, "unknown", raw or "")
-                await self._refuse(exchange, ClientChannel(send), missing, close=True)
+                await self._refuse(exchange, ClientChannel(send), refused, close=True)
                 return
             if problem is not None:
                 body = error_payload(shape, problem)
